@@ -1,0 +1,68 @@
+"""gemimg_jupyter: Gemini image generation from Jupyter.
+
+``%load_ext gemimg_jupyter`` registers the ``%%gemimg`` cell magic and the
+``%gemimg`` line magic. The same engine is a plain Python API::
+
+    import gemimg_jupyter as gi
+    res = gi.generate("a paper-cut fox", size="16:9")
+    grid = gi.sweep("a paper-cut fox", temperature=[0.2, 0.8], size=["1:1", "16:9"])
+
+Imports are lazy: importing the package does not import IPython or ipywidgets.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Settings": "settings",
+    "RetryPolicy": "settings",
+    "GenerationParams": "models",
+    "MODELS": "models",
+    "Session": "session",
+    "Result": "session",
+    "SweepResult": "session",
+    "generate": "session",
+    "sweep": "session",
+    "get_session": "session",
+    "Panel": "widgets",
+    "errors": "errors",
+}
+
+__all__ = [*sorted(_LAZY), "__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import errors
+    from .models import MODELS, GenerationParams
+    from .session import Result, Session, SweepResult, generate, get_session, sweep
+    from .settings import RetryPolicy, Settings
+    from .widgets import Panel
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gemimg_jupyter' has no attribute {name!r}")
+    mod = importlib.import_module(f".{module}", __name__)
+    return mod if name == module else getattr(mod, name)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Called by ``%load_ext gemimg_jupyter``."""
+    from .magics import load_ipython_extension as _load
+
+    _load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Called by ``%unload_ext gemimg_jupyter``: stops the job runner cleanly."""
+    from .magics import unload_ipython_extension as _unload
+
+    _unload(ipython)

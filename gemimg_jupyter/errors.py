@@ -1,0 +1,239 @@
+"""One error tree for everything gemimg_jupyter raises.
+
+::
+
+    GemimgError
+    ├── ConfigError                  missing key for the real backend, bad setting
+    ├── ValidationError              a parameter the model does not accept (before any request)
+    │   └── BudgetExceededError      the work would exceed ``max_cost_usd``
+    ├── APIError                     status, code, message, request id; never the key
+    │   ├── BadRequestError 400/422  ├── AuthenticationError 401
+    │   ├── InsufficientQuotaError 402
+    │   ├── NotFoundError 404        ├── RateLimitError 429
+    │   └── ServerError 5xx (HTML bodies too)
+    ├── APIConnectionError
+    │   └── APITimeoutError
+    ├── InvalidImageError            downloaded bytes are not a usable image
+    └── JobError
+        ├── TaskFailedError          the server said ``failed``
+        ├── TaskExpiredError         the result URL expired before download
+        ├── JobTimeoutError          our own deadline passed (the task may still finish)
+        └── JobCancelled
+
+Every message passes through :func:`redact`, so a secret registered with
+:func:`register_secret` (the API key) can never appear in ``str(err)``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "ConfigError",
+    "GemimgError",
+    "InsufficientQuotaError",
+    "InvalidImageError",
+    "JobCancelled",
+    "JobError",
+    "JobTimeoutError",
+    "NotFoundError",
+    "RateLimitError",
+    "ServerError",
+    "TaskExpiredError",
+    "TaskFailedError",
+    "ValidationError",
+    "redact",
+    "register_secret",
+]
+
+_SECRETS: set[str] = set()
+_SECRETS_LOCK = threading.Lock()
+_MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that :func:`redact` removes it from any text."""
+    if value and len(value) >= 4:
+        with _SECRETS_LOCK:
+            _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """Return *text* with every registered secret replaced by ``***``."""
+    if not _SECRETS:
+        return text
+    with _SECRETS_LOCK:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, _MASK)
+    return text
+
+
+class GemimgError(Exception):
+    """Base class of every error raised by gemimg_jupyter."""
+
+    def __init__(self, message: str) -> None:
+        message = redact(str(message))
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.__dict__))
+
+
+def _rebuild(cls: type[GemimgError], state: dict[str, Any]) -> GemimgError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, state.get("message", ""))
+    err.__dict__.update(state)
+    return err
+
+
+class ConfigError(GemimgError):
+    """A setting is missing or wrong (for example no API key for the real backend)."""
+
+
+class ValidationError(GemimgError, ValueError):
+    """A parameter that the model does not accept; raised before any request."""
+
+    def __init__(self, field: str, value: object, allowed: str, *, detail: str = "") -> None:
+        shown = _short_repr(value)
+        msg = detail or f"{field} {shown} is not allowed; {allowed}"
+        super().__init__(msg)
+        self.field = field
+        self.value = shown
+        self.allowed = allowed
+
+
+class BudgetExceededError(ValidationError):
+    """The requested work would take spending past ``max_cost_usd``."""
+
+    def __init__(self, estimate_usd: float, spent_usd: float, budget_usd: float) -> None:
+        super().__init__(
+            "max_cost_usd",
+            budget_usd,
+            "",
+            detail=(
+                f"this would cost about ${estimate_usd:.2f} on top of ${spent_usd:.2f} spent, "
+                f"over the budget of ${budget_usd:.2f}; raise max_cost_usd or ask for less"
+            ),
+        )
+        self.estimate_usd = estimate_usd
+        self.spent_usd = spent_usd
+        self.budget_usd = budget_usd
+
+
+class APIError(GemimgError):
+    """The gateway answered with an error.
+
+    Attributes
+    ----------
+    status_code : int or None
+        HTTP status, ``None`` for errors found in a 200 body.
+    code : str or None
+        ``error.code`` from the body (an int code is turned into a string).
+    request_id : str or None
+        The gateway's request id header, when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.error_type = error_type
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code!r}, code={self.code!r}, message={self.message!r})"
+
+
+class BadRequestError(APIError):
+    """400 or 422: the gateway refused the request; fix it before retrying."""
+
+
+class AuthenticationError(APIError):
+    """401: the key is missing, wrong or revoked."""
+
+
+class InsufficientQuotaError(APIError):
+    """402: the account balance is too low."""
+
+
+class NotFoundError(APIError):
+    """404: unknown task, file or model."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests; ``retry_after`` says how long the gateway asked to wait."""
+
+
+class ServerError(APIError):
+    """5xx from the gateway or the edge in front of it (bodies may be HTML)."""
+
+
+class APIConnectionError(GemimgError):
+    """The gateway could not be reached, or the connection broke."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The gateway did not answer in time."""
+
+
+class InvalidImageError(GemimgError):
+    """Downloaded or supplied bytes are not an image we can use."""
+
+
+class JobError(GemimgError):
+    """A job did not produce its image."""
+
+    def __init__(self, message: str, *, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class TaskFailedError(JobError):
+    """The gateway reported the task as ``failed`` (a failed task is refunded)."""
+
+    def __init__(self, message: str, *, task_id: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, task_id=task_id)
+        self.code = code
+
+
+class TaskExpiredError(JobError):
+    """The result URL expired before the image was downloaded."""
+
+
+class JobTimeoutError(JobError):
+    """The local deadline passed; the task stays in the ledger for ``resume``."""
+
+
+class JobCancelled(JobError):
+    """The job was cancelled before it produced an image."""
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, str) else repr(value)
+    text = redact(text)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text

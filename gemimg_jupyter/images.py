@@ -1,0 +1,192 @@
+"""Pillow helpers: load references, verify downloads, thumbnails, PNG provenance.
+
+Pure functions over bytes and ``PIL.Image``; no I/O besides reading a
+reference file the caller named.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, PngImagePlugin
+
+from .errors import InvalidImageError, ValidationError
+from .models import MAX_REF_BYTES, ReferenceImage
+
+__all__ = [
+    "MAX_IMAGE_PIXELS",
+    "PROVENANCE_KEY",
+    "decode_image",
+    "load_reference",
+    "png_bytes",
+    "png_with_provenance",
+    "read_provenance",
+    "thumbnail",
+]
+
+#: Refuse images above this many pixels (a decompression bomb guard; 4K 21:9 is ~11 Mpx).
+MAX_IMAGE_PIXELS = 64_000_000
+PROVENANCE_KEY = "gemimg"
+_FORMAT_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
+
+
+def _open_checked(data: bytes, *, what: str) -> Image.Image:
+    """Open and fully decode ``data``; bombs, truncation and garbage all raise."""
+    if not data:
+        raise InvalidImageError(f"{what} is empty (0 bytes)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            probe = Image.open(io.BytesIO(data))
+            w, h = probe.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise InvalidImageError(f"{what} is {w}×{h} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel safety limit")
+            probe.verify()
+            img = Image.open(io.BytesIO(data))
+            img.load()
+        except InvalidImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InvalidImageError(f"{what} is too large to decode safely ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for bad bytes
+            raise InvalidImageError(f"{what} is not a readable image ({type(exc).__name__})") from None
+    return img
+
+
+def decode_image(data: bytes, *, what: str = "downloaded image", expected: tuple[int, int] | None = None) -> Image.Image:
+    """Decode bytes into a loaded image, or raise :class:`InvalidImageError`.
+
+    ``expected`` is the pixel size the request implies; a result far from it
+    (less than a quarter of the area) is treated as corrupt.
+    """
+    img = _open_checked(data, what=what)
+    if img.width < 16 or img.height < 16:
+        raise InvalidImageError(f"{what} is only {img.width}×{img.height} pixels")
+    if expected is not None:
+        ew, eh = expected
+        if img.width * img.height * 4 < ew * eh:
+            raise InvalidImageError(f"{what} is {img.width}×{img.height}, far from the expected {ew}×{eh}")
+    return img
+
+
+def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES) -> ReferenceImage:
+    """Turn a path, URL, bytes or PIL image into a :class:`ReferenceImage`.
+
+    Files are checked for existence, size and real image content (a text file
+    named ``.png`` is refused); the model's count and format limits are
+    checked later, by :func:`~.models.validate_references`.
+    """
+    if isinstance(source, ReferenceImage):
+        return source
+    if isinstance(source, str) and source.strip().lower().startswith(("http://", "https://")):
+        return ReferenceImage.from_url(source.strip())
+    if isinstance(source, str) and source.strip().lower().startswith("data:"):
+        raise ValidationError("reference", source[:30], "", detail="data: URIs are not accepted; pass a file path or bytes")
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ValidationError("reference", str(source), "", detail=f"reference file {str(source)!r} does not exist")
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ValidationError(
+                "reference",
+                path.name,
+                "",
+                detail=f"reference {path.name!r} is {size / 1024 / 1024:.1f} MB; the limit is {max_bytes // 1024 // 1024} MB",
+            )
+        return _from_bytes(path.read_bytes(), path.name, max_bytes)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _from_bytes(bytes(source), "bytes", max_bytes)
+    if isinstance(source, Image.Image):
+        buf = io.BytesIO()
+        source.save(buf, format="PNG")
+        return _from_bytes(buf.getvalue(), "PIL image", max_bytes)
+    raise ValidationError(
+        "reference",
+        source,
+        "",
+        detail=f"a reference must be a file path, URL, bytes or PIL image, not {type(source).__name__}",
+    )
+
+
+def _from_bytes(data: bytes, name: str, max_bytes: int) -> ReferenceImage:
+    if len(data) > max_bytes:
+        raise ValidationError(
+            "reference",
+            name,
+            "",
+            detail=f"reference {name!r} is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_bytes // 1024 // 1024} MB",
+        )
+    try:
+        img = _open_checked(data, what=f"reference {name!r}")
+    except InvalidImageError as exc:
+        raise ValidationError("reference", name, "", detail=f"{exc}; use a JPEG, PNG or WebP image") from None
+    fmt = (img.format or "").upper()
+    return ReferenceImage(
+        sha256=hashlib.sha256(data).hexdigest(),
+        name=name,
+        data=data,
+        mime=_FORMAT_MIME.get(fmt),
+        format=fmt.lower() or None,
+    )
+
+
+def thumbnail(img: Image.Image, long_side: int = 320) -> Image.Image:
+    """A copy no larger than ``long_side`` on its long side, in RGB."""
+    thumb = img.convert("RGB") if img.mode != "RGB" else img.copy()
+    thumb.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    return thumb
+
+
+def png_bytes(img: Image.Image, *, optimize: bool = False) -> bytes:
+    """Encode an image as PNG bytes."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=optimize)
+    return buf.getvalue()
+
+
+def a1111_parameters(prov: Mapping[str, Any]) -> str:
+    """An A1111-style ``parameters`` text, which many image viewers show."""
+    params = prov.get("params", {})
+    parts = [
+        f"Model: {params.get('model')}",
+        f"Size: {params.get('size')}",
+        f"Resolution: {params.get('resolution')}",
+    ]
+    if params.get("temperature") is not None:
+        parts.append(f"Temperature: {params.get('temperature')}")
+    if params.get("top_p") is not None:
+        parts.append(f"Top P: {params.get('top_p')}")
+    if prov.get("task_id"):
+        parts.append(f"Task: {prov.get('task_id')}")
+    if params.get("references"):
+        parts.append(f"References: {len(params['references'])}")
+    return f"{params.get('prompt', '')}\n" + ", ".join(parts)
+
+
+def png_with_provenance(img: Image.Image, provenance: Mapping[str, Any]) -> bytes:
+    """PNG bytes carrying ``provenance`` as JSON (``gemimg`` iTXt) and A1111 ``parameters``."""
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str))
+    info.add_itxt("parameters", a1111_parameters(provenance))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
+def read_provenance(source: str | os.PathLike[str] | bytes) -> dict[str, Any]:
+    """Read the provenance JSON back from a PNG file or bytes (``{}`` if absent)."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    with Image.open(io.BytesIO(data)) as img:
+        text = img.info.get(PROVENANCE_KEY) or getattr(img, "text", {}).get(PROVENANCE_KEY)
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}

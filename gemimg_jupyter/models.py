@@ -1,0 +1,484 @@
+"""Model capabilities, generation parameters and their validation, task states.
+
+The registry restates what the ToAPIs pages document for each Gemini image
+model; :class:`GenerationParams` is checked against it before anything is sent
+or paid for. Every violation is a one-line :class:`~.errors.ValidationError`
+naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import ValidationError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MAX_PROMPT_CHARS",
+    "MODELS",
+    "PIXELS_1K",
+    "GenerationParams",
+    "JobState",
+    "ModelSpec",
+    "ReferenceImage",
+    "TaskStatus",
+    "get_model",
+    "pixel_size",
+]
+
+DEFAULT_MODEL = "gemini-2.5-flash-image-official"
+MAX_PROMPT_CHARS = 32_000
+MAX_REF_BYTES = 10 * 1024 * 1024
+REF_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp")
+
+#: Output pixel sizes at 1K per aspect ratio (Google's table); 2K doubles, 4K quadruples.
+PIXELS_1K: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1184),
+    "4:3": (1184, 864),
+    "4:5": (896, 1152),
+    "5:4": (1152, 896),
+    "9:16": (768, 1344),
+    "16:9": (1344, 768),
+    "21:9": (1536, 672),
+    # only the 3.1 Flash tiers accept these
+    "1:4": (512, 2048),
+    "4:1": (2048, 512),
+    "1:8": (384, 3072),
+    "8:1": (3072, 384),
+}
+_RES_SCALE = {"0.5K": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
+
+_TEN_RATIOS = ("1:1", "3:2", "2:3", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one model accepts, as documented by the gateway.
+
+    ``sampling`` says whether ``temperature``/``topP`` go in ``metadata``;
+    ``sends_resolution`` whether ``metadata.resolution`` is sent at all.
+    ``price_usd`` is per request, ``None`` where no price is published.
+    """
+
+    id: str
+    label: str
+    sizes: tuple[str, ...]
+    resolutions: tuple[str, ...] = ("1K",)
+    default_resolution: str = "1K"
+    max_refs: int = 3
+    max_ref_bytes: int = MAX_REF_BYTES
+    ref_formats: tuple[str, ...] = REF_FORMATS
+    sampling: bool = False
+    sends_resolution: bool = False
+    price_usd: float | None = None
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def metadata_fields(self) -> tuple[str, ...]:
+        """The ``metadata`` keys this model is sent."""
+        fields: list[str] = []
+        if self.sampling:
+            fields += ["temperature", "topP"]
+        if self.sends_resolution:
+            fields.append("resolution")
+        return tuple(fields)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec(
+            id="gemini-2.5-flash-image-official",
+            label="Gemini 2.5 Flash Image (official, Vertex)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K",),
+            max_refs=3,
+            sampling=True,
+            price_usd=0.0488,
+            aliases=("nano-banana-official",),
+            note="1K-class model: 2K and 4K are not available",
+        ),
+        ModelSpec(
+            id="gemini-2.5-flash-image-preview",
+            label="Gemini 2.5 Flash Image (preview)",
+            sizes=("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"),
+            resolutions=("1K",),
+            max_refs=14,
+            sends_resolution=True,
+            price_usd=0.012,
+            aliases=("nano-banana",),
+        ),
+        ModelSpec(
+            id="gemini-3-pro-image-preview",
+            label="Gemini 3 Pro Image (preview)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K", "2K", "4K"),
+            max_refs=6,
+            sends_resolution=True,
+            price_usd=None,
+            aliases=("nano-banana-pro",),
+            note="no published price",
+        ),
+        ModelSpec(
+            id="gemini-3.1-flash-image-preview",
+            label="Gemini 3.1 Flash Image (preview)",
+            sizes=(*_TEN_RATIOS, "1:4", "4:1", "1:8", "8:1"),
+            resolutions=("0.5K", "1K", "2K", "4K"),
+            max_refs=6,
+            sends_resolution=True,
+            price_usd=0.025,
+            note="price published for 1K; 4K costs more",
+        ),
+    )
+}
+_ALIASES = {alias: spec.id for spec in MODELS.values() for alias in spec.aliases}
+
+
+def get_model(name: str | None) -> ModelSpec:
+    """Look a model up by id or alias; unknown names list the known ones."""
+    key = (name or DEFAULT_MODEL).strip()
+    key = _ALIASES.get(key, key)
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise ValidationError("model", name, f"use one of {', '.join(MODELS)}") from None
+
+
+def pixel_size(size: str, resolution: str = "1K") -> tuple[int, int]:
+    """Pixel width and height for an aspect ratio at a resolution."""
+    w, h = PIXELS_1K[size]
+    scale = _RES_SCALE[resolution]
+    return round(w * scale), round(h * scale)
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """A reference image: its bytes (uploaded once per hash) or a public URL.
+
+    ``sha256`` identifies the content (for URLs, the URL text), and is what the
+    request key and provenance record.
+    """
+
+    sha256: str
+    name: str
+    data: bytes | None = field(default=None, repr=False)
+    url: str | None = None
+    mime: str | None = None
+    format: str | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of content (0 for URLs, which the gateway fetches itself)."""
+        return len(self.data) if self.data is not None else 0
+
+    @classmethod
+    def from_url(cls, url: str) -> ReferenceImage:
+        """A reference the gateway downloads itself."""
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return cls(sha256=digest, name=url.rsplit("/", 1)[-1][:60] or url[:60], url=url)
+
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """One image request, validated against its model.
+
+    Build it with :meth:`create`, which fills defaults and raises
+    :class:`ValidationError` for anything the model does not accept.
+    ``temperature``/``top_p`` are ``None`` for models without sampling controls.
+    """
+
+    prompt: str
+    model: str = DEFAULT_MODEL
+    size: str = "1:1"
+    resolution: str = "1K"
+    temperature: float | None = 0.8
+    top_p: float | None = 0.95
+    references: tuple[ReferenceImage, ...] = ()
+
+    @classmethod
+    def create(
+        cls,
+        prompt: str,
+        *,
+        model: str | None = None,
+        size: str | None = None,
+        resolution: str | None = None,
+        temperature: float | str | None = None,
+        top_p: float | str | None = None,
+        references: Sequence[ReferenceImage] = (),
+        defaults: Mapping[str, Any] | None = None,
+    ) -> GenerationParams:
+        """Fill defaults and validate.
+
+        Explicit values are checked strictly; ``defaults`` (for example the
+        magic's ``%config`` traits) are applied only where the model takes them.
+        """
+        d = dict(defaults or {})
+        spec = get_model(model if model is not None else d.get("model"))
+        text = validate_prompt(prompt)
+        size_v = validate_size(spec, size if size is not None else d.get("size", "1:1"))
+        res_default = d.get("resolution") or spec.default_resolution
+        if resolution is None and res_default not in spec.resolutions:
+            res_default = spec.default_resolution
+        res_v = validate_resolution(spec, resolution if resolution is not None else res_default)
+        temp_v = _sampling(spec, "temperature", temperature, d.get("temperature", 0.8), 0.0, 2.0)
+        top_v = _sampling(spec, "top_p", top_p, d.get("top_p", 0.95), 0.0, 1.0)
+        refs = validate_references(spec, references)
+        return cls(text, spec.id, size_v, res_v, temp_v, top_v, refs)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's capabilities."""
+        return get_model(self.model)
+
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        """Expected output size in pixels."""
+        return pixel_size(self.size, self.resolution)
+
+    @property
+    def price_usd(self) -> float | None:
+        """Price of one request, where published."""
+        return self.spec.price_usd
+
+    def with_(self, **changes: Any) -> GenerationParams:
+        """A re-validated copy with ``changes`` applied (used by sweeps)."""
+        merged = replace(self, **changes)
+        return GenerationParams.create(
+            merged.prompt,
+            model=merged.model,
+            size=merged.size,
+            resolution=merged.resolution,
+            temperature=merged.temperature,
+            top_p=merged.top_p,
+            references=merged.references,
+        )
+
+    def cache_key(self, repeat: int = 0) -> str:
+        """Hash of everything that shapes the image, plus the repeat index."""
+        payload = self.describe()
+        payload["repeat"] = repeat
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        """Plain-data description (for provenance, display metadata and keys)."""
+        return {
+            "model": self.model,
+            "prompt": self.prompt,
+            "size": self.size,
+            "resolution": self.resolution,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "references": [r.sha256 for r in self.references],
+        }
+
+    def request_body(self, image_urls: Sequence[str] = (), client_business_id: str | None = None) -> dict[str, Any]:
+        """The JSON body for ``POST /v1/images/generations``."""
+        spec = self.spec
+        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt, "size": self.size, "n": 1}
+        if image_urls:
+            body["image_urls"] = list(image_urls)
+        if client_business_id:
+            body["client_business_id"] = client_business_id
+        meta: dict[str, Any] = {}
+        if spec.sampling:
+            meta["temperature"] = self.temperature
+            meta["topP"] = self.top_p
+        if spec.sends_resolution:
+            meta["resolution"] = self.resolution
+        if meta:
+            body["metadata"] = meta
+        return body
+
+
+def validate_prompt(prompt: object) -> str:
+    """A non-empty prompt of printable text within the length limit."""
+    if not isinstance(prompt, str):
+        raise ValidationError("prompt", prompt, "give the prompt as text")
+    text = prompt.strip()
+    if not text:
+        raise ValidationError("prompt", prompt, "", detail="prompt is empty; write what the image should show")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ValidationError(
+            "prompt",
+            "",
+            "",
+            detail=f"prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}, shorten it",
+        )
+    bad = [c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127]
+    if bad:
+        raise ValidationError(
+            "prompt",
+            "",
+            "",
+            detail=f"prompt contains a control character ({bad[0]!r}); remove it",
+        )
+    return text
+
+
+def validate_size(spec: ModelSpec, size: object) -> str:
+    """An aspect ratio the model accepts (``16x9`` is read as ``16:9``)."""
+    text = str(size).strip().replace("x", ":").replace("X", ":") if isinstance(size, str) else size
+    if text not in spec.sizes:
+        raise ValidationError(
+            "size",
+            size,
+            "",
+            detail=f"size {size!r} is not supported by {spec.id}; use one of {', '.join(spec.sizes)}",
+        )
+    return str(text)
+
+
+def validate_resolution(spec: ModelSpec, resolution: object) -> str:
+    """A resolution the model accepts (case-insensitive: ``2k`` is ``2K``)."""
+    text = str(resolution).strip().upper() if isinstance(resolution, str) else resolution
+    if text not in spec.resolutions:
+        extra = f" ({spec.note})" if spec.note and len(spec.resolutions) == 1 else ""
+        raise ValidationError(
+            "resolution",
+            resolution,
+            "",
+            detail=(
+                f"resolution {resolution!r} is not supported by {spec.id}{extra}; "
+                f"use {' or '.join(spec.resolutions)}"
+            ),
+        )
+    return str(text)
+
+
+def _number(name: str, value: object, lo: float, hi: float) -> float:
+    if isinstance(value, bool):
+        raise ValidationError(name, value, f"use a number from {lo:g} to {hi:g}")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(name, value, f"use a number from {lo:g} to {hi:g}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise ValidationError(name, value, f"use a number from {lo:g} to {hi:g}")
+    return round(number, 6)
+
+
+def _sampling(spec: ModelSpec, name: str, explicit: object, default: object, lo: float, hi: float) -> float | None:
+    if not spec.sampling:
+        if explicit is not None:
+            raise ValidationError(
+                name,
+                explicit,
+                "",
+                detail=f"{name} is not supported by {spec.id} (it takes no sampling controls); leave it out",
+            )
+        return None
+    return _number(name, explicit if explicit is not None else default, lo, hi)
+
+
+def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -> tuple[ReferenceImage, ...]:
+    """Count, size and format of reference images against the model's limits."""
+    refs = tuple(references)
+    if len(refs) > spec.max_refs:
+        raise ValidationError(
+            "references",
+            len(refs),
+            "",
+            detail=f"{len(refs)} reference images given; {spec.id} accepts at most {spec.max_refs}",
+        )
+    for ref in refs:
+        if ref.data is not None and ref.size_bytes > spec.max_ref_bytes:
+            mb = ref.size_bytes / 1024 / 1024
+            raise ValidationError(
+                "reference",
+                ref.name,
+                "",
+                detail=(
+                    f"reference {ref.name!r} is {mb:.1f} MB; the limit is "
+                    f"{spec.max_ref_bytes // 1024 // 1024} MB, shrink or re-encode it"
+                ),
+            )
+        if ref.data is not None and ref.format not in spec.ref_formats:
+            raise ValidationError(
+                "reference",
+                ref.name,
+                "",
+                detail=(
+                    f"reference {ref.name!r} is {ref.format or 'not an image'}; "
+                    f"use {', '.join(f.upper() for f in spec.ref_formats)}"
+                ),
+            )
+    return refs
+
+
+class JobState(str, enum.Enum):
+    """Where one job is. Terminal states are ``done``, ``cached``, ``failed``,
+    ``expired``, ``timeout`` and ``cancelled``."""
+
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    IN_PROGRESS = "in_progress"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    CACHED = "cached"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job will not change by itself any more."""
+        return self in _TERMINAL
+
+    @property
+    def has_image(self) -> bool:
+        """True for ``done`` and ``cached``."""
+        return self in (JobState.DONE, JobState.CACHED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL = frozenset(
+    {JobState.DONE, JobState.CACHED, JobState.FAILED, JobState.EXPIRED, JobState.TIMEOUT, JobState.CANCELLED}
+)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One parsed answer of the task status endpoint (or of submit).
+
+    ``status`` is normalised to ``queued``, ``in_progress``, ``completed`` or
+    ``failed`` (``submitted`` is read as ``queued``).
+    """
+
+    id: str
+    status: str
+    progress: int = 0
+    model: str | None = None
+    created_at: int | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    client_business_id: str | None = None
+    billing_status: str | None = None
+    cost_usd: float | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        """``completed`` or ``failed``."""
+        return self.status in ("completed", "failed")
