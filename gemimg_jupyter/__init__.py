@@ -35,11 +35,11 @@ _LAZY = {
 __all__ = [*sorted(_LAZY), "__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import errors
-    from .models import MODELS, GenerationParams
-    from .session import Result, Session, SweepResult, generate, get_session, sweep
-    from .settings import RetryPolicy, Settings
-    from .widgets import Panel
+    from . import errors  # noqa: F401
+    from .models import MODELS, GenerationParams  # noqa: F401
+    from .session import Result, Session, SweepResult, generate, get_session, sweep  # noqa: F401
+    from .settings import RetryPolicy, Settings  # noqa: F401
+    from .widgets import Panel  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

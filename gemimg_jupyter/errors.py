@@ -232,7 +232,7 @@ class JobCancelled(JobError):
 
 
 def _short_repr(value: object, limit: int = 60) -> str:
-    text = repr(value) if not isinstance(value, str) else repr(value)
+    text = repr(value)
     text = redact(text)
     if len(text) > limit:
         text = text[: limit - 1] + "…"

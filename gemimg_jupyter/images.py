@@ -60,7 +60,9 @@ def _open_checked(data: bytes, *, what: str) -> Image.Image:
     return img
 
 
-def decode_image(data: bytes, *, what: str = "downloaded image", expected: tuple[int, int] | None = None) -> Image.Image:
+def decode_image(
+    data: bytes, *, what: str = "downloaded image", expected: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode bytes into a loaded image, or raise :class:`InvalidImageError`.
 
     ``expected`` is the pixel size the request implies; a result far from it
@@ -88,7 +90,9 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES) -> Referen
     if isinstance(source, str) and source.strip().lower().startswith(("http://", "https://")):
         return ReferenceImage.from_url(source.strip())
     if isinstance(source, str) and source.strip().lower().startswith("data:"):
-        raise ValidationError("reference", source[:30], "", detail="data: URIs are not accepted; pass a file path or bytes")
+        raise ValidationError(
+            "reference", source[:30], "", detail="data: URIs are not accepted; pass a file path or bytes"
+        )
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.is_file():

@@ -353,8 +353,7 @@ def validate_resolution(spec: ModelSpec, resolution: object) -> str:
             resolution,
             "",
             detail=(
-                f"resolution {resolution!r} is not supported by {spec.id}{extra}; "
-                f"use {' or '.join(spec.resolutions)}"
+                f"resolution {resolution!r} is not supported by {spec.id}{extra}; use {' or '.join(spec.resolutions)}"
             ),
         )
     return str(text)

@@ -126,8 +126,9 @@ class Settings:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
         if self.max_cost_usd is not None and self.max_cost_usd < 0:
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
-        if isinstance(self.api_key, str):  # accept a plain string, store it masked
-            object.__setattr__(self, "api_key", Secret(self.api_key) if self.api_key else None)
+        key: object = self.api_key
+        if isinstance(key, str):  # accept a plain string, store it masked
+            object.__setattr__(self, "api_key", Secret(key) if key else None)
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
     @classmethod
