@@ -1,0 +1,76 @@
+"""Shared fixtures: a simulator on loopback, isolated output directories, sessions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gemimg_jupyter.settings import RetryPolicy, Settings
+
+#: A key that is obviously fake; tests scan every artifact for it.
+FAKE_KEY = "sk-test-FAKEKEY-0123456789abcdefXYZ"
+#: Retries that do not slow the suite down (Retry-After is still honoured).
+FAST_RETRY = RetryPolicy(max_tries=6, base=0.05, cap=0.5, jitter=0.1, max_retry_after=5.0)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's key, backend or output directory."""
+    for name in ("TOAPIS_API_KEY", "GEMIMG_BACKEND", "GEMIMG_BASE_URL", "GEMIMG_OUTPUT_DIR", "GEMIMG_MAX_COST_USD"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GEMIMG_OUTPUT_DIR", str(tmp_path / "gemimg_outputs"))
+
+
+@pytest.fixture
+def tmp_output(tmp_path: Path) -> Path:
+    """An empty output directory for one test."""
+    out = tmp_path / "out"
+    out.mkdir()
+    return out
+
+
+@pytest.fixture
+def sim() -> Iterator[object]:
+    """A fresh simulator on 127.0.0.1 with fast, fault-free defaults."""
+    from gemimg_jupyter.sim import SimConfig, SimServer
+
+    server = SimServer(config=SimConfig(latency=(0.15, 0.4), queue_delay=(0.0, 0.05), seed=7))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fast_settings(sim: object, tmp_output: Path) -> Settings:
+    """Settings that point at the ``sim`` fixture with quick polling."""
+    return Settings(
+        backend="sim",
+        base_url=sim.base_url,  # type: ignore[attr-defined]
+        output_dir=tmp_output,
+        retry=FAST_RETRY,
+        poll_first=0.05,
+        poll_min=0.05,
+        poll_max=0.3,
+        job_timeout=30.0,
+    )
+
+
+@pytest.fixture
+def session(fast_settings: Settings) -> Iterator[object]:
+    """A Session on the ``sim`` fixture; closed afterwards."""
+    from gemimg_jupyter.session import Session
+
+    s = Session(fast_settings)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"gemimg tests: chromium {'present' if os.path.exists('/usr/bin/chromium') else 'MISSING (browser tests skip)'}"
