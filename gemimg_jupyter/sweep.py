@@ -1,0 +1,1005 @@
+"""Parameter sweeps: axis specs, their parsing, and the expanded plan (pure).
+
+A sweep varies up to three parameters at once. Each axis is written as
+``NAME=VALUES``::
+
+    temperature=0.2,0.8,1.4        a list
+    temperature=0.2-1.4 [4]        4 evenly spaced values, both ends included
+    top_p=1-0.6 (-0.2)             a step (descending ranges take a negative step)
+    size=1:1,16:9                  aspect ratios (``16x9`` is read as ``16:9``)
+    prompt=fox|cat|owl             search/replace: "fox" in the prompt becomes each value
+    ref=none|a.png|a.png+b.png     reference-image sets (``+`` joins, ``none`` is no reference)
+
+Values are separated by ``,``; when a spec contains ``|`` the separator is
+``|``, and when it contains ``||`` it is ``||`` (for values that contain
+commas or single bars). The first axis runs across (X), the second down (Y),
+the third gives separate grids (Z).
+
+:func:`plan_sweep` expands the axes into one :class:`SweepCell` per request and
+validates every cell against its model (through
+:meth:`~.models.GenerationParams.with_`) before anything is submitted.
+
+Cell order
+----------
+``plan.cells[i].index == i`` and::
+
+    index = ((repeat * nz + z) * ny + y) * nx + x
+
+X varies fastest, then Y, then Z, then the repeat. The first ``nx·ny·nz``
+requests therefore give one sample of every cell (a complete first pass of
+every grid); later repeats add samples to cells that already have one.
+
+This module does no I/O: reference files are turned into
+:class:`~.models.ReferenceImage` objects by the ``resolve_ref`` callable the
+caller injects.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ValidationError
+from .models import GenerationParams, ReferenceImage, get_model
+
+__all__ = [
+    "AXIS_ALIASES",
+    "AXIS_NAMES",
+    "AXIS_TITLES",
+    "DEFAULT_MAX_REQUESTS",
+    "MAX_AXES",
+    "MAX_AXIS_VALUES",
+    "MAX_REPEATS",
+    "Axis",
+    "RefResolver",
+    "SweepCell",
+    "SweepPlan",
+    "axis_from_values",
+    "canonical_axis_name",
+    "expand_range",
+    "format_usd",
+    "parse_axis",
+    "plan_sweep",
+]
+
+#: The parameters a sweep can vary, in their canonical spelling.
+AXIS_NAMES: tuple[str, ...] = ("temperature", "top_p", "size", "resolution", "model", "prompt", "ref")
+
+#: Other spellings accepted for axis names (case-insensitive; ``-`` and ``_`` are alike).
+AXIS_ALIASES: dict[str, str] = {
+    "temp": "temperature",
+    "t": "temperature",
+    "topp": "top_p",
+    "top_p": "top_p",
+    "p": "top_p",
+    "res": "resolution",
+    "s": "size",
+    "ratio": "size",
+    "aspect": "size",
+    "aspect_ratio": "size",
+    "m": "model",
+    "sr": "prompt",
+    "prompt_sr": "prompt",
+    "refs": "ref",
+    "reference": "ref",
+    "references": "ref",
+}
+
+#: How each axis is titled in grid legends.
+AXIS_TITLES: dict[str, str] = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "size": "size",
+    "resolution": "resolution",
+    "model": "model",
+    "prompt": "prompt S/R",
+    "ref": "references",
+}
+
+MAX_AXES = 3
+MAX_REPEATS = 16
+#: No single axis may expand to more values than this (guards ``[1000000]``).
+MAX_AXIS_VALUES = 1000
+DEFAULT_MAX_REQUESTS = 1000
+
+#: Turns one reference token (a path or URL) into a :class:`ReferenceImage`.
+RefResolver = Callable[[str], ReferenceImage]
+
+_BOUNDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+_RESOLUTIONS = ("0.5K", "1K", "2K", "4K")
+_NONE_TOKENS = frozenset({"none", "no", "off", "-", "()"})
+_NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_RANGE_RE = re.compile(
+    rf"^(?P<lo>{_NUM})\s*-\s*(?P<hi>{_NUM})\s*(?:\[(?P<count>[^\]]*)\]|\((?P<step>[^)]*)\))?$",
+)
+_RATIO_RE = re.compile(r"^(\d{1,3})\s*[:xX×]\s*(\d{1,3})$")
+_FLOAT_TOL = 1e-9
+
+
+# ---------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One swept parameter and its values.
+
+    Attributes
+    ----------
+    name : str
+        One of :data:`AXIS_NAMES`.
+    values : tuple
+        The values, already normalised: floats for ``temperature``/``top_p``,
+        ``"16:9"`` for sizes, ``"2K"`` for resolutions, model ids, replacement
+        strings for ``prompt`` (the first is also the search term), and tuples
+        of :class:`~.models.ReferenceImage` for ``ref``.
+    labels : tuple of str
+        Short display strings, one per value (``0.2``, ``16:9``, ``fox``,
+        ``a.png+b.png``, ``none``).
+    """
+
+    name: str
+    values: tuple[Any, ...]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "values", tuple(self.values))
+        object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def title(self) -> str:
+        """The axis title for legends (``prompt S/R`` for the prompt axis)."""
+        return AXIS_TITLES.get(self.name, self.name)
+
+    @property
+    def spec(self) -> str:
+        """The axis written back as ``NAME=VALUES`` (for provenance and logs)."""
+        sep = "|" if self.name in ("prompt", "ref") or any("," in label for label in self.labels) else ","
+        if any(sep in label for label in self.labels):
+            sep = "||"
+        return f"{self.name}={sep.join(self.labels)}"
+
+
+@dataclass(frozen=True)
+class SweepCell:
+    """One request of a sweep: a grid position, a repeat index and its parameters.
+
+    Attributes
+    ----------
+    index : int
+        Position in :attr:`SweepPlan.cells` (see the module docstring for the order).
+    x, y, z : int
+        Value indexes along the X, Y and Z axes (0 where there is no such axis).
+    repeat : int
+        Which sample of this cell (0-based).
+    params : GenerationParams
+        The validated request.
+    values : dict
+        Axis name to this cell's value.
+    labels : dict
+        Axis name to this cell's display label.
+    """
+
+    index: int
+    x: int
+    y: int
+    z: int
+    repeat: int
+    params: GenerationParams
+    values: dict[str, Any] = field(default_factory=dict, hash=False)
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def key(self) -> str:
+        """The store's request key: ``params.cache_key(repeat)``."""
+        return self.params.cache_key(self.repeat)
+
+    @property
+    def position(self) -> tuple[int, int, int]:
+        """``(x, y, z)``: the grid cell, shared by all repeats."""
+        return (self.x, self.y, self.z)
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """The expanded, validated sweep.
+
+    Attributes
+    ----------
+    base : GenerationParams
+        The parameters every cell starts from.
+    axes : tuple of Axis
+        X, Y, Z in that order (zero to three of them).
+    repeats : int
+        Samples per cell.
+    cells : tuple of SweepCell
+        One per request, ordered X fastest, then Y, Z and repeat.
+    """
+
+    base: GenerationParams
+    axes: tuple[Axis, ...]
+    repeats: int
+    cells: tuple[SweepCell, ...]
+
+    @property
+    def n_requests(self) -> int:
+        """Requests the sweep makes (cells × repeats)."""
+        return len(self.cells)
+
+    @property
+    def n_cells(self) -> int:
+        """Distinct parameter combinations (grid cells over all Z grids)."""
+        nx, ny, nz = self.shape
+        return nx * ny * nz
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(nx, ny, nz)``; an absent axis counts as 1."""
+        sizes = [len(axis.values) for axis in self.axes] + [1, 1, 1]
+        return (sizes[0], sizes[1], sizes[2])
+
+    @property
+    def varying(self) -> tuple[str, ...]:
+        """Names of the swept parameters, X first."""
+        return tuple(axis.name for axis in self.axes)
+
+    @property
+    def x_axis(self) -> Axis | None:
+        """The axis across, if any."""
+        return self.axes[0] if self.axes else None
+
+    @property
+    def y_axis(self) -> Axis | None:
+        """The axis down, if any."""
+        return self.axes[1] if len(self.axes) > 1 else None
+
+    @property
+    def z_axis(self) -> Axis | None:
+        """The axis that splits the sweep into separate grids, if any."""
+        return self.axes[2] if len(self.axes) > 2 else None
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """The parameters that are the same in every cell (for the grid header).
+
+        Keys, in order, among ``model``, ``resolution``, ``size``,
+        ``temperature``, ``top_p``, ``references`` (a tuple of names) and
+        ``prompt``. Parameters the model does not take (``None``) and an
+        empty reference list are left out.
+        """
+        out: dict[str, Any] = {}
+        params = [cell.params for cell in self.cells] or [self.base]
+        first = params[0]
+        for name in ("model", "resolution", "size", "temperature", "top_p", "references", "prompt"):
+            if name == "references":
+                shas = {tuple(r.sha256 for r in p.references) for p in params}
+                if len(shas) == 1 and first.references:
+                    out[name] = tuple(r.name for r in first.references)
+                continue
+            value = getattr(first, name)
+            if value is None or any(getattr(p, name) != value for p in params):
+                continue
+            out[name] = value
+        return out
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every cell's request key, in cell order."""
+        return tuple(cell.key for cell in self.cells)
+
+    def cells_at(self, z: int = 0) -> tuple[SweepCell, ...]:
+        """The cells of one Z grid, in cell order."""
+        return tuple(cell for cell in self.cells if cell.z == z)
+
+    def cell_at(self, x: int = 0, y: int = 0, z: int = 0, repeat: int = 0) -> SweepCell:
+        """The cell at a grid position and repeat (computed from the cell order)."""
+        nx, ny, nz = self.shape
+        if not (0 <= x < nx and 0 <= y < ny and 0 <= z < nz and 0 <= repeat < self.repeats):
+            raise IndexError(f"no cell at x={x}, y={y}, z={z}, repeat={repeat} in a {nx}×{ny}×{nz} sweep")
+        return self.cells[((repeat * nz + z) * ny + y) * nx + x]
+
+    def estimate_usd(self, cached_keys: Collection[str] = ()) -> float | None:
+        """Estimated cost of the requests that are not cached.
+
+        Parameters
+        ----------
+        cached_keys : collection of str
+            Request keys the store already holds; those cost nothing.
+
+        Returns
+        -------
+        float or None
+            The sum of the per-request prices of the uncached cells (a model
+            axis mixes prices), or ``None`` when one of them has no published
+            price. ``0.0`` when everything is cached.
+        """
+        cached = _as_set(cached_keys)
+        total = 0.0
+        for cell in self.cells:
+            if cached and cell.key in cached:
+                continue
+            price = cell.params.price_usd
+            if price is None:
+                return None
+            total += price
+        return total
+
+    def n_cached(self, cached_keys: Collection[str] = ()) -> int:
+        """How many of the requests are already in ``cached_keys``."""
+        cached = _as_set(cached_keys)
+        return sum(1 for cell in self.cells if cell.key in cached) if cached else 0
+
+    def summary(self, cached_keys: Collection[str] = ()) -> str:
+        """One line: ``6 cells × 2 repeats = 12 requests, 0 cached, ≈ $0.59``.
+
+        The cost is the estimate for the uncached requests; when a model has
+        no published price it reads ``cost unknown (… has no published price)``.
+        """
+        cached = _as_set(cached_keys)
+        n = self.n_requests
+        line = (
+            f"{_plural(self.n_cells, 'cell')} × {_plural(self.repeats, 'repeat')} = "
+            f"{_plural(n, 'request')}, {self.n_cached(cached):,} cached, "
+        )
+        cost = self.estimate_usd(cached)
+        if cost is not None:
+            return line + f"≈ {format_usd(cost)}"
+        unpriced = sorted({c.params.model for c in self.cells if c.params.price_usd is None})
+        return line + f"cost unknown ({', '.join(unpriced)} has no published price)"
+
+
+# ---------------------------------------------------------------- axis names
+
+
+def canonical_axis_name(name: str) -> str:
+    """The canonical axis name for ``name`` or one of its aliases.
+
+    Raises
+    ------
+    ValidationError
+        For an unknown name; the message lists the known axes.
+    """
+    key = re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+    if key in AXIS_NAMES:
+        return key
+    if key in AXIS_ALIASES:
+        return AXIS_ALIASES[key]
+    known = ", ".join(AXIS_NAMES)
+    if key == "seed":
+        detail = f"Gemini takes no seed, so seed cannot be swept; use --repeats N for several samples (axes: {known})"
+    else:
+        detail = f"unknown sweep axis {str(name).strip()!r}; use one of {known}"
+    raise ValidationError("sweep", name, "", detail=detail)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def parse_axis(spec: str, *, resolve_ref: RefResolver | None = None) -> Axis:
+    """Parse one ``NAME=VALUES`` sweep spec, as given to ``--sweep``.
+
+    Parameters
+    ----------
+    spec : str
+        For example ``"temperature=0.2-1.4 [4]"``, ``"size=1:1,16:9"`` or
+        ``"prompt=fox|cat|owl"``.
+    resolve_ref : callable, optional
+        Turns a reference token (path or URL) into a
+        :class:`~.models.ReferenceImage`; needed only for the ``ref`` axis.
+
+    Returns
+    -------
+    Axis
+
+    Raises
+    ------
+    ValidationError
+        One line naming the bad part of the spec and what to write instead.
+    """
+    text = str(spec).strip()
+    name_part, eq, values_part = text.partition("=")
+    if not eq or not name_part.strip():
+        raise ValidationError(
+            "sweep",
+            spec,
+            "",
+            detail=f"sweep {text!r} needs NAME=VALUES, e.g. temperature=0.2,0.8,1.4 or size=1:1,16:9",
+        )
+    name = canonical_axis_name(name_part)
+    return _axis_from_tokens(name, _split_values(name, values_part), resolve_ref)
+
+
+def axis_from_values(name: str, values: Sequence[Any] | str, *, resolve_ref: RefResolver | None = None) -> Axis:
+    """Build an axis from Python values (the :func:`gemimg_jupyter.sweep` keyword form).
+
+    Parameters
+    ----------
+    name : str
+        An axis name or alias (``temperature``, ``temp``, ``size``, …).
+    values : sequence or str
+        The values: ``[0.2, 0.8]``, ``["1:1", "16:9"]``, ``["fox", "cat"]``
+        (search/replace with the first), ``[None, "a.png", ["a.png", "b.png"]]``
+        for reference sets. A string is parsed like the part after ``=`` in
+        :func:`parse_axis` (``"0.2-1.4 [4]"``). Strings inside a numeric list
+        may be ranges too.
+    resolve_ref : callable, optional
+        Loads reference files for the ``ref`` axis.
+
+    Returns
+    -------
+    Axis
+    """
+    axis_name = canonical_axis_name(name)
+    if isinstance(values, str):
+        return _axis_from_tokens(axis_name, _split_values(axis_name, values), resolve_ref)
+    if isinstance(values, (bytes, bytearray)) or not isinstance(values, Iterable):
+        raise ValidationError(
+            axis_name,
+            values,
+            "",
+            detail=f"{axis_name} sweep values must be a list, e.g. {axis_name}={_example(axis_name)}",
+        )
+    items = list(values)
+    if not items:
+        raise _no_values(axis_name)
+    pairs: list[tuple[Any, str]] = []
+    for item in items:
+        pairs.extend(_convert_item(axis_name, item, resolve_ref))
+    return _finish_axis(axis_name, pairs)
+
+
+def expand_range(
+    lo: float,
+    hi: float,
+    *,
+    count: int | None = None,
+    step: float | None = None,
+    name: str = "value",
+    text: str = "",
+) -> list[float]:
+    """Expand ``lo-hi [count]`` or ``lo-hi (step)`` into values (rounded to 6 decimals).
+
+    Parameters
+    ----------
+    lo, hi : float
+        The first and last value; ``hi`` may be below ``lo`` (descending).
+    count : int, optional
+        Evenly spaced values including both ends (at least 2).
+    step : float, optional
+        Distance between values; its sign must lead from ``lo`` towards
+        ``hi``. ``hi`` is included when it lies on the step within float
+        tolerance. Exactly one of ``count`` and ``step`` must be given.
+    name, text : str
+        Axis name and the range as written, for error messages.
+
+    Returns
+    -------
+    list of float
+    """
+    shown = text or f"{lo:g}-{hi:g}"
+    if (count is None) == (step is None):
+        raise ValidationError(name, shown, "", detail=f"{name} range {shown!r} needs either a count [N] or a step (+S)")
+    if count is not None:
+        if count < 2:
+            raise ValidationError(
+                name,
+                shown,
+                "",
+                detail=f"{name} range {shown!r} asks for {count} values; a range needs [2] or more, e.g. [4]",
+            )
+        if count > MAX_AXIS_VALUES:
+            raise _too_many_values(name, f"range {shown!r}", count)
+        if lo == hi:
+            raise ValidationError(
+                name, shown, "", detail=f"{name} range {shown!r} starts and ends at {lo:g}; give two different ends"
+            )
+        span = hi - lo
+        out = [_round(lo + span * i / (count - 1)) for i in range(count - 1)]
+        return [*out, _round(hi)]
+    assert step is not None
+    if step == 0 or not math.isfinite(step):
+        raise ValidationError(name, shown, "", detail=f"{name} range {shown!r} has step {step:g}; use a non-zero step")
+    if (hi - lo) * step < 0:
+        better = f"({'-' if step > 0 else '+'}{abs(step):g})"
+        raise ValidationError(
+            name,
+            shown,
+            "",
+            detail=f"{name} range {shown!r} has step {step:+g}, which never reaches {hi:g}; use {better}",
+        )
+    n = math.floor((hi - lo) / step + _FLOAT_TOL) + 1 if hi != lo else 1
+    if n > MAX_AXIS_VALUES:
+        raise _too_many_values(name, f"range {shown!r}", n)
+    out = []
+    for i in range(n):
+        value = lo + i * step
+        # clamp tiny overshoots so the last value never leaves [lo, hi]
+        value = min(value, hi) if step > 0 else max(value, hi)
+        out.append(_round(value))
+    return out
+
+
+def _split_values(name: str, text: str) -> list[str]:
+    raw = text.strip()
+    if not raw:
+        raise _no_values(name)
+    sep = "||" if "||" in raw else "|" if "|" in raw else ","
+    parts = [_unquote(part.strip()) for part in raw.split(sep)]
+    for part in parts:
+        if part is None or (part == "" and name != "prompt"):
+            raise ValidationError(
+                name,
+                raw,
+                "",
+                detail=(
+                    f"{name}={raw} has an empty value; separate values with ',' "
+                    f"(or '|' / '||' when they contain commas), e.g. {name}={_example(name)}"
+                ),
+            )
+    return [part for part in parts if part is not None]
+
+
+def _unquote(text: str) -> str | None:
+    """Strip one pair of matching quotes; ``None`` for an empty unquoted token."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        return text[1:-1]
+    return text if text else None
+
+
+def _axis_from_tokens(name: str, tokens: Sequence[str], resolve_ref: RefResolver | None) -> Axis:
+    pairs: list[tuple[Any, str]] = []
+    for token in tokens:
+        pairs.extend(_parse_token(name, token, resolve_ref))
+    return _finish_axis(name, pairs)
+
+
+def _parse_token(name: str, token: str, resolve_ref: RefResolver | None) -> list[tuple[Any, str]]:
+    """One written value → one or more ``(value, label)`` pairs (ranges expand)."""
+    if name in _BOUNDS:
+        return [(v, _number_label(v)) for v in _parse_numbers(name, token)]
+    if name == "size":
+        return [_parse_size(token)]
+    if name == "resolution":
+        return [_parse_resolution(token)]
+    if name == "model":
+        return [_parse_model(token)]
+    if name == "prompt":
+        return [(token, token if token.strip() else "(empty)")]
+    if name == "ref":
+        if token.strip().lower() in _NONE_TOKENS:
+            return [((), "none")]
+        names = [part.strip() for part in token.split("+")]
+        if any(not part for part in names):
+            raise ValidationError(
+                "ref",
+                token,
+                "",
+                detail=f"reference set {token!r} has an empty name; join files with +, e.g. a.png+b.png",
+            )
+        refs = tuple(_resolve(part, resolve_ref) for part in names)
+        return [(refs, "+".join(_basename(part) for part in names))]
+    raise AssertionError(f"unhandled sweep axis {name!r}")  # pragma: no cover - names are canonical here
+
+
+def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list[tuple[Any, str]]:
+    """One Python value → ``(value, label)`` pairs."""
+    if name in _BOUNDS:
+        if isinstance(item, str):
+            return [(v, _number_label(v)) for v in _parse_numbers(name, item.strip())]
+        value = _check_number(name, item)
+        return [(value, _number_label(value))]
+    if name == "ref":
+        if item is None or (isinstance(item, str) and item.strip().lower() in _NONE_TOKENS):
+            return [((), "none")]
+        members = [item] if isinstance(item, (str, ReferenceImage)) else item
+        if not isinstance(members, Iterable):
+            raise ValidationError(
+                "ref",
+                item,
+                "",
+                detail=f"a ref value must be a file name, URL, ReferenceImage, a list of them or None, not {type(item).__name__}",
+            )
+        refs: list[ReferenceImage] = []
+        labels: list[str] = []
+        for member in members:
+            if isinstance(member, ReferenceImage):
+                refs.append(member)
+                labels.append(_basename(member.name))
+            elif isinstance(member, str) and member.strip():
+                refs.append(_resolve(member.strip(), resolve_ref))
+                labels.append(_basename(member.strip()))
+            else:
+                raise ValidationError(
+                    "ref",
+                    member,
+                    "",
+                    detail=f"a reference must be a file name, URL or ReferenceImage, not {type(member).__name__}",
+                )
+        return [(tuple(refs), "+".join(labels) if labels else "none")]
+    if not isinstance(item, str):
+        raise ValidationError(name, item, "", detail=f"{name} values must be text, e.g. {name}={_example(name)}")
+    if name == "prompt":
+        return [(item, item.strip() or "(empty)")]
+    return _parse_token(name, item.strip(), resolve_ref)
+
+
+def _parse_numbers(name: str, token: str) -> list[float]:
+    lo_b, hi_b = _BOUNDS[name]
+    allowed = f"use a number from {lo_b:g} to {hi_b:g}"
+    match = _RANGE_RE.match(token.strip())
+    if match is None:
+        try:
+            number = float(token)
+        except ValueError:
+            raise ValidationError(
+                name, token, "", detail=f"{name} {token!r} is not allowed; {allowed}, or a range like {_example(name)}"
+            ) from None
+        return [_check_number(name, number)]
+    lo = _check_number(name, float(match["lo"]))
+    hi = _check_number(name, float(match["hi"]))
+    count_text, step_text = match["count"], match["step"]
+    if count_text is None and step_text is None:
+        raise ValidationError(
+            name,
+            token,
+            "",
+            detail=(
+                f"{name} range {token!r} needs a count or a step: "
+                f"{match['lo']}-{match['hi']} [4] for 4 values, or {match['lo']}-{match['hi']} (+0.2)"
+            ),
+        )
+    if count_text is not None:
+        try:
+            count = int(count_text.strip())
+        except ValueError:
+            raise ValidationError(
+                name,
+                token,
+                "",
+                detail=f"{name} range {token!r}: [{count_text}] is not a whole number of values, e.g. [4]",
+            ) from None
+        return expand_range(lo, hi, count=count, name=name, text=token)
+    step_raw = (step_text or "").strip()
+    try:
+        step = float(step_raw)
+    except ValueError:
+        raise ValidationError(
+            name, token, "", detail=f"{name} range {token!r}: ({step_raw}) is not a step, write e.g. (+0.2)"
+        ) from None
+    if not step_raw.startswith(("+", "-")) and hi < lo:
+        step = -step  # an unsigned step follows the direction of the range
+    return expand_range(lo, hi, step=step, name=name, text=token)
+
+
+def _check_number(name: str, value: object) -> float:
+    lo_b, hi_b = _BOUNDS[name]
+    allowed = f"use a number from {lo_b:g} to {hi_b:g}"
+    if isinstance(value, bool):
+        raise ValidationError(name, value, allowed)
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValidationError(name, value, allowed) from None
+    if not math.isfinite(number) or not lo_b <= number <= hi_b:
+        raise ValidationError(name, number, allowed)
+    return _round(number)
+
+
+def _parse_size(token: str) -> tuple[str, str]:
+    match = _RATIO_RE.match(token.strip())
+    if match is None:
+        raise ValidationError(
+            "size",
+            token,
+            "",
+            detail=f"size {token!r} is not an aspect ratio; write W:H like 16:9 (sizes are listed, not ranges)",
+        )
+    ratio = f"{int(match[1])}:{int(match[2])}"
+    return ratio, ratio
+
+
+def _parse_resolution(token: str) -> tuple[str, str]:
+    text = token.strip().upper()
+    if text not in _RESOLUTIONS:
+        raise ValidationError("resolution", token, f"use {', '.join(_RESOLUTIONS)} (what the model supports)")
+    return text, text
+
+
+def _parse_model(token: str) -> tuple[str, str]:
+    spec = get_model(token.strip())
+    return spec.id, token.strip()
+
+
+def _resolve(token: str, resolve_ref: RefResolver | None) -> ReferenceImage:
+    if resolve_ref is None:
+        raise ValidationError(
+            "ref",
+            token,
+            "",
+            detail=f"reference {token!r} cannot be loaded here; pass resolve_ref= to turn file names into images",
+        )
+    try:
+        return resolve_ref(token)
+    except ValidationError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValidationError(
+            "ref", token, "", detail=f"reference {token!r} could not be loaded ({reason}); check the path"
+        ) from None
+
+
+def _finish_axis(name: str, pairs: Sequence[tuple[Any, str]]) -> Axis:
+    if not pairs:
+        raise _no_values(name)
+    if len(pairs) > MAX_AXIS_VALUES:
+        raise _too_many_values(name, "axis", len(pairs))
+    seen: dict[Any, str] = {}
+    for value, label in pairs:
+        key = _dedup_key(name, value)
+        if key in seen:
+            both = "" if seen[key] == label else f" (as {seen[key]} and {label})"
+            raise ValidationError(
+                name,
+                label,
+                "",
+                detail=(
+                    f"{name} value {label} is listed twice{both}; "
+                    "give each value once (--repeats N takes several samples)"
+                ),
+            )
+        seen[key] = label
+    if name == "prompt" and not pairs[0][0].strip():
+        raise ValidationError(
+            "prompt",
+            "",
+            "",
+            detail="the first prompt= value is the search term and cannot be empty, e.g. prompt=fox|cat",
+        )
+    return Axis(name, tuple(v for v, _ in pairs), tuple(label for _, label in pairs))
+
+
+def _dedup_key(name: str, value: Any) -> Any:
+    if name == "ref":
+        return tuple(ref.sha256 for ref in value)
+    return value
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_sweep(
+    base: GenerationParams,
+    axes: Sequence[Axis],
+    repeats: int = 1,
+    *,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
+) -> SweepPlan:
+    """Expand axes over ``base`` into validated cells.
+
+    Parameters
+    ----------
+    base : GenerationParams
+        The request every cell starts from.
+    axes : sequence of Axis
+        Zero to three axes: X (across), Y (down), Z (separate grids).
+    repeats : int
+        Samples per cell, 1 to 16 (Gemini has no seed; repeats show the variance).
+    max_requests : int
+        Refuse sweeps of more requests than this.
+
+    Returns
+    -------
+    SweepPlan
+
+    Raises
+    ------
+    ValidationError
+        Too many axes, an axis given twice, an empty or unknown axis, a
+        repeats count out of range, too many requests (the message names the
+        count and the estimated cost), a prompt search term missing from the
+        prompt, or a value the model does not accept (the model's own message).
+    """
+    axes = tuple(axes)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        raise ValidationError("repeats", repeats, f"use a whole number from 1 to {MAX_REPEATS}")
+    if len(axes) > MAX_AXES:
+        raise ValidationError(
+            "sweep",
+            len(axes),
+            "",
+            detail=f"at most {MAX_AXES} sweep axes (X, Y, Z); got {len(axes)}, drop one or fix it with a plain option",
+        )
+    seen: set[str] = set()
+    for axis in axes:
+        if not isinstance(axis, Axis):
+            raise ValidationError(
+                "sweep",
+                axis,
+                "",
+                detail=f"sweep axes must be Axis objects (from parse_axis), not {type(axis).__name__}",
+            )
+        if axis.name not in AXIS_NAMES:
+            raise ValidationError(
+                "sweep", axis.name, "", detail=f"unknown sweep axis {axis.name!r}; use one of {', '.join(AXIS_NAMES)}"
+            )
+        if axis.name in seen:
+            raise ValidationError(
+                "sweep",
+                axis.name,
+                "",
+                detail=f"sweep axis {axis.name} is given twice; give it once with all its values, e.g. {axis.name}={_example(axis.name)}",
+            )
+        seen.add(axis.name)
+        if not axis.values:
+            raise _no_values(axis.name)
+        if len(axis.labels) != len(axis.values):
+            raise ValidationError(
+                "sweep",
+                axis.name,
+                "",
+                detail=f"sweep axis {axis.name} has {len(axis.values)} values but {len(axis.labels)} labels; give one label per value",
+            )
+
+    sizes = [len(axis.values) for axis in axes] + [1] * (MAX_AXES - len(axes))
+    nx, ny, nz = sizes
+    n_requests = nx * ny * nz * repeats
+    if n_requests > max_requests:
+        cost = _rough_cost(base, axes, n_requests)
+        cost_text = f"≈ {format_usd(cost)}" if cost is not None else "cost unknown"
+        raise ValidationError(
+            "sweep",
+            n_requests,
+            "",
+            detail=(f"{n_requests:,} requests ({cost_text}) is over the limit of {max_requests:,}; narrow the sweep"),
+        )
+
+    prompt_axis = next((axis for axis in axes if axis.name == "prompt"), None)
+    if prompt_axis is not None:
+        _check_search_term(base.prompt, str(prompt_axis.values[0]))
+
+    swept = {axis.name for axis in axes}
+    grid: dict[tuple[int, int, int], tuple[GenerationParams, dict[str, Any], dict[str, str]]] = {}
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                picks = (x, y, z)[: len(axes)]
+                values = {axis.name: axis.values[i] for axis, i in zip(axes, picks, strict=True)}
+                labels = {axis.name: axis.labels[i] for axis, i in zip(axes, picks, strict=True)}
+                changes = _changes(base, values, swept, prompt_axis)
+                params = base.with_(**changes) if changes else base
+                grid[(x, y, z)] = (params, values, labels)
+
+    cells: list[SweepCell] = []
+    for repeat in range(repeats):
+        for z in range(nz):
+            for y in range(ny):
+                for x in range(nx):
+                    params, values, labels = grid[(x, y, z)]
+                    cells.append(SweepCell(len(cells), x, y, z, repeat, params, dict(values), dict(labels)))
+    return SweepPlan(base=base, axes=axes, repeats=repeats, cells=tuple(cells))
+
+
+def _changes(
+    base: GenerationParams, values: dict[str, Any], swept: set[str], prompt_axis: Axis | None
+) -> dict[str, Any]:
+    """The ``GenerationParams.with_`` arguments for one cell."""
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if name == "prompt":
+            assert prompt_axis is not None
+            changes["prompt"] = base.prompt.replace(str(prompt_axis.values[0]), str(value))
+        elif name == "ref":
+            changes["references"] = tuple(value)
+        else:
+            changes[name] = value
+    model = changes.get("model")
+    if model is not None:
+        spec = get_model(model)
+        if not spec.sampling:
+            # The base's sampling values are defaults here, not a request; a swept
+            # temperature/top_p still reaches the model and is refused by it.
+            for name in ("temperature", "top_p"):
+                if name not in swept:
+                    changes[name] = None
+    return changes
+
+
+def _check_search_term(prompt: str, term: str) -> None:
+    if term in prompt:
+        return
+    hint = ""
+    lowered = prompt.lower().find(term.lower())
+    if lowered >= 0:
+        hint = f" (it appears as {prompt[lowered : lowered + len(term)]!r}; the match is case-sensitive)"
+    raise ValidationError(
+        "prompt",
+        term,
+        "",
+        detail=(
+            f"prompt search term {term!r} is not in the prompt{hint}; "
+            "the first prompt= value must appear in the prompt, and each value replaces it"
+        ),
+    )
+
+
+def _rough_cost(base: GenerationParams, axes: Sequence[Axis], n_requests: int) -> float | None:
+    """Cost of a sweep too big to expand: prices from the model axis, or the base model."""
+    model_axis = next((axis for axis in axes if axis.name == "model"), None)
+    if model_axis is None:
+        price = base.price_usd
+        return None if price is None else price * n_requests
+    per_model = n_requests / len(model_axis.values)
+    total = 0.0
+    for model in model_axis.values:
+        price = get_model(str(model)).price_usd
+        if price is None:
+            return None
+        total += price * per_model
+    return total
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def format_usd(amount: float) -> str:
+    """``$0.59``, ``$488.00``, ``$1,234.50``; amounts under a cent keep three decimals."""
+    if 0 < amount < 0.01:
+        return f"${amount:.3f}"
+    return f"${amount:,.2f}"
+
+
+def _round(value: float) -> float:
+    out = round(float(value), 6)
+    return 0.0 if out == 0 else out
+
+
+def _number_label(value: float) -> str:
+    return repr(float(value))
+
+
+def _basename(token: str) -> str:
+    text = token.rstrip("/\\")
+    for sep in ("/", "\\"):
+        text = text.rsplit(sep, 1)[-1]
+    return text or token
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _as_set(keys: Collection[str]) -> Collection[str]:
+    return keys if isinstance(keys, (set, frozenset, dict)) else set(keys)
+
+
+def _example(name: str) -> str:
+    return {
+        "temperature": "0.2-1.4 [4]",
+        "top_p": "0.5,0.8,1",
+        "size": "1:1,16:9",
+        "resolution": "1K,2K",
+        "model": "gemini-2.5-flash-image-official,gemini-3.1-flash-image-preview",
+        "prompt": "fox|cat|owl",
+        "ref": "none|a.png|a.png+b.png",
+    }.get(name, "…")
+
+
+def _no_values(name: str) -> ValidationError:
+    return ValidationError(
+        name, "", "", detail=f"sweep axis {name} has no values; give at least one, e.g. {name}={_example(name)}"
+    )
+
+
+def _too_many_values(name: str, what: str, n: int) -> ValidationError:
+    return ValidationError(
+        name,
+        n,
+        "",
+        detail=f"{name} {what} gives {n:,} values; at most {MAX_AXIS_VALUES:,} per axis, use a coarser step or count",
+    )
