@@ -73,4 +73,6 @@ def session(fast_settings: Settings) -> Iterator[object]:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"gemimg tests: chromium {'present' if os.path.exists('/usr/bin/chromium') else 'MISSING (browser tests skip)'}"
+    return (
+        f"gemimg tests: chromium {'present' if os.path.exists('/usr/bin/chromium') else 'MISSING (browser tests skip)'}"
+    )

@@ -1,0 +1,299 @@
+"""The HTTP client: response parsing and the retry policy, as small `responses` tables."""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import time
+
+import pytest
+import requests
+import responses
+from PIL import Image
+
+from gemimg_jupyter.client import ToAPIsClient, parse_retry_after, parse_task
+from gemimg_jupyter.errors import (
+    APIConnectionError,
+    AuthenticationError,
+    BadRequestError,
+    InsufficientQuotaError,
+    InvalidImageError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TaskExpiredError,
+)
+from gemimg_jupyter.models import GenerationParams
+from gemimg_jupyter.settings import RetryPolicy, Secret
+
+from .conftest import FAKE_KEY
+
+BASE = "https://gw.test"
+SUBMIT = f"{BASE}/v1/images/generations"
+FAST = RetryPolicy(max_tries=4, base=0.01, cap=0.05, jitter=0.0, max_retry_after=3.0)
+
+
+def make_client(**kw: object) -> tuple[ToAPIsClient, list[tuple[str, float]]]:
+    waits: list[tuple[str, float]] = []
+    client = ToAPIsClient(
+        BASE,
+        Secret(FAKE_KEY),
+        retry=FAST,
+        on_retry=lambda what, wait, exc: waits.append((what, wait)),
+        **kw,  # type: ignore[arg-type]
+    )
+    return client, waits
+
+
+def png_bytes(w: int = 64, h: int = 64) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (9, 99, 199)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+QUEUED = {"id": "task_1", "object": "generation.task", "status": "queued", "progress": 0, "created_at": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "url", "error"),
+    [
+        (QUEUED, "queued", None, None),
+        ({"task_id": "t2", "status": "submitted"}, "queued", None, None),
+        (
+            {"id": "t3", "status": "completed", "result": {"type": "image", "data": [{"url": "u1"}]}},
+            "completed",
+            "u1",
+            None,
+        ),
+        ({"id": "t4", "status": "completed", "url": "u2"}, "completed", "u2", None),
+        (
+            {"id": "t5", "status": "failed", "error": {"code": "generation_failed", "message": "upstream 422"}},
+            "failed",
+            None,
+            "upstream 422",
+        ),
+        ({"id": "t6", "status": "failed", "fail_reason": "legacy reason"}, "failed", None, "legacy reason"),
+    ],
+)
+def test_parse_task_shapes(body: dict, status: str, url: str | None, error: str | None) -> None:
+    task = parse_task(body)
+    assert (task.status, task.url, task.error_message) == (status, url, error)
+
+
+def test_parse_billing() -> None:
+    done = parse_task({"id": "t", "status": "completed", "billing": {"status": "settled", "cost_usd": "0.0488"}})
+    assert done.cost_usd == pytest.approx(0.0488)
+    pending = parse_task({"id": "t", "status": "in_progress", "billing": {"status": "pending"}})
+    assert pending.cost_usd is None
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after("3") == 3.0
+    now = time.time()
+    when = email.utils.formatdate(now + 5, usegmt=True)
+    assert 3.5 <= (parse_retry_after(when, now=now) or 0) <= 5.5
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+@responses.activate
+def test_429_waits_per_retry_after_then_succeeds() -> None:
+    responses.add(
+        responses.POST,
+        SUBMIT,
+        status=429,
+        json={"error": {"code": "rate_limit_exceeded", "message": "slow down"}},
+        headers={"Retry-After": "1"},
+    )
+    responses.add(responses.POST, SUBMIT, json=QUEUED)
+    client, waits = make_client()
+    task = client.submit(GenerationParams.create("fox"), client_business_id="cb-1")
+    assert task.id == "task_1"
+    assert len(responses.calls) == 2
+    assert waits and waits[0][1] >= 1.0  # the server's Retry-After, not the 0.01 s schedule
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "needle"),
+    [
+        (
+            400,
+            {
+                "error": {
+                    "code": "invalid_request",
+                    "message": "The 'prompt' field is required.",
+                    "type": "invalid_request_error",
+                }
+            },
+            BadRequestError,
+            "prompt",
+        ),
+        (
+            401,
+            {"error": {"code": 401, "message": "Authentication failed"}},
+            AuthenticationError,
+            "check TOAPIS_API_KEY or run %gemimg login",
+        ),
+        (
+            402,
+            {"error": {"code": 402, "message": "Insufficient account balance, please top up"}},
+            InsufficientQuotaError,
+            "top up",
+        ),
+        (
+            404,
+            {"error": {"code": 404, "message": "Task not found", "type": "not_found_error"}},
+            NotFoundError,
+            "Task not found",
+        ),
+        (422, {"error": {"code": "content_policy_violation", "message": "policy"}}, BadRequestError, "policy"),
+    ],
+)
+@responses.activate
+def test_client_errors_are_never_retried(status: int, body: dict, cls: type, needle: str) -> None:
+    responses.add(responses.POST, SUBMIT, status=status, json=body)
+    client, _ = make_client()
+    with pytest.raises(cls) as info:
+        client.submit(GenerationParams.create("fox"), client_business_id="cb-1")
+    assert needle in str(info.value)
+    assert len(responses.calls) == 1  # exactly one request
+    assert FAKE_KEY not in str(info.value)
+
+
+@responses.activate
+def test_html_504_is_retried_then_reported() -> None:
+    html = "<html><head><title>504 Gateway Time-out</title></head><body>nginx</body></html>"
+    for _ in range(4):
+        responses.add(responses.GET, f"{SUBMIT}/t1", status=504, body=html, content_type="text/html")
+    client, waits = make_client()
+    with pytest.raises(ServerError, match=r"HTML page \(504 Gateway Time-out\)"):
+        client.status("t1")
+    assert len(responses.calls) == 4 and len(waits) == 3
+
+
+@responses.activate
+def test_429_without_retry_after_uses_backoff() -> None:
+    responses.add(responses.GET, f"{SUBMIT}/t1", status=429, json={"error": {"code": 429, "message": "Too many"}})
+    responses.add(responses.GET, f"{SUBMIT}/t1", json=QUEUED)
+    client, waits = make_client()
+    assert client.status("t1").status == "queued"
+    assert waits[0][1] < 0.5
+
+
+@responses.activate
+def test_lost_submit_is_looked_up_not_resent() -> None:
+    responses.add(responses.POST, SUBMIT, body=requests.ConnectionError("reset by peer"))
+    responses.add(responses.GET, f"{SUBMIT}/cb-lost", json={**QUEUED, "client_business_id": "cb-lost"})
+    client, _ = make_client()
+    task = client.submit(GenerationParams.create("fox"), client_business_id="cb-lost")
+    assert task.id == "task_1"
+    methods = [c.request.method for c in responses.calls]
+    assert methods == ["POST", "GET"]  # one POST, then a look-up; no second POST
+
+
+@responses.activate
+def test_lost_submit_that_never_arrived_is_resent_once() -> None:
+    responses.add(responses.POST, SUBMIT, body=requests.ConnectionError("refused"))
+    responses.add(
+        responses.GET, f"{SUBMIT}/cb-x", status=404, json={"error": {"code": 404, "message": "Task not found"}}
+    )
+    responses.add(responses.POST, SUBMIT, json=QUEUED)
+    client, _ = make_client()
+    assert client.submit(GenerationParams.create("fox"), client_business_id="cb-x").id == "task_1"
+    assert [c.request.method for c in responses.calls] == ["POST", "GET", "POST"]
+
+
+@responses.activate
+def test_connection_errors_give_up_with_a_clear_message() -> None:
+    for _ in range(4):
+        responses.add(responses.GET, f"{SUBMIT}/t1", body=requests.ConnectionError("down"))
+    client, _ = make_client()
+    with pytest.raises(APIConnectionError, match="could not reach the gateway at https://gw.test"):
+        client.status("t1")
+
+
+@responses.activate
+def test_invalid_apitype_names_the_base_url() -> None:
+    responses.add(
+        responses.POST,
+        SUBMIT,
+        status=400,
+        json={"error": {"message": "invalid apitype: image", "type": "new_api_error"}},
+    )
+    client, _ = make_client()
+    with pytest.raises(BadRequestError, match="wrong endpoint.*https://gw.test"):
+        client.submit(GenerationParams.create("fox"), client_business_id="cb")
+
+
+@responses.activate
+def test_upload_envelope() -> None:
+    responses.add(
+        responses.POST,
+        f"{BASE}/v1/uploads/images",
+        json={"success": True, "message": "", "data": {"id": "u", "url": "https://files.test/u.png"}},
+    )
+    responses.add(
+        responses.POST,
+        f"{BASE}/v1/uploads/images",
+        status=400,
+        json={"success": False, "message": "Unsupported image type. Allowed: JPEG, PNG, WebP, GIF"},
+    )
+    client, _ = make_client()
+    assert client.upload_image(png_bytes()) == "https://files.test/u.png"
+    with pytest.raises(BadRequestError, match="Unsupported image type"):
+        client.upload_image(b"GIF89a")
+
+
+@responses.activate
+def test_download_never_sends_the_key_to_another_host() -> None:
+    responses.add(responses.GET, "https://files.test/a.png", body=png_bytes(), content_type="image/png")
+    responses.add(responses.GET, f"{BASE}/generated/b.png", status=302, headers={"Location": "https://cdn.test/b.png"})
+    responses.add(responses.GET, "https://cdn.test/b.png", body=png_bytes(), content_type="image/png")
+    client, _ = make_client()
+    client.download("https://files.test/a.png")
+    client.download(f"{BASE}/generated/b.png")
+    sent = {c.request.url: c.request.headers.get("Authorization") for c in responses.calls}
+    assert sent["https://files.test/a.png"] is None
+    assert sent[f"{BASE}/generated/b.png"] == f"Bearer {FAKE_KEY}"
+    assert sent["https://cdn.test/b.png"] is None
+
+
+@responses.activate
+def test_download_refusals() -> None:
+    client, _ = make_client(download_max_bytes=1000)
+    with pytest.raises(InvalidImageError, match="only http"):
+        client.download("file:///etc/passwd")
+    responses.add(responses.GET, "https://files.test/big.png", body=b"x" * 5000)
+    with pytest.raises(InvalidImageError, match="cap"):
+        client.download("https://files.test/big.png")
+    responses.add(responses.GET, "https://files.test/gone.png", status=404)
+    with pytest.raises(TaskExpiredError, match="expired"):
+        client.download("https://files.test/gone.png")
+    for _ in range(3):
+        responses.add(responses.GET, "https://files.test/bad.png", body=png_bytes()[:40])
+    big_client, _ = make_client()
+    with pytest.raises(InvalidImageError, match="after 3 downloads"):
+        big_client.download("https://files.test/bad.png")
+
+
+@responses.activate
+def test_rate_limit_penalizes_the_shared_gate() -> None:
+    class Gate:
+        def __init__(self) -> None:
+            self.penalties: list[tuple[str, float]] = []
+
+        def acquire(self, category: str) -> None:
+            return None
+
+        def penalize(self, category: str, seconds: float) -> None:
+            self.penalties.append((category, seconds))
+
+    responses.add(
+        responses.GET, f"{SUBMIT}/t1", status=429, json={"error": {"code": 429}}, headers={"Retry-After": "0.2"}
+    )
+    responses.add(responses.GET, f"{SUBMIT}/t1", json=QUEUED)
+    gate = Gate()
+    client, _ = make_client(gate=gate)
+    client.status("t1")
+    assert gate.penalties == [("query", 0.2)]
+    assert isinstance(RateLimitError("x"), RateLimitError)

@@ -1,0 +1,181 @@
+"""Model registry and parameter validation: every bad value is one clear line, before any request."""
+
+from __future__ import annotations
+
+import io
+import pickle
+
+import pytest
+from PIL import Image
+
+from gemimg_jupyter.errors import APIError, AuthenticationError, ValidationError, redact, register_secret
+from gemimg_jupyter.images import load_reference, png_with_provenance, read_provenance
+from gemimg_jupyter.models import MODELS, GenerationParams, get_model, pixel_size
+from gemimg_jupyter.settings import Secret, Settings
+
+
+def png(w: int = 64, h: int = 64, color: tuple[int, int, int] = (200, 80, 20)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def one_line(err: BaseException) -> str:
+    text = str(err)
+    assert "\n" not in text, text
+    return text
+
+
+def test_defaults_follow_the_issue() -> None:
+    p = GenerationParams.create("a fox")
+    assert (p.model, p.size, p.resolution, p.temperature, p.top_p) == (
+        "gemini-2.5-flash-image-official",
+        "1:1",
+        "1K",
+        0.8,
+        0.95,
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "res", "expected"),
+    [
+        ("16:9", "1K", (1344, 768)),
+        ("1:1", "1K", (1024, 1024)),
+        ("9:16", "2K", (1536, 2688)),
+        ("21:9", "4K", (6144, 2688)),
+    ],
+)
+def test_pixel_sizes(size: str, res: str, expected: tuple[int, int]) -> None:
+    assert pixel_size(size, res) == expected
+
+
+def test_registry_has_the_documented_models() -> None:
+    for name in (
+        "gemini-2.5-flash-image-official",
+        "gemini-2.5-flash-image-preview",
+        "gemini-3-pro-image-preview",
+        "gemini-3.1-flash-image-preview",
+    ):
+        assert name in MODELS
+    assert get_model("nano-banana-official").id == "gemini-2.5-flash-image-official"
+    assert get_model(None).price_usd == 0.0488
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"size": "5:3"}, "size '5:3' is not supported by gemini-2.5-flash-image-official; use one of 1:1"),
+        ({"resolution": "2K"}, "resolution '2K' is not supported by gemini-2.5-flash-image-official (1K-class"),
+        ({"temperature": 2.5}, "temperature 2.5 is not allowed; use a number from 0 to 2"),
+        ({"temperature": "hot"}, "temperature 'hot' is not allowed"),
+        ({"top_p": -0.1}, "top_p -0.1 is not allowed; use a number from 0 to 1"),
+        ({"model": "gemini-9"}, "model 'gemini-9' is not allowed; use one of gemini-2.5-flash-image-official"),
+        ({"model": "gemini-2.5-flash-image-preview", "temperature": 0.5}, "temperature is not supported by"),
+    ],
+)
+def test_bad_parameters_are_one_line(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        GenerationParams.create("a fox", **kwargs)  # type: ignore[arg-type]
+    assert needle in one_line(info.value)
+
+
+@pytest.mark.parametrize("prompt", ["", "   \n\t "])
+def test_empty_prompt(prompt: str) -> None:
+    with pytest.raises(ValidationError, match="prompt is empty"):
+        GenerationParams.create(prompt)
+
+
+def test_prompt_limits() -> None:
+    with pytest.raises(ValidationError, match="100,000 characters"):
+        GenerationParams.create("x" * 100_000)
+    with pytest.raises(ValidationError, match="control character"):
+        GenerationParams.create("a fox\x00")
+
+
+def test_reference_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    refs = [load_reference(png(color=(i * 40, 0, 0))) for i in range(4)]
+    with pytest.raises(
+        ValidationError, match="4 reference images given; gemini-2.5-flash-image-official accepts at most 3"
+    ):
+        GenerationParams.create("a fox", references=refs)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + b"0" * (12 * 1024 * 1024))
+    with pytest.raises(ValidationError, match=r"12\.0 MB; the limit is 10 MB"):
+        load_reference(big)
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is text, not a picture")
+    with pytest.raises(ValidationError, match="not a readable image"):
+        load_reference(fake)
+    gif = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(gif, format="GIF")
+    with pytest.raises(ValidationError, match="reference 'bytes' is gif; use JPEG, PNG, WEBP"):
+        GenerationParams.create("a fox", references=[load_reference(gif.getvalue())])
+    with pytest.raises(ValidationError, match="does not exist"):
+        load_reference(tmp_path / "missing.png")
+    with pytest.raises(ValidationError, match="not int"):
+        load_reference(42)
+
+
+def test_cache_key_covers_reference_content_and_repeat() -> None:
+    a = GenerationParams.create("fox", references=[load_reference(png(color=(1, 2, 3)))])
+    b = GenerationParams.create("fox", references=[load_reference(png(color=(3, 2, 1)))])
+    assert a.cache_key() != b.cache_key()
+    assert a.cache_key(0) != a.cache_key(1)
+    assert (
+        a.cache_key() == GenerationParams.create("fox", references=[load_reference(png(color=(1, 2, 3)))]).cache_key()
+    )
+
+
+def test_request_body_shape() -> None:
+    body = GenerationParams.create("fox", size="16:9").request_body(["https://x/y.png"], "cb-1")
+    assert body == {
+        "model": "gemini-2.5-flash-image-official",
+        "prompt": "fox",
+        "size": "16:9",
+        "n": 1,
+        "image_urls": ["https://x/y.png"],
+        "client_business_id": "cb-1",
+        "metadata": {"temperature": 0.8, "topP": 0.95},
+    }
+    body = GenerationParams.create("fox", model="gemini-3-pro-image-preview", resolution="2K").request_body()
+    assert body["metadata"] == {"resolution": "2K"}
+
+
+def test_key_is_masked_everywhere() -> None:
+    key = "sk-test-FAKEKEY-masking-000000000"
+    s = Settings(api_key=Secret(key))
+    assert key not in repr(s) and key not in str(s)
+    assert key not in repr(Settings.from_env({"TOAPIS_API_KEY": key}))
+    register_secret(key)
+    err = AuthenticationError(f"bad key {key}", status_code=401)
+    assert key not in str(err) and key not in repr(err)
+    assert redact(f"x {key} y") == "x *** y"
+    with pytest.raises(TypeError):
+        pickle.dumps(Secret(key))
+
+
+def test_errors_pickle_round_trip() -> None:
+    err = APIError("boom", status_code=503, code="x", request_id="r1")
+    back = pickle.loads(pickle.dumps(err))
+    assert (type(back), str(back), back.status_code, back.request_id) == (APIError, "boom", 503, "r1")
+
+
+def test_settings_backend_choice() -> None:
+    assert Settings.from_env({}).resolved_backend == "sim"
+    assert Settings.from_env({"TOAPIS_API_KEY": "sk-test-1234"}).resolved_backend == "toapis"
+    assert Settings.from_env({"TOAPIS_API_KEY": "sk-test-1234", "GEMIMG_BACKEND": "sim"}).resolved_backend == "sim"
+    from gemimg_jupyter.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set TOAPIS_API_KEY"):
+        Settings.from_env({"GEMIMG_BACKEND": "toapis"}).require_key()
+    with pytest.raises(ConfigError, match="backend 'cloud' is not known"):
+        Settings.from_env({"GEMIMG_BACKEND": "cloud"})
+
+
+def test_provenance_round_trip() -> None:
+    img = Image.new("RGB", (40, 30), (10, 20, 30))
+    data = png_with_provenance(img, {"params": {"prompt": "fox", "size": "4:3"}, "task_id": "t1"})
+    assert read_provenance(data)["task_id"] == "t1"
+    with Image.open(io.BytesIO(data)) as back:
+        assert back.info["parameters"].startswith("fox\n")
