@@ -1,0 +1,78 @@
+"""Ledger and image files: safe names, atomic writes, provenance, two processes on one directory."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from gemimg_jupyter.images import read_provenance
+from gemimg_jupyter.store import Store, safe_filename, slug
+
+
+def png(color: tuple[int, int, int] = (10, 200, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (80, 45), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_file_names_are_readable_and_safe() -> None:
+    name = safe_filename({"prompt": "A paper-cut fox", "temperature": 0.8, "size": "16:9"}, "ab12cd34", 0)
+    assert name.endswith("_a-paper-cut-fox_t0.8_16x9_ab12cd.png")
+    evil = safe_filename({"prompt": "../../etc/passwd\x00<script>\n" + "z" * 500, "size": "1:1"}, "../..", 0)
+    assert "/" not in evil and "\x00" not in evil and "<" not in evil and ".." not in evil.removesuffix(".png")
+    assert len(evil) < 90
+    assert slug("日本語だけ") == "image"
+
+
+def test_write_is_atomic_and_refuses_traversal(tmp_output: Path) -> None:
+    store = Store(tmp_output)
+    path = store.write_image(png(), "x.png", {"params": {"prompt": "fox"}, "task_id": "t1"})
+    assert path.parent == store.images_dir and read_provenance(path)["task_id"] == "t1"
+    again = store.write_image(png(), "x.png", {"task_id": "t2"})
+    assert again != path and again.name == "x-2.png"
+    for bad in ("../escape.png", "/abs.png", "a/b.png", ".."):
+        with pytest.raises(ValueError, match="unsafe file name"):
+            store.write_bytes(b"x", bad)
+    assert not list(store.images_dir.glob(".tmp-*"))
+    assert not (tmp_output.parent / "escape.png").exists()
+
+
+def test_rows_lookup_and_totals(tmp_output: Path) -> None:
+    store = Store(tmp_output)
+    store.add(cbid="c1", key="k1", repeat=0, params={"prompt": "fox"}, backend="sim", price_usd=0.05)
+    assert store.lookup("k1") is None  # not done yet
+    assert [r.cbid for r in store.pending("sim")] == ["c1"]
+    path = store.write_image(png(), "f.png", {})
+    store.update("c1", state="done", task_id="t1", path=str(path), cost_usd=0.05, finished=1.0)
+    hit = store.lookup("k1")
+    assert hit is not None and hit.task_id == "t1"
+    path.unlink()
+    assert store.lookup("k1") is None  # a row never points at a missing file
+    assert store.totals()["spent"] == pytest.approx(0.05)
+    with pytest.raises(ValueError, match="cannot update"):
+        store.update("c1", key="other")
+
+
+def _hammer(root: str, start: int) -> None:
+    store = Store(root)
+    for i in range(start, start + 40):
+        store.add(cbid=f"c{i}", key=f"k{i}", repeat=0, params={"i": i}, backend="sim", price_usd=0.01)
+        store.update(f"c{i}", state="done", finished=float(i))
+    store.close()
+
+
+def test_two_processes_share_one_ledger(tmp_output: Path) -> None:
+    Store(tmp_output).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(str(tmp_output), n * 1000)) for n in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    rows = Store(tmp_output).rows()
+    assert len(rows) == 80 and all(r.state == "done" for r in rows)
