@@ -597,7 +597,7 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
         if item is None or (isinstance(item, str) and item.strip().lower() in _NONE_TOKENS):
             return [((), "none")]
         members = [item] if isinstance(item, (str, ReferenceImage)) else item
-        if not isinstance(members, Iterable):
+        if not isinstance(members, (list, tuple)):
             raise ValidationError(
                 "ref",
                 item,
