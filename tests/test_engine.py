@@ -1,0 +1,283 @@
+"""The job engine against the simulator over real loopback HTTP, faults switched on.
+
+Every requested image ends ``done``, ``failed`` (with the server's reason),
+``expired`` or ``timeout`` — never silently missing — and the simulator's
+counts prove that no ledger row was ever paid for twice.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from gemimg_jupyter.client import ToAPIsClient
+from gemimg_jupyter.errors import JobTimeoutError, TaskFailedError
+from gemimg_jupyter.images import load_reference, read_provenance
+from gemimg_jupyter.jobs import Job, JobRunner
+from gemimg_jupyter.models import GenerationParams, JobState
+from gemimg_jupyter.settings import Secret, Settings
+from gemimg_jupyter.sim import SimConfig, SimServer
+from gemimg_jupyter.store import Store
+
+from .conftest import FAST_RETRY
+
+
+def runner_for(sim: Any, settings: Settings, store_dir: Path | None = None) -> JobRunner:
+    client = ToAPIsClient(sim.base_url, Secret("sim-local-key"), retry=settings.retry, timeout=(2.0, 5.0))
+    return JobRunner(client, Store(store_dir or settings.output_dir), settings, backend="sim")
+
+
+def params(prompt: str = "A paper-cut fox", **kw: Any) -> GenerationParams:
+    return GenerationParams.create(prompt, **kw)
+
+
+def assert_ledger_matches_sim(runner: JobRunner, sim: Any) -> None:
+    stats = sim.stats()
+    submitted_rows = [r for r in runner.store.rows() if r.task_id is not None]
+    assert stats["duplicate_business_ids"] == 0
+    assert stats["submits_accepted"] == len(submitted_rows), (stats, len(submitted_rows))
+
+
+def assert_files_intact(jobs: list[Job]) -> None:
+    for job in jobs:
+        if job.state is JobState.DONE:
+            assert job.path is not None
+            with Image.open(job.path) as img:
+                img.load()
+                assert img.size == job.params.pixel_size
+            assert read_provenance(job.path)["task_id"] == job.task_id
+
+
+def test_happy_path_returns_at_once_and_lands_on_disk(sim: Any, fast_settings: Settings) -> None:
+    runner = runner_for(sim, fast_settings)
+    events: list[str] = []
+    t0 = time.perf_counter()
+    job = runner.submit(params(size="16:9"), listeners=[lambda j: events.append(j.state.value)])
+    returned = time.perf_counter() - t0
+    assert not job.done() and returned < 5  # it returned before the task could finish
+    assert job.result(timeout=20) is job
+    assert job.image.size == (1344, 768)
+    assert events[0] in ("submitting", "queued") and events[-1] == "done"
+    assert {"submitted", "downloading"} <= set(events)
+    assert job.provenance["params"]["size"] == "16:9" and job.provenance["backend"] == "sim"
+    assert_files_intact([job])
+    assert_ledger_matches_sim(runner, sim)
+    runner.shutdown()
+
+
+def test_cache_never_pays_twice_and_fresh_asks_again(sim: Any, fast_settings: Settings) -> None:
+    runner = runner_for(sim, fast_settings)
+    first = runner.submit(params()).result(20)
+    before = sim.stats()["requests"]
+    hit = runner.submit(params())
+    assert hit.state is JobState.CACHED and hit.path == first.path and hit.cost_usd == 0
+    assert sim.stats()["requests"] == before  # no network call at all
+    other_repeat = runner.submit(params(), repeat=1)
+    fresh = runner.submit(params(), fresh=True)
+    runner.wait(timeout=20)
+    assert other_repeat.state is JobState.DONE and fresh.state is JobState.DONE
+    assert sim.stats()["submits_accepted"] == 3
+    runner.shutdown()
+
+
+def test_references_are_uploaded_once_per_content(sim: Any, fast_settings: Settings) -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (0, 90, 200)).save(buf, format="PNG")
+    ref = load_reference(buf.getvalue())
+    runner = runner_for(sim, fast_settings)
+    jobs = [runner.submit(params(f"product shot {i}", references=[ref])) for i in range(3)]
+    runner.wait(jobs, timeout=20)
+    assert all(j.state is JobState.DONE for j in jobs)
+    assert sim.stats()["uploads"] == 1
+    assert jobs[0].provenance["references"][0]["sha256"] == ref.sha256
+    runner.shutdown()
+
+
+def test_dropped_submit_response_gives_exactly_one_task(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(drop_after_submit_rate=1.0)
+    runner = runner_for(sim, fast_settings)
+    job = runner.submit(params("dropped"))
+    deadline = time.monotonic() + 10
+    while sim.stats()["submits_accepted"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sim.configure(drop_after_submit_rate=0.0)
+    job.result(timeout=20)
+    stats = sim.stats()
+    assert stats["submits_accepted"] == 1 and stats["duplicate_business_ids"] == 0
+    assert job.state is JobState.DONE
+    runner.shutdown()
+
+
+def test_failed_task_reports_the_servers_reason_and_is_not_charged(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(fail_rate=1.0)
+    runner = runner_for(sim, fast_settings)
+    job = runner.submit(params("doomed"))
+    job.wait(20)
+    assert job.state is JobState.FAILED and job.cost_usd == 0
+    assert "upstream returned status 422" in (job.error or "")
+    with pytest.raises(TaskFailedError, match="422"):
+        job.result()
+    row = runner.store.get(job.cbid)
+    assert row is not None and row.state == "failed" and "422" in (row.error or "")
+    runner.shutdown()
+
+
+def test_corrupt_and_expired_results(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(corrupt_image_rate=1.0)
+    runner = runner_for(sim, fast_settings)
+    bad = runner.submit(params("corrupt"))
+    bad.wait(20)
+    assert bad.state is JobState.FAILED and "not a readable image" in (bad.error or "")
+    assert not list(runner.store.images_dir.glob("*corrupt*"))
+    sim.configure(corrupt_image_rate=0.0, url_lifetime=0.2, latency=(0.05, 0.1))
+    runner.settings = fast_settings.replace(poll_first=1.0)  # look only after the URL expired
+    late = runner.submit(params("too late"))
+    late.wait(20)
+    assert late.state is JobState.EXPIRED and "expired" in (late.error or "")
+    runner.shutdown()
+
+
+def test_rate_limit_storm_pauses_the_lane_and_everything_finishes(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(rate_limit_rate=0.5, retry_after=(0.1, 0.3), server_error_rate=0.2, html_error_rate=0.5)
+    runner = runner_for(sim, fast_settings.replace(retry=FAST_RETRY.__class__(max_tries=12, base=0.05, cap=0.3)))
+    jobs = [runner.submit(params(f"storm {i}")) for i in range(10)]
+    assert runner.wait(jobs, timeout=60)
+    assert all(j.state is JobState.DONE for j in jobs), [j.error for j in jobs]
+    stats = sim.stats()
+    assert stats["rate_limited"] > 0 and runner.stats["rate_limited"] > 0
+    assert_ledger_matches_sim(runner, sim)
+    assert_files_intact(jobs)
+    runner.shutdown()
+
+
+def test_cancel_stops_new_submissions_but_collects_paid_work(sim: Any, fast_settings: Settings) -> None:
+    runner = runner_for(sim, fast_settings.replace(max_in_flight=2))
+    jobs = [runner.submit(params(f"cancel {i}")) for i in range(8)]
+    deadline = time.monotonic() + 10
+    while sim.stats()["submits_accepted"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runner.cancel("all")
+    runner.wait(jobs, timeout=20)
+    states = [j.state for j in jobs]
+    submitted = [j for j in jobs if j.task_id is not None]
+    assert all(j.state is JobState.DONE for j in submitted)  # paid for, so still downloaded
+    assert JobState.CANCELLED in states
+    assert sim.stats()["submits_accepted"] == len(submitted) < 8
+    runner.shutdown()
+
+
+def test_drop_stops_collecting(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(latency=(3.0, 3.0))
+    runner = runner_for(sim, fast_settings)
+    job = runner.submit(params("drop me"))
+    while job.task_id is None:
+        time.sleep(0.02)
+    assert job.cancel(drop=True)
+    job.wait(5)
+    assert job.state is JobState.CANCELLED and "still paid" in (job.error or "")
+    runner.shutdown()
+
+
+def test_local_deadline_is_a_timeout_not_a_failure_and_resume_collects(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(latency=(1.5, 1.5))
+    runner = runner_for(sim, fast_settings.replace(job_timeout=0.4))
+    job = runner.submit(params("slow"))
+    job.wait(10)
+    assert job.state is JobState.TIMEOUT
+    with pytest.raises(JobTimeoutError, match="resume"):
+        job.result()
+    runner.shutdown()
+    fresh = runner_for(sim, fast_settings)
+    resumed = fresh.resume()
+    assert [j.cbid for j in resumed] == [job.cbid]
+    assert resumed[0].result(20).state is JobState.DONE
+    assert sim.stats()["submits_accepted"] == 1
+    fresh.shutdown()
+
+
+def test_simulator_restart_mid_poll(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(latency=(1.0, 1.5))
+    runner = runner_for(sim, fast_settings.replace(retry=FAST_RETRY.__class__(max_tries=20, base=0.1, cap=0.3)))
+    jobs = [runner.submit(params(f"restart {i}")) for i in range(4)]
+    while sum(j.task_id is not None for j in jobs) < 4:
+        time.sleep(0.02)
+    sim.down(0.8)  # the listening socket goes away, then comes back with its tasks
+    assert runner.wait(jobs, timeout=30)
+    assert all(j.state is JobState.DONE for j in jobs), [j.error for j in jobs]
+    assert_ledger_matches_sim(runner, sim)
+    runner.shutdown()
+
+
+KILLED_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from gemimg_jupyter.client import ToAPIsClient
+    from gemimg_jupyter.jobs import JobRunner
+    from gemimg_jupyter.models import GenerationParams
+    from gemimg_jupyter.settings import Secret, Settings
+    from gemimg_jupyter.store import Store
+    base, out = sys.argv[1], sys.argv[2]
+    s = Settings(backend="sim", output_dir=out, poll_first=0.05, poll_min=0.05, poll_max=0.2)
+    r = JobRunner(ToAPIsClient(base, Secret("sim-local-key")), Store(out), s, backend="sim")
+    jobs = [r.submit(GenerationParams.create(f"killed sweep {i}")) for i in range(6)]
+    while sum(j.task_id is not None for j in jobs) < 6:
+        time.sleep(0.01)
+    print("submitted", flush=True)
+    os._exit(9)  # the kernel dies before anything is downloaded
+    """
+)
+
+
+def test_process_killed_mid_sweep_is_resumed_in_a_new_process(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(latency=(0.8, 1.2))
+    out = fast_settings.output_dir
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_CHILD, sim.base_url, str(out)], capture_output=True, text=True, timeout=60
+    )
+    assert "submitted" in proc.stdout, proc.stderr
+    runner = runner_for(sim, fast_settings)
+    pending = runner.store.pending("sim")
+    assert len(pending) == 6 and not list(runner.store.images_dir.glob("*.png"))
+    jobs = runner.resume()
+    assert runner.wait(jobs, timeout=30)
+    assert sorted(j.state.value for j in jobs) == ["done"] * 6
+    assert sim.stats()["submits_accepted"] == 6  # nothing submitted twice
+    assert_ledger_matches_sim(runner, sim)
+    assert_files_intact(jobs)
+    runner.shutdown()
+
+
+def test_shutdown_leaves_work_for_resume(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(latency=(2.0, 2.0))
+    runner = runner_for(sim, fast_settings)
+    job = runner.submit(params("interrupted"))
+    while job.task_id is None:
+        time.sleep(0.02)
+    runner.shutdown(wait=True)
+    assert job.state is JobState.CANCELLED and "resume" in (job.error or "")
+    row = runner.store.get(job.cbid)
+    assert row is not None and row.state in ("submitted", "in_progress")
+
+
+def test_wrong_key_fails_fast_without_retries(tmp_output: Path) -> None:
+    server = SimServer(config=SimConfig(latency=(0.1, 0.2)), accepted_keys=["the-right-key"])
+    server.start()
+    try:
+        settings = Settings(backend="sim", output_dir=tmp_output, retry=FAST_RETRY, poll_first=0.05)
+        runner = runner_for(server, settings)
+        job = runner.submit(params("locked out"))
+        job.wait(10)
+        assert job.state is JobState.FAILED
+        assert "authentication failed (401)" in (job.error or "") and "sim-local-key" not in (job.error or "")
+        assert server.stats()["auth_failures"] == 1
+        runner.shutdown()
+    finally:
+        server.stop()
