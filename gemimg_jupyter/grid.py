@@ -1,0 +1,832 @@
+"""Labelled comparison grids for sweeps (pure Pillow).
+
+A grid is one RGB image::
+
+    ┌──────────────────────────────────────────────┐
+    │ title (Z grids: "size = 16:9  (grid 2 of 3)") │
+    │ header: the parameters common to every cell   │
+    │           temperature →                      │
+    │ size ↓    0.2        0.8        1.4          │
+    │ 1:1      [cell]     [cell]     [cell]        │
+    │ 16:9     [cell]     [cell]     [cell]        │
+    │ footer (progress, cost, path)                │
+    └──────────────────────────────────────────────┘
+
+Every cell is a ``cell_size`` × ``cell_size`` box, so a grid of ``nx`` × ``ny``
+cells is exactly ``layout.grid_left + nx·cell_size + margin`` wide (see
+:func:`layout_grid`). Images are fitted into their box without distortion
+(letterboxed and centred on a light grey ground, which makes the aspect ratio
+visible). The repeats of a cell share its box as a mini-row; when a 2×2 block
+or a column shows the images larger (four square images, two wide ones) that
+arrangement is used instead, the same for every cell of the grid.
+
+Failed cells are drawn as a red-tinted box holding the error text; cells that
+are still on their way show their state on a neutral box; cached images get
+a small "cached" badge. Only the swept parameters appear on the axes; the
+common ones belong in the header, which :func:`grid_for_plan` builds.
+
+Text uses DejaVu Sans when it is installed (it covers accents, arrows and
+``×``) and Pillow's bundled default font otherwise; characters a font cannot
+draw are replaced by a close ASCII spelling instead of boxes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .images import png_bytes, png_with_provenance
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sweep import SweepPlan
+
+__all__ = [
+    "FAILED_STATES",
+    "MAX_GRID_PNG_BYTES",
+    "PENDING_STATES",
+    "GridLayout",
+    "Tile",
+    "encode_grid_png",
+    "grid_for_plan",
+    "layout_grid",
+    "plan_header",
+    "render_grid",
+]
+
+#: The size a grid PNG for a notebook should stay under (see :func:`encode_grid_png`).
+MAX_GRID_PNG_BYTES = 2_000_000
+
+PENDING_STATES = frozenset({"queued", "uploading", "submitting", "submitted", "in_progress", "downloading"})
+FAILED_STATES = frozenset({"failed", "expired", "timeout"})
+_IMAGE_STATES = frozenset({"done", "cached"})
+
+_FontT: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+# colours (RGB)
+_BG = (255, 255, 255)
+_INK = (33, 37, 41)
+_MUTED = (104, 110, 118)
+_RULE = (222, 226, 230)
+_LETTERBOX = (241, 243, 245)
+_PENDING_BG = (246, 247, 249)
+_PENDING_EDGE = (206, 212, 218)
+_PENDING_INK = (108, 117, 125)
+_FAIL_BG = (253, 236, 236)
+_FAIL_EDGE = (214, 69, 69)
+_FAIL_INK = (150, 30, 30)
+_BADGE_BG = (33, 37, 41)
+_BADGE_INK = (255, 255, 255)
+
+#: Fonts tried before Pillow's bundled one (found on most Linux systems and in many Python installs).
+FONT_CANDIDATES: tuple[str, ...] = ("DejaVuSans.ttf",)
+BOLD_FONT_CANDIDATES: tuple[str, ...] = ("DejaVuSans-Bold.ttf",)
+
+_ASCII_FALLBACK = {
+    "→": "->",
+    "←": "<-",
+    "↓": "v",
+    "↑": "^",
+    "×": "x",
+    "≈": "~",
+    "—": "-",
+    "–": "-",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "…": "...",
+    "·": "-",
+    "•": "*",
+    "\u00a0": " ",
+}
+
+
+@dataclass
+class Tile:
+    """One image slot of a grid: a job's state, its image when it has one, its error.
+
+    Attributes
+    ----------
+    state : str
+        A job state: ``queued``, ``uploading``, ``submitting``, ``submitted``,
+        ``in_progress``, ``downloading``, ``done``, ``cached``, ``failed``,
+        ``expired``, ``timeout`` or ``cancelled``.
+    image : PIL.Image.Image or None
+        The picture (a thumbnail is enough; it is scaled to fit anyway).
+    error : str or None
+        What went wrong, shown in failed cells.
+    """
+
+    state: str
+    image: Image.Image | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where everything goes in a grid of ``nx`` × ``ny`` cells.
+
+    Attributes
+    ----------
+    width, height : int
+        The image size.
+    margin : int
+        Blank border around everything.
+    grid_left, grid_top : int
+        Top-left corner of the first cell.
+    cell : int
+        Side of every (square) cell box.
+    nx, ny : int
+        Columns and rows.
+    legend_width : int
+        Width of the Y legend column (0 without a Y axis).
+    footer_height : int
+        Height below the cells before the bottom margin.
+    """
+
+    width: int
+    height: int
+    margin: int
+    grid_left: int
+    grid_top: int
+    cell: int
+    nx: int
+    ny: int
+    legend_width: int
+    footer_height: int
+    title_lines: tuple[str, ...]
+    header_lines: tuple[str, ...]
+    footer_lines: tuple[str, ...]
+    x_label_lines: tuple[tuple[str, ...], ...]
+    y_label_lines: tuple[tuple[str, ...], ...]
+    y_title_lines: tuple[str, ...]
+    x_title: str
+    title_top: int
+    header_top: int
+    band_top: int
+    x_labels_top: int
+    fonts: _Fonts
+
+    def cell_box(self, x: int, y: int) -> tuple[int, int, int, int]:
+        """``(left, top, right, bottom)`` of the cell at column ``x``, row ``y``."""
+        left = self.grid_left + x * self.cell
+        top = self.grid_top + y * self.cell
+        return (left, top, left + self.cell, top + self.cell)
+
+
+@dataclass(frozen=True)
+class _Fonts:
+    size: int
+    label: _FontT
+    bold: _FontT
+    small: _FontT
+    small_bold: _FontT
+    title: _FontT
+    line: int
+    small_line: int
+    title_line: int
+    pad: int
+
+
+# ---------------------------------------------------------------- fonts and text
+
+
+@functools.lru_cache(maxsize=64)
+def _load_font(size: int, bold: bool = False) -> _FontT:
+    for name in BOLD_FONT_CANDIDATES if bold else FONT_CANDIDATES:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, AttributeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+_glyph_lock = threading.Lock()
+_glyph_cache: dict[tuple[int, str], bool] = {}
+
+
+def _has_glyph(font: _FontT, char: str) -> bool:
+    """Whether ``font`` draws ``char`` as something other than its "missing" box."""
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        return ord(char) < 128
+    key = (id(font), char)
+    with _glyph_lock:
+        known = _glyph_cache.get(key)
+    if known is not None:
+        return known
+    try:
+        mask = font.getmask(char)
+        missing = font.getmask("\uffff")
+        result = not (mask.size == missing.size and bytes(mask) == bytes(missing))
+    except (OSError, ValueError, UnicodeError):
+        result = False
+    with _glyph_lock:
+        _glyph_cache[key] = result
+    return result
+
+
+def _drawable(font: _FontT, text: str) -> str:
+    """``text`` with characters the font lacks replaced by ASCII look-alikes."""
+    if text.isascii():
+        return text
+    out: list[str] = []
+    for char in text:
+        if char.isascii() or _has_glyph(font, char):
+            out.append(char)
+            continue
+        if char in _ASCII_FALLBACK:
+            out.append(_ASCII_FALLBACK[char])
+            continue
+        base = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+        out.append(base or "?")
+    return "".join(out)
+
+
+def _width(font: _FontT, text: str) -> float:
+    return float(font.getlength(_drawable(font, text))) if text else 0.0
+
+
+def _ellipsize(font: _FontT, text: str, width: float) -> str:
+    """``text`` cut with ``…`` so it fits ``width``."""
+    text = text.rstrip()
+    if _width(font, text) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _width(font, text[:mid].rstrip() + "…") <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…" if lo else "…"
+
+
+def _wrap(font: _FontT, text: str, width: float, max_lines: int) -> tuple[str, ...]:
+    """Word-wrap ``text`` to ``width``; overlong words are broken, extra lines ellipsized."""
+    if max_lines <= 0 or not text.strip():
+        return ()
+    lines: list[str] = []
+    for paragraph in text.splitlines():
+        current = ""
+        for word in paragraph.split():
+            candidate = f"{current} {word}" if current else word
+            if _width(font, candidate) <= width:
+                current = candidate
+                continue
+            if current:
+                lines.append(current)
+                current = ""
+            while _width(font, word) > width and len(word) > 1:
+                cut = _fit_prefix(font, word, width)
+                lines.append(word[:cut])
+                word = word[cut:]
+            current = word
+        if current:
+            lines.append(current)
+        if len(lines) > max_lines:
+            break
+    if len(lines) > max_lines:
+        rest = " ".join(lines[max_lines - 1 :])
+        lines = [*lines[: max_lines - 1], _ellipsize(font, rest + " …", width)]
+        if not lines[-1].endswith("…"):
+            lines[-1] = _ellipsize(font, lines[-1] + "…", width)
+    return tuple(lines)
+
+
+def _fit_prefix(font: _FontT, word: str, width: float) -> int:
+    lo, hi = 1, len(word)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if _width(font, word[:mid]) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _fonts(cell_size: int) -> _Fonts:
+    size = max(10, round(cell_size * 0.05))
+    small = max(9, round(cell_size * 0.04))
+    title = round(size * 1.25)
+    return _Fonts(
+        size=size,
+        label=_load_font(size),
+        bold=_load_font(size, bold=True),
+        small=_load_font(small),
+        small_bold=_load_font(small, bold=True),
+        title=_load_font(title, bold=True),
+        line=round(size * 1.35),
+        small_line=round(small * 1.3),
+        title_line=round(title * 1.3),
+        pad=max(2, round(cell_size * 0.016)),
+    )
+
+
+def _text(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font: _FontT, fill: tuple[int, int, int]
+) -> None:
+    draw.text((round(xy[0]), round(xy[1])), _drawable(font, text), font=font, fill=fill)
+
+
+def _arrow(
+    draw: ImageDraw.ImageDraw, x: float, y: float, size: int, direction: str, fill: tuple[int, int, int]
+) -> None:
+    """A small arrow drawn with lines (fonts often lack → and ↓); ``(x, y)`` is its top-left."""
+    s = size
+    w = max(1, round(s / 9))
+    if direction == "right":
+        mid = y + s / 2
+        draw.line([(x, mid), (x + s - 1, mid)], fill=fill, width=w)
+        draw.polygon([(x + s, mid), (x + s * 0.55, mid - s * 0.32), (x + s * 0.55, mid + s * 0.32)], fill=fill)
+    else:
+        mid = x + s / 2
+        draw.line([(mid, y), (mid, y + s - 1)], fill=fill, width=w)
+        draw.polygon([(mid, y + s), (mid - s * 0.32, y + s * 0.55), (mid + s * 0.32, y + s * 0.55)], fill=fill)
+
+
+def _strip_arrow(title: str | None) -> str:
+    return (title or "").strip().rstrip("→↓-> ").strip() if title else ""
+
+
+# ---------------------------------------------------------------- layout
+
+
+def layout_grid(
+    *,
+    x_title: str | None,
+    x_labels: Sequence[str],
+    y_title: str | None,
+    y_labels: Sequence[str],
+    header: str = "",
+    footer: str = "",
+    cell_size: int = 320,
+    title: str = "",
+) -> GridLayout:
+    """Compute the geometry :func:`render_grid` uses (same arguments, minus the tiles).
+
+    Returns
+    -------
+    GridLayout
+        ``width == grid_left + nx * cell + margin`` and
+        ``height == grid_top + ny * cell + footer_height + margin``.
+    """
+    if cell_size < 48:
+        raise ValueError(f"cell_size {cell_size} is too small; use 48 px or more")
+    nx, ny = max(1, len(x_labels)), max(1, len(y_labels))
+    f = _fonts(cell_size)
+    c = cell_size
+    margin = max(8, round(c * 0.04))
+    pad = f.pad
+
+    x_name = _strip_arrow(x_title)
+    y_name = _strip_arrow(y_title)
+    has_y = bool(y_name) or len(y_labels) > 1
+    has_x_labels = any(str(label) for label in x_labels)
+
+    legend_w = 0
+    if has_y:
+        natural = max([_width(f.label, str(label)) for label in y_labels] + [0.0])
+        if y_name:
+            natural = max(natural, _width(f.bold, y_name) + f.size * 1.3)
+        legend_w = round(min(max(natural + 3 * pad, c * 0.3), c * 0.75))
+
+    content_w = legend_w + nx * c
+    width = margin + content_w + margin
+
+    y = margin
+    title_lines = _wrap(f.title, title, content_w, 2)
+    title_top = y
+    if title_lines:
+        y += len(title_lines) * f.title_line + pad
+    header_lines = _wrap(f.label, header, content_w, 3)
+    header_top = y
+    if header_lines:
+        y += len(header_lines) * f.line + 2 * pad
+
+    band_top = y
+    x_title_h = f.line if x_name else 0
+    x_label_lines = tuple(_wrap(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
+    x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
+    y_title_lines = _wrap(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
+    y_title_h = len(y_title_lines) * f.line
+    band_h = max(x_title_h + x_labels_h, y_title_h)
+    x_labels_top = band_top + x_title_h
+    grid_top = band_top + band_h + (pad if band_h else 0)
+
+    max_y_lines = max(1, min(8, (c - 2 * pad) // f.line))
+    y_label_lines = tuple(
+        _wrap(f.label, str(label), max(legend_w - 3 * pad, 10), max_y_lines) if has_y else () for label in y_labels
+    )
+
+    footer_lines = _wrap(f.small, footer, content_w, 2)
+    footer_h = (pad + len(footer_lines) * f.small_line) if footer_lines else 0
+    height = grid_top + ny * c + footer_h + margin
+    return GridLayout(
+        width=width,
+        height=height,
+        margin=margin,
+        grid_left=margin + legend_w,
+        grid_top=grid_top,
+        cell=c,
+        nx=nx,
+        ny=ny,
+        legend_width=legend_w,
+        footer_height=footer_h,
+        title_lines=title_lines,
+        header_lines=header_lines,
+        footer_lines=footer_lines,
+        x_label_lines=x_label_lines,
+        y_label_lines=y_label_lines,
+        y_title_lines=y_title_lines,
+        x_title=x_name,
+        title_top=title_top,
+        header_top=header_top,
+        band_top=band_top,
+        x_labels_top=x_labels_top,
+        fonts=f,
+    )
+
+
+def _arrangement(repeats: int, aspects: Sequence[float], inner: int, gap: int) -> tuple[int, int]:
+    """``(cols, rows)`` for the repeats of a cell: the packing that shows the images largest."""
+    if repeats <= 1:
+        return (1, 1)
+    shapes = list(aspects) or [1.0]
+    best, best_score = (repeats, 1), -1.0
+    for cols in range(repeats, 0, -1):  # a single row first: ties keep the mini-row
+        rows = math.ceil(repeats / cols)
+        if (cols - 1) * rows >= repeats:  # a column would stay empty
+            continue
+        sub_w = (inner - (cols - 1) * gap) / cols
+        sub_h = (inner - (rows - 1) * gap) / rows
+        if sub_w <= 0 or sub_h <= 0:
+            continue
+        score = 0.0
+        for aspect in shapes:
+            w = min(sub_w, sub_h * aspect)
+            score += w * (w / aspect)
+        if score > best_score * 1.001:
+            best, best_score = (cols, rows), score
+    return best
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_grid(
+    *,
+    x_title: str | None,
+    x_labels: Sequence[str],
+    y_title: str | None,
+    y_labels: Sequence[str],
+    tiles: Mapping[tuple[int, int], Sequence[Tile]],
+    header: str = "",
+    footer: str = "",
+    cell_size: int = 320,
+    title: str = "",
+) -> Image.Image:
+    """Draw a labelled comparison grid.
+
+    Parameters
+    ----------
+    x_title, y_title : str or None
+        Axis titles, each shown once with an arrow (``temperature →``,
+        ``size ↓``). ``y_title=None`` with a single Y label draws no Y legend.
+    x_labels, y_labels : sequence of str
+        One label per column / row.
+    tiles : mapping
+        ``(x, y)`` to the list of that cell's repeats; missing cells and
+        repeats are drawn as empty slots.
+    header, footer : str
+        A line above the grid (the common parameters) and one below
+        (progress, cost, path); wrapped and ellipsized to fit.
+    cell_size : int
+        Side of each square cell box in pixels.
+    title : str
+        Bold line on top (used for the Z value of Z grids).
+
+    Returns
+    -------
+    PIL.Image.Image
+        An RGB image on a white ground.
+    """
+    lay = layout_grid(
+        x_title=x_title,
+        x_labels=x_labels,
+        y_title=y_title,
+        y_labels=y_labels,
+        header=header,
+        footer=footer,
+        cell_size=cell_size,
+        title=title,
+    )
+    f = lay.fonts
+    pad = f.pad
+    img = Image.new("RGB", (lay.width, lay.height), _BG)
+    draw = ImageDraw.Draw(img)
+    content_left = lay.margin
+    content_right = lay.width - lay.margin
+
+    for i, line in enumerate(lay.title_lines):
+        _text(draw, (content_left, lay.title_top + i * f.title_line), line, f.title, _INK)
+    for i, line in enumerate(lay.header_lines):
+        _text(draw, (content_left, lay.header_top + i * f.line), line, f.label, _MUTED)
+    if lay.header_lines:
+        rule_y = lay.header_top + len(lay.header_lines) * f.line + pad - 1
+        draw.line([(content_left, rule_y), (content_right, rule_y)], fill=_RULE, width=1)
+
+    # X legend: the title once, then one label per column
+    if lay.x_title:
+        tx = lay.grid_left + pad
+        _text(draw, (tx, lay.band_top), lay.x_title, f.bold, _INK)
+        arrow = round(f.size * 0.9)
+        _arrow(
+            draw, tx + _width(f.bold, lay.x_title) + f.size * 0.35, lay.band_top + f.size * 0.2, arrow, "right", _INK
+        )
+    for x, lines in enumerate(lay.x_label_lines):
+        left = lay.grid_left + x * lay.cell
+        for i, line in enumerate(lines):
+            lx = left + (lay.cell - _width(f.label, line)) / 2
+            _text(draw, (lx, lay.x_labels_top + i * f.line), line, f.label, _INK)
+
+    # Y legend: the title once (above the first row), then one label per row
+    if lay.legend_width:
+        n = len(lay.y_title_lines)
+        top = lay.grid_top - pad - n * f.line
+        for i, line in enumerate(lay.y_title_lines):
+            _text(draw, (content_left, top + i * f.line), line, f.bold, _INK)
+        if n:
+            last = lay.y_title_lines[-1]
+            _arrow(
+                draw,
+                content_left + _width(f.bold, last) + f.size * 0.35,
+                top + (n - 1) * f.line + f.size * 0.1,
+                round(f.size * 0.9),
+                "down",
+                _INK,
+            )
+        for y, lines in enumerate(lay.y_label_lines):
+            block = len(lines) * f.line
+            ly = lay.grid_top + y * lay.cell + (lay.cell - block) / 2
+            for i, line in enumerate(lines):
+                _text(draw, (content_left, ly + i * f.line), line, f.label, _INK)
+
+    # cells
+    repeats = max((len(seq) for seq in tiles.values()), default=1) or 1
+    aspects = [
+        t.image.width / t.image.height
+        for seq in tiles.values()
+        for t in seq
+        if t.image is not None and t.image.width and t.image.height
+    ]
+    inner = lay.cell - 2 * pad
+    cols, rows = _arrangement(repeats, aspects, inner, pad)
+    sub_w = (inner - (cols - 1) * pad) // cols
+    sub_h = (inner - (rows - 1) * pad) // rows
+    for y in range(lay.ny):
+        for x in range(lay.nx):
+            left, top, _, _ = lay.cell_box(x, y)
+            seq = list(tiles.get((x, y), ()))
+            for r in range(repeats):
+                col, row = r % cols, r // cols
+                box = (left + pad + col * (sub_w + pad), top + pad + row * (sub_h + pad), sub_w, sub_h)
+                _draw_tile(img, draw, box, seq[r] if r < len(seq) else None, f)
+
+    # light rules between cells and around the grid
+    grid_right = lay.grid_left + lay.nx * lay.cell
+    grid_bottom = lay.grid_top + lay.ny * lay.cell
+    for x in range(1, lay.nx):
+        gx = lay.grid_left + x * lay.cell
+        draw.line([(gx, lay.grid_top), (gx, grid_bottom - 1)], fill=_RULE, width=1)
+    for y in range(1, lay.ny):
+        gy = lay.grid_top + y * lay.cell
+        draw.line([(lay.grid_left, gy), (grid_right - 1, gy)], fill=_RULE, width=1)
+    draw.rectangle([lay.grid_left, lay.grid_top, grid_right - 1, grid_bottom - 1], outline=_RULE, width=1)
+
+    for i, line in enumerate(lay.footer_lines):
+        _text(draw, (content_left, grid_bottom + pad + i * f.small_line), line, f.small, _MUTED)
+    return img
+
+
+def _state_name(state: object) -> str:
+    return str(getattr(state, "value", state) or "").strip().lower()
+
+
+def _draw_tile(
+    img: Image.Image, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], tile: Tile | None, f: _Fonts
+) -> None:
+    x, y, w, h = box
+    if w < 2 or h < 2:
+        return
+    state = _state_name(tile.state) if tile is not None else ""
+    if tile is not None and tile.image is not None:
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_LETTERBOX)
+        thumb = _fit(tile.image, w, h)
+        px, py = x + (w - thumb.width) // 2, y + (h - thumb.height) // 2
+        img.paste(thumb, (px, py))
+        if state == "cached":
+            _badge(draw, (px, py, thumb.width, thumb.height), "cached", f)
+        return
+    if state in FAILED_STATES:
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL_BG, outline=_FAIL_EDGE, width=2)
+        error = (tile.error if tile is not None else None) or "no error message"
+        _box_text(draw, box, state, error, f, _FAIL_INK)
+        return
+    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_PENDING_BG, outline=_PENDING_EDGE, width=1)
+    if tile is None:
+        return
+    if state in PENDING_STATES:
+        label = "queued" if state == "queued" else state.replace("_", " ") + "…"
+        _box_text(draw, box, label, None, f, _PENDING_INK)
+    elif state in _IMAGE_STATES:
+        _box_text(draw, box, state, "no image", f, _PENDING_INK)
+    else:  # cancelled, or a state this module does not know
+        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING_INK)
+
+
+def _fit(image: Image.Image, w: int, h: int) -> Image.Image:
+    """``image`` scaled (up or down) to fit ``w`` × ``h`` keeping its aspect ratio, in RGB."""
+    src = image
+    if src.mode in ("RGBA", "LA", "PA") or (src.mode == "P" and "transparency" in src.info):
+        rgba = src.convert("RGBA")
+        ground = Image.new("RGBA", rgba.size, (*_BG, 255))
+        src = Image.alpha_composite(ground, rgba).convert("RGB")
+    elif src.mode != "RGB":
+        src = src.convert("RGB")
+    scale = min(w / src.width, h / src.height)
+    size = (max(1, min(w, round(src.width * scale))), max(1, min(h, round(src.height * scale))))
+    if size == src.size:
+        return src.copy() if src is image else src
+    return src.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _box_text(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    headline: str,
+    body: str | None,
+    f: _Fonts,
+    ink: tuple[int, int, int],
+) -> None:
+    """A bold headline and wrapped body text, centred in ``box``."""
+    x, y, w, h = box
+    inset = max(3, f.pad + 2)
+    width = w - 2 * inset
+    if width < 8:
+        return
+    head = _wrap(f.small_bold, headline, width, 1)
+    room = max(0, (h - 2 * inset - len(head) * f.small_line) // f.small_line)
+    lines = _wrap(f.small, body, width, room) if body else ()
+    block = (len(head) + len(lines)) * f.small_line
+    ty = y + max(inset, (h - block) // 2)
+    for line in head:
+        _text(draw, (x + (w - _width(f.small_bold, line)) / 2, ty), line, f.small_bold, ink)
+        ty += f.small_line
+    for line in lines:
+        _text(draw, (x + (w - _width(f.small, line)) / 2, ty), line, f.small, ink)
+        ty += f.small_line
+
+
+def _badge(draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], text: str, f: _Fonts) -> None:
+    """A small dark label in the bottom-right corner of the image."""
+    x, y, w, h = image_box
+    tw = _width(f.small, text)
+    bw, bh = round(tw + 2 * f.pad + 2), f.small_line + 2
+    if bw > w - 4 or bh > h - 4:
+        return
+    bx, by = x + w - bw - 4, y + h - bh - 4
+    draw.rounded_rectangle([bx, by, bx + bw, by + bh], radius=max(2, bh // 3), fill=_BADGE_BG)
+    _text(draw, (bx + f.pad + 1, by + 1), text, f.small, _BADGE_INK)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
+    """The header line for a sweep's grid: what every cell shares.
+
+    ``gemini-2.5-flash-image-official · 1K · top_p 0.95 · "A paper-cut fox in a forest"``.
+    With a prompt S/R axis the prompt is shown with the search term in
+    brackets (``"A paper-cut [fox] in a forest"``).
+    """
+    common = plan.common
+    parts: list[str] = []
+    for name in ("model", "resolution", "size"):
+        if name in common:
+            parts.append(str(common[name]))
+    for name in ("temperature", "top_p"):
+        if name in common:
+            parts.append(f"{name} {common[name]:g}")
+    if "references" in common:
+        refs = common["references"]
+        parts.append(f"ref {'+'.join(refs)}")
+    prompt = common.get("prompt")
+    if prompt is None and "prompt" in plan.varying:
+        search = str(next(a for a in plan.axes if a.name == "prompt").values[0])
+        prompt = plan.base.prompt.replace(search, f"[{search}]")
+    if prompt is not None:
+        text = " ".join(str(prompt).split())
+        if len(text) > max_prompt:
+            text = text[: max_prompt - 1].rstrip() + "…"
+        parts.append(f'"{text}"')
+    return " · ".join(parts)
+
+
+def grid_for_plan(
+    plan: SweepPlan,
+    tiles_by_cell: Mapping[int, Tile],
+    *,
+    z: int = 0,
+    cell_size: int = 320,
+    footer: str = "",
+) -> Image.Image:
+    """The grid of one Z slice of a sweep, labelled from its plan.
+
+    Parameters
+    ----------
+    plan : SweepPlan
+        The sweep; its X and Y axes give the legends, its common parameters
+        the header, its Z axis the title.
+    tiles_by_cell : mapping
+        :attr:`~.sweep.SweepCell.index` to :class:`Tile`; cells not in it are
+        drawn as ``queued``.
+    z : int
+        Which Z grid (0 when there is no Z axis).
+    cell_size : int
+        Side of each cell box.
+    footer : str
+        Text under the grid (progress, cost, saved path).
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
+    nx, ny, nz = plan.shape
+    if not 0 <= z < nz:
+        raise IndexError(f"z={z} is out of range; this sweep has {nz} grid{'s' if nz != 1 else ''} (0 to {nz - 1})")
+    x_axis, y_axis, z_axis = plan.x_axis, plan.y_axis, plan.z_axis
+    tiles: dict[tuple[int, int], list[Tile]] = {}
+    for cell in plan.cells_at(z):
+        slot = tiles.setdefault((cell.x, cell.y), [Tile("queued") for _ in range(plan.repeats)])
+        slot[cell.repeat] = tiles_by_cell.get(cell.index) or Tile("queued")
+    title = ""
+    if z_axis is not None:
+        title = f"{z_axis.title} = {z_axis.labels[z]}   (grid {z + 1} of {nz})"
+    return render_grid(
+        x_title=x_axis.title if x_axis is not None else None,
+        x_labels=list(x_axis.labels) if x_axis is not None else [""] * nx,
+        y_title=y_axis.title if y_axis is not None else None,
+        y_labels=list(y_axis.labels) if y_axis is not None else [""] * ny,
+        tiles=tiles,
+        header=plan_header(plan),
+        footer=footer,
+        cell_size=cell_size,
+        title=title,
+    )
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode_grid_png(
+    img: Image.Image,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    max_bytes: int = MAX_GRID_PNG_BYTES,
+) -> bytes:
+    """PNG bytes for a grid, kept under ``max_bytes`` for notebooks.
+
+    Grids of flat or simulated images stay full-colour. Sixteen photographic
+    320 px thumbnails come to about 3 MB as RGB PNG; those are stored as a
+    256-colour adaptive palette (about a third of the size, and hard to tell
+    apart at thumbnail scale), and only if that is still too big is the grid
+    scaled down. ``provenance`` is embedded as in
+    :func:`~.images.png_with_provenance`.
+    """
+
+    def encode(image: Image.Image) -> bytes:
+        return png_with_provenance(image, provenance) if provenance is not None else png_bytes(image)
+
+    data = encode(img)
+    if len(data) <= max_bytes:
+        return data
+    rgb = img.convert("RGB") if img.mode != "RGB" else img
+    candidate = rgb
+    for _ in range(4):
+        data = encode(candidate.quantize(256, method=Image.Quantize.FASTOCTREE))
+        if len(data) <= max_bytes:
+            return data
+        factor = math.sqrt(max_bytes / len(data)) * 0.92
+        size = (max(1, round(candidate.width * factor)), max(1, round(candidate.height * factor)))
+        candidate = rgb.resize(size, Image.Resampling.LANCZOS)
+    return data
