@@ -562,7 +562,7 @@ class SimServer:
         """Counts since the last reset (see ``docs/simulator.md``)."""
         with self._lock:
             now = self._now()
-            recent = [t for t in self._tasks.values() if t.seq >= self._reset_seq]
+            recent = [t for t in self._tasks.values() if t.seq > self._reset_seq]
             states = Counter(t.state(now)[0] for t in recent)
             bids = Counter((t.owner, t.req.business_id) for t in recent if t.req.business_id)
             c = self._counts

@@ -1,0 +1,572 @@
+"""The simulator over real loopback HTTP: protocol, validation, faults, images, CLI."""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+from gemimg_jupyter.errors import InvalidImageError
+from gemimg_jupyter.images import decode_image
+from gemimg_jupyter.sim import RenderSpec, SimConfig, SimServer, render_png
+from gemimg_jupyter.sim.render import palette_for
+
+KEY = "sk-sim-test-4f1d9a77c0de"
+OFFICIAL = "gemini-2.5-flash-image-official"
+FAST = {"latency": (0.05, 0.2), "queue_delay": (0.01, 0.03), "seed": 1234}
+BASE = SimConfig(**FAST).to_dict()
+
+
+@pytest.fixture(scope="module")
+def _server() -> Iterator[SimServer]:
+    with SimServer(SimConfig(**FAST)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def server(_server: SimServer) -> SimServer:
+    """The module's simulator with default fast settings, no tasks and zeroed counts."""
+    _server.configure(**BASE)
+    _server.reset(tasks=True)
+    return _server
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        s.headers["Authorization"] = f"Bearer {KEY}"
+        yield s
+
+
+def body(**changes: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {"model": OFFICIAL, "prompt": "A paper-cut fox in a forest", "size": "1:1", "n": 1}
+    payload.update(changes)
+    return payload
+
+
+def submit(server: SimServer, http: requests.Session, **changes: Any) -> requests.Response:
+    return http.post(f"{server.base_url}/v1/images/generations", json=body(**changes), timeout=10)
+
+
+def status(server: SimServer, http: requests.Session, ident: str) -> requests.Response:
+    return http.get(f"{server.base_url}/v1/images/generations/{ident}", timeout=10)
+
+
+def wait_final(server: SimServer, http: requests.Session, ident: str) -> list[dict[str, Any]]:
+    """Poll until completed/failed; return every status seen (a generous loop bound, not a timing assertion)."""
+    seen: list[dict[str, Any]] = []
+    for _ in range(1000):
+        seen.append(status(server, http, ident).json())
+        if seen[-1]["status"] in ("completed", "failed"):
+            return seen
+        time.sleep(0.01)
+    raise AssertionError(f"task never finished: {seen[-1]}")
+
+
+def generate(server: SimServer, http: requests.Session, **changes: Any) -> bytes:
+    task = submit(server, http, **changes).json()
+    final = wait_final(server, http, task["id"])[-1]
+    got = requests.get(final["result"]["data"][0]["url"], timeout=10)
+    assert got.status_code == 200
+    return got.content
+
+
+def png(colour: tuple[int, int, int] = (20, 60, 220), size: tuple[int, int] = (64, 64)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upload(server: SimServer, http: requests.Session, data: bytes, name: str = "ref.png") -> requests.Response:
+    return http.post(f"{server.base_url}/v1/uploads/images", files={"file": (name, data, "image/png")}, timeout=10)
+
+
+# -- the happy path -------------------------------------------------------------------------------------------------
+
+
+def test_submit_poll_download(server: SimServer, http: requests.Session) -> None:
+    r = submit(server, http, size="16:9", client_business_id="order-1", metadata={"temperature": 0.8, "topP": 0.95})
+    assert r.status_code == 200
+    task = r.json()
+    assert task["id"].startswith("img_")
+    assert task["object"] == "generation.task"
+    assert (task["model"], task["status"], task["progress"]) == (OFFICIAL, "queued", 0)
+    assert task["client_business_id"] == "order-1"
+    assert isinstance(task["created_at"], int)
+    assert r.headers["X-RateLimit-Category"] == "async_submit"
+    assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "X-Request-Id"} <= set(r.headers)
+
+    seen = wait_final(server, http, task["id"])
+    progress = [s["progress"] for s in seen]
+    assert progress == [*sorted(progress[:-1]), 100]
+    assert all(s["status"] in ("queued", "in_progress", "completed") for s in seen)
+    assert all(10 <= s["progress"] <= 90 for s in seen if s["status"] == "in_progress")
+    done = seen[-1]
+    assert done["status"] == "completed"
+    assert done["expires_at"] - done["completed_at"] == 86400
+    assert done["billing"] == {"status": "settled", "credits": "9.76", "cost_usd": "0.0488"}
+    assert "url" not in done
+    url = done["result"]["data"][0]["url"]
+    assert done["result"]["type"] == "image"
+    assert url.startswith(f"{server.base_url}/generated/") and url.endswith(".png")
+
+    image = requests.get(url, timeout=10)
+    assert image.headers["Content-Type"] == "image/png"
+    assert decode_image(image.content, expected=(1344, 768)).size == (1344, 768)
+    stats = server.stats()
+    assert stats["submits_accepted"] == 1
+    assert stats["tasks"]["completed"] == 1
+    assert stats["downloads"] == 1
+    assert stats["status_queries"] == len(seen)
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "resolution", "pixels"),
+    [
+        (OFFICIAL, "16:9", None, (1344, 768)),
+        (OFFICIAL, "9:16", None, (768, 1344)),
+        (OFFICIAL, "21:9", None, (1536, 672)),
+        ("gemini-3.1-flash-image-preview", "4:1", "0.5K", (1024, 256)),
+        ("gemini-3-pro-image-preview", "3:2", "2K", (2496, 1664)),
+    ],
+)
+def test_pixel_size_follows_ratio_and_resolution(
+    server: SimServer, http: requests.Session, model: str, size: str, resolution: str | None, pixels: tuple[int, int]
+) -> None:
+    meta = {"resolution": resolution} if resolution else {}
+    data = generate(server, http, model=model, size=size, metadata=meta)
+    assert Image.open(io.BytesIO(data)).size == pixels
+
+
+def test_lookup_by_client_business_id(server: SimServer, http: requests.Session) -> None:
+    first = submit(server, http, client_business_id="job-top").json()
+    second = submit(server, http, metadata={"client_business_id": "job-meta"}).json()
+    assert second["client_business_id"] == "job-meta"
+    assert status(server, http, "job-top").json()["id"] == first["id"]
+    assert status(server, http, "job-meta").json()["id"] == second["id"]
+    other = {"Authorization": "Bearer sk-someone-else"}
+    assert (
+        requests.get(f"{server.base_url}/v1/images/generations/job-top", headers=other, timeout=10).status_code == 404
+    )
+    assert (
+        requests.get(f"{server.base_url}/v1/images/generations/{first['id']}", headers=other, timeout=10).status_code
+        == 404
+    )
+
+
+def test_duplicate_business_ids_are_counted_and_latest_wins(server: SimServer, http: requests.Session) -> None:
+    submit(server, http, client_business_id="dup")
+    latest = submit(server, http, client_business_id="dup").json()
+    submit(server, http, client_business_id="single")
+    assert status(server, http, "dup").json()["id"] == latest["id"]
+    assert server.stats()["duplicate_business_ids"] == 1
+
+
+def test_image_url_objects_accepted_unless_strict(server: SimServer, http: requests.Session) -> None:
+    refs = [{"url": "https://example.com/a.png"}, "https://example.com/b.png"]
+    assert submit(server, http, image_urls=refs).status_code == 200
+    server.configure(strict_image_url_objects=True)
+    r = submit(server, http, image_urls=refs)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "image_urls[0]"
+    preview = submit(server, http, model="gemini-2.5-flash-image-preview", image_urls=refs)
+    assert preview.status_code == 200
+
+
+# -- validation -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "param", "needle"),
+    [
+        ({"size": "16x9"}, "size", "16x9"),
+        ({"size": "4:1"}, "size", "4:1"),
+        ({"n": "1"}, "n", '"1"'),
+        ({"n": 2}, "n", "2"),
+        ({"image_urls": [f"https://example.com/{i}.png" for i in range(4)]}, "image_urls", "at most 3"),
+        ({"image_urls": ["data:image/png;base64,iVBORw0KGgo="]}, "image_urls[0]", "data URI"),
+        ({"image_urls": ["ftp://example.com/a.png"]}, "image_urls[0]", "http(s)"),
+        ({"model": "gemini-9-ultra-image"}, "model", "gemini-9-ultra-image"),
+        ({"prompt": "  "}, "prompt", "prompt"),
+        ({"metadata": {"temperature": 2.5}}, "metadata.temperature", "0 to 2"),
+        ({"metadata": {"temperature": True}}, "metadata.temperature", "0 to 2"),
+        ({"metadata": {"topP": 1.5}}, "metadata.topP", "0 to 1"),
+        ({"metadata": {"resolution": "2K"}}, "metadata.resolution", "2K"),
+        ({"client_business_id": 7}, "client_business_id", "client_business_id"),
+    ],
+)
+def test_submit_validation_400(
+    server: SimServer, http: requests.Session, changes: dict[str, Any], param: str, needle: str
+) -> None:
+    r = submit(server, http, **changes)
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert (error["code"], error["type"], error["param"]) == ("invalid_request", "invalid_request_error", param)
+    assert needle in error["message"]
+    stats = server.stats()
+    assert (stats["submits_accepted"], stats["submits_rejected"]) == (0, 1)
+
+
+def test_missing_prompt_and_non_json_body(server: SimServer, http: requests.Session) -> None:
+    r = http.post(f"{server.base_url}/v1/images/generations", json={"model": OFFICIAL}, timeout=10)
+    assert r.json()["error"]["message"] == "The 'prompt' field is required."
+    r = http.post(f"{server.base_url}/v1/images/generations", data=b"{not json", timeout=10)
+    assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_callback_url_without_webhook(server: SimServer, http: requests.Session) -> None:
+    r = submit(server, http, callback_url="https://example.com/hook")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "webhook_not_configured"
+
+
+def test_wrong_path_apitype(server: SimServer, http: requests.Session) -> None:
+    r = http.post(f"{server.base_url}/v1/chat/completions", json=body(), timeout=10)
+    assert r.status_code == 400
+    assert r.json()["error"]["message"].startswith("invalid apitype")
+    server.configure(wrong_path_apitype=False)
+    assert http.post(f"{server.base_url}/v1/chat/completions", json=body(), timeout=10).status_code == 404
+
+
+# -- auth, 404 ------------------------------------------------------------------------------------------------------
+
+
+def test_auth_failures_never_echo_the_key(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "sk-wrong-9b7e55aa1f2c3d4e"
+    with SimServer(SimConfig(**FAST), accepted_keys=[KEY]) as srv:
+        url = f"{srv.base_url}/v1/images/generations"
+        missing = requests.post(url, json=body(), timeout=10)
+        bad = requests.post(url, json=body(), headers={"Authorization": f"Bearer {wrong}"}, timeout=10)
+        basic = requests.get(f"{url}/x", headers={"Authorization": f"Basic {wrong}"}, timeout=10)
+        good = requests.post(url, json=body(), headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+        for r in (missing, bad, basic):
+            assert r.status_code == 401
+            assert r.json() == {
+                "error": {"code": "unauthorized", "message": "Invalid API key", "type": "authentication_error"}
+            }
+            assert wrong not in r.text and wrong not in str(r.headers)
+        assert good.status_code == 200 and KEY not in good.text and KEY not in str(good.headers)
+        assert srv.stats()["auth_failures"] == 3
+    assert wrong not in caplog.text and KEY not in caplog.text
+
+
+def test_any_non_empty_key_by_default(server: SimServer) -> None:
+    url = f"{server.base_url}/v1/images/generations"
+    assert requests.post(url, json=body(), headers={"Authorization": "Bearer anything"}, timeout=10).status_code == 200
+    assert requests.post(url, json=body(), headers={"Authorization": "Bearer "}, timeout=10).status_code == 401
+
+
+def test_unknown_task_404(server: SimServer, http: requests.Session) -> None:
+    r = status(server, http, "img_doesnotexist")
+    assert r.status_code == 404
+    assert r.json() == {"error": {"code": 404, "message": "Task not found", "type": "not_found_error"}}
+    assert r.headers["X-RateLimit-Category"] == "async_query"
+
+
+# -- uploads --------------------------------------------------------------------------------------------------------
+
+
+def test_upload_png_and_serve_it(server: SimServer, http: requests.Session) -> None:
+    data = png()
+    r = upload(server, http, data)
+    assert r.status_code == 200
+    payload = r.json()
+    assert (payload["success"], payload["message"]) == (True, "")
+    info = payload["data"]
+    assert info["id"].startswith("upload_")
+    assert (info["mime_type"], info["size"]) == ("image/png", len(data))
+    served = requests.get(info["url"], timeout=10)
+    assert served.content == data and served.headers["Content-Type"] == "image/png"
+    gif = io.BytesIO()
+    Image.new("P", (8, 8)).save(gif, format="GIF")
+    assert upload(server, http, gif.getvalue(), "a.gif").json()["data"]["mime_type"] == "image/gif"
+    assert server.stats()["uploads"] == 2
+
+
+def test_upload_refuses_non_images_and_big_files(server: SimServer, http: requests.Session) -> None:
+    text = upload(server, http, b"this is not an image\r\n" * 10, "notes.png")
+    assert text.status_code == 400
+    assert text.json() == {"success": False, "message": "Unsupported image type. Allowed: JPEG, PNG, WebP, GIF"}
+    big = upload(server, http, b"\x89PNG\r\n\x1a\n" + b"\0" * (11 * 1024 * 1024), "big.png")
+    assert big.status_code == 400
+    assert big.json() == {"success": False, "message": "Image too large. Maximum size is 10MB"}
+    no_file = http.post(f"{server.base_url}/v1/uploads/images", files={"other": ("a.png", png())}, timeout=10)
+    assert no_file.status_code == 400 and no_file.json()["success"] is False
+    assert server.stats()["uploads"] == 0
+
+
+# -- rate limits ----------------------------------------------------------------------------------------------------
+
+
+def test_submit_bucket_exhausted_gives_429(server: SimServer, http: requests.Session) -> None:
+    server.configure(submit_burst=3, submit_rate=0.01)
+    codes = [submit(server, http).status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+    r = submit(server, http)
+    assert r.status_code == 429
+    assert r.json() == {"error": {"code": "rate_limit_exceeded", "message": "Async task request rate exceeded"}}
+    assert int(r.headers["Retry-After"]) >= 1
+    assert r.headers["X-RateLimit-Limit"] == "3"
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert r.headers["X-RateLimit-Category"] == "async_submit"
+    assert int(r.headers["X-RateLimit-Reset"]) > 0
+    stats = server.stats()
+    assert (stats["rate_limited"], stats["submits_accepted"], stats["submits_rejected"]) == (1, 3, 1)
+    assert status(server, http, "img_x").status_code == 404  # the query bucket is separate
+
+
+def test_query_bucket_exhausted_gives_429(server: SimServer, http: requests.Session) -> None:
+    server.configure(query_burst=2, query_rate=0.01)
+    task = submit(server, http).json()
+    assert [status(server, http, task["id"]).status_code for _ in range(3)] == [200, 200, 429]
+    assert status(server, http, task["id"]).headers["X-RateLimit-Category"] == "async_query"
+
+
+def test_random_429_retry_after_seconds_and_http_date(server: SimServer, http: requests.Session) -> None:
+    server.configure(rate_limit_rate=1.0, retry_after=(2, 2))
+    r = submit(server, http)
+    assert (r.status_code, r.headers["Retry-After"]) == (429, "2")
+    server.configure(retry_after_http_date=True)
+    r = status(server, http, "img_x")
+    assert r.status_code == 429
+    assert email.utils.parsedate_to_datetime(r.headers["Retry-After"]).tzinfo is not None
+    stats = server.stats()
+    assert stats["faults"]["rate_limit"] == 2 and stats["rate_limited"] == 2 and stats["submits_accepted"] == 0
+
+
+def test_fault_endpoints_limit_where_faults_hit(server: SimServer, http: requests.Session) -> None:
+    server.configure(rate_limit_rate=1.0, fault_endpoints=["query"])
+    task = submit(server, http)
+    assert task.status_code == 200
+    assert status(server, http, task.json()["id"]).status_code == 429
+
+
+# -- faults ---------------------------------------------------------------------------------------------------------
+
+
+def test_drop_after_submit_still_creates_the_task(server: SimServer, http: requests.Session) -> None:
+    server.configure(drop_after_submit_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        submit(server, http, client_business_id="lost-answer")
+    stats = server.stats()
+    assert stats["submits_accepted"] == 1 and stats["faults"]["drop_after_submit"] == 1
+    server.configure(drop_after_submit_rate=0.0)
+    found = status(server, http, "lost-answer")
+    assert found.status_code == 200 and found.json()["client_business_id"] == "lost-answer"
+
+
+def test_html_504_and_json_5xx(server: SimServer, http: requests.Session) -> None:
+    server.configure(server_error_rate=1.0, html_error_rate=1.0)
+    r = submit(server, http)
+    assert r.status_code == 504
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert "504 Gateway Time-out" in r.text
+    server.configure(html_error_rate=0.0)
+    r = status(server, http, "img_x")
+    assert r.status_code in (500, 502, 503) and "error" in r.json()
+    stats = server.stats()
+    assert stats["faults"]["html_504"] == 1 and stats["faults"]["server_error"] == 1
+    assert stats["submits_rejected"] == 1 and stats["submits_accepted"] == 0
+
+
+def test_failed_task_is_refunded(server: SimServer, http: requests.Session) -> None:
+    server.configure(fail_rate=1.0)
+    final = wait_final(server, http, submit(server, http).json()["id"])[-1]
+    assert (final["status"], final["progress"]) == ("failed", 0)
+    assert final["error"] == {
+        "code": "generation_failed",
+        "message": "call upstream API failed: upstream returned status 422",
+    }
+    assert final["billing"]["status"] == "refunded"
+    assert "result" not in final
+    assert server.stats()["tasks"]["failed"] == 1
+
+
+def test_stuck_task_never_finishes(server: SimServer, http: requests.Session) -> None:
+    server.configure(stuck_rate=1.0)
+    task = submit(server, http).json()
+    server.advance(3600)
+    seen = status(server, http, task["id"]).json()
+    assert (seen["status"], seen["progress"]) == ("in_progress", 90)
+    assert server.stats()["faults"]["stuck_task"] == 1
+
+
+def test_expired_url_is_404(server: SimServer, http: requests.Session) -> None:
+    server.configure(url_lifetime=0)
+    final = wait_final(server, http, submit(server, http).json()["id"])[-1]
+    assert final["expires_at"] == final["completed_at"]
+    r = requests.get(final["result"]["data"][0]["url"], timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["message"] == "File expired"
+    assert server.stats()["faults"]["expired_url"] == 1
+
+
+def test_default_url_lifetime_expires_after_a_day(server: SimServer, http: requests.Session) -> None:
+    final = wait_final(server, http, submit(server, http).json()["id"])[-1]
+    url = final["result"]["data"][0]["url"]
+    assert requests.get(url, timeout=10).status_code == 200
+    server.advance(86400)
+    assert requests.get(url, timeout=10).status_code == 404
+
+
+def test_corrupt_image_bytes_do_not_decode(server: SimServer, http: requests.Session) -> None:
+    server.configure(corrupt_image_rate=1.0)
+    for _ in range(2):
+        data = generate(server, http, prompt=f"corrupt {_}")
+        with pytest.raises(InvalidImageError):
+            decode_image(data)
+    assert server.stats()["faults"]["corrupt_image"] == 2
+
+
+def test_insufficient_quota_402(server: SimServer, http: requests.Session) -> None:
+    server.configure(insufficient_quota=True)
+    r = submit(server, http)
+    assert r.status_code == 402 and r.json()["error"]["code"] == "insufficient_quota"
+
+
+def test_top_level_url(server: SimServer, http: requests.Session) -> None:
+    server.configure(top_level_url=True)
+    final = wait_final(server, http, submit(server, http).json()["id"])[-1]
+    assert final["url"] == final["result"]["data"][0]["url"]
+
+
+# -- life cycle -----------------------------------------------------------------------------------------------------
+
+
+def test_restart_keeps_tasks_on_the_same_port(server: SimServer, http: requests.Session) -> None:
+    task = submit(server, http, client_business_id="survivor").json()
+    before = server.base_url
+    assert server.restart() == before
+    final = wait_final(server, http, "survivor")[-1]
+    assert final["id"] == task["id"]
+    assert requests.get(final["result"]["data"][0]["url"], timeout=10).status_code == 200
+
+
+def test_stop_cuts_keep_alive_connections() -> None:
+    srv = SimServer(SimConfig(**FAST))
+    url = srv.start()
+    with requests.Session() as s:
+        assert s.get(f"{url}/_sim/stats", timeout=5).status_code == 200
+        srv.stop()
+        assert not srv.running
+        with pytest.raises(requests.ConnectionError):
+            s.get(f"{url}/_sim/stats", timeout=5)
+        assert srv.start() == url
+        assert s.get(f"{url}/_sim/stats", timeout=5).status_code == 200
+    srv.stop()
+
+
+def test_down_refuses_connections_then_returns() -> None:
+    with SimServer(SimConfig(**FAST)) as srv:
+        srv.down(0.3)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"{srv.base_url}/_sim/stats", timeout=5)
+        for _ in range(500):
+            if srv.running:
+                break
+            time.sleep(0.01)
+        assert requests.get(f"{srv.base_url}/_sim/stats", timeout=5).status_code == 200
+
+
+def test_control_endpoints(server: SimServer, http: requests.Session) -> None:
+    r = requests.post(f"{server.base_url}/_sim/config", json={"fail_rate": 1, "latency": [0.01, 0.02]}, timeout=10)
+    assert r.status_code == 200 and r.json()["fail_rate"] == 1.0 and r.json()["latency"] == [0.01, 0.02]
+    assert server.config.fail_rate == 1.0
+    assert requests.post(f"{server.base_url}/_sim/config", json={"fail_rate": 3}, timeout=10).status_code == 400
+    assert requests.post(f"{server.base_url}/_sim/config", json={"nope": 1}, timeout=10).status_code == 400
+    submit(server, http)
+    stats = requests.get(f"{server.base_url}/_sim/stats", timeout=10).json()
+    assert stats["submits_accepted"] == 1 and stats["tasks"]["total"] == 1
+    reset = requests.post(f"{server.base_url}/_sim/reset", timeout=10).json()
+    assert reset["submits_accepted"] == 0 and reset["tasks"]["total"] == 0
+
+
+def test_config_coercion_and_checks() -> None:
+    cfg = SimConfig(latency="1,2", fault_endpoints="submit,download", top_level_url="yes")
+    assert cfg.latency == (1.0, 2.0) and cfg.fault_endpoints == ("submit", "download") and cfg.top_level_url
+    for bad in ({"fail_rate": 2}, {"latency": (3, 1)}, {"fault_endpoints": ["everywhere"]}, {"url_lifetime": -1}):
+        with pytest.raises(ValueError):
+            SimConfig(**bad)
+    with pytest.raises(ValueError, match="unknown simulator setting"):
+        cfg.update(failrate=0.5)
+
+
+# -- images ---------------------------------------------------------------------------------------------------------
+
+
+def test_render_is_deterministic_and_follows_temperature() -> None:
+    spec = RenderSpec("A paper-cut fox in a forest", size="16:9", temperature=0.8, top_p=0.95, sample="img_1")
+    assert render_png(spec) == render_png(RenderSpec(**{**spec.__dict__}))
+    hotter = RenderSpec(**{**spec.__dict__, "temperature": 1.6})
+    assert render_png(hotter) != render_png(spec)
+    other_sample = RenderSpec(**{**spec.__dict__, "sample": "img_2"})
+    assert render_png(other_sample) != render_png(spec)
+
+
+def test_same_seed_same_tasks_same_bytes(http: requests.Session) -> None:
+    images = []
+    for _ in range(2):
+        with SimServer(SimConfig(**FAST)) as srv:
+            images.append(generate(srv, http, metadata={"temperature": 0.7}))
+    assert images[0] == images[1]
+
+
+def test_fox_is_warm() -> None:
+    r, _g, b = (sum(channel) / 6 for channel in zip(*palette_for(RenderSpec("a fox")), strict=True))
+    assert r > b + 40
+
+
+def test_reference_colours_are_borrowed(server: SimServer, http: requests.Session) -> None:
+    ref_url = upload(server, http, png((10, 40, 230))).json()["data"]["url"]
+    plain = generate(server, http)
+    with_ref = generate(server, http, image_urls=[ref_url])
+
+    def mean(data: bytes) -> tuple[float, ...]:
+        small = Image.open(io.BytesIO(data)).convert("RGB").resize((1, 1), Image.Resampling.BOX)
+        return tuple(float(v) for v in small.getpixel((0, 0)))  # type: ignore[union-attr]
+
+    def distance(colour: tuple[float, ...]) -> float:
+        return sum((a - b) ** 2 for a, b in zip(colour, (10, 40, 230), strict=True)) ** 0.5
+
+    assert distance(mean(with_ref)) < distance(mean(plain)) - 40
+
+
+# -- the command line -----------------------------------------------------------------------------------------------
+
+
+def test_cli_serves_until_terminated() -> None:
+    cmd = [sys.executable, "-m", "gemimg_jupyter.sim", "--port", "0", "--latency", "0.05,0.1", "--queue-delay", "0,0"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        assert line.startswith("gemimg simulator listening on http://127.0.0.1:")
+        base = line.rsplit(" ", 1)[-1]
+        headers = {"Authorization": f"Bearer {KEY}"}
+        task = requests.post(f"{base}/v1/images/generations", json=body(), headers=headers, timeout=10).json()
+        for _ in range(1000):
+            seen = requests.get(f"{base}/v1/images/generations/{task['id']}", headers=headers, timeout=10).json()
+            if seen["status"] == "completed":
+                break
+            time.sleep(0.01)
+        image = requests.get(seen["result"]["data"][0]["url"], timeout=10)
+        assert Image.open(io.BytesIO(image.content)).size == (1024, 1024)
+        assert requests.get(f"{base}/_sim/stats", timeout=10).json()["submits_accepted"] == 1
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=10)
+    assert code == 0
+    assert KEY not in (proc.stderr.read() if proc.stderr else "")
+
+
+def test_cli_rejects_bad_values() -> None:
+    cmd = [sys.executable, "-m", "gemimg_jupyter.sim", "--port", "0", "--fail-rate", "7"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and "fail_rate" in done.stderr
