@@ -78,12 +78,13 @@ def decode_image(
     return img
 
 
-def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES) -> ReferenceImage:
+def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str | None = None) -> ReferenceImage:
     """Turn a path, URL, bytes or PIL image into a :class:`ReferenceImage`.
 
     Files are checked for existence, size and real image content (a text file
     named ``.png`` is refused); the model's count and format limits are
-    checked later, by :func:`~.models.validate_references`.
+    checked later, by :func:`~.models.validate_references`. ``name`` labels
+    bytes in messages (for example an uploaded file's name).
     """
     if isinstance(source, ReferenceImage):
         return source
@@ -107,7 +108,7 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES) -> Referen
             )
         return _from_bytes(path.read_bytes(), path.name, max_bytes)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _from_bytes(bytes(source), "bytes", max_bytes)
+        return _from_bytes(bytes(source), name or "bytes", max_bytes)
     if isinstance(source, Image.Image):
         buf = io.BytesIO()
         source.save(buf, format="PNG")
