@@ -3,7 +3,7 @@
 A grid is one RGB image::
 
     ┌──────────────────────────────────────────────┐
-    │ title (Z grids: "size = 16:9  (grid 2 of 3)") │
+    │ title (Z grids: "size = 16:9 (grid 2 of 3)")  │
     │ header: the parameters common to every cell   │
     │           temperature →                      │
     │ size ↓    0.2        0.8        1.4          │
@@ -543,7 +543,7 @@ def render_grid(
         _text(draw, (content_left, lay.header_top + i * f.line), line, f.label, _MUTED)
     if lay.header_lines:
         rule_y = lay.header_top + len(lay.header_lines) * f.line + pad - 1
-        draw.line([(content_left, rule_y), (content_right, rule_y)], fill=_RULE, width=1)
+        draw.line([(content_left, rule_y), (content_right - 1, rule_y)], fill=_RULE, width=1)
 
     # X legend: the title once, then one label per column
     if lay.x_title:
@@ -781,7 +781,7 @@ def grid_for_plan(
         slot[cell.repeat] = tiles_by_cell.get(cell.index) or Tile("queued")
     title = ""
     if z_axis is not None:
-        title = f"{z_axis.title} = {z_axis.labels[z]}   (grid {z + 1} of {nz})"
+        title = f"{z_axis.title} = {z_axis.labels[z]} (grid {z + 1} of {nz})"
     return render_grid(
         x_title=x_axis.title if x_axis is not None else None,
         x_labels=list(x_axis.labels) if x_axis is not None else [""] * nx,
