@@ -7,7 +7,8 @@
     res = gi.generate("a paper-cut fox", size="16:9")
     grid = gi.sweep("a paper-cut fox", temperature=[0.2, 0.8], size=["1:1", "16:9"])
 
-Imports are lazy: importing the package does not import IPython or ipywidgets.
+Importing the package loads the core (Pillow, requests) but never IPython or
+ipywidgets; those come with ``%load_ext`` and ``Panel``.
 """
 
 from __future__ import annotations
@@ -25,21 +26,25 @@ _LAZY = {
     "Session": "session",
     "Result": "session",
     "SweepResult": "session",
-    "generate": "session",
-    "sweep": "session",
     "get_session": "session",
+    "reset_session": "session",
     "Panel": "widgets",
     "errors": "errors",
 }
 
-__all__ = [*sorted(_LAZY), "__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [*sorted(_LAZY), "__version__", "generate", "load_ipython_extension", "sweep", "unload_ipython_extension"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import errors  # noqa: F401
     from .models import MODELS, GenerationParams  # noqa: F401
-    from .session import Result, Session, SweepResult, generate, get_session, sweep  # noqa: F401
+    from .session import Result, Session, SweepResult, get_session, reset_session  # noqa: F401
     from .settings import RetryPolicy, Settings  # noqa: F401
     from .widgets import Panel  # noqa: F401
+
+
+# ``gemimg_jupyter.sweep`` is both a submodule (the sweep parser) and the public
+# function; importing the functions last makes the package attribute the function.
+from .session import generate, sweep  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

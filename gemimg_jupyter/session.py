@@ -328,7 +328,9 @@ class Session:
     def spent_usd(self) -> float:
         """Money committed in this session (submitted, not refunded)."""
         return sum(
-            job.cost_usd for job in self.runner.jobs if job.task_id is not None and job.state is not JobState.FAILED
+            job.cost_usd
+            for job in self.runner.jobs
+            if job.task_id is not None and not job.cached and job.state is not JobState.FAILED
         )
 
     def check_budget(self, estimate_usd: float) -> None:
@@ -521,7 +523,7 @@ class Session:
             "spent_usd": round(self.spent_usd(), 4),
             "saved_usd": round(self.saved_usd, 4),
             "cache_hits": self.cache_hits,
-            "requests": sum(1 for j in self.runner.jobs if j.task_id is not None),
+            "requests": sum(1 for j in self.runner.jobs if j.task_id is not None and not j.cached),
             "ledger_spent_usd": round(totals["spent"], 4),
             "ledger_images": int(totals["done"]),
             "budget_usd": self.settings.max_cost_usd,

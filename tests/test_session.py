@@ -1,0 +1,129 @@
+"""The public Python API: generate, sweep, plan before paying, budget, cost, history."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+import gemimg_jupyter as gi
+from gemimg_jupyter.errors import BudgetExceededError, ValidationError
+from gemimg_jupyter.images import read_provenance
+from gemimg_jupyter.models import JobState
+from gemimg_jupyter.session import Session
+from gemimg_jupyter.settings import Settings
+
+
+def ref_png(color: tuple[int, int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (96, 96), color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_generate_returns_a_result_handle(session: Session) -> None:
+    res = session.generate("A studio photo of a teapot", size="4:3", wait=False)
+    assert res.status in ("queued", "submitting", "submitted", "in_progress", "downloading", "done")
+    assert res.result(timeout=20) is res
+    assert res.image.size == (1184, 864)
+    assert res.path is not None and res.path.is_file()
+    assert res.params.size == "4:3" and res.task_id and res.cost_usd == pytest.approx(0.0488)
+    bundle, meta = res._repr_mimebundle_()
+    assert bundle["image/png"].startswith(b"\x89PNG") and meta["image/png"]["gemimg"]["task_id"] == res.task_id
+    again = session.generate("A studio photo of a teapot", size="4:3")
+    assert again.cached and again.cost_usd == 0
+
+
+def test_references_may_be_paths_bytes_pil_or_urls(session: Session, tmp_path: Path) -> None:
+    path = tmp_path / "product.png"
+    path.write_bytes(ref_png((250, 120, 0)))
+    pil = Image.new("RGB", (64, 64), (0, 120, 250))
+    res = session.generate("product on marble", reference_images=[path, pil, ref_png((9, 9, 9))])
+    assert len(res.provenance["references"]) == 3
+    with pytest.raises(ValidationError, match="accepts at most 3"):
+        session.generate("too many", reference_images=[path, pil, path, pil])
+
+
+def test_sweep_plans_runs_and_saves_a_grid(session: Session, sim: Any) -> None:
+    plan = session.plan("A paper-cut fox", axes=["temperature=0.2,0.8,1.4", "size=1:1,16:9"], repeats=2)
+    assert plan.summary() == "6 cells × 2 repeats = 12 requests, 0 cached, ≈ $0.59"
+    result = session.sweep("A paper-cut fox", axes=["temperature=0.2,0.8,1.4", "size=1:1,16:9"], repeats=2)
+    assert result.done() and result.progress_text() == "12/12 done, $0.59"
+    assert sim.stats()["submits_accepted"] == 12
+    assert len(result.paths) == 1 and result.paths[0].is_file()
+    prov = read_provenance(result.paths[0])
+    assert len(prov["cells"]) == 12 and [a["name"] for a in prov["axes"]] == ["temperature", "size"]
+    table = result.table()
+    assert {row["size"] for row in table} == {"1:1", "16:9"} and all(row["state"] == "done" for row in table)
+    grid = result.grid()
+    assert grid.width > 2 * 320 and grid.height > 2 * 320
+    bundle, meta = result._repr_mimebundle_()
+    assert "image/png" in bundle and meta["image/png"]["gemimg_sweep"]["repeats"] == 2
+    # the same sweep again is free and instant
+    again = session.sweep("A paper-cut fox", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=2)
+    assert again.counts()["cached"] == 12 and sim.stats()["submits_accepted"] == 12
+
+
+def test_three_axes_give_one_grid_per_z(session: Session) -> None:
+    result = session.sweep("A paper-cut owl", temperature=[0.3, 1.0], size=["1:1", "3:2"], top_p=[0.5, 0.9])
+    assert result.plan.shape == (2, 2, 2) and len(result.grids()) == 2 and len(result.paths) == 2
+
+
+def test_plan_refuses_before_paying(session: Session, sim: Any) -> None:
+    with pytest.raises(ValidationError, match="confirmation threshold; add --yes"):
+        session.sweep("fox", temperature=[0.1 * i for i in range(10)], size=["1:1", "16:9", "9:16"])
+    with pytest.raises(ValidationError, match="10,000 requests"):
+        session.plan("fox", axes=["temperature=0-2 [100]", "top_p=0-1 [100]"])
+    with pytest.raises(ValidationError, match="unknown sweep parameter 'seed'"):
+        session.plan("fox", seed=[1, 2])
+    assert sim.stats()["requests"] == 0
+
+
+def test_budget_is_never_exceeded(fast_settings: Settings, sim: Any) -> None:
+    with Session(fast_settings.replace(max_cost_usd=0.10)) as s:
+        s.generate("one")
+        s.generate("two")
+        with pytest.raises(BudgetExceededError, match="over the budget of \\$0.10"):
+            s.generate("three")
+        with pytest.raises(BudgetExceededError):
+            s.sweep("four", temperature=[0.1, 0.2], yes=True)
+        assert sim.stats()["submits_accepted"] == 2
+        cost = s.cost()
+        assert cost["spent_usd"] == pytest.approx(0.0976) and cost["budget_usd"] == 0.10
+
+
+def test_cancel_unknown_id_lists_jobs(session: Session) -> None:
+    job = session.generate("known", wait=True)
+    with pytest.raises(ValidationError, match=f"no job or sweep 'nosuchjob'.*{job.id}"):
+        session.cancel("nosuchjob")
+
+
+def test_history_and_pending(session: Session) -> None:
+    session.generate("first")
+    session.generate("second")
+    names = [Path(r.path or "").name for r in session.history(5)]
+    assert len(names) == 2 and "second" in names[0]
+    assert session.pending_count() == 0
+
+
+def test_module_level_api_uses_a_default_session(fast_settings: Settings) -> None:
+    gi.session.reset_session(fast_settings)
+    try:
+        res = gi.generate("module level", size="1:1")
+        assert res.state is JobState.DONE
+        grid = gi.sweep("module level", temperature=[0.4, 0.9])
+        assert grid.plan.shape == (2, 1, 1)
+        assert gi.get_session() is gi.session.get_session()
+    finally:
+        gi.session.reset_session()
+
+
+def test_the_package_import_is_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import gemimg_jupyter, sys; print(sorted(m for m in ('IPython', 'ipywidgets', 'traitlets') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
