@@ -36,6 +36,7 @@ import functools
 import math
 import threading
 import unicodedata
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -212,16 +213,15 @@ def _load_font(size: int, bold: bool = False) -> _FontT:
 
 
 _glyph_lock = threading.Lock()
-_glyph_cache: dict[tuple[int, str], bool] = {}
+_glyph_cache: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
 
 
 def _has_glyph(font: _FontT, char: str) -> bool:
     """Whether ``font`` draws ``char`` as something other than its "missing" box."""
     if not isinstance(font, ImageFont.FreeTypeFont):
         return ord(char) < 128
-    key = (id(font), char)
     with _glyph_lock:
-        known = _glyph_cache.get(key)
+        known = _glyph_cache.setdefault(font, {}).get(char)
     if known is not None:
         return known
     try:
@@ -231,7 +231,7 @@ def _has_glyph(font: _FontT, char: str) -> bool:
     except (OSError, ValueError, UnicodeError):
         result = False
     with _glyph_lock:
-        _glyph_cache[key] = result
+        _glyph_cache.setdefault(font, {})[char] = result
     return result
 
 
@@ -518,7 +518,12 @@ def render_grid(
     Returns
     -------
     PIL.Image.Image
-        An RGB image on a white ground.
+        An RGB image on a white ground; see :func:`layout_grid` for its geometry.
+
+    Raises
+    ------
+    ValueError
+        For a ``cell_size`` under 48 px.
     """
     lay = layout_grid(
         x_title=x_title,
