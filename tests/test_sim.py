@@ -465,10 +465,13 @@ def test_stop_cuts_keep_alive_connections() -> None:
 
 def test_down_refuses_connections_then_returns() -> None:
     with SimServer(SimConfig(**FAST)) as srv:
-        srv.down(0.3)
+        srv.down(60)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"{srv.base_url}/_sim/stats", timeout=5)
-        for _ in range(500):
+        srv.start()  # cancels the pending return and serves at once
+        assert requests.get(f"{srv.base_url}/_sim/stats", timeout=5).status_code == 200
+        srv.down(0.05)
+        for _ in range(1000):
             if srv.running:
                 break
             time.sleep(0.01)

@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
 from gemimg_jupyter.models import pixel_size
 
-__all__ = ["WORD_HUES", "RenderSpec", "corrupt", "palette_for", "render", "render_png"]
+__all__ = ["WORD_HUES", "RenderSpec", "corrupt", "palette_for", "reference_colours", "render", "render_png"]
 
 RGB = tuple[int, int, int]
 
@@ -102,6 +102,8 @@ def reference_colours(data: bytes, count: int = 4) -> list[RGB]:
     """Dominant colours of an image, most common first (``[]`` if it does not decode)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > 40_000_000:  # not worth the memory for a palette
+                return []
             img.draft("RGB", (64, 64))
             small = img.convert("RGB")
     except Exception:  # noqa: BLE001 - any undecodable reference simply lends no colours

@@ -33,7 +33,7 @@ import socketserver
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -340,6 +340,10 @@ class _HTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that hang up mid-answer are normal here; keep them out of stderr.
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
     def track(self, conn: socket.socket, add: bool) -> None:
         with self.conn_lock:
             (self.connections.add if add else self.connections.discard)(conn)
@@ -381,12 +385,6 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._srv().sim._serve(self, "POST")
 
-    def do_PUT(self) -> None:
-        self._srv().sim._serve(self, "PUT")
-
-    def do_DELETE(self) -> None:
-        self._srv().sim._serve(self, "DELETE")
-
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
 
@@ -415,11 +413,12 @@ class SimServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        accepted_keys: list[str] | tuple[str, ...] | set[str] | frozenset[str] | None = None,
+        accepted_keys: Iterable[str] | None = None,
     ) -> None:
         self.config = config if config is not None else SimConfig()
         self.host, self._port = host, port
-        self._accepted = None if accepted_keys is None else frozenset(_owner(k) for k in accepted_keys)
+        keys = [accepted_keys] if isinstance(accepted_keys, str) else accepted_keys
+        self._accepted = None if keys is None else frozenset(_owner(k) for k in keys)
         self._salt = str(self.config.seed) if self.config.seed is not None else os.urandom(8).hex()
         self._rng = random.Random(self._salt)
         self._lock = threading.RLock()
@@ -587,9 +586,12 @@ class SimServer:
     # -- HTTP plumbing ------------------------------------------------------------------------------------------
 
     def _serve(self, h: _Handler, method: str) -> None:
-        length = int(h.headers.get("Content-Length") or 0)
+        declared = h.headers.get("Content-Length") or "0"
+        length = int(declared) if declared.isdigit() else 0
         if length > _MAX_BODY:
-            h.close_connection = True
+            while length > 0:  # drain it, so the client reads the answer instead of a reset
+                chunk = h.rfile.read(min(length, 1 << 20))
+                length = length - len(chunk) if chunk else 0
             big = {"success": False, "message": "Image too large. Maximum size is 10MB"}
             reply: _Reply | None = _json(400, big) if h.path.startswith(_UPLOAD) else _error(413, 413, "Body too large")
         else:
