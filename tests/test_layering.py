@@ -1,0 +1,82 @@
+"""The layers of DESIGN §2, checked mechanically.
+
+The core never imports IPython, ipywidgets or traitlets (nor the display,
+widget or magic layers); widgets never import magics. Ruff's banned-api rule
+says the same at lint time; this test proves it at import time too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "gemimg_jupyter"
+CORE = [
+    "client",
+    "errors",
+    "grid",
+    "images",
+    "jobs",
+    "models",
+    "session",
+    "settings",
+    "store",
+    "sweep",
+    "sim",
+    "sim.server",
+    "sim.render",
+]
+UI = {"magics", "widgets", "display"}
+BANNED = ("IPython", "ipywidgets", "traitlets")
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_core_module_imports_no_ui_toolkit(module: str) -> None:
+    code = (
+        f"import sys, gemimg_jupyter.{module}\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BANNED!r} "
+        f"or m in ('gemimg_jupyter.magics', 'gemimg_jupyter.widgets', 'gemimg_jupyter.display')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", f"gemimg_jupyter.{module} pulled in {out.strip()}"
+
+
+def imported_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = "." * node.level + (node.module or "")
+            names.add(base)
+            names.update(
+                f"{base}.{alias.name}" if base.endswith(".") is False else base + alias.name for alias in node.names
+            )
+    return names
+
+
+def test_no_core_file_mentions_the_ui_layers() -> None:
+    for path in sorted(PKG.rglob("*.py")):
+        rel = path.relative_to(PKG).with_suffix("").as_posix().replace("/", ".")
+        if rel in UI or rel == "__init__":
+            continue
+        names = imported_names(path)
+        bad = {n for n in names if n.split(".")[0] in BANNED or any(n.endswith(ui) for ui in UI)}
+        assert not bad, f"{rel} imports {sorted(bad)}"
+
+
+def test_widgets_never_import_magics() -> None:
+    path = PKG / "widgets.py"
+    if not path.exists():
+        pytest.skip("widgets.py not present")
+    assert not any(n.endswith("magics") for n in imported_names(path))
+
+
+def test_ruff_bans_ui_imports_in_the_core() -> None:
+    text = (PKG.parent / "pyproject.toml").read_text()
+    for name in BANNED:
+        assert f'"{name}".msg' in text
