@@ -72,6 +72,36 @@ def session(fast_settings: Settings) -> Iterator[object]:
         s.close()
 
 
+@pytest.fixture
+def ip() -> Iterator[object]:
+    """A fresh IPython ``InteractiveShell`` (the singleton, so ``display()`` reaches it).
+
+    History is off (no SQLite file per test) and ``display_pub`` is a
+    ``CapturingDisplayPublisher``: ``ip.display_pub.outputs`` lists every
+    ``display``/``update_display`` call as ``{"data", "metadata", "transient",
+    "update"}``. Afterwards the extension is unloaded, the default session
+    closed and the singleton cleared.
+    """
+    from IPython.core.displaypub import CapturingDisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    from gemimg_jupyter.session import reset_session
+
+    InteractiveShell.clear_instance()
+    config = Config()
+    config.HistoryAccessor.enabled = False
+    shell = InteractiveShell.instance(config=config)
+    shell.display_pub = CapturingDisplayPublisher()
+    try:
+        yield shell
+    finally:
+        if "gemimg_jupyter" in shell.extension_manager.loaded:
+            shell.extension_manager.unload_extension("gemimg_jupyter")
+        reset_session(None)
+        InteractiveShell.clear_instance()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return (
         f"gemimg tests: chromium {'present' if os.path.exists('/usr/bin/chromium') else 'MISSING (browser tests skip)'}"

@@ -1,0 +1,848 @@
+"""IPython connectivity: the ``%%gemimg`` cell magic and the ``%gemimg`` line magic.
+
+``%load_ext gemimg_jupyter`` registers :class:`GemimgMagics`; ``%unload_ext
+gemimg_jupyter`` stops its job runner (unfinished work stays in the ledger for
+``%gemimg resume``). The magic is a thin adapter: the work happens in the
+shared :class:`~gemimg_jupyter.session.Session` (the same engine as the Python
+API and the panel) and the outputs come from :mod:`gemimg_jupyter.display`.
+
+Configuration
+-------------
+The defaults are traitlets on ``GemimgMagics``; ``%config GemimgMagics`` lists
+them with their help, and each is validated with the same rules (and the same
+one-line messages) as the cell options::
+
+    %config GemimgMagics.temperature = 0.6
+    %config GemimgMagics.size = "16:9"
+    %config GemimgMagics.max_cost_usd = 2.0
+
+or, in ``ipython_config.py``, ``c.GemimgMagics.model = "gemini-2.5-flash-image-official"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import getpass
+import inspect
+import keyword
+import os
+import re
+import shlex
+import string
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
+from IPython.core.magic_arguments import argument, magic_arguments
+from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
+
+from .display import (
+    JobView,
+    LiveView,
+    RichText,
+    SweepView,
+    config_table,
+    cost_report,
+    display_path,
+    error_line,
+    history_strip,
+    jobs_table,
+    models_table,
+)
+from .errors import ConfigError, GemimgError, redact
+from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get_model
+from .session import Session, SweepResult, get_session, reset_session
+from .settings import Secret, Settings
+from .sweep import MAX_REPEATS, canonical_axis_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from .jobs import Job
+
+__all__ = ["CellArgs", "GemimgMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+_REF_VAR = re.compile(r"^\{([^{}]+)\}$")
+_RESOLUTION_DEFAULT = "1K"
+
+
+class _TraitError(TraitError):
+    """A :class:`TraitError` that IPython shows as one line, without a traceback."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"TraitError: {self}"]
+
+
+class _Stop(Exception):
+    """Internal: a subcommand printed its ``-h`` help; nothing else to do."""
+
+
+class _SubParser(argparse.ArgumentParser):
+    """A tiny parser for one ``%gemimg`` subcommand: errors become ``UsageError``."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{self.prog}: {message}; see %gemimg help")
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            _say(message.rstrip())
+        raise _Stop
+
+
+def _split(line: str) -> list[str]:
+    """Shell-like splitting of a magic line (quotes group, and are removed)."""
+    try:
+        return shlex.split(line, posix=os.name != "nt")
+    except ValueError as exc:
+        raise UsageError(f"cannot read the options: {exc} (check the quotes)") from None
+
+
+def _say(text: str) -> None:
+    """Print one message for the user (the magic layer is the only place that prints)."""
+    print(text)  # noqa: T201
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class CellArgs:
+    """What a ``%%gemimg`` cell asked for, after parsing and expansion (nothing validated by the model yet)."""
+
+    prompt: str
+    params: dict[str, Any] = field(default_factory=dict)
+    references: list[object] = field(default_factory=list)
+    repeats: int = 1
+    sweeps: list[str] = field(default_factory=list)
+    yes: bool = False
+    output: str | None = None
+    wait: bool = False
+    fresh: bool = False
+    debug: bool = False
+
+    @property
+    def is_sweep(self) -> bool:
+        """More than one image: axes, or repeats."""
+        return bool(self.sweeps) or self.repeats > 1
+
+
+class _Formatter(string.Formatter):
+    """``str.format`` over the user namespace, with errors that say what to do."""
+
+    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
+        if isinstance(key, int) or key == "":
+            raise UsageError(
+                "the prompt contains {} without a variable name; put a name inside, or write {{ and }} for literal braces"
+            )
+        if key not in kwargs:
+            raise UsageError(
+                f"the prompt uses {{{key}}} but there is no variable {key!r}; define it first, "
+                f"or write {{{{{key}}}}} for literal braces"
+            )
+        return kwargs[key]
+
+
+@magics_class
+class GemimgMagics(Magics):
+    """Gemini image generation from the notebook: ``%%gemimg`` and ``%gemimg``."""
+
+    # ---- configuration (``%config GemimgMagics``) -------------------------------------------
+
+    model = Unicode(DEFAULT_MODEL, help="Default model id or alias (%gemimg models lists them).").tag(config=True)
+    size = Unicode("1:1", help="Default aspect ratio, e.g. '16:9' (must be one the model accepts).").tag(config=True)
+    resolution = Unicode(
+        _RESOLUTION_DEFAULT, help="Default resolution ('1K'; '2K'/'4K' where the model has them)."
+    ).tag(config=True)
+    temperature = Float(0.8, help="Default temperature, 0–2 (models with sampling controls only).").tag(config=True)
+    top_p = Float(0.95, help="Default top-p, 0–1 (models with sampling controls only).").tag(config=True)
+    output_dir = Unicode("", help="Where the ledger and images go; empty: $GEMIMG_OUTPUT_DIR or ./gemimg_outputs.").tag(
+        config=True
+    )
+    max_cost_usd = Float(None, allow_none=True, help="Spending budget for the session in USD (None: no budget).").tag(
+        config=True
+    )
+    confirm_above_usd = Float(
+        1.0, allow_none=True, help="Sweeps estimated above this many USD need --yes (None: never ask)."
+    ).tag(config=True)
+    cell_size = Int(320, help="Pixel size of one cell of a sweep grid (64–1024).").tag(config=True)
+    preview_size = Int(768, help="Long side in pixels of the preview stored in the notebook (128–2048).").tag(
+        config=True
+    )
+    refresh_interval = Float(
+        0.5, help="Seconds between two re-renders of a sweep grid while results arrive (the final grid always shows)."
+    ).tag(config=True)
+    wait = Bool(False, help="Block every %%gemimg cell until its image is there (like --wait).").tag(config=True)
+    debug = Bool(False, help="Show full tracebacks instead of one-line errors (like --debug).").tag(config=True)
+
+    def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
+        self._ready = False
+        self._sess: Session | None = None
+        super().__init__(shell=shell, **kwargs)
+        self._views: list[LiveView] = []
+        self._subcommands: dict[str, tuple[Callable[[list[str]], Any], str]] = {
+            "jobs": (self._cmd_jobs, "this session's jobs and their states"),
+            "cancel": (self._cmd_cancel, "cancel [ID|all] [--drop]: stop jobs or a sweep"),
+            "wait": (self._cmd_wait, "wait [ID] [--timeout S]: block until jobs are done (use it before Run All ends)"),
+            "resume": (self._cmd_resume, "finish jobs left unfinished by a restart"),
+            "history": (self._cmd_history, "history [N]: the newest N images as a thumbnail strip"),
+            "cost": (self._cmd_cost, "spent, saved by the cache, budget"),
+            "models": (self._cmd_models, "the models with their sizes, resolutions, limits and price"),
+            "login": (self._cmd_login, "ask for the ToAPIs key (hidden, kept in memory) and use the real gateway"),
+            "backend": (self._cmd_backend, "backend [sim|toapis]: show or switch the backend"),
+            "panel": (self._cmd_panel, "the ipywidgets control panel (same engine, same store)"),
+            "config": (self._cmd_config, "the effective defaults"),
+            "help": (self._cmd_help, "this help"),
+        }
+        self._ready = True
+
+    # ---- validation of the defaults -----------------------------------------------------
+
+    @staticmethod
+    def _check(make: Callable[[], Any]) -> Any:
+        try:
+            return make()
+        except GemimgError as err:
+            raise _TraitError(error_line(err)) from None
+
+    @validate("model")
+    def _valid_model(self, proposal: dict[str, Any]) -> str:
+        return str(self._check(lambda: get_model(proposal["value"]).id))
+
+    @validate("size")
+    def _valid_size(self, proposal: dict[str, Any]) -> str:
+        params = self._check(lambda: GenerationParams.create("check", model=self.model, size=proposal["value"]))
+        return str(params.size)
+
+    @validate("resolution")
+    def _valid_resolution(self, proposal: dict[str, Any]) -> str:
+        value = proposal["value"]
+        params = self._check(lambda: GenerationParams.create("check", model=self.model, resolution=value))
+        return str(params.resolution)
+
+    @validate("temperature", "top_p")
+    def _valid_sampling(self, proposal: dict[str, Any]) -> float:
+        name = proposal["trait"].name
+        params = self._check(lambda: GenerationParams.create("check", model=DEFAULT_MODEL, **{name: proposal["value"]}))
+        return float(getattr(params, name))
+
+    @validate("max_cost_usd", "confirm_above_usd")
+    def _valid_usd(self, proposal: dict[str, Any]) -> float | None:
+        value = proposal["value"]
+        if value is not None and value < 0:
+            raise _TraitError(f"{proposal['trait'].name} {value!r} is not allowed; use 0 or more dollars, or None")
+        return None if value is None else float(value)
+
+    @validate("cell_size", "preview_size")
+    def _valid_pixels(self, proposal: dict[str, Any]) -> int:
+        name, value = proposal["trait"].name, proposal["value"]
+        lo, hi = (64, 1024) if name == "cell_size" else (128, 2048)
+        if not lo <= value <= hi:
+            raise _TraitError(f"{name} {value!r} is not allowed; use a whole number of pixels from {lo} to {hi}")
+        return int(value)
+
+    @validate("refresh_interval")
+    def _valid_interval(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if not 0 <= value <= 60:
+            raise _TraitError(f"refresh_interval {value!r} is not allowed; use 0 to 60 seconds")
+        return value
+
+    @validate("output_dir")
+    def _valid_output_dir(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"]).strip()
+        if self._ready:
+            running = self._running_jobs()
+            if running:
+                raise _TraitError(
+                    f"output_dir cannot change while {_plural(len(running), 'job')} run; %gemimg wait or cancel first"
+                )
+        return value
+
+    @observe("output_dir", "max_cost_usd")
+    def _settings_changed(self, change: dict[str, Any]) -> None:
+        if not self._ready:
+            return
+        sess = self.session()
+        wanted = sess.settings.replace(
+            output_dir=Path(self.output_dir) if self.output_dir else Settings.from_env().output_dir,
+            max_cost_usd=self.max_cost_usd,
+        )
+        if wanted != sess.settings:
+            reset_session(wanted)
+
+    # ---- the session ---------------------------------------------------------------------
+
+    def _wanted_settings(self) -> Settings:
+        overrides: dict[str, Any] = {}
+        if self.output_dir:
+            overrides["output_dir"] = Path(self.output_dir)
+        if self.max_cost_usd is not None:
+            overrides["max_cost_usd"] = self.max_cost_usd
+        return Settings.from_env(**overrides)
+
+    def session(self) -> Session:
+        """The shared session (created from the environment and these defaults on first use).
+
+        A session that is already running (started by the Python API, the
+        panel, ``%gemimg login`` or ``reset_session``) is used as it is.
+        """
+        try:
+            sess = get_session(self._wanted_settings())
+        except ConfigError:
+            sess = get_session()  # a session with other settings is already running: use it
+        self._sess = sess
+        return sess
+
+    def defaults(self) -> dict[str, Any]:
+        """The generation defaults handed to the session (``defaults=``)."""
+        return {
+            "model": self.model,
+            "size": self.size,
+            "resolution": self.resolution,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
+
+    @property
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None, "GemimgMagics needs a shell"
+        return self.shell.user_ns
+
+    def _running_jobs(self) -> list[Job]:
+        """Unfinished jobs of the last session this magic used (a closed one has none)."""
+        sess = self._sess
+        return [] if sess is None else [j for j in sess.jobs() if not j.done()]
+
+    @contextmanager
+    def _errors(self, debug: bool = False) -> Iterator[None]:
+        """Turn a :class:`GemimgError` into a bare one-line ``UsageError`` (``--debug``: re-raise)."""
+        try:
+            yield
+        except GemimgError as err:
+            if debug or self.debug:
+                raise
+            raise UsageError(error_line(err)) from err
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def announce(self) -> None:
+        """Print which backend is in use, and whether ``%gemimg resume`` has work."""
+        try:
+            sess = self.session()
+        except GemimgError as err:
+            _say(f"gemimg: {error_line(err)}")
+            return
+        _say(sess.banner())
+        pending = sess.pending_count()
+        if pending:
+            _say(
+                f"gemimg: {_plural(pending, 'unfinished job')} in the ledger ({sess.store.root}); "
+                "%gemimg resume finishes them"
+            )
+
+    def shutdown(self) -> None:
+        """Stop following outputs and close the shared session (its runner and simulator)."""
+        for view in self._views:
+            view.close()
+        self._views.clear()
+        running = self._running_jobs()
+        self._sess = None
+        reset_session(None)
+        if running:
+            _say(
+                f"gemimg: stopped; {_plural(len(running), 'unfinished job')} stay in the ledger "
+                "(%load_ext gemimg_jupyter, then %gemimg resume)"
+            )
+
+    # ---- %%gemimg --------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("-m", "--model", help="Model id or alias (default: %%config GemimgMagics.model).")
+    @argument("-s", "--size", help="Aspect ratio, e.g. 1:1, 3:2, 16:9, 9:16, 21:9 (16x9 works too).")
+    @argument("-r", "--resolution", help="1K, or 2K/4K on models that have them.")
+    @argument("-t", "--temperature", metavar="T", help="Sampling temperature, 0–2.")
+    @argument("-p", "--top-p", dest="top_p", metavar="P", help="Nucleus sampling top-p, 0–1.")
+    @argument(
+        "--ref",
+        action="append",
+        metavar="PATH|URL|{var}",
+        help="A reference image (repeatable): a file, a URL, or {var} holding a PIL image, bytes, a path, or a list.",
+    )
+    @argument("-n", "--repeats", type=int, default=1, metavar="N", help="Images per parameter set (1–16).")
+    @argument(
+        "--sweep",
+        action="append",
+        metavar="NAME=VALUES",
+        help="Vary a parameter (repeatable, up to 3): temperature=0.2,0.8 · top_p=1-0.6 (-0.2) · size=1:1,16:9 · "
+        "prompt=fox|cat · ref=none|a.png.",
+    )
+    @argument("--yes", action="store_true", help="Run a sweep above the confirmation threshold without asking.")
+    @argument("-o", "--output", metavar="NAME", help="Store the result (a Job or SweepResult) in this variable.")
+    @argument("--wait", action="store_true", default=None, help="Block until the image (or grid) is done.")
+    @argument("--no-wait", dest="wait", action="store_false", help="Return at once even if GemimgMagics.wait is set.")
+    @argument("--fresh", action="store_true", help="Ask for new images even if the store has these already.")
+    @argument("--debug", action="store_true", help="Show the full traceback of an error.")
+    @no_var_expand
+    @cell_magic("gemimg")  # type: ignore[arg-type]
+    def gemimg_cell(self, line: str, cell: str) -> LiveView | None:
+        """Generate an image from the cell's text; the cell returns at once.
+
+        The cell body is the prompt. ``{name}`` in it is replaced by the value of
+        the variable ``name`` (write ``{{`` and ``}}`` for literal braces). The
+        output is one live line (state, elapsed time, progress, cost) that turns
+        into the image when it arrives; sweeps show a labelled grid that fills in
+        as results come. Nothing is sent until every option has been checked;
+        images already in the store are shown again for free (``--fresh`` asks
+        for new ones). Defaults come from ``%config GemimgMagics``.
+
+        Examples
+        --------
+        One image, kept in a variable (``hero.image`` is a PIL image,
+        ``hero.path`` the PNG on disk)::
+
+            %%gemimg --size 16:9 --temperature 0.8 -o hero
+            A studio photo of a ceramic teapot on a marble table, soft daylight
+
+        Reference images (a file, and a PIL image held in a variable)::
+
+            %%gemimg --ref product.png --ref {logo}
+            The product on a beach towel, with the logo printed on it
+
+        A sweep (6 cells × 2 repeats = 12 requests), drawn as a grid::
+
+            %%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9 -n 2
+            A paper-cut fox in a forest
+
+        Three samples side by side, waiting for them::
+
+            %%gemimg -n 3 --wait
+            A watercolour lighthouse at dusk
+
+        See also ``%gemimg help`` (jobs, cancel, wait, resume, history, cost …).
+        """
+        args = self.parse_cell(line, cell)
+        with self._errors(args.debug):
+            return self._run_cell(args)
+
+    def parse_cell(self, line: str, cell: str) -> CellArgs:
+        """Parse options and expand ``{var}`` in the prompt and ``--ref`` (no request is made)."""
+        ns = self.gemimg_cell.parser.parse_args(_split(line))
+        output = ns.output
+        if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
+            what = "a Python keyword" if keyword.iskeyword(output) else "not a valid Python name"
+            raise UsageError(f"-o/--output {output!r} is {what}; use letters, digits and _, not starting with a digit")
+        if not 1 <= ns.repeats <= MAX_REPEATS:
+            raise UsageError(f"-n/--repeats {ns.repeats} is not allowed; use a whole number from 1 to {MAX_REPEATS}")
+        if not cell.strip():
+            raise UsageError("the cell is empty: write the prompt in the cell body, below the %%gemimg line")
+        prompt = self._expand(cell, what="prompt")
+        references: list[object] = []
+        for token in ns.ref or []:
+            references.extend(self._ref_objects(token))
+        params = {
+            name: getattr(ns, name)
+            for name in ("model", "size", "resolution", "temperature", "top_p")
+            if getattr(ns, name) is not None
+        }
+        return CellArgs(
+            prompt=prompt,
+            params=params,
+            references=references,
+            repeats=ns.repeats,
+            sweeps=[self._expand_spec(spec) for spec in ns.sweep or []],
+            yes=ns.yes,
+            output=output,
+            wait=self.wait if ns.wait is None else ns.wait,
+            fresh=ns.fresh,
+            debug=ns.debug,
+        )
+
+    def _expand(self, text: str, *, what: str) -> str:
+        try:
+            return _Formatter().vformat(text, (), self._user_ns)
+        except UsageError:
+            raise
+        except ValueError as exc:
+            raise UsageError(
+                f"the {what}'s braces do not pair up ({exc}); write {{{{ and }}}} for literal braces"
+            ) from None
+        except (AttributeError, KeyError, IndexError, TypeError) as exc:
+            raise UsageError(f"the {what}'s {{…}} could not be filled in: {type(exc).__name__}: {exc}") from None
+
+    def _lookup(self, expr: str) -> Any:
+        """The object named by ``expr`` (``name``, ``name.attr`` or ``name[0]``) in the user namespace."""
+        try:
+            obj, _ = _Formatter().get_field(expr.strip(), (), self._user_ns)
+        except UsageError:
+            raise UsageError(
+                f"--ref {{{expr}}}: there is no variable {expr.split('.')[0].split('[')[0]!r}; define it first"
+            ) from None
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UsageError(f"--ref {{{expr}}} could not be read: {type(exc).__name__}: {exc}") from None
+        return obj
+
+    def _ref_objects(self, token: str) -> list[object]:
+        match = _REF_VAR.match(token.strip())
+        if match:
+            obj = self._lookup(match.group(1))
+            return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+        if "{" in token:
+            return [self._expand(token, what="--ref value")]
+        return [token]
+
+    def _resolve_ref(self, token: str) -> ReferenceImage:
+        """For sweep ``ref=`` axes: a path, URL or ``{var}`` holding one image."""
+        from .images import load_reference
+
+        match = _REF_VAR.match(token.strip())
+        return load_reference(self._lookup(match.group(1)) if match else token)
+
+    def _expand_spec(self, spec: str) -> str:
+        """Fill ``{var}`` in a sweep spec (lists become comma-separated values); ``ref=`` keeps them."""
+        name = spec.split("=", 1)[0]
+        try:
+            if canonical_axis_name(name) == "ref":
+                return spec
+        except GemimgError:
+            return spec  # the sweep parser reports unknown axis names itself
+
+        def fill(match: re.Match[str]) -> str:
+            value = self._lookup(match.group(1))
+            if isinstance(value, (list, tuple, range)):
+                items = [str(v) for v in value]
+                return ("|" if any("," in v for v in items) else ",").join(items)
+            return str(value)
+
+        return re.sub(r"\{([^{}]+)\}", fill, spec)
+
+    def _run_cell(self, args: CellArgs) -> LiveView:
+        sess = self.session()
+        defaults = self.defaults()
+        target: Job | SweepResult
+        view: LiveView
+        if args.is_sweep:
+            fixed: dict[str, Any] = dict(args.params)
+            if args.references:
+                fixed["reference_images"] = args.references
+            plan = sess.plan(
+                args.prompt,
+                axes=args.sweeps,
+                repeats=args.repeats,
+                defaults=defaults,
+                resolve_ref=self._resolve_ref,
+                **fixed,
+            )
+            cached = set() if args.fresh else sess.store.cached_keys(list(plan.keys))
+            _say(f"gemimg: {plan.summary(cached)}")
+            result = sess.sweep(
+                args.prompt,
+                plan=plan,
+                fresh=args.fresh,
+                wait=False,
+                yes=args.yes,
+                confirm_above_usd=self.confirm_above_usd,
+                cell_size=self.cell_size,
+            )
+            target, view = result, SweepView(result, min_interval=self.refresh_interval)
+        else:
+            job = sess.generate(
+                args.prompt,
+                reference_images=args.references,
+                fresh=args.fresh,
+                wait=False,
+                defaults=defaults,
+                **args.params,
+            )
+            target, view = job, JobView(job, preview_size=self.preview_size)
+        if args.output:
+            self._user_ns[args.output] = target
+        view.show()
+        view.attach()
+        self._views = [v for v in self._views if not v.finished]
+        self._views.append(view)
+        if args.wait:
+            self._block([view], timeout=None)
+        return view
+
+    def _block(self, views: Sequence[LiveView], timeout: float | None) -> bool:
+        """Wait for views to reach their final state (Ctrl-C stops waiting, not the jobs)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for view in views:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                target = view.target()
+                if not target.wait(left):
+                    return False
+                view.wait_final(10.0 if left is None else max(0.5, left))
+        except KeyboardInterrupt:
+            _say("gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)")
+            return False
+        return True
+
+    # ---- %gemimg ---------------------------------------------------------------------------
+
+    @line_magic("gemimg")  # type: ignore[arg-type]
+    def gemimg_line(self, line: str) -> Any:
+        """Manage images and jobs: ``%gemimg SUBCOMMAND [options]``.
+
+        Subcommands::
+
+            jobs                      this session's jobs and their states
+            cancel [ID|all] [--drop]  cancel jobs or a sweep (--drop: stop collecting paid ones too)
+            wait [ID] [--timeout S]   block until done, so Run All ends with every image in place
+            resume                    finish jobs a kernel restart left unfinished
+            history [N]               the newest N images, as a thumbnail strip
+            cost                      spent, saved by the cache, budget
+            models                    models with sizes, resolutions, limits and price
+            login                     ask for the ToAPIs key (hidden; kept in memory only)
+            backend [sim|toapis]      show or switch the backend
+            panel                     the ipywidgets control panel
+            config                    the effective defaults (%config GemimgMagics to change them)
+            help                      this help
+
+        Examples
+        --------
+        ::
+
+            %gemimg wait
+            %gemimg cancel all --drop
+            %gemimg history 8
+
+        ``%%gemimg?`` documents the cell magic that generates images.
+        """
+        words = _split(line)
+        if not words:
+            return self._cmd_help([])
+        name, rest = words[0].lower(), words[1:]
+        entry = self._subcommands.get(name)
+        if entry is None:
+            close = difflib.get_close_matches(name, self._subcommands, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise UsageError(
+                f"unknown subcommand {name!r}{hint}; use one of: {', '.join(self._subcommands)} "
+                "(%%gemimg generates images)"
+            )
+        try:
+            with self._errors():
+                return entry[0](rest)
+        except _Stop:
+            return None
+
+    def _parser(self, name: str) -> _SubParser:
+        return _SubParser(prog=f"%gemimg {name}", description=self._subcommands[name][1], allow_abbrev=False)
+
+    def _cmd_help(self, argv: list[str]) -> None:
+        self._parser("help").parse_args(argv)
+        width = max(len(n) for n in self._subcommands)
+        lines = ["%gemimg SUBCOMMAND — manage images and jobs (%%gemimg? for generating them):"]
+        lines += [f"  {n.ljust(width)}  {about}" for n, (_, about) in self._subcommands.items()]
+        lines.append("Defaults: %config GemimgMagics (list) · %config GemimgMagics.size = '16:9' (change).")
+        _say("\n".join(lines))
+
+    def _cmd_jobs(self, argv: list[str]) -> RichText:
+        self._parser("jobs").parse_args(argv)
+        return jobs_table(self.session().jobs())
+
+    def _cmd_cancel(self, argv: list[str]) -> None:
+        p = self._parser("cancel")
+        p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
+        p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
+        ns = p.parse_args(argv)
+        sess = self.session()
+        n = sess.cancel(ns.target, drop=ns.drop)
+        paid = [j for j in sess.jobs() if not j.done() and j.task_id is not None]
+        msg = f"gemimg: cancelled {_plural(n, 'job')}"
+        if paid and not ns.drop:
+            msg += (
+                f"; {_plural(len(paid), 'job')} already submitted (and paid for) will still be downloaded"
+                " — add --drop to stop collecting them"
+            )
+        _say(msg)
+
+    def _cmd_wait(self, argv: list[str]) -> None:
+        p = self._parser("wait")
+        p.add_argument("target", nargs="?", help="a job or sweep id (default: everything)")
+        p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
+        ns = p.parse_args(argv)
+        sess = self.session()
+        start = time.monotonic()
+        jobs = sess.jobs()
+        if ns.target is not None:
+            job = sess.runner.get(ns.target)
+            sweep = next((s for s in sess.sweeps if s.id == ns.target), None)
+            if job is None and sweep is None:
+                known = ", ".join(j.id for j in jobs[-8:]) or "none yet"
+                raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
+            jobs = [job] if job is not None else list(sweep.jobs if sweep is not None else [])
+        if not jobs:
+            _say("gemimg: nothing to wait for")
+            return
+        try:
+            ok = sess.runner.wait(jobs, timeout=ns.timeout)
+            if ok:
+                for sweep in sess.sweeps:
+                    if any(j in jobs for j in sweep.jobs):
+                        sweep.wait(timeout=10)
+        except KeyboardInterrupt:
+            _say("gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them)")
+            return
+        left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
+        views = [v for v in self._views if any(j in jobs for j in _jobs_of(v))]
+        self._block(views, timeout=left)
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job.state.value] = counts.get(job.state.value, 0) + 1
+        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+        elapsed = time.monotonic() - start
+        if ok:
+            _say(f"gemimg: {_plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
+        else:
+            running = sum(1 for j in jobs if not j.done())
+            _say(
+                f"gemimg: still {_plural(running, 'job')} running after {elapsed:.1f} s ({summary}); "
+                "they keep going in the background"
+            )
+
+    def _cmd_resume(self, argv: list[str]) -> None:
+        self._parser("resume").parse_args(argv)
+        jobs = self.session().resume()
+        if not jobs:
+            _say("gemimg: nothing to resume")
+            return
+        _say(f"gemimg: resuming {_plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
+        for job in jobs[:12]:
+            view = JobView(job, preview_size=self.preview_size)
+            view.show()
+            view.attach()
+            self._views.append(view)
+        if len(jobs) > 12:
+            _say(f"gemimg: … and {len(jobs) - 12} more (%gemimg jobs lists them)")
+
+    def _cmd_history(self, argv: list[str]) -> Any:
+        p = self._parser("history")
+        p.add_argument("n", nargs="?", type=int, default=12, help="how many images (default 12)")
+        ns = p.parse_args(argv)
+        if not 1 <= ns.n <= 200:
+            raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
+        return history_strip(self.session().history(ns.n))
+
+    def _cmd_cost(self, argv: list[str]) -> RichText:
+        self._parser("cost").parse_args(argv)
+        return cost_report(self.session().cost())
+
+    def _cmd_models(self, argv: list[str]) -> RichText:
+        self._parser("models").parse_args(argv)
+        return models_table(MODELS, default=self.model)
+
+    def _switch(self, settings: Settings, *, force: bool) -> Session:
+        running = self._running_jobs()
+        if running and not force:
+            raise UsageError(
+                f"{_plural(len(running), 'job')} still running; %gemimg wait (or %gemimg cancel all) first, "
+                "or add --force (they stay in the ledger for %gemimg resume)"
+            )
+        for view in self._views:
+            view.close()
+        self._views.clear()
+        sess = reset_session(settings)
+        assert sess is not None
+        self._sess = sess
+        _say(sess.banner())
+        return sess
+
+    def _cmd_login(self, argv: list[str]) -> None:
+        p = self._parser("login")
+        p.add_argument("--force", action="store_true", help="switch even while jobs are running")
+        ns = p.parse_args(argv)
+        key = getpass.getpass("ToAPIs API key (hidden; kept in memory for this kernel only): ").strip()
+        if not key:
+            raise UsageError("no key entered; nothing changed")
+        current = self.session().settings
+        env = Settings.from_env()
+        self._switch(current.replace(api_key=Secret(key), backend="toapis", base_url=env.base_url), force=ns.force)
+
+    def _cmd_backend(self, argv: list[str]) -> None:
+        p = self._parser("backend")
+        p.add_argument("name", nargs="?", choices=("sim", "toapis"), help="switch to this backend")
+        p.add_argument("--force", action="store_true", help="switch even while jobs are running")
+        ns = p.parse_args(argv)
+        sess = self.session()
+        if ns.name is None or ns.name == sess.backend:
+            _say(sess.banner())
+            return
+        current = sess.settings
+        if ns.name == "sim":
+            self._switch(current.replace(backend="sim", base_url=None), force=ns.force)
+            return
+        env = Settings.from_env()
+        key = current.api_key or env.api_key
+        if key is None:
+            raise UsageError("no ToAPIs key: run %gemimg login (hidden prompt) or set TOAPIS_API_KEY, then try again")
+        self._switch(current.replace(backend="toapis", api_key=key, base_url=env.base_url), force=ns.force)
+
+    def _cmd_panel(self, argv: list[str]) -> Any:
+        self._parser("panel").parse_args(argv)
+        try:
+            from .widgets import Panel
+        except ImportError as exc:
+            raise UsageError(f"the control panel is not available ({exc}); use %%gemimg instead") from None
+        accepted = inspect.signature(Panel).parameters
+        kwargs: dict[str, Any] = {}
+        if "session" in accepted:
+            kwargs["session"] = self.session()
+        if "defaults" in accepted:
+            kwargs["defaults"] = self.defaults()
+        return Panel(**kwargs)
+
+    def _cmd_config(self, argv: list[str]) -> RichText:
+        self._parser("config").parse_args(argv)
+        sess = self.session()
+        rows: list[tuple[str, object, str]] = []
+        for name, trait in sorted(self.traits(config=True).items()):
+            rows.append((name, getattr(self, name), trait.help))
+        s = sess.settings
+        rows += [
+            ("(backend)", sess.backend, "GEMIMG_BACKEND / %gemimg backend"),
+            ("(base_url)", sess.base_url, "GEMIMG_BASE_URL (the simulator's own address for sim)"),
+            ("(store)", display_path(sess.store.root), "where the ledger and images are"),
+            ("(budget)", s.max_cost_usd, "max_cost_usd in effect"),
+            ("(in flight)", s.max_in_flight, "requests running at once"),
+            ("(job timeout)", s.job_timeout, "seconds before a job is given up (resume can still collect it)"),
+        ]
+        return config_table([(n, redact(str(v)) if isinstance(v, str) else v, h) for n, v, h in rows])
+
+
+def _jobs_of(view: LiveView) -> list[Job]:
+    target = view.target()
+    return list(target.jobs) if isinstance(target, SweepResult) else [target]
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def load_ipython_extension(ipython: InteractiveShell) -> None:
+    """Register :class:`GemimgMagics` and say which backend is in use (a second load does nothing)."""
+    if "GemimgMagics" in ipython.magics_manager.registry:
+        return
+    magics = GemimgMagics(ipython)
+    ipython.register_magics(magics)
+    magics.announce()
+
+
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """Unregister the magics and stop the job runner; unfinished jobs stay in the ledger."""
+    magics = ipython.magics_manager.registry.pop("GemimgMagics", None)
+    if magics is None:
+        return
+    for kind in ("line", "cell"):
+        ipython.magics_manager.magics[kind].pop("gemimg", None)
+    if magics in ipython.configurables:
+        ipython.configurables.remove(magics)
+    magics.shutdown()
