@@ -261,6 +261,10 @@ def _params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = (
     )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _cell_label(plan: SweepPlan, index: int) -> str:
     cell = plan.cells[index]
     label = " · ".join(cell.labels[a.name] for a in plan.axes) or "image"
@@ -275,7 +279,8 @@ def _cell_label(plan: SweepPlan, index: int) -> str:
 class _Run:
     """What one press of Generate started (plain Python, no widgets)."""
 
-    def __init__(self, plan: SweepPlan, state: Mapping[str, Any]) -> None:
+    def __init__(self, session: Session, plan: SweepPlan, state: Mapping[str, Any]) -> None:
+        self.session = session
         self.plan = plan
         self.state = dict(state)
         self.kind = "single" if not plan.axes and plan.repeats == 1 else "sweep"
@@ -326,7 +331,9 @@ class Panel:
     """
 
     def __init__(self, session: Session | None = None, *, prompt: str = "") -> None:
-        self.session = session if session is not None else get_session()
+        self._session = session
+        if session is None:
+            get_session()  # start the default session now, so the header shows its backend
         self._widgets: list[W.Widget] = []
         self._references: list[ReferenceImage] = []
         self._reference_paths: list[str] = []
@@ -352,22 +359,31 @@ class Panel:
         self._widgets.append(widget)
         return widget
 
-    def _build(self, prompt: str) -> None:
+    @property
+    def session(self) -> Session:
+        """The session the panel runs on.
+
+        An injected session stays; otherwise this is the current default
+        session, so ``%gemimg login`` or ``%gemimg backend`` (which replace
+        it) take effect in the panel too.
+        """
+        return self._session if self._session is not None else get_session()
+
+    def _header_html(self) -> str:
         s = self.session
-        spec = get_model(s.settings.model)
         badge = "simulator · images are simulated, $0" if s.backend == "sim" else "ToAPIs gateway · real images, paid"
-        self.header = self._w(
-            W.HTML,
-            "gemimg-header",
-            value=(
-                '<div style="display:flex;align-items:baseline;gap:10px;flex-wrap:wrap">'
-                '<span style="font-size:15px;font-weight:600">gemimg panel</span>'
-                f'<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
-                f'background:var(--jp-layout-color2,#eee)">{html.escape(badge)}</span>'
-                f'<span style="font-size:11px;color:var(--jp-ui-font-color2,#666)">output: '
-                f"{html.escape(str(s.store.root))}</span></div>"
-            ),
+        return (
+            '<div style="display:flex;align-items:baseline;gap:10px;flex-wrap:wrap">'
+            '<span style="font-size:15px;font-weight:600">gemimg panel</span>'
+            '<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
+            f'background:var(--jp-layout-color2,#eee)">{html.escape(badge)}</span>'
+            '<span style="font-size:11px;color:var(--jp-ui-font-color2,#666)">output: '
+            f"{html.escape(str(s.store.root))}</span></div>"
         )
+
+    def _build(self, prompt: str) -> None:
+        spec = get_model(self.session.settings.model)
+        self.header = self._w(W.HTML, "gemimg-header", value=self._header_html())
         # -- prompt and parameters (left column)
         self.prompt = self._w(
             W.Textarea,
@@ -737,6 +753,8 @@ class Panel:
         axes: list[Axis] = []
         errors: dict[str, str] = {}
         for which, (name, values) in zip("xy", state["axes"], strict=False):
+            if not values.strip():
+                continue
             try:
                 axes.append(parse_axis(f"{name}={values}", resolve_ref=load_reference))
             except GemimgError as exc:
@@ -833,6 +851,10 @@ class Panel:
         state = self.read_state()
         self.size_shape.value = _shape_html(state["size"], state["resolution"])
         self.magic.value = magic_cell(state)
+        self._update_plan(state)
+
+    def _update_plan(self, state: Mapping[str, Any]) -> None:
+        """The live plan line: requests, cached, estimated cost, or the core's error."""
         _axes, errors = self.parse_axes(state)
         self.x_error.value = _html(errors["x"], "error") if "x" in errors else ""
         self.y_error.value = _html(errors["y"], "error") if "y" in errors else ""
@@ -997,13 +1019,15 @@ class Panel:
         if self._busy():
             self._say("A run is still in progress: wait for it to finish or press Cancel.", "warn")
             return
+        self.header.value = self._header_html()
         state = self.read_state()
         try:
             plan = self.plan(state)
         except GemimgError as exc:
             self._say(str(exc), "error")
             return
-        run = _Run(plan, state)
+        session = self.session
+        run = _Run(session, plan, state)
         self._run = run
         self._selected = 0 if run.kind == "single" else None
         self._prepare_results(run)
@@ -1013,11 +1037,11 @@ class Panel:
         listener = functools.partial(self._on_job, run)
         try:
             if run.kind == "single":
-                job = self.session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener])
+                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener])
                 with run.lock:
                     run.jobs = [job]
             else:
-                result = self.session.sweep(
+                result = session.sweep(
                     state["prompt"],
                     plan=plan,
                     wait=False,
@@ -1047,9 +1071,9 @@ class Panel:
             self._say("Nothing is running.", "info")
             return
         run.cancelled = True
-        stopped = self.session.runner.cancel([job for job in run.jobs if not job.done()])
+        stopped = run.session.runner.cancel([job for job in run.jobs if not job.done()])
         paid = sum(1 for job in run.jobs if not job.done() and job.task_id is not None)
-        text = f"Cancelled {stopped} request(s) that were not sent yet."
+        text = f"Cancelled {_plural(stopped, 'request')} that were not sent yet."
         if paid:
             text += f" {paid} already submitted (paid) will still be downloaded."
         self._say(text, "warn")
@@ -1170,6 +1194,8 @@ class Panel:
         ]
         cancelled = sum(1 for j in jobs if j.state is JobState.CANCELLED)
         cost = format_usd(run.cost_usd())
+        if run.sweep is not None:
+            run.sweep.wait(timeout=10)  # the core saves the grid PNG in the last job's thread
         if failed:
             first = failed[0].error or failed[0].status
             text = f"{len(failed)} of {len(jobs)} failed: {first}"
@@ -1178,18 +1204,22 @@ class Panel:
             self._say(text, "error")
             self.progress.bar_style = "danger"
         elif cancelled:
-            self._say(f"Cancelled: {cancelled} not sent, {ok} image(s) kept, {cost}, {run.elapsed:.1f} s.", "warn")
+            self._say(
+                f"Cancelled: {cancelled} not sent, {_plural(ok, 'image')} kept, {cost}, {run.elapsed:.1f} s.", "warn"
+            )
             self.progress.bar_style = "warning"
         else:
             extra = f", {cached} from the cache" if cached else ""
             where = ""
             if run.sweep is not None and run.sweep.paths:
                 where = f"; grid saved to {run.sweep.paths[0]}"
-            self._say(f"Done: {ok} image(s) in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
+            self._say(f"Done: {_plural(ok, 'image')} in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
             self.progress.bar_style = "success"
         self.generate_button.disabled = False
         self.cancel_button.disabled = True
         self._refresh_history()
+        if not self._closed:
+            self._update_plan(self.read_state())  # what is cached has changed
 
     # ---- detail and history -------------------------------------------------------------------
 
