@@ -171,8 +171,8 @@ _STATUS_CLASSES: dict[int, type[APIError]] = {
 _HINTS: dict[type[APIError], str] = {
     AuthenticationError: "check TOAPIS_API_KEY or run %gemimg login",
     InsufficientQuotaError: "top up the ToAPIs balance",
-    RateLimitError: "the gateway asked to slow down; it will be retried",
-    ServerError: "the gateway had a problem; it will be retried",
+    RateLimitError: "the gateway is rate limiting; wait a moment or lower max_in_flight",
+    ServerError: "the gateway had a problem; try again in a moment",
 }
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 

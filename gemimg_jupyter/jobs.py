@@ -310,7 +310,10 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._listeners: list[Listener] = []
         self._durations: deque[float] = deque(maxlen=50)
+        self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
+        self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
         self._lock = threading.Lock()
+        self._upload_locks: dict[str, threading.Lock] = {}
         self._closed = False
         self._rng = random.Random()
 
@@ -554,24 +557,30 @@ class JobRunner:
                 urls.append(ref.url)
                 continue
             assert ref.data is not None
-            known = self.store.upload_url(ref.sha256, self.backend)
-            if known is None:
-                ext = {"jpeg": "jpg"}.get(ref.format or "png", ref.format or "png")
-                known = self.client.upload_image(
-                    ref.data, filename=f"ref-{ref.sha256[:8]}.{ext}", mime=ref.mime or "image/png"
-                )
-                self.store.remember_upload(ref.sha256, self.backend, known)
+            with self._upload_lock(ref.sha256):  # one upload per content, even from parallel jobs
+                known = self.store.upload_url(ref.sha256, self.backend)
+                if known is None:
+                    ext = {"jpeg": "jpg"}.get(ref.format or "png", ref.format or "png")
+                    known = self.client.upload_image(
+                        ref.data, filename=f"ref-{ref.sha256[:8]}.{ext}", mime=ref.mime or "image/png"
+                    )
+                    self.store.remember_upload(ref.sha256, self.backend, known)
             urls.append(known)
             self._check_cancel(job)
         return tuple(urls)
+
+    def _upload_lock(self, sha256: str) -> threading.Lock:
+        with self._lock:
+            return self._upload_locks.setdefault(sha256, threading.Lock())
 
     def _poll(self, job: Job, deadline: float) -> TaskStatus:
         assert job.task_id is not None
         start = job.submitted_at or time.time()
         first = True
+        looks: list[tuple[float, int]] = []  # (seconds since submit, progress) of every look so far
         while True:
             elapsed = time.time() - start
-            delay = self._next_delay(elapsed, job.progress, first)
+            delay = self._next_delay(elapsed, job.progress, first, looks)
             if time.monotonic() + delay > deadline:
                 left = max(0.0, deadline - time.monotonic())
                 self._sleep(job, left)
@@ -583,9 +592,15 @@ class JobRunner:
             self._sleep(job, delay)
             self._check_cancel(job)
             first = False
+            asked = time.time()
             status = self.client.status(job.task_id)
+            seen = (asked + time.time()) / 2 - start
             if status.status == "completed":
-                self._durations.append(time.time() - start)
+                self._durations.append(seen)
+                ups = [p for _, p in looks if 0 < p < 100]
+                if ups:
+                    self._peaks.append(max(ups))
+                    self._rated.append(ups[-1] > ups[0])
                 return status
             if status.status == "failed":
                 reason = status.error_message or "no reason given"
@@ -594,21 +609,40 @@ class JobRunner:
                     f"the gateway reported the task failed{code}: {reason}", task_id=job.task_id, code=status.error_code
                 )
             state = JobState.IN_PROGRESS if status.status == "in_progress" else JobState.SUBMITTED
+            looks.append((seen, status.progress if state is JobState.IN_PROGRESS else 0))
             self._set(job, state, max(job.progress, min(99, status.progress)))
 
-    def _next_delay(self, elapsed: float, progress: int, first: bool) -> float:
+    def _next_delay(
+        self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()
+    ) -> float:
         """When to look next: sparse early, dense around the expected completion.
 
-        The expected duration comes from the server's ``progress`` (elapsed ×
-        100 / progress) and from the durations seen so far in this session.
+        When the server's progress rises between looks (``looks``: seconds
+        since submit and progress of each earlier look), the completion is
+        extrapolated from its rate to the highest progress finished tasks
+        reached, and the next look goes just after it. Otherwise the expected
+        duration comes from the progress (elapsed × 100 / progress) and the
+        durations seen so far in this session. Never sooner than ``poll_min``
+        after the last look, never later than ``poll_max``; always jittered.
         """
         s = self.settings
         history = sorted(self._durations)
+        early = history[len(history) // 10] if len(history) >= 3 else None
+        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
         if first:
             delay = s.poll_first
-            if len(history) >= 3:
-                delay = max(delay, 0.8 * history[len(history) // 10] - elapsed)
+            if early is not None:  # two looks before the fastest tasks end give a rate
+                delay = max(delay, (0.35 if rising else 0.8) * early - elapsed)
             return self._jitter(delay)
+        since = elapsed - looks[-1][0] if looks else 0.0
+        soonest = max(0.05, s.poll_min - since)
+        eta = self._progress_eta(looks)
+        if eta is not None:
+            when, spread = eta
+            return min(s.poll_max, max(soonest, when + spread - elapsed)) + self._rng.uniform(0, 0.1 * s.poll_min)
+        ups = [p for _, p in looks if 0 < p < 100]
+        if rising and early is not None and len(ups) == 1 and 0.75 * early - elapsed >= soonest:
+            return self._jitter(0.75 * early - elapsed)  # a second look before the fastest tasks end
         estimates: list[float] = []
         if 0 < progress < 100 and elapsed > 0.5:
             estimates.append(elapsed * 100.0 / progress)
@@ -621,6 +655,26 @@ class JobRunner:
         if remaining > 2 * s.poll_min:
             return self._jitter(min(s.poll_max, max(s.poll_min, 0.75 * remaining)))
         return self._jitter(s.poll_min)
+
+    def _progress_eta(self, looks: Sequence[tuple[float, int]]) -> tuple[float, float] | None:
+        """Completion time (seconds since submit) and its uncertainty, from the progress rate.
+
+        The rate comes from the first and last in-progress looks; the end is
+        the highest progress finished tasks showed plus one (100 until some
+        have finished, and then only 70 % of the way is trusted).
+        """
+        ups = [(t, p) for t, p in looks if 0 < p < 100]
+        if len(ups) < 2 or ups[-1][1] <= ups[0][1] or ups[-1][0] <= ups[0][0]:
+            return None
+        (t0, p0), (t1, p1) = ups[0], ups[-1]
+        rate = (p1 - p0) / (t1 - t0)
+        known = bool(self._peaks)
+        end = max(min(100.0, max(self._peaks) + 1.0) if known else 100.0, p1 + 1.0)
+        left = (end - p1 - 0.5) / rate
+        if not known:
+            return t1 + 0.7 * left, 0.0
+        spread = ((1 / 6) / rate**2 + left**2 * (1 / 6) / (p1 - p0) ** 2) ** 0.5
+        return t1 + left, spread
 
     def _jitter(self, seconds: float) -> float:
         return max(0.05, seconds * self._rng.uniform(0.9, 1.1))

@@ -25,8 +25,8 @@ from PIL import Image
 
 from .client import ToAPIsClient
 from .errors import BudgetExceededError, ConfigError, ValidationError
-from .grid import Tile, grid_for_plan
-from .images import load_reference, png_bytes, png_with_provenance, thumbnail
+from .grid import Tile, encode_grid_png, grid_for_plan
+from .images import load_reference, thumbnail
 from .jobs import Job, JobRunner, Listener
 from .models import GenerationParams, JobState, ReferenceImage
 from .settings import DEFAULT_BASE_URL, Secret, Settings
@@ -191,7 +191,7 @@ class SweepResult:
         prov = self.describe()
         paths: list[Path] = []
         for z, img in enumerate(self.grids()):
-            data = png_with_provenance(img, {**prov, "z": z, "params": self.plan.common})
+            data = encode_grid_png(img, {**prov, "z": z, "params": self.plan.common})
             suffix = f"-z{z}" if self.plan.shape[2] > 1 else ""
             if path is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
@@ -220,7 +220,7 @@ class SweepResult:
         return f"<SweepResult {self.id} {self.plan.shape[0]}×{self.plan.shape[1]}×{self.plan.shape[2]} · {self.progress_text()}>"
 
     def _repr_png_(self) -> bytes:
-        return png_bytes(self.grid(), optimize=True)
+        return encode_grid_png(self.grid())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
         return (

@@ -147,7 +147,7 @@ def test_corrupt_and_expired_results(sim: Any, fast_settings: Settings) -> None:
 
 def test_rate_limit_storm_pauses_the_lane_and_everything_finishes(sim: Any, fast_settings: Settings) -> None:
     sim.configure(rate_limit_rate=0.5, retry_after=(0.1, 0.3), server_error_rate=0.2, html_error_rate=0.5)
-    runner = runner_for(sim, fast_settings.replace(retry=FAST_RETRY.__class__(max_tries=12, base=0.05, cap=0.3)))
+    runner = runner_for(sim, fast_settings.replace(retry=FAST_RETRY.__class__(max_tries=40, base=0.02, cap=0.2)))
     jobs = [runner.submit(params(f"storm {i}")) for i in range(10)]
     assert runner.wait(jobs, timeout=60)
     assert all(j.state is JobState.DONE for j in jobs), [j.error for j in jobs]
