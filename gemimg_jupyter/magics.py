@@ -357,7 +357,8 @@ class GemimgMagics(Magics):
         reset_session(None)
         if running:
             _say(
-                f"gemimg: stopped; {_plural(len(running), 'unfinished job')} stay in the ledger "
+                f"gemimg: stopped; {_plural(len(running), 'unfinished job')} "
+                f"{'stays' if len(running) == 1 else 'stay'} in the ledger "
                 "(%load_ext gemimg_jupyter, then %gemimg resume)"
             )
 

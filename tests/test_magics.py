@@ -1,0 +1,482 @@
+"""``%%gemimg`` and ``%gemimg`` through a real ``InteractiveShell`` against the simulator.
+
+Every test drives the magics by name (``ip.run_cell_magic`` / ``ip.run_line_magic``),
+the way a notebook does, and asserts on what the shell shows
+(``ip.display_pub.outputs``), on ``user_ns`` and on the simulator's own counters.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+from PIL import Image
+from traitlets import TraitError
+
+from gemimg_jupyter.display import JobView, SweepView
+from gemimg_jupyter.errors import ValidationError
+from gemimg_jupyter.jobs import Job
+from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
+from gemimg_jupyter.settings import Settings
+
+from .conftest import FAKE_KEY, FAST_RETRY
+
+SIM_OPTIONS = {"latency": (0.05, 0.2), "queue_delay": (0.0, 0.02), "seed": 11}
+
+
+def quick_settings(output_dir: Path, **changes: Any) -> Settings:
+    base = Settings(
+        backend="sim",
+        output_dir=output_dir,
+        sim_options=SIM_OPTIONS,
+        retry=FAST_RETRY,
+        poll_first=0.05,
+        poll_min=0.05,
+        poll_max=0.2,
+        job_timeout=30.0,
+    )
+    return base.replace(**changes)
+
+
+@pytest.fixture
+def gem(ip: Any, tmp_output: Path) -> Iterator[Any]:
+    """A shell with the extension loaded on a fast simulator session."""
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    yield ip
+
+
+def magics(ip: Any) -> Any:
+    return ip.magics_manager.registry["GemimgMagics"]
+
+
+def submits() -> int:
+    return int(get_session().sim.stats()["submits_accepted"])
+
+
+def outputs_for(ip: Any, display_id: str) -> list[dict[str, Any]]:
+    return [o for o in ip.display_pub.outputs if (o["transient"] or {}).get("display_id") == display_id]
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_load_says_which_backend_once_and_a_second_load_is_harmless(ip: Any, tmp_output: Path, capsys: Any) -> None:
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    first = capsys.readouterr().out
+    assert first.count("gemimg:") == 1
+    assert "simulator" in first and "%gemimg login" in first
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    import gemimg_jupyter
+
+    gemimg_jupyter.load_ipython_extension(ip)  # a direct second call too
+    assert "simulator" not in capsys.readouterr().out
+    assert ip.find_cell_magic("gemimg") is not None and ip.find_line_magic("gemimg") is not None
+    assert sum(1 for m in ip.configurables if type(m).__name__ == "GemimgMagics") == 1
+
+
+def test_unload_stops_the_runner_and_reload_starts_a_new_session(ip: Any, tmp_output: Path) -> None:
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    sess = magics(ip).session()
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")
+    assert sess.runner._closed and sess._closed
+    assert not sess.sim.running
+    assert ip.find_cell_magic("gemimg") is None and ip.find_line_magic("gemimg") is None
+    assert "GemimgMagics" not in ip.magics_manager.registry
+    assert not any(type(m).__name__ == "GemimgMagics" for m in ip.configurables)
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    view = ip.run_cell_magic("gemimg", "--wait", "a lighthouse after reload")
+    assert view.job.state.has_image
+    ip.run_line_magic("reload_ext", "gemimg_jupyter")
+    assert ip.find_cell_magic("gemimg") is not None
+
+
+def test_load_mentions_unfinished_jobs_and_resume_finishes_them(ip: Any, tmp_output: Path, capsys: Any) -> None:
+    sess = reset_session(quick_settings(tmp_output))
+    assert sess is not None
+    params = sess.params("a ledger row left by a killed kernel", size="4:3")
+    sess.store.add(
+        cbid="gemimg-left-behind-0001",
+        key=params.cache_key(0),
+        repeat=0,
+        params={**params.describe(), "reference_urls": []},
+        backend="sim",
+        price_usd=params.price_usd,
+    )
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    out = capsys.readouterr().out
+    assert "1 unfinished job" in out and "%gemimg resume" in out
+    ip.run_line_magic("gemimg", "resume")
+    ip.run_line_magic("gemimg", "wait --timeout 20")
+    out = capsys.readouterr().out
+    assert "resuming 1 unfinished job" in out and "1 done" in out
+    (job,) = magics(ip).session().jobs()
+    assert job.image.size == (1184, 864)
+
+
+# ---------------------------------------------------------------- %%gemimg
+
+
+def test_cell_returns_a_live_handle_at_once_and_updates_one_display(gem: Any, capsys: Any) -> None:
+    start = time.perf_counter()
+    view = gem.run_cell_magic("gemimg", "--size 16:9 -o hero", "A studio photo of a teapot")
+    took = time.perf_counter() - start
+    with capsys.disabled():
+        print(f"\n[timing] %%gemimg cell returned in {took * 1000:.1f} ms")
+    assert isinstance(view, JobView)
+    hero = gem.user_ns["hero"]
+    assert isinstance(hero, Job) and hero is view.job
+    assert not hero.done(), "the cell must not wait for the image"
+    first = gem.display_pub.outputs[0]
+    assert first["update"] is False and "text/html" in first["data"]
+    display_id = first["transient"]["display_id"]
+
+    gem.run_line_magic("gemimg", "wait")
+    ours = outputs_for(gem, display_id)
+    assert len([o for o in ours if not o["update"]]) == 1, "one output, updated in place"
+    assert all(o["update"] for o in ours[1:]) and len(ours) >= 2
+    assert len({(o["transient"] or {}).get("display_id") for o in gem.display_pub.outputs}) == 1
+    final = ours[-1]
+    assert set(final["data"]) == {"image/png", "text/plain"}
+    meta = final["metadata"]["image/png"]["gemimg"]
+    assert meta["params"]["size"] == "16:9" and meta["image_size"] == [1344, 768]
+    assert meta["task_id"] == hero.task_id and Path(meta["path"]).name == hero.path.name
+    w, h = png_size(final["data"]["image/png"])
+    assert max(w, h) <= 768 and abs(w / h - 1344 / 768) < 0.02
+    assert FAKE_KEY not in json.dumps(meta) and "sim-local-key" not in json.dumps(meta)
+
+
+def test_wait_gives_an_image_of_the_right_pixel_size(gem: Any) -> None:
+    view = gem.run_cell_magic("gemimg", "--size 16:9 --wait -t 0.4 -p 0.9", "a red kite over dunes")
+    job = view.job
+    assert job.state.has_image and job.image.size == (1344, 768)
+    assert (job.params.temperature, job.params.top_p) == (0.4, 0.9)
+    assert view.finished
+    last = gem.display_pub.outputs[-1]
+    assert last["update"] and "image/png" in last["data"]
+    assert view.image.size == (1344, 768)  # attribute access falls through to the job
+
+
+def test_prompt_variables_and_escaped_braces(gem: Any) -> None:
+    gem.user_ns.update(animal="fox", colours=["red", "gold"])
+    view = gem.run_cell_magic("gemimg", "", "a {animal} in {colours[1]}, {{not a variable}}")
+    assert view.job.params.prompt == "a fox in gold, {not a variable}"
+
+
+def test_references_from_a_path_a_pil_variable_and_a_list(gem: Any, tmp_path: Path) -> None:
+    swatch = Image.new("RGB", (64, 64), "#e63946")
+    path = tmp_path / "swatch.png"
+    swatch.save(path)
+    gem.user_ns.update(swatch=swatch, both=[Image.new("RGB", (32, 32), "navy"), str(path)])
+    one = gem.run_cell_magic("gemimg", f"--ref {path}", "a poster in the palette of the reference")
+    two = gem.run_cell_magic("gemimg", "--ref {swatch}", "a sun in the palette of the reference")
+    three = gem.run_cell_magic("gemimg", "--ref {both} -o listed --wait", "a sea in the palette of the references")
+    assert len(one.job.params.references) == 1 and len(two.job.params.references) == 1
+    assert len(three.job.params.references) == 2
+    assert one.job.params.references[0].sha256 == three.job.params.references[1].sha256
+    gem.run_line_magic("gemimg", "wait")
+    assert all(v.job.state.has_image for v in (one, two, three))
+    assert get_session().sim.stats()["uploads"] == 2, "the same picture is uploaded once"
+
+
+def test_rerun_is_a_cache_hit_and_fresh_submits(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "--wait", "a cached owl")
+    assert submits() == 1
+    again = gem.run_cell_magic("gemimg", "", "a cached owl")
+    assert again.job.cached and again.job.done()
+    assert submits() == 1
+    final = gem.display_pub.outputs[-1]
+    assert final["metadata"]["image/png"]["gemimg"]["cached"] is True
+    fresh = gem.run_cell_magic("gemimg", "--fresh --wait", "a cached owl")
+    assert not fresh.job.cached and fresh.job.state.has_image
+    assert submits() == 2
+    cost = gem.run_line_magic("gemimg", "cost")
+    assert "1 hit" in cost.text
+
+
+def test_a_sweep_prints_its_plan_and_fills_one_grid(gem: Any, capsys: Any) -> None:
+    view = gem.run_cell_magic(
+        "gemimg", "--sweep temperature=0.2,1.4 --sweep size=1:1,16:9 -o grid", "a paper-cut fox in a forest"
+    )
+    out = capsys.readouterr().out
+    assert "4 cells × 1 repeat = 4 requests" in out
+    assert isinstance(view, SweepView)
+    grid = gem.user_ns["grid"]
+    assert isinstance(grid, SweepResult) and len(grid.jobs) == 4
+    gem.run_line_magic("gemimg", "wait")
+    ids = {(o["transient"] or {}).get("display_id") for o in gem.display_pub.outputs}
+    assert len(ids) == 1
+    final = gem.display_pub.outputs[-1]
+    assert final["update"] and "image/png" in final["data"]
+    meta = final["metadata"]["image/png"]["gemimg_sweep"]
+    assert [a["name"] for a in meta["axes"]] == ["temperature", "size"]
+    assert meta["progress"].startswith("4/4 done")
+    assert grid.paths and all(p.is_file() for p in grid.paths)
+    assert "grid saved to" in final["data"]["text/plain"]
+
+
+def test_repeats_without_axes_are_a_sweep_side_by_side(gem: Any, capsys: Any) -> None:
+    view = gem.run_cell_magic("gemimg", "-n 3 --wait", "a watercolour lighthouse")
+    assert "1 cell × 3 repeats = 3 requests" in capsys.readouterr().out
+    assert isinstance(view.result, SweepResult)
+    assert [j.repeat for j in view.result.jobs] == [0, 1, 2]
+    assert all(j.state.has_image for j in view.result.jobs)
+
+
+def test_an_expensive_sweep_needs_yes(gem: Any) -> None:
+    gem.run_line_magic("config", "GemimgMagics.confirm_above_usd = 0.1")
+    with pytest.raises(UsageError, match=r"--yes") as info:
+        gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.8,1.4", "an owl")
+    assert type(info.value) is UsageError
+    assert submits() == 0
+    view = gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.8,1.4 --yes", "an owl")
+    assert len(view.result.jobs) == 3
+
+
+def test_config_defaults_are_used_and_set_before_loading(ip: Any, tmp_output: Path) -> None:
+    ip.config.GemimgMagics.temperature = 0.3
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    ip.run_line_magic("config", "GemimgMagics.size = '9:16'")
+    view = ip.run_cell_magic("gemimg", "", "a tall tower")
+    assert (view.job.params.size, view.job.params.temperature) == ("9:16", 0.3)
+    explicit = ip.run_cell_magic("gemimg", "-s 1:1 -t 1.2", "a square tower")
+    assert (explicit.job.params.size, explicit.job.params.temperature) == ("1:1", 1.2)
+
+
+def test_the_budget_refuses_before_sending(gem: Any) -> None:
+    gem.run_line_magic("config", "GemimgMagics.max_cost_usd = 0.01")
+    with pytest.raises(UsageError, match="budget") as info:
+        gem.run_cell_magic("gemimg", "", "an expensive swan")
+    assert type(info.value) is UsageError and submits() == 0
+
+
+def test_debug_shows_the_original_error(gem: Any) -> None:
+    with pytest.raises(ValidationError):
+        gem.run_cell_magic("gemimg", "--size 5:3 --debug", "a fox")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.fixture
+def big_file(tmp_path: Path) -> Path:
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * (12 * 1024 * 1024))
+    return path
+
+
+BAD_CELLS = [
+    pytest.param("--frobnicate", "a fox", "unrecognized arguments", id="unknown-option"),
+    pytest.param("--size", "a fox", "expected one argument", id="missing-value"),
+    pytest.param("", "   \n  ", "cell is empty", id="empty-body"),
+    pytest.param(
+        "--temperature abc", "a fox", "temperature 'abc' is not allowed; use a number from 0 to 2", id="temp-abc"
+    ),
+    pytest.param(
+        "--size 5:3",
+        "a fox",
+        "size '5:3' is not supported by gemini-2.5-flash-image-official; use one of 1:1, 3:2",
+        id="size-5:3",
+    ),
+    pytest.param("--ref no/such/file.png", "a fox", "does not exist", id="ref-missing"),
+    pytest.param("--ref {BIG}", "a fox", "the limit is 10 MB", id="ref-12MB"),
+    pytest.param("--ref {number}", "a fox", "not int", id="ref-int"),
+    pytest.param("--ref {nothing_here}", "a fox", "no variable 'nothing_here'", id="ref-undefined"),
+    pytest.param("", "a {undefined} fox", "no variable 'undefined'", id="prompt-undefined"),
+    pytest.param("", "a {fox", "braces do not pair up", id="prompt-unpaired"),
+    pytest.param("--output 1bad", "a fox", "not a valid Python name", id="output-1bad"),
+    pytest.param("-o class", "a fox", "Python keyword", id="output-keyword"),
+    pytest.param("-n 40", "a fox", "1 to 16", id="repeats-40"),
+    pytest.param("--sweep colour=red,blue", "a fox", "colour", id="sweep-unknown-axis"),
+    pytest.param("--ref 'unclosed", "a fox", "quotes", id="bad-quotes"),
+    pytest.param("-m gemini-9", "a fox", "use one of gemini-2.5-flash-image-official", id="unknown-model"),
+]
+
+
+@pytest.mark.parametrize(("line", "body", "message"), BAD_CELLS)
+def test_bad_cell_input_is_one_usage_error_and_sends_nothing(
+    gem: Any, big_file: Path, line: str, body: str, message: str
+) -> None:
+    gem.user_ns.update(number=5, BIG=str(big_file))
+    sess = get_session()
+    before = sess.sim.stats()["requests"]
+    with pytest.raises(UsageError) as info:
+        gem.run_cell_magic("gemimg", line, body)
+    assert type(info.value) is UsageError
+    text = str(info.value)
+    assert message in text and "\n" not in text
+    assert sess.sim.stats()["requests"] == before, "nothing may be sent for bad input"
+    assert not gem.display_pub.outputs and "hero" not in gem.user_ns
+    assert get_session() is sess and not sess._closed
+    assert gem.run_cell_magic("gemimg", "--wait", "the session still works").job.state.has_image
+
+
+BAD_LINES = [
+    pytest.param("cancel nosuchjob", "no job or sweep 'nosuchjob'", id="cancel-unknown"),
+    pytest.param("frobnicate", "use one of: jobs, cancel, wait", id="unknown-subcommand"),
+    pytest.param("jbos", "did you mean jobs", id="typo"),
+    pytest.param("history abc", "invalid int value", id="history-abc"),
+    pytest.param("wait --timeout soon", "invalid float value", id="wait-timeout"),
+    pytest.param("backend mars", "invalid choice", id="backend-unknown"),
+    pytest.param("backend toapis", "no ToAPIs key", id="backend-no-key"),
+    pytest.param("jobs --all", "unrecognized arguments", id="jobs-extra"),
+    pytest.param("wait nosuchjob", "no job or sweep 'nosuchjob'", id="wait-unknown"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES)
+def test_bad_subcommands_are_one_usage_error(gem: Any, line: str, message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        gem.run_line_magic("gemimg", line)
+    assert type(info.value) is UsageError
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("temperature = 3", "temperature 3.0 is not allowed; use a number from 0 to 2"),
+        ("top_p = -1", "top_p -1.0 is not allowed; use a number from 0 to 1"),
+        ("size = '5:3'", "size '5:3' is not supported by gemini-2.5-flash-image-official"),
+        ("resolution = '4K'", "resolution '4K' is not supported by gemini-2.5-flash-image-official"),
+        ("model = 'gemini-9'", "use one of gemini-2.5-flash-image-official"),
+        ("cell_size = 5", "cell_size 5 is not allowed"),
+        ("max_cost_usd = -2.0", "max_cost_usd -2.0 is not allowed"),
+    ],
+)
+def test_bad_config_is_refused_with_the_same_one_line_message(
+    gem: Any, caplog: pytest.LogCaptureFixture, setting: str, message: str
+) -> None:
+    name, _, value = setting.partition(" = ")
+    before = getattr(magics(gem), name)
+    # %config reports a refused value as one logged line and keeps the old value
+    gem.run_line_magic("config", f"GemimgMagics.{setting}")
+    assert getattr(magics(gem), name) == before
+    logged = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert logged and message in logged[-1] and "\n" not in logged[-1]
+    # set directly (c.GemimgMagics… or code), it is a TraitError that IPython shows as one line
+    with pytest.raises(TraitError) as info:
+        setattr(magics(gem), name, eval(value))
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert info.value._render_traceback_() == [f"TraitError: {info.value}"]
+    assert getattr(magics(gem), name) == before
+
+
+def test_a_failure_in_the_background_is_one_line_in_the_cell(ip: Any, tmp_output: Path) -> None:
+    from gemimg_jupyter.sim import SimConfig, SimServer
+
+    with SimServer(SimConfig(latency=(0.05, 0.1), queue_delay=(0.0, 0.01)), accepted_keys=["another-key"]) as strict:
+        reset_session(quick_settings(tmp_output, backend="toapis", api_key=FAKE_KEY, base_url=strict.base_url))
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        view = ip.run_cell_magic("gemimg", "--wait", "a fox <b>bold</b>")
+    assert view.job.state.value == "failed"
+    final = ip.display_pub.outputs[-1]
+    text, markup = final["data"]["text/plain"], final["data"]["text/html"]
+    assert "authentication failed (401)" in text and "TOAPIS_API_KEY" in text and "\n" not in text
+    assert "<b>bold</b>" not in markup and "&lt;b&gt;bold&lt;/b&gt;" in markup
+    everything = json.dumps(ip.display_pub.outputs, default=str)
+    assert FAKE_KEY not in everything
+
+
+# ---------------------------------------------------------------- %gemimg
+
+
+def test_jobs_cost_models_config_history_and_help(gem: Any, capsys: Any) -> None:
+    view = gem.run_cell_magic("gemimg", "--wait --size 3:2", "a <script>alert(1)</script> fox")
+    table = gem.run_line_magic("gemimg", "jobs")
+    assert view.job.id in table.text and "done" in table.text
+    assert "<script>" not in table.html and "&lt;script&gt;" in table.html
+    assert "$0.05" in gem.run_line_magic("gemimg", "cost").text
+    models = gem.run_line_magic("gemimg", "models")
+    assert "gemini-3-pro-image-preview" in models.text and "21:9" in models.text
+    config = gem.run_line_magic("gemimg", "config")
+    assert "temperature" in config.text and "sim" in config.text
+    strip = gem.run_line_magic("gemimg", "history 3")
+    data, meta = strip._repr_mimebundle_()
+    assert png_size(data["image/png"])[0] > 0 and meta["image/png"]["gemimg_history"][0]["size"] == "3:2"
+    assert gem.run_line_magic("gemimg", "") is None
+    assert "cancel [ID|all]" in capsys.readouterr().out
+    gem.run_line_magic("gemimg", "wait -h")
+    assert "--timeout" in capsys.readouterr().out
+
+
+def test_cancel_and_wait_with_a_timeout(gem: Any, capsys: Any) -> None:
+    get_session().sim.configure(latency=(5.0, 5.0))
+    view = gem.run_cell_magic("gemimg", "", "a slow snail")
+    gem.run_line_magic("gemimg", f"wait {view.job.id} --timeout 0.3")
+    assert "still 1 job running" in capsys.readouterr().out
+    gem.run_line_magic("gemimg", f"cancel {view.job.id} --drop")
+    assert "cancelled 1 job" in capsys.readouterr().out
+    assert view.job.wait(5) and view.job.state.value == "cancelled"
+    assert view.wait_final(5)
+    assert "cancelled" in gem.display_pub.outputs[-1]["data"]["text/plain"]
+
+
+def test_login_switches_to_toapis_and_never_shows_the_key(
+    gem: Any, sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": FAKE_KEY)
+    monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+    gem.run_line_magic("gemimg", "login")
+    sess = magics(gem).session()
+    assert sess.backend == "toapis" and sess.base_url == sim.base_url
+    view = gem.run_cell_magic("gemimg", "--wait", "a fox through the gateway")
+    assert view.job.state.has_image
+    shown = capsys.readouterr().out + gem.run_line_magic("gemimg", "config").text + repr(sess.settings)
+    shown += json.dumps(gem.display_pub.outputs, default=str)
+    assert FAKE_KEY not in shown and "ToAPIs" in shown
+    gem.run_line_magic("gemimg", "backend sim")
+    assert magics(gem).session().backend == "sim"
+
+
+def test_switching_backend_refuses_while_jobs_run(gem: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOAPIS_API_KEY", FAKE_KEY)
+    get_session().sim.configure(latency=(5.0, 5.0))
+    gem.run_cell_magic("gemimg", "", "a slow tortoise")
+    with pytest.raises(UsageError, match="still running"):
+        gem.run_line_magic("gemimg", "backend toapis")
+    gem.run_line_magic("gemimg", "cancel all --drop")
+
+
+def test_panel_opens_on_the_same_session(gem: Any) -> None:
+    panel = gem.run_line_magic("gemimg", "panel")
+    assert type(panel).__name__ == "Panel"
+    assert panel._session is magics(gem).session()
+
+
+def test_the_help_page_is_generated_with_examples(gem: Any) -> None:
+    doc = magics(gem).gemimg_cell.__doc__
+    assert "Examples" in doc and "--sweep" in doc and "-o" in doc and "::" in doc
+    assert "%gemimg SUBCOMMAND" in magics(gem).gemimg_line.__doc__
+
+
+def test_value_of_the_cell_shows_once_then_again_in_a_later_cell(gem: Any) -> None:
+    view = gem.run_cell_magic("gemimg", "--wait", "a fox to show twice")
+    n = len(gem.display_pub.outputs)
+    view._ipython_display_()  # the displayhook of the same cell: already on screen
+    assert len(gem.display_pub.outputs) == n
+    gem.execution_count += 1
+    view._ipython_display_()  # displayed again later: a new output
+    assert len(gem.display_pub.outputs) == n + 1
+    assert "image/png" in gem.display_pub.outputs[-1]["data"]
+
+
+def test_the_session_is_the_shared_one(gem: Any) -> None:
+    assert isinstance(magics(gem).session(), Session)
+    assert magics(gem).session() is get_session()
