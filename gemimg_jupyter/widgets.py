@@ -32,6 +32,7 @@ widgets that were created in the main thread (``Image.value``,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import io
@@ -202,7 +203,7 @@ def _shape_html(size: str, resolution: str) -> str:
         '<div style="display:flex;align-items:center;gap:6px;height:44px">'
         f'<div title="{html.escape(size)}" style="width:{bw}px;height:{bh}px;'
         'border:1.5px solid var(--jp-brand-color1,#1976d2);background:var(--jp-layout-color2,#eee)"></div>'
-        f'<span style="font-size:11px;color:var(--jp-ui-font-color2,#666)">{w}×{h} px</span></div>'
+        f'<span style="font-size:11px;white-space:nowrap;color:var(--jp-ui-font-color2,#666)">{w}×{h} px</span></div>'
     )
 
 
@@ -255,8 +256,8 @@ def _params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = (
     )
     prompt = html.escape(str(params.get("prompt", "")))
     return (
-        f'<table style="font-size:12px;border-collapse:collapse">{cells}</table>'
-        f'<div style="font-size:12px;margin-top:4px;white-space:pre-wrap;max-height:8em;overflow:auto">'
+        f'<table style="font-size:12px;line-height:1.45;border-collapse:collapse">{cells}</table>'
+        f'<div style="font-size:12px;line-height:1.4;margin-top:4px;white-space:pre-wrap;max-height:8em;overflow:auto">'
         f"<b>prompt</b> {prompt}</div>"
     )
 
@@ -314,9 +315,16 @@ class Panel:
     ----------
     session : Session, optional
         Defaults to :func:`~gemimg_jupyter.session.get_session`, the session
-        the magics use, so both see the same store, jobs and costs.
+        the magics use, so both see the same store, jobs and costs. If the
+        given session is closed later (``%gemimg login`` and ``%gemimg
+        backend`` replace the default session), the panel moves on to the
+        current default session.
     prompt : str, optional
         Initial prompt text.
+    defaults : mapping, optional
+        Initial ``model``, ``size``, ``resolution``, ``temperature`` and
+        ``top_p`` (``%gemimg panel`` passes the ``%config GemimgMagics``
+        values); ``None`` values and values the model does not take are skipped.
 
     Examples
     --------
@@ -330,7 +338,9 @@ class Panel:
     Every control a test touches carries a ``gemimg-…`` CSS class.
     """
 
-    def __init__(self, session: Session | None = None, *, prompt: str = "") -> None:
+    def __init__(
+        self, session: Session | None = None, *, prompt: str = "", defaults: Mapping[str, Any] | None = None
+    ) -> None:
         self._session = session
         if session is None:
             get_session()  # start the default session now, so the header shows its backend
@@ -347,7 +357,33 @@ class Panel:
         self._cell_buttons: list[W.Button] = []
         self._build(prompt)
         self._on_model_change()
+        if defaults:
+            self._apply_defaults(defaults)
         self._refresh_history()
+
+    def _apply_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Set the controls from ``%config``-style defaults, skipping what does not fit."""
+        model = defaults.get("model")
+        if model:
+            with contextlib.suppress(GemimgError):
+                self.model.value = get_model(str(model)).id
+        spec = get_model(self.model.value)
+        res = defaults.get("resolution")
+        if res and str(res).upper() in spec.resolutions:
+            self.resolution.value = str(res).upper()
+        size = defaults.get("size")
+        if size and str(size).replace("x", ":") in spec.sizes:
+            self.size.value = str(size).replace("x", ":")
+        for name, slider in (("temperature", self.temperature), ("top_p", self.top_p)):
+            value = defaults.get(name)
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if slider.min <= number <= slider.max:
+                slider.value = number
 
     # ---- construction -----------------------------------------------------------------
 
@@ -367,7 +403,10 @@ class Panel:
         session, so ``%gemimg login`` or ``%gemimg backend`` (which replace
         it) take effect in the panel too.
         """
-        return self._session if self._session is not None else get_session()
+        own = self._session
+        if own is not None and not getattr(own, "_closed", False):
+            return own
+        return get_session()
 
     def _header_html(self) -> str:
         s = self.session
@@ -490,7 +529,13 @@ class Panel:
             layout=W.Layout(width="260px"),
         )
         self.x_values = self._w(
-            W.Text, "gemimg-sweep-x-values", placeholder="values", disabled=True, layout=W.Layout(**_FULL)
+            W.Text,
+            "gemimg-sweep-x-values",
+            placeholder="values",
+            description="values",
+            disabled=True,
+            style=_DESC,
+            layout=W.Layout(**_FULL),
         )
         self.x_error = self._w(W.HTML, "gemimg-sweep-x-error", layout=W.Layout(**_FULL))
         self.y_axis = self._w(
@@ -504,7 +549,13 @@ class Panel:
             layout=W.Layout(width="260px"),
         )
         self.y_values = self._w(
-            W.Text, "gemimg-sweep-y-values", placeholder="values", disabled=True, layout=W.Layout(**_FULL)
+            W.Text,
+            "gemimg-sweep-y-values",
+            placeholder="values",
+            description="values",
+            disabled=True,
+            style=_DESC,
+            layout=W.Layout(**_FULL),
         )
         self.y_error = self._w(W.HTML, "gemimg-sweep-y-error", layout=W.Layout(**_FULL))
         self.plan_html = self._w(W.HTML, "gemimg-plan", layout=W.Layout(width="100%", min_height="40px"))
@@ -549,9 +600,10 @@ class Panel:
             W.Checkbox,
             "gemimg-fresh",
             value=False,
-            description="fresh samples (skip the cache)",
+            description="fresh samples",
+            tooltip="ask for new images even when the store already has these (--fresh)",
             indent=False,
-            layout=W.Layout(width="220px"),
+            layout=W.Layout(width="130px", margin="0 0 0 12px"),
         )
         self.confirm = self._w(
             W.Checkbox,
@@ -585,7 +637,7 @@ class Panel:
             W.Image,
             "gemimg-result-image",
             format="png",
-            layout=W.Layout(max_width="100%", height="auto", display="none"),
+            layout=W.Layout(width="auto", height="auto", max_width="100%", max_height="560px", display="none"),
         )
         self.result_hint = self._w(
             W.HTML, "gemimg-result-hint", value=_html("No result yet: write a prompt and press Generate.", "info")
@@ -597,15 +649,17 @@ class Panel:
             W.Image,
             "gemimg-detail-image",
             format="png",
-            layout=W.Layout(max_width="420px", height="auto", display="none", margin="0 12px 0 0"),
+            layout=W.Layout(
+                width="auto", height="auto", max_width="360px", max_height="360px", display="none", margin="0 12px 0 0"
+            ),
         )
         self.detail_html = self._w(W.HTML, "gemimg-detail-params", layout=W.Layout(flex="1 1 240px"))
         detail = W.HBox([self.detail_image, self.detail_html], layout=W.Layout(flex_flow="row wrap", width="100%"))
         self.magic = self._w(
             W.Textarea,
             "gemimg-magic",
-            rows=3,
-            layout=W.Layout(width="100%", height="72px"),
+            rows=4,
+            layout=W.Layout(width="100%", height="92px"),
             tooltip="the %%gemimg cell that reproduces these settings; copy it into a cell",
         )
         self.history_refresh = self._w(
@@ -620,7 +674,12 @@ class Panel:
         self._history_buttons: list[W.Button] = []
         slots = []
         for i in range(HISTORY_SLOTS):
-            img = self._w(W.Image, None, format="png", layout=W.Layout(width=f"{HISTORY_THUMB}px", height="auto"))
+            img = self._w(
+                W.Image,
+                None,
+                format="png",
+                layout=W.Layout(width=f"{HISTORY_THUMB}px", height=f"{HISTORY_THUMB * 3 // 4}px", object_fit="contain"),
+            )
             btn = self._w(
                 W.Button,
                 "gemimg-history-open",
@@ -1111,8 +1170,11 @@ class Panel:
             btn.on_click(functools.partial(self._on_cell_click, run, i))
             buttons.append(btn)
         self._cell_buttons = buttons
-        nx = plan.shape[0] if plan.axes else min(plan.n_requests, 4)
-        self.cells.layout.grid_template_columns = f"repeat({nx}, minmax(0, 1fr))"
+        if run.kind == "single":
+            self.cells.layout.grid_template_columns = "minmax(0, 260px)"
+        else:
+            nx = plan.shape[0] if plan.axes else min(plan.n_requests, 4)
+            self.cells.layout.grid_template_columns = f"repeat({nx}, minmax(0, 1fr))"
         self.cells.children = buttons
         for btn in old:
             btn.close()

@@ -524,3 +524,42 @@ def test_threads_only_touch_prebuilt_widgets(panel: Panel) -> None:
     made = len(panel._widgets)
     assert panel.wait(WAIT)
     assert len(panel._widgets) == made
+
+
+# ------------------------------------------------------------------ the magic and the panel agree
+
+
+def test_magic_panel_shares_the_session_and_its_cell_reproduces_the_result(
+    ip: Any, fast_settings: Settings, sim: SimServer
+) -> None:
+    reset_session(fast_settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    ip.run_line_magic("config", "GemimgMagics.size = '4:3'")
+    ip.run_line_magic("config", "GemimgMagics.temperature = 0.6")
+    panel = ip.run_line_magic("gemimg", "panel")
+    try:
+        assert isinstance(panel, Panel) and panel.session is get_session()
+        assert panel.size.value == "4:3" and panel.temperature.value == pytest.approx(0.6)  # %config defaults
+
+        panel.prompt.value = "a teapot on a marble table"
+        panel.upload.value = (upload_item("product.png", png(color=(240, 200, 40))),)
+        generate(panel)
+        panel.x_axis.value = "temperature"
+        panel.x_values.value = "0.2,1.0"
+        generate(panel)
+        sent = sim.stats()["submits_accepted"]
+        assert sent == 3
+
+        # the panel's cell, run by the magic, asks for exactly the same images: all cached
+        line, body = panel.magic.value.split("\n", 1)
+        ip.run_cell_magic("gemimg", line.removeprefix("%%gemimg").strip() + " -o again --wait", body)
+        again = ip.user_ns["again"]
+        assert all(job.cached for job in again.jobs)
+        panel.x_axis.value = ""
+        line, body = panel.magic.value.split("\n", 1)
+        ip.run_cell_magic("gemimg", line.removeprefix("%%gemimg").strip() + " -o single --wait", body)
+        assert ip.user_ns["single"].cached
+        assert sim.stats()["submits_accepted"] == sent
+    finally:
+        panel.wait(WAIT)
+        panel.close()

@@ -1,0 +1,232 @@
+"""Helpers for the real-browser tests: JupyterLab on loopback, Chromium flags, memory, screenshots.
+
+Follows the verified recipe in ``shared/reference/browser-testing.md``: isolated
+Jupyter/IPython directories, ``127.0.0.1`` on a free port with
+``port_retries=0``, a token, the news toast switched off through user
+settings, and a clean stop through ``POST /api/shutdown`` (which also stops
+the kernels) before anything is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+CHROMIUM = "/usr/bin/chromium"
+#: ``--headless`` comes from Playwright (``headless=True``); ``--user-data-dir`` must not be given.
+CHROME_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "gemimg-browser-test"
+#: The status bar's kernel text; only "… | Idle" means the kernel is really usable
+#: (the toolbar's execution indicator says idle before a kernel exists).
+KERNEL_IDLE = re.compile(r"^Python 3 \(ipykernel\) \| Idle$")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def why_no_browser() -> str | None:
+    """``None`` when the browser tests can run, else the reason they cannot."""
+    if not os.path.exists(CHROMIUM):
+        return (
+            f"!!! {CHROMIUM} is missing: the real-browser panel test is SKIPPED. "
+            "Install Debian's chromium (scripts/ensure-chromium.sh does it; never `playwright install`)."
+        )
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        return f"!!! playwright is not importable ({exc}): the real-browser panel test is SKIPPED"
+    return None
+
+
+@dataclass
+class Lab:
+    """A running JupyterLab server."""
+
+    url: str
+    token: str
+    proc: subprocess.Popen[bytes]
+    root: Path
+    log: Path
+    startup_s: float
+
+    def notebook_url(self, name: str) -> str:
+        """The notebook's URL with a fresh workspace (``reset``: no tabs restored)."""
+        return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+
+@contextlib.contextmanager
+def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = None) -> Iterator[Lab]:
+    """Start JupyterLab serving ``root``; stop it (and its kernels) afterwards.
+
+    Parameters
+    ----------
+    base : Path
+        A scratch directory for the isolated config, runtime and IPython dirs and the log.
+    root : Path
+        The server's root directory (the notebooks).
+    env : mapping
+        Extra environment for the server and its kernels; a ``None`` value removes a variable.
+    """
+    cfg = base / "jcfg"
+    notif = cfg / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    notif.mkdir(parents=True, exist_ok=True)
+    (notif / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    full_env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(cfg),
+        JUPYTER_RUNTIME_DIR=str(base / "rt"),
+        JUPYTER_DATA_DIR=str(base / "data"),
+        IPYTHONDIR=str(base / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+    )
+    for key, value in (env or {}).items():
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    log_path = base / "lab.log"
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = t0 + 60
+            while True:
+                try:
+                    urllib.request.urlopen(f"{url}/api/status?token={TOKEN}", timeout=2).read()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
+                    time.sleep(0.1)
+            yield Lab(url, TOKEN, proc, root, log_path, time.monotonic() - t0)
+        finally:
+            _stop(proc, url)
+
+
+def _stop(proc: subprocess.Popen[bytes], url: str) -> None:
+    """Ask the server to shut down (kernels included); escalate only if it does not."""
+    if proc.poll() is None:
+        try:
+            req = urllib.request.Request(f"{url}/api/shutdown?token={TOKEN}", method="POST", data=b"")
+            urllib.request.urlopen(req, timeout=10).read()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class MemSampler(threading.Thread):
+    """Peak summed RSS/PSS of some root processes and all their descendants."""
+
+    def __init__(self, pids: list[int], interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.interval = interval
+        self.peak_rss = 0
+        self.peak_pss = 0
+        self._halt = threading.Event()  # not `_stop`: that would shadow Thread._stop
+
+    def run(self) -> None:
+        import psutil
+
+        while not self._halt.is_set():
+            procs: dict[int, psutil.Process] = {}
+            for pid in self.pids:
+                try:
+                    root = psutil.Process(pid)
+                    for p in [root, *root.children(recursive=True)]:
+                        procs[p.pid] = p
+                except psutil.NoSuchProcess:
+                    pass
+            rss = pss = 0
+            for p in procs.values():
+                try:
+                    m = p.memory_full_info()
+                    rss += m.rss
+                    pss += getattr(m, "pss", m.rss)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def shrink_png(src: Path, dest: Path, limit: int = 200_000) -> int:
+    """Copy a screenshot to ``dest`` as a PNG of at most ``limit`` bytes (palette, then smaller).
+
+    Returns the size written.
+    """
+    from PIL import Image
+
+    with Image.open(src) as img:
+        img.load()
+        base = img.convert("RGB")
+    data = b""
+    for scale in (1.0, 0.9, 0.8, 0.7, 0.6):
+        size = (round(base.width * scale), round(base.height * scale))
+        frame = base if scale == 1.0 else base.resize(size, Image.Resampling.LANCZOS)
+        for colors in (256, 128, 64):
+            buf = io.BytesIO()
+            frame.quantize(colors=colors, method=Image.Quantize.MEDIANCUT).save(buf, format="PNG", optimize=True)
+            data = buf.getvalue()
+            if len(data) <= limit:
+                break
+        if len(data) <= limit:
+            break
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(data)
+    return len(data)
