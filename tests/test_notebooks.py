@@ -1,0 +1,159 @@
+"""Every notebook in ``notebooks/`` runs in a real kernel (nbclient) against the simulator.
+
+Each notebook is executed in a temporary directory with ``GEMIMG_BACKEND=sim``,
+``GEMIMG_OUTPUT_DIR`` in that directory and no ``TOAPIS_API_KEY``. Every
+notebook must finish without error outputs and without a status line left
+behind (``%gemimg wait`` puts every image in place); a notebook can add its own
+checks in :data:`CHECKS`. Notebooks with ``metadata.gemimg.browser_only`` are
+left to the browser tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import importlib.util
+import io
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from PIL import Image
+
+from gemimg_jupyter.models import pixel_size
+
+from .conftest import FAKE_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+_spec = importlib.util.spec_from_file_location("make_notebooks", ROOT / "scripts" / "make_notebooks.py")
+assert _spec is not None and _spec.loader is not None
+make_notebooks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(make_notebooks)
+
+#: A status line still on screen means an image never arrived (``gemimg ◑ in_progress · …``).
+_STATUS = re.compile(r"^gemimg \S+ (queued|uploading|submitting|submitted|in_progress|downloading) ·")
+
+
+def browser_only(path: Path) -> bool:
+    nb = nbformat.read(path, as_version=4)
+    return bool(nb.metadata.get("gemimg", {}).get("browser_only"))
+
+
+def notebook_params() -> list[Any]:
+    params = []
+    for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
+        marks = [pytest.mark.notebook]
+        if browser_only(path):
+            marks.append(pytest.mark.skip(reason="browser-only notebook (covered by the browser tests)"))
+        params.append(pytest.param(path, id=path.stem, marks=marks))
+    return params
+
+
+def run(path: Path, workdir: Path, **env: str) -> nbformat.NotebookNode:
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return make_notebooks.execute(nb, cwd=workdir, env=make_notebooks.sim_env(workdir / "gemimg_outputs", **env))
+
+
+def outputs(nb: nbformat.NotebookNode) -> list[tuple[int, Any]]:
+    return [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code" for out in cell.outputs]
+
+
+def images(nb: nbformat.NotebookNode) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """Every single-image output: (cell index, preview PNG bytes, gemimg provenance)."""
+    found = []
+    for i, out in outputs(nb):
+        meta = out.get("metadata", {}).get("image/png", {})
+        if "image/png" in out.get("data", {}) and "gemimg" in meta:
+            found.append((i, base64.b64decode(out["data"]["image/png"]), dict(meta["gemimg"])))
+    return found
+
+
+def assert_clean(nb: nbformat.NotebookNode) -> None:
+    for i, out in outputs(nb):
+        assert out.output_type != "error", f"cell {i} raised {out.get('ename')}: {out.get('evalue')}"
+        if out.output_type == "stream":
+            assert out.name != "stderr" or "Traceback" not in out.text, f"cell {i} wrote a traceback"
+        text = out.get("data", {}).get("text/plain", "")
+        assert not _STATUS.match(text), f"cell {i} still shows a status line: {text!r}"
+        assert "UsageError" not in text
+
+
+def assert_image_is_right(preview: bytes, meta: dict[str, Any], workdir: Path) -> None:
+    params = meta["params"]
+    expected = pixel_size(params["size"], params["resolution"])
+    assert tuple(meta["image_size"]) == expected
+    with Image.open(io.BytesIO(preview)) as img:
+        w, h = img.size
+    assert max(w, h) <= 768, "previews in notebooks stay small"
+    assert abs(w / h - expected[0] / expected[1]) < 0.01
+    full = Path(meta["path"])
+    full = full if full.is_absolute() else workdir / full
+    with Image.open(full) as img:
+        assert img.size == expected
+
+
+# ---------------------------------------------------------------- per-notebook checks
+
+
+def check_quickstart(nb: nbformat.NotebookNode, workdir: Path) -> None:
+    found = images(nb)
+    sizes = [meta["params"]["size"] for _, _, meta in found]
+    assert sizes == ["16:9", "3:2", "1:1", "4:5", "16:9"], sizes
+    for _, preview, meta in found:
+        assert_image_is_right(preview, meta, workdir)
+    assert [meta["cached"] for _, _, meta in found] == [False, False, False, False, True]
+    assert len(found[2][2]["references"]) == 1 and len(found[3][2]["references"]) == 1
+    assert found[1][2]["params"]["prompt"] == "a paper-cut fox in a misty forest, layered paper, soft shadows"
+    text = "\n".join(out.get("text", "") + out.get("data", {}).get("text/plain", "") for _, out in outputs(nb))
+    assert "4 jobs finished (4 done)" in text
+    assert "(1344, 768)" in text
+    assert "saved by the cache" in text and "1 hit" in text
+
+
+#: notebook stem → extra assertions on the executed notebook (``workdir`` is where it ran).
+CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {"quickstart": check_quickstart}
+
+
+@pytest.mark.parametrize("path", notebook_params())
+def test_notebook_runs_against_the_simulator(path: Path, tmp_path: Path) -> None:
+    nb = run(path, tmp_path)
+    assert_clean(nb)
+    check = CHECKS.get(path.stem)
+    if check is not None:
+        check(nb, tmp_path)
+
+
+@pytest.mark.notebook
+def test_an_executed_notebook_holds_no_trace_of_the_key(tmp_path: Path) -> None:
+    path = NOTEBOOK_DIR / "quickstart.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    extra = copy.deepcopy(nb)
+    extra.cells.append(make_notebooks.code("%gemimg config"))
+    extra.cells.append(make_notebooks.code("%gemimg backend"))
+    extra.cells.append(make_notebooks.code("%gemimg jobs"))
+    source = tmp_path / "with_key.ipynb"
+    nbformat.write(extra, source)
+    executed = run(source, tmp_path, TOAPIS_API_KEY=FAKE_KEY)
+    assert_clean(executed)
+    saved = tmp_path / "executed.ipynb"
+    nbformat.write(executed, saved)
+    text = saved.read_text()
+    assert FAKE_KEY not in text
+    assert FAKE_KEY[-12:] not in text, "not even part of the key"
+    for png in (tmp_path / "gemimg_outputs").rglob("*.png"):
+        assert FAKE_KEY.encode() not in png.read_bytes()
+
+
+def test_the_committed_quickstart_is_executed_and_small() -> None:
+    nb = nbformat.read(NOTEBOOK_DIR / "quickstart.ipynb", as_version=4)
+    found = images(nb)
+    assert len(found) == 5, "commit the notebook executed (python scripts/make_notebooks.py)"
+    assert all(not Path(meta["path"]).is_absolute() for _, _, meta in found), "portable relative paths"
+    assert (NOTEBOOK_DIR / "quickstart.ipynb").stat().st_size < 1_000_000
