@@ -312,6 +312,7 @@ class JobRunner:
         self._durations: deque[float] = deque(maxlen=50)
         self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
         self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
+        self._rtts: deque[float] = deque(maxlen=20)  # round trips of recent status queries
         self._lock = threading.Lock()
         self._upload_locks: dict[str, threading.Lock] = {}
         self._closed = False
@@ -594,7 +595,9 @@ class JobRunner:
             first = False
             asked = time.time()
             status = self.client.status(job.task_id)
-            seen = (asked + time.time()) / 2 - start
+            answered = time.time()
+            self._rtts.append(answered - asked)
+            seen = (asked + answered) / 2 - start
             if status.status == "completed":
                 self._durations.append(seen)
                 ups = [p for _, p in looks if 0 < p < 100]
@@ -612,15 +615,15 @@ class JobRunner:
             looks.append((seen, status.progress if state is JobState.IN_PROGRESS else 0))
             self._set(job, state, max(job.progress, min(99, status.progress)))
 
-    def _next_delay(
-        self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()
-    ) -> float:
+    def _next_delay(self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()) -> float:
         """When to look next: sparse early, dense around the expected completion.
 
         When the server's progress rises between looks (``looks``: seconds
         since submit and progress of each earlier look), the completion is
         extrapolated from its rate to the highest progress finished tasks
-        reached, and the next look goes just after it. Otherwise the expected
+        reached, and the next look goes one standard error after it (with one
+        more look on the way when that error is large). The first two looks
+        go early enough to catch the fastest tasks still running. Otherwise the expected
         duration comes from the progress (elapsed × 100 / progress) and the
         durations seen so far in this session. Never sooner than ``poll_min``
         after the last look, never later than ``poll_max``; always jittered.
@@ -632,17 +635,19 @@ class JobRunner:
         if first:
             delay = s.poll_first
             if early is not None:  # two looks before the fastest tasks end give a rate
-                delay = max(delay, (0.35 if rising else 0.8) * early - elapsed)
+                delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
             return self._jitter(delay)
         since = elapsed - looks[-1][0] if looks else 0.0
         soonest = max(0.05, s.poll_min - since)
         eta = self._progress_eta(looks)
         if eta is not None:
             when, spread = eta
+            if spread > 0.5 * s.poll_min and when - 3 * spread - elapsed > 2 * s.poll_min:
+                return self._jitter(min(s.poll_max, when - 3 * spread - elapsed))  # a look on the way narrows it
             return min(s.poll_max, max(soonest, when + spread - elapsed)) + self._rng.uniform(0, 0.1 * s.poll_min)
         ups = [p for _, p in looks if 0 < p < 100]
-        if rising and early is not None and len(ups) == 1 and 0.75 * early - elapsed >= soonest:
-            return self._jitter(0.75 * early - elapsed)  # a second look before the fastest tasks end
+        if rising and early is not None and len(ups) == 1 and 0.8 * early - elapsed >= soonest:
+            return max(soonest, self._jitter(0.8 * early - elapsed))  # a second look before the fastest tasks end
         estimates: list[float] = []
         if 0 < progress < 100 and elapsed > 0.5:
             estimates.append(elapsed * 100.0 / progress)
@@ -673,7 +678,10 @@ class JobRunner:
         left = (end - p1 - 0.5) / rate
         if not known:
             return t1 + 0.7 * left, 0.0
-        spread = ((1 / 6) / rate**2 + left**2 * (1 / 6) / (p1 - p0) ** 2) ** 0.5
+        # the server looked somewhere within the round trip; progress is whole numbers
+        clock = statistics.median(self._rtts) / 12**0.5 if self._rtts else 0.0
+        slope = (1 / 6) / (p1 - p0) ** 2 + 2 * (clock / (t1 - t0)) ** 2
+        spread = ((1 / 6) / rate**2 + left**2 * slope + clock**2) ** 0.5
         return t1 + left, spread
 
     def _jitter(self, seconds: float) -> float:
