@@ -1,0 +1,446 @@
+"""Write ``docs/usage.md`` from the parsers of the ``%%gemimg`` and ``%gemimg`` magics.
+
+::
+
+    python scripts/gen_docs.py            # rewrite docs/usage.md
+    python scripts/gen_docs.py --check    # exit 1 if docs/usage.md is out of date
+    python scripts/gen_docs.py --readme-grid   # also redraw docs/img/readme-grid.png on the simulator
+
+The option and subcommand text comes from the real argparse parsers in
+``gemimg_jupyter/magics.py`` (the ``%%gemimg`` parser, the ``%gemimg`` router
+and each subcommand's own parser). Only the examples live here, and every
+option and subcommand must have one: a new option without an example fails
+here, and ``tests/test_docs.py`` fails while the committed file differs from a
+fresh generation. The tests also run every example against the simulator.
+
+No session is started: the magics object is built without a shell, and the
+subcommand parsers are captured just before they would parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import inspect
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+USAGE = ROOT / "docs" / "usage.md"
+README_GRID = ROOT / "docs" / "img" / "readme-grid.png"
+#: The sweep pictured at the top of the README (the README's "first sweep").
+README_SWEEP = {"prompt": "A paper-cut fox in a forest", "temperature": [0.2, 0.8, 1.4], "size": ["1:1", "16:9"]}
+
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from gemimg_jupyter.magics import GemimgMagics  # noqa: E402
+
+# ---------------------------------------------------------------- examples (the only hand-written part)
+
+#: ``%%gemimg`` option (its long flag) → a runnable example (cell text, one or more cells joined by a blank line
+#: between ``---`` markers) and an optional sentence after it.
+CELL_EXAMPLES: dict[str, tuple[str, str]] = {
+    "--model": (
+        "%%gemimg --model nano-banana\nA paper-cut fox in a forest",
+        "`%gemimg models` lists the ids, aliases, sizes and prices. Models without sampling controls "
+        "(the preview tier) ignore the `temperature`/`top_p` defaults; giving them explicitly is an error.",
+    ),
+    "--size": ("%%gemimg --size 16:9\nA lighthouse on a cliff at dusk", ""),
+    "--resolution": (
+        "%%gemimg --model gemini-3.1-flash-image-preview --resolution 2K\nA lighthouse on a cliff at dusk",
+        "`gemini-2.5-flash-image-official` is a 1K model: `--resolution 2K` on it is refused before anything is sent.",
+    ),
+    "--temperature": ("%%gemimg --temperature 0.3\nA paper-cut fox in a forest", ""),
+    "--top-p": ("%%gemimg --temperature 1.2 --top-p 0.5\nA paper-cut fox in a forest", ""),
+    "--ref": (
+        'from PIL import Image\nlogo = Image.open("logo.png")\n---\n'
+        "%%gemimg --ref product.png --ref {logo}\nThe product on a beach towel, with the logo printed on it",
+        "Each reference content is uploaded once per backend and remembered in the ledger. "
+        "The model's limits (count, size, format) are checked first.",
+    ),
+    "--repeats": ("%%gemimg -n 3\nA watercolour lighthouse at dusk", "Gemini takes no seed: repeats show the spread."),
+    "--sweep": (
+        "%%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9\nA paper-cut fox in a forest",
+        "The first axis runs across, the second down, a third makes one grid per value. "
+        "Axis syntax (lists, ranges, prompt search/replace, reference sets): [sweeps.md](sweeps.md).",
+    ),
+    "--yes": (
+        "%%gemimg --sweep 'temperature=0-2 [5]' --sweep 'top_p=0.2-1 [5]' --yes\nA paper-cut fox in a forest",
+        "25 requests, about $1.22: above `GemimgMagics.confirm_above_usd` (default $1.00) a sweep needs `--yes`. "
+        "Quote a spec that contains spaces, like the ranges here.",
+    ),
+    "--output": (
+        "%%gemimg --size 3:2 -o hero\nA studio photo of a ceramic teapot on a marble table\n---\n"
+        "hero.result()              # waits; raises the job's error if it failed\n"
+        "hero.image.size, hero.path.name, hero.params.size",
+        "A single image is a `Job` (`.image`, `.path`, `.params`, `.result()`, `.cancel()`); "
+        "a sweep is a `SweepResult` (`.grid()`, `.table()`, `.save()`, `.jobs`).",
+    ),
+    "--wait": (
+        "%%gemimg --wait\nA watercolour lighthouse at dusk",
+        "Without it the cell returns at once and its output updates in place.",
+    ),
+    "--no-wait": (
+        "%config GemimgMagics.wait = True\n---\n%%gemimg --no-wait\nA watercolour lighthouse at dawn\n---\n"
+        "%config GemimgMagics.wait = False",
+        "",
+    ),
+    "--fresh": (
+        "%%gemimg --fresh\nA paper-cut fox in a forest",
+        "Without `--fresh` the same request shows the stored image at once, marked cached, for $0.",
+    ),
+    "--debug": (
+        "%%gemimg --debug --size 4:3\nA paper-cut fox in a forest",
+        "`%config GemimgMagics.debug = True` does the same for every cell.",
+    ),
+}
+
+#: ``%gemimg`` subcommand → a runnable example and an optional sentence after it.
+LINE_EXAMPLES: dict[str, tuple[str, str]] = {
+    "jobs": ("%gemimg jobs", ""),
+    "cancel": (
+        "%gemimg cancel all --drop",
+        "A job that was already submitted is paid for, so plain `cancel` still downloads it; "
+        "`--drop` stops collecting it too.",
+    ),
+    "wait": (
+        "%gemimg wait --timeout 120",
+        "Put it at the end of a notebook that runs headless or with *Run All*, so every image is in place "
+        "when it ends. Ctrl-C stops waiting, not the jobs.",
+    ),
+    "resume": (
+        "%gemimg resume",
+        "After a kernel restart, `%load_ext gemimg_jupyter` says how many jobs the ledger holds unfinished; "
+        "`resume` polls and downloads them (nothing is submitted twice).",
+    ),
+    "history": ("%gemimg history 8", ""),
+    "cost": ("%gemimg cost", ""),
+    "models": ("%gemimg models", ""),
+    "login": (
+        "%gemimg login",
+        "The key is read with a hidden prompt and kept in memory only; it never appears in outputs, "
+        "files or error messages.",
+    ),
+    "backend": ("%gemimg backend\n%gemimg backend sim", "`%gemimg backend toapis` needs a key (set or logged in)."),
+    "panel": ("%gemimg panel", "The panel is described in [panel.md](panel.md)."),
+    "config": (
+        "%gemimg config",
+        "To change a default: `%config GemimgMagics.size = '16:9'` ([configuration.md](configuration.md)).",
+    ),
+    "help": ("%gemimg help", ""),
+}
+
+INTRO = """\
+# Usage
+
+<!-- Generated by scripts/gen_docs.py from the parsers in gemimg_jupyter/magics.py; do not edit by hand. -->
+
+Two magics, after `%load_ext gemimg_jupyter`:
+
+- `%%gemimg [options]` generates images. The cell body is the prompt.
+- `%gemimg SUBCOMMAND` manages jobs, the store, the backend and the panel.
+
+Defaults come from `%config GemimgMagics` ([configuration.md](configuration.md)); what each error
+means is in [errors.md](errors.md). Every example on this page is run by the test suite against the
+simulator.
+
+```python
+%load_ext gemimg_jupyter
+```
+"""
+
+PROMPT_TEXT = "Variables fill the prompt; an unknown name is an error, not a silent literal."
+PROMPT_EXAMPLE = (
+    'subject = "a paper-cut fox"\n---\n%%gemimg --size 3:2\n{subject} in a misty forest, layered paper, soft shadows'
+)
+
+PYTHON_SECTION = """\
+## The same from Python
+
+The magics are a thin layer over one engine, also usable without IPython:
+
+```python
+import gemimg_jupyter as gi
+
+job = gi.generate("A paper-cut fox in a forest", size="16:9")                  # waits by default
+fox = gi.sweep("A paper-cut fox in a forest", temperature=[0.2, 0.8], size=["1:1", "16:9"])
+job.image.size, fox.progress_text()
+```
+
+`gi.generate(..., wait=False)` returns at once; `gi.get_session()` is the session the magics and the
+panel share (`.jobs()`, `.cancel()`, `.wait()`, `.resume()`, `.history()`, `.cost()`).
+"""
+
+
+# ---------------------------------------------------------------- reading the parsers
+
+
+class Captured(Exception):
+    """Raised in place of parsing: carries a subcommand's parser (and the parsed namespace, if asked)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace | None) -> None:
+        super().__init__(parser.prog)
+        self.parser = parser
+        self.namespace = namespace
+
+
+def make_magics() -> GemimgMagics:
+    """A ``GemimgMagics`` without a shell: it has its parsers and router but never starts a session."""
+    return GemimgMagics(shell=None)
+
+
+def cell_parser() -> argparse.ArgumentParser:
+    """The ``%%gemimg`` option parser."""
+    parser: argparse.ArgumentParser = GemimgMagics.gemimg_cell.parser  # type: ignore[attr-defined]
+    return parser
+
+
+def subcommands(magics: GemimgMagics) -> dict[str, str]:
+    """The ``%gemimg`` router: subcommand → its one-line description."""
+    return {name: about for name, (_fn, about) in magics._subcommands.items()}
+
+
+def subcommand_parser(
+    magics: GemimgMagics, name: str, argv: Sequence[str] | None = None
+) -> tuple[argparse.ArgumentParser, argparse.Namespace | None]:
+    """The parser a subcommand builds, and (with ``argv``) what it parses from ``argv``.
+
+    The subcommand runs up to its ``parse_args`` call and stops there, so
+    nothing else happens. A bad ``argv`` raises the ``UsageError`` the user
+    would see.
+    """
+    build: Callable[[str], argparse.ArgumentParser] = magics._parser
+
+    def capture(sub: str) -> argparse.ArgumentParser:
+        parser = build(sub)
+        real = parser.parse_args
+
+        def parse_args(args: Any = None, namespace: Any = None) -> Any:
+            ns = None if argv is None else real(list(argv))
+            raise Captured(parser, ns)
+
+        parser.parse_args = parse_args  # type: ignore[method-assign]
+        return parser
+
+    magics._parser = capture  # type: ignore[method-assign]
+    try:
+        magics._subcommands[name][0]([])
+    except Captured as got:
+        return got.parser, got.namespace
+    finally:
+        del magics._parser
+    raise RuntimeError(f"%gemimg {name} did not build a parser")
+
+
+def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    text = parser._get_formatter()._expand_help(action) if action.help else ""
+    return " ".join(text.split())
+
+
+def _flags(action: argparse.Action) -> str:
+    metavar = action.metavar or (action.dest.upper() if action.nargs != 0 else None)
+    flags = ", ".join(f"`{flag}`" for flag in action.option_strings)
+    return f"{flags} `{metavar}`" if metavar and action.nargs != 0 else flags
+
+
+def _long(action: argparse.Action) -> str:
+    return max(action.option_strings, key=len)
+
+
+def _synopsis_part(action: argparse.Action) -> str:
+    if not action.option_strings:
+        shown = "|".join(action.choices) if action.choices else (action.metavar or action.dest).upper()
+        return f"[{shown}]" if action.nargs == "?" else shown
+    flag = _long(action)
+    if action.nargs == 0:
+        return f"[{flag}]"
+    return f"[{flag} {action.metavar or action.dest.upper()}]"
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+
+
+def _cells(example: str) -> str:
+    """One fenced ``python`` block per cell (cells are separated by a ``---`` line)."""
+    blocks = [part.strip("\n") for part in example.split("\n---\n")]
+    return "\n\n".join(f"```python\n{block}\n```" for block in blocks)
+
+
+def _section(heading: str, text: str, example: str, after: str) -> list[str]:
+    lines = [heading, ""]
+    if text:
+        lines += [text, ""]
+    lines += [_cells(example), ""]
+    if after:
+        lines += [after, ""]
+    return lines
+
+
+# ---------------------------------------------------------------- the page
+
+
+def render() -> str:
+    """The full text of ``docs/usage.md``."""
+    magics = make_magics()
+    parser = cell_parser()
+    actions = _actions(parser)
+    longs = [_long(a) for a in actions]
+    missing = [flag for flag in longs if flag not in CELL_EXAMPLES]
+    stale = [flag for flag in CELL_EXAMPLES if flag not in longs]
+    if missing or stale:
+        raise SystemExit(f"gen_docs: %%gemimg options without an example: {missing}; examples of no option: {stale}")
+    router = subcommands(magics)
+    missing = [name for name in router if name not in LINE_EXAMPLES]
+    stale = [name for name in LINE_EXAMPLES if name not in router]
+    if missing or stale:
+        raise SystemExit(f"gen_docs: %gemimg subcommands without an example: {missing}; examples of none: {stale}")
+
+    out = [INTRO, "## `%%gemimg`: generate images", ""]
+    out += [_cell_doc(), ""]
+    synopsis = " ".join(_synopsis_part(a) for a in actions)
+    out += ["```text", _wrap_synopsis("%%gemimg " + synopsis), "PROMPT", "```", ""]
+    out += ["| Option | What it does |", "|---|---|"]
+    for action in actions:
+        out.append(f"| {_cell(_flags(action))} | {_cell(_help(parser, action))} |")
+    out.append("")
+    out += _section("### The prompt", PROMPT_TEXT, PROMPT_EXAMPLE, "")
+    for action in actions:
+        example, after = CELL_EXAMPLES[_long(action)]
+        out += _section(f"### {_flags(action)}", _help(parser, action), example, after)
+
+    out += ["## `%gemimg`: manage jobs, the store and the backend", ""]
+    out += ["| Subcommand | What it does |", "|---|---|"]
+    parsers = {name: subcommand_parser(magics, name)[0] for name in router}
+    for name, about in router.items():
+        args = " ".join(_synopsis_part(a) for a in _actions(parsers[name]))
+        shown = f"`%gemimg {name}{' ' + args if args else ''}`"
+        out.append(f"| {_cell(shown)} | {_cell(_about(about))} |")
+    out.append("")
+    for name, about in router.items():
+        sub = parsers[name]
+        args = " ".join(_synopsis_part(a) for a in _actions(sub))
+        text = [_sentence(_about(about)), ""]
+        for action in _actions(sub):
+            label = _flags(action) if action.option_strings else f"`{_synopsis_part(action).strip('[]')}`"
+            text.append(f"- {label}: {_help(sub, action)}")
+        text = text if len(text) > 2 else text[:1]
+        example, after = LINE_EXAMPLES[name]
+        out += _section(f"### `%gemimg {name}{' ' + args if args else ''}`", "\n".join(text), example, after)
+    out += [PYTHON_SECTION]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _cell_doc() -> str:
+    """The prose of the cell magic's docstring (after the usage block ``magic_arguments`` puts first)."""
+    paragraphs = inspect.cleandoc(GemimgMagics.gemimg_cell.__doc__ or "").split("\n\n")
+    prose = []
+    for para in paragraphs:
+        if para.startswith("Examples"):
+            break
+        if para == "::" or para.startswith(" "):
+            continue
+        prose.append(" ".join(para.replace("``", "`").split()))
+    return "\n\n".join(prose)
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell (pipes escaped, even in code spans, as GitHub needs)."""
+    return text.replace("|", "\\|")
+
+
+def _about(text: str) -> str:
+    """A router description without its own synopsis (``cancel [ID|all] [--drop]: stop…`` → ``stop…``)."""
+    _synopsis, sep, rest = text.partition(": ")
+    return rest if sep else text
+
+
+def _wrap_synopsis(text: str, width: int = 88) -> str:
+    lines, line = [], ""
+    for word in _synopsis_words(text):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = "         " + word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\n".join(lines)
+
+
+def _synopsis_words(text: str) -> list[str]:
+    """Split on spaces, keeping ``[--flag VALUE]`` groups together."""
+    words, depth, current = [], 0, ""
+    for char in text:
+        depth += char == "["
+        depth -= char == "]"
+        if char == " " and depth == 0:
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    if current:
+        words.append(current)
+    return words
+
+
+def readme_grid(path: Path = README_GRID) -> Path:
+    """Run the README's first sweep on a private simulator and save its grid (a small PNG)."""
+    import tempfile
+
+    from gemimg_jupyter.grid import encode_grid_png
+    from gemimg_jupyter.session import Session
+    from gemimg_jupyter.settings import Settings
+
+    with tempfile.TemporaryDirectory(prefix="gemimg-readme-") as tmp:
+        settings = Settings(
+            backend="sim",
+            output_dir=Path(tmp),
+            sim_options={"latency": (0.1, 0.3), "queue_delay": (0.0, 0.05), "seed": 5},
+            poll_first=0.05,
+            poll_min=0.05,
+            poll_max=0.2,
+        )
+        with Session(settings) as sess:
+            spec = dict(README_SWEEP)
+            result = sess.sweep(str(spec.pop("prompt")), repeats=2, **spec)
+            data = encode_grid_png(result.grid(), max_bytes=300_000)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write docs/usage.md, or with ``--check`` report whether it is current."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="do not write; exit 1 if docs/usage.md is stale")
+    parser.add_argument("--readme-grid", action="store_true", help="also redraw docs/img/readme-grid.png")
+    args = parser.parse_args(argv)
+    if args.readme_grid and not args.check:
+        path = readme_grid()
+        print(f"wrote {path.relative_to(ROOT)} ({path.stat().st_size / 1024:.0f} KB)")
+    text = render()
+    current = USAGE.read_text(encoding="utf-8") if USAGE.exists() else ""
+    if args.check:
+        if current == text:
+            print("docs/usage.md is current")
+            return 0
+        diff = difflib.unified_diff(current.splitlines(), text.splitlines(), "committed", "generated", lineterm="")
+        print("\n".join(list(diff)[:60]))
+        print("docs/usage.md is stale: run python scripts/gen_docs.py")
+        return 1
+    USAGE.parent.mkdir(exist_ok=True)
+    USAGE.write_text(text, encoding="utf-8")
+    print(f"wrote {USAGE.relative_to(ROOT)} ({len(text.splitlines())} lines)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
