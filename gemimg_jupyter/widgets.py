@@ -224,6 +224,15 @@ def _heading(text: str) -> W.HTML:
     return W.HTML(f'<div style="font-weight:600;margin:6px 0 2px 0">{html.escape(text)}</div>')
 
 
+def _shown_path(path: str | os.PathLike[str]) -> str:
+    """A path relative to the working directory when it is inside it (shorter, and portable in a cell)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
 def _safe_name(name: str) -> str:
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "reference"
     return base[-60:]
@@ -417,7 +426,7 @@ class Panel:
             '<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
             f'background:var(--jp-layout-color2,#eee)">{html.escape(badge)}</span>'
             '<span style="font-size:11px;color:var(--jp-ui-font-color2,#666)">output: '
-            f"{html.escape(str(s.store.root))}</span></div>"
+            f"{html.escape(_shown_path(s.store.root))}</span></div>"
         )
 
     def _build(self, prompt: str) -> None:
@@ -575,7 +584,7 @@ class Panel:
                 _heading("Plan"),
                 self.plan_html,
             ],
-            layout=W.Layout(flex="1 1 360px", min_width="280px"),
+            layout=W.Layout(flex="1 1 360px", min_width="280px", padding="0 6px 0 0"),
         )
         # -- actions and status (fixed height)
         self.generate_button = self._w(
@@ -980,11 +989,7 @@ class Panel:
                 path = self.session.store.write_bytes(ref.data, fname, folder="references")
         except (OSError, ValueError):
             return ref.name
-        try:
-            rel = os.path.relpath(path)
-            return rel if not rel.startswith("..") else str(path)
-        except ValueError:
-            return str(path)
+        return _shown_path(path)
 
     def _remove_reference(self, index: int, _button: Any = None) -> None:
         if 0 <= index < len(self._references):
@@ -1274,7 +1279,7 @@ class Panel:
             extra = f", {cached} from the cache" if cached else ""
             where = ""
             if run.sweep is not None and run.sweep.paths:
-                where = f"; grid saved to {run.sweep.paths[0]}"
+                where = f"; grid saved to {_shown_path(run.sweep.paths[0])}"
             self._say(f"Done: {_plural(ok, 'image')} in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
             self.progress.bar_style = "success"
         self.generate_button.disabled = False
@@ -1303,7 +1308,7 @@ class Panel:
         if job.task_id:
             extra.append(("task", job.task_id))
         if job.path:
-            extra.append(("file", str(job.path)))
+            extra.append(("file", _shown_path(job.path)))
         if job.error:
             extra.append(("error", job.error))
         self.detail_html.value = f"<div><b>{html.escape(_cell_label(run.plan, index))}</b></div>" + _params_html(
@@ -1362,7 +1367,7 @@ class Panel:
         if index >= len(self._history_rows):
             return
         row = self._history_rows[index]
-        extra = [("state", row.state), ("file", str(row.path))]
+        extra = [("state", row.state), ("file", _shown_path(str(row.path)))]
         if row.task_id:
             extra.append(("task", row.task_id))
         self.detail_html.value = "<div><b>from the history</b></div>" + _params_html(row.params, extra)

@@ -57,7 +57,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     shutil.copy(NOTEBOOK, root / "panel.ipynb")
     env = {
         "GEMIMG_BACKEND": "sim",
-        "GEMIMG_OUTPUT_DIR": str(base / "gemimg_outputs"),
+        "GEMIMG_OUTPUT_DIR": "gemimg_outputs",  # relative to the kernel: the notebook folder in tmp
         "TOAPIS_API_KEY": None,
         "GEMIMG_BASE_URL": None,
         "GEMIMG_MAX_COST_USD": None,
