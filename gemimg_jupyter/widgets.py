@@ -429,6 +429,13 @@ class Panel:
             f"{html.escape(_shown_path(s.store.root))}</span></div>"
         )
 
+    def _discard(self, widgets: Sequence[W.Widget]) -> None:
+        """Close widgets that left the panel and forget them."""
+        gone = {id(w) for w in widgets}
+        for widget in widgets:
+            widget.close()
+        self._widgets = [w for w in self._widgets if id(w) not in gone]
+
     def _build(self, prompt: str) -> None:
         spec = get_model(self.session.settings.model)
         self.header = self._w(W.HTML, "gemimg-header", value=self._header_html())
@@ -1044,10 +1051,7 @@ class Panel:
             )
             tiles.append(tile)
         self.ref_box.children = tiles
-        for widget in old:
-            for child in getattr(widget, "children", ()):
-                child.close()
-            widget.close()
+        self._discard([child for widget in old for child in widget.children] + old)
 
     # ---- generate and cancel ----------------------------------------------------------------
 
@@ -1181,8 +1185,7 @@ class Panel:
             nx = plan.shape[0] if plan.axes else min(plan.n_requests, 4)
             self.cells.layout.grid_template_columns = f"repeat({nx}, minmax(0, 1fr))"
         self.cells.children = buttons
-        for btn in old:
-            btn.close()
+        self._discard(old)
         self.result_image.layout.display = "none"
         self.result_hint.value = _html("Working… the result appears here as it arrives.", "info")
         self.detail_image.layout.display = "none"
