@@ -288,12 +288,16 @@ def test_refs_over_the_limit_after_a_model_change_are_refused_at_generate(panel:
     assert session.jobs() == []
 
 
-def test_non_image_renamed_png_is_refused(panel: Panel) -> None:
+def test_non_image_renamed_png_is_refused(panel: Panel, session: Session, sim: SimServer) -> None:
     panel.upload.value = (upload_item("notes.png", b"these are my notes, not a picture\n" * 20),)
     msg = text_of(panel.ref_message)
     assert "notes.png" in msg and "not a readable image" in msg
     assert panel.references == ()
     assert "0/3 attached" in text_of(panel.ref_count)
+    assert sim.stats()["uploads"] == 0
+    panel.prompt.value = "a fox"  # the panel is still usable
+    generate(panel)
+    assert session.jobs()[-1].state is JobState.DONE and sim.stats()["uploads"] == 0
 
 
 def test_reference_over_10_mb_is_refused(panel: Panel) -> None:
@@ -339,6 +343,13 @@ def test_sweep_plan_updates_live_and_refuses_bad_values(panel: Panel, session: S
     assert "4 cells × 3 repeats = 12 requests" in text_of(panel.plan_html)
     assert "--sweep 'temperature=0.2-1.4 [4]'" in panel.magic.value and "--repeats 3" in panel.magic.value
     assert "--temperature" not in panel.magic.value
+
+    # after all those refusals a valid sweep still runs
+    panel.repeats.value = 1
+    panel.x_values.value = "0.2,0.4"
+    generate(panel)
+    assert sim.stats()["submits_accepted"] == 2
+    assert "Done: 2 images" in text_of(panel.message)
 
 
 def test_sweep_2x2_fills_the_grid_and_cells_open_details(panel: Panel, session: Session, sim: SimServer) -> None:
