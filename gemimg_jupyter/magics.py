@@ -257,6 +257,11 @@ class GemimgMagics(Magics):
     @validate("output_dir")
     def _valid_output_dir(self, proposal: dict[str, Any]) -> str:
         value = str(proposal["value"]).strip()
+        existing = Path(value).expanduser().absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if value and not existing.is_dir():
+            raise _TraitError(f"output_dir {value!r} is not allowed; {existing} is a file, use a folder path")
         if self._ready:
             running = self._running_jobs()
             if running:
@@ -364,7 +369,7 @@ class GemimgMagics(Magics):
 
     # ---- %%gemimg --------------------------------------------------------------------------
 
-    @magic_arguments()
+    @magic_arguments("%gemimg")
     @argument("-m", "--model", help="Model id or alias (default: %%config GemimgMagics.model).")
     @argument("-s", "--size", help="Aspect ratio, e.g. 1:1, 3:2, 16:9, 9:16, 21:9 (16x9 works too).")
     @argument("-r", "--resolution", help="1K, or 2K/4K on models that have them.")

@@ -462,6 +462,7 @@ def test_panel_opens_on_the_same_session(gem: Any) -> None:
 
 def test_the_help_page_is_generated_with_examples(gem: Any) -> None:
     doc = magics(gem).gemimg_cell.__doc__
+    assert doc.lstrip(": \n").startswith("%%gemimg [-m MODEL]")
     assert "Examples" in doc and "--sweep" in doc and "-o" in doc and "::" in doc
     assert "%gemimg SUBCOMMAND" in magics(gem).gemimg_line.__doc__
 
@@ -475,6 +476,33 @@ def test_value_of_the_cell_shows_once_then_again_in_a_later_cell(gem: Any) -> No
     view._ipython_display_()  # displayed again later: a new output
     assert len(gem.display_pub.outputs) == n + 1
     assert "image/png" in gem.display_pub.outputs[-1]["data"]
+
+
+def test_a_cell_run_by_the_shell_shows_one_output_and_sets_underscore(gem: Any) -> None:
+    result = gem.run_cell("%%gemimg -s 21:9\na wide valley")
+    result.raise_error()
+    assert isinstance(result.result, JobView)
+    assert len([o for o in gem.display_pub.outputs if not o["update"]]) == 1, "no second Out[] output"
+    gem.run_line_magic("gemimg", "wait")
+    assert gem.user_ns["_"].image.size == (1536, 672)
+
+
+def test_a_reference_axis_takes_variables(gem: Any, capsys: Any) -> None:
+    gem.user_ns["swatch"] = Image.new("RGB", (48, 48), "orange")
+    view = gem.run_cell_magic("gemimg", "--sweep ref=none|{swatch} --wait", "a fox in the palette")
+    assert "2 cells × 1 repeat" in capsys.readouterr().out
+    refs = [len(j.params.references) for j in view.result.jobs]
+    assert refs == [0, 1] and all(j.state.has_image for j in view.result.jobs)
+
+
+def test_changing_the_output_dir_moves_the_store(gem: Any, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    gem.run_line_magic("config", f"GemimgMagics.output_dir = {str(elsewhere)!r}")
+    sess = magics(gem).session()
+    assert sess.store.root == elsewhere.resolve()
+    view = gem.run_cell_magic("gemimg", "--wait", "a fox in a new folder")
+    assert view.job.path.is_relative_to(elsewhere.resolve())
+    assert sess.settings.sim_options == SIM_OPTIONS, "the other settings are kept"
 
 
 def test_the_session_is_the_shared_one(gem: Any) -> None:
