@@ -65,12 +65,15 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
     "--sweep": (
         "%%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9\nA paper-cut fox in a forest",
         "The first axis runs across, the second down, a third makes one grid per value. "
+        "Quote a spec that contains spaces: `--sweep 'temperature=0.2-1.4 [4]'`. "
         "Axis syntax (lists, ranges, prompt search/replace, reference sets): [sweeps.md](sweeps.md).",
     ),
     "--yes": (
-        "%%gemimg --sweep 'temperature=0-2 [5]' --sweep 'top_p=0.2-1 [5]' --yes\nA paper-cut fox in a forest",
-        "25 requests, about $1.22: above `GemimgMagics.confirm_above_usd` (default $1.00) a sweep needs `--yes`. "
-        "Quote a spec that contains spaces, like the ranges here.",
+        "%config GemimgMagics.confirm_above_usd = 0.25\n---\n"
+        "%%gemimg --sweep top_p=0.5,0.75,1 --sweep size=1:1,16:9 --yes\nA paper-cut owl in a forest\n---\n"
+        "%config GemimgMagics.confirm_above_usd = 1.0",
+        "6 requests, about $0.29: above `GemimgMagics.confirm_above_usd` (default $1.00) a sweep is refused, "
+        "with its estimate, unless it has `--yes`.",
     ),
     "--output": (
         "%%gemimg --size 3:2 -o hero\nA studio photo of a ceramic teapot on a marble table\n---\n"
