@@ -15,10 +15,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from .errors import ConfigError, register_secret
 
@@ -129,6 +131,15 @@ class Settings:
         key: object = self.api_key
         if isinstance(key, str):  # accept a plain string, store it masked
             object.__setattr__(self, "api_key", Secret(key) if key else None)
+        if self.api_key is not None and not re.fullmatch(r"[\x21-\x7e]+", self.api_key.reveal()):
+            raise ConfigError(
+                "the API key contains a space, line break or non-ASCII character; copy it again, without them"
+            )
+        parts = urlsplit(self.base_url or DEFAULT_BASE_URL)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"base_url {self.base_url!r} is not an http(s) URL; write it like {DEFAULT_BASE_URL} (GEMIMG_BASE_URL)"
+            )
         object.__setattr__(self, "output_dir", Path(self.output_dir))
 
     @classmethod
