@@ -32,6 +32,7 @@ from typing import Any
 
 from PIL import Image
 
+from .errors import ConfigError
 from .images import png_with_provenance, read_provenance
 
 __all__ = ["LedgerRow", "Store", "read_provenance", "safe_filename"]
@@ -134,8 +135,14 @@ class Store:
         self.root = Path(root).expanduser().resolve()
         self.images_dir = self.root / "images"
         self.grids_dir = self.root / "grids"
-        self.images_dir.mkdir(parents=True, exist_ok=True)
-        self.grids_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self.grids_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"the output directory {self.root} cannot be used ({exc.strerror or type(exc).__name__}); "
+                "set GEMIMG_OUTPUT_DIR (or %config GemimgMagics.output_dir) to a folder you can write to"
+            ) from None
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.root / "ledger.sqlite3", timeout=30.0, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
