@@ -323,8 +323,8 @@ def test_bad_cell_input_is_one_usage_error_and_sends_nothing(
     assert message in text and "\n" not in text
     assert sess.sim.stats()["requests"] == before, "nothing may be sent for bad input"
     assert not gem.display_pub.outputs and "hero" not in gem.user_ns
-    assert get_session() is sess and not sess._closed
-    assert gem.run_cell_magic("gemimg", "--wait", "the session still works").job.state.has_image
+    assert get_session() is sess and not sess._closed and not sess.runner._closed
+    assert not gem.run_cell_magic("gemimg", "", "the session still works").job.state.is_terminal
 
 
 BAD_LINES = [
