@@ -468,7 +468,7 @@ class LiveView:
 
     def __getattr__(self, name: str) -> Any:
         # only called for names the view lacks: fall through to the job or sweep
-        followed = self.__dict__.get("job") or self.__dict__.get("result")
+        followed = self.__dict__.get("job") or self.__dict__.get("sweep")
         if name.startswith("_") or followed is None:
             raise AttributeError(name)
         return getattr(followed, name)
@@ -514,36 +514,40 @@ class JobView(LiveView):
 
 
 class SweepView(LiveView):
-    """The live output of a sweep: its grid, re-drawn as results arrive."""
+    """The live output of a sweep: its grid, re-drawn as results arrive.
 
-    def __init__(self, result: SweepResult, *, min_interval: float = 0.5) -> None:
+    ``view.sweep`` is the :class:`~gemimg_jupyter.session.SweepResult`; other
+    attributes fall through to it (``_.result()`` waits, ``_.table()``…).
+    """
+
+    def __init__(self, sweep: SweepResult, *, min_interval: float = 0.5) -> None:
         super().__init__()
-        self.result = result
+        self.sweep = sweep
         self.min_interval = max(0.0, float(min_interval))
 
     def target(self) -> SweepResult:
         """The sweep."""
-        return self.result
+        return self.sweep
 
     def bundle(self) -> Bundle:
         """See :func:`sweep_bundle`."""
-        return sweep_bundle(self.result, final=self.is_final())
+        return sweep_bundle(self.sweep, final=self.is_final())
 
     def is_final(self) -> bool:
         """Every job has ended and the grid has been saved."""
-        return self.result.done() and self.result.wait(0)
+        return self.sweep.done() and self.sweep.wait(0)
 
     def clone(self) -> SweepView:
         """A new view of the same sweep."""
-        return SweepView(self.result, min_interval=self.min_interval)
+        return SweepView(self.sweep, min_interval=self.min_interval)
 
     def attach(self) -> None:
         """Follow every job of the sweep."""
-        for job in self.result.jobs:
+        for job in self.sweep.jobs:
             job.add_listener(self._on_change)
 
     def __repr__(self) -> str:
-        return f"<SweepView of {self.result!r}>"
+        return f"<SweepView of {self.sweep!r}>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
         return self.bundle()

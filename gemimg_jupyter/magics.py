@@ -763,6 +763,13 @@ class GemimgMagics(Magics):
         _say(sess.banner())
         return sess
 
+    def _current_settings(self) -> Settings:
+        """The running session's settings, or, when none can start (say, no key), the wanted ones."""
+        try:
+            return self.session().settings
+        except GemimgError:
+            return self._wanted_settings()
+
     def _cmd_login(self, argv: list[str]) -> None:
         p = self._parser("login")
         p.add_argument("--force", action="store_true", help="switch even while jobs are running")
@@ -770,8 +777,8 @@ class GemimgMagics(Magics):
         key = getpass.getpass("ToAPIs API key (hidden; kept in memory for this kernel only): ").strip()
         if not key:
             raise UsageError("no key entered; nothing changed")
-        current = self.session().settings
         env = Settings.from_env()
+        current = self._current_settings()
         self._switch(current.replace(api_key=Secret(key), backend="toapis", base_url=env.base_url), force=ns.force)
 
     def _cmd_backend(self, argv: list[str]) -> None:
@@ -779,11 +786,10 @@ class GemimgMagics(Magics):
         p.add_argument("name", nargs="?", choices=("sim", "toapis"), help="switch to this backend")
         p.add_argument("--force", action="store_true", help="switch even while jobs are running")
         ns = p.parse_args(argv)
-        sess = self.session()
-        if ns.name is None or ns.name == sess.backend:
-            _say(sess.banner())
+        current = self._current_settings()
+        if ns.name is None or ns.name == current.resolved_backend:
+            _say(self.session().banner())
             return
-        current = sess.settings
         if ns.name == "sim":
             self._switch(current.replace(backend="sim", base_url=None), force=ns.force)
             return

@@ -233,9 +233,9 @@ def test_a_sweep_prints_its_plan_and_fills_one_grid(gem: Any, capsys: Any) -> No
 def test_repeats_without_axes_are_a_sweep_side_by_side(gem: Any, capsys: Any) -> None:
     view = gem.run_cell_magic("gemimg", "-n 3 --wait", "a watercolour lighthouse")
     assert "1 cell × 3 repeats = 3 requests" in capsys.readouterr().out
-    assert isinstance(view.result, SweepResult)
-    assert [j.repeat for j in view.result.jobs] == [0, 1, 2]
-    assert all(j.state.has_image for j in view.result.jobs)
+    assert isinstance(view.sweep, SweepResult)
+    assert [j.repeat for j in view.sweep.jobs] == [0, 1, 2]
+    assert all(j.state.has_image for j in view.sweep.jobs)
 
 
 def test_an_expensive_sweep_needs_yes(gem: Any) -> None:
@@ -245,7 +245,7 @@ def test_an_expensive_sweep_needs_yes(gem: Any) -> None:
     assert type(info.value) is UsageError
     assert submits() == 0
     view = gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.8,1.4 --yes", "an owl")
-    assert len(view.result.jobs) == 3
+    assert len(view.sweep.jobs) == 3
 
 
 def test_config_defaults_are_used_and_set_before_loading(ip: Any, tmp_output: Path) -> None:
@@ -445,6 +445,24 @@ def test_login_switches_to_toapis_and_never_shows_the_key(
     assert magics(gem).session().backend == "sim"
 
 
+def test_without_a_key_the_real_backend_explains_and_login_fixes_it(
+    ip: Any, sim: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("GEMIMG_BACKEND", "toapis")
+    monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    assert "no ToAPIs API key" in capsys.readouterr().out, "the load still works and says what is wrong"
+    with pytest.raises(UsageError, match="%gemimg login") as info:
+        ip.run_cell_magic("gemimg", "", "a fox")
+    assert type(info.value) is UsageError
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": FAKE_KEY)
+    ip.run_line_magic("gemimg", "login")
+    assert "ToAPIs" in capsys.readouterr().out
+    assert ip.run_cell_magic("gemimg", "--wait", "a fox after login").job.state.has_image
+    ip.run_line_magic("gemimg", "backend sim")
+    assert magics(ip).session().backend == "sim" and magics(ip).session().base_url != sim.base_url
+
+
 def test_switching_backend_refuses_while_jobs_run(gem: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOAPIS_API_KEY", FAKE_KEY)
     get_session().sim.configure(latency=(5.0, 5.0))
@@ -491,8 +509,8 @@ def test_a_reference_axis_takes_variables(gem: Any, capsys: Any) -> None:
     gem.user_ns["swatch"] = Image.new("RGB", (48, 48), "orange")
     view = gem.run_cell_magic("gemimg", "--sweep ref=none|{swatch} --wait", "a fox in the palette")
     assert "2 cells × 1 repeat" in capsys.readouterr().out
-    refs = [len(j.params.references) for j in view.result.jobs]
-    assert refs == [0, 1] and all(j.state.has_image for j in view.result.jobs)
+    refs = [len(j.params.references) for j in view.sweep.jobs]
+    assert refs == [0, 1] and all(j.state.has_image for j in view.sweep.jobs)
 
 
 def test_changing_the_output_dir_moves_the_store(gem: Any, tmp_path: Path) -> None:
