@@ -184,7 +184,7 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
     error_type: str | None = None
     message = ""
     ctype = resp.headers.get("Content-Type", "")
-    text = resp.text[:2000] if resp.content else ""
+    text = redact(resp.text)[:2000] if resp.content else ""  # redact first: a cut must not leave half a key
     try:
         body = resp.json() if "json" in ctype or text.lstrip().startswith("{") else None
     except ValueError:
