@@ -156,8 +156,9 @@ def test_refresh_updates_the_one_output_in_place(ip: Any) -> None:
     view.show()
     for i in range(3):
         view.value = i + 1
-        threading.Thread(target=view.refresh).start()
-        time.sleep(0.02)
+        worker = threading.Thread(target=view.refresh)  # listeners call refresh from worker threads
+        worker.start()
+        worker.join()
     view.done = True
     view.refresh()
     view.refresh()  # nothing after the final state
@@ -174,7 +175,9 @@ def test_grid_renders_are_throttled_but_the_last_state_always_shows(ip: Any) -> 
         view.value = i
         view.refresh()
     assert len(ip.display_pub.outputs) == 1, "changes inside the interval wait"
-    time.sleep(0.5)
+    deadline = time.monotonic() + 5
+    while len(ip.display_pub.outputs) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert texts(ip)[-1] == "value 19", "a deferred render shows the latest state"
     assert len(ip.display_pub.outputs) == 2
     view.value, view.done = 20, True
@@ -187,8 +190,10 @@ def test_the_ticker_moves_a_quiet_running_view(ip: Any) -> None:
     view = Stub()
     view.tick_interval = 0.1
     view.show()
-    time.sleep(0.8)
-    assert len(ip.display_pub.outputs) >= 3
+    deadline = time.monotonic() + 5
+    while len(ip.display_pub.outputs) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(ip.display_pub.outputs) >= 3, "the ticker re-renders without any change"
     view.done = True
     view.refresh()
     settled = len(ip.display_pub.outputs)
