@@ -56,6 +56,7 @@ from .display import (
     models_table,
 )
 from .errors import ConfigError, GemimgError, redact
+from .jobs import Job as JobClass
 from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get_model
 from .session import Session, SweepResult, get_session, reset_session
 from .settings import Secret, Settings
@@ -498,7 +499,8 @@ class GemimgMagics(Magics):
         match = _REF_VAR.match(token.strip())
         if match:
             obj = self._lookup(match.group(1))
-            return list(obj) if isinstance(obj, (list, tuple)) else [obj]
+            items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
+            return [_image_of(item) for item in items]
         if "{" in token:
             return [self._expand(token, what="--ref value")]
         return [token]
@@ -508,7 +510,7 @@ class GemimgMagics(Magics):
         from .images import load_reference
 
         match = _REF_VAR.match(token.strip())
-        return load_reference(self._lookup(match.group(1)) if match else token)
+        return load_reference(_image_of(self._lookup(match.group(1))) if match else token)
 
     def _expand_spec(self, spec: str) -> str:
         """Fill ``{var}`` in a sweep spec (lists become comma-separated values); ``ref=`` keeps them."""
@@ -829,6 +831,17 @@ class GemimgMagics(Magics):
             ("(job timeout)", s.job_timeout, "seconds before a job is given up (resume can still collect it)"),
         ]
         return config_table([(n, redact(str(v)) if isinstance(v, str) else v, h) for n, v, h in rows])
+
+
+def _image_of(obj: object) -> object:
+    """A finished job (or its view) used as a reference stands for its image file."""
+    if isinstance(obj, LiveView):
+        obj = obj.target()
+    if isinstance(obj, JobClass):
+        if not obj.state.has_image or obj.path is None:
+            raise UsageError(f"--ref: job {obj.id} has no image yet ({obj.state.value}); run %gemimg wait first")
+        return obj.path
+    return obj
 
 
 def _jobs_of(view: LiveView) -> list[Job]:

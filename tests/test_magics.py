@@ -194,6 +194,17 @@ def test_references_from_a_path_a_pil_variable_and_a_list(gem: Any, tmp_path: Pa
     assert get_session().sim.stats()["uploads"] == 2, "the same picture is uploaded once"
 
 
+def test_a_finished_job_can_be_the_reference_of_the_next(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "-o base", "a base picture")
+    with pytest.raises(UsageError, match="no image yet") as info:
+        gem.run_cell_magic("gemimg", "--ref {base}", "built on the base")
+    assert type(info.value) is UsageError
+    gem.run_line_magic("gemimg", "wait")
+    view = gem.run_cell_magic("gemimg", "--ref {base} --ref {base.path}", "built on the base")
+    refs = view.job.params.references
+    assert len(refs) == 2 and refs[0].sha256 == refs[1].sha256
+
+
 def test_rerun_is_a_cache_hit_and_fresh_submits(gem: Any) -> None:
     gem.run_cell_magic("gemimg", "--wait", "a cached owl")
     assert submits() == 1
