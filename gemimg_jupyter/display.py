@@ -269,7 +269,22 @@ def image_metadata(job: Job) -> dict[str, Any]:
 
 
 def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
-    """The job as it is now: a status line, the image, or a one-line error."""
+    """The job as it is now: a status line, the image, or a one-line error.
+
+    Parameters
+    ----------
+    job : Job
+        The job.
+    preview_size : int
+        Long side of the preview PNG.
+
+    Returns
+    -------
+    Bundle
+        ``(data, metadata)``: ``text/plain`` + ``text/html`` while running or
+        after a failure; ``image/png`` + ``text/plain`` with the provenance
+        under ``metadata["image/png"]["gemimg"]`` once the image is there.
+    """
     state = job.state
     if state.has_image:
         try:
@@ -477,6 +492,16 @@ class LiveView:
 class JobView(LiveView):
     """The live output of one job: status line, then the image (or the error).
 
+    Parameters
+    ----------
+    job : Job
+        The job to follow.
+    preview_size : int
+        Long side in pixels of the preview PNG put in the notebook (the
+        full-size image stays on disk; its path is in the metadata).
+
+    Notes
+    -----
     Attribute access falls through to the job, so ``_.image`` or
     ``_.result()`` work on the value of a ``%%gemimg`` cell.
     """
@@ -516,6 +541,16 @@ class JobView(LiveView):
 class SweepView(LiveView):
     """The live output of a sweep: its grid, re-drawn as results arrive.
 
+    Parameters
+    ----------
+    sweep : SweepResult
+        The sweep to follow.
+    min_interval : float
+        Seconds between two re-renders while results arrive; the final grid
+        is always rendered at once.
+
+    Notes
+    -----
     ``view.sweep`` is the :class:`~gemimg_jupyter.session.SweepResult`; other
     attributes fall through to it (``_.result()`` waits, ``_.table()``…).
     """
@@ -770,7 +805,23 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6) -> ImageStrip | RichText:
-    """Recent images as a thumbnail strip (newest first), built with Pillow."""
+    """Recent images as a thumbnail strip (newest first), built with Pillow.
+
+    Parameters
+    ----------
+    rows : sequence of LedgerRow
+        Finished ledger rows (``Session.history()``); rows whose file is gone are skipped.
+    thumb : int
+        Long side of each thumbnail in pixels.
+    per_row : int
+        Thumbnails per row before the strip wraps.
+
+    Returns
+    -------
+    ImageStrip or RichText
+        The contact sheet (PNG, a text listing, the files in the metadata),
+        or a one-line note when there is nothing to show.
+    """
     items: list[dict[str, Any]] = []
     thumbs: list[Image.Image] = []
     for row in rows:
