@@ -204,18 +204,20 @@ def fmt(value: Any, digits: int = 3) -> str:
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None) -> str:
     """A plain-text table (left column left-aligned, numbers right-aligned)."""
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    numeric = [
+        i > 0 and all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows)
+        for i, c in enumerate(columns)
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = []
-    if title:
-        lines.append(title)
-    lines.append(
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(columns, widths, strict=True)))
-    )
-    lines.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        lines.append(
-            "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True)))
-        )
+
+    def line(values: Sequence[str]) -> str:
+        parts = (v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True))
+        return "  ".join(parts).rstrip()
+
+    lines = [title] if title else []
+    lines.append(line(columns))
+    lines.append(line(["-" * w for w in widths]))
+    lines.extend(line(row) for row in cells)
     return "\n".join(lines)
 
 
