@@ -169,8 +169,263 @@ Next: `%%gemimg?` lists every option, `%gemimg help` the subcommands (`jobs`, `c
     )
 
 
+def sweeps() -> NotebookNode:
+    """A 2-axis sweep with repeats, the cache on a re-run, a prompt S/R sweep, a 3-axis sweep, a plan."""
+    return notebook(
+        [
+            md(
+                """
+# Sweeps: compare parameters in one grid
+
+A sweep runs one prompt over several values of up to three parameters and draws the results as a
+labelled grid: the first axis across, the second down, the third as separate grids. The plan and
+its cost are printed before anything is sent, and the grid fills in as results arrive.
+
+Without `TOAPIS_API_KEY` this runs on the built-in simulator (free, offline, simulated images).
+The axis syntax (ranges, `||`, reference sets) is in [docs/sweeps.md](../docs/sweeps.md).
+"""
+            ),
+            code("%load_ext gemimg_jupyter"),
+            md(
+                """
+## Two axes, two repeats
+
+Temperature across, aspect ratio down. Gemini takes no seed, so `--repeats 2` asks for two samples
+of every cell; they share the cell's box. `-o fox` keeps the `SweepResult`.
+"""
+            ),
+            code(
+                """
+%%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9 --repeats 2 -o fox
+A paper-cut fox in a forest
+"""
+            ),
+            md(
+                """
+The cell returned at once; its grid updates in place. `%gemimg wait` blocks until every grid is
+final: put it before code that needs the results, and at the end of a notebook that runs
+unattended. The finished grid is also saved as a PNG under `gemimg_outputs/grids/`.
+"""
+            ),
+            code("%gemimg wait"),
+            code("len(fox.jobs), fox.progress_text(), fox.paths[0].parent.name"),
+            md(
+                """
+## Running it again costs nothing
+
+Every image is in the store, keyed by everything that shapes it. The same sweep, here from
+Python, is answered from the cache at once, for $0 (`--fresh` asks for new samples).
+"""
+            ),
+            code(
+                """
+import gemimg_jupyter as gi
+
+again = gi.sweep("A paper-cut fox in a forest", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=2)
+again.progress_text()
+"""
+            ),
+            md(
+                """
+## Prompt search/replace
+
+`prompt=forest|ocean|desert|night` works like A1111's *Prompt S/R*: the first value is searched
+for in the prompt, and each column replaces it with its own value. The header shows the prompt with
+the search term in brackets. Quote the spec when a value contains a space.
+"""
+            ),
+            code(
+                """
+%%gemimg --sweep "prompt=forest|ocean|desert|night sky" --size 3:2 -o places
+A paper-cut fox in a forest
+"""
+            ),
+            md(
+                """
+## Three axes: one grid per value of the third
+
+`size` is the third axis here, so there is one temperature × top-p grid per size, stacked in the
+output and saved as separate files (`…-z0.png`, `…-z1.png`). Smaller cells keep the picture compact.
+"""
+            ),
+            code("%config GemimgMagics.cell_size = 240"),
+            code(
+                """
+%%gemimg --sweep temperature=0.3,1.5 --sweep top_p=0.2,1 --sweep size=1:1,9:16 -o three
+A paper-cut lighthouse by the ocean at night
+"""
+            ),
+            code("%gemimg wait"),
+            code("three.plan.shape, len(three.paths), places.progress_text()"),
+            md(
+                """
+## Check a plan before running it
+
+`Session.plan` validates every cell and prices the uncached ones without sending anything. Four
+repeats of the first sweep: the two repeats made above are already in the store.
+"""
+            ),
+            code(
+                """
+sess = gi.get_session()
+plan = sess.plan("A paper-cut fox in a forest", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=4)
+plan.summary(sess.store.cached_keys(list(plan.keys)))
+"""
+            ),
+            md(
+                """
+Next: [reference_images.ipynb](reference_images.ipynb) sweeps over reference images
+(`ref=none|style.png`), and `%gemimg history` shows the newest images of the store.
+"""
+            ),
+        ]
+    )
+
+
+def reference_images() -> NotebookNode:
+    """A reference made with Pillow, ``--ref {var}`` over a series, with/without comparison, a measurement."""
+    return notebook(
+        [
+            md(
+                """
+# A consistent style with reference images
+
+Reference images steer what Gemini draws: their subject, style and colours. Giving every image
+of a series the same reference keeps the series consistent. `--ref` takes a file, a URL, or `{var}`
+holding a PIL image, bytes, a path or a list of them.
+
+Without `TOAPIS_API_KEY` this runs on the built-in simulator, which imitates one part of that: the
+reference's dominant colours pull each image's palette toward them, so the effect is visible here.
+Real images also follow the reference's shapes and style.
+"""
+            ),
+            code("%load_ext gemimg_jupyter"),
+            md(
+                """
+## A reference, made with Pillow
+
+Any picture works; here a small flat poster in four colours, kept in the variable `style` and
+also saved as `style.png`.
+"""
+            ),
+            code(
+                """
+from PIL import Image, ImageDraw
+
+style = Image.new("RGB", (384, 384), "#264653")
+draw = ImageDraw.Draw(style)
+draw.rectangle((0, 256, 384, 384), fill="#2a9d8f")
+draw.ellipse((120, 60, 264, 204), fill="#e9c46a")
+draw.polygon([(0, 300), (140, 170), (280, 300)], fill="#e76f51")
+style.save("style.png")
+style.resize((128, 128))
+"""
+            ),
+            md(
+                """
+## A series in that style
+
+`--ref {style}` sends the PIL image held in `style` (uploaded once, then reused by every request).
+With a prompt search/replace sweep, one cell makes the whole series.
+"""
+            ),
+            code(
+                """
+%%gemimg --ref {style} --sweep "prompt=lighthouse|windmill|teapot|fox" -o series
+A paper-cut lighthouse on a hill
+"""
+            ),
+            code("%gemimg wait"),
+            md(
+                """
+## A second reference, and both at once
+
+Another small poster, in reds. `--ref` can be repeated, and a variable can hold a list: this model
+takes up to 3 references (`%gemimg models` lists each model's limit); more is refused before
+anything is sent.
+"""
+            ),
+            code(
+                """
+warm = Image.new("RGB", (384, 384), "#9d0208")
+ImageDraw.Draw(warm).ellipse((96, 96, 288, 288), fill="#ffba08")
+warm.save("warm.png")
+palette = [style, warm]
+warm.resize((96, 96))
+"""
+            ),
+            code(
+                """
+%%gemimg --ref {palette} --size 16:9 -o both
+A paper-cut fox in a forest
+"""
+            ),
+            md(
+                """
+## With and without: the reference makes them match
+
+A sweep over the references themselves: `ref=none|style.png|warm.png` gives one row per reference
+set (`none` is no reference; `a.png+b.png` would join two). Without a reference each prompt keeps
+its own colours; with one, every picture in the row takes the reference's. The `style.png` row is
+the series above, so it comes from the cache.
+"""
+            ),
+            code(
+                """
+%%gemimg --sweep "prompt=lighthouse|windmill|fox" --sweep "ref=none|style.png|warm.png" -o compare
+A paper-cut lighthouse on a hill
+"""
+            ),
+            code("%gemimg wait"),
+            code("len(both.params.references), both.image.size"),
+            md(
+                """
+## Measuring it
+
+How far is each row's average colour from each reference's (RGB distance, averaged over the
+row's three pictures)? A small number means the pictures took that reference's colours.
+`compare.table()` has one row per image, with its parameters and its file.
+"""
+            ),
+            code(
+                """
+from statistics import mean
+
+from PIL import ImageStat
+
+
+def mean_colour(img):
+    return ImageStat.Stat(img.convert("RGB").resize((64, 64))).mean
+
+
+def distance(a, b):
+    return sum((x - y) ** 2 for x, y in zip(mean_colour(a), mean_colour(b))) ** 0.5
+
+
+refs = {"style.png": style, "warm.png": warm}
+by_row = {}
+for row in compare.table():
+    img = Image.open(row["path"])
+    by_row.setdefault(row["ref"], []).append([distance(img, ref) for ref in refs.values()])
+lines = [f"{'references':<12}" + "".join(f"{'to ' + name:>14}" for name in refs)]
+lines += [f"{label:<12}" + "".join(f"{mean(col):>14.0f}" for col in zip(*ds)) for label, ds in by_row.items()]
+for line in lines:
+    print(line)
+"""
+            ),
+            md(
+                """
+Next: [sweeps.ipynb](sweeps.ipynb) for temperature, size and three-axis grids;
+[docs/sweeps.md](../docs/sweeps.md) for the `ref=` syntax (sets joined with `+`, URLs).
+"""
+            ),
+        ]
+    )
+
+
 #: name → builder; each writes ``notebooks/<name>.ipynb``.
 NOTEBOOKS: dict[str, Callable[[], NotebookNode]] = {"quickstart": quickstart}
+NOTEBOOKS.update(sweeps=sweeps, reference_images=reference_images)
 
 
 # ---------------------------------------------------------------- executing
