@@ -117,8 +117,109 @@ def check_quickstart(nb: nbformat.NotebookNode, workdir: Path) -> None:
     assert "saved by the cache" in text and "1 hit" in text
 
 
+def grids(nb: nbformat.NotebookNode) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """Every sweep grid output: (cell index, PNG bytes, ``gemimg_sweep`` metadata)."""
+    found = []
+    for i, out in outputs(nb):
+        meta = out.get("metadata", {}).get("image/png", {})
+        if "image/png" in out.get("data", {}) and "gemimg_sweep" in meta:
+            found.append((i, base64.b64decode(out["data"]["image/png"]), dict(meta["gemimg_sweep"])))
+    return found
+
+
+def all_text(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(out.get("text", "") + out.get("data", {}).get("text/plain", "") for _, out in outputs(nb))
+
+
+def assert_grid_layout(
+    png: bytes, meta: dict[str, Any], workdir: Path, *, axes: list[tuple[str, int]], repeats: int, cell: int
+) -> None:
+    """The grid's metadata and pixels match the sweep: axes, cells, repeats, states, size, saved files."""
+    from gemimg_jupyter.grid import layout_grid
+    from gemimg_jupyter.sweep import AXIS_TITLES
+
+    assert [(a["name"], len(a["values"])) for a in meta["axes"]] == axes
+    assert meta["repeats"] == repeats
+    shape = [n for _, n in axes] + [1] * (3 - len(axes))
+    nx, ny, nz = shape
+    assert len(meta["cells"]) == nx * ny * nz * repeats
+    assert {c["state"] for c in meta["cells"]} <= {"done", "cached"}, "every cell has its image"
+    for c in meta["cells"]:
+        assert (workdir / c["path"]).is_file(), c["path"]
+    x, y = meta["axes"][0], (meta["axes"][1] if len(axes) > 1 else None)
+    layout = layout_grid(
+        x_title=AXIS_TITLES[x["name"]],
+        x_labels=x["values"],
+        y_title=AXIS_TITLES[y["name"]] if y else None,
+        y_labels=y["values"] if y else [""],
+        cell_size=cell,
+    )
+    with Image.open(io.BytesIO(png)) as img:
+        width, height = img.size
+    assert width == layout.width, (width, layout.width)
+    cells_high = ny * cell * nz
+    assert cells_high < height < cells_high + nz * 4 * cell // 3, (height, cells_high)
+    saved = meta["grid_paths"]
+    assert len(saved) == nz
+    for path in saved:
+        with Image.open(workdir / path) as img:
+            assert img.width == width
+
+
+def check_sweeps(nb: nbformat.NotebookNode, workdir: Path) -> None:
+    found = grids(nb)
+    assert len(found) == 3, [m["axes"] for _, _, m in found]
+    (_, two, two_meta), (_, sr, sr_meta), (_, three, three_meta) = found
+    assert_grid_layout(two, two_meta, workdir, axes=[("temperature", 3), ("size", 2)], repeats=2, cell=320)
+    assert_grid_layout(sr, sr_meta, workdir, axes=[("prompt", 4)], repeats=1, cell=320)
+    assert sr_meta["axes"][0]["values"] == ["forest", "ocean", "desert", "night sky"]
+    assert_grid_layout(
+        three, three_meta, workdir, axes=[("temperature", 2), ("top_p", 2), ("size", 2)], repeats=1, cell=240
+    )
+    assert [len(m["grid_paths"]) for _, _, m in found] == [1, 1, 2]
+    text = all_text(nb)
+    assert "6 cells × 2 repeats = 12 requests, 0 cached" in text
+    assert "12/12 done (12 cached), $0.00" in text, "the re-run came from the cache"
+    assert "((2, 2, 2), 2, '4/4 done, $0.20')" in text
+    assert "6 cells × 4 repeats = 24 requests, 12 cached" in text
+
+
+def check_reference_images(nb: nbformat.NotebookNode, workdir: Path) -> None:
+    from gemimg_jupyter.images import read_provenance
+
+    found = grids(nb)
+    assert len(found) == 2
+    (_, series, series_meta), (_, compare, compare_meta) = found
+    assert_grid_layout(series, series_meta, workdir, axes=[("prompt", 4)], repeats=1, cell=320)
+    assert_grid_layout(compare, compare_meta, workdir, axes=[("prompt", 3), ("ref", 3)], repeats=1, cell=320)
+    assert compare_meta["axes"][1]["values"] == ["none", "style.png", "warm.png"]
+    refs_of = {}
+    for c in series_meta["cells"] + compare_meta["cells"]:
+        refs_of[c["path"]] = tuple(r["sha256"] for r in read_provenance(workdir / c["path"])["references"])
+    style = {refs_of[c["path"]] for c in series_meta["cells"]}
+    assert len(style) == 1 and len(next(iter(style))) == 1, "the whole series shares one reference"
+    by_label = {c["labels"]["ref"]: refs_of[c["path"]] for c in compare_meta["cells"]}
+    assert by_label["none"] == () and by_label["style.png"] in style and len(by_label["warm.png"]) == 1
+    assert sum(c["state"] == "cached" for c in compare_meta["cells"]) == 3, "the style.png row is the series"
+    table = {}
+    for line in all_text(nb).splitlines():
+        m = re.fullmatch(r"(none|style\.png|warm\.png)\s+(\d+)\s+(\d+)", line.strip())
+        if m:
+            table[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    assert set(table) == {"none", "style.png", "warm.png"}, table
+    assert table["style.png"][0] < table["none"][0] / 1.5, "with the reference, the colours follow it"
+    assert table["warm.png"][1] < table["none"][1] / 1.5
+    single = images(nb)
+    assert len(single) == 1
+    _, preview, meta = single[0]
+    assert_image_is_right(preview, meta, workdir)
+    assert len(meta["references"]) == 2
+    assert "(2, (1344, 768))" in all_text(nb)
+
+
 #: notebook stem → extra assertions on the executed notebook (``workdir`` is where it ran).
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {"quickstart": check_quickstart}
+CHECKS.update(sweeps=check_sweeps, reference_images=check_reference_images)
 
 
 @pytest.mark.parametrize("path", notebook_params())
@@ -157,3 +258,15 @@ def test_the_committed_quickstart_is_executed_and_small() -> None:
     assert len(found) == 5, "commit the notebook executed (python scripts/make_notebooks.py)"
     assert all(not Path(meta["path"]).is_absolute() for _, _, meta in found), "portable relative paths"
     assert (NOTEBOOK_DIR / "quickstart.ipynb").stat().st_size < 1_000_000
+
+
+@pytest.mark.parametrize("name", ["sweeps", "reference_images"])
+def test_the_committed_sweep_notebooks_are_executed_and_small(name: str) -> None:
+    path = NOTEBOOK_DIR / f"{name}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    found = grids(nb)
+    assert len(found) >= 2, "commit the notebook executed (python scripts/make_notebooks.py)"
+    for _, png, meta in found:
+        assert len(png) < 400_000, "grids in notebooks are thumbnails"
+        assert all(not Path(p).is_absolute() for p in meta["grid_paths"]), "portable relative paths"
+    assert path.stat().st_size < 1_500_000
