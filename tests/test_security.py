@@ -39,7 +39,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from gemimg_jupyter.client import ToAPIsClient
 from gemimg_jupyter.errors import (
@@ -63,7 +63,7 @@ from .test_bad_inputs import bomb_png, png_bytes_of
 REPO = Path(__file__).resolve().parents[1]
 FAST_SIM = {"latency": (0.05, 0.15), "queue_delay": (0.0, 0.02)}
 SCRIPT = "<script>alert(1)</script>"
-HOSTILE = f"{SCRIPT} a fox <img src=x onerror=alert(2)>"
+HOSTILE = f"""{SCRIPT} a fox <img src=x onerror=alert(2)> " onmouseover="alert(4)" ' onfocus='alert(5)'"""
 OTHER_KEY = "sk-someone-else-entirely"
 
 #: What the key looks like in any encoding we could plausibly leak it in.
@@ -336,7 +336,15 @@ def test_the_key_never_leaks_from_the_python_api(
         two = sess.generate("a red kite over dunes", size="16:9", reference_images=[ref_png], wait=True)  # cached
         grid = sess.sweep("a paper-cut fox", temperature=[0.2, 1.4], size=["1:1", "3:2"], wait=True)
         assert one.state is JobState.DONE and two.cached and grid.counts()["done"] == 4
-        key_sim.configure(fail_rate=1.0)
+        # faults that exercise retries, Retry-After and the lost-submit lookup (and their log lines)
+        key_sim.configure(
+            server_error_rate=0.2, rate_limit_rate=0.1, retry_after=(0.05, 0.1), drop_after_submit_rate=0.3
+        )
+        for i in range(3):
+            sess.generate(f"a fox through a storm {i}", wait=False)
+        assert sess.wait(30)
+        assert sum(key_sim.stats()["faults"].values()) > 0
+        key_sim.configure(server_error_rate=0.0, rate_limit_rate=0.0, drop_after_submit_rate=0.0, fail_rate=1.0)
         failed = sess.generate("a fox that fails", fresh=True, wait=False)
         with pytest.raises(TaskFailedError) as task_failed:
             failed.result(20)
@@ -550,6 +558,7 @@ def test_a_redirect_from_the_api_host_drops_the_key(tmp_path: Path) -> None:
 def _no_raw_markup(where: str, markup: str) -> None:
     assert "<script" not in markup.lower(), f"raw <script> in {where}: {markup[:300]}"
     assert "<img src=x" not in markup, f"raw <img> in {where}"
+    assert 'onmouseover="' not in markup and "onfocus='" not in markup, f"an attribute breaks out in {where}"
 
 
 def test_prompt_text_is_escaped_in_every_html_output(ip: Any, tmp_path: Path, capsys: Any) -> None:
@@ -758,3 +767,42 @@ def test_no_key_shaped_string_is_committed() -> None:
     assert git("log", "--all", "--format=%h", "-G", strict) == "", "a key-shaped string was committed once"
     assert "FAKEKEY" not in git("log", "--all", "--format=%B")
     assert os.environ.get("TOAPIS_API_KEY") is None  # conftest keeps the developer's key out of the tests
+
+
+def test_the_scanner_finds_a_planted_key(tmp_path: Path) -> None:
+    """The scans above would see the key if it were there."""
+    img = Image.new("RGB", (16, 16))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("note", f"zipped {FAKE_KEY}", zip=True)
+    img.save(tmp_path / "planted.png", pnginfo=info)
+    db = sqlite3.connect(tmp_path / "ledger.sqlite3")
+    db.execute("CREATE TABLE jobs (error TEXT)")
+    db.execute("INSERT INTO jobs VALUES (?)", (f"echo {FAKE_KEY[:20]}",))
+    db.commit()
+    db.close()
+    for planted in ("planted.png", "ledger.sqlite3"):
+        with pytest.raises(AssertionError, match="leaks into"):
+            Scanner().tree(_only(tmp_path, planted))
+    with pytest.raises(AssertionError, match="leaks into"):
+        Scanner().exception("chained", _chained(RuntimeError(f"Bearer {FAKE_KEY}")))
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, "header %s", (f"Bearer {FAKE_KEY}",), None)
+    with pytest.raises(AssertionError, match="leaks into"):
+        Scanner().logs([record])
+
+
+def _only(root: Path, name: str) -> Path:
+    """A folder holding only ``root / name``."""
+    folder = root / f"only-{name}"
+    folder.mkdir()
+    (root / name).rename(folder / name)
+    return folder
+
+
+def _chained(cause: BaseException) -> BaseException:
+    try:
+        try:
+            raise cause
+        except RuntimeError:
+            raise GemimgError("a clean message") from None
+    except GemimgError as exc:
+        return exc
