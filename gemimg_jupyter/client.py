@@ -17,6 +17,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
@@ -263,12 +264,18 @@ class ToAPIsClient:
         self._http.mount("https://", adapter)
         self._http.headers["User-Agent"] = f"gemimg_jupyter/{__version__}"
         self._origin = _origin(self.base_url)
+        self._stopped = threading.Event()
 
     def __repr__(self) -> str:
         return f"ToAPIsClient(base_url={self.base_url!r}, api_key={'***' if self._key else None})"
 
+    def interrupt(self) -> None:
+        """Stop waiting between retries: pending calls give up with their last error."""
+        self._stopped.set()
+
     def close(self) -> None:
-        """Close pooled connections."""
+        """Interrupt retries and close pooled connections."""
+        self.interrupt()
         self._http.close()
 
     # ---- plumbing -------------------------------------------------------------------------
@@ -280,22 +287,26 @@ class ToAPIsClient:
         policy = self.retry
 
         def waits() -> Generator[float | None, Any, None]:
+            # backoff sends each exception in; the wait happens here, on an event,
+            # so that close() interrupts it (backoff's own sleep is then 0)
             attempt = 0
             exc = yield None
             while True:
                 attempt += 1
-                exc = yield policy.delay(attempt, getattr(exc, "retry_after", None))
+                delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+                log.info("retrying %s in %.1fs after: %s", what, delay, redact(str(exc)))
+                if self.on_retry is not None and isinstance(exc, GemimgError):
+                    self.on_retry(what, delay, exc)
+                if self._stopped.wait(delay):
+                    return  # closing: give up with the last error
+                exc = yield 0.0
 
         def giveup(exc: Exception) -> bool:
+            if self._stopped.is_set():
+                return True
             if isinstance(exc, _Ambiguous):
                 return False
             return not policy.should_retry(getattr(exc, "status_code", None)) or isinstance(exc, InvalidImageError)
-
-        def on_backoff(details: Mapping[str, Any]) -> None:
-            exc = details.get("exception")
-            log.info("retrying %s in %.1fs after: %s", what, details["wait"], redact(str(exc)))
-            if self.on_retry is not None and isinstance(exc, GemimgError):
-                self.on_retry(what, float(details["wait"]), exc)
 
         retryable = (RateLimitError, ServerError, APIConnectionError, _Ambiguous)
         wrapped = backoff.on_exception(
@@ -304,7 +315,6 @@ class ToAPIsClient:
             max_tries=policy.max_tries,
             giveup=giveup,
             jitter=None,
-            on_backoff=on_backoff,
             logger=None,
         )(fn)
         try:

@@ -9,7 +9,6 @@ layer and the panel never have to be known here.
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import statistics
@@ -161,6 +160,7 @@ class Job:
         self._drop = False
         self._image: Image.Image | None = None
         self._preview: bytes | None = None
+        self._thumbs: dict[int, Image.Image] = {}
         self._lock = threading.Lock()
 
     # ---- the result handle ----------------------------------------------------------------
@@ -210,10 +210,25 @@ class Job:
                 self._image = img
         return self._image
 
+    def thumbnail(self, long_side: int = 320) -> Image.Image:
+        """A small copy for grids and galleries; cached, without keeping the full image in memory."""
+        cached = self._thumbs.get(long_side)
+        if cached is None:
+            if self._image is not None:
+                cached = thumbnail(self._image, long_side)
+            else:
+                if not self.state.has_image or self.path is None:
+                    raise JobError(f"job {self.id} has no image yet ({self.state.value})")
+                with Image.open(self.path) as img:
+                    img.draft("RGB", (long_side, long_side))  # cheap downscale for JPEG-like sources
+                    cached = thumbnail(img, long_side)
+            self._thumbs[long_side] = cached
+        return cached
+
     def preview_png(self, long_side: int = PREVIEW_LONG_SIDE) -> bytes:
         """A notebook-sized PNG (full-size images stay on disk)."""
         if self._preview is None:
-            self._preview = png_bytes(thumbnail(self.image, long_side), optimize=True)
+            self._preview = png_bytes(self.thumbnail(long_side))
         return self._preview
 
     def cancel(self, *, drop: bool = False) -> bool:
@@ -417,6 +432,7 @@ class JobRunner:
         """Stop: unfinished jobs stay in the ledger for ``resume``."""
         self._closed = True
         self.gate.stop.set()
+        self.client.interrupt()
         for job in self.jobs:
             job._wake.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
@@ -543,9 +559,6 @@ class JobRunner:
         job.provenance = self._provenance(job, status)
         name = safe_filename(job.params.describe(), job.id, job.submitted_at)
         job.path = self.store.write_image(data, name, job.provenance)
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            job._image = img
         self._finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
     def _upload_refs(self, job: Job) -> tuple[str, ...]:

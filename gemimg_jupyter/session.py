@@ -26,7 +26,7 @@ from PIL import Image
 from .client import ToAPIsClient
 from .errors import BudgetExceededError, ConfigError, ValidationError
 from .grid import Tile, encode_grid_png, grid_for_plan
-from .images import load_reference, thumbnail
+from .images import load_reference
 from .jobs import Job, JobRunner, Listener
 from .models import GenerationParams, JobState, ReferenceImage
 from .settings import DEFAULT_BASE_URL, Secret, Settings
@@ -138,7 +138,7 @@ class SweepResult:
             image = None
             if job.state.has_image:
                 try:
-                    image = thumbnail(job.image, self.cell_size)
+                    image = job.thumbnail(self.cell_size)
                 except (OSError, ValueError):
                     image = None
             out[cell.index] = Tile(state=job.state.value, image=image, error=job.error)
