@@ -377,6 +377,7 @@ def test_the_key_never_leaks_from_the_python_api(
         with pytest.raises(TypeError) as unpicklable:
             pickle.dumps(settings)
         scan.exception("pickle-settings", unpicklable.value)
+        scan.tree(out)  # while the ledger is open: its WAL and shared-memory files too
 
     # a 401: the same key, against a gateway that rejects it
     with Session(secure_settings(strict_sim.base_url, tmp_path / "out401")) as bad:
