@@ -96,6 +96,10 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str 
         )
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
+        if path.is_dir():
+            raise ValidationError(
+                "reference", str(source), "", detail=f"reference {str(source)!r} is a folder; name an image file"
+            )
         if not path.is_file():
             raise ValidationError("reference", str(source), "", detail=f"reference file {str(source)!r} does not exist")
         size = path.stat().st_size

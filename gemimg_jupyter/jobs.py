@@ -477,6 +477,14 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         try:
+            self._run_job(job)
+        except Exception:
+            if not self._closed:  # after shutdown the store may be closed under a late worker: the row stays for resume
+                raise
+            log.debug("job %s stopped by shutdown", job.id, exc_info=True)
+
+    def _run_job(self, job: Job) -> None:
+        try:
             self._work(job)
         except _Stopped:
             return
