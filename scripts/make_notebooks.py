@@ -202,13 +202,33 @@ A paper-cut fox in a forest
             ),
             md(
                 """
-The cell returned at once; its grid updates in place. `%gemimg wait` blocks until every grid is
-final: put it before code that needs the results, and at the end of a notebook that runs
-unattended. The finished grid is also saved as a PNG under `gemimg_outputs/grids/`.
+The cell returned at once; its grid updates in place while you carry on. The next sweep starts
+meanwhile, and both run side by side (up to 8 requests at a time).
+
+## Prompt search/replace
+
+`prompt=forest|ocean|desert|night sky` works like A1111's *Prompt S/R*: the first value is searched
+for in the prompt, and each column replaces it with its own value. The header shows the prompt with
+the search term in brackets. Quote the spec when a value contains a space.
+"""
+            ),
+            code(
+                """
+%%gemimg --sweep "prompt=forest|ocean|desert|night sky" --size 3:2 -o places
+A paper-cut fox in a forest
+"""
+            ),
+            md(
+                """
+## Waiting for the results
+
+`%gemimg wait` blocks until every grid is final: put it before code that needs the results, and
+at the end of a notebook that runs unattended. Each finished grid is also saved as a PNG, with a
+legend, under `gemimg_outputs/grids/`.
 """
             ),
             code("%gemimg wait"),
-            code("len(fox.jobs), fox.progress_text(), fox.paths[0].parent.name"),
+            code("fox.progress_text(), places.progress_text(), fox.paths[0].parent.name"),
             md(
                 """
 ## Running it again costs nothing
@@ -227,21 +247,6 @@ again.progress_text()
             ),
             md(
                 """
-## Prompt search/replace
-
-`prompt=forest|ocean|desert|night` works like A1111's *Prompt S/R*: the first value is searched
-for in the prompt, and each column replaces it with its own value. The header shows the prompt with
-the search term in brackets. Quote the spec when a value contains a space.
-"""
-            ),
-            code(
-                """
-%%gemimg --sweep "prompt=forest|ocean|desert|night sky" --size 3:2 -o places
-A paper-cut fox in a forest
-"""
-            ),
-            md(
-                """
 ## Three axes: one grid per value of the third
 
 `size` is the third axis here, so there is one temperature × top-p grid per size, stacked in the
@@ -256,7 +261,7 @@ A paper-cut lighthouse by the ocean at night
 """
             ),
             code("%gemimg wait"),
-            code("three.plan.shape, len(three.paths), places.progress_text()"),
+            code("three.plan.shape, len(three.paths), three.progress_text()"),
             md(
                 """
 ## Check a plan before running it
