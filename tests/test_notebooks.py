@@ -180,7 +180,8 @@ def check_sweeps(nb: nbformat.NotebookNode, workdir: Path) -> None:
     text = all_text(nb)
     assert "6 cells × 2 repeats = 12 requests, 0 cached" in text
     assert "12/12 done (12 cached), $0.00" in text, "the re-run came from the cache"
-    assert "((2, 2, 2), 2, '4/4 done, $0.20')" in text
+    assert "('12/12 done, $0.59', '4/4 done, $0.20', 'grids')" in text
+    assert "((2, 2, 2), 2, '8/8 done, $0.39')" in text
     assert "6 cells × 4 repeats = 24 requests, 12 cached" in text
 
 
