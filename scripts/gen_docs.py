@@ -146,9 +146,9 @@ Two magics, after `%load_ext gemimg_jupyter`:
 - `%%gemimg [options]` generates images. The cell body is the prompt.
 - `%gemimg SUBCOMMAND` manages jobs, the store, the backend and the panel.
 
-Defaults come from `%config GemimgMagics` ([configuration.md](configuration.md)); what each error
-means is in [errors.md](errors.md). Every example on this page is run by the test suite against the
-simulator.
+In the notebook, `%%gemimg?` and `%gemimg help` show the same help. Defaults come from
+`%config GemimgMagics` ([configuration.md](configuration.md)); what each error means is in
+[errors.md](errors.md). Every example on this page is run by the test suite against the simulator.
 
 ```python
 %load_ext gemimg_jupyter
