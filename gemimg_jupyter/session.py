@@ -281,6 +281,11 @@ class Session:
         if self.backend == "toapis":
             return f"gemimg: using ToAPIs at {self.base_url} (key from TOAPIS_API_KEY), output in {self.store.root}"
         where = "the built-in simulator" if self._sim is not None else f"a simulator at {self.base_url}"
+        if self.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
+            return (
+                f"gemimg: GEMIMG_BACKEND=sim, using {where} (images are simulated, cost $0). "
+                "Unset it or run %gemimg backend toapis for real images."
+            )
         return (
             f"gemimg: no API key set, using {where} (images are simulated, cost $0). "
             "Set TOAPIS_API_KEY or run %gemimg login for real images."

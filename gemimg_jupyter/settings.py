@@ -8,6 +8,7 @@ Environment variables
 ``GEMIMG_BASE_URL``     override the gateway URL (default ``https://toapis.com``)
 ``GEMIMG_OUTPUT_DIR``   where the ledger and images go (default ``gemimg_outputs``)
 ``GEMIMG_MAX_COST_USD`` a spending budget for the session (default: none)
+``GEMIMG_SIM_LATENCY``  the built-in simulator's task time as ``min,max`` seconds (default ``1.5,4``)
 """
 
 from __future__ import annotations
@@ -163,6 +164,15 @@ class Settings:
                 values["max_cost_usd"] = float(budget)
             except ValueError:
                 raise ConfigError(f"GEMIMG_MAX_COST_USD={budget!r} is not a number of dollars") from None
+        latency = env.get("GEMIMG_SIM_LATENCY", "").strip()
+        if latency:
+            try:
+                lo, _, hi = latency.partition(",")
+                values["sim_options"] = {"latency": (float(lo), float(hi or lo))}
+            except ValueError:
+                raise ConfigError(
+                    f"GEMIMG_SIM_LATENCY={latency!r} should be seconds as 'min,max', e.g. '0.5,2'"
+                ) from None
         values.update(overrides)
         return cls(**values)
 

@@ -179,3 +179,11 @@ def test_provenance_round_trip() -> None:
     assert read_provenance(data)["task_id"] == "t1"
     with Image.open(io.BytesIO(data)) as back:
         assert back.info["parameters"].startswith("fox\n")
+
+
+def test_sim_latency_from_env() -> None:
+    from gemimg_jupyter.errors import ConfigError
+
+    assert Settings.from_env({"GEMIMG_SIM_LATENCY": "0.2,0.6"}).sim_options == {"latency": (0.2, 0.6)}
+    with pytest.raises(ConfigError, match="GEMIMG_SIM_LATENCY='fast'"):
+        Settings.from_env({"GEMIMG_SIM_LATENCY": "fast"})
