@@ -19,7 +19,14 @@ FAST_RETRY = RetryPolicy(max_tries=6, base=0.05, cap=0.5, jitter=0.1, max_retry_
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's key, backend or output directory."""
-    for name in ("TOAPIS_API_KEY", "GEMIMG_BACKEND", "GEMIMG_BASE_URL", "GEMIMG_OUTPUT_DIR", "GEMIMG_MAX_COST_USD"):
+    for name in (
+        "TOAPIS_API_KEY",
+        "GEMIMG_BACKEND",
+        "GEMIMG_BASE_URL",
+        "GEMIMG_OUTPUT_DIR",
+        "GEMIMG_MAX_COST_USD",
+        "GEMIMG_SIM_LATENCY",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GEMIMG_OUTPUT_DIR", str(tmp_path / "gemimg_outputs"))
 
