@@ -10,7 +10,9 @@ import hashlib
 import io
 import json
 import os
+import struct
 import warnings
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "PROVENANCE_KEY",
     "decode_image",
+    "embed_provenance",
     "load_reference",
     "png_bytes",
     "png_with_provenance",
@@ -188,6 +191,46 @@ def png_with_provenance(img: Image.Image, provenance: Mapping[str, Any]) -> byte
     buf = io.BytesIO()
     img.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_OUR_KEYS = {PROVENANCE_KEY.encode(), b"parameters"}
+
+
+def _itxt_chunk(keyword: str, text: str) -> bytes:
+    body = keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8")
+    return struct.pack(">I", len(body)) + b"iTXt" + body + struct.pack(">I", zlib.crc32(b"iTXt" + body))
+
+
+def embed_provenance(data: bytes, provenance: Mapping[str, Any]) -> bytes:
+    """PNG bytes with ``provenance`` chunks, keeping the image data untouched.
+
+    A PNG gets its text chunks spliced in after ``IHDR`` (no re-encode: fast,
+    and the pixels are exactly what the gateway sent); any other format is
+    re-encoded to PNG by :func:`png_with_provenance`.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return png_with_provenance(img, provenance)
+    chunks: list[bytes] = []
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            raise InvalidImageError("the PNG is truncated")
+        keyword = data[pos + 8 : pos + 8 + min(length, 80)].split(b"\x00", 1)[0]
+        if not (kind in (b"tEXt", b"iTXt", b"zTXt") and keyword in _OUR_KEYS):
+            chunks.append(data[pos:end])
+        if kind == b"IHDR":
+            chunks.append(_itxt_chunk(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str)))
+            chunks.append(_itxt_chunk("parameters", a1111_parameters(provenance)))
+        pos = end
+        if kind == b"IEND":
+            break
+    return _PNG_SIGNATURE + b"".join(chunks)
 
 
 def read_provenance(source: str | os.PathLike[str] | bytes) -> dict[str, Any]:

@@ -15,7 +15,6 @@ missing one.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -30,10 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from .errors import ConfigError
-from .images import png_with_provenance, read_provenance
+from .images import embed_provenance, read_provenance
 
 __all__ = ["LedgerRow", "Store", "read_provenance", "safe_filename"]
 
@@ -305,11 +302,8 @@ class Store:
     # ---- files ----------------------------------------------------------------------------
 
     def write_image(self, data: bytes, name: str, provenance: Mapping[str, Any], *, folder: str = "images") -> Path:
-        """Re-encode ``data`` as PNG with provenance and write it atomically; returns the path."""
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            png = png_with_provenance(img, provenance)
-        return self.write_bytes(png, name, folder=folder)
+        """Write ``data`` as PNG with provenance, atomically; returns the path."""
+        return self.write_bytes(embed_provenance(data, provenance), name, folder=folder)
 
     def write_bytes(self, data: bytes, name: str, *, folder: str = "images") -> Path:
         """Write bytes under ``folder`` atomically (temp file, fsync, rename); returns the path."""

@@ -187,3 +187,21 @@ def test_sim_latency_from_env() -> None:
     assert Settings.from_env({"GEMIMG_SIM_LATENCY": "0.2,0.6"}).sim_options == {"latency": (0.2, 0.6)}
     with pytest.raises(ConfigError, match="GEMIMG_SIM_LATENCY='fast'"):
         Settings.from_env({"GEMIMG_SIM_LATENCY": "fast"})
+
+
+def test_provenance_is_spliced_into_png_without_reencoding() -> None:
+    from gemimg_jupyter.images import embed_provenance
+
+    img = Image.new("RGB", (48, 32), (200, 10, 90))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    original = buf.getvalue()
+    out = embed_provenance(original, {"params": {"prompt": "fox ü"}, "task_id": "t1"})
+    again = embed_provenance(out, {"params": {"prompt": "owl"}, "task_id": "t2"})
+    assert read_provenance(again) == {"params": {"prompt": "owl"}, "task_id": "t2"}
+    assert again.count(b"iTXtgemimg") == 1  # replaced, not duplicated
+    with Image.open(io.BytesIO(again)) as back:
+        assert back.tobytes() == img.tobytes() and back.info["parameters"].startswith("owl\n")
+    jpeg = io.BytesIO()
+    img.save(jpeg, format="JPEG")
+    assert read_provenance(embed_provenance(jpeg.getvalue(), {"task_id": "j"}))["task_id"] == "j"
