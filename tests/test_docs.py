@@ -9,7 +9,7 @@
 - Every ``python`` block of README.md and docs/usage.md runs, in order, in a real
   ``InteractiveShell`` with ``%load_ext gemimg_jupyter`` on the simulator
   (``GEMIMG_BACKEND=sim``, ``GEMIMG_OUTPUT_DIR`` in a temporary directory,
-  ``GEMIMG_BASE_URL`` at a fast simulator). Only lines that need a real key
+  ``GEMIMG_SIM_LATENCY`` short). Only lines that need a real key
   (``%gemimg login``, ``backend toapis``) or a frontend (the panel) are skipped.
 """
 
@@ -292,25 +292,21 @@ def test_the_readme_starts_with_title_paragraph_and_the_two_commands() -> None:
 
 @pytest.fixture
 def doc_shell(ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """A shell in a fresh directory, configured by the environment like a user's, on a fast simulator."""
+    """A shell in a fresh directory, configured by the environment like a user's, on a fast built-in simulator."""
     from gemimg_jupyter.session import reset_session
-    from gemimg_jupyter.sim import SimConfig, SimServer
 
-    sim = SimServer(SimConfig(latency=(0.05, 0.2), queue_delay=(0.0, 0.02), seed=3))
-    sim.start()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GEMIMG_BACKEND", "sim")
     monkeypatch.setenv("GEMIMG_OUTPUT_DIR", str(tmp_path / "gemimg_outputs"))
-    monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+    monkeypatch.setenv("GEMIMG_SIM_LATENCY", "0.05,0.2")
     for name, colour in FIXTURE_IMAGES.items():
         Image.new("RGB", (128, 128), colour).save(tmp_path / name)
-    # the environment decides backend, store and gateway; only the polling cadence is made quicker
+    # the environment decides backend, store and simulator; only the polling cadence is made quicker
     reset_session(Settings.from_env(retry=FAST_RETRY, poll_first=0.05, poll_min=0.05, poll_max=0.2))
     try:
         yield ip
     finally:
         reset_session(None)
-        sim.stop()
 
 
 def runnable_cells(path: Path) -> list[str]:
@@ -366,4 +362,5 @@ def test_every_usage_example_runs(doc_shell: Any) -> None:
     with Image.open(io.BytesIO(next(j for j in done if j.params.resolution == "2K").path.read_bytes())) as img:
         assert img.size == (2048, 2048)
     assert doc_shell.user_ns["hero"].image.size == (1248, 832)
-    assert sess.sim is None and sess.base_url == os.environ["GEMIMG_BASE_URL"], "the environment chose the gateway"
+    assert sess.backend == "sim" and sess.sim is not None, "the environment chose the built-in simulator"
+    assert sess.store.root == Path(os.environ["GEMIMG_OUTPUT_DIR"])
