@@ -370,6 +370,16 @@ class JobRunner:
         """Start one job and return at once (a cache hit returns a finished job)."""
         if self._closed:
             raise JobError("the job runner is shut down; load the extension again")
+        key = params.cache_key(repeat)
+        if not fresh:  # the same request already running: share it instead of paying twice
+            with self._lock:
+                running = next(
+                    (j for j in self._jobs.values() if j.key == key and not j.done() and not j._cancel), None
+                )
+            if running is not None:
+                for listener in listeners:
+                    running.add_listener(listener)
+                return running
         job = Job(params, repeat=repeat, sweep_id=sweep_id, backend=self.backend)
         for listener in listeners:
             job.add_listener(listener)
@@ -679,7 +689,10 @@ class JobRunner:
         expected = min(estimates) if len(estimates) == 1 else statistics.fmean(estimates)
         remaining = expected - elapsed
         if remaining > 2 * s.poll_min:
-            return self._jitter(min(s.poll_max, max(s.poll_min, 0.75 * remaining)))
+            delay = 0.75 * remaining
+            if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
+                delay = min(delay, max(s.poll_min, 0.5 * elapsed))
+            return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
         return self._jitter(s.poll_min)
 
     def _progress_eta(self, looks: Sequence[tuple[float, int]]) -> tuple[float, float] | None:

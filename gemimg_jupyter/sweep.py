@@ -37,6 +37,7 @@ caller injects.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -596,14 +597,14 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
     if name == "ref":
         if item is None or (isinstance(item, str) and item.strip().lower() in _NONE_TOKENS):
             return [((), "none")]
-        members = [item] if isinstance(item, (str, ReferenceImage)) else item
-        if not isinstance(members, (list, tuple)):
+        if not isinstance(item, (list, tuple, str, ReferenceImage)) and not _image_like(item):
             raise ValidationError(
                 "ref",
                 item,
                 "",
                 detail=f"a ref value must be a file name, URL, ReferenceImage, a list of them or None, not {type(item).__name__}",
             )
+        members = list(item) if isinstance(item, (list, tuple)) else [item]
         refs: list[ReferenceImage] = []
         labels: list[str] = []
         for member in members:
@@ -613,6 +614,11 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
             elif isinstance(member, str) and member.strip():
                 refs.append(_resolve(member.strip(), resolve_ref))
                 labels.append(_basename(member.strip()))
+            elif resolve_ref is not None and _image_like(member):
+                # a PIL image, bytes or a path object: the session's resolver loads and checks it
+                ref = resolve_ref(member)
+                refs.append(ref)
+                labels.append(f"{_basename(ref.name)}#{ref.sha256[:6]}")
             else:
                 raise ValidationError(
                     "ref",
@@ -626,6 +632,11 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
     if name == "prompt":
         return [(item, item.strip() or "(empty)")]
     return _parse_token(name, item.strip(), resolve_ref)
+
+
+def _image_like(value: object) -> bool:
+    """Bytes, a path object or a PIL image: things the session's resolver can load."""
+    return isinstance(value, (bytes, bytearray, os.PathLike)) or (hasattr(value, "save") and hasattr(value, "size"))
 
 
 def _parse_numbers(name: str, token: str) -> list[float]:

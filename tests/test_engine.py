@@ -281,3 +281,15 @@ def test_wrong_key_fails_fast_without_retries(tmp_output: Path) -> None:
         runner.shutdown()
     finally:
         server.stop()
+
+
+def test_the_same_request_while_running_is_shared_not_paid_twice(sim: Any, fast_settings: Settings) -> None:
+    sim.configure(latency=(0.6, 0.8))
+    runner = runner_for(sim, fast_settings)
+    first = runner.submit(params("twice"))
+    second = runner.submit(params("twice"))
+    fresh = runner.submit(params("twice"), fresh=True)
+    assert second is first and fresh is not first
+    runner.wait(timeout=20)
+    assert sim.stats()["submits_accepted"] == 2
+    runner.shutdown()
