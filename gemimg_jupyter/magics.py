@@ -96,12 +96,27 @@ class _SubParser(argparse.ArgumentParser):
         raise _Stop
 
 
+_RANGE_TAIL = re.compile(r"^(\[\s*\d+\s*\]|\(\s*[+-]?[\d.]+\s*\))$")
+
+
 def _split(line: str) -> list[str]:
-    """Shell-like splitting of a magic line (quotes group, and are removed)."""
+    """Shell-like splitting of a magic line (quotes group, and are removed).
+
+    A sweep range written without quotes (``--sweep temperature=0.2-1.4 [4]``)
+    splits at the space; its ``[N]`` or ``(+S)`` tail is joined back on.
+    """
     try:
-        return shlex.split(line, posix=os.name != "nt")
+        words = shlex.split(line, posix=os.name != "nt")
     except ValueError as exc:
         raise UsageError(f"cannot read the options: {exc} (check the quotes)") from None
+    joined: list[str] = []
+    for word in words:
+        prev = joined[-1] if joined else ""
+        if _RANGE_TAIL.match(word) and "=" in prev and (not prev.startswith("-") or prev.startswith("--sweep=")):
+            joined[-1] = f"{joined[-1]} {word}"
+        else:
+            joined.append(word)
+    return joined
 
 
 def _say(text: str) -> None:

@@ -541,3 +541,11 @@ def test_changing_the_output_dir_moves_the_store(gem: Any, tmp_path: Path) -> No
 def test_the_session_is_the_shared_one(gem: Any) -> None:
     assert isinstance(magics(gem).session(), Session)
     assert magics(gem).session() is get_session()
+
+
+def test_unquoted_sweep_ranges_are_read_whole() -> None:
+    from gemimg_jupyter.magics import _split
+
+    assert _split("--sweep temperature=0.2-1.4 [4] -n 2") == ["--sweep", "temperature=0.2-1.4 [4]", "-n", "2"]
+    assert _split("--sweep=top_p=1-0.6 (-0.2)") == ["--sweep=top_p=1-0.6 (-0.2)"]
+    assert _split('--sweep "size=1:1,16:9" -t 0.5') == ["--sweep", "size=1:1,16:9", "-t", "0.5"]
