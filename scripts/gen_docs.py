@@ -65,7 +65,7 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
     "--sweep": (
         "%%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9\nA paper-cut fox in a forest",
         "The first axis runs across, the second down, a third makes one grid per value. "
-        "Quote a spec that contains spaces: `--sweep 'temperature=0.2-1.4 [4]'`. "
+        "A range's count or step may follow after a space (`--sweep temperature=0.2-1.4 [4]`); quote any other spec with spaces. "
         "Axis syntax (lists, ranges, prompt search/replace, reference sets): [sweeps.md](sweeps.md).",
     ),
     "--yes": (
