@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,25 @@ from gemimg_jupyter.settings import RetryPolicy, Settings
 FAKE_KEY = "sk-test-FAKEKEY-0123456789abcdefXYZ"
 #: Retries that do not slow the suite down (Retry-After is still honoured).
 FAST_RETRY = RetryPolicy(max_tries=6, base=0.05, cap=0.5, jitter=0.1, max_retry_after=5.0)
+
+
+#: The built-in simulator, fast: for tests that let a Session start its own.
+SIM_OPTIONS = {"latency": (0.05, 0.2), "queue_delay": (0.0, 0.02), "seed": 11}
+
+
+def quick_settings(output_dir: Path, **changes: Any) -> Settings:
+    """Settings for a Session with its own fast simulator (override anything with ``changes``)."""
+    base = Settings(
+        backend="sim",
+        output_dir=output_dir,
+        sim_options=SIM_OPTIONS,
+        retry=FAST_RETRY,
+        poll_first=0.05,
+        poll_min=0.05,
+        poll_max=0.2,
+        job_timeout=30.0,
+    )
+    return base.replace(**changes)
 
 
 @pytest.fixture(autouse=True)

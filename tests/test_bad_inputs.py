@@ -42,9 +42,8 @@ from gemimg_jupyter.session import Session, get_session, reset_session
 from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import FAST_RETRY
+from .conftest import quick_settings
 
-SIM_OPTIONS = {"latency": (0.05, 0.2), "queue_delay": (0.0, 0.02), "seed": 5}
 ERROR_COLOR = "#cf222e"  # the panel's "error" level
 WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 HOSTILE = "<script>alert(1)</script> & <b>a fox</b>"
@@ -70,20 +69,6 @@ def bomb_png(w: int = 30000, h: int = 30000) -> bytes:
     idat = b"".join(comp.compress(row) for _ in range(h)) + comp.flush()
     ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)  # 1-bit greyscale
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
-
-
-def quick_settings(output_dir: Path, **changes: Any) -> Settings:
-    base = Settings(
-        backend="sim",
-        output_dir=output_dir,
-        sim_options=SIM_OPTIONS,
-        retry=FAST_RETRY,
-        poll_first=0.05,
-        poll_min=0.05,
-        poll_max=0.2,
-        job_timeout=30.0,
-    )
-    return base.replace(**changes)
 
 
 def visible(widget: Any) -> str:

@@ -23,25 +23,8 @@ from gemimg_jupyter.display import JobView, SweepView
 from gemimg_jupyter.errors import ValidationError
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
-from gemimg_jupyter.settings import Settings
 
-from .conftest import FAKE_KEY, FAST_RETRY
-
-SIM_OPTIONS = {"latency": (0.05, 0.2), "queue_delay": (0.0, 0.02), "seed": 11}
-
-
-def quick_settings(output_dir: Path, **changes: Any) -> Settings:
-    base = Settings(
-        backend="sim",
-        output_dir=output_dir,
-        sim_options=SIM_OPTIONS,
-        retry=FAST_RETRY,
-        poll_first=0.05,
-        poll_min=0.05,
-        poll_max=0.2,
-        job_timeout=30.0,
-    )
-    return base.replace(**changes)
+from .conftest import FAKE_KEY, SIM_OPTIONS, quick_settings
 
 
 @pytest.fixture
