@@ -393,8 +393,9 @@ class Session:
         listeners: Sequence[Listener] = (),
     ) -> Job:
         """Run already-validated parameters (budget checked first)."""
-        cost, _cached = self.estimate([(params, repeat)])
-        self.check_budget((params.price_usd or 0.0) if fresh else cost)
+        if self.settings.max_cost_usd is not None:  # the look-up is only worth it with a budget
+            cost = (params.price_usd or 0.0) if fresh else self.estimate([(params, repeat)])[0]
+            self.check_budget(cost)
         job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners)
         self._count_hit(job)
         if wait:
