@@ -209,6 +209,9 @@ class Store:
             raise ValueError(f"cannot update {sorted(unknown)}")
         if not fields:
             return
+        if fields.get("path"):  # kept relative to the output folder, so the folder can be moved
+            path = Path(fields["path"])
+            fields["path"] = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
         cols = ", ".join(f"{name} = ?" for name in fields)
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
@@ -217,7 +220,7 @@ class Store:
         """One row by its ``client_business_id``."""
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
-        return _row(row) if row else None
+        return self._row(row) if row else None
 
     def rows(
         self, *, states: tuple[str, ...] | None = None, sweep_id: str | None = None, limit: int | None = None
@@ -239,7 +242,7 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
             found = self._db.execute(sql, args).fetchall()
-        return [_row(r) for r in found]
+        return [self._row(r) for r in found]
 
     def pending(self, backend: str | None = None) -> list[LedgerRow]:
         """Rows that were started but never finished (for ``resume``)."""
@@ -254,7 +257,7 @@ class Store:
                 (key,),
             ).fetchall()
         for r in found:
-            row = _row(r)
+            row = self._row(r)
             if row.path and Path(row.path).is_file():
                 return row
         return None
@@ -331,13 +334,16 @@ class Store:
             raise
         return target
 
+    def _row(self, r: sqlite3.Row) -> LedgerRow:
+        return _row(r, self.root)
+
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest finished images whose files exist."""
         rows = self.rows(states=("done",), limit=limit * 2)
         return [r for r in rows if r.path and Path(r.path).is_file()][:limit]
 
 
-def _row(r: sqlite3.Row) -> LedgerRow:
+def _row(r: sqlite3.Row, root: Path) -> LedgerRow:
     return LedgerRow(
         cbid=r["cbid"],
         key=r["key"],
@@ -353,6 +359,6 @@ def _row(r: sqlite3.Row) -> LedgerRow:
         submitted=r["submitted"],
         finished=r["finished"],
         expires_at=r["expires_at"],
-        path=r["path"],
+        path=str(root / r["path"]) if r["path"] else None,
         error=r["error"],
     )

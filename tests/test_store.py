@@ -76,3 +76,17 @@ def test_two_processes_share_one_ledger(tmp_output: Path) -> None:
         assert p.exitcode == 0
     rows = Store(tmp_output).rows()
     assert len(rows) == 80 and all(r.state == "done" for r in rows)
+
+
+def test_a_moved_output_folder_keeps_its_cache(tmp_output: Path) -> None:
+    import shutil
+
+    store = Store(tmp_output)
+    store.add(cbid="c1", key="k1", repeat=0, params={"prompt": "fox"}, backend="sim", price_usd=0.05)
+    path = store.write_image(png(), "fox.png", {"task_id": "t1"})
+    store.update("c1", state="done", path=str(path), finished=1.0)
+    store.close()
+    moved = tmp_output.parent / "moved"
+    shutil.move(str(tmp_output), moved)
+    hit = Store(moved).lookup("k1")
+    assert hit is not None and hit.path == str(moved.resolve() / "images" / "fox.png")
