@@ -252,3 +252,13 @@ def verdict(value: float, target: float, *, below: bool = True) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return "ok" if (value <= target if below else value >= target) else "MISS"
+
+
+def report(name: str, checks: Sequence[Mapping[str, Any]], data: Mapping[str, Any], *, elapsed: float) -> Path:
+    """Print the targets table and the run time, write ``results/<name>.json``; returns its path."""
+    print()
+    print(table(checks, ["figure", "value", "target", "verdict"], title="targets"))
+    print(f"(bench_{name} took {fmt(elapsed)} s)")
+    path = write_results(name, {**data, "checks": list(checks), "elapsed_s": elapsed})
+    print(f"wrote {path}")
+    return path

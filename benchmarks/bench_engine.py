@@ -43,7 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SimProcess, fmt, ideal_makespan, summary, table, verdict, write_results
+from _common import SimProcess, ideal_makespan, report, summary, table, verdict
 
 from gemimg_jupyter.client import ToAPIsClient
 from gemimg_jupyter.jobs import Job, JobRunner
@@ -422,30 +422,19 @@ def main(argv: list[str] | None = None) -> int:
             checks.append(
                 {"figure": f"engine N={r['n']} failed jobs", "value": r["failed"], "target": "0", "verdict": "MISS"}
             )
-    print()
-    print(table(checks, ["figure", "value", "target", "verdict"], title="targets"))
-    print(f"(bench_engine took {fmt(elapsed)} s)")
     for r in results:
         r.pop("durations_by_seq", None)
-    path = write_results(
-        args.name,
-        {
-            "config": {
-                "scale": args.scale,
-                "seed": args.seed,
-                "cap": args.cap,
-                "latency_real_s": LATENCY,
-                "queue_delay_real_s": QUEUE,
-                "naive_interval_real_s": NAIVE_INTERVAL,
-                "loop_sample": args.loop_sample,
-                "sim_nodelay": NODELAY,
-            },
-            "results": results,
-            "checks": checks,
-            "elapsed_s": elapsed,
-        },
-    )
-    print(f"wrote {path}")
+    config = {
+        "scale": args.scale,
+        "seed": args.seed,
+        "cap": args.cap,
+        "latency_real_s": LATENCY,
+        "queue_delay_real_s": QUEUE,
+        "naive_interval_real_s": NAIVE_INTERVAL,
+        "loop_sample": args.loop_sample,
+        "sim_nodelay": NODELAY,
+    }
+    report(args.name, checks, {"config": config, "results": results}, elapsed=elapsed)
     return 0
 
 

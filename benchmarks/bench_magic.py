@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import fmt, summary, table, verdict, write_results
+from _common import fmt, report, summary, table, verdict
 
 N_CELLS = 20
 N_JOBS = 100
@@ -254,12 +254,7 @@ def main() -> int:
             "verdict": verdict(v, 100.0),
         }
     )
-    print()
-    print(table(checks, ["figure", "value", "target", "verdict"], title="targets"))
-    elapsed = time.perf_counter() - t_start
-    print(f"(bench_magic took {fmt(elapsed)} s)")
-    path = write_results("magic", {"cells": cells, "responsiveness": resp, "checks": checks, "elapsed_s": elapsed})
-    print(f"wrote {path}")
+    report("magic", checks, {"cells": cells, "responsiveness": resp}, elapsed=time.perf_counter() - t_start)
     return 0
 
 

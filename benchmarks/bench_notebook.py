@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, SimProcess, fmt, table, verdict, write_results
+from _common import ROOT, SimProcess, fmt, report, table, verdict
 
 TARGETS = {"grid_bytes": 2 * 1024 * 1024, "rss_mb": 500.0}
 
@@ -260,12 +260,7 @@ def main() -> int:
             "verdict": verdict(memory["peak_rss_mb"], TARGETS["rss_mb"]),
         }
     )
-    print()
-    print(table(checks, ["figure", "value", "target", "verdict"], title="targets"))
-    elapsed = time.perf_counter() - t_start
-    print(f"(bench_notebook took {fmt(elapsed)} s)")
-    path = write_results("notebook", {"notebook": size, "memory": memory, "checks": checks, "elapsed_s": elapsed})
-    print(f"wrote {path}")
+    report("notebook", checks, {"notebook": size, "memory": memory}, elapsed=time.perf_counter() - t_start)
     return 0
 
 
