@@ -210,8 +210,11 @@ class Job:
                 self._image = img
         return self._image
 
-    def thumbnail(self, long_side: int = 320) -> Image.Image:
-        """A small copy for grids and galleries; cached, without keeping the full image in memory."""
+    def thumbnail(self, long_side: int = 320, *, keep: bool = True) -> Image.Image:
+        """A small copy for grids and galleries, without keeping the full image in memory.
+
+        ``keep=False`` does not cache it (the preview only needs its PNG bytes).
+        """
         cached = self._thumbs.get(long_side)
         if cached is None:
             if self._image is not None:
@@ -222,13 +225,14 @@ class Job:
                 with Image.open(self.path) as img:
                     img.draft("RGB", (long_side, long_side))  # cheap downscale for JPEG-like sources
                     cached = thumbnail(img, long_side)
-            self._thumbs[long_side] = cached
+            if keep:
+                self._thumbs[long_side] = cached
         return cached
 
     def preview_png(self, long_side: int = PREVIEW_LONG_SIDE) -> bytes:
         """A notebook-sized PNG (full-size images stay on disk)."""
         if self._preview is None:
-            self._preview = png_bytes(self.thumbnail(long_side))
+            self._preview = png_bytes(self.thumbnail(long_side, keep=False))
         return self._preview
 
     def cancel(self, *, drop: bool = False) -> bool:

@@ -75,16 +75,7 @@ def sim() -> Iterator[object]:
 @pytest.fixture
 def fast_settings(sim: object, tmp_output: Path) -> Settings:
     """Settings that point at the ``sim`` fixture with quick polling."""
-    return Settings(
-        backend="sim",
-        base_url=sim.base_url,  # type: ignore[attr-defined]
-        output_dir=tmp_output,
-        retry=FAST_RETRY,
-        poll_first=0.05,
-        poll_min=0.05,
-        poll_max=0.3,
-        job_timeout=30.0,
-    )
+    return quick_settings(tmp_output, base_url=sim.base_url, poll_max=0.3)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
