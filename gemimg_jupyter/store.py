@@ -263,8 +263,18 @@ class Store:
         return None
 
     def cached_keys(self, keys: list[str]) -> set[str]:
-        """Which of ``keys`` have a stored image."""
-        return {k for k in keys if self.lookup(k) is not None}
+        """Which of ``keys`` have a stored image (one query per 500 keys, not one per key)."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            with self._lock:
+                rows = self._db.execute(
+                    f"SELECT key, path FROM jobs WHERE state = 'done' AND path IS NOT NULL AND key IN ({marks})",  # noqa: S608 - only placeholders
+                    chunk,
+                ).fetchall()
+            found.update(r["key"] for r in rows if (self.root / r["path"]).is_file())
+        return found
 
     def totals(self) -> dict[str, float]:
         """Money in the ledger: ``spent`` (settled or in flight, not refunded) and counts."""

@@ -90,3 +90,14 @@ def test_a_moved_output_folder_keeps_its_cache(tmp_output: Path) -> None:
     shutil.move(str(tmp_output), moved)
     hit = Store(moved).lookup("k1")
     assert hit is not None and hit.path == str(moved.resolve() / "images" / "fox.png")
+
+
+def test_cached_keys_checks_many_keys_at_once(tmp_output: Path) -> None:
+    store = Store(tmp_output)
+    for i in range(3):
+        store.add(cbid=f"c{i}", key=f"k{i}", repeat=0, params={}, backend="sim", price_usd=0.05)
+        path = store.write_image(png(), f"f{i}.png", {})
+        store.update(f"c{i}", state="done", path=str(path), finished=float(i))
+    (store.images_dir / "f1.png").unlink()
+    keys = [f"k{i}" for i in range(3)] + [f"missing{i}" for i in range(600)]
+    assert store.cached_keys(keys) == {"k0", "k2"}
