@@ -259,8 +259,6 @@ class Session:
         )
         self.store = Store(self.settings.output_dir)
         self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
-        self.cache_hits = 0
-        self.saved_usd = 0.0
         self.sweeps: list[SweepResult] = []
         self._closed = False
 
@@ -347,10 +345,15 @@ class Session:
         if spent + estimate_usd > budget + 1e-9:
             raise BudgetExceededError(estimate_usd, spent, budget)
 
-    def _count_hit(self, job: Job) -> None:
-        if job.cached:
-            self.cache_hits += 1
-            self.saved_usd += job.params.price_usd or 0.0
+    @property
+    def cache_hits(self) -> int:
+        """Images this session took from the store instead of paying for them."""
+        return sum(1 for job in self.runner.jobs if job.cached)
+
+    @property
+    def saved_usd(self) -> float:
+        """What those cache hits would have cost."""
+        return sum(job.params.price_usd or 0.0 for job in self.runner.jobs if job.cached)
 
     # ---- generating ------------------------------------------------------------------------
 
@@ -397,7 +400,6 @@ class Session:
             cost = (params.price_usd or 0.0) if fresh else self.estimate([(params, repeat)])[0]
             self.check_budget(cost)
         job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners)
-        self._count_hit(job)
         if wait:
             job.result()
         return job
@@ -478,7 +480,6 @@ class Session:
         for cell in plan.cells:
             job = self.runner.submit(cell.params, repeat=cell.repeat, fresh=fresh, sweep_id=sweep_id, listeners=())
             result.jobs.append(job)
-            self._count_hit(job)
         for job in result.jobs:
             for listener in all_listeners:
                 job.add_listener(listener)
