@@ -33,7 +33,7 @@ from .errors import (
     TaskExpiredError,
     TaskFailedError,
 )
-from .images import png_bytes, thumbnail
+from .images import png_bytes, read_provenance, thumbnail
 from .models import GenerationParams, JobState, ReferenceImage, TaskStatus
 from .settings import Settings
 from .store import LedgerRow, Store, safe_filename
@@ -743,8 +743,6 @@ class JobRunner:
 
 
 def _provenance_from_file(path: Path) -> dict[str, Any]:
-    from .images import read_provenance
-
     try:
         return read_provenance(path)
     except (OSError, ValueError):
