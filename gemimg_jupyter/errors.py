@@ -46,6 +46,7 @@ __all__ = [
     "NotFoundError",
     "RateLimitError",
     "ServerError",
+    "TaskBlockedError",
     "TaskExpiredError",
     "TaskFailedError",
     "ValidationError",
@@ -217,6 +218,10 @@ class TaskFailedError(JobError):
     def __init__(self, message: str, *, task_id: str | None = None, code: str | None = None) -> None:
         super().__init__(message, task_id=task_id)
         self.code = code
+
+
+class TaskBlockedError(TaskFailedError):
+    """The gateway refused the task for a safety or content-policy reason."""
 
 
 class TaskExpiredError(JobError):

@@ -65,7 +65,7 @@ __all__ = [
 MAX_GRID_PNG_BYTES = 2_000_000
 
 PENDING_STATES = frozenset({"queued", "uploading", "submitting", "submitted", "in_progress", "downloading"})
-FAILED_STATES = frozenset({"failed", "expired", "timeout"})
+FAILED_STATES = frozenset({"failed", "blocked", "expired", "timeout"})
 _IMAGE_STATES = frozenset({"done", "cached"})
 
 _FontT: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont

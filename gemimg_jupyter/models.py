@@ -421,7 +421,11 @@ def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -
 
 class JobState(str, enum.Enum):
     """Where one job is. Terminal states are ``done``, ``cached``, ``failed``,
-    ``expired``, ``timeout`` and ``cancelled``."""
+    ``blocked``, ``expired``, ``timeout`` and ``cancelled``.
+
+    ``blocked`` is a task the gateway refused for a safety or content-policy
+    reason: no image, shown with its reason, not as a generic failure.
+    """
 
     QUEUED = "queued"
     UPLOADING = "uploading"
@@ -432,6 +436,7 @@ class JobState(str, enum.Enum):
     DONE = "done"
     CACHED = "cached"
     FAILED = "failed"
+    BLOCKED = "blocked"
     EXPIRED = "expired"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
@@ -451,7 +456,15 @@ class JobState(str, enum.Enum):
 
 
 _TERMINAL = frozenset(
-    {JobState.DONE, JobState.CACHED, JobState.FAILED, JobState.EXPIRED, JobState.TIMEOUT, JobState.CANCELLED}
+    {
+        JobState.DONE,
+        JobState.CACHED,
+        JobState.FAILED,
+        JobState.BLOCKED,
+        JobState.EXPIRED,
+        JobState.TIMEOUT,
+        JobState.CANCELLED,
+    }
 )
 
 
@@ -459,8 +472,10 @@ _TERMINAL = frozenset(
 class TaskStatus:
     """One parsed answer of the task status endpoint (or of submit).
 
-    ``status`` is normalised to ``queued``, ``in_progress``, ``completed`` or
-    ``failed`` (``submitted`` is read as ``queued``).
+    ``status`` is normalised to ``queued``, ``in_progress``, ``completed``,
+    ``failed`` or ``unknown`` (a word the client does not know: shown to the
+    user, never polled forever); ``raw_status`` keeps the gateway's own word.
+    ``blocked`` marks a failure for a safety or content-policy reason.
     """
 
     id: str
@@ -476,6 +491,8 @@ class TaskStatus:
     client_business_id: str | None = None
     billing_status: str | None = None
     cost_usd: float | None = None
+    raw_status: str | None = None
+    blocked: bool = False
 
     @property
     def is_terminal(self) -> bool:
