@@ -561,6 +561,19 @@ class ToAPIsClient:
         result: TaskStatus = self._retrying("status", attempt)
         return result
 
+    def list_models(self, kind: str = "image") -> list[str]:
+        """The model ids the key may use (``GET /v1/models?type=image``; free)."""
+
+        def attempt() -> list[str]:
+            body = self._json(self._send("query", "GET", "/v1/models", params={"type": kind}))
+            data = body.get("data")
+            items = data if isinstance(data, list) else []
+            ids = [item.get("id") if isinstance(item, Mapping) else item for item in items]
+            return [str(i) for i in ids if isinstance(i, str) and i.strip()]
+
+        result: list[str] = self._retrying("models", attempt)
+        return result
+
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
         """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
         try:

@@ -484,3 +484,19 @@ def test_a_corrupt_download_is_fetched_again_and_the_good_copy_kept() -> None:
     client, _ = make_client()
     assert client.download("https://files.test/r.png", expected=(1024, 1024)) == good
     assert len(responses.calls) == 2
+
+
+def test_list_models_against_the_simulator(sim: object) -> None:
+    from gemimg_jupyter.models import MODELS
+
+    client = ToAPIsClient(sim.base_url, Secret(FAKE_KEY), retry=FAST)  # type: ignore[attr-defined]
+    try:
+        assert set(client.list_models()) == set(MODELS)
+        sim.configure(unserved_models=["gemini-2.5-flash-image-preview"], style="newapi")  # type: ignore[attr-defined]
+        assert "gemini-2.5-flash-image-preview" not in client.list_models()
+        params = GenerationParams.create("fox", model="gemini-2.5-flash-image-preview")
+        with pytest.raises(ModelUnavailableError, match="model not available \\(503\\)"):
+            client.submit(params, client_business_id="cb-unserved")
+        assert sim.stats()["submits_accepted"] == 0  # type: ignore[attr-defined]
+    finally:
+        client.close()
