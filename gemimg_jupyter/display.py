@@ -54,7 +54,7 @@ from .errors import (
     redact,
 )
 from .images import png_bytes, thumbnail
-from .models import JobState, ModelSpec
+from .models import JobState, ModelSpec, shown_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import DisplayHandle
@@ -122,7 +122,7 @@ _MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
 
 def _short(text: str, limit: int = PROMPT_CHARS) -> str:
     """The first line of ``text``, ellipsized to ``limit`` characters."""
-    one = " ".join(text.split())
+    one = shown_text(" ".join(text.split()))
     return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
@@ -233,7 +233,7 @@ def status_html(job: Job) -> str:
     bits.append(html.escape("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd)))
     bits.append(f"job <code>{html.escape(job.id)}</code>")
     bits.append(html.escape(f"{job.params.size} {job.params.resolution}"))
-    bits.append(f'<span title="{html.escape(prompt)}">“{html.escape(_short(prompt))}”</span>')
+    bits.append(f'<span title="{html.escape(shown_text(prompt))}">“{html.escape(_short(prompt))}”</span>')
     return f'<div class="gemimg-status" style="{_MONO}">' + " · ".join(bits) + "</div>"
 
 
@@ -246,7 +246,7 @@ def _error_bundle(job: Job) -> Bundle:
         f'<div class="gemimg-error" style="{_MONO} color:{color}">'
         f"<b>{html.escape(_ICONS.get(state, '✗'))} {html.escape(state.value)}</b> after "
         f"{html.escape(_seconds(job.elapsed))} (job <code>{html.escape(job.id)}</code>): {html.escape(line)}"
-        f'<span style="color:#757575" title="{html.escape(job.params.prompt)}"> · “'
+        f'<span style="color:#757575" title="{html.escape(shown_text(job.params.prompt))}"> · “'
         f"{html.escape(_short(job.params.prompt, 40))}”</span></div>"
     )
     return {"text/plain": text, "text/html": markup}, {"gemimg_status": {"job": job.id, "state": state.value}}

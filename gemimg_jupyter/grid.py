@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from PIL import Image, ImageDraw, ImageFont
 
 from .images import png_bytes, png_with_provenance
+from .models import shown_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sweep import SweepPlan
@@ -740,7 +741,7 @@ def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
         search = str(next(a for a in plan.axes if a.name == "prompt").values[0])
         prompt = plan.base.prompt.replace(search, f"[{search}]")
     if prompt is not None:
-        text = " ".join(str(prompt).split())
+        text = shown_text(" ".join(str(prompt).split()))
         if len(text) > max_prompt:
             text = text[: max_prompt - 1].rstrip() + "…"
         parts.append(f'"{text}"')

@@ -22,10 +22,12 @@ or, in ``ipython_config.py``, ``c.GemimgMagics.model = "gemini-2.5-flash-image-o
 from __future__ import annotations
 
 import argparse
+import builtins
 import difflib
 import getpass
 import inspect
 import keyword
+import math
 import os
 import re
 import shlex
@@ -165,6 +167,38 @@ class _Formatter(string.Formatter):
         return kwargs[key]
 
 
+_STOPPED_WAITING = "gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)"
+
+# names a result must not take: IPython's own, and the builtins every later cell relies on
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "display", "__builtins__"})
+
+
+def _check_output_name(name: str) -> None:
+    """Refuse an ``-o`` name that is not a plain variable or would break the kernel's own names."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        what = "a Python keyword" if keyword.iskeyword(name) else "not a valid Python name"
+        raise UsageError(f"-o/--output {name!r} is {what}; use letters, digits and _, not starting with a digit")
+    if hasattr(builtins, name) or name in _IPYTHON_NAMES or name.startswith("_"):
+        if name in _IPYTHON_NAMES:
+            whose = "an IPython"
+        elif hasattr(builtins, name):
+            whose = "a Python built-in"
+        else:
+            whose = "an underscore"
+        raise UsageError(
+            f"-o/--output {name!r} would replace {whose} name and break later cells; choose another name, e.g. img_1"
+        )
+
+
+class _Number(Float):  # type: ignore[type-arg]
+    """A float trait that refuses ``True``/``False`` (traitlets would read them as 1.0/0.0)."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise _TraitError(f"{self.name} {value!r} is not allowed; use a number")
+        return super().validate(obj, value)
+
+
 @magics_class
 class GemimgMagics(Magics):
     """Gemini image generation from the notebook: ``%%gemimg`` and ``%gemimg``."""
@@ -176,15 +210,15 @@ class GemimgMagics(Magics):
     resolution = Unicode(
         _RESOLUTION_DEFAULT, help="Default resolution ('1K'; '2K'/'4K' where the model has them)."
     ).tag(config=True)
-    temperature = Float(0.8, help="Default temperature, 0–2 (models with sampling controls only).").tag(config=True)
-    top_p = Float(0.95, help="Default top-p, 0–1 (models with sampling controls only).").tag(config=True)
+    temperature = _Number(0.8, help="Default temperature, 0–2 (models with sampling controls only).").tag(config=True)
+    top_p = _Number(0.95, help="Default top-p, 0–1 (models with sampling controls only).").tag(config=True)
     output_dir = Unicode("", help="Where the ledger and images go; empty: $GEMIMG_OUTPUT_DIR or ./gemimg_outputs.").tag(
         config=True
     )
-    max_cost_usd = Float(None, allow_none=True, help="Spending budget for the session in USD (None: no budget).").tag(
+    max_cost_usd = _Number(None, allow_none=True, help="Spending budget for the session in USD (None: no budget).").tag(
         config=True
     )
-    confirm_above_usd = Float(
+    confirm_above_usd = _Number(
         1.0, allow_none=True, help="Sweeps estimated above this many USD need --yes (None: never ask)."
     ).tag(config=True)
     cell_size = Int(320, help="Pixel size of one cell of a sweep grid (64–1024).").tag(config=True)
@@ -251,7 +285,7 @@ class GemimgMagics(Magics):
     @validate("max_cost_usd", "confirm_above_usd")
     def _valid_usd(self, proposal: dict[str, Any]) -> float | None:
         value = proposal["value"]
-        if value is not None and value < 0:
+        if value is not None and (not math.isfinite(value) or value < 0):
             raise _TraitError(f"{proposal['trait'].name} {value!r} is not allowed; use 0 or more dollars, or None")
         return None if value is None else float(value)
 
@@ -296,7 +330,15 @@ class GemimgMagics(Magics):
             max_cost_usd=self.max_cost_usd,
         )
         if wanted != sess.settings:
-            reset_session(wanted)
+            try:
+                reset_session(wanted)
+            except GemimgError as err:  # the old value stays, as for any refused value
+                self._ready = False  # the session was not replaced; put the old value back without a switch
+                try:
+                    self.set_trait(change["name"], change["old"])
+                finally:
+                    self._ready = True
+                raise _TraitError(error_line(err)) from None
 
     # ---- the session ---------------------------------------------------------------------
 
@@ -451,15 +493,20 @@ class GemimgMagics(Magics):
         """
         args = self.parse_cell(line, cell)
         with self._errors(args.debug):
-            return self._run_cell(args)
+            try:
+                return self._run_cell(args)
+            except KeyboardInterrupt:  # Ctrl-C anywhere in a waiting cell stops the wait, never the jobs
+                if not args.wait:
+                    raise
+                _say(_STOPPED_WAITING)
+                return None
 
     def parse_cell(self, line: str, cell: str) -> CellArgs:
         """Parse options and expand ``{var}`` in the prompt and ``--ref`` (no request is made)."""
         ns = self.gemimg_cell.parser.parse_args(_split(line))
         output = ns.output
-        if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
-            what = "a Python keyword" if keyword.iskeyword(output) else "not a valid Python name"
-            raise UsageError(f"-o/--output {output!r} is {what}; use letters, digits and _, not starting with a digit")
+        if output is not None:
+            _check_output_name(output)
         if not 1 <= ns.repeats <= MAX_REPEATS:
             raise UsageError(f"-n/--repeats {ns.repeats} is not allowed; use a whole number from 1 to {MAX_REPEATS}")
         if not cell.strip():
@@ -605,7 +652,7 @@ class GemimgMagics(Magics):
                     return False
                 view.wait_final(10.0 if left is None else max(0.5, left))
         except KeyboardInterrupt:
-            _say("gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)")
+            _say(_STOPPED_WAITING)
             return False
         return True
 
@@ -714,7 +761,7 @@ class GemimgMagics(Magics):
                     if any(j in jobs for j in sweep.jobs):
                         sweep.wait(timeout=10)
         except KeyboardInterrupt:
-            _say("gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them)")
+            _say(_STOPPED_WAITING)
             return
         left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
         views = [v for v in self._views if any(j in jobs for j in _jobs_of(v))]

@@ -12,6 +12,8 @@ import enum
 import hashlib
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -364,6 +366,20 @@ class GenerationParams:
         return body
 
 
+# marks that change how text around them is shown (bidirectional overrides, isolates, embeddings)
+_DIRECTION_MARKS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")  # letters that draw nothing
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or char in _BLANKS or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def shown_text(text: str) -> str:
+    """``text`` with direction-override marks written as escapes (``\\u202e``), safe to show next to other text."""
+    return _DIRECTION_MARKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def validate_prompt(prompt: object, spec: ModelSpec | None = None) -> str:
     """A non-empty prompt of printable text within the model's length limit."""
     if not isinstance(prompt, str):
@@ -371,6 +387,13 @@ def validate_prompt(prompt: object, spec: ModelSpec | None = None) -> str:
     text = prompt.strip()
     if not text:
         raise ValidationError("prompt", prompt, "", detail="prompt is empty; write what the image should show")
+    if all(_invisible(c) for c in text):
+        raise ValidationError(
+            "prompt",
+            "",
+            "",
+            detail=f"prompt has only invisible characters ({text[:8]!a}); write what the image should show",
+        )
     limit = spec.max_prompt_chars if spec is not None else MAX_PROMPT_CHARS
     if len(text) > limit:
         where = f" on {spec.id}" if spec is not None and limit != MAX_PROMPT_CHARS else ""

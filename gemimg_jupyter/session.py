@@ -574,9 +574,10 @@ def reset_session(settings: Settings | None = None) -> Session | None:
     """Close the default session; with ``settings``, start a new one."""
     global _DEFAULT
     with _DEFAULT_LOCK:
+        new = Session(settings) if settings is not None else None  # may raise: the old session then stays
         if _DEFAULT is not None:
             _DEFAULT.close()
-        _DEFAULT = Session(settings) if settings is not None else None
+        _DEFAULT = new
         return _DEFAULT
 
 

@@ -127,7 +127,7 @@ class Settings:
             raise ConfigError(f"backend {self.backend!r} is not known; use one of {', '.join(_BACKENDS)}")
         if self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
-        if self.max_cost_usd is not None and self.max_cost_usd < 0:
+        if self.max_cost_usd is not None and not self.max_cost_usd >= 0:  # refuses NaN too
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
         key: object = self.api_key
         if isinstance(key, str):  # accept a plain string, store it masked

@@ -532,3 +532,38 @@ def test_unquoted_sweep_ranges_are_read_whole() -> None:
     assert _split("--sweep temperature=0.2-1.4 [4] -n 2") == ["--sweep", "temperature=0.2-1.4 [4]", "-n", "2"]
     assert _split("--sweep=top_p=1-0.6 (-0.2)") == ["--sweep=top_p=1-0.6 (-0.2)"]
     assert _split('--sweep "size=1:1,16:9" -t 0.5') == ["--sweep", "size=1:1,16:9", "-t", "0.5"]
+
+
+# ---------------------------------------------------------------- interrupts and hostile text
+
+
+@pytest.mark.parametrize("moment", ["show", "attach", "wait"])
+def test_ctrl_c_anywhere_in_a_waiting_cell_is_one_line_and_the_job_keeps_running(
+    gem: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, moment: str
+) -> None:
+    def interrupt(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    if moment == "wait":
+        monkeypatch.setattr(Job, "wait", interrupt)
+    else:
+        monkeypatch.setattr(JobView, moment, interrupt)
+    gem.run_cell_magic("gemimg", "--wait", f"an interrupted lighthouse ({moment})")  # does not raise
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if "stopped waiting" in line]
+    assert lines == [
+        "gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)"
+    ]
+    assert "Traceback" not in out.out + out.err
+    monkeypatch.undo()
+    (job,) = get_session().jobs()
+    assert job.result(timeout=60).path is not None
+
+
+def test_direction_overrides_in_a_prompt_are_shown_escaped(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "--no-wait", "a fox \u202eeulb ni")
+    shown = json.dumps([o["data"] for o in gem.display_pub.outputs], ensure_ascii=False)
+    assert "\u202e" not in shown
+    assert "\\\\u202e" in shown  # the escape, as text (JSON doubles the backslash)
+    (job,) = get_session().jobs()
+    assert "\u202e" in job.params.prompt  # the request itself is not changed
