@@ -244,6 +244,7 @@ class GemimgMagics(Magics):
             "history": (self._cmd_history, "history [N]: the newest N images as a thumbnail strip"),
             "cost": (self._cmd_cost, "spent, saved by the cache, budget"),
             "models": (self._cmd_models, "the models with their sizes, resolutions, limits and price"),
+            "probe": (self._cmd_probe, "probe [--spend N]: check what the gateway really does for this key"),
             "login": (self._cmd_login, "ask for the ToAPIs key (hidden, kept in memory) and use the real gateway"),
             "backend": (self._cmd_backend, "backend [sim|toapis]: show or switch the backend"),
             "panel": (self._cmd_panel, "the ipywidgets control panel (same engine, same store)"),
@@ -810,6 +811,20 @@ class GemimgMagics(Magics):
     def _cmd_models(self, argv: list[str]) -> RichText:
         self._parser("models").parse_args(argv)
         return models_table(MODELS, default=self.model)
+
+    def _cmd_probe(self, argv: list[str]) -> None:
+        p = self._parser("probe")
+        p.add_argument("--spend", type=float, default=0.0, metavar="DOLLARS", help="allow paid checks up to this much")
+        p.add_argument("--yes", action="store_true", help="do not ask before paying")
+        ns = p.parse_args(argv)
+        if not ns.spend >= 0:
+            raise UsageError(f"%gemimg probe: --spend {ns.spend} is not allowed; use 0 or more dollars")
+        from .probe import run_probe
+
+        def confirm(question: str) -> bool:
+            return bool(ns.yes) or input(question).strip().lower() in ("y", "yes")
+
+        run_probe(self._current_settings(), spend=ns.spend, confirm=confirm, say=_say)
 
     def _switch(self, settings: Settings, *, force: bool) -> Session:
         running = self._running_jobs()

@@ -122,6 +122,11 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "history": ("%gemimg history 8", ""),
     "cost": ("%gemimg cost", ""),
     "models": ("%gemimg models", ""),
+    "probe": (
+        "%gemimg probe",
+        "Free checks of the gateway and the key; `--spend 0.20` also runs the paid ones, after asking. "
+        "How to read the report: [gateway.md](gateway.md).",
+    ),
     "login": (
         "%gemimg login",
         "The key is read with a hidden prompt and kept in memory only; it never appears in outputs, "

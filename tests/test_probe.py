@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,22 @@ def test_an_edge_that_refuses_library_user_agents_is_reported(tmp_path: Path, ke
     assert agent.verdict == "ok"
     assert "ours: HTTP 200; a library default: HTTP 403 (HTML: the edge refused it)" == agent.observed
     assert keyed_sim.stats()["requests"] == 3 and keyed_sim.stats()["submits_accepted"] == 0  # free only
+
+
+def test_the_magic_probes_the_sessions_gateway(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from IPython.core.error import UsageError
+
+    out_dir = tmp_path / "outputs"
+    monkeypatch.setenv("GEMIMG_BACKEND", "sim")
+    monkeypatch.setenv("GEMIMG_OUTPUT_DIR", str(out_dir))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    capsys.readouterr()
+    ip.run_line_magic("gemimg", "probe --spend 0.5")
+    out = capsys.readouterr().out
+    assert "probing the built-in simulator" in out  # the session is on the simulator, so the probe is too
+    assert_every_check_printed(out, FREE + PAID)
+    assert len(list((out_dir / "probe").glob("probe-*.json"))) == 1
+    with pytest.raises(UsageError, match=r"--spend -1.0 is not allowed; use 0 or more dollars"):
+        ip.run_line_magic("gemimg", "probe --spend -1")
