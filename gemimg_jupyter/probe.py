@@ -463,7 +463,7 @@ class _Probe:
 
         preview = MODELS["gemini-2.5-flash-image-preview"]
         if preview.id in self.listed and budget.fits(preview):
-            body = {"model": preview.id, "prompt": ("A fox. " * 200)[:1001], "size": "1:1", "n": 1}
+            body = {"model": preview.id, "prompt": ("A fox. " * 200)[:1000] + "!", "size": "1:1", "n": 1}
             resp = self.submit(body)
             if resp.status_code == 200:
                 limit.paid_usd = budget.pay(preview)

@@ -927,15 +927,9 @@ class SimServer:
             out["error"] = {"code": "generation_failed", "message": _failure_reason(task)}
             out["billing"] = dict(_REFUNDED)
         else:
-            done = int(task.created_wall + task.queue_s + task.run_s)
-            url = f"{self.base_url}/generated/{task.file_name}"
-            out |= {
-                "completed_at": done,
-                "expires_at": done + int(task.lifetime),
-                "result": {"type": "image", "data": [{"url": url}]},
-            }
+            out |= self._completion(task)
             if self.config.top_level_url:
-                out["url"] = url
+                out["url"] = out["result"]["data"][0]["url"]
             price = req.spec.price_usd
             if price is not None:
                 out["billing"] = {
@@ -974,15 +968,19 @@ class SimServer:
         if state == "failed":
             out |= {"progress": "100%", "fail_reason": _failure_reason(task), "billing": dict(_REFUNDED)}
         elif state == "completed":
-            done = int(task.created_wall + task.queue_s + task.run_s)
-            url = f"{self.base_url}/generated/{task.file_name}"
-            out |= {
-                "completed_at": done,
-                "expires_at": done + int(task.lifetime),
-                "result": {"type": "image", "data": [{"url": url}]},
-                "url": url,
-            }
+            out |= self._completion(task)
+            out["url"] = out["result"]["data"][0]["url"]
         return out
+
+    def _completion(self, task: _Task) -> dict[str, Any]:
+        """``completed_at``, ``expires_at`` and ``result`` of a completed task (both styles)."""
+        done = int(task.created_wall + task.queue_s + task.run_s)
+        url = f"{self.base_url}/generated/{task.file_name}"
+        return {
+            "completed_at": done,
+            "expires_at": done + int(task.lifetime),
+            "result": {"type": "image", "data": [{"url": url}]},
+        }
 
     def _unserved(self, payload: Any) -> _Reply | None:
         """503 ``model_not_found`` for a model no channel serves (New API's answer; also unknown ids in ``newapi``)."""
