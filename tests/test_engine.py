@@ -135,7 +135,9 @@ def test_corrupt_and_expired_results(sim: Any, fast_settings: Settings) -> None:
     runner = runner_for(sim, fast_settings)
     bad = runner.submit(params("corrupt"))
     bad.wait(20)
-    assert bad.state is JobState.FAILED and "not a readable image" in (bad.error or "")
+    # paid, but the bytes never decoded: not failed, resumable (the row keeps its cost and its reason)
+    assert bad.state is JobState.TIMEOUT and "not a readable image" in (bad.error or "")
+    assert [r.cbid for r in runner.store.orphans("sim")] == [bad.cbid]
     assert not list(runner.store.images_dir.glob("*corrupt*"))
     sim.configure(corrupt_image_rate=0.0, url_lifetime=0.2, latency=(0.05, 0.1))
     runner.settings = fast_settings.replace(poll_first=1.0)  # look only after the URL expired
