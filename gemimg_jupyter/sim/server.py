@@ -1070,6 +1070,8 @@ class SimServer:
             self._counts["downloads"] += 1
             if task.corrupt:
                 self._faults["corrupt_image"] += 1
+            if self.config.trickle_download > 0:
+                self._faults["trickle_download"] += 1
         return _Reply(
             200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
         )
