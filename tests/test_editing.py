@@ -301,3 +301,13 @@ def test_failed_cells_show_their_reason_and_a_lineage_report_shows_the_chain(gem
     report = sess.store.root / "reports" / f"lineage_{b.id}.html"
     body = report.read_text(encoding="utf-8")
     assert "a kite" in body and "a red kite" in body and body.count("data:image/jpeg;base64,") == 2
+
+
+def test_the_committed_editing_notebook_is_executed_and_small() -> None:
+    import nbformat
+
+    path = REPO / "notebooks" / "editing.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(shown) >= 7, "commit the notebook executed (python scripts/make_notebooks.py editing)"
+    assert path.stat().st_size < 1_500_000
