@@ -30,7 +30,17 @@ from .jobs import Job
 from .models import ReferenceImage
 from .store import LedgerRow, Store
 
-__all__ = ["Lineage", "Step", "edit_reference", "find_row", "ledger_cbid", "lineage", "lineage_strip", "row_of"]
+__all__ = [
+    "Lineage",
+    "Step",
+    "edit_reference",
+    "edited_cbids",
+    "find_row",
+    "ledger_cbid",
+    "lineage",
+    "lineage_strip",
+    "row_of",
+]
 
 #: A chain longer than this is cut (a guard against a damaged ledger that loops).
 MAX_STEPS = 200
@@ -70,6 +80,16 @@ def find_row(store: Store, ident: str) -> LedgerRow | None:
             (ident, ident.lower()),
         ).fetchone()
     return store.get(found[0]) if found else None
+
+
+def edited_cbids(store: Store) -> dict[str, int]:
+    """How many edits each image has (parent ``client_business_id`` → finished children), one query."""
+    with closing(sqlite3.connect(store.root / "ledger.sqlite3", timeout=30.0)) as db:
+        found = db.execute(
+            "SELECT json_extract(params, '$.parent.cbid') AS parent, COUNT(*) FROM jobs"
+            " WHERE state = 'done' AND params LIKE '%\"parent\"%' GROUP BY parent"
+        ).fetchall()
+    return {str(p): int(n) for p, n in found if p}
 
 
 def edit_reference(row: LedgerRow) -> tuple[ReferenceImage, dict[str, Any]]:

@@ -30,7 +30,7 @@ from .errors import BudgetExceededError, ConfigError, ValidationError
 from .grid import Tile, encode_grid_png, grid_for_plan
 from .images import load_reference
 from .jobs import Job, JobRunner, Listener
-from .lineage import Lineage, edit_reference, find_row, ledger_cbid, lineage, row_of
+from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
 from .settings import DEFAULT_BASE_URL, Secret, Settings
@@ -660,6 +660,10 @@ class Session:
     def picks(self) -> list[Pick]:
         """Every picked image of this output folder, newest first."""
         return self.pickbook.all()
+
+    def children_count(self) -> dict[str, int]:
+        """How many finished edits each image has (``client_business_id`` → count)."""
+        return edited_cbids(self.store)
 
     def save_report(self, target: object, path: str | Path | None = None) -> Path:
         """Write the HTML report of a sweep, or of an image's edit chain; returns its path.

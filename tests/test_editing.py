@@ -311,3 +311,55 @@ def test_the_committed_editing_notebook_is_executed_and_small() -> None:
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(shown) >= 7, "commit the notebook executed (python scripts/make_notebooks.py editing)"
     assert path.stat().st_size < 1_500_000
+
+
+# ---------------------------------------------------------------- the panel
+
+
+def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_output: Path) -> None:
+    from gemimg_jupyter.widgets import Panel
+
+    with Session(quick_settings(tmp_output)) as sess:
+        panel = Panel(session=sess)
+        try:
+            panel.prompt.value = "a ceramic teapot"
+            panel.generate_button.click()
+            assert panel.wait(30)
+            (first,) = panel._run.jobs
+            assert first.status == "done"
+            assert panel.detail_edit.layout.display is None and panel.detail_pick.layout.display is None
+
+            panel.detail_edit.click()
+            assert panel.prompt.value == "" and panel.edit_note.layout.display is None
+            assert f"--edit {first.id}" in panel.magic_text().splitlines()[0]
+            panel.prompt.value = "make the teapot blue"
+            sent = sess.sim.stats()["submits_accepted"]
+            panel.generate_button.click()
+            assert panel.wait(30)
+            (second,) = panel._run.jobs
+            assert second.status == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
+            assert second.parent is not None and second.parent["cbid"] == first.cbid
+            assert sess.sim._tasks[second.task_id].req.image_urls  # the parent went as a reference
+            assert second.params.references[0].sha256 == image_hash(first.path)
+
+            panel._refresh_history()
+            captions = {
+                r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
+            }
+            assert captions[first.cbid].endswith("✎1") and "✎" not in captions[second.cbid]
+
+            panel.detail_pick.value = True  # the detail view shows the edit now
+            assert sess.is_picked(second) and panel.detail_pick.description == "★ picked"
+            assert read_provenance(second.path)["pick"]["note"] is None
+            captions = {
+                r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
+            }
+            assert captions[second.cbid].startswith("★ ") and not captions[first.cbid].startswith("★")
+            panel.detail_pick.value = False
+            assert not sess.is_picked(second) and "pick" not in read_provenance(second.path)
+
+            panel.edit_clear.click()
+            assert panel.edit_note.layout.display == "none" and "--edit" not in panel.magic_text()
+        finally:
+            panel.wait(30)
+            panel.close()
