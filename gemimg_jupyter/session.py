@@ -168,6 +168,17 @@ class SweepResult:
             log.debug("could not read the picks", exc_info=True)
             return set()
 
+    def redraw_saved(self) -> None:
+        """Draw the saved grid files again in place (a pick or unpick changed a star)."""
+        if not self._saved.is_set() or not self.paths:
+            return
+        prov = self.describe()
+        for z, (img, target) in enumerate(zip(self.grids(), self.paths, strict=False)):
+            data = encode_grid_png(img, {**prov, "z": z, "params": self.plan.common})
+            tmp = target.with_name(f".{target.name}.part")
+            tmp.write_bytes(data)
+            tmp.replace(target)
+
     def save_report(self, path: str | Path | None = None) -> Path:
         """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
 
@@ -620,7 +631,12 @@ class Session:
                 "image", type(target).__name__, "", detail="name an image by its result, job id or task id"
             )
         if row is None:
-            raise ValidationError("image", str(target), "", detail=f"{what} is not in the ledger (yet)")
+            raise ValidationError(
+                "image",
+                str(target),
+                "",
+                detail=f"{what} is not in the ledger (yet); name a result, a job id (%gemimg jobs) or a task id",
+            )
         return row
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
@@ -644,11 +660,25 @@ class Session:
         row = self.find(target)
         if row.state != "done":
             raise ValidationError("pick", row.cbid[-6:], "", detail=f"image {row.cbid[-6:]} is {row.state}, not done")
-        return self.pickbook.add(row, note)
+        pick = self.pickbook.add(row, note)
+        self._redraw_grids_with(row.cbid)
+        return pick
 
     def unpick(self, target: object) -> bool:
         """Remove a pick; ``False`` if it was not picked."""
-        return self.pickbook.remove(self.find(target))
+        row = self.find(target)
+        gone = self.pickbook.remove(row)
+        self._redraw_grids_with(row.cbid)
+        return gone
+
+    def _redraw_grids_with(self, cbid: str) -> None:
+        """Saved grids of this session's sweeps that show the image get its star (or lose it)."""
+        for sweep in self.sweeps:
+            if any(j.state.has_image and ledger_cbid(j) == cbid for j in sweep.jobs):
+                try:
+                    sweep.redraw_saved()
+                except OSError:
+                    log.warning("could not redraw the saved grid of sweep %s", sweep.id, exc_info=True)
 
     def is_picked(self, target: object) -> bool:
         """Whether an image is picked."""

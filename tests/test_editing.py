@@ -207,6 +207,9 @@ def test_picks_last_across_restarts_and_processes_and_star_the_grid(gem: Any, tm
     tiles = fox.tiles()
     assert [tiles[i].picked for i in range(4)] == [False, True, True, False]
     assert star_pixels(fox.grid()) > plain + 50
+    assert fox.wait(10) and fox.paths
+    with Image.open(fox.paths[0]) as saved_before_the_picks:  # the saved grid was drawn again, in place
+        assert star_pixels(saved_before_the_picks) > plain + 50
     assert fox[1].picked and not fox[0].picked
     prov = read_provenance(fox[1].path)
     assert prov["pick"]["note"] == "the best <one>"
