@@ -14,9 +14,7 @@ and each call opens its own short connection (WAL, with a busy timeout).
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
@@ -24,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .images import embed_provenance, read_provenance
-from .store import LedgerRow, Store
+from .store import LedgerRow, Store, write_atomic
 
 __all__ = ["Pick", "Picks"]
 
@@ -107,13 +105,4 @@ def _rewrite_provenance(path: str | None, pick: dict[str, object] | None) -> Non
         prov.pop("pick", None)
     else:
         prov["pick"] = pick
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(embed_provenance(data, prov))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, embed_provenance(data, prov))

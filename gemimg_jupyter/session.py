@@ -34,7 +34,7 @@ from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbi
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
 from .settings import DEFAULT_BASE_URL, Secret, Settings
-from .store import LedgerRow, Store
+from .store import LedgerRow, Store, write_atomic
 from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
 
 __all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
@@ -174,10 +174,7 @@ class SweepResult:
             return
         prov = self.describe()
         for z, (img, target) in enumerate(zip(self.grids(), self.paths, strict=False)):
-            data = encode_grid_png(img, {**prov, "z": z, "params": self.plan.common})
-            tmp = target.with_name(f".{target.name}.part")
-            tmp.write_bytes(data)
-            tmp.replace(target)
+            write_atomic(target, encode_grid_png(img, {**prov, "z": z, "params": self.plan.common}))
 
     def save_report(self, path: str | Path | None = None) -> Path:
         """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
@@ -770,7 +767,4 @@ def picks() -> list[Pick]:
 def write_report(target: Path, markup: str) -> Path:
     """Write an HTML report atomically (temporary file, then rename); returns the path."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part")
-    tmp.write_text(markup, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_atomic(target, markup.encode("utf-8"))

@@ -32,7 +32,7 @@ from typing import Any
 from .errors import ConfigError
 from .images import embed_provenance, read_provenance
 
-__all__ = ["LedgerRow", "Store", "read_provenance", "safe_filename"]
+__all__ = ["LedgerRow", "Store", "read_provenance", "safe_filename", "write_atomic"]
 
 PENDING_STATES = ("queued", "uploading", "submitting", "submitted", "in_progress", "downloading", "timeout")
 
@@ -332,17 +332,7 @@ class Store:
             while (directory / f"{stem}-{n}{suffix}").exists():
                 n += 1
             target = directory / f"{stem}-{n}{suffix}"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomic(target, data)
 
     def _row(self, r: sqlite3.Row) -> LedgerRow:
         return _row(r, self.root)
@@ -351,6 +341,21 @@ class Store:
         """The newest finished images whose files exist."""
         rows = self.rows(states=("done",), limit=limit * 2)
         return [r for r in rows if r.path and Path(r.path).is_file()][:limit]
+
+
+def write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through a temporary file in its folder (fsync, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _row(r: sqlite3.Row, root: Path) -> LedgerRow:
