@@ -9,8 +9,9 @@ folder (``<output>/reports/`` by default). Every piece of text that came from a
 user (prompts, notes, file names, error messages) passes through
 :func:`html.escape`.
 
-A 16-cell sweep of simulated images comes to about 0.3 MB; photographic
-thumbnails to about 0.5 MB, well under the 3 MB the issue allows.
+A 16-cell sweep of simulated images comes to about 0.1 MB, and even
+random-noise pictures (the worst case for JPEG) to about 0.5 MB: well under
+3 MB.
 """
 
 from __future__ import annotations
