@@ -1400,11 +1400,11 @@ class Panel:
             caption = str(p.get("size", ""))
             if p.get("temperature") is not None:
                 caption += f" · t{float(p['temperature']):g}"
+            edits = children.get(row.cbid, 0)
+            if edits:  # marks go first: the caption is cut at the tile's width
+                caption = f"✎{edits} {caption}"
             if row.cbid in picked:
                 caption = "★ " + caption
-            edits = children.get(row.cbid, 0)
-            if edits:
-                caption += f" · ✎{edits}"
             slot_box.description = caption
             slot_box.tooltip = str(p.get("prompt", ""))[:200] + (
                 f" ({_plural(edits, 'edit')} made from it)" if edits else ""

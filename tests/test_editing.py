@@ -349,7 +349,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             captions = {
                 r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
             }
-            assert captions[first.cbid].endswith("✎1") and "✎" not in captions[second.cbid]
+            assert captions[first.cbid].startswith("✎1 ") and "✎" not in captions[second.cbid]
 
             panel.detail_pick.value = True  # the detail view shows the edit now
             assert sess.is_picked(second) and panel.detail_pick.description == "★ picked"
