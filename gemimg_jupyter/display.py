@@ -34,6 +34,7 @@ it never imports ipywidgets.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import os
@@ -53,6 +54,7 @@ from .errors import (
     TaskFailedError,
     redact,
 )
+from .grid import draw_star
 from .images import png_bytes, thumbnail
 from .models import JobState, ModelSpec, shown_text
 
@@ -60,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import DisplayHandle
 
     from .jobs import Job
+    from .lineage import Lineage
     from .session import SweepResult
     from .store import LedgerRow
 
@@ -78,6 +81,7 @@ __all__ = [
     "job_bundle",
     "job_error_line",
     "jobs_table",
+    "lineage_output",
     "live_updates_supported",
     "models_table",
     "status_html",
@@ -806,7 +810,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6) -> ImageStrip | RichText:
+def history_strip(
+    rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6, picked: Iterable[str] = ()
+) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
     Parameters
@@ -817,6 +823,8 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
         Long side of each thumbnail in pixels.
     per_row : int
         Thumbnails per row before the strip wraps.
+    picked : iterable of str
+        ``client_business_id`` of picked images: they carry a star.
 
     Returns
     -------
@@ -826,6 +834,7 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
     """
     items: list[dict[str, Any]] = []
     thumbs: list[Image.Image] = []
+    stars = set(picked)
     for row in rows:
         if not row.path:
             continue
@@ -844,6 +853,7 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
                 "model": params.get("model"),
                 "task_id": row.task_id,
                 "finished": row.finished,
+                "picked": row.cbid in stars,
             }
         )
     if not thumbs:
@@ -860,8 +870,58 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
         x = pad + (i % cols) * cell_w
         y = pad + (i // cols) * cell_h
         sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
+        if item["picked"]:
+            draw_star(draw, x + (thumb + img.width) // 2 - 14, y + (thumb - img.height) // 2 + 14, 10)
         caption = f"{i + 1}. {_short(str(item['prompt']), 24)}"
         draw.text((x, y + thumb + 3), caption, fill="#333333", font=font)
-    lines = [f"{i + 1}. {_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}" for i, it in enumerate(items)]
+    lines = [
+        f"{i + 1}. {'★ ' if it['picked'] else ''}{_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
+        for i, it in enumerate(items)
+    ]
     text = f"gemimg history: {len(items)} newest image(s)\n" + "\n".join(lines)
     return ImageStrip(png_bytes(sheet, optimize=True), text, items)
+
+
+# ---------------------------------------------------------------- edit chains
+
+
+class LineageOutput:
+    """An edit chain as a labelled strip (PNG) above its table (HTML), with a text twin."""
+
+    def __init__(self, png: bytes, table: RichText, rows: list[dict[str, Any]]) -> None:
+        self.png = png
+        self.table = table
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return self.table.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
+        uri = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+        markup = f'<div class="gemimg-lineage"><img src="{uri}" alt="edit chain"><br>{self.table.html}</div>'
+        data = {"text/html": markup, "image/png": self.png, "text/plain": self.table.text}
+        return data, {"image/png": {"gemimg_lineage": self.rows}}
+
+
+def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:
+    """What ``%gemimg lineage`` shows: the strip (step number and prompt under each image) and a table."""
+    rows = chain.table()
+    table_rows = []
+    for step, r in zip(chain.steps, rows, strict=True):
+        sampling = "" if r["temperature"] is None else f" · t {r['temperature']:g} · top_p {r['top_p']:g}"
+        star = " ★" if step.row.cbid in chain.picked else ""
+        table_rows.append(
+            [
+                f"{r['step']}{star}",
+                r["id"],
+                _short(r["prompt"], 50),
+                f"{r['size']} {r['resolution']}{sampling} · {r['references']} ref",
+                _usd(r["cost_usd"]),
+                display_path(r["path"]) or r["state"],
+            ]
+        )
+    title = f"edit chain: {len(rows)} step{'s' if len(rows) != 1 else ''}, root first"
+    if chain.broken:
+        title += f" ({chain.broken})"
+    table = _table(["step", "id", "prompt", "parameters", "cost", "file"], table_rows, title=title)
+    return LineageOutput(png_bytes(chain.strip(thumb), optimize=True), table, rows)

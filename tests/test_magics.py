@@ -101,6 +101,7 @@ def test_load_mentions_unfinished_jobs_and_resume_finishes_them(ip: Any, tmp_out
         backend="sim",
         price_usd=params.price_usd,
     )
+    sess.store.release(["gemimg-left-behind-0001"])  # its owner is gone, as after a kill
     ip.run_line_magic("load_ext", "gemimg_jupyter")
     out = capsys.readouterr().out
     assert "1 unfinished job" in out and "%gemimg resume" in out
