@@ -412,7 +412,7 @@ class GemimgMagics(Magics):
         except GemimgError as err:
             _say(f"gemimg: {error_line(err)}")
             return
-        _say(sess.banner())
+        _say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
         pending = sess.pending_count()
         if pending:
             _say(

@@ -48,6 +48,7 @@ from typing import Any
 import ipywidgets as W
 from PIL import Image
 
+from .display import THEME_CSS
 from .errors import GemimgError
 from .images import load_reference, png_bytes, thumbnail
 from .jobs import Job
@@ -103,7 +104,20 @@ _STATE_MARK: dict[JobState, str] = {
     JobState.UPLOADING: "uploading",
     JobState.SUBMITTING: "submitting",
 }
-_COLORS = {"info": "var(--jp-ui-font-color1, #333)", "ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}
+#: Message levels as the display layer's theme-aware tones (4.5:1 in light and dark); "info" is the theme's text colour.
+_TONES = {"ok": "ok", "warn": "warn", "error": "error"}
+#: The panel's own CSS, carried by its header: images keep their proportions (never stretched by the
+#: flex boxes around them), and inputs given 100% width keep their 2 px widget margin inside the column.
+PANEL_CSS = (
+    "<style>"
+    ".gemimg-panel img.gemimg-result-image,.gemimg-panel img.gemimg-detail-image"
+    "{object-fit:contain;align-self:flex-start;flex:0 0 auto}"
+    ".gemimg-panel .widget-inline-hbox,.gemimg-panel .widget-textarea,.gemimg-panel .widget-text"
+    "{max-width:calc(100% - 2 * var(--jp-widgets-margin, 2px));box-sizing:border-box}"
+    ".gemimg-panel .widget-dropdown > select{min-width:0;text-overflow:ellipsis}"
+    ".gemimg-panel .gemimg-detail-params{min-width:0;overflow-wrap:anywhere}"
+    "</style>"
+)
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -213,8 +227,13 @@ def _shape_html(size: str, resolution: str) -> str:
 
 
 def _html(text: str, level: str = "info") -> str:
-    color = _COLORS.get(level, _COLORS["info"])
-    return f'<div style="color:{color};line-height:1.35;white-space:pre-wrap">{html.escape(text)}</div>'
+    tone = _TONES.get(level)
+    if tone is None:
+        return f'<div style="line-height:1.35;white-space:pre-wrap">{html.escape(text)}</div>'
+    return (
+        f'{THEME_CSS}<div class="gemimg-tone-{tone}" style="line-height:1.35;white-space:pre-wrap">'
+        f"{html.escape(text)}</div>"
+    )
 
 
 def _notes_html(lines: Sequence[str]) -> str:
@@ -274,6 +293,11 @@ def _params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = (
         f'<div style="font-size:12px;line-height:1.4;margin-top:4px;white-space:pre-wrap;max-height:8em;overflow:auto">'
         f"<b>prompt</b> {prompt}</div>"
     )
+
+
+def _job_state_word(job: Job) -> str:
+    """The one word the bar and the detail card both use for a job's state."""
+    return "cached" if job.cached else job.status.replace("_", " ")
 
 
 def _plural(n: int, word: str) -> str:
@@ -428,6 +452,7 @@ class Panel:
         s = self.session
         badge = "simulator · images are simulated, $0" if s.backend == "sim" else "ToAPIs gateway · real images, paid"
         return (
+            f"{PANEL_CSS}{THEME_CSS}"
             '<div style="display:flex;align-items:baseline;gap:10px;flex-wrap:wrap">'
             '<span style="font-size:15px;font-weight:600">gemimg panel</span>'
             '<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
@@ -1169,6 +1194,7 @@ class Panel:
             self.progress_text.value = "idle"
             self._say(str(exc), "error")
             return
+        self._say(f"Running: {plan.summary()}", "info")  # submitted; the bar and the card follow the jobs
         self._refresh(run, heavy=True)
         if run.ended is None:
             threading.Thread(target=self._tick, args=(run,), name="gemimg-panel-tick", daemon=True).start()
@@ -1259,6 +1285,8 @@ class Panel:
             self.progress_text.value = self._progress_line(run, jobs)
             if heavy or finished:
                 self._render_images(run, jobs)
+            elif self._selected is not None and self._selected < len(jobs):
+                self._show_job(run, self._selected, image=False)  # the card moves with the bar
             if finished and not run.stop.is_set():
                 run.stop.set()
                 try:
@@ -1270,9 +1298,8 @@ class Panel:
         if run.sweep is not None:
             return f"{run.sweep.progress_text()} · {run.elapsed:.1f} s"
         job = jobs[0]
-        state = "cached" if job.cached else job.status.replace("_", " ")
         pct = "" if job.done() else f" {job.progress}%"
-        return f"{state}{pct} · {run.elapsed:.1f} s · {format_usd(job.cost_usd)}"
+        return f"{_job_state_word(job)}{pct} · {job.elapsed:.1f} s · {format_usd(job.cost_usd)}"
 
     def _render_images(self, run: _Run, jobs: Sequence[Job]) -> None:
         if run.kind == "single":
@@ -1339,12 +1366,12 @@ class Panel:
         self._selected = index
         self._show_job(run, index)
 
-    def _show_job(self, run: _Run, index: int) -> None:
+    def _show_job(self, run: _Run, index: int, *, image: bool = True) -> None:
         with run.lock:
             if index >= len(run.jobs):
                 return
             job = run.jobs[index]
-        extra: list[tuple[str, str]] = [("state", job.status)]
+        extra: list[tuple[str, str]] = [("state", _job_state_word(job))]
         if run.plan.repeats > 1:
             extra.append(("repeat", str(job.repeat + 1)))
         extra += [("cost", format_usd(job.cost_usd)), ("time", f"{job.elapsed:.1f} s")]
@@ -1358,6 +1385,8 @@ class Panel:
             job.params.describe(), extra
         )
         self._set_detail_row(job)
+        if not image:
+            return
         if job.state.has_image and run.kind == "sweep":
             try:
                 self.detail_image.value = job.preview_png(DETAIL_LONG_SIDE)

@@ -29,6 +29,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -560,15 +561,21 @@ def sim_env(output_dir: str | os.PathLike[str] | None = None, **extra: str) -> d
 def execute(
     nb: NotebookNode, *, cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, timeout: int = 180
 ) -> NotebookNode:
-    """Run every cell of ``nb`` in a fresh python3 kernel started in ``cwd`` (in place; also returned)."""
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(cwd)}},
-        record_timing=False,
-    )
-    client.execute(env=dict(env if env is not None else sim_env()))
+    """Run every cell of ``nb`` in a fresh python3 kernel started in ``cwd`` (in place; also returned).
+
+    The kernel talks over local IPC sockets rather than TCP on loopback: nothing on the network,
+    and no "running over TCP without encryption" warning in the terminal.
+    """
+    with tempfile.TemporaryDirectory(prefix="gemimg-ipc-") as sockets:  # absolute: the kernel runs in cwd
+        client = NotebookClient(
+            nb,
+            config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(cwd)}},
+            record_timing=False,
+        )
+        client.execute(env=dict(env if env is not None else sim_env()))
     return nb
 
 
