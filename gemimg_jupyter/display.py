@@ -879,7 +879,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def history_strip(
-    rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6, picked: Iterable[str] = ()
+    rows: Sequence[LedgerRow],
+    *,
+    thumb: int = 160,
+    per_row: int = 6,
+    picked: Iterable[str] = (),
+    title: str | None = None,
 ) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
@@ -893,6 +898,8 @@ def history_strip(
         Thumbnails per row before the strip wraps.
     picked : iterable of str
         ``client_business_id`` of picked images: they carry a star.
+    title : str, optional
+        The first line of the text listing (default: ``N newest image(s)``).
 
     Returns
     -------
@@ -946,7 +953,7 @@ def history_strip(
         f"{i + 1}. {'★ ' if it['picked'] else ''}{_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
         for i, it in enumerate(items)
     ]
-    text = f"gemimg history: {len(items)} newest image(s)\n" + "\n".join(lines)
+    text = f"gemimg history: {title or f'{len(items)} newest image(s)'}\n" + "\n".join(lines)
     return ImageStrip(png_bytes(sheet, optimize=True), text, items)
 
 
