@@ -270,6 +270,7 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
         ("unauthorized", "invalid_api_key", "invalid_token", "token_expired", "token_not_found"), AuthenticationError
     ),
     **dict.fromkeys(("access_denied", "forbidden", "permission_denied", "model_not_allowed"), PermissionDeniedError),
+    **dict.fromkeys(("task_not_exist", "task_not_found", "not_found"), NotFoundError),
     **dict.fromkeys(("rate_limit_exceeded", "too_many_requests"), RateLimitError),
     **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
     "rate_limit_unavailable": ServerError,

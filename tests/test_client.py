@@ -500,3 +500,16 @@ def test_list_models_against_the_simulator(sim: object) -> None:
         assert sim.stats()["submits_accepted"] == 0  # type: ignore[attr-defined]
     finally:
         client.close()
+
+
+@responses.activate
+def test_a_task_the_gateway_does_not_know_is_not_found_whatever_the_status() -> None:
+    """New API answers an unknown task with a code, not always a 404; the pay-once look-up must read it as absent."""
+    responses.add(
+        responses.GET,
+        f"{SUBMIT}/cb-none",
+        status=400,
+        json={"code": "task_not_exist", "message": "task_not_exist", "data": None},
+    )
+    client, _ = make_client()
+    assert client.find_by_business_id("cb-none") is None
