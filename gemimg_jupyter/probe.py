@@ -199,8 +199,9 @@ class _Probe:
         self.say = say
         self.poll_timeout, self.poll_every = poll_timeout, poll_every
         self.http = _Recorder()
-        self.http.headers["User-Agent"] = f"gemimg_jupyter/{__version__} (probe)"
         retry = RetryPolicy(max_tries=3, base=0.5, cap=4.0, jitter=0.2, max_retry_after=30.0)
+        # the client sets its own User-Agent on the shared session: the probe's requests carry exactly the
+        # header the engine's do, so the user_agent check answers for the engine too
         self.client = ToAPIsClient(self.base_url, key, retry=retry, session=self.http, timeout=(10.0, 30.0))
         self.listed: list[str] = []
 
