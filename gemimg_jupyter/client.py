@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import backoff
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from . import __version__
@@ -39,6 +40,7 @@ from .errors import (
     GemimgError,
     InsufficientQuotaError,
     InvalidImageError,
+    JobCancelled,
     ModelUnavailableError,
     NotFoundError,
     PermissionDeniedError,
@@ -391,6 +393,8 @@ class ToAPIsClient:
         retry: RetryPolicy | None = None,
         gate: RequestGate | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
+        status_timeout: float = 5.0,
+        download_timeout: float = 120.0,
         download_max_bytes: int = 50 * 1024 * 1024,
         session: requests.Session | None = None,
         on_retry: Callable[[str, float, GemimgError], None] | None = None,
@@ -400,6 +404,8 @@ class ToAPIsClient:
         self.retry = retry or RetryPolicy()
         self.gate: RequestGate = gate or _OpenGate()
         self.timeout = timeout
+        self.status_timeout = status_timeout  # a status answer is small JSON: seconds, not a minute
+        self.download_timeout = download_timeout  # the whole download, not each socket read
         self.download_max_bytes = download_max_bytes
         self.on_retry = on_retry
         self._http = session or requests.Session()
@@ -427,7 +433,7 @@ class ToAPIsClient:
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
 
-    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _retrying(self, what: str, fn: Callable[[], Any], *, tries: int | None = None) -> Any:
         policy = self.retry
 
         def waits() -> Generator[float | None, Any, None]:
@@ -456,7 +462,7 @@ class ToAPIsClient:
         wrapped = backoff.on_exception(
             waits,  # type: ignore[arg-type]  # the generator is sent each exception
             retryable,
-            max_tries=policy.max_tries,
+            max_tries=tries or policy.max_tries,
             giveup=giveup,
             jitter=None,
             logger=None,
@@ -466,11 +472,13 @@ class ToAPIsClient:
         except _Ambiguous as exc:
             raise exc.cause from None
 
-    def _send(self, category: Category, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, category: Category, method: str, path: str, *, timeout: tuple[float, float] | None = None, **kwargs: Any
+    ) -> requests.Response:
         self.gate.acquire(category)
         url = f"{self.base_url}{path}"
         try:
-            resp = self._http.request(method, url, headers=self._auth(), timeout=self.timeout, **kwargs)
+            resp = self._http.request(method, url, headers=self._auth(), timeout=timeout or self.timeout, **kwargs)
         except requests.Timeout as exc:
             raise APITimeoutError(
                 f"the gateway at {self.base_url} did not answer in time ({type(exc).__name__})"
@@ -552,14 +560,22 @@ class ToAPIsClient:
         result: TaskStatus = self._retrying("submit", attempt)
         return result
 
-    def status(self, task_id: str) -> TaskStatus:
-        """The task's current state (also accepts a ``client_business_id``)."""
+    @property
+    def _status_timeout(self) -> tuple[float, float]:
+        return (self.timeout[0], min(self.timeout[1], self.status_timeout))
+
+    def status(self, task_id: str, *, tries: int | None = None) -> TaskStatus:
+        """The task's current state (also accepts a ``client_business_id``).
+
+        The answer must come within ``status_timeout`` seconds; ``tries=1``
+        leaves retrying to the caller (the job runner, which knows its deadline).
+        """
 
         def attempt() -> TaskStatus:
-            resp = self._send("query", "GET", f"/v1/images/generations/{task_id}")
+            resp = self._send("query", "GET", f"/v1/images/generations/{task_id}", timeout=self._status_timeout)
             return parse_task(self._json(resp))
 
-        result: TaskStatus = self._retrying("status", attempt)
+        result: TaskStatus = self._retrying("status", attempt, tries=tries)
         return result
 
     def list_models(self, kind: str = "image") -> list[str]:
@@ -578,12 +594,22 @@ class ToAPIsClient:
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
         """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
         try:
-            resp = self._send("query", "GET", f"/v1/images/generations/{client_business_id}")
+            resp = self._send(
+                "query", "GET", f"/v1/images/generations/{client_business_id}", timeout=self._status_timeout
+            )
         except NotFoundError:
             return None
         return parse_task(self._json(resp))
 
-    def download(self, url: str, *, expected: tuple[int, int] | None = None) -> ImageBytes:
+    def download(
+        self,
+        url: str,
+        *,
+        expected: tuple[int, int] | None = None,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        tries: int | None = None,
+    ) -> ImageBytes:
         """Fetch a result image, verify it decodes, and return its bytes.
 
         The result is :class:`~.images.ImageBytes`: plain bytes carrying the
@@ -595,11 +621,14 @@ class ToAPIsClient:
         The key is sent only to the gateway's own origin; redirects are
         followed by hand (at most three, http(s) only) so that a redirect to
         another host never carries it. Bodies over ``download_max_bytes`` are
-        cut off and reported.
+        cut off and reported. The body is streamed in chunks; between chunks the
+        total deadline (``download_timeout``, or ``deadline`` on the monotonic
+        clock when sooner) and ``cancelled()`` are checked, so a trickle-fed
+        download ends and a cancel stops it within one socket read.
         """
 
         def attempt() -> ImageBytes:
-            data = self._fetch(url)
+            data = self._fetch(url, deadline=deadline, cancelled=cancelled)
             try:
                 image = ImageBytes.checked(data, expected=expected)
             except InvalidImageError as exc:
@@ -611,7 +640,7 @@ class ToAPIsClient:
         tries = 3
         for n in range(1, tries + 1):
             try:
-                result: ImageBytes = self._retrying("download", attempt)
+                result: ImageBytes = self._retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
                 if n == tries:
@@ -619,7 +648,9 @@ class ToAPIsClient:
                 log.info("download of %s was not a valid image, fetching again", _safe_url(url))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch(self, url: str) -> bytes:
+    def _fetch(self, url: str, *, deadline: float | None = None, cancelled: Callable[[], bool] | None = None) -> bytes:
+        own = time.monotonic() + self.download_timeout
+        deadline = own if deadline is None else min(deadline, own)
         current = urljoin(self.base_url + "/", url)
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(current)
@@ -631,7 +662,7 @@ class ToAPIsClient:
             self.gate.acquire("download")
             try:
                 resp = self._http.get(
-                    current, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
+                    current, headers=headers, timeout=self._download_timeouts, stream=True, allow_redirects=False
                 )
             except requests.Timeout:
                 raise APITimeoutError(f"the image download from {parts.netloc} timed out") from None
@@ -649,10 +680,21 @@ class ToAPIsClient:
                     )
                 if resp.status_code >= 400:
                     raise error_from_response(resp, base_url=self.base_url)
-                return self._read_capped(resp)
+                return self._read_capped(resp, deadline=deadline, cancelled=cancelled, host=parts.netloc)
         raise InvalidImageError(f"the image download was redirected more than {MAX_REDIRECTS} times")
 
-    def _read_capped(self, resp: requests.Response) -> bytes:
+    @property
+    def _download_timeouts(self) -> tuple[float, float]:
+        return (self.timeout[0], min(self.timeout[1], 10.0))  # each read; the total is checked between reads
+
+    def _read_capped(
+        self,
+        resp: requests.Response,
+        *,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        host: str = "",
+    ) -> bytes:
         cap = self.download_max_bytes
         declared = _int_or_none(resp.headers.get("Content-Length"))
         if declared is not None and declared > cap:
@@ -661,12 +703,34 @@ class ToAPIsClient:
             )
         chunks: list[bytes] = []
         total = 0
-        for chunk in resp.iter_content(_CHUNK):
+        for chunk in _chunks(resp):
+            if cancelled is not None and cancelled():
+                raise JobCancelled("the download was stopped by a cancel")
+            if deadline is not None and time.monotonic() > deadline:
+                raise APITimeoutError(f"the image download from {host or 'the gateway'} did not finish in time")
             total += len(chunk)
             if total > cap:
                 raise InvalidImageError(f"the image download passed the {cap:,}-byte cap and was cut off")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _chunks(resp: requests.Response) -> Generator[bytes, None, None]:
+    """The body as it arrives: whatever one socket read brings (not a full 64 KB), so a trickle is seen."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 < 2
+        yield from resp.iter_content(_CHUNK)
+        return
+    try:
+        while True:
+            chunk = read1(_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        raise APITimeoutError("the image download stalled (no byte within the read timeout)") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise APIConnectionError(f"the image download broke off ({type(exc).__name__})") from None
 
 
 class _CorruptDownload(InvalidImageError):

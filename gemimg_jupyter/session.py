@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 Result = Job
 SIM_KEY = "sim-local-key"
+SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
 SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
 _PARAM_NAMES = ("model", "size", "resolution", "temperature", "top_p")
@@ -243,22 +244,28 @@ class Session:
         self.settings = settings or Settings.from_env()
         self.backend = self.settings.resolved_backend
         self._sim: Any = None
-        if self.backend == "toapis":
-            key = self.settings.require_key()
-            base_url = self.settings.base_url or DEFAULT_BASE_URL
-        else:
-            key = Secret(SIM_KEY)
-            base_url = self.settings.base_url or self._start_sim()
-        self.base_url = base_url
-        self.client = ToAPIsClient(
-            base_url,
-            key,
-            retry=self.settings.retry,
-            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-            download_max_bytes=self.settings.download_max_bytes,
-        )
-        self.store = Store(self.settings.output_dir)
-        self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
+        key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
+        self.store = Store(self.settings.output_dir)  # first: a store that cannot work fails before anything starts
+        try:
+            if self.backend == "toapis":
+                base_url = self.settings.base_url or DEFAULT_BASE_URL
+            else:
+                base_url = self.settings.base_url or self._start_sim()
+            self.base_url = base_url
+            self.client = ToAPIsClient(
+                base_url,
+                key,
+                retry=self.settings.retry,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                status_timeout=self.settings.status_timeout,
+                download_timeout=self.settings.download_timeout,
+                download_max_bytes=self.settings.download_max_bytes,
+            )
+            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
+        except BaseException:
+            self._stop_sim()  # a failed load leaves no simulator behind
+            self.store.close()
+            raise
         self.sweeps: list[SweepResult] = []
         self._closed = False
 
@@ -266,8 +273,13 @@ class Session:
         from .sim import SimConfig, SimServer
 
         options = {**SIM_DEFAULTS, **dict(self.settings.sim_options)}
-        self._sim = SimServer(config=SimConfig(**options))
+        # its tasks are kept beside the ledger, so a restarted kernel's simulator still knows them
+        self._sim = SimServer(config=SimConfig(**options), state_file=self.store.root / SIM_STATE)
         return str(self._sim.start())
+
+    def _stop_sim(self) -> None:
+        if self._sim is not None:
+            self._sim.stop()
 
     @property
     def sim(self) -> Any:
@@ -321,8 +333,9 @@ class Session:
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
         cost, cached = 0.0, 0
+        free = self.store.cached_keys([p.cache_key(repeat) for p, repeat in params])
         for p, repeat in params:
-            if self.store.lookup(p.cache_key(repeat)) is not None:
+            if p.cache_key(repeat) in free:
                 cached += 1
             else:
                 cost += p.price_usd or 0.0
@@ -477,9 +490,9 @@ class Session:
         sweep_id = uuid.uuid4().hex[:8]
         result = SweepResult(plan, [], sweep_id=sweep_id, store=self.store, cell_size=cell_size)
         all_listeners = [result._on_job, *listeners]
-        for cell in plan.cells:
-            job = self.runner.submit(cell.params, repeat=cell.repeat, fresh=fresh, sweep_id=sweep_id, listeners=())
-            result.jobs.append(job)
+        result.jobs.extend(
+            self.runner.submit_many([(cell.params, cell.repeat) for cell in plan.cells], fresh=fresh, sweep_id=sweep_id)
+        )
         for job in result.jobs:
             for listener in all_listeners:
                 job.add_listener(listener)
@@ -511,13 +524,13 @@ class Session:
         return ok
 
     def resume(self) -> list[Job]:
-        """Finish ledger rows that were submitted but never downloaded (after a restart)."""
+        """Finish unfinished ledger rows whose owner is gone (a dead kernel's; never a live one's)."""
         return self.runner.resume()
 
     def pending_count(self) -> int:
-        """Unfinished rows in the ledger for this backend (a hint to ``resume``)."""
+        """Unfinished rows of this backend whose owner is gone (a hint to ``resume``; a re-run takes them too)."""
         active = {j.cbid for j in self.runner.jobs}
-        return sum(1 for row in self.store.pending(self.backend) if row.cbid not in active)
+        return sum(1 for row in self.store.orphans(self.backend) if row.cbid not in active)
 
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest stored images."""

@@ -41,6 +41,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -63,7 +64,8 @@ _UPLOAD_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "
 _ENDPOINTS = frozenset({"submit", "query", "upload", "download"})
 _FAULT_KINDS = ("rate_limit", "server_error", "html_504", "drop_after_submit", "failed_task", "stuck_task",
                 "corrupt_image", "expired_url", "insufficient_quota", "blocked_task", "small_image",
-                "model_not_found", "edge_refused")  # fmt: skip
+                "model_not_found", "edge_refused", "html_200_status", "download_404", "hung_status",
+                "trickle_download", "unfinished_cap")  # fmt: skip
 _STYLES = ("docs", "newapi")
 _EDGE_403 = (
     b"<!DOCTYPE html><html><head><title>Attention Required! | edge</title></head>"
@@ -71,6 +73,10 @@ _EDGE_403 = (
 )
 #: What a task refused for a safety reason says (Gemini's finishReason, passed through by the gateway).
 _BLOCKED_REASON = "The model refused to generate the image: finishReason IMAGE_SAFETY"
+_HTML_200 = (
+    b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head>"
+    b"<body><p>Please accept the terms to continue.</p></body></html>"
+)
 _HTML_504 = (
     b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
     b"<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -106,12 +112,18 @@ CONFIG_HELP: dict[str, str] = {
     "unserved_models": "model ids answered with 503 model_not_found (and left out of /v1/models)",
     "unknown_status": "a status word running tasks report instead of in_progress (empty: off)",
     "require_user_agent": "the edge answers 403 (HTML) to requests without a User-Agent or with a library default",
+    "html_status_once": "answer each task's first status query with an HTML page and status 200 (a captive portal)",
+    "html_status_rate": "share of status queries answered with an HTML page and status 200",
+    "download_404_once": "the first download of each result answers 404 (a CDN not yet in sync)",
+    "hang_status_once": "each task's first status query never answers (the server holds it until the client leaves)",
+    "trickle_download": "seconds between bytes of a result download (0: normal speed)",
+    "max_unfinished": "submits beyond this many unfinished tasks get 429 + Retry-After: 1 (0: no cap)",
 }
 _RANGES = frozenset({"latency", "queue_delay", "retry_after"})
 _RATES = frozenset(name for name in CONFIG_HELP if name.endswith("_rate") and name not in ("submit_rate", "query_rate"))
 _FLAGS = frozenset(
     {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype",
-     "require_user_agent"}
+     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once"}
 )  # fmt: skip
 
 
@@ -186,6 +198,12 @@ class SimConfig:
     unserved_models: tuple[str, ...] = ()
     unknown_status: str = ""
     require_user_agent: bool = False
+    html_status_once: bool = False
+    html_status_rate: float = 0.0
+    download_404_once: bool = False
+    hang_status_once: bool = False
+    trickle_download: float = 0.0
+    max_unfinished: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -212,6 +230,7 @@ class _Reply:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0  # seconds between bytes of the body (a trickle-fed download)
 
 
 def _json(status: int, obj: object, headers: Mapping[str, str] | None = None) -> _Reply:
@@ -462,6 +481,7 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         accepted_keys: Iterable[str] | None = None,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config if config is not None else SimConfig()
         self.host, self._port = host, port
@@ -485,6 +505,60 @@ class SimServer:
         self._faults: Counter[str] = Counter()
         self._seq = 0
         self._reset_seq = 0
+        self._seen: set[tuple[str, str]] = set()  # (fault, task id) pairs of the once-per-task faults
+        self._closing = threading.Event()
+        self._state_file = Path(state_file) if state_file is not None else None
+        if self._state_file is not None:
+            self._load_state(self._state_file)
+
+    # -- the task table on disk ----------------------------------------------------------------------------------
+
+    def _load_state(self, path: Path) -> None:
+        """Restore the tasks a previous simulator wrote to ``path`` (one JSON line per task)."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        now_wall, now = time.time(), self._now()
+        for line in lines:
+            try:
+                d = json.loads(line)
+                r = d["req"]
+                req = _Submit(
+                    get_model(r["model"]), r["prompt"], r["size"], r["resolution"], r["temperature"],
+                    r["top_p"], tuple(r["image_urls"]), r["business_id"],
+                )  # fmt: skip
+                task = _Task(
+                    d["id"], int(d["seq"]), d["owner"], req, float(d["created_wall"]),
+                    now - (now_wall - float(d["created_wall"])), float(d["queue_s"]), float(d["run_s"]),
+                    d["outcome"], bool(d["corrupt"]), float(d["lifetime"]), d["file_name"],
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError, ValidationError):
+                continue  # a torn last line after a crash
+            self._tasks[task.id] = task
+            self._files[task.file_name] = task.id
+            if req.business_id:
+                self._by_bid.setdefault((task.owner, req.business_id), []).append(task.id)
+            self._seq = max(self._seq, task.seq)
+        self._reset_seq = self._seq
+
+    def _save_task(self, task: _Task) -> None:
+        if self._state_file is None:
+            return
+        req = task.req
+        line = {
+            "id": task.id, "seq": task.seq, "owner": task.owner, "created_wall": task.created_wall,
+            "queue_s": task.queue_s, "run_s": task.run_s, "outcome": task.outcome, "corrupt": task.corrupt,
+            "lifetime": task.lifetime, "file_name": task.file_name,
+            "req": {"model": req.spec.id, "prompt": req.prompt, "size": req.size, "resolution": req.resolution,
+                    "temperature": req.temperature, "top_p": req.top_p, "image_urls": list(req.image_urls),
+                    "business_id": req.business_id},
+        }  # fmt: skip
+        try:
+            with open(self._state_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+        except OSError:
+            log.warning("the simulator could not keep task %s on disk", task.id, exc_info=True)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -517,8 +591,10 @@ class SimServer:
     def stop(self) -> None:
         """Stop serving and cut open connections; task state is kept."""
         with self._life:
+            self._closing.set()  # let held (hung) answers go
             self._cancel_timer()
             self._close()
+            self._closing.clear()
 
     def restart(self) -> str:
         """Close the listening socket and open it again on the same port, keeping all state."""
@@ -658,6 +734,13 @@ class SimServer:
         h.send_header("Content-Type", reply.content_type)
         h.send_header("Content-Length", str(len(reply.body)))
         h.end_headers()
+        if reply.trickle > 0:
+            for i in range(len(reply.body)):
+                h.wfile.write(reply.body[i : i + 1])
+                if self._closing.wait(reply.trickle):
+                    h.close_connection = True
+                    return
+            return
         h.wfile.write(reply.body)
 
     def _route(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
@@ -751,6 +834,13 @@ class SimServer:
         fault = self._roll_fault(endpoint)
         if fault is not None:
             return fault
+        if endpoint == "submit" and cfg.max_unfinished > 0 and self._unfinished(owner) >= cfg.max_unfinished:
+            with self._lock:
+                self._faults["unfinished_cap"] += 1
+            return _rate_limited({"Retry-After": "1"})
+        if endpoint == "query" and self._hang_once(path):
+            self._closing.wait(120.0)  # hold the answer until the client gives up (or the server stops)
+            return None
         category = {"submit": "async_submit", "query": "async_query"}.get(endpoint)
         limits: dict[str, str] = {}
         if category is not None:
@@ -766,6 +856,28 @@ class SimServer:
         if reply is not None:
             reply.headers.update(limits)
         return reply
+
+    def _unfinished(self, owner: str) -> int:
+        with self._lock:
+            now = self._now()
+            return sum(
+                1 for t in self._tasks.values() if t.owner == owner and t.state(now)[0] in ("queued", "in_progress")
+            )
+
+    def _once(self, fault: str, task_id: str) -> bool:
+        """True the first time ``fault`` meets ``task_id`` (counted), False after."""
+        with self._lock:
+            if (fault, task_id) in self._seen:
+                return False
+            self._seen.add((fault, task_id))
+            self._faults[fault] += 1
+            return True
+
+    def _hang_once(self, path: str) -> bool:
+        ident = unquote(path.removeprefix(_SUBMIT + "/"))
+        with self._lock:
+            known = ident in self._tasks
+        return self.config.hang_status_once and known and self._once("hung_status", ident)
 
     def _roll_fault(self, endpoint: str) -> _Reply | None:
         cfg = self.config
@@ -871,6 +983,7 @@ class SimServer:
                 small=rng.random() < cfg.small_image_rate,
             )
             self._tasks[task_id] = task
+            self._save_task(task)
             self._files[name] = task_id
             if req.business_id:
                 self._by_bid.setdefault((owner, req.business_id), []).append(task_id)
@@ -904,6 +1017,12 @@ class SimServer:
                 task = self._tasks.get(ids[-1]) if ids else None
             if task is None:
                 return _not_found("Task not found")
+            html = self.config.html_status_rate > 0 and self._rng.random() < self.config.html_status_rate
+            if html:
+                self._faults["html_200_status"] += 1
+        if html or (self.config.html_status_once and self._once("html_200_status", task.id)):
+            return _Reply(200, _HTML_200, "text/html; charset=utf-8")
+        with self._lock:
             return _json(200, self._view(task, self._now()))
 
     def _view(self, task: _Task, now: float) -> dict[str, Any]:
@@ -1066,6 +1185,8 @@ class SimServer:
         fault = self._roll_fault("download")
         if fault is not None:
             return fault
+        if self.config.download_404_once and self._once("download_404", task.id):
+            return _not_found("File not found")
         if data is None:
             req = task.req
             resolution = _smaller(req.resolution) if task.small else req.resolution
@@ -1083,7 +1204,11 @@ class SimServer:
             self._counts["downloads"] += 1
             if task.corrupt:
                 self._faults["corrupt_image"] += 1
-        return _Reply(200, data, "image/png", {"Cache-Control": "public, max-age=86400"})
+            if self.config.trickle_download > 0:
+                self._faults["trickle_download"] += 1
+        return _Reply(
+            200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
+        )
 
 
 _REFUNDED = {"status": "refunded", "credits": "0", "cost_usd": "0"}
