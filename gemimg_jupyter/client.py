@@ -637,14 +637,14 @@ class ToAPIsClient:
                 log.warning("%s: %s", _safe_url(url), image.note)
             return image
 
-        tries = 3
-        for n in range(1, tries + 1):
+        fetches = 3  # bytes that do not decode; ``tries`` is for transient HTTP errors
+        for n in range(1, fetches + 1):
             try:
                 result: ImageBytes = self._retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
-                if n == tries:
-                    raise InvalidImageError(f"{exc} (after {tries} downloads)") from None
+                if n == fetches:
+                    raise InvalidImageError(f"{exc} (after {fetches} downloads)") from None
                 log.info("download of %s was not a valid image, fetching again", _safe_url(url))
         raise AssertionError("unreachable")  # pragma: no cover
 
