@@ -33,6 +33,7 @@ __all__ = [
     "png_with_provenance",
     "read_provenance",
     "size_note",
+    "strip_provenance",
     "thumbnail",
 ]
 
@@ -244,6 +245,21 @@ def embed_provenance(data: bytes, provenance: Mapping[str, Any]) -> bytes:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return png_with_provenance(img, provenance)
+    return _splice(data, provenance)
+
+
+def strip_provenance(data: bytes) -> bytes:
+    """PNG bytes without our provenance chunks: the image as the gateway sent it.
+
+    An edit uploads its parent this way, so the parent's identity (its hash)
+    does not change when a pick re-writes the provenance, and the gateway is
+    not sent our notes. Other formats are returned unchanged.
+    """
+    return _splice(data, None) if data.startswith(_PNG_SIGNATURE) else data
+
+
+def _splice(data: bytes, provenance: Mapping[str, Any] | None) -> bytes:
+    """Drop our text chunks from a PNG; with ``provenance``, put new ones after ``IHDR``."""
     chunks: list[bytes] = []
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
@@ -255,7 +271,7 @@ def embed_provenance(data: bytes, provenance: Mapping[str, Any]) -> bytes:
         keyword = data[pos + 8 : pos + 8 + min(length, 80)].split(b"\x00", 1)[0]
         if not (kind in (b"tEXt", b"iTXt", b"zTXt") and keyword in _OUR_KEYS):
             chunks.append(data[pos:end])
-        if kind == b"IHDR":
+        if kind == b"IHDR" and provenance is not None:
             chunks.append(_itxt_chunk(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str)))
             chunks.append(_itxt_chunk("parameters", a1111_parameters(provenance)))
         pos = end

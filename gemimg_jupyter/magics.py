@@ -55,6 +55,7 @@ from .display import (
     error_line,
     history_strip,
     jobs_table,
+    lineage_output,
     models_table,
 )
 from .errors import ConfigError, GemimgError, redact
@@ -144,6 +145,7 @@ class CellArgs:
     wait: bool = False
     fresh: bool = False
     debug: bool = False
+    edit: object = None  # --edit: a result, or a job id the session resolves through the ledger
 
     @property
     def is_sweep(self) -> bool:
@@ -241,7 +243,14 @@ class GemimgMagics(Magics):
             "cancel": (self._cmd_cancel, "cancel [ID|all] [--drop]: stop jobs or a sweep"),
             "wait": (self._cmd_wait, "wait [ID] [--timeout S]: block until jobs are done (use it before Run All ends)"),
             "resume": (self._cmd_resume, "finish jobs left unfinished by a restart"),
-            "history": (self._cmd_history, "history [N]: the newest N images as a thumbnail strip"),
+            "history": (self._cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
+            "lineage": (self._cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
+            "pick": (self._cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
+            "unpick": (self._cmd_unpick, "unpick NAME|ID: remove a pick"),
+            "report": (
+                self._cmd_report,
+                "report NAME [PATH]: a self-contained HTML report of a sweep or an edit chain",
+            ),
             "cost": (self._cmd_cost, "spent, saved by the cache, budget"),
             "models": (self._cmd_models, "the models with their sizes, resolutions, limits and price"),
             "probe": (self._cmd_probe, "probe [--spend N]: check what the gateway really does for this key"),
@@ -403,7 +412,7 @@ class GemimgMagics(Magics):
         except GemimgError as err:
             _say(f"gemimg: {error_line(err)}")
             return
-        _say(sess.banner())
+        _say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
         pending = sess.pending_count()
         if pending:
             _say(
@@ -439,6 +448,11 @@ class GemimgMagics(Magics):
         action="append",
         metavar="PATH|URL|{var}",
         help="A reference image (repeatable): a file, a URL, or {var} holding a PIL image, bytes, a path, or a list.",
+    )
+    @argument(
+        "--edit",
+        metavar="NAME|ID",
+        help="Edit an image: a result variable, a sweep cell fox[2], or a job id. It becomes the first reference.",
     )
     @argument("-n", "--repeats", type=int, default=1, metavar="N", help="Images per parameter set (1–16).")
     @argument(
@@ -532,6 +546,7 @@ class GemimgMagics(Magics):
             wait=self.wait if ns.wait is None else ns.wait,
             fresh=ns.fresh,
             debug=ns.debug,
+            edit=None if ns.edit is None else self._image_target(ns.edit, what="--edit"),
         )
 
     def _expand(self, text: str, *, what: str) -> str:
@@ -608,6 +623,7 @@ class GemimgMagics(Magics):
                 repeats=args.repeats,
                 defaults=defaults,
                 resolve_ref=self._resolve_ref,
+                edit=args.edit,
                 **fixed,
             )
             cached = set() if args.fresh else sess.store.cached_keys(list(plan.keys))
@@ -620,6 +636,7 @@ class GemimgMagics(Magics):
                 yes=args.yes,
                 confirm_above_usd=self.confirm_above_usd,
                 cell_size=self.cell_size,
+                edit=args.edit,
             )
             target, view = result, SweepView(result, min_interval=self.refresh_interval)
         else:
@@ -629,6 +646,7 @@ class GemimgMagics(Magics):
                 fresh=args.fresh,
                 wait=False,
                 defaults=defaults,
+                edit=args.edit,
                 **args.params,
             )
             target, view = job, JobView(job, preview_size=self.preview_size)
@@ -799,10 +817,82 @@ class GemimgMagics(Magics):
     def _cmd_history(self, argv: list[str]) -> Any:
         p = self._parser("history")
         p.add_argument("n", nargs="?", type=int, default=12, help="how many images (default 12)")
+        p.add_argument("--picked", action="store_true", help="only picked images, newest pick first")
         ns = p.parse_args(argv)
         if not 1 <= ns.n <= 200:
             raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
-        return history_strip(self.session().history(ns.n))
+        sess = self.session()
+        picked = sess.pickbook.cbids()
+        if ns.picked:
+            rows = [pk.row for pk in sess.picks() if pk.row is not None and pk.row.path][: ns.n]
+            if not rows:
+                _say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
+                return None
+            return history_strip(rows, picked=picked)
+        return history_strip(sess.history(ns.n), picked=picked)
+
+    # ---- edit chains, picks, reports (docs/editing.md) -------------------------------------
+
+    def _image_target(self, token: str, *, what: str, sweep_ok: bool = False) -> object:
+        """What NAME means: a variable holding a result (``fox[2]`` indexes a sweep), else a job id."""
+        expr = token.strip()
+        match = _REF_VAR.match(expr)
+        expr = match.group(1).strip() if match else expr
+        head = re.split(r"[.\[]", expr, maxsplit=1)[0]
+        if not (head.isidentifier() and head in self._user_ns):
+            if match or expr != head or not expr:
+                raise UsageError(f"{what} {token}: there is no variable {head!r}; define it first")
+            return expr  # a job id (short, task or client_business_id): the session looks it up in the ledger
+        try:
+            obj, _ = _Formatter().get_field(expr, (), self._user_ns)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UsageError(f"{what} {token} could not be read: {type(exc).__name__}: {exc}") from None
+        if isinstance(obj, LiveView):
+            obj = obj.target()
+        if isinstance(obj, SweepResult) and not sweep_ok:
+            raise UsageError(f"{what} {token} is a sweep; name one of its images, e.g. {expr}[0]")
+        if isinstance(obj, (JobClass, SweepResult, str)):
+            return obj
+        raise UsageError(f"{what} {token} holds a {type(obj).__name__}, not a result; name a result or a job id")
+
+    def _cmd_lineage(self, argv: list[str]) -> Any:
+        p = self._parser("lineage")
+        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+        ns = p.parse_args(argv)
+        chain = self.session().lineage(self._image_target(ns.name, what="%gemimg lineage"))
+        return lineage_output(chain)
+
+    def _cmd_pick(self, argv: list[str]) -> None:
+        p = self._parser("pick")
+        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+        p.add_argument("--note", metavar="TEXT", help="why (kept with the pick)")
+        ns = p.parse_args(argv)
+        pick = self.session().pick(self._image_target(ns.name, what="%gemimg pick"), note=ns.note)
+        self._redraw_sweeps()
+        _say(f"gemimg: picked {pick.cbid[-6:]} ({display_path(pick.path)})")
+
+    def _cmd_unpick(self, argv: list[str]) -> None:
+        p = self._parser("unpick")
+        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+        ns = p.parse_args(argv)
+        gone = self.session().unpick(self._image_target(ns.name, what="%gemimg unpick"))
+        self._redraw_sweeps()
+        _say(f"gemimg: {'unpicked' if gone else 'was not picked:'} {ns.name}")
+
+    def _redraw_sweeps(self) -> None:
+        """Live sweep grids show the new star at once."""
+        for view in self._views:
+            if isinstance(view, SweepView):
+                view.refresh()
+
+    def _cmd_report(self, argv: list[str]) -> None:
+        p = self._parser("report")
+        p.add_argument("name", help="a sweep variable, or an image (its edit chain)")
+        p.add_argument("path", nargs="?", help="where to write it (default: <output>/reports/)")
+        ns = p.parse_args(argv)
+        target = self._image_target(ns.name, what="%gemimg report", sweep_ok=True)
+        path = self.session().save_report(target, ns.path)
+        _say(f"gemimg: report written to {display_path(path)} ({path.stat().st_size / 1024:.0f} KB, opens offline)")
 
     def _cmd_cost(self, argv: list[str]) -> RichText:
         self._parser("cost").parse_args(argv)

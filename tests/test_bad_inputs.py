@@ -44,7 +44,7 @@ from gemimg_jupyter.sim import SimConfig, SimServer
 
 from .conftest import quick_settings
 
-ERROR_COLOR = "#cf222e"  # the panel's "error" level
+ERROR_MARK = "gemimg-tone-error"  # the panel's "error" level (a theme-aware colour class)
 WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 HOSTILE = "<script>alert(1)</script> & <b>a fox</b>"
 
@@ -590,7 +590,7 @@ def run_case(c: Ctx, bad: Bad) -> str:
         bad.what(c, p)
         assert p.wait(10)
         widget = getattr(p, bad.expect)
-        assert ERROR_COLOR in widget.value, f"the panel did not show an error: {widget.value!r}"
+        assert f'class="{ERROR_MARK}"' in widget.value, f"the panel did not show an error: {widget.value!r}"
         return visible(widget)
     raise AssertionError(f"unknown surface {bad.surface}")
 
