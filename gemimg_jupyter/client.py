@@ -272,6 +272,7 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
         ("unauthorized", "invalid_api_key", "invalid_token", "token_expired", "token_not_found"), AuthenticationError
     ),
     **dict.fromkeys(("access_denied", "forbidden", "permission_denied", "model_not_allowed"), PermissionDeniedError),
+    **dict.fromkeys(("task_not_exist", "task_not_found", "not_found"), NotFoundError),
     **dict.fromkeys(("rate_limit_exceeded", "too_many_requests"), RateLimitError),
     **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
     "rate_limit_unavailable": ServerError,
@@ -636,14 +637,14 @@ class ToAPIsClient:
                 log.warning("%s: %s", _safe_url(url), image.note)
             return image
 
-        tries = 3
-        for n in range(1, tries + 1):
+        fetches = 3  # bytes that do not decode; ``tries`` is for transient HTTP errors
+        for n in range(1, fetches + 1):
             try:
                 result: ImageBytes = self._retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
-                if n == tries:
-                    raise InvalidImageError(f"{exc} (after {tries} downloads)") from None
+                if n == fetches:
+                    raise InvalidImageError(f"{exc} (after {fetches} downloads)") from None
                 log.info("download of %s was not a valid image, fetching again", _safe_url(url))
         raise AssertionError("unreachable")  # pragma: no cover
 

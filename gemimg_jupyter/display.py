@@ -824,7 +824,7 @@ def models_table(models: Mapping[str, ModelSpec], *, default: str | None = None)
                 name,
                 ", ".join(spec.sizes),
                 ", ".join(spec.resolutions),
-                f"{spec.max_refs} × ≤{spec.max_ref_bytes // 1024 // 1024} MB",
+                f"{spec.max_refs} × ≤{spec.max_ref_bytes / 1e6:g} MB",
                 "temperature, top_p" if spec.sampling else "—",
                 "no published price" if spec.price_usd is None else f"${spec.price_usd:.4f}/image",
                 spec.note,

@@ -153,9 +153,7 @@ def model_notes(spec: ModelSpec) -> list[str]:
     if not spec.sampling:
         notes.append(f"temperature/top-p: not used by {spec.id} (it takes no sampling controls)")
     formats = "/".join(f.upper() for f in spec.ref_formats)
-    notes.append(
-        f"references: up to {spec.max_refs} on {spec.id}, {formats}, ≤ {spec.max_ref_bytes // 1024 // 1024} MB each"
-    )
+    notes.append(f"references: up to {spec.max_refs} on {spec.id}, {formats}, ≤ {spec.max_ref_bytes / 1e6:g} MB each")
     if spec.price_usd is None:
         notes.append(f"{spec.id} has no published price: cost estimates are unknown")
     return notes

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.errors import ModelUnavailableError, ValidationError
+from gemimg_jupyter.display import job_error_line
+from gemimg_jupyter.errors import ModelUnavailableError, TaskBlockedError, ValidationError
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.session import Session
@@ -101,3 +102,27 @@ def test_an_unserved_model_fails_at_once_without_retries(styled: Session) -> Non
     assert "model not available (503)" in (job.error or "")
     stats = sim.stats()
     assert stats["submits_rejected"] == 1 and stats["submits_accepted"] == 0  # one answer, taken as a verdict
+
+
+# -- blocked: the parser marks it, the engine ends the job BLOCKED with the gateway's reason ---------------------
+
+
+def test_a_blocked_task_ends_blocked_with_its_reason_and_costs_nothing(styled: Session) -> None:
+    sim_of(styled).configure(blocked_rate=1.0)
+    job = styled.generate("A fox the model refuses", wait=False)
+    assert job.wait(30)
+    assert job.state is JobState.BLOCKED and isinstance(job.exception, TaskBlockedError)
+    assert "IMAGE_SAFETY" in (job.error or "")  # the reason, not a generic failure
+    assert job.cost_usd == 0.0  # refunded, as the gateway's billing says
+    row = styled.store.get(job.cbid)
+    assert row is not None and row.state == "blocked"
+    assert "IMAGE_SAFETY" in job_error_line(job)  # what the status line shows
+
+
+def test_a_blocked_sweep_cell_shows_its_reason_on_the_tile(styled: Session) -> None:
+    sim_of(styled).configure(blocked_rate=1.0)
+    result = styled.sweep("A fox the model refuses", temperature=[0.2, 1.4], yes=True)
+    assert [job.state for job in result.jobs] == [JobState.BLOCKED] * 2
+    tiles = result.tiles()
+    assert all(t.state == "blocked" and "IMAGE_SAFETY" in (t.error or "") for t in tiles.values())
+    assert result.grid().size[0] > 0

@@ -49,14 +49,14 @@ from urllib.parse import unquote, urlsplit
 from PIL import Image
 
 from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.models import MAX_REF_BYTES, MODELS, ModelSpec, get_model
 from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
 
 __all__ = ["CONFIG_HELP", "MAX_UPLOAD_BYTES", "SimConfig", "SimServer"]
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = MAX_REF_BYTES  # "10MB", read as 10,000,000 bytes like the client reads it
 _MAX_BODY = MAX_UPLOAD_BYTES + 256 * 1024
 _SUBMIT, _UPLOAD = "/v1/images/generations", "/v1/uploads/images"
 _UPLOAD_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp"),
