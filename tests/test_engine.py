@@ -347,3 +347,48 @@ def test_a_disk_error_while_writing_is_retried_not_final(
         assert sim.stats()["submits_accepted"] == 1  # paid once, written on the second try
     finally:
         runner.shutdown()
+
+
+def test_the_budget_cannot_be_overshot_with_200_requests_in_flight(tmp_path: Path) -> None:
+    from gemimg_jupyter.session import Session
+
+    from .conftest import quick_settings
+
+    price = params().price_usd or 0.0
+    assert price > 0
+    budget = 30 * price
+    slow = {"latency": (20.0, 30.0), "queue_delay": (0.0, 0.1), "seed": 5, "submit_burst": 500, "submit_rate": 500}
+    with Session(quick_settings(tmp_path / "out", max_cost_usd=budget, sim_options=slow)) as session:
+        # the runner is the last line: 200 requests handed over at once (the cell's own check is not involved)
+        jobs = session.runner.submit_many([(params(f"budget {i}"), 0) for i in range(200)])
+        refused = [j for j in jobs if j.wait(20) and j.state is JobState.FAILED]
+        assert len(refused) == 170 and all("budget" in (j.error or "") and j.cost_usd == 0 for j in refused)
+        accepted = session.sim.stats()["submits_accepted"]
+        assert accepted == 30 and accepted * price <= budget + 1e-9
+        session.cancel("all", drop=True)
+
+
+def test_a_thousand_unfinished_tasks_are_not_a_thousand_threads(tmp_path: Path) -> None:
+    import threading
+
+    from gemimg_jupyter.session import Session
+
+    from .conftest import quick_settings
+
+    slow = {"latency": (30.0, 40.0), "queue_delay": (0.0, 0.1), "seed": 6, "submit_burst": 5000, "submit_rate": 5000}
+    settings = quick_settings(
+        tmp_path / "out", sim_options=slow, submit_burst=5000, submit_rate=5000.0, query_rate=5000.0, poll_first=0.5
+    )
+
+    def engine_threads() -> list[str]:  # the client's own (the in-process simulator has one per connection)
+        names = [t.name for t in threading.enumerate()]
+        return [n for n in names if n.startswith("gemimg-") and not n.startswith("gemimg-sim")]
+
+    with Session(settings) as session:
+        jobs = session.runner.submit_many([(params(f"many {i}"), 0) for i in range(1000)])
+        assert all(j.wait_for(JobState.SUBMITTED, 60) or j.task_id for j in jobs)
+        assert session.sim.stats()["submits_accepted"] == 1000
+        ours = engine_threads()
+        assert len(ours) <= 34, f"{len(ours)} threads for 1,000 unfinished tasks: {sorted(set(ours))}"
+        session.cancel("all", drop=True)
+        assert session.runner.wait(jobs, timeout=30)
