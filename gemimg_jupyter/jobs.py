@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from .models import GenerationParams, JobState, ReferenceImage, TaskStatus
 from .settings import Settings
 from .store import LedgerRow, Store, safe_filename
 
-__all__ = ["Job", "JobRunner", "Listener", "RateGate", "TokenBucket"]
+__all__ = ["Job", "JobRunner", "Listener", "PollSchedule", "RateGate", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
@@ -409,6 +409,111 @@ def _final_state(exc: BaseException) -> JobState | None:
 _Steps = Generator[float | None, None, None]
 
 
+class PollSchedule:
+    """When to look at a task next: the cadence and the progress/ETA model, with no threads or sockets.
+
+    It learns from what the runner tells it: :meth:`observe` for each status
+    round trip, :meth:`completed` when a task is seen done (with the looks it
+    took). :meth:`next_delay` is a pure function of that memory and its
+    arguments (plus jitter from ``rng``).
+    """
+
+    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self._durations: deque[float] = deque(maxlen=50)
+        self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
+        self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
+        self._rtts: deque[float] = deque(maxlen=20)  # round trips of recent status queries
+
+    def observe(self, rtt: float) -> None:
+        """One status query took ``rtt`` seconds."""
+        self._rtts.append(rtt)
+
+    def completed(self, seen: float, looks: Sequence[tuple[float, int]]) -> None:
+        """A task was seen completed ``seen`` seconds after its submit, after ``looks``."""
+        self._durations.append(seen)
+        ups = [p for _, p in looks if 0 < p < 100]
+        if ups:
+            self._peaks.append(max(ups))
+            self._rated.append(ups[-1] > ups[0])
+
+    def next_delay(self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()) -> float:
+        """When to look next: sparse early, dense around the expected completion.
+
+        When the server's progress rises between looks (``looks``: seconds
+        since submit and progress of each earlier look), the completion is
+        extrapolated from its rate to the highest progress finished tasks
+        reached, and the next look goes one standard error after it (with one
+        more look on the way when that error is large). The first two looks
+        go early enough to catch the fastest tasks still running. Otherwise the expected
+        duration comes from the progress (elapsed × 100 / progress) and the
+        durations seen so far in this session. Never sooner than ``poll_min``
+        after the last look, never later than ``poll_max``; always jittered.
+        """
+        s = self.settings
+        history = sorted(self._durations)
+        early = history[len(history) // 10] if len(history) >= 3 else None
+        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
+        if first:
+            delay = s.poll_first
+            if early is not None:  # two looks before the fastest tasks end give a rate
+                delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
+            return self._jitter(delay)
+        since = elapsed - looks[-1][0] if looks else 0.0
+        soonest = max(0.05, s.poll_min - since)
+        eta = self.progress_eta(looks)
+        if eta is not None:
+            when, spread = eta
+            if spread > 0.5 * s.poll_min and when - 3 * spread - elapsed > 2 * s.poll_min:
+                return self._jitter(min(s.poll_max, when - 3 * spread - elapsed))  # a look on the way narrows it
+            return min(s.poll_max, max(soonest, when + spread - elapsed)) + self._rng.uniform(0, 0.1 * s.poll_min)
+        ups = [p for _, p in looks if 0 < p < 100]
+        if rising and early is not None and len(ups) == 1 and 0.8 * early - elapsed >= soonest:
+            return max(soonest, self._jitter(0.8 * early - elapsed))  # a second look before the fastest tasks end
+        estimates: list[float] = []
+        if 0 < progress < 100 and elapsed > 0.5:
+            estimates.append(elapsed * 100.0 / progress)
+        if len(history) >= 3:
+            estimates.append(statistics.median(history))
+        if not estimates:
+            return self._jitter(min(s.poll_max, max(s.poll_min, 0.75 * elapsed)))
+        expected = min(estimates) if len(estimates) == 1 else statistics.fmean(estimates)
+        remaining = expected - elapsed
+        if remaining > 2 * s.poll_min:
+            delay = 0.75 * remaining
+            if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
+                delay = min(delay, max(s.poll_min, 0.75 * elapsed))
+            return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
+        return self._jitter(s.poll_min)
+
+    def progress_eta(self, looks: Sequence[tuple[float, int]]) -> tuple[float, float] | None:
+        """Completion time (seconds since submit) and its uncertainty, from the progress rate.
+
+        The rate comes from the first and last in-progress looks; the end is
+        the highest progress finished tasks showed plus one (100 until some
+        have finished, and then only 70 % of the way is trusted).
+        """
+        ups = [(t, p) for t, p in looks if 0 < p < 100]
+        if len(ups) < 2 or ups[-1][1] <= ups[0][1] or ups[-1][0] <= ups[0][0]:
+            return None
+        (t0, p0), (t1, p1) = ups[0], ups[-1]
+        rate = (p1 - p0) / (t1 - t0)
+        known = bool(self._peaks)
+        end = max(min(100.0, max(self._peaks) + 1.0) if known else 100.0, p1 + 1.0)
+        left = (end - p1 - 0.5) / rate
+        if not known:
+            return t1 + 0.7 * left, 0.0
+        # the server looked somewhere within the round trip; progress is whole numbers
+        clock = statistics.median(self._rtts) / 12**0.5 if self._rtts else 0.0
+        slope = (1 / 6) / (p1 - p0) ** 2 + 2 * (clock / (t1 - t0)) ** 2
+        spread = ((1 / 6) / rate**2 + left**2 * slope + clock**2) ** 0.5
+        return t1 + left, spread
+
+    def _jitter(self, seconds: float) -> float:
+        return max(0.05, seconds * self._rng.uniform(0.9, 1.1))
+
+
 class JobRunner:
     """Runs jobs as state machines: one scheduler thread, a small I/O pool, shared limits.
 
@@ -445,6 +550,8 @@ class JobRunner:
         if client.gate is not self.gate:
             client.gate = self.gate
         self._pool = ThreadPoolExecutor(max_workers=io_threads(settings), thread_name_prefix="gemimg-io")
+        # downloads and writes have their own few threads, so status queries never wait behind them
+        self._downloads = ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="gemimg-dl")
         self._heap: list[tuple[float, int, Job]] = []
         self._cv = threading.Condition()
         self._seq = itertools.count()
@@ -458,14 +565,11 @@ class JobRunner:
         self._committed = 0.0  # budget reserved or spent by this runner's submits
         self._jobs: dict[str, Job] = {}
         self._listeners: list[Listener] = []
-        self._durations: deque[float] = deque(maxlen=50)
-        self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
-        self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
-        self._rtts: deque[float] = deque(maxlen=20)  # round trips of recent status queries
         self._lock = threading.Lock()
         self._upload_locks: dict[str, threading.Lock] = {}
         self._closed = False
         self._rng = random.Random()
+        self.polls = PollSchedule(settings, self._rng)
         store.start_heartbeat()
 
     # ---- public ---------------------------------------------------------------------------
@@ -647,6 +751,7 @@ class JobRunner:
         with self._cv:
             self._cv.notify_all()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._downloads.shutdown(wait=wait, cancel_futures=True)
         try:
             self.store.release()
         except (sqlite3.Error, OSError, ConfigError):
@@ -722,6 +827,10 @@ class JobRunner:
                 return
             if delay is None:
                 return  # parked: a free slot or a cancel wakes it
+            if delay == _TO_DOWNLOADS:
+                with suppress(RuntimeError):  # after shutdown the job stays in the ledger
+                    self._downloads.submit(self._step, job)
+                return
             if job._wake.is_set():
                 delay = 0.0
         self._schedule(job, delay)
@@ -814,6 +923,11 @@ class JobRunner:
             job.progress = progress
         if changed:
             self._notify(job)
+
+    def _transition(self, job: Job, state: JobState, progress: int | None = None, **row: Any) -> None:
+        """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners."""
+        self.store.update(job.cbid, state=state.value, **row)
+        self._set(job, state, progress)
 
     def _finish(self, job: Job, state: JobState, *, ledger: bool = True, **row: Any) -> None:
         job.finished_at = time.time()
@@ -914,22 +1028,18 @@ class JobRunner:
                         job.task_id = found.id
                         job.submitted_at = row.submitted or time.time()
                         job.cost_usd = job.params.price_usd or 0.0
-                        self.store.update(job.cbid, state="submitted", task_id=found.id, submitted=job.submitted_at)
+                        self._transition(job, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
                         break
-                self.store.update(
-                    job.cbid, state="submitting", params={**job.params.describe(), "reference_urls": list(urls)}
-                )
-                self._set(job, JobState.SUBMITTING)
+                params = {**job.params.describe(), "reference_urls": list(urls)}
+                self._transition(job, JobState.SUBMITTING, params=params)
                 with self.gate.ticket("submit"):
                     status = self.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
             except RateLimitError as exc:
                 self.gate.refund("submit")
                 self._release_slot(job)
                 self._shrink_window()
-                if self.store.get(job.cbid) is not None:  # a clear refusal: no look-up needed before the next try
-                    self.store.update(job.cbid, state="queued")
                 pause = exc.retry_after if exc.retry_after is not None else self.settings.retry.base
-                self._set(job, JobState.QUEUED)
+                self._transition(job, JobState.QUEUED)  # a clear refusal: no look-up needed before the next try
                 yield min(pause, self.settings.retry.max_retry_after)
                 self._woke(job)
                 continue
@@ -944,8 +1054,7 @@ class JobRunner:
             job.task_id = status.id
             job.submitted_at = time.time()
             job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
-            self.store.update(job.cbid, state="submitted", task_id=status.id, submitted=job.submitted_at)
-            self._set(job, JobState.SUBMITTED)
+            self._transition(job, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
 
     def _follow(self, job: Job, deadline: float) -> Generator[float | None, None, bool]:
         """Follow a row another live process works on; ``True`` once it ended, ``False`` after taking it over."""
@@ -1006,8 +1115,9 @@ class JobRunner:
                     )
                 if not status.url:
                     raise _Retry(f"task {status.id} completed without an image URL")
-                self._set(job, JobState.DOWNLOADING, 100)
-                self.store.update(job.cbid, state="downloading", expires_at=status.expires_at, cost_usd=job.cost_usd)
+                self._transition(job, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
+                yield _TO_DOWNLOADS
+                self._woke(job)
                 data = self.client.download(
                     status.url,
                     expected=job.params.pixel_size,
@@ -1103,7 +1213,7 @@ class JobRunner:
         unknown = 0
         while True:
             elapsed = time.time() - start
-            delay = self._next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
+            delay = self.polls.next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
             if time.monotonic() + delay > deadline:
                 yield max(0.0, deadline - time.monotonic())
                 self._woke(job)
@@ -1122,14 +1232,10 @@ class JobRunner:
             with self.gate.ticket("query"):
                 status = self.client.status(job.task_id, tries=1)
             answered = time.time()
-            self._rtts.append(answered - asked)
+            self.polls.observe(answered - asked)
             seen = (asked + answered) / 2 - start
             if status.status == "completed":
-                self._durations.append(seen)
-                ups = [p for _, p in looks if 0 < p < 100]
-                if ups:
-                    self._peaks.append(max(ups))
-                    self._rated.append(ups[-1] > ups[0])
+                self.polls.completed(seen, looks)
                 return status
             if status.status == "failed":
                 self._release_slot(job)
@@ -1153,81 +1259,6 @@ class JobRunner:
             looks.append((seen, status.progress if state is JobState.IN_PROGRESS else 0))
             self._set(job, state, max(job.progress, min(99, status.progress)))
 
-    def _next_delay(self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()) -> float:
-        """When to look next: sparse early, dense around the expected completion.
-
-        When the server's progress rises between looks (``looks``: seconds
-        since submit and progress of each earlier look), the completion is
-        extrapolated from its rate to the highest progress finished tasks
-        reached, and the next look goes one standard error after it (with one
-        more look on the way when that error is large). The first two looks
-        go early enough to catch the fastest tasks still running. Otherwise the expected
-        duration comes from the progress (elapsed × 100 / progress) and the
-        durations seen so far in this session. Never sooner than ``poll_min``
-        after the last look, never later than ``poll_max``; always jittered.
-        """
-        s = self.settings
-        history = sorted(self._durations)
-        early = history[len(history) // 10] if len(history) >= 3 else None
-        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
-        if first:
-            delay = s.poll_first
-            if early is not None:  # two looks before the fastest tasks end give a rate
-                delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
-            return self._jitter(delay)
-        since = elapsed - looks[-1][0] if looks else 0.0
-        soonest = max(0.05, s.poll_min - since)
-        eta = self._progress_eta(looks)
-        if eta is not None:
-            when, spread = eta
-            if spread > 0.5 * s.poll_min and when - 3 * spread - elapsed > 2 * s.poll_min:
-                return self._jitter(min(s.poll_max, when - 3 * spread - elapsed))  # a look on the way narrows it
-            return min(s.poll_max, max(soonest, when + spread - elapsed)) + self._rng.uniform(0, 0.1 * s.poll_min)
-        ups = [p for _, p in looks if 0 < p < 100]
-        if rising and early is not None and len(ups) == 1 and 0.8 * early - elapsed >= soonest:
-            return max(soonest, self._jitter(0.8 * early - elapsed))  # a second look before the fastest tasks end
-        estimates: list[float] = []
-        if 0 < progress < 100 and elapsed > 0.5:
-            estimates.append(elapsed * 100.0 / progress)
-        if len(history) >= 3:
-            estimates.append(statistics.median(history))
-        if not estimates:
-            return self._jitter(min(s.poll_max, max(s.poll_min, 0.5 * elapsed)))
-        expected = min(estimates) if len(estimates) == 1 else statistics.fmean(estimates)
-        remaining = expected - elapsed
-        if remaining > 2 * s.poll_min:
-            delay = 0.75 * remaining
-            if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
-                delay = min(delay, max(s.poll_min, 0.5 * elapsed))
-            return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
-        return self._jitter(s.poll_min)
-
-    def _progress_eta(self, looks: Sequence[tuple[float, int]]) -> tuple[float, float] | None:
-        """Completion time (seconds since submit) and its uncertainty, from the progress rate.
-
-        The rate comes from the first and last in-progress looks; the end is
-        the highest progress finished tasks showed plus one (100 until some
-        have finished, and then only 70 % of the way is trusted).
-        """
-        ups = [(t, p) for t, p in looks if 0 < p < 100]
-        if len(ups) < 2 or ups[-1][1] <= ups[0][1] or ups[-1][0] <= ups[0][0]:
-            return None
-        (t0, p0), (t1, p1) = ups[0], ups[-1]
-        rate = (p1 - p0) / (t1 - t0)
-        known = bool(self._peaks)
-        end = max(min(100.0, max(self._peaks) + 1.0) if known else 100.0, p1 + 1.0)
-        left = (end - p1 - 0.5) / rate
-        if not known:
-            return t1 + 0.7 * left, 0.0
-        # the server looked somewhere within the round trip; progress is whole numbers
-        clock = statistics.median(self._rtts) / 12**0.5 if self._rtts else 0.0
-        slope = (1 / 6) / (p1 - p0) ** 2 + 2 * (clock / (t1 - t0)) ** 2
-        spread = ((1 / 6) / rate**2 + left**2 * slope + clock**2) ** 0.5
-        return t1 + left, spread
-
-    def _jitter(self, seconds: float) -> float:
-        return max(0.05, seconds * self._rng.uniform(0.9, 1.1))
-
     def _provenance(self, job: Job, status: TaskStatus) -> dict[str, Any]:
         return {
             "generator": f"gemimg_jupyter {__version__}",
@@ -1247,7 +1278,11 @@ class JobRunner:
 
 def io_threads(settings: Settings) -> int:
     """The I/O pool's size, from the rates (requests per second × a short round trip), not from the job count."""
-    return max(8, min(32, math.ceil(settings.submit_rate + settings.query_rate / 5)))
+    return max(8, min(24, math.ceil(settings.submit_rate + settings.query_rate / 5)))
+
+
+DOWNLOAD_THREADS = 8
+_TO_DOWNLOADS = -1.0  # a step's answer meaning "go on in the download pool, now"
 
 
 def _provenance_from_file(path: Path) -> dict[str, Any]:

@@ -392,3 +392,23 @@ def test_a_thousand_unfinished_tasks_are_not_a_thousand_threads(tmp_path: Path) 
         assert len(ours) <= 34, f"{len(ours)} threads for 1,000 unfinished tasks: {sorted(set(ours))}"
         session.cancel("all", drop=True)
         assert session.runner.wait(jobs, timeout=30)
+
+
+def test_poll_schedule_is_pure_and_learns_the_task_times() -> None:
+    import random
+
+    from gemimg_jupyter.jobs import PollSchedule
+
+    s = Settings(poll_first=1.0, poll_min=0.5, poll_max=10.0)
+    fresh = PollSchedule(s, random.Random(1))
+    first = fresh.next_delay(0.0, 0, True)
+    assert 0.9 <= first <= 1.1  # the first look after poll_first (jittered ±10 %)
+    assert all(0.05 <= fresh.next_delay(t, 0, False, [(t - 1, 0)]) <= s.poll_max * 1.1 for t in (2.0, 5.0, 30.0))
+    learned = PollSchedule(s, random.Random(1))
+    for _ in range(5):  # tasks have taken 8 s, progress rising 10 -> 90
+        learned.observe(0.01)
+        learned.completed(8.0, [(2.0, 20), (5.0, 55)])
+    later = learned.next_delay(1.0, 0, True)
+    assert later > first  # it waits longer before the first look once it knows tasks take 8 s
+    eta = learned.progress_eta([(2.0, 20), (4.0, 45)])
+    assert eta is not None and 4.0 < eta[0] < 12.0
