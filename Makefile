@@ -8,19 +8,20 @@ SRC    := gemimg_jupyter tests benchmarks scripts
 .PHONY: demo demo-headless test lint unit bench clean
 
 $(STAMP): pyproject.toml
+	@echo "setting up $(VENV): installing gemimg_jupyter with JupyterLab and the test tools (about a minute the first time) …"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored" || true
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 | grep -v "is ignored" || true
 	@$(BIN)/python -c "import gemimg_jupyter, IPython, ipywidgets, PIL, requests, backoff, pytest" \
 		|| { echo "install failed: see the pip output above"; exit 1; }
 	@touch $(STAMP)
 
-## demo: set up, execute the quickstart on the built-in simulator, serve JupyterLab with the result
+## demo: set up, execute the quickstart on the built-in simulator, serve JupyterLab with the result until Ctrl-C
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py --serve
+	@$(BIN)/python scripts/demo.py --serve $(DEMO_ARGS)
 
 ## demo-headless: the same without the JupyterLab server (used by CI's smoke test)
 demo-headless: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	@$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 ## test: set up, lint, type-check and run the whole suite (browser tests included)
 test: $(STAMP)

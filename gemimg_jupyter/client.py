@@ -36,28 +36,44 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ContentBlockedError,
     GemimgError,
     InsufficientQuotaError,
     InvalidImageError,
     JobCancelled,
+    ModelUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     TaskExpiredError,
     redact,
 )
-from .images import decode_image
+from .images import ImageBytes
 from .models import GenerationParams, TaskStatus
 from .settings import RetryPolicy, Secret
 
-__all__ = ["Category", "RequestGate", "ToAPIsClient", "parse_retry_after", "parse_task"]
+__all__ = ["STATUS_WORDS", "Category", "RequestGate", "ToAPIsClient", "is_blocked", "parse_retry_after", "parse_task"]
 
 log = logging.getLogger(__name__)
 
 Category = Literal["submit", "query", "upload", "download"]
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
-_STATUS_ALIASES = {"submitted": "queued", "pending": "queued", "processing": "in_progress", "running": "in_progress"}
+#: Every status word seen in the docs, their source and the New API gateway they run on (compared lower-case).
+STATUS_WORDS: dict[str, str] = {
+    **dict.fromkeys(("queued", "pending", "not_start", "submitted"), "queued"),
+    **dict.fromkeys(("in_progress", "running", "processing"), "in_progress"),
+    **dict.fromkeys(("completed", "success", "succeeded"), "completed"),
+    **dict.fromkeys(("failed", "failure", "error", "cancelled", "canceled", "expired"), "failed"),
+}
+#: Words in a failure's code or message that mean the task was refused for safety or content policy.
+_BLOCKED = re.compile(
+    r"image_safety|prohibited_content|\bsafety\b|content[ _-]?(?:policy|filter|moderation)|policy[ _-]?violation"
+    r"|\bblocklist\b|\bmoderation\b|responsible ai",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(r"content|refus|sensitive|unsafe", re.IGNORECASE)
 
 
 class RequestGate(Protocol):
@@ -116,49 +132,122 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
+def _progress(value: object) -> int | None:
+    """``40``, ``40.5``, ``"40"`` or ``"40%"`` as a whole percentage; ``None`` if unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip().rstrip("%").strip()
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return max(0, min(100, int(number))) if number == number else None
+
+
+def _first_url(items: object) -> str | None:
+    """The first URL of a list of ``{"url": ...}`` objects or plain URL strings."""
+    if not isinstance(items, list) or not items:
+        return None
+    first = items[0]
+    url = first.get("url") if isinstance(first, Mapping) else first
+    return url if isinstance(url, str) and url.strip() else None
+
+
+def find_result_url(body: Mapping[str, Any]) -> str | None:
+    """The result image URL wherever a gateway puts it.
+
+    In order: ``result.data[0].url`` (the docs), a top-level ``url`` (seen
+    beside it), ``result.url``, ``images[0].url`` and ``data[0].url``
+    (field notes), ``result.images[0].url``.
+    """
+    result = body.get("result")
+    result = result if isinstance(result, Mapping) else {}
+    for candidate in (
+        _first_url(result.get("data")),
+        body.get("url"),
+        result.get("url"),
+        _first_url(body.get("images")),
+        _first_url(body.get("data")),
+        _first_url(result.get("images")),
+    ):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def is_blocked(code: object, message: object, *, http_status: int | None = None) -> bool:
+    """True when a failure's code or message says it was refused for safety or content policy."""
+    text = f"{code or ''} {message or ''}"
+    if _BLOCKED.search(text):
+        return True
+    said_422 = http_status == 422 or re.search(r"\b422\b", text) is not None
+    return said_422 and _REFUSAL.search(text) is not None
+
+
+def _cost(billing: Mapping[str, Any]) -> float | None:
+    """Dollars from a settled or refunded ``billing`` (``credits`` at 200 a dollar when ``cost_usd`` is absent)."""
+    if not billing or str(billing.get("status") or "").lower() == "pending":
+        return None
+    for key, scale in (("cost_usd", 1.0), ("credits", 1 / 200)):
+        value = billing.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            number = float(value) * scale
+        except (TypeError, ValueError):
+            continue
+        if number == number and number >= 0:  # not NaN, not negative
+            return round(number, 6)
+    return None
+
+
 def parse_task(body: Mapping[str, Any]) -> TaskStatus:
     """Parse a submit or status response into a :class:`TaskStatus`.
 
-    Tolerates every documented shape: ``id`` or ``task_id``; status
-    ``submitted`` for ``queued``; the image URL at ``result.data[0].url`` or a
-    top-level ``url``; ``error.message`` or a legacy ``fail_reason``.
+    Reads every dialect seen so far (see ``docs/gateway.md``): ``id`` or
+    ``task_id``; a task wrapped in ``{"data": {...}}``; any status word of
+    :data:`STATUS_WORDS` in any case (another word gives ``unknown`` with
+    ``raw_status`` kept, so the engine can stop instead of polling to its
+    deadline); ``progress`` as a number or ``"40%"``; the image URL wherever
+    :func:`find_result_url` finds it; ``error`` as an object or a string, or
+    a ``fail_reason``; ``billing`` in dollars or credits. A failure for a
+    safety or content-policy reason is marked ``blocked``.
     """
+    inner = body.get("data")
+    if isinstance(inner, Mapping) and not (body.get("id") or body.get("task_id")) and "status" in inner:
+        body = inner
     task_id = body.get("id") or body.get("task_id")
     if not task_id:
         raise APIError("the gateway's task response has no id; is GEMIMG_BASE_URL pointing at the image API?")
-    status = str(body.get("status") or "queued").lower()
-    status = _STATUS_ALIASES.get(status, status)
-    if status not in ("queued", "in_progress", "completed", "failed"):
-        status = "in_progress"
-    url = None
-    result = body.get("result")
-    if isinstance(result, Mapping):
-        data = result.get("data")
-        if isinstance(data, list) and data and isinstance(data[0], Mapping):
-            url = data[0].get("url")
-    url = url or body.get("url")
-    error: Mapping[str, Any] = body["error"] if isinstance(body.get("error"), Mapping) else {}
-    message = error.get("message") or body.get("fail_reason")
+    raw = body.get("status")
+    raw_status = None if raw is None else str(raw).strip()
+    status = STATUS_WORDS.get(raw_status.lower(), "unknown") if raw_status else "queued"
+    url = find_result_url(body)
+    error_field = body.get("error")
+    error: Mapping[str, Any] = error_field if isinstance(error_field, Mapping) else {}
+    message = error.get("message") or (error_field if isinstance(error_field, str) else None) or body.get("fail_reason")
+    code = error.get("code")
     billing: Mapping[str, Any] = body["billing"] if isinstance(body.get("billing"), Mapping) else {}
-    cost = billing.get("cost_usd")
-    try:
-        cost_usd = float(cost) if cost is not None and billing.get("status") != "pending" else None
-    except (TypeError, ValueError):
-        cost_usd = None
+    progress = _progress(body.get("progress"))
+    if progress is None or (status == "completed" and progress == 0):
+        progress = 100 if status == "completed" else 0
     return TaskStatus(
         id=str(task_id),
         status=status,
-        progress=_int_or_none(body.get("progress")) or (100 if status == "completed" else 0),
+        progress=progress,
         model=_str_or_none(body.get("model")),
         created_at=_int_or_none(body.get("created_at")),
         completed_at=_int_or_none(body.get("completed_at")),
         expires_at=_int_or_none(body.get("expires_at")),
-        url=_str_or_none(url),
-        error_code=_str_or_none(error.get("code")),
+        url=url,
+        error_code=_str_or_none(code),
         error_message=_str_or_none(message),
         client_business_id=_str_or_none(body.get("client_business_id")),
         billing_status=_str_or_none(billing.get("status")),
-        cost_usd=cost_usd,
+        cost_usd=_cost(billing),
+        raw_status=raw_status,
+        blocked=status == "failed" and is_blocked(code, message),
     )
 
 
@@ -166,22 +255,71 @@ _STATUS_CLASSES: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     402: InsufficientQuotaError,
-    403: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     422: BadRequestError,
     429: RateLimitError,
 }
+#: ``error.code`` (lower-case) → class; it decides before the HTTP status does (New API answers an empty
+#: balance with 403, a model no channel serves with 503).
+_CODE_CLASSES: dict[str, type[APIError]] = {
+    **dict.fromkeys(
+        ("insufficient_user_quota", "insufficient_quota", "insufficient_balance", "pre_consume_token_quota_failed"),
+        InsufficientQuotaError,
+    ),
+    **dict.fromkeys(("model_not_found", "model_not_available", "model_not_supported"), ModelUnavailableError),
+    **dict.fromkeys(
+        ("unauthorized", "invalid_api_key", "invalid_token", "token_expired", "token_not_found"), AuthenticationError
+    ),
+    **dict.fromkeys(("access_denied", "forbidden", "permission_denied", "model_not_allowed"), PermissionDeniedError),
+    **dict.fromkeys(("rate_limit_exceeded", "too_many_requests"), RateLimitError),
+    **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
+    "rate_limit_unavailable": ServerError,
+}
 _HINTS: dict[type[APIError], str] = {
     AuthenticationError: "check TOAPIS_API_KEY or run %gemimg login",
+    PermissionDeniedError: (
+        "the key may not use this model, or the gateway's edge refused this client; "
+        "%gemimg probe lists what the key may use"
+    ),
     InsufficientQuotaError: "top up the ToAPIs balance",
+    ModelUnavailableError: "the gateway serves no channel for this model to this key; %gemimg probe lists what it may use",
+    ContentBlockedError: "the prompt or a reference was refused by the content policy; nothing was charged",
     RateLimitError: "the gateway is rate limiting; wait a moment or lower max_in_flight",
     ServerError: "the gateway had a problem; try again in a moment",
+}
+_LABELS: dict[type[APIError], str] = {
+    AuthenticationError: "authentication failed",
+    PermissionDeniedError: "access refused",
+    InsufficientQuotaError: "insufficient balance",
+    ModelUnavailableError: "model not available",
+    ContentBlockedError: "blocked by content policy",
 }
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
+def classify(status: int, code: str | None, error_type: str | None = None, message: str = "") -> type[APIError]:
+    """The error class for an answer: ``error.code`` first, then the HTTP status.
+
+    A 400/422 whose message names a safety or content-policy reason is a
+    :class:`ContentBlockedError`; a 401 or 403 that names an empty balance is
+    an :class:`InsufficientQuotaError`.
+    """
+    by_code = _CODE_CLASSES.get((code or "").strip().lower())
+    if by_code is not None:
+        return by_code
+    cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIError)
+    if cls is BadRequestError and is_blocked(code, message, http_status=status):
+        return ContentBlockedError
+    if status in (401, 403) and re.search(r"insufficient|quota|balance", message, re.IGNORECASE):
+        return InsufficientQuotaError
+    if cls is PermissionDeniedError and (error_type or "").lower() == "authentication_error":
+        return AuthenticationError
+    return cls
+
+
 def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
-    """Map an HTTP error response to the right :class:`APIError` subclass."""
+    """Map an HTTP error response to the right :class:`APIError` subclass (see :func:`classify`)."""
     status = resp.status_code
     code: str | None = None
     error_type: str | None = None
@@ -192,6 +330,7 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
         body = resp.json() if "json" in ctype or text.lstrip().startswith("{") else None
     except ValueError:
         body = None
+    html = False
     if isinstance(body, Mapping):
         err = body.get("error")
         if isinstance(err, Mapping):
@@ -201,20 +340,24 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
         elif isinstance(err, str):
             message = err
         message = message or str(body.get("message") or "")
+        top_code = body.get("code")
+        if code is None and isinstance(top_code, (str, int)) and not isinstance(top_code, bool):
+            code = str(top_code)
     elif "<html" in text.lower() or "html" in ctype:
+        html = True
         title = _TITLE.search(text)
         page = re.sub(r"\s+", " ", title.group(1)).strip() if title else "an error page"
         message = f"the gateway returned an HTML page ({page}) instead of JSON"
     else:
         message = re.sub(r"\s+", " ", text).strip()[:200]
-    cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIError)
+    cls = classify(status, code, error_type, message)
     message = message or resp.reason or "no details"
     if "invalid apitype" in message.lower():
         message += f"; the request reached the wrong endpoint (the chat route?): check GEMIMG_BASE_URL ({base_url})"
-    label = {AuthenticationError: "authentication failed", InsufficientQuotaError: "insufficient balance"}.get(
-        cls, "request failed"
-    )
+    label = _LABELS.get(cls, "request failed")
     hint = _HINTS.get(cls)
+    if cls is PermissionDeniedError and (html or body is None):
+        hint = "the gateway's edge refused this client (no JSON error): a proxy or firewall, or a missing User-Agent"
     full = f"{label} ({status}): {message}" + (f"; {hint}" if hint else "")
     return cls(
         full,
@@ -440,6 +583,19 @@ class ToAPIsClient:
         result: TaskStatus = self._retrying("status", attempt, tries=tries)
         return result
 
+    def list_models(self, kind: str = "image") -> list[str]:
+        """The model ids the key may use (``GET /v1/models?type=image``; free)."""
+
+        def attempt() -> list[str]:
+            body = self._json(self._send("query", "GET", "/v1/models", params={"type": kind}))
+            data = body.get("data")
+            items = data if isinstance(data, list) else []
+            ids = [item.get("id") if isinstance(item, Mapping) else item for item in items]
+            return [str(i) for i in ids if isinstance(i, str) and i.strip()]
+
+        result: list[str] = self._retrying("models", attempt)
+        return result
+
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
         """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
         try:
@@ -458,8 +614,14 @@ class ToAPIsClient:
         deadline: float | None = None,
         cancelled: Callable[[], bool] | None = None,
         tries: int | None = None,
-    ) -> bytes:
+    ) -> ImageBytes:
         """Fetch a result image, verify it decodes, and return its bytes.
+
+        The result is :class:`~.images.ImageBytes`: plain bytes carrying the
+        decoded ``width``/``height`` and a ``note`` when the image is not the
+        ``expected`` size. Such an image is paid for and is returned, never
+        refetched or refused (a channel may answer a 2K request with 1K); only
+        bytes that do not decode are fetched again (three times in all).
 
         The key is sent only to the gateway's own origin; redirects are
         followed by hand (at most three, http(s) only) so that a redirect to
@@ -470,18 +632,20 @@ class ToAPIsClient:
         download ends and a cancel stops it within one socket read.
         """
 
-        def attempt() -> bytes:
+        def attempt() -> ImageBytes:
             data = self._fetch(url, deadline=deadline, cancelled=cancelled)
             try:
-                decode_image(data, expected=expected)
+                image = ImageBytes.checked(data, expected=expected)
             except InvalidImageError as exc:
                 raise _CorruptDownload(str(exc)) from None
-            return data
+            if image.note:
+                log.warning("%s: %s", _safe_url(url), image.note)
+            return image
 
         tries = 3
         for n in range(1, tries + 1):
             try:
-                result: bytes = self._retrying("download", attempt, tries=tries)
+                result: ImageBytes = self._retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
                 if n == tries:

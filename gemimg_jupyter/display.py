@@ -34,6 +34,7 @@ it never imports ipywidgets.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import os
@@ -53,17 +54,22 @@ from .errors import (
     TaskFailedError,
     redact,
 )
+from .grid import draw_star
 from .images import png_bytes, thumbnail
-from .models import JobState, ModelSpec
+from .models import JobState, ModelSpec, shown_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import DisplayHandle
 
     from .jobs import Job
+    from .lineage import Lineage
     from .session import SweepResult
     from .store import LedgerRow
 
 __all__ = [
+    "STALE_NOTE",
+    "THEME_CSS",
+    "TONE_COLORS",
     "Bundle",
     "ImageStrip",
     "JobView",
@@ -75,9 +81,11 @@ __all__ = [
     "display_path",
     "error_line",
     "history_strip",
+    "image_html",
     "job_bundle",
     "job_error_line",
     "jobs_table",
+    "lineage_output",
     "live_updates_supported",
     "models_table",
     "status_html",
@@ -89,6 +97,8 @@ __all__ = [
 Bundle = tuple[dict[str, Any], dict[str, Any]]
 
 PROMPT_CHARS = 72
+#: The status line quotes at most this much of the prompt (all of it is in the tooltip).
+STATUS_PROMPT_CHARS = 48
 _ICONS = {
     JobState.QUEUED: "◌",
     JobState.UPLOADING: "↑",
@@ -104,16 +114,39 @@ _ICONS = {
     JobState.TIMEOUT: "⧗",
     JobState.CANCELLED: "⊘",
 }
-_COLORS = {
-    JobState.DONE: "#2e7d32",
-    JobState.CACHED: "#2e7d32",
-    JobState.FAILED: "#c62828",
-    JobState.BLOCKED: "#c62828",
-    JobState.EXPIRED: "#c62828",
-    JobState.TIMEOUT: "#ef6c00",
-    JobState.CANCELLED: "#757575",
+_TONES = {
+    JobState.DONE: "ok",
+    JobState.CACHED: "ok",
+    JobState.FAILED: "error",
+    JobState.BLOCKED: "error",
+    JobState.EXPIRED: "error",
+    JobState.TIMEOUT: "warn",
+    JobState.CANCELLED: "muted",
 }
-_RUNNING_COLOR = "#1565c0"
+#: Text colours with at least 4.5:1 contrast on JupyterLab's light (white) and dark (#111, #212121)
+#: cell backgrounds; the dark set applies when the front end says its theme is dark
+#: (``data-jp-theme-light="false"``, set by JupyterLab and Notebook 7). A front end that drops the
+#: ``<style>`` (an untrusted output) shows the theme's own text colour instead: still legible.
+TONE_COLORS = {
+    "run": ("#1565c0", "#64b5f6"),
+    "ok": ("#2e7d32", "#66bb6a"),
+    "warn": ("#9a6700", "#ffb74d"),
+    "error": ("#c62828", "#ef5350"),
+    "muted": ("#616161", "#bdbdbd"),
+}
+THEME_CSS = (
+    "<style>"
+    + "".join(f".gemimg-tone-{k}{{color:{light}}}" for k, (light, _dark) in TONE_COLORS.items())
+    + "".join(
+        f"[data-jp-theme-light=false] .gemimg-tone-{k}{{color:{dark}}}" for k, (_light, dark) in TONE_COLORS.items()
+    )
+    + ".gemimg-prompt-cut{display:inline-block;max-width:36ch;overflow:hidden;text-overflow:ellipsis;"
+    "white-space:nowrap;vertical-align:bottom}"
+    "</style>"
+)
+#: What a live output's saved state says, in case the page was reloaded while it ran: the front end
+#: has then forgotten the display id, and this output will not change any more.
+STALE_NOTE = "if this line is stale, re-run the cell: finished images come from the cache for $0"
 _MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
 
 
@@ -122,7 +155,7 @@ _MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
 
 def _short(text: str, limit: int = PROMPT_CHARS) -> str:
     """The first line of ``text``, ellipsized to ``limit`` characters."""
-    one = " ".join(text.split())
+    one = shown_text(" ".join(text.split()))
     return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
@@ -212,17 +245,29 @@ def status_text(job: Job) -> str:
     parts.append(f"{job.params.size} {job.params.resolution}")
     if job.repeat:
         parts.append(f"repeat {job.repeat}")
-    parts.append(f"“{_short(job.params.prompt)}”")
+    parts.append(f"“{_short(job.params.prompt, STATUS_PROMPT_CHARS)}”")
     return "gemimg " + " · ".join(parts)
 
 
+def _tone(state: JobState) -> str:
+    return _TONES.get(state, "run")
+
+
+def _quoted_prompt(prompt: str, limit: int) -> str:
+    """The prompt, shortened and escaped, in a span that also ellipsizes when the output is narrow."""
+    return f'<span class="gemimg-prompt-cut" title="{html.escape(shown_text(prompt))}">“{html.escape(_short(prompt, limit))}”</span>'
+
+
 def status_html(job: Job) -> str:
-    """The status line as HTML (every piece of user text escaped)."""
+    """The status line as HTML (every piece of user text escaped).
+
+    A running job's line carries :data:`STALE_NOTE` under it, in small muted
+    text: the saved notebook keeps this state if the page is reloaded before
+    the job ends, and the note says how to bring the output up to date for $0.
+    """
     state = job.state
-    color = _COLORS.get(state, _RUNNING_COLOR)
-    prompt = job.params.prompt
     bits = [
-        f'<b style="color:{color}">{html.escape(_ICONS.get(state, "·"))} {html.escape(state.value)}</b>',
+        f'<b class="gemimg-tone-{_tone(state)}">{html.escape(_ICONS.get(state, "·"))} {html.escape(state.value)}</b>',
         html.escape(_seconds(job.elapsed)),
     ]
     if not state.is_terminal:
@@ -232,24 +277,41 @@ def status_html(job: Job) -> str:
         )
     bits.append(html.escape("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd)))
     bits.append(f"job <code>{html.escape(job.id)}</code>")
-    bits.append(html.escape(f"{job.params.size} {job.params.resolution}"))
-    bits.append(f'<span title="{html.escape(prompt)}">“{html.escape(_short(prompt))}”</span>')
-    return f'<div class="gemimg-status" style="{_MONO}">' + " · ".join(bits) + "</div>"
+    bits.append(f'<span style="white-space:nowrap">{html.escape(f"{job.params.size} {job.params.resolution}")}</span>')
+    bits.append(_quoted_prompt(job.params.prompt, STATUS_PROMPT_CHARS))
+    note = (
+        ""
+        if state.is_terminal
+        else f'<div class="gemimg-stale-note gemimg-tone-muted" style="font-size:11px">{html.escape(STALE_NOTE)}</div>'
+    )
+    return f'{THEME_CSS}<div class="gemimg-status" style="{_MONO}">' + " · ".join(bits) + f"{note}</div>"
 
 
 def _error_bundle(job: Job) -> Bundle:
     state = job.state
     line = job_error_line(job)
     text = f"gemimg {_ICONS.get(state, '✗')} {state.value} after {_seconds(job.elapsed)} (job {job.id}): {line}"
-    color = _COLORS.get(state, "#c62828")
     markup = (
-        f'<div class="gemimg-error" style="{_MONO} color:{color}">'
+        f'{THEME_CSS}<div class="gemimg-error gemimg-tone-{_TONES.get(state, "error")}" style="{_MONO}">'
         f"<b>{html.escape(_ICONS.get(state, '✗'))} {html.escape(state.value)}</b> after "
         f"{html.escape(_seconds(job.elapsed))} (job <code>{html.escape(job.id)}</code>): {html.escape(line)}"
-        f'<span style="color:#757575" title="{html.escape(job.params.prompt)}"> · “'
-        f"{html.escape(_short(job.params.prompt, 40))}”</span></div>"
+        f'<span class="gemimg-tone-muted"> · {_quoted_prompt(job.params.prompt, 40)}</span></div>'
     )
     return {"text/plain": text, "text/html": markup}, {"gemimg_status": {"job": job.id, "state": state.value}}
+
+
+def image_html(png: bytes, alt: str, note: str = "") -> str:
+    """The PNG as an ``<img>`` with alternative text (escaped), for front ends and exports that show HTML.
+
+    The same bytes stay in the bundle as plain ``image/png`` for renderers that
+    prefer it or drop HTML. ``note`` (escaped) goes under the image in small muted text.
+    """
+    src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    below = f'<div class="gemimg-tone-muted" style="{_MONO} font-size:11px">{html.escape(note)}</div>' if note else ""
+    return (
+        f'<img class="gemimg-image" src="{src}" alt="{html.escape(alt)}" '
+        f'style="max-width:100%;height:auto">{THEME_CSS if note else ""}{below}'
+    )
 
 
 def image_metadata(job: Job) -> dict[str, Any]:
@@ -296,13 +358,16 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
             text = f"gemimg ✗ the image of job {job.id} could not be read: {error_line(exc)}"
             return {
                 "text/plain": text,
-                "text/html": f'<div style="{_MONO} color:#c62828">{html.escape(text)}</div>',
+                "text/html": f'{THEME_CSS}<div class="gemimg-tone-error" style="{_MONO}">{html.escape(text)}</div>',
             }, {}
         w, h = meta["image_size"]
         where = meta["path"] or "?"
         note = " (cached)" if job.cached else ""
         text = f"<gemimg image {job.id} {w}×{h}{note}: {where}>"
-        return {"image/png": png, "text/plain": text}, {"image/png": {"gemimg": meta}}
+        alt = f"{job.params.size} image {w}×{h}: {' '.join(job.params.prompt.split())}"
+        return {"image/png": png, "text/html": image_html(png, alt), "text/plain": text}, {
+            "image/png": {"gemimg": meta}
+        }
     if state.is_terminal:
         return _error_bundle(job)
     return {"text/plain": status_text(job), "text/html": status_html(job)}, {}
@@ -331,12 +396,18 @@ def sweep_bundle(result: SweepResult, *, final: bool = False) -> Bundle:
     meta = result.describe()
     for cell in meta.get("cells", []):
         cell["path"] = display_path(cell.get("path"))
-    text = f"<gemimg sweep {result.id}: {result.progress_text()}"
+    progress = result.progress_text()
+    text = f"<gemimg sweep {result.id}: {progress}"
     if final and result.paths:
         shown = [display_path(p) for p in result.paths]
         meta["grid_paths"] = shown
         text += f"; grid saved to {', '.join(p for p in shown if p)}"
-    return {"image/png": png, "text/plain": text + ">"}, {"image/png": {"gemimg_sweep": meta}}
+    axes = " × ".join(f"{a['name']} ({', '.join(map(str, a['values']))})" for a in meta.get("axes", []))
+    prompt = " ".join(str(result.plan.common.get("prompt") or result.plan.base.prompt).split())
+    alt = f"comparison grid, {progress}" + (f", {axes}" if axes else "") + (f": {prompt}" if prompt else "")
+    note = "" if final else f"{progress} · {STALE_NOTE}"
+    markup = image_html(png, alt, note)
+    return {"image/png": png, "text/html": markup, "text/plain": text + ">"}, {"image/png": {"gemimg_sweep": meta}}
 
 
 # ---------------------------------------------------------------- live views
@@ -660,7 +731,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: s
         lines.append("  ".join(_short(v, widths[i]).ljust(widths[i]) for i, v in enumerate(row)).rstrip())
     head = "".join(f'<th style="text-align:left">{html.escape(h)}</th>' for h in headers)
     body = "".join(
-        "<tr>" + "".join(f'<td style="text-align:left">{html.escape(v)}</td>' for v in row) + "</tr>" for row in cells
+        "<tr>" + "".join(f'<td style="text-align:left;white-space:nowrap">{html.escape(v)}</td>' for v in row) + "</tr>"
+        for row in cells
     )
     caption = f"<caption style='text-align:left'>{html.escape(title)}</caption>" if title else ""
     markup = f'<table class="gemimg-table" style="{_MONO}">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
@@ -806,7 +878,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6) -> ImageStrip | RichText:
+def history_strip(
+    rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6, picked: Iterable[str] = ()
+) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
     Parameters
@@ -817,6 +891,8 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
         Long side of each thumbnail in pixels.
     per_row : int
         Thumbnails per row before the strip wraps.
+    picked : iterable of str
+        ``client_business_id`` of picked images: they carry a star.
 
     Returns
     -------
@@ -826,6 +902,7 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
     """
     items: list[dict[str, Any]] = []
     thumbs: list[Image.Image] = []
+    stars = set(picked)
     for row in rows:
         if not row.path:
             continue
@@ -844,6 +921,7 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
                 "model": params.get("model"),
                 "task_id": row.task_id,
                 "finished": row.finished,
+                "picked": row.cbid in stars,
             }
         )
     if not thumbs:
@@ -860,8 +938,58 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
         x = pad + (i % cols) * cell_w
         y = pad + (i // cols) * cell_h
         sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
+        if item["picked"]:
+            draw_star(draw, x + (thumb + img.width) // 2 - 14, y + (thumb - img.height) // 2 + 14, 10)
         caption = f"{i + 1}. {_short(str(item['prompt']), 24)}"
         draw.text((x, y + thumb + 3), caption, fill="#333333", font=font)
-    lines = [f"{i + 1}. {_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}" for i, it in enumerate(items)]
+    lines = [
+        f"{i + 1}. {'★ ' if it['picked'] else ''}{_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
+        for i, it in enumerate(items)
+    ]
     text = f"gemimg history: {len(items)} newest image(s)\n" + "\n".join(lines)
     return ImageStrip(png_bytes(sheet, optimize=True), text, items)
+
+
+# ---------------------------------------------------------------- edit chains
+
+
+class LineageOutput:
+    """An edit chain as a labelled strip (PNG) above its table (HTML), with a text twin."""
+
+    def __init__(self, png: bytes, table: RichText, rows: list[dict[str, Any]]) -> None:
+        self.png = png
+        self.table = table
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return self.table.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
+        uri = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+        markup = f'<div class="gemimg-lineage"><img src="{uri}" alt="edit chain"><br>{self.table.html}</div>'
+        data = {"text/html": markup, "image/png": self.png, "text/plain": self.table.text}
+        return data, {"image/png": {"gemimg_lineage": self.rows}}
+
+
+def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:
+    """What ``%gemimg lineage`` shows: the strip (step number and prompt under each image) and a table."""
+    rows = chain.table()
+    table_rows = []
+    for step, r in zip(chain.steps, rows, strict=True):
+        sampling = "" if r["temperature"] is None else f" · t {r['temperature']:g} · top_p {r['top_p']:g}"
+        star = " ★" if step.row.cbid in chain.picked else ""
+        table_rows.append(
+            [
+                f"{r['step']}{star}",
+                r["id"],
+                _short(r["prompt"], 50),
+                f"{r['size']} {r['resolution']}{sampling} · {r['references']} ref",
+                _usd(r["cost_usd"]),
+                display_path(r["path"]) or r["state"],
+            ]
+        )
+    title = f"edit chain: {len(rows)} step{'s' if len(rows) != 1 else ''}, root first"
+    if chain.broken:
+        title += f" ({chain.broken})"
+    table = _table(["step", "id", "prompt", "parameters", "cost", "file"], table_rows, title=title)
+    return LineageOutput(png_bytes(chain.strip(thumb), optimize=True), table, rows)

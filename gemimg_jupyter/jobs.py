@@ -189,8 +189,13 @@ class Job:
         sweep_id: str | None = None,
         backend: str = "sim",
         cbid: str | None = None,
+        parent: Mapping[str, Any] | None = None,
     ) -> None:
         self.params = params
+        #: the image this one edits (``cbid``, ``key``, ``sha256``), recorded in the ledger and the PNG
+        self.parent: dict[str, Any] | None = dict(parent) if parent else None
+        #: the session that made this job (for ``edit``, ``pick``, ``lineage``); set by the runner
+        self.owner: Any = None
         self.repeat = repeat
         self.sweep_id = sweep_id
         self.backend = backend
@@ -348,6 +353,40 @@ class Job:
             "path": str(self.path) if self.path else None,
             "error": self.error,
         }
+
+    # ---- iterate and pick (docs/editing.md) ---------------------------------------------
+
+    def edit(self, prompt: str, **params: Any) -> Job:
+        """A new image made from this one: it becomes the first reference, and the new result names it as parent.
+
+        Takes the keyword arguments of ``Session.generate`` (``size``, more
+        ``reference_images``, ``wait`` …); an edit asked for again is a cache hit.
+        """
+        return self._session().generate(prompt, edit=self, **params)  # type: ignore[no-any-return]
+
+    def pick(self, note: str | None = None) -> Job:
+        """Mark this image as a favourite (kept in the ledger and written into the PNG's provenance)."""
+        self._session().pick(self, note=note)
+        return self
+
+    def unpick(self) -> Job:
+        """Remove the mark :meth:`pick` set."""
+        self._session().unpick(self)
+        return self
+
+    @property
+    def picked(self) -> bool:
+        """True when this image is picked (in the ledger, so it survives restarts)."""
+        return bool(self._session().is_picked(self))
+
+    def lineage(self) -> Any:
+        """The chain of edits from the root image to this one (``lineage.Lineage``)."""
+        return self._session().lineage(self)
+
+    def _session(self) -> Any:
+        if self.owner is None:
+            raise JobError(f"job {self.id} belongs to no session; use Session.pick/edit with it")
+        return self.owner
 
     def __repr__(self) -> str:
         extra = f", path={str(self.path)!r}" if self.path else (f", error={self.error!r}" if self.error else "")
@@ -571,6 +610,7 @@ class JobRunner:
         self._rng = random.Random()
         self.polls = PollSchedule(settings, self._rng)
         store.start_heartbeat()
+        self.owner: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -605,9 +645,12 @@ class JobRunner:
         fresh: bool = False,
         sweep_id: str | None = None,
         listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
     ) -> Job:
         """Start one job and return at once (a cache hit returns a finished job)."""
-        return self.submit_many([(params, repeat)], fresh=fresh, sweep_id=sweep_id, listeners=listeners)[0]
+        return self.submit_many([(params, repeat)], fresh=fresh, sweep_id=sweep_id, listeners=listeners, parent=parent)[
+            0
+        ]
 
     def submit_many(
         self,
@@ -616,13 +659,15 @@ class JobRunner:
         fresh: bool = False,
         sweep_id: str | None = None,
         listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
     ) -> list[Job]:
         """Start jobs for ``(params, repeat)`` pairs; the ledger decides who pays, in one transaction.
 
         A request already running in this session is shared; one another live
         process works on is adopted (followed, its image used); one whose owner
         is gone is taken over; a stored image is a cache hit. Only the rest are
-        new jobs that pay.
+        new jobs that pay. ``parent`` (``cbid``, ``key``, ``sha256``) names the
+        image these edit.
         """
         if self._closed:
             raise JobError("the job runner is shut down; load the extension again")
@@ -637,7 +682,7 @@ class JobRunner:
                     shared.add_listener(listener)
                 out.append(shared)
                 continue
-            job = Job(params, repeat=repeat, sweep_id=sweep_id, backend=self.backend)
+            job = Job(params, repeat=repeat, sweep_id=sweep_id, backend=self.backend, parent=parent)
             batch[key] = job
             new.append(job)
             out.append(job)
@@ -676,7 +721,7 @@ class JobRunner:
             "cbid": job.cbid,
             "key": job.key,
             "repeat": job.repeat,
-            "params": {**job.params.describe(), "reference_urls": urls},
+            "params": {**job.params.describe(), "reference_urls": urls, **_parent_of(job)},
             "backend": self.backend,
             "price_usd": job.params.price_usd,
             "sweep_id": job.sweep_id,
@@ -695,6 +740,7 @@ class JobRunner:
                 else:
                     extra += 1
             job.id = short
+            job.owner = self.owner
             self._jobs[short] = job
 
     def resume(self) -> list[Job]:
@@ -1030,7 +1076,7 @@ class JobRunner:
                         job.cost_usd = job.params.price_usd or 0.0
                         self._transition(job, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
                         break
-                params = {**job.params.describe(), "reference_urls": list(urls)}
+                params = {**job.params.describe(), "reference_urls": list(urls), **_parent_of(job)}
                 self._transition(job, JobState.SUBMITTING, params=params)
                 with self.gate.ticket("submit"):
                     status = self.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
@@ -1273,6 +1319,7 @@ class JobRunner:
             "completed_at": status.completed_at,
             "downloaded_at": time.time(),
             "cost_usd": job.cost_usd,
+            **_parent_of(job),
         }
 
 
@@ -1283,6 +1330,11 @@ def io_threads(settings: Settings) -> int:
 
 DOWNLOAD_THREADS = 8
 _TO_DOWNLOADS = -1.0  # a step's answer meaning "go on in the download pool, now"
+
+
+def _parent_of(job: Job) -> dict[str, Any]:
+    """``{"parent": …}`` for an edit, ``{}`` otherwise (merged into the ledger params and provenance)."""
+    return {"parent": job.parent} if job.parent else {}
 
 
 def _provenance_from_file(path: Path) -> dict[str, Any]:
@@ -1312,7 +1364,7 @@ def _job_from_row(row: LedgerRow, backend: str) -> Job | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, backend=backend, cbid=row.cbid)
+    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, backend=backend, cbid=row.cbid, parent=p.get("parent"))
     job.key = row.key
     job.task_id = row.task_id
     job.submitted_at = row.submitted

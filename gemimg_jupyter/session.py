@@ -13,7 +13,9 @@ The magics and the panel use the same default session (:func:`get_session`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -28,12 +30,14 @@ from .errors import BudgetExceededError, ConfigError, ValidationError
 from .grid import Tile, encode_grid_png, grid_for_plan
 from .images import load_reference
 from .jobs import Job, JobRunner, Listener, RateGate
+from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
+from .pickbook import Pick, Picks
 from .settings import DEFAULT_BASE_URL, Secret, Settings
-from .store import LedgerRow, Store
+from .store import LedgerRow, Store, write_atomic
 from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
 
-__all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "reset_session", "sweep"]
+__all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,7 @@ class SweepResult:
         self.cell_size = cell_size
         self.paths: list[Path] = []
         self._store = store
+        self.report_path: Path | None = None
         self._saved = threading.Event()
         self._lock = threading.Lock()
         self.started = time.time()
@@ -135,6 +140,7 @@ class SweepResult:
     def tiles(self) -> dict[int, Tile]:
         """One :class:`~.grid.Tile` per sweep cell index (thumbnails only)."""
         out: dict[int, Tile] = {}
+        picked = self.picked_cbids()
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
             image = None
             if job.state.has_image:
@@ -142,8 +148,46 @@ class SweepResult:
                     image = job.thumbnail(self.cell_size)
                 except (OSError, ValueError):
                     image = None
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error)
+            star = job.state.has_image and ledger_cbid(job) in picked
+            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
         return out
+
+    # ---- picks and reports (docs/editing.md) -----------------------------------------------
+
+    def __getitem__(self, index: int) -> Job:
+        """The job of sweep cell ``index`` (cell order: X fastest, then Y, Z, repeats)."""
+        return self.jobs[index]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def picked_cbids(self) -> set[str]:
+        """Which images of the ledger are picked (``client_business_id`` of each)."""
+        try:
+            return Picks(self._store).cbids()
+        except (sqlite3.Error, OSError):  # a locked or closed ledger must not break a grid
+            log.debug("could not read the picks", exc_info=True)
+            return set()
+
+    def redraw_saved(self) -> None:
+        """Draw the saved grid files again in place (a pick or unpick changed a star)."""
+        if not self._saved.is_set() or not self.paths:
+            return
+        prov = self.describe()
+        for z, (img, target) in enumerate(zip(self.grids(), self.paths, strict=False)):
+            write_atomic(target, encode_grid_png(img, {**prov, "z": z, "params": self.plan.common}))
+
+    def save_report(self, path: str | Path | None = None) -> Path:
+        """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
+
+        Without ``path`` it goes to ``<output>/reports/``. Thumbnails are
+        embedded; each links to its full-size file by a relative path.
+        """
+        from .report import sweep_report
+
+        target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
+        self.report_path = write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
+        return self.report_path
 
     def grid(self, z: int = 0, *, cell_size: int | None = None) -> Image.Image:
         """The labelled comparison grid for Z index ``z``, as it is now."""
@@ -264,6 +308,8 @@ class Session:
                 gate=self.gate,
             )
             self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
+            self.runner.owner = self  # jobs reach their session for edit, pick, lineage
+            self.pickbook = Picks(self.store)
         except BaseException:
             self._stop_sim()  # a failed load leaves no simulator behind
             self.store.close()
@@ -387,8 +433,17 @@ class Session:
         repeat: int = 0,
         listeners: Sequence[Listener] = (),
         defaults: Mapping[str, Any] | None = None,
+        edit: object = None,
     ) -> Job:
-        """Generate one image. With ``wait=False`` it returns at once; ``.result()`` waits."""
+        """Generate one image. With ``wait=False`` it returns at once; ``.result()`` waits.
+
+        ``edit`` (a result, a job id or a ledger row) makes that image the first
+        reference and records it as the new image's parent.
+        """
+        parent = None
+        if edit is not None:
+            ref, parent = self.edit_source(edit)
+            reference_images = (ref, *_as_refs(reference_images))
         params = self.params(
             prompt,
             model=model,
@@ -399,7 +454,7 @@ class Session:
             reference_images=reference_images,
             defaults=defaults,
         )
-        return self.submit(params, repeat=repeat, fresh=fresh, wait=wait, listeners=listeners)
+        return self.submit(params, repeat=repeat, fresh=fresh, wait=wait, listeners=listeners, parent=parent)
 
     def submit(
         self,
@@ -409,12 +464,13 @@ class Session:
         fresh: bool = False,
         wait: bool = False,
         listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
     ) -> Job:
         """Run already-validated parameters (budget checked first)."""
         if self.settings.max_cost_usd is not None:  # the look-up is only worth it with a budget
             cost = (params.price_usd or 0.0) if fresh else self.estimate([(params, repeat)])[0]
             self.check_budget(cost)
-        job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners)
+        job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners, parent=parent)
         if wait:
             job.result()
         return job
@@ -427,6 +483,7 @@ class Session:
         repeats: int = 1,
         defaults: Mapping[str, Any] | None = None,
         resolve_ref: Callable[[str], ReferenceImage] | None = None,
+        edit: object = None,
         **kwargs: Any,
     ) -> SweepPlan:
         """Validate a sweep and return its plan, without running anything.
@@ -450,6 +507,13 @@ class Session:
                 raise ValidationError(
                     name, value, "", detail=f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}"
                 )
+        if edit is not None:  # the edited image goes first in every cell, a swept ref= included
+            ref = self.edit_source(edit)[0]
+            fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
+            all_axes = [
+                dataclasses.replace(a, values=tuple((ref, *v) for v in a.values)) if a.name == "ref" else a
+                for a in all_axes
+            ]
         base = self.params(prompt, defaults=defaults, **fixed)
         return plan_sweep(base, all_axes, repeats=repeats)
 
@@ -467,6 +531,7 @@ class Session:
         listeners: Sequence[Listener] = (),
         defaults: Mapping[str, Any] | None = None,
         plan: SweepPlan | None = None,
+        edit: object = None,
         **kwargs: Any,
     ) -> SweepResult:
         """Run a parameter sweep and return its :class:`SweepResult`.
@@ -474,7 +539,8 @@ class Session:
         The whole plan is validated first; above ``confirm_above_usd`` it needs
         ``yes=True``; it never goes past the budget.
         """
-        plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, **kwargs)
+        plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
+        parent = self.edit_source(edit)[1] if edit is not None else None
         keys = [cell.key for cell in plan.cells]
         cached = set() if fresh else self.store.cached_keys(keys)
         estimate = plan.estimate_usd(cached) or 0.0
@@ -493,7 +559,9 @@ class Session:
         result = SweepResult(plan, [], sweep_id=sweep_id, store=self.store, cell_size=cell_size)
         all_listeners = [result._on_job, *listeners]
         result.jobs.extend(
-            self.runner.submit_many([(cell.params, cell.repeat) for cell in plan.cells], fresh=fresh, sweep_id=sweep_id)
+            self.runner.submit_many(
+                [(cell.params, cell.repeat) for cell in plan.cells], fresh=fresh, sweep_id=sweep_id, parent=parent
+            )
         )
         for job in result.jobs:
             for listener in all_listeners:
@@ -552,6 +620,107 @@ class Session:
             "backend": self.backend,
         }
 
+    # ---- edit chains and picks (docs/editing.md) ---------------------------------------------
+
+    def find(self, target: object) -> LedgerRow:
+        """The ledger row of an image: a result, a job id (short, task or ``client_business_id``) or a row.
+
+        Works after a restart (from the ledger alone); raises
+        :class:`ValidationError` when nothing matches.
+        """
+        if isinstance(target, LedgerRow):
+            return target
+        row: LedgerRow | None = None
+        if isinstance(target, Job):
+            row = row_of(self.store, target)
+            what = f"job {target.id} ({target.state.value})"
+        elif isinstance(target, str):
+            live = self.runner.get(target.strip())
+            row = row_of(self.store, live) if live is not None else find_row(self.store, target)
+            what = f"{target!r}"
+        else:
+            raise ValidationError(
+                "image", type(target).__name__, "", detail="name an image by its result, job id or task id"
+            )
+        if row is None:
+            raise ValidationError(
+                "image",
+                str(target),
+                "",
+                detail=f"{what} is not in the ledger (yet); name a result, a job id (%gemimg jobs) or a task id",
+            )
+        return row
+
+    def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
+        """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
+        if isinstance(target, Job) and not target.done():
+            raise ValidationError(
+                "edit", target.id, "", detail=f"job {target.id} has no image yet ({target.status}); wait for it first"
+            )
+        return edit_reference(self.find(target))
+
+    def edit(self, target: object, prompt: str, **kwargs: Any) -> Job:
+        """Edit an image: ``generate(prompt, edit=target, **kwargs)``."""
+        return self.generate(prompt, edit=target, **kwargs)
+
+    def lineage(self, target: object) -> Lineage:
+        """The chain of edits from the root to ``target`` (from the ledger alone)."""
+        return lineage(self.store, self.find(target), picked=self.pickbook.cbids())
+
+    def pick(self, target: object, *, note: str | None = None) -> Pick:
+        """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
+        row = self.find(target)
+        if row.state != "done":
+            raise ValidationError("pick", row.cbid[-6:], "", detail=f"image {row.cbid[-6:]} is {row.state}, not done")
+        pick = self.pickbook.add(row, note)
+        self._redraw_grids_with(row.cbid)
+        return pick
+
+    def unpick(self, target: object) -> bool:
+        """Remove a pick; ``False`` if it was not picked."""
+        row = self.find(target)
+        gone = self.pickbook.remove(row)
+        self._redraw_grids_with(row.cbid)
+        return gone
+
+    def _redraw_grids_with(self, cbid: str) -> None:
+        """Saved grids of this session's sweeps that show the image get its star (or lose it)."""
+        for sweep in self.sweeps:
+            if any(j.state.has_image and ledger_cbid(j) == cbid for j in sweep.jobs):
+                try:
+                    sweep.redraw_saved()
+                except OSError:
+                    log.warning("could not redraw the saved grid of sweep %s", sweep.id, exc_info=True)
+
+    def is_picked(self, target: object) -> bool:
+        """Whether an image is picked."""
+        try:
+            return self.pickbook.get(self.find(target).cbid) is not None
+        except ValidationError:
+            return False
+
+    def picks(self) -> list[Pick]:
+        """Every picked image of this output folder, newest first."""
+        return self.pickbook.all()
+
+    def children_count(self) -> dict[str, int]:
+        """How many finished edits each image has (``client_business_id`` → count)."""
+        return edited_cbids(self.store)
+
+    def save_report(self, target: object, path: str | Path | None = None) -> Path:
+        """Write the HTML report of a sweep, or of an image's edit chain; returns its path.
+
+        Without ``path`` it goes to ``<output>/reports/``.
+        """
+        if isinstance(target, SweepResult):
+            return target.save_report(path)
+        from .report import lineage_report
+
+        chain = self.lineage(target)
+        name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
+        out = Path(path) if path is not None else self.store.root / "reports" / name
+        return write_report(out, lineage_report(chain, out.parent, self.pickbook.all()))
+
     def close(self) -> None:
         """Stop the runner and the simulator; unfinished work stays in the ledger."""
         if self._closed:
@@ -589,9 +758,10 @@ def reset_session(settings: Settings | None = None) -> Session | None:
     """Close the default session; with ``settings``, start a new one."""
     global _DEFAULT
     with _DEFAULT_LOCK:
+        new = Session(settings) if settings is not None else None  # may raise: the old session then stays
         if _DEFAULT is not None:
             _DEFAULT.close()
-        _DEFAULT = Session(settings) if settings is not None else None
+        _DEFAULT = new
         return _DEFAULT
 
 
@@ -603,3 +773,14 @@ def generate(prompt: str, **kwargs: Any) -> Job:
 def sweep(prompt: str, **kwargs: Any) -> SweepResult:
     """Run a sweep with the default session (see :meth:`Session.sweep`)."""
     return get_session().sweep(prompt, **kwargs)
+
+
+def picks() -> list[Pick]:
+    """The picked images of the default session's output folder (see :meth:`Session.picks`)."""
+    return get_session().picks()
+
+
+def write_report(target: Path, markup: str) -> Path:
+    """Write an HTML report atomically (temporary file, then rename); returns the path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(target, markup.encode("utf-8"))

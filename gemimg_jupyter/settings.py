@@ -146,7 +146,7 @@ class Settings:
             ):
                 if getattr(self, name) == was:
                     object.__setattr__(self, name, now)
-        if self.max_cost_usd is not None and self.max_cost_usd < 0:
+        if self.max_cost_usd is not None and not self.max_cost_usd >= 0:  # refuses NaN too
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
         key: object = self.api_key
         if isinstance(key, str):  # accept a plain string, store it masked

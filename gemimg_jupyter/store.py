@@ -37,7 +37,7 @@ from typing import Any, Literal
 from .errors import ConfigError
 from .images import embed_provenance, read_provenance
 
-__all__ = ["Claim", "LedgerRow", "Store", "read_provenance", "safe_filename"]
+__all__ = ["Claim", "LedgerRow", "Store", "read_provenance", "safe_filename", "write_atomic"]
 
 log = logging.getLogger(__name__)
 
@@ -715,18 +715,7 @@ class Store:
             while (directory / f"{stem}-{n}{suffix}").exists():
                 n += 1
             target = directory / f"{stem}-{n}{suffix}"
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, _FILE_MODE)  # the user's umask, like any other file they write (not mkstemp's 0600)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return write_atomic(target, data)
 
     def _row(self, r: sqlite3.Row) -> LedgerRow:
         return _row(r, self.root)
@@ -755,6 +744,22 @@ def _params(text: str) -> dict[str, Any]:
     except (TypeError, ValueError):
         return {}  # an unreadable row: resume marks it failed, the cache never matches it
     return value if isinstance(value, dict) else {}
+
+
+def write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through a temporary file in its folder (fsync, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # the user's umask, like any other file they write (not mkstemp's 0600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _row(r: sqlite3.Row, root: Path) -> LedgerRow:

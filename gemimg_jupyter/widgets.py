@@ -48,11 +48,13 @@ from typing import Any
 import ipywidgets as W
 from PIL import Image
 
+from .display import THEME_CSS
 from .errors import GemimgError
 from .images import load_reference, png_bytes, thumbnail
 from .jobs import Job
 from .models import MODELS, PIXELS_1K, JobState, ModelSpec, ReferenceImage, get_model, pixel_size, validate_references
 from .session import Session, SweepResult, get_session
+from .store import LedgerRow
 from .sweep import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, format_usd, parse_axis
 
 __all__ = ["Panel", "magic_cell", "model_notes"]
@@ -102,7 +104,20 @@ _STATE_MARK: dict[JobState, str] = {
     JobState.UPLOADING: "uploading",
     JobState.SUBMITTING: "submitting",
 }
-_COLORS = {"info": "var(--jp-ui-font-color1, #333)", "ok": "#1a7f37", "warn": "#9a6700", "error": "#cf222e"}
+#: Message levels as the display layer's theme-aware tones (4.5:1 in light and dark); "info" is the theme's text colour.
+_TONES = {"ok": "ok", "warn": "warn", "error": "error"}
+#: The panel's own CSS, carried by its header: images keep their proportions (never stretched by the
+#: flex boxes around them), and inputs given 100% width keep their 2 px widget margin inside the column.
+PANEL_CSS = (
+    "<style>"
+    ".gemimg-panel img.gemimg-result-image,.gemimg-panel img.gemimg-detail-image"
+    "{object-fit:contain;align-self:flex-start;flex:0 0 auto}"
+    ".gemimg-panel .widget-inline-hbox,.gemimg-panel .widget-textarea,.gemimg-panel .widget-text"
+    "{max-width:calc(100% - 2 * var(--jp-widgets-margin, 2px));box-sizing:border-box}"
+    ".gemimg-panel .widget-dropdown > select{min-width:0;text-overflow:ellipsis}"
+    ".gemimg-panel .gemimg-detail-params{min-width:0;overflow-wrap:anywhere}"
+    "</style>"
+)
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -170,6 +185,8 @@ def magic_cell(state: Mapping[str, Any]) -> str:
         parts += ["--temperature", f"{float(state['temperature']):g}"]
     if state.get("top_p") is not None and "top_p" not in swept:
         parts += ["--top-p", f"{float(state['top_p']):g}"]
+    if state.get("edit"):
+        parts += ["--edit", str(state["edit"])]
     if "ref" not in swept:
         for path in state.get("reference_paths", ()):
             parts += ["--ref", str(path)]
@@ -210,8 +227,13 @@ def _shape_html(size: str, resolution: str) -> str:
 
 
 def _html(text: str, level: str = "info") -> str:
-    color = _COLORS.get(level, _COLORS["info"])
-    return f'<div style="color:{color};line-height:1.35;white-space:pre-wrap">{html.escape(text)}</div>'
+    tone = _TONES.get(level)
+    if tone is None:
+        return f'<div style="line-height:1.35;white-space:pre-wrap">{html.escape(text)}</div>'
+    return (
+        f'{THEME_CSS}<div class="gemimg-tone-{tone}" style="line-height:1.35;white-space:pre-wrap">'
+        f"{html.escape(text)}</div>"
+    )
 
 
 def _notes_html(lines: Sequence[str]) -> str:
@@ -271,6 +293,11 @@ def _params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = (
         f'<div style="font-size:12px;line-height:1.4;margin-top:4px;white-space:pre-wrap;max-height:8em;overflow:auto">'
         f"<b>prompt</b> {prompt}</div>"
     )
+
+
+def _job_state_word(job: Job) -> str:
+    """The one word the bar and the detail card both use for a job's state."""
+    return "cached" if job.cached else job.status.replace("_", " ")
 
 
 def _plural(n: int, word: str) -> str:
@@ -366,6 +393,8 @@ class Panel:
         self._thumbs: dict[str, bytes] = {}
         self._history_rows: list[Any] = []
         self._cell_buttons: list[W.Button] = []
+        self._detail_row: LedgerRow | None = None  # the image the detail view shows (for edit and pick)
+        self._edit_row: LedgerRow | None = None  # the image being edited: the first reference of the next run
         self._build(prompt)
         self._on_model_change()
         if defaults:
@@ -423,6 +452,7 @@ class Panel:
         s = self.session
         badge = "simulator · images are simulated, $0" if s.backend == "sim" else "ToAPIs gateway · real images, paid"
         return (
+            f"{PANEL_CSS}{THEME_CSS}"
             '<div style="display:flex;align-items:baseline;gap:10px;flex-wrap:wrap">'
             '<span style="font-size:15px;font-weight:600">gemimg panel</span>'
             '<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
@@ -577,10 +607,19 @@ class Panel:
         )
         self.y_error = self._w(W.HTML, "gemimg-sweep-y-error", layout=W.Layout(**_FULL))
         self.plan_html = self._w(W.HTML, "gemimg-plan", layout=W.Layout(width="100%", min_height="40px"))
+        self.edit_note = self._w(W.HTML, "gemimg-edit-note", layout=W.Layout(display="none"))
+        self.edit_clear = self._w(
+            W.Button,
+            "gemimg-edit-clear",
+            description="✕ stop editing",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.edit_clear.on_click(lambda _b: self.set_edit(None))
         right = W.VBox(
             [
                 _heading("Reference images"),
                 W.HBox([self.upload, self.ref_count], layout=W.Layout(align_items="center")),
+                W.HBox([self.edit_note, self.edit_clear], layout=W.Layout(align_items="center")),
                 self.ref_box,
                 self.ref_message,
                 _heading("Sweep (optional)"),
@@ -672,7 +711,27 @@ class Panel:
             ),
         )
         self.detail_html = self._w(W.HTML, "gemimg-detail-params", layout=W.Layout(flex="1 1 240px"))
-        detail = W.HBox([self.detail_image, self.detail_html], layout=W.Layout(flex_flow="row wrap", width="100%"))
+        self.detail_edit = self._w(
+            W.Button,
+            "gemimg-detail-edit",
+            description="Edit this image",
+            icon="pencil",
+            tooltip="make this image the first reference of the next run, and write what to change",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.detail_pick = self._w(
+            W.ToggleButton,
+            "gemimg-detail-pick",
+            description="☆ pick",
+            tooltip="keep this image as a favourite (a star in grids and the history; lasts across restarts)",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.detail_edit.on_click(self._on_edit_click)
+        self.detail_pick.observe(self._on_pick_toggle, names="value")
+        detail_side = W.VBox(
+            [self.detail_html, W.HBox([self.detail_edit, self.detail_pick])], layout=W.Layout(flex="1 1 240px")
+        )
+        detail = W.HBox([self.detail_image, detail_side], layout=W.Layout(flex_flow="row wrap", width="100%"))
         self.magic = self._w(
             W.Textarea,
             "gemimg-magic",
@@ -815,6 +874,7 @@ class Panel:
             "axes": tuple(axes),
             "fresh": bool(self.fresh.value),
             "confirm": bool(self.confirm.value),
+            "edit": self._edit_row.cbid[-6:] if self._edit_row is not None else None,
         }
 
     def parse_axes(self, state: Mapping[str, Any]) -> tuple[list[Axis], dict[str, str]]:
@@ -858,6 +918,7 @@ class Panel:
             temperature=state["temperature"],
             top_p=state["top_p"],
             reference_images=list(state["references"]),
+            edit=self._edit_row,
         )
 
     def magic_text(self) -> str:
@@ -1107,7 +1168,8 @@ class Panel:
         listener = functools.partial(self._on_job, run)
         try:
             if run.kind == "single":
-                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener])
+                parent = session.edit_source(self._edit_row)[1] if self._edit_row is not None else None
+                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=parent)
                 with run.lock:
                     run.jobs = [job]
             else:
@@ -1120,6 +1182,7 @@ class Panel:
                     confirm_above_usd=CONFIRM_ABOVE_USD,
                     cell_size=GRID_CELL,
                     listeners=[listener],
+                    edit=self._edit_row,
                 )
                 with run.lock:
                     run.sweep = result
@@ -1131,6 +1194,7 @@ class Panel:
             self.progress_text.value = "idle"
             self._say(str(exc), "error")
             return
+        self._say(f"Running: {plan.summary()}", "info")  # submitted; the bar and the card follow the jobs
         self._refresh(run, heavy=True)
         if run.ended is None:
             threading.Thread(target=self._tick, args=(run,), name="gemimg-panel-tick", daemon=True).start()
@@ -1221,6 +1285,8 @@ class Panel:
             self.progress_text.value = self._progress_line(run, jobs)
             if heavy or finished:
                 self._render_images(run, jobs)
+            elif self._selected is not None and self._selected < len(jobs):
+                self._show_job(run, self._selected, image=False)  # the card moves with the bar
             if finished and not run.stop.is_set():
                 run.stop.set()
                 try:
@@ -1232,9 +1298,8 @@ class Panel:
         if run.sweep is not None:
             return f"{run.sweep.progress_text()} · {run.elapsed:.1f} s"
         job = jobs[0]
-        state = "cached" if job.cached else job.status.replace("_", " ")
         pct = "" if job.done() else f" {job.progress}%"
-        return f"{state}{pct} · {run.elapsed:.1f} s · {format_usd(job.cost_usd)}"
+        return f"{_job_state_word(job)}{pct} · {job.elapsed:.1f} s · {format_usd(job.cost_usd)}"
 
     def _render_images(self, run: _Run, jobs: Sequence[Job]) -> None:
         if run.kind == "single":
@@ -1301,12 +1366,12 @@ class Panel:
         self._selected = index
         self._show_job(run, index)
 
-    def _show_job(self, run: _Run, index: int) -> None:
+    def _show_job(self, run: _Run, index: int, *, image: bool = True) -> None:
         with run.lock:
             if index >= len(run.jobs):
                 return
             job = run.jobs[index]
-        extra: list[tuple[str, str]] = [("state", job.status)]
+        extra: list[tuple[str, str]] = [("state", _job_state_word(job))]
         if run.plan.repeats > 1:
             extra.append(("repeat", str(job.repeat + 1)))
         extra += [("cost", format_usd(job.cost_usd)), ("time", f"{job.elapsed:.1f} s")]
@@ -1319,6 +1384,9 @@ class Panel:
         self.detail_html.value = f"<div><b>{html.escape(_cell_label(run.plan, index))}</b></div>" + _params_html(
             job.params.describe(), extra
         )
+        self._set_detail_row(job)
+        if not image:
+            return
         if job.state.has_image and run.kind == "sweep":
             try:
                 self.detail_image.value = job.preview_png(DETAIL_LONG_SIDE)
@@ -1335,6 +1403,10 @@ class Panel:
             self.history_hint.value = _html(f"history unavailable: {exc}", "warn")
             return
         self._history_rows = rows
+        try:
+            children, picked = self.session.children_count(), self.session.pickbook.cbids()
+        except Exception:  # noqa: BLE001 - marks are extras; the history shows without them
+            children, picked = {}, set()
         for i in range(HISTORY_SLOTS):
             slot_box = self._history_buttons[i]
             image = self._history_images[i]
@@ -1357,8 +1429,15 @@ class Panel:
             caption = str(p.get("size", ""))
             if p.get("temperature") is not None:
                 caption += f" · t{float(p['temperature']):g}"
+            edits = children.get(row.cbid, 0)
+            if edits:  # marks go first: the caption is cut at the tile's width
+                caption = f"✎{edits} {caption}"
+            if row.cbid in picked:
+                caption = "★ " + caption
             slot_box.description = caption
-            slot_box.tooltip = str(p.get("prompt", ""))[:200]
+            slot_box.tooltip = str(p.get("prompt", ""))[:200] + (
+                f" ({_plural(edits, 'edit')} made from it)" if edits else ""
+            )
             parent_layout.display = None
         self.history_hint.value = "" if rows else _html("No images yet: they appear here once generated.", "info")
         cost = self.session.cost()
@@ -1368,6 +1447,71 @@ class Panel:
             f"{cost['cache_hits']} cache hit(s), {html.escape(format_usd(cost['saved_usd']))} saved</div>"
         )
 
+    # ---- edit this image, pick it (docs/editing.md) -----------------------------------------
+
+    def _set_detail_row(self, target: Job | LedgerRow | None) -> None:
+        """Show "Edit this image" and the pick toggle for a finished image, hide them otherwise."""
+        row: LedgerRow | None = None
+        if isinstance(target, LedgerRow):
+            row = target
+        elif target is not None and target.state.has_image:
+            with contextlib.suppress(GemimgError):
+                row = self.session.find(target)
+        self._detail_row = row
+        shown = None if row is not None and row.state == "done" else "none"
+        self.detail_edit.layout.display = shown
+        self.detail_pick.layout.display = shown
+        picked = row is not None and self.session.is_picked(row)
+        self._updating = True
+        try:
+            self.detail_pick.value = picked
+            self.detail_pick.description = "★ picked" if picked else "☆ pick"
+        finally:
+            self._updating = False
+
+    def set_edit(self, target: Job | LedgerRow | None) -> None:
+        """Edit ``target`` in the next run (its image goes first among the references); ``None`` stops editing."""
+        if target is None:
+            self._edit_row = None
+            self.edit_note.layout.display = self.edit_clear.layout.display = "none"
+        else:
+            row = target if isinstance(target, LedgerRow) else self.session.find(target)
+            self.session.edit_source(row)  # refuses an image that cannot be edited, before anything changes
+            self._edit_row = row
+            name = html.escape(_shown_path(str(row.path)) if row.path else row.cbid[-6:])
+            self.edit_note.value = _html(f"Editing {html.escape(row.cbid[-6:])} ({name}): the first reference", "info")
+            self.edit_note.layout.display = self.edit_clear.layout.display = None
+        self._on_change()
+
+    def _on_edit_click(self, _button: Any = None) -> None:
+        if self._detail_row is None:
+            return
+        try:
+            self.set_edit(self._detail_row)
+        except GemimgError as exc:
+            self._say(str(exc), "error")
+            return
+        self.prompt.value = ""
+        self.prompt.placeholder = "what to change, e.g. make the background a night sky"
+        self.prompt.focus()
+
+    def _on_pick_toggle(self, change: Any) -> None:
+        if self._updating or self._detail_row is None:
+            return
+        row = self._detail_row
+        try:
+            if change["new"]:
+                self.session.pick(row)
+            else:
+                self.session.unpick(row)
+        except GemimgError as exc:
+            self._say(str(exc), "error")
+        self._set_detail_row(row)
+        self._refresh_history()
+        run = self._run
+        if run is not None and run.sweep is not None:
+            self._refresh(run, heavy=True)  # the grid shows the star
+
     def _on_history_click(self, index: int, _button: Any = None) -> None:
         if index >= len(self._history_rows):
             return
@@ -1376,6 +1520,7 @@ class Panel:
         if row.task_id:
             extra.append(("task", row.task_id))
         self.detail_html.value = "<div><b>from the history</b></div>" + _params_html(row.params, extra)
+        self._set_detail_row(row)
         try:
             self.detail_image.value = _png_thumb(str(row.path), DETAIL_LONG_SIDE)
             self.detail_image.layout.display = None

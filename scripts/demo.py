@@ -10,7 +10,14 @@ real kernel with ``GEMIMG_BACKEND=sim`` and no ``TOAPIS_API_KEY``; the executed
 copies, their images (``demo_out/gemimg_outputs/``) and the reference files they
 write all stay in ``demo_out/`` (gitignored). With ``--serve`` JupyterLab
 starts on a free port with a random token, rooted at ``demo_out/``, opening
-the executed quickstart; the printed URL carries the token.
+the executed quickstart; the printed URL carries the token. Ctrl-C (SIGINT),
+``kill`` (SIGTERM) and a closed terminal (SIGHUP) all stop the server and its
+kernels before the script exits, so no JupyterLab is left serving.
+
+The terminal stays short: kernels talk over local IPC sockets (no "TCP without
+encryption" warning), the server logs warnings only, and the executed
+notebooks are signed as trusted for this user, so JupyterLab shows their
+outputs without a "not trusted" note.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ import argparse
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import nbformat
+from nbformat.sign import NotebookNotary
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_notebooks import NOTEBOOK_DIR, ROOT, execute, sim_env
@@ -63,6 +74,7 @@ def run_notebooks(out: Path) -> list[Path]:
         errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
         if errors:
             raise SystemExit(f"{target}: {len(errors)} cell(s) failed: {errors[0].get('evalue')}")
+        NotebookNotary().sign(nb)  # its outputs are ours: trusted, so JupyterLab shows them as they are
         print(f"  wrote {target} ({time.monotonic() - started:.1f} s)")
         done.append(target)
     if not done:
@@ -84,30 +96,78 @@ def serve(out: Path, first: Path) -> int:
         "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
         f"--ServerApp.root_dir={out}",
-        "--log-level=WARN",
+        # warnings only, from the server and the lab extension alike (`--log-level` alone leaves LabApp's [I …] lines)
+        "--ServerApp.log_level=WARN",
+        "--LabApp.log_level=WARN",
+        # kernels over local IPC sockets, not TCP: nothing on the network, and no plain-text warning per kernel
+        "--KernelManager.transport=ipc",
+        "--LabApp.news_url=None",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers often run as root; the server still binds 127.0.0.1 only
-    env = sim_env()
-    # its own session: Ctrl-C reaches only this script, which stops the server with SIGTERM (no y/n prompt)
+    # a short runtime folder of its own: the kernels' IPC socket paths must stay under ~100 characters
+    runtime = tempfile.mkdtemp(prefix="gemimg-demo-")
+    env = sim_env(JUPYTER_RUNTIME_DIR=runtime)
+    _install_signal_handlers()  # again: executing the notebooks (nbclient) reset SIGTERM to its default
+    # its own session: Ctrl-C reaches only this script, which stops the server (no y/n prompt)
     proc = subprocess.Popen(cmd, cwd=out, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}/lab/tree/{first.name}?token={token}"
-    if not _wait_listening(port, proc, timeout=60):
-        proc.terminate()
-        print("JupyterLab did not start; see its messages above", file=sys.stderr)
-        return 1
-    print(f"\nJupyterLab is serving {out}\n  open: {url}\n(Ctrl-C stops it)", flush=True)
     try:
+        if not _wait_listening(port, proc, timeout=60):
+            print("JupyterLab did not start; see its messages above", file=sys.stderr)
+            return 1
+        print(f"\nJupyterLab is serving {out} until you press Ctrl-C\n  open: {url}", flush=True)
         return proc.wait()
     except KeyboardInterrupt:
         print("\nstopping JupyterLab …", flush=True)
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
         return 0
+    finally:
+        _stop_server(proc, f"http://127.0.0.1:{port}", token)
+        shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _stop_server(proc: subprocess.Popen[bytes], base: str, token: str) -> None:
+    """Ask the server to shut down (its kernels too), then SIGTERM, then SIGKILL; no-op once it has exited."""
+    if proc.poll() is not None:
+        return
+    with _signals_deferred():
+        try:
+            req = urllib.request.Request(
+                f"{base}/api/shutdown", method="POST", data=b"", headers={"Authorization": f"token {token}"}
+            )
+            urllib.request.urlopen(req, timeout=5).read()
+            proc.wait(timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: unwind, stopping kernels and the server on the way."""
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+
+class _signals_deferred:
+    """While the server is being stopped, a second Ctrl-C or SIGTERM must not cut the stop short."""
+
+    def __enter__(self) -> None:
+        self._old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -130,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "demo_out", help="where to write (default: demo_out/)")
     parser.add_argument("--clean", action="store_true", help="empty the output folder first (a cold cache)")
     args = parser.parse_args(argv)
+    _install_signal_handlers()
     out = args.out.resolve()
     if args.clean and out.exists():
         shutil.rmtree(out)
@@ -145,5 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _main_interruptible() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_main_interruptible())

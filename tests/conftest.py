@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,7 +118,24 @@ def ip() -> Iterator[object]:
         if "gemimg_jupyter" in shell.extension_manager.loaded:
             shell.extension_manager.unload_extension("gemimg_jupyter")
         reset_session(None)
+        _retire_shell(shell)
         InteractiveShell.clear_instance()
+
+
+def _retire_shell(shell: Any) -> None:
+    """Do now, and cheaply, what IPython would do for this shell at interpreter exit.
+
+    Every ``InteractiveShell`` registers ``atexit_operations``, which resets the
+    namespace and runs a garbage collection. A few hundred shells left
+    registered kept pytest alive for about a minute after its summary line.
+    Here the hook is dropped and the history manager (its saving thread and
+    database) is closed at once; the tests use no temporary files of the shell.
+    """
+    atexit.unregister(shell.atexit_operations)
+    history = shell.history_manager
+    if history is not None:
+        history.close()
+        shell.history_manager = None
 
 
 def pytest_report_header(config: pytest.Config) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -88,12 +89,50 @@ def test_a_running_job_bundle_is_the_status_line() -> None:
 def test_a_finished_job_bundle_is_the_image_with_provenance(tmp_path: Path) -> None:
     job = finished_job(tmp_path, "9:16")
     data, meta = D.job_bundle(job, preview_size=512)
-    assert set(data) == {"image/png", "text/plain"}
+    assert set(data) == {"image/png", "text/html", "text/plain"}
     assert png_size(data["image/png"]) == (293, 512)
+    # the HTML twin is the same PNG with the prompt as alternative text
+    assert base64.b64encode(data["image/png"]).decode() in data["text/html"]
+    assert 'alt="9:16 image 768×1344: a finished fox"' in data["text/html"]
     gem = meta["image/png"]["gemimg"]
     assert gem["image_size"] == [768, 1344] and gem["task_id"] == "task_123" and gem["path"].endswith(".png")
     assert gem["params"]["size"] == "9:16" and gem["cached"] is False
     json.dumps(meta)  # JSON-able, as notebook metadata must be
+
+
+def test_image_alt_text_is_the_escaped_prompt(tmp_path: Path) -> None:
+    job = finished_job(tmp_path, "1:1")
+    job.params = GenerationParams.create('a "quoted" <script>fox</script> & co', size="1:1")
+    markup = D.job_bundle(job, preview_size=64)[0]["text/html"]
+    assert "<script>" not in markup and 'alt="1:1 image 1024×1024: a &quot;quoted&quot; &lt;script&gt;' in markup
+
+
+def test_a_running_status_line_names_the_free_re_run_and_is_short() -> None:
+    job = make_job("a very long prompt " * 20)
+    job.state = JobState.IN_PROGRESS
+    markup, text = D.status_html(job), D.status_text(job)
+    assert D.STALE_NOTE in markup and "cache for $0" in D.STALE_NOTE
+    assert len(text) < 140 and text.endswith("…”")
+    assert 'title="a very long prompt' in markup  # the whole prompt is in the tooltip
+    job.state = JobState.DONE
+    assert D.STALE_NOTE not in D.status_html(job)  # a finished line is not stale
+
+
+def test_tones_meet_4_5_to_1_on_light_and_dark_backgrounds() -> None:
+    def luminance(color: str) -> float:
+        channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    def contrast(a: str, b: str) -> float:
+        hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+        return (hi + 0.05) / (lo + 0.05)
+
+    for tone, (light, dark) in D.TONE_COLORS.items():
+        assert contrast(light, "#ffffff") >= 4.5, tone
+        for background in ("#111111", "#212121"):  # JupyterLab dark: cells, and layout-color1
+            assert contrast(dark, background) >= 4.5, (tone, background)
+        assert f"[data-jp-theme-light=false] .gemimg-tone-{tone}{{color:{dark}}}" in D.THEME_CSS
 
 
 def test_a_failed_job_bundle_is_one_escaped_error_line() -> None:

@@ -61,6 +61,8 @@ def test_load_says_which_backend_once_and_a_second_load_is_harmless(ip: Any, tmp
     first = capsys.readouterr().out
     assert first.count("gemimg:") == 1
     assert "simulator" in first and "%gemimg login" in first
+    # one sentence a line: JupyterLab breaks a long stream line anywhere, even mid-word
+    assert max(len(line) for line in first.splitlines()) <= 90
     ip.run_line_magic("load_ext", "gemimg_jupyter")
     import gemimg_jupyter
 
@@ -101,6 +103,7 @@ def test_load_mentions_unfinished_jobs_and_resume_finishes_them(ip: Any, tmp_out
         backend="sim",
         price_usd=params.price_usd,
     )
+    sess.store.release(["gemimg-left-behind-0001"])  # its owner is gone, as after a kill
     ip.run_line_magic("load_ext", "gemimg_jupyter")
     out = capsys.readouterr().out
     assert "1 unfinished job" in out and "%gemimg resume" in out
@@ -135,7 +138,7 @@ def test_cell_returns_a_live_handle_at_once_and_updates_one_display(gem: Any, ca
     assert all(o["update"] for o in ours[1:]) and len(ours) >= 2
     assert len({(o["transient"] or {}).get("display_id") for o in gem.display_pub.outputs}) == 1
     final = ours[-1]
-    assert set(final["data"]) == {"image/png", "text/plain"}
+    assert set(final["data"]) == {"image/png", "text/html", "text/plain"}
     meta = final["metadata"]["image/png"]["gemimg"]
     assert meta["params"]["size"] == "16:9" and meta["image_size"] == [1344, 768]
     assert meta["task_id"] == hero.task_id and Path(meta["path"]).name == hero.path.name
@@ -532,3 +535,38 @@ def test_unquoted_sweep_ranges_are_read_whole() -> None:
     assert _split("--sweep temperature=0.2-1.4 [4] -n 2") == ["--sweep", "temperature=0.2-1.4 [4]", "-n", "2"]
     assert _split("--sweep=top_p=1-0.6 (-0.2)") == ["--sweep=top_p=1-0.6 (-0.2)"]
     assert _split('--sweep "size=1:1,16:9" -t 0.5') == ["--sweep", "size=1:1,16:9", "-t", "0.5"]
+
+
+# ---------------------------------------------------------------- interrupts and hostile text
+
+
+@pytest.mark.parametrize("moment", ["show", "attach", "wait"])
+def test_ctrl_c_anywhere_in_a_waiting_cell_is_one_line_and_the_job_keeps_running(
+    gem: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, moment: str
+) -> None:
+    def interrupt(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    if moment == "wait":
+        monkeypatch.setattr(Job, "wait", interrupt)
+    else:
+        monkeypatch.setattr(JobView, moment, interrupt)
+    gem.run_cell_magic("gemimg", "--wait", f"an interrupted lighthouse ({moment})")  # does not raise
+    out = capsys.readouterr()
+    lines = [line for line in out.out.splitlines() if "stopped waiting" in line]
+    assert lines == [
+        "gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)"
+    ]
+    assert "Traceback" not in out.out + out.err
+    monkeypatch.undo()
+    (job,) = get_session().jobs()
+    assert job.result(timeout=60).path is not None
+
+
+def test_direction_overrides_in_a_prompt_are_shown_escaped(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "--no-wait", "a fox \u202eeulb ni")
+    shown = json.dumps([o["data"] for o in gem.display_pub.outputs], ensure_ascii=False)
+    assert "\u202e" not in shown
+    assert "\\\\u202e" in shown  # the escape, as text (JSON doubles the backslash)
+    (job,) = get_session().jobs()
+    assert "\u202e" in job.params.prompt  # the request itself is not changed
