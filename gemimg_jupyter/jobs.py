@@ -495,7 +495,7 @@ class PollSchedule:
         early = history[len(history) // 10] if len(history) >= 3 else None
         rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
         if first:
-            delay = s.poll_first
+            delay = s.poll_first if early is not None else 1.5 * s.poll_first  # nothing known: queued anyway
             if early is not None:  # two looks before the fastest tasks end give a rate
                 delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
             return self._jitter(delay)
@@ -516,13 +516,13 @@ class PollSchedule:
         if len(history) >= 3:
             estimates.append(statistics.median(history))
         if not estimates:
-            return self._jitter(min(s.poll_max, max(s.poll_min, 0.75 * elapsed)))
+            return self._jitter(min(s.poll_max, max(s.poll_min, elapsed)))
         expected = min(estimates) if len(estimates) == 1 else statistics.fmean(estimates)
         remaining = expected - elapsed
         if remaining > 2 * s.poll_min:
             delay = 0.75 * remaining
             if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
-                delay = min(delay, max(s.poll_min, 0.75 * elapsed))
+                delay = min(delay, max(s.poll_min, elapsed))
             return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
         return self._jitter(s.poll_min)
 
@@ -531,7 +531,7 @@ class PollSchedule:
 
         The rate comes from the first and last in-progress looks; the end is
         the highest progress finished tasks showed plus one (100 until some
-        have finished, and then only 70 % of the way is trusted).
+        have finished, and then only 85 % of the way is trusted).
         """
         ups = [(t, p) for t, p in looks if 0 < p < 100]
         if len(ups) < 2 or ups[-1][1] <= ups[0][1] or ups[-1][0] <= ups[0][0]:
@@ -542,7 +542,7 @@ class PollSchedule:
         end = max(min(100.0, max(self._peaks) + 1.0) if known else 100.0, p1 + 1.0)
         left = (end - p1 - 0.5) / rate
         if not known:
-            return t1 + 0.7 * left, 0.0
+            return t1 + 0.85 * left, 0.0
         # the server looked somewhere within the round trip; progress is whole numbers
         clock = statistics.median(self._rtts) / 12**0.5 if self._rtts else 0.0
         slope = (1 / 6) / (p1 - p0) ** 2 + 2 * (clock / (t1 - t0)) ** 2
