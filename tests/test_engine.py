@@ -408,7 +408,7 @@ def test_poll_schedule_is_pure_and_learns_the_task_times() -> None:
     for _ in range(5):  # tasks have taken 8 s, progress rising 10 -> 90
         learned.observe(0.01)
         learned.completed(8.0, [(2.0, 20), (5.0, 55)])
-    later = learned.next_delay(1.0, 0, True)
+    later = learned.next_delay(0.0, 0, True)
     assert later > first  # it waits longer before the first look once it knows tasks take 8 s
     eta = learned.progress_eta([(2.0, 20), (4.0, 45)])
     assert eta is not None and 4.0 < eta[0] < 12.0
