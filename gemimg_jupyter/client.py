@@ -532,13 +532,19 @@ class ToAPIsClient:
         return str(self._retrying("upload", attempt))
 
     def submit(
-        self, params: GenerationParams, *, client_business_id: str, image_urls: tuple[str, ...] = ()
+        self,
+        params: GenerationParams,
+        *,
+        client_business_id: str,
+        image_urls: tuple[str, ...] = (),
+        tries: int | None = None,
     ) -> TaskStatus:
         """Submit one generation; returns the queued task.
 
         After a failure that may have reached the gateway (connection dropped,
         timeout, 5xx), the task is looked up by ``client_business_id`` before
         anything is sent again, so one request is paid for at most once.
+        ``tries=1`` sends once and leaves retries (and that look-up) to the caller.
         """
         body = params.request_body(image_urls=image_urls, client_business_id=client_business_id)
         uncertain = False
@@ -557,7 +563,7 @@ class ToAPIsClient:
                 raise _Ambiguous(exc) from None
             return parse_task(self._json(resp))
 
-        result: TaskStatus = self._retrying("submit", attempt)
+        result: TaskStatus = self._retrying("submit", attempt, tries=tries)
         return result
 
     @property

@@ -29,7 +29,7 @@ from .client import ToAPIsClient
 from .errors import BudgetExceededError, ConfigError, ValidationError
 from .grid import Tile, encode_grid_png, grid_for_plan
 from .images import load_reference
-from .jobs import Job, JobRunner, Listener
+from .jobs import Job, JobRunner, Listener, RateGate
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
@@ -296,6 +296,7 @@ class Session:
             else:
                 base_url = self.settings.base_url or self._start_sim()
             self.base_url = base_url
+            self.gate = RateGate(self.settings)  # built once, shared by the client and the runner
             self.client = ToAPIsClient(
                 base_url,
                 key,
@@ -304,8 +305,9 @@ class Session:
                 status_timeout=self.settings.status_timeout,
                 download_timeout=self.settings.download_timeout,
                 download_max_bytes=self.settings.download_max_bytes,
+                gate=self.gate,
             )
-            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
+            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
             self.runner.owner = self  # jobs reach their session for edit, pick, lineage
             self.pickbook = Picks(self.store)
         except BaseException:
