@@ -682,7 +682,7 @@ class ToAPIsClient:
                     continue
                 if resp.status_code in (403, 404, 410):
                     raise TaskExpiredError(
-                        f"the result URL no longer serves the image (HTTP {resp.status_code}); it has expired"
+                        f"the result URL does not serve the image (HTTP {resp.status_code}): not there yet, or expired"
                     )
                 if resp.status_code >= 400:
                     raise error_from_response(resp, base_url=self.base_url)

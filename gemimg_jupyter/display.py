@@ -795,8 +795,10 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
     budget = cost.get("budget_usd")
     spent = float(cost.get("spent_usd") or 0.0)
     left = "" if budget is None else f" ({_usd(max(0.0, budget - spent))} left)"
+    simulated = cost.get("backend") == "sim"
+    spent_text = f"{_usd(spent)} over {cost.get('requests', 0)} request(s)"
     rows = [
-        ("spent this session", f"{_usd(spent)} over {cost.get('requests', 0)} request(s)"),
+        ("spent this session", f"simulated {spent_text}, not charged" if simulated else spent_text),
         ("saved by the cache", f"{_usd(cost.get('saved_usd') or 0.0)} ({cost.get('cache_hits', 0)} hit(s))"),
         ("budget", ("none (set %config GemimgMagics.max_cost_usd)" if budget is None else _usd(budget)) + left),
         (
@@ -805,8 +807,7 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
         ),
         (
             "backend",
-            str(cost.get("backend", "?"))
-            + (" (simulated, nothing is charged)" if cost.get("backend") == "sim" else ""),
+            str(cost.get("backend", "?")) + (" (simulated, nothing is charged)" if simulated else ""),
         ),
     ]
     return _pairs("gemimg cost", rows)

@@ -34,6 +34,7 @@ from .errors import (
     APIConnectionError,
     BudgetExceededError,
     ConfigError,
+    ContentBlockedError,
     GemimgError,
     InvalidImageError,
     JobCancelled,
@@ -423,6 +424,7 @@ class _Retry(Exception):
 _FINAL_STATES: tuple[tuple[type[BaseException], JobState], ...] = (
     (JobCancelled, JobState.CANCELLED),
     (TaskBlockedError, JobState.BLOCKED),
+    (ContentBlockedError, JobState.BLOCKED),  # refused at submit: no task, nothing charged
     (TaskFailedError, JobState.FAILED),
     (TaskExpiredError, JobState.EXPIRED),
     (JobTimeoutError, JobState.TIMEOUT),
@@ -1172,6 +1174,9 @@ class JobRunner:
                     tries=1,
                 )
                 job.provenance = self._provenance(job, status)
+                note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
+                if note:
+                    job.provenance["size_note"] = note
                 name = safe_filename(job.params.describe(), job.id, job.submitted_at)
                 job.path = self.store.write_image(data, name, job.provenance)
                 self._finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
@@ -1293,11 +1298,14 @@ class JobRunner:
                 raise kind(f"the gateway {what}{code}: {reason}", task_id=job.task_id, code=status.error_code)
             if status.status == "unknown":
                 unknown += 1
-                if unknown >= _UNKNOWN_LIMIT:
-                    raise JobError(
-                        f"the gateway answered task {job.task_id} with an undocumented status "
-                        f"{status.raw_status!r} {unknown} times in a row; the row keeps its cost",
+                if unknown >= _UNKNOWN_LIMIT:  # a verdict of sorts: polling until the deadline would not help
+                    self._release_slot(job)
+                    raise TaskFailedError(
+                        f"the gateway answered task {job.task_id} with a status it does not document, "
+                        f"{status.raw_status!r}, {unknown} times in a row; the job ends here and keeps its cost "
+                        "(python -m gemimg_jupyter.probe shows what the gateway says)",
                         task_id=job.task_id,
+                        code="unknown_status",
                     )
             else:
                 unknown = 0

@@ -341,11 +341,11 @@ class Session:
         where = "the built-in simulator" if self._sim is not None else f"a simulator at {self.base_url}"
         if self.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
             return (
-                f"gemimg: GEMIMG_BACKEND=sim, using {where} (images are simulated, cost $0). "
+                f"gemimg: GEMIMG_BACKEND=sim, using {where} (simulated images, not charged). "
                 "Unset it or run %gemimg backend toapis for real images."
             )
         return (
-            f"gemimg: no API key set, using {where} (images are simulated, cost $0). "
+            f"gemimg: no API key set, using {where} (simulated images, not charged). "
             "Set TOAPIS_API_KEY or run %gemimg login for real images."
         )
 

@@ -84,6 +84,8 @@ def test_a_smaller_image_than_requested_is_kept(styled: Session) -> None:
     stats = sim_of(styled).stats()
     assert stats["downloads"] == 1 and stats["submits_accepted"] == 1  # downloaded once, never re-bought
     assert stats["faults"]["small_image"] == 1
+    note = read_provenance(job.path).get("size_note", "")  # the PNG says what happened
+    assert "1024" in note and "2048" in note, note
 
 
 def test_a_long_prompt_on_the_preview_model_is_refused_before_any_request(styled: Session) -> None:
@@ -126,3 +128,13 @@ def test_a_blocked_sweep_cell_shows_its_reason_on_the_tile(styled: Session) -> N
     tiles = result.tiles()
     assert all(t.state == "blocked" and "IMAGE_SAFETY" in (t.error or "") for t in tiles.values())
     assert result.grid().size[0] > 0
+
+
+def test_an_unknown_status_fails_the_job_in_bounded_looks_naming_the_word(styled: Session) -> None:
+    sim = sim_of(styled)
+    sim.configure(unknown_status="WEIRD", stuck_rate=1.0)  # a running task answers a word nobody documented
+    job = styled.generate("A fox", wait=False)
+    assert job.wait(30)
+    assert job.state is JobState.FAILED and "WEIRD" in (job.error or "")
+    assert job.cost_usd == job.params.price_usd  # a task that was accepted keeps its cost
+    assert sim.stats()["status_queries"] <= 10  # a handful of looks, not polling until the job's deadline

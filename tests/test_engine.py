@@ -412,3 +412,19 @@ def test_poll_schedule_is_pure_and_learns_the_task_times() -> None:
     assert later > first  # it waits longer before the first look once it knows tasks take 8 s
     eta = learned.progress_eta([(2.0, 20), (4.0, 45)])
     assert eta is not None and 4.0 < eta[0] < 12.0
+
+
+def test_a_reference_uploaded_over_a_day_ago_is_uploaded_again(session: Any, sim: Any) -> None:
+    """Nothing documents how long an uploaded URL lives: a day-old upload is not trusted (uploads are free)."""
+    import sqlite3
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 90, 30)).save(buf, format="PNG")
+    ref = buf.getvalue()
+    session.generate("a fox in the colours of the reference", reference_images=[ref], wait=True)
+    session.generate("an owl in the colours of the reference", reference_images=[ref], wait=True)
+    assert sim.stats()["uploads"] == 1  # recent: reused
+    with sqlite3.connect(session.store.ledger_path) as db:  # another day passes
+        db.execute("UPDATE uploads SET created = created - 25 * 3600")
+    session.generate("a hare in the colours of the reference", reference_images=[ref], wait=True)
+    assert sim.stats()["uploads"] == 2
