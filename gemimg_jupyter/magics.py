@@ -54,6 +54,7 @@ from .display import (
     history_strip,
     jobs_table,
     models_table,
+    show_interrupt_note,
 )
 from .errors import ConfigError, GemimgError, redact
 from .jobs import Job as JobClass
@@ -605,7 +606,7 @@ class GemimgMagics(Magics):
                     return False
                 view.wait_final(10.0 if left is None else max(0.5, left))
         except KeyboardInterrupt:
-            _say("gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)")
+            show_interrupt_note([job for view in views for job in _jobs_of(view)])
             return False
         return True
 
@@ -714,7 +715,7 @@ class GemimgMagics(Magics):
                     if any(j in jobs for j in sweep.jobs):
                         sweep.wait(timeout=10)
         except KeyboardInterrupt:
-            _say("gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them)")
+            show_interrupt_note(jobs)
             return
         left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
         views = [v for v in self._views if any(j in jobs for j in _jobs_of(v))]

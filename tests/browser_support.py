@@ -65,7 +65,7 @@ def why_no_browser() -> str | None:
 
 @dataclass
 class Lab:
-    """A running JupyterLab server."""
+    """A running JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) server."""
 
     url: str
     token: str
@@ -73,15 +73,30 @@ class Lab:
     root: Path
     log: Path
     startup_s: float
+    app: str = "lab"
+    settings_dir: Path | None = None
 
     def notebook_url(self, name: str) -> str:
-        """The notebook's URL with a fresh workspace (``reset``: no tabs restored)."""
+        """The notebook's URL (JupyterLab: with a fresh workspace, ``reset``: no tabs restored)."""
+        if self.app == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
         return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+    def set_theme(self, name: str) -> None:
+        """Choose the theme (``"JupyterLab Light"`` / ``"JupyterLab Dark"``) for pages loaded from now on."""
+        assert self.settings_dir is not None
+        (self.settings_dir / "themes.jupyterlab-settings").write_text(json.dumps({"theme": name}))
+
+
+#: The module each front end runs as.
+FRONT_ENDS = {"lab": "jupyterlab", "notebook": "notebook"}
 
 
 @contextlib.contextmanager
-def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = None) -> Iterator[Lab]:
-    """Start JupyterLab serving ``root``; stop it (and its kernels) afterwards.
+def jupyter_lab(
+    base: Path, root: Path, env: Mapping[str, str | None] | None = None, *, app: str = "lab"
+) -> Iterator[Lab]:
+    """Start JupyterLab (or Notebook 7, ``app="notebook"``) serving ``root``; stop it (and its kernels) afterwards.
 
     Parameters
     ----------
@@ -91,6 +106,8 @@ def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = N
         The server's root directory (the notebooks).
     env : mapping
         Extra environment for the server and its kernels; a ``None`` value removes a variable.
+    app : str
+        ``"lab"`` or ``"notebook"``; both read the user settings written here (news toast off, theme).
     """
     cfg = base / "jcfg"
     notif = cfg / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
@@ -115,7 +132,7 @@ def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = N
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        FRONT_ENDS[app],
         "--no-browser",
         "--allow-root",
         "--ip=127.0.0.1",
@@ -141,7 +158,7 @@ def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = N
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
                     time.sleep(0.1)
-            yield Lab(url, TOKEN, proc, root, log_path, time.monotonic() - t0)
+            yield Lab(url, TOKEN, proc, root, log_path, time.monotonic() - t0, app, notif)
         finally:
             _stop(proc, url)
 
