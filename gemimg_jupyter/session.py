@@ -29,6 +29,7 @@ from .grid import Tile, encode_grid_png, grid_for_plan
 from .images import load_reference
 from .jobs import Job, JobRunner, Listener
 from .models import GenerationParams, JobState, ReferenceImage
+from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store
 from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
@@ -110,6 +111,7 @@ class SweepResult:
         """True when every job has ended."""
         return all(job.done() for job in self.jobs)
 
+    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every job (and the saved grid); ``False`` if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout

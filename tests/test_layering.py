@@ -22,6 +22,7 @@ CORE = [
     "images",
     "jobs",
     "models",
+    "progress",
     "session",
     "settings",
     "store",
