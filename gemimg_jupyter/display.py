@@ -548,6 +548,10 @@ class LiveView:
 
         shell = get_ipython()
         if self._handle is not None and getattr(shell, "execution_count", None) == self._shown_in:
+            if not self._live:  # a terminal has printed "Out[n]:" already: say where things are now
+                from IPython.display import display
+
+                display({"text/plain": self.bundle()[0]["text/plain"]}, raw=True)
             return  # the cell that created this view already shows it
         fresh = self.clone()
         fresh.show()
