@@ -49,8 +49,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: ``make test`` sets this: there the browser tests must run, so a missing browser fails them instead of skipping.
+REQUIRED = os.environ.get("GEMIMG_REQUIRE_BROWSER") == "1"
+
+
 def why_no_browser() -> str | None:
-    """``None`` when the browser tests can run, else the reason they cannot."""
+    """``None`` when the browser tests can run (or must: ``GEMIMG_REQUIRE_BROWSER=1``), else why they cannot."""
+    if REQUIRED:
+        return None
     if not os.path.exists(CHROMIUM):
         return (
             f"!!! {CHROMIUM} is missing: the real-browser panel test is SKIPPED. "
