@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 #: ``--headless`` comes from Playwright (``headless=True``); ``--user-data-dir`` must not be given.
@@ -40,6 +41,26 @@ TOKEN = "gemimg-browser-test"
 #: (the toolbar's execution indicator says idle before a kernel exists).
 KERNEL_IDLE = re.compile(r"^Python 3 \(ipykernel\) \| Idle$")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
+
+
+#: Screenshots worth keeping go here when ``GEMIMG_UPDATE_DOCS=1``.
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+#: The kernels' environment: the built-in simulator, outputs beside the notebook, no key, no budget.
+SIM_KERNEL_ENV: dict[str, str | None] = {
+    "GEMIMG_BACKEND": "sim",
+    "GEMIMG_OUTPUT_DIR": "gemimg_outputs",  # relative to the kernel: the notebook folder in tmp
+    "TOAPIS_API_KEY": None,
+    "GEMIMG_BASE_URL": None,
+    "GEMIMG_MAX_COST_USD": None,
+}
+
+
+def browser_marks() -> list[Any]:
+    """``pytestmark`` of a browser test module: marked, slow, and skipped (loudly) only without a browser."""
+    import pytest
+
+    reason = why_no_browser()
+    return [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(reason is not None, reason=reason or "")]
 
 
 def free_port() -> int:

@@ -39,22 +39,16 @@ from .browser_support import (
     ARTIFACTS,
     CHROME_ARGS,
     CHROMIUM,
+    DOCS_IMG,
     KERNEL_IDLE,
+    SIM_KERNEL_ENV,
     Lab,
+    browser_marks,
     jupyter_lab,
     shrink_png,
-    why_no_browser,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-DOCS_IMG = REPO / "docs" / "img"
-SKIP_REASON = why_no_browser()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
-]
+pytestmark = browser_marks()
 
 #: The cells, in order; the test runs them by index.
 CELLS = [
@@ -82,14 +76,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     root = base / "nb"
     root.mkdir()
     live_notebook(root / "live.ipynb")
-    env = {
-        "GEMIMG_BACKEND": "sim",
-        "GEMIMG_OUTPUT_DIR": "gemimg_outputs",  # relative to the kernel: the notebook folder in tmp
-        "GEMIMG_SIM_LATENCY": "2.5,3.5",  # slow enough to see (and interrupt) a running job
-        "TOAPIS_API_KEY": None,
-        "GEMIMG_BASE_URL": None,
-        "GEMIMG_MAX_COST_USD": None,
-    }
+    env = {**SIM_KERNEL_ENV, "GEMIMG_SIM_LATENCY": "2.5,3.5"}  # slow enough to see (and interrupt) a running job
     with jupyter_lab(base, root, env, app=app) as lab:
         print(f"\n[{app}] pid={lab.proc.pid} {lab.url} ready in {lab.startup_s:.2f}s")
         yield lab

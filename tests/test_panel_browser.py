@@ -29,24 +29,19 @@ from .browser_support import (
     ARTIFACTS,
     CHROME_ARGS,
     CHROMIUM,
+    DOCS_IMG,
     KERNEL_IDLE,
+    SIM_KERNEL_ENV,
     Lab,
     MemSampler,
+    browser_marks,
     jupyter_lab,
     shrink_png,
-    why_no_browser,
 )
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "panel.ipynb"
-DOCS_IMG = REPO / "docs" / "img"
-SKIP_REASON = why_no_browser()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +50,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = base / "nb"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / "panel.ipynb")
-    env = {
-        "GEMIMG_BACKEND": "sim",
-        "GEMIMG_OUTPUT_DIR": "gemimg_outputs",  # relative to the kernel: the notebook folder in tmp
-        "TOAPIS_API_KEY": None,
-        "GEMIMG_BASE_URL": None,
-        "GEMIMG_MAX_COST_USD": None,
-    }
-    with jupyter_lab(base, root, env) as server:
+    with jupyter_lab(base, root, SIM_KERNEL_ENV) as server:
         print(f"\n[lab] pid={server.proc.pid} {server.url} ready in {server.startup_s:.2f}s")
         yield server
 
