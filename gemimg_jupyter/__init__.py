@@ -32,7 +32,15 @@ _LAZY = {
     "errors": "errors",
 }
 
-__all__ = [*sorted(_LAZY), "__version__", "generate", "load_ipython_extension", "sweep", "unload_ipython_extension"]
+__all__ = [
+    *sorted(_LAZY),
+    "__version__",
+    "generate",
+    "load_ipython_extension",
+    "picks",
+    "sweep",
+    "unload_ipython_extension",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import errors  # noqa: F401
@@ -44,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # ``gemimg_jupyter.sweep`` is both a submodule (the sweep parser) and the public
 # function; importing the functions last makes the package attribute the function.
-from .session import generate, sweep  # noqa: E402
+from .session import generate, picks, sweep  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

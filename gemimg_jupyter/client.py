@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 import backoff
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from . import __version__
@@ -35,27 +36,44 @@ from .errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ContentBlockedError,
     GemimgError,
     InsufficientQuotaError,
     InvalidImageError,
+    JobCancelled,
+    ModelUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     TaskExpiredError,
     redact,
 )
-from .images import decode_image
+from .images import ImageBytes
 from .models import GenerationParams, TaskStatus
 from .settings import RetryPolicy, Secret
 
-__all__ = ["Category", "RequestGate", "ToAPIsClient", "parse_retry_after", "parse_task"]
+__all__ = ["STATUS_WORDS", "Category", "RequestGate", "ToAPIsClient", "is_blocked", "parse_retry_after", "parse_task"]
 
 log = logging.getLogger(__name__)
 
 Category = Literal["submit", "query", "upload", "download"]
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
-_STATUS_ALIASES = {"submitted": "queued", "pending": "queued", "processing": "in_progress", "running": "in_progress"}
+#: Every status word seen in the docs, their source and the New API gateway they run on (compared lower-case).
+STATUS_WORDS: dict[str, str] = {
+    **dict.fromkeys(("queued", "pending", "not_start", "submitted"), "queued"),
+    **dict.fromkeys(("in_progress", "running", "processing"), "in_progress"),
+    **dict.fromkeys(("completed", "success", "succeeded"), "completed"),
+    **dict.fromkeys(("failed", "failure", "error", "cancelled", "canceled", "expired"), "failed"),
+}
+#: Words in a failure's code or message that mean the task was refused for safety or content policy.
+_BLOCKED = re.compile(
+    r"image_safety|prohibited_content|\bsafety\b|content[ _-]?(?:policy|filter|moderation)|policy[ _-]?violation"
+    r"|\bblocklist\b|\bmoderation\b|responsible ai",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(r"content|refus|sensitive|unsafe", re.IGNORECASE)
 
 
 class RequestGate(Protocol):
@@ -114,49 +132,122 @@ def _int_or_none(value: object) -> int | None:
         return None
 
 
+def _progress(value: object) -> int | None:
+    """``40``, ``40.5``, ``"40"`` or ``"40%"`` as a whole percentage; ``None`` if unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip().rstrip("%").strip()
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return max(0, min(100, int(number))) if number == number else None
+
+
+def _first_url(items: object) -> str | None:
+    """The first URL of a list of ``{"url": ...}`` objects or plain URL strings."""
+    if not isinstance(items, list) or not items:
+        return None
+    first = items[0]
+    url = first.get("url") if isinstance(first, Mapping) else first
+    return url if isinstance(url, str) and url.strip() else None
+
+
+def find_result_url(body: Mapping[str, Any]) -> str | None:
+    """The result image URL wherever a gateway puts it.
+
+    In order: ``result.data[0].url`` (the docs), a top-level ``url`` (seen
+    beside it), ``result.url``, ``images[0].url`` and ``data[0].url``
+    (field notes), ``result.images[0].url``.
+    """
+    result = body.get("result")
+    result = result if isinstance(result, Mapping) else {}
+    for candidate in (
+        _first_url(result.get("data")),
+        body.get("url"),
+        result.get("url"),
+        _first_url(body.get("images")),
+        _first_url(body.get("data")),
+        _first_url(result.get("images")),
+    ):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def is_blocked(code: object, message: object, *, http_status: int | None = None) -> bool:
+    """True when a failure's code or message says it was refused for safety or content policy."""
+    text = f"{code or ''} {message or ''}"
+    if _BLOCKED.search(text):
+        return True
+    said_422 = http_status == 422 or re.search(r"\b422\b", text) is not None
+    return said_422 and _REFUSAL.search(text) is not None
+
+
+def _cost(billing: Mapping[str, Any]) -> float | None:
+    """Dollars from a settled or refunded ``billing`` (``credits`` at 200 a dollar when ``cost_usd`` is absent)."""
+    if not billing or str(billing.get("status") or "").lower() == "pending":
+        return None
+    for key, scale in (("cost_usd", 1.0), ("credits", 1 / 200)):
+        value = billing.get(key)
+        if value is None or isinstance(value, bool):
+            continue
+        try:
+            number = float(value) * scale
+        except (TypeError, ValueError):
+            continue
+        if number == number and number >= 0:  # not NaN, not negative
+            return round(number, 6)
+    return None
+
+
 def parse_task(body: Mapping[str, Any]) -> TaskStatus:
     """Parse a submit or status response into a :class:`TaskStatus`.
 
-    Tolerates every documented shape: ``id`` or ``task_id``; status
-    ``submitted`` for ``queued``; the image URL at ``result.data[0].url`` or a
-    top-level ``url``; ``error.message`` or a legacy ``fail_reason``.
+    Reads every dialect seen so far (see ``docs/gateway.md``): ``id`` or
+    ``task_id``; a task wrapped in ``{"data": {...}}``; any status word of
+    :data:`STATUS_WORDS` in any case (another word gives ``unknown`` with
+    ``raw_status`` kept, so the engine can stop instead of polling to its
+    deadline); ``progress`` as a number or ``"40%"``; the image URL wherever
+    :func:`find_result_url` finds it; ``error`` as an object or a string, or
+    a ``fail_reason``; ``billing`` in dollars or credits. A failure for a
+    safety or content-policy reason is marked ``blocked``.
     """
+    inner = body.get("data")
+    if isinstance(inner, Mapping) and not (body.get("id") or body.get("task_id")) and "status" in inner:
+        body = inner
     task_id = body.get("id") or body.get("task_id")
     if not task_id:
         raise APIError("the gateway's task response has no id; is GEMIMG_BASE_URL pointing at the image API?")
-    status = str(body.get("status") or "queued").lower()
-    status = _STATUS_ALIASES.get(status, status)
-    if status not in ("queued", "in_progress", "completed", "failed"):
-        status = "in_progress"
-    url = None
-    result = body.get("result")
-    if isinstance(result, Mapping):
-        data = result.get("data")
-        if isinstance(data, list) and data and isinstance(data[0], Mapping):
-            url = data[0].get("url")
-    url = url or body.get("url")
-    error: Mapping[str, Any] = body["error"] if isinstance(body.get("error"), Mapping) else {}
-    message = error.get("message") or body.get("fail_reason")
+    raw = body.get("status")
+    raw_status = None if raw is None else str(raw).strip()
+    status = STATUS_WORDS.get(raw_status.lower(), "unknown") if raw_status else "queued"
+    url = find_result_url(body)
+    error_field = body.get("error")
+    error: Mapping[str, Any] = error_field if isinstance(error_field, Mapping) else {}
+    message = error.get("message") or (error_field if isinstance(error_field, str) else None) or body.get("fail_reason")
+    code = error.get("code")
     billing: Mapping[str, Any] = body["billing"] if isinstance(body.get("billing"), Mapping) else {}
-    cost = billing.get("cost_usd")
-    try:
-        cost_usd = float(cost) if cost is not None and billing.get("status") != "pending" else None
-    except (TypeError, ValueError):
-        cost_usd = None
+    progress = _progress(body.get("progress"))
+    if progress is None or (status == "completed" and progress == 0):
+        progress = 100 if status == "completed" else 0
     return TaskStatus(
         id=str(task_id),
         status=status,
-        progress=_int_or_none(body.get("progress")) or (100 if status == "completed" else 0),
+        progress=progress,
         model=_str_or_none(body.get("model")),
         created_at=_int_or_none(body.get("created_at")),
         completed_at=_int_or_none(body.get("completed_at")),
         expires_at=_int_or_none(body.get("expires_at")),
-        url=_str_or_none(url),
-        error_code=_str_or_none(error.get("code")),
+        url=url,
+        error_code=_str_or_none(code),
         error_message=_str_or_none(message),
         client_business_id=_str_or_none(body.get("client_business_id")),
         billing_status=_str_or_none(billing.get("status")),
-        cost_usd=cost_usd,
+        cost_usd=_cost(billing),
+        raw_status=raw_status,
+        blocked=status == "failed" and is_blocked(code, message),
     )
 
 
@@ -164,22 +255,71 @@ _STATUS_CLASSES: dict[int, type[APIError]] = {
     400: BadRequestError,
     401: AuthenticationError,
     402: InsufficientQuotaError,
-    403: AuthenticationError,
+    403: PermissionDeniedError,
     404: NotFoundError,
     422: BadRequestError,
     429: RateLimitError,
 }
+#: ``error.code`` (lower-case) → class; it decides before the HTTP status does (New API answers an empty
+#: balance with 403, a model no channel serves with 503).
+_CODE_CLASSES: dict[str, type[APIError]] = {
+    **dict.fromkeys(
+        ("insufficient_user_quota", "insufficient_quota", "insufficient_balance", "pre_consume_token_quota_failed"),
+        InsufficientQuotaError,
+    ),
+    **dict.fromkeys(("model_not_found", "model_not_available", "model_not_supported"), ModelUnavailableError),
+    **dict.fromkeys(
+        ("unauthorized", "invalid_api_key", "invalid_token", "token_expired", "token_not_found"), AuthenticationError
+    ),
+    **dict.fromkeys(("access_denied", "forbidden", "permission_denied", "model_not_allowed"), PermissionDeniedError),
+    **dict.fromkeys(("rate_limit_exceeded", "too_many_requests"), RateLimitError),
+    **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
+    "rate_limit_unavailable": ServerError,
+}
 _HINTS: dict[type[APIError], str] = {
     AuthenticationError: "check TOAPIS_API_KEY or run %gemimg login",
+    PermissionDeniedError: (
+        "the key may not use this model, or the gateway's edge refused this client; "
+        "%gemimg probe lists what the key may use"
+    ),
     InsufficientQuotaError: "top up the ToAPIs balance",
+    ModelUnavailableError: "the gateway serves no channel for this model to this key; %gemimg probe lists what it may use",
+    ContentBlockedError: "the prompt or a reference was refused by the content policy; nothing was charged",
     RateLimitError: "the gateway is rate limiting; wait a moment or lower max_in_flight",
     ServerError: "the gateway had a problem; try again in a moment",
+}
+_LABELS: dict[type[APIError], str] = {
+    AuthenticationError: "authentication failed",
+    PermissionDeniedError: "access refused",
+    InsufficientQuotaError: "insufficient balance",
+    ModelUnavailableError: "model not available",
+    ContentBlockedError: "blocked by content policy",
 }
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
+def classify(status: int, code: str | None, error_type: str | None = None, message: str = "") -> type[APIError]:
+    """The error class for an answer: ``error.code`` first, then the HTTP status.
+
+    A 400/422 whose message names a safety or content-policy reason is a
+    :class:`ContentBlockedError`; a 401 or 403 that names an empty balance is
+    an :class:`InsufficientQuotaError`.
+    """
+    by_code = _CODE_CLASSES.get((code or "").strip().lower())
+    if by_code is not None:
+        return by_code
+    cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIError)
+    if cls is BadRequestError and is_blocked(code, message, http_status=status):
+        return ContentBlockedError
+    if status in (401, 403) and re.search(r"insufficient|quota|balance", message, re.IGNORECASE):
+        return InsufficientQuotaError
+    if cls is PermissionDeniedError and (error_type or "").lower() == "authentication_error":
+        return AuthenticationError
+    return cls
+
+
 def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
-    """Map an HTTP error response to the right :class:`APIError` subclass."""
+    """Map an HTTP error response to the right :class:`APIError` subclass (see :func:`classify`)."""
     status = resp.status_code
     code: str | None = None
     error_type: str | None = None
@@ -190,6 +330,7 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
         body = resp.json() if "json" in ctype or text.lstrip().startswith("{") else None
     except ValueError:
         body = None
+    html = False
     if isinstance(body, Mapping):
         err = body.get("error")
         if isinstance(err, Mapping):
@@ -199,20 +340,24 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
         elif isinstance(err, str):
             message = err
         message = message or str(body.get("message") or "")
+        top_code = body.get("code")
+        if code is None and isinstance(top_code, (str, int)) and not isinstance(top_code, bool):
+            code = str(top_code)
     elif "<html" in text.lower() or "html" in ctype:
+        html = True
         title = _TITLE.search(text)
         page = re.sub(r"\s+", " ", title.group(1)).strip() if title else "an error page"
         message = f"the gateway returned an HTML page ({page}) instead of JSON"
     else:
         message = re.sub(r"\s+", " ", text).strip()[:200]
-    cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIError)
+    cls = classify(status, code, error_type, message)
     message = message or resp.reason or "no details"
     if "invalid apitype" in message.lower():
         message += f"; the request reached the wrong endpoint (the chat route?): check GEMIMG_BASE_URL ({base_url})"
-    label = {AuthenticationError: "authentication failed", InsufficientQuotaError: "insufficient balance"}.get(
-        cls, "request failed"
-    )
+    label = _LABELS.get(cls, "request failed")
     hint = _HINTS.get(cls)
+    if cls is PermissionDeniedError and (html or body is None):
+        hint = "the gateway's edge refused this client (no JSON error): a proxy or firewall, or a missing User-Agent"
     full = f"{label} ({status}): {message}" + (f"; {hint}" if hint else "")
     return cls(
         full,
@@ -247,6 +392,8 @@ class ToAPIsClient:
         retry: RetryPolicy | None = None,
         gate: RequestGate | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
+        status_timeout: float = 5.0,
+        download_timeout: float = 120.0,
         download_max_bytes: int = 50 * 1024 * 1024,
         session: requests.Session | None = None,
         on_retry: Callable[[str, float, GemimgError], None] | None = None,
@@ -256,6 +403,8 @@ class ToAPIsClient:
         self.retry = retry or RetryPolicy()
         self.gate: RequestGate = gate or _OpenGate()
         self.timeout = timeout
+        self.status_timeout = status_timeout  # a status answer is small JSON: seconds, not a minute
+        self.download_timeout = download_timeout  # the whole download, not each socket read
         self.download_max_bytes = download_max_bytes
         self.on_retry = on_retry
         self._http = session or requests.Session()
@@ -283,7 +432,7 @@ class ToAPIsClient:
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
 
-    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+    def _retrying(self, what: str, fn: Callable[[], Any], *, tries: int | None = None) -> Any:
         policy = self.retry
 
         def waits() -> Generator[float | None, Any, None]:
@@ -312,7 +461,7 @@ class ToAPIsClient:
         wrapped = backoff.on_exception(
             waits,  # type: ignore[arg-type]  # the generator is sent each exception
             retryable,
-            max_tries=policy.max_tries,
+            max_tries=tries or policy.max_tries,
             giveup=giveup,
             jitter=None,
             logger=None,
@@ -322,11 +471,13 @@ class ToAPIsClient:
         except _Ambiguous as exc:
             raise exc.cause from None
 
-    def _send(self, category: Category, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def _send(
+        self, category: Category, method: str, path: str, *, timeout: tuple[float, float] | None = None, **kwargs: Any
+    ) -> requests.Response:
         self.gate.acquire(category)
         url = f"{self.base_url}{path}"
         try:
-            resp = self._http.request(method, url, headers=self._auth(), timeout=self.timeout, **kwargs)
+            resp = self._http.request(method, url, headers=self._auth(), timeout=timeout or self.timeout, **kwargs)
         except requests.Timeout as exc:
             raise APITimeoutError(
                 f"the gateway at {self.base_url} did not answer in time ({type(exc).__name__})"
@@ -408,45 +559,87 @@ class ToAPIsClient:
         result: TaskStatus = self._retrying("submit", attempt)
         return result
 
-    def status(self, task_id: str) -> TaskStatus:
-        """The task's current state (also accepts a ``client_business_id``)."""
+    @property
+    def _status_timeout(self) -> tuple[float, float]:
+        return (self.timeout[0], min(self.timeout[1], self.status_timeout))
+
+    def status(self, task_id: str, *, tries: int | None = None) -> TaskStatus:
+        """The task's current state (also accepts a ``client_business_id``).
+
+        The answer must come within ``status_timeout`` seconds; ``tries=1``
+        leaves retrying to the caller (the job runner, which knows its deadline).
+        """
 
         def attempt() -> TaskStatus:
-            resp = self._send("query", "GET", f"/v1/images/generations/{task_id}")
+            resp = self._send("query", "GET", f"/v1/images/generations/{task_id}", timeout=self._status_timeout)
             return parse_task(self._json(resp))
 
-        result: TaskStatus = self._retrying("status", attempt)
+        result: TaskStatus = self._retrying("status", attempt, tries=tries)
+        return result
+
+    def list_models(self, kind: str = "image") -> list[str]:
+        """The model ids the key may use (``GET /v1/models?type=image``; free)."""
+
+        def attempt() -> list[str]:
+            body = self._json(self._send("query", "GET", "/v1/models", params={"type": kind}))
+            data = body.get("data")
+            items = data if isinstance(data, list) else []
+            ids = [item.get("id") if isinstance(item, Mapping) else item for item in items]
+            return [str(i) for i in ids if isinstance(i, str) and i.strip()]
+
+        result: list[str] = self._retrying("models", attempt)
         return result
 
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
         """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
         try:
-            resp = self._send("query", "GET", f"/v1/images/generations/{client_business_id}")
+            resp = self._send(
+                "query", "GET", f"/v1/images/generations/{client_business_id}", timeout=self._status_timeout
+            )
         except NotFoundError:
             return None
         return parse_task(self._json(resp))
 
-    def download(self, url: str, *, expected: tuple[int, int] | None = None) -> bytes:
+    def download(
+        self,
+        url: str,
+        *,
+        expected: tuple[int, int] | None = None,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        tries: int | None = None,
+    ) -> ImageBytes:
         """Fetch a result image, verify it decodes, and return its bytes.
+
+        The result is :class:`~.images.ImageBytes`: plain bytes carrying the
+        decoded ``width``/``height`` and a ``note`` when the image is not the
+        ``expected`` size. Such an image is paid for and is returned, never
+        refetched or refused (a channel may answer a 2K request with 1K); only
+        bytes that do not decode are fetched again (three times in all).
 
         The key is sent only to the gateway's own origin; redirects are
         followed by hand (at most three, http(s) only) so that a redirect to
         another host never carries it. Bodies over ``download_max_bytes`` are
-        cut off and reported.
+        cut off and reported. The body is streamed in chunks; between chunks the
+        total deadline (``download_timeout``, or ``deadline`` on the monotonic
+        clock when sooner) and ``cancelled()`` are checked, so a trickle-fed
+        download ends and a cancel stops it within one socket read.
         """
 
-        def attempt() -> bytes:
-            data = self._fetch(url)
+        def attempt() -> ImageBytes:
+            data = self._fetch(url, deadline=deadline, cancelled=cancelled)
             try:
-                decode_image(data, expected=expected)
+                image = ImageBytes.checked(data, expected=expected)
             except InvalidImageError as exc:
                 raise _CorruptDownload(str(exc)) from None
-            return data
+            if image.note:
+                log.warning("%s: %s", _safe_url(url), image.note)
+            return image
 
         tries = 3
         for n in range(1, tries + 1):
             try:
-                result: bytes = self._retrying("download", attempt)
+                result: ImageBytes = self._retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
                 if n == tries:
@@ -454,7 +647,9 @@ class ToAPIsClient:
                 log.info("download of %s was not a valid image, fetching again", _safe_url(url))
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _fetch(self, url: str) -> bytes:
+    def _fetch(self, url: str, *, deadline: float | None = None, cancelled: Callable[[], bool] | None = None) -> bytes:
+        own = time.monotonic() + self.download_timeout
+        deadline = own if deadline is None else min(deadline, own)
         current = urljoin(self.base_url + "/", url)
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(current)
@@ -466,7 +661,7 @@ class ToAPIsClient:
             self.gate.acquire("download")
             try:
                 resp = self._http.get(
-                    current, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
+                    current, headers=headers, timeout=self._download_timeouts, stream=True, allow_redirects=False
                 )
             except requests.Timeout:
                 raise APITimeoutError(f"the image download from {parts.netloc} timed out") from None
@@ -484,10 +679,21 @@ class ToAPIsClient:
                     )
                 if resp.status_code >= 400:
                     raise error_from_response(resp, base_url=self.base_url)
-                return self._read_capped(resp)
+                return self._read_capped(resp, deadline=deadline, cancelled=cancelled, host=parts.netloc)
         raise InvalidImageError(f"the image download was redirected more than {MAX_REDIRECTS} times")
 
-    def _read_capped(self, resp: requests.Response) -> bytes:
+    @property
+    def _download_timeouts(self) -> tuple[float, float]:
+        return (self.timeout[0], min(self.timeout[1], 10.0))  # each read; the total is checked between reads
+
+    def _read_capped(
+        self,
+        resp: requests.Response,
+        *,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        host: str = "",
+    ) -> bytes:
         cap = self.download_max_bytes
         declared = _int_or_none(resp.headers.get("Content-Length"))
         if declared is not None and declared > cap:
@@ -496,12 +702,34 @@ class ToAPIsClient:
             )
         chunks: list[bytes] = []
         total = 0
-        for chunk in resp.iter_content(_CHUNK):
+        for chunk in _chunks(resp):
+            if cancelled is not None and cancelled():
+                raise JobCancelled("the download was stopped by a cancel")
+            if deadline is not None and time.monotonic() > deadline:
+                raise APITimeoutError(f"the image download from {host or 'the gateway'} did not finish in time")
             total += len(chunk)
             if total > cap:
                 raise InvalidImageError(f"the image download passed the {cap:,}-byte cap and was cut off")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _chunks(resp: requests.Response) -> Generator[bytes, None, None]:
+    """The body as it arrives: whatever one socket read brings (not a full 64 KB), so a trickle is seen."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:  # pragma: no cover - urllib3 < 2
+        yield from resp.iter_content(_CHUNK)
+        return
+    try:
+        while True:
+            chunk = read1(_CHUNK)
+            if not chunk:
+                return
+            yield chunk
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        raise APITimeoutError("the image download stalled (no byte within the read timeout)") from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise APIConnectionError(f"the image download broke off ({type(exc).__name__})") from None
 
 
 class _CorruptDownload(InvalidImageError):

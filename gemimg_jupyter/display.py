@@ -54,13 +54,15 @@ from .errors import (
     TaskFailedError,
     redact,
 )
+from .grid import draw_star
 from .images import png_bytes, thumbnail
-from .models import JobState, ModelSpec
+from .models import JobState, ModelSpec, shown_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import DisplayHandle
 
     from .jobs import Job
+    from .lineage import Lineage
     from .session import SweepResult
     from .store import LedgerRow
 
@@ -84,6 +86,7 @@ __all__ = [
     "job_bundle",
     "job_error_line",
     "jobs_table",
+    "lineage_output",
     "live_updates_supported",
     "models_table",
     "show_interrupt_note",
@@ -156,7 +159,7 @@ _MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
 
 def _short(text: str, limit: int = PROMPT_CHARS) -> str:
     """The first line of ``text``, ellipsized to ``limit`` characters."""
-    one = " ".join(text.split())
+    one = shown_text(" ".join(text.split()))
     return one if len(one) <= limit else one[: limit - 1] + "…"
 
 
@@ -256,9 +259,7 @@ def _tone(state: JobState) -> str:
 
 def _quoted_prompt(prompt: str, limit: int) -> str:
     """The prompt, shortened and escaped, in a span that also ellipsizes when the output is narrow."""
-    return (
-        f'<span class="gemimg-prompt-cut" title="{html.escape(prompt)}">“{html.escape(_short(prompt, limit))}”</span>'
-    )
+    return f'<span class="gemimg-prompt-cut" title="{html.escape(shown_text(prompt))}">“{html.escape(_short(prompt, limit))}”</span>'
 
 
 def status_html(job: Job) -> str:
@@ -926,7 +927,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6) -> ImageStrip | RichText:
+def history_strip(
+    rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6, picked: Iterable[str] = ()
+) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
     Parameters
@@ -937,6 +940,8 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
         Long side of each thumbnail in pixels.
     per_row : int
         Thumbnails per row before the strip wraps.
+    picked : iterable of str
+        ``client_business_id`` of picked images: they carry a star.
 
     Returns
     -------
@@ -946,6 +951,7 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
     """
     items: list[dict[str, Any]] = []
     thumbs: list[Image.Image] = []
+    stars = set(picked)
     for row in rows:
         if not row.path:
             continue
@@ -964,6 +970,7 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
                 "model": params.get("model"),
                 "task_id": row.task_id,
                 "finished": row.finished,
+                "picked": row.cbid in stars,
             }
         )
     if not thumbs:
@@ -980,8 +987,58 @@ def history_strip(rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int =
         x = pad + (i % cols) * cell_w
         y = pad + (i // cols) * cell_h
         sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
+        if item["picked"]:
+            draw_star(draw, x + (thumb + img.width) // 2 - 14, y + (thumb - img.height) // 2 + 14, 10)
         caption = f"{i + 1}. {_short(str(item['prompt']), 24)}"
         draw.text((x, y + thumb + 3), caption, fill="#333333", font=font)
-    lines = [f"{i + 1}. {_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}" for i, it in enumerate(items)]
+    lines = [
+        f"{i + 1}. {'★ ' if it['picked'] else ''}{_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
+        for i, it in enumerate(items)
+    ]
     text = f"gemimg history: {len(items)} newest image(s)\n" + "\n".join(lines)
     return ImageStrip(png_bytes(sheet, optimize=True), text, items)
+
+
+# ---------------------------------------------------------------- edit chains
+
+
+class LineageOutput:
+    """An edit chain as a labelled strip (PNG) above its table (HTML), with a text twin."""
+
+    def __init__(self, png: bytes, table: RichText, rows: list[dict[str, Any]]) -> None:
+        self.png = png
+        self.table = table
+        self.rows = rows
+
+    def __repr__(self) -> str:
+        return self.table.text
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
+        uri = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+        markup = f'<div class="gemimg-lineage"><img src="{uri}" alt="edit chain"><br>{self.table.html}</div>'
+        data = {"text/html": markup, "image/png": self.png, "text/plain": self.table.text}
+        return data, {"image/png": {"gemimg_lineage": self.rows}}
+
+
+def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:
+    """What ``%gemimg lineage`` shows: the strip (step number and prompt under each image) and a table."""
+    rows = chain.table()
+    table_rows = []
+    for step, r in zip(chain.steps, rows, strict=True):
+        sampling = "" if r["temperature"] is None else f" · t {r['temperature']:g} · top_p {r['top_p']:g}"
+        star = " ★" if step.row.cbid in chain.picked else ""
+        table_rows.append(
+            [
+                f"{r['step']}{star}",
+                r["id"],
+                _short(r["prompt"], 50),
+                f"{r['size']} {r['resolution']}{sampling} · {r['references']} ref",
+                _usd(r["cost_usd"]),
+                display_path(r["path"]) or r["state"],
+            ]
+        )
+    title = f"edit chain: {len(rows)} step{'s' if len(rows) != 1 else ''}, root first"
+    if chain.broken:
+        title += f" ({chain.broken})"
+    table = _table(["step", "id", "prompt", "parameters", "cost", "file"], table_rows, title=title)
+    return LineageOutput(png_bytes(chain.strip(thumb), optimize=True), table, rows)

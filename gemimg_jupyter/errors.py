@@ -8,7 +8,9 @@
     │   └── BudgetExceededError      the work would exceed ``max_cost_usd``
     ├── APIError                     status, code, message, request id; never the key
     │   ├── BadRequestError 400/422  ├── AuthenticationError 401
-    │   ├── InsufficientQuotaError 402
+    │   │   └── ContentBlockedError  │   └── PermissionDeniedError 403
+    │   ├── InsufficientQuotaError 402, 403 insufficient_user_quota
+    │   ├── ModelUnavailableError    503 model_not_found (not retried)
     │   ├── NotFoundError 404        ├── RateLimitError 429
     │   └── ServerError 5xx (HTML bodies too)
     ├── APIConnectionError
@@ -20,7 +22,8 @@
         ├── JobTimeoutError          our own deadline passed (the task may still finish)
         └── JobCancelled
 
-Every message passes through :func:`redact`, so a secret registered with
+Errors are classified by the body's ``error.code`` first and the HTTP status
+second (see ``client.error_from_response``). Every message passes through :func:`redact`, so a secret registered with
 :func:`register_secret` (the API key) can never appear in ``str(err)``.
 """
 
@@ -37,13 +40,16 @@ __all__ = [
     "BadRequestError",
     "BudgetExceededError",
     "ConfigError",
+    "ContentBlockedError",
     "GemimgError",
     "InsufficientQuotaError",
     "InvalidImageError",
     "JobCancelled",
     "JobError",
     "JobTimeoutError",
+    "ModelUnavailableError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RateLimitError",
     "ServerError",
     "TaskBlockedError",
@@ -172,12 +178,24 @@ class BadRequestError(APIError):
     """400 or 422: the gateway refused the request; fix it before retrying."""
 
 
+class ContentBlockedError(BadRequestError):
+    """The gateway refused the prompt or references for a safety or content-policy reason (nothing is charged)."""
+
+
 class AuthenticationError(APIError):
     """401: the key is missing, wrong or revoked."""
 
 
+class PermissionDeniedError(AuthenticationError):
+    """403 without a more telling code: the key may not use this, or the edge refused the client."""
+
+
 class InsufficientQuotaError(APIError):
-    """402: the account balance is too low."""
+    """402, or 403 ``insufficient_user_quota``: the account balance is too low."""
+
+
+class ModelUnavailableError(APIError):
+    """``model_not_found`` (503 on New API gateways): no channel serves this model to this key; not retried."""
 
 
 class NotFoundError(APIError):

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from PIL import Image, ImageDraw, ImageFont
 
 from .images import png_bytes, png_with_provenance
+from .models import shown_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sweep import SweepPlan
@@ -54,6 +55,7 @@ __all__ = [
     "PENDING_STATES",
     "GridLayout",
     "Tile",
+    "draw_star",
     "encode_grid_png",
     "grid_for_plan",
     "layout_grid",
@@ -123,11 +125,14 @@ class Tile:
         The picture (a thumbnail is enough; it is scaled to fit anyway).
     error : str or None
         What went wrong, shown in failed cells.
+    picked : bool
+        A picked image carries a star in its top-right corner.
     """
 
     state: str
     image: Image.Image | None = None
     error: str | None = None
+    picked: bool = False
 
 
 @dataclass(frozen=True)
@@ -641,6 +646,9 @@ def _draw_tile(
         img.paste(thumb, (px, py))
         if state == "cached":
             _badge(draw, (px, py, thumb.width, thumb.height), "cached", f)
+        if tile.picked:
+            r = max(6, min(thumb.width, thumb.height) // 12)
+            draw_star(draw, px + thumb.width - r - 4, py + r + 4, r)
         return
     if state in FAILED_STATES:
         draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL_BG, outline=_FAIL_EDGE, width=2)
@@ -657,6 +665,20 @@ def _draw_tile(
         _box_text(draw, box, state, "no image", f, _PENDING_INK)
     else:  # cancelled, or a state this module does not know
         _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING_INK)
+
+
+_STAR = (240, 180, 0)
+_STAR_RIM = (60, 45, 0)
+
+
+def draw_star(draw: ImageDraw.ImageDraw, cx: float, cy: float, radius: float) -> None:
+    """A filled five-pointed star centred on ``(cx, cy)``: the mark of a picked image."""
+    points = []
+    for i in range(10):
+        r = radius if i % 2 == 0 else radius * 0.45
+        a = -math.pi / 2 + i * math.pi / 5
+        points.append((cx + r * math.cos(a), cy + r * math.sin(a)))
+    draw.polygon(points, fill=_STAR, outline=_STAR_RIM)
 
 
 def _fit(image: Image.Image, w: int, h: int) -> Image.Image:
@@ -740,7 +762,7 @@ def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
         search = str(next(a for a in plan.axes if a.name == "prompt").values[0])
         prompt = plan.base.prompt.replace(search, f"[{search}]")
     if prompt is not None:
-        text = " ".join(str(prompt).split())
+        text = shown_text(" ".join(str(prompt).split()))
         if len(text) > max_prompt:
             text = text[: max_prompt - 1].rstrip() + "…"
         parts.append(f'"{text}"')

@@ -20,17 +20,20 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from .errors import InvalidImageError, ValidationError
-from .models import MAX_REF_BYTES, ReferenceImage
+from .models import MAX_REF_BYTES, ReferenceImage, too_big_message
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
     "PROVENANCE_KEY",
+    "ImageBytes",
     "decode_image",
     "embed_provenance",
     "load_reference",
     "png_bytes",
     "png_with_provenance",
     "read_provenance",
+    "size_note",
+    "strip_provenance",
     "thumbnail",
 ]
 
@@ -68,17 +71,46 @@ def decode_image(
 ) -> Image.Image:
     """Decode bytes into a loaded image, or raise :class:`InvalidImageError`.
 
-    ``expected`` is the pixel size the request implies; a result far from it
-    (less than a quarter of the area) is treated as corrupt.
+    Only bytes that do not decode raise. An image of another size than
+    ``expected`` (a channel that answers a 2K request with 1K) is still a paid
+    image and is returned; :func:`size_note` words the difference.
     """
-    img = _open_checked(data, what=what)
-    if img.width < 16 or img.height < 16:
-        raise InvalidImageError(f"{what} is only {img.width}×{img.height} pixels")
-    if expected is not None:
-        ew, eh = expected
-        if img.width * img.height * 4 < ew * eh:
-            raise InvalidImageError(f"{what} is {img.width}×{img.height}, far from the expected {ew}×{eh}")
-    return img
+    return _open_checked(data, what=what)
+
+
+def size_note(size: tuple[int, int], expected: tuple[int, int] | None) -> str | None:
+    """One line when an image is not the size the request implies, else ``None``."""
+    if expected is None or tuple(size) == tuple(expected):
+        return None
+    (w, h), (ew, eh) = size, expected
+    ratio = (w * h) / (ew * eh) if ew * eh else 0.0
+    how = "smaller" if ratio < 1 else "larger"
+    return f"the gateway returned {w}×{h} pixels instead of the requested {ew}×{eh} ({how}); the image was kept"
+
+
+class ImageBytes(bytes):
+    """Bytes of a downloaded image that decoded, with what was found in them.
+
+    A plain :class:`bytes` everywhere bytes are expected; ``note`` is ``None``
+    unless the image is not the requested size (see :func:`size_note`).
+    """
+
+    width: int
+    height: int
+    expected: tuple[int, int] | None
+    note: str | None
+
+    @classmethod
+    def checked(
+        cls, data: bytes, *, expected: tuple[int, int] | None = None, what: str = "downloaded image"
+    ) -> ImageBytes:
+        """Decode ``data`` (raising :class:`InvalidImageError` if it does not) and describe it."""
+        img = decode_image(data, what=what, expected=expected)
+        out = cls(data)
+        out.width, out.height, out.expected = img.width, img.height, expected
+        out.note = size_note(img.size, expected)
+        img.close()
+        return out
 
 
 def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str | None = None) -> ReferenceImage:
@@ -111,7 +143,7 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str 
                 "reference",
                 path.name,
                 "",
-                detail=f"reference {path.name!r} is {size / 1024 / 1024:.1f} MB; the limit is {max_bytes // 1024 // 1024} MB",
+                detail=too_big_message(path.name, size, max_bytes),
             )
         return _from_bytes(path.read_bytes(), path.name, max_bytes)
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -134,7 +166,7 @@ def _from_bytes(data: bytes, name: str, max_bytes: int) -> ReferenceImage:
             "reference",
             name,
             "",
-            detail=f"reference {name!r} is {len(data) / 1024 / 1024:.1f} MB; the limit is {max_bytes // 1024 // 1024} MB",
+            detail=too_big_message(name, len(data), max_bytes),
         )
     try:
         img = _open_checked(data, what=f"reference {name!r}")
@@ -213,6 +245,21 @@ def embed_provenance(data: bytes, provenance: Mapping[str, Any]) -> bytes:
         with Image.open(io.BytesIO(data)) as img:
             img.load()
             return png_with_provenance(img, provenance)
+    return _splice(data, provenance)
+
+
+def strip_provenance(data: bytes) -> bytes:
+    """PNG bytes without our provenance chunks: the image as the gateway sent it.
+
+    An edit uploads its parent this way, so the parent's identity (its hash)
+    does not change when a pick re-writes the provenance, and the gateway is
+    not sent our notes. Other formats are returned unchanged.
+    """
+    return _splice(data, None) if data.startswith(_PNG_SIGNATURE) else data
+
+
+def _splice(data: bytes, provenance: Mapping[str, Any] | None) -> bytes:
+    """Drop our text chunks from a PNG; with ``provenance``, put new ones after ``IHDR``."""
     chunks: list[bytes] = []
     pos = len(_PNG_SIGNATURE)
     while pos + 8 <= len(data):
@@ -224,7 +271,7 @@ def embed_provenance(data: bytes, provenance: Mapping[str, Any]) -> bytes:
         keyword = data[pos + 8 : pos + 8 + min(length, 80)].split(b"\x00", 1)[0]
         if not (kind in (b"tEXt", b"iTXt", b"zTXt") and keyword in _OUR_KEYS):
             chunks.append(data[pos:end])
-        if kind == b"IHDR":
+        if kind == b"IHDR" and provenance is not None:
             chunks.append(_itxt_chunk(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str)))
             chunks.append(_itxt_chunk("parameters", a1111_parameters(provenance)))
         pos = end

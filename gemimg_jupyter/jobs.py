@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sqlite3
 import statistics
 import threading
 import time
@@ -26,10 +27,13 @@ from PIL import Image
 from . import __version__
 from .client import Category, ToAPIsClient
 from .errors import (
+    ConfigError,
     GemimgError,
+    InvalidImageError,
     JobCancelled,
     JobError,
     JobTimeoutError,
+    TaskBlockedError,
     TaskExpiredError,
     TaskFailedError,
 )
@@ -133,8 +137,13 @@ class Job:
         sweep_id: str | None = None,
         backend: str = "sim",
         cbid: str | None = None,
+        parent: Mapping[str, Any] | None = None,
     ) -> None:
         self.params = params
+        #: the image this one edits (``cbid``, ``key``, ``sha256``), recorded in the ledger and the PNG
+        self.parent: dict[str, Any] | None = dict(parent) if parent else None
+        #: the session that made this job (for ``edit``, ``pick``, ``lineage``); set by the runner
+        self.owner: Any = None
         self.repeat = repeat
         self.sweep_id = sweep_id
         self.backend = backend
@@ -155,9 +164,11 @@ class Job:
         self.provenance: dict[str, Any] = {}
         self._listeners: list[Listener] = []
         self._done = threading.Event()
+        self._changed = threading.Condition()
         self._wake = threading.Event()
         self._cancel = False
         self._drop = False
+        self._adopt: LedgerRow | None = None  # another live process's row this job follows
         self._image: Image.Image | None = None
         self._preview: bytes | None = None
         self._thumbs: dict[int, Image.Image] = {}
@@ -187,6 +198,13 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job ends; ``False`` if ``timeout`` passed first."""
         return self._done.wait(timeout)
+
+    def wait_for(self, state: JobState | str, timeout: float) -> bool:
+        """Block until the job is in ``state`` (``True``), or it ended elsewhere or ``timeout`` passed (``False``)."""
+        target = JobState(state)
+        with self._changed:
+            self._changed.wait_for(lambda: self.state is target or self._done.is_set(), timeout)
+        return self.state is target
 
     def result(self, timeout: float | None = None) -> Job:
         """Wait for the image and return this job; raise the job's error if it has none."""
@@ -276,6 +294,40 @@ class Job:
             "error": self.error,
         }
 
+    # ---- iterate and pick (docs/editing.md) ---------------------------------------------
+
+    def edit(self, prompt: str, **params: Any) -> Job:
+        """A new image made from this one: it becomes the first reference, and the new result names it as parent.
+
+        Takes the keyword arguments of ``Session.generate`` (``size``, more
+        ``reference_images``, ``wait`` …); an edit asked for again is a cache hit.
+        """
+        return self._session().generate(prompt, edit=self, **params)  # type: ignore[no-any-return]
+
+    def pick(self, note: str | None = None) -> Job:
+        """Mark this image as a favourite (kept in the ledger and written into the PNG's provenance)."""
+        self._session().pick(self, note=note)
+        return self
+
+    def unpick(self) -> Job:
+        """Remove the mark :meth:`pick` set."""
+        self._session().unpick(self)
+        return self
+
+    @property
+    def picked(self) -> bool:
+        """True when this image is picked (in the ledger, so it survives restarts)."""
+        return bool(self._session().is_picked(self))
+
+    def lineage(self) -> Any:
+        """The chain of edits from the root image to this one (``lineage.Lineage``)."""
+        return self._session().lineage(self)
+
+    def _session(self) -> Any:
+        if self.owner is None:
+            raise JobError(f"job {self.id} belongs to no session; use Session.pick/edit with it")
+        return self.owner
+
     def __repr__(self) -> str:
         extra = f", path={str(self.path)!r}" if self.path else (f", error={self.error!r}" if self.error else "")
         return f"<Job {self.id} {self.state.value} {self.params.size} {self.params.prompt[:40]!r}{extra}>"
@@ -301,6 +353,36 @@ def _safe_call(listener: Listener, job: Job) -> None:
 
 class _Stopped(Exception):
     """Internal: the runner is shutting down."""
+
+
+class _Retry(Exception):
+    """Internal: not an answer yet (e.g. completed without a URL); look again."""
+
+
+#: How an exception ends a job, first match wins (anything else is an internal error).
+_FINAL_STATES: tuple[tuple[type[BaseException], JobState], ...] = (
+    (JobCancelled, JobState.CANCELLED),
+    (TaskBlockedError, JobState.BLOCKED),
+    (TaskFailedError, JobState.FAILED),
+    (TaskExpiredError, JobState.EXPIRED),
+    (JobTimeoutError, JobState.TIMEOUT),
+    (GemimgError, JobState.FAILED),
+)
+#: Ledger states of a row another process ended, and what a follower shows while it runs.
+_ENDED = frozenset({"failed", "blocked", "expired", "cancelled"})
+_FOLLOWED = {
+    "queued": JobState.QUEUED,
+    "uploading": JobState.UPLOADING,
+    "submitting": JobState.SUBMITTING,
+    "submitted": JobState.SUBMITTED,
+    "in_progress": JobState.IN_PROGRESS,
+    "downloading": JobState.DOWNLOADING,
+}
+_UNKNOWN_LIMIT = 5
+
+
+def _final_state(exc: BaseException) -> JobState | None:
+    return next((state for kind, state in _FINAL_STATES if isinstance(exc, kind)), None)
 
 
 class JobRunner:
@@ -336,6 +418,8 @@ class JobRunner:
         self._upload_locks: dict[str, threading.Lock] = {}
         self._closed = False
         self._rng = random.Random()
+        store.start_heartbeat()
+        self.owner: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -370,49 +454,118 @@ class JobRunner:
         fresh: bool = False,
         sweep_id: str | None = None,
         listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
     ) -> Job:
         """Start one job and return at once (a cache hit returns a finished job)."""
+        return self.submit_many([(params, repeat)], fresh=fresh, sweep_id=sweep_id, listeners=listeners, parent=parent)[
+            0
+        ]
+
+    def submit_many(
+        self,
+        items: Sequence[tuple[GenerationParams, int]],
+        *,
+        fresh: bool = False,
+        sweep_id: str | None = None,
+        listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
+    ) -> list[Job]:
+        """Start jobs for ``(params, repeat)`` pairs; the ledger decides who pays, in one transaction.
+
+        A request already running in this session is shared; one another live
+        process works on is adopted (followed, its image used); one whose owner
+        is gone is taken over; a stored image is a cache hit. Only the rest are
+        new jobs that pay. ``parent`` (``cbid``, ``key``, ``sha256``) names the
+        image these edit.
+        """
         if self._closed:
             raise JobError("the job runner is shut down; load the extension again")
-        key = params.cache_key(repeat)
-        if not fresh:  # the same request already running: share it instead of paying twice
-            with self._lock:
-                running = next(
-                    (j for j in self._jobs.values() if j.key == key and not j.done() and not j._cancel), None
-                )
-            if running is not None:
+        out: list[Job] = []
+        new: list[Job] = []
+        batch: dict[str, Job] = {}
+        for params, repeat in items:
+            key = params.cache_key(repeat)
+            shared = None if fresh else (batch.get(key) or self._running(key))
+            if shared is not None:  # the same request already running: share it instead of paying twice
                 for listener in listeners:
-                    running.add_listener(listener)
-                return running
-        job = Job(params, repeat=repeat, sweep_id=sweep_id, backend=self.backend)
-        for listener in listeners:
-            job.add_listener(listener)
+                    shared.add_listener(listener)
+                out.append(shared)
+                continue
+            job = Job(params, repeat=repeat, sweep_id=sweep_id, backend=self.backend, parent=parent)
+            batch[key] = job
+            new.append(job)
+            out.append(job)
+        claims = self.store.claim_many([self._request(job) for job in new], fresh=fresh)
+        for job, claim in zip(new, claims, strict=True):
+            row = claim.row
+            if row is not None and claim.kind in ("adopt", "takeover"):
+                job.cbid = row.cbid
+                job.task_id = row.task_id
+                job.submitted_at = row.submitted
+                job.sweep_id = job.sweep_id or row.sweep_id
+                if claim.kind == "takeover" and row.task_id is not None:
+                    job.cost_usd = row.cost_usd if row.cost_usd is not None else (row.price_usd or 0.0)
+                job.state = JobState.SUBMITTED if row.task_id else JobState.QUEUED
+            self._register(job)
+            for listener in listeners:
+                job.add_listener(listener)
+            if claim.kind == "cached" and row is not None and row.path:
+                job.path = Path(row.path)
+                job.task_id = row.task_id
+                job.provenance = _provenance_from_file(job.path)
+                job.progress = 100
+                self._finish(job, JobState.CACHED)
+                continue
+            job._adopt = row if claim.kind == "adopt" else None
+            self._pool.submit(self._run, job)
+        return out
+
+    def _running(self, key: str) -> Job | None:
         with self._lock:
-            self._jobs[job.id] = job
-        hit = None if fresh else self.store.lookup(job.key)
-        if hit is not None and hit.path:
-            job.path = Path(hit.path)
-            job.task_id = hit.task_id
-            job.provenance = _provenance_from_file(job.path)
-            job.progress = 100
-            self._finish(job, JobState.CACHED)
-            return job
-        self._pool.submit(self._run, job)
-        return job
+            return next((j for j in self._jobs.values() if j.key == key and not j.done() and not j._cancel), None)
+
+    def _request(self, job: Job) -> dict[str, Any]:
+        urls = [r.url for r in job.params.references if r.url is not None]
+        return {
+            "cbid": job.cbid,
+            "key": job.key,
+            "repeat": job.repeat,
+            "params": {**job.params.describe(), "reference_urls": urls, **_parent_of(job)},
+            "backend": self.backend,
+            "price_usd": job.params.price_usd,
+            "sweep_id": job.sweep_id,
+        }
+
+    def _register(self, job: Job) -> None:
+        """Give the job a short id unique in this runner (grown on a collision) and list it."""
+        with self._lock:
+            n, extra = 6, 0
+            while True:
+                short = job.cbid[-n:] if n <= len(job.cbid) else f"{job.cbid[-6:]}-{extra}"
+                if short not in self._jobs:
+                    break
+                if n <= len(job.cbid):
+                    n += 1
+                else:
+                    extra += 1
+            job.id = short
+            job.owner = self.owner
+            self._jobs[short] = job
 
     def resume(self) -> list[Job]:
-        """Pick up ledger rows that were started but never finished (after a restart)."""
+        """Pick up unfinished ledger rows whose owner is gone (never a live process's)."""
         started: list[Job] = []
-        known = {j.cbid for j in self.jobs}
-        for row in self.store.pending(self.backend):
+        known = {j.cbid for j in self.jobs if not j.done()}
+        for row in self.store.orphans(self.backend):
             if row.cbid in known:
                 continue
             job = _job_from_row(row, self.backend)
             if job is None:
                 self.store.update(row.cbid, state="failed", error="cannot resume: the stored parameters are unreadable")
                 continue
-            with self._lock:
-                self._jobs[job.id] = job
+            if self.store.take_over(row.cbid) is None:  # another process took it first
+                continue
+            self._register(job)
             self._pool.submit(self._run, job)
             started.append(job)
         return started
@@ -443,13 +596,18 @@ class JobRunner:
         return True
 
     def shutdown(self, *, wait: bool = True) -> None:
-        """Stop: unfinished jobs stay in the ledger for ``resume``."""
+        """Stop: unfinished jobs stay in the ledger, handed back so a re-run or ``resume`` takes them at once."""
         self._closed = True
+        self.store.stop_heartbeat()
         self.gate.stop.set()
         self.client.interrupt()
         for job in self.jobs:
             job._wake.set()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        try:
+            self.store.release()
+        except (sqlite3.Error, OSError, ConfigError):
+            log.debug("could not hand the rows back", exc_info=True)
         for job in self.jobs:
             if not job.done():
                 job.error = "stopped when the runner shut down; %gemimg resume finishes it"
@@ -464,6 +622,8 @@ class JobRunner:
     # ---- the worker -----------------------------------------------------------------------
 
     def _notify(self, job: Job) -> None:
+        with job._changed:
+            job._changed.notify_all()
         for listener in (*job._listeners, *self._listeners):
             _safe_call(listener, job)
 
@@ -477,8 +637,13 @@ class JobRunner:
 
     def _finish(self, job: Job, state: JobState, *, ledger: bool = True, **row: Any) -> None:
         job.finished_at = time.time()
-        if ledger and state is not JobState.CACHED:
-            self.store.update(job.cbid, state=state.value, finished=job.finished_at, error=job.error, **row)
+        if ledger and state is not JobState.CACHED and job._adopt is None:
+            if state is JobState.TIMEOUT:
+                row["owner"] = None  # resumable: anyone (a re-run, resume) may take it over at once
+            try:
+                self.store.update(job.cbid, state=state.value, finished=job.finished_at, error=job.error, **row)
+            except (sqlite3.Error, OSError) as exc:  # the job still ends; the row stays unfinished, so resumable
+                log.warning("job %s: could not write its end to the ledger: %s", job.id, exc)
         job.state = state
         job._done.set()
         self._notify(job)
@@ -492,96 +657,186 @@ class JobRunner:
     def _run(self, job: Job) -> None:
         try:
             self._run_job(job)
-        except Exception:
-            if not self._closed:  # after shutdown the store may be closed under a late worker: the row stays for resume
-                raise
-            log.debug("job %s stopped by shutdown", job.id, exc_info=True)
+        except BaseException as exc:  # a job must always end, whatever happened
+            if not job.done():
+                if not isinstance(exc, Exception):
+                    job.error = f"stopped: {type(exc).__name__}"
+                job.exception = job.exception or JobError(job.error or "stopped", task_id=job.task_id)
+                job.finished_at = time.time()
+                job.state = JobState.TIMEOUT if job.task_id else JobState.CANCELLED
+                job._done.set()
+                self._notify(job)
+            if not self._closed:
+                log.debug("job %s ended by an unexpected error", job.id, exc_info=True)
 
     def _run_job(self, job: Job) -> None:
         try:
             self._work(job)
         except _Stopped:
             return
-        except JobCancelled as exc:
-            job.error, job.exception = str(exc), exc
-            self._finish(job, JobState.CANCELLED)
-        except TaskFailedError as exc:
-            job.error, job.exception = str(exc), exc
-            job.cost_usd = 0.0  # failed tasks are refunded
-            self._finish(job, JobState.FAILED, cost_usd=0.0)
-        except TaskExpiredError as exc:
-            job.error, job.exception = str(exc), exc
-            self._finish(job, JobState.EXPIRED)
-        except JobTimeoutError as exc:
-            job.error, job.exception = str(exc), exc
-            self._finish(job, JobState.TIMEOUT)
-        except GemimgError as exc:
-            job.error, job.exception = str(exc), exc
-            if job.task_id is None:
-                job.cost_usd = 0.0
-            self._finish(job, JobState.FAILED, cost_usd=job.cost_usd)
         except Exception as exc:
-            log.exception("job %s failed unexpectedly", job.id)
-            job.error = f"internal error: {type(exc).__name__}: {exc}"
-            job.exception = JobError(job.error, task_id=job.task_id)
-            self._finish(job, JobState.FAILED)
+            state = _final_state(exc)
+            if state is None:
+                log.exception("job %s failed unexpectedly", job.id)
+                job.error = f"internal error: {type(exc).__name__}: {exc}"
+                job.exception = JobError(job.error, task_id=job.task_id)
+                state = JobState.FAILED if job.task_id is None else JobState.TIMEOUT
+            else:
+                job.error, job.exception = str(exc), exc if isinstance(exc, GemimgError) else None
+            if job.task_id is None:
+                job.cost_usd = 0.0  # nothing was paid
+            self._finish(job, state, cost_usd=job.cost_usd)
 
     def _check_cancel(self, job: Job) -> None:
-        if job._cancel and (job.task_id is None or job._drop):
+        if job._cancel and (job.task_id is None or job._drop or job._adopt is not None):
             what = "dropped after submit (it is still paid for)" if job.task_id else "cancelled before submit"
             raise JobCancelled(f"job {job.id} {what}", task_id=job.task_id)
+
+    def _stop_now(self, job: Job) -> bool:
+        return self._closed or (job._cancel and job._drop)
 
     def _work(self, job: Job) -> None:
         if self._closed:
             raise _Stopped
         deadline = time.monotonic() + self.settings.job_timeout
+        if job._adopt is not None and self._follow(job, deadline):
+            return
         self._check_cancel(job)
-        if job.task_id is None and self.store.get(job.cbid) is not None:
-            # resumed before its submit was confirmed: it may have reached the gateway
-            found = self.client.find_by_business_id(job.cbid)
-            if found is not None:
-                job.task_id = found.id
-                job.cost_usd = job.params.price_usd or 0.0
-                self.store.update(
-                    job.cbid, state="submitted", task_id=found.id, submitted=job.submitted_at or time.time()
-                )
+        if job.task_id is None:
+            row = self.store.get(job.cbid)
+            if row is not None and row.state in ("submitting", "uploading"):
+                # an owner that died mid-submit may have reached the gateway: look before paying again
+                found = self.client.find_by_business_id(job.cbid)
+                if found is not None:
+                    job.task_id = found.id
+                    job.submitted_at = row.submitted or time.time()
+                    job.cost_usd = job.params.price_usd or 0.0
+                    self.store.update(job.cbid, state="submitted", task_id=found.id, submitted=job.submitted_at)
         if job.task_id is None:
             urls = self._upload_refs(job)
-            if self.store.get(job.cbid) is None:
-                self.store.add(
-                    cbid=job.cbid,
-                    key=job.key,
-                    repeat=job.repeat,
-                    params={**job.params.describe(), "reference_urls": list(urls)},
-                    backend=self.backend,
-                    price_usd=job.params.price_usd,
-                    sweep_id=job.sweep_id,
-                )
             self._check_cancel(job)
+            self.store.update(
+                job.cbid,
+                state="submitting",
+                params={**job.params.describe(), "reference_urls": list(urls), **_parent_of(job)},
+            )
             self._set(job, JobState.SUBMITTING)
             status = self.client.submit(job.params, client_business_id=job.cbid, image_urls=urls)
             job.task_id = status.id
             job.submitted_at = time.time()
-            job.cost_usd = job.params.price_usd or 0.0
+            job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
             self.store.update(job.cbid, state="submitted", task_id=status.id, submitted=job.submitted_at)
             self._set(job, JobState.SUBMITTED)
-        status = self._poll(job, deadline)
-        if status.cost_usd is not None:
-            job.cost_usd = status.cost_usd
-        job.expires_at = status.expires_at
-        if status.expires_at is not None and time.time() > status.expires_at:
-            raise TaskExpiredError(
-                f"the result of task {status.id} expired before it was downloaded", task_id=status.id
-            )
-        if not status.url:
-            raise TaskFailedError(f"task {status.id} completed without an image URL", task_id=status.id)
-        self._set(job, JobState.DOWNLOADING, 100)
-        self.store.update(job.cbid, state="downloading", expires_at=status.expires_at, cost_usd=job.cost_usd)
-        data = self.client.download(status.url, expected=job.params.pixel_size)
-        job.provenance = self._provenance(job, status)
-        name = safe_filename(job.params.describe(), job.id, job.submitted_at)
-        job.path = self.store.write_image(data, name, job.provenance)
-        self._finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
+        self._collect(job, deadline)
+
+    def _follow(self, job: Job, deadline: float) -> bool:
+        """Follow a row another live process works on; ``True`` once it ended, ``False`` after taking it over."""
+        every = min(1.0, max(self.settings.poll_min, 0.2))
+        while True:
+            self._check_cancel(job)
+            row = self.store.get(job.cbid)
+            if row is not None and row.state == "done" and row.path and Path(row.path).is_file():
+                job.path, job.task_id, job.progress = Path(row.path), row.task_id, 100
+                job.provenance = _provenance_from_file(job.path)
+                self._finish(job, JobState.CACHED)  # the other process paid; here it is free
+                return True
+            if row is not None and row.state in _ENDED:
+                job.error = row.error or f"the request ended {row.state} in another process"
+                job.exception = JobError(job.error, task_id=row.task_id)
+                self._finish(job, JobState(row.state))
+                return True
+            if row is None or row.state == "timeout" or not self.store.owner_alive(row.owner):
+                took = self.store.take_over(job.cbid)
+                if took is not None:
+                    job._adopt = None
+                    job.task_id, job.submitted_at = took.task_id, took.submitted
+                    if took.task_id is not None:
+                        job.cost_usd = took.cost_usd if took.cost_usd is not None else (took.price_usd or 0.0)
+                    return False
+            elif row.state in _FOLLOWED:
+                self._set(job, _FOLLOWED[row.state])
+            if time.monotonic() > deadline:
+                raise JobTimeoutError(
+                    f"job {job.id}: another process is still making this image; run the cell again to pick it up",
+                    task_id=job.task_id,
+                )
+            self._sleep(job, every)
+
+    def _collect(self, job: Job, deadline: float) -> None:
+        """Poll, download and write: after payment only a verdict ends the job without its image.
+
+        Anything else (HTML or non-JSON answers, a 404 on a result before it
+        expires, connection errors, timeouts, disk errors) is tried again with
+        backoff until the job's deadline; then the row stays resumable, with
+        the last problem as its reason.
+        """
+        assert job.task_id is not None
+        problem: BaseException | None = None
+        tries = 0
+        while True:
+            try:
+                status = self._poll(job, deadline, problem)
+                problem = None
+                if status.cost_usd:  # never zero a billed cost
+                    job.cost_usd = status.cost_usd
+                job.expires_at = status.expires_at
+                if status.expires_at is not None and time.time() > status.expires_at:
+                    raise TaskExpiredError(
+                        f"the result of task {status.id} expired before it was downloaded", task_id=status.id
+                    )
+                if not status.url:
+                    raise _Retry(f"task {status.id} completed without an image URL")
+                self._set(job, JobState.DOWNLOADING, 100)
+                self.store.update(job.cbid, state="downloading", expires_at=status.expires_at, cost_usd=job.cost_usd)
+                data = self.client.download(
+                    status.url,
+                    expected=job.params.pixel_size,
+                    deadline=deadline,
+                    cancelled=lambda: self._stop_now(job),
+                    tries=1,
+                )
+                job.provenance = self._provenance(job, status)
+                name = safe_filename(job.params.describe(), job.id, job.submitted_at)
+                job.path = self.store.write_image(data, name, job.provenance)
+                self._finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
+                return
+            except _Stopped:
+                raise
+            except JobCancelled:
+                raise
+            except TaskExpiredError as exc:
+                if job.expires_at is not None and time.time() > job.expires_at:
+                    raise
+                problem = exc  # a result URL that 404s before its expires_at: a CDN not in sync yet
+            except (JobTimeoutError, TaskFailedError):
+                raise
+            except InvalidImageError as exc:  # the client already downloaded it three times: leave it resumable
+                raise JobTimeoutError(
+                    f"task {job.task_id}: {exc}; it stays in the ledger: %gemimg resume or a re-run tries again",
+                    task_id=job.task_id,
+                ) from None
+            except (GemimgError, OSError, sqlite3.Error, _Retry) as exc:
+                problem = exc
+            if self._stop_now(job):
+                raise JobCancelled(f"job {job.id} dropped after submit (it is still paid for)", task_id=job.task_id)
+            tries += 1
+            self._set(job, JobState.IN_PROGRESS, job.progress)
+            wait = self.settings.retry.delay(tries, getattr(problem, "retry_after", None), rng=self._rng)
+            wait = min(wait, self.settings.poll_max, max(0.0, deadline - time.monotonic()))
+            log.info("job %s: trying again in %.1fs after: %s", job.id, wait, problem)
+            self._sleep(job, wait)
+            self._check_cancel(job)
+            if time.monotonic() >= deadline:
+                raise self._overdue(job, problem)
+
+    def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:
+        reason = f" (last problem: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__})"
+        return JobTimeoutError(
+            f"task {job.task_id} has no image after {self.settings.job_timeout:g}s"
+            f"{reason if problem is not None else ''}; it stays in the ledger: run the cell again or "
+            "%gemimg resume to collect it",
+            task_id=job.task_id,
+        )
 
     def _upload_refs(self, job: Job) -> tuple[str, ...]:
         urls: list[str] = []
@@ -609,27 +864,29 @@ class JobRunner:
         with self._lock:
             return self._upload_locks.setdefault(sha256, threading.Lock())
 
-    def _poll(self, job: Job, deadline: float) -> TaskStatus:
+    def _poll(self, job: Job, deadline: float, problem: BaseException | None = None) -> TaskStatus:
+        """Look until the task completes (returned) or fails (raised); after a ``problem`` the first look is now.
+
+        Each look is one status query with a read deadline of seconds; its
+        errors go up to :meth:`_collect`, which retries them. Five answers in
+        a row with an undocumented status fail the job, naming the status.
+        """
         assert job.task_id is not None
         start = job.submitted_at or time.time()
-        first = True
+        first = problem is None
         looks: list[tuple[float, int]] = []  # (seconds since submit, progress) of every look so far
+        unknown = 0
         while True:
             elapsed = time.time() - start
-            delay = self._next_delay(elapsed, job.progress, first, looks)
+            delay = self._next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
             if time.monotonic() + delay > deadline:
-                left = max(0.0, deadline - time.monotonic())
-                self._sleep(job, left)
-                raise JobTimeoutError(
-                    f"task {job.task_id} did not finish within {self.settings.job_timeout:g}s; "
-                    "it stays in the ledger and %gemimg resume can still collect it",
-                    task_id=job.task_id,
-                )
+                self._sleep(job, max(0.0, deadline - time.monotonic()))
+                raise self._overdue(job, problem)
             self._sleep(job, delay)
             self._check_cancel(job)
             first = False
             asked = time.time()
-            status = self.client.status(job.task_id)
+            status = self.client.status(job.task_id, tries=1)
             answered = time.time()
             self._rtts.append(answered - asked)
             seen = (asked + answered) / 2 - start
@@ -641,11 +898,22 @@ class JobRunner:
                     self._rated.append(ups[-1] > ups[0])
                 return status
             if status.status == "failed":
+                job.cost_usd = status.cost_usd or 0.0  # the gateway's billing: a refund is $0
                 reason = status.error_message or "no reason given"
                 code = f" [{status.error_code}]" if status.error_code else ""
-                raise TaskFailedError(
-                    f"the gateway reported the task failed{code}: {reason}", task_id=job.task_id, code=status.error_code
-                )
+                kind = TaskBlockedError if status.blocked else TaskFailedError
+                what = "refused the request" if status.blocked else "reported the task failed"
+                raise kind(f"the gateway {what}{code}: {reason}", task_id=job.task_id, code=status.error_code)
+            if status.status == "unknown":
+                unknown += 1
+                if unknown >= _UNKNOWN_LIMIT:
+                    raise JobError(
+                        f"the gateway answered task {job.task_id} with an undocumented status "
+                        f"{status.raw_status!r} {unknown} times in a row; the row keeps its cost",
+                        task_id=job.task_id,
+                    )
+            else:
+                unknown = 0
             state = JobState.IN_PROGRESS if status.status == "in_progress" else JobState.SUBMITTED
             looks.append((seen, status.progress if state is JobState.IN_PROGRESS else 0))
             self._set(job, state, max(job.progress, min(99, status.progress)))
@@ -739,7 +1007,13 @@ class JobRunner:
             "completed_at": status.completed_at,
             "downloaded_at": time.time(),
             "cost_usd": job.cost_usd,
+            **_parent_of(job),
         }
+
+
+def _parent_of(job: Job) -> dict[str, Any]:
+    """``{"parent": …}`` for an edit, ``{}`` otherwise (merged into the ledger params and provenance)."""
+    return {"parent": job.parent} if job.parent else {}
 
 
 def _provenance_from_file(path: Path) -> dict[str, Any]:
@@ -769,7 +1043,7 @@ def _job_from_row(row: LedgerRow, backend: str) -> Job | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, backend=backend, cbid=row.cbid)
+    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, backend=backend, cbid=row.cbid, parent=p.get("parent"))
     job.key = row.key
     job.task_id = row.task_id
     job.submitted_at = row.submitted

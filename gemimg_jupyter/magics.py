@@ -22,10 +22,12 @@ or, in ``ipython_config.py``, ``c.GemimgMagics.model = "gemini-2.5-flash-image-o
 from __future__ import annotations
 
 import argparse
+import builtins
 import difflib
 import getpass
 import inspect
 import keyword
+import math
 import os
 import re
 import shlex
@@ -43,6 +45,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .display import (
+    INTERRUPT_LINE,
     JobView,
     LiveView,
     RichText,
@@ -53,6 +56,7 @@ from .display import (
     error_line,
     history_strip,
     jobs_table,
+    lineage_output,
     models_table,
     show_interrupt_note,
 )
@@ -143,6 +147,7 @@ class CellArgs:
     wait: bool = False
     fresh: bool = False
     debug: bool = False
+    edit: object = None  # --edit: a result, or a job id the session resolves through the ledger
 
     @property
     def is_sweep(self) -> bool:
@@ -166,6 +171,38 @@ class _Formatter(string.Formatter):
         return kwargs[key]
 
 
+_STOPPED_WAITING = INTERRUPT_LINE  # one short line: JupyterLab breaks a long stream line mid-word
+
+# names a result must not take: IPython's own, and the builtins every later cell relies on
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "display", "__builtins__"})
+
+
+def _check_output_name(name: str) -> None:
+    """Refuse an ``-o`` name that is not a plain variable or would break the kernel's own names."""
+    if not name.isidentifier() or keyword.iskeyword(name):
+        what = "a Python keyword" if keyword.iskeyword(name) else "not a valid Python name"
+        raise UsageError(f"-o/--output {name!r} is {what}; use letters, digits and _, not starting with a digit")
+    if hasattr(builtins, name) or name in _IPYTHON_NAMES or name.startswith("_"):
+        if name in _IPYTHON_NAMES:
+            whose = "an IPython"
+        elif hasattr(builtins, name):
+            whose = "a Python built-in"
+        else:
+            whose = "an underscore"
+        raise UsageError(
+            f"-o/--output {name!r} would replace {whose} name and break later cells; choose another name, e.g. img_1"
+        )
+
+
+class _Number(Float):  # type: ignore[type-arg]
+    """A float trait that refuses ``True``/``False`` (traitlets would read them as 1.0/0.0)."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise _TraitError(f"{self.name} {value!r} is not allowed; use a number")
+        return super().validate(obj, value)
+
+
 @magics_class
 class GemimgMagics(Magics):
     """Gemini image generation from the notebook: ``%%gemimg`` and ``%gemimg``."""
@@ -177,15 +214,15 @@ class GemimgMagics(Magics):
     resolution = Unicode(
         _RESOLUTION_DEFAULT, help="Default resolution ('1K'; '2K'/'4K' where the model has them)."
     ).tag(config=True)
-    temperature = Float(0.8, help="Default temperature, 0–2 (models with sampling controls only).").tag(config=True)
-    top_p = Float(0.95, help="Default top-p, 0–1 (models with sampling controls only).").tag(config=True)
+    temperature = _Number(0.8, help="Default temperature, 0–2 (models with sampling controls only).").tag(config=True)
+    top_p = _Number(0.95, help="Default top-p, 0–1 (models with sampling controls only).").tag(config=True)
     output_dir = Unicode("", help="Where the ledger and images go; empty: $GEMIMG_OUTPUT_DIR or ./gemimg_outputs.").tag(
         config=True
     )
-    max_cost_usd = Float(None, allow_none=True, help="Spending budget for the session in USD (None: no budget).").tag(
+    max_cost_usd = _Number(None, allow_none=True, help="Spending budget for the session in USD (None: no budget).").tag(
         config=True
     )
-    confirm_above_usd = Float(
+    confirm_above_usd = _Number(
         1.0, allow_none=True, help="Sweeps estimated above this many USD need --yes (None: never ask)."
     ).tag(config=True)
     cell_size = Int(320, help="Pixel size of one cell of a sweep grid (64–1024).").tag(config=True)
@@ -208,9 +245,17 @@ class GemimgMagics(Magics):
             "cancel": (self._cmd_cancel, "cancel [ID|all] [--drop]: stop jobs or a sweep"),
             "wait": (self._cmd_wait, "wait [ID] [--timeout S]: block until jobs are done (use it before Run All ends)"),
             "resume": (self._cmd_resume, "finish jobs left unfinished by a restart"),
-            "history": (self._cmd_history, "history [N]: the newest N images as a thumbnail strip"),
+            "history": (self._cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
+            "lineage": (self._cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
+            "pick": (self._cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
+            "unpick": (self._cmd_unpick, "unpick NAME|ID: remove a pick"),
+            "report": (
+                self._cmd_report,
+                "report NAME [PATH]: a self-contained HTML report of a sweep or an edit chain",
+            ),
             "cost": (self._cmd_cost, "spent, saved by the cache, budget"),
             "models": (self._cmd_models, "the models with their sizes, resolutions, limits and price"),
+            "probe": (self._cmd_probe, "probe [--spend N]: check what the gateway really does for this key"),
             "login": (self._cmd_login, "ask for the ToAPIs key (hidden, kept in memory) and use the real gateway"),
             "backend": (self._cmd_backend, "backend [sim|toapis]: show or switch the backend"),
             "panel": (self._cmd_panel, "the ipywidgets control panel (same engine, same store)"),
@@ -252,7 +297,7 @@ class GemimgMagics(Magics):
     @validate("max_cost_usd", "confirm_above_usd")
     def _valid_usd(self, proposal: dict[str, Any]) -> float | None:
         value = proposal["value"]
-        if value is not None and value < 0:
+        if value is not None and (not math.isfinite(value) or value < 0):
             raise _TraitError(f"{proposal['trait'].name} {value!r} is not allowed; use 0 or more dollars, or None")
         return None if value is None else float(value)
 
@@ -297,7 +342,15 @@ class GemimgMagics(Magics):
             max_cost_usd=self.max_cost_usd,
         )
         if wanted != sess.settings:
-            reset_session(wanted)
+            try:
+                reset_session(wanted)
+            except GemimgError as err:  # the old value stays, as for any refused value
+                self._ready = False  # the session was not replaced; put the old value back without a switch
+                try:
+                    self.set_trait(change["name"], change["old"])
+                finally:
+                    self._ready = True
+                raise _TraitError(error_line(err)) from None
 
     # ---- the session ---------------------------------------------------------------------
 
@@ -398,6 +451,11 @@ class GemimgMagics(Magics):
         metavar="PATH|URL|{var}",
         help="A reference image (repeatable): a file, a URL, or {var} holding a PIL image, bytes, a path, or a list.",
     )
+    @argument(
+        "--edit",
+        metavar="NAME|ID",
+        help="Edit an image: a result variable, a sweep cell fox[2], or a job id. It becomes the first reference.",
+    )
     @argument("-n", "--repeats", type=int, default=1, metavar="N", help="Images per parameter set (1–16).")
     @argument(
         "--sweep",
@@ -452,15 +510,20 @@ class GemimgMagics(Magics):
         """
         args = self.parse_cell(line, cell)
         with self._errors(args.debug):
-            return self._run_cell(args)
+            try:
+                return self._run_cell(args)
+            except KeyboardInterrupt:  # Ctrl-C anywhere in a waiting cell stops the wait, never the jobs
+                if not args.wait:
+                    raise
+                _say(_STOPPED_WAITING)
+                return None
 
     def parse_cell(self, line: str, cell: str) -> CellArgs:
         """Parse options and expand ``{var}`` in the prompt and ``--ref`` (no request is made)."""
         ns = self.gemimg_cell.parser.parse_args(_split(line))
         output = ns.output
-        if output is not None and (not output.isidentifier() or keyword.iskeyword(output)):
-            what = "a Python keyword" if keyword.iskeyword(output) else "not a valid Python name"
-            raise UsageError(f"-o/--output {output!r} is {what}; use letters, digits and _, not starting with a digit")
+        if output is not None:
+            _check_output_name(output)
         if not 1 <= ns.repeats <= MAX_REPEATS:
             raise UsageError(f"-n/--repeats {ns.repeats} is not allowed; use a whole number from 1 to {MAX_REPEATS}")
         if not cell.strip():
@@ -485,6 +548,7 @@ class GemimgMagics(Magics):
             wait=self.wait if ns.wait is None else ns.wait,
             fresh=ns.fresh,
             debug=ns.debug,
+            edit=None if ns.edit is None else self._image_target(ns.edit, what="--edit"),
         )
 
     def _expand(self, text: str, *, what: str) -> str:
@@ -561,6 +625,7 @@ class GemimgMagics(Magics):
                 repeats=args.repeats,
                 defaults=defaults,
                 resolve_ref=self._resolve_ref,
+                edit=args.edit,
                 **fixed,
             )
             cached = set() if args.fresh else sess.store.cached_keys(list(plan.keys))
@@ -573,6 +638,7 @@ class GemimgMagics(Magics):
                 yes=args.yes,
                 confirm_above_usd=self.confirm_above_usd,
                 cell_size=self.cell_size,
+                edit=args.edit,
             )
             target, view = result, SweepView(result, min_interval=self.refresh_interval)
         else:
@@ -582,6 +648,7 @@ class GemimgMagics(Magics):
                 fresh=args.fresh,
                 wait=False,
                 defaults=defaults,
+                edit=args.edit,
                 **args.params,
             )
             target, view = job, JobView(job, preview_size=self.preview_size)
@@ -752,10 +819,82 @@ class GemimgMagics(Magics):
     def _cmd_history(self, argv: list[str]) -> Any:
         p = self._parser("history")
         p.add_argument("n", nargs="?", type=int, default=12, help="how many images (default 12)")
+        p.add_argument("--picked", action="store_true", help="only picked images, newest pick first")
         ns = p.parse_args(argv)
         if not 1 <= ns.n <= 200:
             raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
-        return history_strip(self.session().history(ns.n))
+        sess = self.session()
+        picked = sess.pickbook.cbids()
+        if ns.picked:
+            rows = [pk.row for pk in sess.picks() if pk.row is not None and pk.row.path][: ns.n]
+            if not rows:
+                _say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
+                return None
+            return history_strip(rows, picked=picked)
+        return history_strip(sess.history(ns.n), picked=picked)
+
+    # ---- edit chains, picks, reports (docs/editing.md) -------------------------------------
+
+    def _image_target(self, token: str, *, what: str, sweep_ok: bool = False) -> object:
+        """What NAME means: a variable holding a result (``fox[2]`` indexes a sweep), else a job id."""
+        expr = token.strip()
+        match = _REF_VAR.match(expr)
+        expr = match.group(1).strip() if match else expr
+        head = re.split(r"[.\[]", expr, maxsplit=1)[0]
+        if not (head.isidentifier() and head in self._user_ns):
+            if match or expr != head or not expr:
+                raise UsageError(f"{what} {token}: there is no variable {head!r}; define it first")
+            return expr  # a job id (short, task or client_business_id): the session looks it up in the ledger
+        try:
+            obj, _ = _Formatter().get_field(expr, (), self._user_ns)
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise UsageError(f"{what} {token} could not be read: {type(exc).__name__}: {exc}") from None
+        if isinstance(obj, LiveView):
+            obj = obj.target()
+        if isinstance(obj, SweepResult) and not sweep_ok:
+            raise UsageError(f"{what} {token} is a sweep; name one of its images, e.g. {expr}[0]")
+        if isinstance(obj, (JobClass, SweepResult, str)):
+            return obj
+        raise UsageError(f"{what} {token} holds a {type(obj).__name__}, not a result; name a result or a job id")
+
+    def _cmd_lineage(self, argv: list[str]) -> Any:
+        p = self._parser("lineage")
+        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+        ns = p.parse_args(argv)
+        chain = self.session().lineage(self._image_target(ns.name, what="%gemimg lineage"))
+        return lineage_output(chain)
+
+    def _cmd_pick(self, argv: list[str]) -> None:
+        p = self._parser("pick")
+        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+        p.add_argument("--note", metavar="TEXT", help="why (kept with the pick)")
+        ns = p.parse_args(argv)
+        pick = self.session().pick(self._image_target(ns.name, what="%gemimg pick"), note=ns.note)
+        self._redraw_sweeps()
+        _say(f"gemimg: picked {pick.cbid[-6:]} ({display_path(pick.path)})")
+
+    def _cmd_unpick(self, argv: list[str]) -> None:
+        p = self._parser("unpick")
+        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+        ns = p.parse_args(argv)
+        gone = self.session().unpick(self._image_target(ns.name, what="%gemimg unpick"))
+        self._redraw_sweeps()
+        _say(f"gemimg: {'unpicked' if gone else 'was not picked:'} {ns.name}")
+
+    def _redraw_sweeps(self) -> None:
+        """Live sweep grids show the new star at once."""
+        for view in self._views:
+            if isinstance(view, SweepView):
+                view.refresh()
+
+    def _cmd_report(self, argv: list[str]) -> None:
+        p = self._parser("report")
+        p.add_argument("name", help="a sweep variable, or an image (its edit chain)")
+        p.add_argument("path", nargs="?", help="where to write it (default: <output>/reports/)")
+        ns = p.parse_args(argv)
+        target = self._image_target(ns.name, what="%gemimg report", sweep_ok=True)
+        path = self.session().save_report(target, ns.path)
+        _say(f"gemimg: report written to {display_path(path)} ({path.stat().st_size / 1024:.0f} KB, opens offline)")
 
     def _cmd_cost(self, argv: list[str]) -> RichText:
         self._parser("cost").parse_args(argv)
@@ -764,6 +903,20 @@ class GemimgMagics(Magics):
     def _cmd_models(self, argv: list[str]) -> RichText:
         self._parser("models").parse_args(argv)
         return models_table(MODELS, default=self.model)
+
+    def _cmd_probe(self, argv: list[str]) -> None:
+        p = self._parser("probe")
+        p.add_argument("--spend", type=float, default=0.0, metavar="DOLLARS", help="allow paid checks up to this much")
+        p.add_argument("--yes", action="store_true", help="do not ask before paying")
+        ns = p.parse_args(argv)
+        if not ns.spend >= 0:
+            raise UsageError(f"%gemimg probe: --spend {ns.spend} is not allowed; use 0 or more dollars")
+        from .probe import run_probe
+
+        def confirm(question: str) -> bool:
+            return bool(ns.yes) or input(question).strip().lower() in ("y", "yes")
+
+        run_probe(self._current_settings(), spend=ns.spend, confirm=confirm, say=_say)
 
     def _switch(self, settings: Settings, *, force: bool) -> Session:
         running = self._running_jobs()

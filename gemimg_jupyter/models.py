@@ -12,6 +12,8 @@ import enum
 import hashlib
 import json
 import math
+import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,8 +35,10 @@ __all__ = [
 ]
 
 DEFAULT_MODEL = "gemini-2.5-flash-image-official"
+#: Prompt length accepted where a model's page states no cap of its own.
 MAX_PROMPT_CHARS = 32_000
-MAX_REF_BYTES = 10 * 1024 * 1024
+#: The pages' "10MB" per reference image, read as decimal megabytes (the stricter reading).
+MAX_REF_BYTES = 10_000_000
 REF_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp")
 
 #: Output pixel sizes at 1K per aspect ratio (Google's table); 2K doubles, 4K quadruples.
@@ -67,6 +71,8 @@ class ModelSpec:
     ``sampling`` says whether ``temperature``/``topP`` go in ``metadata``;
     ``sends_resolution`` whether ``metadata.resolution`` is sent at all.
     ``price_usd`` is per request, ``None`` where no price is published.
+    ``max_prompt_chars`` is the model's own prompt cap (1,000 on the 2.5
+    preview page).
     """
 
     id: str
@@ -82,6 +88,7 @@ class ModelSpec:
     price_usd: float | None = None
     aliases: tuple[str, ...] = ()
     note: str = ""
+    max_prompt_chars: int = MAX_PROMPT_CHARS
 
     @property
     def metadata_fields(self) -> tuple[str, ...]:
@@ -92,6 +99,28 @@ class ModelSpec:
         if self.sends_resolution:
             fields.append("resolution")
         return tuple(fields)
+
+
+def _official_3x(
+    ids: tuple[str, str], *, label: str, sizes: tuple[str, ...], aliases: tuple[str, ...]
+) -> list[ModelSpec]:
+    """A Gemini 3.x official model under its newer id and its older ``-preview-official`` id.
+
+    Both ids are sent exactly as chosen (whether the gateway still maps the
+    older one is not documented); the documented aliases stay with the older id.
+    """
+    newer, older = ids
+    spec = ModelSpec(
+        id=newer,
+        label=label,
+        sizes=sizes,
+        resolutions=("1K", "2K", "4K"),
+        max_refs=14,
+        sampling=True,
+        sends_resolution=True,
+        note="no published price",
+    )
+    return [spec, replace(spec, id=older, label=f"{label}, older id", aliases=aliases)]
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -117,6 +146,7 @@ MODELS: dict[str, ModelSpec] = {
             sends_resolution=True,
             price_usd=0.012,
             aliases=("nano-banana",),
+            max_prompt_chars=1_000,
         ),
         ModelSpec(
             id="gemini-3-pro-image-preview",
@@ -138,6 +168,37 @@ MODELS: dict[str, ModelSpec] = {
             sends_resolution=True,
             price_usd=0.025,
             note="price published for 1K; 4K costs more",
+        ),
+        *_official_3x(
+            ("gemini-3-pro-image-official", "gemini-3-pro-image-preview-official"),
+            label="Gemini 3 Pro Image (official, Vertex)",
+            sizes=_TEN_RATIOS,
+            aliases=("nano-banana-pro-official",),
+        ),
+        *_official_3x(
+            ("gemini-3.1-flash-image-official", "gemini-3.1-flash-image-preview-official"),
+            label="Gemini 3.1 Flash Image (official, Vertex)",
+            sizes=(*_TEN_RATIOS, "4:1", "8:1"),
+            aliases=("nano-banana-2-official", "nano-banana-2-lite-official"),
+        ),
+        ModelSpec(
+            id="gemini-3-pro-image-preview-vip",
+            label="Gemini 3 Pro Image (VIP)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K", "2K", "4K"),
+            default_resolution="2K",
+            max_refs=14,
+            sends_resolution=True,
+            note="no published price",
+        ),
+        ModelSpec(
+            id="gemini-3.1-flash-image-preview-vip",
+            label="Gemini 3.1 Flash Image (VIP)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K", "2K", "4K"),
+            max_refs=14,
+            sends_resolution=True,
+            note="no published price",
         ),
     )
 }
@@ -228,7 +289,7 @@ class GenerationParams:
         """
         d = dict(defaults or {})
         spec = get_model(model if model is not None else d.get("model"))
-        text = validate_prompt(prompt)
+        text = validate_prompt(prompt, spec)
         size_v = validate_size(spec, size if size is not None else d.get("size", "1:1"))
         res_default = d.get("resolution") or spec.default_resolution
         if resolution is None and res_default not in spec.resolutions:
@@ -305,19 +366,42 @@ class GenerationParams:
         return body
 
 
-def validate_prompt(prompt: object) -> str:
-    """A non-empty prompt of printable text within the length limit."""
+# marks that change how text around them is shown (bidirectional overrides, isolates, embeddings)
+_DIRECTION_MARKS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")  # letters that draw nothing
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or char in _BLANKS or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def shown_text(text: str) -> str:
+    """``text`` with direction-override marks written as escapes (``\\u202e``), safe to show next to other text."""
+    return _DIRECTION_MARKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def validate_prompt(prompt: object, spec: ModelSpec | None = None) -> str:
+    """A non-empty prompt of printable text within the model's length limit."""
     if not isinstance(prompt, str):
         raise ValidationError("prompt", prompt, "give the prompt as text")
     text = prompt.strip()
     if not text:
         raise ValidationError("prompt", prompt, "", detail="prompt is empty; write what the image should show")
-    if len(text) > MAX_PROMPT_CHARS:
+    if all(_invisible(c) for c in text):
         raise ValidationError(
             "prompt",
             "",
             "",
-            detail=f"prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}, shorten it",
+            detail=f"prompt has only invisible characters ({text[:8]!a}); write what the image should show",
+        )
+    limit = spec.max_prompt_chars if spec is not None else MAX_PROMPT_CHARS
+    if len(text) > limit:
+        where = f" on {spec.id}" if spec is not None and limit != MAX_PROMPT_CHARS else ""
+        raise ValidationError(
+            "prompt",
+            "",
+            "",
+            detail=f"prompt is {len(text):,} characters; the limit{where} is {limit:,}, shorten it",
         )
     bad = [c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127]
     if bad:
@@ -384,6 +468,14 @@ def _sampling(spec: ModelSpec, name: str, explicit: object, default: object, lo:
     return _number(name, explicit if explicit is not None else default, lo, hi)
 
 
+def too_big_message(name: str, size: int, limit: int) -> str:
+    """One line for a reference over the size limit, in decimal megabytes and exact bytes."""
+    return (
+        f"reference {name!r} is {size / 1e6:.1f} MB ({size:,} bytes); the limit is "
+        f"{limit / 1e6:g} MB ({limit:,} bytes), shrink or re-encode it"
+    )
+
+
 def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -> tuple[ReferenceImage, ...]:
     """Count, size and format of reference images against the model's limits."""
     refs = tuple(references)
@@ -396,15 +488,8 @@ def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -
         )
     for ref in refs:
         if ref.data is not None and ref.size_bytes > spec.max_ref_bytes:
-            mb = ref.size_bytes / 1024 / 1024
             raise ValidationError(
-                "reference",
-                ref.name,
-                "",
-                detail=(
-                    f"reference {ref.name!r} is {mb:.1f} MB; the limit is "
-                    f"{spec.max_ref_bytes // 1024 // 1024} MB, shrink or re-encode it"
-                ),
+                "reference", ref.name, "", detail=too_big_message(ref.name, ref.size_bytes, spec.max_ref_bytes)
             )
         if ref.data is not None and ref.format not in spec.ref_formats:
             raise ValidationError(

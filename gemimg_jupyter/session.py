@@ -13,7 +13,9 @@ The magics and the panel use the same default session (:func:`get_session`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -28,18 +30,21 @@ from .errors import BudgetExceededError, ConfigError, ValidationError
 from .grid import Tile, encode_grid_png, grid_for_plan
 from .images import load_reference
 from .jobs import Job, JobRunner, Listener
+from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
+from .pickbook import Pick, Picks
 from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
-from .store import LedgerRow, Store
+from .store import LedgerRow, Store, write_atomic
 from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
 
-__all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "reset_session", "sweep"]
+__all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
 
 log = logging.getLogger(__name__)
 
 Result = Job
 SIM_KEY = "sim-local-key"
+SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
 SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
 _PARAM_NAMES = ("model", "size", "resolution", "temperature", "top_p")
@@ -76,6 +81,7 @@ class SweepResult:
         self.cell_size = cell_size
         self.paths: list[Path] = []
         self._store = store
+        self.report_path: Path | None = None
         self._saved = threading.Event()
         self._lock = threading.Lock()
         self.started = time.time()
@@ -136,6 +142,7 @@ class SweepResult:
     def tiles(self) -> dict[int, Tile]:
         """One :class:`~.grid.Tile` per sweep cell index (thumbnails only)."""
         out: dict[int, Tile] = {}
+        picked = self.picked_cbids()
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
             image = None
             if job.state.has_image:
@@ -143,8 +150,46 @@ class SweepResult:
                     image = job.thumbnail(self.cell_size)
                 except (OSError, ValueError):
                     image = None
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error)
+            star = job.state.has_image and ledger_cbid(job) in picked
+            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
         return out
+
+    # ---- picks and reports (docs/editing.md) -----------------------------------------------
+
+    def __getitem__(self, index: int) -> Job:
+        """The job of sweep cell ``index`` (cell order: X fastest, then Y, Z, repeats)."""
+        return self.jobs[index]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def picked_cbids(self) -> set[str]:
+        """Which images of the ledger are picked (``client_business_id`` of each)."""
+        try:
+            return Picks(self._store).cbids()
+        except (sqlite3.Error, OSError):  # a locked or closed ledger must not break a grid
+            log.debug("could not read the picks", exc_info=True)
+            return set()
+
+    def redraw_saved(self) -> None:
+        """Draw the saved grid files again in place (a pick or unpick changed a star)."""
+        if not self._saved.is_set() or not self.paths:
+            return
+        prov = self.describe()
+        for z, (img, target) in enumerate(zip(self.grids(), self.paths, strict=False)):
+            write_atomic(target, encode_grid_png(img, {**prov, "z": z, "params": self.plan.common}))
+
+    def save_report(self, path: str | Path | None = None) -> Path:
+        """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
+
+        Without ``path`` it goes to ``<output>/reports/``. Thumbnails are
+        embedded; each links to its full-size file by a relative path.
+        """
+        from .report import sweep_report
+
+        target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
+        self.report_path = write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
+        return self.report_path
 
     def grid(self, z: int = 0, *, cell_size: int | None = None) -> Image.Image:
         """The labelled comparison grid for Z index ``z``, as it is now."""
@@ -245,22 +290,30 @@ class Session:
         self.settings = settings or Settings.from_env()
         self.backend = self.settings.resolved_backend
         self._sim: Any = None
-        if self.backend == "toapis":
-            key = self.settings.require_key()
-            base_url = self.settings.base_url or DEFAULT_BASE_URL
-        else:
-            key = Secret(SIM_KEY)
-            base_url = self.settings.base_url or self._start_sim()
-        self.base_url = base_url
-        self.client = ToAPIsClient(
-            base_url,
-            key,
-            retry=self.settings.retry,
-            timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-            download_max_bytes=self.settings.download_max_bytes,
-        )
-        self.store = Store(self.settings.output_dir)
-        self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
+        key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
+        self.store = Store(self.settings.output_dir)  # first: a store that cannot work fails before anything starts
+        try:
+            if self.backend == "toapis":
+                base_url = self.settings.base_url or DEFAULT_BASE_URL
+            else:
+                base_url = self.settings.base_url or self._start_sim()
+            self.base_url = base_url
+            self.client = ToAPIsClient(
+                base_url,
+                key,
+                retry=self.settings.retry,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+                status_timeout=self.settings.status_timeout,
+                download_timeout=self.settings.download_timeout,
+                download_max_bytes=self.settings.download_max_bytes,
+            )
+            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
+            self.runner.owner = self  # jobs reach their session for edit, pick, lineage
+            self.pickbook = Picks(self.store)
+        except BaseException:
+            self._stop_sim()  # a failed load leaves no simulator behind
+            self.store.close()
+            raise
         self.sweeps: list[SweepResult] = []
         self._closed = False
 
@@ -268,8 +321,13 @@ class Session:
         from .sim import SimConfig, SimServer
 
         options = {**SIM_DEFAULTS, **dict(self.settings.sim_options)}
-        self._sim = SimServer(config=SimConfig(**options))
+        # its tasks are kept beside the ledger, so a restarted kernel's simulator still knows them
+        self._sim = SimServer(config=SimConfig(**options), state_file=self.store.root / SIM_STATE)
         return str(self._sim.start())
+
+    def _stop_sim(self) -> None:
+        if self._sim is not None:
+            self._sim.stop()
 
     @property
     def sim(self) -> Any:
@@ -323,8 +381,9 @@ class Session:
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
         cost, cached = 0.0, 0
+        free = self.store.cached_keys([p.cache_key(repeat) for p, repeat in params])
         for p, repeat in params:
-            if self.store.lookup(p.cache_key(repeat)) is not None:
+            if p.cache_key(repeat) in free:
                 cached += 1
             else:
                 cost += p.price_usd or 0.0
@@ -374,8 +433,17 @@ class Session:
         repeat: int = 0,
         listeners: Sequence[Listener] = (),
         defaults: Mapping[str, Any] | None = None,
+        edit: object = None,
     ) -> Job:
-        """Generate one image. With ``wait=False`` it returns at once; ``.result()`` waits."""
+        """Generate one image. With ``wait=False`` it returns at once; ``.result()`` waits.
+
+        ``edit`` (a result, a job id or a ledger row) makes that image the first
+        reference and records it as the new image's parent.
+        """
+        parent = None
+        if edit is not None:
+            ref, parent = self.edit_source(edit)
+            reference_images = (ref, *_as_refs(reference_images))
         params = self.params(
             prompt,
             model=model,
@@ -386,7 +454,7 @@ class Session:
             reference_images=reference_images,
             defaults=defaults,
         )
-        return self.submit(params, repeat=repeat, fresh=fresh, wait=wait, listeners=listeners)
+        return self.submit(params, repeat=repeat, fresh=fresh, wait=wait, listeners=listeners, parent=parent)
 
     def submit(
         self,
@@ -396,12 +464,13 @@ class Session:
         fresh: bool = False,
         wait: bool = False,
         listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
     ) -> Job:
         """Run already-validated parameters (budget checked first)."""
         if self.settings.max_cost_usd is not None:  # the look-up is only worth it with a budget
             cost = (params.price_usd or 0.0) if fresh else self.estimate([(params, repeat)])[0]
             self.check_budget(cost)
-        job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners)
+        job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners, parent=parent)
         if wait:
             job.result()
         return job
@@ -414,6 +483,7 @@ class Session:
         repeats: int = 1,
         defaults: Mapping[str, Any] | None = None,
         resolve_ref: Callable[[str], ReferenceImage] | None = None,
+        edit: object = None,
         **kwargs: Any,
     ) -> SweepPlan:
         """Validate a sweep and return its plan, without running anything.
@@ -437,6 +507,13 @@ class Session:
                 raise ValidationError(
                     name, value, "", detail=f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}"
                 )
+        if edit is not None:  # the edited image goes first in every cell, a swept ref= included
+            ref = self.edit_source(edit)[0]
+            fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
+            all_axes = [
+                dataclasses.replace(a, values=tuple((ref, *v) for v in a.values)) if a.name == "ref" else a
+                for a in all_axes
+            ]
         base = self.params(prompt, defaults=defaults, **fixed)
         return plan_sweep(base, all_axes, repeats=repeats)
 
@@ -454,6 +531,7 @@ class Session:
         listeners: Sequence[Listener] = (),
         defaults: Mapping[str, Any] | None = None,
         plan: SweepPlan | None = None,
+        edit: object = None,
         **kwargs: Any,
     ) -> SweepResult:
         """Run a parameter sweep and return its :class:`SweepResult`.
@@ -461,7 +539,8 @@ class Session:
         The whole plan is validated first; above ``confirm_above_usd`` it needs
         ``yes=True``; it never goes past the budget.
         """
-        plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, **kwargs)
+        plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
+        parent = self.edit_source(edit)[1] if edit is not None else None
         keys = [cell.key for cell in plan.cells]
         cached = set() if fresh else self.store.cached_keys(keys)
         estimate = plan.estimate_usd(cached) or 0.0
@@ -479,9 +558,11 @@ class Session:
         sweep_id = uuid.uuid4().hex[:8]
         result = SweepResult(plan, [], sweep_id=sweep_id, store=self.store, cell_size=cell_size)
         all_listeners = [result._on_job, *listeners]
-        for cell in plan.cells:
-            job = self.runner.submit(cell.params, repeat=cell.repeat, fresh=fresh, sweep_id=sweep_id, listeners=())
-            result.jobs.append(job)
+        result.jobs.extend(
+            self.runner.submit_many(
+                [(cell.params, cell.repeat) for cell in plan.cells], fresh=fresh, sweep_id=sweep_id, parent=parent
+            )
+        )
         for job in result.jobs:
             for listener in all_listeners:
                 job.add_listener(listener)
@@ -513,13 +594,13 @@ class Session:
         return ok
 
     def resume(self) -> list[Job]:
-        """Finish ledger rows that were submitted but never downloaded (after a restart)."""
+        """Finish unfinished ledger rows whose owner is gone (a dead kernel's; never a live one's)."""
         return self.runner.resume()
 
     def pending_count(self) -> int:
-        """Unfinished rows in the ledger for this backend (a hint to ``resume``)."""
+        """Unfinished rows of this backend whose owner is gone (a hint to ``resume``; a re-run takes them too)."""
         active = {j.cbid for j in self.runner.jobs}
-        return sum(1 for row in self.store.pending(self.backend) if row.cbid not in active)
+        return sum(1 for row in self.store.orphans(self.backend) if row.cbid not in active)
 
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest stored images."""
@@ -538,6 +619,107 @@ class Session:
             "budget_usd": self.settings.max_cost_usd,
             "backend": self.backend,
         }
+
+    # ---- edit chains and picks (docs/editing.md) ---------------------------------------------
+
+    def find(self, target: object) -> LedgerRow:
+        """The ledger row of an image: a result, a job id (short, task or ``client_business_id``) or a row.
+
+        Works after a restart (from the ledger alone); raises
+        :class:`ValidationError` when nothing matches.
+        """
+        if isinstance(target, LedgerRow):
+            return target
+        row: LedgerRow | None = None
+        if isinstance(target, Job):
+            row = row_of(self.store, target)
+            what = f"job {target.id} ({target.state.value})"
+        elif isinstance(target, str):
+            live = self.runner.get(target.strip())
+            row = row_of(self.store, live) if live is not None else find_row(self.store, target)
+            what = f"{target!r}"
+        else:
+            raise ValidationError(
+                "image", type(target).__name__, "", detail="name an image by its result, job id or task id"
+            )
+        if row is None:
+            raise ValidationError(
+                "image",
+                str(target),
+                "",
+                detail=f"{what} is not in the ledger (yet); name a result, a job id (%gemimg jobs) or a task id",
+            )
+        return row
+
+    def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
+        """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
+        if isinstance(target, Job) and not target.done():
+            raise ValidationError(
+                "edit", target.id, "", detail=f"job {target.id} has no image yet ({target.status}); wait for it first"
+            )
+        return edit_reference(self.find(target))
+
+    def edit(self, target: object, prompt: str, **kwargs: Any) -> Job:
+        """Edit an image: ``generate(prompt, edit=target, **kwargs)``."""
+        return self.generate(prompt, edit=target, **kwargs)
+
+    def lineage(self, target: object) -> Lineage:
+        """The chain of edits from the root to ``target`` (from the ledger alone)."""
+        return lineage(self.store, self.find(target), picked=self.pickbook.cbids())
+
+    def pick(self, target: object, *, note: str | None = None) -> Pick:
+        """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
+        row = self.find(target)
+        if row.state != "done":
+            raise ValidationError("pick", row.cbid[-6:], "", detail=f"image {row.cbid[-6:]} is {row.state}, not done")
+        pick = self.pickbook.add(row, note)
+        self._redraw_grids_with(row.cbid)
+        return pick
+
+    def unpick(self, target: object) -> bool:
+        """Remove a pick; ``False`` if it was not picked."""
+        row = self.find(target)
+        gone = self.pickbook.remove(row)
+        self._redraw_grids_with(row.cbid)
+        return gone
+
+    def _redraw_grids_with(self, cbid: str) -> None:
+        """Saved grids of this session's sweeps that show the image get its star (or lose it)."""
+        for sweep in self.sweeps:
+            if any(j.state.has_image and ledger_cbid(j) == cbid for j in sweep.jobs):
+                try:
+                    sweep.redraw_saved()
+                except OSError:
+                    log.warning("could not redraw the saved grid of sweep %s", sweep.id, exc_info=True)
+
+    def is_picked(self, target: object) -> bool:
+        """Whether an image is picked."""
+        try:
+            return self.pickbook.get(self.find(target).cbid) is not None
+        except ValidationError:
+            return False
+
+    def picks(self) -> list[Pick]:
+        """Every picked image of this output folder, newest first."""
+        return self.pickbook.all()
+
+    def children_count(self) -> dict[str, int]:
+        """How many finished edits each image has (``client_business_id`` → count)."""
+        return edited_cbids(self.store)
+
+    def save_report(self, target: object, path: str | Path | None = None) -> Path:
+        """Write the HTML report of a sweep, or of an image's edit chain; returns its path.
+
+        Without ``path`` it goes to ``<output>/reports/``.
+        """
+        if isinstance(target, SweepResult):
+            return target.save_report(path)
+        from .report import lineage_report
+
+        chain = self.lineage(target)
+        name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
+        out = Path(path) if path is not None else self.store.root / "reports" / name
+        return write_report(out, lineage_report(chain, out.parent, self.pickbook.all()))
 
     def close(self) -> None:
         """Stop the runner and the simulator; unfinished work stays in the ledger."""
@@ -576,9 +758,10 @@ def reset_session(settings: Settings | None = None) -> Session | None:
     """Close the default session; with ``settings``, start a new one."""
     global _DEFAULT
     with _DEFAULT_LOCK:
+        new = Session(settings) if settings is not None else None  # may raise: the old session then stays
         if _DEFAULT is not None:
             _DEFAULT.close()
-        _DEFAULT = Session(settings) if settings is not None else None
+        _DEFAULT = new
         return _DEFAULT
 
 
@@ -590,3 +773,14 @@ def generate(prompt: str, **kwargs: Any) -> Job:
 def sweep(prompt: str, **kwargs: Any) -> SweepResult:
     """Run a sweep with the default session (see :meth:`Session.sweep`)."""
     return get_session().sweep(prompt, **kwargs)
+
+
+def picks() -> list[Pick]:
+    """The picked images of the default session's output folder (see :meth:`Session.picks`)."""
+    return get_session().picks()
+
+
+def write_report(target: Path, markup: str) -> Path:
+    """Write an HTML report atomically (temporary file, then rename); returns the path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomic(target, markup.encode("utf-8"))

@@ -9,6 +9,7 @@ Environment variables
 ``GEMIMG_OUTPUT_DIR``   where the ledger and images go (default ``gemimg_outputs``)
 ``GEMIMG_MAX_COST_USD`` a spending budget for the session (default: none)
 ``GEMIMG_SIM_LATENCY``  the built-in simulator's task time as ``min,max`` seconds (default ``1.5,4``)
+``GEMIMG_RATE_TIER``    the account's rate tier, ``default``, ``vip`` or ``svip`` (sets both request buckets)
 """
 
 from __future__ import annotations
@@ -25,11 +26,17 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError, register_secret
 
-__all__ = ["DEFAULT_BASE_URL", "Backend", "RetryPolicy", "Secret", "Settings"]
+__all__ = ["DEFAULT_BASE_URL", "RATE_TIERS", "Backend", "RetryPolicy", "Secret", "Settings"]
 
 DEFAULT_BASE_URL = "https://toapis.com"
 Backend = Literal["auto", "toapis", "sim"]
 _BACKENDS: tuple[str, ...] = ("auto", "toapis", "sim")
+#: The gateway's documented limits per tier: (submit rate/s, submit burst, query rate/s, query burst).
+RATE_TIERS: dict[str, tuple[float, int, float, int]] = {
+    "default": (5.0, 50, 50.0, 500),
+    "vip": (16.7, 167, 166.7, 1667),
+    "svip": (33.3, 334, 500.0, 5000),
+}
 
 
 class Secret:
@@ -115,6 +122,9 @@ class Settings:
     query_rate: float = 50.0
     query_burst: int = 500
     job_timeout: float = 600.0
+    status_timeout: float = 5.0
+    download_timeout: float = 120.0
+    rate_tier: str = "default"
     poll_first: float = 1.0
     poll_min: float = 0.5
     poll_max: float = 10.0
@@ -127,7 +137,16 @@ class Settings:
             raise ConfigError(f"backend {self.backend!r} is not known; use one of {', '.join(_BACKENDS)}")
         if self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
-        if self.max_cost_usd is not None and self.max_cost_usd < 0:
+        if self.rate_tier not in RATE_TIERS:
+            raise ConfigError(f"rate_tier {self.rate_tier!r} is not known; use one of {', '.join(RATE_TIERS)}")
+        if self.rate_tier != "default":  # the tier sets the rates still at the default tier's values
+            base, tier = RATE_TIERS["default"], RATE_TIERS[self.rate_tier]
+            for name, was, now in zip(
+                ("submit_rate", "submit_burst", "query_rate", "query_burst"), base, tier, strict=True
+            ):
+                if getattr(self, name) == was:
+                    object.__setattr__(self, name, now)
+        if self.max_cost_usd is not None and not self.max_cost_usd >= 0:  # refuses NaN too
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
         key: object = self.api_key
         if isinstance(key, str):  # accept a plain string, store it masked
@@ -164,6 +183,9 @@ class Settings:
                 values["max_cost_usd"] = float(budget)
             except ValueError:
                 raise ConfigError(f"GEMIMG_MAX_COST_USD={budget!r} is not a number of dollars") from None
+        tier = env.get("GEMIMG_RATE_TIER", "").strip().lower()
+        if tier:
+            values["rate_tier"] = tier
         latency = env.get("GEMIMG_SIM_LATENCY", "").strip()
         if latency:
             try:

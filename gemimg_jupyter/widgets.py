@@ -54,6 +54,7 @@ from .images import load_reference, png_bytes, thumbnail
 from .jobs import Job
 from .models import MODELS, PIXELS_1K, JobState, ModelSpec, ReferenceImage, get_model, pixel_size, validate_references
 from .session import Session, SweepResult, get_session
+from .store import LedgerRow
 from .sweep import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, format_usd, parse_axis
 
 __all__ = ["Panel", "magic_cell", "model_notes"]
@@ -186,6 +187,8 @@ def magic_cell(state: Mapping[str, Any]) -> str:
         parts += ["--temperature", f"{float(state['temperature']):g}"]
     if state.get("top_p") is not None and "top_p" not in swept:
         parts += ["--top-p", f"{float(state['top_p']):g}"]
+    if state.get("edit"):
+        parts += ["--edit", str(state["edit"])]
     if "ref" not in swept:
         for path in state.get("reference_paths", ()):
             parts += ["--ref", str(path)]
@@ -392,6 +395,8 @@ class Panel:
         self._thumbs: dict[str, bytes] = {}
         self._history_rows: list[Any] = []
         self._cell_buttons: list[W.Button] = []
+        self._detail_row: LedgerRow | None = None  # the image the detail view shows (for edit and pick)
+        self._edit_row: LedgerRow | None = None  # the image being edited: the first reference of the next run
         self._build(prompt)
         self._on_model_change()
         if defaults:
@@ -604,10 +609,19 @@ class Panel:
         )
         self.y_error = self._w(W.HTML, "gemimg-sweep-y-error", layout=W.Layout(**_FULL))
         self.plan_html = self._w(W.HTML, "gemimg-plan", layout=W.Layout(width="100%", min_height="40px"))
+        self.edit_note = self._w(W.HTML, "gemimg-edit-note", layout=W.Layout(display="none"))
+        self.edit_clear = self._w(
+            W.Button,
+            "gemimg-edit-clear",
+            description="✕ stop editing",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.edit_clear.on_click(lambda _b: self.set_edit(None))
         right = W.VBox(
             [
                 _heading("Reference images"),
                 W.HBox([self.upload, self.ref_count], layout=W.Layout(align_items="center")),
+                W.HBox([self.edit_note, self.edit_clear], layout=W.Layout(align_items="center")),
                 self.ref_box,
                 self.ref_message,
                 _heading("Sweep (optional)"),
@@ -699,7 +713,27 @@ class Panel:
             ),
         )
         self.detail_html = self._w(W.HTML, "gemimg-detail-params", layout=W.Layout(flex="1 1 240px"))
-        detail = W.HBox([self.detail_image, self.detail_html], layout=W.Layout(flex_flow="row wrap", width="100%"))
+        self.detail_edit = self._w(
+            W.Button,
+            "gemimg-detail-edit",
+            description="Edit this image",
+            icon="pencil",
+            tooltip="make this image the first reference of the next run, and write what to change",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.detail_pick = self._w(
+            W.ToggleButton,
+            "gemimg-detail-pick",
+            description="☆ pick",
+            tooltip="keep this image as a favourite (a star in grids and the history; lasts across restarts)",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.detail_edit.on_click(self._on_edit_click)
+        self.detail_pick.observe(self._on_pick_toggle, names="value")
+        detail_side = W.VBox(
+            [self.detail_html, W.HBox([self.detail_edit, self.detail_pick])], layout=W.Layout(flex="1 1 240px")
+        )
+        detail = W.HBox([self.detail_image, detail_side], layout=W.Layout(flex_flow="row wrap", width="100%"))
         self.magic = self._w(
             W.Textarea,
             "gemimg-magic",
@@ -842,6 +876,7 @@ class Panel:
             "axes": tuple(axes),
             "fresh": bool(self.fresh.value),
             "confirm": bool(self.confirm.value),
+            "edit": self._edit_row.cbid[-6:] if self._edit_row is not None else None,
         }
 
     def parse_axes(self, state: Mapping[str, Any]) -> tuple[list[Axis], dict[str, str]]:
@@ -885,6 +920,7 @@ class Panel:
             temperature=state["temperature"],
             top_p=state["top_p"],
             reference_images=list(state["references"]),
+            edit=self._edit_row,
         )
 
     def magic_text(self) -> str:
@@ -1134,7 +1170,8 @@ class Panel:
         listener = functools.partial(self._on_job, run)
         try:
             if run.kind == "single":
-                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener])
+                parent = session.edit_source(self._edit_row)[1] if self._edit_row is not None else None
+                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=parent)
                 with run.lock:
                     run.jobs = [job]
             else:
@@ -1147,6 +1184,7 @@ class Panel:
                     confirm_above_usd=CONFIRM_ABOVE_USD,
                     cell_size=GRID_CELL,
                     listeners=[listener],
+                    edit=self._edit_row,
                 )
                 with run.lock:
                     run.sweep = result
@@ -1348,6 +1386,7 @@ class Panel:
         self.detail_html.value = f"<div><b>{html.escape(_cell_label(run.plan, index))}</b></div>" + _params_html(
             job.params.describe(), extra
         )
+        self._set_detail_row(job)
         if not image:
             return
         if job.state.has_image and run.kind == "sweep":
@@ -1366,6 +1405,10 @@ class Panel:
             self.history_hint.value = _html(f"history unavailable: {exc}", "warn")
             return
         self._history_rows = rows
+        try:
+            children, picked = self.session.children_count(), self.session.pickbook.cbids()
+        except Exception:  # noqa: BLE001 - marks are extras; the history shows without them
+            children, picked = {}, set()
         for i in range(HISTORY_SLOTS):
             slot_box = self._history_buttons[i]
             image = self._history_images[i]
@@ -1388,8 +1431,15 @@ class Panel:
             caption = str(p.get("size", ""))
             if p.get("temperature") is not None:
                 caption += f" · t{float(p['temperature']):g}"
+            edits = children.get(row.cbid, 0)
+            if edits:  # marks go first: the caption is cut at the tile's width
+                caption = f"✎{edits} {caption}"
+            if row.cbid in picked:
+                caption = "★ " + caption
             slot_box.description = caption
-            slot_box.tooltip = str(p.get("prompt", ""))[:200]
+            slot_box.tooltip = str(p.get("prompt", ""))[:200] + (
+                f" ({_plural(edits, 'edit')} made from it)" if edits else ""
+            )
             parent_layout.display = None
         self.history_hint.value = "" if rows else _html("No images yet: they appear here once generated.", "info")
         cost = self.session.cost()
@@ -1399,6 +1449,71 @@ class Panel:
             f"{cost['cache_hits']} cache hit(s), {html.escape(format_usd(cost['saved_usd']))} saved</div>"
         )
 
+    # ---- edit this image, pick it (docs/editing.md) -----------------------------------------
+
+    def _set_detail_row(self, target: Job | LedgerRow | None) -> None:
+        """Show "Edit this image" and the pick toggle for a finished image, hide them otherwise."""
+        row: LedgerRow | None = None
+        if isinstance(target, LedgerRow):
+            row = target
+        elif target is not None and target.state.has_image:
+            with contextlib.suppress(GemimgError):
+                row = self.session.find(target)
+        self._detail_row = row
+        shown = None if row is not None and row.state == "done" else "none"
+        self.detail_edit.layout.display = shown
+        self.detail_pick.layout.display = shown
+        picked = row is not None and self.session.is_picked(row)
+        self._updating = True
+        try:
+            self.detail_pick.value = picked
+            self.detail_pick.description = "★ picked" if picked else "☆ pick"
+        finally:
+            self._updating = False
+
+    def set_edit(self, target: Job | LedgerRow | None) -> None:
+        """Edit ``target`` in the next run (its image goes first among the references); ``None`` stops editing."""
+        if target is None:
+            self._edit_row = None
+            self.edit_note.layout.display = self.edit_clear.layout.display = "none"
+        else:
+            row = target if isinstance(target, LedgerRow) else self.session.find(target)
+            self.session.edit_source(row)  # refuses an image that cannot be edited, before anything changes
+            self._edit_row = row
+            name = html.escape(_shown_path(str(row.path)) if row.path else row.cbid[-6:])
+            self.edit_note.value = _html(f"Editing {html.escape(row.cbid[-6:])} ({name}): the first reference", "info")
+            self.edit_note.layout.display = self.edit_clear.layout.display = None
+        self._on_change()
+
+    def _on_edit_click(self, _button: Any = None) -> None:
+        if self._detail_row is None:
+            return
+        try:
+            self.set_edit(self._detail_row)
+        except GemimgError as exc:
+            self._say(str(exc), "error")
+            return
+        self.prompt.value = ""
+        self.prompt.placeholder = "what to change, e.g. make the background a night sky"
+        self.prompt.focus()
+
+    def _on_pick_toggle(self, change: Any) -> None:
+        if self._updating or self._detail_row is None:
+            return
+        row = self._detail_row
+        try:
+            if change["new"]:
+                self.session.pick(row)
+            else:
+                self.session.unpick(row)
+        except GemimgError as exc:
+            self._say(str(exc), "error")
+        self._set_detail_row(row)
+        self._refresh_history()
+        run = self._run
+        if run is not None and run.sweep is not None:
+            self._refresh(run, heavy=True)  # the grid shows the star
+
     def _on_history_click(self, index: int, _button: Any = None) -> None:
         if index >= len(self._history_rows):
             return
@@ -1407,6 +1522,7 @@ class Panel:
         if row.task_id:
             extra.append(("task", row.task_id))
         self.detail_html.value = "<div><b>from the history</b></div>" + _params_html(row.params, extra)
+        self._set_detail_row(row)
         try:
             self.detail_image.value = _png_thumb(str(row.path), DETAIL_LONG_SIDE)
             self.detail_image.layout.display = None

@@ -61,6 +61,12 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
         "Each reference content is uploaded once per backend and remembered in the ledger. "
         "The model's limits (count, size, format) are checked first.",
     ),
+    "--edit": (
+        "%%gemimg --wait -o teapot\nA ceramic teapot on a wooden table\n---\n"
+        "%%gemimg --edit teapot -o blue\nMake the teapot cobalt blue",
+        "The new image records its parent in the ledger and its PNG; `%gemimg lineage blue` shows the chain. "
+        "Edits, picks and reports: [editing.md](editing.md).",
+    ),
     "--repeats": ("%%gemimg -n 3\nA watercolour lighthouse at dusk", "Gemini takes no seed: repeats show the spread."),
     "--sweep": (
         "%%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9\nA paper-cut fox in a forest",
@@ -119,9 +125,25 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
         "After a kernel restart, `%load_ext gemimg_jupyter` says how many jobs the ledger holds unfinished; "
         "`resume` polls and downloads them (nothing is submitted twice).",
     ),
-    "history": ("%gemimg history 8", ""),
+    "history": ("%gemimg history 8", "`--picked` shows only the picked images."),
+    "lineage": (
+        "%gemimg wait\n%gemimg lineage blue",
+        "From the ledger alone: after a restart, name the image by its job id (`blue.id`) or task id.",
+    ),
+    "pick": ("%gemimg pick blue --note 'the one'", "Picked cells carry a star in grids; picks last across restarts."),
+    "unpick": ("%gemimg unpick blue", ""),
+    "report": (
+        "%gemimg report blue",
+        "On a sweep (`%gemimg report fox`) the report is its grid; on an image, its edit chain. "
+        "One HTML file that opens offline.",
+    ),
     "cost": ("%gemimg cost", ""),
     "models": ("%gemimg models", ""),
+    "probe": (
+        "%gemimg probe",
+        "Free checks of the gateway and the key; `--spend 0.20` also runs the paid ones, after asking. "
+        "How to read the report: [gateway.md](gateway.md).",
+    ),
     "login": (
         "%gemimg login",
         "The key is read with a hidden prompt and kept in memory only; it never appears in outputs, "

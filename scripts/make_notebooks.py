@@ -429,9 +429,117 @@ Next: [sweeps.ipynb](sweeps.ipynb) for temperature, size and three-axis grids;
     )
 
 
+def editing() -> NotebookNode:
+    """Three edits of one image, its lineage, two picks in a sweep, and an HTML report."""
+    return notebook(
+        [
+            md(
+                """
+# Iterate, pick, share
+
+Gemini image models are good at *editing*: take an image, say what to change, repeat. With
+`--edit NAME` the image held in `NAME` becomes the first reference of the new request, and the
+new image records which image it came from, in the ledger and in its PNG. This notebook edits a
+picture three times, looks back along the chain, picks favourites in a sweep, and writes a report
+that opens in any browser. Without `TOAPIS_API_KEY` it runs on the built-in simulator.
+"""
+            ),
+            code("%load_ext gemimg_jupyter"),
+            md("## An image, and three edits of it"),
+            code(
+                """
+%%gemimg -o teapot --wait
+A ceramic teapot on a wooden table, soft studio light
+"""
+            ),
+            code(
+                """
+%%gemimg --edit teapot -o blue --wait
+Make the teapot cobalt blue
+"""
+            ),
+            code(
+                """
+%%gemimg --edit blue -o steam --wait
+Add steam rising from the spout
+"""
+            ),
+            code(
+                """
+%%gemimg --edit steam -o night --wait
+Move the scene to a kitchen at night, lit by one lamp
+"""
+            ),
+            md(
+                """
+## Looking back along the chain
+
+`%gemimg lineage NAME` shows every step from the root: its thumbnail, number and prompt, and a
+table with parameters, cost and file. It reads the ledger only, so it also works after a kernel
+restart, given the job id (`night.id`) instead of the variable.
+"""
+            ),
+            code("%gemimg lineage night"),
+            code(
+                """
+print(night.parent["cbid"] == steam.cbid, steam.parent["cbid"] == blue.cbid, blue.parent["cbid"] == teapot.cbid)
+again = blue.edit("Add steam rising from the spout", wait=True)
+print("the same edit again:", again.status, again.path == steam.path)
+"""
+            ),
+            md(
+                """
+## Picks that last
+
+After a sweep, keep the ones you like: `%gemimg pick fox[1]` (sweep cells index in order, X
+fastest) or `fox[1].pick()`. Picks live in the ledger, so they survive restarts, and they are
+written into the PNG's provenance. Picked cells carry a star in every grid drawn from then on.
+"""
+            ),
+            code(
+                """
+%%gemimg --sweep temperature=0.2,0.9 --sweep size=1:1,16:9 -o fox --wait
+A paper-cut fox in a birch forest
+"""
+            ),
+            code(
+                """
+%gemimg pick fox[1] --note "warm light"
+%gemimg pick fox[2]
+"""
+            ),
+            code("fox"),
+            code("%gemimg history --picked"),
+            md(
+                """
+## A report anyone can open
+
+`fox.save_report()` (or `%gemimg report fox`) writes one HTML file with the grid as a table of
+embedded thumbnails, each cell's parameters, state, cost and task id, the picks starred, and the
+`%%gemimg` cell that reproduces the sweep. It loads nothing from anywhere; the thumbnails link to
+the full-size files. `%gemimg report night` does the same for an edit chain.
+"""
+            ),
+            code(
+                """
+report = fox.save_report()
+print(report.relative_to(report.parents[2]), f"{report.stat().st_size / 1024:.0f} KB")
+"""
+            ),
+            code("%gemimg report night"),
+            md(
+                """
+More in [docs/editing.md](../docs/editing.md). Next: [sweeps.ipynb](sweeps.ipynb) for larger grids.
+"""
+            ),
+        ]
+    )
+
+
 #: name → builder; each writes ``notebooks/<name>.ipynb``.
 NOTEBOOKS: dict[str, Callable[[], NotebookNode]] = {"quickstart": quickstart}
 NOTEBOOKS.update(sweeps=sweeps, reference_images=reference_images)
+NOTEBOOKS.update(editing=editing)
 
 
 # ---------------------------------------------------------------- executing

@@ -44,7 +44,7 @@ from gemimg_jupyter.sim import SimConfig, SimServer
 
 from .conftest import quick_settings
 
-ERROR_COLOR = "#cf222e"  # the panel's "error" level
+ERROR_MARK = "gemimg-tone-error"  # the panel's "error" level (a theme-aware colour class)
 WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 HOSTILE = "<script>alert(1)</script> & <b>a fox</b>"
 
@@ -318,6 +318,12 @@ BAD_INPUTS = [
     pytest.param(cell("-o /etc/passwd", "a fox", "not a valid Python name"), id="cell-output-absolute"),
     pytest.param(cell("-o 'a b'", "a fox", "not a valid Python name"), id="cell-output-space"),
     pytest.param(cell("-o class", "a fox", "Python keyword"), id="cell-output-keyword"),
+    pytest.param(cell("-o __builtins__", "a fox", "would replace an IPython name"), id="cell-output-builtins"),
+    pytest.param(cell("-o In", "a fox", "would replace an IPython name"), id="cell-output-In"),
+    pytest.param(cell("-o get_ipython", "a fox", "would replace an IPython name"), id="cell-output-get-ipython"),
+    pytest.param(cell("-o print", "a fox", "would replace a Python built-in name"), id="cell-output-print"),
+    pytest.param(cell("-o _fox", "a fox", "would replace an underscore name"), id="cell-output-underscore"),
+    pytest.param(cell("", "\u200b \u2060\ufeff", "only invisible characters"), id="cell-prompt-invisible"),
     pytest.param(cell("--sweep colour=red,blue", "a fox", "colour"), id="cell-sweep-unknown-axis"),
     pytest.param(cell("--sweep temperature", "a fox", "needs NAME=VALUES"), id="cell-sweep-no-equals"),
     pytest.param(cell("--sweep temperature=", "a fox", "has no values"), id="cell-sweep-empty"),
@@ -388,6 +394,13 @@ BAD_INPUTS = [
     pytest.param(config("confirm_above_usd = -1.0", "confirm_above_usd -1.0 is not allowed"), id="config-confirm"),
     pytest.param(config("refresh_interval = 999.0", "refresh_interval 999.0 is not allowed"), id="config-refresh"),
     pytest.param(config("temperature = 'hot'", "expected a float"), id="config-temperature-text"),
+    pytest.param(config("max_cost_usd = 1e999", "max_cost_usd inf is not allowed"), id="config-budget-inf"),
+    pytest.param(config("confirm_above_usd = 1e999", "confirm_above_usd inf is not allowed"), id="config-confirm-inf"),
+    pytest.param(config("top_p = True", "top_p True is not allowed; use a number"), id="config-top-p-bool"),
+    pytest.param(config("max_cost_usd = False", "max_cost_usd False is not allowed"), id="config-budget-bool"),
+    pytest.param(
+        config("output_dir = '/proc/gemimg-cannot-be-here'", "cannot be used"), id="config-output-dir-unwritable"
+    ),
     pytest.param(config(lambda c: f"output_dir = {str(c.files['ok'])!r}", "is a file"), id="config-output-dir-file"),
     pytest.param(
         config(lambda c: f"output_dir = {str(c.files['ok'] / 'out')!r}", "is a file"), id="config-output-dir-under-file"
@@ -450,6 +463,18 @@ BAD_INPUTS = [
     ),
     pytest.param(
         api(lambda c: Settings(max_cost_usd=-1), ConfigError, "max_cost_usd must be 0 or more"), id="api-budget"
+    ),
+    pytest.param(
+        api(lambda c: Settings(max_cost_usd=float("nan")), ConfigError, "max_cost_usd must be 0 or more"),
+        id="api-budget-nan",
+    ),
+    pytest.param(
+        api(lambda c: gi.generate("\u3164\u200b\n"), ValidationError, "only invisible characters"),
+        id="api-prompt-invisible",
+    ),
+    pytest.param(
+        api(lambda c: gi.generate("a fox", top_p=True), ValidationError, "top_p True is not allowed"),
+        id="api-top-p-bool",
     ),
     pytest.param(
         api(lambda c: Settings.from_env({"GEMIMG_MAX_COST_USD": "lots"}), ConfigError, "is not a number of dollars"),
@@ -565,7 +590,7 @@ def run_case(c: Ctx, bad: Bad) -> str:
         bad.what(c, p)
         assert p.wait(10)
         widget = getattr(p, bad.expect)
-        assert ERROR_COLOR in widget.value, f"the panel did not show an error: {widget.value!r}"
+        assert f'class="{ERROR_MARK}"' in widget.value, f"the panel did not show an error: {widget.value!r}"
         return visible(widget)
     raise AssertionError(f"unknown surface {bad.surface}")
 

@@ -16,9 +16,12 @@ from gemimg_jupyter.errors import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    ContentBlockedError,
     InsufficientQuotaError,
     InvalidImageError,
+    ModelUnavailableError,
     NotFoundError,
+    PermissionDeniedError,
     RateLimitError,
     ServerError,
     TaskExpiredError,
@@ -297,3 +300,203 @@ def test_rate_limit_penalizes_the_shared_gate() -> None:
     client.status("t1")
     assert gate.penalties == [("query", 0.2)]
     assert isinstance(RateLimitError("x"), RateLimitError)
+
+
+# ------------------------------------------------------------------ dialects of the real gateway (issue 13)
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [
+        *[(w, "queued") for w in ("queued", "pending", "PENDING", "not_start", "NOT_START", "submitted", "SUBMITTED")],
+        *[(w, "in_progress") for w in ("in_progress", "IN_PROGRESS", "running", "Running")],
+        *[(w, "completed") for w in ("completed", "success", "SUCCESS", "succeeded", "Succeeded")],
+        *[(w, "failed") for w in ("failed", "FAILURE", "failure", "error", "cancelled", "canceled", "EXPIRED")],
+        ("WAITING_FOR_GODOT", "unknown"),
+        ("done?", "unknown"),
+    ],
+)
+def test_every_status_word_maps_case_insensitively(word: str, expected: str) -> None:
+    task = parse_task({"id": "t", "status": word})
+    assert task.status == expected
+    assert task.raw_status == word  # the gateway's own word is kept for messages
+
+
+def test_unknown_status_is_not_in_progress() -> None:
+    task = parse_task({"id": "t", "status": "MYSTERY", "progress": "50%"})
+    assert (task.status, task.raw_status, task.is_terminal) == ("unknown", "MYSTERY", False)
+
+
+@pytest.mark.parametrize(
+    ("progress", "status", "expected"),
+    [("40%", "IN_PROGRESS", 40), (" 7 % ", "running", 7), ("55", "in_progress", 55), (61.8, "in_progress", 61),
+     ("100%", "SUCCESS", 100), (None, "SUCCESS", 100), ("0%", "SUCCESS", 100), ("n/a", "queued", 0),
+     (250, "in_progress", 100), (True, "queued", 0)],
+)  # fmt: skip
+def test_progress_as_number_or_percent_string(progress: object, status: str, expected: int) -> None:
+    assert parse_task({"id": "t", "status": status, "progress": progress}).progress == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"result": {"type": "image", "data": [{"url": "https://x/a.png"}]}},
+        {"url": "https://x/a.png"},
+        {"result": {"data": []}, "url": "https://x/a.png"},
+        {"images": [{"url": "https://x/a.png"}]},
+        {"data": [{"url": "https://x/a.png"}]},
+        {"data": ["https://x/a.png"]},
+        {"result": {"url": "https://x/a.png"}},
+        {"result": {"images": [{"url": "https://x/a.png"}]}},
+    ],
+    ids=["result.data", "top-level", "empty-result-then-top", "images", "data", "data-strings", "result.url",
+         "result.images"],
+)  # fmt: skip
+def test_result_url_is_found_in_every_location(body: dict) -> None:
+    task = parse_task({"id": "t", "status": "SUCCESS", **body})
+    assert (task.status, task.url) == ("completed", "https://x/a.png")
+
+
+def test_a_task_wrapped_in_data_is_unwrapped() -> None:
+    task = parse_task({"code": "success", "data": {"task_id": "tsk_img_1", "status": "IN_PROGRESS", "progress": "30%"}})
+    assert (task.id, task.status, task.progress) == ("tsk_img_1", "in_progress", 30)
+
+
+def test_newapi_failure_reads_fail_reason_and_refund() -> None:
+    task = parse_task(
+        {
+            "task_id": "tsk_img_2",
+            "status": "FAILURE",
+            "progress": "100%",
+            "fail_reason": "upstream returned status 500",
+            "error": None,
+            "billing": {"status": "refunded", "credits": "0", "cost_usd": "0"},
+        }
+    )
+    assert (task.status, task.error_message, task.billing_status, task.cost_usd, task.blocked) == (
+        "failed",
+        "upstream returned status 500",
+        "refunded",
+        0.0,
+        False,
+    )
+
+
+def test_billing_in_credits_only_is_converted_at_200_per_dollar() -> None:
+    task = parse_task({"id": "t", "status": "completed", "billing": {"status": "settled", "credits": "9.76"}})
+    assert task.cost_usd == pytest.approx(0.0488)
+    assert parse_task({"id": "t", "status": "completed"}).cost_usd is None  # no billing: the engine keeps the price
+    assert parse_task({"id": "t", "status": "completed", "billing": {"cost_usd": "NaN"}}).cost_usd is None
+
+
+@pytest.mark.parametrize(
+    ("error", "blocked"),
+    [
+        ({"error": {"code": "IMAGE_SAFETY", "message": "blocked"}}, True),
+        ({"error": {"code": "generation_failed", "message": "finishReason: PROHIBITED_CONTENT"}}, True),
+        ({"fail_reason": "Response blocked: SAFETY"}, True),
+        ({"error": {"code": "generation_failed", "message": "request violates our content policy"}}, True),
+        ({"error": "content_policy_violation"}, True),
+        ({"error": {"code": "generation_failed", "message": "upstream returned status 422: content refused"}}, True),
+        ({"error": {"code": "generation_failed", "message": "call upstream API failed: upstream returned status 422"}},
+         False),
+        ({"error": {"code": "generation_failed", "message": "upstream timeout"}}, False),
+    ],
+)  # fmt: skip
+def test_safety_and_policy_failures_are_blocked(error: dict, blocked: bool) -> None:
+    task = parse_task({"id": "t", "status": "failed", **error})
+    assert task.blocked is blocked
+    assert task.error_message or task.error_code
+
+
+def test_a_running_task_is_never_blocked() -> None:
+    assert not parse_task({"id": "t", "status": "running", "fail_reason": "SAFETY check pending"}).blocked
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls", "needle", "retried"),
+    [
+        (403, {"error": {"code": "insufficient_user_quota", "message": "user quota is not enough", "type": "new_api_error"}},
+         InsufficientQuotaError, "insufficient balance (403)", False),
+        (503, {"error": {"code": "model_not_found", "message": "No available channel for model x under group default"}},
+         ModelUnavailableError, "model not available (503)", False),
+        (403, {"error": {"code": "access_denied", "message": "this token may not use the model"}},
+         PermissionDeniedError, "%gemimg probe", False),
+        (403, "<html><head><title>Attention Required!</title></head></html>", PermissionDeniedError, "edge refused",
+         False),
+        (403, {"error": {"message": "Invalid token", "type": "authentication_error"}}, AuthenticationError,
+         "TOAPIS_API_KEY", False),
+        (400, {"error": {"code": "sensitive_words_detected", "message": "sensitive words"}}, ContentBlockedError,
+         "nothing was charged", False),
+        (422, {"error": {"message": "the prompt was refused by the content filter"}}, ContentBlockedError,
+         "blocked by content policy", False),
+        (503, {"error": {"code": "rate_limit_unavailable", "message": "limiter down"}}, ServerError, "limiter", True),
+    ],
+)  # fmt: skip
+@responses.activate
+def test_errors_are_classified_by_code_first(status: int, body: object, cls: type, needle: str, retried: bool) -> None:
+    if isinstance(body, str):
+        responses.add(responses.POST, SUBMIT, status=status, body=body, content_type="text/html")
+    else:
+        responses.add(responses.POST, SUBMIT, status=status, json=body)
+    if retried:
+        responses.add(responses.GET, f"{SUBMIT}/cb-1", status=404, json={"error": {"code": 404}})
+        responses.add(responses.POST, SUBMIT, json=QUEUED)
+        client, _ = make_client()
+        assert client.submit(GenerationParams.create("fox"), client_business_id="cb-1").id == "task_1"
+        return
+    client, _ = make_client()
+    with pytest.raises(cls) as info:
+        client.submit(GenerationParams.create("fox"), client_business_id="cb-1")
+    assert type(info.value) is cls
+    assert needle in str(info.value)
+    assert len(responses.calls) == 1  # a verdict: never sent again
+
+
+@pytest.mark.parametrize(("served", "expected"), [((1024, 1024), (2048, 2048)), ((512, 512), (2048, 2048)),
+                                                  ((8, 8), (1024, 1024)), ((2048, 2048), (1024, 1024))])  # fmt: skip
+@responses.activate
+def test_a_decodable_image_of_another_size_is_kept(served: tuple[int, int], expected: tuple[int, int]) -> None:
+    data = png_bytes(*served)
+    responses.add(responses.GET, "https://files.test/r.png", body=data, content_type="image/png")
+    client, _ = make_client()
+    got = client.download("https://files.test/r.png", expected=expected)
+    assert got == data and isinstance(got, bytes)
+    assert (got.width, got.height, got.expected) == (*served, expected)
+    assert got.note is not None and f"{served[0]}×{served[1]}" in got.note and "kept" in got.note
+    assert len(responses.calls) == 1  # paid for once, fetched once, never refused
+
+
+@responses.activate
+def test_an_image_of_the_requested_size_has_no_note() -> None:
+    responses.add(responses.GET, "https://files.test/r.png", body=png_bytes(64, 48), content_type="image/png")
+    client, _ = make_client()
+    got = client.download("https://files.test/r.png", expected=(64, 48))
+    assert (got.width, got.height, got.note) == (64, 48, None)
+    assert client.download("https://files.test/r.png").note is None  # nothing expected: nothing to compare
+
+
+@responses.activate
+def test_a_corrupt_download_is_fetched_again_and_the_good_copy_kept() -> None:
+    good = png_bytes(32, 32)
+    responses.add(responses.GET, "https://files.test/r.png", body=good[:50])
+    responses.add(responses.GET, "https://files.test/r.png", body=good)
+    client, _ = make_client()
+    assert client.download("https://files.test/r.png", expected=(1024, 1024)) == good
+    assert len(responses.calls) == 2
+
+
+def test_list_models_against_the_simulator(sim: object) -> None:
+    from gemimg_jupyter.models import MODELS
+
+    client = ToAPIsClient(sim.base_url, Secret(FAKE_KEY), retry=FAST)  # type: ignore[attr-defined]
+    try:
+        assert set(client.list_models()) == set(MODELS)
+        sim.configure(unserved_models=["gemini-2.5-flash-image-preview"], style="newapi")  # type: ignore[attr-defined]
+        assert "gemini-2.5-flash-image-preview" not in client.list_models()
+        params = GenerationParams.create("fox", model="gemini-2.5-flash-image-preview")
+        with pytest.raises(ModelUnavailableError, match="model not available \\(503\\)"):
+            client.submit(params, client_business_id="cb-unserved")
+        assert sim.stats()["submits_accepted"] == 0  # type: ignore[attr-defined]
+    finally:
+        client.close()

@@ -135,7 +135,9 @@ def test_corrupt_and_expired_results(sim: Any, fast_settings: Settings) -> None:
     runner = runner_for(sim, fast_settings)
     bad = runner.submit(params("corrupt"))
     bad.wait(20)
-    assert bad.state is JobState.FAILED and "not a readable image" in (bad.error or "")
+    # paid, but the bytes never decoded: not failed, resumable (the row keeps its cost and its reason)
+    assert bad.state is JobState.TIMEOUT and "not a readable image" in (bad.error or "")
+    assert [r.cbid for r in runner.store.orphans("sim")] == [bad.cbid]
     assert not list(runner.store.images_dir.glob("*corrupt*"))
     sim.configure(corrupt_image_rate=0.0, url_lifetime=0.2, latency=(0.05, 0.1))
     runner.settings = fast_settings.replace(poll_first=1.0)  # look only after the URL expired
@@ -293,3 +295,55 @@ def test_the_same_request_while_running_is_shared_not_paid_twice(sim: Any, fast_
     runner.wait(timeout=20)
     assert sim.stats()["submits_accepted"] == 2
     runner.shutdown()
+
+
+def test_short_ids_grow_on_a_collision(sim: Any, fast_settings: Settings) -> None:
+    runner = runner_for(sim, fast_settings)
+    try:
+        jobs = [Job(params(f"collide {i}"), cbid=f"gemimg-{i:02d}{'ab12cd' * 4}") for i in range(3)]
+        for job in jobs:
+            runner._register(job)
+        assert len({j.id for j in jobs}) == 3 and jobs[0].id == "ab12cd"
+        assert all(runner.get(j.id) is j for j in jobs)
+    finally:
+        runner.shutdown()
+
+
+def test_images_follow_the_umask(sim: Any, fast_settings: Settings) -> None:
+    import os
+    import stat
+
+    runner = runner_for(sim, fast_settings)
+    try:
+        job = runner.submit(params("umask"))
+        assert job.wait(20) and job.path is not None
+        mask = os.umask(0o022)
+        os.umask(mask)
+        assert stat.S_IMODE(job.path.stat().st_mode) == 0o666 & ~mask
+    finally:
+        runner.shutdown()
+
+
+def test_a_disk_error_while_writing_is_retried_not_final(
+    sim: Any, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    runner = runner_for(sim, fast_settings)
+    real = runner.store.write_image
+    calls: list[int] = []
+
+    def full_once(*args: Any, **kw: Any) -> Path:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(runner.store, "write_image", full_once)
+    try:
+        job = runner.submit(params("disk full once"))
+        assert job.wait(30)
+        assert job.state is JobState.DONE and len(calls) == 2
+        assert sim.stats()["submits_accepted"] == 1  # paid once, written on the second try
+    finally:
+        runner.shutdown()

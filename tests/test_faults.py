@@ -78,7 +78,7 @@ FAULTS: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
     "connection reset after submit": ({"drop_after_submit_rate": 0.3}, {}, {"done"}),
     "task failed": ({"fail_rate": 0.25}, {}, {"done", "failed"}),
     "stuck task past the deadline": ({"stuck_rate": 0.2}, {"job_timeout": 3.0}, {"done", "timeout"}),
-    "corrupt image bytes": ({"corrupt_image_rate": 0.2}, {}, {"done", "failed"}),
+    "corrupt image bytes": ({"corrupt_image_rate": 0.2}, {}, {"done", "timeout"}),
     "URL expired before download": ({"url_lifetime": 0.15}, {"poll_min": 0.25, "poll_first": 0.3}, {"done", "expired"}),
 }
 

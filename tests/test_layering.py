@@ -22,6 +22,7 @@ CORE = [
     "images",
     "jobs",
     "models",
+    "probe",
     "progress",
     "session",
     "settings",

@@ -19,7 +19,7 @@ from IPython.core.error import UsageError
 from PIL import Image
 from traitlets import TraitError
 
-from gemimg_jupyter.display import JobView, SweepView
+from gemimg_jupyter.display import INTERRUPT_LINE, JobView, SweepView
 from gemimg_jupyter.errors import ValidationError
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
@@ -103,6 +103,7 @@ def test_load_mentions_unfinished_jobs_and_resume_finishes_them(ip: Any, tmp_out
         backend="sim",
         price_usd=params.price_usd,
     )
+    sess.store.release(["gemimg-left-behind-0001"])  # its owner is gone, as after a kill
     ip.run_line_magic("load_ext", "gemimg_jupyter")
     out = capsys.readouterr().out
     assert "1 unfinished job" in out and "%gemimg resume" in out
@@ -534,3 +535,37 @@ def test_unquoted_sweep_ranges_are_read_whole() -> None:
     assert _split("--sweep temperature=0.2-1.4 [4] -n 2") == ["--sweep", "temperature=0.2-1.4 [4]", "-n", "2"]
     assert _split("--sweep=top_p=1-0.6 (-0.2)") == ["--sweep=top_p=1-0.6 (-0.2)"]
     assert _split('--sweep "size=1:1,16:9" -t 0.5') == ["--sweep", "size=1:1,16:9", "-t", "0.5"]
+
+
+# ---------------------------------------------------------------- interrupts and hostile text
+
+
+@pytest.mark.parametrize("moment", ["show", "attach", "wait"])
+def test_ctrl_c_anywhere_in_a_waiting_cell_is_one_line_and_the_job_keeps_running(
+    gem: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, moment: str
+) -> None:
+    def interrupt(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    if moment == "wait":
+        monkeypatch.setattr(Job, "wait", interrupt)
+    else:
+        monkeypatch.setattr(JobView, moment, interrupt)
+    gem.run_cell_magic("gemimg", "--wait", f"an interrupted lighthouse ({moment})")  # does not raise
+    out = capsys.readouterr()
+    shown = [o["data"].get("text/plain", "") for o in gem.display_pub.outputs]  # a wait's note is a display
+    lines = [line for line in [*out.out.splitlines(), *shown] if "stopped waiting" in line]
+    assert lines == [INTERRUPT_LINE]
+    assert "Traceback" not in out.out + out.err
+    monkeypatch.undo()
+    (job,) = get_session().jobs()
+    assert job.result(timeout=60).path is not None
+
+
+def test_direction_overrides_in_a_prompt_are_shown_escaped(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "--no-wait", "a fox \u202eeulb ni")
+    shown = json.dumps([o["data"] for o in gem.display_pub.outputs], ensure_ascii=False)
+    assert "\u202e" not in shown
+    assert "\\\\u202e" in shown  # the escape, as text (JSON doubles the backslash)
+    (job,) = get_session().jobs()
+    assert "\u202e" in job.params.prompt  # the request itself is not changed

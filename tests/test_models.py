@@ -93,6 +93,54 @@ def test_prompt_limits() -> None:
         GenerationParams.create("a fox\x00")
 
 
+def test_prompt_limit_is_per_model() -> None:
+    """2.5-preview's page caps prompts at 1,000 characters; the others state no such cap."""
+    assert get_model("gemini-2.5-flash-image-preview").max_prompt_chars == 1_000
+    assert get_model("nano-banana").max_prompt_chars == 1_000
+    GenerationParams.create("x" * 1_000, model="gemini-2.5-flash-image-preview")
+    with pytest.raises(ValidationError) as info:
+        GenerationParams.create("x" * 1_001, model="gemini-2.5-flash-image-preview")
+    assert one_line(info.value) == (
+        "prompt is 1,001 characters; the limit on gemini-2.5-flash-image-preview is 1,000, shorten it"
+    )
+    GenerationParams.create("x" * 1_001)  # the default model takes it
+    GenerationParams.create("x" * 1_001, model="gemini-3-pro-image-preview")
+
+
+def test_ten_megabytes_is_ten_million_bytes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gemimg_jupyter.models import MAX_REF_BYTES
+
+    assert MAX_REF_BYTES == 10_000_000
+    edge = tmp_path / "edge.png"
+    edge.write_bytes(b"\x89PNG" + b"0" * (10_000_001 - 4))
+    with pytest.raises(ValidationError) as info:
+        load_reference(edge)
+    assert "(10,000,001 bytes); the limit is 10 MB (10,000,000 bytes)" in one_line(info.value)
+
+
+def test_official_3x_and_vip_models_take_their_own_fields() -> None:
+    for newer, older, alias in (
+        ("gemini-3-pro-image-official", "gemini-3-pro-image-preview-official", "nano-banana-pro-official"),
+        ("gemini-3.1-flash-image-official", "gemini-3.1-flash-image-preview-official", "nano-banana-2-official"),
+    ):
+        assert get_model(alias).id == older
+        for model in (newer, older):
+            p = GenerationParams.create("a fox", model=model, resolution="2K", temperature=0.4, top_p=0.7)
+            assert p.request_body()["model"] == model
+            assert p.request_body()["metadata"] == {"temperature": 0.4, "topP": 0.7, "resolution": "2K"}
+            assert MODELS[model].max_refs == 14
+    for model in ("gemini-3.1-flash-image-official", "gemini-3.1-flash-image-preview-official"):
+        assert GenerationParams.create("a fox", model=model, size="8:1").pixel_size == (3072, 384)
+    with pytest.raises(ValidationError, match="size '8:1' is not supported by gemini-3-pro-image-official"):
+        GenerationParams.create("a fox", model="gemini-3-pro-image-official", size="8:1")
+    vip = GenerationParams.create("a fox", model="gemini-3-pro-image-preview-vip")
+    assert vip.resolution == "2K" and vip.temperature is None
+    assert vip.request_body()["metadata"] == {"resolution": "2K"}
+    assert MODELS["gemini-3.1-flash-image-preview-vip"].default_resolution == "1K"
+    with pytest.raises(ValidationError, match="temperature is not supported by gemini-3.1-flash-image-preview-vip"):
+        GenerationParams.create("a fox", model="gemini-3.1-flash-image-preview-vip", temperature=0.5)
+
+
 def test_reference_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
     refs = [load_reference(png(color=(i * 40, 0, 0))) for i in range(4)]
     with pytest.raises(
@@ -101,7 +149,7 @@ def test_reference_limits(tmp_path) -> None:  # type: ignore[no-untyped-def]
         GenerationParams.create("a fox", references=refs)
     big = tmp_path / "big.png"
     big.write_bytes(b"\x89PNG" + b"0" * (12 * 1024 * 1024))
-    with pytest.raises(ValidationError, match=r"12\.0 MB; the limit is 10 MB"):
+    with pytest.raises(ValidationError, match=r"12\.6 MB \(12,582,916 bytes\); the limit is 10 MB"):
         load_reference(big)
     fake = tmp_path / "notes.png"
     fake.write_text("this is text, not a picture")

@@ -218,9 +218,29 @@ def check_reference_images(nb: nbformat.NotebookNode, workdir: Path) -> None:
     assert "(2, (1344, 768))" in all_text(nb)
 
 
+def check_editing(nb: nbformat.NotebookNode, workdir: Path) -> None:
+    from gemimg_jupyter.grid import _STAR
+
+    text = all_text(nb)
+    assert "edit chain: 4 steps, root first" in text
+    assert "True True True" in text and "the same edit again: cached True" in text
+    assert text.count("gemimg: picked ") == 2 and text.count("★ A paper-cut fox") == 2
+    picked_grid = next(
+        o["data"]["image/png"] for _, o in outputs(nb) if "<SweepResult" in o.get("data", {}).get("text/plain", "")
+    )
+    with Image.open(io.BytesIO(base64.b64decode(picked_grid))) as grid:
+        colours = dict((c, n) for n, c in grid.convert("RGB").getcolors(1 << 24) or [])
+    assert colours.get(_STAR, 0) > 100, "the re-drawn grid stars the two picks"
+    reports = sorted((workdir / "gemimg_outputs" / "reports").glob("*.html"))
+    assert [p.name.split("_")[0] for p in reports] == ["lineage", "sweep"]
+    for report in reports:
+        assert report.stat().st_size < 3_000_000 and "://" not in report.read_text(encoding="utf-8")
+
+
 #: notebook stem → extra assertions on the executed notebook (``workdir`` is where it ran).
 CHECKS: dict[str, Callable[[nbformat.NotebookNode, Path], None]] = {"quickstart": check_quickstart}
 CHECKS.update(sweeps=check_sweeps, reference_images=check_reference_images)
+CHECKS.update(editing=check_editing)
 
 
 @pytest.mark.parametrize("path", notebook_params())

@@ -715,11 +715,12 @@ def test_a_decompression_bomb_is_refused_as_a_download(bombs: dict[str, bytes], 
         with Session(secure_settings(sim.base_url, tmp_path / "out")) as sess:
             job = sess.generate("a fox that explodes", wait=False)
             assert job.wait(30)
-            assert job.state is JobState.FAILED and isinstance(job.exception, InvalidImageError)
+            # paid for, so not failed: the row stays resumable (#11), and nothing is saved
+            assert job.state is JobState.TIMEOUT
             assert "too large to decode safely" in str(job.exception)
             assert list((tmp_path / "out" / "images").iterdir()) == []
             [row] = sess.store.rows()
-            assert row.state == "failed" and row.path is None
+            assert row.state == "timeout" and row.path is None
 
 
 def test_a_download_over_the_cap_is_cut_off_and_reported(key_sim: SimServer, tmp_path: Path) -> None:
@@ -742,7 +743,7 @@ def test_a_download_over_the_cap_is_cut_off_and_reported(key_sim: SimServer, tmp
     settings = secure_settings(key_sim.base_url, tmp_path / "out", download_max_bytes=20_000)
     with Session(settings) as sess:
         job = sess.generate("a fox too big to fetch", wait=False)
-        assert job.wait(30) and job.state is JobState.FAILED
+        assert job.wait(30) and job.state is JobState.TIMEOUT  # paid for: resumable with a larger cap
         assert "download cap" in str(job.exception) and "\n" not in str(job.exception)
         assert list((tmp_path / "out" / "images").iterdir()) == []
 

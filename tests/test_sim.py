@@ -15,8 +15,10 @@ import pytest
 import requests
 from PIL import Image
 
+from gemimg_jupyter.client import parse_task
 from gemimg_jupyter.errors import InvalidImageError
 from gemimg_jupyter.images import decode_image
+from gemimg_jupyter.models import MODELS
 from gemimg_jupyter.sim import RenderSpec, SimConfig, SimServer, render_png
 from gemimg_jupyter.sim.render import palette_for
 
@@ -573,6 +575,143 @@ def test_cli_rejects_bad_values() -> None:
     cmd = [sys.executable, "-m", "gemimg_jupyter.sim", "--port", "0", "--fail-rate", "7"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 2 and "fail_rate" in done.stderr
+
+
+# -- dialects and the field's observations (issue 13) ---------------------------------------------------------------
+
+
+def wait_parsed(server: SimServer, http: requests.Session, ident: str) -> list[dict[str, Any]]:
+    """Poll until the client's parser calls the task terminal; return every raw answer (a loop bound, not timing)."""
+    seen: list[dict[str, Any]] = []
+    for _ in range(1000):
+        seen.append(status(server, http, ident).json())
+        if parse_task(seen[-1]).is_terminal:
+            return seen
+        time.sleep(0.01)
+    raise AssertionError(f"task never finished: {seen[-1]}")
+
+
+def test_newapi_style_speaks_new_api(server: SimServer, http: requests.Session) -> None:
+    server.configure(style="newapi", latency=(0.3, 0.5), queue_delay=(0.1, 0.2))
+    first = submit(server, http, client_business_id="order-n1").json()
+    assert (first["status"], first["progress"]) == ("pending", "0%")
+    assert first["id"].startswith("tsk_img_")
+    seen = wait_parsed(server, http, first["id"])
+    words = [s["status"] for s in seen]
+    assert set(words) <= {"NOT_START", "QUEUED", "IN_PROGRESS", "SUCCESS"} and words[-1] == "SUCCESS"
+    assert all(isinstance(s["progress"], str) and s["progress"].endswith("%") for s in seen)
+    assert all("billing" not in s and "usage" not in s for s in seen)  # live successes carried no billing
+    final = seen[-1]
+    assert final["task_id"] == first["id"] and "id" not in final
+    assert final["url"] == final["result"]["data"][0]["url"]
+    assert final["client_business_id"] == "order-n1"
+    task = parse_task(final)
+    assert (task.status, task.progress, task.cost_usd, task.url) == ("completed", 100, None, final["url"])
+    assert requests.get(final["url"], timeout=10).status_code == 200
+
+
+def test_newapi_failure_has_fail_reason_and_a_refund(server: SimServer, http: requests.Session) -> None:
+    server.configure(style="newapi", fail_rate=1.0)
+    final = wait_parsed(server, http, submit(server, http).json()["id"])[-1]
+    assert final["status"] == "FAILURE" and "upstream returned status 422" in final["fail_reason"]
+    assert final["billing"] == {"status": "refunded", "credits": "0", "cost_usd": "0"}
+    task = parse_task(final)
+    assert (task.status, task.blocked, task.cost_usd) == ("failed", False, 0.0)
+
+
+@pytest.mark.parametrize("style", ["docs", "newapi"])
+def test_blocked_tasks_name_the_safety_reason(server: SimServer, http: requests.Session, style: str) -> None:
+    server.configure(style=style, blocked_rate=1.0)
+    final = wait_parsed(server, http, submit(server, http).json()["id"])[-1]
+    task = parse_task(final)
+    assert (task.status, task.blocked, task.cost_usd) == ("failed", True, 0.0)
+    assert "IMAGE_SAFETY" in (task.error_message or "")
+    assert server.stats()["faults"]["blocked_task"] == 1
+
+
+@pytest.mark.parametrize("style", ["docs", "newapi"])
+def test_prompt_limit_is_per_model(server: SimServer, http: requests.Session, style: str) -> None:
+    server.configure(style=style)
+    preview = "gemini-2.5-flash-image-preview"
+    assert submit(server, http, model=preview, prompt="x" * 1000).status_code == 200
+    r = submit(server, http, model=preview, prompt="x" * 1001)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "prompt_too_long" and "at most 1000" in r.json()["error"]["message"]
+    assert submit(server, http, prompt="x" * 1001).status_code == 200  # the official model states no such cap
+
+
+def test_empty_balance_is_402_in_docs_and_403_in_newapi(server: SimServer, http: requests.Session) -> None:
+    server.configure(insufficient_quota=True)
+    assert submit(server, http).status_code == 402
+    server.configure(style="newapi")
+    r = submit(server, http)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_user_quota"
+    assert server.stats()["submits_accepted"] == 0
+
+
+def test_unserved_models_are_503_model_not_found_and_not_listed(server: SimServer, http: requests.Session) -> None:
+    listed = http.get(f"{server.base_url}/v1/models", params={"type": "image"}, timeout=10).json()
+    assert {m["id"] for m in listed["data"]} == set(MODELS)
+    server.configure(unserved_models="gemini-3-pro-image-preview")
+    r = submit(server, http, model="nano-banana-pro")  # an alias of the unserved model
+    assert r.status_code == 503 and r.json()["error"]["code"] == "model_not_found"
+    listed = http.get(f"{server.base_url}/v1/models", timeout=10).json()
+    assert "gemini-3-pro-image-preview" not in {m["id"] for m in listed["data"]}
+    assert submit(server, http, model="gemini-9-unknown").status_code == 400  # docs: a validation error
+    server.configure(style="newapi")
+    r = submit(server, http, model="gemini-9-unknown")
+    assert r.status_code == 503 and "No available channel" in r.json()["error"]["message"]
+    assert server.stats()["faults"]["model_not_found"] == 2
+    assert requests.get(f"{server.base_url}/v1/models", timeout=10).status_code == 401  # the key is still needed
+
+
+@pytest.mark.parametrize(("resolution", "model", "expected"), [
+    ("2K", "gemini-3.1-flash-image-preview", (1024, 1024)),
+    ("1K", OFFICIAL, (512, 512)),
+])  # fmt: skip
+def test_small_image_fault_is_one_step_smaller(
+    server: SimServer, http: requests.Session, resolution: str, model: str, expected: tuple[int, int]
+) -> None:
+    server.configure(small_image_rate=1.0)
+    meta = {"resolution": resolution} if model != OFFICIAL else {}
+    data = generate(server, http, model=model, metadata=meta)
+    assert decode_image(data).size == expected
+    assert server.stats()["faults"]["small_image"] == 1
+
+
+def test_unknown_status_word(server: SimServer, http: requests.Session) -> None:
+    server.configure(unknown_status="WEIRD", stuck_rate=1.0)
+    task = submit(server, http).json()
+    server.advance(5)
+    seen = status(server, http, task["id"]).json()
+    assert seen["status"] == "WEIRD"
+    assert (parse_task(seen).status, parse_task(seen).raw_status) == ("unknown", "WEIRD")
+
+
+def test_edge_refuses_requests_without_a_user_agent(server: SimServer) -> None:
+    server.configure(require_user_agent=True)
+    url = f"{server.base_url}/v1/models"
+    with requests.Session() as bare:  # requests' own default User-Agent
+        r = bare.get(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
+    assert r.status_code == 403 and r.headers["Content-Type"].startswith("text/html") and b"1010" in r.content
+    ok = requests.get(url, headers={"Authorization": f"Bearer {KEY}", "User-Agent": "gemimg_jupyter/1"}, timeout=10)
+    assert ok.status_code == 200
+    assert server.stats()["faults"]["edge_refused"] == 1
+
+
+def test_metadata_seed_repeats_the_image(server: SimServer, http: requests.Session) -> None:
+    seeded = [generate(server, http, metadata={"temperature": 1.5, "seed": 42}) for _ in range(2)]
+    free = [generate(server, http, metadata={"temperature": 1.5}) for _ in range(2)]
+    assert seeded[0] == seeded[1]
+    assert free[0] != free[1]
+    r = submit(server, http, metadata={"seed": "42"})
+    assert r.status_code == 400 and "metadata.seed" in r.json()["error"]["message"]
+
+
+def test_style_is_checked() -> None:
+    assert SimConfig(style="NEWAPI").style == "newapi"
+    with pytest.raises(ValueError, match="style"):
+        SimConfig(style="openai")
 
 
 def test_the_installed_command_names_itself_in_its_help() -> None:

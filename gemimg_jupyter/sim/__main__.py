@@ -53,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            metavar = "LIST" if f.name == "fault_endpoints" else "MIN,MAX" if isinstance(default, tuple) else "X"
+            metavar = (
+                "LIST"
+                if f.name in ("fault_endpoints", "unserved_models")
+                else "MIN,MAX"
+                if isinstance(default, tuple)
+                else "X"
+            )
             group.add_argument(flag, default=None, metavar=metavar, help=help_text)
     return parser
 

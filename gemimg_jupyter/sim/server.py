@@ -5,13 +5,18 @@ Routes (see ``docs/simulator.md`` for every body and header)::
     POST /v1/images/generations            submit a task (JSON)
     GET  /v1/images/generations/{id}       task status, by task id or client_business_id
     POST /v1/uploads/images                upload a reference image (multipart, field "file")
+    GET  /v1/models?type=image             the image models the key may use
     GET  /generated/<name>.png             result images (no auth, like a CDN; expire)
     GET  /uploads/<...>                    uploaded images (no auth)
     GET  /_sim/stats | POST /_sim/reset | GET, POST /_sim/config | POST /_sim/advance
 
 A task's state is a pure function of its submit time and durations drawn from
 a per-task seeded RNG, so no background thread drives it. Every fault of the
-real gateway can be switched on through :class:`SimConfig`.
+real gateway can be switched on through :class:`SimConfig`, and ``style``
+picks the dialect: ``docs`` answers as the ToAPIs pages document, ``newapi``
+as the New API gateway underneath was seen to (``pending`` on submit,
+upper-case status words, ``"40%"`` progress, ``fail_reason``, a top-level
+``url``, ``billing`` only on failures).
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
@@ -57,7 +63,20 @@ _UPLOAD_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "
                    "GIF": ("image/gif", "gif")}  # fmt: skip
 _ENDPOINTS = frozenset({"submit", "query", "upload", "download"})
 _FAULT_KINDS = ("rate_limit", "server_error", "html_504", "drop_after_submit", "failed_task", "stuck_task",
-                "corrupt_image", "expired_url", "insufficient_quota")  # fmt: skip
+                "corrupt_image", "expired_url", "insufficient_quota", "blocked_task", "small_image",
+                "model_not_found", "edge_refused", "html_200_status", "download_404", "hung_status",
+                "trickle_download", "unfinished_cap")  # fmt: skip
+_STYLES = ("docs", "newapi")
+_EDGE_403 = (
+    b"<!DOCTYPE html><html><head><title>Attention Required! | edge</title></head>"
+    b"<body><h1>Sorry, you have been blocked</h1><p>error code: 1010</p></body></html>"
+)
+#: What a task refused for a safety reason says (Gemini's finishReason, passed through by the gateway).
+_BLOCKED_REASON = "The model refused to generate the image: finishReason IMAGE_SAFETY"
+_HTML_200 = (
+    b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head>"
+    b"<body><p>Please accept the terms to continue.</p></body></html>"
+)
 _HTML_504 = (
     b"<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>\r\n"
     b"<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
@@ -87,12 +106,25 @@ CONFIG_HELP: dict[str, str] = {
     "query_rate": "status query token bucket refill, requests per second per key",
     "query_burst": "status query token bucket size",
     "fault_endpoints": "endpoints random 429/5xx apply to: submit, query, upload, download",
+    "style": "dialect of the answers: docs (as documented) or newapi (as the New API gateway answers)",
+    "blocked_rate": "share of tasks that end failed for a safety reason (IMAGE_SAFETY, refunded)",
+    "small_image_rate": "share of tasks whose image is one resolution step smaller than requested",
+    "unserved_models": "model ids answered with 503 model_not_found (and left out of /v1/models)",
+    "unknown_status": "a status word running tasks report instead of in_progress (empty: off)",
+    "require_user_agent": "the edge answers 403 (HTML) to requests without a User-Agent or with a library default",
+    "html_status_once": "answer each task's first status query with an HTML page and status 200 (a captive portal)",
+    "html_status_rate": "share of status queries answered with an HTML page and status 200",
+    "download_404_once": "the first download of each result answers 404 (a CDN not yet in sync)",
+    "hang_status_once": "each task's first status query never answers (the server holds it until the client leaves)",
+    "trickle_download": "seconds between bytes of a result download (0: normal speed)",
+    "max_unfinished": "submits beyond this many unfinished tasks get 429 + Retry-After: 1 (0: no cap)",
 }
 _RANGES = frozenset({"latency", "queue_delay", "retry_after"})
 _RATES = frozenset(name for name in CONFIG_HELP if name.endswith("_rate") and name not in ("submit_rate", "query_rate"))
 _FLAGS = frozenset(
-    {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype"}
-)
+    {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype",
+     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once"}
+)  # fmt: skip
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -108,11 +140,17 @@ def _coerce(name: str, value: Any) -> Any:
             return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
         if name == "seed":
             return None if value is None else int(value)
-        if name == "fault_endpoints":
+        if name in ("fault_endpoints", "unserved_models"):
             names = tuple(n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip())
-            if not set(names) <= _ENDPOINTS:
+            if name == "fault_endpoints" and not set(names) <= _ENDPOINTS:
                 raise ValueError
             return names
+        if name == "style":
+            if str(value).strip().lower() not in _STYLES:
+                raise ValueError
+            return str(value).strip().lower()
+        if name == "unknown_status":
+            return str(value or "").strip()
         number = float(value)
         if not 0 <= number < math.inf or (name in _RATES and number > 1):
             raise ValueError
@@ -154,6 +192,18 @@ class SimConfig:
     query_rate: float = 50.0
     query_burst: float = 500.0
     fault_endpoints: tuple[str, ...] = ("submit", "query", "upload")
+    style: str = "docs"
+    blocked_rate: float = 0.0
+    small_image_rate: float = 0.0
+    unserved_models: tuple[str, ...] = ()
+    unknown_status: str = ""
+    require_user_agent: bool = False
+    html_status_once: bool = False
+    html_status_rate: float = 0.0
+    download_404_once: bool = False
+    hang_status_once: bool = False
+    trickle_download: float = 0.0
+    max_unfinished: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -180,6 +230,7 @@ class _Reply:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    trickle: float = 0.0  # seconds between bytes of the body (a trickle-fed download)
 
 
 def _json(status: int, obj: object, headers: Mapping[str, str] | None = None) -> _Reply:
@@ -219,6 +270,7 @@ class _Submit:
     top_p: float | None
     image_urls: tuple[str, ...]
     business_id: str | None
+    seed: int | None = None
 
 
 @dataclass
@@ -231,10 +283,11 @@ class _Task:
     t0: float
     queue_s: float
     run_s: float
-    outcome: str  # "completed" | "failed" | "stuck"
+    outcome: str  # "completed" | "failed" | "stuck" | "blocked"
     corrupt: bool
     lifetime: float
     file_name: str
+    small: bool = False
 
     @property
     def done_at(self) -> float:
@@ -249,6 +302,8 @@ class _Task:
         if self.outcome == "stuck" or running < self.run_s:
             share = min(1.0, running / self.run_s) if self.run_s > 0 else 1.0
             return "in_progress", min(90, 10 + int(80 * share))
+        if self.outcome == "blocked":
+            return "failed", 0
         return self.outcome, 100 if self.outcome == "completed" else 0
 
 
@@ -278,6 +333,12 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
     prompt = payload.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         raise _Invalid("The 'prompt' field is required.", "prompt")
+    if len(prompt) > spec.max_prompt_chars:
+        raise _Invalid(
+            f"prompt is too long: {len(prompt)} characters, {spec.id} accepts at most {spec.max_prompt_chars}",
+            "prompt",
+            code="prompt_too_long",
+        )
     size = payload.get("size", "1:1")
     if size not in spec.sizes:
         raise _Invalid(f"Invalid size {json.dumps(size)} for {spec.id}; supported: {', '.join(spec.sizes)}", "size")
@@ -322,7 +383,12 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
     business_id = payload.get("client_business_id", meta.get("client_business_id"))
     if business_id is not None and (not isinstance(business_id, str) or not 0 < len(business_id) <= 128):
         raise _Invalid("client_business_id must be a string of 1 to 128 characters", "client_business_id")
-    return _Submit(spec, prompt, size, resolution, temperature, top_p, tuple(clean), business_id)
+    seed = meta.get("seed")
+    if seed is not None and (type(seed) is not int or not 0 <= seed < 2**31):
+        raise _Invalid(
+            f"metadata.seed must be an integer from 0 to 2147483647 (got {json.dumps(seed)})", "metadata.seed"
+        )
+    return _Submit(spec, prompt, size, resolution, temperature, top_p, tuple(clean), business_id, seed)
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -415,6 +481,7 @@ class SimServer:
         host: str = "127.0.0.1",
         port: int = 0,
         accepted_keys: Iterable[str] | None = None,
+        state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config if config is not None else SimConfig()
         self.host, self._port = host, port
@@ -438,6 +505,60 @@ class SimServer:
         self._faults: Counter[str] = Counter()
         self._seq = 0
         self._reset_seq = 0
+        self._seen: set[tuple[str, str]] = set()  # (fault, task id) pairs of the once-per-task faults
+        self._closing = threading.Event()
+        self._state_file = Path(state_file) if state_file is not None else None
+        if self._state_file is not None:
+            self._load_state(self._state_file)
+
+    # -- the task table on disk ----------------------------------------------------------------------------------
+
+    def _load_state(self, path: Path) -> None:
+        """Restore the tasks a previous simulator wrote to ``path`` (one JSON line per task)."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return
+        now_wall, now = time.time(), self._now()
+        for line in lines:
+            try:
+                d = json.loads(line)
+                r = d["req"]
+                req = _Submit(
+                    get_model(r["model"]), r["prompt"], r["size"], r["resolution"], r["temperature"],
+                    r["top_p"], tuple(r["image_urls"]), r["business_id"],
+                )  # fmt: skip
+                task = _Task(
+                    d["id"], int(d["seq"]), d["owner"], req, float(d["created_wall"]),
+                    now - (now_wall - float(d["created_wall"])), float(d["queue_s"]), float(d["run_s"]),
+                    d["outcome"], bool(d["corrupt"]), float(d["lifetime"]), d["file_name"],
+                )  # fmt: skip
+            except (ValueError, KeyError, TypeError, ValidationError):
+                continue  # a torn last line after a crash
+            self._tasks[task.id] = task
+            self._files[task.file_name] = task.id
+            if req.business_id:
+                self._by_bid.setdefault((task.owner, req.business_id), []).append(task.id)
+            self._seq = max(self._seq, task.seq)
+        self._reset_seq = self._seq
+
+    def _save_task(self, task: _Task) -> None:
+        if self._state_file is None:
+            return
+        req = task.req
+        line = {
+            "id": task.id, "seq": task.seq, "owner": task.owner, "created_wall": task.created_wall,
+            "queue_s": task.queue_s, "run_s": task.run_s, "outcome": task.outcome, "corrupt": task.corrupt,
+            "lifetime": task.lifetime, "file_name": task.file_name,
+            "req": {"model": req.spec.id, "prompt": req.prompt, "size": req.size, "resolution": req.resolution,
+                    "temperature": req.temperature, "top_p": req.top_p, "image_urls": list(req.image_urls),
+                    "business_id": req.business_id},
+        }  # fmt: skip
+        try:
+            with open(self._state_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+        except OSError:
+            log.warning("the simulator could not keep task %s on disk", task.id, exc_info=True)
 
     # -- life cycle ---------------------------------------------------------------------------------------------
 
@@ -470,8 +591,10 @@ class SimServer:
     def stop(self) -> None:
         """Stop serving and cut open connections; task state is kept."""
         with self._life:
+            self._closing.set()  # let held (hung) answers go
             self._cancel_timer()
             self._close()
+            self._closing.clear()
 
     def restart(self) -> str:
         """Close the listening socket and open it again on the same port, keeping all state."""
@@ -611,6 +734,13 @@ class SimServer:
         h.send_header("Content-Type", reply.content_type)
         h.send_header("Content-Length", str(len(reply.body)))
         h.end_headers()
+        if reply.trickle > 0:
+            for i in range(len(reply.body)):
+                h.wfile.write(reply.body[i : i + 1])
+                if self._closing.wait(reply.trickle):
+                    h.close_connection = True
+                    return
+            return
         h.wfile.write(reply.body)
 
     def _route(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
@@ -657,7 +787,7 @@ class SimServer:
     # -- the API ------------------------------------------------------------------------------------------------
 
     def _api(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
-        endpoint = {_SUBMIT: "submit", _UPLOAD: "upload"}.get(path)
+        endpoint = {_SUBMIT: "submit", _UPLOAD: "upload", "/v1/models": "models"}.get(path)
         if endpoint is None and path.startswith(_SUBMIT + "/"):
             endpoint = "query"
         if endpoint == "query":
@@ -674,6 +804,11 @@ class SimServer:
     def _api_checked(
         self, endpoint: str | None, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> _Reply | None:
+        agent = (headers.get("user-agent") or "").strip().lower()
+        if self.config.require_user_agent and (not agent or agent.startswith(("python-requests", "python-urllib"))):
+            with self._lock:
+                self._faults["edge_refused"] += 1
+            return _Reply(403, _EDGE_403, "text/html; charset=UTF-8")
         auth = headers.get("authorization") or ""
         scheme, _, key = auth.partition(" ")
         owner = _owner(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
@@ -692,11 +827,20 @@ class SimServer:
                     "invalid_request_error",
                 )
             return _not_found()
-        if method != {"submit": "POST", "upload": "POST", "query": "GET"}[endpoint]:
+        if method != {"submit": "POST", "upload": "POST", "query": "GET", "models": "GET"}[endpoint]:
             return _error(405, 405, f"Method {method} not allowed on {path}")
+        if endpoint == "models":
+            return self._models()
         fault = self._roll_fault(endpoint)
         if fault is not None:
             return fault
+        if endpoint == "submit" and cfg.max_unfinished > 0 and self._unfinished(owner) >= cfg.max_unfinished:
+            with self._lock:
+                self._faults["unfinished_cap"] += 1
+            return _rate_limited({"Retry-After": "1"})
+        if endpoint == "query" and self._hang_once(path):
+            self._closing.wait(120.0)  # hold the answer until the client gives up (or the server stops)
+            return None
         category = {"submit": "async_submit", "query": "async_query"}.get(endpoint)
         limits: dict[str, str] = {}
         if category is not None:
@@ -712,6 +856,28 @@ class SimServer:
         if reply is not None:
             reply.headers.update(limits)
         return reply
+
+    def _unfinished(self, owner: str) -> int:
+        with self._lock:
+            now = self._now()
+            return sum(
+                1 for t in self._tasks.values() if t.owner == owner and t.state(now)[0] in ("queued", "in_progress")
+            )
+
+    def _once(self, fault: str, task_id: str) -> bool:
+        """True the first time ``fault`` meets ``task_id`` (counted), False after."""
+        with self._lock:
+            if (fault, task_id) in self._seen:
+                return False
+            self._seen.add((fault, task_id))
+            self._faults[fault] += 1
+            return True
+
+    def _hang_once(self, path: str) -> bool:
+        ident = unquote(path.removeprefix(_SUBMIT + "/"))
+        with self._lock:
+            known = ident in self._tasks
+        return self.config.hang_status_once and known and self._once("hung_status", ident)
 
     def _roll_fault(self, endpoint: str) -> _Reply | None:
         cfg = self.config
@@ -768,24 +934,36 @@ class SimServer:
             payload = json.loads(body)
         except ValueError:
             payload = None
+        cfg = self.config
+        unserved = self._unserved(payload)
+        if unserved is not None:
+            return unserved
         try:
-            req = _validate(payload, self.config.strict_image_url_objects)
+            req = _validate(payload, cfg.strict_image_url_objects)
         except _Invalid as exc:
             return _error(400, exc.code, exc.message, "invalid_request_error", param=exc.param)
-        cfg = self.config
         if cfg.insufficient_quota:
             with self._lock:
                 self._faults["insufficient_quota"] += 1
+            if cfg.style == "newapi":  # New API answers an empty balance with 403
+                return _error(403, "insufficient_user_quota", "user quota is not enough", "new_api_error")
             return _error(402, "insufficient_quota", "Insufficient account balance, please top up", "payment_required")
         with self._lock:
             self._seq += 1
-            task_id = "img_" + hashlib.sha256(f"{self._salt}:{self._seq}".encode()).hexdigest()[:32]
+            prefix = "tsk_img_" if cfg.style == "newapi" else "img_"
+            task_id = prefix + hashlib.sha256(f"{self._salt}:{self._seq}".encode()).hexdigest()[:32]
             rng = random.Random(f"{self._salt}:{task_id}")
             total = rng.uniform(*cfg.latency)
             queue_s = min(total, rng.uniform(*cfg.queue_delay))
             roll = rng.random()
             outcome = (
-                "failed" if roll < cfg.fail_rate else "stuck" if roll < cfg.fail_rate + cfg.stuck_rate else "completed"
+                "failed"
+                if roll < cfg.fail_rate
+                else "stuck"
+                if roll < cfg.fail_rate + cfg.stuck_rate
+                else "blocked"
+                if roll < cfg.fail_rate + cfg.stuck_rate + cfg.blocked_rate
+                else "completed"
             )
             wall = time.time()
             name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}.png"
@@ -802,23 +980,28 @@ class SimServer:
                 rng.random() < cfg.corrupt_image_rate,
                 cfg.url_lifetime,
                 name,
+                small=rng.random() < cfg.small_image_rate,
             )
             self._tasks[task_id] = task
+            self._save_task(task)
             self._files[name] = task_id
             if req.business_id:
                 self._by_bid.setdefault((owner, req.business_id), []).append(task_id)
             self._counts["submits_accepted"] += 1
             if outcome != "completed":
                 self._faults[f"{outcome}_task"] += 1
+            if task.small and outcome == "completed":
+                self._faults["small_image"] += 1
             if self._rng.random() < cfg.drop_after_submit_rate:
                 self._faults["drop_after_submit"] += 1
                 return None
+        newapi = cfg.style == "newapi"
         out: dict[str, Any] = {
             "id": task_id,
             "object": "generation.task",
             "model": req.spec.id,
-            "status": "queued",
-            "progress": 0,
+            "status": "pending" if newapi else "queued",
+            "progress": "0%" if newapi else 0,
             "created_at": int(wall),
             "metadata": {},
         }
@@ -834,16 +1017,24 @@ class SimServer:
                 task = self._tasks.get(ids[-1]) if ids else None
             if task is None:
                 return _not_found("Task not found")
+            html = self.config.html_status_rate > 0 and self._rng.random() < self.config.html_status_rate
+            if html:
+                self._faults["html_200_status"] += 1
+        if html or (self.config.html_status_once and self._once("html_200_status", task.id)):
+            return _Reply(200, _HTML_200, "text/html; charset=utf-8")
+        with self._lock:
             return _json(200, self._view(task, self._now()))
 
     def _view(self, task: _Task, now: float) -> dict[str, Any]:
+        if self.config.style == "newapi":
+            return self._view_newapi(task, now)
         state, progress = task.state(now)
         req = task.req
         out: dict[str, Any] = {
             "id": task.id,
             "object": "generation.task",
             "model": req.spec.id,
-            "status": state,
+            "status": self.config.unknown_status if state == "in_progress" and self.config.unknown_status else state,
             "progress": progress,
             "created_at": int(task.created_wall),
         }
@@ -852,21 +1043,12 @@ class SimServer:
         if state in ("queued", "in_progress"):
             out["billing"] = {"status": "pending"}
         elif state == "failed":
-            out["error"] = {
-                "code": "generation_failed",
-                "message": "call upstream API failed: upstream returned status 422",
-            }
-            out["billing"] = {"status": "refunded", "credits": "0", "cost_usd": "0"}
+            out["error"] = {"code": "generation_failed", "message": _failure_reason(task)}
+            out["billing"] = dict(_REFUNDED)
         else:
-            done = int(task.created_wall + task.queue_s + task.run_s)
-            url = f"{self.base_url}/generated/{task.file_name}"
-            out |= {
-                "completed_at": done,
-                "expires_at": done + int(task.lifetime),
-                "result": {"type": "image", "data": [{"url": url}]},
-            }
+            out |= self._completion(task)
             if self.config.top_level_url:
-                out["url"] = url
+                out["url"] = out["result"]["data"][0]["url"]
             price = req.spec.price_usd
             if price is not None:
                 out["billing"] = {
@@ -882,6 +1064,76 @@ class SimServer:
                     "total_tokens": text_tokens + image_tokens + 1290,
                 }
         return out
+
+    def _view_newapi(self, task: _Task, now: float) -> dict[str, Any]:
+        """The task as New API answers: its status words, ``"40%"``, ``fail_reason``, no billing on success."""
+        state, progress = task.state(now)
+        word = {"queued": "QUEUED", "in_progress": "IN_PROGRESS", "completed": "SUCCESS", "failed": "FAILURE"}[state]
+        if state == "queued" and now - task.t0 < task.queue_s / 2:
+            word = "NOT_START"
+        if state == "in_progress" and self.config.unknown_status:
+            word = self.config.unknown_status
+        out: dict[str, Any] = {
+            "task_id": task.id,
+            "object": "generation.task",
+            "model": task.req.spec.id,
+            "status": word,
+            "progress": f"{progress}%",
+            "created_at": int(task.created_wall),
+            "fail_reason": "",
+        }
+        if task.req.business_id:
+            out["client_business_id"] = task.req.business_id
+        if state == "failed":
+            out |= {"progress": "100%", "fail_reason": _failure_reason(task), "billing": dict(_REFUNDED)}
+        elif state == "completed":
+            out |= self._completion(task)
+            out["url"] = out["result"]["data"][0]["url"]
+        return out
+
+    def _completion(self, task: _Task) -> dict[str, Any]:
+        """``completed_at``, ``expires_at`` and ``result`` of a completed task (both styles)."""
+        done = int(task.created_wall + task.queue_s + task.run_s)
+        url = f"{self.base_url}/generated/{task.file_name}"
+        return {
+            "completed_at": done,
+            "expires_at": done + int(task.lifetime),
+            "result": {"type": "image", "data": [{"url": url}]},
+        }
+
+    def _unserved(self, payload: Any) -> _Reply | None:
+        """503 ``model_not_found`` for a model no channel serves (New API's answer; also unknown ids in ``newapi``)."""
+        model = payload.get("model") if isinstance(payload, dict) else None
+        if not isinstance(model, str) or not model.strip():
+            return None
+        try:
+            known = get_model(model).id
+        except ValidationError:
+            known = None
+        cfg = self.config
+        if model in cfg.unserved_models or known in cfg.unserved_models or (known is None and cfg.style == "newapi"):
+            with self._lock:
+                self._faults["model_not_found"] += 1
+            return _error(
+                503,
+                "model_not_found",
+                f"No available channel for model {model} under group default (distributor)",
+                "new_api_error",
+            )
+        return None
+
+    def _models(self) -> _Reply:
+        """``GET /v1/models``: the registry's image models, less the unserved ones (free, like the real one)."""
+        unserved = set(self.config.unserved_models)
+        data = [
+            {"id": spec.id, "object": "model", "owned_by": "toapis", "type": "image"}
+            for spec in MODELS.values()
+            if spec.id not in unserved
+        ]
+        out: dict[str, Any] = {"object": "list", "data": data}
+        if self.config.style == "newapi":
+            out["success"] = True
+        return _json(200, out)
 
     def _upload(self, owner: str, content_type: str, body: bytes) -> _Reply:
         def refuse(message: str) -> _Reply:
@@ -933,10 +1185,14 @@ class SimServer:
         fault = self._roll_fault("download")
         if fault is not None:
             return fault
+        if self.config.download_404_once and self._once("download_404", task.id):
+            return _not_found("File not found")
         if data is None:
             req = task.req
+            resolution = _smaller(req.resolution) if task.small else req.resolution
+            sample = task.id if req.seed is None else f"seed:{req.seed}"
             spec = RenderSpec(
-                req.prompt, req.spec.id, req.size, req.resolution, req.temperature, req.top_p, refs, urls, task.id
+                req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample
             )
             data = render_png(spec)
             if task.corrupt:
@@ -948,7 +1204,26 @@ class SimServer:
             self._counts["downloads"] += 1
             if task.corrupt:
                 self._faults["corrupt_image"] += 1
-        return _Reply(200, data, "image/png", {"Cache-Control": "public, max-age=86400"})
+            if self.config.trickle_download > 0:
+                self._faults["trickle_download"] += 1
+        return _Reply(
+            200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
+        )
+
+
+_REFUNDED = {"status": "refunded", "credits": "0", "cost_usd": "0"}
+_STEP_DOWN = {"4K": "2K", "2K": "1K", "1K": "0.5K", "0.5K": "0.5K"}
+
+
+def _smaller(resolution: str) -> str:
+    """One resolution step down (a channel answering 2K with 1K)."""
+    return _STEP_DOWN.get(resolution, "0.5K")
+
+
+def _failure_reason(task: _Task) -> str:
+    if task.outcome == "blocked":
+        return _BLOCKED_REASON
+    return "call upstream API failed: upstream returned status 422"
 
 
 def _owner(key: str) -> str:

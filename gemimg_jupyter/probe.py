@@ -1,0 +1,774 @@
+"""Ask the gateway the questions its documentation leaves open, and keep the answers.
+
+::
+
+    python -m gemimg_jupyter.probe [--base-url URL] [--spend DOLLARS] [--out DIR] [--yes]
+    %gemimg probe [--spend DOLLARS] [--yes]
+
+Free checks come first: is the key accepted, which image models may it use
+(``GET /v1/models?type=image``), does this client's User-Agent pass the edge,
+what does an error look like. With ``--spend N`` (dollars; confirmed before
+anything is paid) it submits the cheapest requests that settle the rest: the
+status words and fields a real task goes through and whether ``billing``
+appears, what a second submit with the same ``client_business_id`` does,
+whether look-up by it works at once, whether ``image_urls`` objects are
+accepted, the prompt-length limit, whether ``metadata.resolution`` changes the
+pixel size, whether ``metadata.seed`` is accepted and narrows the variation.
+
+Every check prints what is expected, what was observed and a verdict. The
+whole exchange (every request and answer with its headers, never the key or
+``Authorization``) is written to ``<output_dir>/probe/`` for a bug report.
+Without a key it probes a simulator it starts on loopback, and says so.
+``docs/gateway.md`` explains how to read the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image, ImageChops, ImageStat
+
+from . import __version__
+from .client import STATUS_WORDS, ToAPIsClient, find_result_url, parse_task
+from .errors import GemimgError, redact
+from .images import png_bytes
+from .models import MODELS, GenerationParams, ModelSpec, pixel_size
+from .settings import DEFAULT_BASE_URL, RetryPolicy, Secret, Settings
+
+__all__ = ["Check", "ProbeReport", "main", "run_probe"]
+
+_SUBMIT = "/v1/images/generations"
+#: What a request to a model without a published price is counted at against ``--spend``.
+UNPRICED_USD = 0.25
+_PROMPT = "A small red paper-cut fox on a plain white background"
+_SEED = 424242
+_HIDDEN_HEADERS = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+
+
+@dataclass
+class Check:
+    """One question put to the gateway: what the docs (or the field) lead us to expect, what it said."""
+
+    name: str
+    question: str
+    expected: str
+    observed: str = "not asked"
+    verdict: str = "skipped"  # ok | differs | note | skipped | error
+    paid_usd: float = 0.0
+
+    def lines(self) -> list[str]:
+        mark = {"ok": "✓", "differs": "✗", "note": "•", "skipped": "–", "error": "!"}.get(self.verdict, "?")
+        return [
+            f"{mark} {self.name}: {self.question}",
+            f"    expected: {self.expected}",
+            f"    observed: {self.observed}",
+            f"    verdict:  {self.verdict}" + (f" (paid about ${self.paid_usd:.3f})" if self.paid_usd else ""),
+        ]
+
+
+@dataclass
+class ProbeReport:
+    """Every check, where the transcript went and what was spent."""
+
+    base_url: str
+    simulated: bool
+    checks: list[Check] = field(default_factory=list)
+    transcript: Path | None = None
+    spent_usd: float = 0.0
+
+    def check(self, name: str) -> Check:
+        """The check called ``name`` (KeyError if there is none)."""
+        for check in self.checks:
+            if check.name == name:
+                return check
+        raise KeyError(name)
+
+    def text(self) -> str:
+        """The report as printed."""
+        lines = [
+            f"gemimg probe of {self.base_url}"
+            + (" (the built-in simulator: nothing is charged)" if self.simulated else "")
+        ]
+        for check in self.checks:
+            lines += check.lines()
+        counts = {v: sum(c.verdict == v for c in self.checks) for v in ("ok", "differs", "note", "skipped", "error")}
+        lines.append(
+            "summary: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + f"; spent about ${self.spent_usd:.3f}"
+        )
+        if self.transcript is not None:
+            lines.append(f"transcript: {self.transcript} (attach it to a bug report; it holds no key)")
+        return "\n".join(lines)
+
+
+class _Recorder(requests.Session):
+    """A requests session that keeps the shape of every exchange (headers without secrets, JSON bodies)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.exchanges: list[dict[str, Any]] = []
+        self._t0 = time.monotonic()
+        self._lock = threading.Lock()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        entry: dict[str, Any] = {"t": round(time.monotonic() - self._t0, 3), "method": str(method), "url": str(url)}
+        try:
+            resp = super().request(method, url, *args, **kwargs)
+        except requests.RequestException as exc:
+            entry["error"] = type(exc).__name__
+            self._keep(entry)
+            raise
+        req = resp.request
+        entry["request_headers"] = _headers(req.headers)
+        entry["request_body"] = _body(req.body, req.headers.get("Content-Type", ""))
+        entry["status"] = resp.status_code
+        entry["response_headers"] = _headers(resp.headers)
+        ctype = resp.headers.get("Content-Type", "")
+        if "json" in ctype or "html" in ctype or "text" in ctype:
+            entry["response_body"] = _body(resp.content, ctype)
+        else:
+            entry["response_body"] = {"bytes": resp.headers.get("Content-Length"), "content_type": ctype}
+        self._keep(entry)
+        return resp
+
+    def _keep(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self.exchanges.append(entry)
+
+
+def _headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: ("(hidden)" if k.lower() in _HIDDEN_HEADERS else redact(str(v))) for k, v in headers.items()}
+
+
+def _body(body: object, ctype: str) -> object:
+    if body is None or body == b"" or body == "":
+        return None
+    raw = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else None
+    if raw is None:
+        return {"stream": type(body).__name__}
+    if "json" in ctype or raw[:1] in (b"{", b"["):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    if "multipart" in ctype:
+        return {"multipart_bytes": len(raw)}
+    if "html" in ctype or "text" in ctype:
+        return {"text": redact(raw[:500].decode("utf-8", "replace"))}
+    return {"bytes": len(raw)}
+
+
+class _Budget:
+    """What ``--spend`` still allows; a request is only sent when it fits."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit, self.spent = limit, 0.0
+
+    @staticmethod
+    def price(spec: ModelSpec) -> float:
+        return spec.price_usd if spec.price_usd is not None else UNPRICED_USD
+
+    def fits(self, *specs: ModelSpec) -> bool:
+        return self.spent + sum(self.price(s) for s in specs) <= self.limit + 1e-9
+
+    def pay(self, spec: ModelSpec) -> float:
+        cost = self.price(spec)
+        self.spent += cost
+        return cost
+
+
+class _Probe:
+    def __init__(
+        self, base_url: str, key: Secret, *, say: Callable[[str], None], poll_timeout: float, poll_every: float
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.key = key
+        self.say = say
+        self.poll_timeout, self.poll_every = poll_timeout, poll_every
+        self.http = _Recorder()
+        self.http.headers["User-Agent"] = f"gemimg_jupyter/{__version__} (probe)"
+        retry = RetryPolicy(max_tries=3, base=0.5, cap=4.0, jitter=0.2, max_retry_after=30.0)
+        self.client = ToAPIsClient(self.base_url, key, retry=retry, session=self.http, timeout=(10.0, 30.0))
+        self.listed: list[str] = []
+
+    # -- plumbing ---------------------------------------------------------------------------------------------------
+
+    def raw(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if auth:
+            headers["Authorization"] = f"Bearer {self.key.reveal()}"
+        return self.http.request(method, self.base_url + path, headers=headers, timeout=(10.0, 30.0), **kwargs)
+
+    def submit(self, body: Mapping[str, Any]) -> requests.Response:
+        return self.raw("POST", _SUBMIT, json=dict(body))
+
+    def follow(self, task_id: str) -> list[dict[str, Any]]:
+        """Every answer for ``task_id`` until it is terminal or ``poll_timeout`` passes."""
+        seen: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.poll_timeout
+        unknown = 0
+        while time.monotonic() < deadline:
+            resp = self.raw("GET", f"{_SUBMIT}/{task_id}")
+            if resp.status_code == 200:
+                body = resp.json()
+                seen.append(body)
+                task = parse_task(body)
+                if task.is_terminal:
+                    return seen
+                unknown = unknown + 1 if task.status == "unknown" else 0
+                if unknown >= 10:
+                    return seen
+            threading.Event().wait(min(self.poll_every, max(0.0, deadline - time.monotonic())))
+        return seen
+
+    def download_size(self, body: Mapping[str, Any]) -> tuple[tuple[int, int] | None, bytes | None]:
+        url = find_result_url(body)
+        if url is None:
+            return None, None
+        data = self.client.download(url)
+        return (data.width, data.height), bytes(data)
+
+    # -- the checks -------------------------------------------------------------------------------------------------
+
+    def free_checks(self, report: ProbeReport) -> bool:
+        """Auth, models, User-Agent, error shape; False when the key is refused (nothing else can work)."""
+        auth = Check("auth", "is the key accepted?", "GET /v1/models?type=image answers 200 with the key")
+        report.checks.append(auth)
+        try:
+            resp = self.raw("GET", "/v1/models", params={"type": "image"})
+        except requests.RequestException as exc:
+            auth.observed, auth.verdict = f"no answer ({type(exc).__name__}); check the URL and the network", "error"
+            return False
+        auth.observed = f"HTTP {resp.status_code}" + _error_text(resp)
+        auth.verdict = "ok" if resp.status_code == 200 else "error"
+        if resp.status_code in (401, 403):
+            return False
+
+        models = Check(
+            "models",
+            "which image models may the key use?",
+            f"the default model {next(iter(MODELS))} among those listed (the list is free)",
+        )
+        report.checks.append(models)
+        if resp.status_code == 200:
+            try:
+                data = resp.json().get("data")
+            except ValueError:
+                data = None
+            items = data if isinstance(data, list) else []
+            self.listed = [str(i.get("id") if isinstance(i, Mapping) else i) for i in items]
+            ours = [m for m in MODELS if m in self.listed]
+            missing = [m for m in MODELS if m not in self.listed]
+            extra = sorted(set(self.listed) - set(MODELS))
+            models.observed = (
+                f"{len(self.listed)} listed; registry models usable: {', '.join(ours) or 'none'}"
+                f"; not listed: {', '.join(missing) or 'none'}"
+                + (
+                    f"; not in the registry: {', '.join(extra[:12])}" + (" …" if len(extra) > 12 else "")
+                    if extra
+                    else ""
+                )
+            )
+            models.verdict = "ok" if next(iter(MODELS)) in self.listed else "differs"
+        else:
+            models.observed, models.verdict = f"HTTP {resp.status_code}; the list is not available", "note"
+
+        agent = Check(
+            "user_agent",
+            "does this client's User-Agent pass the edge?",
+            f"{self.http.headers['User-Agent']!r} is answered 200 (a field client fixed a 403 by sending one)",
+        )
+        report.checks.append(agent)
+        bare = self.raw("GET", "/v1/models", headers={"User-Agent": f"python-requests/{requests.__version__}"})
+        agent.observed = f"ours: HTTP {resp.status_code}; a library default: HTTP {bare.status_code}" + (
+            " (HTML: the edge refused it)" if "html" in bare.headers.get("Content-Type", "") else ""
+        )
+        agent.verdict = "ok" if resp.status_code == 200 else "differs"
+
+        envelope = Check(
+            "error_shape",
+            "what does an error look like (an unknown task)?",
+            '404 {"error": {"code", "message", "type"}}',
+        )
+        report.checks.append(envelope)
+        missing_task = self.raw("GET", f"{_SUBMIT}/probe-{uuid.uuid4().hex[:12]}")
+        envelope.observed = f"HTTP {missing_task.status_code}" + _error_text(missing_task, shape=True)
+        envelope.verdict = "ok" if missing_task.status_code == 404 else "differs"
+        return True
+
+    def paid_checks(self, report: ProbeReport, budget: _Budget) -> None:
+        cheap = _cheapest(self.listed)
+        if cheap is None:
+            report.checks.append(
+                Check(
+                    "paid", "paid checks", "a registry model with a published price is listed", "none listed", "skipped"
+                )
+            )
+            return
+        spec = MODELS[cheap]
+        base = GenerationParams.create(_PROMPT, model=cheap)
+        cbid = f"probe-{uuid.uuid4().hex[:16]}"
+        life = Check(
+            "status_words",
+            "which status words and fields does a real task go through?",
+            "queued → in_progress → completed (New API: pending/NOT_START/QUEUED/IN_PROGRESS/SUCCESS), all known words",
+        )
+        lookup = Check(
+            "lookup_by_business_id",
+            "does look-up by client_business_id work right after submit?",
+            "GET /v1/images/generations/{client_business_id} finds the task at once",
+        )
+        billing = Check(
+            "billing",
+            "does a successful task carry billing?",
+            'docs: billing {"status": "settled", "cost_usd"}; field audit: absent on successes',
+        )
+        where = Check(
+            "result_url", "where is the result URL?", "result.data[0].url (a top-level url may sit beside it)"
+        )
+        size = Check(
+            "image_size", "is the image the requested size?", f"{_wh(pixel_size(base.size))} at {base.size} 1K"
+        )
+        duplicate = Check(
+            "duplicate_business_id",
+            "what does a second submit with the same client_business_id do?",
+            "refused, or answered with the first task (otherwise only the client's look-up keeps 'pay once')",
+        )
+        report.checks += [life, lookup, billing, where, size, duplicate]
+        if not budget.fits(spec):
+            for check in (life, lookup, billing, where, size, duplicate):
+                check.observed = f"--spend ${budget.limit:.2f} does not cover one {cheap} request"
+            return
+        first = self.submit(base.request_body(client_business_id=cbid))
+        if first.status_code != 200:
+            life.observed, life.verdict = f"submit refused: HTTP {first.status_code}" + _error_text(first), "error"
+            return
+        life.paid_usd = budget.pay(spec)
+        submitted = first.json()
+        task = parse_task(submitted)
+        found = self.raw("GET", f"{_SUBMIT}/{cbid}")
+        lookup.observed = f"HTTP {found.status_code}" + (
+            f", the same task ({parse_task(found.json()).id})"
+            if found.status_code == 200 and parse_task(found.json()).id == task.id
+            else _error_text(found)
+        )
+        lookup.verdict = "ok" if found.status_code == 200 and parse_task(found.json()).id == task.id else "differs"
+
+        if budget.fits(spec):
+            again = self.submit(base.request_body(client_business_id=cbid))
+            if again.status_code == 200:
+                second = parse_task(again.json())
+                if second.id == task.id:
+                    duplicate.observed, duplicate.verdict = "answered with the first task (same id)", "ok"
+                else:
+                    duplicate.paid_usd = budget.pay(spec)
+                    duplicate.observed = f"accepted as a new task ({second.id}): it is paid for again"
+                    duplicate.verdict = "differs"
+            else:
+                duplicate.observed, duplicate.verdict = f"refused: HTTP {again.status_code}" + _error_text(again), "ok"
+        else:
+            duplicate.observed = "not asked: over --spend"
+
+        # the rest is submitted before waiting, so the tasks run side by side
+        extra = self._submit_extras(report, budget, cheap)
+        seen = [submitted, *self.follow(task.id)]
+        words = _dedupe(str(b.get("status")) for b in seen)
+        unknown = [w for w in words if w.lower() not in STATUS_WORDS]
+        fields = sorted({k for b in seen for k in b})
+        progress = _dedupe(
+            type(b.get("progress")).__name__ + (":%" if str(b.get("progress", "")).endswith("%") else "") for b in seen
+        )
+        life.observed = f"{' → '.join(words)}; fields seen: {', '.join(fields)}; progress as {', '.join(progress)}"
+        final = parse_task(seen[-1])
+        life.verdict = "differs" if unknown or not final.is_terminal else "ok"
+        if unknown:
+            life.observed += f"; words this client does not know: {', '.join(unknown)}"
+        if not final.is_terminal:
+            life.observed += f"; still not finished after {self.poll_timeout:g}s"
+        last = seen[-1]
+        billing.observed = (
+            f"{json.dumps(last['billing'])}" if isinstance(last.get("billing"), Mapping) else "no billing object"
+        ) + f" (final status {last.get('status')!r})"
+        billing.verdict = "note"
+        places = _url_places(last)
+        where.observed = ", ".join(places) if places else "no URL anywhere"
+        where.verdict = (
+            "ok" if "result.data[0].url" in places else "differs" if final.status == "completed" else "skipped"
+        )
+        first_image: bytes | None = None
+        if final.status == "completed":
+            got, first_image = self.download_size(last)
+            size.observed = _wh(got) if got else "no URL"
+            size.verdict = "ok" if got == pixel_size(base.size) else "differs"
+        else:
+            size.observed = f"task ended {final.raw_status!r}: {final.error_message or 'no reason'}"
+        self._finish_extras(extra, first_image)
+
+    def _submit_extras(self, report: ProbeReport, budget: _Budget, cheap: str) -> dict[str, Any]:
+        spec = MODELS[cheap]
+        out: dict[str, Any] = {}
+        objects = Check(
+            "image_url_objects",
+            'are image_urls objects ([{"url": ...}]) accepted?',
+            "accepted on normal/VIP routes (their pages show objects); strings always work",
+        )
+        limit = Check(
+            "prompt_limit",
+            "is a 1,001-character prompt refused on gemini-2.5-flash-image-preview?",
+            "400 before a task is made (its page caps prompts at 1,000 characters)",
+        )
+        resolution = Check(
+            "resolution",
+            "does metadata.resolution change the pixel size?",
+            "2K at 1:1 gives 2048×2048 (1K: 1024×1024)",
+        )
+        seed = Check(
+            "seed",
+            "is metadata.seed accepted, and does it narrow the variation of repeats?",
+            "undocumented: accepted and ignored, or accepted and repeats look closer (Gemini has generationConfig.seed)",
+        )
+        report.checks += [objects, limit, resolution, seed]
+        out["checks"] = (objects, limit, resolution, seed)
+
+        takes_refs = [m for m in _by_price(self.listed) if MODELS[m].max_refs > 0]
+        if takes_refs and budget.fits(MODELS[takes_refs[0]]):
+            model = takes_refs[0]
+            ref = self.client.upload_image(_reference_png(), filename="probe-ref.png")  # uploads are free
+            body = GenerationParams.create(_PROMPT, model=model).request_body()
+            body["image_urls"] = [{"url": ref}]
+            resp = self.submit(body)
+            if resp.status_code == 200:
+                objects.paid_usd = budget.pay(MODELS[model])
+                objects.observed, objects.verdict = f"accepted on {model} (HTTP 200)", "ok"
+            else:
+                objects.observed, objects.verdict = (
+                    f"refused on {model}: HTTP {resp.status_code}" + _error_text(resp),
+                    "note",
+                )
+        else:
+            objects.observed = "not asked: no listed model within --spend"
+
+        preview = MODELS["gemini-2.5-flash-image-preview"]
+        if preview.id in self.listed and budget.fits(preview):
+            body = {"model": preview.id, "prompt": ("A fox. " * 200)[:1000] + "!", "size": "1:1", "n": 1}
+            resp = self.submit(body)
+            if resp.status_code == 200:
+                limit.paid_usd = budget.pay(preview)
+                limit.observed, limit.verdict = "accepted: a task was made (and paid for)", "differs"
+            else:
+                limit.observed = f"refused: HTTP {resp.status_code}" + _error_text(resp)
+                limit.verdict = "ok" if resp.status_code in (400, 413, 422) else "note"
+        else:
+            limit.observed = "not asked: the model is not listed, or over --spend"
+
+        two_k = [m for m in _by_price(self.listed) if "2K" in MODELS[m].resolutions and MODELS[m].sends_resolution]
+        if two_k and budget.fits(MODELS[two_k[0]]):
+            model = two_k[0]
+            resp = self.submit(GenerationParams.create(_PROMPT, model=model, resolution="2K").request_body())
+            if resp.status_code == 200:
+                resolution.paid_usd = budget.pay(MODELS[model])
+                out["resolution"] = (model, parse_task(resp.json()).id)
+            else:
+                resolution.observed, resolution.verdict = (
+                    f"refused on {model}: HTTP {resp.status_code}" + _error_text(resp),
+                    "note",
+                )
+        else:
+            resolution.observed = "not asked: no listed 2K model within --spend"
+
+        if budget.fits(spec, spec, spec):
+            ids: list[str | None] = []
+            for with_seed in (True, True, False):
+                body = GenerationParams.create(_PROMPT, model=cheap).request_body()
+                if with_seed:
+                    body.setdefault("metadata", {})["seed"] = _SEED
+                resp = self.submit(body)
+                if resp.status_code != 200:
+                    seed.observed = f"refused: HTTP {resp.status_code}" + _error_text(resp)
+                    seed.verdict = "note"
+                    break
+                seed.paid_usd += budget.pay(spec)
+                ids.append(parse_task(resp.json()).id)
+            else:
+                out["seed"] = ids
+        else:
+            seed.observed = "not asked: three more requests would pass --spend"
+        return out
+
+    def _finish_extras(self, extra: dict[str, Any], unseeded_image: bytes | None) -> None:
+        _objects, _limit, resolution, seed = extra["checks"]
+        if "resolution" in extra:
+            model, task_id = extra["resolution"]
+            last = self.follow(task_id)
+            final = parse_task(last[-1]) if last else None
+            if final is not None and final.status == "completed":
+                got, _ = self.download_size(last[-1])
+                want = pixel_size("1:1", "2K")
+                resolution.observed = f"{_wh(got) if got else 'no URL'} on {model}"
+                resolution.verdict = "ok" if got == want else "differs"
+            else:
+                resolution.observed = f"the task did not complete ({final.raw_status if final else 'no answer'})"
+                resolution.verdict = "error"
+        if "seed" in extra:
+            images: list[bytes | None] = []
+            for task_id in extra["seed"]:
+                last = self.follow(task_id)
+                done = bool(last) and parse_task(last[-1]).status == "completed"
+                images.append(self.download_size(last[-1])[1] if done else None)
+            a, b, c = images
+            if a is None or b is None or c is None:
+                seed.observed, seed.verdict = "accepted, but not every task completed", "note"
+                return
+            seeded = _difference(a, b)
+            free = _difference(c, unseeded_image) if unseeded_image is not None else _difference(a, c)
+            seed.observed = (
+                f"accepted; mean pixel difference of two seeded repeats {seeded:.1f}, of two unseeded {free:.1f}"
+            )
+            seed.verdict = "ok" if seeded < free / 2 else "note"
+            if seed.verdict == "note":
+                seed.observed += " (the seed does not seem to narrow the variation)"
+
+
+def _error_text(resp: requests.Response, *, shape: bool = False) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        ctype = resp.headers.get("Content-Type", "")
+        return f" ({'an HTML page' if 'html' in ctype else ctype or 'no body'})" if resp.status_code >= 400 else ""
+    err = body.get("error") if isinstance(body, Mapping) else None
+    if isinstance(err, Mapping):
+        if shape:
+            return f" error: {json.dumps({k: err[k] for k in sorted(err)}, ensure_ascii=False)[:200]}"
+        return f" [{err.get('code')}] {str(err.get('message') or '')[:160]}"
+    if resp.status_code >= 400 and isinstance(body, Mapping):
+        return f" {json.dumps(body, ensure_ascii=False)[:200]}"
+    return ""
+
+
+def _dedupe(items: Iterator[str] | Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if not out or out[-1] != item:
+            out.append(item)
+    return out
+
+
+def _url_places(body: Mapping[str, Any]) -> list[str]:
+    places = []
+    found = body.get("result")
+    result: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    for name, value in (
+        ("result.data[0].url", _first(result.get("data"))),
+        ("url", body.get("url")),
+        ("result.url", result.get("url")),
+        ("images[0].url", _first(body.get("images"))),
+        ("data[0].url", _first(body.get("data"))),
+    ):
+        if isinstance(value, str) and value:
+            places.append(name)
+    return places
+
+
+def _first(items: object) -> object:
+    if isinstance(items, list) and items:
+        return items[0].get("url") if isinstance(items[0], Mapping) else items[0]
+    return None
+
+
+def _by_price(listed: Sequence[str]) -> list[str]:
+    usable = [m for m in MODELS if m in listed]
+    return sorted(usable, key=lambda m: (_Budget.price(MODELS[m]), list(MODELS).index(m)))
+
+
+def _cheapest(listed: Sequence[str]) -> str | None:
+    priced = [m for m in _by_price(listed) if MODELS[m].price_usd is not None]
+    return priced[0] if priced else None
+
+
+def _wh(size: tuple[int, int]) -> str:
+    return f"{size[0]}×{size[1]}"
+
+
+def _reference_png() -> bytes:
+    return png_bytes(Image.new("RGB", (64, 64), (200, 60, 30)))
+
+
+def _difference(a: bytes, b: bytes) -> float:
+    """Mean absolute pixel difference (0–255) of two images, compared at 64×64 in grey."""
+    with Image.open(io.BytesIO(a)) as ia, Image.open(io.BytesIO(b)) as ib:
+        ga = ia.convert("L").resize((64, 64))
+        gb = ib.convert("L").resize((64, 64))
+    return float(ImageStat.Stat(ImageChops.difference(ga, gb)).mean[0])
+
+
+@contextmanager
+def _target(
+    settings: Settings, base_url: str | None, style: str, say: Callable[[str], None]
+) -> Iterator[tuple[str, Secret, bool]]:
+    """The gateway to probe: the configured one with its key, or a simulator started here."""
+    if settings.api_key is not None and settings.resolved_backend == "toapis":
+        yield (base_url or settings.base_url or DEFAULT_BASE_URL), settings.api_key, False
+        return
+    from .sim import SimConfig, SimServer
+
+    key = Secret("sk-probe-" + secrets.token_hex(20))
+    server = SimServer(
+        SimConfig(latency=(0.3, 1.2), queue_delay=(0.05, 0.2), style=style), accepted_keys=[key.reveal()]
+    )
+    url = server.start()
+    say(f"no ToAPIs key in use: probing the built-in simulator ({style} style) started on {url}; nothing is charged")
+    try:
+        yield url, key, True
+    finally:
+        server.stop()
+
+
+def run_probe(
+    settings: Settings | None = None,
+    *,
+    base_url: str | None = None,
+    spend: float = 0.0,
+    out_dir: Path | str | None = None,
+    confirm: Callable[[str], bool] | None = None,
+    say: Callable[[str], None] = print,
+    sim_style: str = "docs",
+    poll_timeout: float = 300.0,
+) -> ProbeReport:
+    """Run the free checks, then (with ``spend`` > 0 and ``confirm`` saying yes) the paid ones.
+
+    ``confirm`` is asked once, with the plan, before anything is paid; ``None``
+    means no one can be asked, so nothing is paid. Against the simulator it is
+    not asked (nothing is charged). The transcript goes to ``out_dir``
+    (default ``<output_dir>/probe``).
+    """
+    settings = settings or Settings.from_env()
+    if not spend >= 0 or spend != spend:
+        raise GemimgError(f"--spend {spend!r} is not a number of dollars (0 or more)")
+    folder = Path(out_dir) if out_dir is not None else Path(settings.output_dir) / "probe"
+    with _target(settings, base_url, sim_style, say) as (url, key, simulated):
+        probe = _Probe(url, key, say=say, poll_timeout=poll_timeout, poll_every=0.2 if simulated else 3.0)
+        report = ProbeReport(base_url=url, simulated=simulated)
+        try:
+            say(f"probing {url} (free checks first)")
+            usable = probe.free_checks(report)
+            if usable and spend > 0:
+                cheap = _cheapest(probe.listed)
+                plan = (
+                    f"the paid checks submit up to 9 requests (about ${_Budget.price(MODELS[cheap]):.3f} each on {cheap}, "
+                    f"more for a 2K model), never more than ${spend:.2f} in all"
+                    if cheap
+                    else "no listed model has a published price; nothing will be paid"
+                )
+                if simulated:
+                    go = True
+                    say(plan + " (simulated: not charged)")
+                elif confirm is None:
+                    say(f"{plan}; not confirmed (no terminal to ask, and no --yes): nothing was paid")
+                    go = False
+                else:
+                    go = confirm(f"{plan}. Go ahead? [y/N] ")
+                    if not go:
+                        say("not confirmed: nothing was paid")
+                if go and cheap:
+                    budget = _Budget(spend)
+                    probe.paid_checks(report, budget)
+                    report.spent_usd = budget.spent
+            elif usable:
+                say("paid checks skipped (add --spend DOLLARS to run them)")
+        finally:
+            probe.client.close()
+            report.transcript = _write(folder, report, probe.http.exchanges, key)
+    say(report.text())
+    return report
+
+
+def _write(folder: Path, report: ProbeReport, exchanges: list[dict[str, Any]], key: Secret) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path = folder / f"probe-{stamp}-{uuid.uuid4().hex[:4]}.json"
+    doc = {
+        "tool": f"gemimg_jupyter {__version__} probe",
+        "base_url": report.base_url,
+        "simulated": report.simulated,
+        "written_utc": stamp,
+        "checks": [asdict(c) for c in report.checks],
+        "spent_usd": round(report.spent_usd, 4),
+        "exchanges": exchanges,
+    }
+    text = redact(json.dumps(doc, indent=1, ensure_ascii=False, default=str))
+    text = text.replace(key.reveal(), "***")  # belt and braces: redact() already knows the key
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _tty_confirm(prompt: str) -> bool:
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m gemimg_jupyter.probe``; exit 0 when every asked check is ok or a note, 1 otherwise, 2 on bad use."""
+    parser = argparse.ArgumentParser(
+        prog="python -m gemimg_jupyter.probe",
+        description="Check what the ToAPIs gateway really does for this key (free checks; paid ones with --spend).",
+    )
+    parser.add_argument("--base-url", help="gateway root (default: GEMIMG_BASE_URL or https://toapis.com)")
+    parser.add_argument(
+        "--spend", type=float, default=0.0, metavar="DOLLARS", help="allow paid checks up to this much (default 0)"
+    )
+    parser.add_argument("--out", type=Path, help="folder for the transcript (default: <output dir>/probe)")
+    parser.add_argument("--yes", action="store_true", help="do not ask before paying (needed without a terminal)")
+    parser.add_argument(
+        "--sim-style", choices=("docs", "newapi"), default="docs", help="dialect of the simulator used without a key"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, metavar="S", help="how long to follow one task (default 300)"
+    )
+    ns = parser.parse_args(argv)
+    if not ns.spend >= 0:
+        parser.error(f"--spend {ns.spend} is not allowed; use 0 or more dollars")
+    try:
+        settings = Settings.from_env()
+        if ns.base_url and settings.api_key is not None:
+            settings = settings.replace(base_url=ns.base_url.rstrip("/"), backend="toapis")
+        confirm: Callable[[str], bool] | None
+        if ns.yes:
+            confirm = lambda _prompt: True  # noqa: E731
+        elif sys.stdin.isatty():
+            confirm = _tty_confirm
+        else:
+            confirm = None
+        report = run_probe(
+            settings,
+            base_url=ns.base_url,
+            spend=ns.spend,
+            out_dir=ns.out,
+            confirm=confirm,
+            sim_style=ns.sim_style,
+            poll_timeout=ns.timeout,
+        )
+    except GemimgError as exc:
+        sys.stderr.write(f"probe: {exc}\n")
+        return 2
+    return 0 if all(c.verdict in ("ok", "note", "skipped") for c in report.checks) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The panel's "Edit this image" and pick toggle in a real browser: JupyterLab + headless Debian Chromium.
+
+Opens ``notebooks/panel.ipynb`` on the built-in simulator, generates one image,
+presses *Edit this image* (the prompt must take the keyboard focus, the
+reproducing cell must gain ``--edit``), types the change and generates the
+edit, then picks it: the toggle turns into ``★ picked`` and the history stars
+the edit and marks its parent with ``✎1``. The ledger is then read from this
+process to check that the edit names its parent.
+
+Skipped (loudly) only when ``/usr/bin/chromium`` or Playwright is missing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gemimg_jupyter.images import read_provenance
+from gemimg_jupyter.store import Store
+
+from .browser_support import ARTIFACTS, CHROME_ARGS, CHROMIUM, KERNEL_IDLE, Lab, jupyter_lab, why_no_browser
+
+REPO = Path(__file__).resolve().parent.parent
+SKIP_REASON = why_no_browser()
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("lab-edit")
+    root = base / "nb"
+    root.mkdir()
+    shutil.copy(REPO / "notebooks" / "panel.ipynb", root / "panel.ipynb")
+    env = {
+        "GEMIMG_BACKEND": "sim",
+        "GEMIMG_OUTPUT_DIR": "gemimg_outputs",
+        "TOAPIS_API_KEY": None,
+        "GEMIMG_BASE_URL": None,
+        "GEMIMG_MAX_COST_USD": None,
+    }
+    with jupyter_lab(base, root, env) as server:
+        yield server
+
+
+def test_edit_this_image_focuses_the_prompt_and_the_pick_stars_the_history(lab: Lab) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(lab.notebook_url("panel.ipynb"))
+            kernel_idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
+            kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+            expect(kernel_idle.or_(kernel_dialog).first).to_be_visible(timeout=60_000)
+            if kernel_dialog.is_visible():
+                kernel_dialog.locator("button.jp-mod-accept").click()
+                expect(kernel_idle).to_be_visible(timeout=60_000)
+            page.locator(".lm-MenuBar-item", has_text="Run").click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            panel = page.locator(".jp-OutputArea-output .gemimg-panel")
+            expect(panel).to_be_visible(timeout=60_000)
+            prompt = panel.locator(".gemimg-prompt textarea")
+            message = panel.locator(".gemimg-message")
+            magic = panel.locator(".gemimg-magic textarea")
+
+            prompt.fill("A ceramic teapot on a wooden table")
+            panel.locator("button.gemimg-generate").click()
+            expect(message).to_contain_text("Done: 1 image", timeout=45_000)
+            edit = panel.locator("button.gemimg-detail-edit")
+            expect(edit).to_be_visible()
+
+            edit.click()
+            expect(prompt).to_be_focused(timeout=10_000)
+            expect(prompt).to_have_value("")
+            expect(panel.locator(".gemimg-edit-note")).to_contain_text("Editing")
+            expect(magic).to_have_value(re.compile(r"^%%gemimg .*--edit [0-9a-f]{6}"))
+            page.keyboard.type("Make the teapot cobalt blue")
+            expect(panel.locator(".gemimg-plan")).to_contain_text("1 request")
+            panel.locator("button.gemimg-generate").click()
+            expect(message).to_contain_text("Done: 1 image", timeout=45_000)
+            expect(panel.locator(".gemimg-detail-params")).to_contain_text("cobalt blue")
+
+            pick = panel.locator(".gemimg-detail-pick")
+            expect(pick).to_have_text(re.compile("☆ pick"))
+            pick.click()
+            expect(pick).to_have_text(re.compile("★ picked"), timeout=10_000)
+            captions = panel.locator("button.gemimg-history-open")
+            expect(captions.nth(0)).to_have_text(re.compile("^★ "), timeout=10_000)
+            expect(captions.nth(1)).to_have_text(re.compile("^✎1 "))
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            panel.screenshot(path=str(ARTIFACTS / "panel-edit.png"))
+        finally:
+            browser.close()
+    assert not errors, errors
+
+    store = Store(lab.root / "gemimg_outputs")
+    try:
+        done = sorted(store.rows(states=("done",)), key=lambda r: r.created)
+        assert len(done) == 2
+        root, edit_row = done
+        assert edit_row.params["parent"]["cbid"] == root.cbid
+        prov = read_provenance(edit_row.path or "")
+        assert prov["parent"]["cbid"] == root.cbid and "note" in prov["pick"]
+    finally:
+        store.close()

@@ -1,0 +1,359 @@
+"""The ledger as the source of truth, across real processes, and the store's one-line refusals.
+
+Cross-process rows run small Python scripts in separate interpreters against
+one output folder and one standalone simulator on loopback; paid vs requested
+comes from the simulator's ``/_sim/stats`` and is printed as a table
+(``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gemimg_jupyter.errors import ConfigError
+from gemimg_jupyter.models import JobState
+from gemimg_jupyter.session import Session
+from gemimg_jupyter.settings import RetryPolicy, Settings
+from gemimg_jupyter.sim import SimConfig, SimServer
+from gemimg_jupyter.store import SCHEMA_VERSION, Store
+
+from .conftest import quick_settings
+
+pytestmark = pytest.mark.slow
+
+AXES = ["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"]  # 12 requests
+N = 12
+PATIENT = RetryPolicy(max_tries=30, base=0.05, cap=0.5, jitter=0.2, max_retry_after=5.0)
+ROWS: list[tuple[str, int, int, int]] = []  # (case, requested, paid, images on disk)
+
+
+def settings_for(server: SimServer, out: Path, **kw: Any) -> Settings:
+    base: dict[str, Any] = {
+        "backend": "sim",
+        "base_url": server.base_url,
+        "output_dir": out,
+        "retry": PATIENT,
+        "poll_first": 0.1,
+        "poll_min": 0.1,
+        "poll_max": 0.5,
+        "job_timeout": 60.0,
+    }
+    return Settings(**{**base, **kw})
+
+
+@pytest.fixture
+def server() -> Iterator[SimServer]:
+    sim = SimServer(config=SimConfig(latency=(1.0, 2.0), queue_delay=(0.0, 0.1), seed=21))
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
+    paid = int(server.stats()["submits_accepted"])
+    images = len(list((out / "images").glob("*.png")))
+    ROWS.append((case, requested, paid, images))
+    return paid
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    from gemimg_jupyter.session import Session
+    from gemimg_jupyter.settings import RetryPolicy, Settings
+    url, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    s = Session(Settings(backend="sim", base_url=url, output_dir=out, poll_first=0.1, poll_min=0.1, poll_max=0.5,
+                         retry=RetryPolicy(max_tries=30, base=0.05, cap=0.5)))
+    r = s.sweep("A paper-cut fox", axes=["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"], yes=True,
+                wait=mode == "run")
+    if mode == "run":
+        print("images", sum(j.state.value in ("done", "cached") for j in r.jobs), flush=True)
+        s.close()
+        sys.exit(0)
+    deadline = time.monotonic() + 60
+    while sum(j.task_id is not None for j in r.jobs) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    print("stopping with", sum(j.task_id is not None for j in r.jobs), "submitted", flush=True)
+    if mode == "kill":
+        os._exit(9)          # the kernel dies: no clean-up at all
+    s.close()                # Restart: the kernel shuts down, its rows are handed back
+    os._exit(0)
+    """
+)
+
+
+def child(server: SimServer, out: Path, mode: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, server.base_url, str(out), mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def rerun(server: SimServer, out: Path) -> Session:
+    session = Session(settings_for(server, out))
+    result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
+    assert result.wait(90)
+    assert all(j.state.has_image for j in result.jobs), [(j.state, j.error) for j in result.jobs]
+    return session
+
+
+@pytest.mark.parametrize("mode", ["restart", "kill"])
+def test_a_rerun_after_restart_or_kill_pays_nothing_twice(server: SimServer, tmp_path: Path, mode: str) -> None:
+    out = tmp_path / "out"
+    proc = child(server, out, mode)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert "stopping with" in stdout, stderr
+    with rerun(server, out) as session:  # Restart & Run All: the same cell again, no resume cell
+        assert session.pending_count() == 0
+    paid = record(f"{'Restart & Run All' if mode == 'restart' else 'killed mid-sweep, re-run'}", server, out)
+    assert paid == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert len(list((out / "images").glob("*.png"))) == N
+
+
+def test_two_processes_running_the_same_sweep_pay_once(server: SimServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    Store(out).close()  # the folder exists before both start, as with two notebooks side by side
+    procs = [child(server, out, "run") for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for stdout, stderr in outputs:
+        assert f"images {N}" in stdout, (stdout, stderr)
+    paid = record("two processes, same sweep at once", server, out)
+    assert paid == N
+    assert len(list((out / "images").glob("*.png"))) == N
+
+
+def test_a_live_owners_rows_are_adopted_not_resumed(server: SimServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Session(settings_for(server, out)) as first, Session(settings_for(server, out)) as second:
+        running = first.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+        assert second.pending_count() == 0 and second.resume() == []  # never a live kernel's rows
+        follower = second.sweep("A paper-cut fox", axes=AXES, yes=True)  # adopted: followed, then used
+        assert running.wait(60) and follower.wait(60)
+        assert all(j.state is JobState.CACHED for j in follower.jobs)
+        assert second.spent_usd() == 0
+    assert record("second session while the first runs", server, out) == N
+
+
+def test_the_rerun_plan_counts_running_requests_as_free(server: SimServer, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Session(settings_for(server, out)) as first, Session(settings_for(server, out)) as second:
+        running = first.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+        plan = second.plan("A paper-cut fox", axes=AXES)
+        free = second.store.cached_keys(list(plan.keys))
+        assert len(free) == N and plan.estimate_usd(free) == 0
+        assert running.wait(60)
+
+
+FAULTS: dict[str, dict[str, Any]] = {
+    "HTML-200 status once + 404 download once per task": {"html_status_once": True, "download_404_once": True},
+    "a hung status query per task": {"hang_status_once": True},
+}
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_non_verdict_answers_after_payment_end_with_every_image(fault: str, tmp_path: Path) -> None:
+    sim = SimServer(config=SimConfig(latency=(0.5, 1.0), queue_delay=(0.0, 0.1), seed=4, **FAULTS[fault]))
+    sim.start()
+    out = tmp_path / "out"
+    try:
+        with Session(settings_for(sim, out, status_timeout=1.0)) as session:
+            result = session.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+            assert result.wait(60), result.progress_text()
+            assert [j.state for j in result.jobs] == [JobState.DONE] * N, [j.error for j in result.jobs]
+        stats = sim.stats()
+        kind = "hung_status" if "hung" in fault else "html_200_status"
+        assert stats["faults"][kind] == N  # every task met the fault
+        assert record(fault, sim, out) == N
+    finally:
+        sim.stop()
+
+
+def test_a_trickle_download_ends_and_cancel_drop_stops_it(tmp_path: Path) -> None:
+    sim = SimServer(config=SimConfig(latency=(0.1, 0.2), queue_delay=(0.0, 0.05), seed=8, trickle_download=0.2))
+    sim.start()
+    try:
+        with Session(settings_for(sim, tmp_path / "out", job_timeout=3.0)) as session:
+            slow = session.generate("A paper-cut fox", wait=False)
+            assert slow.wait(30)  # the job deadline covers the download: it ends, resumable
+            assert slow.state is JobState.TIMEOUT and "did not finish in time" in (slow.error or ""), slow.error
+            assert [r.cbid for r in session.store.orphans("sim")] == [slow.cbid]
+        with Session(settings_for(sim, tmp_path / "out2", job_timeout=600.0)) as session:
+            stuck = session.generate("A paper-cut owl", wait=False)
+            assert stuck.wait_for(JobState.DOWNLOADING, 30)
+            session.cancel(stuck.id, drop=True)
+            assert stuck.wait(5), "cancel --drop did not stop a trickle download within 5 s"
+            assert stuck.state is JobState.CANCELLED
+        assert record("trickle download (1 timed out, 1 dropped)", sim, tmp_path, requested=2) == 2
+    finally:
+        sim.stop()
+
+
+# ---- the store fails loudly, once, before work starts -----------------------------------------------------------
+
+
+def _sim_threads() -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith("gemimg-sim") and t.is_alive())
+
+
+def _refused(out: Path, match: str) -> str:
+    before = _sim_threads()
+    with pytest.raises(ConfigError, match=match) as info:
+        Session(quick_settings(out))  # the built-in simulator: a failed load must not start (or leak) it
+    assert _sim_threads() == before
+    text = str(info.value)
+    assert len(text.splitlines()) == 1 and str(out) in text
+    return text
+
+
+def test_a_garbage_ledger_is_refused_and_images_are_untouched(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "keep.png").write_bytes(b"mine")
+    (out / "ledger.sqlite3").write_bytes(os.urandom(8192))
+    assert "damaged or not a database" in _refused(out, "move")
+    assert (out / "images" / "keep.png").read_bytes() == b"mine"
+
+
+def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    with sqlite3.connect(out / "ledger.sqlite3") as db:
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+    assert "not a gemimg ledger" in _refused(out, "move")
+
+
+def test_a_newer_ledger_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    Store(out).close()
+    with sqlite3.connect(out / "ledger.sqlite3") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    assert "newer gemimg_jupyter" in _refused(out, "upgrade")
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    _refused(out, "GEMIMG_OUTPUT_DIR")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_read_only_folder_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "images").mkdir(parents=True)
+    out.chmod(0o555)
+    try:
+        _refused(out, "not writable|cannot be used")
+    finally:
+        out.chmod(0o755)
+
+
+FULL = textwrap.dedent(
+    """
+    import resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))   # every file write past 16 KB fails: a full disk
+    from gemimg_jupyter.errors import ConfigError
+    from gemimg_jupyter.session import Session
+    from gemimg_jupyter.settings import Settings
+    try:
+        Session(Settings(backend="sim", output_dir=sys.argv[1]))
+    except ConfigError as exc:
+        print("REFUSED", exc)
+    """
+)
+
+
+def test_a_full_disk_is_refused(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-c", FULL, str(out)], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith("REFUSED") and "is full" in proc.stdout, (proc.stdout, proc.stderr)
+    assert len(proc.stdout.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def _old_ledger(out: Path, params: str) -> None:
+    """A ledger as the first releases wrote it: no user_version, no owner column."""
+    (out / "images").mkdir(parents=True)
+    with sqlite3.connect(out / "ledger.sqlite3") as db:
+        db.executescript(
+            "CREATE TABLE jobs (cbid TEXT PRIMARY KEY, key TEXT NOT NULL, repeat INTEGER NOT NULL DEFAULT 0,"
+            " sweep_id TEXT, state TEXT NOT NULL, task_id TEXT, params TEXT NOT NULL, backend TEXT NOT NULL,"
+            " price_usd REAL, cost_usd REAL, created REAL NOT NULL, submitted REAL, finished REAL,"
+            " expires_at INTEGER, path TEXT, error TEXT);"
+            "CREATE TABLE uploads (sha256 TEXT NOT NULL, backend TEXT NOT NULL, url TEXT NOT NULL,"
+            " created REAL NOT NULL, PRIMARY KEY (sha256, backend));"
+        )
+        db.execute(
+            "INSERT INTO jobs (cbid, key, state, task_id, params, backend, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("gemimg-old", "k-old", "submitted", "img_gone", params, "sim", time.time() - 100),
+        )
+
+
+def test_an_older_ledger_is_migrated_and_an_unreadable_row_is_marked(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _old_ledger(out, "{not json")
+    with Session(quick_settings(out)) as session:
+        with sqlite3.connect(out / "ledger.sqlite3") as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert session.pending_count() == 1
+        assert session.resume() == []  # unreadable parameters: marked, not a traceback
+        row = session.store.get("gemimg-old")
+        assert row is not None and row.state == "failed" and "unreadable" in (row.error or "")
+        assert session.sim.stats()["submits_accepted"] == 0
+
+
+def test_a_deleted_output_folder_is_recreated_with_its_ledger(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with Session(quick_settings(out)) as session:
+        first = session.generate("A paper-cut fox")
+        shutil.rmtree(out)
+        second = session.generate("A paper-cut owl")
+        assert second.path is not None and second.path.is_file() and second.path.parent == out / "images"
+        cbids = {r.cbid for r in Store(out).rows()}
+        assert {first.cbid, second.cbid} <= cbids  # the rows moved into the new ledger, not a dead file
+    with Session(quick_settings(out)) as again:  # after a restart: the live image is a cache hit, not paid again
+        assert again.generate("A paper-cut owl").cached
+
+
+def test_the_built_in_simulator_keeps_its_tasks_across_a_restart(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    slow = quick_settings(out, sim_options={"latency": (1.5, 2.0), "queue_delay": (0.0, 0.1), "seed": 3})
+    first = Session(slow)
+    job = first.generate("A paper-cut fox", wait=False)
+    assert job.wait_for(JobState.SUBMITTED, 10) or job.task_id is not None
+    first.runner.shutdown(wait=False)  # the kernel goes away with its simulator
+    first.close()
+    with Session(slow) as second:  # a new kernel, a new built-in simulator
+        again = second.generate("A paper-cut fox", wait=False)
+        assert again.cbid == job.cbid  # taken over, not paid again
+        assert again.result(30).state is JobState.DONE
+        assert second.sim.stats()["submits_accepted"] == 0
+    lines = (out / ".sim-state.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["id"] == job.task_id
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _print_table() -> Iterator[None]:
+    yield
+    if not ROWS:
+        return
+    lines = ["", f"{'case':52} {'requested':>9} {'paid':>5} {'images':>6}"]
+    lines += [f"{case:52} {req:>9} {paid:>5} {img:>6}" for case, req, paid, img in ROWS]
+    print("\n".join(lines))
