@@ -27,7 +27,7 @@ demo-headless: $(STAMP)
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest
+	GEMIMG_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)

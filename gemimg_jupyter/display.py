@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import LedgerRow
 
 __all__ = [
+    "INTERRUPT_LINE",
     "STALE_NOTE",
     "THEME_CSS",
     "TONE_COLORS",
@@ -88,6 +89,7 @@ __all__ = [
     "lineage_output",
     "live_updates_supported",
     "models_table",
+    "show_interrupt_note",
     "status_html",
     "status_text",
     "sweep_bundle",
@@ -147,6 +149,8 @@ THEME_CSS = (
 #: What a live output's saved state says, in case the page was reloaded while it ran: the front end
 #: has then forgotten the display id, and this output will not change any more.
 STALE_NOTE = "if this line is stale, re-run the cell: finished images come from the cache for $0"
+#: Prices are written with "$": two of them in one HTML output would be typeset as LaTeX by JupyterLab.
+_NO_MATH = "mathjax_ignore tex2jax_ignore"
 _MONO = "font-family: var(--jp-code-font-family, monospace); font-size: 12px;"
 
 
@@ -284,7 +288,7 @@ def status_html(job: Job) -> str:
         if state.is_terminal
         else f'<div class="gemimg-stale-note gemimg-tone-muted" style="font-size:11px">{html.escape(STALE_NOTE)}</div>'
     )
-    return f'{THEME_CSS}<div class="gemimg-status" style="{_MONO}">' + " · ".join(bits) + f"{note}</div>"
+    return f'{THEME_CSS}<div class="gemimg-status {_NO_MATH}" style="{_MONO}">' + " · ".join(bits) + f"{note}</div>"
 
 
 def _error_bundle(job: Job) -> Bundle:
@@ -292,7 +296,7 @@ def _error_bundle(job: Job) -> Bundle:
     line = job_error_line(job)
     text = f"gemimg {_ICONS.get(state, '✗')} {state.value} after {_seconds(job.elapsed)} (job {job.id}): {line}"
     markup = (
-        f'{THEME_CSS}<div class="gemimg-error gemimg-tone-{_TONES.get(state, "error")}" style="{_MONO}">'
+        f'{THEME_CSS}<div class="gemimg-error {_NO_MATH} gemimg-tone-{_TONES.get(state, "error")}" style="{_MONO}">'
         f"<b>{html.escape(_ICONS.get(state, '✗'))} {html.escape(state.value)}</b> after "
         f"{html.escape(_seconds(job.elapsed))} (job <code>{html.escape(job.id)}</code>): {html.escape(line)}"
         f'<span class="gemimg-tone-muted"> · {_quoted_prompt(job.params.prompt, 40)}</span></div>'
@@ -307,7 +311,11 @@ def image_html(png: bytes, alt: str, note: str = "") -> str:
     prefer it or drop HTML. ``note`` (escaped) goes under the image in small muted text.
     """
     src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-    below = f'<div class="gemimg-tone-muted" style="{_MONO} font-size:11px">{html.escape(note)}</div>' if note else ""
+    below = (
+        f'<div class="gemimg-tone-muted {_NO_MATH}" style="{_MONO} font-size:11px">{html.escape(note)}</div>'
+        if note
+        else ""
+    )
     return (
         f'<img class="gemimg-image" src="{src}" alt="{html.escape(alt)}" '
         f'style="max-width:100%;height:auto">{THEME_CSS if note else ""}{below}'
@@ -358,7 +366,7 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
             text = f"gemimg ✗ the image of job {job.id} could not be read: {error_line(exc)}"
             return {
                 "text/plain": text,
-                "text/html": f'{THEME_CSS}<div class="gemimg-tone-error" style="{_MONO}">{html.escape(text)}</div>',
+                "text/html": f'{THEME_CSS}<div class="gemimg-tone-error {_NO_MATH}" style="{_MONO}">{html.escape(text)}</div>',
             }, {}
         w, h = meta["image_size"]
         where = meta["path"] or "?"
@@ -541,6 +549,10 @@ class LiveView:
 
         shell = get_ipython()
         if self._handle is not None and getattr(shell, "execution_count", None) == self._shown_in:
+            if not self._live:  # a terminal has printed "Out[n]:" already: say where things are now
+                from IPython.display import display
+
+                display({"text/plain": self.bundle()[0]["text/plain"]}, raw=True)
             return  # the cell that created this view already shows it
         fresh = self.clone()
         fresh.show()
@@ -698,6 +710,41 @@ class _Ticker:
 _TICKER = _Ticker()
 
 
+# ---------------------------------------------------------------- interrupted waits
+
+#: What a cell says when Ctrl-C (or the interrupt button) stops its wait; one short line.
+INTERRUPT_LINE = "gemimg: stopped waiting; the jobs keep running (%gemimg jobs, %gemimg cancel)"
+
+
+def show_interrupt_note(jobs: Sequence[Job], text: str = INTERRUPT_LINE) -> None:
+    """Show ``text`` as one output (main thread) that empties itself once every job in ``jobs`` has ended.
+
+    The line is true while the jobs run; under a finished image or grid it
+    would only mislead. Where outputs cannot be updated (a terminal) it is
+    printed once and stays.
+    """
+    from IPython.display import display
+
+    handle = display({"text/plain": text}, raw=True, display_id=True)
+    if handle is None or not live_updates_supported():
+        return
+    lock = threading.Lock()
+    cleared = False
+
+    def on_change(_job: object) -> None:
+        nonlocal cleared
+        if not all(job.done() for job in jobs):
+            return
+        with lock:
+            if cleared:
+                return
+            cleared = True
+        handle.update({"text/plain": ""}, raw=True)
+
+    for job in jobs:
+        job.add_listener(on_change)
+
+
 # ---------------------------------------------------------------- snapshots
 
 
@@ -735,7 +782,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: s
         for row in cells
     )
     caption = f"<caption style='text-align:left'>{html.escape(title)}</caption>" if title else ""
-    markup = f'<table class="gemimg-table" style="{_MONO}">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    markup = f'<table class="gemimg-table {_NO_MATH}" style="{_MONO}">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     return RichText("\n".join(lines), markup)
 
 
@@ -747,7 +794,9 @@ def _pairs(title: str, rows: Sequence[tuple[str, str]]) -> RichText:
         for k, v in rows
     )
     caption = f"<caption style='text-align:left'><b>{html.escape(title)}</b></caption>"
-    return RichText(text, f'<table class="gemimg-table" style="{_MONO}">{caption}<tbody>{body}</tbody></table>')
+    return RichText(
+        text, f'<table class="gemimg-table {_NO_MATH}" style="{_MONO}">{caption}<tbody>{body}</tbody></table>'
+    )
 
 
 def jobs_table(jobs: Iterable[Job]) -> RichText:

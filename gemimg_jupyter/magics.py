@@ -45,6 +45,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from .display import (
+    INTERRUPT_LINE,
     JobView,
     LiveView,
     RichText,
@@ -57,6 +58,7 @@ from .display import (
     jobs_table,
     lineage_output,
     models_table,
+    show_interrupt_note,
 )
 from .errors import ConfigError, GemimgError, redact
 from .jobs import Job as JobClass
@@ -169,7 +171,7 @@ class _Formatter(string.Formatter):
         return kwargs[key]
 
 
-_STOPPED_WAITING = "gemimg: stopped waiting; the jobs keep running (%gemimg jobs shows them, %gemimg cancel stops them)"
+_STOPPED_WAITING = INTERRUPT_LINE  # one short line: JupyterLab breaks a long stream line mid-word
 
 # names a result must not take: IPython's own, and the builtins every later cell relies on
 _IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "display", "__builtins__"})
@@ -671,7 +673,7 @@ class GemimgMagics(Magics):
                     return False
                 view.wait_final(10.0 if left is None else max(0.5, left))
         except KeyboardInterrupt:
-            _say(_STOPPED_WAITING)
+            show_interrupt_note([job for view in views for job in _jobs_of(view)])
             return False
         return True
 
@@ -780,7 +782,7 @@ class GemimgMagics(Magics):
                     if any(j in jobs for j in sweep.jobs):
                         sweep.wait(timeout=10)
         except KeyboardInterrupt:
-            _say(_STOPPED_WAITING)
+            show_interrupt_note(jobs)
             return
         left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
         views = [v for v in self._views if any(j in jobs for j in _jobs_of(v))]

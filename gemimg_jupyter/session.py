@@ -33,6 +33,7 @@ from .jobs import Job, JobRunner, Listener, RateGate
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
+from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store, write_atomic
 from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
@@ -116,6 +117,7 @@ class SweepResult:
         """True when every job has ended."""
         return all(job.done() for job in self.jobs)
 
+    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every job (and the saved grid); ``False`` if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -116,6 +116,8 @@ PANEL_CSS = (
     "{max-width:calc(100% - 2 * var(--jp-widgets-margin, 2px));box-sizing:border-box}"
     ".gemimg-panel .widget-dropdown > select{min-width:0;text-overflow:ellipsis}"
     ".gemimg-panel .gemimg-detail-params{min-width:0;overflow-wrap:anywhere}"
+    ".gemimg-panel .gemimg-detail-params td:first-child{white-space:nowrap}"
+    ".gemimg-panel .widget-hbox:has(> .gemimg-size-shape){flex-wrap:wrap}"
     "</style>"
 )
 

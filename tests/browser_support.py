@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHROMIUM = "/usr/bin/chromium"
 #: ``--headless`` comes from Playwright (``headless=True``); ``--user-data-dir`` must not be given.
@@ -42,6 +43,26 @@ KERNEL_IDLE = re.compile(r"^Python 3 \(ipykernel\) \| Idle$")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "browser"
 
 
+#: Screenshots worth keeping go here when ``GEMIMG_UPDATE_DOCS=1``.
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+#: The kernels' environment: the built-in simulator, outputs beside the notebook, no key, no budget.
+SIM_KERNEL_ENV: dict[str, str | None] = {
+    "GEMIMG_BACKEND": "sim",
+    "GEMIMG_OUTPUT_DIR": "gemimg_outputs",  # relative to the kernel: the notebook folder in tmp
+    "TOAPIS_API_KEY": None,
+    "GEMIMG_BASE_URL": None,
+    "GEMIMG_MAX_COST_USD": None,
+}
+
+
+def browser_marks() -> list[Any]:
+    """``pytestmark`` of a browser test module: marked, slow, and skipped (loudly) only without a browser."""
+    import pytest
+
+    reason = why_no_browser()
+    return [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(reason is not None, reason=reason or "")]
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:
@@ -49,8 +70,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: ``make test`` sets this: there the browser tests must run, so a missing browser fails them instead of skipping.
+REQUIRED = os.environ.get("GEMIMG_REQUIRE_BROWSER") == "1"
+
+
 def why_no_browser() -> str | None:
-    """``None`` when the browser tests can run, else the reason they cannot."""
+    """``None`` when the browser tests can run (or must: ``GEMIMG_REQUIRE_BROWSER=1``), else why they cannot."""
+    if REQUIRED:
+        return None
     if not os.path.exists(CHROMIUM):
         return (
             f"!!! {CHROMIUM} is missing: the real-browser panel test is SKIPPED. "
@@ -65,7 +92,7 @@ def why_no_browser() -> str | None:
 
 @dataclass
 class Lab:
-    """A running JupyterLab server."""
+    """A running JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) server."""
 
     url: str
     token: str
@@ -73,15 +100,30 @@ class Lab:
     root: Path
     log: Path
     startup_s: float
+    app: str = "lab"
+    settings_dir: Path | None = None
 
     def notebook_url(self, name: str) -> str:
-        """The notebook's URL with a fresh workspace (``reset``: no tabs restored)."""
+        """The notebook's URL (JupyterLab: with a fresh workspace, ``reset``: no tabs restored)."""
+        if self.app == "notebook":
+            return f"{self.url}/notebooks/{name}?token={self.token}"
         return f"{self.url}/lab/tree/{name}?token={self.token}&reset"
+
+    def set_theme(self, name: str) -> None:
+        """Choose the theme (``"JupyterLab Light"`` / ``"JupyterLab Dark"``) for pages loaded from now on."""
+        assert self.settings_dir is not None
+        (self.settings_dir / "themes.jupyterlab-settings").write_text(json.dumps({"theme": name}))
+
+
+#: The module each front end runs as.
+FRONT_ENDS = {"lab": "jupyterlab", "notebook": "notebook"}
 
 
 @contextlib.contextmanager
-def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = None) -> Iterator[Lab]:
-    """Start JupyterLab serving ``root``; stop it (and its kernels) afterwards.
+def jupyter_lab(
+    base: Path, root: Path, env: Mapping[str, str | None] | None = None, *, app: str = "lab"
+) -> Iterator[Lab]:
+    """Start JupyterLab (or Notebook 7, ``app="notebook"``) serving ``root``; stop it (and its kernels) afterwards.
 
     Parameters
     ----------
@@ -91,6 +133,8 @@ def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = N
         The server's root directory (the notebooks).
     env : mapping
         Extra environment for the server and its kernels; a ``None`` value removes a variable.
+    app : str
+        ``"lab"`` or ``"notebook"``; both read the user settings written here (news toast off, theme).
     """
     cfg = base / "jcfg"
     notif = cfg / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
@@ -115,7 +159,7 @@ def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = N
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        FRONT_ENDS[app],
         "--no-browser",
         "--allow-root",
         "--ip=127.0.0.1",
@@ -141,7 +185,7 @@ def jupyter_lab(base: Path, root: Path, env: Mapping[str, str | None] | None = N
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise RuntimeError(f"JupyterLab did not start; see {log_path}") from None
                     time.sleep(0.1)
-            yield Lab(url, TOKEN, proc, root, log_path, time.monotonic() - t0)
+            yield Lab(url, TOKEN, proc, root, log_path, time.monotonic() - t0, app, notif)
         finally:
             _stop(proc, url)
 

@@ -139,6 +139,4 @@ def _retire_shell(shell: Any) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return (
-        f"gemimg tests: chromium {'present' if os.path.exists('/usr/bin/chromium') else 'MISSING (browser tests skip)'}"
-    )
+    return f"gemimg tests: chromium {'present' if os.path.exists('/usr/bin/chromium') else 'MISSING (browser tests skip; under make test they fail)'}"

@@ -23,6 +23,7 @@ CORE = [
     "jobs",
     "models",
     "probe",
+    "progress",
     "session",
     "settings",
     "store",

@@ -29,24 +29,19 @@ from .browser_support import (
     ARTIFACTS,
     CHROME_ARGS,
     CHROMIUM,
+    DOCS_IMG,
     KERNEL_IDLE,
+    SIM_KERNEL_ENV,
     Lab,
     MemSampler,
+    browser_marks,
     jupyter_lab,
     shrink_png,
-    why_no_browser,
 )
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "panel.ipynb"
-DOCS_IMG = REPO / "docs" / "img"
-SKIP_REASON = why_no_browser()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +50,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = base / "nb"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / "panel.ipynb")
-    env = {
-        "GEMIMG_BACKEND": "sim",
-        "GEMIMG_OUTPUT_DIR": "gemimg_outputs",  # relative to the kernel: the notebook folder in tmp
-        "TOAPIS_API_KEY": None,
-        "GEMIMG_BASE_URL": None,
-        "GEMIMG_MAX_COST_USD": None,
-    }
-    with jupyter_lab(base, root, env) as server:
+    with jupyter_lab(base, root, SIM_KERNEL_ENV) as server:
         print(f"\n[lab] pid={server.proc.pid} {server.url} ready in {server.startup_s:.2f}s")
         yield server
 
@@ -226,3 +214,60 @@ def drive(page: Any, lab: Lab, ref: Path, t0: float, marks: dict[str, float]) ->
     for name in ("panel-single", "panel-sweep", "panel-narrow"):
         with Image.open(io.BytesIO((ARTIFACTS / f"{name}.png").read_bytes())) as shot:
             print(f"[shot] {ARTIFACTS / name}.png {shot.size[0]}×{shot.size[1]}")
+
+
+#: The rendered box of an image: [width, height] in CSS pixels.
+BOX = "img => { const r = img.getBoundingClientRect(); return [r.width, r.height]; }"
+
+
+def test_panel_images_keep_their_proportions_and_fit_at_700px(lab: Lab) -> None:
+    """A 1:1 and a 9:16 image are shown at their own aspect ratio; at 700 px nothing sticks out."""
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(lab.notebook_url("panel.ipynb"))
+            kernel_idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
+            expect(kernel_idle).to_be_visible(timeout=60_000)
+            page.locator(".lm-MenuBar-item", has_text="Run").click()
+            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+            panel = page.locator(".jp-OutputArea-output .gemimg-panel")
+            expect(panel).to_be_visible(timeout=60_000)
+            panel.locator(".gemimg-prompt textarea").fill("A tall lighthouse on a cliff")
+            result = panel.locator("img.gemimg-result-image")
+            for label, (w, h) in (("1:1 · 1024×1024", (1024, 1024)), ("9:16 · 768×1344", (768, 1344))):
+                panel.locator(".gemimg-size select").select_option(label=label)
+                panel.locator("button.gemimg-generate").click()
+                expect(panel.locator(".gemimg-message")).to_contain_text("Done: 1 image", timeout=45_000)
+                expect(result).to_have_js_property("naturalWidth", round(768 * w / max(w, h)), timeout=10_000)
+                shown_w, shown_h = result.evaluate(BOX)
+                assert shown_w > 100 and abs(shown_w / shown_h - w / h) < 0.02, (label, shown_w, shown_h)
+                panel.locator(".gemimg-message").evaluate("el => el.scrollIntoView({block: 'start'})")
+                shoot(page, panel, ARTIFACTS / f"panel-{label.split(' ')[0].replace(':', 'x')}.png")
+            # 700 px wide with the file browser open: the panel's column is narrow, nothing may be cut off
+            page.set_viewport_size({"width": 700, "height": 1000})
+            browser_tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='filebrowser']")
+            if "lm-mod-current" not in (browser_tab.get_attribute("class") or ""):
+                browser_tab.click()
+            expect(page.locator("#filebrowser")).to_be_visible()
+            page.wait_for_timeout(300)  # one layout pass after the resize
+            overflow = panel.evaluate(OVERFLOWING)
+            assert not overflow, f"parts of the panel stick out at 700 px with the file browser open: {overflow}"
+            shown_w, shown_h = result.evaluate(BOX)
+            assert abs(shown_w / shown_h - 768 / 1344) < 0.02, (shown_w, shown_h)
+            shoot(page, panel, ARTIFACTS / "panel-700px.png")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "fail-aspect.png"))
+            raise
+        finally:
+            browser.close()
+    assert not errors, errors
+    if os.environ.get("GEMIMG_UPDATE_DOCS"):
+        for name in ("panel-1x1", "panel-9x16", "panel-700px"):
+            size = shrink_png(ARTIFACTS / f"{name}.png", DOCS_IMG / f"{name}.png")
+            print(f"[docs] {DOCS_IMG / name}.png {size / 1024:.0f} KB")

@@ -713,3 +713,19 @@ def test_style_is_checked() -> None:
     assert SimConfig(style="NEWAPI").style == "newapi"
     with pytest.raises(ValueError, match="style"):
         SimConfig(style="openai")
+
+
+def test_the_installed_command_names_itself_in_its_help() -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = shutil.which("gemimg-sim", path=str(Path(sys.executable).parent))
+    assert command is not None, "the gemimg-sim entry point is not installed beside this interpreter"
+    shown = subprocess.run([command, "--help"], capture_output=True, text=True, timeout=60, check=True).stdout
+    assert shown.startswith("usage: gemimg-sim ")
+    module = subprocess.run(
+        [sys.executable, "-m", "gemimg_jupyter.sim", "--help"], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert module.startswith("usage: python -m gemimg_jupyter.sim ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,7 +26,8 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: host, port, keys, logging, and one flag per config field."""
     parser = argparse.ArgumentParser(
-        prog="python -m gemimg_jupyter.sim",
+        # the name it was started by: gemimg-sim (the installed command) or python -m gemimg_jupyter.sim
+        prog="python -m gemimg_jupyter.sim" if sys.argv[0].endswith("__main__.py") else os.path.basename(sys.argv[0]),
         description="Local simulator of the ToAPIs async image API (submit, status, upload, downloads, faults).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
