@@ -101,30 +101,6 @@ Bundle = tuple[dict[str, Any], dict[str, Any]]
 PROMPT_CHARS = 72
 #: The status line quotes at most this much of the prompt (all of it is in the tooltip).
 STATUS_PROMPT_CHARS = 48
-_ICONS = {
-    JobState.QUEUED: "◌",
-    JobState.UPLOADING: "↑",
-    JobState.SUBMITTING: "→",
-    JobState.SUBMITTED: "◔",
-    JobState.IN_PROGRESS: "◑",
-    JobState.DOWNLOADING: "↓",
-    JobState.DONE: "✓",
-    JobState.CACHED: "✓",
-    JobState.FAILED: "✗",
-    JobState.BLOCKED: "⊘",
-    JobState.EXPIRED: "✗",
-    JobState.TIMEOUT: "⧗",
-    JobState.CANCELLED: "⊘",
-}
-_TONES = {
-    JobState.DONE: "ok",
-    JobState.CACHED: "ok",
-    JobState.FAILED: "error",
-    JobState.BLOCKED: "error",
-    JobState.EXPIRED: "error",
-    JobState.TIMEOUT: "warn",
-    JobState.CANCELLED: "muted",
-}
 #: Text colours with at least 4.5:1 contrast on JupyterLab's light (white) and dark (#111, #212121)
 #: cell backgrounds; the dark set applies when the front end says its theme is dark
 #: (``data-jp-theme-light="false"``, set by JupyterLab and Notebook 7). A front end that drops the
@@ -241,7 +217,7 @@ def job_error_line(job: Job) -> str:
 def status_text(job: Job) -> str:
     """``◑ in_progress · 4.2 s · 45% · $0.05 · job ab12cd · 16:9 1K · "a fox…"``."""
     state = job.state
-    parts = [f"{_ICONS.get(state, '·')} {state.value}", _seconds(job.elapsed)]
+    parts = [f"{state.icon} {state.value}", _seconds(job.elapsed)]
     if not state.is_terminal:
         parts.append(f"{job.progress}%")
     parts.append("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd))
@@ -253,8 +229,15 @@ def status_text(job: Job) -> str:
     return "gemimg " + " · ".join(parts)
 
 
-def _tone(state: JobState) -> str:
-    return _TONES.get(state, "run")
+def _tone(state: JobState, unfinished: str = "run") -> str:
+    """The theme tone of a state's word, from :class:`JobState`'s classifications (a timeout only warns)."""
+    if state.has_image:
+        return "ok"
+    if state is JobState.TIMEOUT:
+        return "warn"
+    if state.shown_as_failed:
+        return "error"
+    return "muted" if state.is_terminal else unfinished
 
 
 def _quoted_prompt(prompt: str, limit: int) -> str:
@@ -271,7 +254,7 @@ def status_html(job: Job) -> str:
     """
     state = job.state
     bits = [
-        f'<b class="gemimg-tone-{_tone(state)}">{html.escape(_ICONS.get(state, "·"))} {html.escape(state.value)}</b>',
+        f'<b class="gemimg-tone-{_tone(state)}">{html.escape(state.icon)} {html.escape(state.value)}</b>',
         html.escape(_seconds(job.elapsed)),
     ]
     if not state.is_terminal:
@@ -294,10 +277,10 @@ def status_html(job: Job) -> str:
 def _error_bundle(job: Job) -> Bundle:
     state = job.state
     line = job_error_line(job)
-    text = f"gemimg {_ICONS.get(state, '✗')} {state.value} after {_seconds(job.elapsed)} (job {job.id}): {line}"
+    text = f"gemimg {state.icon} {state.value} after {_seconds(job.elapsed)} (job {job.id}): {line}"
     markup = (
-        f'{THEME_CSS}<div class="gemimg-error {_NO_MATH} gemimg-tone-{_TONES.get(state, "error")}" style="{_MONO}">'
-        f"<b>{html.escape(_ICONS.get(state, '✗'))} {html.escape(state.value)}</b> after "
+        f'{THEME_CSS}<div class="gemimg-error {_NO_MATH} gemimg-tone-{_tone(state, "error")}" style="{_MONO}">'
+        f"<b>{html.escape(state.icon)} {html.escape(state.value)}</b> after "
         f"{html.escape(_seconds(job.elapsed))} (job <code>{html.escape(job.id)}</code>): {html.escape(line)}"
         f'<span class="gemimg-tone-muted"> · {_quoted_prompt(job.params.prompt, 40)}</span></div>'
     )

@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from PIL import Image, ImageDraw, ImageFont
 
+from . import models
 from .images import png_bytes, png_with_provenance
-from .models import shown_text
+from .models import shown_text, state_values
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sweep import SweepPlan
@@ -66,9 +67,10 @@ __all__ = [
 #: The size a grid PNG for a notebook should stay under (see :func:`encode_grid_png`).
 MAX_GRID_PNG_BYTES = 2_000_000
 
-PENDING_STATES = frozenset({"queued", "uploading", "submitting", "submitted", "in_progress", "downloading"})
-FAILED_STATES = frozenset({"failed", "blocked", "expired", "timeout"})
-_IMAGE_STATES = frozenset({"done", "cached"})
+#: A tile's state words, as :class:`~gemimg_jupyter.models.JobState` classifies them (``timeout`` is a failed tile).
+PENDING_STATES = frozenset(state_values(models.PENDING_STATES))
+FAILED_STATES = frozenset(state_values(models.FAILURE_STATES))
+_IMAGE_STATES = frozenset(state_values(models.IMAGE_STATES))
 
 _FontT: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
 

@@ -47,7 +47,16 @@ from .errors import (
     TaskFailedError,
 )
 from .images import png_bytes, read_provenance, thumbnail
-from .models import GenerationParams, JobState, ReferenceImage, TaskStatus
+from .models import (
+    IMAGE_STATES,
+    RESUMABLE_STATES,
+    TERMINAL_STATES,
+    GenerationParams,
+    JobState,
+    ReferenceImage,
+    TaskStatus,
+    state_values,
+)
 from .settings import Settings
 from .store import LedgerRow, Store, safe_filename
 
@@ -431,7 +440,7 @@ _FINAL_STATES: tuple[tuple[type[BaseException], JobState], ...] = (
     (GemimgError, JobState.FAILED),
 )
 #: Ledger states of a row another process ended, and what a follower shows while it runs.
-_ENDED = frozenset({"failed", "blocked", "expired", "cancelled"})
+_ENDED = frozenset(state_values(TERMINAL_STATES - IMAGE_STATES - RESUMABLE_STATES))
 _FOLLOWED = {
     "queued": JobState.QUEUED,
     "uploading": JobState.UPLOADING,

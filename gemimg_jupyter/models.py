@@ -22,9 +22,14 @@ from .errors import ValidationError
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FAILURE_STATES",
+    "IMAGE_STATES",
     "MAX_PROMPT_CHARS",
     "MODELS",
+    "PENDING_STATES",
     "PIXELS_1K",
+    "RESUMABLE_STATES",
+    "TERMINAL_STATES",
     "GenerationParams",
     "JobState",
     "ModelSpec",
@@ -32,6 +37,7 @@ __all__ = [
     "TaskStatus",
     "get_model",
     "pixel_size",
+    "state_values",
 ]
 
 DEFAULT_MODEL = "gemini-2.5-flash-image-official"
@@ -510,6 +516,14 @@ class JobState(str, enum.Enum):
 
     ``blocked`` is a task the gateway refused for a safety or content-policy
     reason: no image, shown with its reason, not as a generic failure.
+
+    Every classification of the states lives here (the ledger's SQL, the grid,
+    the display and the panel read them): :attr:`is_pending` (still moving),
+    :attr:`is_terminal` (final), :attr:`has_image`, :attr:`is_resumable` (a
+    process may pick the row up again: pending, or ``timeout`` whose task the
+    gateway may still finish) and :attr:`shown_as_failed` (ended without an
+    image for a reason shown as a failure: ``timeout`` is one too, while
+    ``cancelled`` is not).
     """
 
     QUEUED = "queued"
@@ -529,28 +543,64 @@ class JobState(str, enum.Enum):
     @property
     def is_terminal(self) -> bool:
         """True once the job will not change by itself any more."""
-        return self in _TERMINAL
+        return self in TERMINAL_STATES
+
+    @property
+    def is_pending(self) -> bool:
+        """True while the job may still change by itself (not terminal)."""
+        return self in PENDING_STATES
 
     @property
     def has_image(self) -> bool:
         """True for ``done`` and ``cached``."""
-        return self in (JobState.DONE, JobState.CACHED)
+        return self in IMAGE_STATES
+
+    @property
+    def is_resumable(self) -> bool:
+        """True for a ledger row a later process may pick up: pending, or ``timeout``."""
+        return self in RESUMABLE_STATES
+
+    @property
+    def shown_as_failed(self) -> bool:
+        """True for ``failed``, ``blocked``, ``expired`` and ``timeout``: no image, and a reason to show."""
+        return self in FAILURE_STATES
+
+    @property
+    def icon(self) -> str:
+        """One character for the state, as status lines show it."""
+        return _ICONS[self]
 
     def __str__(self) -> str:
         return self.value
 
 
-_TERMINAL = frozenset(
-    {
-        JobState.DONE,
-        JobState.CACHED,
-        JobState.FAILED,
-        JobState.BLOCKED,
-        JobState.EXPIRED,
-        JobState.TIMEOUT,
-        JobState.CANCELLED,
-    }
-)
+#: The classifications of :class:`JobState` as sets of states (for plain words use :func:`state_values`:
+#: an enum member hashes by its name, so a word is not found in a set of members).
+IMAGE_STATES = frozenset({JobState.DONE, JobState.CACHED})
+FAILURE_STATES = frozenset({JobState.FAILED, JobState.BLOCKED, JobState.EXPIRED, JobState.TIMEOUT})
+TERMINAL_STATES = IMAGE_STATES | FAILURE_STATES | {JobState.CANCELLED}
+PENDING_STATES = frozenset(JobState) - TERMINAL_STATES
+RESUMABLE_STATES = PENDING_STATES | {JobState.TIMEOUT}
+_ICONS = {
+    JobState.QUEUED: "◌",
+    JobState.UPLOADING: "↑",
+    JobState.SUBMITTING: "→",
+    JobState.SUBMITTED: "◔",
+    JobState.IN_PROGRESS: "◑",
+    JobState.DOWNLOADING: "↓",
+    JobState.DONE: "✓",
+    JobState.CACHED: "✓",
+    JobState.FAILED: "✗",
+    JobState.BLOCKED: "⊘",
+    JobState.EXPIRED: "✗",
+    JobState.TIMEOUT: "⧗",
+    JobState.CANCELLED: "⊘",
+}
+
+
+def state_values(states: frozenset[JobState]) -> tuple[str, ...]:
+    """The states' plain words in declaration order (for SQL parameters and stable output)."""
+    return tuple(state.value for state in JobState if state in states)
 
 
 @dataclass(frozen=True)

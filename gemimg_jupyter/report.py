@@ -112,7 +112,7 @@ def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> s
             f"<figure>{star}<a href='{_href(job.path, base)}'>{img}</a>"
             f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}</figcaption></figure>"
         )
-    kind = "bad" if state in ("failed", "blocked", "expired", "timeout") else "pending"
+    kind = "bad" if job.state.shown_as_failed else "pending"
     reason = _E(job.error or ("not finished yet" if kind == "pending" else "no reason given"))
     return (
         f"<figure><div class='{kind}'><b>{_E(state)}</b><br>{reason}</div><figcaption>{caption}</figcaption></figure>"

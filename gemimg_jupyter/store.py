@@ -36,6 +36,8 @@ from typing import Any, Literal
 
 from .errors import ConfigError
 from .images import embed_provenance, read_provenance
+from .models import RESUMABLE_STATES as RESUMABLE
+from .models import state_values
 
 __all__ = ["Claim", "LedgerRow", "Store", "read_provenance", "safe_filename", "write_atomic"]
 
@@ -43,7 +45,8 @@ log = logging.getLogger(__name__)
 
 #: How long an uploaded reference URL is reused (results live 24 h; uploads are documented nowhere).
 UPLOAD_MAX_AGE = 24 * 3600.0
-PENDING_STATES = ("queued", "uploading", "submitting", "submitted", "in_progress", "downloading", "timeout")
+#: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
+RESUMABLE_STATES = state_values(RESUMABLE)
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
 SCHEMA_VERSION = 2
 _HOST = socket.gethostname()
@@ -454,9 +457,9 @@ class Store:
 
     def release(self, cbids: Sequence[str] | None = None) -> None:
         """Hand rows back (all of this owner's unfinished ones by default): anyone may take them over at once."""
-        marks = ", ".join("?" * len(PENDING_STATES))
+        marks = ", ".join("?" * len(RESUMABLE_STATES))
         sql = f"UPDATE jobs SET owner = NULL WHERE owner = ? AND state IN ({marks})"  # noqa: S608 - placeholders
-        args: list[Any] = [self.owner, *PENDING_STATES]
+        args: list[Any] = [self.owner, *RESUMABLE_STATES]
         if cbids is not None:
             if not cbids:
                 return
@@ -476,7 +479,7 @@ class Store:
         """
         out: list[Claim] = []
         now = time.time()
-        pending = ", ".join("?" * len(PENDING_STATES))
+        pending = ", ".join("?" * len(RESUMABLE_STATES))
         with self._tx() as db:
             live = self._live_owners(db)
             for req in requests:
@@ -514,7 +517,7 @@ class Store:
         rows = db.execute(
             f"SELECT * FROM jobs WHERE key = ? AND backend = ? AND state IN ({pending})"  # noqa: S608 - placeholders
             " ORDER BY (task_id IS NULL), created",
-            (req["key"], req["backend"], *PENDING_STATES),
+            (req["key"], req["backend"], *RESUMABLE_STATES),
         ).fetchall()
         for r in rows:
             if r["owner"] is not None and r["owner"] != self.owner and r["owner"] in live:
@@ -528,7 +531,7 @@ class Store:
         """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended."""
         with self._tx() as db:
             r = db.execute("SELECT * FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
-            if r is None or r["state"] not in PENDING_STATES:
+            if r is None or r["state"] not in RESUMABLE_STATES:
                 return None
             if r["owner"] is not None and r["owner"] != self.owner and r["owner"] in self._live_owners(db):
                 return None
@@ -624,7 +627,7 @@ class Store:
 
     def pending(self, backend: str | None = None) -> list[LedgerRow]:
         """Rows that were started but never finished (for ``resume``)."""
-        rows = self.rows(states=PENDING_STATES)
+        rows = self.rows(states=RESUMABLE_STATES)
         return [r for r in rows if backend is None or r.backend == backend]
 
     def lookup(self, key: str) -> LedgerRow | None:
@@ -646,7 +649,7 @@ class Store:
         One query per 500 keys, not one per key.
         """
         found: set[str] = set()
-        pending = ", ".join(f"'{state}'" for state in PENDING_STATES) if running else "''"
+        pending = ", ".join(f"'{state}'" for state in RESUMABLE_STATES) if running else "''"
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ", ".join("?" * len(chunk))

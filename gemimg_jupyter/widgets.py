@@ -82,28 +82,31 @@ _AXIS_HINTS: dict[str, str] = {
     "prompt": "fox|cat|owl  (the first must be in the prompt)",
     "ref": "none|a.png|a.png+b.png",
 }
-_STATE_STYLE: dict[JobState, str] = {
-    JobState.DONE: "success",
-    JobState.CACHED: "success",
-    JobState.FAILED: "danger",
-    JobState.BLOCKED: "danger",
-    JobState.EXPIRED: "danger",
-    JobState.TIMEOUT: "danger",
-    JobState.CANCELLED: "warning",
-    JobState.QUEUED: "",
-}
-_STATE_MARK: dict[JobState, str] = {
-    JobState.DONE: "✓",
-    JobState.CACHED: "✓ cached",
-    JobState.FAILED: "✗ failed",
-    JobState.BLOCKED: "⊘ blocked",
-    JobState.EXPIRED: "✗ expired",
-    JobState.TIMEOUT: "✗ timeout",
-    JobState.CANCELLED: "⊘ cancelled",
-    JobState.QUEUED: "queued",
-    JobState.UPLOADING: "uploading",
-    JobState.SUBMITTING: "submitting",
-}
+#: The states whose cell button names the state while it has no progress to show yet.
+_EARLY_STATES = (JobState.QUEUED, JobState.UPLOADING, JobState.SUBMITTING)
+
+
+def _cell_mark(job: Job) -> str:
+    """A cell button's mark, from :class:`JobState`'s classifications: ``✓``, ``✗ failed``, ``⊘ blocked``, ``45%``."""
+    state = job.state
+    if state.has_image:
+        return "✓ cached" if state is JobState.CACHED else "✓"
+    if state.is_terminal:
+        return f"{'⊘' if state.icon == '⊘' else '✗'} {state.value}"
+    return state.value if state in _EARLY_STATES else f"{job.progress}%"
+
+
+def _cell_style(state: JobState) -> str:
+    """A cell button's style: green with an image, red for a failure, amber when cancelled."""
+    if state.has_image:
+        return "success"
+    if state.shown_as_failed:
+        return "danger"
+    if state.is_terminal:
+        return "warning"
+    return "" if state is JobState.QUEUED else "info"
+
+
 #: Message levels as the display layer's theme-aware tones (4.5:1 in light and dark); "info" is the theme's text colour.
 _TONES = {"ok": "ok", "warn": "warn", "error": "error"}
 #: The panel's own CSS, carried by its header: images keep their proportions (never stretched by the
@@ -1272,9 +1275,8 @@ class Panel:
             if not jobs:
                 return
             for btn, job, i in zip(self._cell_buttons, jobs, range(len(jobs)), strict=False):
-                mark = _STATE_MARK.get(job.state, f"{job.progress}%")
-                btn.description = f"{_cell_label(run.plan, i)} · {mark}"
-                btn.button_style = _STATE_STYLE.get(job.state, "info")
+                btn.description = f"{_cell_label(run.plan, i)} · {_cell_mark(job)}"
+                btn.button_style = _cell_style(job.state)
                 btn.tooltip = job.error or f"{job.status}; click to see this image and its parameters"
             total = sum(100 if job.done() else job.progress for job in jobs)
             self.progress.value = int(total / len(jobs))
@@ -1325,9 +1327,7 @@ class Panel:
     def _finish(self, run: _Run, jobs: Sequence[Job]) -> None:
         ok = sum(1 for j in jobs if j.state.has_image)
         cached = sum(1 for j in jobs if j.cached)
-        failed = [
-            j for j in jobs if j.state.is_terminal and not j.state.has_image and j.state is not JobState.CANCELLED
-        ]
+        failed = [j for j in jobs if j.state.shown_as_failed]
         cancelled = sum(1 for j in jobs if j.state is JobState.CANCELLED)
         cost = format_usd(run.cost_usd())
         if run.sweep is not None:

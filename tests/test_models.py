@@ -262,3 +262,29 @@ def test_the_reference_limit_shown_to_users_is_10_mb() -> None:
     table = models_table(MODELS).text
     assert "≤10 MB" in table and "≤9 MB" not in table
     assert any("≤ 10 MB each" in line for line in model_notes(MODELS["gemini-2.5-flash-image-official"]))
+
+
+def test_job_state_classifications_partition_the_states() -> None:
+    from gemimg_jupyter.models import JobState, state_values
+
+    for state in JobState:
+        kinds = [state.is_pending, state.has_image, state.shown_as_failed, state is JobState.CANCELLED]
+        assert kinds.count(True) == 1, state
+        assert state.is_terminal is not state.is_pending
+        assert state.is_resumable is (state.is_pending or state is JobState.TIMEOUT)
+    # the ledger's SQL words: pending first, then the timeout a later process may still collect
+    assert state_values(frozenset(s for s in JobState if s.is_resumable)) == (
+        "queued",
+        "uploading",
+        "submitting",
+        "submitted",
+        "in_progress",
+        "downloading",
+        "timeout",
+    )
+    # a grid shows a timeout as failed, the ledger resumes it: two names, two sets
+    from gemimg_jupyter import grid, store
+
+    assert "timeout" in grid.FAILED_STATES and "timeout" not in grid.PENDING_STATES
+    assert "timeout" in store.RESUMABLE_STATES
+    assert {s.icon for s in JobState if s.shown_as_failed} == {"✗", "⊘", "⧗"}
