@@ -57,6 +57,7 @@ from .errors import (
 from .grid import draw_star
 from .images import png_bytes, thumbnail
 from .models import JobState, ModelSpec, shown_text
+from .text import format_usd as _usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import DisplayHandle
@@ -137,12 +138,6 @@ def _short(text: str, limit: int = PROMPT_CHARS) -> str:
     """The first line of ``text``, ellipsized to ``limit`` characters."""
     one = shown_text(" ".join(text.split()))
     return one if len(one) <= limit else one[: limit - 1] + "…"
-
-
-def _usd(amount: float | None) -> str:
-    if amount is None:
-        return "n/a"
-    return f"${amount:.3f}" if 0 < amount < 0.01 else f"${amount:.2f}"
 
 
 def _seconds(value: float) -> str:
@@ -859,7 +854,7 @@ def models_table(models: Mapping[str, ModelSpec], *, default: str | None = None)
                 ", ".join(spec.resolutions),
                 f"{spec.max_refs} × ≤{spec.max_ref_bytes / 1e6:g} MB",
                 "temperature, top_p" if spec.sampling else "—",
-                "no published price" if spec.price_usd is None else f"${spec.price_usd:.4f}/image",
+                "no published price" if spec.price_usd is None else f"{_usd(spec.price_usd, places=4)}/image",
                 spec.note,
             ]
         )

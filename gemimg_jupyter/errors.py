@@ -32,6 +32,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from .text import format_usd
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -131,8 +133,9 @@ class BudgetExceededError(ValidationError):
             budget_usd,
             "",
             detail=(
-                f"this would cost about ${estimate_usd:.2f} on top of ${spent_usd:.2f} spent, "
-                f"over the budget of ${budget_usd:.2f}; raise max_cost_usd or ask for less"
+                f"this would cost about {format_usd(estimate_usd, places=2)} on top of "
+                f"{format_usd(spent_usd, places=2)} spent, over the budget of {format_usd(budget_usd, places=2)}; "
+                "raise max_cost_usd or ask for less"
             ),
         )
         self.estimate_usd = estimate_usd

@@ -189,6 +189,15 @@ def thumbnail(img: Image.Image, long_side: int = 320) -> Image.Image:
     return thumb
 
 
+def load_thumbnail(source: bytes | str | os.PathLike[str], long_side: int = 320) -> Image.Image:
+    """A small RGB copy of an image file or of encoded bytes, read cheaply (JPEG sources are
+    decoded at a reduced size). Raises :class:`OSError` or :class:`ValueError` if it cannot be read."""
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+        img.draft("RGB", (long_side, long_side))
+        img.load()
+        return thumbnail(img, long_side)
+
+
 def png_bytes(img: Image.Image, *, optimize: bool = False) -> bytes:
     """Encode an image as PNG bytes."""
     buf = io.BytesIO()

@@ -46,7 +46,7 @@ from .errors import (
     TaskExpiredError,
     TaskFailedError,
 )
-from .images import png_bytes, read_provenance, thumbnail
+from .images import load_thumbnail, png_bytes, read_provenance, thumbnail
 from .models import (
     IMAGE_STATES,
     RESUMABLE_STATES,
@@ -308,9 +308,7 @@ class Job:
             else:
                 if not self.state.has_image or self.path is None:
                     raise JobError(f"job {self.id} has no image yet ({self.state.value})")
-                with Image.open(self.path) as img:
-                    img.draft("RGB", (long_side, long_side))  # cheap downscale for JPEG-like sources
-                    cached = thumbnail(img, long_side)
+                cached = load_thumbnail(self.path, long_side)
             if keep:
                 self._thumbs[long_side] = cached
         return cached

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from .errors import ValidationError
 from .grid import _BG, _INK, _LETTERBOX, _MUTED, _RULE, _fit, _fonts, _text, _width, _wrap, draw_star
-from .images import load_reference, strip_provenance
+from .images import load_reference, load_thumbnail, strip_provenance
 from .jobs import Job
 from .models import ReferenceImage
 from .store import LedgerRow, Store
@@ -245,11 +245,6 @@ def _thumb(path: str | None, size: int) -> Image.Image | None:
     if not path or not Path(path).is_file():
         return None
     try:
-        with Image.open(path) as im:
-            im.draft("RGB", (size, size))
-            im.load()
-            out: Image.Image = im.convert("RGB")
-            out.thumbnail((size, size))
-            return out
+        return load_thumbnail(path, size)
     except OSError:
         return None

@@ -66,6 +66,7 @@ from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get
 from .session import Session, SweepResult, get_session, reset_session
 from .settings import Secret, Settings
 from .sweep import MAX_REPEATS, canonical_axis_name
+from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.core.interactiveshell import InteractiveShell
@@ -127,10 +128,6 @@ def _split(line: str) -> list[str]:
 def _say(text: str) -> None:
     """Print one message for the user (the magic layer is the only place that prints)."""
     print(text)  # noqa: T201
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @dataclass
@@ -328,7 +325,7 @@ class GemimgMagics(Magics):
             running = self._running_jobs()
             if running:
                 raise _TraitError(
-                    f"output_dir cannot change while {_plural(len(running), 'job')} run; %gemimg wait or cancel first"
+                    f"output_dir cannot change while {plural(len(running), 'job')} run; %gemimg wait or cancel first"
                 )
         return value
 
@@ -418,7 +415,7 @@ class GemimgMagics(Magics):
         pending = sess.pending_count()
         if pending:
             _say(
-                f"gemimg: {_plural(pending, 'unfinished job')} in the ledger ({sess.store.root}); "
+                f"gemimg: {plural(pending, 'unfinished job')} in the ledger ({sess.store.root}); "
                 "%gemimg resume finishes them"
             )
 
@@ -432,7 +429,7 @@ class GemimgMagics(Magics):
         reset_session(None)
         if running:
             _say(
-                f"gemimg: stopped; {_plural(len(running), 'unfinished job')} "
+                f"gemimg: stopped; {plural(len(running), 'unfinished job')} "
                 f"{'stays' if len(running) == 1 else 'stay'} in the ledger "
                 "(%load_ext gemimg_jupyter, then %gemimg resume)"
             )
@@ -749,10 +746,10 @@ class GemimgMagics(Magics):
         sess = self.session()
         n = sess.cancel(ns.target, drop=ns.drop)
         paid = [j for j in sess.jobs() if not j.done() and j.task_id is not None]
-        msg = f"gemimg: cancelled {_plural(n, 'job')}"
+        msg = f"gemimg: cancelled {plural(n, 'job')}"
         if paid and not ns.drop:
             msg += (
-                f"; {_plural(len(paid), 'job')} already submitted (and paid for) will still be downloaded"
+                f"; {plural(len(paid), 'job')} already submitted (and paid for) will still be downloaded"
                 " — add --drop to stop collecting them"
             )
         _say(msg)
@@ -793,11 +790,11 @@ class GemimgMagics(Magics):
         summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
         elapsed = time.monotonic() - start
         if ok:
-            _say(f"gemimg: {_plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
+            _say(f"gemimg: {plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
         else:
             running = sum(1 for j in jobs if not j.done())
             _say(
-                f"gemimg: still {_plural(running, 'job')} running after {elapsed:.1f} s ({summary}); "
+                f"gemimg: still {plural(running, 'job')} running after {elapsed:.1f} s ({summary}); "
                 "they keep going in the background"
             )
 
@@ -807,7 +804,7 @@ class GemimgMagics(Magics):
         if not jobs:
             _say("gemimg: nothing to resume")
             return
-        _say(f"gemimg: resuming {_plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
+        _say(f"gemimg: resuming {plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
         for job in jobs[:12]:
             view = JobView(job, preview_size=self.preview_size)
             view.show()
@@ -922,7 +919,7 @@ class GemimgMagics(Magics):
         running = self._running_jobs()
         if running and not force:
             raise UsageError(
-                f"{_plural(len(running), 'job')} still running; %gemimg wait (or %gemimg cancel all) first, "
+                f"{plural(len(running), 'job')} still running; %gemimg wait (or %gemimg cancel all) first, "
                 "or add --force (they stay in the ledger for %gemimg resume)"
             )
         for view in self._views:

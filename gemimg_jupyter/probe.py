@@ -49,6 +49,7 @@ from .errors import GemimgError, redact
 from .images import png_bytes
 from .models import MODELS, GenerationParams, ModelSpec, pixel_size
 from .settings import DEFAULT_BASE_URL, RetryPolicy, Secret, Settings
+from .text import format_usd
 
 __all__ = ["Check", "ProbeReport", "main", "run_probe"]
 
@@ -77,7 +78,8 @@ class Check:
             f"{mark} {self.name}: {self.question}",
             f"    expected: {self.expected}",
             f"    observed: {self.observed}",
-            f"    verdict:  {self.verdict}" + (f" (paid about ${self.paid_usd:.3f})" if self.paid_usd else ""),
+            f"    verdict:  {self.verdict}"
+            + (f" (paid about {format_usd(self.paid_usd, places=3)})" if self.paid_usd else ""),
         ]
 
 
@@ -108,7 +110,9 @@ class ProbeReport:
             lines += check.lines()
         counts = {v: sum(c.verdict == v for c in self.checks) for v in ("ok", "differs", "note", "skipped", "error")}
         lines.append(
-            "summary: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n) + f"; spent about ${self.spent_usd:.3f}"
+            "summary: "
+            + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+            + f"; spent about {format_usd(self.spent_usd, places=3)}"
         )
         if self.transcript is not None:
             lines.append(f"transcript: {self.transcript} (attach it to a bug report; it holds no key)")
@@ -383,7 +387,7 @@ class _Probe:
         report.checks += [life, lookup, billing, where, size, duplicate]
         if not budget.fits(spec):
             for check in (life, lookup, billing, where, size, duplicate):
-                check.observed = f"--spend ${budget.limit:.2f} does not cover one {cheap} request"
+                check.observed = f"--spend {format_usd(budget.limit, places=2)} does not cover one {cheap} request"
             return
         first = self.submit(base.request_body(client_business_id=cbid))
         if first.status_code != 200:
@@ -700,8 +704,8 @@ def run_probe(
             if usable and spend > 0:
                 cheap = _cheapest(probe.listed)
                 plan = (
-                    f"the paid checks submit up to 9 requests (about ${_Budget.price(MODELS[cheap]):.3f} each on {cheap}, "
-                    f"more for a 2K model), never more than ${spend:.2f} in all"
+                    f"the paid checks submit up to 9 requests (about {format_usd(_Budget.price(MODELS[cheap]), places=3)} each on {cheap}, "
+                    f"more for a 2K model), never more than {format_usd(spend, places=2)} in all"
                     if cheap
                     else "no listed model has a published price; nothing will be paid"
                 )

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TextIO, TypeVar, cast
 
+from .text import format_usd
+
 __all__ = ["ProgressLine", "render", "shown_while_waiting", "wanted"]
 
 #: Seconds between two redraws.
@@ -65,7 +67,7 @@ def render(jobs: Sequence[_Job], elapsed: float, width: int = 80) -> str:
     parts = [f"{ended - failed}/{total} done"]
     if failed:
         parts.append(f"{failed} failed")
-    parts.append(f"${cost:.2f}")
+    parts.append(format_usd(cost))
     if ended >= total:
         parts.append(f"{elapsed:.0f} s")
     elif ended:

@@ -26,12 +26,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
 from .grid import plan_header
+from .images import load_thumbnail
 from .lineage import Lineage, ledger_cbid
 from .pickbook import Pick
 from .sweep import SweepPlan
+from .text import format_usd as _usd
 
 if TYPE_CHECKING:  # pragma: no cover
     from .jobs import Job
@@ -62,13 +62,9 @@ table.steps{border-collapse:collapse} table.steps td,table.steps th{border:1px s
 def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> str | None:
     """A ``data:image/jpeg;base64,…`` thumbnail of an image file (``None`` if it cannot be read)."""
     try:
-        with Image.open(path) as img:
-            img.draft("RGB", (side, side))
-            img.load()
-            thumb = img.convert("RGB")
+        thumb = load_thumbnail(path, side)
     except (OSError, ValueError):
         return None
-    thumb.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     thumb.save(buf, format="JPEG", quality=82, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -78,10 +74,6 @@ def _href(path: str | os.PathLike[str], base: Path) -> str:
     """A relative URL from the report's folder to ``path``."""
     rel = os.path.relpath(Path(path).resolve(), base.resolve())
     return urllib.parse.quote(Path(rel).as_posix())
-
-
-def _usd(value: float | None) -> str:
-    return "—" if value is None else f"${value:.4f}"
 
 
 def _page(title: str, body: str) -> str:
@@ -127,7 +119,7 @@ def _caption(job: Job, labels: Mapping[str, Any], repeat: int, repeats: int) -> 
     params = f"{d['model']} · {d['size']} · {d['resolution']}"
     if d["temperature"] is not None:
         params += f" · t {d['temperature']:g} · top_p {d['top_p']:g}"
-    cost = "cached, $0" if job.cached else _usd(job.cost_usd)
+    cost = "cached, $0" if job.cached else _usd(job.cost_usd, places=4, missing="—")
     task = f"<br>task <code>{_E(job.task_id)}</code>" if job.task_id else ""
     return (
         f"{' · '.join(parts)}<br>{_E(params)}<br>state <b>{_E(job.state.value)}</b> · {_E(cost)}"
@@ -244,7 +236,7 @@ def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> st
         rows.append(
             f"<tr><td><figure>{star}{img}</figure></td><td><b>{d['step']}</b>{' (root)' if d['step'] == 1 else ''}</td>"
             f"<td>{_E(d['prompt'])}</td><td>{_E(params)}<br>{d['references']} reference(s)</td>"
-            f"<td>{_E(d['state'])}<br>{_E(_usd(d['cost_usd']))}<br>task <code>{_E(str(d['task_id']))}</code></td>"
+            f"<td>{_E(d['state'])}<br>{_E(_usd(d['cost_usd'], places=4, missing='—'))}<br>task <code>{_E(str(d['task_id']))}</code></td>"
             f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code></td></tr>"
         )
     last = chain.steps[-1].row.cbid[-6:] if chain.steps else "?"

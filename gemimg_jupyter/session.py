@@ -37,6 +37,7 @@ from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store, write_atomic
 from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
+from .text import format_usd
 
 __all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
 
@@ -111,7 +112,7 @@ class SweepResult:
             text += f" ({c['cached']} cached)"
         if c["failed"]:
             text += f", {c['failed']} failed"
-        return text + f", ${c['cost_usd']:.2f}"
+        return text + f", {format_usd(c['cost_usd'])}"
 
     def done(self) -> bool:
         """True when every job has ended."""
@@ -552,8 +553,8 @@ class Session:
                 plan.n_requests,
                 "",
                 detail=(
-                    f"this sweep would cost about ${estimate:.2f} ({plan.summary(cached)}), "
-                    f"over the ${confirm_above_usd:.2f} confirmation threshold; add --yes (yes=True) to go ahead"
+                    f"this sweep would cost about {format_usd(estimate)} ({plan.summary(cached)}), "
+                    f"over the {format_usd(confirm_above_usd)} confirmation threshold; add --yes (yes=True) to go ahead"
                 ),
             )
         self.check_budget(estimate)

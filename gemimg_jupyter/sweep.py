@@ -45,6 +45,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .models import GenerationParams, ReferenceImage, get_model
+from .text import format_usd, plural
 
 __all__ = [
     "AXIS_ALIASES",
@@ -61,7 +62,6 @@ __all__ = [
     "axis_from_values",
     "canonical_axis_name",
     "expand_range",
-    "format_usd",
     "parse_axis",
     "plan_sweep",
 ]
@@ -344,8 +344,8 @@ class SweepPlan:
         cached = _as_set(cached_keys)
         n = self.n_requests
         line = (
-            f"{_plural(self.n_cells, 'cell')} × {_plural(self.repeats, 'repeat')} = "
-            f"{_plural(n, 'request')}, {self.n_cached(cached):,} cached, "
+            f"{plural(self.n_cells, 'cell')} × {plural(self.repeats, 'repeat')} = "
+            f"{plural(n, 'request')}, {self.n_cached(cached):,} cached, "
         )
         cost = self.estimate_usd(cached)
         if cost is not None:
@@ -958,13 +958,6 @@ def _rough_cost(base: GenerationParams, axes: Sequence[Axis], n_requests: int) -
 # ---------------------------------------------------------------- small helpers
 
 
-def format_usd(amount: float) -> str:
-    """``$0.59``, ``$488.00``, ``$1,234.50``; amounts under a cent keep three decimals."""
-    if 0 < amount < 0.01:
-        return f"${amount:.3f}"
-    return f"${amount:,.2f}"
-
-
 def _round(value: float) -> float:
     out = round(float(value), 6)
     return 0.0 if out == 0 else out
@@ -979,10 +972,6 @@ def _basename(token: str) -> str:
     for sep in ("/", "\\"):
         text = text.rsplit(sep, 1)[-1]
     return text or token
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _as_set(keys: Collection[str]) -> Collection[str]:

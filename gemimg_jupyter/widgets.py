@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import html
-import io
 import os
 import re
 import shlex
@@ -46,16 +45,16 @@ from pathlib import Path
 from typing import Any
 
 import ipywidgets as W
-from PIL import Image
 
 from .display import THEME_CSS
 from .errors import GemimgError
-from .images import load_reference, png_bytes, thumbnail
+from .images import load_reference, load_thumbnail, png_bytes
 from .jobs import Job
 from .models import MODELS, PIXELS_1K, JobState, ModelSpec, ReferenceImage, get_model, pixel_size, validate_references
 from .session import Session, SweepResult, get_session
 from .store import LedgerRow
-from .sweep import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, format_usd, parse_axis
+from .sweep import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, parse_axis
+from .text import format_usd, plural
 
 __all__ = ["Panel", "magic_cell", "model_notes"]
 
@@ -266,10 +265,7 @@ def _safe_name(name: str) -> str:
 
 
 def _png_thumb(data_or_path: bytes | str | os.PathLike[str], long_side: int) -> bytes:
-    source = io.BytesIO(data_or_path) if isinstance(data_or_path, bytes) else data_or_path
-    with Image.open(source) as img:
-        img.load()
-        return png_bytes(thumbnail(img, long_side))
+    return png_bytes(load_thumbnail(data_or_path, long_side))
 
 
 def _params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()) -> str:
@@ -301,10 +297,6 @@ def _params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = (
 def _job_state_word(job: Job) -> str:
     """The one word the bar and the detail card both use for a job's state."""
     return "cached" if job.cached else job.status.replace("_", " ")
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _cell_label(plan: SweepPlan, index: int) -> str:
@@ -820,7 +812,7 @@ class Panel:
 
     @staticmethod
     def _model_label(spec: ModelSpec) -> str:
-        price = f"${spec.price_usd:.3f}/image" if spec.price_usd is not None else "price n/a"
+        price = f"{format_usd(spec.price_usd, places=3)}/image" if spec.price_usd is not None else "price n/a"
         return f"{spec.id} · {price}"
 
     # ---- display ----------------------------------------------------------------------
@@ -1209,7 +1201,7 @@ class Panel:
         run.cancelled = True
         stopped = run.session.runner.cancel([job for job in run.jobs if not job.done()])
         paid = sum(1 for job in run.jobs if not job.done() and job.task_id is not None)
-        text = f"Cancelled {_plural(stopped, 'request')} that were not sent yet."
+        text = f"Cancelled {plural(stopped, 'request')} that were not sent yet."
         if paid:
             text += f" {paid} already submitted (paid) will still be downloaded."
         self._say(text, "warn")
@@ -1341,7 +1333,7 @@ class Panel:
             self.progress.bar_style = "danger"
         elif cancelled:
             self._say(
-                f"Cancelled: {cancelled} not sent, {_plural(ok, 'image')} kept, {cost}, {run.elapsed:.1f} s.", "warn"
+                f"Cancelled: {cancelled} not sent, {plural(ok, 'image')} kept, {cost}, {run.elapsed:.1f} s.", "warn"
             )
             self.progress.bar_style = "warning"
         else:
@@ -1349,7 +1341,7 @@ class Panel:
             where = ""
             if run.sweep is not None and run.sweep.paths:
                 where = f"; grid saved to {_shown_path(run.sweep.paths[0])}"
-            self._say(f"Done: {_plural(ok, 'image')} in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
+            self._say(f"Done: {plural(ok, 'image')} in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
             self.progress.bar_style = "success"
         self.generate_button.disabled = False
         self.cancel_button.disabled = True
@@ -1435,7 +1427,7 @@ class Panel:
                 caption = "★ " + caption
             slot_box.description = caption
             slot_box.tooltip = str(p.get("prompt", ""))[:200] + (
-                f" ({_plural(edits, 'edit')} made from it)" if edits else ""
+                f" ({plural(edits, 'edit')} made from it)" if edits else ""
             )
             parent_layout.display = None
         self.history_hint.value = "" if rows else _html("No images yet: they appear here once generated.", "info")

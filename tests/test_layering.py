@@ -27,6 +27,7 @@ CORE = [
     "session",
     "settings",
     "store",
+    "text",
     "sweep",
     "sim",
     "sim.server",

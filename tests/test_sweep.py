@@ -20,10 +20,10 @@ from gemimg_jupyter.sweep import (
     axis_from_values,
     canonical_axis_name,
     expand_range,
-    format_usd,
     parse_axis,
     plan_sweep,
 )
+from gemimg_jupyter.text import format_usd, plural
 
 PROMPT = "A paper-cut fox in a forest"
 PRICE = 0.0488  # gemini-2.5-flash-image-official, the default model
@@ -518,4 +518,10 @@ def test_format_usd() -> None:
     assert format_usd(1234.5) == "$1,234.50"
     assert format_usd(0.0488) == "$0.05"
     assert format_usd(0.004) == "$0.004"
+    assert format_usd(None) == "n/a" and format_usd(None, missing="—") == "—"
+    assert format_usd(0.0488, places=4) == "$0.0488"
     assert format_usd(0) == "$0.00"
+
+
+def test_plural() -> None:
+    assert [plural(n, "image") for n in (0, 1, 2, 1024)] == ["0 images", "1 image", "2 images", "1,024 images"]
