@@ -28,7 +28,7 @@ from typing import Any
 
 from PIL import Image
 
-from . import __version__
+from ._version import __version__
 from .client import Category, ToAPIsClient
 from .errors import (
     APIConnectionError,

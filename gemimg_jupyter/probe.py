@@ -43,7 +43,7 @@ from typing import Any
 import requests
 from PIL import Image, ImageChops, ImageStat
 
-from . import __version__
+from ._version import __version__
 from .client import STATUS_WORDS, ToAPIsClient, find_result_url, parse_task
 from .errors import GemimgError, redact
 from .images import png_bytes

@@ -83,3 +83,16 @@ def test_ruff_bans_ui_imports_in_the_core() -> None:
     text = (PKG.parent / "pyproject.toml").read_text()
     for name in BANNED:
         assert f'"{name}".msg' in text
+
+
+def test_no_module_imports_names_from_the_package_root() -> None:
+    """``from . import __version__`` would run the package's ``__init__`` from inside it; names come from their modules."""
+    for path in sorted(PKG.rglob("*.py")):
+        if path.name == "__init__.py" and path.parent == PKG:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module is None and node.level >= 1:
+                base = path.parent if node.level == 1 else path.parents[node.level - 1]
+                for alias in node.names:
+                    is_module = (base / f"{alias.name}.py").exists() or (base / alias.name / "__init__.py").exists()
+                    assert is_module, f"{path.relative_to(PKG)} imports {alias.name!r} from the package root"
