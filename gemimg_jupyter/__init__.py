@@ -49,9 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .settings import RetryPolicy, Settings  # noqa: F401
     from .widgets import Panel  # noqa: F401
 
-
-# ``gemimg_jupyter.sweep`` is both a submodule (the sweep parser) and the public
-# function; importing the functions last makes the package attribute the function.
 from .session import generate, picks, sweep  # noqa: E402
 
 

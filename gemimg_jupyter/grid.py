@@ -48,7 +48,7 @@ from .images import png_bytes, png_with_provenance
 from .models import shown_text, state_values
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .sweep import SweepPlan
+    from .plan import SweepPlan
 
 __all__ = [
     "FAILED_STATES",

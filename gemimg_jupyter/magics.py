@@ -63,9 +63,9 @@ from .display import (
 from .errors import ConfigError, GemimgError, redact
 from .jobs import Job as JobClass
 from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get_model
+from .plan import MAX_REPEATS, canonical_axis_name
 from .session import Session, SweepResult, get_session, reset_session
 from .settings import Secret, Settings
-from .sweep import MAX_REPEATS, canonical_axis_name
 from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -30,7 +30,7 @@ from .grid import plan_header
 from .images import load_thumbnail
 from .lineage import Lineage, ledger_cbid
 from .pickbook import Pick
-from .sweep import SweepPlan
+from .plan import SweepPlan
 from .text import format_usd as _usd
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -33,10 +33,10 @@ from .jobs import Job, JobRunner, Listener, RateGate
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
+from .plan import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
 from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store, write_atomic
-from .sweep import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
 from .text import format_usd
 
 __all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]

@@ -51,9 +51,9 @@ from .errors import GemimgError
 from .images import load_reference, load_thumbnail, png_bytes
 from .jobs import Job
 from .models import MODELS, PIXELS_1K, JobState, ModelSpec, ReferenceImage, get_model, pixel_size, validate_references
+from .plan import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, parse_axis
 from .session import Session, SweepResult, get_session
 from .store import LedgerRow
-from .sweep import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, parse_axis
 from .text import format_usd, plural
 
 __all__ = ["Panel", "magic_cell", "model_notes"]
@@ -872,7 +872,7 @@ class Panel:
         }
 
     def parse_axes(self, state: Mapping[str, Any]) -> tuple[list[Axis], dict[str, str]]:
-        """Parse the sweep axes with the core's :func:`~gemimg_jupyter.sweep.parse_axis`.
+        """Parse the sweep axes with the core's :func:`~gemimg_jupyter.plan.parse_axis`.
 
         Returns
         -------

@@ -32,8 +32,8 @@ from PIL import Image
 from gemimg_jupyter import errors
 from gemimg_jupyter.magics import GemimgMagics
 from gemimg_jupyter.models import MODELS
+from gemimg_jupyter.plan import MAX_REPEATS, canonical_axis_name
 from gemimg_jupyter.settings import RetryPolicy, Settings
-from gemimg_jupyter.sweep import MAX_REPEATS, canonical_axis_name
 
 from .conftest import FAST_RETRY
 

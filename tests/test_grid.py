@@ -20,7 +20,7 @@ from gemimg_jupyter.grid import (
 )
 from gemimg_jupyter.images import png_bytes, read_provenance
 from gemimg_jupyter.models import GenerationParams, JobState
-from gemimg_jupyter.sweep import SweepPlan, parse_axis, plan_sweep
+from gemimg_jupyter.plan import SweepPlan, parse_axis, plan_sweep
 
 C = 320
 WHITE = (255, 255, 255)

@@ -28,7 +28,7 @@ CORE = [
     "settings",
     "store",
     "text",
-    "sweep",
+    "plan",
     "sim",
     "sim.server",
     "sim.render",

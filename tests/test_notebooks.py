@@ -136,7 +136,7 @@ def assert_grid_layout(
 ) -> None:
     """The grid's metadata and pixels match the sweep: axes, cells, repeats, states, size, saved files."""
     from gemimg_jupyter.grid import layout_grid
-    from gemimg_jupyter.sweep import AXIS_TITLES
+    from gemimg_jupyter.plan import AXIS_TITLES
 
     assert [(a["name"], len(a["values"])) for a in meta["axes"]] == axes
     assert meta["repeats"] == repeats

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gemimg_jupyter.errors import ValidationError
 from gemimg_jupyter.models import GenerationParams, ReferenceImage
-from gemimg_jupyter.sweep import (
+from gemimg_jupyter.plan import (
     AXIS_NAMES,
     MAX_REPEATS,
     Axis,
@@ -525,3 +525,15 @@ def test_format_usd() -> None:
 
 def test_plural() -> None:
     assert [plural(n, "image") for n in (0, 1, 2, 1024)] == ["0 images", "1 image", "2 images", "1,024 images"]
+
+
+def test_the_plan_module_and_the_sweep_function_have_their_own_names() -> None:
+    import importlib
+
+    import gemimg_jupyter as gi
+    import gemimg_jupyter.plan as plan_module
+
+    assert callable(gi.sweep) and not isinstance(gi.sweep, type(plan_module))
+    assert plan_module.plan_sweep is plan_sweep
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("gemimg_jupyter.sweep")
