@@ -492,6 +492,10 @@ class LiveView:
             if final:
                 self._final.set()
 
+    def tick_due(self, now: float) -> bool:
+        """True when the last render is at least :attr:`tick_interval` old (the ticker then refreshes)."""
+        return now - self._last >= self.tick_interval
+
     def _deferred(self) -> None:
         with self._lock:
             self._timer = None
@@ -681,7 +685,7 @@ class _Ticker:
                     return
             now = time.monotonic()
             for view in views:
-                if now - view._last >= view.tick_interval:
+                if view.tick_due(now):
                     view.refresh()
 
 

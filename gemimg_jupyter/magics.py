@@ -415,7 +415,7 @@ class GemimgMagics(Magics):
         pending = sess.pending_count()
         if pending:
             _say(
-                f"gemimg: {plural(pending, 'unfinished job')} in the ledger ({sess.store.root}); "
+                f"gemimg: {plural(pending, 'unfinished job')} in the ledger ({sess.store_root}); "
                 "%gemimg resume finishes them"
             )
 
@@ -625,7 +625,7 @@ class GemimgMagics(Magics):
                 edit=args.edit,
                 **fixed,
             )
-            cached = set() if args.fresh else sess.store.cached_keys(list(plan.keys))
+            cached = set() if args.fresh else sess.cached_keys(plan.keys)
             _say(f"gemimg: {plan.summary(cached)}")
             result = sess.sweep(
                 args.prompt,
@@ -763,8 +763,8 @@ class GemimgMagics(Magics):
         start = time.monotonic()
         jobs = sess.jobs()
         if ns.target is not None:
-            job = sess.runner.get(ns.target)
-            sweep = next((s for s in sess.sweeps if s.id == ns.target), None)
+            job = sess.find_job(ns.target)
+            sweep = sess.find_sweep(ns.target)
             if job is None and sweep is None:
                 known = ", ".join(j.id for j in jobs[-8:]) or "none yet"
                 raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
@@ -773,7 +773,7 @@ class GemimgMagics(Magics):
             _say("gemimg: nothing to wait for")
             return
         try:
-            ok = sess.runner.wait(jobs, timeout=ns.timeout)
+            ok = sess.wait_jobs(jobs, timeout=ns.timeout)
             if ok:
                 for sweep in sess.sweeps:
                     if any(j in jobs for j in sweep.jobs):
@@ -991,7 +991,7 @@ class GemimgMagics(Magics):
         rows += [
             ("(backend)", sess.backend, "GEMIMG_BACKEND / %gemimg backend"),
             ("(base_url)", sess.base_url, "GEMIMG_BASE_URL (the simulator's own address for sim)"),
-            ("(store)", display_path(sess.store.root), "where the ledger and images are"),
+            ("(store)", display_path(sess.store_root), "where the ledger and images are"),
             ("(budget)", s.max_cost_usd, "max_cost_usd in effect"),
             ("(in flight)", s.max_in_flight, "requests running at once"),
             ("(job timeout)", s.job_timeout, "seconds before a job is given up (resume can still collect it)"),

@@ -337,6 +337,25 @@ class Session:
         """The in-process simulator (``None`` on the real backend)."""
         return self._sim
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (a panel then follows the new default session)."""
+        return self._closed
+
+    @property
+    def store_root(self) -> Path:
+        """The folder of the ledger, the images and the saved references."""
+        return self.store.root
+
+    def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        """The request keys among ``keys`` the ledger already holds an image for (a rerun costs $0)."""
+        return self.store.cached_keys(list(keys))
+
+    def remember_reference(self, data: bytes, name: str) -> Path:
+        """Keep a reference image's bytes under ``<output>/references/name`` (written once, atomically)."""
+        path = self.store.root / "references" / name
+        return path if path.exists() else self.store.write_bytes(data, name, folder="references")
+
     def banner(self) -> str:
         """One line saying which backend is in use and, for the simulator, how to set a key."""
         if self.backend == "toapis":
@@ -580,6 +599,22 @@ class Session:
         """Every job of this session, oldest first."""
         return self.runner.jobs
 
+    def find_job(self, job_id: str) -> Job | None:
+        """This session's job with that id, if any."""
+        return self.runner.get(job_id)
+
+    def find_sweep(self, sweep_id: str) -> SweepResult | None:
+        """This session's sweep with that id, if any."""
+        return next((s for s in self.sweeps if s.id == sweep_id), None)
+
+    def wait_jobs(self, jobs: Sequence[Job], timeout: float | None = None) -> bool:
+        """Block until these jobs have ended (``False`` if ``timeout`` came first)."""
+        return self.runner.wait(list(jobs), timeout=timeout)
+
+    def cancel_jobs(self, jobs: Sequence[Job]) -> int:
+        """Cancel these jobs; returns how many were stopped before being sent."""
+        return self.runner.cancel(list(jobs))
+
     def cancel(self, target: str = "all", *, drop: bool = False) -> int:
         """Cancel a job (by id), a sweep (by id) or everything."""
         if target != "all" and self.runner.get(target) is None and not any(s.id == target for s in self.sweeps):
@@ -750,7 +785,7 @@ def get_session(settings: Settings | None = None) -> Session:
     """The shared default session (created from the environment on first use)."""
     global _DEFAULT
     with _DEFAULT_LOCK:
-        if _DEFAULT is None or _DEFAULT._closed:
+        if _DEFAULT is None or _DEFAULT.closed:
             _DEFAULT = Session(settings)
         elif settings is not None and settings != _DEFAULT.settings:
             raise ConfigError("a session is already running with other settings; call reset_session() first")

@@ -439,7 +439,7 @@ class Panel:
         it) take effect in the panel too.
         """
         own = self._session
-        if own is not None and not getattr(own, "_closed", False):
+        if own is not None and not own.closed:
             return own
         return get_session()
 
@@ -453,7 +453,7 @@ class Panel:
             '<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
             f'background:var(--jp-layout-color2,#eee)">{html.escape(badge)}</span>'
             '<span style="font-size:11px;color:var(--jp-ui-font-color2,#666)">output: '
-            f"{html.escape(_shown_path(s.store.root))}</span></div>"
+            f"{html.escape(_shown_path(s.store_root))}</span></div>"
         )
 
     def _discard(self, widgets: Sequence[W.Widget]) -> None:
@@ -1000,7 +1000,7 @@ class Panel:
         else:
             try:
                 plan = self.plan(state)
-                cached = set() if state["fresh"] else self.session.store.cached_keys(list(plan.keys))
+                cached = set() if state["fresh"] else self.session.cached_keys(plan.keys)
                 estimate = plan.estimate_usd(cached)
                 needs_confirm = plan.n_requests > 1 and estimate is not None and estimate > CONFIRM_ABOVE_USD
                 extra = f"\nover {format_usd(CONFIRM_ABOVE_USD)}: tick “allow” to run it" if needs_confirm else ""
@@ -1045,12 +1045,9 @@ class Panel:
     def _save_reference(self, ref: ReferenceImage) -> str:
         """Keep the bytes under ``<output>/references`` so the ``%%gemimg`` cell can name a path."""
         assert ref.data is not None
-        root = Path(self.session.store.root)
         fname = f"{ref.sha256[:10]}-{_safe_name(ref.name)}"
-        path = root / "references" / fname
         try:
-            if not path.exists():
-                path = self.session.store.write_bytes(ref.data, fname, folder="references")
+            path = self.session.remember_reference(ref.data, fname)
         except (OSError, ValueError):
             return ref.name
         return _shown_path(path)
@@ -1199,7 +1196,7 @@ class Panel:
             self._say("Nothing is running.", "info")
             return
         run.cancelled = True
-        stopped = run.session.runner.cancel([job for job in run.jobs if not job.done()])
+        stopped = run.session.cancel_jobs([job for job in run.jobs if not job.done()])
         paid = sum(1 for job in run.jobs if not job.done() and job.task_id is not None)
         text = f"Cancelled {plural(stopped, 'request')} that were not sent yet."
         if paid:

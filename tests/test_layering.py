@@ -96,3 +96,55 @@ def test_no_module_imports_names_from_the_package_root() -> None:
                 for alias in node.names:
                     is_module = (base / f"{alias.name}.py").exists() or (base / alias.name / "__init__.py").exists()
                     assert is_module, f"{path.relative_to(PKG)} imports {alias.name!r} from the package root"
+
+
+FACES = ("magics", "widgets", "display")
+#: The engine's parts a face never reaches for: it asks the session instead.
+ENGINE_PARTS = {"store", "runner"}
+
+
+def face_violations(source: str) -> list[str]:
+    """Where a face's code reaches past the session's public API.
+
+    Flags ``x.store`` and ``x.runner`` on anything, ``x._private`` on anything but ``self``/``cls``
+    (IPython's ``_repr_*_`` display protocol excepted), ``getattr(x, "_private")`` and importing a
+    ``_private`` name from another module.
+    """
+    found: list[str] = []
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__") and not name.startswith("_repr_")
+
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute):
+            own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if node.attr in ENGINE_PARTS or (private(node.attr) and not own):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = node.args
+            if node.func.id in ("getattr", "setattr", "hasattr") and len(args) > 1:
+                name = args[1]
+                if isinstance(name, ast.Constant) and isinstance(name.value, str) and private(name.value):
+                    found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom):
+            found += [f"line {node.lineno}: imports {a.name}" for a in node.names if private(a.name)]
+    return found
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_faces_use_only_the_sessions_public_api(face: str) -> None:
+    assert face_violations((PKG / f"{face}.py").read_text()) == []
+
+
+def test_the_face_check_can_fail() -> None:
+    snippet = (
+        "from .grid import _fit\n"
+        "def f(self, session, job):\n"
+        "    session.store.cached_keys([])\n"
+        "    self.session.runner.cancel([])\n"
+        "    job._adopt\n"
+        "    getattr(session, '_closed', False)\n"
+        "    self._own = self.widget._repr_mimebundle_()\n"
+    )
+    found = face_violations(snippet)
+    assert sorted(line.split(":")[0] for line in found) == ["line 1", "line 3", "line 4", "line 5", "line 6"], found
