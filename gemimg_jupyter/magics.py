@@ -63,7 +63,7 @@ from .display import (
 from .errors import ConfigError, GemimgError, redact
 from .jobs import Job as JobClass
 from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get_model
-from .plan import MAX_REPEATS, canonical_axis_name
+from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS, canonical_axis_name
 from .session import Session, SweepResult, get_session, reset_session
 from .settings import Secret, Settings
 from .text import plural
@@ -220,7 +220,7 @@ class GemimgMagics(Magics):
         config=True
     )
     confirm_above_usd = _Number(
-        1.0, allow_none=True, help="Sweeps estimated above this many USD need --yes (None: never ask)."
+        CONFIRM_ABOVE_USD, allow_none=True, help="Sweeps estimated above this many USD need --yes (None: never ask)."
     ).tag(config=True)
     cell_size = Int(320, help="Pixel size of one cell of a sweep grid (64–1024).").tag(config=True)
     preview_size = Int(768, help="Long side in pixels of the preview stored in the notebook (128–2048).").tag(
@@ -625,8 +625,7 @@ class GemimgMagics(Magics):
                 edit=args.edit,
                 **fixed,
             )
-            cached = set() if args.fresh else sess.cached_keys(plan.keys)
-            _say(f"gemimg: {plan.summary(cached)}")
+            _say(f"gemimg: {sess.quote(plan, fresh=args.fresh, confirm_above_usd=self.confirm_above_usd).summary}")
             result = sess.sweep(
                 args.prompt,
                 plan=plan,

@@ -51,11 +51,13 @@ __all__ = [
     "AXIS_ALIASES",
     "AXIS_NAMES",
     "AXIS_TITLES",
+    "CONFIRM_ABOVE_USD",
     "DEFAULT_MAX_REQUESTS",
     "MAX_AXES",
     "MAX_AXIS_VALUES",
     "MAX_REPEATS",
     "Axis",
+    "Quote",
     "RefResolver",
     "SweepCell",
     "SweepPlan",
@@ -65,6 +67,9 @@ __all__ = [
     "parse_axis",
     "plan_sweep",
 ]
+
+#: Sweeps estimated above this many USD need a yes first (``--yes``, ``yes=True``, the panel's "allow" box).
+CONFIRM_ABOVE_USD = 1.0
 
 #: The parameters a sweep can vary, in their canonical spelling.
 AXIS_NAMES: tuple[str, ...] = ("temperature", "top_p", "size", "resolution", "model", "prompt", "ref")
@@ -352,6 +357,48 @@ class SweepPlan:
             return line + f"≈ {format_usd(cost)}"
         unpriced = sorted({c.params.model for c in self.cells if c.params.price_usd is None})
         return line + f"cost unknown ({', '.join(unpriced)} has no published price)"
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a plan costs now and whether it needs a yes first (made by ``Session.quote``).
+
+    The magic's plan line, the panel's plan line and its "allow" box, and the
+    refusal of ``Session.sweep`` all read one quote, so they cannot disagree.
+    ``free_keys`` are the request keys that cost nothing now: ``cached`` requests
+    have a stored image, ``adopted`` ones an unfinished ledger row that will finish.
+    """
+
+    plan: SweepPlan
+    free_keys: frozenset[str]
+    cached: int
+    adopted: int
+    estimate_usd: float | None
+    confirm_above_usd: float | None = CONFIRM_ABOVE_USD
+
+    @property
+    def needs_confirmation(self) -> bool:
+        """True when the estimate is above the threshold (an unknown price counts as $0; ``None`` never asks)."""
+        limit = self.confirm_above_usd
+        return limit is not None and (self.estimate_usd or 0.0) > limit
+
+    @property
+    def summary(self) -> str:
+        """The plan line: ``6 cells × 2 repeats = 12 requests, 0 cached, ≈ $0.59``."""
+        return self.plan.summary(self.free_keys)
+
+    def refusal(self) -> ValidationError:
+        """The one-line refusal of a sweep that :attr:`needs_confirmation` and got no yes."""
+        assert self.confirm_above_usd is not None
+        return ValidationError(
+            "sweep",
+            self.plan.n_requests,
+            "",
+            detail=(
+                f"this sweep would cost about {format_usd(self.estimate_usd or 0.0)} ({self.summary}), "
+                f"over the {format_usd(self.confirm_above_usd)} confirmation threshold; add --yes (yes=True) to go ahead"
+            ),
+        )
 
 
 # ---------------------------------------------------------------- axis names

@@ -33,7 +33,7 @@ from .jobs import Job, JobRunner, Listener, RateGate
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
-from .plan import AXIS_NAMES, Axis, SweepPlan, axis_from_values, parse_axis, plan_sweep
+from .plan import AXIS_NAMES, CONFIRM_ABOVE_USD, Axis, Quote, SweepPlan, axis_from_values, parse_axis, plan_sweep
 from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store, write_atomic
@@ -539,6 +539,18 @@ class Session:
         base = self.params(prompt, defaults=defaults, **fixed)
         return plan_sweep(base, all_axes, repeats=repeats)
 
+    def quote(
+        self, plan: SweepPlan, *, fresh: bool = False, confirm_above_usd: float | None = CONFIRM_ABOVE_USD
+    ) -> Quote:
+        """What ``plan`` would cost now (``fresh``: as if nothing were stored) and whether it needs a yes."""
+        if fresh:
+            return Quote(plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd)
+        keys = list(plan.keys)
+        free = frozenset(self.store.cached_keys(keys))
+        stored = self.store.cached_keys(keys, running=False) if free else set()
+        cached = plan.n_cached(stored)
+        return Quote(plan, free, cached, plan.n_cached(free) - cached, plan.estimate_usd(free), confirm_above_usd)
+
     def sweep(
         self,
         prompt: str,
@@ -548,7 +560,7 @@ class Session:
         fresh: bool = False,
         wait: bool = True,
         yes: bool = False,
-        confirm_above_usd: float | None = 1.0,
+        confirm_above_usd: float | None = CONFIRM_ABOVE_USD,
         cell_size: int = 320,
         listeners: Sequence[Listener] = (),
         defaults: Mapping[str, Any] | None = None,
@@ -563,20 +575,10 @@ class Session:
         """
         plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
         parent = self.edit_source(edit)[1] if edit is not None else None
-        keys = [cell.key for cell in plan.cells]
-        cached = set() if fresh else self.store.cached_keys(keys)
-        estimate = plan.estimate_usd(cached) or 0.0
-        if confirm_above_usd is not None and estimate > confirm_above_usd and not yes:
-            raise ValidationError(
-                "sweep",
-                plan.n_requests,
-                "",
-                detail=(
-                    f"this sweep would cost about {format_usd(estimate)} ({plan.summary(cached)}), "
-                    f"over the {format_usd(confirm_above_usd)} confirmation threshold; add --yes (yes=True) to go ahead"
-                ),
-            )
-        self.check_budget(estimate)
+        quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
+        if quote.needs_confirmation and not yes:
+            raise quote.refusal()
+        self.check_budget(quote.estimate_usd or 0.0)
         sweep_id = uuid.uuid4().hex[:8]
         result = SweepResult(plan, [], sweep_id=sweep_id, store=self.store, cell_size=cell_size)
         all_listeners = [result._on_job, *listeners]

@@ -51,15 +51,13 @@ from .errors import GemimgError
 from .images import load_reference, load_thumbnail, png_bytes
 from .jobs import Job
 from .models import MODELS, PIXELS_1K, JobState, ModelSpec, ReferenceImage, get_model, pixel_size, validate_references
-from .plan import AXIS_NAMES, MAX_REPEATS, Axis, SweepPlan, parse_axis
+from .plan import AXIS_NAMES, CONFIRM_ABOVE_USD, MAX_REPEATS, Axis, SweepPlan, parse_axis
 from .session import Session, SweepResult, get_session
 from .store import LedgerRow
 from .text import format_usd, plural
 
 __all__ = ["Panel", "magic_cell", "model_notes"]
 
-#: Sweeps estimated above this need the "confirm" box (the same threshold as ``Session.sweep``).
-CONFIRM_ABOVE_USD = 1.0
 HISTORY_SLOTS = 12
 HISTORY_THUMB = 96
 REF_THUMB = 72
@@ -1000,11 +998,10 @@ class Panel:
         else:
             try:
                 plan = self.plan(state)
-                cached = set() if state["fresh"] else self.session.cached_keys(plan.keys)
-                estimate = plan.estimate_usd(cached)
-                needs_confirm = plan.n_requests > 1 and estimate is not None and estimate > CONFIRM_ABOVE_USD
+                quote = self.session.quote(plan, fresh=state["fresh"], confirm_above_usd=CONFIRM_ABOVE_USD)
+                needs_confirm = quote.needs_confirmation
                 extra = f"\nover {format_usd(CONFIRM_ABOVE_USD)}: tick “allow” to run it" if needs_confirm else ""
-                self.plan_html.value = _html(plan.summary(cached) + extra, "warn" if needs_confirm else "ok")
+                self.plan_html.value = _html(quote.summary + extra, "warn" if needs_confirm else "ok")
             except GemimgError as exc:
                 self.plan_html.value = _html(str(exc), "error")
         self.confirm.layout.visibility = "visible" if needs_confirm or self.confirm.value else "hidden"

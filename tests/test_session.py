@@ -66,6 +66,32 @@ def test_sweep_plans_runs_and_saves_a_grid(session: Session, sim: Any) -> None:
     assert again.counts()["cached"] == 12 and sim.stats()["submits_accepted"] == 12
 
 
+def test_one_quote_gives_the_plan_line_and_the_confirmation_rule(session: Session, sim: Any) -> None:
+    plan = session.plan("A paper-cut heron", axes=["temperature=0.2,0.8", "size=1:1,16:9"])
+    quote = session.quote(plan, confirm_above_usd=0.1)
+    assert (quote.cached, quote.adopted) == (0, 0) and quote.estimate_usd == pytest.approx(4 * 0.0488)
+    assert (
+        quote.needs_confirmation
+        and quote.summary == plan.summary() == "4 cells × 1 repeat = 4 requests, 0 cached, ≈ $0.20"
+    )
+    assert not session.quote(plan, confirm_above_usd=None).needs_confirmation
+    before = sim.stats()["submits_accepted"]
+    with pytest.raises(ValidationError, match="over the \\$0.10 confirmation threshold"):
+        session.sweep("A paper-cut heron", plan=plan, confirm_above_usd=0.1)
+    assert sim.stats()["submits_accepted"] == before  # refused before any request
+    # an unfinished row of another process is free here: adopted, not paid again
+    session.store.add(cbid="other", key=plan.keys[0], repeat=0, params={}, backend=session.backend, price_usd=0.0488)
+    adopted = session.quote(plan, confirm_above_usd=0.1)
+    assert (adopted.cached, adopted.adopted) == (0, 1) and adopted.estimate_usd == pytest.approx(3 * 0.0488)
+    session.store.update("other", state="cancelled")
+    session.sweep("A paper-cut heron", plan=plan, yes=True, confirm_above_usd=0.1)
+    again = session.quote(plan, confirm_above_usd=0.1)
+    assert (again.cached, again.adopted, again.estimate_usd) == (4, 0, 0.0) and not again.needs_confirmation
+    assert again.summary == "4 cells × 1 repeat = 4 requests, 4 cached, ≈ $0.00"
+    fresh = session.quote(plan, fresh=True, confirm_above_usd=0.1)
+    assert fresh.cached == 0 and fresh.needs_confirmation
+
+
 def test_three_axes_give_one_grid_per_z(session: Session) -> None:
     result = session.sweep("A paper-cut owl", temperature=[0.3, 1.0], size=["1:1", "3:2"], top_p=[0.5, 0.9])
     assert result.plan.shape == (2, 2, 2) and len(result.grids()) == 2 and len(result.paths) == 2
