@@ -272,6 +272,7 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
         ("unauthorized", "invalid_api_key", "invalid_token", "token_expired", "token_not_found"), AuthenticationError
     ),
     **dict.fromkeys(("access_denied", "forbidden", "permission_denied", "model_not_allowed"), PermissionDeniedError),
+    **dict.fromkeys(("task_not_exist", "task_not_found", "not_found"), NotFoundError),
     **dict.fromkeys(("rate_limit_exceeded", "too_many_requests"), RateLimitError),
     **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
     "rate_limit_unavailable": ServerError,
@@ -531,13 +532,19 @@ class ToAPIsClient:
         return str(self._retrying("upload", attempt))
 
     def submit(
-        self, params: GenerationParams, *, client_business_id: str, image_urls: tuple[str, ...] = ()
+        self,
+        params: GenerationParams,
+        *,
+        client_business_id: str,
+        image_urls: tuple[str, ...] = (),
+        tries: int | None = None,
     ) -> TaskStatus:
         """Submit one generation; returns the queued task.
 
         After a failure that may have reached the gateway (connection dropped,
         timeout, 5xx), the task is looked up by ``client_business_id`` before
         anything is sent again, so one request is paid for at most once.
+        ``tries=1`` sends once and leaves retries (and that look-up) to the caller.
         """
         body = params.request_body(image_urls=image_urls, client_business_id=client_business_id)
         uncertain = False
@@ -556,7 +563,7 @@ class ToAPIsClient:
                 raise _Ambiguous(exc) from None
             return parse_task(self._json(resp))
 
-        result: TaskStatus = self._retrying("submit", attempt)
+        result: TaskStatus = self._retrying("submit", attempt, tries=tries)
         return result
 
     @property
@@ -636,14 +643,14 @@ class ToAPIsClient:
                 log.warning("%s: %s", _safe_url(url), image.note)
             return image
 
-        tries = 3
-        for n in range(1, tries + 1):
+        fetches = 3  # bytes that do not decode; ``tries`` is for transient HTTP errors
+        for n in range(1, fetches + 1):
             try:
                 result: ImageBytes = self._retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
-                if n == tries:
-                    raise InvalidImageError(f"{exc} (after {tries} downloads)") from None
+                if n == fetches:
+                    raise InvalidImageError(f"{exc} (after {fetches} downloads)") from None
                 log.info("download of %s was not a valid image, fetching again", _safe_url(url))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -675,7 +682,7 @@ class ToAPIsClient:
                     continue
                 if resp.status_code in (403, 404, 410):
                     raise TaskExpiredError(
-                        f"the result URL no longer serves the image (HTTP {resp.status_code}); it has expired"
+                        f"the result URL does not serve the image (HTTP {resp.status_code}): not there yet, or expired"
                     )
                 if resp.status_code >= 400:
                     raise error_from_response(resp, base_url=self.base_url)

@@ -844,8 +844,10 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
     budget = cost.get("budget_usd")
     spent = float(cost.get("spent_usd") or 0.0)
     left = "" if budget is None else f" ({_usd(max(0.0, budget - spent))} left)"
+    simulated = cost.get("backend") == "sim"
+    spent_text = f"{_usd(spent)} over {cost.get('requests', 0)} request(s)"
     rows = [
-        ("spent this session", f"{_usd(spent)} over {cost.get('requests', 0)} request(s)"),
+        ("spent this session", f"simulated {spent_text}, not charged" if simulated else spent_text),
         ("saved by the cache", f"{_usd(cost.get('saved_usd') or 0.0)} ({cost.get('cache_hits', 0)} hit(s))"),
         ("budget", ("none (set %config GemimgMagics.max_cost_usd)" if budget is None else _usd(budget)) + left),
         (
@@ -854,8 +856,7 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
         ),
         (
             "backend",
-            str(cost.get("backend", "?"))
-            + (" (simulated, nothing is charged)" if cost.get("backend") == "sim" else ""),
+            str(cost.get("backend", "?")) + (" (simulated, nothing is charged)" if simulated else ""),
         ),
     ]
     return _pairs("gemimg cost", rows)
@@ -873,7 +874,7 @@ def models_table(models: Mapping[str, ModelSpec], *, default: str | None = None)
                 name,
                 ", ".join(spec.sizes),
                 ", ".join(spec.resolutions),
-                f"{spec.max_refs} × ≤{spec.max_ref_bytes // 1024 // 1024} MB",
+                f"{spec.max_refs} × ≤{spec.max_ref_bytes / 1e6:g} MB",
                 "temperature, top_p" if spec.sampling else "—",
                 "no published price" if spec.price_usd is None else f"${spec.price_usd:.4f}/image",
                 spec.note,
@@ -928,7 +929,12 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def history_strip(
-    rows: Sequence[LedgerRow], *, thumb: int = 160, per_row: int = 6, picked: Iterable[str] = ()
+    rows: Sequence[LedgerRow],
+    *,
+    thumb: int = 160,
+    per_row: int = 6,
+    picked: Iterable[str] = (),
+    title: str | None = None,
 ) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
@@ -942,6 +948,8 @@ def history_strip(
         Thumbnails per row before the strip wraps.
     picked : iterable of str
         ``client_business_id`` of picked images: they carry a star.
+    title : str, optional
+        The first line of the text listing (default: ``N newest image(s)``).
 
     Returns
     -------
@@ -995,7 +1003,7 @@ def history_strip(
         f"{i + 1}. {'★ ' if it['picked'] else ''}{_short(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
         for i, it in enumerate(items)
     ]
-    text = f"gemimg history: {len(items)} newest image(s)\n" + "\n".join(lines)
+    text = f"gemimg history: {title or f'{len(items)} newest image(s)'}\n" + "\n".join(lines)
     return ImageStrip(png_bytes(sheet, optimize=True), text, items)
 
 

@@ -9,7 +9,10 @@ layer and the panel never have to be known here.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
+import math
 import random
 import sqlite3
 import statistics
@@ -17,8 +20,9 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +31,17 @@ from PIL import Image
 from . import __version__
 from .client import Category, ToAPIsClient
 from .errors import (
+    APIConnectionError,
+    BudgetExceededError,
     ConfigError,
+    ContentBlockedError,
     GemimgError,
     InvalidImageError,
     JobCancelled,
     JobError,
     JobTimeoutError,
+    RateLimitError,
+    ServerError,
     TaskBlockedError,
     TaskExpiredError,
     TaskFailedError,
@@ -42,7 +51,7 @@ from .models import GenerationParams, JobState, ReferenceImage, TaskStatus
 from .settings import Settings
 from .store import LedgerRow, Store, safe_filename
 
-__all__ = ["Job", "JobRunner", "Listener", "RateGate", "TokenBucket"]
+__all__ = ["Job", "JobRunner", "Listener", "PollSchedule", "RateGate", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +95,21 @@ class TokenBucket:
             else:
                 time.sleep(wait)
 
+    def reserve(self) -> float:
+        """Take a token now, perhaps ahead of time; return the seconds until it is valid (never blocks)."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            self._tokens -= 1
+            wait = -self._tokens / self.rate if self._tokens < 0 and self.rate > 0 else 0.0
+            return max(wait, self._paused_until - now)
+
+    def refund(self) -> None:
+        """Give back a token whose request was refused with 429 (the gateway did not count it)."""
+        with self._lock:
+            self._tokens = min(float(self.burst), self._tokens + 1)
+
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` (after a 429 with ``Retry-After``)."""
         with self._lock:
@@ -93,7 +117,13 @@ class TokenBucket:
 
 
 class RateGate:
-    """Shared limits for every job of a session (implements ``client.RequestGate``)."""
+    """Shared limits for every job of a session (implements ``client.RequestGate``).
+
+    Built once by the :class:`~.session.Session` and handed to the client and
+    the runner. The runner's jobs never block a thread on a bucket: they
+    :meth:`reserve` a token, wait for it in the scheduler, and send the
+    request under a :meth:`ticket`, which :meth:`acquire` honours at once.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._buckets: dict[str, TokenBucket] = {
@@ -102,12 +132,35 @@ class RateGate:
         }
         self.counts: dict[str, int] = {"submit": 0, "query": 0, "upload": 0, "download": 0, "rate_limited": 0}
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.stop = threading.Event()
 
-    def acquire(self, category: Category) -> None:
-        """Wait for the lane of ``category``, then count the request."""
+    def reserve(self, category: Category) -> float:
+        """Take a token of ``category`` without blocking; seconds until the request may go."""
+        bucket = self._buckets.get(category)
+        return bucket.reserve() if bucket is not None else 0.0
+
+    def refund(self, category: Category) -> None:
+        """A request of ``category`` was refused with 429: its token goes back to the bucket."""
         bucket = self._buckets.get(category)
         if bucket is not None:
+            bucket.refund()
+
+    @contextmanager
+    def ticket(self, category: Category) -> Iterator[None]:
+        """Within this block, this thread's next ``acquire(category)`` uses the token already reserved."""
+        self._local.ticket = category
+        try:
+            yield
+        finally:
+            self._local.ticket = None
+
+    def acquire(self, category: Category) -> None:
+        """Wait for the lane of ``category`` (unless a ticket was reserved), then count the request."""
+        bucket = self._buckets.get(category)
+        if getattr(self._local, "ticket", None) == category:
+            self._local.ticket = None
+        elif bucket is not None:
             bucket.acquire(self.stop)
         with self._lock:
             self.counts[category] = self.counts.get(category, 0) + 1
@@ -169,6 +222,12 @@ class Job:
         self._cancel = False
         self._drop = False
         self._adopt: LedgerRow | None = None  # another live process's row this job follows
+        self._steps: Generator[float | None, None, None] | None = None  # the job as a state machine
+        self._step_lock = threading.Lock()
+        self._token = -1  # its entry in the scheduler's heap (older entries are stale)
+        self._waker: Callable[[], None] | None = None
+        self._slot = False  # holds one place in the runner's window of unfinished tasks
+        self._reserved = 0.0  # budget reserved for its submit
         self._image: Image.Image | None = None
         self._preview: bytes | None = None
         self._thumbs: dict[int, Image.Image] = {}
@@ -266,6 +325,8 @@ class Job:
             self._drop = self._drop or drop
             will = self.task_id is None or drop
         self._wake.set()
+        if self._waker is not None:
+            self._waker()
         return will
 
     def add_listener(self, listener: Listener) -> None:
@@ -363,6 +424,7 @@ class _Retry(Exception):
 _FINAL_STATES: tuple[tuple[type[BaseException], JobState], ...] = (
     (JobCancelled, JobState.CANCELLED),
     (TaskBlockedError, JobState.BLOCKED),
+    (ContentBlockedError, JobState.BLOCKED),  # refused at submit: no task, nothing charged
     (TaskFailedError, JobState.FAILED),
     (TaskExpiredError, JobState.EXPIRED),
     (JobTimeoutError, JobState.TIMEOUT),
@@ -385,39 +447,170 @@ def _final_state(exc: BaseException) -> JobState | None:
     return next((state for kind, state in _FINAL_STATES if isinstance(exc, kind)), None)
 
 
+_Steps = Generator[float | None, None, None]
+
+
+class PollSchedule:
+    """When to look at a task next: the cadence and the progress/ETA model, with no threads or sockets.
+
+    It learns from what the runner tells it: :meth:`observe` for each status
+    round trip, :meth:`completed` when a task is seen done (with the looks it
+    took). :meth:`next_delay` is a pure function of that memory and its
+    arguments (plus jitter from ``rng``).
+    """
+
+    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self._rng = rng or random.Random()
+        self._durations: deque[float] = deque(maxlen=50)
+        self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
+        self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
+        self._rtts: deque[float] = deque(maxlen=20)  # round trips of recent status queries
+
+    def observe(self, rtt: float) -> None:
+        """One status query took ``rtt`` seconds."""
+        self._rtts.append(rtt)
+
+    def completed(self, seen: float, looks: Sequence[tuple[float, int]]) -> None:
+        """A task was seen completed ``seen`` seconds after its submit, after ``looks``."""
+        self._durations.append(seen)
+        ups = [p for _, p in looks if 0 < p < 100]
+        if ups:
+            self._peaks.append(max(ups))
+            self._rated.append(ups[-1] > ups[0])
+
+    def next_delay(self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()) -> float:
+        """When to look next: sparse early, dense around the expected completion.
+
+        When the server's progress rises between looks (``looks``: seconds
+        since submit and progress of each earlier look), the completion is
+        extrapolated from its rate to the highest progress finished tasks
+        reached, and the next look goes one standard error after it (with one
+        more look on the way when that error is large). The first two looks
+        go early enough to catch the fastest tasks still running. Otherwise the expected
+        duration comes from the progress (elapsed × 100 / progress) and the
+        durations seen so far in this session. Never sooner than ``poll_min``
+        after the last look, never later than ``poll_max``; always jittered.
+        """
+        s = self.settings
+        history = sorted(self._durations)
+        early = history[len(history) // 10] if len(history) >= 3 else None
+        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
+        if first:
+            delay = s.poll_first if early is not None else 1.5 * s.poll_first  # nothing known: queued anyway
+            if early is not None:  # two looks before the fastest tasks end give a rate
+                delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
+            return self._jitter(delay)
+        since = elapsed - looks[-1][0] if looks else 0.0
+        soonest = max(0.05, s.poll_min - since)
+        eta = self.progress_eta(looks)
+        if eta is not None:
+            when, spread = eta
+            if spread > 0.5 * s.poll_min and when - 3 * spread - elapsed > 2 * s.poll_min:
+                return self._jitter(min(s.poll_max, when - 3 * spread - elapsed))  # a look on the way narrows it
+            return min(s.poll_max, max(soonest, when + spread - elapsed)) + self._rng.uniform(0, 0.1 * s.poll_min)
+        ups = [p for _, p in looks if 0 < p < 100]
+        if rising and early is not None and len(ups) == 1 and 0.8 * early - elapsed >= soonest:
+            return max(soonest, self._jitter(0.8 * early - elapsed))  # a second look before the fastest tasks end
+        estimates: list[float] = []
+        if 0 < progress < 100 and elapsed > 0.5:
+            estimates.append(elapsed * 100.0 / progress)
+        if len(history) >= 3:
+            estimates.append(statistics.median(history))
+        if not estimates:
+            return self._jitter(min(s.poll_max, max(s.poll_min, elapsed)))
+        expected = min(estimates) if len(estimates) == 1 else statistics.fmean(estimates)
+        remaining = expected - elapsed
+        if remaining > 2 * s.poll_min:
+            delay = 0.75 * remaining
+            if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
+                delay = min(delay, max(s.poll_min, elapsed))
+            return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
+        return self._jitter(s.poll_min)
+
+    def progress_eta(self, looks: Sequence[tuple[float, int]]) -> tuple[float, float] | None:
+        """Completion time (seconds since submit) and its uncertainty, from the progress rate.
+
+        The rate comes from the first and last in-progress looks; the end is
+        the highest progress finished tasks showed plus one (100 until some
+        have finished, and then only 85 % of the way is trusted).
+        """
+        ups = [(t, p) for t, p in looks if 0 < p < 100]
+        if len(ups) < 2 or ups[-1][1] <= ups[0][1] or ups[-1][0] <= ups[0][0]:
+            return None
+        (t0, p0), (t1, p1) = ups[0], ups[-1]
+        rate = (p1 - p0) / (t1 - t0)
+        known = bool(self._peaks)
+        end = max(min(100.0, max(self._peaks) + 1.0) if known else 100.0, p1 + 1.0)
+        left = (end - p1 - 0.5) / rate
+        if not known:
+            return t1 + 0.85 * left, 0.0
+        # the server looked somewhere within the round trip; progress is whole numbers
+        clock = statistics.median(self._rtts) / 12**0.5 if self._rtts else 0.0
+        slope = (1 / 6) / (p1 - p0) ** 2 + 2 * (clock / (t1 - t0)) ** 2
+        spread = ((1 / 6) / rate**2 + left**2 * slope + clock**2) ** 0.5
+        return t1 + left, spread
+
+    def _jitter(self, seconds: float) -> float:
+        return max(0.05, seconds * self._rng.uniform(0.9, 1.1))
+
+
 class JobRunner:
-    """Runs jobs in background threads with shared limits.
+    """Runs jobs as state machines: one scheduler thread, a small I/O pool, shared limits.
+
+    Each job is a generator that yields how long to wait before its next step
+    (``None``: until woken). The scheduler keeps a heap of due times and hands
+    due steps to an I/O pool sized by the rates, not by the number of jobs,
+    so 1,000 unfinished tasks are 1,000 heap entries, not 1,000 threads.
+    Unfinished tasks are limited by an adaptive window: it starts at the
+    submit burst, halves on a submit 429, grows by one as tasks finish, and
+    stays under ``max_in_flight`` only when that is set.
 
     Parameters
     ----------
     client : ToAPIsClient
-        The gateway client; its gate is replaced by this runner's :class:`RateGate`.
+        The gateway client.
     store : Store
         Ledger and image files.
     settings : Settings
         In-flight cap, rates, polling cadence, deadline.
     backend : str
         ``"sim"`` or ``"toapis"``: recorded in the ledger and provenance.
+    gate : RateGate, optional
+        The session's rate gate, shared with the client (built here when not given).
     """
 
-    def __init__(self, client: ToAPIsClient, store: Store, settings: Settings, *, backend: str) -> None:
+    def __init__(
+        self, client: ToAPIsClient, store: Store, settings: Settings, *, backend: str, gate: RateGate | None = None
+    ) -> None:
         self.client = client
         self.store = store
         self.settings = settings
         self.backend = backend
-        self.gate = RateGate(settings)
-        client.gate = self.gate
-        self._pool = ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="gemimg-job")
+        self.gate = gate or RateGate(settings)
+        if client.gate is not self.gate:
+            client.gate = self.gate
+        self._pool = ThreadPoolExecutor(max_workers=io_threads(settings), thread_name_prefix="gemimg-io")
+        # downloads and writes have their own few threads, so status queries never wait behind them
+        self._downloads = ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS, thread_name_prefix="gemimg-dl")
+        self._heap: list[tuple[float, int, Job]] = []
+        self._cv = threading.Condition()
+        self._seq = itertools.count()
+        self._scheduler: threading.Thread | None = None
+        self._window = float(max(1, settings.submit_burst))
+        self._ceiling = float(settings.max_in_flight) if settings.max_in_flight else math.inf
+        self._unfinished = 0
+        self._waiting: deque[Job] = deque()
+        self._last_shrink = 0.0
+        self._floor = 1.0  # unfinished tasks when the gateway last accepted a submit: it took that many
+        self._committed = 0.0  # budget reserved or spent by this runner's submits
         self._jobs: dict[str, Job] = {}
         self._listeners: list[Listener] = []
-        self._durations: deque[float] = deque(maxlen=50)
-        self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
-        self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
-        self._rtts: deque[float] = deque(maxlen=20)  # round trips of recent status queries
         self._lock = threading.Lock()
         self._upload_locks: dict[str, threading.Lock] = {}
         self._closed = False
         self._rng = random.Random()
+        self.polls = PollSchedule(settings, self._rng)
         store.start_heartbeat()
         self.owner: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
 
@@ -517,7 +710,7 @@ class JobRunner:
                 self._finish(job, JobState.CACHED)
                 continue
             job._adopt = row if claim.kind == "adopt" else None
-            self._pool.submit(self._run, job)
+            self._start(job)
         return out
 
     def _running(self, key: str) -> Job | None:
@@ -566,7 +759,7 @@ class JobRunner:
             if self.store.take_over(row.cbid) is None:  # another process took it first
                 continue
             self._register(job)
-            self._pool.submit(self._run, job)
+            self._start(job)
             started.append(job)
         return started
 
@@ -603,7 +796,10 @@ class JobRunner:
         self.client.interrupt()
         for job in self.jobs:
             job._wake.set()
+        with self._cv:
+            self._cv.notify_all()
         self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._downloads.shutdown(wait=wait, cancel_futures=True)
         try:
             self.store.release()
         except (sqlite3.Error, OSError, ConfigError):
@@ -618,6 +814,147 @@ class JobRunner:
     def stats(self) -> dict[str, int]:
         """Requests sent so far by category."""
         return dict(self.gate.counts)
+
+    @property
+    def window(self) -> float:
+        """How many unfinished tasks may be out at once right now."""
+        return min(self._window, self._ceiling)
+
+    # ---- the scheduler --------------------------------------------------------------------
+
+    def _start(self, job: Job) -> None:
+        job._steps = self._drive(job)
+        job._waker = lambda: self._schedule(job, 0.0)
+        with self._cv:
+            if self._scheduler is None:
+                self._scheduler = threading.Thread(target=self._schedule_loop, name="gemimg-scheduler", daemon=True)
+                self._scheduler.start()
+        self._schedule(job, 0.0)
+
+    def _schedule(self, job: Job, delay: float) -> None:
+        with self._cv:
+            job._token = next(self._seq)
+            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), job._token, job))
+            self._cv.notify()
+
+    def _schedule_loop(self) -> None:
+        while True:
+            ready: list[Job] = []
+            with self._cv:
+                while not self._closed:
+                    now = time.monotonic()
+                    while self._heap and self._heap[0][0] <= now:
+                        _, token, job = heapq.heappop(self._heap)
+                        if token == job._token:
+                            ready.append(job)
+                    if ready:
+                        break
+                    self._cv.wait(self._heap[0][0] - now if self._heap else None)
+                if self._closed:
+                    return
+            for job in ready:
+                try:
+                    self._pool.submit(self._step, job)
+                except RuntimeError:  # the pool shut down
+                    return
+
+    def _step(self, job: Job) -> None:
+        """Run the job to its next wait; schedule it again (or leave it parked until woken)."""
+        with job._step_lock:
+            steps = job._steps
+            if steps is None or job.done():
+                return
+            try:
+                delay = steps.send(None)
+            except StopIteration:
+                job._steps = None
+                return
+            except BaseException as exc:  # noqa: BLE001 - a job must always end, whatever happened
+                job._steps = None
+                self._abort(job, exc)
+                return
+            if delay is None:
+                return  # parked: a free slot or a cancel wakes it
+            if delay == _TO_DOWNLOADS:
+                with suppress(RuntimeError):  # after shutdown the job stays in the ledger
+                    self._downloads.submit(self._step, job)
+                return
+            if job._wake.is_set():
+                delay = 0.0
+        self._schedule(job, delay)
+
+    def _woke(self, job: Job) -> None:
+        job._wake.clear()
+        if self._closed:
+            raise _Stopped
+
+    # ---- the window and the budget ---------------------------------------------------------
+
+    def _take_slot(self, job: Job) -> bool:
+        with self._lock:
+            if job._slot:
+                return True
+            if self._unfinished < self.window:
+                self._unfinished += 1
+                job._slot = True
+                return True
+            if job not in self._waiting:
+                self._waiting.append(job)
+            return False
+
+    def _release_slot(self, job: Job, *, grew: bool = False) -> None:
+        wake: list[Job] = []
+        with self._lock:
+            if not job._slot:
+                return
+            job._slot = False
+            self._unfinished -= 1
+            if grew:
+                self._window = min(self._window + 1.0, 1e6)
+            free = int(self.window - self._unfinished)
+            while self._waiting and len(wake) < free:
+                waiter = self._waiting.popleft()
+                if not waiter.done():
+                    wake.append(waiter)
+        for waiter in wake:
+            self._schedule(waiter, 0.0)
+
+    def _shrink_window(self) -> None:
+        """A submit 429: halve the window, but never below what the gateway last accepted.
+
+        At most once per second, and never under the number of unfinished
+        tasks at the last accepted submit: a server that caps unfinished tasks
+        at C accepts only below C, so the window settles at C; random 429s
+        (a storm, a quota blip) come at any level and barely move it.
+        """
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_shrink >= 1.0:
+                self._window = max(1.0, self._floor, min(self._window, self._unfinished) / 2)
+                self._last_shrink = now
+
+    def _accepted(self) -> None:
+        with self._lock:
+            self._floor = float(self._unfinished)
+
+    def _reserve_budget(self, job: Job) -> None:
+        """Reserve the job's price before its submit, so any number in flight cannot pass ``max_cost_usd``."""
+        budget = self.settings.max_cost_usd
+        price = job.params.price_usd or 0.0
+        with self._lock:
+            if job._reserved or budget is None:
+                return
+            if self._committed + price > budget + 1e-9:
+                raise BudgetExceededError(price, self._committed, budget)
+            self._committed += price
+            job._reserved = price
+
+    def _settle_budget(self, job: Job) -> None:
+        """At the end: the reservation becomes what the job really cost ($0 if never accepted or refunded)."""
+        with self._lock:
+            if self.settings.max_cost_usd is not None and job._reserved:
+                self._committed += (job.cost_usd if job.task_id else 0.0) - job._reserved
+            job._reserved = 0.0
 
     # ---- the worker -----------------------------------------------------------------------
 
@@ -635,8 +972,15 @@ class JobRunner:
         if changed:
             self._notify(job)
 
+    def _transition(self, job: Job, state: JobState, progress: int | None = None, **row: Any) -> None:
+        """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners."""
+        self.store.update(job.cbid, state=state.value, **row)
+        self._set(job, state, progress)
+
     def _finish(self, job: Job, state: JobState, *, ledger: bool = True, **row: Any) -> None:
         job.finished_at = time.time()
+        self._release_slot(job)
+        self._settle_budget(job)
         if ledger and state is not JobState.CACHED and job._adopt is None:
             if state is JobState.TIMEOUT:
                 row["owner"] = None  # resumable: anyone (a re-run, resume) may take it over at once
@@ -648,30 +992,24 @@ class JobRunner:
         job._done.set()
         self._notify(job)
 
-    def _sleep(self, job: Job, seconds: float) -> None:
-        if job._wake.wait(max(0.0, seconds)):
-            job._wake.clear()
-        if self._closed:
-            raise _Stopped
+    def _abort(self, job: Job, exc: BaseException) -> None:
+        """End a job that an unexpected error escaped from (it must end, whatever happened)."""
+        if not job.done():
+            if not isinstance(exc, Exception):
+                job.error = f"stopped: {type(exc).__name__}"
+            job.exception = job.exception or JobError(job.error or "stopped", task_id=job.task_id)
+            job.finished_at = time.time()
+            self._release_slot(job)
+            job.state = JobState.TIMEOUT if job.task_id else JobState.CANCELLED
+            job._done.set()
+            self._notify(job)
+        if not self._closed:
+            log.debug("job %s ended by an unexpected error", job.id, exc_info=(type(exc), exc, exc.__traceback__))
 
-    def _run(self, job: Job) -> None:
+    def _drive(self, job: Job) -> _Steps:
+        """The job from start to end, as steps; every exception ends in its final state (see ``_FINAL_STATES``)."""
         try:
-            self._run_job(job)
-        except BaseException as exc:  # a job must always end, whatever happened
-            if not job.done():
-                if not isinstance(exc, Exception):
-                    job.error = f"stopped: {type(exc).__name__}"
-                job.exception = job.exception or JobError(job.error or "stopped", task_id=job.task_id)
-                job.finished_at = time.time()
-                job.state = JobState.TIMEOUT if job.task_id else JobState.CANCELLED
-                job._done.set()
-                self._notify(job)
-            if not self._closed:
-                log.debug("job %s ended by an unexpected error", job.id, exc_info=True)
-
-    def _run_job(self, job: Job) -> None:
-        try:
-            self._work(job)
+            yield from self._work(job)
         except _Stopped:
             return
         except Exception as exc:
@@ -695,41 +1033,78 @@ class JobRunner:
     def _stop_now(self, job: Job) -> bool:
         return self._closed or (job._cancel and job._drop)
 
-    def _work(self, job: Job) -> None:
+    def _work(self, job: Job) -> _Steps:
         if self._closed:
             raise _Stopped
         deadline = time.monotonic() + self.settings.job_timeout
-        if job._adopt is not None and self._follow(job, deadline):
+        if job._adopt is not None and (yield from self._follow(job, deadline)):
             return
-        self._check_cancel(job)
         if job.task_id is None:
-            row = self.store.get(job.cbid)
-            if row is not None and row.state in ("submitting", "uploading"):
-                # an owner that died mid-submit may have reached the gateway: look before paying again
-                found = self.client.find_by_business_id(job.cbid)
-                if found is not None:
-                    job.task_id = found.id
-                    job.submitted_at = row.submitted or time.time()
-                    job.cost_usd = job.params.price_usd or 0.0
-                    self.store.update(job.cbid, state="submitted", task_id=found.id, submitted=job.submitted_at)
-        if job.task_id is None:
-            urls = self._upload_refs(job)
+            yield from self._submit(job)
+            deadline = time.monotonic() + self.settings.job_timeout  # waiting for a turn is not the task's time
+        yield from self._collect(job, deadline)
+
+    def _submit(self, job: Job) -> _Steps:
+        """Upload references, wait for a place in the window and a submit token, submit once.
+
+        A 429 costs nothing and fails nothing: the window halves, the lane
+        pauses for ``Retry-After``, the job tries again (however long the
+        gateway refuses: nothing is paid meanwhile, and cancel stops it). After an answer that
+        may hide an accepted task (connection error, 5xx), the next try first
+        looks the task up by its ``client_business_id``.
+        """
+        urls = self._upload_refs(job)
+        tries = 0
+        while job.task_id is None:
             self._check_cancel(job)
-            self.store.update(
-                job.cbid,
-                state="submitting",
-                params={**job.params.describe(), "reference_urls": list(urls), **_parent_of(job)},
-            )
-            self._set(job, JobState.SUBMITTING)
-            status = self.client.submit(job.params, client_business_id=job.cbid, image_urls=urls)
+            while not self._take_slot(job):
+                yield None  # parked until a task finishes
+                self._woke(job)
+                self._check_cancel(job)
+            self._reserve_budget(job)
+            wait = self.gate.reserve("submit")
+            if wait > 0:
+                yield wait
+                self._woke(job)
+                self._check_cancel(job)
+            try:
+                row = self.store.get(job.cbid)
+                if row is not None and row.state in ("submitting", "uploading"):
+                    # this or a dead owner's earlier try may have reached the gateway: look before paying again
+                    found = self.client.find_by_business_id(job.cbid)
+                    if found is not None:
+                        job.task_id = found.id
+                        job.submitted_at = row.submitted or time.time()
+                        job.cost_usd = job.params.price_usd or 0.0
+                        self._transition(job, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
+                        break
+                params = {**job.params.describe(), "reference_urls": list(urls), **_parent_of(job)}
+                self._transition(job, JobState.SUBMITTING, params=params)
+                with self.gate.ticket("submit"):
+                    status = self.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
+            except RateLimitError as exc:
+                self.gate.refund("submit")
+                self._release_slot(job)
+                self._shrink_window()
+                pause = exc.retry_after if exc.retry_after is not None else self.settings.retry.base
+                self._transition(job, JobState.QUEUED)  # a clear refusal: no look-up needed before the next try
+                yield min(pause, self.settings.retry.max_retry_after)
+                self._woke(job)
+                continue
+            except (APIConnectionError, ServerError) as exc:
+                tries += 1
+                if tries >= self.settings.retry.max_tries:
+                    raise
+                yield self.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=self._rng)
+                self._woke(job)
+                continue
+            self._accepted()
             job.task_id = status.id
             job.submitted_at = time.time()
             job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
-            self.store.update(job.cbid, state="submitted", task_id=status.id, submitted=job.submitted_at)
-            self._set(job, JobState.SUBMITTED)
-        self._collect(job, deadline)
+            self._transition(job, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
 
-    def _follow(self, job: Job, deadline: float) -> bool:
+    def _follow(self, job: Job, deadline: float) -> Generator[float | None, None, bool]:
         """Follow a row another live process works on; ``True`` once it ended, ``False`` after taking it over."""
         every = min(1.0, max(self.settings.poll_min, 0.2))
         while True:
@@ -760,9 +1135,10 @@ class JobRunner:
                     f"job {job.id}: another process is still making this image; run the cell again to pick it up",
                     task_id=job.task_id,
                 )
-            self._sleep(job, every)
+            yield every
+            self._woke(job)
 
-    def _collect(self, job: Job, deadline: float) -> None:
+    def _collect(self, job: Job, deadline: float) -> _Steps:
         """Poll, download and write: after payment only a verdict ends the job without its image.
 
         Anything else (HTML or non-JSON answers, a 404 on a result before it
@@ -775,7 +1151,8 @@ class JobRunner:
         tries = 0
         while True:
             try:
-                status = self._poll(job, deadline, problem)
+                status = yield from self._poll(job, deadline, problem)
+                self._release_slot(job, grew=True)  # the gateway has finished it: room for one more
                 problem = None
                 if status.cost_usd:  # never zero a billed cost
                     job.cost_usd = status.cost_usd
@@ -786,8 +1163,9 @@ class JobRunner:
                     )
                 if not status.url:
                     raise _Retry(f"task {status.id} completed without an image URL")
-                self._set(job, JobState.DOWNLOADING, 100)
-                self.store.update(job.cbid, state="downloading", expires_at=status.expires_at, cost_usd=job.cost_usd)
+                self._transition(job, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
+                yield _TO_DOWNLOADS
+                self._woke(job)
                 data = self.client.download(
                     status.url,
                     expected=job.params.pixel_size,
@@ -796,6 +1174,9 @@ class JobRunner:
                     tries=1,
                 )
                 job.provenance = self._provenance(job, status)
+                note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
+                if note:
+                    job.provenance["size_note"] = note
                 name = safe_filename(job.params.describe(), job.id, job.submitted_at)
                 job.path = self.store.write_image(data, name, job.provenance)
                 self._finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
@@ -817,6 +1198,8 @@ class JobRunner:
                 ) from None
             except (GemimgError, OSError, sqlite3.Error, _Retry) as exc:
                 problem = exc
+                if isinstance(exc, RateLimitError):
+                    self.gate.refund("query")
             if self._stop_now(job):
                 raise JobCancelled(f"job {job.id} dropped after submit (it is still paid for)", task_id=job.task_id)
             tries += 1
@@ -824,7 +1207,8 @@ class JobRunner:
             wait = self.settings.retry.delay(tries, getattr(problem, "retry_after", None), rng=self._rng)
             wait = min(wait, self.settings.poll_max, max(0.0, deadline - time.monotonic()))
             log.info("job %s: trying again in %.1fs after: %s", job.id, wait, problem)
-            self._sleep(job, wait)
+            yield wait
+            self._woke(job)
             self._check_cancel(job)
             if time.monotonic() >= deadline:
                 raise self._overdue(job, problem)
@@ -864,7 +1248,9 @@ class JobRunner:
         with self._lock:
             return self._upload_locks.setdefault(sha256, threading.Lock())
 
-    def _poll(self, job: Job, deadline: float, problem: BaseException | None = None) -> TaskStatus:
+    def _poll(
+        self, job: Job, deadline: float, problem: BaseException | None = None
+    ) -> Generator[float | None, None, TaskStatus]:
         """Look until the task completes (returned) or fails (raised); after a ``problem`` the first look is now.
 
         Each look is one status query with a read deadline of seconds; its
@@ -878,26 +1264,32 @@ class JobRunner:
         unknown = 0
         while True:
             elapsed = time.time() - start
-            delay = self._next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
+            delay = self.polls.next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
             if time.monotonic() + delay > deadline:
-                self._sleep(job, max(0.0, deadline - time.monotonic()))
+                yield max(0.0, deadline - time.monotonic())
+                self._woke(job)
+                self._check_cancel(job)
                 raise self._overdue(job, problem)
-            self._sleep(job, delay)
+            yield delay
+            self._woke(job)
             self._check_cancel(job)
+            wait = self.gate.reserve("query")  # the query bucket is shared by every job, however many
+            if wait > 0:
+                yield wait
+                self._woke(job)
+                self._check_cancel(job)
             first = False
             asked = time.time()
-            status = self.client.status(job.task_id, tries=1)
+            with self.gate.ticket("query"):
+                status = self.client.status(job.task_id, tries=1)
             answered = time.time()
-            self._rtts.append(answered - asked)
+            self.polls.observe(answered - asked)
             seen = (asked + answered) / 2 - start
             if status.status == "completed":
-                self._durations.append(seen)
-                ups = [p for _, p in looks if 0 < p < 100]
-                if ups:
-                    self._peaks.append(max(ups))
-                    self._rated.append(ups[-1] > ups[0])
+                self.polls.completed(seen, looks)
                 return status
             if status.status == "failed":
+                self._release_slot(job)
                 job.cost_usd = status.cost_usd or 0.0  # the gateway's billing: a refund is $0
                 reason = status.error_message or "no reason given"
                 code = f" [{status.error_code}]" if status.error_code else ""
@@ -906,92 +1298,20 @@ class JobRunner:
                 raise kind(f"the gateway {what}{code}: {reason}", task_id=job.task_id, code=status.error_code)
             if status.status == "unknown":
                 unknown += 1
-                if unknown >= _UNKNOWN_LIMIT:
-                    raise JobError(
-                        f"the gateway answered task {job.task_id} with an undocumented status "
-                        f"{status.raw_status!r} {unknown} times in a row; the row keeps its cost",
+                if unknown >= _UNKNOWN_LIMIT:  # a verdict of sorts: polling until the deadline would not help
+                    self._release_slot(job)
+                    raise TaskFailedError(
+                        f"the gateway answered task {job.task_id} with a status it does not document, "
+                        f"{status.raw_status!r}, {unknown} times in a row; the job ends here and keeps its cost "
+                        "(python -m gemimg_jupyter.probe shows what the gateway says)",
                         task_id=job.task_id,
+                        code="unknown_status",
                     )
             else:
                 unknown = 0
             state = JobState.IN_PROGRESS if status.status == "in_progress" else JobState.SUBMITTED
             looks.append((seen, status.progress if state is JobState.IN_PROGRESS else 0))
             self._set(job, state, max(job.progress, min(99, status.progress)))
-
-    def _next_delay(self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()) -> float:
-        """When to look next: sparse early, dense around the expected completion.
-
-        When the server's progress rises between looks (``looks``: seconds
-        since submit and progress of each earlier look), the completion is
-        extrapolated from its rate to the highest progress finished tasks
-        reached, and the next look goes one standard error after it (with one
-        more look on the way when that error is large). The first two looks
-        go early enough to catch the fastest tasks still running. Otherwise the expected
-        duration comes from the progress (elapsed × 100 / progress) and the
-        durations seen so far in this session. Never sooner than ``poll_min``
-        after the last look, never later than ``poll_max``; always jittered.
-        """
-        s = self.settings
-        history = sorted(self._durations)
-        early = history[len(history) // 10] if len(history) >= 3 else None
-        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
-        if first:
-            delay = s.poll_first
-            if early is not None:  # two looks before the fastest tasks end give a rate
-                delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
-            return self._jitter(delay)
-        since = elapsed - looks[-1][0] if looks else 0.0
-        soonest = max(0.05, s.poll_min - since)
-        eta = self._progress_eta(looks)
-        if eta is not None:
-            when, spread = eta
-            if spread > 0.5 * s.poll_min and when - 3 * spread - elapsed > 2 * s.poll_min:
-                return self._jitter(min(s.poll_max, when - 3 * spread - elapsed))  # a look on the way narrows it
-            return min(s.poll_max, max(soonest, when + spread - elapsed)) + self._rng.uniform(0, 0.1 * s.poll_min)
-        ups = [p for _, p in looks if 0 < p < 100]
-        if rising and early is not None and len(ups) == 1 and 0.8 * early - elapsed >= soonest:
-            return max(soonest, self._jitter(0.8 * early - elapsed))  # a second look before the fastest tasks end
-        estimates: list[float] = []
-        if 0 < progress < 100 and elapsed > 0.5:
-            estimates.append(elapsed * 100.0 / progress)
-        if len(history) >= 3:
-            estimates.append(statistics.median(history))
-        if not estimates:
-            return self._jitter(min(s.poll_max, max(s.poll_min, 0.5 * elapsed)))
-        expected = min(estimates) if len(estimates) == 1 else statistics.fmean(estimates)
-        remaining = expected - elapsed
-        if remaining > 2 * s.poll_min:
-            delay = 0.75 * remaining
-            if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
-                delay = min(delay, max(s.poll_min, 0.5 * elapsed))
-            return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
-        return self._jitter(s.poll_min)
-
-    def _progress_eta(self, looks: Sequence[tuple[float, int]]) -> tuple[float, float] | None:
-        """Completion time (seconds since submit) and its uncertainty, from the progress rate.
-
-        The rate comes from the first and last in-progress looks; the end is
-        the highest progress finished tasks showed plus one (100 until some
-        have finished, and then only 70 % of the way is trusted).
-        """
-        ups = [(t, p) for t, p in looks if 0 < p < 100]
-        if len(ups) < 2 or ups[-1][1] <= ups[0][1] or ups[-1][0] <= ups[0][0]:
-            return None
-        (t0, p0), (t1, p1) = ups[0], ups[-1]
-        rate = (p1 - p0) / (t1 - t0)
-        known = bool(self._peaks)
-        end = max(min(100.0, max(self._peaks) + 1.0) if known else 100.0, p1 + 1.0)
-        left = (end - p1 - 0.5) / rate
-        if not known:
-            return t1 + 0.7 * left, 0.0
-        # the server looked somewhere within the round trip; progress is whole numbers
-        clock = statistics.median(self._rtts) / 12**0.5 if self._rtts else 0.0
-        slope = (1 / 6) / (p1 - p0) ** 2 + 2 * (clock / (t1 - t0)) ** 2
-        spread = ((1 / 6) / rate**2 + left**2 * slope + clock**2) ** 0.5
-        return t1 + left, spread
-
-    def _jitter(self, seconds: float) -> float:
-        return max(0.05, seconds * self._rng.uniform(0.9, 1.1))
 
     def _provenance(self, job: Job, status: TaskStatus) -> dict[str, Any]:
         return {
@@ -1009,6 +1329,15 @@ class JobRunner:
             "cost_usd": job.cost_usd,
             **_parent_of(job),
         }
+
+
+def io_threads(settings: Settings) -> int:
+    """The I/O pool's size, from the rates (requests per second × a short round trip), not from the job count."""
+    return max(8, min(24, math.ceil(settings.submit_rate + settings.query_rate / 5)))
+
+
+DOWNLOAD_THREADS = 8
+_TO_DOWNLOADS = -1.0  # a step's answer meaning "go on in the download pool, now"
 
 
 def _parent_of(job: Job) -> dict[str, Any]:

@@ -830,7 +830,7 @@ class GemimgMagics(Magics):
             if not rows:
                 _say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
                 return None
-            return history_strip(rows, picked=picked)
+            return history_strip(rows, picked=picked, title=f"{len(rows)} picked image(s), newest pick first")
         return history_strip(sess.history(ns.n), picked=picked)
 
     # ---- edit chains, picks, reports (docs/editing.md) -------------------------------------

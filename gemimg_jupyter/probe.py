@@ -7,7 +7,8 @@
 
 Free checks come first: is the key accepted, which image models may it use
 (``GET /v1/models?type=image``), does this client's User-Agent pass the edge,
-what does an error look like. With ``--spend N`` (dollars; confirmed before
+what does an error look like, what does a model nobody serves return (refused,
+so free), does a reference upload serve. With ``--spend N`` (dollars; confirmed before
 anything is paid) it submits the cheapest requests that settle the rest: the
 status words and fields a real task goes through and whether ``billing``
 appears, what a second submit with the same ``client_business_id`` does,
@@ -199,10 +200,12 @@ class _Probe:
         self.say = say
         self.poll_timeout, self.poll_every = poll_timeout, poll_every
         self.http = _Recorder()
-        self.http.headers["User-Agent"] = f"gemimg_jupyter/{__version__} (probe)"
         retry = RetryPolicy(max_tries=3, base=0.5, cap=4.0, jitter=0.2, max_retry_after=30.0)
+        # the client sets its own User-Agent on the shared session: the probe's requests carry exactly the
+        # header the engine's do, so the user_agent check answers for the engine too
         self.client = ToAPIsClient(self.base_url, key, retry=retry, session=self.http, timeout=(10.0, 30.0))
         self.listed: list[str] = []
+        self.uploaded: str | None = None
 
     # -- plumbing ---------------------------------------------------------------------------------------------------
 
@@ -307,6 +310,36 @@ class _Probe:
         missing_task = self.raw("GET", f"{_SUBMIT}/probe-{uuid.uuid4().hex[:12]}")
         envelope.observed = f"HTTP {missing_task.status_code}" + _error_text(missing_task, shape=True)
         envelope.verdict = "ok" if missing_task.status_code == 404 else "differs"
+
+        unknown = Check(
+            "unknown_model",
+            "what does a submit for a model nobody serves return? (refused, so free)",
+            "docs: 400 invalid_request; New API: 503 model_not_found — either way no task and no charge",
+        )
+        report.checks.append(unknown)
+        refused = self.submit({"model": "gemimg-probe-no-such-model", "prompt": "a fox", "size": "1:1", "n": 1})
+        unknown.observed = f"HTTP {refused.status_code}" + _error_text(refused)
+        if refused.status_code == 200:
+            unknown.observed += "; a task was made for a model name nobody serves"
+        unknown.verdict = "ok" if refused.status_code in (400, 404, 503) else "differs"
+
+        upload = Check(
+            "upload",
+            "does a reference upload work, and does its URL serve without the key?",
+            "POST /v1/uploads/images answers a URL that serves the image (how long it lives is not documented)",
+        )
+        report.checks.append(upload)
+        try:
+            self.uploaded = self.client.upload_image(_reference_png(), filename="probe-ref.png")  # uploads are free
+        except GemimgError as exc:
+            upload.observed, upload.verdict = f"refused: {exc}", "differs"
+        else:
+            served = self.http.get(self.uploaded, timeout=(10.0, 30.0))
+            lives = ", ".join(f"{h}: {served.headers[h]}" for h in ("Cache-Control", "Expires") if h in served.headers)
+            upload.observed = f"a URL; fetched without the key: HTTP {served.status_code}" + (
+                f" ({lives})" if lives else ""
+            )
+            upload.verdict = "ok" if served.status_code == 200 else "differs"
         return True
 
     def paid_checks(self, report: ProbeReport, budget: _Budget) -> None:
@@ -446,7 +479,7 @@ class _Probe:
         takes_refs = [m for m in _by_price(self.listed) if MODELS[m].max_refs > 0]
         if takes_refs and budget.fits(MODELS[takes_refs[0]]):
             model = takes_refs[0]
-            ref = self.client.upload_image(_reference_png(), filename="probe-ref.png")  # uploads are free
+            ref = self.uploaded or self.client.upload_image(_reference_png(), filename="probe-ref.png")
             body = GenerationParams.create(_PROMPT, model=model).request_body()
             body["image_urls"] = [{"url": ref}]
             resp = self.submit(body)

@@ -29,7 +29,7 @@ from .client import ToAPIsClient
 from .errors import BudgetExceededError, ConfigError, ValidationError
 from .grid import Tile, encode_grid_png, grid_for_plan
 from .images import load_reference
-from .jobs import Job, JobRunner, Listener
+from .jobs import Job, JobRunner, Listener, RateGate
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
 from .pickbook import Pick, Picks
@@ -298,6 +298,7 @@ class Session:
             else:
                 base_url = self.settings.base_url or self._start_sim()
             self.base_url = base_url
+            self.gate = RateGate(self.settings)  # built once, shared by the client and the runner
             self.client = ToAPIsClient(
                 base_url,
                 key,
@@ -306,8 +307,9 @@ class Session:
                 status_timeout=self.settings.status_timeout,
                 download_timeout=self.settings.download_timeout,
                 download_max_bytes=self.settings.download_max_bytes,
+                gate=self.gate,
             )
-            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend)
+            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
             self.runner.owner = self  # jobs reach their session for edit, pick, lineage
             self.pickbook = Picks(self.store)
         except BaseException:
@@ -341,11 +343,11 @@ class Session:
         where = "the built-in simulator" if self._sim is not None else f"a simulator at {self.base_url}"
         if self.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
             return (
-                f"gemimg: GEMIMG_BACKEND=sim, using {where} (images are simulated, cost $0). "
+                f"gemimg: GEMIMG_BACKEND=sim, using {where} (simulated images, not charged). "
                 "Unset it or run %gemimg backend toapis for real images."
             )
         return (
-            f"gemimg: no API key set, using {where} (images are simulated, cost $0). "
+            f"gemimg: no API key set, using {where} (simulated images, not charged). "
             "Set TOAPIS_API_KEY or run %gemimg login for real images."
         )
 

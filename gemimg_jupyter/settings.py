@@ -116,7 +116,7 @@ class Settings:
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    max_in_flight: int = 8
+    max_in_flight: int | None = None
     submit_rate: float = 5.0
     submit_burst: int = 50
     query_rate: float = 50.0
@@ -135,7 +135,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.backend not in _BACKENDS:
             raise ConfigError(f"backend {self.backend!r} is not known; use one of {', '.join(_BACKENDS)}")
-        if self.max_in_flight < 1:
+        if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
         if self.rate_tier not in RATE_TIERS:
             raise ConfigError(f"rate_tier {self.rate_tier!r} is not known; use one of {', '.join(RATE_TIERS)}")

@@ -41,6 +41,8 @@ __all__ = ["Claim", "LedgerRow", "Store", "read_provenance", "safe_filename", "w
 
 log = logging.getLogger(__name__)
 
+#: How long an uploaded reference URL is reused (results live 24 h; uploads are documented nowhere).
+UPLOAD_MAX_AGE = 24 * 3600.0
 PENDING_STATES = ("queued", "uploading", "submitting", "submitted", "in_progress", "downloading", "timeout")
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
 SCHEMA_VERSION = 2
@@ -677,11 +679,16 @@ class Store:
 
     # ---- uploads --------------------------------------------------------------------------
 
-    def upload_url(self, sha256: str, backend: str) -> str | None:
-        """The URL a reference with this content was uploaded to before."""
+    def upload_url(self, sha256: str, backend: str, *, max_age: float = UPLOAD_MAX_AGE) -> str | None:
+        """The URL a reference with this content was uploaded to less than ``max_age`` seconds ago.
+
+        Nothing documents how long an uploaded URL lives; an older upload is
+        not trusted (the reference is uploaded again, which is free).
+        """
         with self._lock:
             row = self._db.execute(
-                "SELECT url FROM uploads WHERE sha256 = ? AND backend = ?", (sha256, backend)
+                "SELECT url FROM uploads WHERE sha256 = ? AND backend = ? AND created > ?",
+                (sha256, backend, time.time() - max_age),
             ).fetchone()
         return str(row["url"]) if row else None
 

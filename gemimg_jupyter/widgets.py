@@ -155,9 +155,7 @@ def model_notes(spec: ModelSpec) -> list[str]:
     if not spec.sampling:
         notes.append(f"temperature/top-p: not used by {spec.id} (it takes no sampling controls)")
     formats = "/".join(f.upper() for f in spec.ref_formats)
-    notes.append(
-        f"references: up to {spec.max_refs} on {spec.id}, {formats}, ≤ {spec.max_ref_bytes // 1024 // 1024} MB each"
-    )
+    notes.append(f"references: up to {spec.max_refs} on {spec.id}, {formats}, ≤ {spec.max_ref_bytes / 1e6:g} MB each")
     if spec.price_usd is None:
         notes.append(f"{spec.id} has no published price: cost estimates are unknown")
     return notes
@@ -730,10 +728,8 @@ class Panel:
         )
         self.detail_edit.on_click(self._on_edit_click)
         self.detail_pick.observe(self._on_pick_toggle, names="value")
-        detail_side = W.VBox(
-            [self.detail_html, W.HBox([self.detail_edit, self.detail_pick])], layout=W.Layout(flex="1 1 240px")
-        )
-        detail = W.HBox([self.detail_image, detail_side], layout=W.Layout(flex_flow="row wrap", width="100%"))
+        detail = W.HBox([self.detail_image, self.detail_html], layout=W.Layout(flex_flow="row wrap", width="100%"))
+        detail_actions = W.HBox([self.detail_edit, self.detail_pick], layout=W.Layout(flex_flow="row wrap"))
         self.magic = self._w(
             W.Textarea,
             "gemimg-magic",
@@ -791,6 +787,7 @@ class Panel:
                 self.result_image,
                 self.cells,
                 detail,
+                detail_actions,
                 _heading("Reproduce as a cell"),
                 self.magic,
                 W.HBox([_heading("History"), self.history_refresh], layout=W.Layout(align_items="center")),
@@ -1480,8 +1477,12 @@ class Panel:
             row = target if isinstance(target, LedgerRow) else self.session.find(target)
             self.session.edit_source(row)  # refuses an image that cannot be edited, before anything changes
             self._edit_row = row
-            name = html.escape(_shown_path(str(row.path)) if row.path else row.cbid[-6:])
-            self.edit_note.value = _html(f"Editing {html.escape(row.cbid[-6:])} ({name}): the first reference", "info")
+            where = html.escape(_shown_path(str(row.path)) if row.path else row.cbid, quote=True)
+            self.edit_note.value = (
+                f'<div title="{where}">'
+                + _html(f"Editing {row.cbid[-6:]}: it goes first among the references", "info")
+                + "</div>"
+            )
             self.edit_note.layout.display = self.edit_clear.layout.display = None
         self._on_change()
 

@@ -500,3 +500,31 @@ def test_list_models_against_the_simulator(sim: object) -> None:
         assert sim.stats()["submits_accepted"] == 0  # type: ignore[attr-defined]
     finally:
         client.close()
+
+
+@responses.activate
+def test_a_task_the_gateway_does_not_know_is_not_found_whatever_the_status() -> None:
+    """New API answers an unknown task with a code, not always a 404; the pay-once look-up must read it as absent."""
+    responses.add(
+        responses.GET,
+        f"{SUBMIT}/cb-none",
+        status=400,
+        json={"code": "task_not_exist", "message": "task_not_exist", "data": None},
+    )
+    client, _ = make_client()
+    assert client.find_by_business_id("cb-none") is None
+
+
+@responses.activate
+def test_download_tries_is_for_http_errors_and_corrupt_bytes_are_fetched_three_times_apart() -> None:
+    """``tries=1`` leaves HTTP retries to the caller (the job runner); undecodable bytes still get three fetches."""
+    url = "https://files.test/r.png"
+    responses.add(responses.GET, url, status=503, json={"error": {"code": "busy", "message": "busy"}})
+    client, waits = make_client()
+    with pytest.raises(ServerError):
+        client.download(url, tries=1)
+    assert len(responses.calls) == 1 and waits == []
+    responses.replace(responses.GET, url, body=png_bytes()[:40])
+    with pytest.raises(InvalidImageError, match="after 3 downloads"):
+        client.download(url, tries=1)
+    assert len(responses.calls) == 4

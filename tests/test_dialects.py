@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.errors import ModelUnavailableError, ValidationError
+from gemimg_jupyter.display import job_error_line
+from gemimg_jupyter.errors import ModelUnavailableError, TaskBlockedError, ValidationError
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.session import Session
@@ -83,6 +84,8 @@ def test_a_smaller_image_than_requested_is_kept(styled: Session) -> None:
     stats = sim_of(styled).stats()
     assert stats["downloads"] == 1 and stats["submits_accepted"] == 1  # downloaded once, never re-bought
     assert stats["faults"]["small_image"] == 1
+    note = read_provenance(job.path).get("size_note", "")  # the PNG says what happened
+    assert "1024" in note and "2048" in note, note
 
 
 def test_a_long_prompt_on_the_preview_model_is_refused_before_any_request(styled: Session) -> None:
@@ -101,3 +104,37 @@ def test_an_unserved_model_fails_at_once_without_retries(styled: Session) -> Non
     assert "model not available (503)" in (job.error or "")
     stats = sim.stats()
     assert stats["submits_rejected"] == 1 and stats["submits_accepted"] == 0  # one answer, taken as a verdict
+
+
+# -- blocked: the parser marks it, the engine ends the job BLOCKED with the gateway's reason ---------------------
+
+
+def test_a_blocked_task_ends_blocked_with_its_reason_and_costs_nothing(styled: Session) -> None:
+    sim_of(styled).configure(blocked_rate=1.0)
+    job = styled.generate("A fox the model refuses", wait=False)
+    assert job.wait(30)
+    assert job.state is JobState.BLOCKED and isinstance(job.exception, TaskBlockedError)
+    assert "IMAGE_SAFETY" in (job.error or "")  # the reason, not a generic failure
+    assert job.cost_usd == 0.0  # refunded, as the gateway's billing says
+    row = styled.store.get(job.cbid)
+    assert row is not None and row.state == "blocked"
+    assert "IMAGE_SAFETY" in job_error_line(job)  # what the status line shows
+
+
+def test_a_blocked_sweep_cell_shows_its_reason_on_the_tile(styled: Session) -> None:
+    sim_of(styled).configure(blocked_rate=1.0)
+    result = styled.sweep("A fox the model refuses", temperature=[0.2, 1.4], yes=True)
+    assert [job.state for job in result.jobs] == [JobState.BLOCKED] * 2
+    tiles = result.tiles()
+    assert all(t.state == "blocked" and "IMAGE_SAFETY" in (t.error or "") for t in tiles.values())
+    assert result.grid().size[0] > 0
+
+
+def test_an_unknown_status_fails_the_job_in_bounded_looks_naming_the_word(styled: Session) -> None:
+    sim = sim_of(styled)
+    sim.configure(unknown_status="WEIRD", stuck_rate=1.0)  # a running task answers a word nobody documented
+    job = styled.generate("A fox", wait=False)
+    assert job.wait(30)
+    assert job.state is JobState.FAILED and "WEIRD" in (job.error or "")
+    assert job.cost_usd == job.params.price_usd  # a task that was accepted keeps its cost
+    assert sim.stats()["status_queries"] <= 10  # a handful of looks, not polling until the job's deadline

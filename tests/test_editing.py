@@ -9,6 +9,7 @@ session closed, and a separate Python process reads the same output folder.
 from __future__ import annotations
 
 import hashlib
+import html
 import io
 import json
 import subprocess
@@ -161,6 +162,12 @@ def test_edit_with_a_sweep_sends_the_parent_first_in_every_cell(gem: Any) -> Non
     for job in fox.jobs:
         assert job.parent is not None and job.parent["cbid"] == a.cbid
         assert job.params.references[0].sha256 == image_hash(a.path)
+    cell = html.unescape(fox.save_report().read_text(encoding="utf-8").split("<pre class='reproduce'>")[1])
+    line = cell.split("\n", 1)[0]
+    assert f"--edit {a.id}" in line
+    sent = submits()
+    gem.run_cell_magic("gemimg", line[len("%%gemimg ") :] + " -o again --wait", "at night")
+    assert submits() == sent and all(j.cached for j in gem.user_ns["again"].jobs)
     gem.run_cell_magic("gemimg", "--edit fox[3] -o d --wait", "with fog")
     assert gem.user_ns["d"].parent["cbid"] == ledger_cbid(fox[3])
     assert len(get_session().lineage(gem.user_ns["d"])) == 3
@@ -217,6 +224,7 @@ def test_picks_last_across_restarts_and_processes_and_star_the_grid(gem: Any, tm
         assert after.tobytes() == pixels  # the chunk was re-written, not the pixels
 
     strip = gem.run_line_magic("gemimg", "history --picked")
+    assert strip.text.startswith("gemimg history: 2 picked image(s), newest pick first")
     assert [it["picked"] for it in strip.items] == [True, True]
     assert [it["path"] for it in strip.items] == [display_path(fox[2].path), display_path(fox[1].path)]
 
@@ -278,8 +286,6 @@ def test_a_report_is_self_contained_escaped_small_and_reproducible(gem: Any, tmp
         assert f"href='{rel.as_posix()}'" in text
     # the reproducing cell runs the sweep again, all from the cache
     cell = text.split("<pre class='reproduce'>", 1)[1].split("</pre>", 1)[0]
-    import html
-
     line, body = html.unescape(cell).split("\n", 1)
     assert line.startswith("%%gemimg ") and body == prompt
     sent = submits()

@@ -347,3 +347,84 @@ def test_a_disk_error_while_writing_is_retried_not_final(
         assert sim.stats()["submits_accepted"] == 1  # paid once, written on the second try
     finally:
         runner.shutdown()
+
+
+def test_the_budget_cannot_be_overshot_with_200_requests_in_flight(tmp_path: Path) -> None:
+    from gemimg_jupyter.session import Session
+
+    from .conftest import quick_settings
+
+    price = params().price_usd or 0.0
+    assert price > 0
+    budget = 30 * price
+    slow = {"latency": (20.0, 30.0), "queue_delay": (0.0, 0.1), "seed": 5, "submit_burst": 500, "submit_rate": 500}
+    with Session(quick_settings(tmp_path / "out", max_cost_usd=budget, sim_options=slow)) as session:
+        # the runner is the last line: 200 requests handed over at once (the cell's own check is not involved)
+        jobs = session.runner.submit_many([(params(f"budget {i}"), 0) for i in range(200)])
+        refused = [j for j in jobs if j.wait(20) and j.state is JobState.FAILED]
+        assert len(refused) == 170 and all("budget" in (j.error or "") and j.cost_usd == 0 for j in refused)
+        accepted = session.sim.stats()["submits_accepted"]
+        assert accepted == 30 and accepted * price <= budget + 1e-9
+        session.cancel("all", drop=True)
+
+
+def test_a_thousand_unfinished_tasks_are_not_a_thousand_threads(tmp_path: Path) -> None:
+    import threading
+
+    from gemimg_jupyter.session import Session
+
+    from .conftest import quick_settings
+
+    slow = {"latency": (30.0, 40.0), "queue_delay": (0.0, 0.1), "seed": 6, "submit_burst": 5000, "submit_rate": 5000}
+    settings = quick_settings(
+        tmp_path / "out", sim_options=slow, submit_burst=5000, submit_rate=5000.0, query_rate=5000.0, poll_first=0.5
+    )
+
+    def engine_threads() -> list[str]:  # the client's own (the in-process simulator has one per connection)
+        names = [t.name for t in threading.enumerate()]
+        return [n for n in names if n.startswith("gemimg-") and not n.startswith("gemimg-sim")]
+
+    with Session(settings) as session:
+        jobs = session.runner.submit_many([(params(f"many {i}"), 0) for i in range(1000)])
+        assert all(j.wait_for(JobState.SUBMITTED, 60) or j.task_id for j in jobs)
+        assert session.sim.stats()["submits_accepted"] == 1000
+        ours = engine_threads()
+        assert len(ours) <= 34, f"{len(ours)} threads for 1,000 unfinished tasks: {sorted(set(ours))}"
+        session.cancel("all", drop=True)
+        assert session.runner.wait(jobs, timeout=30)
+
+
+def test_poll_schedule_is_pure_and_learns_the_task_times() -> None:
+    import random
+
+    from gemimg_jupyter.jobs import PollSchedule
+
+    s = Settings(poll_first=1.0, poll_min=0.5, poll_max=10.0)
+    fresh = PollSchedule(s, random.Random(1))
+    first = fresh.next_delay(0.0, 0, True)
+    assert 1.35 <= first <= 1.65  # nothing known yet: 1.5 x poll_first (jittered ±10 %), the task is still queued
+    assert all(0.05 <= fresh.next_delay(t, 0, False, [(t - 1, 0)]) <= s.poll_max * 1.1 for t in (2.0, 5.0, 30.0))
+    learned = PollSchedule(s, random.Random(1))
+    for _ in range(5):  # tasks have taken 8 s, progress rising 10 -> 90
+        learned.observe(0.01)
+        learned.completed(8.0, [(2.0, 20), (5.0, 55)])
+    later = learned.next_delay(0.0, 0, True)
+    assert later > first  # it waits longer before the first look once it knows tasks take 8 s
+    eta = learned.progress_eta([(2.0, 20), (4.0, 45)])
+    assert eta is not None and 4.0 < eta[0] < 12.0
+
+
+def test_a_reference_uploaded_over_a_day_ago_is_uploaded_again(session: Any, sim: Any) -> None:
+    """Nothing documents how long an uploaded URL lives: a day-old upload is not trusted (uploads are free)."""
+    import sqlite3
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 90, 30)).save(buf, format="PNG")
+    ref = buf.getvalue()
+    session.generate("a fox in the colours of the reference", reference_images=[ref], wait=True)
+    session.generate("an owl in the colours of the reference", reference_images=[ref], wait=True)
+    assert sim.stats()["uploads"] == 1  # recent: reused
+    with sqlite3.connect(session.store.ledger_path) as db:  # another day passes
+        db.execute("UPDATE uploads SET created = created - 25 * 3600")
+    session.generate("a hare in the colours of the reference", reference_images=[ref], wait=True)
+    assert sim.stats()["uploads"] == 2

@@ -80,6 +80,7 @@ FAULTS: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
     "stuck task past the deadline": ({"stuck_rate": 0.2}, {"job_timeout": 3.0}, {"done", "timeout"}),
     "corrupt image bytes": ({"corrupt_image_rate": 0.2}, {}, {"done", "timeout"}),
     "URL expired before download": ({"url_lifetime": 0.15}, {"poll_min": 0.25, "poll_first": 0.3}, {"done", "expired"}),
+    "server caps unfinished tasks at 6 (429)": ({"max_unfinished": 6}, {}, {"done"}),
 }
 
 

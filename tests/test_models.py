@@ -253,3 +253,12 @@ def test_provenance_is_spliced_into_png_without_reencoding() -> None:
     jpeg = io.BytesIO()
     img.save(jpeg, format="JPEG")
     assert read_provenance(embed_provenance(jpeg.getvalue(), {"task_id": "j"}))["task_id"] == "j"
+
+
+def test_the_reference_limit_shown_to_users_is_10_mb() -> None:
+    from gemimg_jupyter.display import models_table
+    from gemimg_jupyter.widgets import model_notes
+
+    table = models_table(MODELS).text
+    assert "≤10 MB" in table and "≤9 MB" not in table
+    assert any("≤ 10 MB each" in line for line in model_notes(MODELS["gemini-2.5-flash-image-official"]))

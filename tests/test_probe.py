@@ -24,7 +24,7 @@ from gemimg_jupyter.sim import SimConfig, SimServer
 
 #: A fake key of the real shape; the simulator accepts only it.
 PROBE_KEY = "sk-test-" + "k3Y9" * 10
-FREE = ("auth", "models", "user_agent", "error_shape")
+FREE = ("auth", "models", "user_agent", "error_shape", "unknown_model", "upload")
 PAID = ("status_words", "lookup_by_business_id", "billing", "result_url", "image_size", "duplicate_business_id",
         "image_url_objects", "prompt_limit", "resolution", "seed")  # fmt: skip
 
@@ -143,8 +143,9 @@ def test_spend_asks_on_a_terminal_and_no_pays_nothing(tmp_path: Path, keyed_sim:
     assert "Go ahead? [y/N]" in out, out + err
     assert "not confirmed: nothing was paid" in out
     stats = keyed_sim.stats()
-    assert stats["submits_accepted"] == 0 and stats["submits_rejected"] == 0  # not one submit was sent
-    assert stats["requests"] == 3  # the free checks did run: models list, User-Agent, error shape
+    assert stats["submits_accepted"] == 0  # not one task was made
+    assert stats["submits_rejected"] == 1  # the free unknown-model check, refused
+    assert stats["requests"] == 6  # the free checks ran: models, User-Agent, error shape, unknown model, upload+get
     assert_every_check_printed(out, FREE)
     assert " status_words: " not in out
 
@@ -182,7 +183,9 @@ def test_an_edge_that_refuses_library_user_agents_is_reported(tmp_path: Path, ke
     agent = report.check("user_agent")
     assert agent.verdict == "ok"
     assert "ours: HTTP 200; a library default: HTTP 403 (HTML: the edge refused it)" == agent.observed
-    assert keyed_sim.stats()["requests"] == 3 and keyed_sim.stats()["submits_accepted"] == 0  # free only
+    stats = keyed_sim.stats()
+    assert stats["submits_accepted"] == 0 and stats["uploads"] == 1  # free checks only
+    assert report.check("unknown_model").observed.startswith("HTTP 503 [model_not_found]")
 
 
 def test_the_magic_probes_the_sessions_gateway(

@@ -49,14 +49,14 @@ from urllib.parse import unquote, urlsplit
 from PIL import Image
 
 from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.models import MAX_REF_BYTES, MODELS, ModelSpec, get_model
 from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
 
 __all__ = ["CONFIG_HELP", "MAX_UPLOAD_BYTES", "SimConfig", "SimServer"]
 
 log = logging.getLogger(__name__)
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_BYTES = MAX_REF_BYTES  # "10MB", read as 10,000,000 bytes like the client reads it
 _MAX_BODY = MAX_UPLOAD_BYTES + 256 * 1024
 _SUBMIT, _UPLOAD = "/v1/images/generations", "/v1/uploads/images"
 _UPLOAD_FORMATS = {"JPEG": ("image/jpeg", "jpg"), "PNG": ("image/png", "png"), "WEBP": ("image/webp", "webp"),
@@ -118,12 +118,13 @@ CONFIG_HELP: dict[str, str] = {
     "hang_status_once": "each task's first status query never answers (the server holds it until the client leaves)",
     "trickle_download": "seconds between bytes of a result download (0: normal speed)",
     "max_unfinished": "submits beyond this many unfinished tasks get 429 + Retry-After: 1 (0: no cap)",
+    "render_once": "serve one image rendered per size and resolution to every task (benchmarks: a CDN, not a renderer)",
 }
 _RANGES = frozenset({"latency", "queue_delay", "retry_after"})
 _RATES = frozenset(name for name in CONFIG_HELP if name.endswith("_rate") and name not in ("submit_rate", "query_rate"))
 _FLAGS = frozenset(
     {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype",
-     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once"}
+     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once", "render_once"}
 )  # fmt: skip
 
 
@@ -204,6 +205,7 @@ class SimConfig:
     hang_status_once: bool = False
     trickle_download: float = 0.0
     max_unfinished: float = 0.0
+    render_once: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -500,6 +502,7 @@ class SimServer:
         self._files: dict[str, str] = {}
         self._uploads: dict[str, tuple[bytes, str]] = {}
         self._cache: OrderedDict[str, bytes] = OrderedDict()
+        self._renders: dict[tuple[str, str, bool], bytes] = {}  # render_once: one image per size
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._counts: Counter[str] = Counter()
         self._faults: Counter[str] = Counter()
@@ -1187,6 +1190,10 @@ class SimServer:
             return fault
         if self.config.download_404_once and self._once("download_404", task.id):
             return _not_found("File not found")
+        shared = (task.req.size, task.req.resolution, task.small) if self.config.render_once else None
+        if data is None and shared is not None and not task.corrupt:
+            with self._lock:
+                data = self._renders.get(shared)
         if data is None:
             req = task.req
             resolution = _smaller(req.resolution) if task.small else req.resolution
@@ -1198,6 +1205,8 @@ class SimServer:
             if task.corrupt:
                 data = corrupt(data, task.id)
         with self._lock:
+            if shared is not None and not task.corrupt:
+                self._renders.setdefault(shared, data)
             self._cache[task.id] = data
             while len(self._cache) > 32:
                 self._cache.popitem(last=False)
