@@ -94,11 +94,17 @@ def run_one(name: str, seed: int) -> dict[str, Any]:
     if sc.get("render_once"):  # the simulator draws each image on one core; a gateway's CDN only serves files
         sim_cfg["render_once"] = True
     peak_threads = 0
+    late: list[float] = []  # how late a 50 ms wait wakes up: what a notebook cell would wait for the GIL
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak_threads
-        while not stop.wait(0.05):
+        while True:
+            asked = time.perf_counter()
+            if stop.wait(0.05):
+                return
+            late.append(time.perf_counter() - asked - 0.05)
+            sum(range(1000))  # a trivial cell's work
             peak_threads = max(peak_threads, threading.active_count())
 
     with SimProcess(**sim_cfg) as sim, tempfile.TemporaryDirectory(prefix="gemimg-limits-") as tmp:
@@ -167,6 +173,7 @@ def run_one(name: str, seed: int) -> dict[str, Any]:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_s": cpu,
         "cpu_share": cpu / wall if wall else 0.0,
+        "gil_late_s": summary(late),
     }
     if scale != 1.0:  # the real-speed model: durations and per-task delays ÷ scale, the real bucket
         real = [t / scale for t in durations]
@@ -208,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "429s": r["rate_limited"], "q/task": r["queries_per_task"], "detect med s": r["detect_s"]["median"],
             "to-disk med s": r["to_disk_s"]["median"], "threads": r["threads"], "RSS MB": r["peak_rss_mb"],
             "CPU s": r["cpu_s"], "CPU/wall": r["cpu_share"],
+            "late p95 ms": 1000 * r.get("gil_late_s", {}).get("p95", float("nan")),
         }
         for r in results
     ]  # fmt: skip

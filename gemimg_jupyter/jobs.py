@@ -237,6 +237,7 @@ class Job:
         self._waker: Callable[[], None] | None = None
         self._slot = False  # holds one place in the runner's window of unfinished tasks
         self._reserved = 0.0  # budget reserved for its submit
+        self._unsent = False  # its row is known to be "queued": no earlier try can have reached the gateway
         self._image: Image.Image | None = None
         self._preview: bytes | None = None
         self._thumbs: dict[int, Image.Image] = {}
@@ -717,6 +718,7 @@ class JobRunner:
                 self._finish(job, JobState.CACHED)
                 continue
             job._adopt = row if claim.kind == "adopt" else None
+            job._unsent = claim.kind == "new" or (row is not None and row.state == "queued")
             self._start(job)
         return out
 
@@ -1075,7 +1077,7 @@ class JobRunner:
                 self._woke(job)
                 self._check_cancel(job)
             try:
-                row = self.store.get(job.cbid)
+                row = None if job._unsent else self.store.get(job.cbid)
                 if row is not None and row.state in ("submitting", "uploading"):
                     # this or a dead owner's earlier try may have reached the gateway: look before paying again
                     found = self.client.find_by_business_id(job.cbid)
@@ -1094,11 +1096,15 @@ class JobRunner:
                 self._release_slot(job)
                 self._shrink_window()
                 pause = exc.retry_after if exc.retry_after is not None else self.settings.retry.base
-                self._transition(job, JobState.QUEUED)  # a clear refusal: no look-up needed before the next try
+                if job._unsent:  # a clear refusal of the only try: no look-up needed before the next one
+                    self._transition(job, JobState.QUEUED)
+                else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
+                    self._set(job, JobState.QUEUED)
                 yield min(pause, self.settings.retry.max_retry_after)
                 self._woke(job)
                 continue
             except (APIConnectionError, ServerError) as exc:
+                job._unsent = False  # it may have reached the gateway: look it up before the next try
                 tries += 1
                 if tries >= self.settings.retry.max_tries:
                     raise

@@ -294,6 +294,9 @@ def test_tables_escape_and_read_well() -> None:
     job = make_job("<script>alert(1)</script>")
     table = D.jobs_table([job])
     assert job.id in table.text and "<script>" not in (table.html or "")
+    markup = table.html or ""
+    # cells never wrap ("16:9 1K" on two lines), and prices are not typeset as LaTeX
+    assert markup.count("<td ") == markup.count("white-space:nowrap") and "mathjax_ignore" in markup
     assert "no jobs" in D.jobs_table([]).text
     models = D.models_table(MODELS, default="gemini-2.5-flash-image-official")
     assert "(default)" in models.text and all(m in models.text for m in MODELS)

@@ -81,6 +81,11 @@ FAULTS: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
     "corrupt image bytes": ({"corrupt_image_rate": 0.2}, {}, {"done", "timeout"}),
     "URL expired before download": ({"url_lifetime": 0.15}, {"poll_min": 0.25, "poll_first": 0.3}, {"done", "expired"}),
     "server caps unfinished tasks at 6 (429)": ({"max_unfinished": 6}, {}, {"done"}),
+    "connection reset, then 429 on the retry": (
+        {"drop_after_submit_rate": 0.4, "rate_limit_rate": 0.3, "retry_after": (0.1, 0.3)},
+        {},
+        {"done"},
+    ),
 }
 
 

@@ -359,3 +359,58 @@ def _print_table() -> Iterator[None]:
     lines = ["", f"{'case':52} {'requested':>9} {'paid':>5} {'images':>6}"]
     lines += [f"{case:52} {req:>9} {paid:>5} {img:>6}" for case, req, paid, img in ROWS]
     print("\n".join(lines))
+
+
+KERNEL_CELL = """\
+import gemimg_jupyter as gi
+r = gi.sweep("A paper-cut fox", temperature=[0.2, 0.6, 1.0, 1.4], size=["1:1", "16:9", "9:16"], yes=True, wait=False)
+"""
+
+
+def _submitted_rows(out: Path) -> int:
+    try:
+        with sqlite3.connect(out / "ledger.sqlite3", timeout=5) as db:
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE task_id IS NOT NULL").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+
+
+def _rows_done(out: Path) -> int:
+    with sqlite3.connect(out / "ledger.sqlite3", timeout=5) as db:
+        return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+
+
+def test_restart_and_run_all_in_a_real_kernel_pays_n_for_n(server: SimServer, tmp_path: Path) -> None:
+    from jupyter_client.manager import KernelManager
+
+    out = tmp_path / "out"
+    env = {**os.environ, "GEMIMG_BACKEND": "sim", "GEMIMG_BASE_URL": server.base_url, "GEMIMG_OUTPUT_DIR": str(out)}
+    env.pop("TOAPIS_API_KEY", None)
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=env, cwd=str(tmp_path))
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        assert kc.execute_interactive(KERNEL_CELL, timeout=60)["content"]["status"] == "ok"
+        deadline = time.monotonic() + 60
+        while _submitted_rows(out) < 5 and time.monotonic() < deadline:  # mid-sweep: some paid, some not yet
+            time.sleep(0.05)
+        assert _submitted_rows(out) >= 5 and _rows_done(out) < N  # restarted while the sweep was still running
+        km.restart_kernel(now=False)  # Kernel > Restart, then Run All
+        kc.wait_for_ready(timeout=60)
+        lines: list[str] = []
+
+        def keep(msg: dict[str, Any]) -> None:
+            if msg["msg_type"] == "stream":
+                lines.append(msg["content"]["text"])
+
+        code = KERNEL_CELL + "r.wait(90)\nprint('images', sum(j.state.has_image for j in r.jobs))\n"
+        reply = kc.execute_interactive(code, timeout=120, output_hook=keep)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert f"images {N}" in "".join(lines), lines
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    assert record("Restart & Run All, a real kernel", server, out) == N
+    assert server.stats()["duplicate_business_ids"] == 0

@@ -22,6 +22,7 @@ Skipped (loudly) only when ``/usr/bin/chromium`` or Playwright is missing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -33,7 +34,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from gemimg_jupyter.display import INTERRUPT_LINE
+from gemimg_jupyter.display import INTERRUPT_LINE, STALE_NOTE
 
 from .browser_support import (
     ARTIFACTS,
@@ -76,7 +77,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     root = base / "nb"
     root.mkdir()
     live_notebook(root / "live.ipynb")
-    env = {**SIM_KERNEL_ENV, "GEMIMG_SIM_LATENCY": "2.5,3.5"}  # slow enough to see (and interrupt) a running job
+    env = {**SIM_KERNEL_ENV, "GEMIMG_SIM_LATENCY": "3.5,4.5"}  # slow enough to see (and interrupt) a running job
     with jupyter_lab(base, root, env, app=app) as lab:
         print(f"\n[{app}] pid={lab.proc.pid} {lab.url} ready in {lab.startup_s:.2f}s")
         yield lab
@@ -139,6 +140,18 @@ def shot(page: Any, target: Any, name: str, shots: list[str]) -> None:
     target.screenshot(path=str(ARTIFACTS / f"{name}.png"))
     page.set_viewport_size(viewport)
     shots.append(name)
+
+
+def save_until(page: Any, lab: Lab, saved: Any, timeout: float = 20.0) -> None:
+    """Press Ctrl+S until the notebook on disk satisfies ``saved(nb)``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        page.keyboard.press("Escape")  # command mode: Ctrl+S saves from there in both front ends
+        page.keyboard.press("Control+s")
+        page.wait_for_timeout(300)
+        if saved(nbformat.read(lab.root / "live.ipynb", as_version=4)):
+            return
+        assert time.monotonic() < deadline, "the notebook on disk never got the expected state"
 
 
 CONTRAST = """el => {
@@ -248,8 +261,12 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
     marks["interrupt"] = time.monotonic() - t0
 
     # -- save, reload: every saved output is still there
-    page.keyboard.press("Control+s")
-    expect(page.locator(".jp-mod-dirty")).to_have_count(0, timeout=20_000)
+    def has_images(nb: Any) -> bool:
+        return all(
+            any("image/png" in o.get("data", {}) for o in nb.cells[i + 1].outputs) for i in (SINGLE, SWEEP, WAITING)
+        )
+
+    save_until(page, lab, has_images)
     open_notebook(page, lab)
     for index in (SINGLE, SWEEP, WAITING):
         expect(outputs(cell(page, index)).locator("img").first).to_be_visible(timeout=20_000)
@@ -265,9 +282,9 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
     for part in (status.locator("b").first, status.locator(".gemimg-stale-note"), status):
         measured = part.evaluate(CONTRAST)
         assert measured["ratio"] >= 4.5, measured
-    page.keyboard.press("Control+s")  # saved while running: the front end will forget this display id
-    expect(page.locator(".jp-mod-dirty")).to_have_count(0, timeout=20_000)
-    open_notebook(page, lab)
+    # saved while running (the ticker keeps the notebook dirty, so look at the file itself)
+    save_until(page, lab, lambda nb: STALE_NOTE in json.dumps(nb.cells[DARK + 1].outputs))
+    open_notebook(page, lab)  # the reloaded page has forgotten this output's display id
     frozen = outputs(cell(page, DARK)).locator(".gemimg-status")
     expect(frozen).to_contain_text("if this line is stale, re-run the cell: finished images come from the cache for $0")
     shot(page, cell(page, DARK), f"live-{app}-stale-dark", shots)

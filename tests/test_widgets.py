@@ -582,23 +582,28 @@ def test_a_running_job_has_one_truth_in_the_bar_and_the_detail_card(tmp_output: 
 
     from .conftest import quick_settings
 
-    with SimServer(SimConfig(latency=(2.0, 2.5), queue_delay=(0.0, 0.02), seed=5)) as slow:
+    with SimServer(SimConfig(latency=(3.0, 3.5), queue_delay=(0.0, 0.02), seed=5)) as slow:
         session = Session(quick_settings(tmp_output, base_url=slow.base_url))
         panel = Panel(session=session)
         try:
             panel.prompt.value = "a slow teapot"
             panel.generate_button.click()
             assert "Submitting" not in text_of(panel.message) and "Running" in text_of(panel.message)
+            seen: list[tuple[str, str]] = []
             agreed = None
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 15
             while agreed is None and time.monotonic() < deadline and not panel.wait(0.1):
+                before = " ".join(text_of(panel.detail_html).split())
                 bar = panel.progress_text.value  # e.g. "in progress 40% · 1.2 s · $0.05"
                 card = " ".join(text_of(panel.detail_html).split())
+                if card != before:
+                    continue  # read between two updates: look again
                 state = bar.split(" · ")[0].rstrip("0123456789% ").strip()
                 cost = bar.split(" · ")[-1]
+                seen.append((bar, card))
                 if state in ("submitted", "in progress") and f"state {state}" in card and f"cost {cost}" in card:
                     agreed = (bar, card)
-            assert agreed is not None, f"the card never agreed with the bar while running: {bar!r} / {card!r}"
+            assert agreed is not None, f"the card never agreed with the bar while running: {seen[-3:]}"
             assert panel.wait(WAIT)
             assert "state done" in " ".join(text_of(panel.detail_html).split())
         finally:
