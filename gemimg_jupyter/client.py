@@ -277,18 +277,6 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
     "rate_limit_unavailable": ServerError,
 }
-_HINTS: dict[type[APIError], str] = {
-    AuthenticationError: "check TOAPIS_API_KEY or run %gemimg login",
-    PermissionDeniedError: (
-        "the key may not use this model, or the gateway's edge refused this client; "
-        "%gemimg probe lists what the key may use"
-    ),
-    InsufficientQuotaError: "top up the ToAPIs balance",
-    ModelUnavailableError: "the gateway serves no channel for this model to this key; %gemimg probe lists what it may use",
-    ContentBlockedError: "the prompt or a reference was refused by the content policy; nothing was charged",
-    RateLimitError: "the gateway is rate limiting; wait a moment or lower max_in_flight",
-    ServerError: "the gateway had a problem; try again in a moment",
-}
 _LABELS: dict[type[APIError], str] = {
     AuthenticationError: "authentication failed",
     PermissionDeniedError: "access refused",
@@ -356,7 +344,7 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
     if "invalid apitype" in message.lower():
         message += f"; the request reached the wrong endpoint (the chat route?): check GEMIMG_BASE_URL ({base_url})"
     label = _LABELS.get(cls, "request failed")
-    hint = _HINTS.get(cls)
+    hint = cls.hint
     if cls is PermissionDeniedError and (html or body is None):
         hint = "the gateway's edge refused this client (no JSON error): a proxy or firewall, or a missing User-Agent"
     full = f"{label} ({status}): {message}" + (f"; {hint}" if hint else "")

@@ -191,9 +191,9 @@ def error_line(err: BaseException) -> str:
     if isinstance(err, (RateLimitError, ServerError)) and text.endswith(_RETRY_SUFFIX):
         text = text[: -len(_RETRY_SUFFIX)] + "; gave up after retrying, try again in a minute"
     elif isinstance(err, TaskFailedError) and "refund" not in text:
-        text += " (failed tasks are refunded; rewording the prompt often helps)"
+        text += f" ({err.hint})"
     elif isinstance(err, InvalidImageError) and "--fresh" not in text:
-        text += "; run the cell again with --fresh"
+        text += f"; {err.hint}"
     if not isinstance(err, GemimgError):
         text = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return redact(text or type(err).__name__)

@@ -30,7 +30,7 @@ second (see ``client.error_from_response``). Every message passes through :func:
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from .text import format_usd
 
@@ -87,7 +87,14 @@ def redact(text: str) -> str:
 
 
 class GemimgError(Exception):
-    """Base class of every error raised by gemimg_jupyter."""
+    """Base class of every error raised by gemimg_jupyter.
+
+    ``hint`` is what to do about it, one clause, carried by the class (empty when the
+    message says it all). The client puts an API error's hint into its message; the
+    display adds the others' when it writes the error's line.
+    """
+
+    hint: ClassVar[str] = ""
 
     def __init__(self, message: str) -> None:
         message = redact(str(message))
@@ -115,13 +122,15 @@ class ConfigError(GemimgError):
 class ValidationError(GemimgError, ValueError):
     """A parameter that the model does not accept; raised before any request."""
 
-    def __init__(self, field: str, value: object, allowed: str, *, detail: str = "") -> None:
-        shown = _short_repr(value)
-        msg = detail or f"{field} {shown} is not allowed; {allowed}"
-        super().__init__(msg)
+    def __init__(self, message: str, *, field: str, value: object) -> None:
+        super().__init__(message)
         self.field = field
-        self.value = shown
-        self.allowed = allowed
+        self.value = _short_repr(value)
+
+    @classmethod
+    def not_allowed(cls, field: str, value: object, allowed: str) -> ValidationError:
+        """The usual line: ``size '5:3' is not allowed; use one of 1:1, 16:9``."""
+        return cls(f"{field} {_short_repr(value)} is not allowed; {allowed}", field=field, value=value)
 
 
 class BudgetExceededError(ValidationError):
@@ -129,14 +138,11 @@ class BudgetExceededError(ValidationError):
 
     def __init__(self, estimate_usd: float, spent_usd: float, budget_usd: float) -> None:
         super().__init__(
-            "max_cost_usd",
-            budget_usd,
-            "",
-            detail=(
-                f"this would cost about {format_usd(estimate_usd, places=2)} on top of "
-                f"{format_usd(spent_usd, places=2)} spent, over the budget of {format_usd(budget_usd, places=2)}; "
-                "raise max_cost_usd or ask for less"
-            ),
+            f"this would cost about {format_usd(estimate_usd, places=2)} on top of "
+            f"{format_usd(spent_usd, places=2)} spent, over the budget of {format_usd(budget_usd, places=2)}; "
+            "raise max_cost_usd or ask for less",
+            field="max_cost_usd",
+            value=budget_usd,
         )
         self.estimate_usd = estimate_usd
         self.spent_usd = spent_usd
@@ -184,21 +190,31 @@ class BadRequestError(APIError):
 class ContentBlockedError(BadRequestError):
     """The gateway refused the prompt or references for a safety or content-policy reason (nothing is charged)."""
 
+    hint = "the prompt or a reference was refused by the content policy; nothing was charged"
+
 
 class AuthenticationError(APIError):
     """401: the key is missing, wrong or revoked."""
+
+    hint = "check TOAPIS_API_KEY or run %gemimg login"
 
 
 class PermissionDeniedError(AuthenticationError):
     """403 without a more telling code: the key may not use this, or the edge refused the client."""
 
+    hint = "the key may not use this model, or the gateway's edge refused this client; %gemimg probe lists what the key may use"
+
 
 class InsufficientQuotaError(APIError):
     """402, or 403 ``insufficient_user_quota``: the account balance is too low."""
 
+    hint = "top up the ToAPIs balance"
+
 
 class ModelUnavailableError(APIError):
     """``model_not_found`` (503 on New API gateways): no channel serves this model to this key; not retried."""
+
+    hint = "the gateway serves no channel for this model to this key; %gemimg probe lists what it may use"
 
 
 class NotFoundError(APIError):
@@ -208,9 +224,13 @@ class NotFoundError(APIError):
 class RateLimitError(APIError):
     """429: too many requests; ``retry_after`` says how long the gateway asked to wait."""
 
+    hint = "the gateway is rate limiting; wait a moment or lower max_in_flight"
+
 
 class ServerError(APIError):
     """5xx from the gateway or the edge in front of it (bodies may be HTML)."""
+
+    hint = "the gateway had a problem; try again in a moment"
 
 
 class APIConnectionError(GemimgError):
@@ -224,6 +244,8 @@ class APITimeoutError(APIConnectionError):
 class InvalidImageError(GemimgError):
     """Downloaded or supplied bytes are not an image we can use."""
 
+    hint = "run the cell again with --fresh"
+
 
 class JobError(GemimgError):
     """A job did not produce its image."""
@@ -235,6 +257,8 @@ class JobError(GemimgError):
 
 class TaskFailedError(JobError):
     """The gateway reported the task as ``failed`` (a failed task is refunded)."""
+
+    hint = "failed tasks are refunded; rewording the prompt often helps"
 
     def __init__(self, message: str, *, task_id: str | None = None, code: str | None = None) -> None:
         super().__init__(message, task_id=task_id)

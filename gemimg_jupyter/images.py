@@ -127,24 +127,21 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str 
         return ReferenceImage.from_url(source.strip())
     if isinstance(source, str) and source.strip().lower().startswith("data:"):
         raise ValidationError(
-            "reference", source[:30], "", detail="data: URIs are not accepted; pass a file path or bytes"
+            "data: URIs are not accepted; pass a file path or bytes", field="reference", value=source[:30]
         )
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if path.is_dir():
             raise ValidationError(
-                "reference", str(source), "", detail=f"reference {str(source)!r} is a folder; name an image file"
+                f"reference {str(source)!r} is a folder; name an image file", field="reference", value=str(source)
             )
         if not path.is_file():
-            raise ValidationError("reference", str(source), "", detail=f"reference file {str(source)!r} does not exist")
+            raise ValidationError(
+                f"reference file {str(source)!r} does not exist", field="reference", value=str(source)
+            )
         size = path.stat().st_size
         if size > max_bytes:
-            raise ValidationError(
-                "reference",
-                path.name,
-                "",
-                detail=too_big_message(path.name, size, max_bytes),
-            )
+            raise ValidationError(too_big_message(path.name, size, max_bytes), field="reference", value=path.name)
         return _from_bytes(path.read_bytes(), path.name, max_bytes)
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _from_bytes(bytes(source), name or "bytes", max_bytes)
@@ -153,25 +150,19 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str 
         source.save(buf, format="PNG")
         return _from_bytes(buf.getvalue(), "PIL image", max_bytes)
     raise ValidationError(
-        "reference",
-        source,
-        "",
-        detail=f"a reference must be a file path, URL, bytes or PIL image, not {type(source).__name__}",
+        f"a reference must be a file path, URL, bytes or PIL image, not {type(source).__name__}",
+        field="reference",
+        value=source,
     )
 
 
 def _from_bytes(data: bytes, name: str, max_bytes: int) -> ReferenceImage:
     if len(data) > max_bytes:
-        raise ValidationError(
-            "reference",
-            name,
-            "",
-            detail=too_big_message(name, len(data), max_bytes),
-        )
+        raise ValidationError(too_big_message(name, len(data), max_bytes), field="reference", value=name)
     try:
         img = _open_checked(data, what=f"reference {name!r}")
     except InvalidImageError as exc:
-        raise ValidationError("reference", name, "", detail=f"{exc}; use a JPEG, PNG or WebP image") from None
+        raise ValidationError(f"{exc}; use a JPEG, PNG or WebP image", field="reference", value=name) from None
     fmt = (img.format or "").upper()
     return ReferenceImage(
         sha256=hashlib.sha256(data).hexdigest(),

@@ -96,10 +96,9 @@ def edit_reference(row: LedgerRow) -> tuple[ReferenceImage, dict[str, Any]]:
     """The parent image of an edit as a reference, and the ``parent`` record for the new job."""
     if row.state != "done" or not row.path or not Path(row.path).is_file():
         raise ValidationError(
-            "edit",
-            row.cbid[-6:],
-            "",
-            detail=f"image {row.cbid[-6:]} cannot be edited: it is {row.state} and has no image file",
+            f"image {row.cbid[-6:]} cannot be edited: it is {row.state} and has no image file",
+            field="edit",
+            value=row.cbid[-6:],
         )
     data = strip_provenance(Path(row.path).read_bytes())
     ref = load_reference(data, name=Path(row.path).name)

@@ -218,7 +218,7 @@ def get_model(name: str | None) -> ModelSpec:
     try:
         return MODELS[key]
     except KeyError:
-        raise ValidationError("model", name, f"use one of {', '.join(MODELS)}") from None
+        raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}") from None
 
 
 def pixel_size(size: str, resolution: str = "1K") -> tuple[int, int]:
@@ -389,34 +389,25 @@ def shown_text(text: str) -> str:
 def validate_prompt(prompt: object, spec: ModelSpec | None = None) -> str:
     """A non-empty prompt of printable text within the model's length limit."""
     if not isinstance(prompt, str):
-        raise ValidationError("prompt", prompt, "give the prompt as text")
+        raise ValidationError.not_allowed("prompt", prompt, "give the prompt as text")
     text = prompt.strip()
     if not text:
-        raise ValidationError("prompt", prompt, "", detail="prompt is empty; write what the image should show")
+        raise ValidationError("prompt is empty; write what the image should show", field="prompt", value=prompt)
     if all(_invisible(c) for c in text):
         raise ValidationError(
-            "prompt",
-            "",
-            "",
-            detail=f"prompt has only invisible characters ({text[:8]!a}); write what the image should show",
+            f"prompt has only invisible characters ({text[:8]!a}); write what the image should show",
+            field="prompt",
+            value="",
         )
     limit = spec.max_prompt_chars if spec is not None else MAX_PROMPT_CHARS
     if len(text) > limit:
         where = f" on {spec.id}" if spec is not None and limit != MAX_PROMPT_CHARS else ""
         raise ValidationError(
-            "prompt",
-            "",
-            "",
-            detail=f"prompt is {len(text):,} characters; the limit{where} is {limit:,}, shorten it",
+            f"prompt is {len(text):,} characters; the limit{where} is {limit:,}, shorten it", field="prompt", value=""
         )
     bad = [c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127]
     if bad:
-        raise ValidationError(
-            "prompt",
-            "",
-            "",
-            detail=f"prompt contains a control character ({bad[0]!r}); remove it",
-        )
+        raise ValidationError(f"prompt contains a control character ({bad[0]!r}); remove it", field="prompt", value="")
     return text
 
 
@@ -425,10 +416,7 @@ def validate_size(spec: ModelSpec, size: object) -> str:
     text = str(size).strip().replace("x", ":").replace("X", ":") if isinstance(size, str) else size
     if text not in spec.sizes:
         raise ValidationError(
-            "size",
-            size,
-            "",
-            detail=f"size {size!r} is not supported by {spec.id}; use one of {', '.join(spec.sizes)}",
+            f"size {size!r} is not supported by {spec.id}; use one of {', '.join(spec.sizes)}", field="size", value=size
         )
     return str(text)
 
@@ -439,25 +427,22 @@ def validate_resolution(spec: ModelSpec, resolution: object) -> str:
     if text not in spec.resolutions:
         extra = f" ({spec.note})" if spec.note and len(spec.resolutions) == 1 else ""
         raise ValidationError(
-            "resolution",
-            resolution,
-            "",
-            detail=(
-                f"resolution {resolution!r} is not supported by {spec.id}{extra}; use {' or '.join(spec.resolutions)}"
-            ),
+            f"resolution {resolution!r} is not supported by {spec.id}{extra}; use {' or '.join(spec.resolutions)}",
+            field="resolution",
+            value=resolution,
         )
     return str(text)
 
 
 def _number(name: str, value: object, lo: float, hi: float) -> float:
     if isinstance(value, bool):
-        raise ValidationError(name, value, f"use a number from {lo:g} to {hi:g}")
+        raise ValidationError.not_allowed(name, value, f"use a number from {lo:g} to {hi:g}")
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValidationError(name, value, f"use a number from {lo:g} to {hi:g}") from None
+        raise ValidationError.not_allowed(name, value, f"use a number from {lo:g} to {hi:g}") from None
     if not math.isfinite(number) or not lo <= number <= hi:
-        raise ValidationError(name, value, f"use a number from {lo:g} to {hi:g}")
+        raise ValidationError.not_allowed(name, value, f"use a number from {lo:g} to {hi:g}")
     return round(number, 6)
 
 
@@ -465,10 +450,9 @@ def _sampling(spec: ModelSpec, name: str, explicit: object, default: object, lo:
     if not spec.sampling:
         if explicit is not None:
             raise ValidationError(
-                name,
-                explicit,
-                "",
-                detail=f"{name} is not supported by {spec.id} (it takes no sampling controls); leave it out",
+                f"{name} is not supported by {spec.id} (it takes no sampling controls); leave it out",
+                field=name,
+                value=explicit,
             )
         return None
     return _number(name, explicit if explicit is not None else default, lo, hi)
@@ -487,25 +471,21 @@ def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -
     refs = tuple(references)
     if len(refs) > spec.max_refs:
         raise ValidationError(
-            "references",
-            len(refs),
-            "",
-            detail=f"{len(refs)} reference images given; {spec.id} accepts at most {spec.max_refs}",
+            f"{len(refs)} reference images given; {spec.id} accepts at most {spec.max_refs}",
+            field="references",
+            value=len(refs),
         )
     for ref in refs:
         if ref.data is not None and ref.size_bytes > spec.max_ref_bytes:
             raise ValidationError(
-                "reference", ref.name, "", detail=too_big_message(ref.name, ref.size_bytes, spec.max_ref_bytes)
+                too_big_message(ref.name, ref.size_bytes, spec.max_ref_bytes), field="reference", value=ref.name
             )
         if ref.data is not None and ref.format not in spec.ref_formats:
             raise ValidationError(
-                "reference",
-                ref.name,
-                "",
-                detail=(
-                    f"reference {ref.name!r} is {ref.format or 'not an image'}; "
-                    f"use {', '.join(f.upper() for f in spec.ref_formats)}"
-                ),
+                f"reference {ref.name!r} is {ref.format or 'not an image'}; "
+                f"use {', '.join(f.upper() for f in spec.ref_formats)}",
+                field="reference",
+                value=ref.name,
             )
     return refs
 

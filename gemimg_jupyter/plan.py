@@ -391,13 +391,10 @@ class Quote:
         """The one-line refusal of a sweep that :attr:`needs_confirmation` and got no yes."""
         assert self.confirm_above_usd is not None
         return ValidationError(
-            "sweep",
-            self.plan.n_requests,
-            "",
-            detail=(
-                f"this sweep would cost about {format_usd(self.estimate_usd or 0.0)} ({self.summary}), "
-                f"over the {format_usd(self.confirm_above_usd)} confirmation threshold; add --yes (yes=True) to go ahead"
-            ),
+            f"this sweep would cost about {format_usd(self.estimate_usd or 0.0)} ({self.summary}), "
+            f"over the {format_usd(self.confirm_above_usd)} confirmation threshold; add --yes (yes=True) to go ahead",
+            field="sweep",
+            value=self.plan.n_requests,
         )
 
 
@@ -422,7 +419,7 @@ def canonical_axis_name(name: str) -> str:
         detail = f"Gemini takes no seed, so seed cannot be swept; use --repeats N for several samples (axes: {known})"
     else:
         detail = f"unknown sweep axis {str(name).strip()!r}; use one of {known}"
-    raise ValidationError("sweep", name, "", detail=detail)
+    raise ValidationError(detail, field="sweep", value=name)
 
 
 # ---------------------------------------------------------------- parsing
@@ -453,10 +450,9 @@ def parse_axis(spec: str, *, resolve_ref: RefResolver | None = None) -> Axis:
     name_part, eq, values_part = text.partition("=")
     if not eq or not name_part.strip():
         raise ValidationError(
-            "sweep",
-            spec,
-            "",
-            detail=f"sweep {text!r} needs NAME=VALUES, e.g. temperature=0.2,0.8,1.4 or size=1:1,16:9",
+            f"sweep {text!r} needs NAME=VALUES, e.g. temperature=0.2,0.8,1.4 or size=1:1,16:9",
+            field="sweep",
+            value=spec,
         )
     name = canonical_axis_name(name_part)
     return _axis_from_tokens(name, _split_values(name, values_part), resolve_ref)
@@ -487,10 +483,9 @@ def axis_from_values(name: str, values: Sequence[Any] | str, *, resolve_ref: Ref
         return _axis_from_tokens(axis_name, _split_values(axis_name, values), resolve_ref)
     if isinstance(values, (bytes, bytearray)) or not isinstance(values, Iterable):
         raise ValidationError(
-            axis_name,
-            values,
-            "",
-            detail=f"{axis_name} sweep values must be a list, e.g. {axis_name}={_example(axis_name)}",
+            f"{axis_name} sweep values must be a list, e.g. {axis_name}={_example(axis_name)}",
+            field=axis_name,
+            value=values,
         )
     items = list(values)
     if not items:
@@ -531,34 +526,34 @@ def expand_range(
     """
     shown = text or f"{lo:g}-{hi:g}"
     if (count is None) == (step is None):
-        raise ValidationError(name, shown, "", detail=f"{name} range {shown!r} needs either a count [N] or a step (+S)")
+        raise ValidationError(
+            f"{name} range {shown!r} needs either a count [N] or a step (+S)", field=name, value=shown
+        )
     if count is not None:
         if count < 2:
             raise ValidationError(
-                name,
-                shown,
-                "",
-                detail=f"{name} range {shown!r} asks for {count} values; a range needs [2] or more, e.g. [4]",
+                f"{name} range {shown!r} asks for {count} values; a range needs [2] or more, e.g. [4]",
+                field=name,
+                value=shown,
             )
         if count > MAX_AXIS_VALUES:
             raise _too_many_values(name, f"range {shown!r}", count)
         if lo == hi:
             raise ValidationError(
-                name, shown, "", detail=f"{name} range {shown!r} starts and ends at {lo:g}; give two different ends"
+                f"{name} range {shown!r} starts and ends at {lo:g}; give two different ends", field=name, value=shown
             )
         span = hi - lo
         out = [_round(lo + span * i / (count - 1)) for i in range(count - 1)]
         return [*out, _round(hi)]
     assert step is not None
     if step == 0 or not math.isfinite(step):
-        raise ValidationError(name, shown, "", detail=f"{name} range {shown!r} has step {step:g}; use a non-zero step")
+        raise ValidationError(f"{name} range {shown!r} has step {step:g}; use a non-zero step", field=name, value=shown)
     if (hi - lo) * step < 0:
         better = f"({'-' if step > 0 else '+'}{abs(step):g})"
         raise ValidationError(
-            name,
-            shown,
-            "",
-            detail=f"{name} range {shown!r} has step {step:+g}, which never reaches {hi:g}; use {better}",
+            f"{name} range {shown!r} has step {step:+g}, which never reaches {hi:g}; use {better}",
+            field=name,
+            value=shown,
         )
     n = math.floor((hi - lo) / step + _FLOAT_TOL) + 1 if hi != lo else 1
     if n > MAX_AXIS_VALUES:
@@ -581,13 +576,10 @@ def _split_values(name: str, text: str) -> list[str]:
     for part in parts:
         if part is None or (part == "" and name != "prompt"):
             raise ValidationError(
-                name,
-                raw,
-                "",
-                detail=(
-                    f"{name}={raw} has an empty value; separate values with ',' "
-                    f"(or '|' / '||' when they contain commas), e.g. {name}={_example(name)}"
-                ),
+                f"{name}={raw} has an empty value; separate values with ',' "
+                f"(or '|' / '||' when they contain commas), e.g. {name}={_example(name)}",
+                field=name,
+                value=raw,
             )
     return [part for part in parts if part is not None]
 
@@ -624,10 +616,9 @@ def _parse_token(name: str, token: str, resolve_ref: RefResolver | None) -> list
         names = [part.strip() for part in token.split("+")]
         if any(not part for part in names):
             raise ValidationError(
-                "ref",
-                token,
-                "",
-                detail=f"reference set {token!r} has an empty name; join files with +, e.g. a.png+b.png",
+                f"reference set {token!r} has an empty name; join files with +, e.g. a.png+b.png",
+                field="ref",
+                value=token,
             )
         refs = tuple(_resolve(part, resolve_ref) for part in names)
         return [(refs, "+".join(_basename(part) for part in names))]
@@ -646,10 +637,9 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
             return [((), "none")]
         if not isinstance(item, (list, tuple, str, ReferenceImage)) and not _image_like(item):
             raise ValidationError(
-                "ref",
-                item,
-                "",
-                detail=f"a ref value must be a file name, URL, ReferenceImage, a list of them or None, not {type(item).__name__}",
+                f"a ref value must be a file name, URL, ReferenceImage, a list of them or None, not {type(item).__name__}",
+                field="ref",
+                value=item,
             )
         members = list(item) if isinstance(item, (list, tuple)) else [item]
         refs: list[ReferenceImage] = []
@@ -668,14 +658,13 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
                 labels.append(f"{_basename(ref.name)}#{ref.sha256[:6]}")
             else:
                 raise ValidationError(
-                    "ref",
-                    member,
-                    "",
-                    detail=f"a reference must be a file name, URL or ReferenceImage, not {type(member).__name__}",
+                    f"a reference must be a file name, URL or ReferenceImage, not {type(member).__name__}",
+                    field="ref",
+                    value=member,
                 )
         return [(tuple(refs), "+".join(labels) if labels else "none")]
     if not isinstance(item, str):
-        raise ValidationError(name, item, "", detail=f"{name} values must be text, e.g. {name}={_example(name)}")
+        raise ValidationError(f"{name} values must be text, e.g. {name}={_example(name)}", field=name, value=item)
     if name == "prompt":
         return [(item, item.strip() or "(empty)")]
     return _parse_token(name, item.strip(), resolve_ref)
@@ -695,7 +684,7 @@ def _parse_numbers(name: str, token: str) -> list[float]:
             number = float(token)
         except ValueError:
             raise ValidationError(
-                name, token, "", detail=f"{name} {token!r} is not allowed; {allowed}, or a range like {_example(name)}"
+                f"{name} {token!r} is not allowed; {allowed}, or a range like {_example(name)}", field=name, value=token
             ) from None
         return [_check_number(name, number)]
     lo = _check_number(name, float(match["lo"]))
@@ -703,23 +692,19 @@ def _parse_numbers(name: str, token: str) -> list[float]:
     count_text, step_text = match["count"], match["step"]
     if count_text is None and step_text is None:
         raise ValidationError(
-            name,
-            token,
-            "",
-            detail=(
-                f"{name} range {token!r} needs a count or a step: "
-                f"{match['lo']}-{match['hi']} [4] for 4 values, or {match['lo']}-{match['hi']} (+0.2)"
-            ),
+            f"{name} range {token!r} needs a count or a step: "
+            f"{match['lo']}-{match['hi']} [4] for 4 values, or {match['lo']}-{match['hi']} (+0.2)",
+            field=name,
+            value=token,
         )
     if count_text is not None:
         try:
             count = int(count_text.strip())
         except ValueError:
             raise ValidationError(
-                name,
-                token,
-                "",
-                detail=f"{name} range {token!r}: [{count_text}] is not a whole number of values, e.g. [4]",
+                f"{name} range {token!r}: [{count_text}] is not a whole number of values, e.g. [4]",
+                field=name,
+                value=token,
             ) from None
         return expand_range(lo, hi, count=count, name=name, text=token)
     step_raw = (step_text or "").strip()
@@ -727,7 +712,7 @@ def _parse_numbers(name: str, token: str) -> list[float]:
         step = float(step_raw)
     except ValueError:
         raise ValidationError(
-            name, token, "", detail=f"{name} range {token!r}: ({step_raw}) is not a step, write e.g. (+0.2)"
+            f"{name} range {token!r}: ({step_raw}) is not a step, write e.g. (+0.2)", field=name, value=token
         ) from None
     if not step_raw.startswith(("+", "-")) and hi < lo:
         step = -step  # an unsigned step follows the direction of the range
@@ -738,13 +723,13 @@ def _check_number(name: str, value: object) -> float:
     lo_b, hi_b = _BOUNDS[name]
     allowed = f"use a number from {lo_b:g} to {hi_b:g}"
     if isinstance(value, bool):
-        raise ValidationError(name, value, allowed)
+        raise ValidationError.not_allowed(name, value, allowed)
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValidationError(name, value, allowed) from None
+        raise ValidationError.not_allowed(name, value, allowed) from None
     if not math.isfinite(number) or not lo_b <= number <= hi_b:
-        raise ValidationError(name, number, allowed)
+        raise ValidationError.not_allowed(name, number, allowed)
     return _round(number)
 
 
@@ -752,10 +737,9 @@ def _parse_size(token: str) -> tuple[str, str]:
     match = _RATIO_RE.match(token.strip())
     if match is None:
         raise ValidationError(
-            "size",
-            token,
-            "",
-            detail=f"size {token!r} is not an aspect ratio; write W:H like 16:9 (sizes are listed, not ranges)",
+            f"size {token!r} is not an aspect ratio; write W:H like 16:9 (sizes are listed, not ranges)",
+            field="size",
+            value=token,
         )
     ratio = f"{int(match[1])}:{int(match[2])}"
     return ratio, ratio
@@ -764,7 +748,9 @@ def _parse_size(token: str) -> tuple[str, str]:
 def _parse_resolution(token: str) -> tuple[str, str]:
     text = token.strip().upper()
     if text not in _RESOLUTIONS:
-        raise ValidationError("resolution", token, f"use {', '.join(_RESOLUTIONS)} (what the model supports)")
+        raise ValidationError.not_allowed(
+            "resolution", token, f"use {', '.join(_RESOLUTIONS)} (what the model supports)"
+        )
     return text, text
 
 
@@ -776,10 +762,9 @@ def _parse_model(token: str) -> tuple[str, str]:
 def _resolve(token: str, resolve_ref: RefResolver | None) -> ReferenceImage:
     if resolve_ref is None:
         raise ValidationError(
-            "ref",
-            token,
-            "",
-            detail=f"reference {token!r} cannot be loaded here; pass resolve_ref= to turn file names into images",
+            f"reference {token!r} cannot be loaded here; pass resolve_ref= to turn file names into images",
+            field="ref",
+            value=token,
         )
     try:
         return resolve_ref(token)
@@ -788,7 +773,7 @@ def _resolve(token: str, resolve_ref: RefResolver | None) -> ReferenceImage:
     except (OSError, ValueError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValidationError(
-            "ref", token, "", detail=f"reference {token!r} could not be loaded ({reason}); check the path"
+            f"reference {token!r} could not be loaded ({reason}); check the path", field="ref", value=token
         ) from None
 
 
@@ -803,21 +788,16 @@ def _finish_axis(name: str, pairs: Sequence[tuple[Any, str]]) -> Axis:
         if key in seen:
             both = "" if seen[key] == label else f" (as {seen[key]} and {label})"
             raise ValidationError(
-                name,
-                label,
-                "",
-                detail=(
-                    f"{name} value {label} is listed twice{both}; "
-                    "give each value once (--repeats N takes several samples)"
-                ),
+                f"{name} value {label} is listed twice{both}; give each value once (--repeats N takes several samples)",
+                field=name,
+                value=label,
             )
         seen[key] = label
     if name == "prompt" and not pairs[0][0].strip():
         raise ValidationError(
-            "prompt",
-            "",
-            "",
-            detail="the first prompt= value is the search term and cannot be empty, e.g. prompt=fox|cat",
+            "the first prompt= value is the search term and cannot be empty, e.g. prompt=fox|cat",
+            field="prompt",
+            value="",
         )
     return Axis(name, tuple(v for v, _ in pairs), tuple(label for _, label in pairs))
 
@@ -865,43 +845,39 @@ def plan_sweep(
     """
     axes = tuple(axes)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
-        raise ValidationError("repeats", repeats, f"use a whole number from 1 to {MAX_REPEATS}")
+        raise ValidationError.not_allowed("repeats", repeats, f"use a whole number from 1 to {MAX_REPEATS}")
     if len(axes) > MAX_AXES:
         raise ValidationError(
-            "sweep",
-            len(axes),
-            "",
-            detail=f"at most {MAX_AXES} sweep axes (X, Y, Z); got {len(axes)}, drop one or fix it with a plain option",
+            f"at most {MAX_AXES} sweep axes (X, Y, Z); got {len(axes)}, drop one or fix it with a plain option",
+            field="sweep",
+            value=len(axes),
         )
     seen: set[str] = set()
     for axis in axes:
         if not isinstance(axis, Axis):
             raise ValidationError(
-                "sweep",
-                axis,
-                "",
-                detail=f"sweep axes must be Axis objects (from parse_axis), not {type(axis).__name__}",
+                f"sweep axes must be Axis objects (from parse_axis), not {type(axis).__name__}",
+                field="sweep",
+                value=axis,
             )
         if axis.name not in AXIS_NAMES:
             raise ValidationError(
-                "sweep", axis.name, "", detail=f"unknown sweep axis {axis.name!r}; use one of {', '.join(AXIS_NAMES)}"
+                f"unknown sweep axis {axis.name!r}; use one of {', '.join(AXIS_NAMES)}", field="sweep", value=axis.name
             )
         if axis.name in seen:
             raise ValidationError(
-                "sweep",
-                axis.name,
-                "",
-                detail=f"sweep axis {axis.name} is given twice; give it once with all its values, e.g. {axis.name}={_example(axis.name)}",
+                f"sweep axis {axis.name} is given twice; give it once with all its values, e.g. {axis.name}={_example(axis.name)}",
+                field="sweep",
+                value=axis.name,
             )
         seen.add(axis.name)
         if not axis.values:
             raise _no_values(axis.name)
         if len(axis.labels) != len(axis.values):
             raise ValidationError(
-                "sweep",
-                axis.name,
-                "",
-                detail=f"sweep axis {axis.name} has {len(axis.values)} values but {len(axis.labels)} labels; give one label per value",
+                f"sweep axis {axis.name} has {len(axis.values)} values but {len(axis.labels)} labels; give one label per value",
+                field="sweep",
+                value=axis.name,
             )
 
     sizes = [len(axis.values) for axis in axes] + [1] * (MAX_AXES - len(axes))
@@ -911,10 +887,9 @@ def plan_sweep(
         cost = _rough_cost(base, axes, n_requests)
         cost_text = f"≈ {format_usd(cost)}" if cost is not None else "cost unknown"
         raise ValidationError(
-            "sweep",
-            n_requests,
-            "",
-            detail=(f"{n_requests:,} requests ({cost_text}) is over the limit of {max_requests:,}; narrow the sweep"),
+            f"{n_requests:,} requests ({cost_text}) is over the limit of {max_requests:,}; narrow the sweep",
+            field="sweep",
+            value=n_requests,
         )
 
     prompt_axis = next((axis for axis in axes if axis.name == "prompt"), None)
@@ -976,13 +951,10 @@ def _check_search_term(prompt: str, term: str) -> None:
     if lowered >= 0:
         hint = f" (it appears as {prompt[lowered : lowered + len(term)]!r}; the match is case-sensitive)"
     raise ValidationError(
-        "prompt",
-        term,
-        "",
-        detail=(
-            f"prompt search term {term!r} is not in the prompt{hint}; "
-            "the first prompt= value must appear in the prompt, and each value replaces it"
-        ),
+        f"prompt search term {term!r} is not in the prompt{hint}; "
+        "the first prompt= value must appear in the prompt, and each value replaces it",
+        field="prompt",
+        value=term,
     )
 
 
@@ -1039,14 +1011,13 @@ def _example(name: str) -> str:
 
 def _no_values(name: str) -> ValidationError:
     return ValidationError(
-        name, "", "", detail=f"sweep axis {name} has no values; give at least one, e.g. {name}={_example(name)}"
+        f"sweep axis {name} has no values; give at least one, e.g. {name}={_example(name)}", field=name, value=""
     )
 
 
 def _too_many_values(name: str, what: str, n: int) -> ValidationError:
     return ValidationError(
-        name,
-        n,
-        "",
-        detail=f"{name} {what} gives {n:,} values; at most {MAX_AXIS_VALUES:,} per axis, use a coarser step or count",
+        f"{name} {what} gives {n:,} values; at most {MAX_AXIS_VALUES:,} per axis, use a coarser step or count",
+        field=name,
+        value=n,
     )

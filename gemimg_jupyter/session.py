@@ -58,10 +58,9 @@ def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
         sources = [sources]
     if not isinstance(sources, (list, tuple)):
         raise ValidationError(
-            "reference",
-            sources,
-            "",
-            detail=f"reference images must be paths, URLs, bytes or PIL images, not {type(sources).__name__}",
+            f"reference images must be paths, URLs, bytes or PIL images, not {type(sources).__name__}",
+            field="reference",
+            value=sources,
         )
     return tuple(load_reference(s) for s in sources)
 
@@ -527,7 +526,7 @@ class Session:
                 fixed[name] = value
             else:
                 raise ValidationError(
-                    name, value, "", detail=f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}"
+                    f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}", field=name, value=value
                 )
         if edit is not None:  # the edited image goes first in every cell, a swept ref= included
             ref = self.edit_source(edit)[0]
@@ -622,7 +621,7 @@ class Session:
         if target != "all" and self.runner.get(target) is None and not any(s.id == target for s in self.sweeps):
             known = ", ".join(j.id for j in self.runner.jobs[-8:]) or "none yet"
             raise ValidationError(
-                "job", target, "", detail=f"no job or sweep {target!r} in this session; jobs: {known}"
+                f"no job or sweep {target!r} in this session; jobs: {known}", field="job", value=target
             )
         return self.runner.cancel(target, drop=drop)
 
@@ -680,14 +679,13 @@ class Session:
             what = f"{target!r}"
         else:
             raise ValidationError(
-                "image", type(target).__name__, "", detail="name an image by its result, job id or task id"
+                "name an image by its result, job id or task id", field="image", value=type(target).__name__
             )
         if row is None:
             raise ValidationError(
-                "image",
-                str(target),
-                "",
-                detail=f"{what} is not in the ledger (yet); name a result, a job id (%gemimg jobs) or a task id",
+                f"{what} is not in the ledger (yet); name a result, a job id (%gemimg jobs) or a task id",
+                field="image",
+                value=str(target),
             )
         return row
 
@@ -695,7 +693,7 @@ class Session:
         """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
         if isinstance(target, Job) and not target.done():
             raise ValidationError(
-                "edit", target.id, "", detail=f"job {target.id} has no image yet ({target.status}); wait for it first"
+                f"job {target.id} has no image yet ({target.status}); wait for it first", field="edit", value=target.id
             )
         return edit_reference(self.find(target))
 
@@ -711,7 +709,7 @@ class Session:
         """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
         row = self.find(target)
         if row.state != "done":
-            raise ValidationError("pick", row.cbid[-6:], "", detail=f"image {row.cbid[-6:]} is {row.state}, not done")
+            raise ValidationError(f"image {row.cbid[-6:]} is {row.state}, not done", field="pick", value=row.cbid[-6:])
         pick = self.pickbook.add(row, note)
         self._redraw_grids_with(row.cbid)
         return pick

@@ -59,7 +59,7 @@ def test_error_line_is_one_line_with_what_to_do() -> None:
     assert "refunded" in D.error_line(TaskFailedError("the gateway reported the task failed: policy"))
     assert D.error_line(ValueError("bad\nthing")) == "ValueError: bad thing"
     assert D.error_line(APIConnectionError("could not reach\n the gateway")) == "could not reach the gateway"
-    msg = D.error_line(ValidationError("size", "5:3", "use 1:1"))
+    msg = D.error_line(ValidationError.not_allowed("size", "5:3", "use 1:1"))
     assert msg == "size '5:3' is not allowed; use 1:1"
 
 

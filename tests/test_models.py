@@ -288,3 +288,16 @@ def test_job_state_classifications_partition_the_states() -> None:
     assert "timeout" in grid.FAILED_STATES and "timeout" not in grid.PENDING_STATES
     assert "timeout" in store.RESUMABLE_STATES
     assert {s.icon for s in JobState if s.shown_as_failed} == {"✗", "⊘", "⧗"}
+
+
+def test_validation_errors_carry_field_and_value_and_errors_carry_their_hint() -> None:
+    from gemimg_jupyter.errors import AuthenticationError, TaskBlockedError, TaskFailedError
+
+    err = ValidationError.not_allowed("size", "5:3", "use 1:1")
+    assert (str(err), err.field, err.value) == ("size '5:3' is not allowed; use 1:1", "size", "'5:3'")
+    again = pickle.loads(pickle.dumps(err))
+    assert (str(again), again.field) == (str(err), "size")
+    said = ValidationError("prompt is empty; write what the image should show", field="prompt", value="")
+    assert str(said).startswith("prompt is empty") and said.field == "prompt"
+    assert "%gemimg login" in AuthenticationError.hint and TaskBlockedError.hint == TaskFailedError.hint != ""
+    assert ValidationError.hint == ""

@@ -143,7 +143,7 @@ def test_ref_sets_use_the_injected_resolver() -> None:
 
 def test_ref_errors_from_the_resolver_pass_through_or_are_wrapped() -> None:
     def refusing(token: str) -> ReferenceImage:
-        raise ValidationError("reference", token, "", detail=f"reference file {token!r} does not exist")
+        raise ValidationError(f"reference file {token!r} does not exist", field="reference", value=token)
 
     with pytest.raises(ValidationError, match="reference file 'a.png' does not exist") as exc:
         parse_axis("ref=none|a.png", resolve_ref=refusing)
