@@ -46,7 +46,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from .display import THEME_CSS
+from .display import THEME_CSS, error_line
 from .errors import GemimgError
 from .images import load_reference, load_thumbnail, png_bytes
 from .jobs import Job
@@ -1143,7 +1143,7 @@ class Panel:
         try:
             plan = self.plan(state)
         except GemimgError as exc:
-            self._say(str(exc), "error")
+            self._say(error_line(exc), "error")
             return
         session = self.session
         run = _Run(session, plan, state)
@@ -1180,7 +1180,7 @@ class Panel:
             self.generate_button.disabled = False
             self.cancel_button.disabled = True
             self.progress_text.value = "idle"
-            self._say(str(exc), "error")
+            self._say(error_line(exc), "error")
             return
         self._say(f"Running: {plan.summary()}", "info")  # submitted; the bar and the card follow the jobs
         self._refresh(run, heavy=True)
@@ -1478,7 +1478,7 @@ class Panel:
         try:
             self.set_edit(self._detail_row)
         except GemimgError as exc:
-            self._say(str(exc), "error")
+            self._say(error_line(exc), "error")
             return
         self.prompt.value = ""
         self.prompt.placeholder = "what to change, e.g. make the background a night sky"
@@ -1494,7 +1494,7 @@ class Panel:
             else:
                 self.session.unpick(row)
         except GemimgError as exc:
-            self._say(str(exc), "error")
+            self._say(error_line(exc), "error")
         self._set_detail_row(row)
         self._refresh_history()
         run = self._run
