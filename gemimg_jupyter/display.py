@@ -900,7 +900,13 @@ class ImageStrip:
         return self.png
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
-        return {"image/png": self.png, "text/plain": self.text}, {"image/png": {"gemimg_history": self.items}}
+        alt = "; ".join(f"{i + 1}. {' '.join(str(it.get('prompt', '')).split())}" for i, it in enumerate(self.items))
+        data = {
+            "image/png": self.png,
+            "text/html": image_html(self.png, f"image history: {alt}"),
+            "text/plain": self.text,
+        }
+        return data, {"image/png": {"gemimg_history": self.items}}
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

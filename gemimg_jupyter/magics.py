@@ -65,7 +65,7 @@ from .jobs import Job as JobClass
 from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get_model
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS, canonical_axis_name
 from .session import Session, SweepResult, get_session, reset_session
-from .settings import Secret, Settings
+from .settings import RATE_TIERS, Secret, Settings
 from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -219,6 +219,9 @@ class GemimgMagics(Magics):
     max_cost_usd = _Number(None, allow_none=True, help="Spending budget for the session in USD (None: no budget).").tag(
         config=True
     )
+    rate_tier = Unicode(
+        "", help="The gateway's rate tier: 'default', 'vip' or 'svip' (empty: $GEMIMG_RATE_TIER, else default)."
+    ).tag(config=True)
     confirm_above_usd = _Number(
         CONFIRM_ABOVE_USD, allow_none=True, help="Sweeps estimated above this many USD need --yes (None: never ask)."
     ).tag(config=True)
@@ -329,7 +332,14 @@ class GemimgMagics(Magics):
                 )
         return value
 
-    @observe("output_dir", "max_cost_usd")
+    @validate("rate_tier")
+    def _valid_rate_tier(self, proposal: dict[str, Any]) -> str:
+        value = str(proposal["value"]).strip().lower()
+        if value and value not in RATE_TIERS:
+            raise _TraitError(f"rate_tier {proposal['value']!r} is not allowed; use one of {', '.join(RATE_TIERS)}")
+        return value
+
+    @observe("output_dir", "max_cost_usd", "rate_tier")
     def _settings_changed(self, change: dict[str, Any]) -> None:
         if not self._ready:
             return
@@ -337,7 +347,7 @@ class GemimgMagics(Magics):
         wanted = sess.settings.replace(
             output_dir=Path(self.output_dir) if self.output_dir else Settings.from_env().output_dir,
             max_cost_usd=self.max_cost_usd,
-        )
+        ).with_rate_tier(self.rate_tier or Settings.from_env().rate_tier)
         if wanted != sess.settings:
             try:
                 reset_session(wanted)
@@ -357,7 +367,8 @@ class GemimgMagics(Magics):
             overrides["output_dir"] = Path(self.output_dir)
         if self.max_cost_usd is not None:
             overrides["max_cost_usd"] = self.max_cost_usd
-        return Settings.from_env(**overrides)
+        settings = Settings.from_env(**overrides)
+        return settings.with_rate_tier(self.rate_tier) if self.rate_tier else settings
 
     def session(self) -> Session:
         """The shared session (created from the environment and these defaults on first use).

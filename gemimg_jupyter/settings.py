@@ -202,6 +202,21 @@ class Settings:
         """Return a copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 
+    def with_rate_tier(self, tier: str) -> Settings:
+        """A copy on another rate tier: rates still at this tier's values follow the new tier's table.
+
+        Rates set by hand (different from this tier's table) stay as they are.
+        """
+        if tier not in RATE_TIERS:
+            raise ConfigError(f"rate_tier {tier!r} is not known; use one of {', '.join(RATE_TIERS)}")
+        names = ("submit_rate", "submit_burst", "query_rate", "query_burst")
+        old, new = RATE_TIERS[self.rate_tier], RATE_TIERS[tier]
+        rates: dict[str, Any] = {
+            n: (now if getattr(self, n) == was else getattr(self, n))
+            for n, was, now in zip(names, old, new, strict=True)
+        }
+        return dataclasses.replace(self, rate_tier=tier, **rates)
+
     @property
     def resolved_backend(self) -> Literal["toapis", "sim"]:
         """``auto`` resolved: ToAPIs when a key is set, else the simulator."""

@@ -397,6 +397,7 @@ BAD_INPUTS = [
     pytest.param(config("max_cost_usd = 1e999", "max_cost_usd inf is not allowed"), id="config-budget-inf"),
     pytest.param(config("confirm_above_usd = 1e999", "confirm_above_usd inf is not allowed"), id="config-confirm-inf"),
     pytest.param(config("top_p = True", "top_p True is not allowed; use a number"), id="config-top-p-bool"),
+    pytest.param(config("rate_tier = 'gold'", "rate_tier 'gold' is not allowed; use one of default"), id="config-tier"),
     pytest.param(config("max_cost_usd = False", "max_cost_usd False is not allowed"), id="config-budget-bool"),
     pytest.param(
         config("output_dir = '/proc/gemimg-cannot-be-here'", "cannot be used"), id="config-output-dir-unwritable"

@@ -341,4 +341,5 @@ def test_history_strip_is_a_png_contact_sheet(tmp_path: Path) -> None:
     assert w >= 300 and h >= 100
     assert [i["size"] for i in meta["image/png"]["gemimg_history"]] == ["1:1", "16:9", "9:16"]
     assert "picture 2" in strip.text
+    assert 'alt="image history: 1. picture 0; 2. picture 1; 3. picture 2"' in data["text/html"]
     assert isinstance(D.history_strip([]), D.RichText)

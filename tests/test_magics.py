@@ -569,3 +569,14 @@ def test_direction_overrides_in_a_prompt_are_shown_escaped(gem: Any) -> None:
     assert "\\\\u202e" in shown  # the escape, as text (JSON doubles the backslash)
     (job,) = get_session().jobs()
     assert "\u202e" in job.params.prompt  # the request itself is not changed
+
+
+def test_config_rate_tier_sets_both_buckets_and_hand_set_rates_win(gem: Any) -> None:
+    gem.run_line_magic("config", "GemimgMagics.rate_tier = 'svip'")
+    s = get_session().settings
+    assert (s.rate_tier, s.submit_rate, s.submit_burst, s.query_rate, s.query_burst) == ("svip", 33.3, 334, 500.0, 5000)
+    gem.run_line_magic("config", "GemimgMagics.rate_tier = 'vip'")
+    s = get_session().settings
+    assert (s.rate_tier, s.submit_rate, s.submit_burst, s.query_rate, s.query_burst) == ("vip", 16.7, 167, 166.7, 1667)
+    hand = s.replace(submit_rate=2.0).with_rate_tier("default")  # a rate set by hand is kept
+    assert (hand.submit_rate, hand.submit_burst, hand.query_rate) == (2.0, 50, 50.0)
