@@ -443,7 +443,9 @@ class Panel:
 
     def _header_html(self) -> str:
         s = self.session
-        badge = "simulator · images are simulated, $0" if s.backend == "sim" else "ToAPIs gateway · real images, paid"
+        badge = (
+            "simulator · simulated images, not charged" if s.backend == "sim" else "ToAPIs gateway · real images, paid"
+        )
         return (
             f"{PANEL_CSS}{THEME_CSS}"
             '<div style="display:flex;align-items:baseline;gap:10px;flex-wrap:wrap">'
@@ -1428,7 +1430,9 @@ class Panel:
         cost = self.session.cost()
         self.session_cost.value = (
             '<div style="font-size:11.5px;color:var(--jp-ui-font-color2,#666);margin-top:4px">'
-            f"session: {html.escape(format_usd(cost['spent_usd']))} spent · {cost['requests']} request(s) · "
+            f"session: {'simulated ' if cost.get('backend') == 'sim' else ''}"
+            f"{html.escape(format_usd(cost['spent_usd']))} spent"
+            f"{', not charged' if cost.get('backend') == 'sim' else ''} · {cost['requests']} request(s) · "
             f"{cost['cache_hits']} cache hit(s), {html.escape(format_usd(cost['saved_usd']))} saved</div>"
         )
 
