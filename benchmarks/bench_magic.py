@@ -10,9 +10,10 @@ settings otherwise).
   the image itself), and for a 2×2 sweep cell. The first cell after loading
   is reported apart (it starts the session and the simulator).
 * **responsiveness** — wall time of ``shell.run_cell("1+1")`` every 50 ms
-  while 100 jobs poll in the background (``max_in_flight=128`` so all 100 are
-  in flight at once; tasks take 12–16 s, so none completes during the
-  window), against the same cell on an idle kernel.
+  while 100 jobs poll in the background (all 100 in flight at once; tasks
+  take 12–16 s, so none completes during the window), against the same cell
+  on an idle kernel. ``--jobs 1000`` runs 1,000 (svip tier on both sides,
+  tasks 40–50 s).
 
 If ``gemimg_jupyter.magics`` does not exist yet, the cell figures are
 skipped and the 100 jobs are started through the Python API instead.
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt, report, summary, table, verdict
 
 N_CELLS = 20
-N_JOBS = 100
+N_JOBS = 100  # --jobs N; above 300 the client and the simulator use the svip tier's buckets
 WINDOW_S = 8.0
 TICK_S = 0.05
 TARGETS = {"cell_return_ms": 50.0, "trivial_cell_ms": 100.0}
@@ -122,13 +123,22 @@ def bench_cells(shell: Any, have_magics: bool) -> dict[str, Any]:
 
 def bench_responsiveness(shell: Any, have_magics: bool, out: Path) -> dict[str, Any]:
     from gemimg_jupyter.session import reset_session
-    from gemimg_jupyter.settings import Settings
+    from gemimg_jupyter.settings import RATE_TIERS, Settings
 
     idle = trivial_series(shell, 2.0)
+    tier = "svip" if N_JOBS > 300 else "default"
+    submit_rate, submit_burst, query_rate, query_burst = RATE_TIERS[tier]
     settings = Settings.from_env(
         output_dir=out / "responsive",
-        max_in_flight=128,
-        sim_options={"latency": (12.0, 16.0), "queue_delay": (0.5, 2.0)},
+        rate_tier=tier,
+        sim_options={
+            "latency": (12.0, 16.0) if N_JOBS <= 300 else (40.0, 50.0),  # none finishes in the window
+            "queue_delay": (0.5, 2.0),
+            "submit_rate": submit_rate,
+            "submit_burst": submit_burst,
+            "query_rate": query_rate,
+            "query_burst": query_burst,
+        },
     )
     sess = reset_session(settings)
     assert sess is not None
@@ -166,6 +176,9 @@ def bench_responsiveness(shell: Any, have_magics: bool, out: Path) -> dict[str, 
 
 
 def main() -> int:
+    global N_JOBS
+    if "--jobs" in sys.argv:
+        N_JOBS = int(sys.argv[sys.argv.index("--jobs") + 1])
     t_start = time.perf_counter()
     have_magics = importlib.util.find_spec("gemimg_jupyter.magics") is not None
     with tempfile.TemporaryDirectory(prefix="gemimg-magic-") as tmp:
