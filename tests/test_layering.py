@@ -33,7 +33,12 @@ CORE = [
     "sim.server",
     "sim.render",
 ]
-UI = {"magics", "widgets", "display"}
+#: The panel package's modules (faces, like widgets.py that re-exports them).
+PANEL = tuple(
+    f"panel/{name}"
+    for name in ("__init__", "base", "common", "parameters", "references", "sweep", "results", "detail", "history")
+)
+UI = {"magics", "widgets", "display", "panel", *(p.replace("/", ".") for p in PANEL)}
 BANNED = ("IPython", "ipywidgets", "traitlets")
 
 
@@ -42,7 +47,8 @@ def test_core_module_imports_no_ui_toolkit(module: str) -> None:
     code = (
         f"import sys, gemimg_jupyter.{module}\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BANNED!r} "
-        f"or m in ('gemimg_jupyter.magics', 'gemimg_jupyter.widgets', 'gemimg_jupyter.display')))"
+        f"or m in ('gemimg_jupyter.magics', 'gemimg_jupyter.widgets', 'gemimg_jupyter.display', "
+        f"'gemimg_jupyter.panel')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"gemimg_jupyter.{module} pulled in {out.strip()}"
@@ -77,6 +83,8 @@ def test_widgets_never_import_magics() -> None:
     if not path.exists():
         pytest.skip("widgets.py not present")
     assert not any(n.endswith("magics") for n in imported_names(path))
+    for name in PANEL:
+        assert not any(n.endswith("magics") for n in imported_names(PKG / f"{name}.py")), name
 
 
 def test_ruff_bans_ui_imports_in_the_core() -> None:
@@ -98,7 +106,7 @@ def test_no_module_imports_names_from_the_package_root() -> None:
                     assert is_module, f"{path.relative_to(PKG)} imports {alias.name!r} from the package root"
 
 
-FACES = ("magics", "widgets", "display")
+FACES = ("magics", "widgets", "display", *PANEL)
 #: The engine's parts a face never reaches for: it asks the session instead.
 ENGINE_PARTS = {"store", "runner"}
 

@@ -1,0 +1,299 @@
+"""The panel's constants and pure helpers (no widget state): notes, the reproducing cell, HTML lines, one run."""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import shlex
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+
+from gemimg_jupyter.display import THEME_CSS
+from gemimg_jupyter.images import load_thumbnail, png_bytes
+from gemimg_jupyter.jobs import Job
+from gemimg_jupyter.models import MODELS, PIXELS_1K, JobState, ModelSpec, pixel_size
+from gemimg_jupyter.plan import SweepPlan
+from gemimg_jupyter.session import Session, SweepResult
+
+HISTORY_SLOTS = 12
+HISTORY_THUMB = 96
+REF_THUMB = 72
+DETAIL_LONG_SIDE = 768
+GRID_CELL = 320
+TICK_SECONDS = 0.5
+DESC = {"description_width": "92px"}
+FULL = {"width": "100%"}
+ALL_RESOLUTIONS: tuple[str, ...] = tuple(
+    sorted({r for spec in MODELS.values() for r in spec.resolutions}, key=lambda r: float(r.rstrip("K")))
+)
+ALL_SIZES: tuple[str, ...] = tuple(s for s in PIXELS_1K if any(s in spec.sizes for spec in MODELS.values()))
+AXIS_HINTS: dict[str, str] = {
+    "temperature": "0.2,0.8,1.4  or  0.2-1.4 [4]",
+    "top_p": "0.8,0.9,1.0",
+    "size": "1:1,16:9",
+    "resolution": "1K,2K",
+    "model": "gemini-2.5-flash-image-official,gemini-3.1-flash-image-preview",
+    "prompt": "fox|cat|owl  (the first must be in the prompt)",
+    "ref": "none|a.png|a.png+b.png",
+}
+#: The states whose cell button names the state while it has no progress to show yet.
+EARLY_STATES = (JobState.QUEUED, JobState.UPLOADING, JobState.SUBMITTING)
+
+
+def cell_mark(job: Job) -> str:
+    """A cell button's mark, from :class:`JobState`'s classifications: ``✓``, ``✗ failed``, ``⊘ blocked``, ``45%``."""
+    state = job.state
+    if state.has_image:
+        return "✓ cached" if state is JobState.CACHED else "✓"
+    if state.is_terminal:
+        return f"{'⊘' if state.icon == '⊘' else '✗'} {state.value}"
+    return state.value if state in EARLY_STATES else f"{job.progress}%"
+
+
+def cell_style(state: JobState) -> str:
+    """A cell button's style: green with an image, red for a failure, amber when cancelled."""
+    if state.has_image:
+        return "success"
+    if state.shown_as_failed:
+        return "danger"
+    if state.is_terminal:
+        return "warning"
+    return "" if state is JobState.QUEUED else "info"
+
+
+#: Message levels as the display layer's theme-aware tones (4.5:1 in light and dark); "info" is the theme's text colour.
+TONES = {"ok": "ok", "warn": "warn", "error": "error"}
+#: The panel's own CSS, carried by its header: images keep their proportions (never stretched by the
+#: flex boxes around them), and inputs given 100% width keep their 2 px widget margin inside the column.
+PANEL_CSS = (
+    "<style>"
+    ".gemimg-panel img.gemimg-result-image,.gemimg-panel img.gemimg-detail-image"
+    "{object-fit:contain;align-self:flex-start;flex:0 0 auto}"
+    ".gemimg-panel .widget-inline-hbox,.gemimg-panel .widget-textarea,.gemimg-panel .widget-text"
+    "{max-width:calc(100% - 2 * var(--jp-widgets-margin, 2px));box-sizing:border-box}"
+    ".gemimg-panel .widget-dropdown > select{min-width:0;text-overflow:ellipsis}"
+    ".gemimg-panel .gemimg-detail-params{min-width:0;overflow-wrap:anywhere}"
+    ".gemimg-panel .gemimg-detail-params td:first-child{white-space:nowrap}"
+    ".gemimg-panel .widget-hbox:has(> .gemimg-size-shape){flex-wrap:wrap}"
+    "</style>"
+)
+
+
+# ------------------------------------------------------------------ pure helpers
+
+
+def model_notes(spec: ModelSpec) -> list[str]:
+    """What the model does not offer, and why, as plain-text lines.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model from :data:`~gemimg_jupyter.models.MODELS`.
+
+    Returns
+    -------
+    list of str
+        For example ``"2K/4K: not available on gemini-2.5-flash-image-official
+        (1K-class model)"``.
+    """
+    notes: list[str] = []
+    missing_res = [r for r in ALL_RESOLUTIONS if r not in spec.resolutions]
+    if missing_res:
+        why = (
+            f"{spec.resolutions[0]}-class model"
+            if len(spec.resolutions) == 1
+            else f"offers {', '.join(spec.resolutions)}"
+        )
+        notes.append(f"{'/'.join(missing_res)}: not available on {spec.id} ({why})")
+    missing_sizes = [s for s in ALL_SIZES if s not in spec.sizes]
+    if missing_sizes:
+        others = sorted({m.id for m in MODELS.values() for s in missing_sizes if s in m.sizes})
+        notes.append(f"sizes {'/'.join(missing_sizes)}: not available on {spec.id} (offered by {', '.join(others)})")
+    if not spec.sampling:
+        notes.append(f"temperature/top-p: not used by {spec.id} (it takes no sampling controls)")
+    formats = "/".join(f.upper() for f in spec.ref_formats)
+    notes.append(f"references: up to {spec.max_refs} on {spec.id}, {formats}, ≤ {spec.max_ref_bytes / 1e6:g} MB each")
+    if spec.price_usd is None:
+        notes.append(f"{spec.id} has no published price: cost estimates are unknown")
+    return notes
+
+
+def magic_cell(state: Mapping[str, Any]) -> str:
+    """The ``%%gemimg`` cell that reproduces a panel state.
+
+    Parameters
+    ----------
+    state : mapping
+        What :meth:`Panel.read_state` returns.
+
+    Returns
+    -------
+    str
+        A first line of options (swept parameters are left to their
+        ``--sweep``) and the prompt below it.
+    """
+    swept = {name for name, _values in state.get("axes", ())}
+    parts = ["%%gemimg", "--model", str(state["model"])]
+    if "size" not in swept:
+        parts += ["--size", str(state["size"])]
+    if "resolution" not in swept:
+        parts += ["--resolution", str(state["resolution"])]
+    if state.get("temperature") is not None and "temperature" not in swept:
+        parts += ["--temperature", f"{float(state['temperature']):g}"]
+    if state.get("top_p") is not None and "top_p" not in swept:
+        parts += ["--top-p", f"{float(state['top_p']):g}"]
+    if state.get("edit"):
+        parts += ["--edit", str(state["edit"])]
+    if "ref" not in swept:
+        for path in state.get("reference_paths", ()):
+            parts += ["--ref", str(path)]
+    for name, values in state.get("axes", ()):
+        parts += ["--sweep", f"{name}={values.strip()}"]
+    if int(state.get("repeats", 1)) > 1:
+        parts += ["--repeats", str(int(state["repeats"]))]
+    if state.get("fresh"):
+        parts.append("--fresh")
+    if state.get("confirm"):
+        parts.append("--yes")
+    line = " ".join(parts[:1] + [shlex.quote(p) for p in parts[1:]])
+    return f"{line}\n{str(state.get('prompt', '')).strip()}"
+
+
+def size_label(size: str, resolution: str) -> str:
+    try:
+        w, h = pixel_size(size, resolution)
+    except KeyError:
+        return size
+    return f"{size} · {w}×{h}"
+
+
+def shape_html(size: str, resolution: str) -> str:
+    """A small rectangle in the aspect ratio, with the pixel size beside it."""
+    try:
+        w, h = pixel_size(size, resolution)
+    except KeyError:
+        return ""
+    scale = 40 / max(w, h)
+    bw, bh = max(4, round(w * scale)), max(4, round(h * scale))
+    return (
+        '<div style="display:flex;align-items:center;gap:6px;height:44px">'
+        f'<div title="{html.escape(size)}" style="width:{bw}px;height:{bh}px;'
+        'border:1.5px solid var(--jp-brand-color1,#1976d2);background:var(--jp-layout-color2,#eee)"></div>'
+        f'<span style="font-size:11px;white-space:nowrap;color:var(--jp-ui-font-color2,#666)">{w}×{h} px</span></div>'
+    )
+
+
+def message_html(text: str, level: str = "info") -> str:
+    tone = TONES.get(level)
+    if tone is None:
+        return f'<div style="line-height:1.35;white-space:pre-wrap">{html.escape(text)}</div>'
+    return (
+        f'{THEME_CSS}<div class="gemimg-tone-{tone}" style="line-height:1.35;white-space:pre-wrap">'
+        f"{html.escape(text)}</div>"
+    )
+
+
+def notes_html(lines: Sequence[str]) -> str:
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (
+        '<ul style="margin:2px 0 0 0;padding-left:18px;font-size:11.5px;'
+        f'color:var(--jp-ui-font-color2,#666);line-height:1.4">{items}</ul>'
+    )
+
+
+def heading(text: str) -> W.HTML:
+    return W.HTML(f'<div style="font-weight:600;margin:6px 0 2px 0">{html.escape(text)}</div>')
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path relative to the working directory when it is inside it (shorter, and portable in a cell)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def safe_name(name: str) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "reference"
+    return base[-60:]
+
+
+def png_thumb(data_or_path: bytes | str | os.PathLike[str], long_side: int) -> bytes:
+    return png_bytes(load_thumbnail(data_or_path, long_side))
+
+
+def params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()) -> str:
+    rows: list[tuple[str, str]] = []
+    size, res = str(params.get("size", "")), str(params.get("resolution", ""))
+    rows.append(("model", str(params.get("model", ""))))
+    rows.append(("size", f"{size_label(size, res)} ({res})" if size else ""))
+    for key, label in (("temperature", "temperature"), ("top_p", "top-p")):
+        if params.get(key) is not None:
+            rows.append((label, f"{float(params[key]):g}"))
+    refs = params.get("references") or []
+    if refs:
+        rows.append(("references", str(len(refs))))
+    rows.extend(extra)
+    cells = "".join(
+        f'<tr><td style="padding:0 8px 0 0;color:var(--jp-ui-font-color2,#666)">{html.escape(k)}</td>'
+        f"<td>{html.escape(v)}</td></tr>"
+        for k, v in rows
+        if v
+    )
+    prompt = html.escape(str(params.get("prompt", "")))
+    return (
+        f'<table style="font-size:12px;line-height:1.45;border-collapse:collapse">{cells}</table>'
+        f'<div style="font-size:12px;line-height:1.4;margin-top:4px;white-space:pre-wrap;max-height:8em;overflow:auto">'
+        f"<b>prompt</b> {prompt}</div>"
+    )
+
+
+def job_state_word(job: Job) -> str:
+    """The one word the bar and the detail card both use for a job's state."""
+    return "cached" if job.cached else job.status.replace("_", " ")
+
+
+def cell_label(plan: SweepPlan, index: int) -> str:
+    cell = plan.cells[index]
+    label = " · ".join(cell.labels[a.name] for a in plan.axes) or "image"
+    if plan.repeats > 1:
+        label += f" #{cell.repeat + 1}"
+    return label
+
+
+# ------------------------------------------------------------------ one run of Generate
+
+
+class Run:
+    """What one press of Generate started (plain Python, no widgets)."""
+
+    def __init__(self, session: Session, plan: SweepPlan, state: Mapping[str, Any]) -> None:
+        self.session = session
+        self.plan = plan
+        self.state = dict(state)
+        self.kind = "single" if not plan.axes and plan.repeats == 1 else "sweep"
+        self.jobs: list[Job] = []
+        self.sweep: SweepResult | None = None
+        self.started = time.monotonic()
+        self.ended: float | None = None
+        self.cancelled = False
+        self.lock = threading.RLock()
+        self.stop = threading.Event()
+        self.settled = threading.Event()
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended or time.monotonic()) - self.started
+
+    def finished(self) -> bool:
+        return bool(self.jobs) and all(job.done() for job in self.jobs)
+
+    def cost_usd(self) -> float:
+        return sum(job.cost_usd for job in self.jobs)

@@ -1,0 +1,188 @@
+"""The panel's left column: the prompt and the parameters, and what a model change does to them."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as W
+
+from gemimg_jupyter.errors import GemimgError
+from gemimg_jupyter.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.plan import MAX_REPEATS
+
+from .base import PanelBase
+from .common import (
+    DESC,
+    FULL,
+    heading,
+    message_html,
+    model_notes,
+    notes_html,
+    size_label,
+)
+
+
+class ParametersSection(PanelBase):
+    """The prompt, model, size, resolution, sampling sliders and repeats; the model's notes."""
+
+    def _build_parameters(self, prompt: str, spec: ModelSpec) -> W.VBox:
+        """The left column: the prompt and the parameters, wired to the panel."""
+        self.prompt = self._w(
+            W.Textarea,
+            "gemimg-prompt",
+            value=prompt,
+            placeholder="Describe the image, e.g. A studio photo of a teapot on a marble table, soft daylight",
+            rows=4,
+            layout=W.Layout(width="100%", height="88px"),
+        )
+        self._build_controls(spec)
+        left = W.VBox(
+            [
+                heading("Prompt"),
+                self.prompt,
+                heading("Parameters"),
+                self.model,
+                W.HBox([self.size, self.size_shape], layout=W.Layout(width="100%", align_items="center")),
+                self.resolution,
+                self.temperature,
+                self.top_p,
+                self.repeats,
+                self.model_notes,
+            ],
+            layout=W.Layout(flex="1 1 420px", min_width="280px", margin="0 16px 0 0"),
+        )
+        self.model.observe(self._on_model_change, names="value")
+        for control in (self.prompt, self.size, self.temperature, self.top_p, self.repeats):
+            control.observe(self._on_change, names="value")
+        self.resolution.observe(self._on_resolution_change, names="value")
+        return left
+
+    def _build_controls(self, spec: ModelSpec) -> None:
+        self.model = self._w(
+            W.Dropdown,
+            "gemimg-model",
+            options=[(self._model_label(m), m.id) for m in MODELS.values()],
+            value=spec.id,
+            description="model",
+            style=DESC,
+            layout=W.Layout(**FULL),
+        )
+        self.size = self._w(
+            W.Dropdown,
+            "gemimg-size",
+            options=[],
+            description="size",
+            style=DESC,
+            layout=W.Layout(width="auto", flex="1 1 auto"),
+        )
+        self.size_shape = self._w(W.HTML, "gemimg-size-shape", layout=W.Layout(width="130px", min_width="130px"))
+        self.resolution = self._w(
+            W.Dropdown, "gemimg-resolution", options=[], description="resolution", style=DESC, layout=W.Layout(**FULL)
+        )
+        self.temperature = self._w(
+            W.FloatSlider,
+            "gemimg-temperature",
+            value=0.8,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            readout_format=".2f",
+            description="temperature",
+            style=DESC,
+            layout=W.Layout(**FULL),
+        )
+        self.top_p = self._w(
+            W.FloatSlider,
+            "gemimg-top-p",
+            value=0.95,
+            min=0.0,
+            max=1.0,
+            step=0.01,
+            readout_format=".2f",
+            description="top-p",
+            style=DESC,
+            layout=W.Layout(**FULL),
+        )
+        self.repeats = self._w(
+            W.BoundedIntText,
+            "gemimg-repeats",
+            value=1,
+            min=1,
+            max=MAX_REPEATS,
+            description="repeats",
+            tooltip=f"samples per setting (1–{MAX_REPEATS}); Gemini has no seed",
+            style=DESC,
+            layout=W.Layout(width="180px"),
+        )
+        self.model_notes = self._w(W.HTML, "gemimg-model-notes", layout=W.Layout(**FULL))
+
+    def _apply_defaults(self, defaults: Mapping[str, Any]) -> None:
+        """Set the controls from ``%config``-style defaults, skipping what does not fit."""
+        model = defaults.get("model")
+        if model:
+            with contextlib.suppress(GemimgError):
+                self.model.value = get_model(str(model)).id
+        spec = get_model(self.model.value)
+        res = defaults.get("resolution")
+        if res and str(res).upper() in spec.resolutions:
+            self.resolution.value = str(res).upper()
+        size = defaults.get("size")
+        if size and str(size).replace("x", ":") in spec.sizes:
+            self.size.value = str(size).replace("x", ":")
+        for name, slider in (("temperature", self.temperature), ("top_p", self.top_p)):
+            value = defaults.get(name)
+            if value is None:
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if slider.min <= number <= slider.max:
+                slider.value = number
+
+    def _on_model_change(self, _change: Any = None) -> None:
+        spec = get_model(self.model.value)
+        self._updating = True
+        try:
+            old_res = self.resolution.value
+            new_res = old_res if old_res in spec.resolutions else spec.default_resolution
+            self.resolution.options = list(spec.resolutions)
+            self.resolution.value = new_res
+            self._set_size_options(spec, new_res)
+            self._update_enabled()
+        finally:
+            self._updating = False
+        notes = model_notes(spec)
+        self.model_notes.value = notes_html(notes)
+        self._update_refs_ui()
+        self._on_change()
+
+    def _set_size_options(self, spec: ModelSpec, resolution: str) -> None:
+        old = self.size.value
+        value = old if old in spec.sizes else ("1:1" if "1:1" in spec.sizes else spec.sizes[0])
+        self.size.options = [(size_label(s, resolution), s) for s in spec.sizes]
+        self.size.value = value
+        if old and old != value:
+            self.message.value = message_html(f"size {old} is not available on {spec.id}; switched to {value}", "warn")
+
+    def _on_resolution_change(self, _change: Any = None) -> None:
+        if self._updating:
+            return
+        self._updating = True
+        try:
+            self._set_size_options(get_model(self.model.value), self.resolution.value)
+        finally:
+            self._updating = False
+        self._on_change()
+
+    def _update_enabled(self) -> None:
+        """Grey out what the model does not take and what a sweep axis overrides."""
+        x, y = self.x_axis.value, self.y_axis.value
+        swept = {x, y if x else ""}
+        spec = get_model(self.model.value)
+        self.size.disabled = "size" in swept
+        self.resolution.disabled = "resolution" in swept or len(spec.resolutions) == 1
+        self.temperature.disabled = not spec.sampling or "temperature" in swept
+        self.top_p.disabled = not spec.sampling or "top_p" in swept

@@ -1,0 +1,177 @@
+"""The panel's reference images: upload, thumbnails with remove, and the image being edited."""
+
+from __future__ import annotations
+
+import functools
+import html
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as W
+
+from gemimg_jupyter.errors import GemimgError
+from gemimg_jupyter.images import load_reference
+from gemimg_jupyter.jobs import Job
+from gemimg_jupyter.models import ReferenceImage, get_model, validate_references
+from gemimg_jupyter.store import LedgerRow
+
+from .base import PanelBase
+from .common import (
+    FULL,
+    REF_THUMB,
+    heading,
+    message_html,
+    png_thumb,
+    safe_name,
+    shown_path,
+)
+
+
+class ReferencesSection(PanelBase):
+    """The uploaded reference images (kept under the output folder) and "edit this image"."""
+
+    def _build_references(self) -> list[W.Widget]:
+        """The references part of the right column, wired to the panel."""
+        self.upload = self._w(
+            W.FileUpload,
+            "gemimg-upload",
+            accept="image/jpeg,image/png,image/webp,.jpg,.jpeg,.png,.webp",
+            multiple=True,
+            description="Add reference",
+            layout=W.Layout(width="180px"),
+        )
+        self.ref_count = self._w(W.HTML, "gemimg-ref-count")
+        self.ref_box = self._w(
+            W.HBox, "gemimg-refs", layout=W.Layout(flex_flow="row wrap", width="100%", min_height="4px")
+        )
+        self.ref_message = self._w(W.HTML, "gemimg-ref-message", layout=W.Layout(**FULL))
+        self.edit_note = self._w(W.HTML, "gemimg-edit-note", layout=W.Layout(display="none"))
+        self.edit_clear = self._w(
+            W.Button,
+            "gemimg-edit-clear",
+            description="✕ stop editing",
+            layout=W.Layout(width="auto", display="none"),
+        )
+        self.edit_clear.on_click(lambda _b: self.set_edit(None))
+        self.upload.observe(self._on_upload, names="value")
+        return [
+            heading("Reference images"),
+            W.HBox([self.upload, self.ref_count], layout=W.Layout(align_items="center")),
+            W.HBox([self.edit_note, self.edit_clear], layout=W.Layout(align_items="center")),
+            self.ref_box,
+            self.ref_message,
+        ]
+
+    def _on_upload(self, change: Any) -> None:
+        files = change["new"] if isinstance(change, Mapping) else change.new
+        if not files:
+            return
+        messages: list[tuple[str, str]] = []
+        spec = get_model(self.model.value)
+        for item in files:
+            name = str(item.get("name") or "upload")
+            content = item.get("content", b"")
+            data = content.tobytes() if isinstance(content, memoryview) else bytes(content)
+            try:
+                ref = load_reference(data, name=name)
+                validate_references(spec, [*self._references, ref])
+            except GemimgError as exc:
+                messages.append((str(exc) if name in str(exc) else f"{name}: {exc}", "error"))
+                continue
+            if any(r.sha256 == ref.sha256 for r in self._references):
+                messages.append((f"{name} is already attached", "warn"))
+                continue
+            self._references.append(ref)
+            self._reference_paths.append(self._save_reference(ref))
+            messages.append((f"added {name} ({ref.size_bytes / 1024:.0f} KB, {ref.format})", "ok"))
+        self.ref_message.value = "".join(message_html(text, level) for text, level in messages)
+        self._updating = True
+        try:
+            self.upload.value = ()  # let the same file be chosen again; the panel keeps its own copy
+        finally:
+            self._updating = False
+        self._update_refs_ui()
+        self._on_change()
+
+    def _save_reference(self, ref: ReferenceImage) -> str:
+        """Keep the bytes under ``<output>/references`` so the ``%%gemimg`` cell can name a path."""
+        assert ref.data is not None
+        fname = f"{ref.sha256[:10]}-{safe_name(ref.name)}"
+        try:
+            path = self.session.remember_reference(ref.data, fname)
+        except (OSError, ValueError):
+            return ref.name
+        return shown_path(path)
+
+    def _remove_reference(self, index: int, _button: Any = None) -> None:
+        if 0 <= index < len(self._references):
+            ref = self._references.pop(index)
+            self._reference_paths.pop(index)
+            self.ref_message.value = message_html(f"removed {ref.name}", "info")
+        self._update_refs_ui()
+        self._on_change()
+
+    def _update_refs_ui(self) -> None:
+        spec = get_model(self.model.value)
+        n, limit = len(self._references), spec.max_refs
+        text = f"{n}/{limit} attached"
+        level = "info"
+        if n >= limit:
+            text += f" · the most {spec.id} accepts"
+        if n > limit:
+            text = f"{n} attached; {spec.id} accepts at most {limit}: remove {n - limit}"
+            level = "error"
+        self.ref_count.value = message_html(text, level)
+        self.upload.disabled = n >= limit
+        tiles = []
+        old = list(self.ref_box.children)
+        for i, ref in enumerate(self._references):
+            assert ref.data is not None
+            try:
+                thumb = png_thumb(ref.data, REF_THUMB)
+            except (OSError, ValueError):
+                thumb = b""
+            img = self._w(
+                W.Image, None, value=thumb, format="png", layout=W.Layout(width=f"{REF_THUMB}px", height="auto")
+            )
+            caption = self._w(
+                W.HTML,
+                None,
+                value=f'<div style="font-size:11px;max-width:{REF_THUMB + 20}px;overflow:hidden;'
+                f'text-overflow:ellipsis;white-space:nowrap" title="{html.escape(ref.name)}">{html.escape(ref.name)}</div>',
+            )
+            remove = self._w(
+                W.Button,
+                "gemimg-ref-remove",
+                description="✕ remove",
+                tooltip=f"remove {ref.name}",
+                layout=W.Layout(width=f"{REF_THUMB + 20}px", height="24px"),
+            )
+            remove.on_click(functools.partial(self._remove_reference, i))
+            tile = self._w(
+                W.VBox,
+                "gemimg-ref-tile",
+                children=[img, caption, remove],
+                layout=W.Layout(margin="0 8px 4px 0", align_items="center"),
+            )
+            tiles.append(tile)
+        self.ref_box.children = tiles
+        self._discard([child for widget in old for child in widget.children] + old)
+
+    def set_edit(self, target: Job | LedgerRow | None) -> None:
+        """Edit ``target`` in the next run (its image goes first among the references); ``None`` stops editing."""
+        if target is None:
+            self._edit_row = None
+            self.edit_note.layout.display = self.edit_clear.layout.display = "none"
+        else:
+            row = target if isinstance(target, LedgerRow) else self.session.find(target)
+            self.session.edit_source(row)  # refuses an image that cannot be edited, before anything changes
+            self._edit_row = row
+            where = html.escape(shown_path(str(row.path)) if row.path else row.cbid, quote=True)
+            self.edit_note.value = (
+                f'<div title="{where}">'
+                + message_html(f"Editing {row.cbid[-6:]}: it goes first among the references", "info")
+                + "</div>"
+            )
+            self.edit_note.layout.display = self.edit_clear.layout.display = None
+        self._on_change()

@@ -1,0 +1,324 @@
+"""The panel's Generate and Cancel, the progress line and the result (image or labelled grid)."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as W
+
+from gemimg_jupyter.display import error_line
+from gemimg_jupyter.errors import GemimgError
+from gemimg_jupyter.images import png_bytes
+from gemimg_jupyter.jobs import Job
+from gemimg_jupyter.models import JobState
+from gemimg_jupyter.plan import CONFIRM_ABOVE_USD
+from gemimg_jupyter.text import format_usd, plural
+
+from .base import PanelBase
+from .common import (
+    GRID_CELL,
+    TICK_SECONDS,
+    Run,
+    cell_label,
+    cell_mark,
+    cell_style,
+    heading,
+    job_state_word,
+    message_html,
+    shown_path,
+)
+
+
+class ResultsSection(PanelBase):
+    """One run of Generate: submit, follow the jobs from their threads, show the image or grid, finish."""
+
+    def _build_status(self) -> W.VBox:
+        """The actions and status rows (fixed height), wired to the panel."""
+        self.generate_button = self._w(
+            W.Button,
+            "gemimg-generate",
+            description="Generate",
+            button_style="primary",
+            icon="play",
+            tooltip="validate, then submit (cached images come back at once, cost $0)",
+            layout=W.Layout(width="130px"),
+        )
+        self.cancel_button = self._w(
+            W.Button,
+            "gemimg-cancel",
+            description="Cancel",
+            icon="stop",
+            disabled=True,
+            tooltip="cancel what is not submitted yet (submitted images are paid and still collected)",
+            layout=W.Layout(width="110px"),
+        )
+        self.fresh = self._w(
+            W.Checkbox,
+            "gemimg-fresh",
+            value=False,
+            description="fresh samples",
+            tooltip="ask for new images even when the store already has these (--fresh)",
+            indent=False,
+            layout=W.Layout(width="130px", margin="0 0 0 12px"),
+        )
+        self.confirm = self._w(
+            W.Checkbox,
+            "gemimg-confirm",
+            value=False,
+            description=f"allow over {format_usd(CONFIRM_ABOVE_USD)}",
+            indent=False,
+            layout=W.Layout(width="170px", visibility="hidden"),
+        )
+        self.progress = self._w(
+            W.IntProgress, "gemimg-progress", value=0, min=0, max=100, layout=W.Layout(width="45%", min_width="160px")
+        )
+        self.progress_text = self._w(
+            W.Label, "gemimg-progress-text", value="idle", layout=W.Layout(flex="1 1 auto", margin="0 0 0 8px")
+        )
+        self.message = self._w(W.HTML, "gemimg-message", layout=W.Layout(width="100%", height="40px", overflow="auto"))
+        status = W.VBox(
+            [
+                W.HBox(
+                    [self.generate_button, self.cancel_button, self.fresh, self.confirm],
+                    layout=W.Layout(flex_flow="row wrap", align_items="center"),
+                ),
+                W.HBox([self.progress, self.progress_text], layout=W.Layout(align_items="center", width="100%")),
+                self.message,
+            ],
+            layout=W.Layout(width="100%", min_height="112px", margin="8px 0 0 0"),
+        )
+        status.add_class("gemimg-status")
+        for control in (self.fresh, self.confirm):
+            control.observe(self._on_change, names="value")
+        self.generate_button.on_click(self._on_generate)
+        self.cancel_button.on_click(self._on_cancel)
+        return status
+
+    def _build_results(self) -> list[W.Widget]:
+        """The result image or grid, one button per request, and the detail view under them."""
+        self.result_image = self._w(
+            W.Image,
+            "gemimg-result-image",
+            format="png",
+            layout=W.Layout(width="auto", height="auto", max_width="100%", max_height="560px", display="none"),
+        )
+        self.result_hint = self._w(
+            W.HTML,
+            "gemimg-result-hint",
+            value=message_html("No result yet: write a prompt and press Generate.", "info"),
+        )
+        self.cells = self._w(
+            W.GridBox, "gemimg-cells", layout=W.Layout(width="100%", grid_gap="4px", margin="4px 0 0 0")
+        )
+        return [heading("Result"), self.result_hint, self.result_image, self.cells, *self._build_detail()]
+
+    def _on_generate(self, _button: Any = None) -> None:
+        if self._busy():
+            self._say("A run is still in progress: wait for it to finish or press Cancel.", "warn")
+            return
+        self.header.value = self._header_html()
+        state = self.read_state()
+        try:
+            plan = self.plan(state)
+        except GemimgError as exc:
+            self._say(error_line(exc), "error")
+            return
+        session = self.session
+        run = Run(session, plan, state)
+        self._run = run
+        self._selected = 0 if run.kind == "single" else None
+        self._prepare_results(run)
+        self.generate_button.disabled = True
+        self.cancel_button.disabled = False
+        self._say(f"Submitting: {plan.summary()}", "info")
+        listener = functools.partial(self._on_job, run)
+        try:
+            if run.kind == "single":
+                parent = session.edit_source(self._edit_row)[1] if self._edit_row is not None else None
+                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=parent)
+                with run.lock:
+                    run.jobs = [job]
+            else:
+                result = session.sweep(
+                    state["prompt"],
+                    plan=plan,
+                    wait=False,
+                    fresh=state["fresh"],
+                    yes=state["confirm"],
+                    confirm_above_usd=CONFIRM_ABOVE_USD,
+                    cell_size=GRID_CELL,
+                    listeners=[listener],
+                    edit=self._edit_row,
+                )
+                with run.lock:
+                    run.sweep = result
+                    run.jobs = list(result.jobs)
+        except GemimgError as exc:
+            self._run = None
+            self.generate_button.disabled = False
+            self.cancel_button.disabled = True
+            self.progress_text.value = "idle"
+            self._say(error_line(exc), "error")
+            return
+        self._say(f"Running: {plan.summary()}", "info")  # submitted; the bar and the card follow the jobs
+        self._refresh(run, heavy=True)
+        if run.ended is None:
+            threading.Thread(target=self._tick, args=(run,), name="gemimg-panel-tick", daemon=True).start()
+
+    def _on_cancel(self, _button: Any = None) -> None:
+        run = self._run
+        if run is None or run.ended is not None:
+            self._say("Nothing is running.", "info")
+            return
+        run.cancelled = True
+        stopped = run.session.cancel_jobs([job for job in run.jobs if not job.done()])
+        paid = sum(1 for job in run.jobs if not job.done() and job.task_id is not None)
+        text = f"Cancelled {plural(stopped, 'request')} that were not sent yet."
+        if paid:
+            text += f" {paid} already submitted (paid) will still be downloaded."
+        self._say(text, "warn")
+        self._refresh(run, heavy=False)
+
+    def _on_job(self, run: Run, job: Job) -> None:
+        if run is not self._run or self._closed:
+            return
+        with run.lock:
+            known = any(j is job for j in run.jobs)
+        if known:
+            self._refresh(run, heavy=job.done())
+
+    def _tick(self, run: Run) -> None:
+        while not run.stop.wait(TICK_SECONDS):
+            if self._closed or run is not self._run or run.ended is not None:
+                return
+            self._refresh(run, heavy=False)
+
+    def _prepare_results(self, run: Run) -> None:
+        """Main thread: build one button per request (their traits change later from threads)."""
+        plan = run.plan
+        old = self._cell_buttons
+        buttons = []
+        for i in range(plan.n_requests):
+            btn = self._w(
+                W.Button,
+                "gemimg-cell",
+                description=f"{cell_label(plan, i)} · queued",
+                tooltip="click to see this image and its parameters",
+                layout=W.Layout(width="auto", height="28px", overflow="hidden"),
+            )
+            btn.on_click(functools.partial(self._on_cell_click, run, i))
+            buttons.append(btn)
+        self._cell_buttons = buttons
+        if run.kind == "single":
+            self.cells.layout.grid_template_columns = "minmax(0, 260px)"
+        else:
+            nx = plan.shape[0] if plan.axes else min(plan.n_requests, 4)
+            self.cells.layout.grid_template_columns = f"repeat({nx}, minmax(0, 1fr))"
+        self.cells.children = buttons
+        self._discard(old)
+        self.result_image.layout.display = "none"
+        self.result_hint.value = message_html("Working… the result appears here as it arrives.", "info")
+        self.detail_image.layout.display = "none"
+        self.detail_html.value = (
+            message_html("Click a cell button above to see the full image and its parameters.", "info")
+            if run.kind == "sweep"
+            else ""
+        )
+        self.progress.value = 0
+        self.progress.bar_style = ""
+
+    def _refresh(self, run: Run, *, heavy: bool) -> None:
+        """Bring the progress, cell buttons and (``heavy``) the images up to date."""
+        with self._render_lock:
+            if run is not self._run or self._closed:
+                return
+            with run.lock:
+                jobs = list(run.jobs)
+            if not jobs:
+                return
+            for btn, job, i in zip(self._cell_buttons, jobs, range(len(jobs)), strict=False):
+                btn.description = f"{cell_label(run.plan, i)} · {cell_mark(job)}"
+                btn.button_style = cell_style(job.state)
+                btn.tooltip = job.error or f"{job.status}; click to see this image and its parameters"
+            total = sum(100 if job.done() else job.progress for job in jobs)
+            self.progress.value = int(total / len(jobs))
+            finished = all(job.done() for job in jobs)
+            if finished and run.ended is None:
+                run.ended = time.monotonic()
+            self.progress_text.value = self._progress_line(run, jobs)
+            if heavy or finished:
+                self._render_images(run, jobs)
+            elif self._selected is not None and self._selected < len(jobs):
+                self._show_job(run, self._selected, image=False)  # the card moves with the bar
+            if finished and not run.stop.is_set():
+                run.stop.set()
+                try:
+                    self._finish(run, jobs)
+                finally:
+                    run.settled.set()
+
+    def _progress_line(self, run: Run, jobs: Sequence[Job]) -> str:
+        if run.sweep is not None:
+            return f"{run.sweep.progress_text()} · {run.elapsed:.1f} s"
+        job = jobs[0]
+        pct = "" if job.done() else f" {job.progress}%"
+        return f"{job_state_word(job)}{pct} · {job.elapsed:.1f} s · {format_usd(job.cost_usd)}"
+
+    def _render_images(self, run: Run, jobs: Sequence[Job]) -> None:
+        if run.kind == "single":
+            job = jobs[0]
+            if job.state.has_image:
+                try:
+                    self.result_image.value = job.preview_png()
+                    self.result_image.layout.display = None
+                    self.result_hint.value = ""
+                except (OSError, ValueError, GemimgError) as exc:
+                    self.result_hint.value = message_html(f"the image could not be read: {exc}", "error")
+            elif job.done():
+                self.result_hint.value = message_html(f"No image: {job.error or job.status}", "error")
+        elif run.sweep is not None:
+            try:
+                self.result_image.value = png_bytes(run.sweep.grid())
+                self.result_image.layout.display = None
+                self.result_hint.value = ""
+            except (OSError, ValueError, GemimgError) as exc:
+                self.result_hint.value = message_html(f"the grid could not be drawn: {exc}", "error")
+        if self._selected is not None and self._selected < len(jobs):
+            self._show_job(run, self._selected)
+
+    def _finish(self, run: Run, jobs: Sequence[Job]) -> None:
+        ok = sum(1 for j in jobs if j.state.has_image)
+        cached = sum(1 for j in jobs if j.cached)
+        failed = [j for j in jobs if j.state.shown_as_failed]
+        cancelled = sum(1 for j in jobs if j.state is JobState.CANCELLED)
+        cost = format_usd(run.cost_usd())
+        if run.sweep is not None:
+            run.sweep.wait(timeout=10)  # the core saves the grid PNG in the last job's thread
+        if failed:
+            first = failed[0].error or failed[0].status
+            text = f"{len(failed)} of {len(jobs)} failed: {first}"
+            if ok:
+                text += f" ({ok} succeeded)"
+            self._say(text, "error")
+            self.progress.bar_style = "danger"
+        elif cancelled:
+            self._say(
+                f"Cancelled: {cancelled} not sent, {plural(ok, 'image')} kept, {cost}, {run.elapsed:.1f} s.", "warn"
+            )
+            self.progress.bar_style = "warning"
+        else:
+            extra = f", {cached} from the cache" if cached else ""
+            where = ""
+            if run.sweep is not None and run.sweep.paths:
+                where = f"; grid saved to {shown_path(run.sweep.paths[0])}"
+            self._say(f"Done: {plural(ok, 'image')} in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
+            self.progress.bar_style = "success"
+        self.generate_button.disabled = False
+        self.cancel_button.disabled = True
+        self._refresh_history()
+        if not self._closed:
+            self._update_plan(self.read_state())  # what is cached has changed
