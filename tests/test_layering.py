@@ -19,6 +19,7 @@ CORE = [
     "client",
     "errors",
     "grid",
+    "griddraw",
     "images",
     "jobs",
     "models",
