@@ -34,6 +34,10 @@ CORE = [
     "axes",
     "sim",
     "sim.server",
+    "sim.config",
+    "sim.tasks",
+    "sim.state",
+    "sim.api",
     "sim.render",
 ]
 UI = {"magics", "widgets", "display"}
