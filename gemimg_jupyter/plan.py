@@ -1,19 +1,9 @@
 """Parameter sweeps: axis specs (parsed in :mod:`.axes`, re-exported here) and the expanded plan (pure).
 
 A sweep varies up to three parameters at once. Each axis is written as
-``NAME=VALUES``::
-
-    temperature=0.2,0.8,1.4        a list
-    temperature=0.2-1.4 [4]        4 evenly spaced values, both ends included
-    top_p=1-0.6 (-0.2)             a step (descending ranges take a negative step)
-    size=1:1,16:9                  aspect ratios (``16x9`` is read as ``16:9``)
-    prompt=fox|cat|owl             search/replace: "fox" in the prompt becomes each value
-    ref=none|a.png|a.png+b.png     reference-image sets (``+`` joins, ``none`` is no reference)
-
-Values are separated by ``,``; when a spec contains ``|`` the separator is
-``|``, and when it contains ``||`` it is ``||`` (for values that contain
-commas or single bars). The first axis runs across (X), the second down (Y),
-the third gives separate grids (Z).
+``NAME=VALUES`` (``temperature=0.2-1.4 [4]``, ``prompt=fox|cat|owl``; the
+syntax is in :mod:`.axes`). The first axis runs across (X), the second down
+(Y), the third gives separate grids (Z).
 
 :func:`plan_sweep` expands the axes into one :class:`SweepCell` per request and
 validates every cell against its model (through

@@ -400,7 +400,7 @@ class _Probe(_Gateway):
             else _error_text(found)
         )
         lookup.verdict = "ok" if found.status_code == 200 and parse_task(found.json()).id == task.id else "differs"
-        self._ask_duplicate(duplicate, budget, spec, base.request_body(client_business_id=cbid), task.id)
+        self._ask_duplicate(duplicate, budget, spec, base, cbid, task.id)
 
         # the rest is submitted before waiting, so the tasks run side by side
         extra = self._submit_extras(report, budget, cheap)
@@ -409,11 +409,11 @@ class _Probe(_Gateway):
         self._finish_extras(extra, first_image)
 
     def _ask_duplicate(
-        self, duplicate: Check, budget: _Budget, spec: ModelSpec, body: Mapping[str, Any], task_id: str
+        self, duplicate: Check, budget: _Budget, spec: ModelSpec, base: GenerationParams, cbid: str, task_id: str
     ) -> None:
         """Submit the first request again, with the same ``client_business_id`` (while --spend allows)."""
         if budget.fits(spec):
-            again = self.submit(body)
+            again = self.submit(base.request_body(client_business_id=cbid))
             if again.status_code == 200:
                 second = parse_task(again.json())
                 if second.id == task_id:
