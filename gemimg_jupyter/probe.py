@@ -41,7 +41,8 @@ from typing import Any
 from ._version import __version__
 from .errors import GemimgError, redact
 from .models import MODELS
-from .probe_checks import UNPRICED_USD, Check, ProbeReport, _Budget, _cheapest, _Probe
+from .probe_checks import _cheapest, _Probe
+from .probe_report import UNPRICED_USD, Check, ProbeReport, _Budget
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .text import format_usd
 

@@ -25,6 +25,7 @@ CORE = [
     "models",
     "probe",
     "probe_checks",
+    "probe_report",
     "progress",
     "session",
     "settings",
