@@ -34,18 +34,33 @@ from __future__ import annotations
 
 import functools
 import math
-import threading
-import unicodedata
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from . import models
+from .griddraw import (
+    _BG,
+    _INK,
+    _MUTED,
+    _RULE,
+    FAILED_STATES,
+    PENDING_STATES,
+    _arrow,
+    _draw_cells,
+    _Fonts,
+    _FontT,
+    _strip_arrow,
+    _text,
+    _width,
+    _wrap,
+    draw_star,
+)
+from .griddraw import _arrangement as _arrangement
+from .griddraw import _drawable as _drawable
 from .images import png_bytes, png_with_provenance
-from .models import shown_text, state_values
+from .models import shown_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plan import SweepPlan
@@ -67,50 +82,9 @@ __all__ = [
 #: The size a grid PNG for a notebook should stay under (see :func:`encode_grid_png`).
 MAX_GRID_PNG_BYTES = 2_000_000
 
-#: A tile's state words, as :class:`~gemimg_jupyter.models.JobState` classifies them (``timeout`` is a failed tile).
-PENDING_STATES = frozenset(state_values(models.PENDING_STATES))
-FAILED_STATES = frozenset(state_values(models.FAILURE_STATES))
-_IMAGE_STATES = frozenset(state_values(models.IMAGE_STATES))
-
-_FontT: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-# colours (RGB)
-_BG = (255, 255, 255)
-_INK = (33, 37, 41)
-_MUTED = (104, 110, 118)
-_RULE = (222, 226, 230)
-_LETTERBOX = (241, 243, 245)
-_PENDING_BG = (246, 247, 249)
-_PENDING_EDGE = (206, 212, 218)
-_PENDING_INK = (108, 117, 125)
-_FAIL_BG = (253, 236, 236)
-_FAIL_EDGE = (214, 69, 69)
-_FAIL_INK = (150, 30, 30)
-_BADGE_BG = (33, 37, 41)
-_BADGE_INK = (255, 255, 255)
-
 #: Fonts tried before Pillow's bundled one (found on most Linux systems and in many Python installs).
 FONT_CANDIDATES: tuple[str, ...] = ("DejaVuSans.ttf",)
 BOLD_FONT_CANDIDATES: tuple[str, ...] = ("DejaVuSans-Bold.ttf",)
-
-_ASCII_FALLBACK = {
-    "→": "->",
-    "←": "<-",
-    "↓": "v",
-    "↑": "^",
-    "×": "x",
-    "≈": "~",
-    "—": "-",
-    "–": "-",
-    "‘": "'",
-    "’": "'",
-    "“": '"',
-    "”": '"',
-    "…": "...",
-    "·": "-",
-    "•": "*",
-    "\u00a0": " ",
-}
 
 
 @dataclass
@@ -189,20 +163,6 @@ class GridLayout:
         return (left, top, left + self.cell, top + self.cell)
 
 
-@dataclass(frozen=True)
-class _Fonts:
-    size: int
-    label: _FontT
-    bold: _FontT
-    small: _FontT
-    small_bold: _FontT
-    title: _FontT
-    line: int
-    small_line: int
-    title_line: int
-    pad: int
-
-
 # ---------------------------------------------------------------- fonts and text
 
 
@@ -217,108 +177,6 @@ def _load_font(size: int, bold: bool = False) -> _FontT:
         return ImageFont.load_default(size=size)
     except (TypeError, AttributeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
         return ImageFont.load_default()
-
-
-_glyph_lock = threading.Lock()
-_glyph_cache: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
-
-
-def _has_glyph(font: _FontT, char: str) -> bool:
-    """Whether ``font`` draws ``char`` as something other than its "missing" box."""
-    if not isinstance(font, ImageFont.FreeTypeFont):
-        return ord(char) < 128
-    with _glyph_lock:
-        known = _glyph_cache.setdefault(font, {}).get(char)
-    if known is not None:
-        return known
-    try:
-        mask = font.getmask(char)
-        missing = font.getmask("\uffff")
-        result = not (mask.size == missing.size and bytes(mask) == bytes(missing))
-    except (OSError, ValueError, UnicodeError):
-        result = False
-    with _glyph_lock:
-        _glyph_cache.setdefault(font, {})[char] = result
-    return result
-
-
-def _drawable(font: _FontT, text: str) -> str:
-    """``text`` with characters the font lacks replaced by ASCII look-alikes."""
-    if text.isascii():
-        return text
-    out: list[str] = []
-    for char in text:
-        if char.isascii() or _has_glyph(font, char):
-            out.append(char)
-            continue
-        if char in _ASCII_FALLBACK:
-            out.append(_ASCII_FALLBACK[char])
-            continue
-        base = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
-        out.append(base or "?")
-    return "".join(out)
-
-
-def _width(font: _FontT, text: str) -> float:
-    return float(font.getlength(_drawable(font, text))) if text else 0.0
-
-
-def _ellipsize(font: _FontT, text: str, width: float) -> str:
-    """``text`` cut with ``…`` so it fits ``width``."""
-    text = text.rstrip()
-    if _width(font, text) <= width:
-        return text
-    lo, hi = 0, len(text)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _width(font, text[:mid].rstrip() + "…") <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo].rstrip() + "…" if lo else "…"
-
-
-def _wrap(font: _FontT, text: str, width: float, max_lines: int) -> tuple[str, ...]:
-    """Word-wrap ``text`` to ``width``; overlong words are broken, extra lines ellipsized."""
-    if max_lines <= 0 or not text.strip():
-        return ()
-    lines: list[str] = []
-    for paragraph in text.splitlines():
-        current = ""
-        for word in paragraph.split():
-            candidate = f"{current} {word}" if current else word
-            if _width(font, candidate) <= width:
-                current = candidate
-                continue
-            if current:
-                lines.append(current)
-                current = ""
-            while _width(font, word) > width and len(word) > 1:
-                cut = _fit_prefix(font, word, width)
-                lines.append(word[:cut])
-                word = word[cut:]
-            current = word
-        if current:
-            lines.append(current)
-        if len(lines) > max_lines:
-            break
-    if len(lines) > max_lines:
-        rest = " ".join(lines[max_lines - 1 :])
-        lines = [*lines[: max_lines - 1], _ellipsize(font, rest + " …", width)]
-        if not lines[-1].endswith("…"):
-            lines[-1] = _ellipsize(font, lines[-1] + "…", width)
-    return tuple(lines)
-
-
-def _fit_prefix(font: _FontT, word: str, width: float) -> int:
-    lo, hi = 1, len(word)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _width(font, word[:mid]) <= width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def _fonts(cell_size: int) -> _Fonts:
@@ -337,32 +195,6 @@ def _fonts(cell_size: int) -> _Fonts:
         title_line=round(title * 1.3),
         pad=max(2, round(cell_size * 0.016)),
     )
-
-
-def _text(
-    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font: _FontT, fill: tuple[int, int, int]
-) -> None:
-    draw.text((round(xy[0]), round(xy[1])), _drawable(font, text), font=font, fill=fill)
-
-
-def _arrow(
-    draw: ImageDraw.ImageDraw, x: float, y: float, size: int, direction: str, fill: tuple[int, int, int]
-) -> None:
-    """A small arrow drawn with lines (fonts often lack → and ↓); ``(x, y)`` is its top-left."""
-    s = size
-    w = max(1, round(s / 9))
-    if direction == "right":
-        mid = y + s / 2
-        draw.line([(x, mid), (x + s - 1, mid)], fill=fill, width=w)
-        draw.polygon([(x + s, mid), (x + s * 0.55, mid - s * 0.32), (x + s * 0.55, mid + s * 0.32)], fill=fill)
-    else:
-        mid = x + s / 2
-        draw.line([(mid, y), (mid, y + s - 1)], fill=fill, width=w)
-        draw.polygon([(mid, y + s), (mid - s * 0.32, y + s * 0.55), (mid + s * 0.32, y + s * 0.55)], fill=fill)
-
-
-def _strip_arrow(title: str | None) -> str:
-    return (title or "").strip().rstrip("→↓-> ").strip() if title else ""
 
 
 # ---------------------------------------------------------------- layout
@@ -398,35 +230,12 @@ def layout_grid(
     x_name = _strip_arrow(x_title)
     y_name = _strip_arrow(y_title)
     has_y = bool(y_name) or len(y_labels) > 1
-    has_x_labels = any(str(label) for label in x_labels)
-
-    legend_w = 0
-    if has_y:
-        natural = max([_width(f.label, str(label)) for label in y_labels] + [0.0])
-        if y_name:
-            natural = max(natural, _width(f.bold, y_name) + f.size * 1.3)
-        legend_w = round(min(max(natural + 3 * pad, c * 0.3), c * 0.75))
+    legend_w = _legend_width(f, c, y_name, y_labels) if has_y else 0
 
     content_w = legend_w + nx * c
     width = margin + content_w + margin
-
-    y = margin
-    title_lines = _wrap(f.title, title, content_w, 2)
-    title_top = y
-    if title_lines:
-        y += len(title_lines) * f.title_line + pad
-    header_lines = _wrap(f.label, header, content_w, 3)
-    header_top = y
-    if header_lines:
-        y += len(header_lines) * f.line + 2 * pad
-
-    band_top = y
-    x_title_h = f.line if x_name else 0
-    x_label_lines = tuple(_wrap(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
-    x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
-    y_title_lines = _wrap(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
-    y_title_h = len(y_title_lines) * f.line
-    band_h = max(x_title_h + x_labels_h, y_title_h)
+    title_lines, title_top, header_lines, header_top, band_top = _top_lines(f, title, header, content_w, margin)
+    x_label_lines, y_title_lines, x_title_h, band_h = _band(f, c, x_name, x_labels, y_name, legend_w)
     x_labels_top = band_top + x_title_h
     grid_top = band_top + band_h + (pad if band_h else 0)
 
@@ -464,27 +273,45 @@ def layout_grid(
     )
 
 
-def _arrangement(repeats: int, aspects: Sequence[float], inner: int, gap: int) -> tuple[int, int]:
-    """``(cols, rows)`` for the repeats of a cell: the packing that shows the images largest."""
-    if repeats <= 1:
-        return (1, 1)
-    shapes = list(aspects) or [1.0]
-    best, best_score = (repeats, 1), -1.0
-    for cols in range(repeats, 0, -1):  # a single row first: ties keep the mini-row
-        rows = math.ceil(repeats / cols)
-        if (cols - 1) * rows >= repeats:  # a column would stay empty
-            continue
-        sub_w = (inner - (cols - 1) * gap) / cols
-        sub_h = (inner - (rows - 1) * gap) / rows
-        if sub_w <= 0 or sub_h <= 0:
-            continue
-        score = 0.0
-        for aspect in shapes:
-            w = min(sub_w, sub_h * aspect)
-            score += w * (w / aspect)
-        if score > best_score * 1.001:
-            best, best_score = (cols, rows), score
-    return best
+def _legend_width(f: _Fonts, c: int, y_name: str, y_labels: Sequence[str]) -> int:
+    """Width of the Y legend column: its widest label (or its title and arrow), 30 to 75 % of a cell."""
+    pad = f.pad
+    natural = max([_width(f.label, str(label)) for label in y_labels] + [0.0])
+    if y_name:
+        natural = max(natural, _width(f.bold, y_name) + f.size * 1.3)
+    return round(min(max(natural + 3 * pad, c * 0.3), c * 0.75))
+
+
+def _top_lines(
+    f: _Fonts, title: str, header: str, content_w: int, margin: int
+) -> tuple[tuple[str, ...], int, tuple[str, ...], int, int]:
+    """The wrapped title and header, where each starts, and where the legend band below them starts."""
+    pad = f.pad
+    y = margin
+    title_lines = _wrap(f.title, title, content_w, 2)
+    title_top = y
+    if title_lines:
+        y += len(title_lines) * f.title_line + pad
+    header_lines = _wrap(f.label, header, content_w, 3)
+    header_top = y
+    if header_lines:
+        y += len(header_lines) * f.line + 2 * pad
+    return title_lines, title_top, header_lines, header_top, y
+
+
+def _band(
+    f: _Fonts, c: int, x_name: str, x_labels: Sequence[str], y_name: str, legend_w: int
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...], int, int]:
+    """The band above the cells: the wrapped X labels and Y title, the X title's height, the band's height."""
+    pad = f.pad
+    has_x_labels = any(str(label) for label in x_labels)
+    x_title_h = f.line if x_name else 0
+    x_label_lines = tuple(_wrap(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
+    x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
+    y_title_lines = _wrap(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
+    y_title_h = len(y_title_lines) * f.line
+    band_h = max(x_title_h + x_labels_h, y_title_h)
+    return x_label_lines, y_title_lines, x_title_h, band_h
 
 
 # ---------------------------------------------------------------- rendering
@@ -542,13 +369,22 @@ def render_grid(
         cell_size=cell_size,
         title=title,
     )
-    f = lay.fonts
-    pad = f.pad
     img = Image.new("RGB", (lay.width, lay.height), _BG)
     draw = ImageDraw.Draw(img)
+    _draw_title_and_header(draw, lay)
+    _draw_x_legend(draw, lay)
+    _draw_y_legend(draw, lay)
+    _draw_cells(img, draw, lay, tiles)
+    _draw_rules_and_footer(draw, lay)
+    return img
+
+
+def _draw_title_and_header(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """The bold title lines, the header lines and the rule under them."""
+    f = lay.fonts
+    pad = f.pad
     content_left = lay.margin
     content_right = lay.width - lay.margin
-
     for i, line in enumerate(lay.title_lines):
         _text(draw, (content_left, lay.title_top + i * f.title_line), line, f.title, _INK)
     for i, line in enumerate(lay.header_lines):
@@ -557,7 +393,11 @@ def render_grid(
         rule_y = lay.header_top + len(lay.header_lines) * f.line + pad - 1
         draw.line([(content_left, rule_y), (content_right - 1, rule_y)], fill=_RULE, width=1)
 
-    # X legend: the title once, then one label per column
+
+def _draw_x_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """The X legend: the title once, then one label per column."""
+    f = lay.fonts
+    pad = f.pad
     if lay.x_title:
         tx = lay.grid_left + pad
         _text(draw, (tx, lay.band_top), lay.x_title, f.bold, _INK)
@@ -571,7 +411,12 @@ def render_grid(
             lx = left + (lay.cell - _width(f.label, line)) / 2
             _text(draw, (lx, lay.x_labels_top + i * f.line), line, f.label, _INK)
 
-    # Y legend: the title once (above the first row), then one label per row
+
+def _draw_y_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """The Y legend: the title once (above the first row), then one label per row."""
+    f = lay.fonts
+    pad = f.pad
+    content_left = lay.margin
     if lay.legend_width:
         n = len(lay.y_title_lines)
         top = lay.grid_top - pad - n * f.line
@@ -593,28 +438,12 @@ def render_grid(
             for i, line in enumerate(lines):
                 _text(draw, (content_left, ly + i * f.line), line, f.label, _INK)
 
-    # cells
-    repeats = max((len(seq) for seq in tiles.values()), default=1) or 1
-    aspects = [
-        t.image.width / t.image.height
-        for seq in tiles.values()
-        for t in seq
-        if t.image is not None and t.image.width and t.image.height
-    ]
-    inner = lay.cell - 2 * pad
-    cols, rows = _arrangement(repeats, aspects, inner, pad)
-    sub_w = (inner - (cols - 1) * pad) // cols
-    sub_h = (inner - (rows - 1) * pad) // rows
-    for y in range(lay.ny):
-        for x in range(lay.nx):
-            left, top, _, _ = lay.cell_box(x, y)
-            seq = list(tiles.get((x, y), ()))
-            for r in range(repeats):
-                col, row = r % cols, r // cols
-                box = (left + pad + col * (sub_w + pad), top + pad + row * (sub_h + pad), sub_w, sub_h)
-                _draw_tile(img, draw, box, seq[r] if r < len(seq) else None, f)
 
-    # light rules between cells and around the grid
+def _draw_rules_and_footer(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """Light rules between cells and around the grid, then the footer lines."""
+    f = lay.fonts
+    pad = f.pad
+    content_left = lay.margin
     grid_right = lay.grid_left + lay.nx * lay.cell
     grid_bottom = lay.grid_top + lay.ny * lay.cell
     for x in range(1, lay.nx):
@@ -627,115 +456,6 @@ def render_grid(
 
     for i, line in enumerate(lay.footer_lines):
         _text(draw, (content_left, grid_bottom + pad + i * f.small_line), line, f.small, _MUTED)
-    return img
-
-
-def _state_name(state: object) -> str:
-    return str(getattr(state, "value", state) or "").strip().lower()
-
-
-def _draw_tile(
-    img: Image.Image, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], tile: Tile | None, f: _Fonts
-) -> None:
-    x, y, w, h = box
-    if w < 2 or h < 2:
-        return
-    state = _state_name(tile.state) if tile is not None else ""
-    if tile is not None and tile.image is not None:
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_LETTERBOX)
-        thumb = _fit(tile.image, w, h)
-        px, py = x + (w - thumb.width) // 2, y + (h - thumb.height) // 2
-        img.paste(thumb, (px, py))
-        if state == "cached":
-            _badge(draw, (px, py, thumb.width, thumb.height), "cached", f)
-        if tile.picked:
-            r = max(6, min(thumb.width, thumb.height) // 12)
-            draw_star(draw, px + thumb.width - r - 4, py + r + 4, r)
-        return
-    if state in FAILED_STATES:
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL_BG, outline=_FAIL_EDGE, width=2)
-        error = (tile.error if tile is not None else None) or "no error message"
-        _box_text(draw, box, state, error, f, _FAIL_INK)
-        return
-    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_PENDING_BG, outline=_PENDING_EDGE, width=1)
-    if tile is None:
-        return
-    if state in PENDING_STATES:
-        label = "queued" if state == "queued" else state.replace("_", " ") + "…"
-        _box_text(draw, box, label, None, f, _PENDING_INK)
-    elif state in _IMAGE_STATES:
-        _box_text(draw, box, state, "no image", f, _PENDING_INK)
-    else:  # cancelled, or a state this module does not know
-        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING_INK)
-
-
-_STAR = (240, 180, 0)
-_STAR_RIM = (60, 45, 0)
-
-
-def draw_star(draw: ImageDraw.ImageDraw, cx: float, cy: float, radius: float) -> None:
-    """A filled five-pointed star centred on ``(cx, cy)``: the mark of a picked image."""
-    points = []
-    for i in range(10):
-        r = radius if i % 2 == 0 else radius * 0.45
-        a = -math.pi / 2 + i * math.pi / 5
-        points.append((cx + r * math.cos(a), cy + r * math.sin(a)))
-    draw.polygon(points, fill=_STAR, outline=_STAR_RIM)
-
-
-def _fit(image: Image.Image, w: int, h: int) -> Image.Image:
-    """``image`` scaled (up or down) to fit ``w`` × ``h`` keeping its aspect ratio, in RGB."""
-    src = image
-    if src.mode in ("RGBA", "LA", "PA") or (src.mode == "P" and "transparency" in src.info):
-        rgba = src.convert("RGBA")
-        ground = Image.new("RGBA", rgba.size, (*_BG, 255))
-        src = Image.alpha_composite(ground, rgba).convert("RGB")
-    elif src.mode != "RGB":
-        src = src.convert("RGB")
-    scale = min(w / src.width, h / src.height)
-    size = (max(1, min(w, round(src.width * scale))), max(1, min(h, round(src.height * scale))))
-    if size == src.size:
-        return src.copy() if src is image else src
-    return src.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-def _box_text(
-    draw: ImageDraw.ImageDraw,
-    box: tuple[int, int, int, int],
-    headline: str,
-    body: str | None,
-    f: _Fonts,
-    ink: tuple[int, int, int],
-) -> None:
-    """A bold headline and wrapped body text, centred in ``box``."""
-    x, y, w, h = box
-    inset = max(3, f.pad + 2)
-    width = w - 2 * inset
-    if width < 8:
-        return
-    head = _wrap(f.small_bold, headline, width, 1)
-    room = max(0, (h - 2 * inset - len(head) * f.small_line) // f.small_line)
-    lines = _wrap(f.small, body, width, room) if body else ()
-    block = (len(head) + len(lines)) * f.small_line
-    ty = y + max(inset, (h - block) // 2)
-    for line in head:
-        _text(draw, (x + (w - _width(f.small_bold, line)) / 2, ty), line, f.small_bold, ink)
-        ty += f.small_line
-    for line in lines:
-        _text(draw, (x + (w - _width(f.small, line)) / 2, ty), line, f.small, ink)
-        ty += f.small_line
-
-
-def _badge(draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], text: str, f: _Fonts) -> None:
-    """A small dark label in the bottom-right corner of the image."""
-    x, y, w, h = image_box
-    tw = _width(f.small, text)
-    bw, bh = round(tw + 2 * f.pad + 2), f.small_line + 2
-    if bw > w - 4 or bh > h - 4:
-        return
-    bx, by = x + w - bw - 4, y + h - bh - 4
-    draw.rounded_rectangle([bx, by, bx + bw, by + bh], radius=max(2, bh // 3), fill=_BADGE_BG)
-    _text(draw, (bx + f.pad + 1, by + 1), text, f.small, _BADGE_INK)
 
 
 # ---------------------------------------------------------------- sweeps

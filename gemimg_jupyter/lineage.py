@@ -24,7 +24,8 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from .errors import ValidationError
-from .grid import _BG, _INK, _LETTERBOX, _MUTED, _RULE, _fit, _fonts, _text, _width, _wrap, draw_star
+from .grid import _fonts
+from .griddraw import _BG, _INK, _LETTERBOX, _MUTED, _RULE, _fit, _text, _width, _wrap, draw_star
 from .images import load_reference, load_thumbnail, strip_provenance
 from .jobs import Job
 from .models import ReferenceImage

@@ -24,7 +24,7 @@ from IPython.core.error import UsageError
 from PIL import Image
 
 from gemimg_jupyter.display import LineageOutput, display_path
-from gemimg_jupyter.grid import _STAR
+from gemimg_jupyter.griddraw import _STAR
 from gemimg_jupyter.images import read_provenance, strip_provenance
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.lineage import ledger_cbid

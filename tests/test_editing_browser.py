@@ -76,6 +76,8 @@ def test_edit_this_image_focuses_the_prompt_and_the_pick_stars_the_history(lab: 
             magic = panel.locator(".gemimg-magic textarea")
 
             prompt.fill("A ceramic teapot on a wooden table")
+            # the kernel has the whole prompt once the reproducing cell (written kernel-side) shows it
+            expect(magic).to_have_value(re.compile("A ceramic teapot on a wooden table"), timeout=10_000)
             panel.locator("button.gemimg-generate").click()
             expect(message).to_contain_text("Done: 1 image", timeout=45_000)
             edit = panel.locator("button.gemimg-detail-edit")
@@ -88,6 +90,7 @@ def test_edit_this_image_focuses_the_prompt_and_the_pick_stars_the_history(lab: 
             expect(magic).to_have_value(re.compile(r"^%%gemimg .*--edit [0-9a-f]{6}"))
             page.keyboard.type("Make the teapot cobalt blue")
             expect(panel.locator(".gemimg-plan")).to_contain_text("1 request")
+            expect(magic).to_have_value(re.compile("Make the teapot cobalt blue"), timeout=10_000)
             panel.locator("button.gemimg-generate").click()
             expect(message).to_contain_text("Done: 1 image", timeout=45_000)
             expect(panel.locator(".gemimg-detail-params")).to_contain_text("cobalt blue")

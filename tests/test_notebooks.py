@@ -219,7 +219,7 @@ def check_reference_images(nb: nbformat.NotebookNode, workdir: Path) -> None:
 
 
 def check_editing(nb: nbformat.NotebookNode, workdir: Path) -> None:
-    from gemimg_jupyter.grid import _STAR
+    from gemimg_jupyter.griddraw import _STAR
 
     text = all_text(nb)
     assert "edit chain: 4 steps, root first" in text

@@ -156,6 +156,11 @@ def drive(page: Any, lab: Lab, ref: Path, t0: float, marks: dict[str, float]) ->
     expect(panel.locator(".gemimg-temperature .noUi-handle")).to_have_attribute("aria-valuenow", "1.3")
     expect(panel.locator(".gemimg-size-shape")).to_contain_text("1344×768")
     expect(panel.locator(".gemimg-plan")).to_contain_text("1 request")
+    # the kernel has every value once the reproducing cell (written kernel-side) shows them
+    expect(panel.locator(".gemimg-magic textarea")).to_have_value(
+        re.compile(r"--size 16:9 .*--temperature 1\.3.*\nA paper-cut fox in an autumn forest, soft daylight"),
+        timeout=10_000,
+    )
 
     # -- a reference image. ipywidgets 8's FileUpload keeps its <input type=file> detached from the
     # DOM (the button calls input.click()), so there is nothing to locate: answer the file chooser.
@@ -242,6 +247,10 @@ def test_panel_images_keep_their_proportions_and_fit_at_700px(lab: Lab) -> None:
             result = panel.locator("img.gemimg-result-image")
             for label, (w, h) in (("1:1 · 1024×1024", (1024, 1024)), ("9:16 · 768×1344", (768, 1344))):
                 panel.locator(".gemimg-size select").select_option(label=label)
+                expect(panel.locator(".gemimg-size-shape")).to_contain_text(f"{w}×{h}")  # the kernel has the size
+                expect(panel.locator(".gemimg-magic textarea")).to_have_value(
+                    re.compile("A tall lighthouse on a cliff")
+                )
                 panel.locator("button.gemimg-generate").click()
                 expect(panel.locator(".gemimg-message")).to_contain_text("Done: 1 image", timeout=45_000)
                 expect(result).to_have_js_property("naturalWidth", round(768 * w / max(w, h)), timeout=10_000)

@@ -1,0 +1,399 @@
+"""The simulator's API: what each ToAPIs route answers, in the ``docs`` or ``newapi`` dialect."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import hashlib
+import io
+import json
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+from PIL import Image
+
+from gemimg_jupyter.errors import ValidationError
+from gemimg_jupyter.models import MODELS, get_model
+from gemimg_jupyter.sim.config import _EDGE_403, _HTML_200, _SUBMIT, _UPLOAD, _UPLOAD_FORMATS, MAX_UPLOAD_BYTES
+from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
+from gemimg_jupyter.sim.state import _SimState
+from gemimg_jupyter.sim.tasks import (
+    _REFUNDED,
+    _error,
+    _failure_reason,
+    _Invalid,
+    _json,
+    _not_found,
+    _owner,
+    _path,
+    _rate_limited,
+    _Reply,
+    _smaller,
+    _Task,
+    _validate,
+)
+
+
+class _SimApi(_SimState):
+    """The gateway's routes: submit, query, upload, models, download (HTTP-free: bytes in, :class:`_Reply` out)."""
+
+    def _api(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
+        endpoint = {_SUBMIT: "submit", _UPLOAD: "upload", "/v1/models": "models"}.get(path)
+        if endpoint is None and path.startswith(_SUBMIT + "/"):
+            endpoint = "query"
+        if endpoint == "query":
+            with self._lock:
+                self._counts["status_queries"] += 1
+        reply = self._api_checked(endpoint, method, path, headers, body)
+        with self._lock:
+            if reply is not None and reply.status == 429:
+                self._counts["rate_limited"] += 1
+            if endpoint == "submit" and reply is not None and reply.status >= 400:
+                self._counts["submits_rejected"] += 1
+        return reply
+
+    def _api_checked(
+        self, endpoint: str | None, method: str, path: str, headers: Mapping[str, str], body: bytes
+    ) -> _Reply | None:
+        agent = (headers.get("user-agent") or "").strip().lower()
+        if self.config.require_user_agent and (not agent or agent.startswith(("python-requests", "python-urllib"))):
+            with self._lock:
+                self._faults["edge_refused"] += 1
+            return _Reply(403, _EDGE_403, "text/html; charset=UTF-8")
+        auth = headers.get("authorization") or ""
+        scheme, _, key = auth.partition(" ")
+        owner = _owner(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
+        if owner is None or (self._accepted is not None and owner not in self._accepted):
+            with self._lock:
+                self._counts["auth_failures"] += 1
+            return _error(401, "unauthorized", "Invalid API key", "authentication_error")
+        cfg = self.config
+        if endpoint is None:
+            if path == "/v1/chat/completions" and cfg.wrong_path_apitype:
+                return _error(
+                    400,
+                    "invalid_request",
+                    "invalid apitype: /v1/chat/completions does not serve image "
+                    f"models; submit image tasks with POST {_SUBMIT}",
+                    "invalid_request_error",
+                )
+            return _not_found()
+        if method != {"submit": "POST", "upload": "POST", "query": "GET", "models": "GET"}[endpoint]:
+            return _error(405, 405, f"Method {method} not allowed on {path}")
+        if endpoint == "models":
+            return self._models()
+        fault = self._roll_fault(endpoint)
+        if fault is not None:
+            return fault
+        if endpoint == "submit" and cfg.max_unfinished > 0 and self._unfinished(owner) >= cfg.max_unfinished:
+            with self._lock:
+                self._faults["unfinished_cap"] += 1
+            return _rate_limited({"Retry-After": "1"})
+        if endpoint == "query" and self._hang_once(path):
+            self._closing.wait(120.0)  # hold the answer until the client gives up (or the server stops)
+            return None
+        category = {"submit": "async_submit", "query": "async_query"}.get(endpoint)
+        limits: dict[str, str] = {}
+        if category is not None:
+            ok, limits = self._take(owner, category)
+            if not ok:
+                return _rate_limited(limits)
+        if endpoint == "submit":
+            reply = self._submit(owner, body)
+        elif endpoint == "query":
+            reply = self._query(owner, unquote(path.removeprefix(_SUBMIT + "/")))
+        else:
+            reply = self._upload(owner, headers.get("content-type") or "", body)
+        if reply is not None:
+            reply.headers.update(limits)
+        return reply
+
+    def _submit(self, owner: str, body: bytes) -> _Reply | None:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        cfg = self.config
+        unserved = self._unserved(payload)
+        if unserved is not None:
+            return unserved
+        try:
+            req = _validate(payload, cfg.strict_image_url_objects)
+        except _Invalid as exc:
+            return _error(400, exc.code, exc.message, "invalid_request_error", param=exc.param)
+        if cfg.insufficient_quota:
+            with self._lock:
+                self._faults["insufficient_quota"] += 1
+            if cfg.style == "newapi":  # New API answers an empty balance with 403
+                return _error(403, "insufficient_user_quota", "user quota is not enough", "new_api_error")
+            return _error(402, "insufficient_quota", "Insufficient account balance, please top up", "payment_required")
+        with self._lock:
+            self._seq += 1
+            prefix = "tsk_img_" if cfg.style == "newapi" else "img_"
+            task_id = prefix + hashlib.sha256(f"{self._salt}:{self._seq}".encode()).hexdigest()[:32]
+            rng = random.Random(f"{self._salt}:{task_id}")
+            total = rng.uniform(*cfg.latency)
+            queue_s = min(total, rng.uniform(*cfg.queue_delay))
+            roll = rng.random()
+            outcome = (
+                "failed"
+                if roll < cfg.fail_rate
+                else "stuck"
+                if roll < cfg.fail_rate + cfg.stuck_rate
+                else "blocked"
+                if roll < cfg.fail_rate + cfg.stuck_rate + cfg.blocked_rate
+                else "completed"
+            )
+            wall = time.time()
+            name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}.png"
+            task = _Task(
+                task_id,
+                self._seq,
+                owner,
+                req,
+                wall,
+                self._now(),
+                queue_s,
+                total - queue_s,
+                outcome,
+                rng.random() < cfg.corrupt_image_rate,
+                cfg.url_lifetime,
+                name,
+                small=rng.random() < cfg.small_image_rate,
+            )
+            self._tasks[task_id] = task
+            self._save_task(task)
+            self._files[name] = task_id
+            if req.business_id:
+                self._by_bid.setdefault((owner, req.business_id), []).append(task_id)
+            self._counts["submits_accepted"] += 1
+            if outcome != "completed":
+                self._faults[f"{outcome}_task"] += 1
+            if task.small and outcome == "completed":
+                self._faults["small_image"] += 1
+            if self._rng.random() < cfg.drop_after_submit_rate:
+                self._faults["drop_after_submit"] += 1
+                return None
+        newapi = cfg.style == "newapi"
+        out: dict[str, Any] = {
+            "id": task_id,
+            "object": "generation.task",
+            "model": req.spec.id,
+            "status": "pending" if newapi else "queued",
+            "progress": "0%" if newapi else 0,
+            "created_at": int(wall),
+            "metadata": {},
+        }
+        if req.business_id:
+            out["client_business_id"] = req.business_id
+        return _json(200, out)
+
+    def _query(self, owner: str, ident: str) -> _Reply:
+        with self._lock:
+            task = self._tasks.get(ident)
+            if task is None or task.owner != owner:
+                ids = self._by_bid.get((owner, ident))
+                task = self._tasks.get(ids[-1]) if ids else None
+            if task is None:
+                return _not_found("Task not found")
+            html = self.config.html_status_rate > 0 and self._rng.random() < self.config.html_status_rate
+            if html:
+                self._faults["html_200_status"] += 1
+        if html or (self.config.html_status_once and self._once("html_200_status", task.id)):
+            return _Reply(200, _HTML_200, "text/html; charset=utf-8")
+        with self._lock:
+            return _json(200, self._view(task, self._now()))
+
+    def _view(self, task: _Task, now: float) -> dict[str, Any]:
+        if self.config.style == "newapi":
+            return self._view_newapi(task, now)
+        state, progress = task.state(now)
+        req = task.req
+        out: dict[str, Any] = {
+            "id": task.id,
+            "object": "generation.task",
+            "model": req.spec.id,
+            "status": self.config.unknown_status if state == "in_progress" and self.config.unknown_status else state,
+            "progress": progress,
+            "created_at": int(task.created_wall),
+        }
+        if req.business_id:
+            out["client_business_id"] = req.business_id
+        if state in ("queued", "in_progress"):
+            out["billing"] = {"status": "pending"}
+        elif state == "failed":
+            out["error"] = {"code": "generation_failed", "message": _failure_reason(task)}
+            out["billing"] = dict(_REFUNDED)
+        else:
+            out |= self._completion(task)
+            if self.config.top_level_url:
+                out["url"] = out["result"]["data"][0]["url"]
+            price = req.spec.price_usd
+            if price is not None:
+                out["billing"] = {
+                    "status": "settled",
+                    "credits": f"{price * 200:.2f}",
+                    "cost_usd": f"{price:.4f}".rstrip("0").rstrip("."),
+                }
+                text_tokens = max(1, len(req.prompt) // 4)
+                image_tokens = 258 * len(req.image_urls)
+                out["usage"] = {
+                    "input_tokens": text_tokens + image_tokens,
+                    "output_tokens": 1290,
+                    "total_tokens": text_tokens + image_tokens + 1290,
+                }
+        return out
+
+    def _view_newapi(self, task: _Task, now: float) -> dict[str, Any]:
+        """The task as New API answers: its status words, ``"40%"``, ``fail_reason``, no billing on success."""
+        state, progress = task.state(now)
+        word = {"queued": "QUEUED", "in_progress": "IN_PROGRESS", "completed": "SUCCESS", "failed": "FAILURE"}[state]
+        if state == "queued" and now - task.t0 < task.queue_s / 2:
+            word = "NOT_START"
+        if state == "in_progress" and self.config.unknown_status:
+            word = self.config.unknown_status
+        out: dict[str, Any] = {
+            "task_id": task.id,
+            "object": "generation.task",
+            "model": task.req.spec.id,
+            "status": word,
+            "progress": f"{progress}%",
+            "created_at": int(task.created_wall),
+            "fail_reason": "",
+        }
+        if task.req.business_id:
+            out["client_business_id"] = task.req.business_id
+        if state == "failed":
+            out |= {"progress": "100%", "fail_reason": _failure_reason(task), "billing": dict(_REFUNDED)}
+        elif state == "completed":
+            out |= self._completion(task)
+            out["url"] = out["result"]["data"][0]["url"]
+        return out
+
+    def _completion(self, task: _Task) -> dict[str, Any]:
+        """``completed_at``, ``expires_at`` and ``result`` of a completed task (both styles)."""
+        done = int(task.created_wall + task.queue_s + task.run_s)
+        url = f"{self.base_url}/generated/{task.file_name}"
+        return {
+            "completed_at": done,
+            "expires_at": done + int(task.lifetime),
+            "result": {"type": "image", "data": [{"url": url}]},
+        }
+
+    def _unserved(self, payload: Any) -> _Reply | None:
+        """503 ``model_not_found`` for a model no channel serves (New API's answer; also unknown ids in ``newapi``)."""
+        model = payload.get("model") if isinstance(payload, dict) else None
+        if not isinstance(model, str) or not model.strip():
+            return None
+        try:
+            known = get_model(model).id
+        except ValidationError:
+            known = None
+        cfg = self.config
+        if model in cfg.unserved_models or known in cfg.unserved_models or (known is None and cfg.style == "newapi"):
+            with self._lock:
+                self._faults["model_not_found"] += 1
+            return _error(
+                503,
+                "model_not_found",
+                f"No available channel for model {model} under group default (distributor)",
+                "new_api_error",
+            )
+        return None
+
+    def _models(self) -> _Reply:
+        """``GET /v1/models``: the registry's image models, less the unserved ones (free, like the real one)."""
+        unserved = set(self.config.unserved_models)
+        data = [
+            {"id": spec.id, "object": "model", "owned_by": "toapis", "type": "image"}
+            for spec in MODELS.values()
+            if spec.id not in unserved
+        ]
+        out: dict[str, Any] = {"object": "list", "data": data}
+        if self.config.style == "newapi":
+            out["success"] = True
+        return _json(200, out)
+
+    def _upload(self, owner: str, content_type: str, body: bytes) -> _Reply:
+        def refuse(message: str) -> _Reply:
+            return _json(400, {"success": False, "message": message})
+
+        if not content_type.lower().startswith("multipart/form-data"):
+            return refuse("Content-Type must be multipart/form-data with a 'file' field")
+        head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
+        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+        data: bytes | None = None
+        if message.is_multipart():
+            for part in message.iter_parts():
+                if part.get_param("name", header="content-disposition") == "file":
+                    payload = part.get_payload(decode=True)
+                    data = payload if isinstance(payload, bytes) else None
+                    break
+        if data is None:
+            return refuse("Missing form field 'file'")
+        if len(data) > MAX_UPLOAD_BYTES:
+            return refuse("Image too large. Maximum size is 10MB")
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                kind = _UPLOAD_FORMATS.get(img.format or "")
+                img.verify()
+        except Exception:  # noqa: BLE001 - Pillow raises many kinds for non-images
+            kind = None
+        if kind is None:
+            return refuse("Unsupported image type. Allowed: JPEG, PNG, WebP, GIF")
+        with self._lock:
+            self._counts["uploads"] += 1
+            uid = hashlib.sha256(f"{self._salt}:upload:{self._counts['uploads']}".encode()).hexdigest()[:8]
+            path = f"/uploads/{owner[:8]}/{int(time.time())}_{uid}.{kind[1]}"
+            self._uploads[path] = (data, kind[0])
+        info = {"id": f"upload_{uid}", "url": self.base_url + path, "mime_type": kind[0], "size": len(data)}
+        return _json(200, {"success": True, "message": "", "data": info})
+
+    def _download(self, name: str) -> _Reply:
+        with self._lock:
+            task = self._tasks.get(self._files.get(name, ""))
+            now = self._now()
+            if task is None or task.state(now)[0] != "completed":
+                return _not_found("File not found")
+            if now >= task.done_at + task.lifetime:
+                self._faults["expired_url"] += 1
+                return _not_found("File expired")
+            data = self._cache.get(task.id)
+            refs = tuple(self._uploads[p][0] for p in map(_path, task.req.image_urls) if p in self._uploads)
+            urls = tuple(u for u in task.req.image_urls if _path(u) not in self._uploads)
+        fault = self._roll_fault("download")
+        if fault is not None:
+            return fault
+        if self.config.download_404_once and self._once("download_404", task.id):
+            return _not_found("File not found")
+        shared = (task.req.size, task.req.resolution, task.small) if self.config.render_once else None
+        if data is None and shared is not None and not task.corrupt:
+            with self._lock:
+                data = self._renders.get(shared)
+        if data is None:
+            req = task.req
+            resolution = _smaller(req.resolution) if task.small else req.resolution
+            sample = task.id if req.seed is None else f"seed:{req.seed}"
+            spec = RenderSpec(
+                req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample
+            )
+            data = render_png(spec)
+            if task.corrupt:
+                data = corrupt(data, task.id)
+        with self._lock:
+            if shared is not None and not task.corrupt:
+                self._renders.setdefault(shared, data)
+            self._cache[task.id] = data
+            while len(self._cache) > 32:
+                self._cache.popitem(last=False)
+            self._counts["downloads"] += 1
+            if task.corrupt:
+                self._faults["corrupt_image"] += 1
+            if self.config.trickle_download > 0:
+                self._faults["trickle_download"] += 1
+        return _Reply(
+            200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
+        )
