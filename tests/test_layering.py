@@ -33,7 +33,7 @@ CORE = [
     "sim.server",
     "sim.render",
 ]
-UI = {"magics", "widgets", "display"}
+UI = {"magics", "commands", "widgets", "display", "live", "renderers"}
 BANNED = ("IPython", "ipywidgets", "traitlets")
 
 
@@ -42,7 +42,7 @@ def test_core_module_imports_no_ui_toolkit(module: str) -> None:
     code = (
         f"import sys, gemimg_jupyter.{module}\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BANNED!r} "
-        f"or m in ('gemimg_jupyter.magics', 'gemimg_jupyter.widgets', 'gemimg_jupyter.display')))"
+        f"or m in {tuple(f'gemimg_jupyter.{ui}' for ui in sorted(UI))!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"gemimg_jupyter.{module} pulled in {out.strip()}"
@@ -98,7 +98,7 @@ def test_no_module_imports_names_from_the_package_root() -> None:
                     assert is_module, f"{path.relative_to(PKG)} imports {alias.name!r} from the package root"
 
 
-FACES = ("magics", "widgets", "display")
+FACES = ("magics", "widgets", "display", "live", "renderers")
 #: The engine's parts a face never reaches for: it asks the session instead.
 ENGINE_PARTS = {"store", "runner"}
 
