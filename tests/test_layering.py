@@ -33,7 +33,7 @@ CORE = [
     "sim.server",
     "sim.render",
 ]
-UI = {"magics", "commands", "widgets", "display", "live", "renderers"}
+UI = {"magics", "cells", "commands", "widgets", "display", "live", "renderers"}
 BANNED = ("IPython", "ipywidgets", "traitlets")
 
 
@@ -98,7 +98,7 @@ def test_no_module_imports_names_from_the_package_root() -> None:
                     assert is_module, f"{path.relative_to(PKG)} imports {alias.name!r} from the package root"
 
 
-FACES = ("magics", "widgets", "display", "live", "renderers")
+FACES = ("magics", "cells", "commands", "widgets", "display", "live", "renderers")
 #: The engine's parts a face never reaches for: it asks the session instead.
 ENGINE_PARTS = {"store", "runner"}
 
