@@ -1,37 +1,18 @@
 """What a ``%%gemimg`` cell (and the panel) shows: live views and rich tables.
 
-Live views
-----------
-:class:`JobView` and :class:`SweepView` are *one* notebook output each. The
-output is created in the main thread with ``display(..., display_id=True)``
-(:meth:`LiveView.show`); from then on the job listeners, which run in the job
-runner's worker threads, only call :meth:`LiveView.refresh`, which updates
-that output in place by its display id. Nothing here prints, and nothing in a
-background thread ever creates a new output, so output cannot land in another
-cell.
+The import path the rest of the package, the tests and the docs use; it
+re-exports two modules:
 
-A job's output goes ``status line → image`` (or ``→ one-line error``); a
-sweep's output is the labelled grid, re-rendered at most every
-``min_interval`` seconds while results arrive, and always once more in its
-final state. A small shared ticker keeps the elapsed time of running views
-moving when the gateway is quiet.
+- :mod:`gemimg_jupyter.live`: :class:`JobView` and :class:`SweepView`, one
+  notebook output each, updated in place by its display id from the job
+  runner's threads; the shared ticker; the note a stopped wait leaves.
+- :mod:`gemimg_jupyter.renderers`: one-line errors, :func:`jobs_table`,
+  :func:`cost_report`, :func:`models_table`, :func:`config_table`,
+  :func:`history_strip`, edit chains and image HTML, small objects with a
+  ``_repr_mimebundle_`` for the ``%gemimg`` subcommands to return.
 
-Every image output is a plain ``image/png`` (it renders on GitHub, nbviewer
-and VS Code) with the provenance in its display metadata under ``gemimg``
-(single images) or ``gemimg_sweep`` (grids). Prompt text that goes into HTML
-always passes through :func:`html.escape`.
-
-Snapshots
----------
-:func:`jobs_table`, :func:`cost_report`, :func:`models_table`,
-:func:`config_table` and :func:`history_strip` return small objects with a
-``_repr_mimebundle_`` (HTML + text, or PNG + text) for the ``%gemimg``
-subcommands to return.
-
-The code lives in two modules: :mod:`gemimg_jupyter.live` (the live views,
-the ticker, the interrupt note) and :mod:`gemimg_jupyter.renderers` (the static
-renderers). This module is the import path the rest of the package, the tests
-and the docs use; it re-exports both.
+Neither imports ipywidgets; prompt text that goes into HTML always passes
+through :func:`html.escape`.
 """
 
 from __future__ import annotations
@@ -41,6 +22,7 @@ from .live import (
     JobView,
     LiveView,
     SweepView,
+    image_metadata,
     job_bundle,
     show_interrupt_note,
     status_html,
@@ -48,11 +30,14 @@ from .live import (
     sweep_bundle,
 )
 from .renderers import (
+    PROMPT_CHARS,
     STALE_NOTE,
+    STATUS_PROMPT_CHARS,
     THEME_CSS,
     TONE_COLORS,
     Bundle,
     ImageStrip,
+    LineageOutput,
     RichText,
     config_table,
     cost_report,
@@ -69,12 +54,15 @@ from .renderers import (
 
 __all__ = [
     "INTERRUPT_LINE",
+    "PROMPT_CHARS",
     "STALE_NOTE",
+    "STATUS_PROMPT_CHARS",
     "THEME_CSS",
     "TONE_COLORS",
     "Bundle",
     "ImageStrip",
     "JobView",
+    "LineageOutput",
     "LiveView",
     "RichText",
     "SweepView",
@@ -84,6 +72,7 @@ __all__ = [
     "error_line",
     "history_strip",
     "image_html",
+    "image_metadata",
     "job_bundle",
     "job_error_line",
     "jobs_table",

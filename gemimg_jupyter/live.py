@@ -31,8 +31,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image
-
 from .errors import (
     GemimgError,
 )
@@ -60,12 +58,14 @@ from .renderers import (
     live_updates_supported,
     shorten,
 )
+from .sheets import stack
 
 __all__ = [
     "INTERRUPT_LINE",
     "JobView",
     "LiveView",
     "SweepView",
+    "image_metadata",
     "job_bundle",
     "show_interrupt_note",
     "status_html",
@@ -212,23 +212,10 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
 # ---------------------------------------------------------------- a sweep
 
 
-def _stack(images: Sequence[Image.Image], gap: int = 12) -> Image.Image:
-    if len(images) == 1:
-        return images[0]
-    width = max(im.width for im in images)
-    height = sum(im.height for im in images) + gap * (len(images) - 1)
-    canvas = Image.new("RGB", (width, height), "white")
-    y = 0
-    for im in images:
-        canvas.paste(im.convert("RGB"), (0, y))
-        y += im.height + gap
-    return canvas
-
-
 def sweep_bundle(result: SweepResult, *, final: bool = False) -> Bundle:
     """The sweep's grid(s) as one PNG (Z grids stacked), with its progress and provenance."""
     grids = result.grids()
-    png = png_bytes(_stack(grids), optimize=final)
+    png = png_bytes(stack(grids), optimize=final)
     meta = result.describe()
     for cell in meta.get("cells", []):
         cell["path"] = display_path(cell.get("path"))

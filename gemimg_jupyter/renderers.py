@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .errors import (
     GemimgError,
@@ -30,9 +29,9 @@ from .errors import (
     TaskFailedError,
     redact,
 )
-from .grid import draw_star
 from .images import png_bytes, thumbnail
 from .models import ModelSpec, shown_text
+from .sheets import contact_sheet
 from .text import format_usd as _usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -41,16 +40,22 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import LedgerRow
 
 __all__ = [
+    "MONO",
+    "NO_MATH",
+    "PROMPT_CHARS",
     "STALE_NOTE",
+    "STATUS_PROMPT_CHARS",
     "THEME_CSS",
     "TONE_COLORS",
     "Bundle",
     "ImageStrip",
+    "LineageOutput",
     "RichText",
     "config_table",
     "cost_report",
     "display_path",
     "error_line",
+    "format_seconds",
     "history_strip",
     "image_html",
     "job_error_line",
@@ -58,6 +63,7 @@ __all__ = [
     "lineage_output",
     "live_updates_supported",
     "models_table",
+    "shorten",
 ]
 
 
@@ -371,13 +377,6 @@ class ImageStrip:
         return data, {"image/png": {"gemimg_history": self.items}}
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        return ImageFont.load_default()
-
-
 def history_strip(
     rows: Sequence[LedgerRow],
     *,
@@ -433,22 +432,8 @@ def history_strip(
         )
     if not thumbs:
         return RichText("gemimg: no images in the store yet", "<i>gemimg: no images in the store yet</i>")
-    label_h = 18
-    cols = min(per_row, len(thumbs))
-    nrows = math.ceil(len(thumbs) / cols)
-    pad = 6
-    cell_w, cell_h = thumb + pad, thumb + label_h + pad
-    sheet = Image.new("RGB", (cols * cell_w + pad, nrows * cell_h + pad), "white")
-    draw = ImageDraw.Draw(sheet)
-    font = _font(11)
-    for i, (img, item) in enumerate(zip(thumbs, items, strict=True)):
-        x = pad + (i % cols) * cell_w
-        y = pad + (i // cols) * cell_h
-        sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
-        if item["picked"]:
-            draw_star(draw, x + (thumb + img.width) // 2 - 14, y + (thumb - img.height) // 2 + 14, 10)
-        caption = f"{i + 1}. {shorten(str(item['prompt']), 24)}"
-        draw.text((x, y + thumb + 3), caption, fill="#333333", font=font)
+    captions = [f"{i + 1}. {shorten(str(item['prompt']), 24)}" for i, item in enumerate(items)]
+    sheet = contact_sheet(thumbs, captions, [item["picked"] for item in items], thumb=thumb, per_row=per_row)
     lines = [
         f"{i + 1}. {'★ ' if it['picked'] else ''}{shorten(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
         for i, it in enumerate(items)

@@ -26,6 +26,7 @@ CORE = [
     "progress",
     "session",
     "settings",
+    "sheets",
     "store",
     "text",
     "plan",
