@@ -5,6 +5,9 @@ gemimg_jupyter`` stops its job runner (unfinished work stays in the ledger for
 ``%gemimg resume``). The magic is a thin adapter: the work happens in the
 shared :class:`~gemimg_jupyter.session.Session` (the same engine as the Python
 API and the panel) and the outputs come from :mod:`gemimg_jupyter.display`.
+Reading and running a cell is in :mod:`gemimg_jupyter.cells`, the ``%gemimg``
+subcommands in :mod:`gemimg_jupyter.commands`; this module keeps the class,
+its defaults and the router.
 
 Configuration
 -------------
