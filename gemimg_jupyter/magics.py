@@ -5,6 +5,9 @@ gemimg_jupyter`` stops its job runner (unfinished work stays in the ledger for
 ``%gemimg resume``). The magic is a thin adapter: the work happens in the
 shared :class:`~gemimg_jupyter.session.Session` (the same engine as the Python
 API and the panel) and the outputs come from :mod:`gemimg_jupyter.display`.
+Reading and running a cell is in :mod:`gemimg_jupyter.cells`, the ``%gemimg``
+subcommands in :mod:`gemimg_jupyter.commands`; this module keeps the class,
+its defaults and the router.
 
 Configuration
 -------------
@@ -22,20 +25,11 @@ or, in ``ipython_config.py``, ``c.GemimgMagics.model = "gemini-2.5-flash-image-o
 from __future__ import annotations
 
 import argparse
-import builtins
 import difflib
-import getpass
-import inspect
-import keyword
 import math
-import os
-import re
-import shlex
-import string
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,28 +38,28 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
+from .cells import (
+    CellArgs,
+    check_output_name,
+    expand,
+    expand_spec,
+    image_target,
+    ref_objects,
+    run_cell,
+    say,
+)
+from .cells import split_line as _split
+from .commands import SUBCOMMANDS
 from .display import (
     INTERRUPT_LINE,
-    JobView,
     LiveView,
-    RichText,
-    SweepView,
-    config_table,
-    cost_report,
-    display_path,
     error_line,
-    history_strip,
-    jobs_table,
-    lineage_output,
-    models_table,
-    show_interrupt_note,
 )
-from .errors import ConfigError, GemimgError, redact
-from .jobs import Job as JobClass
-from .models import DEFAULT_MODEL, MODELS, GenerationParams, ReferenceImage, get_model
-from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS, canonical_axis_name
-from .session import Session, SweepResult, get_session, reset_session
-from .settings import RATE_TIERS, Secret, Settings
+from .errors import ConfigError, GemimgError
+from .models import DEFAULT_MODEL, GenerationParams, get_model
+from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
+from .session import Session, get_session, reset_session
+from .settings import RATE_TIERS, Settings
 from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +69,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CellArgs", "GemimgMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_REF_VAR = re.compile(r"^\{([^{}]+)\}$")
 _RESOLUTION_DEFAULT = "1K"
 
 
@@ -98,97 +91,30 @@ class _SubParser(argparse.ArgumentParser):
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
-            _say(message.rstrip())
+            say(message.rstrip())
         raise _Stop
-
-
-_RANGE_TAIL = re.compile(r"^(\[\s*\d+\s*\]|\(\s*[+-]?[\d.]+\s*\))$")
-
-
-def _split(line: str) -> list[str]:
-    """Shell-like splitting of a magic line (quotes group, and are removed).
-
-    A sweep range written without quotes (``--sweep temperature=0.2-1.4 [4]``)
-    splits at the space; its ``[N]`` or ``(+S)`` tail is joined back on.
-    """
-    try:
-        words = shlex.split(line, posix=os.name != "nt")
-    except ValueError as exc:
-        raise UsageError(f"cannot read the options: {exc} (check the quotes)") from None
-    joined: list[str] = []
-    for word in words:
-        prev = joined[-1] if joined else ""
-        if _RANGE_TAIL.match(word) and "=" in prev and (not prev.startswith("-") or prev.startswith("--sweep=")):
-            joined[-1] = f"{joined[-1]} {word}"
-        else:
-            joined.append(word)
-    return joined
-
-
-def _say(text: str) -> None:
-    """Print one message for the user (the magic layer is the only place that prints)."""
-    print(text)  # noqa: T201
-
-
-@dataclass
-class CellArgs:
-    """What a ``%%gemimg`` cell asked for, after parsing and expansion (nothing validated by the model yet)."""
-
-    prompt: str
-    params: dict[str, Any] = field(default_factory=dict)
-    references: list[object] = field(default_factory=list)
-    repeats: int = 1
-    sweeps: list[str] = field(default_factory=list)
-    yes: bool = False
-    output: str | None = None
-    wait: bool = False
-    fresh: bool = False
-    debug: bool = False
-    edit: object = None  # --edit: a result, or a job id the session resolves through the ledger
-
-    @property
-    def is_sweep(self) -> bool:
-        """More than one image: axes, or repeats."""
-        return bool(self.sweeps) or self.repeats > 1
-
-
-class _Formatter(string.Formatter):
-    """``str.format`` over the user namespace, with errors that say what to do."""
-
-    def get_value(self, key: int | str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-        if isinstance(key, int) or key == "":
-            raise UsageError(
-                "the prompt contains {} without a variable name; put a name inside, or write {{ and }} for literal braces"
-            )
-        if key not in kwargs:
-            raise UsageError(
-                f"the prompt uses {{{key}}} but there is no variable {key!r}; define it first, "
-                f"or write {{{{{key}}}}} for literal braces"
-            )
-        return kwargs[key]
 
 
 _STOPPED_WAITING = INTERRUPT_LINE  # one short line: JupyterLab breaks a long stream line mid-word
 
-# names a result must not take: IPython's own, and the builtins every later cell relies on
-_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit", "display", "__builtins__"})
+
+def _check(make: Callable[[], Any]) -> Any:
+    """``make()``, with a :class:`GemimgError` turned into a one-line trait error."""
+    try:
+        return make()
+    except GemimgError as err:
+        raise _TraitError(error_line(err)) from None
 
 
-def _check_output_name(name: str) -> None:
-    """Refuse an ``-o`` name that is not a plain variable or would break the kernel's own names."""
-    if not name.isidentifier() or keyword.iskeyword(name):
-        what = "a Python keyword" if keyword.iskeyword(name) else "not a valid Python name"
-        raise UsageError(f"-o/--output {name!r} is {what}; use letters, digits and _, not starting with a digit")
-    if hasattr(builtins, name) or name in _IPYTHON_NAMES or name.startswith("_"):
-        if name in _IPYTHON_NAMES:
-            whose = "an IPython"
-        elif hasattr(builtins, name):
-            whose = "a Python built-in"
-        else:
-            whose = "an underscore"
-        raise UsageError(
-            f"-o/--output {name!r} would replace {whose} name and break later cells; choose another name, e.g. img_1"
-        )
+@contextmanager
+def _errors(magics: GemimgMagics, debug: bool = False) -> Iterator[None]:
+    """Turn a :class:`GemimgError` into a bare one-line ``UsageError`` (``--debug`` or ``magics.debug``: re-raise)."""
+    try:
+        yield
+    except GemimgError as err:
+        if debug or magics.debug:
+            raise
+        raise UsageError(error_line(err)) from err
 
 
 class _Number(Float):  # type: ignore[type-arg]
@@ -239,59 +165,33 @@ class GemimgMagics(Magics):
         self._ready = False
         self._sess: Session | None = None
         super().__init__(shell=shell, **kwargs)
-        self._views: list[LiveView] = []
-        self._subcommands: dict[str, tuple[Callable[[list[str]], Any], str]] = {
-            "jobs": (self._cmd_jobs, "this session's jobs and their states"),
-            "cancel": (self._cmd_cancel, "cancel [ID|all] [--drop]: stop jobs or a sweep"),
-            "wait": (self._cmd_wait, "wait [ID] [--timeout S]: block until jobs are done (use it before Run All ends)"),
-            "resume": (self._cmd_resume, "finish jobs left unfinished by a restart"),
-            "history": (self._cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
-            "lineage": (self._cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
-            "pick": (self._cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
-            "unpick": (self._cmd_unpick, "unpick NAME|ID: remove a pick"),
-            "report": (
-                self._cmd_report,
-                "report NAME [PATH]: a self-contained HTML report of a sweep or an edit chain",
-            ),
-            "cost": (self._cmd_cost, "spent, saved by the cache, budget"),
-            "models": (self._cmd_models, "the models with their sizes, resolutions, limits and price"),
-            "probe": (self._cmd_probe, "probe [--spend N]: check what the gateway really does for this key"),
-            "login": (self._cmd_login, "ask for the ToAPIs key (hidden, kept in memory) and use the real gateway"),
-            "backend": (self._cmd_backend, "backend [sim|toapis]: show or switch the backend"),
-            "panel": (self._cmd_panel, "the ipywidgets control panel (same engine, same store)"),
-            "config": (self._cmd_config, "the effective defaults"),
-            "help": (self._cmd_help, "this help"),
+        self.views: list[LiveView] = []
+        self.subcommands: dict[str, tuple[Callable[[list[str]], Any], str]] = {
+            name: (partial(fn, self), about) for name, (fn, about) in SUBCOMMANDS.items()
         }
         self._ready = True
 
     # ---- validation of the defaults -----------------------------------------------------
 
-    @staticmethod
-    def _check(make: Callable[[], Any]) -> Any:
-        try:
-            return make()
-        except GemimgError as err:
-            raise _TraitError(error_line(err)) from None
-
     @validate("model")
     def _valid_model(self, proposal: dict[str, Any]) -> str:
-        return str(self._check(lambda: get_model(proposal["value"]).id))
+        return str(_check(lambda: get_model(proposal["value"]).id))
 
     @validate("size")
     def _valid_size(self, proposal: dict[str, Any]) -> str:
-        params = self._check(lambda: GenerationParams.create("check", model=self.model, size=proposal["value"]))
+        params = _check(lambda: GenerationParams.create("check", model=self.model, size=proposal["value"]))
         return str(params.size)
 
     @validate("resolution")
     def _valid_resolution(self, proposal: dict[str, Any]) -> str:
         value = proposal["value"]
-        params = self._check(lambda: GenerationParams.create("check", model=self.model, resolution=value))
+        params = _check(lambda: GenerationParams.create("check", model=self.model, resolution=value))
         return str(params.resolution)
 
     @validate("temperature", "top_p")
     def _valid_sampling(self, proposal: dict[str, Any]) -> float:
         name = proposal["trait"].name
-        params = self._check(lambda: GenerationParams.create("check", model=DEFAULT_MODEL, **{name: proposal["value"]}))
+        params = _check(lambda: GenerationParams.create("check", model=DEFAULT_MODEL, **{name: proposal["value"]}))
         return float(getattr(params, name))
 
     @validate("max_cost_usd", "confirm_above_usd")
@@ -361,7 +261,7 @@ class GemimgMagics(Magics):
 
     # ---- the session ---------------------------------------------------------------------
 
-    def _wanted_settings(self) -> Settings:
+    def wanted_settings(self) -> Settings:
         overrides: dict[str, Any] = {}
         if self.output_dir:
             overrides["output_dir"] = Path(self.output_dir)
@@ -377,7 +277,7 @@ class GemimgMagics(Magics):
         panel, ``%gemimg login`` or ``reset_session``) is used as it is.
         """
         try:
-            sess = get_session(self._wanted_settings())
+            sess = get_session(self.wanted_settings())
         except ConfigError:
             sess = get_session()  # a session with other settings is already running: use it
         self._sess = sess
@@ -394,7 +294,7 @@ class GemimgMagics(Magics):
         }
 
     @property
-    def _user_ns(self) -> dict[str, Any]:
+    def user_ns(self) -> dict[str, Any]:
         assert self.shell is not None, "GemimgMagics needs a shell"
         return self.shell.user_ns
 
@@ -403,16 +303,6 @@ class GemimgMagics(Magics):
         sess = self._sess
         return [] if sess is None else [j for j in sess.jobs() if not j.done()]
 
-    @contextmanager
-    def _errors(self, debug: bool = False) -> Iterator[None]:
-        """Turn a :class:`GemimgError` into a bare one-line ``UsageError`` (``--debug``: re-raise)."""
-        try:
-            yield
-        except GemimgError as err:
-            if debug or self.debug:
-                raise
-            raise UsageError(error_line(err)) from err
-
     # ---- lifecycle -----------------------------------------------------------------------
 
     def announce(self) -> None:
@@ -420,26 +310,26 @@ class GemimgMagics(Magics):
         try:
             sess = self.session()
         except GemimgError as err:
-            _say(f"gemimg: {error_line(err)}")
+            say(f"gemimg: {error_line(err)}")
             return
-        _say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
+        say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
         pending = sess.pending_count()
         if pending:
-            _say(
+            say(
                 f"gemimg: {plural(pending, 'unfinished job')} in the ledger ({sess.store_root}); "
                 "%gemimg resume finishes them"
             )
 
     def shutdown(self) -> None:
         """Stop following outputs and close the shared session (its runner and simulator)."""
-        for view in self._views:
+        for view in self.views:
             view.close()
-        self._views.clear()
+        self.views.clear()
         running = self._running_jobs()
         self._sess = None
         reset_session(None)
         if running:
-            _say(
+            say(
                 f"gemimg: stopped; {plural(len(running), 'unfinished job')} "
                 f"{'stays' if len(running) == 1 else 'stay'} in the ledger "
                 "(%load_ext gemimg_jupyter, then %gemimg resume)"
@@ -517,13 +407,13 @@ class GemimgMagics(Magics):
         See also ``%gemimg help`` (jobs, cancel, wait, resume, history, cost …).
         """
         args = self.parse_cell(line, cell)
-        with self._errors(args.debug):
+        with _errors(self, args.debug):
             try:
-                return self._run_cell(args)
+                return run_cell(self, args)
             except KeyboardInterrupt:  # Ctrl-C anywhere in a waiting cell stops the wait, never the jobs
                 if not args.wait:
                     raise
-                _say(_STOPPED_WAITING)
+                say(_STOPPED_WAITING)
                 return None
 
     def parse_cell(self, line: str, cell: str) -> CellArgs:
@@ -531,15 +421,15 @@ class GemimgMagics(Magics):
         ns = self.gemimg_cell.parser.parse_args(_split(line))
         output = ns.output
         if output is not None:
-            _check_output_name(output)
+            check_output_name(output)
         if not 1 <= ns.repeats <= MAX_REPEATS:
             raise UsageError(f"-n/--repeats {ns.repeats} is not allowed; use a whole number from 1 to {MAX_REPEATS}")
         if not cell.strip():
             raise UsageError("the cell is empty: write the prompt in the cell body, below the %%gemimg line")
-        prompt = self._expand(cell, what="prompt")
+        prompt = expand(self.user_ns, cell, what="prompt")
         references: list[object] = []
         for token in ns.ref or []:
-            references.extend(self._ref_objects(token))
+            references.extend(ref_objects(self.user_ns, token))
         params = {
             name: getattr(ns, name)
             for name in ("model", "size", "resolution", "temperature", "top_p")
@@ -550,139 +440,14 @@ class GemimgMagics(Magics):
             params=params,
             references=references,
             repeats=ns.repeats,
-            sweeps=[self._expand_spec(spec) for spec in ns.sweep or []],
+            sweeps=[expand_spec(self.user_ns, spec) for spec in ns.sweep or []],
             yes=ns.yes,
             output=output,
             wait=self.wait if ns.wait is None else ns.wait,
             fresh=ns.fresh,
             debug=ns.debug,
-            edit=None if ns.edit is None else self._image_target(ns.edit, what="--edit"),
+            edit=None if ns.edit is None else image_target(self.user_ns, ns.edit, what="--edit"),
         )
-
-    def _expand(self, text: str, *, what: str) -> str:
-        try:
-            return _Formatter().vformat(text, (), self._user_ns)
-        except UsageError:
-            raise
-        except ValueError as exc:
-            raise UsageError(
-                f"the {what}'s braces do not pair up ({exc}); write {{{{ and }}}} for literal braces"
-            ) from None
-        except (AttributeError, KeyError, IndexError, TypeError) as exc:
-            raise UsageError(f"the {what}'s {{…}} could not be filled in: {type(exc).__name__}: {exc}") from None
-
-    def _lookup(self, expr: str) -> Any:
-        """The object named by ``expr`` (``name``, ``name.attr`` or ``name[0]``) in the user namespace."""
-        try:
-            obj, _ = _Formatter().get_field(expr.strip(), (), self._user_ns)
-        except UsageError:
-            raise UsageError(
-                f"--ref {{{expr}}}: there is no variable {expr.split('.')[0].split('[')[0]!r}; define it first"
-            ) from None
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise UsageError(f"--ref {{{expr}}} could not be read: {type(exc).__name__}: {exc}") from None
-        return obj
-
-    def _ref_objects(self, token: str) -> list[object]:
-        match = _REF_VAR.match(token.strip())
-        if match:
-            obj = self._lookup(match.group(1))
-            items = list(obj) if isinstance(obj, (list, tuple)) else [obj]
-            return [_image_of(item) for item in items]
-        if "{" in token:
-            return [self._expand(token, what="--ref value")]
-        return [token]
-
-    def _resolve_ref(self, token: str) -> ReferenceImage:
-        """For sweep ``ref=`` axes: a path, URL or ``{var}`` holding one image."""
-        from .images import load_reference
-
-        match = _REF_VAR.match(token.strip())
-        return load_reference(_image_of(self._lookup(match.group(1))) if match else token)
-
-    def _expand_spec(self, spec: str) -> str:
-        """Fill ``{var}`` in a sweep spec (lists become comma-separated values); ``ref=`` keeps them."""
-        name = spec.split("=", 1)[0]
-        try:
-            if canonical_axis_name(name) == "ref":
-                return spec
-        except GemimgError:
-            return spec  # the sweep parser reports unknown axis names itself
-
-        def fill(match: re.Match[str]) -> str:
-            value = self._lookup(match.group(1))
-            if isinstance(value, (list, tuple, range)):
-                items = [str(v) for v in value]
-                return ("|" if any("," in v for v in items) else ",").join(items)
-            return str(value)
-
-        return re.sub(r"\{([^{}]+)\}", fill, spec)
-
-    def _run_cell(self, args: CellArgs) -> LiveView:
-        sess = self.session()
-        defaults = self.defaults()
-        target: Job | SweepResult
-        view: LiveView
-        if args.is_sweep:
-            fixed: dict[str, Any] = dict(args.params)
-            if args.references:
-                fixed["reference_images"] = args.references
-            plan = sess.plan(
-                args.prompt,
-                axes=args.sweeps,
-                repeats=args.repeats,
-                defaults=defaults,
-                resolve_ref=self._resolve_ref,
-                edit=args.edit,
-                **fixed,
-            )
-            _say(f"gemimg: {sess.quote(plan, fresh=args.fresh, confirm_above_usd=self.confirm_above_usd).summary}")
-            result = sess.sweep(
-                args.prompt,
-                plan=plan,
-                fresh=args.fresh,
-                wait=False,
-                yes=args.yes,
-                confirm_above_usd=self.confirm_above_usd,
-                cell_size=self.cell_size,
-                edit=args.edit,
-            )
-            target, view = result, SweepView(result, min_interval=self.refresh_interval)
-        else:
-            job = sess.generate(
-                args.prompt,
-                reference_images=args.references,
-                fresh=args.fresh,
-                wait=False,
-                defaults=defaults,
-                edit=args.edit,
-                **args.params,
-            )
-            target, view = job, JobView(job, preview_size=self.preview_size)
-        if args.output:
-            self._user_ns[args.output] = target
-        view.show()
-        view.attach()
-        self._views = [v for v in self._views if not v.finished]
-        self._views.append(view)
-        if args.wait:
-            self._block([view], timeout=None)
-        return view
-
-    def _block(self, views: Sequence[LiveView], timeout: float | None) -> bool:
-        """Wait for views to reach their final state (Ctrl-C stops waiting, not the jobs)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            for view in views:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                target = view.target()
-                if not target.wait(left):
-                    return False
-                view.wait_final(10.0 if left is None else max(0.5, left))
-        except KeyboardInterrupt:
-            show_interrupt_note([job for view in views for job in _jobs_of(view)])
-            return False
-        return True
 
     # ---- %gemimg ---------------------------------------------------------------------------
 
@@ -717,312 +482,42 @@ class GemimgMagics(Magics):
         """
         words = _split(line)
         if not words:
-            return self._cmd_help([])
+            return self.subcommands["help"][0]([])
         name, rest = words[0].lower(), words[1:]
-        entry = self._subcommands.get(name)
+        entry = self.subcommands.get(name)
         if entry is None:
-            close = difflib.get_close_matches(name, self._subcommands, n=1)
+            close = difflib.get_close_matches(name, self.subcommands, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(
-                f"unknown subcommand {name!r}{hint}; use one of: {', '.join(self._subcommands)} "
+                f"unknown subcommand {name!r}{hint}; use one of: {', '.join(self.subcommands)} "
                 "(%%gemimg generates images)"
             )
         try:
-            with self._errors():
+            with _errors(self):
                 return entry[0](rest)
         except _Stop:
             return None
 
-    def _parser(self, name: str) -> _SubParser:
-        return _SubParser(prog=f"%gemimg {name}", description=self._subcommands[name][1], allow_abbrev=False)
-
-    def _cmd_help(self, argv: list[str]) -> None:
-        self._parser("help").parse_args(argv)
-        width = max(len(n) for n in self._subcommands)
-        lines = ["%gemimg SUBCOMMAND — manage images and jobs (%%gemimg? for generating them):"]
-        lines += [f"  {n.ljust(width)}  {about}" for n, (_, about) in self._subcommands.items()]
-        lines.append("Defaults: %config GemimgMagics (list) · %config GemimgMagics.size = '16:9' (change).")
-        _say("\n".join(lines))
-
-    def _cmd_jobs(self, argv: list[str]) -> RichText:
-        self._parser("jobs").parse_args(argv)
-        return jobs_table(self.session().jobs())
-
-    def _cmd_cancel(self, argv: list[str]) -> None:
-        p = self._parser("cancel")
-        p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
-        p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
-        ns = p.parse_args(argv)
-        sess = self.session()
-        n = sess.cancel(ns.target, drop=ns.drop)
-        paid = [j for j in sess.jobs() if not j.done() and j.task_id is not None]
-        msg = f"gemimg: cancelled {plural(n, 'job')}"
-        if paid and not ns.drop:
-            msg += (
-                f"; {plural(len(paid), 'job')} already submitted (and paid for) will still be downloaded"
-                " — add --drop to stop collecting them"
-            )
-        _say(msg)
-
-    def _cmd_wait(self, argv: list[str]) -> None:
-        p = self._parser("wait")
-        p.add_argument("target", nargs="?", help="a job or sweep id (default: everything)")
-        p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
-        ns = p.parse_args(argv)
-        sess = self.session()
-        start = time.monotonic()
-        jobs = sess.jobs()
-        if ns.target is not None:
-            job = sess.find_job(ns.target)
-            sweep = sess.find_sweep(ns.target)
-            if job is None and sweep is None:
-                known = ", ".join(j.id for j in jobs[-8:]) or "none yet"
-                raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
-            jobs = [job] if job is not None else list(sweep.jobs if sweep is not None else [])
-        if not jobs:
-            _say("gemimg: nothing to wait for")
-            return
-        try:
-            ok = sess.wait_jobs(jobs, timeout=ns.timeout)
-            if ok:
-                for sweep in sess.sweeps:
-                    if any(j in jobs for j in sweep.jobs):
-                        sweep.wait(timeout=10)
-        except KeyboardInterrupt:
-            show_interrupt_note(jobs)
-            return
-        left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
-        views = [v for v in self._views if any(j in jobs for j in _jobs_of(v))]
-        self._block(views, timeout=left)
-        counts: dict[str, int] = {}
-        for job in jobs:
-            counts[job.state.value] = counts.get(job.state.value, 0) + 1
-        summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-        elapsed = time.monotonic() - start
-        if ok:
-            _say(f"gemimg: {plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
-        else:
-            running = sum(1 for j in jobs if not j.done())
-            _say(
-                f"gemimg: still {plural(running, 'job')} running after {elapsed:.1f} s ({summary}); "
-                "they keep going in the background"
-            )
-
-    def _cmd_resume(self, argv: list[str]) -> None:
-        self._parser("resume").parse_args(argv)
-        jobs = self.session().resume()
-        if not jobs:
-            _say("gemimg: nothing to resume")
-            return
-        _say(f"gemimg: resuming {plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
-        for job in jobs[:12]:
-            view = JobView(job, preview_size=self.preview_size)
-            view.show()
-            view.attach()
-            self._views.append(view)
-        if len(jobs) > 12:
-            _say(f"gemimg: … and {len(jobs) - 12} more (%gemimg jobs lists them)")
-
-    def _cmd_history(self, argv: list[str]) -> Any:
-        p = self._parser("history")
-        p.add_argument("n", nargs="?", type=int, default=12, help="how many images (default 12)")
-        p.add_argument("--picked", action="store_true", help="only picked images, newest pick first")
-        ns = p.parse_args(argv)
-        if not 1 <= ns.n <= 200:
-            raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
-        sess = self.session()
-        picked = sess.pickbook.cbids()
-        if ns.picked:
-            rows = [pk.row for pk in sess.picks() if pk.row is not None and pk.row.path][: ns.n]
-            if not rows:
-                _say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
-                return None
-            return history_strip(rows, picked=picked, title=f"{len(rows)} picked image(s), newest pick first")
-        return history_strip(sess.history(ns.n), picked=picked)
+    def subparser(self, name: str) -> _SubParser:
+        return _SubParser(prog=f"%gemimg {name}", description=self.subcommands[name][1], allow_abbrev=False)
 
     # ---- edit chains, picks, reports (docs/editing.md) -------------------------------------
 
-    def _image_target(self, token: str, *, what: str, sweep_ok: bool = False) -> object:
-        """What NAME means: a variable holding a result (``fox[2]`` indexes a sweep), else a job id."""
-        expr = token.strip()
-        match = _REF_VAR.match(expr)
-        expr = match.group(1).strip() if match else expr
-        head = re.split(r"[.\[]", expr, maxsplit=1)[0]
-        if not (head.isidentifier() and head in self._user_ns):
-            if match or expr != head or not expr:
-                raise UsageError(f"{what} {token}: there is no variable {head!r}; define it first")
-            return expr  # a job id (short, task or client_business_id): the session looks it up in the ledger
-        try:
-            obj, _ = _Formatter().get_field(expr, (), self._user_ns)
-        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise UsageError(f"{what} {token} could not be read: {type(exc).__name__}: {exc}") from None
-        if isinstance(obj, LiveView):
-            obj = obj.target()
-        if isinstance(obj, SweepResult) and not sweep_ok:
-            raise UsageError(f"{what} {token} is a sweep; name one of its images, e.g. {expr}[0]")
-        if isinstance(obj, (JobClass, SweepResult, str)):
-            return obj
-        raise UsageError(f"{what} {token} holds a {type(obj).__name__}, not a result; name a result or a job id")
-
-    def _cmd_lineage(self, argv: list[str]) -> Any:
-        p = self._parser("lineage")
-        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
-        ns = p.parse_args(argv)
-        chain = self.session().lineage(self._image_target(ns.name, what="%gemimg lineage"))
-        return lineage_output(chain)
-
-    def _cmd_pick(self, argv: list[str]) -> None:
-        p = self._parser("pick")
-        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
-        p.add_argument("--note", metavar="TEXT", help="why (kept with the pick)")
-        ns = p.parse_args(argv)
-        pick = self.session().pick(self._image_target(ns.name, what="%gemimg pick"), note=ns.note)
-        self._redraw_sweeps()
-        _say(f"gemimg: picked {pick.cbid[-6:]} ({display_path(pick.path)})")
-
-    def _cmd_unpick(self, argv: list[str]) -> None:
-        p = self._parser("unpick")
-        p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
-        ns = p.parse_args(argv)
-        gone = self.session().unpick(self._image_target(ns.name, what="%gemimg unpick"))
-        self._redraw_sweeps()
-        _say(f"gemimg: {'unpicked' if gone else 'was not picked:'} {ns.name}")
-
-    def _redraw_sweeps(self) -> None:
-        """Live sweep grids show the new star at once."""
-        for view in self._views:
-            if isinstance(view, SweepView):
-                view.refresh()
-
-    def _cmd_report(self, argv: list[str]) -> None:
-        p = self._parser("report")
-        p.add_argument("name", help="a sweep variable, or an image (its edit chain)")
-        p.add_argument("path", nargs="?", help="where to write it (default: <output>/reports/)")
-        ns = p.parse_args(argv)
-        target = self._image_target(ns.name, what="%gemimg report", sweep_ok=True)
-        path = self.session().save_report(target, ns.path)
-        _say(f"gemimg: report written to {display_path(path)} ({path.stat().st_size / 1024:.0f} KB, opens offline)")
-
-    def _cmd_cost(self, argv: list[str]) -> RichText:
-        self._parser("cost").parse_args(argv)
-        return cost_report(self.session().cost())
-
-    def _cmd_models(self, argv: list[str]) -> RichText:
-        self._parser("models").parse_args(argv)
-        return models_table(MODELS, default=self.model)
-
-    def _cmd_probe(self, argv: list[str]) -> None:
-        p = self._parser("probe")
-        p.add_argument("--spend", type=float, default=0.0, metavar="DOLLARS", help="allow paid checks up to this much")
-        p.add_argument("--yes", action="store_true", help="do not ask before paying")
-        ns = p.parse_args(argv)
-        if not ns.spend >= 0:
-            raise UsageError(f"%gemimg probe: --spend {ns.spend} is not allowed; use 0 or more dollars")
-        from .probe import run_probe
-
-        def confirm(question: str) -> bool:
-            return bool(ns.yes) or input(question).strip().lower() in ("y", "yes")
-
-        run_probe(self._current_settings(), spend=ns.spend, confirm=confirm, say=_say)
-
-    def _switch(self, settings: Settings, *, force: bool) -> Session:
+    def switch(self, settings: Settings, *, force: bool) -> Session:
         running = self._running_jobs()
         if running and not force:
             raise UsageError(
                 f"{plural(len(running), 'job')} still running; %gemimg wait (or %gemimg cancel all) first, "
                 "or add --force (they stay in the ledger for %gemimg resume)"
             )
-        for view in self._views:
+        for view in self.views:
             view.close()
-        self._views.clear()
+        self.views.clear()
         sess = reset_session(settings)
         assert sess is not None
         self._sess = sess
-        _say(sess.banner())
+        say(sess.banner())
         return sess
-
-    def _current_settings(self) -> Settings:
-        """The running session's settings, or, when none can start (say, no key), the wanted ones."""
-        try:
-            return self.session().settings
-        except GemimgError:
-            return self._wanted_settings()
-
-    def _cmd_login(self, argv: list[str]) -> None:
-        p = self._parser("login")
-        p.add_argument("--force", action="store_true", help="switch even while jobs are running")
-        ns = p.parse_args(argv)
-        key = getpass.getpass("ToAPIs API key (hidden; kept in memory for this kernel only): ").strip()
-        if not key:
-            raise UsageError("no key entered; nothing changed")
-        env = Settings.from_env()
-        current = self._current_settings()
-        self._switch(current.replace(api_key=Secret(key), backend="toapis", base_url=env.base_url), force=ns.force)
-
-    def _cmd_backend(self, argv: list[str]) -> None:
-        p = self._parser("backend")
-        p.add_argument("name", nargs="?", choices=("sim", "toapis"), help="switch to this backend")
-        p.add_argument("--force", action="store_true", help="switch even while jobs are running")
-        ns = p.parse_args(argv)
-        current = self._current_settings()
-        if ns.name is None or ns.name == current.resolved_backend:
-            _say(self.session().banner())
-            return
-        if ns.name == "sim":
-            self._switch(current.replace(backend="sim", base_url=None), force=ns.force)
-            return
-        env = Settings.from_env()
-        key = current.api_key or env.api_key
-        if key is None:
-            raise UsageError("no ToAPIs key: run %gemimg login (hidden prompt) or set TOAPIS_API_KEY, then try again")
-        self._switch(current.replace(backend="toapis", api_key=key, base_url=env.base_url), force=ns.force)
-
-    def _cmd_panel(self, argv: list[str]) -> Any:
-        self._parser("panel").parse_args(argv)
-        try:
-            from .widgets import Panel
-        except ImportError as exc:
-            raise UsageError(f"the control panel is not available ({exc}); use %%gemimg instead") from None
-        accepted = inspect.signature(Panel).parameters
-        kwargs: dict[str, Any] = {}
-        if "session" in accepted:
-            kwargs["session"] = self.session()
-        if "defaults" in accepted:
-            kwargs["defaults"] = self.defaults()
-        return Panel(**kwargs)
-
-    def _cmd_config(self, argv: list[str]) -> RichText:
-        self._parser("config").parse_args(argv)
-        sess = self.session()
-        rows: list[tuple[str, object, str]] = []
-        for name, trait in sorted(self.traits(config=True).items()):
-            rows.append((name, getattr(self, name), trait.help))
-        s = sess.settings
-        rows += [
-            ("(backend)", sess.backend, "GEMIMG_BACKEND / %gemimg backend"),
-            ("(base_url)", sess.base_url, "GEMIMG_BASE_URL (the simulator's own address for sim)"),
-            ("(store)", display_path(sess.store_root), "where the ledger and images are"),
-            ("(budget)", s.max_cost_usd, "max_cost_usd in effect"),
-            ("(in flight)", s.max_in_flight, "requests running at once"),
-            ("(job timeout)", s.job_timeout, "seconds before a job is given up (resume can still collect it)"),
-        ]
-        return config_table([(n, redact(str(v)) if isinstance(v, str) else v, h) for n, v, h in rows])
-
-
-def _image_of(obj: object) -> object:
-    """A finished job (or its view) used as a reference stands for its image file."""
-    if isinstance(obj, LiveView):
-        obj = obj.target()
-    if isinstance(obj, JobClass):
-        if not obj.state.has_image or obj.path is None:
-            raise UsageError(f"--ref: job {obj.id} has no image yet ({obj.state.value}); run %gemimg wait first")
-        return obj.path
-    return obj
-
-
-def _jobs_of(view: LiveView) -> list[Job]:
-    target = view.target()
-    return list(target.jobs) if isinstance(target, SweepResult) else [target]
 
 
 # ---- loading -------------------------------------------------------------------------------------

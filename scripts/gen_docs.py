@@ -225,7 +225,7 @@ def cell_parser() -> argparse.ArgumentParser:
 
 def subcommands(magics: GemimgMagics) -> dict[str, str]:
     """The ``%gemimg`` router: subcommand → its one-line description."""
-    return {name: about for name, (_fn, about) in magics._subcommands.items()}
+    return {name: about for name, (_fn, about) in magics.subcommands.items()}
 
 
 def subcommand_parser(
@@ -237,7 +237,7 @@ def subcommand_parser(
     nothing else happens. A bad ``argv`` raises the ``UsageError`` the user
     would see.
     """
-    build: Callable[[str], argparse.ArgumentParser] = magics._parser
+    build: Callable[[str], argparse.ArgumentParser] = magics.subparser
 
     def capture(sub: str) -> argparse.ArgumentParser:
         parser = build(sub)
@@ -250,13 +250,13 @@ def subcommand_parser(
         parser.parse_args = parse_args  # type: ignore[method-assign]
         return parser
 
-    magics._parser = capture  # type: ignore[method-assign]
+    magics.subparser = capture  # type: ignore[method-assign]
     try:
-        magics._subcommands[name][0]([])
+        magics.subcommands[name][0]([])
     except Captured as got:
         return got.parser, got.namespace
     finally:
-        del magics._parser
+        del magics.subparser
     raise RuntimeError(f"%gemimg {name} did not build a parser")
 
 

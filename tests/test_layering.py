@@ -29,6 +29,7 @@ CORE = [
     "progress",
     "session",
     "settings",
+    "sheets",
     "store",
     "text",
     "plan",
@@ -46,7 +47,17 @@ PANEL = tuple(
     f"panel/{name}"
     for name in ("__init__", "base", "common", "parameters", "references", "sweep", "results", "detail", "history")
 )
-UI = {"magics", "widgets", "display", "panel", *(p.replace("/", ".") for p in PANEL)}
+UI = {
+    "magics",
+    "cells",
+    "commands",
+    "widgets",
+    "display",
+    "live",
+    "renderers",
+    "panel",
+    *(p.replace("/", ".") for p in PANEL),
+}
 BANNED = ("IPython", "ipywidgets", "traitlets")
 
 
@@ -55,8 +66,7 @@ def test_core_module_imports_no_ui_toolkit(module: str) -> None:
     code = (
         f"import sys, gemimg_jupyter.{module}\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {BANNED!r} "
-        f"or m in ('gemimg_jupyter.magics', 'gemimg_jupyter.widgets', 'gemimg_jupyter.display', "
-        f"'gemimg_jupyter.panel')))"
+        f"or m in {tuple(f'gemimg_jupyter.{ui}' for ui in sorted(UI))!r}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"gemimg_jupyter.{module} pulled in {out.strip()}"
@@ -82,7 +92,7 @@ def test_no_core_file_mentions_the_ui_layers() -> None:
         if rel in UI or rel == "__init__":
             continue
         names = imported_names(path)
-        bad = {n for n in names if n.split(".")[0] in BANNED or any(n.endswith(ui) for ui in UI)}
+        bad = {n for n in names if n.split(".")[0] in BANNED or any(n == ui or n.endswith(f".{ui}") for ui in UI)}
         assert not bad, f"{rel} imports {sorted(bad)}"
 
 
@@ -114,7 +124,7 @@ def test_no_module_imports_names_from_the_package_root() -> None:
                     assert is_module, f"{path.relative_to(PKG)} imports {alias.name!r} from the package root"
 
 
-FACES = ("magics", "widgets", "display", *PANEL)
+FACES = ("magics", "cells", "commands", "widgets", "display", "live", "renderers", *PANEL)
 #: The engine's parts a face never reaches for: it asks the session instead.
 ENGINE_PARTS = {"store", "runner"}
 
