@@ -73,7 +73,12 @@ def check(name: str, session: Session, server: SimServer, result: SweepResult, a
 
 FAULTS: dict[str, tuple[dict[str, Any], dict[str, Any], set[str]]] = {
     # name: (simulator switches, settings overrides, allowed outcomes)
-    "429 storm (50%, Retry-After 1-3 s)": ({"rate_limit_rate": 0.5, "retry_after": (1.0, 3.0)}, {}, {"done"}),
+    # half of all requests refused for 1-3 s each: surviving it takes longer than the other rows' 30 s deadline
+    "429 storm (50%, Retry-After 1-3 s)": (
+        {"rate_limit_rate": 0.5, "retry_after": (1.0, 3.0)},
+        {"job_timeout": 100.0},
+        {"done"},
+    ),
     "5xx burst (JSON + HTML 504)": ({"server_error_rate": 0.3, "html_error_rate": 0.5}, {}, {"done"}),
     "connection reset after submit": ({"drop_after_submit_rate": 0.3}, {}, {"done"}),
     "task failed": ({"fail_rate": 0.25}, {}, {"done", "failed"}),
@@ -118,7 +123,9 @@ def test_simulator_restarted_mid_sweep(tmp_path: Path) -> None:
     try:
         with Session(settings_for(server, tmp_path / "out")) as session:
             result = session.sweep("A paper-cut fox", axes=AXES, repeats=2, yes=True, wait=False)
+            deadline = time.monotonic() + 30
             while sum(j.task_id is not None for j in result.jobs) < 8:
+                assert time.monotonic() < deadline, "the sweep never got 8 tasks accepted"
                 time.sleep(0.02)
             server.restart()
             time.sleep(0.3)
