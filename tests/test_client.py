@@ -528,3 +528,26 @@ def test_download_tries_is_for_http_errors_and_corrupt_bytes_are_fetched_three_t
     with pytest.raises(InvalidImageError, match="after 3 downloads"):
         client.download(url, tries=1)
     assert len(responses.calls) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no IEND", "one byte flipped"])
+def test_a_damaged_png_download_is_refused_without_a_full_decode(damage: str) -> None:
+    """Downloads are checked by the PNG's own structure (chunks to IEND, CRCs); damaged bytes still raise."""
+    import io
+
+    from PIL import Image
+
+    from gemimg_jupyter.errors import InvalidImageError
+    from gemimg_jupyter.images import ImageBytes
+
+    buf = io.BytesIO()
+    Image.effect_noise((256, 256), 40).convert("RGB").save(buf, "PNG")
+    data = buf.getvalue()
+    bad = {
+        "truncated": data[: len(data) // 2],
+        "no IEND": data[:-12],
+        "one byte flipped": data[:3000] + bytes([data[3000] ^ 0xFF]) + data[3001:],
+    }[damage]
+    assert ImageBytes.checked(data).width == 256  # the intact image passes
+    with pytest.raises(InvalidImageError, match="not a readable image"):
+        ImageBytes.checked(bad)
