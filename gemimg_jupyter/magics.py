@@ -51,9 +51,9 @@ from .cells import (
 from .cells import split_line as _split
 from .commands import SUBCOMMANDS
 from .display import (
-    INTERRUPT_LINE,
     LiveView,
     error_line,
+    show_interrupt_note,
 )
 from .errors import ConfigError, GemimgError
 from .models import DEFAULT_MODEL, GenerationParams, get_model
@@ -93,9 +93,6 @@ class _SubParser(argparse.ArgumentParser):
         if message:
             say(message.rstrip())
         raise _Stop
-
-
-_STOPPED_WAITING = INTERRUPT_LINE  # one short line: JupyterLab breaks a long stream line mid-word
 
 
 def _check(make: Callable[[], Any]) -> Any:
@@ -413,7 +410,8 @@ class GemimgMagics(Magics):
             except KeyboardInterrupt:  # Ctrl-C anywhere in a waiting cell stops the wait, never the jobs
                 if not args.wait:
                     raise
-                say(_STOPPED_WAITING)
+                # the same self-clearing note as a wait that was interrupted: it goes once the jobs end
+                show_interrupt_note([job for job in self.session().jobs() if not job.done()])
                 return None
 
     def parse_cell(self, line: str, cell: str) -> CellArgs:
