@@ -205,7 +205,7 @@ class Job:
         #: the image this one edits (``cbid``, ``key``, ``sha256``), recorded in the ledger and the PNG
         self.parent: dict[str, Any] | None = dict(parent) if parent else None
         #: the session that made this job (for ``edit``, ``pick``, ``lineage``); set by the runner
-        self.owner: Any = None
+        self.session: Any = None
         self.repeat = repeat
         self.sweep_id = sweep_id
         self.backend = backend
@@ -393,9 +393,9 @@ class Job:
         return self._session().lineage(self)
 
     def _session(self) -> Any:
-        if self.owner is None:
+        if self.session is None:
             raise JobError(f"job {self.id} belongs to no session; use Session.pick/edit with it")
-        return self.owner
+        return self.session
 
     def __repr__(self) -> str:
         extra = f", path={str(self.path)!r}" if self.path else (f", error={self.error!r}" if self.error else "")
@@ -620,7 +620,7 @@ class JobRunner:
         self._rng = random.Random()
         self.polls = PollSchedule(settings, self._rng)
         store.start_heartbeat()
-        self.owner: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
+        self.session: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
 
     # ---- public ---------------------------------------------------------------------------
 
@@ -751,7 +751,7 @@ class JobRunner:
                 else:
                     extra += 1
             job.id = short
-            job.owner = self.owner
+            job.session = self.session
             self._jobs[short] = job
 
     def resume(self) -> list[Job]:

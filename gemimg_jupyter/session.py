@@ -310,7 +310,7 @@ class Session:
                 gate=self.gate,
             )
             self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
-            self.runner.owner = self  # jobs reach their session for edit, pick, lineage
+            self.runner.session = self  # jobs reach their session for edit, pick, lineage
             self.pickbook = Picks(self.store)
         except BaseException:
             self._stop_sim()  # a failed load leaves no simulator behind
