@@ -103,7 +103,7 @@ class Collector:
                 raise
             except InvalidImageError as exc:  # the client already downloaded it three times: leave it resumable
                 raise JobTimeoutError(
-                    f"task {job.task_id}: {exc}; it stays in the ledger: %gemimg resume or a re-run tries again",
+                    f"task {job.task_id}: {exc}; it stays in the ledger: Session.resume() or a re-run tries again",
                     task_id=job.task_id,
                 ) from None
             except (GemimgError, OSError, sqlite3.Error, Retry) as exc:
@@ -130,7 +130,7 @@ class Collector:
         return JobTimeoutError(
             f"task {job.task_id} has no image after {e.settings.job_timeout:g}s"
             f"{reason if problem is not None else ''}; it stays in the ledger: run the cell again or "
-            "%gemimg resume to collect it",
+            "Session.resume() to collect it",
             task_id=job.task_id,
         )
 

@@ -236,7 +236,7 @@ class JobRunner:
             log.debug("could not hand the rows back", exc_info=True)
         for job in self.jobs:
             if not job.done():
-                job.error = "stopped when the runner shut down; %gemimg resume finishes it"
+                job.error = "stopped when the runner shut down; Session.resume() finishes it"
                 job.exception = JobCancelled(job.error, task_id=job.task_id)
                 self._record.finish(job, JobState.CANCELLED, ledger=False)
 
