@@ -89,7 +89,7 @@ def test_three_edits_record_their_parents_send_the_parent_first_and_show_a_linea
     gem.run_cell_magic("gemimg", "--edit a -o b --wait", "make the teapot blue")
     gem.run_cell_magic("gemimg", "--edit b -o c --wait --size 16:9", "add steam <rising> from the spout")
     a, b, c = (gem.user_ns[n] for n in "abc")
-    assert all(j.status == "done" for j in (a, b, c))
+    assert all(j.state.value == "done" for j in (a, b, c))
 
     # the ledger and the PNG name the parent: c -> b -> a
     for child, parent in ((b, a), (c, b)):
@@ -138,7 +138,7 @@ def test_the_same_edit_again_is_a_cache_hit_and_uploads_the_parent_once(gem: Any
     assert again.cached and again.path == first.path
     assert submits() == sent
     other = a.edit("on a sunny street")
-    assert other.status == "done" and submits() == sent + 1
+    assert other.state.value == "done" and submits() == sent + 1
     assert get_session().sim.stats()["uploads"] == uploads  # same parent content: no second upload
     assert other.parent == first.parent
 
@@ -335,7 +335,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             panel.generate_button.click()
             assert panel.wait(30)
             (first,) = panel._run.jobs
-            assert first.status == "done"
+            assert first.state.value == "done"
             assert panel.detail_edit.layout.display is None and panel.detail_pick.layout.display is None
 
             panel.detail_edit.click()
@@ -346,7 +346,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             panel.generate_button.click()
             assert panel.wait(30)
             (second,) = panel._run.jobs
-            assert second.status == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
+            assert second.state.value == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
             assert second.parent is not None and second.parent["cbid"] == first.cbid
             assert sess.sim._tasks[second.task_id].req.image_urls  # the parent went as a reference
             assert second.params.references[0].sha256 == image_hash(first.path)

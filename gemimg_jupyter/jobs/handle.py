@@ -97,11 +97,6 @@ class Job:
     # ---- the result handle ----------------------------------------------------------------
 
     @property
-    def status(self) -> str:
-        """The state as text (``queued`` … ``done``)."""
-        return self.state.value
-
-    @property
     def cached(self) -> bool:
         """True when the image came from the store without a request."""
         return self.state is JobState.CACHED
