@@ -73,23 +73,7 @@ class Collector:
                     )
                 if not status.url:
                     raise Retry(f"task {status.id} completed without an image URL")
-                e.record.move(job, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
-                yield TO_DOWNLOADS
-                e.woke(job)
-                data = e.client.download(
-                    status.url,
-                    expected=job.params.pixel_size,
-                    deadline=deadline,
-                    cancelled=lambda: e.stop_now(job),
-                    tries=1,
-                )
-                job.provenance = self._provenance(job, status)
-                note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
-                if note:
-                    job.provenance["size_note"] = note
-                name = safe_filename(job.params.describe(), job.id, job.submitted_at)
-                job.path = e.store.write_image(data, name, job.provenance)
-                e.record.finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
+                yield from self._download(job, status, status.url, deadline)
                 return
             except Stopped:
                 raise
@@ -121,9 +105,30 @@ class Collector:
             e.woke(job)
             check_cancel(job)
             if time.monotonic() >= deadline:
-                raise self.overdue(job, problem)
+                raise self._overdue(job, problem)
 
-    def overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:
+    def _download(self, job: Job, status: TaskStatus, url: str, deadline: float) -> Steps:
+        """Download the image in the download pool, write it with its provenance, and end the job ``done``."""
+        e = self.engine
+        e.record.move(job, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
+        yield TO_DOWNLOADS
+        e.woke(job)
+        data = e.client.download(
+            url,
+            expected=job.params.pixel_size,
+            deadline=deadline,
+            cancelled=lambda: e.stop_now(job),
+            tries=1,
+        )
+        job.provenance = self._provenance(job, status)
+        note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
+        if note:
+            job.provenance["size_note"] = note
+        name = safe_filename(job.params.describe(), job.id, job.submitted_at)
+        job.path = e.store.write_image(data, name, job.provenance)
+        e.record.finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
+
+    def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:
         """The job's deadline passed without an image: it ends ``timeout``, its row resumable."""
         e = self.engine
         reason = f" (last problem: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__})"
@@ -156,7 +161,7 @@ class Collector:
                 yield max(0.0, deadline - time.monotonic())
                 e.woke(job)
                 check_cancel(job)
-                raise self.overdue(job, problem)
+                raise self._overdue(job, problem)
             yield delay
             e.woke(job)
             check_cancel(job)
