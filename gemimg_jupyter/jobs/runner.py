@@ -72,7 +72,17 @@ class JobRunner:
         budget = Budget()
         self._record = Transitions(store, window, budget)
         self._engine = Engine(
-            client, store, settings, backend, self.gate, rng, self.polls, window, budget, lanes, self._record
+            client=client,
+            store=store,
+            settings=settings,
+            backend=backend,
+            gate=self.gate,
+            rng=rng,
+            polls=self.polls,
+            window=window,
+            budget=budget,
+            lanes=lanes,
+            record=self._record,
         )
         self._submitter = Submitter(self._engine)
         self._collector = Collector(self._engine)
