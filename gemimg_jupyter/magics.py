@@ -58,6 +58,7 @@ from .display import (
 from .errors import ConfigError, GemimgError
 from .models import DEFAULT_MODEL, GenerationParams, get_model
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
+from .renderers import magic_words
 from .session import Session, get_session, reset_session
 from .settings import RATE_TIERS, Settings
 from .text import plural
@@ -309,7 +310,9 @@ class GemimgMagics(Magics):
         except GemimgError as err:
             say(f"gemimg: {error_line(err)}")
             return
-        say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
+        say(
+            magic_words(sess.banner()).replace(". ", ".\n")
+        )  # a sentence a line: JupyterLab breaks long stream lines mid-word
         pending = sess.pending_count()
         if pending:
             say(
@@ -514,7 +517,7 @@ class GemimgMagics(Magics):
         sess = reset_session(settings)
         assert sess is not None
         self._sess = sess
-        say(sess.banner())
+        say(magic_words(sess.banner()))
         return sess
 
 
