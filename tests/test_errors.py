@@ -153,7 +153,7 @@ def test_a_401_speaks_python_to_python(strict_sim: SimServer, tmp_path: Path) ->
     assert "authentication failed (401)" in text and text.endswith(
         "; check TOAPIS_API_KEY or use Settings(api_key=...)"
     )
-    assert "%gemimg" not in text
+    assert "%gemimg" not in text and text.count("TOAPIS_API_KEY") == 1  # the hint once, not glued on twice
     assert error_line(denied.value).endswith("; check TOAPIS_API_KEY or use %gemimg login")
 
 
@@ -166,7 +166,9 @@ def test_a_401_speaks_magic_to_the_magic(ip: Any, strict_sim: SimServer, monkeyp
     shown = [out["data"].get("text/plain", "") for out in ip.display_pub.outputs]
     denied = [text for text in shown if "authentication failed (401)" in text]
     assert denied, shown
-    assert all("check TOAPIS_API_KEY or use %gemimg login" in text and "Settings(" not in text for text in denied)
+    for text in denied:
+        assert "check TOAPIS_API_KEY or use %gemimg login" in text and "Settings(" not in text
+        assert text.count("TOAPIS_API_KEY") == 1, text
 
 
 # ---------------------------------------------------------------- the core speaks Python
