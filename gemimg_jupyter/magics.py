@@ -310,9 +310,8 @@ class GemimgMagics(Magics):
         except GemimgError as err:
             say(f"gemimg: {error_line(err)}")
             return
-        say(
-            magic_words(sess.banner()).replace(". ", ".\n")
-        )  # a sentence a line: JupyterLab breaks long stream lines mid-word
+        # a sentence a line: JupyterLab breaks long stream lines mid-word
+        say(magic_words(sess.banner()).replace(". ", ".\n"))
         pending = sess.pending_count()
         if pending:
             say(

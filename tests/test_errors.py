@@ -235,3 +235,13 @@ Y = "run Session.resume() to collect it"
     assert magic_literals(core_source("report")) and all(
         ("report", text) in ALLOWED for _, text in magic_literals(core_source("report"))
     )
+
+
+def test_the_banner_reads_in_magic_words(ip: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    said = "gemimg: no API key set. Set TOAPIS_API_KEY or use Settings(api_key=...) for real images."
+    monkeypatch.setattr(Session, "banner", lambda self: said)  # the core's wording, whatever it is today
+    ip.run_line_magic("load_ext", "gemimg_jupyter")  # prints the banner, a sentence a line
+    ip.run_line_magic("gemimg", "backend")  # prints it again
+    out = capsys.readouterr().out
+    assert out.count("Set TOAPIS_API_KEY or use %gemimg login for real images.") == 2, out
+    assert "Settings(" not in out
