@@ -68,15 +68,9 @@ AXIS_ALIASES: dict[str, str] = {
     "references": "ref",
 }
 
-#: How each axis is titled in grid legends.
+#: How each axis is titled in grid legends: its parameter's name (``ref`` is ``references``), the prompt's as search/replace.
 AXIS_TITLES: dict[str, str] = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "size": "size",
-    "resolution": "resolution",
-    "model": "model",
-    "prompt": "prompt S/R",
-    "ref": "references",
+    spec.axis: "prompt S/R" if spec.name == "prompt" else spec.name for spec in PARAM_SPECS if spec.axis
 }
 
 #: No single axis may expand to more values than this (guards ``[1000000]``).

@@ -57,7 +57,7 @@ from .display import (
 )
 from .errors import ConfigError, GemimgError
 from .models import DEFAULT_MODEL, GenerationParams, get_model
-from .params import PARAMS, VALUE_PARAMS
+from .params import PARAMS, SAMPLING_PARAMS, VALUE_PARAMS
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
 from .session import Session, get_session, reset_session
 from .settings import RATE_TIERS, Settings
@@ -198,7 +198,7 @@ class GemimgMagics(Magics):
         params = _check(lambda: GenerationParams.create("check", model=self.model, resolution=value))
         return str(params.resolution)
 
-    @validate("temperature", "top_p")
+    @validate(*(param.name for param in SAMPLING_PARAMS))
     def _valid_sampling(self, proposal: dict[str, Any]) -> float:
         name = proposal["trait"].name
         params = _check(lambda: GenerationParams.create("check", model=DEFAULT_MODEL, **{name: proposal["value"]}))
