@@ -52,7 +52,7 @@ SIM_KEY = "sim-local-key"
 SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
 SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
-#: The parameter keywords (``model``, ``size``, …, ``reference_images``), from the parameter table.
+#: The parameter keywords (``temperature``, ``size``, ``model``, ``reference_images`` …), from the parameter table.
 _PARAM_NAMES = tuple(p.keyword for p in PARAM_SPECS if p.keyword)
 
 
