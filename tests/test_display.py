@@ -38,7 +38,7 @@ def finished_job(tmp_path: Path, size: str = "16:9", state: JobState = JobState.
     job = make_job("a finished fox", size=size)
     w, h = job.params.pixel_size
     path = tmp_path / f"{job.id}.png"
-    prov = {"params": job.params.describe(), "task_id": "task_123", "backend": "sim"}
+    prov = {"params": job.params.as_dict(), "task_id": "task_123", "backend": "sim"}
     path.write_bytes(png_with_provenance(Image.new("RGB", (w, h), "teal"), prov))
     job.path, job.provenance, job.task_id, job.state, job.cost_usd = path, prov, "task_123", state, 0.0488
     job._done.set()
