@@ -50,7 +50,7 @@ def ledger_request(job: Job, backend: str) -> dict[str, Any]:
         "cbid": job.cbid,
         "key": job.key,
         "repeat": job.repeat,
-        "params": {**job.params.describe(), "reference_urls": urls, **parent_of(job)},
+        "params": {**job.params.as_dict(), "reference_urls": urls, **parent_of(job)},
         "backend": backend,
         "price_usd": job.params.price_usd,
         "sweep_id": job.sweep_id,

@@ -124,7 +124,7 @@ class Collector:
         note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
         if note:
             job.provenance["size_note"] = note
-        name = safe_filename(job.params.describe(), job.id, job.submitted_at)
+        name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         job.path = e.store.write_image(data, name, job.provenance)
         e.record.finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
@@ -209,7 +209,7 @@ class Collector:
         return {
             "generator": f"gemimg_jupyter {__version__}",
             "backend": self.engine.backend,
-            "params": job.params.describe(),
+            "params": job.params.as_dict(),
             "references": [{"sha256": r.sha256, "name": r.name} for r in job.params.references],
             "repeat": job.repeat,
             "task_id": status.id,

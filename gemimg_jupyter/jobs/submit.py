@@ -47,7 +47,7 @@ class Submitter:
             try:
                 if self._found_earlier_try(job):
                     break
-                params = {**job.params.describe(), "reference_urls": list(urls), **parent_of(job)}
+                params = {**job.params.as_dict(), "reference_urls": list(urls), **parent_of(job)}
                 e.record.move(job, JobState.SUBMITTING, params=params)
                 with e.gate.ticket("submit"):
                     status = e.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
