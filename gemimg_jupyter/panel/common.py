@@ -257,7 +257,7 @@ def params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()
 
 def job_state_word(job: Job) -> str:
     """The one word the bar and the detail card both use for a job's state."""
-    return "cached" if job.cached else job.status.replace("_", " ")
+    return "cached" if job.cached else job.state.value.replace("_", " ")
 
 
 def cell_label(plan: SweepPlan, index: int) -> str:

@@ -243,7 +243,7 @@ class ResultsSection(PanelBase):
             for btn, job, i in zip(self._cell_buttons, jobs, range(len(jobs)), strict=False):
                 btn.description = f"{cell_label(run.plan, i)} · {cell_mark(job)}"
                 btn.button_style = cell_style(job.state)
-                btn.tooltip = job.error or f"{job.status}; click to see this image and its parameters"
+                btn.tooltip = job.error or f"{job.state.value}; click to see this image and its parameters"
             total = sum(100 if job.done() else job.progress for job in jobs)
             self.progress.value = int(total / len(jobs))
             finished = all(job.done() for job in jobs)
@@ -279,7 +279,7 @@ class ResultsSection(PanelBase):
                 except (OSError, ValueError, GemimgError) as exc:
                     self.result_hint.value = message_html(f"the image could not be read: {exc}", "error")
             elif job.done():
-                self.result_hint.value = message_html(f"No image: {job.error or job.status}", "error")
+                self.result_hint.value = message_html(f"No image: {job.error or job.state.value}", "error")
         elif run.sweep is not None:
             try:
                 self.result_image.value = png_bytes(run.sweep.grid())
@@ -299,7 +299,7 @@ class ResultsSection(PanelBase):
         if run.sweep is not None:
             run.sweep.wait(timeout=10)  # the core saves the grid PNG in the last job's thread
         if failed:
-            first = failed[0].error or failed[0].status
+            first = failed[0].error or failed[0].state.value
             text = f"{len(failed)} of {len(jobs)} failed: {first}"
             if ok:
                 text += f" ({ok} succeeded)"
