@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -35,6 +36,25 @@ def quick_settings(output_dir: Path, **changes: Any) -> Settings:
         job_timeout=30.0,
     )
     return base.replace(**changes)
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, *, interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    The test fails with "timed out after ``timeout`` s waiting for ``what``" when the
+    deadline passes first. The deadline bounds the wait; it is not a timing assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 @pytest.fixture(autouse=True)
