@@ -246,7 +246,7 @@ class MemSampler(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join()
+        self.join(timeout=30)  # one sample takes well under a second; the wait still has a bound
 
 
 def shrink_png(src: Path, dest: Path, limit: int = 200_000) -> int:

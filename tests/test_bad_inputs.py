@@ -653,7 +653,7 @@ def test_html_in_a_prompt_is_valid_and_shown_as_text(ctx: Ctx) -> None:
     assert p.wait(20)
     p.cells.children[0].click()
     detail = p.detail_html.value
-    p._on_history_click(0)  # the newest stored image: this one
+    p.history_buttons[0].click()  # the newest stored image: this one
     for markup in (first, table, detail, p.detail_html.value, p.plan_html.value, p.message.value):
         assert "<script>" not in markup and "<b>a fox</b>" not in markup
     for markup in (first, table, detail, p.detail_html.value):

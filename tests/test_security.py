@@ -603,7 +603,7 @@ def test_prompt_text_is_escaped_in_every_html_output(ip: Any, tmp_path: Path, ca
         assert panel.wait(20)
         panel.cells.children[1].click()
         detail = panel.detail_html.value
-        panel._on_history_click(0)
+        panel.history_buttons[0].click()
         panel.x_axis.value = "temperature"
         panel.x_values.value = f"0.2,{SCRIPT}"  # refused, with the value in the message
         import ipywidgets as W

@@ -145,14 +145,14 @@ def test_default_panel_follows_the_default_session() -> None:
 def test_model_change_updates_sizes_resolutions_and_sampling(panel: Panel) -> None:
     panel.size.value = "21:9"
     panel.model.value = "gemini-3.1-flash-image-preview"
-    assert "8:1" in panel.size._options_values and "4K" in panel.resolution.options
+    assert "8:1" in [value for _label, value in panel.size.options] and "4K" in panel.resolution.options
     assert not panel.resolution.disabled
     panel.resolution.value = "2K"
-    assert "16:9 · 2688×1536" in panel.size._options_labels
+    assert "16:9 · 2688×1536" in [label for label, _value in panel.size.options]
     assert "2688×1536" in text_of(panel.size_shape) or panel.size.value != "16:9"
 
     panel.model.value = "gemini-2.5-flash-image-preview"  # no 21:9, no sampling
-    assert "21:9" not in panel.size._options_values
+    assert "21:9" not in [value for _label, value in panel.size.options]
     assert panel.size.value == "1:1"
     assert "size 21:9 is not available" in text_of(panel.message)
     assert panel.resolution.options == ("1K",) and panel.resolution.disabled
@@ -197,8 +197,8 @@ def test_generate_single_image_has_the_right_aspect(panel: Panel, session: Sessi
     assert not panel.generate_button.disabled and panel.cancel_button.disabled
     # history shows it, and clicking it opens the detail view
     assert panel.history_box.children[0].layout.display is None
-    assert panel._history_buttons[0].description.startswith("16:9")
-    panel._history_buttons[0].click()
+    assert panel.history_buttons[0].description.startswith("16:9")
+    panel.history_buttons[0].click()
     assert "from the history" in text_of(panel.detail_html)
     assert image_size(panel.detail_image.value)[0] > 0
 

@@ -64,6 +64,11 @@ class HistorySection(PanelBase):
             self.session_cost,
         ]
 
+    @property
+    def history_buttons(self) -> tuple[W.Button, ...]:
+        """The history tiles' buttons, newest image first: a click shows that image in the detail view."""
+        return tuple(self._history_buttons)
+
     def _refresh_history(self) -> None:
         try:
             rows = self.session.history(HISTORY_SLOTS)
