@@ -23,10 +23,12 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,8 +179,8 @@ def snapshot(c: Ctx) -> dict[str, Any]:
         for p in c.out.rglob("*")
         if p.is_file() and not p.name.startswith("ledger.sqlite3")
     )
-    with store._lock:
-        uploads = store._db.execute("SELECT sha256, backend, url FROM uploads ORDER BY sha256").fetchall()
+    with closing(sqlite3.connect(f"file:{store.ledger_path}?mode=ro", uri=True)) as ledger:  # a reader, as any process
+        uploads = ledger.execute("SELECT sha256, backend, url FROM uploads ORDER BY sha256").fetchall()
     return {
         "session": id(sess),
         "requests": sess.sim.stats()["requests"],
