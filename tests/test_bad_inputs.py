@@ -36,10 +36,11 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from PIL import Image
-from traitlets import TraitError
+from traitlets import Bool, TraitError
 
 import gemimg_jupyter as gi
 from gemimg_jupyter.errors import BudgetExceededError, ConfigError, ValidationError
+from gemimg_jupyter.magics import GemimgMagics
 from gemimg_jupyter.session import Session, get_session, reset_session
 from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
@@ -340,6 +341,7 @@ BAD_INPUTS = [
         id="cell-sweep-four-axes",
     ),
     pytest.param(cell("--ref 'unclosed", "a fox", "check the quotes"), id="cell-unclosed-quote"),
+    pytest.param(cell("--edit nosuchid", "a fox", "'nosuchid' is not in the ledger"), id="cell-edit-unknown"),
     # ---- reference files
     pytest.param(cell("--ref no/such/file.png", "a fox", "does not exist"), id="ref-missing"),
     pytest.param(cell("--ref {EMPTY}", "a fox", "is empty (0 bytes)"), id="ref-empty"),
@@ -634,7 +636,15 @@ def test_the_table_covers_every_way_in(capsys: pytest.CaptureFixture[str]) -> No
             + ", ".join(f"{n} {s}" for s, n in sorted(surfaces.items()))
             + f" ({refs} about reference files)"
         )
-    assert len(BAD_INPUTS) >= 40
+    # every way in that takes a value has a bad value in the table: each option of the cell magic that is
+    # not a switch, and each %config setting that is not a switch
+    lines = [p.values[0].what[0].split() for p in BAD_INPUTS if p.values[0].surface == "cell"]
+    used = {word.split("=")[0] for words in lines for word in words if word.startswith("-")}
+    options = [a.option_strings for a in GemimgMagics.gemimg_cell.parser._actions if a.option_strings and a.nargs != 0]
+    assert [o[-1] for o in options if not used & set(o)] == [], "cell options without a bad value in the table"
+    assigned = {p.values[0].what.split("=")[0].strip() for p in BAD_INPUTS if isinstance(p.values[0].what, str)}
+    settings = {n for n, t in GemimgMagics.class_traits(config=True).items() if not isinstance(t, Bool)}
+    assert sorted(settings - assigned) == [], "settings without a bad value in the table"
     assert set(surfaces) == {"cell", "line", "config", "api", "panel"}
     assert len({p.id for p in BAD_INPUTS}) == len(BAD_INPUTS)
 
