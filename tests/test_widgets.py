@@ -7,7 +7,6 @@ shows (images, grid, messages, plan text) and on what reached the simulator.
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 import html
 import io
@@ -90,17 +89,6 @@ def generate(panel: Panel) -> None:
 
 
 # ------------------------------------------------------------------ construction and layering
-
-
-def test_widgets_module_never_imports_magics() -> None:
-    tree = ast.parse(Path(gemimg_jupyter.widgets.__file__).read_text())
-    imported = {
-        (node.module or "") if isinstance(node, ast.ImportFrom) else alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, (ast.Import, ast.ImportFrom))
-        for alias in node.names
-    }
-    assert not any("magics" in name for name in imported), imported
 
 
 def test_panel_is_exported_lazily() -> None:
