@@ -22,31 +22,19 @@ from PIL import Image
 
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.session import Session, SweepResult
-from gemimg_jupyter.settings import RetryPolicy, Settings
+from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import wait_for
+from .conftest import sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
 AXES = ["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"]  # 12 cells × 2 repeats = 24 requests
-PATIENT = RetryPolicy(max_tries=30, base=0.05, cap=0.5, jitter=0.2, max_retry_after=5.0)
 OUTCOMES: list[tuple[str, Counter[str], dict[str, Any]]] = []
 
 
 def settings_for(server: SimServer, out: Path, **kw: Any) -> Settings:
-    base = {
-        "backend": "sim",
-        "base_url": server.base_url,
-        "output_dir": out,
-        "retry": PATIENT,
-        "poll_first": 0.1,
-        "poll_min": 0.1,
-        "poll_max": 0.5,
-        "job_timeout": 30.0,
-        "max_in_flight": 8,
-    }
-    return Settings(**{**base, **kw})
+    return sim_settings(server, out, **{"max_in_flight": 8, **kw})
 
 
 def check(name: str, session: Session, server: SimServer, result: SweepResult, allowed: set[str]) -> Counter[str]:
