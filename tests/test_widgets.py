@@ -83,6 +83,13 @@ def panel(session: Session) -> Iterator[Panel]:
         p.close()
 
 
+def sweep_over(panel: Panel, *axes: str) -> None:
+    """Pick the sweep axes as a person would, X then Y, each written as on a cell: ``"temperature=0.2,1.4"``."""
+    rows = ((panel.x_axis, panel.x_values), (panel.y_axis, panel.y_values))
+    for (axis, values), text in zip(rows, axes, strict=False):
+        axis.value, _, values.value = text.partition("=")
+
+
 def generate(panel: Panel) -> None:
     panel.generate_button.click()
     assert panel.wait(WAIT), "the run did not finish"
@@ -342,10 +349,7 @@ def test_sweep_plan_updates_live_and_refuses_bad_values(panel: Panel, session: S
 
 def test_sweep_2x2_fills_the_grid_and_cells_open_details(panel: Panel, session: Session, sim: SimServer) -> None:
     panel.prompt.value = "a paper-cut fox"
-    panel.x_axis.value = "temperature"
-    panel.x_values.value = "0.2,1.4"
-    panel.y_axis.value = "size"
-    panel.y_values.value = "1:1,16:9"
+    sweep_over(panel, "temperature=0.2,1.4", "size=1:1,16:9")
     generate(panel)
 
     assert sim.stats()["submits_accepted"] == 4
@@ -382,10 +386,7 @@ def test_repeats_without_axes_make_a_small_grid(panel: Panel, session: Session) 
 
 def test_generate_pressed_twice_quickly_submits_once(panel: Panel, session: Session, sim: SimServer) -> None:
     panel.prompt.value = "a paper-cut fox"
-    panel.x_axis.value = "temperature"
-    panel.x_values.value = "0.2,0.8"
-    panel.y_axis.value = "top_p"
-    panel.y_values.value = "0.9,1"
+    sweep_over(panel, "temperature=0.2,0.8", "top_p=0.9,1")
     panel.generate_button.click()
     panel.generate_button.click()
     assert "still in progress" in text_of(panel.message)
@@ -415,8 +416,7 @@ def test_cancel_mid_sweep_then_generate_again(sim: SimServer, fast_settings: Set
     panel = Panel(session=session)
     try:
         panel.prompt.value = "a paper-cut fox"
-        panel.x_axis.value = "temperature"
-        panel.x_values.value = "0.1,0.3,0.5,0.7,0.9,1.1"
+        sweep_over(panel, "temperature=0.1,0.3,0.5,0.7,0.9,1.1")
         panel.generate_button.click()
         assert panel.busy and not panel.cancel_button.disabled
         panel.cancel_button.click()
@@ -517,8 +517,7 @@ def test_magic_cell_quotes_and_skips_swept_parameters() -> None:
 def test_threads_only_touch_prebuilt_widgets(panel: Panel) -> None:
     """Widgets made by worker threads would be a bug: every widget is made before Generate returns."""
     panel.prompt.value = "a fox"
-    panel.x_axis.value = "temperature"
-    panel.x_values.value = "0.2,0.4,0.6"
+    sweep_over(panel, "temperature=0.2,0.4,0.6")
     panel.generate_button.click()
     made = len(panel._widgets)
     assert panel.wait(WAIT)
@@ -543,8 +542,7 @@ def test_magic_panel_shares_the_session_and_its_cell_reproduces_the_result(
         panel.prompt.value = "a teapot on a marble table"
         panel.upload.value = (upload_item("product.png", png(color=(240, 200, 40))),)
         generate(panel)
-        panel.x_axis.value = "temperature"
-        panel.x_values.value = "0.2,1.0"
+        sweep_over(panel, "temperature=0.2,1.0")
         generate(panel)
         sent = sim.stats()["submits_accepted"]
         assert sent == 3
