@@ -30,7 +30,7 @@ from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.store import SCHEMA_VERSION, Store
 
-from .conftest import quick_settings, sim_settings
+from .conftest import quick_settings, sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -378,9 +378,7 @@ def test_restart_and_run_all_in_a_real_kernel_pays_n_for_n(server: SimServer, tm
     try:
         kc.wait_for_ready(timeout=60)
         assert kc.execute_interactive(KERNEL_CELL, timeout=60)["content"]["status"] == "ok"
-        deadline = time.monotonic() + 60
-        while _submitted_rows(out) < 5 and time.monotonic() < deadline:  # mid-sweep: some paid, some not yet
-            time.sleep(0.05)
+        wait_for(lambda: _submitted_rows(out) >= 5, 60, "5 paid rows: mid-sweep, some paid and some not yet")
         assert _submitted_rows(out) >= 5 and _rows_done(out) < N  # restarted while the sweep was still running
         km.restart_kernel(now=False)  # Kernel > Restart, then Run All
         kc.wait_for_ready(timeout=60)
