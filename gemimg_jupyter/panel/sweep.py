@@ -9,6 +9,7 @@ import ipywidgets as W
 
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.images import load_reference
+from gemimg_jupyter.params import VALUE_PARAMS
 from gemimg_jupyter.plan import AXIS_NAMES, CONFIRM_ABOVE_USD, Axis, SweepPlan, parse_axis
 from gemimg_jupyter.text import format_usd
 
@@ -115,17 +116,15 @@ class SweepSection(PanelBase):
         """
         state = state or self.read_state()
         axes: list[Axis] = [parse_axis(f"{n}={v}", resolve_ref=load_reference) for n, v in state["axes"]]
+        values = {param.name: state[param.name] for param in VALUE_PARAMS}  # model, size, resolution, sampling
+        references = list(state["references"])
         return self.session.plan(
             state["prompt"],
             axes=axes,
             repeats=state["repeats"],
-            model=state["model"],
-            size=state["size"],
-            resolution=state["resolution"],
-            temperature=state["temperature"],
-            top_p=state["top_p"],
-            reference_images=list(state["references"]),
+            reference_images=references,
             edit=self._edit_row,
+            **values,
         )
 
     def magic_text(self) -> str:
