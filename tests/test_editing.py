@@ -326,7 +326,7 @@ def test_the_committed_editing_notebook_is_executed_and_small() -> None:
 
 
 def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_output: Path) -> None:
-    from gemimg_jupyter.widgets import Panel
+    from gemimg_jupyter.widgets import HISTORY_SLOTS, Panel
 
     with Session(quick_settings(tmp_output)) as sess:
         panel = Panel(session=sess)
@@ -351,18 +351,15 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             assert sess.sim._tasks[second.task_id].req.image_urls  # the parent went as a reference
             assert second.params.references[0].sha256 == image_hash(first.path)
 
-            panel._refresh_history()
-            captions = {
-                r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
-            }
+            panel.history_refresh.click()
+            shown = sess.history(HISTORY_SLOTS)  # what the panel's history shows, newest first
+            captions = {r.cbid: b.description for r, b in zip(shown, panel.history_buttons, strict=False)}
             assert captions[first.cbid].startswith("✎1 ") and "✎" not in captions[second.cbid]
 
             panel.detail_pick.value = True  # the detail view shows the edit now
             assert sess.is_picked(second) and panel.detail_pick.description == "★ picked"
             assert read_provenance(second.path)["pick"]["note"] is None
-            captions = {
-                r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
-            }
+            captions = {r.cbid: b.description for r, b in zip(shown, panel.history_buttons, strict=False)}
             assert captions[second.cbid].startswith("★ ") and not captions[first.cbid].startswith("★")
             panel.detail_pick.value = False
             assert not sess.is_picked(second) and "pick" not in read_provenance(second.path)
