@@ -13,6 +13,7 @@ import gemimg_jupyter as gi
 from gemimg_jupyter.errors import BudgetExceededError, ValidationError
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.models import JobState
+from gemimg_jupyter.results import Result, SweepResult
 from gemimg_jupyter.session import Session
 from gemimg_jupyter.settings import Settings
 
@@ -25,7 +26,7 @@ def ref_png(color: tuple[int, int, int]) -> bytes:
 
 def test_generate_returns_a_result_handle(session: Session) -> None:
     res = session.generate("A studio photo of a teapot", size="4:3", wait=False)
-    assert res.status in ("queued", "submitting", "submitted", "in_progress", "downloading", "done")
+    assert res.state.value in ("queued", "submitting", "submitted", "in_progress", "downloading", "done")
     assert res.result(timeout=20) is res
     assert res.image.size == (1184, 864)
     assert res.path is not None and res.path.is_file()
@@ -64,6 +65,23 @@ def test_sweep_plans_runs_and_saves_a_grid(session: Session, sim: Any) -> None:
     # the same sweep again is free and instant
     again = session.sweep("A paper-cut fox", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=2)
     assert again.counts()["cached"] == 12 and sim.stats()["submits_accepted"] == 12
+
+
+def test_one_image_and_a_sweep_are_both_a_result(session: Session) -> None:
+    job = session.generate("a lighthouse, one image", wait=False)
+    sweep = session.sweep("a lighthouse, a sweep", temperature=[0.3, 0.9], wait=False)
+    assert isinstance(sweep, SweepResult)
+    runs: list[Result] = [job, sweep]
+    for run in runs:
+        assert isinstance(run, Result)
+        assert run.wait(30) and run.done()
+        assert run.result(timeout=5) is run
+        assert run.cancel() == 0, "nothing is left to cancel once it ended"
+        bundle, meta = run._repr_mimebundle_()
+        assert bundle["image/png"].startswith(b"\x89PNG") and meta["image/png"]
+    assert session.find_job(job.id) is job and session.find_sweep(sweep.id) is sweep
+    assert not isinstance(object(), Result)
+    assert sweep.provenance()["sweep_id"] == sweep.id and len(sweep.provenance()["cells"]) == 2
 
 
 def test_one_quote_gives_the_plan_line_and_the_confirmation_rule(session: Session, sim: Any) -> None:
