@@ -58,7 +58,7 @@ from .display import (
 from .errors import ConfigError, GemimgError
 from .models import DEFAULT_MODEL, GenerationParams, get_model
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
-from .session import Session, get_session, reset_session
+from .session import Session, current_session, get_session, reset_session
 from .settings import RATE_TIERS, Settings
 from .text import plural
 
@@ -160,7 +160,6 @@ class GemimgMagics(Magics):
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         self._ready = False
-        self._sess: Session | None = None
         super().__init__(shell=shell, **kwargs)
         self.views: list[LiveView] = []
         self.subcommands: dict[str, tuple[Callable[[list[str]], Any], str]] = {
@@ -238,16 +237,15 @@ class GemimgMagics(Magics):
 
     @observe("output_dir", "max_cost_usd", "rate_tier")
     def _settings_changed(self, change: dict[str, Any]) -> None:
-        if not self._ready:
+        """A running session moves to the new value at once (nothing running: the next use builds one)."""
+        sess = current_session() if self._ready else None
+        if sess is None:
             return
-        sess = self.session()
-        wanted = sess.settings.replace(
-            output_dir=Path(self.output_dir) if self.output_dir else Settings.from_env().output_dir,
-            max_cost_usd=self.max_cost_usd,
-        ).with_rate_tier(self.rate_tier or Settings.from_env().rate_tier)
+        cleared = change["name"] if change["new"] in ("", None) else ""
+        wanted = self.config_settings(sess.settings, cleared=cleared)
         if wanted != sess.settings:
             try:
-                reset_session(wanted)
+                sess.with_settings(wanted)
             except GemimgError as err:  # the old value stays, as for any refused value
                 self._ready = False  # the session was not replaced; put the old value back without a switch
                 try:
@@ -258,27 +256,49 @@ class GemimgMagics(Magics):
 
     # ---- the session ---------------------------------------------------------------------
 
+    def config_settings(self, settings: Settings, *, cleared: str = "") -> Settings:
+        """``settings`` with this extension's ``output_dir``, ``max_cost_usd`` and ``rate_tier`` applied.
+
+        A value left unset (empty, ``None``) keeps what ``settings`` say, except ``cleared`` (the
+        name of a value just emptied by ``%config``): an emptied folder or tier goes back to the
+        environment's, an emptied budget means no budget.
+        """
+        env = Settings.from_env() if cleared else settings
+        changes: dict[str, Any] = {}
+        folder = Path(self.output_dir) if self.output_dir else (env if cleared == "output_dir" else settings).output_dir
+        if folder.expanduser().resolve() != settings.output_dir.expanduser().resolve():
+            changes["output_dir"] = folder
+        if self.max_cost_usd is not None or cleared == "max_cost_usd":
+            changes["max_cost_usd"] = self.max_cost_usd
+        wanted = settings.replace(**changes) if changes else settings
+        tier = self.rate_tier or (env if cleared == "rate_tier" else settings).rate_tier
+        return wanted if tier == wanted.rate_tier else wanted.with_rate_tier(tier)
+
     def wanted_settings(self) -> Settings:
-        overrides: dict[str, Any] = {}
-        if self.output_dir:
-            overrides["output_dir"] = Path(self.output_dir)
-        if self.max_cost_usd is not None:
-            overrides["max_cost_usd"] = self.max_cost_usd
-        settings = Settings.from_env(**overrides)
-        return settings.with_rate_tier(self.rate_tier) if self.rate_tier else settings
+        """The settings a new session gets: the environment's, with these ``%config`` values."""
+        return self.config_settings(Settings.from_env())
 
     def session(self) -> Session:
-        """The shared session (created from the environment and these defaults on first use).
+        """The extension's session: the default session, agreeing with these ``%config`` values.
 
-        A session that is already running (started by the Python API, the
-        panel, ``%gemimg login`` or ``reset_session``) is used as it is.
+        On first use it is made from the environment and these values. A default session started
+        elsewhere (``gi.generate``, ``reset_session``, a bare ``Panel()``) is used as long as it
+        agrees with every value set here; when it does not (say its output folder is another), a
+        session with these values replaces it, so a ``%config`` value is never silently ignored.
         """
-        try:
-            sess = get_session(self.wanted_settings())
-        except ConfigError:
-            sess = get_session()  # a session with other settings is already running: use it
-        self._sess = sess
-        return sess
+        sess = current_session()
+        if sess is None:
+            return get_session(self.wanted_settings())
+        wanted = self.config_settings(sess.settings)
+        if wanted == sess.settings:
+            return sess
+        running = [j for j in sess.jobs() if not j.done()]
+        if running:
+            raise ConfigError(
+                f"the running session's settings differ from %config GemimgMagics and it still runs "
+                f"{plural(len(running), 'job')}; %gemimg wait or %gemimg cancel all first"
+            )
+        return sess.with_settings(wanted)
 
     def defaults(self) -> dict[str, Any]:
         """The generation defaults handed to the session (``defaults=``)."""
@@ -296,8 +316,8 @@ class GemimgMagics(Magics):
         return self.shell.user_ns
 
     def _running_jobs(self) -> list[Job]:
-        """Unfinished jobs of the last session this magic used (a closed one has none)."""
-        sess = self._sess
+        """Unfinished jobs of the running session (none when no session runs)."""
+        sess = current_session()
         return [] if sess is None else [j for j in sess.jobs() if not j.done()]
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -323,8 +343,7 @@ class GemimgMagics(Magics):
             view.close()
         self.views.clear()
         running = self._running_jobs()
-        self._sess = None
-        reset_session(None)
+        reset_session(None)  # the extension's session is the default one: it closes with the extension
         if running:
             say(
                 f"gemimg: stopped; {plural(len(running), 'unfinished job')} "
@@ -511,9 +530,8 @@ class GemimgMagics(Magics):
         for view in self.views:
             view.close()
         self.views.clear()
-        sess = reset_session(settings)
-        assert sess is not None
-        self._sess = sess
+        current = current_session()
+        sess = current.with_settings(settings) if current is not None else get_session(settings)
         say(sess.banner())
         return sess
 

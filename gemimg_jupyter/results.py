@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from PIL import Image
 
 from .grid import Tile, encode_grid_png, grid_for_plan
-from .jobs import Job
+from .jobs import Job, Listener
 from .lineage import ledger_cbid
 from .models import JobState
 from .pickbook import Picks
@@ -241,6 +241,13 @@ class SweepResult:
                 target.write_bytes(data)
                 paths.append(target)
         return paths
+
+    def follow(self, jobs: Sequence[Job], listeners: Sequence[Listener] = ()) -> None:
+        """Take the sweep's jobs (in cell order) and listen to them; the grid is saved once all have ended."""
+        self.jobs.extend(jobs)
+        for job in self.jobs:
+            for listener in (self._on_job, *listeners):
+                job.add_listener(listener)
 
     def _on_job(self, _job: Job) -> None:
         if self._saved.is_set() or not self.done():

@@ -37,7 +37,19 @@ from .results import Result, SweepResult
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store
 
-__all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
+__all__ = [
+    "Result",
+    "Session",
+    "SweepResult",
+    "current_session",
+    "gateway_settings",
+    "generate",
+    "get_session",
+    "picks",
+    "reset_session",
+    "simulator_settings",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
@@ -354,17 +366,9 @@ class Session:
         if quote.needs_confirmation and not yes:
             raise quote.refusal()
         self.check_budget(quote.estimate_usd or 0.0)
-        sweep_id = uuid.uuid4().hex[:8]
-        result = SweepResult(plan, [], sweep_id=sweep_id, store=self.store, cell_size=cell_size)
-        all_listeners = [result._on_job, *listeners]
-        result.jobs.extend(
-            self.runner.submit_many(
-                [(cell.params, cell.repeat) for cell in plan.cells], fresh=fresh, sweep_id=sweep_id, parent=parent
-            )
-        )
-        for job in result.jobs:
-            for listener in all_listeners:
-                job.add_listener(listener)
+        result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
+        cells = [(cell.params, cell.repeat) for cell in plan.cells]
+        result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
         self.sweeps.append(result)
         if wait:
             result.wait()
@@ -474,6 +478,14 @@ class Session:
         """
         return self.edits.save_report(target, path)
 
+    def with_settings(self, settings: Settings | None = None, /, **changes: Any) -> Session:
+        """A new session on ``settings`` (default: this one's) with ``changes``; then this one closes.
+
+        If the new one cannot start, this one stays. If this was the default session, the new one
+        takes its place (``gi.generate`` and panels follow it); see :func:`gateway_settings`.
+        """
+        return _replace_session(self, (settings or self.settings).replace(**changes))
+
     def close(self) -> None:
         """Stop the runner and the simulator; unfinished work stays in the ledger."""
         if self._closed:
@@ -481,8 +493,7 @@ class Session:
         self._closed = True
         self.runner.shutdown(wait=False)
         self.client.close()
-        if self._sim is not None:
-            self._sim.stop()
+        self._stop_sim()
         self.store.close()
 
     def __enter__(self) -> Session:
@@ -493,11 +504,15 @@ class Session:
 
 
 _DEFAULT: Session | None = None
-_DEFAULT_LOCK = threading.Lock()
+_DEFAULT_LOCK = threading.RLock()
 
 
 def get_session(settings: Settings | None = None) -> Session:
-    """The shared default session (created from the environment on first use)."""
+    """The shared default session (created from ``settings`` or the environment on first use).
+
+    ``gi.generate``, ``gi.sweep``, ``gi.picks``, a bare ``Panel()`` and, while it is loaded, the
+    ``%gemimg`` extension all use this one session: one runner, one budget, one ledger.
+    """
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None or _DEFAULT.closed:
@@ -505,6 +520,41 @@ def get_session(settings: Settings | None = None) -> Session:
         elif settings is not None and settings != _DEFAULT.settings:
             raise ConfigError("a session is already running with other settings; call reset_session() first")
         return _DEFAULT
+
+
+def current_session() -> Session | None:
+    """The default session if one is running, else ``None`` (unlike :func:`get_session`, never starts one)."""
+    with _DEFAULT_LOCK:
+        return _DEFAULT if _DEFAULT is not None and not _DEFAULT.closed else None
+
+
+def _replace_session(old: Session, settings: Settings) -> Session:
+    """Start a session on ``settings``, then close ``old``; the new one becomes the default if ``old`` was."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        new = Session(settings)  # may raise: the old session then stays
+        if _DEFAULT is old:
+            _DEFAULT = new
+        old.close()
+        return new
+
+
+def gateway_settings(settings: Settings, api_key: str | Secret | None = None) -> Settings:
+    """``settings`` switched to the ToAPIs gateway ($GEMIMG_BASE_URL, else its public address).
+
+    The key is ``api_key``, else the one ``settings`` or the environment hold; without any, a
+    one-line :class:`ConfigError` says how to give one.
+    """
+    env = Settings.from_env()
+    key = Secret(api_key) if isinstance(api_key, str) else api_key or settings.api_key or env.api_key
+    if key is None:
+        raise ConfigError("no ToAPIs key: use Settings(api_key=...) or set TOAPIS_API_KEY, then try again")
+    return settings.replace(backend="toapis", api_key=key, base_url=env.base_url)
+
+
+def simulator_settings(settings: Settings) -> Settings:
+    """``settings`` switched to the built-in simulator (a key they hold is kept, unused)."""
+    return settings.replace(backend="sim", base_url=None)
 
 
 def reset_session(settings: Settings | None = None) -> Session | None:

@@ -77,7 +77,7 @@ def test_unload_stops_the_runner_and_reload_starts_a_new_session(ip: Any, tmp_ou
     ip.run_line_magic("load_ext", "gemimg_jupyter")
     sess = magics(ip).session()
     ip.run_line_magic("unload_ext", "gemimg_jupyter")
-    assert sess.runner._closed and sess._closed
+    assert sess.runner._closed and sess.closed
     assert not sess.sim.running
     assert ip.find_cell_magic("gemimg") is None and ip.find_line_magic("gemimg") is None
     assert "GemimgMagics" not in ip.magics_manager.registry
@@ -324,7 +324,7 @@ def test_bad_cell_input_is_one_usage_error_and_sends_nothing(
     assert message in text and "\n" not in text
     assert sess.sim.stats()["requests"] == before, "nothing may be sent for bad input"
     assert not gem.display_pub.outputs and "hero" not in gem.user_ns
-    assert get_session() is sess and not sess._closed and not sess.runner._closed
+    assert get_session() is sess and not sess.closed and not sess.runner._closed
     assert not gem.run_cell_magic("gemimg", "", "the session still works").job.state.is_terminal
 
 
@@ -476,7 +476,7 @@ def test_switching_backend_refuses_while_jobs_run(gem: Any, monkeypatch: pytest.
 def test_panel_opens_on_the_same_session(gem: Any) -> None:
     panel = gem.run_line_magic("gemimg", "panel")
     assert type(panel).__name__ == "Panel"
-    assert panel._session is magics(gem).session()
+    assert panel.session is magics(gem).session()
 
 
 def test_the_help_page_is_generated_with_examples(gem: Any) -> None:
@@ -527,6 +527,53 @@ def test_changing_the_output_dir_moves_the_store(gem: Any, tmp_path: Path) -> No
 def test_the_session_is_the_shared_one(gem: Any) -> None:
     assert isinstance(magics(gem).session(), Session)
     assert magics(gem).session() is get_session()
+
+
+def test_a_python_session_that_disagrees_with_config_is_replaced_not_used(gem: Any, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    gem.run_line_magic("config", f"GemimgMagics.output_dir = {str(mine)!r}")
+    other = reset_session(quick_settings(tmp_path / "other"))  # Python code starts its own session
+    assert other is not None
+    sess = magics(gem).session()
+    assert sess.store_root == mine.resolve(), "the %config folder is not silently ignored"
+    assert other.closed and get_session() is sess, "one default session: gi.generate uses it too"
+    assert sess.settings.sim_options == SIM_OPTIONS, "the rest of the Python session's settings are kept"
+    assert magics(gem).session() is sess, "an agreeing session is used as it is"
+
+
+def test_a_disagreeing_session_with_running_jobs_is_refused_in_one_line(gem: Any, tmp_path: Path) -> None:
+    gem.run_line_magic("config", f"GemimgMagics.output_dir = {str(tmp_path / 'mine')!r}")
+    other = reset_session(quick_settings(tmp_path / "other"))
+    assert other is not None
+    other.sim.configure(latency=(5.0, 5.0))
+    job = other.generate("a slow tortoise elsewhere", wait=False)
+    with pytest.raises(UsageError, match="still runs 1 job") as info:
+        gem.run_cell_magic("gemimg", "", "a fox")
+    assert "\n" not in str(info.value)
+    assert not other.closed and get_session() is other and not job.done()
+    other.cancel("all", drop=True)
+
+
+def test_clearing_one_config_value_leaves_the_others(gem: Any, tmp_output: Path) -> None:
+    gem.run_line_magic("config", "GemimgMagics.max_cost_usd = 3.0")
+    gem.run_line_magic("config", "GemimgMagics.rate_tier = 'vip'")
+    gem.run_line_magic("config", "GemimgMagics.rate_tier = ''")
+    s = get_session().settings
+    assert (s.rate_tier, s.max_cost_usd) == ("default", 3.0)
+    assert get_session().store_root == tmp_output.resolve(), "a tier change does not move the store"
+    gem.run_line_magic("config", "GemimgMagics.max_cost_usd = None")
+    assert get_session().settings.max_cost_usd is None
+
+
+def test_the_panel_follows_the_extension_when_its_session_is_replaced(gem: Any) -> None:
+    panel = gem.run_line_magic("gemimg", "panel")
+    try:
+        before = panel.session
+        gem.run_line_magic("config", "GemimgMagics.max_cost_usd = 1.5")
+        assert before.closed and panel.session is get_session() is not before
+        assert panel.session.settings.max_cost_usd == 1.5
+    finally:
+        panel.close()
 
 
 def test_unquoted_sweep_ranges_are_read_whole() -> None:

@@ -164,6 +164,36 @@ def test_module_level_api_uses_a_default_session(fast_settings: Settings) -> Non
         gi.session.reset_session()
 
 
+def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
+    fast_settings: Settings, sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.errors import ConfigError
+    from gemimg_jupyter.session import current_session, gateway_settings, reset_session, simulator_settings
+
+    first = reset_session(fast_settings)
+    assert first is not None and current_session() is first
+    try:
+        with pytest.raises(ConfigError, match=r"no ToAPIs key: use Settings\(api_key=\.\.\.\)"):
+            gateway_settings(first.settings)
+        monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+        real = first.with_settings(gateway_settings(first.settings, "sk-test-login"))
+        assert first.closed and gi.get_session() is real and real.backend == "toapis"
+        assert real.base_url == sim.base_url and real.generate("a fox through the gateway").state is JobState.DONE
+        back = real.with_settings(simulator_settings(real.settings), output_dir=tmp_path / "back")
+        assert real.closed and gi.get_session() is back and back.backend == "sim"
+        assert back.store_root == (tmp_path / "back").resolve()
+        with pytest.raises(ConfigError):  # a session that cannot start leaves the old one running
+            back.with_settings(backend="toapis", api_key=None)
+        assert not back.closed and gi.get_session() is back
+        loose = Session(fast_settings.replace(output_dir=tmp_path / "loose"))
+        moved = loose.with_settings(max_cost_usd=1.0)
+        assert loose.closed and gi.get_session() is back, "a session that is not the default stays so"
+        moved.close()
+    finally:
+        reset_session()
+    assert current_session() is None
+
+
 def test_the_package_import_is_light() -> None:
     import subprocess
     import sys

@@ -39,7 +39,7 @@ widgets that were created in the main thread (``Image.value``,
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as W
@@ -86,12 +86,14 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
 
     Parameters
     ----------
-    session : Session, optional
-        Defaults to :func:`~gemimg_jupyter.session.get_session`, the session
-        the magics use, so both see the same store, jobs and costs. If the
-        given session is closed later (``%gemimg login`` and ``%gemimg
-        backend`` replace the default session), the panel moves on to the
-        current default session.
+    session : Session or callable, optional
+        A session, or a function returning the current one (``%gemimg panel``
+        passes the extension's ``session`` method). Defaults to
+        :func:`~gemimg_jupyter.session.get_session`, the session the magics and
+        ``gi.generate`` use, so all see the same store, jobs and costs. A
+        function is asked each time, so when ``%gemimg login``, ``%gemimg
+        backend`` or ``Session.with_settings`` replace the session, the panel
+        follows; a session given as an object stays.
     prompt : str, optional
         Initial prompt text.
     defaults : mapping, optional
@@ -112,11 +114,17 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
     """
 
     def __init__(
-        self, session: Session | None = None, *, prompt: str = "", defaults: Mapping[str, Any] | None = None
+        self,
+        session: Session | Callable[[], Session] | None = None,
+        *,
+        prompt: str = "",
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
-        self._session = session
-        if session is None:
-            get_session()  # start the default session now, so the header shows its backend
+        if isinstance(session, Session):
+            fixed = session
+            self._session_of: Callable[[], Session] = lambda: fixed
+        else:
+            self._session_of = session or get_session
         self._widgets: list[W.Widget] = []
         self._references: list[ReferenceImage] = []
         self._reference_paths: list[str] = []
