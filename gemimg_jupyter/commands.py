@@ -33,6 +33,7 @@ from .display import (
 )
 from .errors import GemimgError, redact
 from .models import MODELS
+from .renderers import magic_words
 from .session import gateway_settings, simulator_settings
 from .settings import Settings
 from .text import plural
@@ -247,7 +248,7 @@ def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
     ns = p.parse_args(argv)
     current = current_settings(m)
     if ns.name is None or ns.name == current.resolved_backend:
-        say(m.session().banner())
+        say(magic_words(m.session().banner()))
         return
     wanted = simulator_settings(current) if ns.name == "sim" else gateway_settings(current)
     m.switch(wanted, force=ns.force)

@@ -58,6 +58,7 @@ from .display import (
 from .errors import ConfigError, GemimgError
 from .models import DEFAULT_MODEL, GenerationParams, get_model
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
+from .renderers import magic_words
 from .session import Session, current_session, get_session, reset_session
 from .settings import RATE_TIERS, Settings
 from .text import plural
@@ -329,7 +330,9 @@ class GemimgMagics(Magics):
         except GemimgError as err:
             say(f"gemimg: {error_line(err)}")
             return
-        say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
+        say(
+            magic_words(sess.banner()).replace(". ", ".\n")
+        )  # a sentence a line: JupyterLab breaks long stream lines mid-word
         pending = sess.pending_count()
         if pending:
             say(
@@ -532,7 +535,7 @@ class GemimgMagics(Magics):
         self.views.clear()
         current = current_session()
         sess = current.with_settings(settings) if current is not None else get_session(settings)
-        say(sess.banner())
+        say(magic_words(sess.banner()))
         return sess
 
 

@@ -228,7 +228,7 @@ class Settings:
         """The key for the real backend, or a one-line ``ConfigError`` saying how to set it."""
         if self.api_key is None:
             raise ConfigError(
-                "no ToAPIs API key: set TOAPIS_API_KEY (or run %gemimg login), "
+                "no ToAPIs API key: set TOAPIS_API_KEY (or use Settings(api_key=...)), "
                 "or use the built-in simulator with GEMIMG_BACKEND=sim"
             )
         return self.api_key

@@ -54,7 +54,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_error_line_is_one_line_with_what_to_do() -> None:
-    rate = RateLimitError("request failed (429): slow down; the gateway asked to slow down; it will be retried")
+    rate = RateLimitError("request failed (429): slow down", hint="gave up after retrying, try again in a minute")
     assert D.error_line(rate).endswith("gave up after retrying, try again in a minute")
     assert "refunded" in D.error_line(TaskFailedError("the gateway reported the task failed: policy"))
     assert D.error_line(ValueError("bad\nthing")) == "ValueError: bad thing"

@@ -299,5 +299,5 @@ def test_validation_errors_carry_field_and_value_and_errors_carry_their_hint() -
     assert (str(again), again.field) == (str(err), "size")
     said = ValidationError("prompt is empty; write what the image should show", field="prompt", value="")
     assert str(said).startswith("prompt is empty") and said.field == "prompt"
-    assert "%gemimg login" in AuthenticationError.hint and TaskBlockedError.hint == TaskFailedError.hint != ""
+    assert "Settings(api_key=...)" in AuthenticationError.hint and TaskBlockedError.hint == TaskFailedError.hint != ""
     assert ValidationError.hint == ""
