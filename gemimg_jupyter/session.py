@@ -96,11 +96,11 @@ def banner(session: Session) -> str:
     if session.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
         return (
             f"gemimg: GEMIMG_BACKEND=sim, using {where} (simulated images, not charged). "
-            "Unset it or run %gemimg backend toapis for real images."
+            'Unset it or use Settings(backend="toapis") for real images.'
         )
     return (
         f"gemimg: no API key set, using {where} (simulated images, not charged). "
-        "Set TOAPIS_API_KEY or run %gemimg login for real images."
+        "Set TOAPIS_API_KEY or use Settings(api_key=...) for real images."
     )
 
 

@@ -194,6 +194,11 @@ def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
     assert current_session() is None
 
 
+def test_the_banner_speaks_python(session: Session) -> None:
+    line = session.banner()
+    assert "no API key set" in line and "Settings(api_key=...)" in line and "%gemimg" not in line
+
+
 def test_the_package_import_is_light() -> None:
     import subprocess
     import sys
