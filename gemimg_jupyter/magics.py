@@ -124,6 +124,25 @@ class _Number(Float):  # type: ignore[type-arg]
         return super().validate(obj, value)
 
 
+def config_settings(m: GemimgMagics, settings: Settings, *, cleared: str = "") -> Settings:
+    """``settings`` with the extension's ``output_dir``, ``max_cost_usd`` and ``rate_tier`` applied.
+
+    A value left unset (empty, ``None``) keeps what ``settings`` say, except ``cleared`` (the
+    name of a value just emptied by ``%config``): an emptied folder or tier goes back to the
+    environment's, an emptied budget means no budget.
+    """
+    env = Settings.from_env() if cleared else settings
+    changes: dict[str, Any] = {}
+    folder = Path(m.output_dir) if m.output_dir else (env if cleared == "output_dir" else settings).output_dir
+    if folder.expanduser().resolve() != settings.output_dir.expanduser().resolve():
+        changes["output_dir"] = folder
+    if m.max_cost_usd is not None or cleared == "max_cost_usd":
+        changes["max_cost_usd"] = m.max_cost_usd
+    wanted = settings.replace(**changes) if changes else settings
+    tier = m.rate_tier or (env if cleared == "rate_tier" else settings).rate_tier
+    return wanted if tier == wanted.rate_tier else wanted.with_rate_tier(tier)
+
+
 @magics_class
 class GemimgMagics(Magics):
     """Gemini image generation from the notebook: ``%%gemimg`` and ``%gemimg``."""
@@ -243,7 +262,7 @@ class GemimgMagics(Magics):
         if sess is None:
             return
         cleared = change["name"] if change["new"] in ("", None) else ""
-        wanted = self.config_settings(sess.settings, cleared=cleared)
+        wanted = config_settings(self, sess.settings, cleared=cleared)
         if wanted != sess.settings:
             try:
                 sess.with_settings(wanted)
@@ -257,27 +276,9 @@ class GemimgMagics(Magics):
 
     # ---- the session ---------------------------------------------------------------------
 
-    def config_settings(self, settings: Settings, *, cleared: str = "") -> Settings:
-        """``settings`` with this extension's ``output_dir``, ``max_cost_usd`` and ``rate_tier`` applied.
-
-        A value left unset (empty, ``None``) keeps what ``settings`` say, except ``cleared`` (the
-        name of a value just emptied by ``%config``): an emptied folder or tier goes back to the
-        environment's, an emptied budget means no budget.
-        """
-        env = Settings.from_env() if cleared else settings
-        changes: dict[str, Any] = {}
-        folder = Path(self.output_dir) if self.output_dir else (env if cleared == "output_dir" else settings).output_dir
-        if folder.expanduser().resolve() != settings.output_dir.expanduser().resolve():
-            changes["output_dir"] = folder
-        if self.max_cost_usd is not None or cleared == "max_cost_usd":
-            changes["max_cost_usd"] = self.max_cost_usd
-        wanted = settings.replace(**changes) if changes else settings
-        tier = self.rate_tier or (env if cleared == "rate_tier" else settings).rate_tier
-        return wanted if tier == wanted.rate_tier else wanted.with_rate_tier(tier)
-
     def wanted_settings(self) -> Settings:
         """The settings a new session gets: the environment's, with these ``%config`` values."""
-        return self.config_settings(Settings.from_env())
+        return config_settings(self, Settings.from_env())
 
     def session(self) -> Session:
         """The extension's session: the default session, agreeing with these ``%config`` values.
@@ -290,10 +291,10 @@ class GemimgMagics(Magics):
         sess = current_session()
         if sess is None:
             return get_session(self.wanted_settings())
-        wanted = self.config_settings(sess.settings)
+        wanted = config_settings(self, sess.settings)
         if wanted == sess.settings:
             return sess
-        running = [j for j in sess.jobs() if not j.done()]
+        running = self._running_jobs()
         if running:
             raise ConfigError(
                 f"the running session's settings differ from %config GemimgMagics and it still runs "
