@@ -45,6 +45,7 @@ __all__ = [
     "gateway_settings",
     "generate",
     "get_session",
+    "latest",
     "picks",
     "reset_session",
     "simulator_settings",
@@ -138,6 +139,7 @@ class Session:
             self.store.close()
             raise
         self.sweeps: list[SweepResult] = []
+        self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
         self._closed = False
 
     def _start_sim(self) -> str:
@@ -536,7 +538,15 @@ def _replace_session(old: Session, settings: Settings) -> Session:
         if _DEFAULT is old:
             _DEFAULT = new
         old.close()
+        old.replaced_by = new
         return new
+
+
+def latest(session: Session) -> Session:
+    """The session that replaced ``session`` (after every replacement since), or ``session`` itself."""
+    while session.closed and session.replaced_by is not None:
+        session = session.replaced_by
+    return session
 
 
 def gateway_settings(settings: Settings, api_key: str | Secret | None = None) -> Settings:
@@ -564,6 +574,7 @@ def reset_session(settings: Settings | None = None) -> Session | None:
         new = Session(settings) if settings is not None else None  # may raise: the old session then stays
         if _DEFAULT is not None:
             _DEFAULT.close()
+            _DEFAULT.replaced_by = new
         _DEFAULT = new
         return _DEFAULT
 

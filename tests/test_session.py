@@ -168,7 +168,13 @@ def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
     fast_settings: Settings, sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gemimg_jupyter.errors import ConfigError
-    from gemimg_jupyter.session import current_session, gateway_settings, reset_session, simulator_settings
+    from gemimg_jupyter.session import (
+        current_session,
+        gateway_settings,
+        latest,
+        reset_session,
+        simulator_settings,
+    )
 
     first = reset_session(fast_settings)
     assert first is not None and current_session() is first
@@ -178,9 +184,10 @@ def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
         monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
         real = first.with_settings(gateway_settings(first.settings, "sk-test-login"))
         assert first.closed and gi.get_session() is real and real.backend == "toapis"
+        assert first.replaced_by is real and latest(first) is real
         assert real.base_url == sim.base_url and real.generate("a fox through the gateway").state is JobState.DONE
         back = real.with_settings(simulator_settings(real.settings), output_dir=tmp_path / "back")
-        assert real.closed and gi.get_session() is back and back.backend == "sim"
+        assert real.closed and gi.get_session() is back and back.backend == "sim" and latest(first) is back
         assert back.store_root == (tmp_path / "back").resolve()
         with pytest.raises(ConfigError):  # a session that cannot start leaves the old one running
             back.with_settings(backend="toapis", api_key=None)

@@ -45,7 +45,7 @@ from typing import Any
 import ipywidgets as W
 
 from gemimg_jupyter.models import ReferenceImage, get_model
-from gemimg_jupyter.session import Session, get_session
+from gemimg_jupyter.session import Session, get_session, latest
 from gemimg_jupyter.store import LedgerRow
 
 from .common import (
@@ -90,10 +90,10 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
         A session, or a function returning the current one (``%gemimg panel``
         passes the extension's ``session`` method). Defaults to
         :func:`~gemimg_jupyter.session.get_session`, the session the magics and
-        ``gi.generate`` use, so all see the same store, jobs and costs. A
-        function is asked each time, so when ``%gemimg login``, ``%gemimg
-        backend`` or ``Session.with_settings`` replace the session, the panel
-        follows; a session given as an object stays.
+        ``gi.generate`` use, so all see the same store, jobs and costs. When
+        ``%gemimg login``, ``%gemimg backend``, ``Session.with_settings`` or
+        ``reset_session`` replace the session, the panel follows: a function is
+        asked each time, a given session is followed to the one that replaced it.
     prompt : str, optional
         Initial prompt text.
     defaults : mapping, optional
@@ -121,8 +121,8 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
         defaults: Mapping[str, Any] | None = None,
     ) -> None:
         if isinstance(session, Session):
-            fixed = session
-            self._session_of: Callable[[], Session] = lambda: fixed
+            given = session
+            self._session_of: Callable[[], Session] = lambda: latest(given)
         else:
             self._session_of = session or get_session
         self._widgets: list[W.Widget] = []

@@ -126,9 +126,9 @@ class PanelBase:
     def session(self) -> Session:
         """The session the panel runs on, asked for each time it is needed.
 
-        A bare panel asks for the default session and a ``%gemimg panel`` asks the extension, so
-        ``%gemimg login``, ``%gemimg backend`` and ``Session.with_settings`` (which replace it)
-        take effect in the panel too; a session handed in as an object stays.
+        A bare panel asks for the default session and a ``%gemimg panel`` asks the extension; a
+        session handed in is followed to the one that replaced it. So ``%gemimg login``,
+        ``%gemimg backend`` and ``Session.with_settings`` (which replace it) take effect here too.
         """
         return self._session_of()
 
