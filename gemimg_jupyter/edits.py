@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ValidationError
+from .errors import GemimgError, ValidationError
 from .jobs import Job
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import ReferenceImage
@@ -39,6 +39,8 @@ class Edits:
 
     def find(self, target: object) -> LedgerRow:
         """The ledger row of ``target``; see :meth:`Session.find`."""
+        if self.session.closed:  # one clear line, not the closed ledger's sqlite3 error (a panel's late tick)
+            raise GemimgError("this session is closed; use the session that replaced it, or a new one")
         if isinstance(target, LedgerRow):
             return target
         row: LedgerRow | None = None

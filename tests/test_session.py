@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import gemimg_jupyter as gi
-from gemimg_jupyter.errors import BudgetExceededError, ValidationError
+from gemimg_jupyter.errors import BudgetExceededError, GemimgError, ValidationError
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.results import Result, SweepResult
@@ -185,6 +185,8 @@ def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
         real = first.with_settings(gateway_settings(first.settings, "sk-test-login"))
         assert first.closed and gi.get_session() is real and real.backend == "toapis"
         assert first.replaced_by is real and latest(first) is real
+        with pytest.raises(GemimgError, match="this session is closed"):
+            first.find("any-image")
         assert real.base_url == sim.base_url and real.generate("a fox through the gateway").state is JobState.DONE
         back = real.with_settings(simulator_settings(real.settings), output_dir=tmp_path / "back")
         assert real.closed and gi.get_session() is back and back.backend == "sim" and latest(first) is back
