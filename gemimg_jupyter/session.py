@@ -534,6 +534,9 @@ def _replace_session(old: Session, settings: Settings) -> Session:
     """Start a session on ``settings``, then close ``old``; the new one becomes the default if ``old`` was."""
     global _DEFAULT
     with _DEFAULT_LOCK:
+        done = latest(old)
+        if done is not old and not done.closed and done.settings == settings:
+            return done  # another thread made this same replacement a moment ago: one session, not two
         new = Session(settings)  # may raise: the old session then stays
         if _DEFAULT is old:
             _DEFAULT = new

@@ -187,6 +187,7 @@ def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
         assert first.replaced_by is real and latest(first) is real
         with pytest.raises(GemimgError, match="this session is closed"):
             first.find("any-image")
+        assert first.with_settings(real.settings) is real, "the same replacement twice (two threads) makes one"
         assert real.base_url == sim.base_url and real.generate("a fox through the gateway").state is JobState.DONE
         back = real.with_settings(simulator_settings(real.settings), output_dir=tmp_path / "back")
         assert real.closed and gi.get_session() is back and back.backend == "sim" and latest(first) is back
