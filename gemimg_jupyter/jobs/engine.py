@@ -27,7 +27,7 @@ from gemimg_jupyter.store import Store
 from .cadence import PollSchedule
 from .handle import Job
 from .lanes import Lanes
-from .limits import Budget, RateGate, Window
+from .limits import RateGate, Reservations, Window
 from .transitions import Transitions
 
 #: How an exception ends a job, first match wins (anything else is an internal error).
@@ -64,7 +64,7 @@ class Engine:
     rng: random.Random
     polls: PollSchedule
     window: Window
-    budget: Budget
+    budget: Reservations
     lanes: Lanes
     record: Transitions
 

@@ -4,7 +4,7 @@
   second; a 429 pauses the whole lane.
 - :class:`Window`: how many tasks may be unfinished at the gateway at once
   (adaptive: it learns the gateway's cap from its 429s).
-- :class:`Budget`: ``max_cost_usd``, reserved before each submit.
+- :class:`Reservations`: ``max_cost_usd``, each submit's price reserved before it is sent (the session's ``budget.Budget`` answers the questions asked before a run).
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class Window:
             self._floor = float(self._unfinished)
 
 
-class Budget:
+class Reservations:
     """``max_cost_usd`` for one runner: each submit reserves its price first, so no number in flight can pass it."""
 
     def __init__(self) -> None:

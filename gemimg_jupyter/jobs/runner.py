@@ -28,7 +28,7 @@ from .collect import Collector
 from .engine import Engine, final_state
 from .handle import Job, Listener, Steps
 from .lanes import Lanes, Stopped
-from .limits import Budget, RateGate, Window
+from .limits import RateGate, Reservations, Window
 from .submit import Submitter
 from .transitions import Transitions
 
@@ -69,7 +69,7 @@ class JobRunner:
         self.polls = PollSchedule(settings, rng)
         lanes = Lanes(settings, abort=lambda job, exc: self._record.abort(job, exc))
         window = Window(settings, wake=lambda job: lanes.schedule(job, 0.0))
-        budget = Budget()
+        budget = Reservations()
         self._record = Transitions(store, window, budget)
         self._engine = Engine(
             client=client,

@@ -12,7 +12,7 @@ from gemimg_jupyter.models import JobState
 from gemimg_jupyter.store import Store
 
 from .handle import Job, Listener, call_listener
-from .limits import Budget, Window
+from .limits import Reservations, Window
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ class Transitions:
     ``listeners`` are the runner's own, called for every job after the job's.
     """
 
-    def __init__(self, store: Store, window: Window, budget: Budget) -> None:
+    def __init__(self, store: Store, window: Window, budget: Reservations) -> None:
         self.store = store
         self.window = window
         self.budget = budget
