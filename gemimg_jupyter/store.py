@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .images import embed_provenance
+from .models import JobState
 from .store_claims import Claim, Claims
 from .store_files import safe_filename, slug, unique_path, write_atomic
 from .store_ledger import RESUMABLE_STATES, SCHEMA_VERSION, LedgerRow
@@ -100,7 +101,7 @@ class Store(Claims):
         backend: str,
         price_usd: float | None,
         sweep_id: str | None = None,
-        state: str = "submitting",
+        state: str = JobState.SUBMITTING.value,
     ) -> None:
         """Write the row for a request that is about to be submitted."""
         request = {"cbid": cbid, "key": key, "repeat": repeat, "params": params, "backend": backend,
