@@ -30,6 +30,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .models import ReferenceImage, get_model
+from .params import PARAM_SPECS, ParamSpec
 
 __all__ = [
     "AXIS_ALIASES",
@@ -44,8 +45,8 @@ __all__ = [
     "parse_axis",
 ]
 
-#: The parameters a sweep can vary, in their canonical spelling.
-AXIS_NAMES: tuple[str, ...] = ("temperature", "top_p", "size", "resolution", "model", "prompt", "ref")
+#: The parameters a sweep can vary, in their canonical spelling (the parameter table's axes, in its order).
+AXIS_NAMES: tuple[str, ...] = tuple(spec.axis for spec in PARAM_SPECS if spec.axis)
 
 #: Other spellings accepted for axis names (case-insensitive; ``-`` and ``_`` are alike).
 AXIS_ALIASES: dict[str, str] = {
@@ -67,15 +68,9 @@ AXIS_ALIASES: dict[str, str] = {
     "references": "ref",
 }
 
-#: How each axis is titled in grid legends.
+#: How each axis is titled in grid legends: its parameter's name (``ref`` is ``references``), the prompt's as search/replace.
 AXIS_TITLES: dict[str, str] = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "size": "size",
-    "resolution": "resolution",
-    "model": "model",
-    "prompt": "prompt S/R",
-    "ref": "references",
+    spec.axis: "prompt S/R" if spec.name == "prompt" else spec.name for spec in PARAM_SPECS if spec.axis
 }
 
 #: No single axis may expand to more values than this (guards ``[1000000]``).
@@ -84,7 +79,8 @@ MAX_AXIS_VALUES = 1000
 #: Turns one reference token (a path or URL) into a :class:`ReferenceImage`.
 RefResolver = Callable[[str], ReferenceImage]
 
-_BOUNDS: dict[str, tuple[float, float]] = {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+#: The numeric axes (temperature, top-p) and their parameters, whose bounds they are checked against.
+_NUMBERS: dict[str, ParamSpec] = {spec.axis: spec for spec in PARAM_SPECS if spec.axis and spec.bounds}
 _RESOLUTIONS = ("0.5K", "1K", "2K", "4K")
 _NONE_TOKENS = frozenset({"none", "no", "off", "-", "()"})
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -343,7 +339,7 @@ def _axis_from_tokens(name: str, tokens: Sequence[str], resolve_ref: RefResolver
 
 def _parse_token(name: str, token: str, resolve_ref: RefResolver | None) -> list[tuple[Any, str]]:
     """One written value → one or more ``(value, label)`` pairs (ranges expand)."""
-    if name in _BOUNDS:
+    if name in _NUMBERS:
         return [(v, _number_label(v)) for v in _parse_numbers(name, token)]
     if name == "size":
         return [_parse_size(token)]
@@ -370,7 +366,7 @@ def _parse_token(name: str, token: str, resolve_ref: RefResolver | None) -> list
 
 def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list[tuple[Any, str]]:
     """One Python value → ``(value, label)`` pairs."""
-    if name in _BOUNDS:
+    if name in _NUMBERS:
         if isinstance(item, str):
             return [(v, _number_label(v)) for v in _parse_numbers(name, item.strip())]
         value = _check_number(name, item)
@@ -419,15 +415,15 @@ def _image_like(value: object) -> bool:
 
 
 def _parse_numbers(name: str, token: str) -> list[float]:
-    lo_b, hi_b = _BOUNDS[name]
-    allowed = f"use a number from {lo_b:g} to {hi_b:g}"
     match = _RANGE_RE.match(token.strip())
     if match is None:
         try:
             number = float(token)
         except ValueError:
             raise ValidationError(
-                f"{name} {token!r} is not allowed; {allowed}, or a range like {_example(name)}", field=name, value=token
+                f"{name} {token!r} is not allowed; {_NUMBERS[name].allowed}, or a range like {_example(name)}",
+                field=name,
+                value=token,
             ) from None
         return [_check_number(name, number)]
     lo = _check_number(name, float(match["lo"]))
@@ -463,17 +459,7 @@ def _parse_numbers(name: str, token: str) -> list[float]:
 
 
 def _check_number(name: str, value: object) -> float:
-    lo_b, hi_b = _BOUNDS[name]
-    allowed = f"use a number from {lo_b:g} to {hi_b:g}"
-    if isinstance(value, bool):
-        raise ValidationError.not_allowed(name, value, allowed)
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValidationError.not_allowed(name, value, allowed) from None
-    if not math.isfinite(number) or not lo_b <= number <= hi_b:
-        raise ValidationError.not_allowed(name, number, allowed)
-    return _round(number)
+    return _round(_NUMBERS[name].check_number(value, show_number=True))
 
 
 def _parse_size(token: str) -> tuple[str, str]:

@@ -145,9 +145,9 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
     hint = cls.hint
     if cls is PermissionDeniedError and (html or body is None):
         hint = "the gateway's edge refused this client (no JSON error): a proxy or firewall, or a missing User-Agent"
-    full = f"{label} ({status}): {message}" + (f"; {hint}" if hint else "")
     return cls(
-        full,
+        f"{label} ({status}): {message}",
+        hint=hint,
         status_code=status,
         code=code,
         error_type=error_type,

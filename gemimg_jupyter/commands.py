@@ -33,6 +33,7 @@ from .display import (
 )
 from .errors import GemimgError, redact
 from .models import MODELS
+from .renderers import magic_words
 from .settings import Secret, Settings
 from .text import plural
 
@@ -248,7 +249,7 @@ def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
     ns = p.parse_args(argv)
     current = current_settings(m)
     if ns.name is None or ns.name == current.resolved_backend:
-        say(m.session().banner())
+        say(magic_words(m.session().banner()))
         return
     if ns.name == "sim":
         m.switch(current.replace(backend="sim", base_url=None), force=ns.force)

@@ -30,7 +30,7 @@ second (see ``client_errors.error_from_response``). Every message passes through
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Any
 
 from .text import format_usd
 
@@ -89,20 +89,30 @@ def redact(text: str) -> str:
 class GemimgError(Exception):
     """Base class of every error raised by gemimg_jupyter.
 
-    ``hint`` is what to do about it, one clause, carried by the class (empty when the
-    message says it all). The client puts an API error's hint into its message; the
-    display adds the others' when it writes the error's line.
+    ``hint`` is what to do about it, one clause in Python words (empty when the
+    message says it all). A class names its usual hint in its header
+    (``class RateLimitError(APIError, hint="...")``); the place that raises or maps
+    an error may give another (``hint=`` to the constructor). ``str(err)`` is the
+    message followed by the hint; ``err.message`` is the message alone, for
+    quoting one error inside another. The magic layer translates the Python words.
     """
 
-    hint: ClassVar[str] = ""
+    hint: str = ""
 
-    def __init__(self, message: str) -> None:
+    def __init_subclass__(cls, *, hint: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if hint is not None:
+            cls.hint = hint
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
         message = redact(str(message))
         super().__init__(message)
         self.message = message
+        if hint is not None:
+            self.hint = redact(hint)
 
     def __str__(self) -> str:
-        return self.message
+        return f"{self.message}; {self.hint}" if self.hint else self.message
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (type(self), self.__dict__))
@@ -171,8 +181,9 @@ class APIError(GemimgError):
         error_type: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        hint: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.status_code = status_code
         self.code = code
         self.error_type = error_type
@@ -187,50 +198,45 @@ class BadRequestError(APIError):
     """400 or 422: the gateway refused the request; fix it before retrying."""
 
 
-class ContentBlockedError(BadRequestError):
+class ContentBlockedError(
+    BadRequestError, hint="the prompt or a reference was refused by the content policy; nothing was charged"
+):
     """The gateway refused the prompt or references for a safety or content-policy reason (nothing is charged)."""
 
-    hint = "the prompt or a reference was refused by the content policy; nothing was charged"
 
-
-class AuthenticationError(APIError):
+class AuthenticationError(APIError, hint="check TOAPIS_API_KEY or use Settings(api_key=...)"):
     """401: the key is missing, wrong or revoked."""
 
-    hint = "check TOAPIS_API_KEY or run %gemimg login"
 
-
-class PermissionDeniedError(AuthenticationError):
+class PermissionDeniedError(
+    AuthenticationError,
+    hint="the key may not use this model, or the gateway's edge refused this client; "
+    "python -m gemimg_jupyter.probe lists what the key may use",
+):
     """403 without a more telling code: the key may not use this, or the edge refused the client."""
 
-    hint = "the key may not use this model, or the gateway's edge refused this client; %gemimg probe lists what the key may use"
 
-
-class InsufficientQuotaError(APIError):
+class InsufficientQuotaError(APIError, hint="top up the ToAPIs balance"):
     """402, or 403 ``insufficient_user_quota``: the account balance is too low."""
 
-    hint = "top up the ToAPIs balance"
 
-
-class ModelUnavailableError(APIError):
+class ModelUnavailableError(
+    APIError,
+    hint="the gateway serves no channel for this model to this key; python -m gemimg_jupyter.probe lists what it may use",
+):
     """``model_not_found`` (503 on New API gateways): no channel serves this model to this key; not retried."""
-
-    hint = "the gateway serves no channel for this model to this key; %gemimg probe lists what it may use"
 
 
 class NotFoundError(APIError):
     """404: unknown task, file or model."""
 
 
-class RateLimitError(APIError):
+class RateLimitError(APIError, hint="the gateway is rate limiting; wait a moment or lower max_in_flight"):
     """429: too many requests; ``retry_after`` says how long the gateway asked to wait."""
 
-    hint = "the gateway is rate limiting; wait a moment or lower max_in_flight"
 
-
-class ServerError(APIError):
+class ServerError(APIError, hint="the gateway had a problem; try again in a moment"):
     """5xx from the gateway or the edge in front of it (bodies may be HTML)."""
-
-    hint = "the gateway had a problem; try again in a moment"
 
 
 class APIConnectionError(GemimgError):
@@ -242,26 +248,29 @@ class APITimeoutError(APIConnectionError):
 
 
 class InvalidImageError(GemimgError):
-    """Downloaded or supplied bytes are not an image we can use."""
+    """Downloaded or supplied bytes are not an image we can use.
 
-    hint = "run the cell again with --fresh"
+    No hint of its own: what to do depends on whose bytes they were, so the
+    place that raises it says (a stored image that is damaged: make it again with
+    ``fresh=True``; a download: the job stays resumable).
+    """
 
 
 class JobError(GemimgError):
     """A job did not produce its image."""
 
-    def __init__(self, message: str, *, task_id: str | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, task_id: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
         self.task_id = task_id
 
 
-class TaskFailedError(JobError):
+class TaskFailedError(JobError, hint="failed tasks are refunded; rewording the prompt often helps"):
     """The gateway reported the task as ``failed`` (a failed task is refunded)."""
 
-    hint = "failed tasks are refunded; rewording the prompt often helps"
-
-    def __init__(self, message: str, *, task_id: str | None = None, code: str | None = None) -> None:
-        super().__init__(message, task_id=task_id)
+    def __init__(
+        self, message: str, *, task_id: str | None = None, code: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, task_id=task_id, hint=hint)
         self.code = code
 
 

@@ -276,7 +276,7 @@ def _splice(data: bytes, provenance: Mapping[str, Any] | None) -> bytes:
         kind = data[pos + 4 : pos + 8]
         end = pos + 12 + length
         if end > len(data):
-            raise InvalidImageError("the PNG is truncated")
+            raise InvalidImageError("the PNG is truncated", hint="make the image again with fresh=True")
         keyword = data[pos + 8 : pos + 8 + min(length, 80)].split(b"\x00", 1)[0]
         if not (kind in (b"tEXt", b"iTXt", b"zTXt") and keyword in _OUR_KEYS):
             chunks.append(data[pos:end])

@@ -732,7 +732,7 @@ class JobRunner:
             "cbid": job.cbid,
             "key": job.key,
             "repeat": job.repeat,
-            "params": {**job.params.describe(), "reference_urls": urls, **_parent_of(job)},
+            "params": {**job.params.as_dict(), "reference_urls": urls, **_parent_of(job)},
             "backend": self.backend,
             "price_usd": job.params.price_usd,
             "sweep_id": job.sweep_id,
@@ -1087,7 +1087,7 @@ class JobRunner:
                         job.cost_usd = job.params.price_usd or 0.0
                         self._transition(job, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
                         break
-                params = {**job.params.describe(), "reference_urls": list(urls), **_parent_of(job)}
+                params = {**job.params.as_dict(), "reference_urls": list(urls), **_parent_of(job)}
                 self._transition(job, JobState.SUBMITTING, params=params)
                 with self.gate.ticket("submit"):
                     status = self.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
@@ -1190,7 +1190,7 @@ class JobRunner:
                 note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
                 if note:
                     job.provenance["size_note"] = note
-                name = safe_filename(job.params.describe(), job.id, job.submitted_at)
+                name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
                 job.path = self.store.write_image(data, name, job.provenance)
                 self._finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
                 return
@@ -1330,7 +1330,7 @@ class JobRunner:
         return {
             "generator": f"gemimg_jupyter {__version__}",
             "backend": self.backend,
-            "params": job.params.describe(),
+            "params": job.params.as_dict(),
             "references": [{"sha256": r.sha256, "name": r.name} for r in job.params.references],
             "repeat": job.repeat,
             "task_id": status.id,

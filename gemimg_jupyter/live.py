@@ -157,7 +157,7 @@ def image_metadata(job: Job) -> dict[str, Any]:
     pixel size (``image_size``), the job id and whether it came from the cache.
     """
     meta: dict[str, Any] = dict(job.provenance)
-    meta.setdefault("params", job.params.describe())
+    meta.setdefault("params", job.params.as_dict())
     meta["path"] = display_path(job.path)
     meta["job_id"] = job.id
     meta["cached"] = job.cached

@@ -57,7 +57,9 @@ from .display import (
 )
 from .errors import ConfigError, GemimgError
 from .models import DEFAULT_MODEL, GenerationParams, get_model
+from .params import PARAMS, SAMPLING_PARAMS, VALUE_PARAMS
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
+from .renderers import magic_words
 from .session import Session, get_session, reset_session
 from .settings import RATE_TIERS, Settings
 from .text import plural
@@ -68,8 +70,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .jobs import Job
 
 __all__ = ["CellArgs", "GemimgMagics", "load_ipython_extension", "unload_ipython_extension"]
-
-_RESOLUTION_DEFAULT = "1K"
 
 
 class _TraitError(TraitError):
@@ -123,19 +123,33 @@ class _Number(Float):  # type: ignore[type-arg]
         return super().validate(obj, value)
 
 
+def _param_trait(name: str, help: str = "") -> Any:
+    """The ``%config`` default of a generation parameter: its default and bounds from the parameter table."""
+    spec = PARAMS[name]
+    if spec.bounds is None:
+        return Unicode(spec.default, help=help).tag(config=True)
+    only = " (models with sampling controls only)" if spec.sampling else ""
+    return _Number(spec.default, help=help or f"Default {spec.label}, {spec.range_text}{only}.").tag(config=True)
+
+
+def _param_option(name: str, help: str = "") -> Any:
+    """The ``%%gemimg`` option of a generation parameter, spelt as the parameter table says."""
+    spec = PARAMS[name]
+    flags = [flag for flag in (spec.short, spec.option) if flag]
+    return argument(*flags, dest=spec.name, metavar=spec.metavar, help=help or f"{spec.described}.")
+
+
 @magics_class
 class GemimgMagics(Magics):
     """Gemini image generation from the notebook: ``%%gemimg`` and ``%gemimg``."""
 
     # ---- configuration (``%config GemimgMagics``) -------------------------------------------
 
-    model = Unicode(DEFAULT_MODEL, help="Default model id or alias (%gemimg models lists them).").tag(config=True)
-    size = Unicode("1:1", help="Default aspect ratio, e.g. '16:9' (must be one the model accepts).").tag(config=True)
-    resolution = Unicode(
-        _RESOLUTION_DEFAULT, help="Default resolution ('1K'; '2K'/'4K' where the model has them)."
-    ).tag(config=True)
-    temperature = _Number(0.8, help="Default temperature, 0–2 (models with sampling controls only).").tag(config=True)
-    top_p = _Number(0.95, help="Default top-p, 0–1 (models with sampling controls only).").tag(config=True)
+    model = _param_trait("model", "Default model id or alias (%gemimg models lists them).")
+    size = _param_trait("size", "Default aspect ratio, e.g. '16:9' (must be one the model accepts).")
+    resolution = _param_trait("resolution", "Default resolution ('1K'; '2K'/'4K' where the model has them).")
+    temperature = _param_trait("temperature")
+    top_p = _param_trait("top_p")
     output_dir = Unicode("", help="Where the ledger and images go; empty: $GEMIMG_OUTPUT_DIR or ./gemimg_outputs.").tag(
         config=True
     )
@@ -185,7 +199,7 @@ class GemimgMagics(Magics):
         params = _check(lambda: GenerationParams.create("check", model=self.model, resolution=value))
         return str(params.resolution)
 
-    @validate("temperature", "top_p")
+    @validate(*(param.name for param in SAMPLING_PARAMS))
     def _valid_sampling(self, proposal: dict[str, Any]) -> float:
         name = proposal["trait"].name
         params = _check(lambda: GenerationParams.create("check", model=DEFAULT_MODEL, **{name: proposal["value"]}))
@@ -282,13 +296,7 @@ class GemimgMagics(Magics):
 
     def defaults(self) -> dict[str, Any]:
         """The generation defaults handed to the session (``defaults=``)."""
-        return {
-            "model": self.model,
-            "size": self.size,
-            "resolution": self.resolution,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-        }
+        return {param.name: getattr(self, param.name) for param in VALUE_PARAMS}
 
     @property
     def user_ns(self) -> dict[str, Any]:
@@ -309,7 +317,8 @@ class GemimgMagics(Magics):
         except GemimgError as err:
             say(f"gemimg: {error_line(err)}")
             return
-        say(sess.banner().replace(". ", ".\n"))  # a sentence a line: JupyterLab breaks long stream lines mid-word
+        # a sentence a line: JupyterLab breaks long stream lines mid-word
+        say(magic_words(sess.banner()).replace(". ", ".\n"))
         pending = sess.pending_count()
         if pending:
             say(
@@ -335,11 +344,11 @@ class GemimgMagics(Magics):
     # ---- %%gemimg --------------------------------------------------------------------------
 
     @magic_arguments("%gemimg")
-    @argument("-m", "--model", help="Model id or alias (default: %%config GemimgMagics.model).")
-    @argument("-s", "--size", help="Aspect ratio, e.g. 1:1, 3:2, 16:9, 9:16, 21:9 (16x9 works too).")
-    @argument("-r", "--resolution", help="1K, or 2K/4K on models that have them.")
-    @argument("-t", "--temperature", metavar="T", help="Sampling temperature, 0–2.")
-    @argument("-p", "--top-p", dest="top_p", metavar="P", help="Nucleus sampling top-p, 0–1.")
+    @_param_option("model", "Model id or alias (default: %%config GemimgMagics.model).")
+    @_param_option("size")
+    @_param_option("resolution")
+    @_param_option("temperature")
+    @_param_option("top_p")
     @argument(
         "--ref",
         action="append",
@@ -429,9 +438,7 @@ class GemimgMagics(Magics):
         for token in ns.ref or []:
             references.extend(ref_objects(self.user_ns, token))
         params = {
-            name: getattr(ns, name)
-            for name in ("model", "size", "resolution", "temperature", "top_p")
-            if getattr(ns, name) is not None
+            name: getattr(ns, name) for name in (param.name for param in VALUE_PARAMS) if getattr(ns, name) is not None
         }
         return CellArgs(
             prompt=prompt,
@@ -514,7 +521,7 @@ class GemimgMagics(Magics):
         sess = reset_session(settings)
         assert sess is not None
         self._sess = sess
-        say(sess.banner())
+        say(magic_words(sess.banner()))
         return sess
 
 

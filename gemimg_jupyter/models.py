@@ -11,14 +11,17 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
 from .errors import ValidationError
+from .params import DEFAULT_MODEL, PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec, ParamValues, check_keywords
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -40,7 +43,6 @@ __all__ = [
     "state_values",
 ]
 
-DEFAULT_MODEL = "gemini-2.5-flash-image-official"
 #: Prompt length accepted where a model's page states no cap of its own.
 MAX_PROMPT_CHARS = 32_000
 #: The pages' "10MB" per reference image, read as decimal megabytes (the stricter reading).
@@ -99,12 +101,10 @@ class ModelSpec:
     @property
     def metadata_fields(self) -> tuple[str, ...]:
         """The ``metadata`` keys this model is sent."""
-        fields: list[str] = []
-        if self.sampling:
-            fields += ["temperature", "topP"]
+        keys = [p.wire for p in SAMPLING_PARAMS if p.wire] if self.sampling else []
         if self.sends_resolution:
-            fields.append("resolution")
-        return tuple(fields)
+            keys.append("resolution")
+        return tuple(keys)
 
 
 def _official_3x(
@@ -268,43 +268,40 @@ class GenerationParams:
     """
 
     prompt: str
-    model: str = DEFAULT_MODEL
-    size: str = "1:1"
-    resolution: str = "1K"
-    temperature: float | None = 0.8
-    top_p: float | None = 0.95
-    references: tuple[ReferenceImage, ...] = ()
+    model: str = PARAMS["model"].default
+    size: str = PARAMS["size"].default
+    resolution: str = PARAMS["resolution"].default
+    temperature: float | None = PARAMS["temperature"].default
+    top_p: float | None = PARAMS["top_p"].default
+    references: tuple[ReferenceImage, ...] = PARAMS["references"].default
 
     @classmethod
     def create(
         cls,
         prompt: str,
         *,
-        model: str | None = None,
-        size: str | None = None,
-        resolution: str | None = None,
-        temperature: float | str | None = None,
-        top_p: float | str | None = None,
         references: Sequence[ReferenceImage] = (),
         defaults: Mapping[str, Any] | None = None,
+        **values: Unpack[ParamValues],
     ) -> GenerationParams:
         """Fill defaults and validate.
 
-        Explicit values are checked strictly; ``defaults`` (for example the
+        ``values`` are the table's parameters (:data:`~.params.PARAM_SPECS`), ``None`` meaning
+        not given. Explicit values are checked strictly; ``defaults`` (for example the
         magic's ``%config`` traits) are applied only where the model takes them.
         """
+        check_keywords("GenerationParams.create", values, ParamValues)
         d = dict(defaults or {})
+        model, size, resolution = values.get("model"), values.get("size"), values.get("resolution")
         spec = get_model(model if model is not None else d.get("model"))
         text = validate_prompt(prompt, spec)
-        size_v = validate_size(spec, size if size is not None else d.get("size", "1:1"))
+        size_v = validate_size(spec, size if size is not None else d.get("size", PARAMS["size"].default))
         res_default = d.get("resolution") or spec.default_resolution
         if resolution is None and res_default not in spec.resolutions:
             res_default = spec.default_resolution
         res_v = validate_resolution(spec, resolution if resolution is not None else res_default)
-        temp_v = _sampling(spec, "temperature", temperature, d.get("temperature", 0.8), 0.0, 2.0)
-        top_v = _sampling(spec, "top_p", top_p, d.get("top_p", 0.95), 0.0, 1.0)
-        refs = validate_references(spec, references)
-        return cls(text, spec.id, size_v, res_v, temp_v, top_v, refs)
+        sampled = {p.name: _sampling(spec, p, values.get(p.name), d.get(p.name, p.default)) for p in SAMPLING_PARAMS}
+        return cls(text, spec.id, size_v, res_v, references=validate_references(spec, references), **sampled)
 
     @property
     def spec(self) -> ModelSpec:
@@ -324,34 +321,21 @@ class GenerationParams:
     def with_(self, **changes: Any) -> GenerationParams:
         """A re-validated copy with ``changes`` applied (used by sweeps)."""
         merged = replace(self, **changes)
-        return GenerationParams.create(
-            merged.prompt,
-            model=merged.model,
-            size=merged.size,
-            resolution=merged.resolution,
-            temperature=merged.temperature,
-            top_p=merged.top_p,
-            references=merged.references,
-        )
+        values = {p.name: getattr(merged, p.name) for p in VALUE_PARAMS}
+        return GenerationParams.create(merged.prompt, references=merged.references, **values)
 
     def cache_key(self, repeat: int = 0) -> str:
         """Hash of everything that shapes the image, plus the repeat index."""
-        payload = self.describe()
+        payload = self.as_dict()
         payload["repeat"] = repeat
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
-    def describe(self) -> dict[str, Any]:
-        """Plain-data description (for provenance, display metadata and keys)."""
-        return {
-            "model": self.model,
-            "prompt": self.prompt,
-            "size": self.size,
-            "resolution": self.resolution,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "references": [r.sha256 for r in self.references],
-        }
+    def as_dict(self) -> dict[str, Any]:
+        """Every parameter as plain data, references as their sha256 (for provenance, display metadata and keys)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["references"] = [r.sha256 for r in self.references]
+        return {"model": values.pop("model"), **values}  # model first, as the ledger has always written it
 
     def request_body(self, image_urls: Sequence[str] = (), client_business_id: str | None = None) -> dict[str, Any]:
         """The JSON body for ``POST /v1/images/generations``."""
@@ -363,8 +347,7 @@ class GenerationParams:
             body["client_business_id"] = client_business_id
         meta: dict[str, Any] = {}
         if spec.sampling:
-            meta["temperature"] = self.temperature
-            meta["topP"] = self.top_p
+            meta.update({p.wire: getattr(self, p.name) for p in SAMPLING_PARAMS if p.wire})
         if spec.sends_resolution:
             meta["resolution"] = self.resolution
         if meta:
@@ -434,28 +417,16 @@ def validate_resolution(spec: ModelSpec, resolution: object) -> str:
     return str(text)
 
 
-def _number(name: str, value: object, lo: float, hi: float) -> float:
-    if isinstance(value, bool):
-        raise ValidationError.not_allowed(name, value, f"use a number from {lo:g} to {hi:g}")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValidationError.not_allowed(name, value, f"use a number from {lo:g} to {hi:g}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise ValidationError.not_allowed(name, value, f"use a number from {lo:g} to {hi:g}")
-    return round(number, 6)
-
-
-def _sampling(spec: ModelSpec, name: str, explicit: object, default: object, lo: float, hi: float) -> float | None:
+def _sampling(spec: ModelSpec, param: ParamSpec, explicit: object, default: object) -> float | None:
     if not spec.sampling:
         if explicit is not None:
             raise ValidationError(
-                f"{name} is not supported by {spec.id} (it takes no sampling controls); leave it out",
-                field=name,
+                f"{param.name} is not supported by {spec.id} (it takes no sampling controls); leave it out",
+                field=param.name,
                 value=explicit,
             )
         return None
-    return _number(name, explicit if explicit is not None else default, lo, hi)
+    return param.check_number(explicit if explicit is not None else default)
 
 
 def too_big_message(name: str, size: int, limit: int) -> str:

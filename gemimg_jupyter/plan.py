@@ -46,6 +46,7 @@ from .axes import (
 )
 from .errors import ValidationError
 from .models import GenerationParams, get_model
+from .params import SAMPLING_PARAMS
 from .text import format_usd, plural
 
 __all__ = [
@@ -449,9 +450,9 @@ def _changes(
         if not spec.sampling:
             # The base's sampling values are defaults here, not a request; a swept
             # temperature/top_p still reaches the model and is refused by it.
-            for name in ("temperature", "top_p"):
-                if name not in swept:
-                    changes[name] = None
+            for param in SAMPLING_PARAMS:
+                if param.axis not in swept:
+                    changes[param.name] = None
     return changes
 
 

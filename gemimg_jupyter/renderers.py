@@ -21,14 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
-from .errors import (
-    GemimgError,
-    InvalidImageError,
-    RateLimitError,
-    ServerError,
-    TaskFailedError,
-    redact,
-)
+from .errors import GemimgError, redact
 from .images import png_bytes, thumbnail
 from .models import ModelSpec, shown_text
 from .sheets import contact_sheet
@@ -40,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .store import LedgerRow
 
 __all__ = [
+    "MAGIC_WORDS",
     "MONO",
     "NO_MATH",
     "PROMPT_CHARS",
@@ -62,6 +56,7 @@ __all__ = [
     "jobs_table",
     "lineage_output",
     "live_updates_supported",
+    "magic_words",
     "models_table",
     "shorten",
 ]
@@ -153,18 +148,30 @@ def live_updates_supported() -> bool:
 # ---------------------------------------------------------------- errors
 
 
-_RETRY_SUFFIX = "; it will be retried"
+#: The core speaks Python; a magic's output speaks magic. Each Python phrase the
+#: core's messages and hints use (left), as a notebook user of the magics writes it
+#: (right). Core text is worded so that both readings are good English.
+MAGIC_WORDS: dict[str, str] = {
+    "Session.resume()": "%gemimg resume",
+    "Session.jobs()": "%gemimg jobs",
+    "Settings(api_key=...)": "%gemimg login",
+    'Settings(backend="toapis")': "%gemimg backend toapis",
+    "Settings(output_dir=...)": "%config GemimgMagics.output_dir",
+    "python -m gemimg_jupyter.probe": "%gemimg probe",
+    "fresh=True": "--fresh",
+}
+
+
+def magic_words(text: str) -> str:
+    """``text`` (core words) in the magics' words: every phrase of :data:`MAGIC_WORDS` replaced."""
+    for python, magic in MAGIC_WORDS.items():
+        text = text.replace(python, magic)
+    return text
 
 
 def error_line(err: BaseException) -> str:
-    """One line saying what went wrong and what to do, with no secret in it."""
-    text = " ".join(str(err).split())
-    if isinstance(err, (RateLimitError, ServerError)) and text.endswith(_RETRY_SUFFIX):
-        text = text[: -len(_RETRY_SUFFIX)] + "; gave up after retrying, try again in a minute"
-    elif isinstance(err, TaskFailedError) and "refund" not in text:
-        text += f" ({err.hint})"
-    elif isinstance(err, InvalidImageError) and "--fresh" not in text:
-        text += f"; {err.hint}"
+    """One line saying what went wrong and what to do (the error's hint), in the magics' words, with no secret in it."""
+    text = magic_words(" ".join(str(err).split()))
     if not isinstance(err, GemimgError):
         text = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return redact(text or type(err).__name__)
@@ -174,7 +181,7 @@ def job_error_line(job: Job) -> str:
     """The one-line error of a job that ended without an image."""
     if job.exception is not None:
         return error_line(job.exception)
-    return redact(" ".join((job.error or f"ended {job.state.value}").split()))
+    return redact(magic_words(" ".join((job.error or f"ended {job.state.value}").split())))
 
 
 def image_html(png: bytes, alt: str, note: str = "") -> str:

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
@@ -32,12 +32,16 @@ from .images import load_reference
 from .jobs import Job, JobRunner, Listener, RateGate
 from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
 from .models import GenerationParams, JobState, ReferenceImage
+from .params import PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from .pickbook import Pick, Picks
 from .plan import AXIS_NAMES, CONFIRM_ABOVE_USD, Axis, Quote, SweepPlan, axis_from_values, parse_axis, plan_sweep
 from .progress import shown_while_waiting
 from .settings import DEFAULT_BASE_URL, Secret, Settings
 from .store import LedgerRow, Store, write_atomic
 from .text import format_usd
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
 
@@ -48,7 +52,8 @@ SIM_KEY = "sim-local-key"
 SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
 SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
-_PARAM_NAMES = ("model", "size", "resolution", "temperature", "top_p")
+#: The parameter keywords (``temperature``, ``size``, ``model``, ``reference_images`` …), from the parameter table.
+_PARAM_NAMES = tuple(p.keyword for p in PARAM_SPECS if p.keyword)
 
 
 def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
@@ -376,28 +381,18 @@ class Session:
     # ---- building requests -----------------------------------------------------------------
 
     def params(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        size: str | None = None,
-        resolution: str | None = None,
-        temperature: float | str | None = None,
-        top_p: float | str | None = None,
-        reference_images: object = (),
-        defaults: Mapping[str, Any] | None = None,
+        self, prompt: str, *, defaults: Mapping[str, Any] | None = None, **kwargs: Unpack[ParamKwargs]
     ) -> GenerationParams:
-        """Validated parameters (raises :class:`ValidationError` before anything is sent)."""
-        return GenerationParams.create(
-            prompt,
-            model=model,
-            size=size,
-            resolution=resolution,
-            temperature=temperature,
-            top_p=top_p,
-            references=_as_refs(reference_images),
-            defaults={"model": self.settings.model, **(defaults or {})},
-        )
+        """Validated parameters (raises :class:`ValidationError` before anything is sent).
+
+        ``kwargs`` are the parameters of :data:`~.params.PARAM_SPECS` by keyword (``size="16:9"``,
+        ``reference_images=[...]``).
+        """
+        check_keywords("Session.params", kwargs)
+        values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in VALUE_PARAMS}
+        defaults = {"model": self.settings.model, **(defaults or {})}
+        refs = _as_refs(kwargs.get("reference_images", ()))
+        return GenerationParams.create(prompt, references=refs, defaults=defaults, **values)
 
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
@@ -443,38 +438,27 @@ class Session:
         self,
         prompt: str,
         *,
-        model: str | None = None,
-        size: str | None = None,
-        resolution: str | None = None,
-        temperature: float | str | None = None,
-        top_p: float | str | None = None,
-        reference_images: object = (),
         fresh: bool = False,
         wait: bool = True,
         repeat: int = 0,
         listeners: Sequence[Listener] = (),
         defaults: Mapping[str, Any] | None = None,
         edit: object = None,
+        **kwargs: Unpack[ParamKwargs],
     ) -> Job:
         """Generate one image. With ``wait=False`` it returns at once; ``.result()`` waits.
 
-        ``edit`` (a result, a job id or a ledger row) makes that image the first
-        reference and records it as the new image's parent.
+        ``kwargs`` are the parameters (``size="16:9"``, ``temperature=0.4``,
+        ``reference_images=[...]``; see :meth:`params`). ``edit`` (a result, a
+        job id or a ledger row) makes that image the first reference and
+        records it as the new image's parent.
         """
+        check_keywords("Session.generate", kwargs)
         parent = None
         if edit is not None:
             ref, parent = self.edit_source(edit)
-            reference_images = (ref, *_as_refs(reference_images))
-        params = self.params(
-            prompt,
-            model=model,
-            size=size,
-            resolution=resolution,
-            temperature=temperature,
-            top_p=top_p,
-            reference_images=reference_images,
-            defaults=defaults,
-        )
+            kwargs["reference_images"] = (ref, *_as_refs(kwargs.get("reference_images", ())))
+        params = self.params(prompt, defaults=defaults, **kwargs)
         return self.submit(params, repeat=repeat, fresh=fresh, wait=wait, listeners=listeners, parent=parent)
 
     def submit(
@@ -518,9 +502,7 @@ class Session:
         for spec in axes:
             all_axes.append(spec if isinstance(spec, Axis) else parse_axis(spec, resolve_ref=resolver))
         for name, value in kwargs.items():
-            if name == "reference_images":
-                fixed[name] = value
-            elif isinstance(value, (list, tuple, range)) and name in (*AXIS_NAMES, "top_p"):
+            if isinstance(value, (list, tuple, range)) and name in AXIS_NAMES:
                 all_axes.append(axis_from_values(name, list(value), resolve_ref=resolver))
             elif name in _PARAM_NAMES:
                 fixed[name] = value

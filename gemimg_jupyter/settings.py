@@ -21,22 +21,35 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import ConfigError, register_secret
+from .params import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_BASE_URL", "RATE_TIERS", "Backend", "RetryPolicy", "Secret", "Settings"]
+__all__ = ["DEFAULT_BASE_URL", "RATE_TIERS", "Backend", "Rates", "RetryPolicy", "Secret", "Settings"]
 
 DEFAULT_BASE_URL = "https://toapis.com"
 Backend = Literal["auto", "toapis", "sim"]
 _BACKENDS: tuple[str, ...] = ("auto", "toapis", "sim")
+
+
+class Rates(NamedTuple):
+    """One rate tier's limits, named as the :class:`Settings` fields they set."""
+
+    submit_rate: float
+    submit_burst: int
+    query_rate: float
+    query_burst: int
+
+
 #: The gateway's documented limits per tier: (submit rate/s, submit burst, query rate/s, query burst).
-RATE_TIERS: dict[str, tuple[float, int, float, int]] = {
-    "default": (5.0, 50, 50.0, 500),
-    "vip": (16.7, 167, 166.7, 1667),
-    "svip": (33.3, 334, 500.0, 5000),
+RATE_TIERS: dict[str, Rates] = {
+    "default": Rates(5.0, 50, 50.0, 500),
+    "vip": Rates(16.7, 167, 166.7, 1667),
+    "svip": Rates(33.3, 334, 500.0, 5000),
 }
+_DEFAULT_RATES = RATE_TIERS["default"]
 
 
 class Secret:
@@ -112,15 +125,15 @@ class Settings:
     backend: Backend = "auto"
     base_url: str | None = None
     output_dir: Path = field(default_factory=lambda: Path("gemimg_outputs"))
-    model: str = "gemini-2.5-flash-image-official"
+    model: str = DEFAULT_MODEL
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_in_flight: int | None = None
-    submit_rate: float = 5.0
-    submit_burst: int = 50
-    query_rate: float = 50.0
-    query_burst: int = 500
+    submit_rate: float = _DEFAULT_RATES.submit_rate
+    submit_burst: int = _DEFAULT_RATES.submit_burst
+    query_rate: float = _DEFAULT_RATES.query_rate
+    query_burst: int = _DEFAULT_RATES.query_burst
     job_timeout: float = 600.0
     status_timeout: float = 5.0
     download_timeout: float = 120.0
@@ -140,12 +153,8 @@ class Settings:
         if self.rate_tier not in RATE_TIERS:
             raise ConfigError(f"rate_tier {self.rate_tier!r} is not known; use one of {', '.join(RATE_TIERS)}")
         if self.rate_tier != "default":  # the tier sets the rates still at the default tier's values
-            base, tier = RATE_TIERS["default"], RATE_TIERS[self.rate_tier]
-            for name, was, now in zip(
-                ("submit_rate", "submit_burst", "query_rate", "query_burst"), base, tier, strict=True
-            ):
-                if getattr(self, name) == was:
-                    object.__setattr__(self, name, now)
+            for name, now in self._tier_rates(_DEFAULT_RATES, RATE_TIERS[self.rate_tier]).items():
+                object.__setattr__(self, name, now)
         if self.max_cost_usd is not None and not self.max_cost_usd >= 0:  # refuses NaN too
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
         key: object = self.api_key
@@ -209,13 +218,13 @@ class Settings:
         """
         if tier not in RATE_TIERS:
             raise ConfigError(f"rate_tier {tier!r} is not known; use one of {', '.join(RATE_TIERS)}")
-        names = ("submit_rate", "submit_burst", "query_rate", "query_burst")
-        old, new = RATE_TIERS[self.rate_tier], RATE_TIERS[tier]
-        rates: dict[str, Any] = {
-            n: (now if getattr(self, n) == was else getattr(self, n))
-            for n, was, now in zip(names, old, new, strict=True)
-        }
-        return dataclasses.replace(self, rate_tier=tier, **rates)
+        return dataclasses.replace(
+            self, rate_tier=tier, **self._tier_rates(RATE_TIERS[self.rate_tier], RATE_TIERS[tier])
+        )
+
+    def _tier_rates(self, old: Rates, new: Rates) -> dict[str, Any]:
+        """The new tier's rates for the fields still at the old tier's values (rates set by hand stay)."""
+        return {name: now for name, was, now in zip(Rates._fields, old, new, strict=True) if getattr(self, name) == was}
 
     @property
     def resolved_backend(self) -> Literal["toapis", "sim"]:
@@ -228,7 +237,7 @@ class Settings:
         """The key for the real backend, or a one-line ``ConfigError`` saying how to set it."""
         if self.api_key is None:
             raise ConfigError(
-                "no ToAPIs API key: set TOAPIS_API_KEY (or run %gemimg login), "
+                "no ToAPIs API key: set TOAPIS_API_KEY (or use Settings(api_key=...)), "
                 "or use the built-in simulator with GEMIMG_BACKEND=sim"
             )
         return self.api_key

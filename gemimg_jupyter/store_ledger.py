@@ -159,7 +159,7 @@ def row_from_sql(r: sqlite3.Row, root: Path) -> LedgerRow:
 
 def refuse(what: str, todo: str) -> ConfigError:
     """The one line a problem with the output folder or the ledger shows: what is wrong; what to do."""
-    return ConfigError(f"{what}; {todo}")
+    return ConfigError(what, hint=todo)
 
 
 @contextmanager

@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
 from gemimg_jupyter.magics import GemimgMagics  # noqa: E402
+from gemimg_jupyter.params import PARAM_SPECS  # noqa: E402
 
 # ---------------------------------------------------------------- examples (the only hand-written part)
 
@@ -180,6 +181,12 @@ In the notebook, `%%gemimg?` and `%gemimg help` show the same help. Defaults com
 PROMPT_TEXT = "Variables fill the prompt; an unknown name is an error, not a silent literal."
 PROMPT_EXAMPLE = (
     'subject = "a paper-cut fox"\n---\n%%gemimg --size 3:2\n{subject} in a misty forest, layered paper, soft shadows'
+)
+
+PARAMETERS_TEXT = (
+    "Each parameter has one entry in `gemimg_jupyter.params.PARAM_SPECS`; this table, the options above, "
+    "the `%config GemimgMagics` defaults, the panel's controls and the checks before a request all come from it. "
+    "Temperature and top-p reach only models with sampling controls."
 )
 
 PYTHON_SECTION = """\
@@ -355,8 +362,22 @@ def render() -> str:
         text = text if len(text) > 2 else text[:1]
         example, after = LINE_EXAMPLES[name]
         out += _section(f"### `%gemimg {name}{' ' + args if args else ''}`", "\n".join(text), example, after)
+    out += _parameters()
     out += [PYTHON_SECTION]
     return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _parameters() -> list[str]:
+    """The parameter table (``gemimg_jupyter.params.PARAM_SPECS``): how each parameter is written where."""
+    out = ["## Parameters", "", PARAMETERS_TEXT, ""]
+    out += ["| Parameter | What it is | Default | Python | Magic option | Sweep axis |", "|---|---|---|---|---|---|"]
+    for spec in PARAM_SPECS:
+        default = "required" if spec.default is None else "none" if spec.default == () else f"`{spec.default}`"
+        keyword = f"`{spec.keyword}=`" if spec.keyword else "the first argument"
+        option = ", ".join(f"`{flag}`" for flag in (spec.short, spec.option) if flag) or "the cell body"
+        axis = f"`{spec.axis}=`" if spec.axis else ""
+        out.append(f"| `{spec.name}` | {_cell(spec.described)} | {default} | {keyword} | {option} | {axis} |")
+    return [*out, ""]
 
 
 def _cell_doc() -> str:

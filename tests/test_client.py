@@ -135,7 +135,7 @@ def test_429_waits_per_retry_after_then_succeeds() -> None:
             401,
             {"error": {"code": 401, "message": "Authentication failed"}},
             AuthenticationError,
-            "check TOAPIS_API_KEY or run %gemimg login",
+            "check TOAPIS_API_KEY or use Settings(api_key=...)",
         ),
         (
             402,
@@ -421,7 +421,7 @@ def test_a_running_task_is_never_blocked() -> None:
         (503, {"error": {"code": "model_not_found", "message": "No available channel for model x under group default"}},
          ModelUnavailableError, "model not available (503)", False),
         (403, {"error": {"code": "access_denied", "message": "this token may not use the model"}},
-         PermissionDeniedError, "%gemimg probe", False),
+         PermissionDeniedError, "python -m gemimg_jupyter.probe", False),
         (403, "<html><head><title>Attention Required!</title></head></html>", PermissionDeniedError, "edge refused",
          False),
         (403, {"error": {"message": "Invalid token", "type": "authentication_error"}}, AuthenticationError,

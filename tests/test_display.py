@@ -38,7 +38,7 @@ def finished_job(tmp_path: Path, size: str = "16:9", state: JobState = JobState.
     job = make_job("a finished fox", size=size)
     w, h = job.params.pixel_size
     path = tmp_path / f"{job.id}.png"
-    prov = {"params": job.params.describe(), "task_id": "task_123", "backend": "sim"}
+    prov = {"params": job.params.as_dict(), "task_id": "task_123", "backend": "sim"}
     path.write_bytes(png_with_provenance(Image.new("RGB", (w, h), "teal"), prov))
     job.path, job.provenance, job.task_id, job.state, job.cost_usd = path, prov, "task_123", state, 0.0488
     job._done.set()
@@ -54,7 +54,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 def test_error_line_is_one_line_with_what_to_do() -> None:
-    rate = RateLimitError("request failed (429): slow down; the gateway asked to slow down; it will be retried")
+    rate = RateLimitError("request failed (429): slow down", hint="gave up after retrying, try again in a minute")
     assert D.error_line(rate).endswith("gave up after retrying, try again in a minute")
     assert "refunded" in D.error_line(TaskFailedError("the gateway reported the task failed: policy"))
     assert D.error_line(ValueError("bad\nthing")) == "ValueError: bad thing"

@@ -99,7 +99,7 @@ def test_load_mentions_unfinished_jobs_and_resume_finishes_them(ip: Any, tmp_out
         cbid="gemimg-left-behind-0001",
         key=params.cache_key(0),
         repeat=0,
-        params={**params.describe(), "reference_urls": []},
+        params={**params.as_dict(), "reference_urls": []},
         backend="sim",
         price_usd=params.price_usd,
     )

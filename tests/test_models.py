@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
 
@@ -11,6 +12,8 @@ from PIL import Image
 from gemimg_jupyter.errors import APIError, AuthenticationError, ValidationError, redact, register_secret
 from gemimg_jupyter.images import load_reference, png_with_provenance, read_provenance
 from gemimg_jupyter.models import MODELS, GenerationParams, get_model, pixel_size
+from gemimg_jupyter.params import PARAM_SPECS, ParamKwargs, ParamValues
+from gemimg_jupyter.session import Session
 from gemimg_jupyter.settings import Secret, Settings
 
 
@@ -35,6 +38,25 @@ def test_defaults_follow_the_issue() -> None:
         0.8,
         0.95,
     )
+
+
+def test_the_parameter_table_is_what_the_typed_signatures_and_the_fields_say() -> None:
+    """The typed keyword lists and ``GenerationParams``' fields are written by hand: they must match the table."""
+    keywords = {p.keyword for p in PARAM_SPECS if p.keyword}
+    assert set(ParamKwargs.__optional_keys__) == keywords
+    assert set(ParamValues.__optional_keys__) == keywords - {"reference_images"}
+    assert {f.name for f in dataclasses.fields(GenerationParams)} == {p.name for p in PARAM_SPECS}
+    assert GenerationParams("a fox") == GenerationParams.create("a fox")  # field defaults are the table's
+
+
+def test_a_misspelt_parameter_is_refused_as_python_would(session: Session) -> None:
+    with pytest.raises(TypeError, match=r"GenerationParams.create\(\) got an unexpected keyword argument 'temprature'"):
+        GenerationParams.create("a fox", temprature=0.5)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"Session.params\(\) got an unexpected keyword argument 'refs'"):
+        session.params("a fox", refs=[])  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"Session.generate\(\) got an unexpected keyword argument 'seed'"):
+        session.generate("a fox", seed=1)  # type: ignore[call-arg]
+    assert session.jobs() == []  # refused before anything was submitted
 
 
 @pytest.mark.parametrize(
@@ -299,5 +321,5 @@ def test_validation_errors_carry_field_and_value_and_errors_carry_their_hint() -
     assert (str(again), again.field) == (str(err), "size")
     said = ValidationError("prompt is empty; write what the image should show", field="prompt", value="")
     assert str(said).startswith("prompt is empty") and said.field == "prompt"
-    assert "%gemimg login" in AuthenticationError.hint and TaskBlockedError.hint == TaskFailedError.hint != ""
+    assert "Settings(api_key=...)" in AuthenticationError.hint and TaskBlockedError.hint == TaskFailedError.hint != ""
     assert ValidationError.hint == ""

@@ -16,9 +16,11 @@ import requests
 from PIL import Image
 
 from gemimg_jupyter.client import parse_task
-from gemimg_jupyter.errors import InvalidImageError
+from gemimg_jupyter.errors import InvalidImageError, ValidationError
 from gemimg_jupyter.images import decode_image
-from gemimg_jupyter.models import MODELS
+from gemimg_jupyter.models import MODELS, GenerationParams
+from gemimg_jupyter.params import SAMPLING_PARAMS, ParamSpec
+from gemimg_jupyter.plan import parse_axis
 from gemimg_jupyter.sim import RenderSpec, SimConfig, SimServer, render_png
 from gemimg_jupyter.sim.render import palette_for
 
@@ -215,6 +217,31 @@ def test_submit_validation_400(
     assert needle in error["message"]
     stats = server.stats()
     assert (stats["submits_accepted"], stats["submits_rejected"]) == (0, 1)
+
+
+def _takes(check: Any, *args: Any, **kwargs: Any) -> bool:
+    try:
+        check(*args, **kwargs)
+    except ValidationError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("param", SAMPLING_PARAMS, ids=lambda p: p.name)
+def test_the_client_the_sweep_axes_and_the_simulator_agree_on_a_sampling_bound(
+    server: SimServer, http: requests.Session, param: ParamSpec
+) -> None:
+    """The three checks read one table: each takes both ends and refuses just outside them."""
+    assert param.bounds is not None and param.wire is not None and param.axis is not None
+    lo, hi = param.bounds
+    verdicts = {}
+    for value in (lo, hi, lo - 0.01, hi + 0.01):
+        verdicts[value] = [
+            _takes(GenerationParams.create, "a fox", **{param.name: value}),
+            _takes(parse_axis, f"{param.axis}={value}"),
+            submit(server, http, metadata={param.wire: value}).status_code == 200,
+        ]
+    assert verdicts == {lo: [True] * 3, hi: [True] * 3, lo - 0.01: [False] * 3, hi + 0.01: [False] * 3}
 
 
 def test_missing_prompt_and_non_json_body(server: SimServer, http: requests.Session) -> None:

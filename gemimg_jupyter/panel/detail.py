@@ -82,7 +82,7 @@ class DetailSection(PanelBase):
         if job.error:
             extra.append(("error", job.error))
         self.detail_html.value = f"<div><b>{html.escape(cell_label(run.plan, index))}</b></div>" + params_html(
-            job.params.describe(), extra
+            job.params.as_dict(), extra
         )
         self._set_detail_row(job)
         if not image:

@@ -10,6 +10,7 @@ import ipywidgets as W
 
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.params import PARAMS, SAMPLING_PARAMS, ParamSpec
 from gemimg_jupyter.plan import MAX_REPEATS
 
 from .base import PanelBase
@@ -81,30 +82,8 @@ class ParametersSection(PanelBase):
         self.resolution = self._w(
             W.Dropdown, "gemimg-resolution", options=[], description="resolution", style=DESC, layout=W.Layout(**FULL)
         )
-        self.temperature = self._w(
-            W.FloatSlider,
-            "gemimg-temperature",
-            value=0.8,
-            min=0.0,
-            max=2.0,
-            step=0.05,
-            readout_format=".2f",
-            description="temperature",
-            style=DESC,
-            layout=W.Layout(**FULL),
-        )
-        self.top_p = self._w(
-            W.FloatSlider,
-            "gemimg-top-p",
-            value=0.95,
-            min=0.0,
-            max=1.0,
-            step=0.01,
-            readout_format=".2f",
-            description="top-p",
-            style=DESC,
-            layout=W.Layout(**FULL),
-        )
+        self.temperature = self._slider(PARAMS["temperature"])
+        self.top_p = self._slider(PARAMS["top_p"])
         self.repeats = self._w(
             W.BoundedIntText,
             "gemimg-repeats",
@@ -117,6 +96,22 @@ class ParametersSection(PanelBase):
             layout=W.Layout(width="180px"),
         )
         self.model_notes = self._w(W.HTML, "gemimg-model-notes", layout=W.Layout(**FULL))
+
+    def _slider(self, param: ParamSpec) -> W.FloatSlider:
+        """A slider over the parameter's bounds, at its default, labelled and stepped as the table says."""
+        assert param.bounds is not None, f"{param.name} is not a number"
+        return self._w(
+            W.FloatSlider,
+            f"gemimg-{param.label}",
+            value=param.default,
+            min=param.bounds[0],
+            max=param.bounds[1],
+            step=param.step,
+            readout_format=".2f",
+            description=param.label,
+            style=DESC,
+            layout=W.Layout(**FULL),
+        )
 
     def _apply_defaults(self, defaults: Mapping[str, Any]) -> None:
         """Set the controls from ``%config``-style defaults, skipping what does not fit."""
@@ -131,8 +126,8 @@ class ParametersSection(PanelBase):
         size = defaults.get("size")
         if size and str(size).replace("x", ":") in spec.sizes:
             self.size.value = str(size).replace("x", ":")
-        for name, slider in (("temperature", self.temperature), ("top_p", self.top_p)):
-            value = defaults.get(name)
+        for param in SAMPLING_PARAMS:
+            slider, value = getattr(self, param.name), defaults.get(param.name)
             if value is None:
                 continue
             try:

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from gemimg_jupyter.errors import ValidationError
 from gemimg_jupyter.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.params import SAMPLING_PARAMS
 from gemimg_jupyter.sim.config import _BLOCKED_REASON, _UPLOAD
 
 
@@ -97,15 +98,21 @@ class _Task:
         return self.outcome, 100 if self.outcome == "completed" else 0
 
 
-def _number(meta: Mapping[str, Any], name: str, lo: float, hi: float) -> float | None:
-    value = meta.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise _Invalid(
-            f"metadata.{name} must be a number from {lo:g} to {hi:g} (got {json.dumps(value)})", f"metadata.{name}"
-        )
-    return float(value)
+def _sampling(meta: Mapping[str, Any]) -> dict[str, float | None]:
+    """``temperature`` and ``top_p`` from ``metadata`` (under their wire names), within the parameter table's bounds."""
+    out: dict[str, float | None] = {}
+    for param in SAMPLING_PARAMS:
+        assert param.wire is not None, "a sampling parameter has a wire name"
+        assert param.bounds is not None, "a sampling parameter has bounds"
+        name, (lo, hi), value = param.wire, param.bounds, meta.get(param.wire)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi
+        ):
+            raise _Invalid(
+                f"metadata.{name} must be a number from {lo:g} to {hi:g} (got {json.dumps(value)})", f"metadata.{name}"
+            )
+        out[param.name] = None if value is None else float(value)
+    return out
 
 
 def _validate(payload: Any, strict_objects: bool) -> _Submit:
@@ -162,7 +169,7 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
     meta = payload.get("metadata") or {}
     if not isinstance(meta, dict):
         raise _Invalid("metadata must be an object", "metadata")
-    temperature, top_p = _number(meta, "temperature", 0, 2), _number(meta, "topP", 0, 1)
+    sampled = _sampling(meta)
     resolution = meta.get("resolution", spec.default_resolution)
     if resolution not in spec.resolutions:
         raise _Invalid(
@@ -178,7 +185,9 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
         raise _Invalid(
             f"metadata.seed must be an integer from 0 to 2147483647 (got {json.dumps(seed)})", "metadata.seed"
         )
-    return _Submit(spec, prompt, size, resolution, temperature, top_p, tuple(clean), business_id, seed)
+    return _Submit(
+        spec, prompt, size, resolution, image_urls=tuple(clean), business_id=business_id, seed=seed, **sampled
+    )
 
 
 _REFUNDED = {"status": "refunded", "credits": "0", "cost_usd": "0"}
