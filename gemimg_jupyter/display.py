@@ -17,70 +17,9 @@ through :func:`html.escape`.
 
 from __future__ import annotations
 
-from .live import (
-    INTERRUPT_LINE,
-    JobView,
-    LiveView,
-    SweepView,
-    image_metadata,
-    job_bundle,
-    show_interrupt_note,
-    status_html,
-    status_text,
-    sweep_bundle,
-)
-from .renderers import (
-    PROMPT_CHARS,
-    STALE_NOTE,
-    STATUS_PROMPT_CHARS,
-    THEME_CSS,
-    TONE_COLORS,
-    Bundle,
-    ImageStrip,
-    LineageOutput,
-    RichText,
-    config_table,
-    cost_report,
-    display_path,
-    error_line,
-    history_strip,
-    image_html,
-    job_error_line,
-    jobs_table,
-    lineage_output,
-    live_updates_supported,
-    models_table,
-)
+from . import live as _live
+from . import renderers as _renderers
+from .live import *  # noqa: F403  (each module's names are listed once, in its own __all__)
+from .renderers import *  # noqa: F403
 
-__all__ = [
-    "INTERRUPT_LINE",
-    "PROMPT_CHARS",
-    "STALE_NOTE",
-    "STATUS_PROMPT_CHARS",
-    "THEME_CSS",
-    "TONE_COLORS",
-    "Bundle",
-    "ImageStrip",
-    "JobView",
-    "LineageOutput",
-    "LiveView",
-    "RichText",
-    "SweepView",
-    "config_table",
-    "cost_report",
-    "display_path",
-    "error_line",
-    "history_strip",
-    "image_html",
-    "image_metadata",
-    "job_bundle",
-    "job_error_line",
-    "jobs_table",
-    "lineage_output",
-    "live_updates_supported",
-    "models_table",
-    "show_interrupt_note",
-    "status_html",
-    "status_text",
-    "sweep_bundle",
-]
+__all__ = [*_live.__all__, *_renderers.__all__]

@@ -39,14 +39,20 @@ _INK = (33, 37, 41)
 _MUTED = (104, 110, 118)
 _RULE = (222, 226, 230)
 _LETTERBOX = (241, 243, 245)
-_PENDING_BG = (246, 247, 249)
-_PENDING_EDGE = (206, 212, 218)
-_PENDING_INK = (108, 117, 125)
-_FAIL_BG = (253, 236, 236)
-_FAIL_EDGE = (214, 69, 69)
-_FAIL_INK = (150, 30, 30)
-_BADGE_BG = (33, 37, 41)
-_BADGE_INK = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class _Tone:
+    """The colours of a kind of box (RGB): its fill, its text and its outline."""
+
+    fill: tuple[int, int, int]
+    ink: tuple[int, int, int]
+    edge: tuple[int, int, int] | None = None
+
+
+_PENDING = _Tone(fill=(246, 247, 249), ink=(108, 117, 125), edge=(206, 212, 218))
+_FAIL = _Tone(fill=(253, 236, 236), ink=(150, 30, 30), edge=(214, 69, 69))
+_BADGE = _Tone(fill=_INK, ink=_BG)  # white on the ink colour
 
 _ASCII_FALLBACK = {
     "→": "->",
@@ -239,20 +245,20 @@ def _draw_tile(
             draw_star(draw, px + thumb.width - r - 4, py + r + 4, r)
         return
     if state in FAILED_STATES:
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL_BG, outline=_FAIL_EDGE, width=2)
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL.fill, outline=_FAIL.edge, width=2)
         error = (tile.error if tile is not None else None) or "no error message"
-        _box_text(draw, box, state, error, f, _FAIL_INK)
+        _box_text(draw, box, state, error, f, _FAIL.ink)
         return
-    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_PENDING_BG, outline=_PENDING_EDGE, width=1)
+    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_PENDING.fill, outline=_PENDING.edge, width=1)
     if tile is None:
         return
     if state in PENDING_STATES:
         label = "queued" if state == "queued" else state.replace("_", " ") + "…"
-        _box_text(draw, box, label, None, f, _PENDING_INK)
+        _box_text(draw, box, label, None, f, _PENDING.ink)
     elif state in _IMAGE_STATES:
-        _box_text(draw, box, state, "no image", f, _PENDING_INK)
+        _box_text(draw, box, state, "no image", f, _PENDING.ink)
     else:  # cancelled, or a state this module does not know
-        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING_INK)
+        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING.ink)
 
 
 _STAR = (240, 180, 0)
@@ -320,8 +326,8 @@ def _badge(draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], text
     if bw > w - 4 or bh > h - 4:
         return
     bx, by = x + w - bw - 4, y + h - bh - 4
-    draw.rounded_rectangle([bx, by, bx + bw, by + bh], radius=max(2, bh // 3), fill=_BADGE_BG)
-    _text(draw, (bx + f.pad + 1, by + 1), text, f.small, _BADGE_INK)
+    draw.rounded_rectangle([bx, by, bx + bw, by + bh], radius=max(2, bh // 3), fill=_BADGE.fill)
+    _text(draw, (bx + f.pad + 1, by + 1), text, f.small, _BADGE.ink)
 
 
 # ---------------------------------------------------------------- cells

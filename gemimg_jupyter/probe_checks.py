@@ -45,8 +45,7 @@ class _Probe(_Gateway):
 
     def _check_auth(self, report: ProbeReport) -> requests.Response | None:
         """The model list's answer, or None when there is none or the key is refused."""
-        auth = Check("auth", "is the key accepted?", "GET /v1/models?type=image answers 200 with the key")
-        report.checks.append(auth)
+        auth = report.ask("auth", "is the key accepted?", "GET /v1/models?type=image answers 200 with the key")
         try:
             resp = self.raw("GET", "/v1/models", params={"type": "image"})
         except requests.RequestException as exc:
@@ -59,12 +58,11 @@ class _Probe(_Gateway):
         return resp
 
     def _check_models(self, report: ProbeReport, resp: requests.Response) -> None:
-        models = Check(
+        models = report.ask(
             "models",
             "which image models may the key use?",
             f"the default model {next(iter(MODELS))} among those listed (the list is free)",
         )
-        report.checks.append(models)
         if resp.status_code == 200:
             try:
                 data = resp.json().get("data")
@@ -89,12 +87,11 @@ class _Probe(_Gateway):
             models.observed, models.verdict = f"HTTP {resp.status_code}; the list is not available", "note"
 
     def _check_user_agent(self, report: ProbeReport, resp: requests.Response) -> None:
-        agent = Check(
+        agent = report.ask(
             "user_agent",
             "does this client's User-Agent pass the edge?",
             f"{self.http.headers['User-Agent']!r} is answered 200 (a field client fixed a 403 by sending one)",
         )
-        report.checks.append(agent)
         bare = self.raw("GET", "/v1/models", headers={"User-Agent": f"python-requests/{requests.__version__}"})
         agent.observed = f"ours: HTTP {resp.status_code}; a library default: HTTP {bare.status_code}" + (
             " (HTML: the edge refused it)" if "html" in bare.headers.get("Content-Type", "") else ""
@@ -102,36 +99,30 @@ class _Probe(_Gateway):
         agent.verdict = "ok" if resp.status_code == 200 else "differs"
 
     def _check_error_shape(self, report: ProbeReport) -> None:
-        envelope = Check(
+        envelope = report.ask(
             "error_shape",
             "what does an error look like (an unknown task)?",
             '404 {"error": {"code", "message", "type"}}',
         )
-        report.checks.append(envelope)
-        missing_task = self.raw("GET", f"{_SUBMIT}/probe-{uuid.uuid4().hex[:12]}")
-        envelope.observed = f"HTTP {missing_task.status_code}" + _error_text(missing_task, shape=True)
-        envelope.verdict = "ok" if missing_task.status_code == 404 else "differs"
+        _judge_answer(envelope, self.raw("GET", f"{_SUBMIT}/probe-{uuid.uuid4().hex[:12]}"), (404,), shape=True)
 
     def _check_unknown_model(self, report: ProbeReport) -> None:
-        unknown = Check(
+        unknown = report.ask(
             "unknown_model",
             "what does a submit for a model nobody serves return? (refused, so free)",
             "docs: 400 invalid_request; New API: 503 model_not_found — either way no task and no charge",
         )
-        report.checks.append(unknown)
         refused = self.submit({"model": "gemimg-probe-no-such-model", "prompt": "a fox", "size": "1:1", "n": 1})
-        unknown.observed = f"HTTP {refused.status_code}" + _error_text(refused)
+        _judge_answer(unknown, refused, (400, 404, 503))
         if refused.status_code == 200:
             unknown.observed += "; a task was made for a model name nobody serves"
-        unknown.verdict = "ok" if refused.status_code in (400, 404, 503) else "differs"
 
     def _check_upload(self, report: ProbeReport) -> None:
-        upload = Check(
+        upload = report.ask(
             "upload",
             "does a reference upload work, and does its URL serve without the key?",
             "POST /v1/uploads/images answers a URL that serves the image (how long it lives is not documented)",
         )
-        report.checks.append(upload)
         try:
             self.uploaded = self.client.upload_image(_reference_png(), filename="probe-ref.png")  # uploads are free
         except GemimgError as exc:
@@ -147,49 +138,46 @@ class _Probe(_Gateway):
     def paid_checks(self, report: ProbeReport, budget: _Budget) -> None:
         cheap = _cheapest(self.listed)
         if cheap is None:
-            report.checks.append(
-                Check(
-                    "paid", "paid checks", "a registry model with a published price is listed", "none listed", "skipped"
-                )
-            )
+            report.ask(
+                "paid", "paid checks", "a registry model with a published price is listed"
+            ).observed = "none listed"
             return
         spec = MODELS[cheap]
         base = GenerationParams.create(_PROMPT, model=cheap)
         cbid = f"probe-{uuid.uuid4().hex[:16]}"
-        life = Check(
+        life = report.ask(
             "status_words",
             "which status words and fields does a real task go through?",
             "queued → in_progress → completed (New API: pending/NOT_START/QUEUED/IN_PROGRESS/SUCCESS), all known words",
         )
-        lookup = Check(
+        lookup = report.ask(
             "lookup_by_business_id",
             "does look-up by client_business_id work right after submit?",
             "GET /v1/images/generations/{client_business_id} finds the task at once",
         )
-        billing = Check(
+        billing = report.ask(
             "billing",
             "does a successful task carry billing?",
             'docs: billing {"status": "settled", "cost_usd"}; field audit: absent on successes',
         )
-        where = Check(
+        where = report.ask(
             "result_url", "where is the result URL?", "result.data[0].url (a top-level url may sit beside it)"
         )
-        size = Check(
+        size = report.ask(
             "image_size", "is the image the requested size?", f"{_wh(pixel_size(base.size))} at {base.size} 1K"
         )
-        duplicate = Check(
+        duplicate = report.ask(
             "duplicate_business_id",
             "what does a second submit with the same client_business_id do?",
             "refused, or answered with the first task (otherwise only the client's look-up keeps 'pay once')",
         )
-        report.checks += [life, lookup, billing, where, size, duplicate]
         if not budget.fits(spec):
             for check in (life, lookup, billing, where, size, duplicate):
                 check.observed = f"--spend {format_usd(budget.limit, places=2)} does not cover one {cheap} request"
             return
         first = self.submit(base.request_body(client_business_id=cbid))
         if first.status_code != 200:
-            life.observed, life.verdict = f"submit refused: HTTP {first.status_code}" + _error_text(first), "error"
+            life.observed, life.verdict = f"submit {_refusal(first)}", "error"
             return
         life.paid_usd = budget.pay(spec)
         submitted = first.json()
@@ -224,7 +212,7 @@ class _Probe(_Gateway):
                     duplicate.observed = f"accepted as a new task ({second.id}): it is paid for again"
                     duplicate.verdict = "differs"
             else:
-                duplicate.observed, duplicate.verdict = f"refused: HTTP {again.status_code}" + _error_text(again), "ok"
+                duplicate.observed, duplicate.verdict = _refusal(again), "ok"
         else:
             duplicate.observed = "not asked: over --spend"
 
@@ -272,27 +260,26 @@ class _Probe(_Gateway):
 
     def _submit_extras(self, report: ProbeReport, budget: _Budget, cheap: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        objects = Check(
+        objects = report.ask(
             "image_url_objects",
             'are image_urls objects ([{"url": ...}]) accepted?',
             "accepted on normal/VIP routes (their pages show objects); strings always work",
         )
-        limit = Check(
+        limit = report.ask(
             "prompt_limit",
             "is a 1,001-character prompt refused on gemini-2.5-flash-image-preview?",
             "400 before a task is made (its page caps prompts at 1,000 characters)",
         )
-        resolution = Check(
+        resolution = report.ask(
             "resolution",
             "does metadata.resolution change the pixel size?",
             "2K at 1:1 gives 2048×2048 (1K: 1024×1024)",
         )
-        seed = Check(
+        seed = report.ask(
             "seed",
             "is metadata.seed accepted, and does it narrow the variation of repeats?",
             "undocumented: accepted and ignored, or accepted and repeats look closer (Gemini has generationConfig.seed)",
         )
-        report.checks += [objects, limit, resolution, seed]
         out["checks"] = (objects, limit, resolution, seed)
         self._ask_image_url_objects(objects, budget)
         self._ask_prompt_limit(limit, budget)
@@ -312,10 +299,7 @@ class _Probe(_Gateway):
                 objects.paid_usd = budget.pay(MODELS[model])
                 objects.observed, objects.verdict = f"accepted on {model} (HTTP 200)", "ok"
             else:
-                objects.observed, objects.verdict = (
-                    f"refused on {model}: HTTP {resp.status_code}" + _error_text(resp),
-                    "note",
-                )
+                objects.observed, objects.verdict = _refusal(resp, on=model), "note"
         else:
             objects.observed = "not asked: no listed model within --spend"
 
@@ -328,7 +312,7 @@ class _Probe(_Gateway):
                 limit.paid_usd = budget.pay(preview)
                 limit.observed, limit.verdict = "accepted: a task was made (and paid for)", "differs"
             else:
-                limit.observed = f"refused: HTTP {resp.status_code}" + _error_text(resp)
+                limit.observed = _refusal(resp)
                 limit.verdict = "ok" if resp.status_code in (400, 413, 422) else "note"
         else:
             limit.observed = "not asked: the model is not listed, or over --spend"
@@ -342,10 +326,7 @@ class _Probe(_Gateway):
                 resolution.paid_usd = budget.pay(MODELS[model])
                 out["resolution"] = (model, parse_task(resp.json()).id)
             else:
-                resolution.observed, resolution.verdict = (
-                    f"refused on {model}: HTTP {resp.status_code}" + _error_text(resp),
-                    "note",
-                )
+                resolution.observed, resolution.verdict = _refusal(resp, on=model), "note"
         else:
             resolution.observed = "not asked: no listed 2K model within --spend"
 
@@ -359,7 +340,7 @@ class _Probe(_Gateway):
                     body.setdefault("metadata", {})["seed"] = _SEED
                 resp = self.submit(body)
                 if resp.status_code != 200:
-                    seed.observed = f"refused: HTTP {resp.status_code}" + _error_text(resp)
+                    seed.observed = _refusal(resp)
                     seed.verdict = "note"
                     break
                 seed.paid_usd += budget.pay(spec)
@@ -401,6 +382,17 @@ class _Probe(_Gateway):
             seed.verdict = "ok" if seeded < free / 2 else "note"
             if seed.verdict == "note":
                 seed.observed += " (the seed does not seem to narrow the variation)"
+
+
+def _judge_answer(check: Check, resp: requests.Response, expected: Sequence[int], *, shape: bool = False) -> None:
+    """Observed: the HTTP status and the error it carries; the verdict: ok when the status is one expected."""
+    check.observed = f"HTTP {resp.status_code}" + _error_text(resp, shape=shape)
+    check.verdict = "ok" if resp.status_code in expected else "differs"
+
+
+def _refusal(resp: requests.Response, *, on: str = "") -> str:
+    """``refused on MODEL: HTTP 400 [code] message``: what a refused request observed."""
+    return f"refused{f' on {on}' if on else ''}: HTTP {resp.status_code}" + _error_text(resp)
 
 
 def _error_text(resp: requests.Response, *, shape: bool = False) -> str:

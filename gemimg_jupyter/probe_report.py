@@ -62,6 +62,12 @@ class ProbeReport:
     transcript: Path | None = None
     spent_usd: float = 0.0
 
+    def ask(self, name: str, question: str, expected: str) -> Check:
+        """A new check, not asked yet, added to the report (checks are listed in the order they are made)."""
+        check = Check(name, question, expected)
+        self.checks.append(check)
+        return check
+
     def check(self, name: str) -> Check:
         """The check called ``name`` (KeyError if there is none)."""
         for check in self.checks:

@@ -452,21 +452,22 @@ def history_strip(
 # ---------------------------------------------------------------- edit chains
 
 
-class LineageOutput:
-    """An edit chain as a labelled strip (PNG) above its table (HTML), with a text twin."""
+class LineageOutput(ImageStrip):
+    """An edit chain as a labelled strip (PNG) above its table (HTML), with the table's text as its text twin."""
 
     def __init__(self, png: bytes, table: RichText, rows: list[dict[str, Any]]) -> None:
-        self.png = png
+        super().__init__(png, table.text, rows)
         self.table = table
-        self.rows = rows
 
-    def __repr__(self) -> str:
-        return self.table.text
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per step, root first (:meth:`Lineage.table`); the strip's items."""
+        return self.items
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
         uri = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
         markup = f'<div class="gemimg-lineage"><img src="{uri}" alt="edit chain"><br>{self.table.html}</div>'
-        data = {"text/html": markup, "image/png": self.png, "text/plain": self.table.text}
+        data = {"text/html": markup, "image/png": self.png, "text/plain": self.text}
         return data, {"image/png": {"gemimg_lineage": self.rows}}
 
 

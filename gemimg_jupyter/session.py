@@ -225,7 +225,7 @@ class SweepResult:
                     "cell": c.index,
                     "labels": c.labels,
                     "repeat": c.repeat,
-                    "state": j.status,
+                    "state": j.state.value,
                     "task_id": j.task_id,
                     "path": str(j.path) if j.path else None,
                 }
@@ -675,7 +675,9 @@ class Session:
         """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
         if isinstance(target, Job) and not target.done():
             raise ValidationError(
-                f"job {target.id} has no image yet ({target.status}); wait for it first", field="edit", value=target.id
+                f"job {target.id} has no image yet ({target.state.value}); wait for it first",
+                field="edit",
+                value=target.id,
             )
         return edit_reference(self.find(target))
 

@@ -6,28 +6,7 @@
 
 from __future__ import annotations
 
-from .panel import (
-    DETAIL_LONG_SIDE,
-    GRID_CELL,
-    HISTORY_SLOTS,
-    HISTORY_THUMB,
-    PANEL_CSS,
-    REF_THUMB,
-    TICK_SECONDS,
-    Panel,
-    magic_cell,
-    model_notes,
-)
+from . import panel as _panel
+from .panel import *  # noqa: F403  (the names are the panel package's own __all__, listed once there)
 
-__all__ = [
-    "DETAIL_LONG_SIDE",
-    "GRID_CELL",
-    "HISTORY_SLOTS",
-    "HISTORY_THUMB",
-    "PANEL_CSS",
-    "REF_THUMB",
-    "TICK_SECONDS",
-    "Panel",
-    "magic_cell",
-    "model_notes",
-]
+__all__ = list(_panel.__all__)

@@ -14,13 +14,14 @@ import io
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,7 +247,74 @@ class MemSampler(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
-        self.join()
+        self.join(timeout=30)  # one sample takes well under a second; the wait still has a bound
+
+
+@contextlib.contextmanager
+def panel_lab(base: Path) -> Iterator[Lab]:
+    """JupyterLab on the built-in simulator (:data:`SIM_KERNEL_ENV`), serving a copy of ``notebooks/panel.ipynb``."""
+    root = base / "nb"
+    root.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "notebooks" / "panel.ipynb", root / "panel.ipynb")
+    with jupyter_lab(base, root, SIM_KERNEL_ENV) as server:
+        yield server
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Debian's Chromium, headless, with :data:`CHROME_ARGS`."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+
+
+def new_page(playwright: Any, viewport: Mapping[str, int], errors: list[str]) -> tuple[Any, Any]:
+    """A browser (close it when done) and a page of ``viewport`` size that adds its JavaScript errors to ``errors``."""
+    browser = launch_chromium(playwright)
+    page = browser.new_page(viewport=dict(viewport))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return browser, page
+
+
+def open_notebook(page: Any, lab: Lab, name: str) -> Any:
+    """Open the notebook ``name`` and wait until its kernel really is idle; the locator that shows it idle."""
+    from playwright.sync_api import expect
+
+    page.goto(lab.notebook_url(name))
+    if lab.app == "lab":
+        idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
+    else:  # Notebook 7 has no status bar: the toolbar's kernel name, then its execution indicator
+        expect(page.locator(".jp-KernelName").first).to_have_text(re.compile("Python 3"), timeout=60_000)
+        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    expect(idle.or_(dialog).first).to_be_visible(timeout=60_000)
+    if dialog.is_visible():  # seen once on a cold server
+        dialog.locator("button.jp-mod-accept").click()
+        expect(idle).to_be_visible(timeout=60_000)
+    return idle
+
+
+def run_all(page: Any) -> None:
+    """Run > Run All Cells, through the menu as a person would."""
+    page.locator(".lm-MenuBar-item", has_text="Run").click()
+    page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+
+
+def open_panel(page: Any, lab: Lab) -> Any:
+    """Open ``panel.ipynb`` (see :func:`panel_lab`), run all its cells and wait for the panel; the panel's locator."""
+    from playwright.sync_api import expect
+
+    open_notebook(page, lab, "panel.ipynb")
+    run_all(page)
+    panel = page.locator(".jp-OutputArea-output .gemimg-panel")
+    expect(panel).to_be_visible(timeout=60_000)
+    return panel
+
+
+def refresh_docs_images(names: Iterable[str], limit: int = 200_000) -> None:
+    """With ``GEMIMG_UPDATE_DOCS=1``, copy these screenshots from :data:`ARTIFACTS` to :data:`DOCS_IMG`, shrunk."""
+    if not os.environ.get("GEMIMG_UPDATE_DOCS"):
+        return
+    for name in names:
+        size = shrink_png(ARTIFACTS / f"{name}.png", DOCS_IMG / f"{name}.png", limit=limit)
+        print(f"[docs] {DOCS_IMG / name}.png {size / 1024:.0f} KB")
 
 
 def shrink_png(src: Path, dest: Path, limit: int = 200_000) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import atexit
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -37,6 +38,35 @@ def quick_settings(output_dir: Path, **changes: Any) -> Settings:
     return base.replace(**changes)
 
 
+#: Retries for the fault tests: many tries, short waits.
+PATIENT = RetryPolicy(max_tries=30, base=0.05, cap=0.5, jitter=0.2, max_retry_after=5.0)
+
+
+def sim_settings(server: Any, output_dir: Path, **changes: Any) -> Settings:
+    """Settings for a Session on an already running simulator ``server``, patient with its faults."""
+    patient = {"base_url": server.base_url, "sim_options": {}, "retry": PATIENT, "poll_first": 0.1, "poll_min": 0.1}
+    return quick_settings(output_dir, **{**patient, "poll_max": 0.5, **changes})
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, *, interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    The test fails with "timed out after ``timeout`` s waiting for ``what``" when the
+    deadline passes first. The deadline bounds the wait; it is not a timing assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's key, backend or output directory."""
@@ -65,12 +95,8 @@ def sim() -> Iterator[object]:
     """A fresh simulator on 127.0.0.1 with fast, fault-free defaults."""
     from gemimg_jupyter.sim import SimConfig, SimServer
 
-    server = SimServer(config=SimConfig(latency=(0.15, 0.4), queue_delay=(0.0, 0.05), seed=7))
-    server.start()
-    try:
+    with SimServer(config=SimConfig(latency=(0.15, 0.4), queue_delay=(0.0, 0.05), seed=7)) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

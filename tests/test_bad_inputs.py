@@ -23,10 +23,12 @@ import logging
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,11 @@ from typing import Any
 import pytest
 from IPython.core.error import UsageError
 from PIL import Image
-from traitlets import TraitError
+from traitlets import Bool, TraitError
 
 import gemimg_jupyter as gi
 from gemimg_jupyter.errors import BudgetExceededError, ConfigError, ValidationError
+from gemimg_jupyter.magics import GemimgMagics
 from gemimg_jupyter.session import Session, get_session, reset_session
 from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
@@ -177,8 +180,8 @@ def snapshot(c: Ctx) -> dict[str, Any]:
         for p in c.out.rglob("*")
         if p.is_file() and not p.name.startswith("ledger.sqlite3")
     )
-    with store._lock:
-        uploads = store._db.execute("SELECT sha256, backend, url FROM uploads ORDER BY sha256").fetchall()
+    with closing(sqlite3.connect(f"file:{store.ledger_path}?mode=ro", uri=True)) as ledger:  # a reader, as any process
+        uploads = ledger.execute("SELECT sha256, backend, url FROM uploads ORDER BY sha256").fetchall()
     return {
         "session": id(sess),
         "requests": sess.sim.stats()["requests"],
@@ -338,6 +341,7 @@ BAD_INPUTS = [
         id="cell-sweep-four-axes",
     ),
     pytest.param(cell("--ref 'unclosed", "a fox", "check the quotes"), id="cell-unclosed-quote"),
+    pytest.param(cell("--edit nosuchid", "a fox", "'nosuchid' is not in the ledger"), id="cell-edit-unknown"),
     # ---- reference files
     pytest.param(cell("--ref no/such/file.png", "a fox", "does not exist"), id="ref-missing"),
     pytest.param(cell("--ref {EMPTY}", "a fox", "is empty (0 bytes)"), id="ref-empty"),
@@ -632,7 +636,15 @@ def test_the_table_covers_every_way_in(capsys: pytest.CaptureFixture[str]) -> No
             + ", ".join(f"{n} {s}" for s, n in sorted(surfaces.items()))
             + f" ({refs} about reference files)"
         )
-    assert len(BAD_INPUTS) >= 40
+    # every way in that takes a value has a bad value in the table: each option of the cell magic that is
+    # not a switch, and each %config setting that is not a switch
+    lines = [p.values[0].what[0].split() for p in BAD_INPUTS if p.values[0].surface == "cell"]
+    used = {word.split("=")[0] for words in lines for word in words if word.startswith("-")}
+    options = [a.option_strings for a in GemimgMagics.gemimg_cell.parser._actions if a.option_strings and a.nargs != 0]
+    assert [o[-1] for o in options if not used & set(o)] == [], "cell options without a bad value in the table"
+    assigned = {p.values[0].what.split("=")[0].strip() for p in BAD_INPUTS if isinstance(p.values[0].what, str)}
+    settings = {n for n, t in GemimgMagics.class_traits(config=True).items() if not isinstance(t, Bool)}
+    assert sorted(settings - assigned) == [], "settings without a bad value in the table"
     assert set(surfaces) == {"cell", "line", "config", "api", "panel"}
     assert len({p.id for p in BAD_INPUTS}) == len(BAD_INPUTS)
 
@@ -653,7 +665,7 @@ def test_html_in_a_prompt_is_valid_and_shown_as_text(ctx: Ctx) -> None:
     assert p.wait(20)
     p.cells.children[0].click()
     detail = p.detail_html.value
-    p._on_history_click(0)  # the newest stored image: this one
+    p.history_buttons[0].click()  # the newest stored image: this one
     for markup in (first, table, detail, p.detail_html.value, p.plan_html.value, p.message.value):
         assert "<script>" not in markup and "<b>a fox</b>" not in markup
     for markup in (first, table, detail, p.detail_html.value):

@@ -89,7 +89,7 @@ def test_three_edits_record_their_parents_send_the_parent_first_and_show_a_linea
     gem.run_cell_magic("gemimg", "--edit a -o b --wait", "make the teapot blue")
     gem.run_cell_magic("gemimg", "--edit b -o c --wait --size 16:9", "add steam <rising> from the spout")
     a, b, c = (gem.user_ns[n] for n in "abc")
-    assert all(j.status == "done" for j in (a, b, c))
+    assert all(j.state.value == "done" for j in (a, b, c))
 
     # the ledger and the PNG name the parent: c -> b -> a
     for child, parent in ((b, a), (c, b)):
@@ -138,7 +138,7 @@ def test_the_same_edit_again_is_a_cache_hit_and_uploads_the_parent_once(gem: Any
     assert again.cached and again.path == first.path
     assert submits() == sent
     other = a.edit("on a sunny street")
-    assert other.status == "done" and submits() == sent + 1
+    assert other.state.value == "done" and submits() == sent + 1
     assert get_session().sim.stats()["uploads"] == uploads  # same parent content: no second upload
     assert other.parent == first.parent
 
@@ -326,7 +326,7 @@ def test_the_committed_editing_notebook_is_executed_and_small() -> None:
 
 
 def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_output: Path) -> None:
-    from gemimg_jupyter.widgets import Panel
+    from gemimg_jupyter.widgets import HISTORY_SLOTS, Panel
 
     with Session(quick_settings(tmp_output)) as sess:
         panel = Panel(session=sess)
@@ -335,7 +335,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             panel.generate_button.click()
             assert panel.wait(30)
             (first,) = panel._run.jobs
-            assert first.status == "done"
+            assert first.state.value == "done"
             assert panel.detail_edit.layout.display is None and panel.detail_pick.layout.display is None
 
             panel.detail_edit.click()
@@ -346,23 +346,20 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             panel.generate_button.click()
             assert panel.wait(30)
             (second,) = panel._run.jobs
-            assert second.status == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
+            assert second.state.value == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
             assert second.parent is not None and second.parent["cbid"] == first.cbid
             assert sess.sim._tasks[second.task_id].req.image_urls  # the parent went as a reference
             assert second.params.references[0].sha256 == image_hash(first.path)
 
-            panel._refresh_history()
-            captions = {
-                r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
-            }
+            panel.history_refresh.click()
+            shown = sess.history(HISTORY_SLOTS)  # what the panel's history shows, newest first
+            captions = {r.cbid: b.description for r, b in zip(shown, panel.history_buttons, strict=False)}
             assert captions[first.cbid].startswith("✎1 ") and "✎" not in captions[second.cbid]
 
             panel.detail_pick.value = True  # the detail view shows the edit now
             assert sess.is_picked(second) and panel.detail_pick.description == "★ picked"
             assert read_provenance(second.path)["pick"]["note"] is None
-            captions = {
-                r.cbid: b.description for r, b in zip(panel._history_rows, panel._history_buttons, strict=False)
-            }
+            captions = {r.cbid: b.description for r, b in zip(shown, panel.history_buttons, strict=False)}
             assert captions[second.cbid].startswith("★ ") and not captions[first.cbid].startswith("★")
             panel.detail_pick.value = False
             assert not sess.is_picked(second) and "pick" not in read_provenance(second.path)

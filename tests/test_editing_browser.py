@@ -13,41 +13,21 @@ Skipped (loudly) only when ``/usr/bin/chromium`` or Playwright is missing.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.store import Store
 
-from .browser_support import ARTIFACTS, CHROME_ARGS, CHROMIUM, KERNEL_IDLE, Lab, jupyter_lab, why_no_browser
+from .browser_support import ARTIFACTS, Lab, browser_marks, new_page, open_panel, panel_lab
 
-REPO = Path(__file__).resolve().parent.parent
-SKIP_REASON = why_no_browser()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
-]
+pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab-edit")
-    root = base / "nb"
-    root.mkdir()
-    shutil.copy(REPO / "notebooks" / "panel.ipynb", root / "panel.ipynb")
-    env = {
-        "GEMIMG_BACKEND": "sim",
-        "GEMIMG_OUTPUT_DIR": "gemimg_outputs",
-        "TOAPIS_API_KEY": None,
-        "GEMIMG_BASE_URL": None,
-        "GEMIMG_MAX_COST_USD": None,
-    }
-    with jupyter_lab(base, root, env) as server:
+    with panel_lab(tmp_path_factory.mktemp("lab-edit")) as server:
         yield server
 
 
@@ -56,21 +36,9 @@ def test_edit_this_image_focuses_the_prompt_and_the_pick_stars_the_history(lab: 
 
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page = new_page(p, {"width": 1360, "height": 1000}, errors)
         try:
-            page.goto(lab.notebook_url("panel.ipynb"))
-            kernel_idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
-            kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-            expect(kernel_idle.or_(kernel_dialog).first).to_be_visible(timeout=60_000)
-            if kernel_dialog.is_visible():
-                kernel_dialog.locator("button.jp-mod-accept").click()
-                expect(kernel_idle).to_be_visible(timeout=60_000)
-            page.locator(".lm-MenuBar-item", has_text="Run").click()
-            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-            panel = page.locator(".jp-OutputArea-output .gemimg-panel")
-            expect(panel).to_be_visible(timeout=60_000)
+            panel = open_panel(page, lab)
             prompt = panel.locator(".gemimg-prompt textarea")
             message = panel.locator(".gemimg-message")
             magic = panel.locator(".gemimg-magic textarea")

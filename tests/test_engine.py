@@ -27,7 +27,7 @@ from gemimg_jupyter.settings import Secret, Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.store import Store
 
-from .conftest import FAST_RETRY
+from .conftest import FAST_RETRY, wait_for
 
 
 def runner_for(sim: Any, settings: Settings, store_dir: Path | None = None) -> JobRunner:
@@ -105,9 +105,7 @@ def test_dropped_submit_response_gives_exactly_one_task(sim: Any, fast_settings:
     sim.configure(drop_after_submit_rate=1.0)
     runner = runner_for(sim, fast_settings)
     job = runner.submit(params("dropped"))
-    deadline = time.monotonic() + 10
-    while sim.stats()["submits_accepted"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: sim.stats()["submits_accepted"] > 0, 10, "the submit to be accepted")
     sim.configure(drop_after_submit_rate=0.0)
     job.result(timeout=20)
     stats = sim.stats()
@@ -163,9 +161,7 @@ def test_rate_limit_storm_pauses_the_lane_and_everything_finishes(sim: Any, fast
 def test_cancel_stops_new_submissions_but_collects_paid_work(sim: Any, fast_settings: Settings) -> None:
     runner = runner_for(sim, fast_settings.replace(max_in_flight=2))
     jobs = [runner.submit(params(f"cancel {i}")) for i in range(8)]
-    deadline = time.monotonic() + 10
-    while sim.stats()["submits_accepted"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: sim.stats()["submits_accepted"] >= 2, 10, "two submits to be accepted")
     runner.cancel("all")
     runner.wait(jobs, timeout=20)
     states = [j.state for j in jobs]
@@ -180,8 +176,7 @@ def test_drop_stops_collecting(sim: Any, fast_settings: Settings) -> None:
     sim.configure(latency=(3.0, 3.0))
     runner = runner_for(sim, fast_settings)
     job = runner.submit(params("drop me"))
-    while job.task_id is None:
-        time.sleep(0.02)
+    wait_for(lambda: job.task_id is not None, 10, "the task to be accepted")
     assert job.cancel(drop=True)
     job.wait(5)
     assert job.state is JobState.CANCELLED and "still paid" in (job.error or "")
@@ -209,8 +204,7 @@ def test_simulator_restart_mid_poll(sim: Any, fast_settings: Settings) -> None:
     sim.configure(latency=(1.0, 1.5))
     runner = runner_for(sim, fast_settings.replace(retry=FAST_RETRY.__class__(max_tries=20, base=0.1, cap=0.3)))
     jobs = [runner.submit(params(f"restart {i}")) for i in range(4)]
-    while sum(j.task_id is not None for j in jobs) < 4:
-        time.sleep(0.02)
+    wait_for(lambda: all(j.task_id is not None for j in jobs), 10, "all four tasks to be accepted")
     sim.down(0.8)  # the listening socket goes away, then comes back with its tasks
     assert runner.wait(jobs, timeout=30)
     assert all(j.state is JobState.DONE for j in jobs), [j.error for j in jobs]
@@ -230,9 +224,10 @@ KILLED_CHILD = textwrap.dedent(
     s = Settings(backend="sim", output_dir=out, poll_first=0.05, poll_min=0.05, poll_max=0.2)
     r = JobRunner(ToAPIsClient(base, Secret("sim-local-key")), Store(out), s, backend="sim")
     jobs = [r.submit(GenerationParams.create(f"killed sweep {i}")) for i in range(6)]
-    while sum(j.task_id is not None for j in jobs) < 6:
+    deadline = time.monotonic() + 30
+    while sum(j.task_id is not None for j in jobs) < 6 and time.monotonic() < deadline:
         time.sleep(0.01)
-    print("submitted", flush=True)
+    print("submitted" if all(j.task_id for j in jobs) else "timed out before 6 tasks were accepted", flush=True)
     os._exit(9)  # the kernel dies before anything is downloaded
     """
 )
@@ -261,8 +256,7 @@ def test_shutdown_leaves_work_for_resume(sim: Any, fast_settings: Settings) -> N
     sim.configure(latency=(2.0, 2.0))
     runner = runner_for(sim, fast_settings)
     job = runner.submit(params("interrupted"))
-    while job.task_id is None:
-        time.sleep(0.02)
+    wait_for(lambda: job.task_id is not None, 10, "the task to be accepted")
     runner.shutdown(wait=True)
     assert job.state is JobState.CANCELLED and "resume" in (job.error or "")
     row = runner.store.get(job.cbid)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -23,29 +22,19 @@ from PIL import Image
 
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.session import Session, SweepResult
-from gemimg_jupyter.settings import RetryPolicy, Settings
+from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
+
+from .conftest import sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
 AXES = ["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"]  # 12 cells × 2 repeats = 24 requests
-PATIENT = RetryPolicy(max_tries=30, base=0.05, cap=0.5, jitter=0.2, max_retry_after=5.0)
 OUTCOMES: list[tuple[str, Counter[str], dict[str, Any]]] = []
 
 
 def settings_for(server: SimServer, out: Path, **kw: Any) -> Settings:
-    base = {
-        "backend": "sim",
-        "base_url": server.base_url,
-        "output_dir": out,
-        "retry": PATIENT,
-        "poll_first": 0.1,
-        "poll_min": 0.1,
-        "poll_max": 0.5,
-        "job_timeout": 30.0,
-        "max_in_flight": 8,
-    }
-    return Settings(**{**base, **kw})
+    return sim_settings(server, out, **{"max_in_flight": 8, **kw})
 
 
 def check(name: str, session: Session, server: SimServer, result: SweepResult, allowed: set[str]) -> Counter[str]:
@@ -123,12 +112,12 @@ def test_simulator_restarted_mid_sweep(tmp_path: Path) -> None:
     try:
         with Session(settings_for(server, tmp_path / "out")) as session:
             result = session.sweep("A paper-cut fox", axes=AXES, repeats=2, yes=True, wait=False)
-            deadline = time.monotonic() + 30
-            while sum(j.task_id is not None for j in result.jobs) < 8:
-                assert time.monotonic() < deadline, "the sweep never got 8 tasks accepted"
-                time.sleep(0.02)
+            wait_for(
+                lambda: sum(j.task_id is not None for j in result.jobs) >= 8, 30, "8 of the sweep's tasks accepted"
+            )
             server.restart()
-            time.sleep(0.3)
+            queries = server.stats()["status_queries"]
+            wait_for(lambda: server.stats()["status_queries"] > queries, 10, "a look at the restarted simulator")
             server.down(1.0)
             check("simulator restarted mid-sweep", session, server, result, {"done"})
     finally:
@@ -143,7 +132,8 @@ CHILD = textwrap.dedent(
     s = Session(Settings(backend="sim", base_url=sys.argv[1], output_dir=sys.argv[2], poll_first=0.1, poll_min=0.1))
     r = s.sweep("A paper-cut fox", axes=["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"], repeats=2,
                 yes=True, wait=False)
-    while sum(j.task_id is not None for j in r.jobs) < 12:
+    deadline = time.monotonic() + 60
+    while sum(j.task_id is not None for j in r.jobs) < 12 and time.monotonic() < deadline:
         time.sleep(0.01)
     print("killing with", sum(j.state.value == "done" for j in r.jobs), "done", flush=True)
     os._exit(9)

@@ -26,42 +26,27 @@ import pytest
 from gemimg_jupyter.errors import ConfigError
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.session import Session
-from gemimg_jupyter.settings import RetryPolicy, Settings
+from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.store import SCHEMA_VERSION, Store
 
-from .conftest import quick_settings
+from .conftest import quick_settings, sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 
 AXES = ["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"]  # 12 requests
 N = 12
-PATIENT = RetryPolicy(max_tries=30, base=0.05, cap=0.5, jitter=0.2, max_retry_after=5.0)
 ROWS: list[tuple[str, int, int, int]] = []  # (case, requested, paid, images on disk)
 
 
 def settings_for(server: SimServer, out: Path, **kw: Any) -> Settings:
-    base: dict[str, Any] = {
-        "backend": "sim",
-        "base_url": server.base_url,
-        "output_dir": out,
-        "retry": PATIENT,
-        "poll_first": 0.1,
-        "poll_min": 0.1,
-        "poll_max": 0.5,
-        "job_timeout": 60.0,
-    }
-    return Settings(**{**base, **kw})
+    return sim_settings(server, out, **{"job_timeout": 60.0, **kw})
 
 
 @pytest.fixture
 def server() -> Iterator[SimServer]:
-    sim = SimServer(config=SimConfig(latency=(1.0, 2.0), queue_delay=(0.0, 0.1), seed=21))
-    sim.start()
-    try:
+    with SimServer(config=SimConfig(latency=(1.0, 2.0), queue_delay=(0.0, 0.1), seed=21)) as sim:
         yield sim
-    finally:
-        sim.stop()
 
 
 def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
@@ -393,9 +378,7 @@ def test_restart_and_run_all_in_a_real_kernel_pays_n_for_n(server: SimServer, tm
     try:
         kc.wait_for_ready(timeout=60)
         assert kc.execute_interactive(KERNEL_CELL, timeout=60)["content"]["status"] == "ok"
-        deadline = time.monotonic() + 60
-        while _submitted_rows(out) < 5 and time.monotonic() < deadline:  # mid-sweep: some paid, some not yet
-            time.sleep(0.05)
+        wait_for(lambda: _submitted_rows(out) >= 5, 60, "5 paid rows: mid-sweep, some paid and some not yet")
         assert _submitted_rows(out) >= 5 and _rows_done(out) < N  # restarted while the sweep was still running
         km.restart_kernel(now=False)  # Kernel > Restart, then Run All
         kc.wait_for_ready(timeout=60)

@@ -23,7 +23,6 @@ Skipped (loudly) only when ``/usr/bin/chromium`` or Playwright is missing.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -38,15 +37,13 @@ from gemimg_jupyter.display import INTERRUPT_LINE, STALE_NOTE
 
 from .browser_support import (
     ARTIFACTS,
-    CHROME_ARGS,
-    CHROMIUM,
-    DOCS_IMG,
-    KERNEL_IDLE,
     SIM_KERNEL_ENV,
     Lab,
     browser_marks,
     jupyter_lab,
-    shrink_png,
+    new_page,
+    open_notebook,
+    refresh_docs_images,
 )
 
 pytestmark = browser_marks()
@@ -84,23 +81,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 # ---------------------------------------------------------------- page helpers
-
-
-def open_notebook(page: Any, lab: Lab) -> None:
-    """Open live.ipynb and wait until its kernel really is idle."""
-    from playwright.sync_api import expect
-
-    page.goto(lab.notebook_url("live.ipynb"))
-    if lab.app == "lab":
-        idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
-    else:  # Notebook 7 has no status bar: the toolbar's kernel name, then its execution indicator
-        expect(page.locator(".jp-KernelName").first).to_have_text(re.compile("Python 3"), timeout=60_000)
-        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first
-    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-    expect(idle.or_(dialog).first).to_be_visible(timeout=60_000)
-    if dialog.is_visible():  # seen once on a cold server
-        dialog.locator("button.jp-mod-accept").click()
-        expect(idle).to_be_visible(timeout=60_000)
 
 
 def cell(page: Any, index: int) -> Any:
@@ -182,9 +162,7 @@ def test_live_outputs_in_a_real_front_end(server: Lab) -> None:
     errors: list[str] = []
     t0 = time.monotonic()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page = new_page(p, {"width": 1100, "height": 900}, errors)
         try:
             drive(page, server, shots, marks, t0)
         except Exception:
@@ -196,10 +174,7 @@ def test_live_outputs_in_a_real_front_end(server: Lab) -> None:
     if server.app == "notebook":  # Notebook 7.6's own start-up error, on an empty notebook too (not ours)
         errors = [e for e in errors if e != NOTEBOOK7_STARTUP_ERROR]
     assert not errors, errors
-    if os.environ.get("GEMIMG_UPDATE_DOCS"):
-        for name in shots:
-            size = shrink_png(ARTIFACTS / f"{name}.png", DOCS_IMG / f"{name}.png", limit=120_000)
-            print(f"[docs] {DOCS_IMG / name}.png {size / 1024:.0f} KB")
+    refresh_docs_images(shots, limit=120_000)
 
 
 def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: float) -> None:
@@ -207,7 +182,7 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
 
     app = lab.app
     lab.set_theme("JupyterLab Light")
-    open_notebook(page, lab)
+    open_notebook(page, lab, "live.ipynb")
     marks["kernel_idle"] = time.monotonic() - t0
     wait_executed(page, run_cell(page, LOAD))
 
@@ -267,14 +242,14 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
         )
 
     save_until(page, lab, has_images)
-    open_notebook(page, lab)
+    open_notebook(page, lab, "live.ipynb")
     for index in (SINGLE, SWEEP, WAITING):
         expect(outputs(cell(page, index)).locator("img").first).to_be_visible(timeout=20_000)
     marks["reload"] = time.monotonic() - t0
 
     # -- dark theme: a status line saved mid-run, then reloaded, says how to refresh it; colours keep 4.5:1
     lab.set_theme("JupyterLab Dark")
-    open_notebook(page, lab)
+    open_notebook(page, lab, "live.ipynb")
     expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1, timeout=20_000)
     dark = run_cell(page, DARK)
     status = outputs(dark).locator(".gemimg-status")
@@ -284,7 +259,7 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
         assert measured["ratio"] >= 4.5, measured
     # saved while running (the ticker keeps the notebook dirty, so look at the file itself)
     save_until(page, lab, lambda nb: STALE_NOTE in json.dumps(nb.cells[DARK + 1].outputs))
-    open_notebook(page, lab)  # the reloaded page has forgotten this output's display id
+    open_notebook(page, lab, "live.ipynb")  # the reloaded page has forgotten this output's display id
     frozen = outputs(cell(page, DARK)).locator(".gemimg-status")
     expect(frozen).to_contain_text("if this line is stale, re-run the cell: finished images come from the cache for $0")
     shot(page, cell(page, DARK), f"live-{app}-stale-dark", shots)

@@ -77,7 +77,7 @@ def test_unload_stops_the_runner_and_reload_starts_a_new_session(ip: Any, tmp_ou
     ip.run_line_magic("load_ext", "gemimg_jupyter")
     sess = magics(ip).session()
     ip.run_line_magic("unload_ext", "gemimg_jupyter")
-    assert sess.runner._closed and sess._closed
+    assert sess.runner.closed and sess.closed
     assert not sess.sim.running
     assert ip.find_cell_magic("gemimg") is None and ip.find_line_magic("gemimg") is None
     assert "GemimgMagics" not in ip.magics_manager.registry
@@ -324,7 +324,7 @@ def test_bad_cell_input_is_one_usage_error_and_sends_nothing(
     assert message in text and "\n" not in text
     assert sess.sim.stats()["requests"] == before, "nothing may be sent for bad input"
     assert not gem.display_pub.outputs and "hero" not in gem.user_ns
-    assert get_session() is sess and not sess._closed and not sess.runner._closed
+    assert get_session() is sess and not sess.closed and not sess.runner.closed
     assert not gem.run_cell_magic("gemimg", "", "the session still works").job.state.is_terminal
 
 
@@ -476,7 +476,7 @@ def test_switching_backend_refuses_while_jobs_run(gem: Any, monkeypatch: pytest.
 def test_panel_opens_on_the_same_session(gem: Any) -> None:
     panel = gem.run_line_magic("gemimg", "panel")
     assert type(panel).__name__ == "Panel"
-    assert panel._session is magics(gem).session()
+    assert panel.session is magics(gem).session()
 
 
 def test_the_help_page_is_generated_with_examples(gem: Any) -> None:

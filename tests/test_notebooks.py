@@ -65,14 +65,19 @@ def outputs(nb: nbformat.NotebookNode) -> list[tuple[int, Any]]:
     return [(i, out) for i, cell in enumerate(nb.cells) if cell.cell_type == "code" for out in cell.outputs]
 
 
-def images(nb: nbformat.NotebookNode) -> list[tuple[int, bytes, dict[str, Any]]]:
-    """Every single-image output: (cell index, preview PNG bytes, gemimg provenance)."""
+def png_outputs(nb: nbformat.NotebookNode, key: str) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """Every PNG output whose metadata holds ``key``: (cell index, PNG bytes, that metadata)."""
     found = []
     for i, out in outputs(nb):
         meta = out.get("metadata", {}).get("image/png", {})
-        if "image/png" in out.get("data", {}) and "gemimg" in meta:
-            found.append((i, base64.b64decode(out["data"]["image/png"]), dict(meta["gemimg"])))
+        if "image/png" in out.get("data", {}) and key in meta:
+            found.append((i, base64.b64decode(out["data"]["image/png"]), dict(meta[key])))
     return found
+
+
+def images(nb: nbformat.NotebookNode) -> list[tuple[int, bytes, dict[str, Any]]]:
+    """Every single-image output: (cell index, preview PNG bytes, gemimg provenance)."""
+    return png_outputs(nb, "gemimg")
 
 
 def assert_clean(nb: nbformat.NotebookNode) -> None:
@@ -119,12 +124,7 @@ def check_quickstart(nb: nbformat.NotebookNode, workdir: Path) -> None:
 
 def grids(nb: nbformat.NotebookNode) -> list[tuple[int, bytes, dict[str, Any]]]:
     """Every sweep grid output: (cell index, PNG bytes, ``gemimg_sweep`` metadata)."""
-    found = []
-    for i, out in outputs(nb):
-        meta = out.get("metadata", {}).get("image/png", {})
-        if "image/png" in out.get("data", {}) and "gemimg_sweep" in meta:
-            found.append((i, base64.b64decode(out["data"]["image/png"]), dict(meta["gemimg_sweep"])))
-    return found
+    return png_outputs(nb, "gemimg_sweep")
 
 
 def all_text(nb: nbformat.NotebookNode) -> str:

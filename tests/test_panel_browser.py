@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,30 +26,23 @@ from PIL import Image
 
 from .browser_support import (
     ARTIFACTS,
-    CHROME_ARGS,
-    CHROMIUM,
-    DOCS_IMG,
-    KERNEL_IDLE,
-    SIM_KERNEL_ENV,
     Lab,
     MemSampler,
     browser_marks,
-    jupyter_lab,
-    shrink_png,
+    new_page,
+    open_notebook,
+    open_panel,
+    panel_lab,
+    refresh_docs_images,
+    run_all,
 )
 
-REPO = Path(__file__).resolve().parent.parent
-NOTEBOOK = REPO / "notebooks" / "panel.ipynb"
 pytestmark = browser_marks()
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
-    root = base / "nb"
-    root.mkdir()
-    shutil.copy(NOTEBOOK, root / "panel.ipynb")
-    with jupyter_lab(base, root, SIM_KERNEL_ENV) as server:
+    with panel_lab(tmp_path_factory.mktemp("lab")) as server:
         print(f"\n[lab] pid={server.proc.pid} {server.url} ready in {server.startup_s:.2f}s")
         yield server
 
@@ -77,9 +69,7 @@ def test_panel_in_jupyterlab(lab: Lab, tmp_path: Path) -> None:
     errors: list[str] = []
     console: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page = new_page(p, {"width": 1360, "height": 1000}, errors)
         page.on("console", lambda m: console.append(f"{m.type}: {m.text[:300]}"))
         marks["launch"] = time.monotonic() - t0
         try:
@@ -98,10 +88,7 @@ def test_panel_in_jupyterlab(lab: Lab, tmp_path: Path) -> None:
         "(pytest + playwright driver + chromium + jupyter server + kernel)"
     )
     assert not errors, errors
-    if os.environ.get("GEMIMG_UPDATE_DOCS"):
-        for name in ("panel-single", "panel-sweep", "panel-narrow"):
-            size = shrink_png(ARTIFACTS / f"{name}.png", DOCS_IMG / f"{name}.png")
-            print(f"[docs] {DOCS_IMG / name}.png {size / 1024:.0f} KB")
+    refresh_docs_images(("panel-single", "panel-sweep", "panel-narrow"))
 
 
 #: Elements inside the panel whose right edge is past the panel's inner right edge (by more than 1 px).
@@ -128,17 +115,10 @@ def shoot(page: Any, panel: Any, path: Path) -> None:
 def drive(page: Any, lab: Lab, ref: Path, t0: float, marks: dict[str, float]) -> None:
     from playwright.sync_api import expect
 
-    page.goto(lab.notebook_url("panel.ipynb"))
-    kernel_idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
-    kernel_dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
-    expect(kernel_idle.or_(kernel_dialog).first).to_be_visible(timeout=60_000)
-    if kernel_dialog.is_visible():  # seen once on a cold server
-        kernel_dialog.locator("button.jp-mod-accept").click()
-        expect(kernel_idle).to_be_visible(timeout=60_000)
+    kernel_idle = open_notebook(page, lab, "panel.ipynb")
     marks["kernel_idle"] = time.monotonic() - t0
 
-    page.locator(".lm-MenuBar-item", has_text="Run").click()
-    page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
+    run_all(page)
     panel = page.locator(".jp-OutputArea-output .gemimg-panel")
     expect(panel).to_be_visible(timeout=60_000)
     expect(kernel_idle).to_be_visible(timeout=60_000)
@@ -232,17 +212,9 @@ def test_panel_images_keep_their_proportions_and_fit_at_700px(lab: Lab) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
-        page = browser.new_page(viewport={"width": 1360, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        browser, page = new_page(p, {"width": 1360, "height": 1000}, errors)
         try:
-            page.goto(lab.notebook_url("panel.ipynb"))
-            kernel_idle = page.locator("#jp-main-statusbar").get_by_text(KERNEL_IDLE)
-            expect(kernel_idle).to_be_visible(timeout=60_000)
-            page.locator(".lm-MenuBar-item", has_text="Run").click()
-            page.locator("li.lm-Menu-item[data-command='runmenu:run-all']").click()
-            panel = page.locator(".jp-OutputArea-output .gemimg-panel")
-            expect(panel).to_be_visible(timeout=60_000)
+            panel = open_panel(page, lab)
             panel.locator(".gemimg-prompt textarea").fill("A tall lighthouse on a cliff")
             result = panel.locator("img.gemimg-result-image")
             for label, (w, h) in (("1:1 · 1024×1024", (1024, 1024)), ("9:16 · 768×1344", (768, 1344))):
@@ -276,7 +248,4 @@ def test_panel_images_keep_their_proportions_and_fit_at_700px(lab: Lab) -> None:
         finally:
             browser.close()
     assert not errors, errors
-    if os.environ.get("GEMIMG_UPDATE_DOCS"):
-        for name in ("panel-1x1", "panel-9x16", "panel-700px"):
-            size = shrink_png(ARTIFACTS / f"{name}.png", DOCS_IMG / f"{name}.png")
-            print(f"[docs] {DOCS_IMG / name}.png {size / 1024:.0f} KB")
+    refresh_docs_images(("panel-1x1", "panel-9x16", "panel-700px"))

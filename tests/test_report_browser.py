@@ -18,7 +18,7 @@ import pytest
 
 from gemimg_jupyter.session import Session
 
-from .browser_support import ARTIFACTS, CHROME_ARGS, CHROMIUM, why_no_browser
+from .browser_support import ARTIFACTS, launch_chromium, why_no_browser
 from .conftest import quick_settings
 
 SKIP_REASON = why_no_browser()
@@ -54,7 +54,7 @@ def test_a_sweep_report_opens_offline_with_no_request_and_no_console_error(tmp_p
             r.abort()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROME_ARGS)
+        browser = launch_chromium(p)
         try:
             context = browser.new_context(offline=True)
             context.route("**/*", route)

@@ -57,7 +57,7 @@ from gemimg_jupyter.settings import RetryPolicy, Secret, Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.store import safe_filename
 
-from .conftest import FAKE_KEY, FAST_RETRY
+from .conftest import FAKE_KEY, FAST_RETRY, quick_settings
 from .test_bad_inputs import bomb_png, png_bytes_of
 
 REPO = Path(__file__).resolve().parents[1]
@@ -274,17 +274,7 @@ class RelayedSim(SimServer):
 
 
 def secure_settings(base_url: str, output_dir: Path, **changes: Any) -> Settings:
-    return Settings(
-        backend="toapis",
-        api_key=FAKE_KEY,
-        base_url=base_url,
-        output_dir=output_dir,
-        retry=FAST_RETRY,
-        poll_first=0.05,
-        poll_min=0.05,
-        poll_max=0.2,
-        job_timeout=30.0,
-    ).replace(**changes)
+    return quick_settings(output_dir, backend="toapis", api_key=FAKE_KEY, base_url=base_url, sim_options={}, **changes)
 
 
 @pytest.fixture
@@ -603,7 +593,7 @@ def test_prompt_text_is_escaped_in_every_html_output(ip: Any, tmp_path: Path, ca
         assert panel.wait(20)
         panel.cells.children[1].click()
         detail = panel.detail_html.value
-        panel._on_history_click(0)
+        panel.history_buttons[0].click()
         panel.x_axis.value = "temperature"
         panel.x_values.value = f"0.2,{SCRIPT}"  # refused, with the value in the message
         import ipywidgets as W

@@ -25,7 +25,7 @@ def ref_png(color: tuple[int, int, int]) -> bytes:
 
 def test_generate_returns_a_result_handle(session: Session) -> None:
     res = session.generate("A studio photo of a teapot", size="4:3", wait=False)
-    assert res.status in ("queued", "submitting", "submitted", "in_progress", "downloading", "done")
+    assert res.state.value in ("queued", "submitting", "submitted", "in_progress", "downloading", "done")
     assert res.result(timeout=20) is res
     assert res.image.size == (1184, 864)
     assert res.path is not None and res.path.is_file()

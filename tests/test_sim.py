@@ -7,7 +7,6 @@ import io
 import logging
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +22,8 @@ from gemimg_jupyter.params import SAMPLING_PARAMS, ParamSpec
 from gemimg_jupyter.plan import parse_axis
 from gemimg_jupyter.sim import RenderSpec, SimConfig, SimServer, render_png
 from gemimg_jupyter.sim.render import palette_for
+
+from .conftest import wait_for
 
 KEY = "sk-sim-test-4f1d9a77c0de"
 OFFICIAL = "gemini-2.5-flash-image-official"
@@ -66,14 +67,15 @@ def status(server: SimServer, http: requests.Session, ident: str) -> requests.Re
 
 
 def wait_final(server: SimServer, http: requests.Session, ident: str) -> list[dict[str, Any]]:
-    """Poll until completed/failed; return every status seen (a generous loop bound, not a timing assertion)."""
+    """Poll until completed/failed; return every status seen (a deadline on the wait, not a timing assertion)."""
     seen: list[dict[str, Any]] = []
-    for _ in range(1000):
+
+    def finished() -> bool:
         seen.append(status(server, http, ident).json())
-        if seen[-1]["status"] in ("completed", "failed"):
-            return seen
-        time.sleep(0.01)
-    raise AssertionError(f"task never finished: {seen[-1]}")
+        return seen[-1]["status"] in ("completed", "failed")
+
+    wait_for(finished, 30, f"task {ident} to finish")
+    return seen
 
 
 def generate(server: SimServer, http: requests.Session, **changes: Any) -> bytes:
@@ -501,10 +503,7 @@ def test_down_refuses_connections_then_returns() -> None:
         srv.start()  # cancels the pending return and serves at once
         assert requests.get(f"{srv.base_url}/_sim/stats", timeout=5).status_code == 200
         srv.down(0.05)
-        for _ in range(1000):
-            if srv.running:
-                break
-            time.sleep(0.01)
+        wait_for(lambda: srv.running, 10, "the simulator to serve again")
         assert requests.get(f"{srv.base_url}/_sim/stats", timeout=5).status_code == 200
 
 
@@ -584,11 +583,12 @@ def test_cli_serves_until_terminated() -> None:
         base = line.rsplit(" ", 1)[-1]
         headers = {"Authorization": f"Bearer {KEY}"}
         task = requests.post(f"{base}/v1/images/generations", json=body(), headers=headers, timeout=10).json()
-        for _ in range(1000):
+
+        def completed() -> dict[str, Any] | None:
             seen = requests.get(f"{base}/v1/images/generations/{task['id']}", headers=headers, timeout=10).json()
-            if seen["status"] == "completed":
-                break
-            time.sleep(0.01)
+            return seen if seen["status"] == "completed" else None
+
+        seen = wait_for(completed, 30, "the task to complete")
         image = requests.get(seen["result"]["data"][0]["url"], timeout=10)
         assert Image.open(io.BytesIO(image.content)).size == (1024, 1024)
         assert requests.get(f"{base}/_sim/stats", timeout=10).json()["submits_accepted"] == 1
@@ -609,14 +609,15 @@ def test_cli_rejects_bad_values() -> None:
 
 
 def wait_parsed(server: SimServer, http: requests.Session, ident: str) -> list[dict[str, Any]]:
-    """Poll until the client's parser calls the task terminal; return every raw answer (a loop bound, not timing)."""
+    """Poll until the client's parser calls the task terminal; return every raw answer (a deadline, not timing)."""
     seen: list[dict[str, Any]] = []
-    for _ in range(1000):
+
+    def terminal() -> bool:
         seen.append(status(server, http, ident).json())
-        if parse_task(seen[-1]).is_terminal:
-            return seen
-        time.sleep(0.01)
-    raise AssertionError(f"task never finished: {seen[-1]}")
+        return parse_task(seen[-1]).is_terminal
+
+    wait_for(terminal, 30, f"task {ident} to end")
+    return seen
 
 
 def test_newapi_style_speaks_new_api(server: SimServer, http: requests.Session) -> None:

@@ -8,7 +8,7 @@ import re
 import shlex
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,51 @@ def notes_html(lines: Sequence[str]) -> str:
     )
 
 
+#: How a section makes a widget: the panel's ``_w(factory, css_class, **kwargs)``, which keeps it for ``close``.
+Make = Callable[..., Any]
+
+
+def button(
+    make: Make,
+    css: str | None,
+    label: str = "",
+    tip: str | None = None,
+    *,
+    icon: str = "",
+    toggle: bool = False,
+    hidden: bool = False,
+    width: str = "auto",
+    height: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A panel button (a :class:`~ipywidgets.ToggleButton` with ``toggle``): label, tooltip, icon and CSS size.
+
+    ``hidden`` ones start with ``display: none`` until their section shows them; ``kwargs`` go to the
+    widget (``disabled``, ``button_style``).
+    """
+    layout = {"width": width, **({"height": height} if height else {}), **({"display": "none"} if hidden else {})}
+    if tip is not None:
+        kwargs["tooltip"] = tip
+    factory = W.ToggleButton if toggle else W.Button
+    return make(factory, css, description=label, icon=icon, layout=W.Layout(**layout), **kwargs)
+
+
+def image(
+    make: Make,
+    css: str | None,
+    value: bytes = b"",
+    *,
+    width: str = "auto",
+    height: str = "auto",
+    hidden: bool = False,
+    **layout: str,
+) -> Any:
+    """A PNG image widget, sized by CSS keywords (``max_width``, ``object_fit`` …); ``hidden`` as for :func:`button`."""
+    if hidden:
+        layout["display"] = "none"
+    return make(W.Image, css, value=value, format="png", layout=W.Layout(width=width, height=height, **layout))
+
+
 def heading(text: str) -> W.HTML:
     return W.HTML(f'<div style="font-weight:600;margin:6px 0 2px 0">{html.escape(text)}</div>')
 
@@ -257,7 +302,7 @@ def params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()
 
 def job_state_word(job: Job) -> str:
     """The one word the bar and the detail card both use for a job's state."""
-    return "cached" if job.cached else job.status.replace("_", " ")
+    return "cached" if job.cached else job.state.value.replace("_", " ")
 
 
 def cell_label(plan: SweepPlan, index: int) -> str:

@@ -15,14 +15,7 @@ from gemimg_jupyter.store import LedgerRow
 from gemimg_jupyter.text import format_usd
 
 from .base import PanelBase
-from .common import (
-    DETAIL_LONG_SIDE,
-    Run,
-    cell_label,
-    job_state_word,
-    params_html,
-    shown_path,
-)
+from .common import DETAIL_LONG_SIDE, Run, button, cell_label, image, job_state_word, params_html, shown_path
 
 
 class DetailSection(PanelBase):
@@ -30,30 +23,14 @@ class DetailSection(PanelBase):
 
     def _build_detail(self) -> list[W.Widget]:
         """The detail view and its actions, wired to the panel."""
-        self.detail_image = self._w(
-            W.Image,
-            "gemimg-detail-image",
-            format="png",
-            layout=W.Layout(
-                width="auto", height="auto", max_width="360px", max_height="360px", display="none", margin="0 12px 0 0"
-            ),
+        self.detail_image = image(
+            self._w, "gemimg-detail-image", max_width="360px", max_height="360px", margin="0 12px 0 0", hidden=True
         )
         self.detail_html = self._w(W.HTML, "gemimg-detail-params", layout=W.Layout(flex="1 1 240px"))
-        self.detail_edit = self._w(
-            W.Button,
-            "gemimg-detail-edit",
-            description="Edit this image",
-            icon="pencil",
-            tooltip="make this image the first reference of the next run, and write what to change",
-            layout=W.Layout(width="auto", display="none"),
-        )
-        self.detail_pick = self._w(
-            W.ToggleButton,
-            "gemimg-detail-pick",
-            description="☆ pick",
-            tooltip="keep this image as a favourite (a star in grids and the history; lasts across restarts)",
-            layout=W.Layout(width="auto", display="none"),
-        )
+        tip = "make this image the first reference of the next run, and write what to change"
+        self.detail_edit = button(self._w, "gemimg-detail-edit", "Edit this image", tip, icon="pencil", hidden=True)
+        tip = "keep this image as a favourite (a star in grids and the history; lasts across restarts)"
+        self.detail_pick = button(self._w, "gemimg-detail-pick", "☆ pick", tip, toggle=True, hidden=True)
         self.detail_edit.on_click(self._on_edit_click)
         self.detail_pick.observe(self._on_pick_toggle, names="value")
         detail = W.HBox([self.detail_image, self.detail_html], layout=W.Layout(flex_flow="row wrap", width="100%"))

@@ -15,7 +15,9 @@ from .common import (
     DETAIL_LONG_SIDE,
     HISTORY_SLOTS,
     HISTORY_THUMB,
+    button,
     heading,
+    image,
     message_html,
     params_html,
     png_thumb,
@@ -28,30 +30,17 @@ class HistorySection(PanelBase):
 
     def _build_history(self) -> list[W.Widget]:
         """The history tiles, their refresh button and the session line, wired to the panel."""
-        self.history_refresh = self._w(
-            W.Button,
-            "gemimg-history-refresh",
-            description="",
-            icon="refresh",
-            tooltip="refresh the history",
-            layout=W.Layout(width="36px"),
+        self.history_refresh = button(
+            self._w, "gemimg-history-refresh", "", "refresh the history", icon="refresh", width="36px"
         )
         self._history_images = []
         self._history_buttons = []
         slots = []
         for i in range(HISTORY_SLOTS):
-            img = self._w(
-                W.Image,
-                None,
-                format="png",
-                layout=W.Layout(width=f"{HISTORY_THUMB}px", height=f"{HISTORY_THUMB * 3 // 4}px", object_fit="contain"),
+            img = image(
+                self._w, None, width=f"{HISTORY_THUMB}px", height=f"{HISTORY_THUMB * 3 // 4}px", object_fit="contain"
             )
-            btn = self._w(
-                W.Button,
-                "gemimg-history-open",
-                description="",
-                layout=W.Layout(width=f"{HISTORY_THUMB}px", height="24px"),
-            )
+            btn = button(self._w, "gemimg-history-open", width=f"{HISTORY_THUMB}px", height="24px")
             btn.on_click(functools.partial(self._on_history_click, i))
             slot = self._w(
                 W.VBox,
@@ -74,6 +63,11 @@ class HistorySection(PanelBase):
             self.history_box,
             self.session_cost,
         ]
+
+    @property
+    def history_buttons(self) -> tuple[W.Button, ...]:
+        """The history tiles' buttons, newest image first: a click shows that image in the detail view."""
+        return tuple(self._history_buttons)
 
     def _refresh_history(self) -> None:
         try:

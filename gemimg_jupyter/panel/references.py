@@ -16,15 +16,7 @@ from gemimg_jupyter.models import ReferenceImage, get_model, validate_references
 from gemimg_jupyter.store import LedgerRow
 
 from .base import PanelBase
-from .common import (
-    FULL,
-    REF_THUMB,
-    heading,
-    message_html,
-    png_thumb,
-    safe_name,
-    shown_path,
-)
+from .common import FULL, REF_THUMB, button, heading, image, message_html, png_thumb, safe_name, shown_path
 
 
 class ReferencesSection(PanelBase):
@@ -46,12 +38,7 @@ class ReferencesSection(PanelBase):
         )
         self.ref_message = self._w(W.HTML, "gemimg-ref-message", layout=W.Layout(**FULL))
         self.edit_note = self._w(W.HTML, "gemimg-edit-note", layout=W.Layout(display="none"))
-        self.edit_clear = self._w(
-            W.Button,
-            "gemimg-edit-clear",
-            description="✕ stop editing",
-            layout=W.Layout(width="auto", display="none"),
-        )
+        self.edit_clear = button(self._w, "gemimg-edit-clear", "✕ stop editing", hidden=True)
         self.edit_clear.on_click(lambda _b: self.set_edit(None))
         self.upload.observe(self._on_upload, names="value")
         return [
@@ -131,21 +118,20 @@ class ReferencesSection(PanelBase):
                 thumb = png_thumb(ref.data, REF_THUMB)
             except (OSError, ValueError):
                 thumb = b""
-            img = self._w(
-                W.Image, None, value=thumb, format="png", layout=W.Layout(width=f"{REF_THUMB}px", height="auto")
-            )
+            img = image(self._w, None, thumb, width=f"{REF_THUMB}px")
             caption = self._w(
                 W.HTML,
                 None,
                 value=f'<div style="font-size:11px;max-width:{REF_THUMB + 20}px;overflow:hidden;'
                 f'text-overflow:ellipsis;white-space:nowrap" title="{html.escape(ref.name)}">{html.escape(ref.name)}</div>',
             )
-            remove = self._w(
-                W.Button,
+            remove = button(
+                self._w,
                 "gemimg-ref-remove",
-                description="✕ remove",
-                tooltip=f"remove {ref.name}",
-                layout=W.Layout(width=f"{REF_THUMB + 20}px", height="24px"),
+                "✕ remove",
+                f"remove {ref.name}",
+                width=f"{REF_THUMB + 20}px",
+                height="24px",
             )
             remove.on_click(functools.partial(self._remove_reference, i))
             tile = self._w(

@@ -23,10 +23,12 @@ from .common import (
     GRID_CELL,
     TICK_SECONDS,
     Run,
+    button,
     cell_label,
     cell_mark,
     cell_style,
     heading,
+    image,
     job_state_word,
     message_html,
     shown_path,
@@ -38,24 +40,12 @@ class ResultsSection(PanelBase):
 
     def _build_status(self) -> W.VBox:
         """The actions and status rows (fixed height), wired to the panel."""
-        self.generate_button = self._w(
-            W.Button,
-            "gemimg-generate",
-            description="Generate",
-            button_style="primary",
-            icon="play",
-            tooltip="validate, then submit (cached images come back at once, cost $0)",
-            layout=W.Layout(width="130px"),
+        tip = "validate, then submit (cached images come back at once, cost $0)"
+        self.generate_button = button(
+            self._w, "gemimg-generate", "Generate", tip, icon="play", width="130px", button_style="primary"
         )
-        self.cancel_button = self._w(
-            W.Button,
-            "gemimg-cancel",
-            description="Cancel",
-            icon="stop",
-            disabled=True,
-            tooltip="cancel what is not submitted yet (submitted images are paid and still collected)",
-            layout=W.Layout(width="110px"),
-        )
+        tip = "cancel what is not submitted yet (submitted images are paid and still collected)"
+        self.cancel_button = button(self._w, "gemimg-cancel", "Cancel", tip, icon="stop", width="110px", disabled=True)
         self.fresh = self._w(
             W.Checkbox,
             "gemimg-fresh",
@@ -100,12 +90,7 @@ class ResultsSection(PanelBase):
 
     def _build_results(self) -> list[W.Widget]:
         """The result image or grid, one button per request, and the detail view under them."""
-        self.result_image = self._w(
-            W.Image,
-            "gemimg-result-image",
-            format="png",
-            layout=W.Layout(width="auto", height="auto", max_width="100%", max_height="560px", display="none"),
-        )
+        self.result_image = image(self._w, "gemimg-result-image", max_width="100%", max_height="560px", hidden=True)
         self.result_hint = self._w(
             W.HTML,
             "gemimg-result-hint",
@@ -203,13 +188,9 @@ class ResultsSection(PanelBase):
         old = self._cell_buttons
         buttons = []
         for i in range(plan.n_requests):
-            btn = self._w(
-                W.Button,
-                "gemimg-cell",
-                description=f"{cell_label(plan, i)} · queued",
-                tooltip="click to see this image and its parameters",
-                layout=W.Layout(width="auto", height="28px", overflow="hidden"),
-            )
+            tip = "click to see this image and its parameters"
+            btn = button(self._w, "gemimg-cell", f"{cell_label(plan, i)} · queued", tip, height="28px")
+            btn.layout.overflow = "hidden"
             btn.on_click(functools.partial(self._on_cell_click, run, i))
             buttons.append(btn)
         self._cell_buttons = buttons
@@ -243,7 +224,7 @@ class ResultsSection(PanelBase):
             for btn, job, i in zip(self._cell_buttons, jobs, range(len(jobs)), strict=False):
                 btn.description = f"{cell_label(run.plan, i)} · {cell_mark(job)}"
                 btn.button_style = cell_style(job.state)
-                btn.tooltip = job.error or f"{job.status}; click to see this image and its parameters"
+                btn.tooltip = job.error or f"{job.state.value}; click to see this image and its parameters"
             total = sum(100 if job.done() else job.progress for job in jobs)
             self.progress.value = int(total / len(jobs))
             finished = all(job.done() for job in jobs)
@@ -279,7 +260,7 @@ class ResultsSection(PanelBase):
                 except (OSError, ValueError, GemimgError) as exc:
                     self.result_hint.value = message_html(f"the image could not be read: {exc}", "error")
             elif job.done():
-                self.result_hint.value = message_html(f"No image: {job.error or job.status}", "error")
+                self.result_hint.value = message_html(f"No image: {job.error or job.state.value}", "error")
         elif run.sweep is not None:
             try:
                 self.result_image.value = png_bytes(run.sweep.grid())
@@ -299,7 +280,7 @@ class ResultsSection(PanelBase):
         if run.sweep is not None:
             run.sweep.wait(timeout=10)  # the core saves the grid PNG in the last job's thread
         if failed:
-            first = failed[0].error or failed[0].status
+            first = failed[0].error or failed[0].state.value
             text = f"{len(failed)} of {len(jobs)} failed: {first}"
             if ok:
                 text += f" ({ok} succeeded)"

@@ -9,6 +9,7 @@ import ipywidgets as W
 
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.images import load_reference
+from gemimg_jupyter.params import VALUE_PARAMS
 from gemimg_jupyter.plan import AXIS_NAMES, CONFIRM_ABOVE_USD, Axis, SweepPlan, parse_axis
 from gemimg_jupyter.text import format_usd
 
@@ -30,45 +31,8 @@ class SweepSection(PanelBase):
     def _build_sweep(self) -> list[W.Widget]:
         """The sweep and plan part of the right column, wired to the panel."""
         axis_options = [("— none —", ""), *[(name, name) for name in AXIS_NAMES]]
-        self.x_axis = self._w(
-            W.Dropdown,
-            "gemimg-sweep-x-axis",
-            options=axis_options,
-            value="",
-            description="X (across)",
-            style=DESC,
-            layout=W.Layout(width="260px"),
-        )
-        self.x_values = self._w(
-            W.Text,
-            "gemimg-sweep-x-values",
-            placeholder="values",
-            description="values",
-            disabled=True,
-            style=DESC,
-            layout=W.Layout(**FULL),
-        )
-        self.x_error = self._w(W.HTML, "gemimg-sweep-x-error", layout=W.Layout(**FULL))
-        self.y_axis = self._w(
-            W.Dropdown,
-            "gemimg-sweep-y-axis",
-            options=axis_options,
-            value="",
-            description="Y (down)",
-            style=DESC,
-            disabled=True,
-            layout=W.Layout(width="260px"),
-        )
-        self.y_values = self._w(
-            W.Text,
-            "gemimg-sweep-y-values",
-            placeholder="values",
-            description="values",
-            disabled=True,
-            style=DESC,
-            layout=W.Layout(**FULL),
-        )
-        self.y_error = self._w(W.HTML, "gemimg-sweep-y-error", layout=W.Layout(**FULL))
+        self.x_axis, self.x_values, self.x_error = self._build_axis("x", "X (across)", axis_options, disabled=False)
+        self.y_axis, self.y_values, self.y_error = self._build_axis("y", "Y (down)", axis_options, disabled=True)
         self.plan_html = self._w(W.HTML, "gemimg-plan", layout=W.Layout(width="100%", min_height="40px"))
         for control in (self.x_axis, self.y_axis):
             control.observe(self._on_axis_change, names="value")
@@ -85,6 +49,30 @@ class SweepSection(PanelBase):
             heading("Plan"),
             self.plan_html,
         ]
+
+    def _build_axis(self, which: str, label: str, options: list[tuple[str, str]], *, disabled: bool) -> tuple[Any, ...]:
+        """One axis's row: the parameter dropdown, its values (enabled once a parameter is picked) and its error."""
+        css = f"gemimg-sweep-{which}"
+        axis = self._w(
+            W.Dropdown,
+            f"{css}-axis",
+            options=options,
+            value="",
+            description=label,
+            style=DESC,
+            disabled=disabled,
+            layout=W.Layout(width="260px"),
+        )
+        values = self._w(
+            W.Text,
+            f"{css}-values",
+            placeholder="values",
+            description="values",
+            disabled=True,
+            style=DESC,
+            layout=W.Layout(**FULL),
+        )
+        return axis, values, self._w(W.HTML, f"{css}-error", layout=W.Layout(**FULL))
 
     def _build_reproduce(self) -> list[W.Widget]:
         """The ``%%gemimg`` cell that reproduces the settings."""
@@ -128,17 +116,15 @@ class SweepSection(PanelBase):
         """
         state = state or self.read_state()
         axes: list[Axis] = [parse_axis(f"{n}={v}", resolve_ref=load_reference) for n, v in state["axes"]]
+        values = {param.name: state[param.name] for param in VALUE_PARAMS}  # model, size, resolution, sampling
+        references = list(state["references"])
         return self.session.plan(
             state["prompt"],
             axes=axes,
             repeats=state["repeats"],
-            model=state["model"],
-            size=state["size"],
-            resolution=state["resolution"],
-            temperature=state["temperature"],
-            top_p=state["top_p"],
-            reference_images=list(state["references"]),
+            reference_images=references,
             edit=self._edit_row,
+            **values,
         )
 
     def magic_text(self) -> str:

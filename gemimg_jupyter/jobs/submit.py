@@ -1,0 +1,120 @@
+"""The submit phase: upload references, wait for a place and a token, submit once (:class:`Submitter`)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from gemimg_jupyter.errors import APIConnectionError, RateLimitError, ServerError
+from gemimg_jupyter.models import JobState, ReferenceImage
+
+from .engine import Engine, check_cancel
+from .handle import Job, Steps, parent_of
+
+
+class Submitter:
+    """Turns a queued job into a submitted task, paying at most once."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._upload_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def run(self, job: Job) -> Steps:
+        """Upload references, wait for a place in the window and a submit token, submit once.
+
+        A 429 costs nothing and fails nothing: the window halves, the lane
+        pauses for ``Retry-After``, the job tries again (however long the
+        gateway refuses: nothing is paid meanwhile, and cancel stops it). After an answer that
+        may hide an accepted task (connection error, 5xx), the next try first
+        looks the task up by its ``client_business_id``.
+        """
+        e = self.engine
+        urls = self._upload_refs(job)
+        tries = 0
+        while job.task_id is None:
+            check_cancel(job)
+            while not e.window.take(job):
+                yield None  # parked until a task finishes
+                e.woke(job)
+                check_cancel(job)
+            e.budget.reserve(job, e.settings.max_cost_usd)
+            wait = e.gate.reserve("submit")
+            if wait > 0:
+                yield wait
+                e.woke(job)
+                check_cancel(job)
+            try:
+                if self._found_earlier_try(job):
+                    break
+                params = {**job.params.as_dict(), "reference_urls": list(urls), **parent_of(job)}
+                e.record.move(job, JobState.SUBMITTING, params=params)
+                with e.gate.ticket("submit"):
+                    status = e.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
+            except RateLimitError as exc:
+                e.gate.refund("submit")
+                e.window.release(job)
+                e.window.shrink()
+                pause = exc.retry_after if exc.retry_after is not None else e.settings.retry.base
+                if job._unsent:  # a clear refusal of the only try: no look-up needed before the next one
+                    e.record.move(job, JobState.QUEUED)
+                else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
+                    e.record.set_state(job, JobState.QUEUED)
+                yield min(pause, e.settings.retry.max_retry_after)
+                e.woke(job)
+                continue
+            except (APIConnectionError, ServerError) as exc:
+                job._unsent = False  # it may have reached the gateway: look it up before the next try
+                tries += 1
+                if tries >= e.settings.retry.max_tries:
+                    raise
+                yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
+                e.woke(job)
+                continue
+            e.window.accepted()
+            job.task_id = status.id
+            job.submitted_at = time.time()
+            job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
+            e.record.move(job, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
+
+    def _found_earlier_try(self, job: Job) -> bool:
+        """Before paying again: did this or a dead owner's earlier try reach the gateway? (``True``: it is submitted.)"""
+        e = self.engine
+        row = None if job._unsent else e.store.get(job.cbid)
+        if row is None or row.state not in ("submitting", "uploading"):
+            return False
+        found = e.client.find_by_business_id(job.cbid)
+        if found is None:
+            return False
+        job.task_id = found.id
+        job.submitted_at = row.submitted or time.time()
+        job.cost_usd = job.params.price_usd or 0.0
+        e.record.move(job, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
+        return True
+
+    def _upload_refs(self, job: Job) -> tuple[str, ...]:
+        e = self.engine
+        urls: list[str] = []
+        refs: tuple[ReferenceImage, ...] = job.params.references
+        if any(r.data is not None for r in refs):
+            e.record.set_state(job, JobState.UPLOADING)
+        for ref in refs:
+            if ref.url is not None:
+                urls.append(ref.url)
+                continue
+            assert ref.data is not None
+            with self._upload_lock(ref.sha256):  # one upload per content, even from parallel jobs
+                known = e.store.upload_url(ref.sha256, e.backend)
+                if known is None:
+                    ext = {"jpeg": "jpg"}.get(ref.format or "png", ref.format or "png")
+                    known = e.client.upload_image(
+                        ref.data, filename=f"ref-{ref.sha256[:8]}.{ext}", mime=ref.mime or "image/png"
+                    )
+                    e.store.remember_upload(ref.sha256, e.backend, known)
+            urls.append(known)
+            check_cancel(job)
+        return tuple(urls)
+
+    def _upload_lock(self, sha256: str) -> threading.Lock:
+        with self._lock:
+            return self._upload_locks.setdefault(sha256, threading.Lock())
