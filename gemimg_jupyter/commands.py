@@ -34,7 +34,8 @@ from .display import (
 from .errors import GemimgError, redact
 from .models import MODELS
 from .renderers import magic_words
-from .settings import Secret, Settings
+from .session import gateway_settings, simulator_settings
+from .settings import Settings
 from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -237,9 +238,7 @@ def cmd_login(m: GemimgMagics, argv: list[str]) -> None:
     key = getpass.getpass("ToAPIs API key (hidden; kept in memory for this kernel only): ").strip()
     if not key:
         raise UsageError("no key entered; nothing changed")
-    env = Settings.from_env()
-    current = current_settings(m)
-    m.switch(current.replace(api_key=Secret(key), backend="toapis", base_url=env.base_url), force=ns.force)
+    m.switch(gateway_settings(current_settings(m), key), force=ns.force)
 
 
 def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
@@ -251,14 +250,8 @@ def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
     if ns.name is None or ns.name == current.resolved_backend:
         say(magic_words(m.session().banner()))
         return
-    if ns.name == "sim":
-        m.switch(current.replace(backend="sim", base_url=None), force=ns.force)
-        return
-    env = Settings.from_env()
-    key = current.api_key or env.api_key
-    if key is None:
-        raise UsageError("no ToAPIs key: run %gemimg login (hidden prompt) or set TOAPIS_API_KEY, then try again")
-    m.switch(current.replace(backend="toapis", api_key=key, base_url=env.base_url), force=ns.force)
+    wanted = simulator_settings(current) if ns.name == "sim" else gateway_settings(current)
+    m.switch(wanted, force=ns.force)
 
 
 def cmd_panel(m: GemimgMagics, argv: list[str]) -> Any:
@@ -270,7 +263,7 @@ def cmd_panel(m: GemimgMagics, argv: list[str]) -> Any:
     accepted = inspect.signature(Panel).parameters
     kwargs: dict[str, Any] = {}
     if "session" in accepted:
-        kwargs["session"] = m.session()
+        kwargs["session"] = m.session  # the panel asks each time, so it follows login, backend and %config
     if "defaults" in accepted:
         kwargs["defaults"] = m.defaults()
     return Panel(**kwargs)

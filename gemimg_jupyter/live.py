@@ -216,7 +216,7 @@ def sweep_bundle(result: SweepResult, *, final: bool = False) -> Bundle:
     """The sweep's grid(s) as one PNG (Z grids stacked), with its progress and provenance."""
     grids = result.grids()
     png = png_bytes(stack(grids), optimize=final)
-    meta = result.describe()
+    meta = result.provenance()
     for cell in meta.get("cells", []):
         cell["path"] = display_path(cell.get("path"))
     progress = result.progress_text()

@@ -60,7 +60,7 @@ from .models import DEFAULT_MODEL, GenerationParams, get_model
 from .params import PARAMS, SAMPLING_PARAMS, VALUE_PARAMS
 from .plan import CONFIRM_ABOVE_USD, MAX_REPEATS
 from .renderers import magic_words
-from .session import Session, get_session, reset_session
+from .session import Session, current_session, get_session, reset_session
 from .settings import RATE_TIERS, Settings
 from .text import plural
 
@@ -139,6 +139,25 @@ def _param_option(name: str, help: str = "") -> Any:
     return argument(*flags, dest=spec.name, metavar=spec.metavar, help=help or f"{spec.described}.")
 
 
+def config_settings(m: GemimgMagics, settings: Settings, *, cleared: str = "") -> Settings:
+    """``settings`` with the extension's ``output_dir``, ``max_cost_usd`` and ``rate_tier`` applied.
+
+    A value left unset (empty, ``None``) keeps what ``settings`` say, except ``cleared`` (the
+    name of a value just emptied by ``%config``): an emptied folder or tier goes back to the
+    environment's, an emptied budget means no budget.
+    """
+    env = Settings.from_env() if cleared else settings
+    changes: dict[str, Any] = {}
+    folder = Path(m.output_dir) if m.output_dir else (env if cleared == "output_dir" else settings).output_dir
+    if folder.expanduser().resolve() != settings.output_dir.expanduser().resolve():
+        changes["output_dir"] = folder
+    if m.max_cost_usd is not None or cleared == "max_cost_usd":
+        changes["max_cost_usd"] = m.max_cost_usd
+    wanted = settings.replace(**changes) if changes else settings
+    tier = m.rate_tier or (env if cleared == "rate_tier" else settings).rate_tier
+    return wanted if tier == wanted.rate_tier else wanted.with_rate_tier(tier)
+
+
 @magics_class
 class GemimgMagics(Magics):
     """Gemini image generation from the notebook: ``%%gemimg`` and ``%gemimg``."""
@@ -174,7 +193,6 @@ class GemimgMagics(Magics):
 
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         self._ready = False
-        self._sess: Session | None = None
         super().__init__(shell=shell, **kwargs)
         self.views: list[LiveView] = []
         self.subcommands: dict[str, tuple[Callable[[list[str]], Any], str]] = {
@@ -252,16 +270,15 @@ class GemimgMagics(Magics):
 
     @observe("output_dir", "max_cost_usd", "rate_tier")
     def _settings_changed(self, change: dict[str, Any]) -> None:
-        if not self._ready:
+        """A running session moves to the new value at once (nothing running: the next use builds one)."""
+        sess = current_session() if self._ready else None
+        if sess is None:
             return
-        sess = self.session()
-        wanted = sess.settings.replace(
-            output_dir=Path(self.output_dir) if self.output_dir else Settings.from_env().output_dir,
-            max_cost_usd=self.max_cost_usd,
-        ).with_rate_tier(self.rate_tier or Settings.from_env().rate_tier)
+        cleared = change["name"] if change["new"] in ("", None) else ""
+        wanted = config_settings(self, sess.settings, cleared=cleared)
         if wanted != sess.settings:
             try:
-                reset_session(wanted)
+                sess.with_settings(wanted)
             except GemimgError as err:  # the old value stays, as for any refused value
                 self._ready = False  # the session was not replaced; put the old value back without a switch
                 try:
@@ -273,26 +290,30 @@ class GemimgMagics(Magics):
     # ---- the session ---------------------------------------------------------------------
 
     def wanted_settings(self) -> Settings:
-        overrides: dict[str, Any] = {}
-        if self.output_dir:
-            overrides["output_dir"] = Path(self.output_dir)
-        if self.max_cost_usd is not None:
-            overrides["max_cost_usd"] = self.max_cost_usd
-        settings = Settings.from_env(**overrides)
-        return settings.with_rate_tier(self.rate_tier) if self.rate_tier else settings
+        """The settings a new session gets: the environment's, with these ``%config`` values."""
+        return config_settings(self, Settings.from_env())
 
     def session(self) -> Session:
-        """The shared session (created from the environment and these defaults on first use).
+        """The extension's session: the default session, agreeing with these ``%config`` values.
 
-        A session that is already running (started by the Python API, the
-        panel, ``%gemimg login`` or ``reset_session``) is used as it is.
+        On first use it is made from the environment and these values. A default session started
+        elsewhere (``gi.generate``, ``reset_session``, a bare ``Panel()``) is used as long as it
+        agrees with every value set here; when it does not (say its output folder is another), a
+        session with these values replaces it, so a ``%config`` value is never silently ignored.
         """
-        try:
-            sess = get_session(self.wanted_settings())
-        except ConfigError:
-            sess = get_session()  # a session with other settings is already running: use it
-        self._sess = sess
-        return sess
+        sess = current_session()
+        if sess is None:
+            return get_session(self.wanted_settings())
+        wanted = config_settings(self, sess.settings)
+        if wanted == sess.settings:
+            return sess
+        running = self._running_jobs()
+        if running:
+            raise ConfigError(
+                f"the running session's settings differ from %config GemimgMagics and it still runs "
+                f"{plural(len(running), 'job')}; %gemimg wait or %gemimg cancel all first"
+            )
+        return sess.with_settings(wanted)
 
     def defaults(self) -> dict[str, Any]:
         """The generation defaults handed to the session (``defaults=``)."""
@@ -304,8 +325,8 @@ class GemimgMagics(Magics):
         return self.shell.user_ns
 
     def _running_jobs(self) -> list[Job]:
-        """Unfinished jobs of the last session this magic used (a closed one has none)."""
-        sess = self._sess
+        """Unfinished jobs of the running session (none when no session runs)."""
+        sess = current_session()
         return [] if sess is None else [j for j in sess.jobs() if not j.done()]
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -332,8 +353,7 @@ class GemimgMagics(Magics):
             view.close()
         self.views.clear()
         running = self._running_jobs()
-        self._sess = None
-        reset_session(None)
+        reset_session(None)  # the extension's session is the default one: it closes with the extension
         if running:
             say(
                 f"gemimg: stopped; {plural(len(running), 'unfinished job')} "
@@ -518,9 +538,8 @@ class GemimgMagics(Magics):
         for view in self.views:
             view.close()
         self.views.clear()
-        sess = reset_session(settings)
-        assert sess is not None
-        self._sess = sess
+        current = current_session()
+        sess = current.with_settings(settings) if current is not None else get_session(settings)
         say(magic_words(sess.banner()))
         return sess
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -25,29 +23,41 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from .budget import Budget
 from .client import ToAPIsClient
-from .errors import BudgetExceededError, ConfigError, ValidationError
-from .grid import Tile, encode_grid_png, grid_for_plan
+from .edits import Edits
+from .errors import ConfigError, ValidationError
 from .images import load_reference
 from .jobs import Job, JobRunner, Listener, RateGate
-from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
-from .models import GenerationParams, JobState, ReferenceImage
+from .lineage import Lineage
+from .models import GenerationParams, ReferenceImage
 from .params import PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from .pickbook import Pick, Picks
 from .plan import AXIS_NAMES, CONFIRM_ABOVE_USD, Axis, Quote, SweepPlan, axis_from_values, parse_axis, plan_sweep
-from .progress import shown_while_waiting
+from .results import Result, SweepResult
 from .settings import DEFAULT_BASE_URL, Secret, Settings
-from .store import LedgerRow, Store, write_atomic
-from .text import format_usd
+from .store import LedgerRow, Store
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-__all__ = ["Result", "Session", "SweepResult", "generate", "get_session", "picks", "reset_session", "sweep"]
+__all__ = [
+    "Result",
+    "Session",
+    "SweepResult",
+    "current_session",
+    "gateway_settings",
+    "generate",
+    "get_session",
+    "latest",
+    "picks",
+    "reset_session",
+    "simulator_settings",
+    "sweep",
+]
 
 log = logging.getLogger(__name__)
 
-Result = Job
 SIM_KEY = "sim-local-key"
 SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
@@ -70,215 +80,34 @@ def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
     return tuple(load_reference(s) for s in sources)
 
 
-class SweepResult:
-    """A running or finished sweep: its plan, its jobs, and the grid.
+def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> ToAPIsClient:
+    """The gateway client of a session, with the settings' retries, timeouts and rate gate."""
+    return ToAPIsClient(
+        base_url,
+        key,
+        retry=settings.retry,
+        timeout=(settings.connect_timeout, settings.read_timeout),
+        status_timeout=settings.status_timeout,
+        download_timeout=settings.download_timeout,
+        download_max_bytes=settings.download_max_bytes,
+        gate=gate,
+    )
 
-    ``grid()`` draws the labelled grid as it is now (pending cells show their
-    state), ``table()`` gives one dict per image, ``save()`` writes the grid.
-    """
 
-    def __init__(
-        self, plan: SweepPlan, jobs: Sequence[Job], *, sweep_id: str, store: Store, cell_size: int = 320
-    ) -> None:
-        self.plan = plan
-        self.jobs = list(jobs)
-        self.id = sweep_id
-        self.cell_size = cell_size
-        self.paths: list[Path] = []
-        self._store = store
-        self.report_path: Path | None = None
-        self._saved = threading.Event()
-        self._lock = threading.Lock()
-        self.started = time.time()
-
-    # ---- state -----------------------------------------------------------------------------
-
-    def counts(self) -> dict[str, Any]:
-        """How many images are done, cached, failed, pending; money spent so far."""
-        c = {"total": len(self.jobs), "done": 0, "cached": 0, "failed": 0, "pending": 0, "cost_usd": 0.0}
-        for job in self.jobs:
-            if job.state is JobState.DONE:
-                c["done"] += 1
-            elif job.state is JobState.CACHED:
-                c["cached"] += 1
-            elif job.state.is_terminal:
-                c["failed"] += 1
-            else:
-                c["pending"] += 1
-            c["cost_usd"] += job.cost_usd
-        return c
-
-    def progress_text(self) -> str:
-        """``7/12 done, 1 failed, $0.34`` (cached images count as done)."""
-        c = self.counts()
-        text = f"{c['done'] + c['cached']}/{c['total']} done"
-        if c["cached"]:
-            text += f" ({c['cached']} cached)"
-        if c["failed"]:
-            text += f", {c['failed']} failed"
-        return text + f", {format_usd(c['cost_usd'])}"
-
-    def done(self) -> bool:
-        """True when every job has ended."""
-        return all(job.done() for job in self.jobs)
-
-    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every job (and the saved grid); ``False`` if ``timeout`` passed first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for job in self.jobs:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not job.wait(left):
-                return False
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        return self._saved.wait(left if left is not None else 30)
-
-    def result(self, timeout: float | None = None) -> SweepResult:
-        """Wait, then return this sweep (failed cells stay in the grid as placeholders)."""
-        self.wait(timeout)
-        return self
-
-    def cancel(self, *, drop: bool = False) -> int:
-        """Cancel what has not been submitted yet (``drop=True``: stop collecting the rest too)."""
-        return sum(job.cancel(drop=drop) for job in self.jobs if not job.done())
-
-    # ---- pictures and tables ---------------------------------------------------------------
-
-    def tiles(self) -> dict[int, Tile]:
-        """One :class:`~.grid.Tile` per sweep cell index (thumbnails only)."""
-        out: dict[int, Tile] = {}
-        picked = self.picked_cbids()
-        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
-            image = None
-            if job.state.has_image:
-                try:
-                    image = job.thumbnail(self.cell_size)
-                except (OSError, ValueError):
-                    image = None
-            star = job.state.has_image and ledger_cbid(job) in picked
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
-        return out
-
-    # ---- picks and reports (docs/editing.md) -----------------------------------------------
-
-    def __getitem__(self, index: int) -> Job:
-        """The job of sweep cell ``index`` (cell order: X fastest, then Y, Z, repeats)."""
-        return self.jobs[index]
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def picked_cbids(self) -> set[str]:
-        """Which images of the ledger are picked (``client_business_id`` of each)."""
-        try:
-            return Picks(self._store).cbids()
-        except (sqlite3.Error, OSError):  # a locked or closed ledger must not break a grid
-            log.debug("could not read the picks", exc_info=True)
-            return set()
-
-    def redraw_saved(self) -> None:
-        """Draw the saved grid files again in place (a pick or unpick changed a star)."""
-        if not self._saved.is_set() or not self.paths:
-            return
-        prov = self.describe()
-        for z, (img, target) in enumerate(zip(self.grids(), self.paths, strict=False)):
-            write_atomic(target, encode_grid_png(img, {**prov, "z": z, "params": self.plan.common}))
-
-    def save_report(self, path: str | Path | None = None) -> Path:
-        """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
-
-        Without ``path`` it goes to ``<output>/reports/``. Thumbnails are
-        embedded; each links to its full-size file by a relative path.
-        """
-        from .report import sweep_report
-
-        target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
-        self.report_path = write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
-        return self.report_path
-
-    def grid(self, z: int = 0, *, cell_size: int | None = None) -> Image.Image:
-        """The labelled comparison grid for Z index ``z``, as it is now."""
-        footer = self.progress_text()
-        return grid_for_plan(self.plan, self.tiles(), z=z, cell_size=cell_size or self.cell_size, footer=footer)
-
-    def grids(self) -> list[Image.Image]:
-        """One grid per Z value (a single grid for one or two axes)."""
-        return [self.grid(z) for z in range(self.plan.shape[2])]
-
-    def table(self) -> list[dict[str, Any]]:
-        """One dict per image: the cell's axis values, parameters, path, state, cost."""
-        rows = []
-        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
-            row = {"cell": cell.index, "x": cell.x, "y": cell.y, "z": cell.z, **cell.labels, **job.describe()}
-            rows.append(row)
-        return rows
-
-    def describe(self) -> dict[str, Any]:
-        """The sweep as plain data (display metadata and the grid PNG's provenance)."""
-        return {
-            "sweep_id": self.id,
-            "axes": [{"name": a.name, "values": list(a.labels)} for a in self.plan.axes],
-            "repeats": self.plan.repeats,
-            "common": {k: v for k, v in self.plan.common.items() if k != "references"},
-            "cells": [
-                {
-                    "cell": c.index,
-                    "labels": c.labels,
-                    "repeat": c.repeat,
-                    "state": j.state.value,
-                    "task_id": j.task_id,
-                    "path": str(j.path) if j.path else None,
-                }
-                for c, j in zip(self.plan.cells, self.jobs, strict=False)
-            ],
-            "progress": self.progress_text(),
-        }
-
-    def save(self, path: str | Path | None = None) -> list[Path]:
-        """Write the grid(s) as PNG with provenance; returns the paths.
-
-        Without ``path`` they go to ``<output>/grids/``. With several Z values
-        the files get ``-z0``, ``-z1``… suffixes.
-        """
-        prov = self.describe()
-        paths: list[Path] = []
-        for z, img in enumerate(self.grids()):
-            data = encode_grid_png(img, {**prov, "z": z, "params": self.plan.common})
-            suffix = f"-z{z}" if self.plan.shape[2] > 1 else ""
-            if path is None:
-                stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
-                paths.append(self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids"))
-            else:
-                target = Path(path)
-                target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
-                target.write_bytes(data)
-                paths.append(target)
-        return paths
-
-    def _on_job(self, _job: Job) -> None:
-        if self._saved.is_set() or not self.done():
-            return
-        with self._lock:
-            if self._saved.is_set():
-                return
-            try:
-                self.paths = self.save()
-            except Exception:
-                log.exception("could not save the grid of sweep %s", self.id)
-            finally:
-                self._saved.set()
-
-    def __repr__(self) -> str:
-        return f"<SweepResult {self.id} {self.plan.shape[0]}×{self.plan.shape[1]}×{self.plan.shape[2]} · {self.progress_text()}>"
-
-    def _repr_png_(self) -> bytes:
-        return encode_grid_png(self.grid())
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def banner(session: Session) -> str:
+    """One line saying which backend ``session`` uses and, for the simulator, how to get real images."""
+    if session.backend == "toapis":
+        return f"gemimg: using ToAPIs at {session.base_url} (key from TOAPIS_API_KEY), output in {session.store_root}"
+    where = "the built-in simulator" if session.sim is not None else f"a simulator at {session.base_url}"
+    if session.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
         return (
-            {"image/png": self._repr_png_(), "text/plain": repr(self)},
-            {"image/png": {"gemimg_sweep": self.describe()}},
+            f"gemimg: GEMIMG_BACKEND=sim, using {where} (simulated images, not charged). "
+            'Unset it or use Settings(backend="toapis") for real images.'
         )
+    return (
+        f"gemimg: no API key set, using {where} (simulated images, not charged). "
+        "Set TOAPIS_API_KEY or use Settings(api_key=...) for real images."
+    )
 
 
 class Session:
@@ -304,24 +133,18 @@ class Session:
                 base_url = self.settings.base_url or self._start_sim()
             self.base_url = base_url
             self.gate = RateGate(self.settings)  # built once, shared by the client and the runner
-            self.client = ToAPIsClient(
-                base_url,
-                key,
-                retry=self.settings.retry,
-                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                status_timeout=self.settings.status_timeout,
-                download_timeout=self.settings.download_timeout,
-                download_max_bytes=self.settings.download_max_bytes,
-                gate=self.gate,
-            )
+            self.client = _client(self.settings, base_url, key, self.gate)
             self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
             self.runner.session = self  # jobs reach their session for edit, pick, lineage
             self.pickbook = Picks(self.store)
+            self.edits = Edits(self)
+            self.budget = Budget(self.settings, self.store, self.runner)
         except BaseException:
             self._stop_sim()  # a failed load leaves no simulator behind
             self.store.close()
             raise
         self.sweeps: list[SweepResult] = []
+        self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
         self._closed = False
 
     def _start_sim(self) -> str:
@@ -362,18 +185,7 @@ class Session:
 
     def banner(self) -> str:
         """One line saying which backend is in use and, for the simulator, how to set a key."""
-        if self.backend == "toapis":
-            return f"gemimg: using ToAPIs at {self.base_url} (key from TOAPIS_API_KEY), output in {self.store.root}"
-        where = "the built-in simulator" if self._sim is not None else f"a simulator at {self.base_url}"
-        if self.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
-            return (
-                f"gemimg: GEMIMG_BACKEND=sim, using {where} (simulated images, not charged). "
-                "Unset it or run %gemimg backend toapis for real images."
-            )
-        return (
-            f"gemimg: no API key set, using {where} (simulated images, not charged). "
-            "Set TOAPIS_API_KEY or run %gemimg login for real images."
-        )
+        return banner(self)
 
     def __repr__(self) -> str:
         return f"<gemimg Session backend={self.backend} base_url={self.base_url} output={self.store.root}>"
@@ -396,41 +208,25 @@ class Session:
 
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
-        cost, cached = 0.0, 0
-        free = self.store.cached_keys([p.cache_key(repeat) for p, repeat in params])
-        for p, repeat in params:
-            if p.cache_key(repeat) in free:
-                cached += 1
-            else:
-                cost += p.price_usd or 0.0
-        return cost, cached
+        return self.budget.estimate(params)
 
     def spent_usd(self) -> float:
         """Money committed in this session (submitted, not refunded)."""
-        return sum(
-            job.cost_usd
-            for job in self.runner.jobs
-            if job.task_id is not None and not job.cached and job.state is not JobState.FAILED
-        )
+        return self.budget.spent_usd()
 
     def check_budget(self, estimate_usd: float) -> None:
         """Refuse work that would take spending past ``max_cost_usd``."""
-        budget = self.settings.max_cost_usd
-        if budget is None or estimate_usd <= 0:
-            return
-        spent = self.spent_usd()
-        if spent + estimate_usd > budget + 1e-9:
-            raise BudgetExceededError(estimate_usd, spent, budget)
+        self.budget.check(estimate_usd)
 
     @property
     def cache_hits(self) -> int:
         """Images this session took from the store instead of paying for them."""
-        return sum(1 for job in self.runner.jobs if job.cached)
+        return self.budget.cache_hits
 
     @property
     def saved_usd(self) -> float:
         """What those cache hits would have cost."""
-        return sum(job.params.price_usd or 0.0 for job in self.runner.jobs if job.cached)
+        return self.budget.saved_usd
 
     # ---- generating ------------------------------------------------------------------------
 
@@ -524,13 +320,7 @@ class Session:
         self, plan: SweepPlan, *, fresh: bool = False, confirm_above_usd: float | None = CONFIRM_ABOVE_USD
     ) -> Quote:
         """What ``plan`` would cost now (``fresh``: as if nothing were stored) and whether it needs a yes."""
-        if fresh:
-            return Quote(plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd)
-        keys = list(plan.keys)
-        free = frozenset(self.store.cached_keys(keys))
-        stored = self.store.cached_keys(keys, running=False) if free else set()
-        cached = plan.n_cached(stored)
-        return Quote(plan, free, cached, plan.n_cached(free) - cached, plan.estimate_usd(free), confirm_above_usd)
+        return self.budget.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
 
     def sweep(
         self,
@@ -560,17 +350,9 @@ class Session:
         if quote.needs_confirmation and not yes:
             raise quote.refusal()
         self.check_budget(quote.estimate_usd or 0.0)
-        sweep_id = uuid.uuid4().hex[:8]
-        result = SweepResult(plan, [], sweep_id=sweep_id, store=self.store, cell_size=cell_size)
-        all_listeners = [result._on_job, *listeners]
-        result.jobs.extend(
-            self.runner.submit_many(
-                [(cell.params, cell.repeat) for cell in plan.cells], fresh=fresh, sweep_id=sweep_id, parent=parent
-            )
-        )
-        for job in result.jobs:
-            for listener in all_listeners:
-                job.add_listener(listener)
+        result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
+        cells = [(cell.params, cell.repeat) for cell in plan.cells]
+        result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
         self.sweeps.append(result)
         if wait:
             result.wait()
@@ -629,19 +411,9 @@ class Session:
 
     def cost(self) -> dict[str, Any]:
         """Spent and saved in this session, the all-time ledger, and the budget."""
-        totals = self.store.totals()
-        return {
-            "spent_usd": round(self.spent_usd(), 4),
-            "saved_usd": round(self.saved_usd, 4),
-            "cache_hits": self.cache_hits,
-            "requests": sum(1 for j in self.runner.jobs if j.task_id is not None and not j.cached),
-            "ledger_spent_usd": round(totals["spent"], 4),
-            "ledger_images": int(totals["done"]),
-            "budget_usd": self.settings.max_cost_usd,
-            "backend": self.backend,
-        }
+        return self.budget.report(self.backend)
 
-    # ---- edit chains and picks (docs/editing.md) ---------------------------------------------
+    # ---- edit chains and picks (docs/editing.md; the work is in :class:`~.edits.Edits`) -----
 
     def find(self, target: object) -> LedgerRow:
         """The ledger row of an image: a result, a job id (short, task or ``client_business_id``) or a row.
@@ -649,37 +421,11 @@ class Session:
         Works after a restart (from the ledger alone); raises
         :class:`ValidationError` when nothing matches.
         """
-        if isinstance(target, LedgerRow):
-            return target
-        row: LedgerRow | None = None
-        if isinstance(target, Job):
-            row = row_of(self.store, target)
-            what = f"job {target.id} ({target.state.value})"
-        elif isinstance(target, str):
-            live = self.runner.get(target.strip())
-            row = row_of(self.store, live) if live is not None else find_row(self.store, target)
-            what = f"{target!r}"
-        else:
-            raise ValidationError(
-                "name an image by its result, job id or task id", field="image", value=type(target).__name__
-            )
-        if row is None:
-            raise ValidationError(
-                f"{what} is not in the ledger (yet); name a result, a job id (%gemimg jobs) or a task id",
-                field="image",
-                value=str(target),
-            )
-        return row
+        return self.edits.find(target)
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
         """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
-        if isinstance(target, Job) and not target.done():
-            raise ValidationError(
-                f"job {target.id} has no image yet ({target.state.value}); wait for it first",
-                field="edit",
-                value=target.id,
-            )
-        return edit_reference(self.find(target))
+        return self.edits.edit_source(target)
 
     def edit(self, target: object, prompt: str, **kwargs: Any) -> Job:
         """Edit an image: ``generate(prompt, edit=target, **kwargs)``."""
@@ -687,61 +433,42 @@ class Session:
 
     def lineage(self, target: object) -> Lineage:
         """The chain of edits from the root to ``target`` (from the ledger alone)."""
-        return lineage(self.store, self.find(target), picked=self.pickbook.cbids())
+        return self.edits.lineage(target)
 
     def pick(self, target: object, *, note: str | None = None) -> Pick:
         """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
-        row = self.find(target)
-        if row.state != "done":
-            raise ValidationError(f"image {row.cbid[-6:]} is {row.state}, not done", field="pick", value=row.cbid[-6:])
-        pick = self.pickbook.add(row, note)
-        self._redraw_grids_with(row.cbid)
-        return pick
+        return self.edits.pick(target, note)
 
     def unpick(self, target: object) -> bool:
         """Remove a pick; ``False`` if it was not picked."""
-        row = self.find(target)
-        gone = self.pickbook.remove(row)
-        self._redraw_grids_with(row.cbid)
-        return gone
-
-    def _redraw_grids_with(self, cbid: str) -> None:
-        """Saved grids of this session's sweeps that show the image get its star (or lose it)."""
-        for sweep in self.sweeps:
-            if any(j.state.has_image and ledger_cbid(j) == cbid for j in sweep.jobs):
-                try:
-                    sweep.redraw_saved()
-                except OSError:
-                    log.warning("could not redraw the saved grid of sweep %s", sweep.id, exc_info=True)
+        return self.edits.unpick(target)
 
     def is_picked(self, target: object) -> bool:
         """Whether an image is picked."""
-        try:
-            return self.pickbook.get(self.find(target).cbid) is not None
-        except ValidationError:
-            return False
+        return self.edits.is_picked(target)
 
     def picks(self) -> list[Pick]:
         """Every picked image of this output folder, newest first."""
-        return self.pickbook.all()
+        return self.edits.picks()
 
     def children_count(self) -> dict[str, int]:
         """How many finished edits each image has (``client_business_id`` → count)."""
-        return edited_cbids(self.store)
+        return self.edits.children_count()
 
     def save_report(self, target: object, path: str | Path | None = None) -> Path:
         """Write the HTML report of a sweep, or of an image's edit chain; returns its path.
 
         Without ``path`` it goes to ``<output>/reports/``.
         """
-        if isinstance(target, SweepResult):
-            return target.save_report(path)
-        from .report import lineage_report
+        return self.edits.save_report(target, path)
 
-        chain = self.lineage(target)
-        name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
-        out = Path(path) if path is not None else self.store.root / "reports" / name
-        return write_report(out, lineage_report(chain, out.parent, self.pickbook.all()))
+    def with_settings(self, settings: Settings | None = None, /, **changes: Any) -> Session:
+        """A new session on ``settings`` (default: this one's) with ``changes``; then this one closes.
+
+        If the new one cannot start, this one stays. If this was the default session, the new one
+        takes its place (``gi.generate`` and panels follow it); see :func:`gateway_settings`.
+        """
+        return _replace_session(self, (settings or self.settings).replace(**changes))
 
     def close(self) -> None:
         """Stop the runner and the simulator; unfinished work stays in the ledger."""
@@ -750,8 +477,7 @@ class Session:
         self._closed = True
         self.runner.shutdown(wait=False)
         self.client.close()
-        if self._sim is not None:
-            self._sim.stop()
+        self._stop_sim()
         self.store.close()
 
     def __enter__(self) -> Session:
@@ -762,11 +488,15 @@ class Session:
 
 
 _DEFAULT: Session | None = None
-_DEFAULT_LOCK = threading.Lock()
+_DEFAULT_LOCK = threading.RLock()
 
 
 def get_session(settings: Settings | None = None) -> Session:
-    """The shared default session (created from the environment on first use)."""
+    """The shared default session (created from ``settings`` or the environment on first use).
+
+    ``gi.generate``, ``gi.sweep``, ``gi.picks``, a bare ``Panel()`` and, while it is loaded, the
+    ``%gemimg`` extension all use this one session: one runner, one budget, one ledger.
+    """
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None or _DEFAULT.closed:
@@ -776,6 +506,52 @@ def get_session(settings: Settings | None = None) -> Session:
         return _DEFAULT
 
 
+def current_session() -> Session | None:
+    """The default session if one is running, else ``None`` (unlike :func:`get_session`, never starts one)."""
+    with _DEFAULT_LOCK:
+        return _DEFAULT if _DEFAULT is not None and not _DEFAULT.closed else None
+
+
+def _replace_session(old: Session, settings: Settings) -> Session:
+    """Start a session on ``settings``, then close ``old``; the new one becomes the default if ``old`` was."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        done = latest(old)
+        if done is not old and not done.closed and done.settings == settings:
+            return done  # another thread made this same replacement a moment ago: one session, not two
+        new = Session(settings)  # may raise: the old session then stays
+        if _DEFAULT is old:
+            _DEFAULT = new
+        old.close()
+        old.replaced_by = new
+        return new
+
+
+def latest(session: Session) -> Session:
+    """The session that replaced ``session`` (after every replacement since), or ``session`` itself."""
+    while session.closed and session.replaced_by is not None:
+        session = session.replaced_by
+    return session
+
+
+def gateway_settings(settings: Settings, api_key: str | Secret | None = None) -> Settings:
+    """``settings`` switched to the ToAPIs gateway ($GEMIMG_BASE_URL, else its public address).
+
+    The key is ``api_key``, else the one ``settings`` or the environment hold; without any, a
+    one-line :class:`ConfigError` says how to give one.
+    """
+    env = Settings.from_env()
+    key = Secret(api_key) if isinstance(api_key, str) else api_key or settings.api_key or env.api_key
+    if key is None:
+        raise ConfigError("no ToAPIs key: use Settings(api_key=...) or set TOAPIS_API_KEY, then try again")
+    return settings.replace(backend="toapis", api_key=key, base_url=env.base_url)
+
+
+def simulator_settings(settings: Settings) -> Settings:
+    """``settings`` switched to the built-in simulator (a key they hold is kept, unused)."""
+    return settings.replace(backend="sim", base_url=None)
+
+
 def reset_session(settings: Settings | None = None) -> Session | None:
     """Close the default session; with ``settings``, start a new one."""
     global _DEFAULT
@@ -783,6 +559,7 @@ def reset_session(settings: Settings | None = None) -> Session | None:
         new = Session(settings) if settings is not None else None  # may raise: the old session then stays
         if _DEFAULT is not None:
             _DEFAULT.close()
+            _DEFAULT.replaced_by = new
         _DEFAULT = new
         return _DEFAULT
 
@@ -800,9 +577,3 @@ def sweep(prompt: str, **kwargs: Any) -> SweepResult:
 def picks() -> list[Pick]:
     """The picked images of the default session's output folder (see :meth:`Session.picks`)."""
     return get_session().picks()
-
-
-def write_report(target: Path, markup: str) -> Path:
-    """Write an HTML report atomically (temporary file, then rename); returns the path."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomic(target, markup.encode("utf-8"))

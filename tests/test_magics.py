@@ -529,6 +529,53 @@ def test_the_session_is_the_shared_one(gem: Any) -> None:
     assert magics(gem).session() is get_session()
 
 
+def test_a_python_session_that_disagrees_with_config_is_replaced_not_used(gem: Any, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    gem.run_line_magic("config", f"GemimgMagics.output_dir = {str(mine)!r}")
+    other = reset_session(quick_settings(tmp_path / "other"))  # Python code starts its own session
+    assert other is not None
+    sess = magics(gem).session()
+    assert sess.store_root == mine.resolve(), "the %config folder is not silently ignored"
+    assert other.closed and get_session() is sess, "one default session: gi.generate uses it too"
+    assert sess.settings.sim_options == SIM_OPTIONS, "the rest of the Python session's settings are kept"
+    assert magics(gem).session() is sess, "an agreeing session is used as it is"
+
+
+def test_a_disagreeing_session_with_running_jobs_is_refused_in_one_line(gem: Any, tmp_path: Path) -> None:
+    gem.run_line_magic("config", f"GemimgMagics.output_dir = {str(tmp_path / 'mine')!r}")
+    other = reset_session(quick_settings(tmp_path / "other"))
+    assert other is not None
+    other.sim.configure(latency=(5.0, 5.0))
+    job = other.generate("a slow tortoise elsewhere", wait=False)
+    with pytest.raises(UsageError, match="still runs 1 job") as info:
+        gem.run_cell_magic("gemimg", "", "a fox")
+    assert "\n" not in str(info.value)
+    assert not other.closed and get_session() is other and not job.done()
+    other.cancel("all", drop=True)
+
+
+def test_clearing_one_config_value_leaves_the_others(gem: Any, tmp_output: Path) -> None:
+    gem.run_line_magic("config", "GemimgMagics.max_cost_usd = 3.0")
+    gem.run_line_magic("config", "GemimgMagics.rate_tier = 'vip'")
+    gem.run_line_magic("config", "GemimgMagics.rate_tier = ''")
+    s = get_session().settings
+    assert (s.rate_tier, s.max_cost_usd) == ("default", 3.0)
+    assert get_session().store_root == tmp_output.resolve(), "a tier change does not move the store"
+    gem.run_line_magic("config", "GemimgMagics.max_cost_usd = None")
+    assert get_session().settings.max_cost_usd is None
+
+
+def test_the_panel_follows_the_extension_when_its_session_is_replaced(gem: Any) -> None:
+    panel = gem.run_line_magic("gemimg", "panel")
+    try:
+        before = panel.session
+        gem.run_line_magic("config", "GemimgMagics.max_cost_usd = 1.5")
+        assert before.closed and panel.session is get_session() is not before
+        assert panel.session.settings.max_cost_usd == 1.5
+    finally:
+        panel.close()
+
+
 def test_unquoted_sweep_ranges_are_read_whole() -> None:
     from gemimg_jupyter.magics import _split
 

@@ -359,7 +359,7 @@ def test_the_key_never_leaks_from_the_python_api(
             scan.text("describe", json.dumps(job.describe(), default=repr))
             scan.text("provenance", json.dumps(job.provenance, default=repr))
             scan.text("job-error", f"{job.error!r}")
-        scan.text("sweep", json.dumps([grid.describe(), grid.table()], default=repr))
+        scan.text("sweep", json.dumps([grid.provenance(), grid.table()], default=repr))
         scan.text("cost", json.dumps(sess.cost()))
         scan.text("banner", sess.banner())
         scan.exception("task-failed", task_failed.value)

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 
 import gemimg_jupyter as gi
-from gemimg_jupyter.errors import BudgetExceededError, ValidationError
+from gemimg_jupyter.errors import BudgetExceededError, GemimgError, ValidationError
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.models import JobState
+from gemimg_jupyter.results import Result, SweepResult
 from gemimg_jupyter.session import Session
 from gemimg_jupyter.settings import Settings
 
@@ -64,6 +65,23 @@ def test_sweep_plans_runs_and_saves_a_grid(session: Session, sim: Any) -> None:
     # the same sweep again is free and instant
     again = session.sweep("A paper-cut fox", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=2)
     assert again.counts()["cached"] == 12 and sim.stats()["submits_accepted"] == 12
+
+
+def test_one_image_and_a_sweep_are_both_a_result(session: Session) -> None:
+    job = session.generate("a lighthouse, one image", wait=False)
+    sweep = session.sweep("a lighthouse, a sweep", temperature=[0.3, 0.9], wait=False)
+    assert isinstance(sweep, SweepResult)
+    runs: list[Result] = [job, sweep]
+    for run in runs:
+        assert isinstance(run, Result)
+        assert run.wait(30) and run.done()
+        assert run.result(timeout=5) is run
+        assert run.cancel() == 0, "nothing is left to cancel once it ended"
+        bundle, meta = run._repr_mimebundle_()
+        assert bundle["image/png"].startswith(b"\x89PNG") and meta["image/png"]
+    assert session.find_job(job.id) is job and session.find_sweep(sweep.id) is sweep
+    assert not isinstance(object(), Result)
+    assert sweep.provenance()["sweep_id"] == sweep.id and len(sweep.provenance()["cells"]) == 2
 
 
 def test_one_quote_gives_the_plan_line_and_the_confirmation_rule(session: Session, sim: Any) -> None:
@@ -144,6 +162,51 @@ def test_module_level_api_uses_a_default_session(fast_settings: Settings) -> Non
         assert gi.get_session() is gi.session.get_session()
     finally:
         gi.session.reset_session()
+
+
+def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
+    fast_settings: Settings, sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.errors import ConfigError
+    from gemimg_jupyter.session import (
+        current_session,
+        gateway_settings,
+        latest,
+        reset_session,
+        simulator_settings,
+    )
+
+    first = reset_session(fast_settings)
+    assert first is not None and current_session() is first
+    try:
+        with pytest.raises(ConfigError, match=r"no ToAPIs key: use Settings\(api_key=\.\.\.\)"):
+            gateway_settings(first.settings)
+        monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+        real = first.with_settings(gateway_settings(first.settings, "sk-test-login"))
+        assert first.closed and gi.get_session() is real and real.backend == "toapis"
+        assert first.replaced_by is real and latest(first) is real
+        with pytest.raises(GemimgError, match="this session is closed"):
+            first.find("any-image")
+        assert first.with_settings(real.settings) is real, "the same replacement twice (two threads) makes one"
+        assert real.base_url == sim.base_url and real.generate("a fox through the gateway").state is JobState.DONE
+        back = real.with_settings(simulator_settings(real.settings), output_dir=tmp_path / "back")
+        assert real.closed and gi.get_session() is back and back.backend == "sim" and latest(first) is back
+        assert back.store_root == (tmp_path / "back").resolve()
+        with pytest.raises(ConfigError):  # a session that cannot start leaves the old one running
+            back.with_settings(backend="toapis", api_key=None)
+        assert not back.closed and gi.get_session() is back
+        loose = Session(fast_settings.replace(output_dir=tmp_path / "loose"))
+        moved = loose.with_settings(max_cost_usd=1.0)
+        assert loose.closed and gi.get_session() is back, "a session that is not the default stays so"
+        moved.close()
+    finally:
+        reset_session()
+    assert current_session() is None
+
+
+def test_the_banner_speaks_python(session: Session) -> None:
+    line = session.banner()
+    assert "no API key set" in line and "Settings(api_key=...)" in line and "%gemimg" not in line
 
 
 def test_the_package_import_is_light() -> None:

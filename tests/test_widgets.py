@@ -134,6 +134,21 @@ def test_default_panel_follows_the_default_session() -> None:
         reset_session()
 
 
+def test_a_panel_given_a_session_follows_it_to_the_one_that_replaced_it(fast_settings: Settings) -> None:
+    own = Session(fast_settings)
+    try:
+        panel = Panel(session=own)
+        assert panel.session is own
+        budgeted = own.with_settings(max_cost_usd=2.0)  # not the default: get_session() is not involved
+        assert own.closed and panel.session is budgeted and panel.session.settings.max_cost_usd == 2.0
+        budgeted.close()  # closed without a successor: the panel stays on it, it does not guess
+        assert panel.session is budgeted
+        panel.close()
+    finally:
+        own.close()
+        reset_session()
+
+
 # ------------------------------------------------------------------ model-aware controls
 
 

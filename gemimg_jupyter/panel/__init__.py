@@ -39,13 +39,13 @@ widgets that were created in the main thread (``Image.value``,
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as W
 
 from gemimg_jupyter.models import ReferenceImage, get_model
-from gemimg_jupyter.session import Session, get_session
+from gemimg_jupyter.session import Session, get_session, latest
 from gemimg_jupyter.store import LedgerRow
 
 from .common import (
@@ -86,12 +86,14 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
 
     Parameters
     ----------
-    session : Session, optional
-        Defaults to :func:`~gemimg_jupyter.session.get_session`, the session
-        the magics use, so both see the same store, jobs and costs. If the
-        given session is closed later (``%gemimg login`` and ``%gemimg
-        backend`` replace the default session), the panel moves on to the
-        current default session.
+    session : Session or callable, optional
+        A session, or a function returning the current one (``%gemimg panel``
+        passes the extension's ``session`` method). Defaults to
+        :func:`~gemimg_jupyter.session.get_session`, the session the magics and
+        ``gi.generate`` use, so all see the same store, jobs and costs. When
+        ``%gemimg login``, ``%gemimg backend``, ``Session.with_settings`` or
+        ``reset_session`` replace the session, the panel follows: a function is
+        asked each time, a given session is followed to the one that replaced it.
     prompt : str, optional
         Initial prompt text.
     defaults : mapping, optional
@@ -112,11 +114,17 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
     """
 
     def __init__(
-        self, session: Session | None = None, *, prompt: str = "", defaults: Mapping[str, Any] | None = None
+        self,
+        session: Session | Callable[[], Session] | None = None,
+        *,
+        prompt: str = "",
+        defaults: Mapping[str, Any] | None = None,
     ) -> None:
-        self._session = session
-        if session is None:
-            get_session()  # start the default session now, so the header shows its backend
+        if isinstance(session, Session):
+            given = session
+            self._session_of: Callable[[], Session] = lambda: latest(given)
+        else:
+            self._session_of = session or get_session
         self._widgets: list[W.Widget] = []
         self._references: list[ReferenceImage] = []
         self._reference_paths: list[str] = []

@@ -13,7 +13,7 @@ from gemimg_jupyter.display import THEME_CSS
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.models import ModelSpec, ReferenceImage
 from gemimg_jupyter.plan import SweepPlan
-from gemimg_jupyter.session import Session, get_session
+from gemimg_jupyter.session import Session
 from gemimg_jupyter.store import LedgerRow
 from gemimg_jupyter.text import format_usd
 
@@ -32,7 +32,7 @@ class PanelBase:
     that builds its widgets and handles their events; the attributes below are the panel's, shared.
     """
 
-    _session: Session | None
+    _session_of: Callable[[], Session]
     _widgets: list[W.Widget]
     _references: list[ReferenceImage]
     _reference_paths: list[str]
@@ -124,16 +124,13 @@ class PanelBase:
 
     @property
     def session(self) -> Session:
-        """The session the panel runs on.
+        """The session the panel runs on, asked for each time it is needed.
 
-        An injected session stays; otherwise this is the current default
-        session, so ``%gemimg login`` or ``%gemimg backend`` (which replace
-        it) take effect in the panel too.
+        A bare panel asks for the default session and a ``%gemimg panel`` asks the extension; a
+        session handed in is followed to the one that replaced it. So ``%gemimg login``,
+        ``%gemimg backend`` and ``Session.with_settings`` (which replace it) take effect here too.
         """
-        own = self._session
-        if own is not None and not own.closed:
-            return own
-        return get_session()
+        return self._session_of()
 
     def _header_html(self) -> str:
         s = self.session
