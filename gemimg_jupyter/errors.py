@@ -23,7 +23,7 @@
         └── JobCancelled
 
 Errors are classified by the body's ``error.code`` first and the HTTP status
-second (see ``client.error_from_response``). Every message passes through :func:`redact`, so a secret registered with
+second (see ``client_errors.error_from_response``). Every message passes through :func:`redact`, so a secret registered with
 :func:`register_secret` (the API key) can never appear in ``str(err)``.
 """
 

@@ -175,9 +175,9 @@ def test_a_401_speaks_magic_to_the_magic(ip: Any, strict_sim: SimServer, monkeyp
 
 #: The one magic line the core writes on purpose: the cell a report offers to run again.
 ALLOWED = {("report", "%%gemimg ")}
-#: Core modules whose messages their owners reword in this same round of issue #14 (session,
-#: store): strict, so the merge that rewords them fails here until its module leaves this set.
-REWORDED_ELSEWHERE = {"store"}
+#: Core modules whose messages their owners reword in this same round of issue #14: strict, so
+#: the merge that rewords them fails here until its module leaves this set (all have landed).
+REWORDED_ELSEWHERE: set[str] = set()
 
 
 def magic_literals(source: str) -> list[tuple[int, str]]:

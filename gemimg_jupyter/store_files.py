@@ -1,0 +1,98 @@
+"""Image file names and atomic writes for the output folder.
+
+A file is written to a temporary name in its folder, flushed to disk and
+renamed into place, so a crash never leaves half a file under a real name;
+names are built from the prompt but keep only ``[a-z0-9._-]``, so nothing can
+escape the folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+import unicodedata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = ["safe_filename", "slug", "write_atomic"]
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read it the old way, once, at import
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """Lowercase ASCII words joined by ``-``, at most ``limit`` characters."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    out = ""
+    for word in _WORD.findall(ascii_text):
+        candidate = f"{out}-{word}" if out else word
+        if len(candidate) > limit:
+            break
+        out = candidate
+    return out or "image"
+
+
+def safe_filename(params: Mapping[str, Any], token: str, when: float | None = None) -> str:
+    """A readable, safe file name such as ``20261123-214501_paper-cut-fox_t0.8_16x9_ab12cd.png``.
+
+    Only ``[a-z0-9._-]`` survive from the prompt, so nothing can escape the
+    output directory or carry control characters; the length is bounded.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(when or time.time()))
+    parts = [stamp, slug(str(params.get("prompt", "")))]
+    if params.get("temperature") is not None:
+        parts.append(f"t{params['temperature']:g}")
+    parts.append(str(params.get("size", "1:1")).replace(":", "x"))
+    if params.get("resolution") not in (None, "1K"):
+        parts.append(str(params["resolution"]).lower())
+    parts.append(re.sub(r"[^a-z0-9]", "", token.lower())[:6] or "x")
+    return "_".join(parts) + ".png"
+
+
+def unique_path(directory: Path, name: str) -> Path:
+    """``directory / name``, or ``name-2``, ``name-3``… when taken; refuses a name that is not a plain file name."""
+    safe = Path(name).name
+    if not safe or safe in (".", "..") or safe != name:
+        raise ValueError(f"unsafe file name {name!r}")
+    target = directory / safe
+    if target.exists():
+        stem, suffix = target.stem, target.suffix
+        n = 2
+        while (directory / f"{stem}-{n}{suffix}").exists():
+            n += 1
+        target = directory / f"{stem}-{n}{suffix}"
+    return target
+
+
+def write_atomic(target: Path, data: bytes) -> Path:
+    """Write ``data`` to ``target`` through a temporary file in its folder (fsync, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _FILE_MODE)  # the user's umask, like any other file they write (not mkstemp's 0600)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
