@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import gemimg_jupyter
+from gemimg_jupyter.images import png_bytes
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.session import Session, get_session, reset_session
 from gemimg_jupyter.settings import Settings
@@ -575,6 +576,40 @@ def test_magic_panel_shares_the_session_and_its_cell_reproduces_the_result(
     finally:
         panel.wait(WAIT)
         panel.close()
+
+
+def test_magic_panel_asks_for_a_yes_and_draws_cells_as_the_extension_is_configured(
+    ip: Any, fast_settings: Settings, sim: SimServer
+) -> None:
+    """``%config GemimgMagics.confirm_above_usd`` and ``cell_size`` reach the panel as they reach ``%%gemimg``."""
+    reset_session(fast_settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    unset = ip.run_line_magic("gemimg", "panel")
+    ip.run_line_magic("config", "GemimgMagics.confirm_above_usd = 0.05")
+    ip.run_line_magic("config", "GemimgMagics.cell_size = 128")
+    panel = ip.run_line_magic("gemimg", "panel")
+    try:
+        for p in (unset, panel):
+            p.prompt.value = "an owl"
+            sweep_over(p, "temperature=0.2,0.8")  # 2 × $0.0488 ≈ $0.10: over $0.05, under the default $1.00
+        assert unset.confirm.layout.visibility == "hidden" and "tick" not in text_of(unset.plan_html)
+        assert panel.confirm.layout.visibility == "visible" and panel.confirm.description == "allow over $0.05"
+        assert "over $0.05: tick “allow”" in text_of(panel.plan_html)
+        panel.generate_button.click()
+        assert "confirmation threshold" in text_of(panel.message)
+        assert get_session().jobs() == [] and sim.stats()["submits_accepted"] == 0
+
+        panel.confirm.value = True
+        generate(panel)
+        assert "Done: 2 images" in text_of(panel.message)
+        (sweep,) = get_session().sweeps
+        assert sweep.cell_size == 128
+        assert image_size(panel.result_image.value) == image_size(png_bytes(sweep.grid(cell_size=128)))
+        assert image_size(panel.result_image.value) != image_size(png_bytes(sweep.grid(cell_size=320)))
+    finally:
+        for p in (unset, panel):
+            p.wait(WAIT)
+            p.close()
 
 
 def test_a_running_job_has_one_truth_in_the_bar_and_the_detail_card(tmp_output: Path) -> None:
