@@ -490,6 +490,7 @@ def test_401_shows_a_clear_message_and_the_panel_stays_usable(
         generate(panel)
         msg = text_of(panel.message)
         assert "1 of 1 failed" in msg and ("401" in msg or "key" in msg.lower())
+        assert "%gemimg login" in msg and "Settings(" not in msg  # the hint in the words %%gemimg uses
         assert panel.progress.bar_style == "danger"
         assert "No image" in text_of(panel.result_hint)
         assert strict_sim.stats()["submits_accepted"] == 0 and strict_sim.stats()["auth_failures"] >= 1
