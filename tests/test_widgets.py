@@ -26,7 +26,7 @@ from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.widgets import Panel, magic_cell, model_notes
 
-from .conftest import FAKE_KEY
+from .conftest import FAKE_KEY, wait_for
 
 WAIT = 30.0
 
@@ -452,6 +452,26 @@ def test_cancel_mid_sweep_then_generate_again(sim: SimServer, fast_settings: Set
         panel.x_axis.value = ""
         generate(panel)
         assert session.jobs()[-1].state is JobState.DONE
+        assert "Done: 1 image" in text_of(panel.message)
+    finally:
+        panel.wait(WAIT)
+        panel.close()
+        session.close()
+
+
+def test_cancel_after_the_submit_keeps_the_paid_image(sim: SimServer, fast_settings: Settings) -> None:
+    """Cancel goes through the run's result: a submitted image is paid, so it is said so and still collected."""
+    sim.configure(latency=(3.0, 3.5))  # time to press Cancel between the submit and the image
+    session = Session(fast_settings)
+    panel = Panel(session=session)
+    try:
+        panel.prompt.value = "a paper-cut heron"
+        panel.generate_button.click()
+        job = wait_for(lambda: next((j for j in session.jobs() if j.task_id), None), WAIT, "the submit")
+        panel.cancel_button.click()
+        assert "Cancelled 0 requests that were not sent yet. 1 already submitted (paid)" in text_of(panel.message)
+        assert panel.wait(WAIT)
+        assert job.state is JobState.DONE and sim.stats()["submits_accepted"] == 1
         assert "Done: 1 image" in text_of(panel.message)
     finally:
         panel.wait(WAIT)

@@ -384,7 +384,7 @@ class Run:
         if result is None:
             return 0, 0
         self.cancelled = True
-        stopped = result.cancel()
+        stopped = int(result.cancel())  # a job says True/False, a sweep how many
         paid = sum(1 for job in self.jobs if not job.done() and job.task_id is not None)
         return stopped, paid
 
