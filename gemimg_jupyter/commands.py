@@ -266,6 +266,9 @@ def cmd_panel(m: GemimgMagics, argv: list[str]) -> Any:
         kwargs["session"] = m.session  # the panel asks each time, so it follows login, backend and %config
     if "defaults" in accepted:
         kwargs["defaults"] = m.defaults()
+    for name in ("confirm_above_usd", "cell_size"):  # the extension's settings, as %%gemimg uses them
+        if name in accepted:
+            kwargs[name] = getattr(m, name)
     return Panel(**kwargs)
 
 

@@ -19,13 +19,14 @@ import pytest
 from PIL import Image
 
 import gemimg_jupyter
+from gemimg_jupyter.images import png_bytes
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.session import Session, get_session, reset_session
 from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.widgets import Panel, magic_cell, model_notes
 
-from .conftest import FAKE_KEY
+from .conftest import FAKE_KEY, wait_for
 
 WAIT = 30.0
 
@@ -458,6 +459,26 @@ def test_cancel_mid_sweep_then_generate_again(sim: SimServer, fast_settings: Set
         session.close()
 
 
+def test_cancel_after_the_submit_keeps_the_paid_image(sim: SimServer, fast_settings: Settings) -> None:
+    """Cancel goes through the run's result: a submitted image is paid, so it is said so and still collected."""
+    sim.configure(latency=(3.0, 3.5))  # time to press Cancel between the submit and the image
+    session = Session(fast_settings)
+    panel = Panel(session=session)
+    try:
+        panel.prompt.value = "a paper-cut heron"
+        panel.generate_button.click()
+        job = wait_for(lambda: next((j for j in session.jobs() if j.task_id), None), WAIT, "the submit")
+        panel.cancel_button.click()
+        assert "Cancelled 0 requests that were not sent yet. 1 already submitted (paid)" in text_of(panel.message)
+        assert panel.wait(WAIT)
+        assert job.state is JobState.DONE and sim.stats()["submits_accepted"] == 1
+        assert "Done: 1 image" in text_of(panel.message)
+    finally:
+        panel.wait(WAIT)
+        panel.close()
+        session.close()
+
+
 # ------------------------------------------------------------------ backend errors
 
 
@@ -489,6 +510,7 @@ def test_401_shows_a_clear_message_and_the_panel_stays_usable(
         generate(panel)
         msg = text_of(panel.message)
         assert "1 of 1 failed" in msg and ("401" in msg or "key" in msg.lower())
+        assert "%gemimg login" in msg and "Settings(" not in msg  # the hint in the words %%gemimg uses
         assert panel.progress.bar_style == "danger"
         assert "No image" in text_of(panel.result_hint)
         assert strict_sim.stats()["submits_accepted"] == 0 and strict_sim.stats()["auth_failures"] >= 1
@@ -575,6 +597,40 @@ def test_magic_panel_shares_the_session_and_its_cell_reproduces_the_result(
     finally:
         panel.wait(WAIT)
         panel.close()
+
+
+def test_magic_panel_asks_for_a_yes_and_draws_cells_as_the_extension_is_configured(
+    ip: Any, fast_settings: Settings, sim: SimServer
+) -> None:
+    """``%config GemimgMagics.confirm_above_usd`` and ``cell_size`` reach the panel as they reach ``%%gemimg``."""
+    reset_session(fast_settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    unset = ip.run_line_magic("gemimg", "panel")
+    ip.run_line_magic("config", "GemimgMagics.confirm_above_usd = 0.05")
+    ip.run_line_magic("config", "GemimgMagics.cell_size = 128")
+    panel = ip.run_line_magic("gemimg", "panel")
+    try:
+        for p in (unset, panel):
+            p.prompt.value = "an owl"
+            sweep_over(p, "temperature=0.2,0.8")  # 2 × $0.0488 ≈ $0.10: over $0.05, under the default $1.00
+        assert unset.confirm.layout.visibility == "hidden" and "tick" not in text_of(unset.plan_html)
+        assert panel.confirm.layout.visibility == "visible" and panel.confirm.description == "allow over $0.05"
+        assert "over $0.05: tick “allow”" in text_of(panel.plan_html)
+        panel.generate_button.click()
+        assert "confirmation threshold" in text_of(panel.message)
+        assert get_session().jobs() == [] and sim.stats()["submits_accepted"] == 0
+
+        panel.confirm.value = True
+        generate(panel)
+        assert "Done: 2 images" in text_of(panel.message)
+        (sweep,) = get_session().sweeps
+        assert sweep.cell_size == 128
+        assert image_size(panel.result_image.value) == image_size(png_bytes(sweep.grid(cell_size=128)))
+        assert image_size(panel.result_image.value) != image_size(png_bytes(sweep.grid(cell_size=320)))
+    finally:
+        for p in (unset, panel):
+            p.wait(WAIT)
+            p.close()
 
 
 def test_a_running_job_has_one_truth_in_the_bar_and_the_detail_card(tmp_output: Path) -> None:

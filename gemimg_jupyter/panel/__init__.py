@@ -45,6 +45,7 @@ from typing import Any
 import ipywidgets as W
 
 from gemimg_jupyter.models import ReferenceImage, get_model
+from gemimg_jupyter.plan import CONFIRM_ABOVE_USD
 from gemimg_jupyter.session import Session, get_session, latest
 from gemimg_jupyter.store import LedgerRow
 
@@ -100,6 +101,14 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
         Initial ``model``, ``size``, ``resolution``, ``temperature`` and
         ``top_p`` (``%gemimg panel`` passes the ``%config GemimgMagics``
         values); ``None`` values and values the model does not take are skipped.
+    confirm_above_usd : float or None, optional
+        A sweep estimated above this many USD needs the "allow" box ticked
+        (``None``: never ask). Defaults to
+        :data:`~gemimg_jupyter.plan.CONFIRM_ABOVE_USD`; ``%gemimg panel``
+        passes ``%config GemimgMagics.confirm_above_usd``.
+    cell_size : int, optional
+        Pixel size of one cell of a sweep grid (default :data:`GRID_CELL`);
+        ``%gemimg panel`` passes ``%config GemimgMagics.cell_size``.
 
     Examples
     --------
@@ -119,12 +128,16 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
         *,
         prompt: str = "",
         defaults: Mapping[str, Any] | None = None,
+        confirm_above_usd: float | None = CONFIRM_ABOVE_USD,
+        cell_size: int = GRID_CELL,
     ) -> None:
         if isinstance(session, Session):
             given = session
             self._session_of: Callable[[], Session] = lambda: latest(given)
         else:
             self._session_of = session or get_session
+        self.confirm_above_usd = confirm_above_usd
+        self.cell_size = cell_size
         self._widgets: list[W.Widget] = []
         self._references: list[ReferenceImage] = []
         self._reference_paths: list[str] = []

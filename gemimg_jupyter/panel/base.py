@@ -33,6 +33,8 @@ class PanelBase:
     """
 
     _session_of: Callable[[], Session]
+    confirm_above_usd: float | None
+    cell_size: int
     _widgets: list[W.Widget]
     _references: list[ReferenceImage]
     _reference_paths: list[str]

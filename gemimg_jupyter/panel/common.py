@@ -14,12 +14,14 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.display import THEME_CSS
+from gemimg_jupyter.display import THEME_CSS, error_line
+from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.images import load_thumbnail, png_bytes
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.models import MODELS, PIXELS_1K, JobState, ModelSpec, pixel_size
 from gemimg_jupyter.plan import SweepPlan
-from gemimg_jupyter.session import Session, SweepResult
+from gemimg_jupyter.results import Result, SweepResult
+from gemimg_jupyter.text import format_usd
 
 HISTORY_SLOTS = 12
 HISTORY_THUMB = 96
@@ -300,6 +302,16 @@ def params_html(params: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()
     )
 
 
+def shown_error(exc: BaseException) -> str:
+    """An error as the panel shows it: a core error as ``%%gemimg`` does (its hint in magic words), others as their text."""
+    return error_line(exc) if isinstance(exc, GemimgError) else str(exc)
+
+
+def allow_label(confirm_above_usd: float | None) -> str:
+    """The "allow" box's label: the threshold above which a run needs it ticked."""
+    return "allow" if confirm_above_usd is None else f"allow over {format_usd(confirm_above_usd)}"
+
+
 def job_state_word(job: Job) -> str:
     """The one word the bar and the detail card both use for a job's state."""
     return "cached" if job.cached else job.state.value.replace("_", " ")
@@ -317,15 +329,19 @@ def cell_label(plan: SweepPlan, index: int) -> str:
 
 
 class Run:
-    """What one press of Generate started (plain Python, no widgets)."""
+    """What one press of Generate started: the one result the session returned, and the panel's own bookkeeping.
 
-    def __init__(self, session: Session, plan: SweepPlan, state: Mapping[str, Any]) -> None:
-        self.session = session
+    ``result`` is what the session gave back (a :class:`~gemimg_jupyter.results.Result`): the
+    :class:`~gemimg_jupyter.jobs.Job` of a single image or the :class:`SweepResult` of a sweep. Its
+    jobs, counts, cost and cancel are the result's, so the panel and ``%%gemimg`` agree by
+    construction; when the run started and ended, the stop event and the lock are the panel's.
+    """
+
+    def __init__(self, plan: SweepPlan, state: Mapping[str, Any]) -> None:
         self.plan = plan
         self.state = dict(state)
         self.kind = "single" if not plan.axes and plan.repeats == 1 else "sweep"
-        self.jobs: list[Job] = []
-        self.sweep: SweepResult | None = None
+        self.result: Result | None = None  # set (under ``lock``) once the session has returned it
         self.started = time.monotonic()
         self.ended: float | None = None
         self.cancelled = False
@@ -334,11 +350,59 @@ class Run:
         self.settled = threading.Event()
 
     @property
+    def sweep(self) -> SweepResult | None:
+        """The sweep's result, or ``None`` for a single image (or before the session returned)."""
+        with self.lock:
+            result = self.result
+        return result if isinstance(result, SweepResult) else None
+
+    @property
+    def jobs(self) -> list[Job]:
+        """The result's jobs in cell order (none before the session returned)."""
+        with self.lock:
+            result = self.result
+        if isinstance(result, SweepResult):
+            return list(result.jobs)
+        return [result] if isinstance(result, Job) else []
+
+    @property
     def elapsed(self) -> float:
         return (self.ended or time.monotonic()) - self.started
 
     def finished(self) -> bool:
-        return bool(self.jobs) and all(job.done() for job in self.jobs)
+        with self.lock:
+            result = self.result
+        return result is not None and result.done()
 
-    def cost_usd(self) -> float:
-        return sum(job.cost_usd for job in self.jobs)
+    def cancel(self) -> tuple[int, int]:
+        """Cancel through the result: how many were stopped before being sent, and how many are paid.
+
+        The paid ones (submitted, not ended) are still downloaded, as the result's ``cancel()`` promises.
+        """
+        with self.lock:
+            result = self.result
+        if result is None:
+            return 0, 0
+        self.cancelled = True
+        stopped = int(result.cancel())  # a job says True/False, a sweep how many
+        paid = sum(1 for job in self.jobs if not job.done() and job.task_id is not None)
+        return stopped, paid
+
+    def counts(self) -> dict[str, Any]:
+        """``total``, ``done``, ``cached``, ``failed``, ``pending`` and ``cost_usd``, as the result counts them.
+
+        A sweep's are its :meth:`SweepResult.counts` (what ``%%gemimg`` shows); one image's are its job's.
+        """
+        sweep = self.sweep
+        if sweep is not None:
+            return sweep.counts()
+        c = {"total": 0, "done": 0, "cached": 0, "failed": 0, "pending": 0, "cost_usd": 0.0}
+        for job in self.jobs:
+            state = job.state
+            key = (
+                "cached" if job.cached else "done" if state.has_image else "failed" if state.is_terminal else "pending"
+            )
+            c[key] += 1
+            c["total"] += 1
+            c["cost_usd"] += job.cost_usd
+        return c

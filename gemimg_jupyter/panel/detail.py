@@ -8,7 +8,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.display import error_line
+from gemimg_jupyter.display import error_line, job_error_line
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.store import LedgerRow
@@ -57,7 +57,7 @@ class DetailSection(PanelBase):
         if job.path:
             extra.append(("file", shown_path(job.path)))
         if job.error:
-            extra.append(("error", job.error))
+            extra.append(("error", job_error_line(job)))
         self.detail_html.value = f"<div><b>{html.escape(cell_label(run.plan, index))}</b></div>" + params_html(
             job.params.as_dict(), extra
         )

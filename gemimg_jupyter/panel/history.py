@@ -21,6 +21,7 @@ from .common import (
     message_html,
     params_html,
     png_thumb,
+    shown_error,
     shown_path,
 )
 
@@ -73,7 +74,7 @@ class HistorySection(PanelBase):
         try:
             rows = self.session.history(HISTORY_SLOTS)
         except Exception as exc:  # noqa: BLE001 - a broken ledger must not break the panel
-            self.history_hint.value = message_html(f"history unavailable: {exc}", "warn")
+            self.history_hint.value = message_html(f"history unavailable: {shown_error(exc)}", "warn")
             return
         self._history_rows = rows
         try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.display import error_line
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.images import load_reference
 from gemimg_jupyter.jobs import Job
@@ -63,7 +64,8 @@ class ReferencesSection(PanelBase):
                 ref = load_reference(data, name=name)
                 validate_references(spec, [*self._references, ref])
             except GemimgError as exc:
-                messages.append((str(exc) if name in str(exc) else f"{name}: {exc}", "error"))
+                line = error_line(exc)
+                messages.append((line if name in line else f"{name}: {line}", "error"))
                 continue
             if any(r.sha256 == ref.sha256 for r in self._references):
                 messages.append((f"{name} is already attached", "warn"))

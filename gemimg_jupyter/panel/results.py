@@ -10,19 +10,19 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.display import error_line
+from gemimg_jupyter.display import error_line, job_error_line
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.images import png_bytes
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.models import JobState
-from gemimg_jupyter.plan import CONFIRM_ABOVE_USD
+from gemimg_jupyter.results import Result
 from gemimg_jupyter.text import format_usd, plural
 
 from .base import PanelBase
 from .common import (
-    GRID_CELL,
     TICK_SECONDS,
     Run,
+    allow_label,
     button,
     cell_label,
     cell_mark,
@@ -31,6 +31,7 @@ from .common import (
     image,
     job_state_word,
     message_html,
+    shown_error,
     shown_path,
 )
 
@@ -59,7 +60,7 @@ class ResultsSection(PanelBase):
             W.Checkbox,
             "gemimg-confirm",
             value=False,
-            description=f"allow over {format_usd(CONFIRM_ABOVE_USD)}",
+            description=allow_label(self.confirm_above_usd),
             indent=False,
             layout=W.Layout(width="170px", visibility="hidden"),
         )
@@ -113,7 +114,7 @@ class ResultsSection(PanelBase):
             self._say(error_line(exc), "error")
             return
         session = self.session
-        run = Run(session, plan, state)
+        run = Run(plan, state)
         self._run = run
         self._selected = 0 if run.kind == "single" else None
         self._prepare_results(run)
@@ -124,9 +125,9 @@ class ResultsSection(PanelBase):
         try:
             if run.kind == "single":
                 parent = session.edit_source(self._edit_row)[1] if self._edit_row is not None else None
-                job = session.submit(plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=parent)
-                with run.lock:
-                    run.jobs = [job]
+                result: Result = session.submit(
+                    plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=parent
+                )
             else:
                 result = session.sweep(
                     state["prompt"],
@@ -134,14 +135,11 @@ class ResultsSection(PanelBase):
                     wait=False,
                     fresh=state["fresh"],
                     yes=state["confirm"],
-                    confirm_above_usd=CONFIRM_ABOVE_USD,
-                    cell_size=GRID_CELL,
+                    confirm_above_usd=self.confirm_above_usd,
+                    cell_size=self.cell_size,
                     listeners=[listener],
                     edit=self._edit_row,
                 )
-                with run.lock:
-                    run.sweep = result
-                    run.jobs = list(result.jobs)
         except GemimgError as exc:
             self._run = None
             self.generate_button.disabled = False
@@ -149,6 +147,8 @@ class ResultsSection(PanelBase):
             self.progress_text.value = "idle"
             self._say(error_line(exc), "error")
             return
+        with run.lock:
+            run.result = result
         self._say(f"Running: {plan.summary()}", "info")  # submitted; the bar and the card follow the jobs
         self._refresh(run, heavy=True)
         if run.ended is None:
@@ -159,9 +159,7 @@ class ResultsSection(PanelBase):
         if run is None or run.ended is not None:
             self._say("Nothing is running.", "info")
             return
-        run.cancelled = True
-        stopped = run.session.cancel_jobs([job for job in run.jobs if not job.done()])
-        paid = sum(1 for job in run.jobs if not job.done() and job.task_id is not None)
+        stopped, paid = run.cancel()
         text = f"Cancelled {plural(stopped, 'request')} that were not sent yet."
         if paid:
             text += f" {paid} already submitted (paid) will still be downloaded."
@@ -171,9 +169,7 @@ class ResultsSection(PanelBase):
     def _on_job(self, run: Run, job: Job) -> None:
         if run is not self._run or self._closed:
             return
-        with run.lock:
-            known = any(j is job for j in run.jobs)
-        if known:
+        if any(j is job for j in run.jobs):
             self._refresh(run, heavy=job.done())
 
     def _tick(self, run: Run) -> None:
@@ -217,17 +213,20 @@ class ResultsSection(PanelBase):
         with self._render_lock:
             if run is not self._run or self._closed:
                 return
-            with run.lock:
-                jobs = list(run.jobs)
+            jobs = run.jobs
             if not jobs:
                 return
             for btn, job, i in zip(self._cell_buttons, jobs, range(len(jobs)), strict=False):
                 btn.description = f"{cell_label(run.plan, i)} · {cell_mark(job)}"
                 btn.button_style = cell_style(job.state)
-                btn.tooltip = job.error or f"{job.state.value}; click to see this image and its parameters"
+                btn.tooltip = (
+                    job_error_line(job)
+                    if job.error
+                    else f"{job.state.value}; click to see this image and its parameters"
+                )
             total = sum(100 if job.done() else job.progress for job in jobs)
             self.progress.value = int(total / len(jobs))
-            finished = all(job.done() for job in jobs)
+            finished = run.finished()
             if finished and run.ended is None:
                 run.ended = time.monotonic()
             self.progress_text.value = self._progress_line(run, jobs)
@@ -243,8 +242,9 @@ class ResultsSection(PanelBase):
                     run.settled.set()
 
     def _progress_line(self, run: Run, jobs: Sequence[Job]) -> str:
-        if run.sweep is not None:
-            return f"{run.sweep.progress_text()} · {run.elapsed:.1f} s"
+        sweep = run.sweep
+        if sweep is not None:
+            return f"{sweep.progress_text()} · {run.elapsed:.1f} s"
         job = jobs[0]
         pct = "" if job.done() else f" {job.progress}%"
         return f"{job_state_word(job)}{pct} · {job.elapsed:.1f} s · {format_usd(job.cost_usd)}"
@@ -258,30 +258,30 @@ class ResultsSection(PanelBase):
                     self.result_image.layout.display = None
                     self.result_hint.value = ""
                 except (OSError, ValueError, GemimgError) as exc:
-                    self.result_hint.value = message_html(f"the image could not be read: {exc}", "error")
+                    self.result_hint.value = message_html(f"the image could not be read: {shown_error(exc)}", "error")
             elif job.done():
-                self.result_hint.value = message_html(f"No image: {job.error or job.state.value}", "error")
-        elif run.sweep is not None:
+                self.result_hint.value = message_html(f"No image: {job_error_line(job)}", "error")
+        elif (sweep := run.sweep) is not None:
             try:
-                self.result_image.value = png_bytes(run.sweep.grid())
+                self.result_image.value = png_bytes(sweep.grid())
                 self.result_image.layout.display = None
                 self.result_hint.value = ""
             except (OSError, ValueError, GemimgError) as exc:
-                self.result_hint.value = message_html(f"the grid could not be drawn: {exc}", "error")
+                self.result_hint.value = message_html(f"the grid could not be drawn: {shown_error(exc)}", "error")
         if self._selected is not None and self._selected < len(jobs):
             self._show_job(run, self._selected)
 
     def _finish(self, run: Run, jobs: Sequence[Job]) -> None:
-        ok = sum(1 for j in jobs if j.state.has_image)
-        cached = sum(1 for j in jobs if j.cached)
+        counts = run.counts()  # the result's own counts: what %%gemimg shows for the same run
+        ok, cached = counts["done"] + counts["cached"], counts["cached"]
         failed = [j for j in jobs if j.state.shown_as_failed]
         cancelled = sum(1 for j in jobs if j.state is JobState.CANCELLED)
-        cost = format_usd(run.cost_usd())
-        if run.sweep is not None:
-            run.sweep.wait(timeout=10)  # the core saves the grid PNG in the last job's thread
+        cost = format_usd(counts["cost_usd"])
+        sweep = run.sweep
+        if sweep is not None:
+            sweep.wait(timeout=10)  # the core saves the grid PNG in the last job's thread
         if failed:
-            first = failed[0].error or failed[0].state.value
-            text = f"{len(failed)} of {len(jobs)} failed: {first}"
+            text = f"{len(failed)} of {counts['total']} failed: {job_error_line(failed[0])}"
             if ok:
                 text += f" ({ok} succeeded)"
             self._say(text, "error")
@@ -294,8 +294,8 @@ class ResultsSection(PanelBase):
         else:
             extra = f", {cached} from the cache" if cached else ""
             where = ""
-            if run.sweep is not None and run.sweep.paths:
-                where = f"; grid saved to {shown_path(run.sweep.paths[0])}"
+            if sweep is not None and sweep.paths:
+                where = f"; grid saved to {shown_path(sweep.paths[0])}"
             self._say(f"Done: {plural(ok, 'image')} in {run.elapsed:.1f} s, {cost}{extra}{where}.", "ok")
             self.progress.bar_style = "success"
         self.generate_button.disabled = False

@@ -7,10 +7,11 @@ from typing import Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.display import error_line
 from gemimg_jupyter.errors import GemimgError
 from gemimg_jupyter.images import load_reference
 from gemimg_jupyter.params import VALUE_PARAMS
-from gemimg_jupyter.plan import AXIS_NAMES, CONFIRM_ABOVE_USD, Axis, SweepPlan, parse_axis
+from gemimg_jupyter.plan import AXIS_NAMES, Axis, SweepPlan, parse_axis
 from gemimg_jupyter.text import format_usd
 
 from .base import PanelBase
@@ -103,7 +104,7 @@ class SweepSection(PanelBase):
             try:
                 axes.append(parse_axis(f"{name}={values}", resolve_ref=load_reference))
             except GemimgError as exc:
-                errors[which] = str(exc)
+                errors[which] = error_line(exc)
         return axes, errors
 
     def plan(self, state: Mapping[str, Any] | None = None) -> SweepPlan:
@@ -165,10 +166,11 @@ class SweepSection(PanelBase):
         else:
             try:
                 plan = self.plan(state)
-                quote = self.session.quote(plan, fresh=state["fresh"], confirm_above_usd=CONFIRM_ABOVE_USD)
+                quote = self.session.quote(plan, fresh=state["fresh"], confirm_above_usd=self.confirm_above_usd)
                 needs_confirm = quote.needs_confirmation
-                extra = f"\nover {format_usd(CONFIRM_ABOVE_USD)}: tick “allow” to run it" if needs_confirm else ""
+                over = format_usd(self.confirm_above_usd or 0.0)  # needs_confirm implies a threshold
+                extra = f"\nover {over}: tick “allow” to run it" if needs_confirm else ""
                 self.plan_html.value = message_html(quote.summary + extra, "warn" if needs_confirm else "ok")
             except GemimgError as exc:
-                self.plan_html.value = message_html(str(exc), "error")
+                self.plan_html.value = message_html(error_line(exc), "error")
         self.confirm.layout.visibility = "visible" if needs_confirm or self.confirm.value else "hidden"
