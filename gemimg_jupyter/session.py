@@ -376,10 +376,6 @@ class Session:
         """Block until these jobs have ended (``False`` if ``timeout`` came first)."""
         return self.runner.wait(list(jobs), timeout=timeout)
 
-    def cancel_jobs(self, jobs: Sequence[Job]) -> int:
-        """Cancel these jobs; returns how many were stopped before being sent."""
-        return self.runner.cancel(list(jobs))
-
     def cancel(self, target: str = "all", *, drop: bool = False) -> int:
         """Cancel a job (by id), a sweep (by id) or everything."""
         if target != "all" and self.runner.get(target) is None and not any(s.id == target for s in self.sweeps):
