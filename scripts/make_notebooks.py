@@ -484,7 +484,7 @@ restart, given the job id (`night.id`) instead of the variable.
                 """
 print(night.parent["cbid"] == steam.cbid, steam.parent["cbid"] == blue.cbid, blue.parent["cbid"] == teapot.cbid)
 again = blue.edit("Add steam rising from the spout", wait=True)
-print("the same edit again:", again.status, again.path == steam.path)
+print("the same edit again:", again.state.value, again.path == steam.path)
 """
             ),
             md(
