@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import GemimgError, ValidationError
 from .jobs import Job
-from .lineage import Lineage, edit_reference, edited_cbids, find_row, ledger_cbid, lineage, row_of
-from .models import ReferenceImage
+from .lineage import Lineage, edit_reference, ledger_cbid, lineage, row_of
+from .models import JobState, ReferenceImage
 from .pickbook import Pick
 from .results import SweepResult, write_report
 from .store import LedgerRow
@@ -49,7 +49,7 @@ class Edits:
             what = f"job {target.id} ({target.state.value})"
         elif isinstance(target, str):
             live = self.session.find_job(target.strip())
-            row = row_of(self.store, live) if live is not None else find_row(self.store, target)
+            row = row_of(self.store, live) if live is not None else self.store.find(target)
             what = f"{target!r}"
         else:
             raise ValidationError(
@@ -80,7 +80,7 @@ class Edits:
     def pick(self, target: object, note: str | None = None) -> Pick:
         """Pick an image; see :meth:`Session.pick`."""
         row = self.find(target)
-        if row.state != "done":
+        if row.state != JobState.DONE:
             raise ValidationError(f"image {row.cbid[-6:]} is {row.state}, not done", field="pick", value=row.cbid[-6:])
         pick = self.pickbook.add(row, note)
         self.redraw_grids_with(row.cbid)
@@ -115,7 +115,7 @@ class Edits:
 
     def children_count(self) -> dict[str, int]:
         """How many finished edits each image has (``client_business_id`` → count)."""
-        return edited_cbids(self.store)
+        return self.store.edit_counts()
 
     def save_report(self, target: object, path: str | Path | None = None) -> Path:
         """Write the HTML report of a sweep, or of an image's edit chain; see :meth:`Session.save_report`."""

@@ -15,8 +15,6 @@ draws the chain as one labelled strip in the style of the sweep grids.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,15 +26,13 @@ from .grid import _fonts
 from .griddraw import _BG, _INK, _LETTERBOX, _MUTED, _RULE, _fit, _text, _width, _wrap, draw_star
 from .images import load_reference, load_thumbnail, strip_provenance
 from .jobs import Job
-from .models import ReferenceImage
+from .models import JobState, ReferenceImage
 from .store import LedgerRow, Store
 
 __all__ = [
     "Lineage",
     "Step",
     "edit_reference",
-    "edited_cbids",
-    "find_row",
     "ledger_cbid",
     "lineage",
     "lineage_strip",
@@ -63,39 +59,9 @@ def row_of(store: Store, job: Job) -> LedgerRow | None:
     return store.lookup(job.key) if job.state.has_image else None
 
 
-def find_row(store: Store, ident: str) -> LedgerRow | None:
-    """A ledger row by ``client_business_id``, task id, or short job id (the cbid's last 6 characters).
-
-    Finished rows win over unfinished ones, newer over older.
-    """
-    ident = ident.strip()
-    if not ident:
-        return None
-    row = store.get(ident)
-    if row is not None:
-        return row
-    with closing(sqlite3.connect(store.root / "ledger.sqlite3", timeout=30.0)) as db:
-        found = db.execute(
-            "SELECT cbid FROM jobs WHERE task_id = ? OR substr(cbid, -6) = ?"
-            " ORDER BY (state = 'done') DESC, created DESC LIMIT 1",
-            (ident, ident.lower()),
-        ).fetchone()
-    return store.get(found[0]) if found else None
-
-
-def edited_cbids(store: Store) -> dict[str, int]:
-    """How many edits each image has (parent ``client_business_id`` → finished children), one query."""
-    with closing(sqlite3.connect(store.root / "ledger.sqlite3", timeout=30.0)) as db:
-        found = db.execute(
-            "SELECT json_extract(params, '$.parent.cbid') AS parent, COUNT(*) FROM jobs"
-            " WHERE state = 'done' AND params LIKE '%\"parent\"%' GROUP BY parent"
-        ).fetchall()
-    return {str(p): int(n) for p, n in found if p}
-
-
 def edit_reference(row: LedgerRow) -> tuple[ReferenceImage, dict[str, Any]]:
     """The parent image of an edit as a reference, and the ``parent`` record for the new job."""
-    if row.state != "done" or not row.path or not Path(row.path).is_file():
+    if row.state != JobState.DONE or not row.path or not Path(row.path).is_file():
         raise ValidationError(
             f"image {row.cbid[-6:]} cannot be edited: it is {row.state} and has no image file",
             field="edit",

@@ -49,7 +49,7 @@ class Picks:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._db_path = store.root / "ledger.sqlite3"
+        self._db_path = store.ledger_path
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -99,6 +99,35 @@ class Queries(LedgerBase):
             ).fetchone()
         return {name: float(r[name] or 0) for name in ("spent", "done", "failed", "total")}
 
+    def find(self, ident: str) -> LedgerRow | None:
+        """A row by ``client_business_id``, task id, or short job id (the cbid's last 6 characters).
+
+        Finished rows win over unfinished ones, newer over older.
+        """
+        ident = ident.strip()
+        if not ident:
+            return None
+        row = self.get(ident)
+        if row is not None:
+            return row
+        with self._lock:
+            found = self._db.execute(
+                "SELECT * FROM jobs WHERE task_id = ? OR substr(cbid, -6) = ?"
+                " ORDER BY (state = ?) DESC, created DESC LIMIT 1",
+                (ident, ident.lower(), DONE),
+            ).fetchone()
+        return self._row(found) if found else None
+
+    def edit_counts(self) -> dict[str, int]:
+        """How many finished edits each image has (parent ``client_business_id`` → children), one query."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT json_extract(params, '$.parent.cbid') AS parent, COUNT(*) FROM jobs"
+                " WHERE state = ? AND params LIKE '%\"parent\"%' GROUP BY parent",
+                (DONE,),
+            ).fetchall()
+        return {str(p): int(n) for p, n in found if p}
+
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest finished images whose files exist."""
         rows = self.rows(states=(DONE,), limit=limit * 2)

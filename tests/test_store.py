@@ -57,6 +57,23 @@ def test_rows_lookup_and_totals(tmp_output: Path) -> None:
         store.update("c1", key="other")
 
 
+def test_find_by_cbid_task_id_or_short_id_prefers_finished_rows(tmp_output: Path) -> None:
+    store = Store(tmp_output)
+    store.add(cbid="aaaa-abc123", key="k1", repeat=0, params={"prompt": "fox"}, backend="sim", price_usd=0.05)
+    store.add(cbid="bbbb-abc123", key="k2", repeat=0, params={"prompt": "owl"}, backend="sim", price_usd=0.05)
+    store.update("aaaa-abc123", state="done", task_id="tsk_1", path=str(store.write_image(png(), "a.png", {})))
+    assert store.find("bbbb-abc123").cbid == "bbbb-abc123"  # a whole cbid is that row
+    assert store.find(" tsk_1 ").cbid == "aaaa-abc123"
+    assert store.find("ABC123").cbid == "aaaa-abc123", "a short id: the finished row wins over the newer unfinished one"
+    assert store.find("zzz999") is None and store.find("  ") is None
+    parent = {"prompt": "fox", "parent": {"cbid": "aaaa-abc123"}}
+    for n in range(3):
+        store.add(cbid=f"e{n}", key=f"ke{n}", repeat=0, params=parent, backend="sim", price_usd=0.05)
+    store.update("e0", state="done")
+    store.update("e1", state="done")
+    assert store.edit_counts() == {"aaaa-abc123": 2}, "only finished edits count"
+
+
 def _hammer(root: str, start: int) -> None:
     store = Store(root)
     for i in range(start, start + 40):
