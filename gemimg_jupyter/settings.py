@@ -130,10 +130,11 @@ class Settings:
     read_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_in_flight: int | None = None
-    submit_rate: float = _DEFAULT_RATES.submit_rate
-    submit_burst: int = _DEFAULT_RATES.submit_burst
-    query_rate: float = _DEFAULT_RATES.query_rate
-    query_burst: int = _DEFAULT_RATES.query_burst
+    # The gateway's rate limits; left out (None), each comes from ``rate_tier``'s row of RATE_TIERS.
+    submit_rate: float = None  # type: ignore[assignment]  # filled in by __post_init__, never None after
+    submit_burst: int = None  # type: ignore[assignment]
+    query_rate: float = None  # type: ignore[assignment]
+    query_burst: int = None  # type: ignore[assignment]
     job_timeout: float = 600.0
     status_timeout: float = 5.0
     download_timeout: float = 120.0
@@ -152,9 +153,9 @@ class Settings:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
         if self.rate_tier not in RATE_TIERS:
             raise ConfigError(f"rate_tier {self.rate_tier!r} is not known; use one of {', '.join(RATE_TIERS)}")
-        if self.rate_tier != "default":  # the tier sets the rates still at the default tier's values
-            for name, now in self._tier_rates(_DEFAULT_RATES, RATE_TIERS[self.rate_tier]).items():
-                object.__setattr__(self, name, now)
+        for name, tier_value in zip(Rates._fields, RATE_TIERS[self.rate_tier], strict=True):
+            if getattr(self, name) is None:  # only rates not given: a copy (replace) keeps every rate it has
+                object.__setattr__(self, name, tier_value)
         if self.max_cost_usd is not None and not self.max_cost_usd >= 0:  # refuses NaN too
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
         key: object = self.api_key
@@ -208,8 +209,10 @@ class Settings:
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:
-        """Return a copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        """Return a copy with ``changes`` applied (a new ``rate_tier`` goes through :meth:`with_rate_tier`)."""
+        tier = changes.pop("rate_tier", None)
+        base = self if tier is None or tier == self.rate_tier else self.with_rate_tier(tier)
+        return dataclasses.replace(base, **changes) if changes else base
 
     def with_rate_tier(self, tier: str) -> Settings:
         """A copy on another rate tier: rates still at this tier's values follow the new tier's table.

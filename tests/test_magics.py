@@ -23,6 +23,7 @@ from gemimg_jupyter.display import INTERRUPT_LINE, JobView, SweepView
 from gemimg_jupyter.errors import ValidationError
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
+from gemimg_jupyter.settings import Settings
 
 from .conftest import FAKE_KEY, SIM_OPTIONS, quick_settings
 
@@ -616,6 +617,16 @@ def test_direction_overrides_in_a_prompt_are_shown_escaped(gem: Any) -> None:
     assert "\\\\u202e" in shown  # the escape, as text (JSON doubles the backslash)
     (job,) = get_session().jobs()
     assert "\u202e" in job.params.prompt  # the request itself is not changed
+
+
+def test_a_rate_given_by_hand_is_kept_by_every_copy_and_a_new_tier_moves_the_rest() -> None:
+    vip = Settings(backend="sim", rate_tier="vip")
+    # 5.0 is also the default tier's submit rate: given by hand, it must not turn into the tier's 16.7
+    assert vip.replace(submit_rate=5.0).submit_rate == 5.0
+    assert Settings(backend="sim", rate_tier="vip", submit_rate=5.0).submit_rate == 5.0
+    assert vip.replace(max_cost_usd=1.0).submit_rate == 16.7, "a copy keeps the rates it has"
+    back = vip.replace(rate_tier="default")
+    assert (back.rate_tier, back.submit_rate, back.query_burst) == ("default", 5.0, 500)
 
 
 def test_config_rate_tier_sets_both_buckets_and_hand_set_rates_win(gem: Any) -> None:
