@@ -87,6 +87,18 @@ def decode_image(
     return _open_checked(data, what=what)
 
 
+def stored_size(path: str | Path | None) -> tuple[int, int] | None:
+    """The pixel size of an image file, read from its header (the pixels stay on disk); ``None`` if unreadable."""
+    if path is None:
+        return None
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            return int(width), int(height)
+    except (OSError, ValueError):
+        return None
+
+
 def size_note(size: tuple[int, int], expected: tuple[int, int] | None) -> str | None:
     """One line when an image is not the size the request implies, else ``None``."""
     if expected is None or tuple(size) == tuple(expected):

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import (
     GemimgError,
 )
-from .images import png_bytes
+from .images import png_bytes, stored_size
 from .models import JobState, shown_text
 from .text import format_usd as _usd
 
@@ -161,10 +161,7 @@ def image_metadata(job: Job) -> dict[str, Any]:
     meta["path"] = display_path(job.path)
     meta["job_id"] = job.id
     meta["cached"] = job.cached
-    try:
-        meta["image_size"] = list(job.image.size)
-    except (GemimgError, OSError):
-        meta["image_size"] = list(job.params.pixel_size)
+    meta["image_size"] = list(stored_size(job.path) or job.params.pixel_size)
     return meta
 
 

@@ -100,6 +100,19 @@ def test_a_finished_job_bundle_is_the_image_with_provenance(tmp_path: Path) -> N
     json.dumps(meta)  # JSON-able, as notebook metadata must be
 
 
+def test_showing_an_image_leaves_the_full_size_pixels_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    job = finished_job(tmp_path, "16:9")
+    w, h = job.params.pixel_size
+    Image.new("RGB", (w // 2, h // 2), "teal").save(job.path)  # the file's own size, not the requested one
+
+    def no_full_decode(_job: Job) -> None:
+        raise AssertionError("the display decoded the full-size image (kept in memory for the session)")
+
+    monkeypatch.setattr(Job, "image", property(no_full_decode))
+    _data, meta = D.job_bundle(job)
+    assert meta["image/png"]["gemimg"]["image_size"] == [w // 2, h // 2], "the size comes from the file's header"
+
+
 def test_image_alt_text_is_the_escaped_prompt(tmp_path: Path) -> None:
     job = finished_job(tmp_path, "1:1")
     job.params = GenerationParams.create('a "quoted" <script>fox</script> & co', size="1:1")
