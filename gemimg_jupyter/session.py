@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -386,11 +387,15 @@ class Session:
         return self.runner.cancel(target, drop=drop)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every job and sweep grid is finished."""
-        ok = self.runner.wait(timeout=timeout)
-        for s in self.sweeps:
-            ok = s.wait(timeout=5) and ok
-        return ok
+        """Block until every job and sweep grid is finished (``False`` if ``timeout`` came first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.runner.wait(timeout=timeout):
+            return False
+        for s in self.sweeps:  # the jobs have ended: what is left is saving each grid
+            left = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not s.wait(timeout=left):
+                return False
+        return True
 
     def resume(self) -> list[Job]:
         """Finish unfinished ledger rows whose owner is gone (a dead kernel's; never a live one's)."""

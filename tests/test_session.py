@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,18 @@ def test_sweep_plans_runs_and_saves_a_grid(session: Session, sim: Any) -> None:
     # the same sweep again is free and instant
     again = session.sweep("A paper-cut fox", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=2)
     assert again.counts()["cached"] == 12 and sim.stats()["submits_accepted"] == 12
+
+
+def test_wait_with_a_timeout_keeps_it_however_many_sweeps_run(session: Session, sim: Any) -> None:
+    sim.configure(latency=(30.0, 30.0))
+    for prompt in ("a fox", "an owl"):
+        session.sweep(prompt, temperature=[0.2, 0.8], wait=False)
+    answer: list[bool] = []
+    waiter = threading.Thread(target=lambda: answer.append(session.wait(timeout=0.1)), daemon=True)
+    waiter.start()
+    waiter.join(timeout=3.0)  # each unfinished sweep used to add 5 s of its own past the caller's timeout
+    assert not waiter.is_alive() and answer == [False]
+    session.cancel(drop=True)
 
 
 def test_one_image_and_a_sweep_are_both_a_result(session: Session) -> None:
