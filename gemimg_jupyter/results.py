@@ -249,8 +249,9 @@ class SweepResult:
             for listener in (self._on_job, *listeners):
                 job.add_listener(listener)
 
-    def _on_job(self, _job: Job) -> None:
-        if self._saved.is_set() or not self.done():
+    def _on_job(self, job: Job) -> None:
+        # a progress event of an unfinished job cannot finish the sweep: O(1) for it, not a walk over every job
+        if self._saved.is_set() or not job.done() or not self.done():
             return
         with self._lock:
             if self._saved.is_set():
