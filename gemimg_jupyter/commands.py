@@ -144,7 +144,7 @@ def cmd_history(m: GemimgMagics, argv: list[str]) -> Any:
     if not 1 <= ns.n <= 200:
         raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
     sess = m.session()
-    picked = sess.pickbook.cbids()
+    picked = sess.picked_cbids()
     if ns.picked:
         rows = [pk.row for pk in sess.picks() if pk.row is not None and pk.row.path][: ns.n]
         if not rows:

@@ -452,6 +452,10 @@ class Session:
         """Every picked image of this output folder, newest first."""
         return self.edits.picks()
 
+    def picked_cbids(self) -> set[str]:
+        """The ``client_business_id`` of every picked image (one query)."""
+        return self.pickbook.cbids()
+
     def children_count(self) -> dict[str, int]:
         """How many finished edits each image has (``client_business_id`` → count)."""
         return self.edits.children_count()

@@ -78,7 +78,7 @@ class HistorySection(PanelBase):
             return
         self._history_rows = rows
         try:
-            children, picked = self.session.children_count(), self.session.pickbook.cbids()
+            children, picked = self.session.children_count(), self.session.picked_cbids()
         except Exception:  # noqa: BLE001 - marks are extras; the history shows without them
             children, picked = {}, set()
         for i in range(HISTORY_SLOTS):
