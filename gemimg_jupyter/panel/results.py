@@ -140,12 +140,14 @@ class ResultsSection(PanelBase):
                     listeners=[listener],
                     edit=self._edit_row,
                 )
-        except GemimgError as exc:
+        except Exception as exc:  # whatever the session raised, the panel is free again (never stuck "busy")
             self._run = None
             self.generate_button.disabled = False
             self.cancel_button.disabled = True
             self.progress_text.value = "idle"
-            self._say(error_line(exc), "error")
+            self._say(shown_error(exc), "error")
+            if not isinstance(exc, GemimgError):
+                raise
             return
         with run.lock:
             run.result = result
