@@ -180,8 +180,7 @@ class Collector:
             if status.status == "completed":
                 e.polls.completed(seen, looks)
                 return status
-            if status.status == "failed":
-                e.window.release(job)
+            if status.status == "failed":  # the raise ends the job, and ending it frees its place
                 job.cost_usd = status.cost_usd or 0.0  # the gateway's billing: a refund is $0
                 reason = status.error_message or "no reason given"
                 code = f" [{status.error_code}]" if status.error_code else ""
@@ -191,7 +190,6 @@ class Collector:
             if status.status == "unknown":
                 unknown += 1
                 if unknown >= UNKNOWN_LIMIT:  # a verdict of sorts: polling until the deadline would not help
-                    e.window.release(job)
                     raise TaskFailedError(
                         f"the gateway answered task {job.task_id} with a status it does not document, "
                         f"{status.raw_status!r}, {unknown} times in a row; the job ends here and keeps its cost "

@@ -73,8 +73,4 @@ class Transitions:
         if not isinstance(exc, Exception):
             job.error = f"stopped: {type(exc).__name__}"
         job.exception = job.exception or JobError(job.error or "stopped", task_id=job.task_id)
-        job.finished_at = time.time()
-        self.window.release(job)
-        job.state = JobState.TIMEOUT if job.task_id else JobState.CANCELLED
-        job._done.set()
-        self.notify(job)
+        self.finish(job, JobState.TIMEOUT if job.task_id else JobState.CANCELLED, ledger=False)
