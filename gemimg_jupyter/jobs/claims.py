@@ -18,6 +18,7 @@ from gemimg_jupyter.errors import JobError, JobTimeoutError
 from gemimg_jupyter.images import read_provenance
 from gemimg_jupyter.models import (
     IMAGE_STATES,
+    PENDING_STATES,
     RESUMABLE_STATES,
     TERMINAL_STATES,
     GenerationParams,
@@ -33,14 +34,7 @@ from .transitions import Transitions
 
 #: Ledger states of a row another process ended, and what a follower shows while it runs.
 ENDED = frozenset(state_values(TERMINAL_STATES - IMAGE_STATES - RESUMABLE_STATES))
-FOLLOWED = {
-    "queued": JobState.QUEUED,
-    "uploading": JobState.UPLOADING,
-    "submitting": JobState.SUBMITTING,
-    "submitted": JobState.SUBMITTED,
-    "in_progress": JobState.IN_PROGRESS,
-    "downloading": JobState.DOWNLOADING,
-}
+FOLLOWED = {state.value: state for state in PENDING_STATES}
 
 
 def ledger_request(job: Job, backend: str) -> dict[str, Any]:
@@ -152,6 +146,6 @@ def job_from_row(row: LedgerRow, backend: str) -> Job | None:
     job.submitted_at = row.submitted
     job.created = row.created
     if row.task_id is not None:
-        job.cost_usd = row.price_usd or 0.0
+        job.cost_usd = paid_for(row)  # the billed cost when the gateway gave one, like a takeover or a follow
         job.state = JobState.SUBMITTED
     return job
