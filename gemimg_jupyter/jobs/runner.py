@@ -162,9 +162,11 @@ class JobRunner:
         out: list[Job] = []
         new: list[Job] = []
         batch: dict[str, Job] = {}
+        running = {} if fresh else self._running()
         for params, repeat in items:
             key = params.cache_key(repeat)
-            shared = None if fresh else (batch.get(key) or self._running(key))
+            live = running.get(key)
+            shared = None if fresh else batch.get(key) or (live if live is not None and not live.done() else None)
             if shared is not None:  # the same request already running: share it instead of paying twice
                 for listener in listeners:
                     shared.add_listener(listener)
@@ -267,9 +269,14 @@ class JobRunner:
 
     # ---- each job, from start to end --------------------------------------------------------
 
-    def _running(self, key: str) -> Job | None:
+    def _running(self) -> dict[str, Job]:
+        """This runner's unfinished, uncancelled jobs by request key (the first of each), in one pass per cell."""
+        found: dict[str, Job] = {}
         with self._lock:
-            return next((j for j in self._jobs.values() if j.key == key and not j.done() and not j._cancel), None)
+            for job in self._jobs.values():
+                if not job.done() and not job._cancel:
+                    found.setdefault(job.key, job)
+        return found
 
     def _register(self, job: Job) -> None:
         """Give the job a short id unique in this runner (grown on a collision) and list it."""
