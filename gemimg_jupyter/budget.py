@@ -37,7 +37,7 @@ class Budget:
         if fresh:
             return Quote(plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd)
         keys = list(plan.keys)
-        free = frozenset(self.store.cached_keys(keys))
+        free = frozenset(self.store.cached_keys(keys, backend=self.runner.backend))
         stored = self.store.cached_keys(keys, running=False) if free else set()
         cached = plan.n_cached(stored)
         return Quote(plan, free, cached, plan.n_cached(free) - cached, plan.estimate_usd(free), confirm_above_usd)
@@ -45,7 +45,7 @@ class Budget:
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
         cost, cached = 0.0, 0
-        free = self.store.cached_keys([p.cache_key(repeat) for p, repeat in params])
+        free = self.store.cached_keys([p.cache_key(repeat) for p, repeat in params], backend=self.runner.backend)
         for p, repeat in params:
             if p.cache_key(repeat) in free:
                 cached += 1

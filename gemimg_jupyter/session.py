@@ -177,7 +177,7 @@ class Session:
 
     def cached_keys(self, keys: Sequence[str]) -> set[str]:
         """The request keys among ``keys`` the ledger already holds an image for (a rerun costs $0)."""
-        return self.store.cached_keys(list(keys))
+        return self.store.cached_keys(list(keys), backend=self.backend)
 
     def remember_reference(self, data: bytes, name: str) -> Path:
         """Keep a reference image's bytes under ``<output>/references/name`` (written once, atomically)."""

@@ -66,21 +66,23 @@ class Queries(LedgerBase):
         with self._lock:
             return self._newest_image(self._db, key)
 
-    def cached_keys(self, keys: list[str], *, running: bool = True) -> set[str]:
+    def cached_keys(self, keys: list[str], *, running: bool = True, backend: str | None = None) -> set[str]:
         """Which of ``keys`` cost nothing now: a stored image, or (``running``) an unfinished row to adopt or finish.
 
-        One query per 500 keys, not one per key.
+        With ``backend``, only that backend's unfinished rows count, as in ``claim_many`` (a simulator's
+        row is never adopted by a gateway session). One query per 500 keys, not one per key.
         """
         found: set[str] = set()
         pending = sql_words(RESUMABLE_STATES) if running else "''"
+        same = "" if backend is None else " AND backend = ?"
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             marks = ", ".join("?" * len(chunk))
             with self._lock:
                 rows = self._db.execute(
                     f"SELECT key, path, state FROM jobs WHERE key IN ({marks}) AND"  # noqa: S608 - only placeholders
-                    f" ((state = '{DONE}' AND path IS NOT NULL) OR state IN ({pending}))",
-                    chunk,
+                    f" ((state = '{DONE}' AND path IS NOT NULL) OR (state IN ({pending}){same}))",
+                    [*chunk, *([backend] if backend is not None else [])],
                 ).fetchall()
             found.update(r["key"] for r in rows if r["state"] != DONE or (self.root / r["path"]).is_file())
         return found

@@ -109,6 +109,17 @@ def test_a_moved_output_folder_keeps_its_cache(tmp_output: Path) -> None:
     assert hit is not None and hit.path == str(moved.resolve() / "images" / "fox.png")
 
 
+def test_another_backends_unfinished_row_is_not_free_because_the_claim_would_pay(tmp_output: Path) -> None:
+    store = Store(tmp_output)
+    store.add(cbid="c-sim", key="K", repeat=0, params={}, backend="sim", price_usd=0.05)
+    store.update("c-sim", state="timeout", owner=None)  # resumable, and its owner is gone
+    assert store.cached_keys(["K"], backend="toapis") == set(), "the quote must say a gateway run pays for it"
+    request = {"cbid": "c-real", "key": "K", "repeat": 0, "params": {}, "backend": "toapis", "price_usd": 0.05}
+    (claim,) = store.claim_many([{**request, "sweep_id": None}])
+    assert claim.kind == "new", "and the ledger indeed makes it a new, paid request"
+    assert store.cached_keys(["K"], backend="sim") == {"K"}, "its own backend would take it over for free"
+
+
 def test_cached_keys_checks_many_keys_at_once(tmp_output: Path) -> None:
     store = Store(tmp_output)
     for i in range(3):
