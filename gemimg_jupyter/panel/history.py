@@ -113,6 +113,8 @@ class HistorySection(PanelBase):
                 f" ({plural(edits, 'edit')} made from it)" if edits else ""
             )
             parent_layout.display = None
+        shown = {str(row.path) for row in rows[:HISTORY_SLOTS] if row.path}
+        self._thumbs = {path: thumb for path, thumb in self._thumbs.items() if path in shown}  # bounded by the slots
         self.history_hint.value = (
             "" if rows else message_html("No images yet: they appear here once generated.", "info")
         )
