@@ -26,6 +26,7 @@ caller injects.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,9 +108,9 @@ class SweepCell:
     values: dict[str, Any] = field(default_factory=dict, hash=False)
     labels: dict[str, str] = field(default_factory=dict, hash=False)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
-        """The store's request key: ``params.cache_key(repeat)``."""
+        """The store's request key: ``params.cache_key(repeat)`` (hashed once: a quote reads it several times)."""
         return self.params.cache_key(self.repeat)
 
     @property
