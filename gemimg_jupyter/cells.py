@@ -246,10 +246,12 @@ def run_cell(m: GemimgMagics, args: CellArgs) -> LiveView:
             edit=args.edit,
             **fixed,
         )
-        say(f"gemimg: {sess.quote(plan, fresh=args.fresh, confirm_above_usd=m.confirm_above_usd).summary}")
+        quote = sess.quote(plan, fresh=args.fresh, confirm_above_usd=m.confirm_above_usd)
+        say(f"gemimg: {quote.summary}")
         result = sess.sweep(
             args.prompt,
             plan=plan,
+            quote=quote,
             fresh=args.fresh,
             wait=False,
             yes=args.yes,

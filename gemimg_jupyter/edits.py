@@ -10,6 +10,7 @@ delegate here; the ledger is the only state.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,10 @@ __all__ = ["Edits"]
 log = logging.getLogger(__name__)
 
 
+#: How many edit sources (decoded, hashed reference images) a session keeps at most.
+SOURCES_KEPT = 4
+
+
 class Edits:
     """Find, edit, pick and report the images of one session's output folder."""
 
@@ -36,6 +41,9 @@ class Edits:
         self.session = session
         self.store = session.store
         self.pickbook = session.pickbook
+        # the last few edit sources, by (cbid, file, its mtime): a panel asks on every keystroke while it edits
+        self._sources: dict[tuple[str, str, int], tuple[ReferenceImage, dict[str, Any]]] = {}
+        self._sources_lock = threading.Lock()
 
     def find(self, target: object) -> LedgerRow:
         """The ledger row of ``target``; see :meth:`Session.find`."""
@@ -71,7 +79,20 @@ class Edits:
                 field="edit",
                 value=target.id,
             )
-        return edit_reference(self.find(target))
+        row = self.find(target)
+        try:
+            stamp = (row.cbid, str(row.path), Path(str(row.path)).stat().st_mtime_ns)
+        except OSError:
+            return edit_reference(row)  # it refuses a row without its image file, in one line
+        with self._sources_lock:
+            known = self._sources.get(stamp)
+        if known is None:
+            known = edit_reference(row)
+            with self._sources_lock:
+                while len(self._sources) >= SOURCES_KEPT:
+                    del self._sources[next(iter(self._sources))]
+                self._sources[stamp] = known
+        return known[0], dict(known[1])
 
     def lineage(self, target: object) -> Lineage:
         """The chain of edits from the root to ``target`` (from the ledger alone)."""

@@ -27,7 +27,7 @@ caller injects.
 from __future__ import annotations
 
 import functools
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,12 +133,16 @@ class SweepPlan:
         Samples per cell.
     cells : tuple of SweepCell
         One per request, ordered X fastest, then Y, Z and repeat.
+    parent : mapping or None
+        For an edit, the image every cell edits (``cbid``, ``key``, ``sha256``), recorded as each
+        new image's parent; ``None`` otherwise.
     """
 
     base: GenerationParams
     axes: tuple[Axis, ...]
     repeats: int
     cells: tuple[SweepCell, ...]
+    parent: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
     def n_requests(self) -> int:

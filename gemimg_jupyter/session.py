@@ -308,14 +308,15 @@ class Session:
                     f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}", field=name, value=value
                 )
         if edit is not None:  # the edited image goes first in every cell, a swept ref= included
-            ref = self.edit_source(edit)[0]
+            ref, parent = self.edit_source(edit)
             fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
             all_axes = [
                 dataclasses.replace(a, values=tuple((ref, *v) for v in a.values)) if a.name == "ref" else a
                 for a in all_axes
             ]
         base = self.params(prompt, defaults=defaults, **fixed)
-        return plan_sweep(base, all_axes, repeats=repeats)
+        plan = plan_sweep(base, all_axes, repeats=repeats)
+        return plan if edit is None else dataclasses.replace(plan, parent=parent)
 
     def quote(
         self, plan: SweepPlan, *, fresh: bool = False, confirm_above_usd: float | None = CONFIRM_ABOVE_USD
@@ -338,16 +339,20 @@ class Session:
         defaults: Mapping[str, Any] | None = None,
         plan: SweepPlan | None = None,
         edit: object = None,
+        quote: Quote | None = None,
         **kwargs: Any,
     ) -> SweepResult:
         """Run a parameter sweep and return its :class:`SweepResult`.
 
         The whole plan is validated first; above ``confirm_above_usd`` it needs
-        ``yes=True``; it never goes past the budget.
+        ``yes=True``; it never goes past the budget. ``plan`` and ``quote`` (from
+        :meth:`plan`, and :meth:`quote` with the same ``fresh``, e.g. for a plan
+        line shown first) are used as they are instead of being made again.
         """
         plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
-        parent = self.edit_source(edit)[1] if edit is not None else None
-        quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
+        parent = plan.parent if plan.parent is not None or edit is None else self.edit_source(edit)[1]
+        if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
+            quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
         if quote.needs_confirmation and not yes:
             raise quote.refusal()
         self.check_budget(quote.estimate_usd or 0.0)

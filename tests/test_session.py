@@ -13,6 +13,7 @@ from PIL import Image
 import gemimg_jupyter as gi
 from gemimg_jupyter.errors import BudgetExceededError, GemimgError, ValidationError
 from gemimg_jupyter.images import read_provenance
+from gemimg_jupyter.lineage import ledger_cbid
 from gemimg_jupyter.models import JobState
 from gemimg_jupyter.results import Result, SweepResult
 from gemimg_jupyter.session import Session
@@ -78,6 +79,17 @@ def test_wait_with_a_timeout_keeps_it_however_many_sweeps_run(session: Session, 
     waiter.join(timeout=3.0)  # each unfinished sweep used to add 5 s of its own past the caller's timeout
     assert not waiter.is_alive() and answer == [False]
     session.cancel(drop=True)
+
+
+def test_a_plan_for_an_edit_carries_its_parent_and_a_shown_quote_is_reused(session: Session, sim: Any) -> None:
+    a = session.generate("a lighthouse")
+    plan = session.plan("at night", temperature=[0.2, 0.9], edit=a)
+    assert plan.parent is not None and plan.parent["cbid"] == ledger_cbid(a)
+    quote = session.quote(plan)
+    sweep = session.sweep("at night", plan=plan, quote=quote)  # no edit= needed: the plan knows its parent
+    assert all(job.parent == plan.parent for job in sweep.jobs)
+    assert all(job.params.references[0].sha256 == plan.parent["sha256"] for job in sweep.jobs)
+    assert sim.stats()["submits_accepted"] == 3
 
 
 def test_one_image_and_a_sweep_are_both_a_result(session: Session) -> None:

@@ -124,9 +124,8 @@ class ResultsSection(PanelBase):
         listener = functools.partial(self._on_job, run)
         try:
             if run.kind == "single":
-                parent = session.edit_source(self._edit_row)[1] if self._edit_row is not None else None
                 result: Result = session.submit(
-                    plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=parent
+                    plan.cells[0].params, fresh=state["fresh"], listeners=[listener], parent=plan.parent
                 )
             else:
                 result = session.sweep(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -107,16 +107,19 @@ class SweepSection(PanelBase):
                 errors[which] = error_line(exc)
         return axes, errors
 
-    def plan(self, state: Mapping[str, Any] | None = None) -> SweepPlan:
+    def plan(self, state: Mapping[str, Any] | None = None, axes: Sequence[Axis] | None = None) -> SweepPlan:
         """The validated plan for the current settings (raises the core's errors).
 
         Parameters
         ----------
         state : mapping, optional
             Defaults to :meth:`read_state`.
+        axes : sequence of Axis, optional
+            The state's axes already parsed (:meth:`parse_axes`), so they are not read twice.
         """
         state = state or self.read_state()
-        axes: list[Axis] = [parse_axis(f"{n}={v}", resolve_ref=load_reference) for n, v in state["axes"]]
+        if axes is None:
+            axes = [parse_axis(f"{n}={v}", resolve_ref=load_reference) for n, v in state["axes"]]
         values = {param.name: state[param.name] for param in VALUE_PARAMS}  # model, size, resolution, sampling
         references = list(state["references"])
         return self.session.plan(
@@ -153,7 +156,7 @@ class SweepSection(PanelBase):
 
     def _update_plan(self, state: Mapping[str, Any]) -> None:
         """The live plan line: requests, cached, estimated cost, or the core's error."""
-        _axes, errors = self.parse_axes(state)
+        axes, errors = self.parse_axes(state)
         self.x_error.value = message_html(errors["x"], "error") if "x" in errors else ""
         self.y_error.value = message_html(errors["y"], "error") if "y" in errors else ""
         needs_confirm = False
@@ -165,7 +168,7 @@ class SweepSection(PanelBase):
             self.plan_html.value = message_html("Write a prompt to see the plan and its cost.", "info")
         else:
             try:
-                plan = self.plan(state)
+                plan = self.plan(state, axes)
                 quote = self.session.quote(plan, fresh=state["fresh"], confirm_above_usd=self.confirm_above_usd)
                 needs_confirm = quote.needs_confirmation
                 over = format_usd(self.confirm_above_usd or 0.0)  # needs_confirm implies a threshold
