@@ -10,7 +10,6 @@ magics' public methods and the session's public API only.
 from __future__ import annotations
 
 import getpass
-import inspect
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,9 @@ from .settings import Settings
 from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .jobs import Job
     from .magics import GemimgMagics
+    from .session import Session
 
 __all__ = ["SUBCOMMANDS"]
 
@@ -58,14 +59,25 @@ def cmd_jobs(m: GemimgMagics, argv: list[str]) -> RichText:
     return jobs_table(m.session().jobs())
 
 
+def targeted_jobs(sess: Session, target: str | None) -> list[Job] | None:
+    """The jobs a ``cancel``/``wait`` target names: all of them, one job, or a sweep's; ``None`` if unknown."""
+    if target is None or target == "all":
+        return sess.jobs()
+    job = sess.find_job(target)
+    if job is not None:
+        return [job]
+    sweep = sess.find_sweep(target)
+    return None if sweep is None else list(sweep.jobs)
+
+
 def cmd_cancel(m: GemimgMagics, argv: list[str]) -> None:
     p = m.subparser("cancel")
     p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
     p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
     ns = p.parse_args(argv)
     sess = m.session()
-    n = sess.cancel(ns.target, drop=ns.drop)
-    paid = [j for j in sess.jobs() if not j.done() and j.task_id is not None]
+    n = sess.cancel(ns.target, drop=ns.drop)  # an unknown target is refused here, in one line
+    paid = [j for j in targeted_jobs(sess, ns.target) or [] if not j.done() and j.task_id is not None]
     msg = f"gemimg: cancelled {plural(n, 'job')}"
     if paid and not ns.drop:
         msg += (
@@ -82,14 +94,10 @@ def cmd_wait(m: GemimgMagics, argv: list[str]) -> None:
     ns = p.parse_args(argv)
     sess = m.session()
     start = time.monotonic()
-    jobs = sess.jobs()
-    if ns.target is not None:
-        job = sess.find_job(ns.target)
-        sweep = sess.find_sweep(ns.target)
-        if job is None and sweep is None:
-            known = ", ".join(j.id for j in jobs[-8:]) or "none yet"
-            raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
-        jobs = [job] if job is not None else list(sweep.jobs if sweep is not None else [])
+    jobs = targeted_jobs(sess, ns.target)
+    if jobs is None:
+        known = ", ".join(j.id for j in sess.jobs()[-8:]) or "none yet"
+        raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
     if not jobs:
         say("gemimg: nothing to wait for")
         return
@@ -256,20 +264,14 @@ def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
 
 def cmd_panel(m: GemimgMagics, argv: list[str]) -> Any:
     m.subparser("panel").parse_args(argv)
-    try:
-        from .widgets import Panel
-    except ImportError as exc:
-        raise UsageError(f"the control panel is not available ({exc}); use %%gemimg instead") from None
-    accepted = inspect.signature(Panel).parameters
-    kwargs: dict[str, Any] = {}
-    if "session" in accepted:
-        kwargs["session"] = m.session  # the panel asks each time, so it follows login, backend and %config
-    if "defaults" in accepted:
-        kwargs["defaults"] = m.defaults()
-    for name in ("confirm_above_usd", "cell_size"):  # the extension's settings, as %%gemimg uses them
-        if name in accepted:
-            kwargs[name] = getattr(m, name)
-    return Panel(**kwargs)
+    from .widgets import Panel  # ipywidgets is a dependency; imported here so %load_ext stays light
+
+    return Panel(
+        session=m.session,  # the panel asks each time, so it follows login, backend and %config
+        defaults=m.defaults(),
+        confirm_above_usd=m.confirm_above_usd,  # the extension's settings, as %%gemimg uses them
+        cell_size=m.cell_size,
+    )
 
 
 def cmd_config(m: GemimgMagics, argv: list[str]) -> RichText:

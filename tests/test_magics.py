@@ -25,7 +25,7 @@ from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
 from gemimg_jupyter.settings import Settings
 
-from .conftest import FAKE_KEY, SIM_OPTIONS, quick_settings
+from .conftest import FAKE_KEY, SIM_OPTIONS, quick_settings, wait_for
 
 
 @pytest.fixture
@@ -471,6 +471,20 @@ def test_switching_backend_refuses_while_jobs_run(gem: Any, monkeypatch: pytest.
     gem.run_cell_magic("gemimg", "", "a slow tortoise")
     with pytest.raises(UsageError, match="still running"):
         gem.run_line_magic("gemimg", "backend toapis")
+    gem.run_line_magic("gemimg", "cancel all --drop")
+
+
+def test_cancelling_one_job_warns_only_about_its_own_paid_download(
+    gem: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    get_session().sim.configure(latency=(30.0, 30.0))
+    a = gem.run_cell_magic("gemimg", "", "a slow tortoise").job
+    b = gem.run_cell_magic("gemimg", "", "a slow snail").job
+    wait_for(lambda: a.task_id is not None and b.task_id is not None, 10, "both jobs submitted (paid)")
+    capsys.readouterr()
+    gem.run_line_magic("gemimg", f"cancel {a.id}")
+    line = capsys.readouterr().out
+    assert "1 job already submitted" in line, line  # the other paid job is not this cancel's business
     gem.run_line_magic("gemimg", "cancel all --drop")
 
 
