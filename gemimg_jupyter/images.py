@@ -302,9 +302,12 @@ def _splice(data: bytes, provenance: Mapping[str, Any] | None) -> bytes:
 
 
 def read_provenance(source: str | os.PathLike[str] | bytes) -> dict[str, Any]:
-    """Read the provenance JSON back from a PNG file or bytes (``{}`` if absent)."""
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    with Image.open(io.BytesIO(data)) as img:
+    """Read the provenance JSON back from a PNG file or bytes (``{}`` if absent).
+
+    A file is opened, not read whole: the chunk sits before the pixels, so a cell of cache hits
+    reads a few kilobytes per image, not every full-size file.
+    """
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as img:
         text = img.info.get(PROVENANCE_KEY) or getattr(img, "text", {}).get(PROVENANCE_KEY)
     if not text:
         return {}
