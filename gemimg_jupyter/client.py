@@ -26,18 +26,16 @@ from pathlib import Path
 
 from .client_download import Downloads
 from .client_errors import parse_retry_after
-from .client_http import AmbiguousFailure, Category, RequestGate
-from .client_parse import STATUS_WORDS, find_result_url, is_blocked, parse_task
+from .client_http import AmbiguousFailure, Category
+from .client_parse import STATUS_WORDS, find_result_url, parse_task
 from .errors import APIConnectionError, BadRequestError, NotFoundError, ServerError
 from .models import GenerationParams, TaskStatus
 
 __all__ = [
     "STATUS_WORDS",
     "Category",
-    "RequestGate",
     "ToAPIsClient",
     "find_result_url",
-    "is_blocked",
     "parse_retry_after",
     "parse_task",
 ]
@@ -154,9 +152,6 @@ class ToAPIsClient(Downloads):
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
         """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
         try:
-            resp = self._send(
-                "query", "GET", f"/v1/images/generations/{client_business_id}", timeout=self._status_timeout
-            )
+            return self.status(client_business_id, tries=1)
         except NotFoundError:
             return None
-        return parse_task(self._json(resp))

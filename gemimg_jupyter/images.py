@@ -75,14 +75,12 @@ def _open_checked(data: bytes, *, what: str, decode: bool = True) -> Image.Image
     return img
 
 
-def decode_image(
-    data: bytes, *, what: str = "downloaded image", expected: tuple[int, int] | None = None
-) -> Image.Image:
+def decode_image(data: bytes, *, what: str = "downloaded image") -> Image.Image:
     """Decode bytes into a loaded image, or raise :class:`InvalidImageError`.
 
-    Only bytes that do not decode raise. An image of another size than
-    ``expected`` (a channel that answers a 2K request with 1K) is still a paid
-    image and is returned; :func:`size_note` words the difference.
+    Only bytes that do not decode raise. An image of another size than the
+    request implies (a channel that answers a 2K request with 1K) is still a
+    paid image and is returned; :func:`size_note` words the difference.
     """
     return _open_checked(data, what=what)
 

@@ -23,11 +23,12 @@ from PIL import Image, ImageDraw
 
 from .errors import ValidationError
 from .grid import _fonts
-from .griddraw import _BG, _INK, _LETTERBOX, _MUTED, _RULE, _fit, _text, _width, _wrap, draw_star
+from .griddraw import _BG, _INK, _LETTERBOX, _MUTED, _RULE, _arrow, _fit, _text, _width, _wrap, draw_star
 from .images import load_reference, load_thumbnail, strip_provenance
 from .jobs import Job
 from .models import JobState, ReferenceImage
 from .store import LedgerRow, Store
+from .text import plural
 
 __all__ = [
     "Lineage",
@@ -143,7 +144,7 @@ class Lineage:
         return lineage_strip(self, thumb=thumb)
 
     def __repr__(self) -> str:
-        return f"<Lineage {len(self.steps)} step(s){' (' + self.broken + ')' if self.broken else ''}>"
+        return f"<Lineage {plural(len(self.steps), 'step')}{' (' + self.broken + ')' if self.broken else ''}>"
 
 
 def lineage(store: Store, row: LedgerRow, *, picked: set[str] | frozenset[str] = frozenset()) -> Lineage:
@@ -196,8 +197,7 @@ def lineage_strip(chain: Lineage, *, thumb: int = 200, prompt_lines: int = 3) ->
             draw_star(draw, x + thumb - r - 4, pad + r + 4, r)
         if i:
             mid = pad + thumb // 2
-            draw.line([(x - arrow + 3, mid), (x - 4, mid)], fill=_MUTED, width=2)
-            draw.polygon([(x - 2, mid), (x - 8, mid - 5), (x - 8, mid + 5)], fill=_MUTED)
+            _arrow(draw, x - arrow + 3, mid - (arrow - 5) / 2, arrow - 5, "right", _MUTED)
         ty = pad + thumb + f.pad
         label = "root" if step.number == 1 else "edit"
         _text(draw, (x, ty), f"{step.number}", f.bold, _INK)

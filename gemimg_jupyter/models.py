@@ -98,14 +98,6 @@ class ModelSpec:
     note: str = ""
     max_prompt_chars: int = MAX_PROMPT_CHARS
 
-    @property
-    def metadata_fields(self) -> tuple[str, ...]:
-        """The ``metadata`` keys this model is sent."""
-        keys = [p.wire for p in SAMPLING_PARAMS if p.wire] if self.sampling else []
-        if self.sends_resolution:
-            keys.append("resolution")
-        return tuple(keys)
-
 
 def _official_3x(
     ids: tuple[str, str], *, label: str, sizes: tuple[str, ...], aliases: tuple[str, ...]

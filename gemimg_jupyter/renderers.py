@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from .errors import GemimgError, redact
-from .images import png_bytes, thumbnail
+from .images import load_thumbnail, png_bytes
 from .models import ModelSpec, shown_text
 from .sheets import contact_sheet
 from .text import format_usd as _usd
+from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from .jobs import Job
@@ -293,7 +294,7 @@ def jobs_table(jobs: Iterable[Job]) -> RichText:
         "prompt",
         "result",
     ]
-    return _table(headers, rows, title=f"{len(rows)} job{'s' if len(rows) != 1 else ''} in this session")
+    return _table(headers, rows, title=f"{plural(len(rows), 'job')} in this session")
 
 
 def cost_report(cost: Mapping[str, Any]) -> RichText:
@@ -420,10 +421,8 @@ def history_strip(
         if not row.path:
             continue
         try:
-            with Image.open(row.path) as img:
-                img.load()
-                thumbs.append(thumbnail(img, thumb))
-        except OSError:
+            thumbs.append(load_thumbnail(row.path, thumb))
+        except (OSError, ValueError):
             continue
         params = row.params
         items.append(
@@ -488,7 +487,7 @@ def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:
                 display_path(r["path"]) or r["state"],
             ]
         )
-    title = f"edit chain: {len(rows)} step{'s' if len(rows) != 1 else ''}, root first"
+    title = f"edit chain: {plural(len(rows), 'step')}, root first"
     if chain.broken:
         title += f" ({chain.broken})"
     table = _table(["step", "id", "prompt", "parameters", "cost", "file"], table_rows, title=title)

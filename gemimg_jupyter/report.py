@@ -32,6 +32,7 @@ from .lineage import Lineage, ledger_cbid
 from .pickbook import Pick
 from .plan import SweepPlan
 from .text import format_usd as _usd
+from .text import plural
 
 if TYPE_CHECKING:  # pragma: no cover
     from .jobs import Job
@@ -172,9 +173,7 @@ def sweep_report(result: SweepResult, base: Path, picks: Iterable[Pick] = ()) ->
     plan = result.plan
     picked = {p.cbid: p for p in picks}
     nx, ny, nz = plan.shape
-    ax = plan.axes[0] if plan.axes else None
-    ay = plan.axes[1] if len(plan.axes) > 1 else None
-    az = plan.axes[2] if len(plan.axes) > 2 else None
+    ax, ay, az = plan.x_axis, plan.y_axis, plan.z_axis
     by_slot: dict[tuple[int, int, int], list[tuple[Any, Job]]] = {}
     for cell, job in zip(plan.cells, result.jobs, strict=False):
         by_slot.setdefault((cell.x, cell.y, cell.z), []).append((cell, job))
@@ -235,14 +234,14 @@ def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> st
         )
         rows.append(
             f"<tr><td><figure>{star}{img}</figure></td><td><b>{d['step']}</b>{' (root)' if d['step'] == 1 else ''}</td>"
-            f"<td>{_E(d['prompt'])}</td><td>{_E(params)}<br>{d['references']} reference(s)</td>"
+            f"<td>{_E(d['prompt'])}</td><td>{_E(params)}<br>{plural(d['references'], 'reference')}</td>"
             f"<td>{_E(d['state'])}<br>{_E(_usd(d['cost_usd'], places=4, missing='—'))}<br>task <code>{_E(str(d['task_id']))}</code></td>"
             f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code></td></tr>"
         )
     last = chain.steps[-1].row.cbid[-6:] if chain.steps else "?"
     broken = f"<p class='bad'>{_E(chain.broken)}</p>" if chain.broken else ""
     body = (
-        f"<h1>Edit chain of {_E(last)}</h1><p class='sub'>{len(chain.steps)} step(s), root first</p>{broken}"
+        f"<h1>Edit chain of {_E(last)}</h1><p class='sub'>{plural(len(chain.steps), 'step')}, root first</p>{broken}"
         "<table class='steps'><thead><tr><th>image</th><th>step</th><th>prompt</th><th>parameters</th>"
         f"<th>state, cost</th><th>file</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )

@@ -9,18 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
-from .grid import draw_star
+from .grid import _load_font, draw_star
 
 __all__ = ["contact_sheet", "stack"]
-
-
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # pragma: no cover - Pillow < 10.1
-        return ImageFont.load_default()
 
 
 def contact_sheet(
@@ -39,7 +32,7 @@ def contact_sheet(
     cell_w, cell_h = thumb + pad, thumb + label_h + pad
     sheet = Image.new("RGB", (cols * cell_w + pad, nrows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    font = _font(11)
+    font = _load_font(11)
     for i, (img, caption, star) in enumerate(zip(thumbs, captions, starred, strict=True)):
         x = pad + (i % cols) * cell_w
         y = pad + (i // cols) * cell_h

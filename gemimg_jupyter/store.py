@@ -39,7 +39,6 @@ from .store_ledger import RESUMABLE_STATES, SCHEMA_VERSION, LedgerRow
 __all__ = [
     "RESUMABLE_STATES",
     "SCHEMA_VERSION",
-    "UPLOAD_MAX_AGE",
     "Claim",
     "LedgerRow",
     "Store",
@@ -101,13 +100,12 @@ class Store(Claims):
         backend: str,
         price_usd: float | None,
         sweep_id: str | None = None,
-        state: str = JobState.SUBMITTING.value,
     ) -> None:
         """Write the row for a request that is about to be submitted."""
         request = {"cbid": cbid, "key": key, "repeat": repeat, "params": params, "backend": backend,
                    "price_usd": price_usd, "sweep_id": sweep_id}  # fmt: skip
         with self._tx() as db:
-            self._insert(db, request, state, time.time())
+            self._insert(db, request, JobState.SUBMITTING.value, time.time())
 
     _UPDATABLE = frozenset(
         {"state", "task_id", "cost_usd", "submitted", "finished", "expires_at", "path", "error", "params", "owner"}
@@ -131,8 +129,8 @@ class Store(Claims):
 
     # ---- uploads --------------------------------------------------------------------------
 
-    def upload_url(self, sha256: str, backend: str, *, max_age: float = UPLOAD_MAX_AGE) -> str | None:
-        """The URL a reference with this content was uploaded to less than ``max_age`` seconds ago.
+    def upload_url(self, sha256: str, backend: str) -> str | None:
+        """The URL a reference with this content was uploaded to less than ``UPLOAD_MAX_AGE`` seconds ago.
 
         Nothing documents how long an uploaded URL lives; an older upload is
         not trusted (the reference is uploaded again, which is free).
@@ -140,7 +138,7 @@ class Store(Claims):
         with self._lock:
             row = self._db.execute(
                 "SELECT url FROM uploads WHERE sha256 = ? AND backend = ? AND created > ?",
-                (sha256, backend, time.time() - max_age),
+                (sha256, backend, time.time() - UPLOAD_MAX_AGE),
             ).fetchone()
         return str(row["url"]) if row else None
 

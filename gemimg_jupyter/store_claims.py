@@ -96,9 +96,9 @@ class Claims(Leases, Queries):
         for r in rows:
             if r["owner"] is not None and r["owner"] != self.owner and r["owner"] in live:
                 return Claim("adopt", self._row(r))
-        for r in rows:
-            db.execute("UPDATE jobs SET owner = ? WHERE cbid = ?", (self.owner, r["cbid"]))
-            return Claim("takeover", self._row(r))
+        if rows:
+            db.execute("UPDATE jobs SET owner = ? WHERE cbid = ?", (self.owner, rows[0]["cbid"]))
+            return Claim("takeover", self._row(rows[0]))
         return None
 
     def take_over(self, cbid: str) -> LedgerRow | None:

@@ -250,7 +250,7 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
         db.execute("DELETE FROM owners WHERE heartbeat < ?", (time.time() - 86400,))
 
 
-def open_ledger(path: Path, images_dir: Path, owner: str, lock: threading.RLock) -> sqlite3.Connection:
+def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
     """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``."""
     move = f"move {path} away (your images in {images_dir} stay) or set GEMIMG_OUTPUT_DIR to another folder"
     try:
@@ -261,8 +261,7 @@ def open_ledger(path: Path, images_dir: Path, owner: str, lock: threading.RLock)
     try:
         version = _found_version(db, path, move)
         db.execute("PRAGMA journal_mode=WAL")
-        with lock:
-            _bring_up_to_date(db, version, owner)
+        _bring_up_to_date(db, version, owner)
     except ConfigError:
         db.close()
         raise
@@ -301,7 +300,7 @@ class LedgerBase:
         self._closed = False
         self._make_dirs()
         check_writable(self.root, self.images_dir, self.ledger_path)
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, self._lock)
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
         self._inode = self._ledger_inode()
 
     def _make_dirs(self) -> None:
@@ -334,7 +333,7 @@ class LedgerBase:
         except sqlite3.Error:
             log.warning("could not carry the old rows over", exc_info=True)
         old.close()
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, self._lock)
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
         self._inode = self._ledger_inode()
 
     @contextmanager

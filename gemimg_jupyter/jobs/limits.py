@@ -83,7 +83,7 @@ class TokenBucket:
 
 
 class RateGate:
-    """Shared limits for every job of a session (implements ``client.RequestGate``).
+    """Shared limits for every job of a session (implements ``client_http.RequestGate``).
 
     Built once by the :class:`~.session.Session` and handed to the client and
     the runner. The runner's jobs never block a thread on a bucket: they

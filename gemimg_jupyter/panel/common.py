@@ -20,6 +20,7 @@ from gemimg_jupyter.images import load_thumbnail, png_bytes
 from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.models import MODELS, PIXELS_1K, JobState, ModelSpec, pixel_size
 from gemimg_jupyter.plan import SweepPlan
+from gemimg_jupyter.renderers import display_path
 from gemimg_jupyter.results import Result, SweepResult
 from gemimg_jupyter.text import format_usd
 
@@ -70,7 +71,7 @@ def cell_style(state: JobState) -> str:
 
 
 #: Message levels as the display layer's theme-aware tones (4.5:1 in light and dark); "info" is the theme's text colour.
-TONES = {"ok": "ok", "warn": "warn", "error": "error"}
+TONES = frozenset({"ok", "warn", "error"})
 #: The panel's own CSS, carried by its header: images keep their proportions (never stretched by the
 #: flex boxes around them), and inputs given 100% width keep their 2 px widget margin inside the column.
 PANEL_CSS = (
@@ -192,11 +193,10 @@ def shape_html(size: str, resolution: str) -> str:
 
 
 def message_html(text: str, level: str = "info") -> str:
-    tone = TONES.get(level)
-    if tone is None:
+    if level not in TONES:
         return f'<div style="line-height:1.35;white-space:pre-wrap">{html.escape(text)}</div>'
     return (
-        f'{THEME_CSS}<div class="gemimg-tone-{tone}" style="line-height:1.35;white-space:pre-wrap">'
+        f'{THEME_CSS}<div class="gemimg-tone-{level}" style="line-height:1.35;white-space:pre-wrap">'
         f"{html.escape(text)}</div>"
     )
 
@@ -260,11 +260,7 @@ def heading(text: str) -> W.HTML:
 
 def shown_path(path: str | os.PathLike[str]) -> str:
     """A path relative to the working directory when it is inside it (shorter, and portable in a cell)."""
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if rel.startswith("..") else rel
+    return display_path(path) or str(path)
 
 
 def safe_name(name: str) -> str:
