@@ -159,14 +159,11 @@ class PanelBase:
     def _say(self, text: str, level: str = "info") -> None:
         self.message.value = message_html(text, level)
 
-    def _busy(self) -> bool:
-        run = self._run
-        return run is not None and not run.settled.is_set()
-
     @property
     def busy(self) -> bool:
         """True while the last Generate is still running (Generate is refused meanwhile)."""
-        return self._busy()
+        run = self._run
+        return run is not None and not run.settled.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the last run has finished and the panel shows its outcome.

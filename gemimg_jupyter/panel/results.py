@@ -103,7 +103,7 @@ class ResultsSection(PanelBase):
         return [heading("Result"), self.result_hint, self.result_image, self.cells, *self._build_detail()]
 
     def _on_generate(self, _button: Any = None) -> None:
-        if self._busy():
+        if self.busy:
             self._say("A run is still in progress: wait for it to finish or press Cancel.", "warn")
             return
         self.header.value = self._header_html()
