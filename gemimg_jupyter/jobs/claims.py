@@ -119,7 +119,7 @@ def provenance_from_file(path: Path) -> dict[str, Any]:
         return {}
 
 
-def job_from_row(row: LedgerRow, backend: str) -> Job | None:
+def job_from_row(row: LedgerRow) -> Job | None:
     """A job for an unfinished ledger row (``None`` when its stored parameters are unreadable)."""
     p: Mapping[str, Any] = row.params
     try:
@@ -140,7 +140,7 @@ def job_from_row(row: LedgerRow, backend: str) -> Job | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, backend=backend, cbid=row.cbid, parent=p.get("parent"))
+    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, cbid=row.cbid, parent=p.get("parent"))
     job.key = row.key
     job.task_id = row.task_id
     job.submitted_at = row.submitted

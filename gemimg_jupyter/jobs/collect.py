@@ -29,7 +29,7 @@ from gemimg_jupyter.store import safe_filename
 
 from .engine import Engine, check_cancel
 from .handle import Job, Steps, parent_of
-from .lanes import TO_DOWNLOADS, Stopped
+from .lanes import TO_DOWNLOADS
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,6 @@ class Collector:
                     raise Retry(f"task {status.id} completed without an image URL")
                 yield from self._download(job, status, status.url, deadline)
                 return
-            except Stopped:
-                raise
             except JobCancelled:
                 raise
             except TaskExpiredError as exc:

@@ -48,7 +48,6 @@ class Job:
         *,
         repeat: int = 0,
         sweep_id: str | None = None,
-        backend: str = "sim",
         cbid: str | None = None,
         parent: Mapping[str, Any] | None = None,
     ) -> None:
@@ -59,7 +58,6 @@ class Job:
         self.session: Any = None
         self.repeat = repeat
         self.sweep_id = sweep_id
-        self.backend = backend
         self.key = params.cache_key(repeat)
         self.cbid = cbid or f"gemimg-{uuid.uuid4().hex}"
         self.id = self.cbid[-6:]

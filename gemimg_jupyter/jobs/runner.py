@@ -106,11 +106,6 @@ class JobRunner:
         """Call ``listener(job)`` for every change of every job."""
         self._record.listeners.append(listener)
 
-    def remove_listener(self, listener: Listener) -> None:
-        """Stop calling ``listener``."""
-        if listener in self._record.listeners:
-            self._record.listeners.remove(listener)
-
     @property
     def jobs(self) -> list[Job]:
         """Every job of this runner, oldest first."""
@@ -172,7 +167,7 @@ class JobRunner:
                     shared.add_listener(listener)
                 out.append(shared)
                 continue
-            job = Job(params, repeat=repeat, sweep_id=sweep_id, backend=self.backend, parent=parent)
+            job = Job(params, repeat=repeat, sweep_id=sweep_id, parent=parent)
             batch[key] = job
             new.append(job)
             out.append(job)
@@ -198,7 +193,7 @@ class JobRunner:
         for row in self.store.orphans(self.backend):
             if row.cbid in known:
                 continue
-            job = claims.job_from_row(row, self.backend)
+            job = claims.job_from_row(row)
             if job is None:
                 self.store.update(row.cbid, state="failed", error="cannot resume: the stored parameters are unreadable")
                 continue
@@ -261,11 +256,6 @@ class JobRunner:
     def stats(self) -> dict[str, int]:
         """Requests sent so far by category."""
         return dict(self.gate.counts)
-
-    @property
-    def window(self) -> float:
-        """How many unfinished tasks may be out at once right now."""
-        return self._engine.window.size
 
     # ---- each job, from start to end --------------------------------------------------------
 
