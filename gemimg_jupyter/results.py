@@ -27,7 +27,7 @@ from .progress import shown_while_waiting
 from .store import Store, write_atomic
 from .text import format_usd
 
-__all__ = ["Result", "SweepResult", "write_report"]
+__all__ = ["Result", "SweepResult", "count_jobs", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,22 @@ class Result(Protocol):
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
 
+def count_jobs(jobs: Sequence[Job]) -> dict[str, Any]:
+    """``total``, ``done``, ``cached``, ``failed`` (every other end), ``pending`` and ``cost_usd`` of some jobs."""
+    c = {"total": len(jobs), "done": 0, "cached": 0, "failed": 0, "pending": 0, "cost_usd": 0.0}
+    for job in jobs:
+        if job.state is JobState.DONE:
+            c["done"] += 1
+        elif job.state is JobState.CACHED:
+            c["cached"] += 1
+        elif job.state.is_terminal:
+            c["failed"] += 1
+        else:
+            c["pending"] += 1
+        c["cost_usd"] += job.cost_usd
+    return c
+
+
 class SweepResult:
     """A running or finished sweep: its plan, its jobs, and the grid.
 
@@ -73,7 +89,6 @@ class SweepResult:
         self.cell_size = cell_size
         self.paths: list[Path] = []
         self._store = store
-        self.report_path: Path | None = None
         self._saved = threading.Event()
         self._lock = threading.Lock()
         self.started = time.time()
@@ -81,19 +96,8 @@ class SweepResult:
     # ---- state -----------------------------------------------------------------------------
 
     def counts(self) -> dict[str, Any]:
-        """How many images are done, cached, failed, pending; money spent so far."""
-        c = {"total": len(self.jobs), "done": 0, "cached": 0, "failed": 0, "pending": 0, "cost_usd": 0.0}
-        for job in self.jobs:
-            if job.state is JobState.DONE:
-                c["done"] += 1
-            elif job.state is JobState.CACHED:
-                c["cached"] += 1
-            elif job.state.is_terminal:
-                c["failed"] += 1
-            else:
-                c["pending"] += 1
-            c["cost_usd"] += job.cost_usd
-        return c
+        """How many images are done, cached, failed, pending; money spent so far (see :func:`count_jobs`)."""
+        return count_jobs(self.jobs)
 
     def progress_text(self) -> str:
         """``7/12 done, 1 failed, $0.34`` (cached images count as done)."""
@@ -180,8 +184,7 @@ class SweepResult:
         from .report import sweep_report
 
         target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
-        self.report_path = write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
-        return self.report_path
+        return write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
 
     def grid(self, z: int = 0, *, cell_size: int | None = None) -> Image.Image:
         """The labelled comparison grid for Z index ``z``, as it is now."""

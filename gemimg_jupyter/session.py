@@ -384,7 +384,7 @@ class Session:
 
     def cancel(self, target: str = "all", *, drop: bool = False) -> int:
         """Cancel a job (by id), a sweep (by id) or everything."""
-        if target != "all" and self.runner.get(target) is None and not any(s.id == target for s in self.sweeps):
+        if target != "all" and self.find_job(target) is None and self.find_sweep(target) is None:
             known = ", ".join(j.id for j in self.runner.jobs[-8:]) or "none yet"
             raise ValidationError(
                 f"no job or sweep {target!r} in this session; jobs: {known}", field="job", value=target

@@ -21,7 +21,7 @@ from gemimg_jupyter.jobs import Job
 from gemimg_jupyter.models import MODELS, PIXELS_1K, JobState, ModelSpec, pixel_size
 from gemimg_jupyter.plan import SweepPlan
 from gemimg_jupyter.renderers import display_path
-from gemimg_jupyter.results import Result, SweepResult
+from gemimg_jupyter.results import Result, SweepResult, count_jobs
 from gemimg_jupyter.text import format_usd
 
 HISTORY_SLOTS = 12
@@ -389,16 +389,4 @@ class Run:
 
         A sweep's are its :meth:`SweepResult.counts` (what ``%%gemimg`` shows); one image's are its job's.
         """
-        sweep = self.sweep
-        if sweep is not None:
-            return sweep.counts()
-        c = {"total": 0, "done": 0, "cached": 0, "failed": 0, "pending": 0, "cost_usd": 0.0}
-        for job in self.jobs:
-            state = job.state
-            key = (
-                "cached" if job.cached else "done" if state.has_image else "failed" if state.is_terminal else "pending"
-            )
-            c[key] += 1
-            c["total"] += 1
-            c["cost_usd"] += job.cost_usd
-        return c
+        return count_jobs(self.jobs)
