@@ -52,10 +52,7 @@ class Submitter:
                     continue
                 except (APIConnectionError, ServerError) as exc:
                     tries += 1
-                    if tries >= e.settings.retry.max_tries:
-                        raise
-                    yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
-                    e.woke(job)
+                    yield from self._again_later(job, exc, tries)
                     continue
             wait = e.gate.reserve("submit")
             if wait > 0:
@@ -82,16 +79,21 @@ class Submitter:
             except (APIConnectionError, ServerError) as exc:
                 job._unsent = False  # it may have reached the gateway: look it up before the next try
                 tries += 1
-                if tries >= e.settings.retry.max_tries:
-                    raise
-                yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
-                e.woke(job)
+                yield from self._again_later(job, exc, tries)
                 continue
             e.window.accepted()
             job.task_id = status.id
             job.submitted_at = time.time()
             job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
             e.record.move(job, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
+
+    def _again_later(self, job: Job, exc: Exception, tries: int) -> Steps:
+        """Wait out a connection error or 5xx with backoff, or give up (raise it) after ``max_tries``."""
+        e = self.engine
+        if tries >= e.settings.retry.max_tries:
+            raise exc
+        yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
+        e.woke(job)
 
     def _needs_look_up(self, job: Job) -> bool:
         """Whether an earlier try (this job's, or a dead owner's) may have reached the gateway unanswered."""
