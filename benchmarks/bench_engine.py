@@ -45,11 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import SimProcess, ideal_makespan, report, summary, table, verdict
 
-from gemimg_jupyter.client import ToAPIsClient
-from gemimg_jupyter.jobs import Job, JobRunner
-from gemimg_jupyter.models import GenerationParams, JobState
-from gemimg_jupyter.settings import RetryPolicy, Secret, Settings
-from gemimg_jupyter.store import Store
+from gemimg_jupyter.domain.models import GenerationParams, JobState
+from gemimg_jupyter.domain.settings import RetryPolicy, Secret, Settings
+from gemimg_jupyter.engine import Job, JobRunner
+from gemimg_jupyter.gateway.client import ToAPIsClient
+from gemimg_jupyter.ledger.store import Store
 
 KEY = Secret("sim-local-key")
 LATENCY = (5.0, 15.0)  # real seconds, the workload

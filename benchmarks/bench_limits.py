@@ -74,9 +74,9 @@ def ideal(durations: list[float], rate: float, burst: int, cap: int) -> float:
 
 def run_one(name: str, seed: int) -> dict[str, Any]:
     """One scenario in this process: a SimProcess, a Session-built engine, N requests at once."""
-    from gemimg_jupyter.models import GenerationParams, JobState
-    from gemimg_jupyter.session import Session
-    from gemimg_jupyter.settings import RetryPolicy, Settings
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.models import GenerationParams, JobState
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings
 
     sc = SCENARIOS[name]
     n, scale, cap = sc["n"], sc["scale"], sc["cap"]

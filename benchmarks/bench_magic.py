@@ -15,7 +15,7 @@ settings otherwise).
   on an idle kernel. ``--jobs 1000`` runs 1,000 (svip tier on both sides,
   tasks 40–50 s).
 
-If ``gemimg_jupyter.magics`` does not exist yet, the cell figures are
+If ``gemimg_jupyter.magics.extension`` does not exist yet, the cell figures are
 skipped and the 100 jobs are started through the Python API instead.
 """
 
@@ -92,10 +92,10 @@ def stop_all(sess: Any) -> None:
 
 
 def bench_cells(shell: Any, have_magics: bool) -> dict[str, Any]:
-    from gemimg_jupyter.session import get_session
+    from gemimg_jupyter.api.session import get_session
 
     if not have_magics:
-        return {"skipped": "gemimg_jupyter.magics does not exist yet"}
+        return {"skipped": "gemimg_jupyter.magics.extension does not exist yet"}
     sink = io.StringIO()
     with contextlib.redirect_stdout(sink):
         t0 = time.perf_counter()
@@ -122,8 +122,8 @@ def bench_cells(shell: Any, have_magics: bool) -> dict[str, Any]:
 
 
 def bench_responsiveness(shell: Any, have_magics: bool, out: Path) -> dict[str, Any]:
-    from gemimg_jupyter.session import reset_session
-    from gemimg_jupyter.settings import RATE_TIERS, Settings
+    from gemimg_jupyter.api.session import reset_session
+    from gemimg_jupyter.domain.settings import RATE_TIERS, Settings
 
     idle = trivial_series(shell, 2.0)
     tier = "svip" if N_JOBS > 300 else "default"
@@ -180,7 +180,7 @@ def main() -> int:
     if "--jobs" in sys.argv:
         N_JOBS = int(sys.argv[sys.argv.index("--jobs") + 1])
     t_start = time.perf_counter()
-    have_magics = importlib.util.find_spec("gemimg_jupyter.magics") is not None
+    have_magics = importlib.util.find_spec("gemimg_jupyter.magics.extension") is not None
     with tempfile.TemporaryDirectory(prefix="gemimg-magic-") as tmp:
         out = Path(tmp)
         os.environ["GEMIMG_BACKEND"] = "sim"
@@ -195,7 +195,7 @@ def main() -> int:
             if have_magics and "gemimg_jupyter" in shell.extension_manager.loaded:
                 with contextlib.redirect_stdout(io.StringIO()):
                     shell.extension_manager.unload_extension("gemimg_jupyter")
-            from gemimg_jupyter.session import reset_session
+            from gemimg_jupyter.api.session import reset_session
 
             reset_session(None)
     rows: list[dict[str, Any]] = []

@@ -32,8 +32,8 @@ from _common import ROOT, SimProcess, fmt, report, table, verdict
 TARGETS = {"grid_bytes": 2 * 1024 * 1024, "rss_mb": 500.0}
 
 SETUP = """\
-from gemimg_jupyter.session import reset_session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api.session import reset_session
+from gemimg_jupyter.domain.settings import Settings
 # a quicker simulator than the default (1.5–4 s per image): only output sizes are measured here
 reset_session(Settings.from_env(sim_options={"latency": (0.3, 0.8), "queue_delay": (0.0, 0.1)}))
 %load_ext gemimg_jupyter"""
@@ -90,8 +90,8 @@ def _describe_outputs(cell: Any) -> list[dict[str, Any]]:
 def bench_notebook_size() -> dict[str, Any]:
     import importlib.util
 
-    if importlib.util.find_spec("gemimg_jupyter.magics") is None:
-        return {"skipped": "gemimg_jupyter.magics does not exist yet"}
+    if importlib.util.find_spec("gemimg_jupyter.magics.extension") is None:
+        return {"skipped": "gemimg_jupyter.magics.extension does not exist yet"}
     from nbclient import NotebookClient
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -123,8 +123,8 @@ def bench_notebook_size() -> dict[str, Any]:
 SWEEP_CHILD = r"""
 import json, sys, time
 from pathlib import Path
-from gemimg_jupyter.session import Session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.domain.settings import Settings
 
 base_url, out = sys.argv[1], sys.argv[2]
 d = Settings()

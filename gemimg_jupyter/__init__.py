@@ -16,20 +16,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._version import __version__
+from gemimg_jupyter._version import __version__
 
 _LAZY = {
-    "Settings": "settings",
-    "RetryPolicy": "settings",
-    "GenerationParams": "models",
-    "MODELS": "models",
-    "Session": "session",
-    "Result": "results",
-    "SweepResult": "results",
-    "get_session": "session",
-    "reset_session": "session",
-    "Panel": "widgets",
-    "errors": "errors",
+    "Settings": "domain.settings",
+    "RetryPolicy": "domain.settings",
+    "GenerationParams": "domain.models",
+    "MODELS": "domain.models",
+    "Session": "api.session",
+    "Result": "api.results",
+    "SweepResult": "api.results",
+    "get_session": "api.session",
+    "reset_session": "api.session",
+    "Panel": "panel",
+    "errors": "domain.errors",
 }
 
 __all__ = [
@@ -43,13 +43,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from . import errors  # noqa: F401
-    from .models import MODELS, GenerationParams  # noqa: F401
-    from .session import Result, Session, SweepResult, get_session, reset_session  # noqa: F401
-    from .settings import RetryPolicy, Settings  # noqa: F401
-    from .widgets import Panel  # noqa: F401
+    from gemimg_jupyter.api.session import Result, Session, SweepResult, get_session, reset_session  # noqa: F401
+    from gemimg_jupyter.domain import errors  # noqa: F401
+    from gemimg_jupyter.domain.models import MODELS, GenerationParams  # noqa: F401
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings  # noqa: F401
+    from gemimg_jupyter.panel import Panel  # noqa: F401
 
-from .session import generate, picks, sweep  # noqa: E402
+from gemimg_jupyter.api.session import generate, picks, sweep  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:
@@ -57,7 +57,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'gemimg_jupyter' has no attribute {name!r}")
     mod = importlib.import_module(f".{module}", __name__)
-    return mod if name == module else getattr(mod, name)
+    return mod if module.rsplit(".", 1)[-1] == name else getattr(mod, name)
 
 
 def __dir__() -> list[str]:
@@ -66,13 +66,13 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: Any) -> None:
     """Called by ``%load_ext gemimg_jupyter``."""
-    from .magics import load_ipython_extension as _load
+    from gemimg_jupyter.magics.extension import load_ipython_extension as _load
 
     _load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Called by ``%unload_ext gemimg_jupyter``: stops the job runner cleanly."""
-    from .magics import unload_ipython_extension as _unload
+    from gemimg_jupyter.magics.extension import unload_ipython_extension as _unload
 
     _unload(ipython)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from gemimg_jupyter.settings import RetryPolicy, Settings
+from gemimg_jupyter.domain.settings import RetryPolicy, Settings
 
 #: A key that is obviously fake; tests scan every artifact for it.
 FAKE_KEY = "sk-test-FAKEKEY-0123456789abcdefXYZ"
@@ -108,7 +108,7 @@ def fast_settings(sim: object, tmp_output: Path) -> Settings:
 @pytest.fixture
 def session(fast_settings: Settings) -> Iterator[object]:
     """A Session on the ``sim`` fixture; closed afterwards."""
-    from gemimg_jupyter.session import Session
+    from gemimg_jupyter.api.session import Session
 
     s = Session(fast_settings)
     try:
@@ -131,7 +131,7 @@ def ip() -> Iterator[object]:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    from gemimg_jupyter.session import reset_session
+    from gemimg_jupyter.api.session import reset_session
 
     InteractiveShell.clear_instance()
     config = Config()

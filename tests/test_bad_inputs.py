@@ -39,10 +39,10 @@ from PIL import Image
 from traitlets import Bool, TraitError
 
 import gemimg_jupyter as gi
-from gemimg_jupyter.errors import BudgetExceededError, ConfigError, ValidationError
-from gemimg_jupyter.magics import GemimgMagics
-from gemimg_jupyter.session import Session, get_session, reset_session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api.session import Session, get_session, reset_session
+from gemimg_jupyter.domain.errors import BudgetExceededError, ConfigError, ValidationError
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.magics.extension import GemimgMagics
 from gemimg_jupyter.sim import SimConfig, SimServer
 
 from .conftest import quick_settings
@@ -141,7 +141,7 @@ class Ctx:
     @property
     def panel(self) -> Any:
         if not self.panels:
-            from gemimg_jupyter.widgets import Panel
+            from gemimg_jupyter.panel import Panel
 
             self.panels.append(Panel(session=self.session))
         return self.panels[0]

@@ -11,8 +11,7 @@ import requests
 import responses
 from PIL import Image
 
-from gemimg_jupyter.client import ToAPIsClient, parse_retry_after, parse_task
-from gemimg_jupyter.errors import (
+from gemimg_jupyter.domain.errors import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
@@ -26,8 +25,9 @@ from gemimg_jupyter.errors import (
     ServerError,
     TaskExpiredError,
 )
-from gemimg_jupyter.models import GenerationParams
-from gemimg_jupyter.settings import RetryPolicy, Secret
+from gemimg_jupyter.domain.models import GenerationParams
+from gemimg_jupyter.domain.settings import RetryPolicy, Secret
+from gemimg_jupyter.gateway.client import ToAPIsClient, parse_retry_after, parse_task
 
 from .conftest import FAKE_KEY
 
@@ -487,7 +487,7 @@ def test_a_corrupt_download_is_fetched_again_and_the_good_copy_kept() -> None:
 
 
 def test_list_models_against_the_simulator(sim: object) -> None:
-    from gemimg_jupyter.models import MODELS
+    from gemimg_jupyter.domain.models import MODELS
 
     client = ToAPIsClient(sim.base_url, Secret(FAKE_KEY), retry=FAST)  # type: ignore[attr-defined]
     try:
@@ -537,8 +537,8 @@ def test_a_damaged_png_download_is_refused_without_a_full_decode(damage: str) ->
 
     from PIL import Image
 
-    from gemimg_jupyter.errors import InvalidImageError
-    from gemimg_jupyter.images import ImageBytes
+    from gemimg_jupyter.domain.errors import InvalidImageError
+    from gemimg_jupyter.draw.images import ImageBytes
 
     buf = io.BytesIO()
     Image.effect_noise((256, 256), 40).convert("RGB").save(buf, "PNG")

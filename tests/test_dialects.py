@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from gemimg_jupyter.api.session import Session
 from gemimg_jupyter.display import job_error_line
-from gemimg_jupyter.errors import ModelUnavailableError, TaskBlockedError, ValidationError
-from gemimg_jupyter.images import read_provenance
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.session import Session
+from gemimg_jupyter.domain.errors import ModelUnavailableError, TaskBlockedError, ValidationError
+from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.draw.images import read_provenance
 
 from .conftest import SIM_OPTIONS, quick_settings
 

@@ -15,17 +15,17 @@ from IPython.core.displaypub import DisplayPublisher
 from PIL import Image
 
 from gemimg_jupyter import display as D
-from gemimg_jupyter.errors import (
+from gemimg_jupyter.domain.errors import (
     APIConnectionError,
     RateLimitError,
     TaskFailedError,
     ValidationError,
     register_secret,
 )
-from gemimg_jupyter.images import png_with_provenance
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.models import MODELS, GenerationParams, JobState
-from gemimg_jupyter.store import LedgerRow
+from gemimg_jupyter.domain.models import MODELS, GenerationParams, JobState
+from gemimg_jupyter.draw.images import png_with_provenance
+from gemimg_jupyter.engine import Job
+from gemimg_jupyter.ledger.store import LedgerRow
 
 from .conftest import FAKE_KEY, wait_for
 

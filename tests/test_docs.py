@@ -29,11 +29,11 @@ import pytest
 from IPython.core.error import UsageError
 from PIL import Image
 
-from gemimg_jupyter import errors
-from gemimg_jupyter.magics import GemimgMagics
-from gemimg_jupyter.models import MODELS
-from gemimg_jupyter.plan import MAX_REPEATS, canonical_axis_name
-from gemimg_jupyter.settings import RetryPolicy, Settings
+from gemimg_jupyter.domain import errors
+from gemimg_jupyter.domain.models import MODELS
+from gemimg_jupyter.domain.settings import RetryPolicy, Settings
+from gemimg_jupyter.magics.extension import GemimgMagics
+from gemimg_jupyter.plans.plan import MAX_REPEATS, canonical_axis_name
 
 from .conftest import FAST_RETRY
 
@@ -293,7 +293,7 @@ def test_the_readme_starts_with_title_paragraph_and_the_two_commands() -> None:
 @pytest.fixture
 def doc_shell(ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A shell in a fresh directory, configured by the environment like a user's, on a fast built-in simulator."""
-    from gemimg_jupyter.session import reset_session
+    from gemimg_jupyter.api.session import reset_session
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GEMIMG_BACKEND", "sim")
@@ -327,7 +327,7 @@ def runnable_cells(path: Path) -> list[str]:
 
 def run_examples(shell: Any, path: Path) -> int:
     """Run every example cell of ``path``; after each, wait for its jobs and check they all produced images."""
-    from gemimg_jupyter.session import get_session
+    from gemimg_jupyter.api.session import get_session
 
     cells = runnable_cells(path)
     assert cells, f"{path.name} has no runnable examples"
@@ -350,7 +350,7 @@ def test_every_readme_example_runs(doc_shell: Any) -> None:
 
 
 def test_every_usage_example_runs(doc_shell: Any) -> None:
-    from gemimg_jupyter.session import get_session
+    from gemimg_jupyter.api.session import get_session
 
     n = run_examples(doc_shell, DOCS / "usage.md")
     assert n >= 25

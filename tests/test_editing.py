@@ -23,12 +23,12 @@ import requests
 from IPython.core.error import UsageError
 from PIL import Image
 
+from gemimg_jupyter.api.lineage import ledger_cbid
+from gemimg_jupyter.api.session import Session, SweepResult, get_session, reset_session
 from gemimg_jupyter.display import LineageOutput, display_path
-from gemimg_jupyter.griddraw import _STAR
-from gemimg_jupyter.images import read_provenance, strip_provenance
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.lineage import ledger_cbid
-from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
+from gemimg_jupyter.draw.images import read_provenance, strip_provenance
+from gemimg_jupyter.draw.primitives import _STAR
+from gemimg_jupyter.engine import Job
 
 from .conftest import quick_settings
 
@@ -69,7 +69,7 @@ def in_another_process(tmp_output: Path, code: str) -> Any:
         "sys.path.insert(0, 'tests')\n"
         "from pathlib import Path\n"
         "from conftest import quick_settings\n"
-        "from gemimg_jupyter.session import Session\n"
+        "from gemimg_jupyter.api.session import Session\n"
         f"sess = Session(quick_settings(Path({str(tmp_output)!r})))\n"
         f"{code}\n"
         "sess.close()\n"
@@ -326,7 +326,7 @@ def test_the_committed_editing_notebook_is_executed_and_small() -> None:
 
 
 def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_output: Path) -> None:
-    from gemimg_jupyter.widgets import HISTORY_SLOTS, Panel
+    from gemimg_jupyter.panel import HISTORY_SLOTS, Panel
 
     with Session(quick_settings(tmp_output)) as sess:
         panel = Panel(session=sess)

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from gemimg_jupyter.images import read_provenance
-from gemimg_jupyter.store import Store
+from gemimg_jupyter.draw.images import read_provenance
+from gemimg_jupyter.ledger.store import Store
 
 from .browser_support import ARTIFACTS, Lab, browser_marks, new_page, open_panel, panel_lab
 

@@ -18,14 +18,14 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.client import ToAPIsClient
-from gemimg_jupyter.errors import JobTimeoutError, TaskFailedError
-from gemimg_jupyter.images import load_reference, read_provenance
-from gemimg_jupyter.jobs import Job, JobRunner
-from gemimg_jupyter.models import GenerationParams, JobState
-from gemimg_jupyter.settings import Secret, Settings
+from gemimg_jupyter.domain.errors import JobTimeoutError, TaskFailedError
+from gemimg_jupyter.domain.models import GenerationParams, JobState
+from gemimg_jupyter.domain.settings import Secret, Settings
+from gemimg_jupyter.draw.images import load_reference, read_provenance
+from gemimg_jupyter.engine import Job, JobRunner
+from gemimg_jupyter.gateway.client import ToAPIsClient
+from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.sim import SimConfig, SimServer
-from gemimg_jupyter.store import Store
 
 from .conftest import FAST_RETRY, wait_for
 
@@ -215,11 +215,11 @@ def test_simulator_restart_mid_poll(sim: Any, fast_settings: Settings) -> None:
 KILLED_CHILD = textwrap.dedent(
     """
     import os, sys, time
-    from gemimg_jupyter.client import ToAPIsClient
-    from gemimg_jupyter.jobs import JobRunner
-    from gemimg_jupyter.models import GenerationParams
-    from gemimg_jupyter.settings import Secret, Settings
-    from gemimg_jupyter.store import Store
+    from gemimg_jupyter.gateway.client import ToAPIsClient
+    from gemimg_jupyter.engine import JobRunner
+    from gemimg_jupyter.domain.models import GenerationParams
+    from gemimg_jupyter.domain.settings import Secret, Settings
+    from gemimg_jupyter.ledger.store import Store
     base, out = sys.argv[1], sys.argv[2]
     s = Settings(backend="sim", output_dir=out, poll_first=0.05, poll_min=0.05, poll_max=0.2)
     r = JobRunner(ToAPIsClient(base, Secret("sim-local-key")), Store(out), s, backend="sim")
@@ -344,7 +344,7 @@ def test_a_disk_error_while_writing_is_retried_not_final(
 
 
 def test_the_budget_cannot_be_overshot_with_200_requests_in_flight(tmp_path: Path) -> None:
-    from gemimg_jupyter.session import Session
+    from gemimg_jupyter.api.session import Session
 
     from .conftest import quick_settings
 
@@ -365,7 +365,7 @@ def test_the_budget_cannot_be_overshot_with_200_requests_in_flight(tmp_path: Pat
 def test_a_thousand_unfinished_tasks_are_not_a_thousand_threads(tmp_path: Path) -> None:
     import threading
 
-    from gemimg_jupyter.session import Session
+    from gemimg_jupyter.api.session import Session
 
     from .conftest import quick_settings
 
@@ -391,7 +391,7 @@ def test_a_thousand_unfinished_tasks_are_not_a_thousand_threads(tmp_path: Path) 
 def test_poll_schedule_is_pure_and_learns_the_task_times() -> None:
     import random
 
-    from gemimg_jupyter.jobs import PollSchedule
+    from gemimg_jupyter.engine import PollSchedule
 
     s = Settings(poll_first=1.0, poll_min=0.5, poll_max=10.0)
     fresh = PollSchedule(s, random.Random(1))

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.images import read_provenance
-from gemimg_jupyter.session import Session, SweepResult
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api.session import Session, SweepResult
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.sim import SimConfig, SimServer
 
 from .conftest import sim_settings, wait_for
@@ -127,8 +127,8 @@ def test_simulator_restarted_mid_sweep(tmp_path: Path) -> None:
 CHILD = textwrap.dedent(
     """
     import os, sys, time
-    from gemimg_jupyter.session import Session
-    from gemimg_jupyter.settings import Settings
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.settings import Settings
     s = Session(Settings(backend="sim", base_url=sys.argv[1], output_dir=sys.argv[2], poll_first=0.1, poll_min=0.1))
     r = s.sweep("A paper-cut fox", axes=["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"], repeats=2,
                 yes=True, wait=False)

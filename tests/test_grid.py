@@ -8,8 +8,10 @@ from collections.abc import Callable, Mapping, Sequence
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from gemimg_jupyter import grid as grid_mod
-from gemimg_jupyter.grid import (
+from gemimg_jupyter.domain.models import GenerationParams, JobState
+from gemimg_jupyter.draw import grid as grid_mod
+from gemimg_jupyter.draw import primitives
+from gemimg_jupyter.draw.grid import (
     MAX_GRID_PNG_BYTES,
     Tile,
     encode_grid_png,
@@ -18,9 +20,8 @@ from gemimg_jupyter.grid import (
     plan_header,
     render_grid,
 )
-from gemimg_jupyter.images import png_bytes, read_provenance
-from gemimg_jupyter.models import GenerationParams, JobState
-from gemimg_jupyter.plan import SweepPlan, parse_axis, plan_sweep
+from gemimg_jupyter.draw.images import png_bytes, read_provenance
+from gemimg_jupyter.plans.plan import SweepPlan, parse_axis, plan_sweep
 
 C = 320
 WHITE = (255, 255, 255)
@@ -335,17 +336,17 @@ def test_cached_tiles_get_a_badge() -> None:
 
 
 def test_fallback_to_pillows_default_font(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(grid_mod, "FONT_CANDIDATES", ())
-    monkeypatch.setattr(grid_mod, "BOLD_FONT_CANDIDATES", ())
-    grid_mod._load_font.cache_clear()
+    monkeypatch.setattr(primitives, "FONT_CANDIDATES", ())
+    monkeypatch.setattr(primitives, "BOLD_FONT_CANDIDATES", ())
+    primitives._load_font.cache_clear()
     try:
         img, lay = grid(2, 2, header="café — naïve → ≈ ×", x_labels=["é", "→"])
         assert count(img, (lay.grid_left, lay.band_top, img.width, lay.grid_top), mask_dark) > 20
         # characters the bundled font lacks become ASCII instead of boxes
         font = lay.fonts.label
-        assert grid_mod._drawable(font, "café → ×") in ("café → ×", "cafe -> x")
+        assert primitives._drawable(font, "café → ×") in ("café → ×", "cafe -> x")
     finally:
-        grid_mod._load_font.cache_clear()
+        primitives._load_font.cache_clear()
 
 
 # ------------------------------------------------------------------ sweeps

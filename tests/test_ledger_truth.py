@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from gemimg_jupyter.errors import ConfigError
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.session import Session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.domain.errors import ConfigError
+from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.ledger.store import SCHEMA_VERSION, Store
 from gemimg_jupyter.sim import SimConfig, SimServer
-from gemimg_jupyter.store import SCHEMA_VERSION, Store
 
 from .conftest import quick_settings, sim_settings, wait_for
 
@@ -59,8 +59,8 @@ def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
 CHILD = textwrap.dedent(
     """
     import os, sys, time
-    from gemimg_jupyter.session import Session
-    from gemimg_jupyter.settings import RetryPolicy, Settings
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings
     url, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     s = Session(Settings(backend="sim", base_url=url, output_dir=out, poll_first=0.1, poll_min=0.1, poll_max=0.5,
                          retry=RetryPolicy(max_tries=30, base=0.05, cap=0.5)))
@@ -257,9 +257,9 @@ FULL = textwrap.dedent(
     import resource, signal, sys
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))   # every file write past 16 KB fails: a full disk
-    from gemimg_jupyter.errors import ConfigError
-    from gemimg_jupyter.session import Session
-    from gemimg_jupyter.settings import Settings
+    from gemimg_jupyter.domain.errors import ConfigError
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.settings import Settings
     try:
         Session(Settings(backend="sim", output_dir=sys.argv[1]))
     except ConfigError as exc:

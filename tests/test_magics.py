@@ -19,11 +19,11 @@ from IPython.core.error import UsageError
 from PIL import Image
 from traitlets import TraitError
 
+from gemimg_jupyter.api.session import Session, SweepResult, get_session, reset_session
 from gemimg_jupyter.display import INTERRUPT_LINE, JobView, SweepView
-from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.session import Session, SweepResult, get_session, reset_session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.domain.errors import ValidationError
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.engine import Job
 
 from .conftest import FAKE_KEY, SIM_OPTIONS, quick_settings, wait_for
 
@@ -592,7 +592,7 @@ def test_the_panel_follows_the_extension_when_its_session_is_replaced(gem: Any) 
 
 
 def test_unquoted_sweep_ranges_are_read_whole() -> None:
-    from gemimg_jupyter.magics import _split
+    from gemimg_jupyter.magics.extension import _split
 
     assert _split("--sweep temperature=0.2-1.4 [4] -n 2") == ["--sweep", "temperature=0.2-1.4 [4]", "-n", "2"]
     assert _split("--sweep=top_p=1-0.6 (-0.2)") == ["--sweep=top_p=1-0.6 (-0.2)"]

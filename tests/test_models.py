@@ -9,12 +9,12 @@ import pickle
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.errors import APIError, AuthenticationError, ValidationError, redact, register_secret
-from gemimg_jupyter.images import load_reference, png_with_provenance, read_provenance
-from gemimg_jupyter.models import MODELS, GenerationParams, get_model, pixel_size
-from gemimg_jupyter.params import PARAM_SPECS, ParamKwargs, ParamValues
-from gemimg_jupyter.session import Session
-from gemimg_jupyter.settings import Secret, Settings
+from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.domain.errors import APIError, AuthenticationError, ValidationError, redact, register_secret
+from gemimg_jupyter.domain.models import MODELS, GenerationParams, get_model, pixel_size
+from gemimg_jupyter.domain.params import PARAM_SPECS, ParamKwargs, ParamValues
+from gemimg_jupyter.domain.settings import Secret, Settings
+from gemimg_jupyter.draw.images import load_reference, png_with_provenance, read_provenance
 
 
 def png(w: int = 64, h: int = 64, color: tuple[int, int, int] = (200, 80, 20)) -> bytes:
@@ -130,7 +130,7 @@ def test_prompt_limit_is_per_model() -> None:
 
 
 def test_ten_megabytes_is_ten_million_bytes(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from gemimg_jupyter.models import MAX_REF_BYTES
+    from gemimg_jupyter.domain.models import MAX_REF_BYTES
 
     assert MAX_REF_BYTES == 10_000_000
     edge = tmp_path / "edge.png"
@@ -235,7 +235,7 @@ def test_settings_backend_choice() -> None:
     assert Settings.from_env({}).resolved_backend == "sim"
     assert Settings.from_env({"TOAPIS_API_KEY": "sk-test-1234"}).resolved_backend == "toapis"
     assert Settings.from_env({"TOAPIS_API_KEY": "sk-test-1234", "GEMIMG_BACKEND": "sim"}).resolved_backend == "sim"
-    from gemimg_jupyter.errors import ConfigError
+    from gemimg_jupyter.domain.errors import ConfigError
 
     with pytest.raises(ConfigError, match="set TOAPIS_API_KEY"):
         Settings.from_env({"GEMIMG_BACKEND": "toapis"}).require_key()
@@ -252,7 +252,7 @@ def test_provenance_round_trip() -> None:
 
 
 def test_sim_latency_from_env() -> None:
-    from gemimg_jupyter.errors import ConfigError
+    from gemimg_jupyter.domain.errors import ConfigError
 
     assert Settings.from_env({"GEMIMG_SIM_LATENCY": "0.2,0.6"}).sim_options == {"latency": (0.2, 0.6)}
     with pytest.raises(ConfigError, match="GEMIMG_SIM_LATENCY='fast'"):
@@ -260,7 +260,7 @@ def test_sim_latency_from_env() -> None:
 
 
 def test_provenance_is_spliced_into_png_without_reencoding() -> None:
-    from gemimg_jupyter.images import embed_provenance
+    from gemimg_jupyter.draw.images import embed_provenance
 
     img = Image.new("RGB", (48, 32), (200, 10, 90))
     buf = io.BytesIO()
@@ -279,7 +279,7 @@ def test_provenance_is_spliced_into_png_without_reencoding() -> None:
 
 def test_the_reference_limit_shown_to_users_is_10_mb() -> None:
     from gemimg_jupyter.display import models_table
-    from gemimg_jupyter.widgets import model_notes
+    from gemimg_jupyter.panel import model_notes
 
     table = models_table(MODELS).text
     assert "≤10 MB" in table and "≤9 MB" not in table
@@ -287,7 +287,7 @@ def test_the_reference_limit_shown_to_users_is_10_mb() -> None:
 
 
 def test_job_state_classifications_partition_the_states() -> None:
-    from gemimg_jupyter.models import JobState, state_values
+    from gemimg_jupyter.domain.models import JobState, state_values
 
     for state in JobState:
         kinds = [state.is_pending, state.has_image, state.shown_as_failed, state is JobState.CANCELLED]
@@ -305,7 +305,8 @@ def test_job_state_classifications_partition_the_states() -> None:
         "timeout",
     )
     # a grid shows a timeout as failed, the ledger resumes it: two names, two sets
-    from gemimg_jupyter import grid, store
+    from gemimg_jupyter.draw import grid
+    from gemimg_jupyter.ledger import store
 
     assert "timeout" in grid.FAILED_STATES and "timeout" not in grid.PENDING_STATES
     assert "timeout" in store.RESUMABLE_STATES
@@ -313,7 +314,7 @@ def test_job_state_classifications_partition_the_states() -> None:
 
 
 def test_validation_errors_carry_field_and_value_and_errors_carry_their_hint() -> None:
-    from gemimg_jupyter.errors import AuthenticationError, TaskBlockedError, TaskFailedError
+    from gemimg_jupyter.domain.errors import AuthenticationError, TaskBlockedError, TaskFailedError
 
     err = ValidationError.not_allowed("size", "5:3", "use 1:1")
     assert (str(err), err.field, err.value) == ("size '5:3' is not allowed; use 1:1", "size", "'5:3'")

@@ -23,7 +23,7 @@ import nbformat
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.models import pixel_size
+from gemimg_jupyter.domain.models import pixel_size
 
 from .conftest import FAKE_KEY
 
@@ -135,8 +135,8 @@ def assert_grid_layout(
     png: bytes, meta: dict[str, Any], workdir: Path, *, axes: list[tuple[str, int]], repeats: int, cell: int
 ) -> None:
     """The grid's metadata and pixels match the sweep: axes, cells, repeats, states, size, saved files."""
-    from gemimg_jupyter.grid import layout_grid
-    from gemimg_jupyter.plan import AXIS_TITLES
+    from gemimg_jupyter.draw.grid import layout_grid
+    from gemimg_jupyter.plans.plan import AXIS_TITLES
 
     assert [(a["name"], len(a["values"])) for a in meta["axes"]] == axes
     assert meta["repeats"] == repeats
@@ -186,7 +186,7 @@ def check_sweeps(nb: nbformat.NotebookNode, workdir: Path) -> None:
 
 
 def check_reference_images(nb: nbformat.NotebookNode, workdir: Path) -> None:
-    from gemimg_jupyter.images import read_provenance
+    from gemimg_jupyter.draw.images import read_provenance
 
     found = grids(nb)
     assert len(found) == 2
@@ -219,7 +219,7 @@ def check_reference_images(nb: nbformat.NotebookNode, workdir: Path) -> None:
 
 
 def check_editing(nb: nbformat.NotebookNode, workdir: Path) -> None:
-    from gemimg_jupyter.griddraw import _STAR
+    from gemimg_jupyter.draw.primitives import _STAR
 
     text = all_text(nb)
     assert "edit chain: 4 steps, root first" in text

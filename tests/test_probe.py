@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.probe import run_probe
-from gemimg_jupyter.settings import Settings
 from gemimg_jupyter.sim import SimConfig, SimServer
 
 #: A fake key of the real shape; the simulator accepts only it.

@@ -18,13 +18,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.progress import render, wanted
+from gemimg_jupyter.api.progress import render, wanted
+from gemimg_jupyter.domain.models import JobState
 
 SCRIPT = """
 import gemimg_jupyter as gi
-from gemimg_jupyter.settings import Settings
-gi.session.reset_session(Settings(backend="sim", output_dir={out!r}, sim_options={{"latency": (0.6, 1.2), "seed": 3}}))
+from gemimg_jupyter.domain.settings import Settings
+gi.reset_session(Settings(backend="sim", output_dir={out!r}, sim_options={{"latency": (0.6, 1.2), "seed": 3}}))
 fox = gi.sweep("a paper-cut fox", temperature=[0.2, 1.4], size=["1:1", "16:9"], wait=True)
 print("RESULT", fox.progress_text(), flush=True)
 """

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from gemimg_jupyter.session import Session
+from gemimg_jupyter.api.session import Session
 
 from .browser_support import ARTIFACTS, launch_chromium, why_no_browser
 from .conftest import quick_settings

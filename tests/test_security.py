@@ -41,8 +41,8 @@ from urllib.parse import urlsplit
 import pytest
 from PIL import Image, PngImagePlugin
 
-from gemimg_jupyter.client import ToAPIsClient
-from gemimg_jupyter.errors import (
+from gemimg_jupyter.api.session import Session, reset_session
+from gemimg_jupyter.domain.errors import (
     AuthenticationError,
     GemimgError,
     InvalidImageError,
@@ -50,12 +50,12 @@ from gemimg_jupyter.errors import (
     TaskFailedError,
     ValidationError,
 )
-from gemimg_jupyter.images import load_reference
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.session import Session, reset_session
-from gemimg_jupyter.settings import RetryPolicy, Secret, Settings
+from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.domain.settings import RetryPolicy, Secret, Settings
+from gemimg_jupyter.draw.images import load_reference
+from gemimg_jupyter.gateway.client import ToAPIsClient
+from gemimg_jupyter.ledger.store import safe_filename
 from gemimg_jupyter.sim import SimConfig, SimServer
-from gemimg_jupyter.store import safe_filename
 
 from .conftest import FAKE_KEY, FAST_RETRY, quick_settings
 from .test_bad_inputs import bomb_png, png_bytes_of

@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 import gemimg_jupyter as gi
-from gemimg_jupyter.errors import BudgetExceededError, GemimgError, ValidationError
-from gemimg_jupyter.images import read_provenance
-from gemimg_jupyter.lineage import ledger_cbid
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.results import Result, SweepResult
-from gemimg_jupyter.session import Session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api import session as session_module
+from gemimg_jupyter.api.lineage import ledger_cbid
+from gemimg_jupyter.api.results import Result, SweepResult
+from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.domain.errors import BudgetExceededError, GemimgError, ValidationError
+from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.draw.images import read_provenance
 
 
 def ref_png(color: tuple[int, int, int]) -> bytes:
@@ -178,28 +179,28 @@ def test_history_and_pending(session: Session) -> None:
 
 
 def test_module_level_api_uses_a_default_session(fast_settings: Settings) -> None:
-    gi.session.reset_session(fast_settings)
+    gi.reset_session(fast_settings)
     try:
         res = gi.generate("module level", size="1:1")
         assert res.state is JobState.DONE
         grid = gi.sweep("module level", temperature=[0.4, 0.9])
         assert grid.plan.shape == (2, 1, 1)
-        assert gi.get_session() is gi.session.get_session()
+        assert gi.get_session() is session_module.get_session()
     finally:
-        gi.session.reset_session()
+        gi.reset_session()
 
 
 def test_with_settings_replaces_the_default_session_and_login_needs_a_key(
     fast_settings: Settings, sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gemimg_jupyter.errors import ConfigError
-    from gemimg_jupyter.session import (
+    from gemimg_jupyter.api.session import (
         current_session,
         gateway_settings,
         latest,
         reset_session,
         simulator_settings,
     )
+    from gemimg_jupyter.domain.errors import ConfigError
 
     first = reset_session(fast_settings)
     assert first is not None and current_session() is first

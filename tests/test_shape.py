@@ -1,45 +1,166 @@
-"""Size limits that keep the package easy to carry on (issue #14's "done when").
+"""The package's shape: short functions, classes composed rather than chained, no import cycles.
 
-No module over 600 lines, no class over 400, no function over 80: past those a
-newcomer can no longer hold one piece in mind. A piece that outgrows its limit
-is split on its seams, not allowed through here.
+- No function over 80 lines: past that a newcomer can no longer hold it in mind.
+- No class inherits a package class defined in another module (exceptions, Protocols, ABCs, Enums and
+  typed dicts excepted): a class's state and behaviour live where it is defined, and a part it needs
+  is an object it *has*. Module and class size caps are gone on purpose: they were met by spreading
+  single classes over files as mixin chains, which is worse than a large cohesive module.
+- No import cycle, counting function-level and ``TYPE_CHECKING`` imports.
+
+Each rule has a self-test that proves it can fail.
 """
 
 from __future__ import annotations
 
+import abc
 import ast
+import enum
+import importlib
 from pathlib import Path
+from typing import Any, is_typeddict
 
-PKG = Path(__file__).resolve().parents[1] / "gemimg_jupyter"
-LIMITS = {"module": 600, "class": 400, "function": 80}
+from .support import ROOT, cycles, import_graph, imports_of, module_name, package_modules
+
+FUNCTION_LIMIT = 80
+MODULES = package_modules()
 
 
-def oversized(source: str, name: str) -> list[str]:
-    """The module, classes and functions of ``source`` that are over their limit."""
-    found: list[str] = []
-    lines = len(source.splitlines())
-    if lines > LIMITS["module"]:
-        found.append(f"{name}: {lines} lines")
+def long_functions(source: str, name: str) -> list[str]:
+    found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             size = (node.end_lineno or node.lineno) - node.lineno + 1
-            if size > LIMITS[kind]:
-                found.append(f"{name}:{node.name} ({kind}) {size} lines")
+            if size > FUNCTION_LIMIT:
+                found.append(f"{name}:{node.name} {size} lines")
     return found
 
 
-def test_no_module_class_or_function_is_over_its_limit() -> None:
-    found = [
-        line for path in sorted(PKG.rglob("*.py")) for line in oversized(path.read_text(), str(path.relative_to(PKG)))
-    ]
+def test_no_function_is_over_80_lines() -> None:
+    found = [line for name, path in MODULES.items() for line in long_functions(path.read_text(), name)]
     assert found == []
 
 
-def test_the_size_check_can_fail() -> None:
-    body = "".join(f"        x{i} = {i}\n" for i in range(81))
-    source = f"class Small:\n    def long(self):\n{body}" + "\n" * 600
-    found = oversized(source, "m.py")
-    assert len(found) == 2, found
-    assert found[0] == "m.py: 683 lines"
-    assert found[1] == "m.py:long (function) 82 lines"
+def test_the_function_check_can_fail() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(80))
+    assert long_functions(f"def long():\n{body}", "m") == ["m:long 81 lines"]
+    assert long_functions(f"def short():\n{body[: -len('    x79 = 79')]}", "m") == []
+
+
+# ---------------------------------------------------------------- composition, not mixin chains
+
+
+def exempt(base: Any) -> bool:
+    """Kinds of class that are meant to be inherited across modules."""
+    if not isinstance(base, type):
+        return is_typeddict(base)
+    return (
+        issubclass(base, BaseException)
+        or issubclass(base, enum.Enum)
+        or getattr(base, "_is_protocol", False)
+        or is_typeddict(base)
+        or base.__dict__.get("__abstractmethods__") is not None
+        or isinstance(base, abc.ABCMeta)
+    )
+
+
+def inherited_across_modules(source: str, module: str, is_package: bool) -> list[str]:
+    """Classes in ``source`` whose base is a non-exempt package class imported from another module."""
+    imported: dict[str, str] = {}  # local name -> "module:Name"
+    for imp in imports_of(source, module, is_package, MODULES):
+        for name in imp.names:
+            imported[name] = f"{imp.module}:{name}"
+    for node in ast.walk(ast.parse(source)):  # keep aliases: from x import A as B
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if alias.asname and alias.name in imported:
+                    imported[alias.asname] = imported[alias.name]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for base in node.bases:
+            origin = imported.get(ast.unparse(base).split("[")[0])
+            if origin is None:
+                continue
+            where, name = origin.split(":")
+            if not exempt(getattr(importlib.import_module(where), name, None)):
+                found.append(f"{module}.{node.name} inherits {where}.{name}")
+    return found
+
+
+def test_no_class_inherits_a_package_class_from_another_module() -> None:
+    found = [
+        line
+        for name, path in MODULES.items()
+        for line in inherited_across_modules(path.read_text(), name, path.name == "__init__.py")
+    ]
+    assert sorted(set(found) - KNOWN_MIXINS) == []
+    assert sorted(KNOWN_MIXINS - set(found)) == [], "mended: take them out of KNOWN_MIXINS"
+
+
+def test_the_inheritance_check_can_fail() -> None:
+    chained = f"from {ROOT}.ledger.store import Store\n\nclass Claims(Store):\n    pass\n"
+    assert inherited_across_modules(chained, f"{ROOT}.ledger.other", False) == [
+        f"{ROOT}.ledger.other.Claims inherits {ROOT}.ledger.store.Store"
+    ]
+    allowed = (
+        f"from {ROOT}.domain.errors import GemimgError\nfrom {ROOT}.domain.models import JobState\n\n"
+        "class Mine(GemimgError):\n    pass\n"
+    )
+    assert inherited_across_modules(allowed, f"{ROOT}.ledger.other", False) == []
+
+
+#: Mixin chains the restructuring of issue #20 has not replaced by composition yet (only shrinks).
+KNOWN_MIXINS: set[str] = {
+    f"{ROOT}.gateway.client.ToAPIsClient inherits {ROOT}.gateway.download.Downloads",
+    f"{ROOT}.gateway.download.Downloads inherits {ROOT}.gateway.transport.HTTPTransport",
+    f"{ROOT}.ledger.claims.Claims inherits {ROOT}.ledger.leases.Leases",
+    f"{ROOT}.ledger.claims.Claims inherits {ROOT}.ledger.queries.Queries",
+    f"{ROOT}.ledger.leases.Leases inherits {ROOT}.ledger.schema.LedgerBase",
+    f"{ROOT}.ledger.queries.Queries inherits {ROOT}.ledger.schema.LedgerBase",
+    f"{ROOT}.ledger.store.Store inherits {ROOT}.ledger.claims.Claims",
+    f"{ROOT}.panel.Panel inherits {ROOT}.panel.detail.DetailSection",
+    f"{ROOT}.panel.Panel inherits {ROOT}.panel.history.HistorySection",
+    f"{ROOT}.panel.Panel inherits {ROOT}.panel.parameters.ParametersSection",
+    f"{ROOT}.panel.Panel inherits {ROOT}.panel.references.ReferencesSection",
+    f"{ROOT}.panel.Panel inherits {ROOT}.panel.results.ResultsSection",
+    f"{ROOT}.panel.Panel inherits {ROOT}.panel.sweep.SweepSection",
+    f"{ROOT}.panel.detail.DetailSection inherits {ROOT}.panel.base.PanelBase",
+    f"{ROOT}.panel.history.HistorySection inherits {ROOT}.panel.base.PanelBase",
+    f"{ROOT}.panel.parameters.ParametersSection inherits {ROOT}.panel.base.PanelBase",
+    f"{ROOT}.panel.references.ReferencesSection inherits {ROOT}.panel.base.PanelBase",
+    f"{ROOT}.panel.results.ResultsSection inherits {ROOT}.panel.base.PanelBase",
+    f"{ROOT}.panel.sweep.SweepSection inherits {ROOT}.panel.base.PanelBase",
+    f"{ROOT}.probe.checks._Probe inherits {ROOT}.probe.report._Gateway",
+    f"{ROOT}.sim.api._SimApi inherits {ROOT}.sim.state._SimState",
+    f"{ROOT}.sim.server.SimServer inherits {ROOT}.sim.api._SimApi",
+}
+
+# ---------------------------------------------------------------- no import cycles
+
+#: Cycles not broken yet (only shrinks).
+KNOWN_CYCLES: list[list[str]] = [
+    [f"{ROOT}.api.edits", f"{ROOT}.api.report", f"{ROOT}.api.results", f"{ROOT}.api.session"],
+    [f"{ROOT}.magics.cells", f"{ROOT}.magics.commands", f"{ROOT}.magics.extension"],
+    [f"{ROOT}.sim.api", f"{ROOT}.sim.server", f"{ROOT}.sim.state"],
+]
+
+
+def test_no_import_cycles() -> None:
+    found = cycles(import_graph())
+    assert [c for c in found if c not in KNOWN_CYCLES] == []
+    assert [c for c in KNOWN_CYCLES if c not in found] == [], "mended: take them out of KNOWN_CYCLES"
+
+
+def test_the_cycle_check_can_fail(tmp_path: Path) -> None:
+    pkg = tmp_path / ROOT
+    (pkg / "a").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a" / "__init__.py").write_text("")
+    (pkg / "a" / "one.py").write_text(f"from {ROOT}.a.two import X\n")
+    (pkg / "a" / "two.py").write_text("def f():\n    from . import one\n")  # function-level counts
+    (pkg / "a" / "three.py").write_text(
+        f"from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from {ROOT}.a import one\n"
+    )
+    modules = {module_name(p, pkg): p for p in pkg.rglob("*.py")}
+    assert cycles(import_graph(modules)) == [[f"{ROOT}.a.one", f"{ROOT}.a.two"]]

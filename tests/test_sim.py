@@ -14,12 +14,12 @@ import pytest
 import requests
 from PIL import Image
 
-from gemimg_jupyter.client import parse_task
-from gemimg_jupyter.errors import InvalidImageError, ValidationError
-from gemimg_jupyter.images import decode_image
-from gemimg_jupyter.models import MODELS, GenerationParams
-from gemimg_jupyter.params import SAMPLING_PARAMS, ParamSpec
-from gemimg_jupyter.plan import parse_axis
+from gemimg_jupyter.domain.errors import InvalidImageError, ValidationError
+from gemimg_jupyter.domain.models import MODELS, GenerationParams
+from gemimg_jupyter.domain.params import SAMPLING_PARAMS, ParamSpec
+from gemimg_jupyter.draw.images import decode_image
+from gemimg_jupyter.gateway.client import parse_task
+from gemimg_jupyter.plans.plan import parse_axis
 from gemimg_jupyter.sim import RenderSpec, SimConfig, SimServer, render_png
 from gemimg_jupyter.sim.render import palette_for
 

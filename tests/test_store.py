@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from gemimg_jupyter.images import read_provenance
-from gemimg_jupyter.store import Store, safe_filename, slug
+from gemimg_jupyter.draw.images import read_provenance
+from gemimg_jupyter.ledger.store import Store, safe_filename, slug
 
 
 def png(color: tuple[int, int, int] = (10, 200, 30)) -> bytes:

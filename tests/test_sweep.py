@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.models import GenerationParams, ReferenceImage
-from gemimg_jupyter.plan import (
+from gemimg_jupyter.domain.errors import ValidationError
+from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
+from gemimg_jupyter.domain.text import format_usd, plural
+from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
     MAX_REPEATS,
     Axis,
@@ -23,7 +24,6 @@ from gemimg_jupyter.plan import (
     parse_axis,
     plan_sweep,
 )
-from gemimg_jupyter.text import format_usd, plural
 
 PROMPT = "A paper-cut fox in a forest"
 PRICE = 0.0488  # gemini-2.5-flash-image-official, the default model
@@ -531,7 +531,7 @@ def test_the_plan_module_and_the_sweep_function_have_their_own_names() -> None:
     import importlib
 
     import gemimg_jupyter as gi
-    import gemimg_jupyter.plan as plan_module
+    import gemimg_jupyter.plans.plan as plan_module
 
     assert callable(gi.sweep) and not isinstance(gi.sweep, type(plan_module))
     assert plan_module.plan_sweep is plan_sweep

@@ -19,12 +19,12 @@ import pytest
 from PIL import Image
 
 import gemimg_jupyter
-from gemimg_jupyter.images import png_bytes
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.session import Session, get_session, reset_session
-from gemimg_jupyter.settings import Settings
+from gemimg_jupyter.api.session import Session, get_session, reset_session
+from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.draw.images import png_bytes
+from gemimg_jupyter.panel import Panel, magic_cell, model_notes
 from gemimg_jupyter.sim import SimConfig, SimServer
-from gemimg_jupyter.widgets import Panel, magic_cell, model_notes
 
 from .conftest import FAKE_KEY, wait_for
 
@@ -177,7 +177,7 @@ def test_model_change_updates_sizes_resolutions_and_sampling(panel: Panel) -> No
 
 
 def test_model_notes_are_plain_text() -> None:
-    from gemimg_jupyter.models import MODELS
+    from gemimg_jupyter.domain.models import MODELS
 
     for spec in MODELS.values():
         lines = model_notes(spec)

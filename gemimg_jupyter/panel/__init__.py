@@ -8,7 +8,7 @@ their shared state and :mod:`.common` the pure helpers. :class:`Panel` composes 
 
 The panel is a thin skin over the core. It reads its controls into a plain
 dict (:meth:`Panel.read_state`), and everything that matters is done by the
-:class:`~gemimg_jupyter.session.Session` it is bound to (the same default
+:class:`~gemimg_jupyter.api.session.Session` it is bound to (the same default
 session as the magics): validation (:meth:`Session.params`), planning and
 cost (:meth:`Session.plan`, :meth:`SweepPlan.summary`), running
 (:meth:`Session.submit`, :meth:`Session.sweep`), grids
@@ -44,12 +44,8 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.models import ReferenceImage, get_model
-from gemimg_jupyter.plan import CONFIRM_ABOVE_USD
-from gemimg_jupyter.session import Session, get_session, latest
-from gemimg_jupyter.store import LedgerRow
-
-from .common import (
+from gemimg_jupyter.api import CONFIRM_ABOVE_USD, LedgerRow, ReferenceImage, Session, get_model, get_session, latest
+from gemimg_jupyter.panel.common import (
     DETAIL_LONG_SIDE,
     GRID_CELL,
     HISTORY_SLOTS,
@@ -61,12 +57,12 @@ from .common import (
     magic_cell,
     model_notes,
 )
-from .detail import DetailSection
-from .history import HistorySection
-from .parameters import ParametersSection
-from .references import ReferencesSection
-from .results import ResultsSection
-from .sweep import SweepSection
+from gemimg_jupyter.panel.detail import DetailSection
+from gemimg_jupyter.panel.history import HistorySection
+from gemimg_jupyter.panel.parameters import ParametersSection
+from gemimg_jupyter.panel.references import ReferencesSection
+from gemimg_jupyter.panel.results import ResultsSection
+from gemimg_jupyter.panel.sweep import SweepSection
 
 __all__ = [
     "DETAIL_LONG_SIDE",
@@ -83,14 +79,14 @@ __all__ = [
 
 
 class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, DetailSection, HistorySection):
-    """The control panel, bound to a :class:`~gemimg_jupyter.session.Session`.
+    """The control panel, bound to a :class:`~gemimg_jupyter.api.session.Session`.
 
     Parameters
     ----------
     session : Session or callable, optional
         A session, or a function returning the current one (``%gemimg panel``
         passes the extension's ``session`` method). Defaults to
-        :func:`~gemimg_jupyter.session.get_session`, the session the magics and
+        :func:`~gemimg_jupyter.api.session.get_session`, the session the magics and
         ``gi.generate`` use, so all see the same store, jobs and costs. When
         ``%gemimg login``, ``%gemimg backend``, ``Session.with_settings`` or
         ``reset_session`` replace the session, the panel follows: a function is
@@ -104,7 +100,7 @@ class Panel(ParametersSection, ReferencesSection, SweepSection, ResultsSection, 
     confirm_above_usd : float or None, optional
         A sweep estimated above this many USD needs the "allow" box ticked
         (``None``: never ask). Defaults to
-        :data:`~gemimg_jupyter.plan.CONFIRM_ABOVE_USD`; ``%gemimg panel``
+        :data:`~gemimg_jupyter.plans.plan.CONFIRM_ABOVE_USD`; ``%gemimg panel``
         passes ``%config GemimgMagics.confirm_above_usd``.
     cell_size : int, optional
         Pixel size of one cell of a sweep grid (default :data:`GRID_CELL`);

@@ -9,20 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.api import Job, LedgerRow, ModelSpec, ReferenceImage, Session, SweepPlan, format_usd
 from gemimg_jupyter.display import THEME_CSS
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.models import ModelSpec, ReferenceImage
-from gemimg_jupyter.plan import SweepPlan
-from gemimg_jupyter.session import Session
-from gemimg_jupyter.store import LedgerRow
-from gemimg_jupyter.text import format_usd
-
-from .common import (
-    PANEL_CSS,
-    Run,
-    message_html,
-    shown_path,
-)
+from gemimg_jupyter.panel.common import PANEL_CSS, Run, message_html, shown_path
 
 
 class PanelBase:

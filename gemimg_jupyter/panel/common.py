@@ -14,15 +14,24 @@ from typing import Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.api import (
+    MODELS,
+    PIXELS_1K,
+    GemimgError,
+    Job,
+    JobState,
+    ModelSpec,
+    Result,
+    SweepPlan,
+    SweepResult,
+    count_jobs,
+    format_usd,
+    load_thumbnail,
+    pixel_size,
+    png_bytes,
+)
 from gemimg_jupyter.display import THEME_CSS, error_line
-from gemimg_jupyter.errors import GemimgError
-from gemimg_jupyter.images import load_thumbnail, png_bytes
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.models import MODELS, PIXELS_1K, JobState, ModelSpec, pixel_size
-from gemimg_jupyter.plan import SweepPlan
-from gemimg_jupyter.renderers import display_path
-from gemimg_jupyter.results import Result, SweepResult, count_jobs
-from gemimg_jupyter.text import format_usd
+from gemimg_jupyter.display.renderers import display_path
 
 HISTORY_SLOTS = 12
 HISTORY_THUMB = 96
@@ -97,7 +106,7 @@ def model_notes(spec: ModelSpec) -> list[str]:
     Parameters
     ----------
     spec : ModelSpec
-        The model from :data:`~gemimg_jupyter.models.MODELS`.
+        The model from :data:`~gemimg_jupyter.domain.models.MODELS`.
 
     Returns
     -------
@@ -327,8 +336,8 @@ def cell_label(plan: SweepPlan, index: int) -> str:
 class Run:
     """What one press of Generate started: the one result the session returned, and the panel's own bookkeeping.
 
-    ``result`` is what the session gave back (a :class:`~gemimg_jupyter.results.Result`): the
-    :class:`~gemimg_jupyter.jobs.Job` of a single image or the :class:`SweepResult` of a sweep. Its
+    ``result`` is what the session gave back (a :class:`~gemimg_jupyter.api.results.Result`): the
+    :class:`~gemimg_jupyter.engine.Job` of a single image or the :class:`SweepResult` of a sweep. Its
     jobs, counts, cost and cancel are the result's, so the panel and ``%%gemimg`` agree by
     construction; when the run started and ended, the stop event and the lock are the panel's.
     """

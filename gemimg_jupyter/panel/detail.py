@@ -8,14 +8,19 @@ from typing import Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.api import GemimgError, Job, LedgerRow, format_usd
 from gemimg_jupyter.display import error_line, job_error_line
-from gemimg_jupyter.errors import GemimgError
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.store import LedgerRow
-from gemimg_jupyter.text import format_usd
-
-from .base import PanelBase
-from .common import DETAIL_LONG_SIDE, Run, button, cell_label, image, job_state_word, params_html, shown_path
+from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.panel.common import (
+    DETAIL_LONG_SIDE,
+    Run,
+    button,
+    cell_label,
+    image,
+    job_state_word,
+    params_html,
+    shown_path,
+)
 
 
 class DetailSection(PanelBase):

@@ -8,10 +8,9 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.text import format_usd, plural
-
-from .base import PanelBase
-from .common import (
+from gemimg_jupyter.api import format_usd, plural
+from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.panel.common import (
     DETAIL_LONG_SIDE,
     HISTORY_SLOTS,
     HISTORY_THUMB,

@@ -8,21 +8,18 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.errors import GemimgError
-from gemimg_jupyter.models import MODELS, ModelSpec, get_model
-from gemimg_jupyter.params import PARAMS, SAMPLING_PARAMS, ParamSpec
-from gemimg_jupyter.plan import MAX_REPEATS
-
-from .base import PanelBase
-from .common import (
-    DESC,
-    FULL,
-    heading,
-    message_html,
-    model_notes,
-    notes_html,
-    size_label,
+from gemimg_jupyter.api import (
+    MAX_REPEATS,
+    MODELS,
+    PARAMS,
+    SAMPLING_PARAMS,
+    GemimgError,
+    ModelSpec,
+    ParamSpec,
+    get_model,
 )
+from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.panel.common import DESC, FULL, heading, message_html, model_notes, notes_html, size_label
 
 
 class ParametersSection(PanelBase):

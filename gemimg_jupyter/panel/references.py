@@ -9,15 +9,28 @@ from typing import Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.api import (
+    GemimgError,
+    Job,
+    LedgerRow,
+    ReferenceImage,
+    get_model,
+    load_reference,
+    validate_references,
+)
 from gemimg_jupyter.display import error_line
-from gemimg_jupyter.errors import GemimgError
-from gemimg_jupyter.images import load_reference
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.models import ReferenceImage, get_model, validate_references
-from gemimg_jupyter.store import LedgerRow
-
-from .base import PanelBase
-from .common import FULL, REF_THUMB, button, heading, image, message_html, png_thumb, safe_name, shown_path
+from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.panel.common import (
+    FULL,
+    REF_THUMB,
+    button,
+    heading,
+    image,
+    message_html,
+    png_thumb,
+    safe_name,
+    shown_path,
+)
 
 
 class ReferencesSection(PanelBase):

@@ -10,16 +10,10 @@ from typing import Any
 
 import ipywidgets as W
 
+from gemimg_jupyter.api import GemimgError, Job, JobState, Result, format_usd, plural, png_bytes
 from gemimg_jupyter.display import error_line, job_error_line
-from gemimg_jupyter.errors import GemimgError
-from gemimg_jupyter.images import png_bytes
-from gemimg_jupyter.jobs import Job
-from gemimg_jupyter.models import JobState
-from gemimg_jupyter.results import Result
-from gemimg_jupyter.text import format_usd, plural
-
-from .base import PanelBase
-from .common import (
+from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.panel.common import (
     TICK_SECONDS,
     Run,
     allow_label,

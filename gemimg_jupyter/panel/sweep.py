@@ -7,23 +7,19 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.display import error_line
-from gemimg_jupyter.errors import GemimgError
-from gemimg_jupyter.images import load_reference
-from gemimg_jupyter.params import VALUE_PARAMS
-from gemimg_jupyter.plan import AXIS_NAMES, Axis, SweepPlan, parse_axis
-from gemimg_jupyter.text import format_usd
-
-from .base import PanelBase
-from .common import (
-    AXIS_HINTS,
-    DESC,
-    FULL,
-    heading,
-    magic_cell,
-    message_html,
-    shape_html,
+from gemimg_jupyter.api import (
+    AXIS_NAMES,
+    VALUE_PARAMS,
+    Axis,
+    GemimgError,
+    SweepPlan,
+    format_usd,
+    load_reference,
+    parse_axis,
 )
+from gemimg_jupyter.display import error_line
+from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.panel.common import AXIS_HINTS, DESC, FULL, heading, magic_cell, message_html, shape_html
 
 
 class SweepSection(PanelBase):
@@ -87,7 +83,7 @@ class SweepSection(PanelBase):
         return [heading("Reproduce as a cell"), self.magic]
 
     def parse_axes(self, state: Mapping[str, Any]) -> tuple[list[Axis], dict[str, str]]:
-        """Parse the sweep axes with the core's :func:`~gemimg_jupyter.plan.parse_axis`.
+        """Parse the sweep axes with the core's :func:`~gemimg_jupyter.plans.plan.parse_axis`.
 
         Returns
         -------

@@ -15,8 +15,8 @@ from urllib.parse import unquote
 
 from PIL import Image
 
-from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.models import MODELS, get_model
+from gemimg_jupyter.domain.errors import ValidationError
+from gemimg_jupyter.domain.models import MODELS, get_model
 from gemimg_jupyter.sim.config import _EDGE_403, _HTML_200, _SUBMIT, _UPLOAD, _UPLOAD_FORMATS, MAX_UPLOAD_BYTES
 from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
 from gemimg_jupyter.sim.state import _SimState

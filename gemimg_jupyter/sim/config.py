@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from gemimg_jupyter.models import MAX_REF_BYTES
+from gemimg_jupyter.domain.models import MAX_REF_BYTES
 
 __all__ = ["CONFIG_HELP", "MAX_UPLOAD_BYTES", "SimConfig"]
 

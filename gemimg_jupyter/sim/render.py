@@ -6,7 +6,7 @@ shapes there are and how far each sample strays from the prompt's base layout,
 ``topP`` sets how widely the palette spreads around its main hues, and
 reference images lend their dominant colours so a series that shares a
 reference looks related. The pixel size is exactly
-:func:`~gemimg_jupyter.models.pixel_size` of the size and resolution.
+:func:`~gemimg_jupyter.domain.models.pixel_size` of the size and resolution.
 
 Drawing happens on a small canvas that is blurred and upscaled, then a
 ``SIMULATED`` mark and the first words of the prompt are written at full
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFilter, ImageFont, PngImagePlugin
 
-from gemimg_jupyter.models import pixel_size
+from gemimg_jupyter.domain.models import pixel_size
 
 __all__ = ["WORD_HUES", "RenderSpec", "corrupt", "palette_for", "reference_colours", "render", "render_png"]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.models import get_model
+from gemimg_jupyter.domain.errors import ValidationError
+from gemimg_jupyter.domain.models import get_model
 from gemimg_jupyter.sim.config import _FAULT_KINDS, _HTML_504, _SUBMIT, SimConfig, log
 from gemimg_jupyter.sim.tasks import _error, _owner, _rate_limited, _Reply, _Submit, _Task
 

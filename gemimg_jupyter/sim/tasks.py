@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from gemimg_jupyter.errors import ValidationError
-from gemimg_jupyter.models import MODELS, ModelSpec, get_model
-from gemimg_jupyter.params import SAMPLING_PARAMS
+from gemimg_jupyter.domain.errors import ValidationError
+from gemimg_jupyter.domain.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.domain.params import SAMPLING_PARAMS
 from gemimg_jupyter.sim.config import _BLOCKED_REASON, _UPLOAD
 
 

@@ -1,0 +1,111 @@
+"""The Python API: the session and everything a user holds or asks for.
+
+==============  ======================================================================
+``session``     :class:`Session`, the default session, ``generate``/``sweep``/``picks``
+``results``     :class:`Result` (a Protocol) and :class:`SweepResult`
+``budget``      quotes, estimates, spent and saved, the ``max_cost_usd`` check
+``edits``       finding, editing, picking and reporting an image after it was made
+``lineage``     an image's parents and the edit-chain strip
+``report``      the self-contained HTML report
+``progress``    the one-line bar shown while a script waits
+==============  ======================================================================
+
+This package's ``__init__`` is the one door from the faces (magics, panel, display) into the core:
+it re-exports the session and the value types they show, so a face imports ``gemimg_jupyter.api``
+and nothing deeper (``tests/test_layering.py`` checks it).
+"""
+
+from gemimg_jupyter.api.lineage import Lineage
+from gemimg_jupyter.api.results import Result, SweepResult, count_jobs
+from gemimg_jupyter.api.session import (
+    Session,
+    current_session,
+    gateway_settings,
+    get_session,
+    latest,
+    reset_session,
+    simulator_settings,
+)
+from gemimg_jupyter.domain.errors import ConfigError, GemimgError, redact
+from gemimg_jupyter.domain.models import (
+    DEFAULT_MODEL,
+    MODELS,
+    PIXELS_1K,
+    GenerationParams,
+    JobState,
+    ModelSpec,
+    ReferenceImage,
+    get_model,
+    pixel_size,
+    shown_text,
+    validate_references,
+)
+from gemimg_jupyter.domain.params import PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec
+from gemimg_jupyter.domain.settings import RATE_TIERS, Settings
+from gemimg_jupyter.domain.text import format_usd, plural
+from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes, stored_size
+from gemimg_jupyter.draw.sheets import contact_sheet, stack
+from gemimg_jupyter.engine import Job
+from gemimg_jupyter.ledger.store import LedgerRow
+from gemimg_jupyter.plans.plan import (
+    AXIS_NAMES,
+    CONFIRM_ABOVE_USD,
+    MAX_REPEATS,
+    Axis,
+    SweepPlan,
+    canonical_axis_name,
+    parse_axis,
+)
+from gemimg_jupyter.probe import run_probe
+
+__all__ = [
+    "AXIS_NAMES",
+    "CONFIRM_ABOVE_USD",
+    "DEFAULT_MODEL",
+    "MAX_REPEATS",
+    "MODELS",
+    "PARAMS",
+    "PIXELS_1K",
+    "RATE_TIERS",
+    "SAMPLING_PARAMS",
+    "VALUE_PARAMS",
+    "Axis",
+    "ConfigError",
+    "GemimgError",
+    "GenerationParams",
+    "Job",
+    "JobState",
+    "LedgerRow",
+    "Lineage",
+    "ModelSpec",
+    "ParamSpec",
+    "ReferenceImage",
+    "Result",
+    "Session",
+    "Settings",
+    "SweepPlan",
+    "SweepResult",
+    "canonical_axis_name",
+    "contact_sheet",
+    "count_jobs",
+    "current_session",
+    "format_usd",
+    "gateway_settings",
+    "get_model",
+    "get_session",
+    "latest",
+    "load_reference",
+    "load_thumbnail",
+    "parse_axis",
+    "pixel_size",
+    "plural",
+    "png_bytes",
+    "redact",
+    "reset_session",
+    "run_probe",
+    "shown_text",
+    "simulator_settings",
+    "stack",
+    "stored_size",
+    "validate_references",
+]

@@ -1,0 +1,150 @@
+"""Edit chains, picks and reports of a session's images (docs/editing.md).
+
+:class:`Edits` is the :class:`~gemimg_jupyter.api.session.Session`'s collaborator for everything that
+names an image after it was made: finding its ledger row (from a result, a job id or a task id,
+after a restart too), using it as the source of an edit, its lineage, picking it, and the HTML
+reports. The session's public methods (``find``, ``edit_source``, ``lineage``, ``pick`` …)
+delegate here; the ledger is the only state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gemimg_jupyter.api.lineage import Lineage, edit_reference, ledger_cbid, lineage, row_of
+from gemimg_jupyter.api.results import SweepResult, write_report
+from gemimg_jupyter.domain.errors import GemimgError, ValidationError
+from gemimg_jupyter.domain.models import JobState, ReferenceImage
+from gemimg_jupyter.engine import Job
+from gemimg_jupyter.ledger.picks import Pick
+from gemimg_jupyter.ledger.store import LedgerRow
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gemimg_jupyter.api.session import Session
+
+__all__ = ["Edits"]
+
+log = logging.getLogger(__name__)
+
+
+#: How many edit sources (decoded, hashed reference images) a session keeps at most.
+SOURCES_KEPT = 4
+
+
+class Edits:
+    """Find, edit, pick and report the images of one session's output folder."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.store = session.store
+        self.pickbook = session.pickbook
+        # the last few edit sources, by (cbid, file, its mtime): a panel asks on every keystroke while it edits
+        self._sources: dict[tuple[str, str, int], tuple[ReferenceImage, dict[str, Any]]] = {}
+        self._sources_lock = threading.Lock()
+
+    def find(self, target: object) -> LedgerRow:
+        """The ledger row of ``target``; see :meth:`Session.find`."""
+        if self.session.closed:  # one clear line, not the closed ledger's sqlite3 error (a panel's late tick)
+            raise GemimgError("this session is closed; use the session that replaced it, or a new one")
+        if isinstance(target, LedgerRow):
+            return target
+        row: LedgerRow | None = None
+        if isinstance(target, Job):
+            row = row_of(self.store, target)
+            what = f"job {target.id} ({target.state.value})"
+        elif isinstance(target, str):
+            live = self.session.find_job(target.strip())
+            row = row_of(self.store, live) if live is not None else self.store.find(target)
+            what = f"{target!r}"
+        else:
+            raise ValidationError(
+                "name an image by its result, job id or task id", field="image", value=type(target).__name__
+            )
+        if row is None:
+            raise ValidationError(
+                f"{what} is not in the ledger (yet); name a result, a job id (see Session.jobs()) or a task id",
+                field="image",
+                value=str(target),
+            )
+        return row
+
+    def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
+        """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`."""
+        if isinstance(target, Job) and not target.done():
+            raise ValidationError(
+                f"job {target.id} has no image yet ({target.state.value}); wait for it first",
+                field="edit",
+                value=target.id,
+            )
+        row = self.find(target)
+        try:
+            stamp = (row.cbid, str(row.path), Path(str(row.path)).stat().st_mtime_ns)
+        except OSError:
+            return edit_reference(row)  # it refuses a row without its image file, in one line
+        with self._sources_lock:
+            known = self._sources.get(stamp)
+        if known is None:
+            known = edit_reference(row)
+            with self._sources_lock:
+                while len(self._sources) >= SOURCES_KEPT:
+                    del self._sources[next(iter(self._sources))]
+                self._sources[stamp] = known
+        return known[0], dict(known[1])
+
+    def lineage(self, target: object) -> Lineage:
+        """The chain of edits from the root to ``target`` (from the ledger alone)."""
+        return lineage(self.store, self.find(target), picked=self.pickbook.cbids())
+
+    def pick(self, target: object, note: str | None = None) -> Pick:
+        """Pick an image; see :meth:`Session.pick`."""
+        row = self.find(target)
+        if row.state != JobState.DONE:
+            raise ValidationError(f"image {row.cbid[-6:]} is {row.state}, not done", field="pick", value=row.cbid[-6:])
+        pick = self.pickbook.add(row, note)
+        self.redraw_grids_with(row.cbid)
+        return pick
+
+    def unpick(self, target: object) -> bool:
+        """Remove a pick; ``False`` if it was not picked."""
+        row = self.find(target)
+        gone = self.pickbook.remove(row)
+        self.redraw_grids_with(row.cbid)
+        return gone
+
+    def redraw_grids_with(self, cbid: str) -> None:
+        """Saved grids of the session's sweeps that show the image get its star (or lose it)."""
+        for sweep in self.session.sweeps:
+            if any(j.state.has_image and ledger_cbid(j) == cbid for j in sweep.jobs):
+                try:
+                    sweep.redraw_saved()
+                except OSError:
+                    log.warning("could not redraw the saved grid of sweep %s", sweep.id, exc_info=True)
+
+    def is_picked(self, target: object) -> bool:
+        """Whether an image is picked (an unknown image is not)."""
+        try:
+            return self.pickbook.get(self.find(target).cbid) is not None
+        except ValidationError:
+            return False
+
+    def picks(self) -> list[Pick]:
+        """Every picked image of the output folder, newest first."""
+        return self.pickbook.all()
+
+    def children_count(self) -> dict[str, int]:
+        """How many finished edits each image has (``client_business_id`` → count)."""
+        return self.store.edit_counts()
+
+    def save_report(self, target: object, path: str | Path | None = None) -> Path:
+        """Write the HTML report of a sweep, or of an image's edit chain; see :meth:`Session.save_report`."""
+        if isinstance(target, SweepResult):
+            return target.save_report(path)
+        from gemimg_jupyter.api.report import lineage_report
+
+        chain = self.lineage(target)
+        name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
+        out = Path(path) if path is not None else self.store.root / "reports" / name
+        return write_report(out, lineage_report(chain, out.parent, self.pickbook.all()))

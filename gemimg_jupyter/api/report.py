@@ -1,0 +1,248 @@
+"""Self-contained HTML reports of a sweep or an edit chain: one file anyone can open offline.
+
+Everything the page shows is inside the file: thumbnails are embedded as
+``data:`` URIs (JPEG, 320 px), the style is one inline ``<style>`` block, and
+there is no script, font, stylesheet or image from anywhere else, so opening it
+makes no network request. Each thumbnail links to its full-size PNG by a
+relative path, which works as long as the report stays beside the output
+folder (``<output>/reports/`` by default). Every piece of text that came from a
+user (prompts, notes, file names, error messages) passes through
+:func:`html.escape`.
+
+A 16-cell sweep of simulated images comes to about 0.1 MB, and even
+random-noise pictures (the worst case for JPEG) to about 0.5 MB: well under
+3 MB.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import time
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
+from gemimg_jupyter.domain.text import format_usd as _usd
+from gemimg_jupyter.domain.text import plural
+from gemimg_jupyter.draw.grid import plan_header
+from gemimg_jupyter.draw.images import load_thumbnail
+from gemimg_jupyter.ledger.picks import Pick
+from gemimg_jupyter.plans.plan import SweepPlan
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gemimg_jupyter.api.session import SweepResult
+    from gemimg_jupyter.engine import Job
+
+__all__ = ["THUMB_SIDE", "lineage_report", "reproduce_cell", "sweep_report", "thumbnail_data_uri"]
+
+#: Long side of the embedded thumbnails.
+THUMB_SIDE = 320
+_E = html.escape
+
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#212529;margin:24px;background:#fff}
+h1{font-size:20px;margin:0 0 4px} .sub{color:#687076;margin:0 0 16px}
+table.grid{border-collapse:collapse;margin:12px 0 24px} table.grid th,table.grid td{border:1px solid #dee2e6;padding:6px;vertical-align:top}
+table.grid th{background:#f8f9fa;font-weight:600;text-align:center} th.axis{color:#687076;font-weight:500}
+.cell{display:flex;gap:6px;flex-wrap:wrap} figure{margin:0;width:200px;position:relative}
+figure img{display:block;max-width:200px;max-height:200px;margin:auto;background:#f1f3f5}
+figcaption{font-size:12px;color:#495057;word-break:break-word} figcaption code{font-size:11px}
+.star{position:absolute;top:2px;right:6px;font-size:24px;color:#f0b400;text-shadow:0 0 2px #3c2d00}
+.bad{background:#fdecec;color:#961e1e;padding:8px;border:1px solid #d64545;min-height:80px}
+.pending{background:#f6f7f9;color:#6c757d;padding:8px;min-height:80px}
+pre{background:#f8f9fa;border:1px solid #dee2e6;padding:10px;white-space:pre-wrap;word-break:break-word}
+table.steps{border-collapse:collapse} table.steps td,table.steps th{border:1px solid #dee2e6;padding:6px;vertical-align:top;text-align:left}
+"""
+
+
+def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> str | None:
+    """A ``data:image/jpeg;base64,…`` thumbnail of an image file (``None`` if it cannot be read)."""
+    try:
+        thumb = load_thumbnail(path, side)
+    except (OSError, ValueError):
+        return None
+    buf = io.BytesIO()
+    thumb.save(buf, format="JPEG", quality=82, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _href(path: str | os.PathLike[str], base: Path) -> str:
+    """A relative URL from the report's folder to ``path``."""
+    rel = os.path.relpath(Path(path).resolve(), base.resolve())
+    return urllib.parse.quote(Path(rel).as_posix())
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        # no request of any kind: no scripts, no external styles, fonts or images, no favicon
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
+        "style-src 'unsafe-inline'\">"
+        "<link rel='icon' href='data:,'>"
+        f"<title>{_E(title)}</title><style>{_STYLE}</style></head><body>{body}"
+        f"<p class='sub'>Written by gemimg_jupyter on {_E(time.strftime('%Y-%m-%d %H:%M:%S'))}. "
+        "Thumbnails are embedded; each links to its full-size PNG.</p></body></html>\n"
+    )
+
+
+def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> str:
+    """One image (or its failure) with its caption; a star when picked."""
+    state = job.state.value
+    if job.state.has_image and job.path is not None:
+        uri = thumbnail_data_uri(job.path)
+        star = ""
+        cbid = ledger_cbid(job)
+        if cbid in picked:
+            note = f": {picked[cbid].note}" if picked[cbid].note else ""
+            star = f"<span class='star' title='{_E('picked' + note)}'>★</span>"
+        img = f"<img src='{uri}' alt='{_E(job.params.prompt[:120])}'>" if uri else "<div class='pending'>no file</div>"
+        return (
+            f"<figure>{star}<a href='{_href(job.path, base)}'>{img}</a>"
+            f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}</figcaption></figure>"
+        )
+    kind = "bad" if job.state.shown_as_failed else "pending"
+    reason = _E(job.error or ("not finished yet" if kind == "pending" else "no reason given"))
+    return (
+        f"<figure><div class='{kind}'><b>{_E(state)}</b><br>{reason}</div><figcaption>{caption}</figcaption></figure>"
+    )
+
+
+def _caption(job: Job, labels: Mapping[str, Any], repeat: int, repeats: int) -> str:
+    d = job.describe()
+    parts = [f"{_E(k)}={_E(str(v))}" for k, v in labels.items()]
+    if repeats > 1:
+        parts.append(f"repeat {repeat + 1}/{repeats}")
+    params = f"{d['model']} · {d['size']} · {d['resolution']}"
+    if d["temperature"] is not None:
+        params += f" · t {d['temperature']:g} · top_p {d['top_p']:g}"
+    cost = "cached, $0" if job.cached else _usd(job.cost_usd, places=4, missing="—")
+    task = f"<br>task <code>{_E(job.task_id)}</code>" if job.task_id else ""
+    return (
+        f"{' · '.join(parts)}<br>{_E(params)}<br>state <b>{_E(job.state.value)}</b> · {_E(cost)}"
+        f" · id <code>{_E(job.id)}</code>{task}"
+    )
+
+
+def reproduce_cell(plan: SweepPlan, *, edit: str | None = None) -> str:
+    """The ``%%gemimg`` cell that runs this sweep again (a cache hit for every finished image)."""
+    base = plan.base
+    swept = {a.name for a in plan.axes}
+    opts: list[str] = []
+    if "model" not in swept:
+        opts.append(f"--model {base.model}")
+    if "size" not in swept:
+        opts.append(f"--size {base.size}")
+    if "resolution" not in swept:
+        opts.append(f"--resolution {base.resolution}")
+    if "temperature" not in swept and base.temperature is not None:
+        opts.append(f"--temperature {base.temperature:g}")
+    if "top_p" not in swept and base.top_p is not None:
+        opts.append(f"--top-p {base.top_p:g}")
+    if edit:
+        opts.append(f"--edit {edit}")
+    if "ref" not in swept:
+        refs = base.references[1:] if edit else base.references
+        opts += [f"--ref {_quote(r.url or r.name)}" for r in refs]
+    for axis in plan.axes:
+        if axis.name == "prompt":
+            values = [str(v) for v in axis.values]
+        elif axis.name == "ref":
+            values = [lab for lab in axis.labels]
+        elif axis.name in ("temperature", "top_p"):
+            values = [f"{float(v):g}" for v in axis.values]
+        else:
+            values = [str(v) for v in axis.values]
+        sep = "|" if axis.name in ("prompt", "ref") or any("," in v for v in values) else ","
+        opts.append(f"--sweep {_quote(axis.name + '=' + sep.join(values))}")
+    if plan.repeats > 1:
+        opts.append(f"-n {plan.repeats}")
+    return f"%%gemimg {' '.join(opts)}\n{base.prompt}"
+
+
+def _quote(text: str) -> str:
+    return text if text and all(c.isalnum() or c in "._-=:,/+" for c in text) else '"' + text.replace('"', '\\"') + '"'
+
+
+def sweep_report(result: SweepResult, base: Path, picks: Iterable[Pick] = ()) -> str:
+    """The HTML of a sweep's report; links are relative to the folder ``base`` it will be written to."""
+    plan = result.plan
+    picked = {p.cbid: p for p in picks}
+    nx, ny, nz = plan.shape
+    ax, ay, az = plan.x_axis, plan.y_axis, plan.z_axis
+    by_slot: dict[tuple[int, int, int], list[tuple[Any, Job]]] = {}
+    for cell, job in zip(plan.cells, result.jobs, strict=False):
+        by_slot.setdefault((cell.x, cell.y, cell.z), []).append((cell, job))
+    parent = next((j.parent for j in result.jobs if j.parent), None)
+    edit = str(parent["cbid"])[-6:] if parent else None
+    out = [
+        f"<h1>Sweep {_E(result.id)}</h1>",
+        f"<p class='sub'>{_E(plan.summary())} · {_E(result.progress_text())}</p>",
+        f"<p><b>Shared:</b> {_E(plan_header(plan))}</p>",
+    ]
+    if edit:
+        out.append(f"<p><b>Edits</b> image <code>{_E(edit)}</code> (its first reference).</p>")
+    for z in range(nz):
+        if az is not None:
+            out.append(f"<h2>{_E(az.name)} = {_E(az.labels[z])}</h2>")
+        head = (
+            "<th class='axis'>"
+            + (_E(f"{ay.name} ↓ / {ax.name} →") if ay and ax else _E(ax.name if ax else ""))
+            + "</th>"
+        )
+        head += "".join(f"<th>{_E(ax.labels[x]) if ax else ''}</th>" for x in range(nx))
+        rows = []
+        for y in range(ny):
+            cells = []
+            for x in range(nx):
+                figs = [
+                    _figure(job, base, picked, _caption(job, cell.labels, cell.repeat, plan.repeats))
+                    for cell, job in by_slot.get((x, y, z), [])
+                ]
+                cells.append(f"<td><div class='cell'>{''.join(figs)}</div></td>")
+            label = f"<th>{_E(ay.labels[y])}</th>" if ay else "<th></th>"
+            rows.append(f"<tr>{label}{''.join(cells)}</tr>")
+        out.append(f"<table class='grid'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    out.append("<h2>Reproduce</h2><p>Run this cell again: finished images come from the cache for $0.</p>")
+    out.append(f"<pre class='reproduce'>{_E(reproduce_cell(plan, edit=edit))}</pre>")
+    return _page(f"gemimg sweep {result.id}", "".join(out))
+
+
+def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> str:
+    """The HTML of an edit chain: one row per step (thumbnail, step, prompt, parameters, cost, file)."""
+    notes = {p.cbid: p for p in picks}
+    rows = []
+    for step in chain.steps:
+        d = step.describe()
+        star = ""
+        if step.row.cbid in chain.picked:
+            note = notes.get(step.row.cbid)
+            star = (
+                f"<span class='star' title='{_E('picked' + (': ' + note.note if note and note.note else ''))}'>★</span>"
+            )
+        img = "<div class='pending'>no file</div>"
+        if step.path and Path(step.path).is_file():
+            uri = thumbnail_data_uri(step.path)
+            if uri:
+                img = f"<a href='{_href(step.path, base)}'><img src='{uri}' alt='step {d['step']}'></a>"
+        params = ", ".join(
+            f"{k} {v}" for k, v in d.items() if k in ("model", "size", "resolution", "temperature", "top_p")
+        )
+        rows.append(
+            f"<tr><td><figure>{star}{img}</figure></td><td><b>{d['step']}</b>{' (root)' if d['step'] == 1 else ''}</td>"
+            f"<td>{_E(d['prompt'])}</td><td>{_E(params)}<br>{plural(d['references'], 'reference')}</td>"
+            f"<td>{_E(d['state'])}<br>{_E(_usd(d['cost_usd'], places=4, missing='—'))}<br>task <code>{_E(str(d['task_id']))}</code></td>"
+            f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code></td></tr>"
+        )
+    last = chain.steps[-1].row.cbid[-6:] if chain.steps else "?"
+    broken = f"<p class='bad'>{_E(chain.broken)}</p>" if chain.broken else ""
+    body = (
+        f"<h1>Edit chain of {_E(last)}</h1><p class='sub'>{plural(len(chain.steps), 'step')}, root first</p>{broken}"
+        "<table class='steps'><thead><tr><th>image</th><th>step</th><th>prompt</th><th>parameters</th>"
+        f"<th>state, cost</th><th>file</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    return _page(f"gemimg lineage {last}", body)

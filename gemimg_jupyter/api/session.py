@@ -1,0 +1,598 @@
+"""The session: settings, client, runner and store as one object, and the Python API.
+
+::
+
+    import gemimg_jupyter as gi
+    hero = gi.generate("a studio photo of a teapot", size="16:9", wait=False)
+    hero.result().image            # waits, then a PIL image
+    fox = gi.sweep("a paper-cut fox", temperature=[0.2, 0.8, 1.4], size=["1:1", "16:9"], repeats=2)
+    fox.grid()                     # the labelled comparison grid
+
+The magics and the panel use the same default session (:func:`get_session`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from gemimg_jupyter.api.budget import Budget
+from gemimg_jupyter.api.edits import Edits
+from gemimg_jupyter.api.lineage import Lineage
+from gemimg_jupyter.api.results import Result, SweepResult
+from gemimg_jupyter.domain.errors import ConfigError, ValidationError
+from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
+from gemimg_jupyter.domain.params import PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
+from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
+from gemimg_jupyter.draw.images import load_reference
+from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
+from gemimg_jupyter.gateway.client import ToAPIsClient
+from gemimg_jupyter.ledger.picks import Pick, Picks
+from gemimg_jupyter.ledger.store import LedgerRow, Store
+from gemimg_jupyter.plans.plan import (
+    AXIS_NAMES,
+    CONFIRM_ABOVE_USD,
+    Axis,
+    Quote,
+    SweepPlan,
+    axis_from_values,
+    parse_axis,
+    plan_sweep,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "Result",
+    "Session",
+    "SweepResult",
+    "current_session",
+    "gateway_settings",
+    "generate",
+    "get_session",
+    "latest",
+    "picks",
+    "reset_session",
+    "simulator_settings",
+    "sweep",
+]
+
+log = logging.getLogger(__name__)
+
+SIM_KEY = "sim-local-key"
+SIM_STATE = ".sim-state.jsonl"
+#: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
+SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
+#: The parameter keywords (``temperature``, ``size``, ``model``, ``reference_images`` …), from the parameter table.
+_PARAM_NAMES = tuple(p.keyword for p in PARAM_SPECS if p.keyword)
+
+
+def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
+    if sources is None:
+        return ()
+    if isinstance(sources, (str, bytes, bytearray, Path, Image.Image, ReferenceImage)):
+        sources = [sources]
+    if not isinstance(sources, (list, tuple)):
+        raise ValidationError(
+            f"reference images must be paths, URLs, bytes or PIL images, not {type(sources).__name__}",
+            field="reference",
+            value=sources,
+        )
+    return tuple(load_reference(s) for s in sources)
+
+
+def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> ToAPIsClient:
+    """The gateway client of a session, with the settings' retries, timeouts and rate gate."""
+    return ToAPIsClient(
+        base_url,
+        key,
+        retry=settings.retry,
+        timeout=(settings.connect_timeout, settings.read_timeout),
+        status_timeout=settings.status_timeout,
+        download_timeout=settings.download_timeout,
+        download_max_bytes=settings.download_max_bytes,
+        gate=gate,
+    )
+
+
+def banner(session: Session) -> str:
+    """One line saying which backend ``session`` uses and, for the simulator, how to get real images."""
+    if session.backend == "toapis":
+        return f"gemimg: using ToAPIs at {session.base_url} (key from TOAPIS_API_KEY), output in {session.store_root}"
+    where = "the built-in simulator" if session.sim is not None else f"a simulator at {session.base_url}"
+    if session.settings.api_key is not None:  # a key is set, but GEMIMG_BACKEND=sim asked for the simulator
+        return (
+            f"gemimg: GEMIMG_BACKEND=sim, using {where} (simulated images, not charged). "
+            'Unset it or use Settings(backend="toapis") for real images.'
+        )
+    return (
+        f"gemimg: no API key set, using {where} (simulated images, not charged). "
+        "Set TOAPIS_API_KEY or use Settings(api_key=...) for real images."
+    )
+
+
+class Session:
+    """Settings, client, runner and store for one notebook (or script).
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to :meth:`Settings.from_env`. With no key (``auto``) or
+        ``backend="sim"`` the built-in simulator is started on 127.0.0.1.
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.backend = self.settings.resolved_backend
+        self._sim: Any = None
+        key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
+        self.store = Store(self.settings.output_dir)  # first: a store that cannot work fails before anything starts
+        try:
+            if self.backend == "toapis":
+                base_url = self.settings.base_url or DEFAULT_BASE_URL
+            else:
+                base_url = self.settings.base_url or self._start_sim()
+            self.base_url = base_url
+            self.gate = RateGate(self.settings)  # built once, shared by the client and the runner
+            self.client = _client(self.settings, base_url, key, self.gate)
+            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
+            self.runner.session = self  # jobs reach their session for edit, pick, lineage
+            self.pickbook = Picks(self.store)
+            self.edits = Edits(self)
+            self.budget = Budget(self.settings, self.store, self.runner)
+        except BaseException:
+            self._stop_sim()  # a failed load leaves no simulator behind
+            self.store.close()
+            raise
+        self.sweeps: list[SweepResult] = []
+        self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
+        self._closed = False
+
+    def _start_sim(self) -> str:
+        from gemimg_jupyter.sim import SimConfig, SimServer
+
+        options = {**SIM_DEFAULTS, **dict(self.settings.sim_options)}
+        # its tasks are kept beside the ledger, so a restarted kernel's simulator still knows them
+        self._sim = SimServer(config=SimConfig(**options), state_file=self.store.root / SIM_STATE)
+        return str(self._sim.start())
+
+    def _stop_sim(self) -> None:
+        if self._sim is not None:
+            self._sim.stop()
+
+    @property
+    def sim(self) -> Any:
+        """The in-process simulator (``None`` on the real backend)."""
+        return self._sim
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (a panel then follows the new default session)."""
+        return self._closed
+
+    @property
+    def store_root(self) -> Path:
+        """The folder of the ledger, the images and the saved references."""
+        return self.store.root
+
+    def cached_keys(self, keys: Sequence[str]) -> set[str]:
+        """The request keys among ``keys`` the ledger already holds an image for (a rerun costs $0)."""
+        return self.store.cached_keys(list(keys), backend=self.backend)
+
+    def remember_reference(self, data: bytes, name: str) -> Path:
+        """Keep a reference image's bytes under ``<output>/references/name`` (written once, atomically)."""
+        path = self.store.root / "references" / name
+        return path if path.exists() else self.store.write_bytes(data, name, folder="references")
+
+    def banner(self) -> str:
+        """One line saying which backend is in use and, for the simulator, how to set a key."""
+        return banner(self)
+
+    def __repr__(self) -> str:
+        return f"<gemimg Session backend={self.backend} base_url={self.base_url} output={self.store.root}>"
+
+    # ---- building requests -----------------------------------------------------------------
+
+    def params(
+        self, prompt: str, *, defaults: Mapping[str, Any] | None = None, **kwargs: Unpack[ParamKwargs]
+    ) -> GenerationParams:
+        """Validated parameters (raises :class:`ValidationError` before anything is sent).
+
+        ``kwargs`` are the parameters of :data:`~.params.PARAM_SPECS` by keyword (``size="16:9"``,
+        ``reference_images=[...]``).
+        """
+        check_keywords("Session.params", kwargs)
+        values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in VALUE_PARAMS}
+        defaults = {"model": self.settings.model, **(defaults or {})}
+        refs = _as_refs(kwargs.get("reference_images", ()))
+        return GenerationParams.create(prompt, references=refs, defaults=defaults, **values)
+
+    def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
+        """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
+        return self.budget.estimate(params)
+
+    def spent_usd(self) -> float:
+        """Money committed in this session (submitted, not refunded)."""
+        return self.budget.spent_usd()
+
+    def check_budget(self, estimate_usd: float) -> None:
+        """Refuse work that would take spending past ``max_cost_usd``."""
+        self.budget.check(estimate_usd)
+
+    @property
+    def cache_hits(self) -> int:
+        """Images this session took from the store instead of paying for them."""
+        return self.budget.cache_hits
+
+    @property
+    def saved_usd(self) -> float:
+        """What those cache hits would have cost."""
+        return self.budget.saved_usd
+
+    # ---- generating ------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        fresh: bool = False,
+        wait: bool = True,
+        repeat: int = 0,
+        listeners: Sequence[Listener] = (),
+        defaults: Mapping[str, Any] | None = None,
+        edit: object = None,
+        **kwargs: Unpack[ParamKwargs],
+    ) -> Job:
+        """Generate one image. With ``wait=False`` it returns at once; ``.result()`` waits.
+
+        ``kwargs`` are the parameters (``size="16:9"``, ``temperature=0.4``,
+        ``reference_images=[...]``; see :meth:`params`). ``edit`` (a result, a
+        job id or a ledger row) makes that image the first reference and
+        records it as the new image's parent.
+        """
+        check_keywords("Session.generate", kwargs)
+        parent = None
+        if edit is not None:
+            ref, parent = self.edit_source(edit)
+            kwargs["reference_images"] = (ref, *_as_refs(kwargs.get("reference_images", ())))
+        params = self.params(prompt, defaults=defaults, **kwargs)
+        return self.submit(params, repeat=repeat, fresh=fresh, wait=wait, listeners=listeners, parent=parent)
+
+    def submit(
+        self,
+        params: GenerationParams,
+        *,
+        repeat: int = 0,
+        fresh: bool = False,
+        wait: bool = False,
+        listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Run already-validated parameters (budget checked first)."""
+        if self.settings.max_cost_usd is not None:  # the look-up is only worth it with a budget
+            cost = (params.price_usd or 0.0) if fresh else self.estimate([(params, repeat)])[0]
+            self.check_budget(cost)
+        job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners, parent=parent)
+        if wait:
+            job.result()
+        return job
+
+    def plan(
+        self,
+        prompt: str,
+        *,
+        axes: Sequence[Axis | str] = (),
+        repeats: int = 1,
+        defaults: Mapping[str, Any] | None = None,
+        resolve_ref: Callable[[str], ReferenceImage] | None = None,
+        edit: object = None,
+        **kwargs: Any,
+    ) -> SweepPlan:
+        """Validate a sweep and return its plan, without running anything.
+
+        Keyword arguments that are lists become axes (``temperature=[0.2, 0.8]``);
+        scalars are fixed parameters (``size="16:9"``).
+        """
+        fixed: dict[str, Any] = {}
+        all_axes: list[Axis] = []
+        resolver = resolve_ref or load_reference
+        for spec in axes:
+            all_axes.append(spec if isinstance(spec, Axis) else parse_axis(spec, resolve_ref=resolver))
+        for name, value in kwargs.items():
+            if isinstance(value, (list, tuple, range)) and name in AXIS_NAMES:
+                all_axes.append(axis_from_values(name, list(value), resolve_ref=resolver))
+            elif name in _PARAM_NAMES:
+                fixed[name] = value
+            else:
+                raise ValidationError(
+                    f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}", field=name, value=value
+                )
+        if edit is not None:  # the edited image goes first in every cell, a swept ref= included
+            ref, parent = self.edit_source(edit)
+            fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
+            all_axes = [
+                dataclasses.replace(a, values=tuple((ref, *v) for v in a.values)) if a.name == "ref" else a
+                for a in all_axes
+            ]
+        base = self.params(prompt, defaults=defaults, **fixed)
+        plan = plan_sweep(base, all_axes, repeats=repeats)
+        return plan if edit is None else dataclasses.replace(plan, parent=parent)
+
+    def quote(
+        self, plan: SweepPlan, *, fresh: bool = False, confirm_above_usd: float | None = CONFIRM_ABOVE_USD
+    ) -> Quote:
+        """What ``plan`` would cost now (``fresh``: as if nothing were stored) and whether it needs a yes."""
+        return self.budget.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
+
+    def sweep(
+        self,
+        prompt: str,
+        *,
+        axes: Sequence[Axis | str] = (),
+        repeats: int = 1,
+        fresh: bool = False,
+        wait: bool = True,
+        yes: bool = False,
+        confirm_above_usd: float | None = CONFIRM_ABOVE_USD,
+        cell_size: int = 320,
+        listeners: Sequence[Listener] = (),
+        defaults: Mapping[str, Any] | None = None,
+        plan: SweepPlan | None = None,
+        edit: object = None,
+        quote: Quote | None = None,
+        **kwargs: Any,
+    ) -> SweepResult:
+        """Run a parameter sweep and return its :class:`SweepResult`.
+
+        The whole plan is validated first; above ``confirm_above_usd`` it needs
+        ``yes=True``; it never goes past the budget. ``plan`` and ``quote`` (from
+        :meth:`plan`, and :meth:`quote` with the same ``fresh``, e.g. for a plan
+        line shown first) are used as they are instead of being made again.
+        """
+        plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
+        parent = plan.parent if plan.parent is not None or edit is None else self.edit_source(edit)[1]
+        if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
+            quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
+        if quote.needs_confirmation and not yes:
+            raise quote.refusal()
+        self.check_budget(quote.estimate_usd or 0.0)
+        result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
+        cells = [(cell.params, cell.repeat) for cell in plan.cells]
+        result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
+        self.sweeps.append(result)
+        if wait:
+            result.wait()
+        return result
+
+    # ---- managing --------------------------------------------------------------------------
+
+    def jobs(self) -> list[Job]:
+        """Every job of this session, oldest first."""
+        return self.runner.jobs
+
+    def find_job(self, job_id: str) -> Job | None:
+        """This session's job with that id, if any."""
+        return self.runner.get(job_id)
+
+    def find_sweep(self, sweep_id: str) -> SweepResult | None:
+        """This session's sweep with that id, if any."""
+        return next((s for s in self.sweeps if s.id == sweep_id), None)
+
+    def wait_jobs(self, jobs: Sequence[Job], timeout: float | None = None) -> bool:
+        """Block until these jobs have ended (``False`` if ``timeout`` came first)."""
+        return self.runner.wait(list(jobs), timeout=timeout)
+
+    def cancel(self, target: str = "all", *, drop: bool = False) -> int:
+        """Cancel a job (by id), a sweep (by id) or everything."""
+        if target != "all" and self.find_job(target) is None and self.find_sweep(target) is None:
+            known = ", ".join(j.id for j in self.runner.jobs[-8:]) or "none yet"
+            raise ValidationError(
+                f"no job or sweep {target!r} in this session; jobs: {known}", field="job", value=target
+            )
+        return self.runner.cancel(target, drop=drop)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every job and sweep grid is finished (``False`` if ``timeout`` came first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self.runner.wait(timeout=timeout):
+            return False
+        for s in self.sweeps:  # the jobs have ended: what is left is saving each grid
+            left = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not s.wait(timeout=left):
+                return False
+        return True
+
+    def resume(self) -> list[Job]:
+        """Finish unfinished ledger rows whose owner is gone (a dead kernel's; never a live one's)."""
+        return self.runner.resume()
+
+    def pending_count(self) -> int:
+        """Unfinished rows of this backend whose owner is gone (a hint to ``resume``; a re-run takes them too)."""
+        active = {j.cbid for j in self.runner.jobs}
+        return sum(1 for row in self.store.orphans(self.backend) if row.cbid not in active)
+
+    def history(self, limit: int = 12) -> list[LedgerRow]:
+        """The newest stored images."""
+        return self.store.history(limit)
+
+    def cost(self) -> dict[str, Any]:
+        """Spent and saved in this session, the all-time ledger, and the budget."""
+        return self.budget.report(self.backend)
+
+    # ---- edit chains and picks (docs/editing.md; the work is in :class:`~.edits.Edits`) -----
+
+    def find(self, target: object) -> LedgerRow:
+        """The ledger row of an image: a result, a job id (short, task or ``client_business_id``) or a row.
+
+        Works after a restart (from the ledger alone); raises
+        :class:`ValidationError` when nothing matches.
+        """
+        return self.edits.find(target)
+
+    def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
+        """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
+        return self.edits.edit_source(target)
+
+    def edit(self, target: object, prompt: str, **kwargs: Any) -> Job:
+        """Edit an image: ``generate(prompt, edit=target, **kwargs)``."""
+        return self.generate(prompt, edit=target, **kwargs)
+
+    def lineage(self, target: object) -> Lineage:
+        """The chain of edits from the root to ``target`` (from the ledger alone)."""
+        return self.edits.lineage(target)
+
+    def pick(self, target: object, *, note: str | None = None) -> Pick:
+        """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
+        return self.edits.pick(target, note)
+
+    def unpick(self, target: object) -> bool:
+        """Remove a pick; ``False`` if it was not picked."""
+        return self.edits.unpick(target)
+
+    def is_picked(self, target: object) -> bool:
+        """Whether an image is picked."""
+        return self.edits.is_picked(target)
+
+    def picks(self) -> list[Pick]:
+        """Every picked image of this output folder, newest first."""
+        return self.edits.picks()
+
+    def picked_cbids(self) -> set[str]:
+        """The ``client_business_id`` of every picked image (one query)."""
+        return self.pickbook.cbids()
+
+    def children_count(self) -> dict[str, int]:
+        """How many finished edits each image has (``client_business_id`` → count)."""
+        return self.edits.children_count()
+
+    def save_report(self, target: object, path: str | Path | None = None) -> Path:
+        """Write the HTML report of a sweep, or of an image's edit chain; returns its path.
+
+        Without ``path`` it goes to ``<output>/reports/``.
+        """
+        return self.edits.save_report(target, path)
+
+    def with_settings(self, settings: Settings | None = None, /, **changes: Any) -> Session:
+        """A new session on ``settings`` (default: this one's) with ``changes``; then this one closes.
+
+        If the new one cannot start, this one stays. If this was the default session, the new one
+        takes its place (``gi.generate`` and panels follow it); see :func:`gateway_settings`.
+        """
+        return _replace_session(self, (settings or self.settings).replace(**changes))
+
+    def close(self) -> None:
+        """Stop the runner and the simulator; unfinished work stays in the ledger."""
+        if self._closed:
+            return
+        self._closed = True
+        self.runner.shutdown(wait=False)
+        self.client.close()
+        self._stop_sim()
+        self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_DEFAULT: Session | None = None
+_DEFAULT_LOCK = threading.RLock()
+
+
+def get_session(settings: Settings | None = None) -> Session:
+    """The shared default session (created from ``settings`` or the environment on first use).
+
+    ``gi.generate``, ``gi.sweep``, ``gi.picks``, a bare ``Panel()`` and, while it is loaded, the
+    ``%gemimg`` extension all use this one session: one runner, one budget, one ledger.
+    """
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None or _DEFAULT.closed:
+            _DEFAULT = Session(settings)
+        elif settings is not None and settings != _DEFAULT.settings:
+            raise ConfigError("a session is already running with other settings; call reset_session() first")
+        return _DEFAULT
+
+
+def current_session() -> Session | None:
+    """The default session if one is running, else ``None`` (unlike :func:`get_session`, never starts one)."""
+    with _DEFAULT_LOCK:
+        return _DEFAULT if _DEFAULT is not None and not _DEFAULT.closed else None
+
+
+def _replace_session(old: Session, settings: Settings) -> Session:
+    """Start a session on ``settings``, then close ``old``; the new one becomes the default if ``old`` was."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        done = latest(old)
+        if done is not old and not done.closed and done.settings == settings:
+            return done  # another thread made this same replacement a moment ago: one session, not two
+        new = Session(settings)  # may raise: the old session then stays
+        if _DEFAULT is old:
+            _DEFAULT = new
+        old.close()
+        old.replaced_by = new
+        return new
+
+
+def latest(session: Session) -> Session:
+    """The session that replaced ``session`` (after every replacement since), or ``session`` itself."""
+    while session.closed and session.replaced_by is not None:
+        session = session.replaced_by
+    return session
+
+
+def gateway_settings(settings: Settings, api_key: str | Secret | None = None) -> Settings:
+    """``settings`` switched to the ToAPIs gateway ($GEMIMG_BASE_URL, else its public address).
+
+    The key is ``api_key``, else the one ``settings`` or the environment hold; without any, a
+    one-line :class:`ConfigError` says how to give one.
+    """
+    env = Settings.from_env()
+    key = Secret(api_key) if isinstance(api_key, str) else api_key or settings.api_key or env.api_key
+    if key is None:
+        raise ConfigError("no ToAPIs key: use Settings(api_key=...) or set TOAPIS_API_KEY, then try again")
+    return settings.replace(backend="toapis", api_key=key, base_url=env.base_url)
+
+
+def simulator_settings(settings: Settings) -> Settings:
+    """``settings`` switched to the built-in simulator (a key they hold is kept, unused)."""
+    return settings.replace(backend="sim", base_url=None)
+
+
+def reset_session(settings: Settings | None = None) -> Session | None:
+    """Close the default session; with ``settings``, start a new one."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        new = Session(settings) if settings is not None else None  # may raise: the old session then stays
+        if _DEFAULT is not None:
+            _DEFAULT.close()
+            _DEFAULT.replaced_by = new
+        _DEFAULT = new
+        return _DEFAULT
+
+
+def generate(prompt: str, **kwargs: Any) -> Job:
+    """Generate one image with the default session (see :meth:`Session.generate`)."""
+    return get_session().generate(prompt, **kwargs)
+
+
+def sweep(prompt: str, **kwargs: Any) -> SweepResult:
+    """Run a sweep with the default session (see :meth:`Session.sweep`)."""
+    return get_session().sweep(prompt, **kwargs)
+
+
+def picks() -> list[Pick]:
+    """The picked images of the default session's output folder (see :meth:`Session.picks`)."""
+    return get_session().picks()

@@ -1,0 +1,586 @@
+"""Model capabilities, generation parameters and their validation, task states.
+
+The registry restates what the ToAPIs pages document for each Gemini image
+model; :class:`GenerationParams` is checked against it before anything is sent
+or paid for. Every violation is a one-line :class:`~.errors.ValidationError`
+naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
+
+from gemimg_jupyter.domain.errors import ValidationError
+from gemimg_jupyter.domain.params import (
+    DEFAULT_MODEL,
+    PARAMS,
+    SAMPLING_PARAMS,
+    VALUE_PARAMS,
+    ParamSpec,
+    ParamValues,
+    check_keywords,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "FAILURE_STATES",
+    "IMAGE_STATES",
+    "MAX_PROMPT_CHARS",
+    "MODELS",
+    "PENDING_STATES",
+    "PIXELS_1K",
+    "RESUMABLE_STATES",
+    "TERMINAL_STATES",
+    "GenerationParams",
+    "JobState",
+    "ModelSpec",
+    "ReferenceImage",
+    "TaskStatus",
+    "get_model",
+    "pixel_size",
+    "state_values",
+]
+
+#: Prompt length accepted where a model's page states no cap of its own.
+MAX_PROMPT_CHARS = 32_000
+#: The pages' "10MB" per reference image, read as decimal megabytes (the stricter reading).
+MAX_REF_BYTES = 10_000_000
+REF_FORMATS: tuple[str, ...] = ("jpeg", "png", "webp")
+
+#: Output pixel sizes at 1K per aspect ratio (Google's table); 2K doubles, 4K quadruples.
+PIXELS_1K: dict[str, tuple[int, int]] = {
+    "1:1": (1024, 1024),
+    "2:3": (832, 1248),
+    "3:2": (1248, 832),
+    "3:4": (864, 1184),
+    "4:3": (1184, 864),
+    "4:5": (896, 1152),
+    "5:4": (1152, 896),
+    "9:16": (768, 1344),
+    "16:9": (1344, 768),
+    "21:9": (1536, 672),
+    # only the 3.1 Flash tiers accept these
+    "1:4": (512, 2048),
+    "4:1": (2048, 512),
+    "1:8": (384, 3072),
+    "8:1": (3072, 384),
+}
+_RES_SCALE = {"0.5K": 0.5, "1K": 1.0, "2K": 2.0, "4K": 4.0}
+
+_TEN_RATIOS = ("1:1", "3:2", "2:3", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What one model accepts, as documented by the gateway.
+
+    ``sampling`` says whether ``temperature``/``topP`` go in ``metadata``;
+    ``sends_resolution`` whether ``metadata.resolution`` is sent at all.
+    ``price_usd`` is per request, ``None`` where no price is published.
+    ``max_prompt_chars`` is the model's own prompt cap (1,000 on the 2.5
+    preview page).
+    """
+
+    id: str
+    label: str
+    sizes: tuple[str, ...]
+    resolutions: tuple[str, ...] = ("1K",)
+    default_resolution: str = "1K"
+    max_refs: int = 3
+    max_ref_bytes: int = MAX_REF_BYTES
+    ref_formats: tuple[str, ...] = REF_FORMATS
+    sampling: bool = False
+    sends_resolution: bool = False
+    price_usd: float | None = None
+    aliases: tuple[str, ...] = ()
+    note: str = ""
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+
+
+def _official_3x(
+    ids: tuple[str, str], *, label: str, sizes: tuple[str, ...], aliases: tuple[str, ...]
+) -> list[ModelSpec]:
+    """A Gemini 3.x official model under its newer id and its older ``-preview-official`` id.
+
+    Both ids are sent exactly as chosen (whether the gateway still maps the
+    older one is not documented); the documented aliases stay with the older id.
+    """
+    newer, older = ids
+    spec = ModelSpec(
+        id=newer,
+        label=label,
+        sizes=sizes,
+        resolutions=("1K", "2K", "4K"),
+        max_refs=14,
+        sampling=True,
+        sends_resolution=True,
+        note="no published price",
+    )
+    return [spec, replace(spec, id=older, label=f"{label}, older id", aliases=aliases)]
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.id: spec
+    for spec in (
+        ModelSpec(
+            id="gemini-2.5-flash-image-official",
+            label="Gemini 2.5 Flash Image (official, Vertex)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K",),
+            max_refs=3,
+            sampling=True,
+            price_usd=0.0488,
+            aliases=("nano-banana-official",),
+            note="1K-class model: 2K and 4K are not available",
+        ),
+        ModelSpec(
+            id="gemini-2.5-flash-image-preview",
+            label="Gemini 2.5 Flash Image (preview)",
+            sizes=("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3"),
+            resolutions=("1K",),
+            max_refs=14,
+            sends_resolution=True,
+            price_usd=0.012,
+            aliases=("nano-banana",),
+            max_prompt_chars=1_000,
+        ),
+        ModelSpec(
+            id="gemini-3-pro-image-preview",
+            label="Gemini 3 Pro Image (preview)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K", "2K", "4K"),
+            max_refs=6,
+            sends_resolution=True,
+            price_usd=None,
+            aliases=("nano-banana-pro",),
+            note="no published price",
+        ),
+        ModelSpec(
+            id="gemini-3.1-flash-image-preview",
+            label="Gemini 3.1 Flash Image (preview)",
+            sizes=(*_TEN_RATIOS, "1:4", "4:1", "1:8", "8:1"),
+            resolutions=("0.5K", "1K", "2K", "4K"),
+            max_refs=6,
+            sends_resolution=True,
+            price_usd=0.025,
+            note="price published for 1K; 4K costs more",
+        ),
+        *_official_3x(
+            ("gemini-3-pro-image-official", "gemini-3-pro-image-preview-official"),
+            label="Gemini 3 Pro Image (official, Vertex)",
+            sizes=_TEN_RATIOS,
+            aliases=("nano-banana-pro-official",),
+        ),
+        *_official_3x(
+            ("gemini-3.1-flash-image-official", "gemini-3.1-flash-image-preview-official"),
+            label="Gemini 3.1 Flash Image (official, Vertex)",
+            sizes=(*_TEN_RATIOS, "4:1", "8:1"),
+            aliases=("nano-banana-2-official", "nano-banana-2-lite-official"),
+        ),
+        ModelSpec(
+            id="gemini-3-pro-image-preview-vip",
+            label="Gemini 3 Pro Image (VIP)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K", "2K", "4K"),
+            default_resolution="2K",
+            max_refs=14,
+            sends_resolution=True,
+            note="no published price",
+        ),
+        ModelSpec(
+            id="gemini-3.1-flash-image-preview-vip",
+            label="Gemini 3.1 Flash Image (VIP)",
+            sizes=_TEN_RATIOS,
+            resolutions=("1K", "2K", "4K"),
+            max_refs=14,
+            sends_resolution=True,
+            note="no published price",
+        ),
+    )
+}
+_ALIASES = {alias: spec.id for spec in MODELS.values() for alias in spec.aliases}
+
+
+def get_model(name: str | None) -> ModelSpec:
+    """Look a model up by id or alias; unknown names list the known ones."""
+    key = (name or DEFAULT_MODEL).strip()
+    key = _ALIASES.get(key, key)
+    try:
+        return MODELS[key]
+    except KeyError:
+        raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}") from None
+
+
+def pixel_size(size: str, resolution: str = "1K") -> tuple[int, int]:
+    """Pixel width and height for an aspect ratio at a resolution."""
+    w, h = PIXELS_1K[size]
+    scale = _RES_SCALE[resolution]
+    return round(w * scale), round(h * scale)
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """A reference image: its bytes (uploaded once per hash) or a public URL.
+
+    ``sha256`` identifies the content (for URLs, the URL text), and is what the
+    request key and provenance record.
+    """
+
+    sha256: str
+    name: str
+    data: bytes | None = field(default=None, repr=False)
+    url: str | None = None
+    mime: str | None = None
+    format: str | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of content (0 for URLs, which the gateway fetches itself)."""
+        return len(self.data) if self.data is not None else 0
+
+    @classmethod
+    def from_url(cls, url: str) -> ReferenceImage:
+        """A reference the gateway downloads itself."""
+        digest = hashlib.sha256(url.encode()).hexdigest()
+        return cls(sha256=digest, name=url.rsplit("/", 1)[-1][:60] or url[:60], url=url)
+
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """One image request, validated against its model.
+
+    Build it with :meth:`create`, which fills defaults and raises
+    :class:`ValidationError` for anything the model does not accept.
+    ``temperature``/``top_p`` are ``None`` for models without sampling controls.
+    """
+
+    prompt: str
+    model: str = PARAMS["model"].default
+    size: str = PARAMS["size"].default
+    resolution: str = PARAMS["resolution"].default
+    temperature: float | None = PARAMS["temperature"].default
+    top_p: float | None = PARAMS["top_p"].default
+    references: tuple[ReferenceImage, ...] = PARAMS["references"].default
+
+    @classmethod
+    def create(
+        cls,
+        prompt: str,
+        *,
+        references: Sequence[ReferenceImage] = (),
+        defaults: Mapping[str, Any] | None = None,
+        **values: Unpack[ParamValues],
+    ) -> GenerationParams:
+        """Fill defaults and validate.
+
+        ``values`` are the table's parameters (:data:`~.params.PARAM_SPECS`), ``None`` meaning
+        not given. Explicit values are checked strictly; ``defaults`` (for example the
+        magic's ``%config`` traits) are applied only where the model takes them.
+        """
+        check_keywords("GenerationParams.create", values, ParamValues)
+        d = dict(defaults or {})
+        model, size, resolution = values.get("model"), values.get("size"), values.get("resolution")
+        spec = get_model(model if model is not None else d.get("model"))
+        text = validate_prompt(prompt, spec)
+        size_v = validate_size(spec, size if size is not None else d.get("size", PARAMS["size"].default))
+        res_default = d.get("resolution") or spec.default_resolution
+        if resolution is None and res_default not in spec.resolutions:
+            res_default = spec.default_resolution
+        res_v = validate_resolution(spec, resolution if resolution is not None else res_default)
+        sampled = {p.name: _sampling(spec, p, values.get(p.name), d.get(p.name, p.default)) for p in SAMPLING_PARAMS}
+        return cls(text, spec.id, size_v, res_v, references=validate_references(spec, references), **sampled)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The model's capabilities."""
+        return get_model(self.model)
+
+    @property
+    def pixel_size(self) -> tuple[int, int]:
+        """Expected output size in pixels."""
+        return pixel_size(self.size, self.resolution)
+
+    @property
+    def price_usd(self) -> float | None:
+        """Price of one request, where published."""
+        return self.spec.price_usd
+
+    def with_(self, **changes: Any) -> GenerationParams:
+        """A re-validated copy with ``changes`` applied (used by sweeps)."""
+        merged = replace(self, **changes)
+        values = {p.name: getattr(merged, p.name) for p in VALUE_PARAMS}
+        return GenerationParams.create(merged.prompt, references=merged.references, **values)
+
+    def cache_key(self, repeat: int = 0) -> str:
+        """Hash of everything that shapes the image, plus the repeat index."""
+        payload = self.as_dict()
+        payload["repeat"] = repeat
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every parameter as plain data, references as their sha256 (for provenance, display metadata and keys)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["references"] = [r.sha256 for r in self.references]
+        return {"model": values.pop("model"), **values}  # model first, as the ledger has always written it
+
+    def request_body(self, image_urls: Sequence[str] = (), client_business_id: str | None = None) -> dict[str, Any]:
+        """The JSON body for ``POST /v1/images/generations``."""
+        spec = self.spec
+        body: dict[str, Any] = {"model": self.model, "prompt": self.prompt, "size": self.size, "n": 1}
+        if image_urls:
+            body["image_urls"] = list(image_urls)
+        if client_business_id:
+            body["client_business_id"] = client_business_id
+        meta: dict[str, Any] = {}
+        if spec.sampling:
+            meta.update({p.wire: getattr(self, p.name) for p in SAMPLING_PARAMS if p.wire})
+        if spec.sends_resolution:
+            meta["resolution"] = self.resolution
+        if meta:
+            body["metadata"] = meta
+        return body
+
+
+# marks that change how text around them is shown (bidirectional overrides, isolates, embeddings)
+_DIRECTION_MARKS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_BLANKS = frozenset("\u115f\u1160\u2800\u3164\uffa0")  # letters that draw nothing
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or char in _BLANKS or unicodedata.category(char) in ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def shown_text(text: str) -> str:
+    """``text`` with direction-override marks written as escapes (``\\u202e``), safe to show next to other text."""
+    return _DIRECTION_MARKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def validate_prompt(prompt: object, spec: ModelSpec | None = None) -> str:
+    """A non-empty prompt of printable text within the model's length limit."""
+    if not isinstance(prompt, str):
+        raise ValidationError.not_allowed("prompt", prompt, "give the prompt as text")
+    text = prompt.strip()
+    if not text:
+        raise ValidationError("prompt is empty; write what the image should show", field="prompt", value=prompt)
+    if all(_invisible(c) for c in text):
+        raise ValidationError(
+            f"prompt has only invisible characters ({text[:8]!a}); write what the image should show",
+            field="prompt",
+            value="",
+        )
+    limit = spec.max_prompt_chars if spec is not None else MAX_PROMPT_CHARS
+    if len(text) > limit:
+        where = f" on {spec.id}" if spec is not None and limit != MAX_PROMPT_CHARS else ""
+        raise ValidationError(
+            f"prompt is {len(text):,} characters; the limit{where} is {limit:,}, shorten it", field="prompt", value=""
+        )
+    bad = [c for c in text if (ord(c) < 32 and c not in "\n\t\r") or ord(c) == 127]
+    if bad:
+        raise ValidationError(f"prompt contains a control character ({bad[0]!r}); remove it", field="prompt", value="")
+    return text
+
+
+def validate_size(spec: ModelSpec, size: object) -> str:
+    """An aspect ratio the model accepts (``16x9`` is read as ``16:9``)."""
+    text = str(size).strip().replace("x", ":").replace("X", ":") if isinstance(size, str) else size
+    if text not in spec.sizes:
+        raise ValidationError(
+            f"size {size!r} is not supported by {spec.id}; use one of {', '.join(spec.sizes)}", field="size", value=size
+        )
+    return str(text)
+
+
+def validate_resolution(spec: ModelSpec, resolution: object) -> str:
+    """A resolution the model accepts (case-insensitive: ``2k`` is ``2K``)."""
+    text = str(resolution).strip().upper() if isinstance(resolution, str) else resolution
+    if text not in spec.resolutions:
+        extra = f" ({spec.note})" if spec.note and len(spec.resolutions) == 1 else ""
+        raise ValidationError(
+            f"resolution {resolution!r} is not supported by {spec.id}{extra}; use {' or '.join(spec.resolutions)}",
+            field="resolution",
+            value=resolution,
+        )
+    return str(text)
+
+
+def _sampling(spec: ModelSpec, param: ParamSpec, explicit: object, default: object) -> float | None:
+    if not spec.sampling:
+        if explicit is not None:
+            raise ValidationError(
+                f"{param.name} is not supported by {spec.id} (it takes no sampling controls); leave it out",
+                field=param.name,
+                value=explicit,
+            )
+        return None
+    return param.check_number(explicit if explicit is not None else default)
+
+
+def too_big_message(name: str, size: int, limit: int) -> str:
+    """One line for a reference over the size limit, in decimal megabytes and exact bytes."""
+    return (
+        f"reference {name!r} is {size / 1e6:.1f} MB ({size:,} bytes); the limit is "
+        f"{limit / 1e6:g} MB ({limit:,} bytes), shrink or re-encode it"
+    )
+
+
+def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -> tuple[ReferenceImage, ...]:
+    """Count, size and format of reference images against the model's limits."""
+    refs = tuple(references)
+    if len(refs) > spec.max_refs:
+        raise ValidationError(
+            f"{len(refs)} reference images given; {spec.id} accepts at most {spec.max_refs}",
+            field="references",
+            value=len(refs),
+        )
+    for ref in refs:
+        if ref.data is not None and ref.size_bytes > spec.max_ref_bytes:
+            raise ValidationError(
+                too_big_message(ref.name, ref.size_bytes, spec.max_ref_bytes), field="reference", value=ref.name
+            )
+        if ref.data is not None and ref.format not in spec.ref_formats:
+            raise ValidationError(
+                f"reference {ref.name!r} is {ref.format or 'not an image'}; "
+                f"use {', '.join(f.upper() for f in spec.ref_formats)}",
+                field="reference",
+                value=ref.name,
+            )
+    return refs
+
+
+class JobState(str, enum.Enum):
+    """Where one job is. Terminal states are ``done``, ``cached``, ``failed``,
+    ``blocked``, ``expired``, ``timeout`` and ``cancelled``.
+
+    ``blocked`` is a task the gateway refused for a safety or content-policy
+    reason: no image, shown with its reason, not as a generic failure.
+
+    Every classification of the states lives here (the ledger's SQL, the grid,
+    the display and the panel read them): :attr:`is_pending` (still moving),
+    :attr:`is_terminal` (final), :attr:`has_image`, :attr:`is_resumable` (a
+    process may pick the row up again: pending, or ``timeout`` whose task the
+    gateway may still finish) and :attr:`shown_as_failed` (ended without an
+    image for a reason shown as a failure: ``timeout`` is one too, while
+    ``cancelled`` is not).
+    """
+
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    IN_PROGRESS = "in_progress"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    CACHED = "cached"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    EXPIRED = "expired"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job will not change by itself any more."""
+        return self in TERMINAL_STATES
+
+    @property
+    def is_pending(self) -> bool:
+        """True while the job may still change by itself (not terminal)."""
+        return self in PENDING_STATES
+
+    @property
+    def has_image(self) -> bool:
+        """True for ``done`` and ``cached``."""
+        return self in IMAGE_STATES
+
+    @property
+    def is_resumable(self) -> bool:
+        """True for a ledger row a later process may pick up: pending, or ``timeout``."""
+        return self in RESUMABLE_STATES
+
+    @property
+    def shown_as_failed(self) -> bool:
+        """True for ``failed``, ``blocked``, ``expired`` and ``timeout``: no image, and a reason to show."""
+        return self in FAILURE_STATES
+
+    @property
+    def icon(self) -> str:
+        """One character for the state, as status lines show it."""
+        return _ICONS[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The classifications of :class:`JobState` as sets of states (for plain words use :func:`state_values`:
+#: an enum member hashes by its name, so a word is not found in a set of members).
+IMAGE_STATES = frozenset({JobState.DONE, JobState.CACHED})
+FAILURE_STATES = frozenset({JobState.FAILED, JobState.BLOCKED, JobState.EXPIRED, JobState.TIMEOUT})
+TERMINAL_STATES = IMAGE_STATES | FAILURE_STATES | {JobState.CANCELLED}
+PENDING_STATES = frozenset(JobState) - TERMINAL_STATES
+RESUMABLE_STATES = PENDING_STATES | {JobState.TIMEOUT}
+_ICONS = {
+    JobState.QUEUED: "◌",
+    JobState.UPLOADING: "↑",
+    JobState.SUBMITTING: "→",
+    JobState.SUBMITTED: "◔",
+    JobState.IN_PROGRESS: "◑",
+    JobState.DOWNLOADING: "↓",
+    JobState.DONE: "✓",
+    JobState.CACHED: "✓",
+    JobState.FAILED: "✗",
+    JobState.BLOCKED: "⊘",
+    JobState.EXPIRED: "✗",
+    JobState.TIMEOUT: "⧗",
+    JobState.CANCELLED: "⊘",
+}
+
+
+def state_values(states: frozenset[JobState]) -> tuple[str, ...]:
+    """The states' plain words in declaration order (for SQL parameters and stable output)."""
+    return tuple(state.value for state in JobState if state in states)
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """One parsed answer of the task status endpoint (or of submit).
+
+    ``status`` is normalised to ``queued``, ``in_progress``, ``completed``,
+    ``failed`` or ``unknown`` (a word the client does not know: shown to the
+    user, never polled forever); ``raw_status`` keeps the gateway's own word.
+    ``blocked`` marks a failure for a safety or content-policy reason.
+    """
+
+    id: str
+    status: str
+    progress: int = 0
+    model: str | None = None
+    created_at: int | None = None
+    completed_at: int | None = None
+    expires_at: int | None = None
+    url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    client_business_id: str | None = None
+    billing_status: str | None = None
+    cost_usd: float | None = None
+    raw_status: str | None = None
+    blocked: bool = False
+
+    @property
+    def is_terminal(self) -> bool:
+        """``completed`` or ``failed``."""
+        return self.status in ("completed", "failed")

@@ -1,0 +1,466 @@
+"""Labelled comparison grids for sweeps (pure Pillow).
+
+A grid is one RGB image::
+
+    ┌──────────────────────────────────────────────┐
+    │ title (Z grids: "size = 16:9 (grid 2 of 3)")  │
+    │ header: the parameters common to every cell   │
+    │           temperature →                      │
+    │ size ↓    0.2        0.8        1.4          │
+    │ 1:1      [cell]     [cell]     [cell]        │
+    │ 16:9     [cell]     [cell]     [cell]        │
+    │ footer (progress, cost, path)                │
+    └──────────────────────────────────────────────┘
+
+Every cell is a ``cell_size`` × ``cell_size`` box, so a grid of ``nx`` × ``ny``
+cells is exactly ``layout.grid_left + nx·cell_size + margin`` wide (see
+:func:`layout_grid`). Images are fitted into their box without distortion
+(letterboxed and centred on a light grey ground, which makes the aspect ratio
+visible). The repeats of a cell share its box as a mini-row; when a 2×2 block
+or a column shows the images larger (four square images, two wide ones) that
+arrangement is used instead, the same for every cell of the grid.
+
+Failed cells are drawn as a red-tinted box holding the error text; cells that
+are still on their way show their state on a neutral box; cached images get
+a small "cached" badge. Only the swept parameters appear on the axes; the
+common ones belong in the header, which :func:`grid_for_plan` builds.
+
+Text uses DejaVu Sans when it is installed (it covers accents, arrows and
+``×``) and Pillow's bundled default font otherwise; characters a font cannot
+draw are replaced by a close ASCII spelling instead of boxes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image, ImageDraw
+
+from gemimg_jupyter.domain.models import shown_text
+from gemimg_jupyter.draw.images import png_bytes, png_with_provenance
+from gemimg_jupyter.draw.primitives import (
+    BG,
+    FAILED_STATES,
+    INK,
+    MUTED,
+    PENDING_STATES,
+    RULE,
+    GridLayout,
+    Tile,
+    _draw_cells,
+    _Fonts,
+    _strip_arrow,
+    draw_arrow,
+    draw_star,
+    draw_text,
+    fonts_for,
+    text_width,
+    wrap_text,
+)
+from gemimg_jupyter.draw.primitives import _arrangement as _arrangement
+from gemimg_jupyter.draw.primitives import _drawable as _drawable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gemimg_jupyter.plans.plan import SweepPlan
+
+__all__ = [
+    "FAILED_STATES",
+    "MAX_GRID_PNG_BYTES",
+    "PENDING_STATES",
+    "GridLayout",
+    "Tile",
+    "draw_star",
+    "encode_grid_png",
+    "grid_for_plan",
+    "layout_grid",
+    "plan_header",
+    "render_grid",
+]
+
+#: The size a grid PNG for a notebook should stay under (see :func:`encode_grid_png`).
+MAX_GRID_PNG_BYTES = 2_000_000
+
+# ---------------------------------------------------------------- layout
+
+
+def layout_grid(
+    *,
+    x_title: str | None,
+    x_labels: Sequence[str],
+    y_title: str | None,
+    y_labels: Sequence[str],
+    header: str = "",
+    footer: str = "",
+    cell_size: int = 320,
+    title: str = "",
+) -> GridLayout:
+    """Compute the geometry :func:`render_grid` uses (same arguments, minus the tiles).
+
+    Returns
+    -------
+    GridLayout
+        ``width == grid_left + nx * cell + margin`` and
+        ``height == grid_top + ny * cell + footer_height + margin``.
+    """
+    if cell_size < 48:
+        raise ValueError(f"cell_size {cell_size} is too small; use 48 px or more")
+    nx, ny = max(1, len(x_labels)), max(1, len(y_labels))
+    f = fonts_for(cell_size)
+    c = cell_size
+    margin = max(8, round(c * 0.04))
+    pad = f.pad
+
+    x_name = _strip_arrow(x_title)
+    y_name = _strip_arrow(y_title)
+    has_y = bool(y_name) or len(y_labels) > 1
+    legend_w = _legend_width(f, c, y_name, y_labels) if has_y else 0
+
+    content_w = legend_w + nx * c
+    width = margin + content_w + margin
+    title_lines, title_top, header_lines, header_top, band_top = _top_lines(f, title, header, content_w, margin)
+    x_label_lines, y_title_lines, x_title_h, band_h = _band(f, c, x_name, x_labels, y_name, legend_w)
+    x_labels_top = band_top + x_title_h
+    grid_top = band_top + band_h + (pad if band_h else 0)
+
+    max_y_lines = max(1, min(8, (c - 2 * pad) // f.line))
+    y_label_lines = tuple(
+        wrap_text(f.label, str(label), max(legend_w - 3 * pad, 10), max_y_lines) if has_y else () for label in y_labels
+    )
+
+    footer_lines = wrap_text(f.small, footer, content_w, 2)
+    footer_h = (pad + len(footer_lines) * f.small_line) if footer_lines else 0
+    height = grid_top + ny * c + footer_h + margin
+    return GridLayout(
+        width=width,
+        height=height,
+        margin=margin,
+        grid_left=margin + legend_w,
+        grid_top=grid_top,
+        cell=c,
+        nx=nx,
+        ny=ny,
+        legend_width=legend_w,
+        footer_height=footer_h,
+        title_lines=title_lines,
+        header_lines=header_lines,
+        footer_lines=footer_lines,
+        x_label_lines=x_label_lines,
+        y_label_lines=y_label_lines,
+        y_title_lines=y_title_lines,
+        x_title=x_name,
+        title_top=title_top,
+        header_top=header_top,
+        band_top=band_top,
+        x_labels_top=x_labels_top,
+        fonts=f,
+    )
+
+
+def _legend_width(f: _Fonts, c: int, y_name: str, y_labels: Sequence[str]) -> int:
+    """Width of the Y legend column: its widest label (or its title and arrow), 30 to 75 % of a cell."""
+    pad = f.pad
+    natural = max([text_width(f.label, str(label)) for label in y_labels] + [0.0])
+    if y_name:
+        natural = max(natural, text_width(f.bold, y_name) + f.size * 1.3)
+    return round(min(max(natural + 3 * pad, c * 0.3), c * 0.75))
+
+
+def _top_lines(
+    f: _Fonts, title: str, header: str, content_w: int, margin: int
+) -> tuple[tuple[str, ...], int, tuple[str, ...], int, int]:
+    """The wrapped title and header, where each starts, and where the legend band below them starts."""
+    pad = f.pad
+    y = margin
+    title_lines = wrap_text(f.title, title, content_w, 2)
+    title_top = y
+    if title_lines:
+        y += len(title_lines) * f.title_line + pad
+    header_lines = wrap_text(f.label, header, content_w, 3)
+    header_top = y
+    if header_lines:
+        y += len(header_lines) * f.line + 2 * pad
+    return title_lines, title_top, header_lines, header_top, y
+
+
+def _band(
+    f: _Fonts, c: int, x_name: str, x_labels: Sequence[str], y_name: str, legend_w: int
+) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...], int, int]:
+    """The band above the cells: the wrapped X labels and Y title, the X title's height, the band's height."""
+    pad = f.pad
+    has_x_labels = any(str(label) for label in x_labels)
+    x_title_h = f.line if x_name else 0
+    x_label_lines = tuple(wrap_text(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
+    x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
+    y_title_lines = wrap_text(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
+    y_title_h = len(y_title_lines) * f.line
+    band_h = max(x_title_h + x_labels_h, y_title_h)
+    return x_label_lines, y_title_lines, x_title_h, band_h
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_grid(
+    *,
+    x_title: str | None,
+    x_labels: Sequence[str],
+    y_title: str | None,
+    y_labels: Sequence[str],
+    tiles: Mapping[tuple[int, int], Sequence[Tile]],
+    header: str = "",
+    footer: str = "",
+    cell_size: int = 320,
+    title: str = "",
+) -> Image.Image:
+    """Draw a labelled comparison grid.
+
+    Parameters
+    ----------
+    x_title, y_title : str or None
+        Axis titles, each shown once with an arrow (``temperature →``,
+        ``size ↓``). ``y_title=None`` with a single Y label draws no Y legend.
+    x_labels, y_labels : sequence of str
+        One label per column / row.
+    tiles : mapping
+        ``(x, y)`` to the list of that cell's repeats; missing cells and
+        repeats are drawn as empty slots.
+    header, footer : str
+        A line above the grid (the common parameters) and one below
+        (progress, cost, path); wrapped and ellipsized to fit.
+    cell_size : int
+        Side of each square cell box in pixels.
+    title : str
+        Bold line on top (used for the Z value of Z grids).
+
+    Returns
+    -------
+    PIL.Image.Image
+        An RGB image on a white ground; see :func:`layout_grid` for its geometry.
+
+    Raises
+    ------
+    ValueError
+        For a ``cell_size`` under 48 px.
+    """
+    lay = layout_grid(
+        x_title=x_title,
+        x_labels=x_labels,
+        y_title=y_title,
+        y_labels=y_labels,
+        header=header,
+        footer=footer,
+        cell_size=cell_size,
+        title=title,
+    )
+    img = Image.new("RGB", (lay.width, lay.height), BG)
+    draw = ImageDraw.Draw(img)
+    _draw_title_and_header(draw, lay)
+    _draw_x_legend(draw, lay)
+    _draw_y_legend(draw, lay)
+    _draw_cells(img, draw, lay, tiles)
+    _draw_rules_and_footer(draw, lay)
+    return img
+
+
+def _draw_title_and_header(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """The bold title lines, the header lines and the rule under them."""
+    f = lay.fonts
+    pad = f.pad
+    content_left = lay.margin
+    content_right = lay.width - lay.margin
+    for i, line in enumerate(lay.title_lines):
+        draw_text(draw, (content_left, lay.title_top + i * f.title_line), line, f.title, INK)
+    for i, line in enumerate(lay.header_lines):
+        draw_text(draw, (content_left, lay.header_top + i * f.line), line, f.label, MUTED)
+    if lay.header_lines:
+        rule_y = lay.header_top + len(lay.header_lines) * f.line + pad - 1
+        draw.line([(content_left, rule_y), (content_right - 1, rule_y)], fill=RULE, width=1)
+
+
+def _draw_x_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """The X legend: the title once, then one label per column."""
+    f = lay.fonts
+    pad = f.pad
+    if lay.x_title:
+        tx = lay.grid_left + pad
+        draw_text(draw, (tx, lay.band_top), lay.x_title, f.bold, INK)
+        arrow = round(f.size * 0.9)
+        draw_arrow(
+            draw, tx + text_width(f.bold, lay.x_title) + f.size * 0.35, lay.band_top + f.size * 0.2, arrow, "right", INK
+        )
+    for x, lines in enumerate(lay.x_label_lines):
+        left = lay.grid_left + x * lay.cell
+        for i, line in enumerate(lines):
+            lx = left + (lay.cell - text_width(f.label, line)) / 2
+            draw_text(draw, (lx, lay.x_labels_top + i * f.line), line, f.label, INK)
+
+
+def _draw_y_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """The Y legend: the title once (above the first row), then one label per row."""
+    f = lay.fonts
+    pad = f.pad
+    content_left = lay.margin
+    if lay.legend_width:
+        n = len(lay.y_title_lines)
+        top = lay.grid_top - pad - n * f.line
+        for i, line in enumerate(lay.y_title_lines):
+            draw_text(draw, (content_left, top + i * f.line), line, f.bold, INK)
+        if n:
+            last = lay.y_title_lines[-1]
+            draw_arrow(
+                draw,
+                content_left + text_width(f.bold, last) + f.size * 0.35,
+                top + (n - 1) * f.line + f.size * 0.1,
+                round(f.size * 0.9),
+                "down",
+                INK,
+            )
+        for y, lines in enumerate(lay.y_label_lines):
+            block = len(lines) * f.line
+            ly = lay.grid_top + y * lay.cell + (lay.cell - block) / 2
+            for i, line in enumerate(lines):
+                draw_text(draw, (content_left, ly + i * f.line), line, f.label, INK)
+
+
+def _draw_rules_and_footer(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
+    """Light rules between cells and around the grid, then the footer lines."""
+    f = lay.fonts
+    pad = f.pad
+    content_left = lay.margin
+    grid_right = lay.grid_left + lay.nx * lay.cell
+    grid_bottom = lay.grid_top + lay.ny * lay.cell
+    for x in range(1, lay.nx):
+        gx = lay.grid_left + x * lay.cell
+        draw.line([(gx, lay.grid_top), (gx, grid_bottom - 1)], fill=RULE, width=1)
+    for y in range(1, lay.ny):
+        gy = lay.grid_top + y * lay.cell
+        draw.line([(lay.grid_left, gy), (grid_right - 1, gy)], fill=RULE, width=1)
+    draw.rectangle([lay.grid_left, lay.grid_top, grid_right - 1, grid_bottom - 1], outline=RULE, width=1)
+
+    for i, line in enumerate(lay.footer_lines):
+        draw_text(draw, (content_left, grid_bottom + pad + i * f.small_line), line, f.small, MUTED)
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
+    """The header line for a sweep's grid: what every cell shares.
+
+    ``gemini-2.5-flash-image-official · 1K · top_p 0.95 · "A paper-cut fox in a forest"``.
+    With a prompt S/R axis the prompt is shown with the search term in
+    brackets (``"A paper-cut [fox] in a forest"``).
+    """
+    common = plan.common
+    parts: list[str] = []
+    for name in ("model", "resolution", "size"):
+        if name in common:
+            parts.append(str(common[name]))
+    for name in ("temperature", "top_p"):
+        if name in common:
+            parts.append(f"{name} {common[name]:g}")
+    if "references" in common:
+        refs = common["references"]
+        parts.append(f"ref {'+'.join(refs)}")
+    prompt = common.get("prompt")
+    if prompt is None and "prompt" in plan.varying:
+        search = str(next(a for a in plan.axes if a.name == "prompt").values[0])
+        prompt = plan.base.prompt.replace(search, f"[{search}]")
+    if prompt is not None:
+        text = shown_text(" ".join(str(prompt).split()))
+        if len(text) > max_prompt:
+            text = text[: max_prompt - 1].rstrip() + "…"
+        parts.append(f'"{text}"')
+    return " · ".join(parts)
+
+
+def grid_for_plan(
+    plan: SweepPlan,
+    tiles_by_cell: Mapping[int, Tile],
+    *,
+    z: int = 0,
+    cell_size: int = 320,
+    footer: str = "",
+) -> Image.Image:
+    """The grid of one Z slice of a sweep, labelled from its plan.
+
+    Parameters
+    ----------
+    plan : SweepPlan
+        The sweep; its X and Y axes give the legends, its common parameters
+        the header, its Z axis the title.
+    tiles_by_cell : mapping
+        :attr:`~.sweep.SweepCell.index` to :class:`Tile`; cells not in it are
+        drawn as ``queued``.
+    z : int
+        Which Z grid (0 when there is no Z axis).
+    cell_size : int
+        Side of each cell box.
+    footer : str
+        Text under the grid (progress, cost, saved path).
+
+    Returns
+    -------
+    PIL.Image.Image
+    """
+    nx, ny, nz = plan.shape
+    if not 0 <= z < nz:
+        raise IndexError(f"z={z} is out of range; this sweep has {nz} grid{'s' if nz != 1 else ''} (0 to {nz - 1})")
+    x_axis, y_axis, z_axis = plan.x_axis, plan.y_axis, plan.z_axis
+    tiles: dict[tuple[int, int], list[Tile]] = {}
+    for cell in plan.cells_at(z):
+        slot = tiles.setdefault((cell.x, cell.y), [Tile("queued") for _ in range(plan.repeats)])
+        slot[cell.repeat] = tiles_by_cell.get(cell.index) or Tile("queued")
+    title = ""
+    if z_axis is not None:
+        title = f"{z_axis.title} = {z_axis.labels[z]} (grid {z + 1} of {nz})"
+    return render_grid(
+        x_title=x_axis.title if x_axis is not None else None,
+        x_labels=list(x_axis.labels) if x_axis is not None else [""] * nx,
+        y_title=y_axis.title if y_axis is not None else None,
+        y_labels=list(y_axis.labels) if y_axis is not None else [""] * ny,
+        tiles=tiles,
+        header=plan_header(plan),
+        footer=footer,
+        cell_size=cell_size,
+        title=title,
+    )
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def encode_grid_png(
+    img: Image.Image,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    max_bytes: int = MAX_GRID_PNG_BYTES,
+) -> bytes:
+    """PNG bytes for a grid, kept under ``max_bytes`` for notebooks.
+
+    Grids of flat or simulated images stay full-colour. Sixteen photographic
+    320 px thumbnails come to about 3 MB as RGB PNG; those are stored as a
+    256-colour adaptive palette (about a third of the size, and hard to tell
+    apart at thumbnail scale), and only if that is still too big is the grid
+    scaled down. ``provenance`` is embedded as in
+    :func:`~.images.png_with_provenance`.
+    """
+
+    def encode(image: Image.Image) -> bytes:
+        return png_with_provenance(image, provenance) if provenance is not None else png_bytes(image)
+
+    data = encode(img)
+    if len(data) <= max_bytes:
+        return data
+    rgb = img.convert("RGB") if img.mode != "RGB" else img
+    candidate = rgb
+    for _ in range(4):
+        data = encode(candidate.quantize(256, method=Image.Quantize.FASTOCTREE))
+        if len(data) <= max_bytes:
+            return data
+        factor = math.sqrt(max_bytes / len(data)) * 0.92
+        size = (max(1, round(candidate.width * factor)), max(1, round(candidate.height * factor)))
+        candidate = rgb.resize(size, Image.Resampling.LANCZOS)
+    return data

@@ -1,0 +1,493 @@
+"""Drawing pieces of a comparison grid (pure Pillow): colours, text that fits, arrows, the cells and their tiles.
+
+:mod:`.grid` lays the grid out and draws it with these; it re-exports the
+public names (:data:`PENDING_STATES`, :data:`FAILED_STATES`, :func:`draw_star`).
+Characters a font cannot draw are replaced by a close ASCII spelling instead of boxes.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import unicodedata
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from PIL import Image, ImageDraw, ImageFont
+
+from gemimg_jupyter.domain import models
+from gemimg_jupyter.domain.models import state_values
+
+__all__ = ["FAILED_STATES", "PENDING_STATES", "draw_star"]
+
+
+#: A tile's state words, as :class:`~gemimg_jupyter.domain.models.JobState` classifies them (``timeout`` is a failed tile).
+PENDING_STATES = frozenset(state_values(models.PENDING_STATES))
+FAILED_STATES = frozenset(state_values(models.FAILURE_STATES))
+_IMAGE_STATES = frozenset(state_values(models.IMAGE_STATES))
+
+_FontT: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
+# colours (RGB)
+BG = (255, 255, 255)
+INK = (33, 37, 41)
+MUTED = (104, 110, 118)
+RULE = (222, 226, 230)
+LETTERBOX = (241, 243, 245)
+
+
+@dataclass(frozen=True)
+class _Tone:
+    """The colours of a kind of box (RGB): its fill, its text and its outline."""
+
+    fill: tuple[int, int, int]
+    ink: tuple[int, int, int]
+    edge: tuple[int, int, int] | None = None
+
+
+_PENDING = _Tone(fill=(246, 247, 249), ink=(108, 117, 125), edge=(206, 212, 218))
+_FAIL = _Tone(fill=(253, 236, 236), ink=(150, 30, 30), edge=(214, 69, 69))
+_BADGE = _Tone(fill=INK, ink=BG)  # white on the ink colour
+
+_ASCII_FALLBACK = {
+    "→": "->",
+    "←": "<-",
+    "↓": "v",
+    "↑": "^",
+    "×": "x",
+    "≈": "~",
+    "—": "-",
+    "–": "-",
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "…": "...",
+    "·": "-",
+    "•": "*",
+    "\u00a0": " ",
+}
+
+
+@dataclass(frozen=True)
+class _Fonts:
+    size: int
+    label: _FontT
+    bold: _FontT
+    small: _FontT
+    small_bold: _FontT
+    title: _FontT
+    line: int
+    small_line: int
+    title_line: int
+    pad: int
+
+
+#: Fonts tried before Pillow's bundled one (found on most Linux systems and in many Python installs).
+FONT_CANDIDATES: tuple[str, ...] = ("DejaVuSans.ttf",)
+BOLD_FONT_CANDIDATES: tuple[str, ...] = ("DejaVuSans-Bold.ttf",)
+
+
+@dataclass
+class Tile:
+    """One image slot of a grid: a job's state, its image when it has one, its error.
+
+    Attributes
+    ----------
+    state : str
+        A job state: ``queued``, ``uploading``, ``submitting``, ``submitted``,
+        ``in_progress``, ``downloading``, ``done``, ``cached``, ``failed``,
+        ``expired``, ``timeout`` or ``cancelled``.
+    image : PIL.Image.Image or None
+        The picture (a thumbnail is enough; it is scaled to fit anyway).
+    error : str or None
+        What went wrong, shown in failed cells.
+    picked : bool
+        A picked image carries a star in its top-right corner.
+    """
+
+    state: str
+    image: Image.Image | None = None
+    error: str | None = None
+    picked: bool = False
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where everything goes in a grid of ``nx`` × ``ny`` cells.
+
+    Attributes
+    ----------
+    width, height : int
+        The image size.
+    margin : int
+        Blank border around everything.
+    grid_left, grid_top : int
+        Top-left corner of the first cell.
+    cell : int
+        Side of every (square) cell box.
+    nx, ny : int
+        Columns and rows.
+    legend_width : int
+        Width of the Y legend column (0 without a Y axis).
+    footer_height : int
+        Height below the cells before the bottom margin.
+    """
+
+    width: int
+    height: int
+    margin: int
+    grid_left: int
+    grid_top: int
+    cell: int
+    nx: int
+    ny: int
+    legend_width: int
+    footer_height: int
+    title_lines: tuple[str, ...]
+    header_lines: tuple[str, ...]
+    footer_lines: tuple[str, ...]
+    x_label_lines: tuple[tuple[str, ...], ...]
+    y_label_lines: tuple[tuple[str, ...], ...]
+    y_title_lines: tuple[str, ...]
+    x_title: str
+    title_top: int
+    header_top: int
+    band_top: int
+    x_labels_top: int
+    fonts: _Fonts
+
+    def cell_box(self, x: int, y: int) -> tuple[int, int, int, int]:
+        """``(left, top, right, bottom)`` of the cell at column ``x``, row ``y``."""
+        left = self.grid_left + x * self.cell
+        top = self.grid_top + y * self.cell
+        return (left, top, left + self.cell, top + self.cell)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_font(size: int, bold: bool = False) -> _FontT:
+    for name in BOLD_FONT_CANDIDATES if bold else FONT_CANDIDATES:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, AttributeError, OSError, ImportError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def fonts_for(cell_size: int) -> _Fonts:
+    size = max(10, round(cell_size * 0.05))
+    small = max(9, round(cell_size * 0.04))
+    title = round(size * 1.25)
+    return _Fonts(
+        size=size,
+        label=_load_font(size),
+        bold=_load_font(size, bold=True),
+        small=_load_font(small),
+        small_bold=_load_font(small, bold=True),
+        title=_load_font(title, bold=True),
+        line=round(size * 1.35),
+        small_line=round(small * 1.3),
+        title_line=round(title * 1.3),
+        pad=max(2, round(cell_size * 0.016)),
+    )
+
+
+# ---------------------------------------------------------------- text
+
+
+_glyph_lock = threading.Lock()
+_glyph_cache: weakref.WeakKeyDictionary[Any, dict[str, bool]] = weakref.WeakKeyDictionary()
+
+
+def _has_glyph(font: _FontT, char: str) -> bool:
+    """Whether ``font`` draws ``char`` as something other than its "missing" box."""
+    if not isinstance(font, ImageFont.FreeTypeFont):
+        return ord(char) < 128
+    with _glyph_lock:
+        known = _glyph_cache.setdefault(font, {}).get(char)
+    if known is not None:
+        return known
+    try:
+        mask = font.getmask(char)
+        missing = font.getmask("\uffff")
+        result = not (mask.size == missing.size and bytes(mask) == bytes(missing))
+    except (OSError, ValueError, UnicodeError):
+        result = False
+    with _glyph_lock:
+        _glyph_cache.setdefault(font, {})[char] = result
+    return result
+
+
+def _drawable(font: _FontT, text: str) -> str:
+    """``text`` with characters the font lacks replaced by ASCII look-alikes."""
+    if text.isascii():
+        return text
+    out: list[str] = []
+    for char in text:
+        if char.isascii() or _has_glyph(font, char):
+            out.append(char)
+            continue
+        if char in _ASCII_FALLBACK:
+            out.append(_ASCII_FALLBACK[char])
+            continue
+        base = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
+        out.append(base or "?")
+    return "".join(out)
+
+
+def text_width(font: _FontT, text: str) -> float:
+    return float(font.getlength(_drawable(font, text))) if text else 0.0
+
+
+def _ellipsize(font: _FontT, text: str, width: float) -> str:
+    """``text`` cut with ``…`` so it fits ``width``."""
+    text = text.rstrip()
+    if text_width(font, text) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text_width(font, text[:mid].rstrip() + "…") <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…" if lo else "…"
+
+
+def wrap_text(font: _FontT, text: str, width: float, max_lines: int) -> tuple[str, ...]:
+    """Word-wrap ``text`` to ``width``; overlong words are broken, extra lines ellipsized."""
+    if max_lines <= 0 or not text.strip():
+        return ()
+    lines: list[str] = []
+    for paragraph in text.splitlines():
+        current = ""
+        for word in paragraph.split():
+            candidate = f"{current} {word}" if current else word
+            if text_width(font, candidate) <= width:
+                current = candidate
+                continue
+            if current:
+                lines.append(current)
+                current = ""
+            while text_width(font, word) > width and len(word) > 1:
+                cut = _fit_prefix(font, word, width)
+                lines.append(word[:cut])
+                word = word[cut:]
+            current = word
+        if current:
+            lines.append(current)
+        if len(lines) > max_lines:
+            break
+    if len(lines) > max_lines:
+        rest = " ".join(lines[max_lines - 1 :])
+        lines = [*lines[: max_lines - 1], _ellipsize(font, rest + " …", width)]
+        if not lines[-1].endswith("…"):
+            lines[-1] = _ellipsize(font, lines[-1] + "…", width)
+    return tuple(lines)
+
+
+def _fit_prefix(font: _FontT, word: str, width: float) -> int:
+    lo, hi = 1, len(word)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text_width(font, word[:mid]) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def draw_text(
+    draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font: _FontT, fill: tuple[int, int, int]
+) -> None:
+    draw.text((round(xy[0]), round(xy[1])), _drawable(font, text), font=font, fill=fill)
+
+
+def draw_arrow(
+    draw: ImageDraw.ImageDraw, x: float, y: float, size: int, direction: str, fill: tuple[int, int, int]
+) -> None:
+    """A small arrow drawn with lines (fonts often lack → and ↓); ``(x, y)`` is its top-left."""
+    s = size
+    w = max(1, round(s / 9))
+    if direction == "right":
+        mid = y + s / 2
+        draw.line([(x, mid), (x + s - 1, mid)], fill=fill, width=w)
+        draw.polygon([(x + s, mid), (x + s * 0.55, mid - s * 0.32), (x + s * 0.55, mid + s * 0.32)], fill=fill)
+    else:
+        mid = x + s / 2
+        draw.line([(mid, y), (mid, y + s - 1)], fill=fill, width=w)
+        draw.polygon([(mid, y + s), (mid - s * 0.32, y + s * 0.55), (mid + s * 0.32, y + s * 0.55)], fill=fill)
+
+
+def _strip_arrow(title: str | None) -> str:
+    return (title or "").strip().rstrip("→↓-> ").strip() if title else ""
+
+
+# ---------------------------------------------------------------- tiles
+
+
+def _state_name(state: object) -> str:
+    return str(getattr(state, "value", state) or "").strip().lower()
+
+
+def _draw_tile(
+    img: Image.Image, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], tile: Tile | None, f: _Fonts
+) -> None:
+    x, y, w, h = box
+    if w < 2 or h < 2:
+        return
+    state = _state_name(tile.state) if tile is not None else ""
+    if tile is not None and tile.image is not None:
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=LETTERBOX)
+        thumb = fit_text(tile.image, w, h)
+        px, py = x + (w - thumb.width) // 2, y + (h - thumb.height) // 2
+        img.paste(thumb, (px, py))
+        if state == "cached":
+            _badge(draw, (px, py, thumb.width, thumb.height), "cached", f)
+        if tile.picked:
+            r = max(6, min(thumb.width, thumb.height) // 12)
+            draw_star(draw, px + thumb.width - r - 4, py + r + 4, r)
+        return
+    if state in FAILED_STATES:
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL.fill, outline=_FAIL.edge, width=2)
+        error = (tile.error if tile is not None else None) or "no error message"
+        _box_text(draw, box, state, error, f, _FAIL.ink)
+        return
+    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_PENDING.fill, outline=_PENDING.edge, width=1)
+    if tile is None:
+        return
+    if state in PENDING_STATES:
+        label = "queued" if state == "queued" else state.replace("_", " ") + "…"
+        _box_text(draw, box, label, None, f, _PENDING.ink)
+    elif state in _IMAGE_STATES:
+        _box_text(draw, box, state, "no image", f, _PENDING.ink)
+    else:  # cancelled, or a state this module does not know
+        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING.ink)
+
+
+_STAR = (240, 180, 0)
+_STAR_RIM = (60, 45, 0)
+
+
+def draw_star(draw: ImageDraw.ImageDraw, cx: float, cy: float, radius: float) -> None:
+    """A filled five-pointed star centred on ``(cx, cy)``: the mark of a picked image."""
+    points = []
+    for i in range(10):
+        r = radius if i % 2 == 0 else radius * 0.45
+        a = -math.pi / 2 + i * math.pi / 5
+        points.append((cx + r * math.cos(a), cy + r * math.sin(a)))
+    draw.polygon(points, fill=_STAR, outline=_STAR_RIM)
+
+
+def fit_text(image: Image.Image, w: int, h: int) -> Image.Image:
+    """``image`` scaled (up or down) to fit ``w`` × ``h`` keeping its aspect ratio, in RGB."""
+    src = image
+    if src.mode in ("RGBA", "LA", "PA") or (src.mode == "P" and "transparency" in src.info):
+        rgba = src.convert("RGBA")
+        ground = Image.new("RGBA", rgba.size, (*BG, 255))
+        src = Image.alpha_composite(ground, rgba).convert("RGB")
+    elif src.mode != "RGB":
+        src = src.convert("RGB")
+    scale = min(w / src.width, h / src.height)
+    size = (max(1, min(w, round(src.width * scale))), max(1, min(h, round(src.height * scale))))
+    if size == src.size:
+        return src.copy() if src is image else src
+    return src.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _box_text(
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    headline: str,
+    body: str | None,
+    f: _Fonts,
+    ink: tuple[int, int, int],
+) -> None:
+    """A bold headline and wrapped body text, centred in ``box``."""
+    x, y, w, h = box
+    inset = max(3, f.pad + 2)
+    width = w - 2 * inset
+    if width < 8:
+        return
+    head = wrap_text(f.small_bold, headline, width, 1)
+    room = max(0, (h - 2 * inset - len(head) * f.small_line) // f.small_line)
+    lines = wrap_text(f.small, body, width, room) if body else ()
+    block = (len(head) + len(lines)) * f.small_line
+    ty = y + max(inset, (h - block) // 2)
+    for line in head:
+        draw_text(draw, (x + (w - text_width(f.small_bold, line)) / 2, ty), line, f.small_bold, ink)
+        ty += f.small_line
+    for line in lines:
+        draw_text(draw, (x + (w - text_width(f.small, line)) / 2, ty), line, f.small, ink)
+        ty += f.small_line
+
+
+def _badge(draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], text: str, f: _Fonts) -> None:
+    """A small dark label in the bottom-right corner of the image."""
+    x, y, w, h = image_box
+    tw = text_width(f.small, text)
+    bw, bh = round(tw + 2 * f.pad + 2), f.small_line + 2
+    if bw > w - 4 or bh > h - 4:
+        return
+    bx, by = x + w - bw - 4, y + h - bh - 4
+    draw.rounded_rectangle([bx, by, bx + bw, by + bh], radius=max(2, bh // 3), fill=_BADGE.fill)
+    draw_text(draw, (bx + f.pad + 1, by + 1), text, f.small, _BADGE.ink)
+
+
+# ---------------------------------------------------------------- cells
+
+
+def _arrangement(repeats: int, aspects: Sequence[float], inner: int, gap: int) -> tuple[int, int]:
+    """``(cols, rows)`` for the repeats of a cell: the packing that shows the images largest."""
+    if repeats <= 1:
+        return (1, 1)
+    shapes = list(aspects) or [1.0]
+    best, best_score = (repeats, 1), -1.0
+    for cols in range(repeats, 0, -1):  # a single row first: ties keep the mini-row
+        rows = math.ceil(repeats / cols)
+        if (cols - 1) * rows >= repeats:  # a column would stay empty
+            continue
+        sub_w = (inner - (cols - 1) * gap) / cols
+        sub_h = (inner - (rows - 1) * gap) / rows
+        if sub_w <= 0 or sub_h <= 0:
+            continue
+        score = 0.0
+        for aspect in shapes:
+            w = min(sub_w, sub_h * aspect)
+            score += w * (w / aspect)
+        if score > best_score * 1.001:
+            best, best_score = (cols, rows), score
+    return best
+
+
+def _draw_cells(
+    img: Image.Image, draw: ImageDraw.ImageDraw, lay: GridLayout, tiles: Mapping[tuple[int, int], Sequence[Tile]]
+) -> None:
+    """Every cell's repeats, packed the same way in every cell (see :func:`_arrangement`)."""
+    f = lay.fonts
+    pad = f.pad
+    repeats = max((len(seq) for seq in tiles.values()), default=1) or 1
+    aspects = [
+        t.image.width / t.image.height
+        for seq in tiles.values()
+        for t in seq
+        if t.image is not None and t.image.width and t.image.height
+    ]
+    inner = lay.cell - 2 * pad
+    cols, rows = _arrangement(repeats, aspects, inner, pad)
+    sub_w = (inner - (cols - 1) * pad) // cols
+    sub_h = (inner - (rows - 1) * pad) // rows
+    for y in range(lay.ny):
+        for x in range(lay.nx):
+            left, top, _, _ = lay.cell_box(x, y)
+            seq = list(tiles.get((x, y), ()))
+            for r in range(repeats):
+                col, row = r % cols, r // cols
+                box = (left + pad + col * (sub_w + pad), top + pad + row * (sub_h + pad), sub_w, sub_h)
+                _draw_tile(img, draw, box, seq[r] if r < len(seq) else None, f)

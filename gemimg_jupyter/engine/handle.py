@@ -1,0 +1,270 @@
+"""The user's handle on one requested image: :class:`Job`.
+
+A job is created by the runner (:mod:`.runner`) and changed only by it; the
+user reads it (``state``, ``progress``, ``image``, ``path``), waits on it
+(``result``, ``wait``) and listens to it (``add_listener``). The attributes
+with a leading underscore are the runner's bookkeeping (its place in the
+scheduler, the window and the budget), shared within this package only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from gemimg_jupyter.domain.errors import GemimgError, JobError, JobTimeoutError
+from gemimg_jupyter.domain.models import GenerationParams, JobState
+from gemimg_jupyter.draw.images import load_thumbnail, png_bytes, thumbnail
+
+if TYPE_CHECKING:
+    from gemimg_jupyter.ledger.store import LedgerRow
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[["Job"], None]
+#: A job as a state machine: each step yields how long to wait before the next (``None``: until woken).
+Steps = Generator[float | None, None, None]
+PREVIEW_LONG_SIDE = 768
+
+
+class Job:
+    """One requested image, running in the background.
+
+    The object is also the user's result handle: ``job.result()`` waits and
+    returns the job, ``job.image`` is the ``PIL.Image``, ``job.path`` the PNG
+    on disk, ``job.params`` what was asked for.
+    """
+
+    def __init__(
+        self,
+        params: GenerationParams,
+        *,
+        repeat: int = 0,
+        sweep_id: str | None = None,
+        cbid: str | None = None,
+        parent: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.params = params
+        #: the image this one edits (``cbid``, ``key``, ``sha256``), recorded in the ledger and the PNG
+        self.parent: dict[str, Any] | None = dict(parent) if parent else None
+        #: the session that made this job (for ``edit``, ``pick``, ``lineage``); set by the runner
+        self.session: Any = None
+        self.repeat = repeat
+        self.sweep_id = sweep_id
+        self.key = params.cache_key(repeat)
+        self.cbid = cbid or f"gemimg-{uuid.uuid4().hex}"
+        self.id = self.cbid[-6:]
+        self.state = JobState.QUEUED
+        self.progress = 0
+        self.task_id: str | None = None
+        self.error: str | None = None
+        self.exception: GemimgError | None = None
+        self.path: Path | None = None
+        self.cost_usd = 0.0
+        self.created = time.time()
+        self.submitted_at: float | None = None
+        self.finished_at: float | None = None
+        self.expires_at: int | None = None
+        self.provenance: dict[str, Any] = {}
+        self._listeners: list[Listener] = []
+        self._done = threading.Event()
+        self._changed = threading.Condition()
+        self._wake = threading.Event()
+        self._cancel = False
+        self._drop = False
+        self._adopt: LedgerRow | None = None  # another live process's row this job follows
+        self._steps: Steps | None = None  # the job as a state machine
+        self._step_lock = threading.Lock()
+        self._token = -1  # its entry in the scheduler's heap (older entries are stale)
+        self._waker: Callable[[], None] | None = None
+        self._slot = False  # holds one place in the runner's window of unfinished tasks
+        self._reserved = 0.0  # budget reserved for its submit
+        self._unsent = False  # its row is known to be "queued": no earlier try can have reached the gateway
+        self._image: Image.Image | None = None
+        self._preview: bytes | None = None
+        self._thumbs: dict[int, Image.Image] = {}
+        self._lock = threading.Lock()
+
+    # ---- the result handle ----------------------------------------------------------------
+
+    @property
+    def cached(self) -> bool:
+        """True when the image came from the store without a request."""
+        return self.state is JobState.CACHED
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the job was created (until it finished)."""
+        return (self.finished_at or time.time()) - self.created
+
+    def done(self) -> bool:
+        """True once the job is in a terminal state."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job ends; ``False`` if ``timeout`` passed first."""
+        return self._done.wait(timeout)
+
+    def wait_for(self, state: JobState | str, timeout: float) -> bool:
+        """Block until the job is in ``state`` (``True``), or it ended elsewhere or ``timeout`` passed (``False``)."""
+        target = JobState(state)
+        with self._changed:
+            self._changed.wait_for(lambda: self.state is target or self._done.is_set(), timeout)
+        return self.state is target
+
+    def result(self, timeout: float | None = None) -> Job:
+        """Wait for the image and return this job; raise the job's error if it has none."""
+        if not self._done.wait(timeout):
+            raise JobTimeoutError(
+                f"job {self.id} is still {self.state.value} after {timeout:g}s; it keeps running in the background",
+                task_id=self.task_id,
+            )
+        if not self.state.has_image:
+            raise self.exception or JobError(f"job {self.id} ended {self.state.value}", task_id=self.task_id)
+        return self
+
+    @property
+    def image(self) -> Image.Image:
+        """The full-size image (loaded from disk on first use)."""
+        if not self.state.has_image or self.path is None:
+            raise JobError(f"job {self.id} has no image yet ({self.state.value}); call .result() to wait for it")
+        if self._image is None:
+            with Image.open(self.path) as img:
+                img.load()
+                self._image = img
+        return self._image
+
+    def thumbnail(self, long_side: int = 320, *, keep: bool = True) -> Image.Image:
+        """A small copy for grids and galleries, without keeping the full image in memory.
+
+        ``keep=False`` does not cache it (the preview only needs its PNG bytes).
+        """
+        cached = self._thumbs.get(long_side)
+        if cached is None:
+            if self._image is not None:
+                cached = thumbnail(self._image, long_side)
+            else:
+                if not self.state.has_image or self.path is None:
+                    raise JobError(f"job {self.id} has no image yet ({self.state.value})")
+                cached = load_thumbnail(self.path, long_side)
+            if keep:
+                self._thumbs[long_side] = cached
+        return cached
+
+    def preview_png(self, long_side: int = PREVIEW_LONG_SIDE) -> bytes:
+        """A notebook-sized PNG (full-size images stay on disk)."""
+        if self._preview is None:
+            self._preview = png_bytes(self.thumbnail(long_side, keep=False))
+        return self._preview
+
+    def cancel(self, *, drop: bool = False) -> bool:
+        """Cancel: stops the job if it was not submitted yet.
+
+        A submitted task is paid for, so it is still downloaded unless
+        ``drop=True``. Returns ``True`` if the job will end ``cancelled``.
+        """
+        with self._lock:
+            if self._done.is_set():
+                return False
+            self._cancel = True
+            self._drop = self._drop or drop
+            will = self.task_id is None or drop
+        self._wake.set()
+        if self._waker is not None:
+            self._waker()
+        return will
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(job)`` on every change of state or progress (from a worker thread)."""
+        self._listeners.append(listener)
+        if self._done.is_set():
+            call_listener(listener, self)
+
+    def describe(self) -> dict[str, Any]:
+        """One flat row for a table (``Session.jobs()``, ``SweepResult.table()``)."""
+        return {
+            "id": self.id,
+            "state": self.state.value,
+            "progress": self.progress,
+            "prompt": self.params.prompt,
+            "model": self.params.model,
+            "size": self.params.size,
+            "resolution": self.params.resolution,
+            "temperature": self.params.temperature,
+            "top_p": self.params.top_p,
+            "repeat": self.repeat,
+            "task_id": self.task_id,
+            "cost_usd": round(self.cost_usd, 4),
+            "elapsed_s": round(self.elapsed, 1),
+            "path": str(self.path) if self.path else None,
+            "error": self.error,
+        }
+
+    # ---- iterate and pick (docs/editing.md) ---------------------------------------------
+
+    def edit(self, prompt: str, **params: Any) -> Job:
+        """A new image made from this one: it becomes the first reference, and the new result names it as parent.
+
+        Takes the keyword arguments of ``Session.generate`` (``size``, more
+        ``reference_images``, ``wait`` …); an edit asked for again is a cache hit.
+        """
+        return self._session().generate(prompt, edit=self, **params)  # type: ignore[no-any-return]
+
+    def pick(self, note: str | None = None) -> Job:
+        """Mark this image as a favourite (kept in the ledger and written into the PNG's provenance)."""
+        self._session().pick(self, note=note)
+        return self
+
+    def unpick(self) -> Job:
+        """Remove the mark :meth:`pick` set."""
+        self._session().unpick(self)
+        return self
+
+    @property
+    def picked(self) -> bool:
+        """True when this image is picked (in the ledger, so it survives restarts)."""
+        return bool(self._session().is_picked(self))
+
+    def lineage(self) -> Any:
+        """The chain of edits from the root image to this one (``lineage.Lineage``)."""
+        return self._session().lineage(self)
+
+    def _session(self) -> Any:
+        if self.session is None:
+            raise JobError(f"job {self.id} belongs to no session; use Session.pick/edit with it")
+        return self.session
+
+    def __repr__(self) -> str:
+        extra = f", path={str(self.path)!r}" if self.path else (f", error={self.error!r}" if self.error else "")
+        return f"<Job {self.id} {self.state.value} {self.params.size} {self.params.prompt[:40]!r}{extra}>"
+
+    def _repr_png_(self) -> bytes | None:
+        return self.preview_png() if self.state.has_image else None
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        data: dict[str, Any] = {"text/plain": repr(self)}
+        meta: dict[str, Any] = {}
+        if self.state.has_image:
+            data["image/png"] = self.preview_png()
+            meta["image/png"] = {"gemimg": self.provenance}
+        return data, meta
+
+
+def call_listener(listener: Listener, job: Job) -> None:
+    """Call one listener; its failure is logged and never reaches the job."""
+    try:
+        listener(job)
+    except Exception:
+        log.exception("a gemimg listener failed")
+
+
+def parent_of(job: Job) -> dict[str, Any]:
+    """``{"parent": …}`` for an edit, ``{}`` otherwise (merged into the ledger params and provenance)."""
+    return {"parent": job.parent} if job.parent else {}

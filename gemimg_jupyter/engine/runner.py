@@ -1,0 +1,317 @@
+"""The coordinator: :class:`JobRunner` starts, finds, cancels, waits for and shuts down jobs.
+
+It asks the ledger who pays (:mod:`.claims`), then runs each job as a state
+machine on the lanes (:mod:`.lanes`): follow another process's row
+(:mod:`.claims`), submit (:mod:`.submit`), poll, download and write
+(:mod:`.collect`), under the shared limits (:mod:`.limits`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from gemimg_jupyter.domain.errors import ConfigError, GemimgError, JobCancelled, JobError
+from gemimg_jupyter.domain.models import GenerationParams, JobState
+from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.engine import claims
+from gemimg_jupyter.engine.cadence import PollSchedule
+from gemimg_jupyter.engine.collect import Collector
+from gemimg_jupyter.engine.handle import Job, Listener, Steps
+from gemimg_jupyter.engine.lanes import Lanes, Stopped
+from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
+from gemimg_jupyter.engine.shared import Engine, final_state
+from gemimg_jupyter.engine.submit import Submitter
+from gemimg_jupyter.engine.transitions import Transitions
+from gemimg_jupyter.gateway.client import ToAPIsClient
+from gemimg_jupyter.ledger.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Runs jobs as state machines: one scheduler thread, a small I/O pool, shared limits.
+
+    Each job is a generator that yields how long to wait before its next step
+    (``None``: until woken); the lanes (:class:`~.lanes.Lanes`) step it.
+    Unfinished tasks are limited by an adaptive window (:class:`~.limits.Window`).
+
+    Parameters
+    ----------
+    client : ToAPIsClient
+        The gateway client.
+    store : Store
+        Ledger and image files.
+    settings : Settings
+        In-flight cap, rates, polling cadence, deadline.
+    backend : str
+        ``"sim"`` or ``"toapis"``: recorded in the ledger and provenance.
+    gate : RateGate, optional
+        The session's rate gate, shared with the client (built here when not given).
+    """
+
+    def __init__(
+        self, client: ToAPIsClient, store: Store, settings: Settings, *, backend: str, gate: RateGate | None = None
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.backend = backend
+        self.gate = gate or RateGate(settings)
+        if client.gate is not self.gate:
+            client.gate = self.gate
+        rng = random.Random()
+        self.polls = PollSchedule(settings, rng)
+        lanes = Lanes(settings, abort=lambda job, exc: self._record.abort(job, exc))
+        window = Window(settings, wake=lambda job: lanes.schedule(job, 0.0))
+        budget = Reservations()
+        self._record = Transitions(store, window, budget)
+        self._engine = Engine(
+            client=client,
+            store=store,
+            settings=settings,
+            backend=backend,
+            gate=self.gate,
+            rng=rng,
+            polls=self.polls,
+            window=window,
+            budget=budget,
+            lanes=lanes,
+            record=self._record,
+        )
+        self._submitter = Submitter(self._engine)
+        self._collector = Collector(self._engine)
+        self._jobs: dict[str, Job] = {}
+        self._lock = threading.Lock()
+        store.start_heartbeat()
+        self.session: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
+
+    @property
+    def settings(self) -> Settings:
+        """In-flight cap, rates, polling cadence, deadline (a new value applies to the jobs' next steps)."""
+        return self._engine.settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        self._engine.settings = settings
+
+    # ---- public ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(job)`` for every change of every job."""
+        self._record.listeners.append(listener)
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Every job of this runner, oldest first."""
+        with self._lock:
+            return list(self._jobs.values())
+
+    def get(self, job_id: str) -> Job | None:
+        """A job by its short id, task id or ``client_business_id``."""
+        with self._lock:
+            for job in self._jobs.values():
+                if job_id in (job.id, job.cbid, job.task_id):
+                    return job
+        return None
+
+    def submit(
+        self,
+        params: GenerationParams,
+        *,
+        repeat: int = 0,
+        fresh: bool = False,
+        sweep_id: str | None = None,
+        listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
+    ) -> Job:
+        """Start one job and return at once (a cache hit returns a finished job)."""
+        return self.submit_many([(params, repeat)], fresh=fresh, sweep_id=sweep_id, listeners=listeners, parent=parent)[
+            0
+        ]
+
+    def submit_many(
+        self,
+        items: Sequence[tuple[GenerationParams, int]],
+        *,
+        fresh: bool = False,
+        sweep_id: str | None = None,
+        listeners: Sequence[Listener] = (),
+        parent: Mapping[str, Any] | None = None,
+    ) -> list[Job]:
+        """Start jobs for ``(params, repeat)`` pairs; the ledger decides who pays, in one transaction.
+
+        A request already running in this session is shared; one another live
+        process works on is adopted (followed, its image used); one whose owner
+        is gone is taken over; a stored image is a cache hit. Only the rest are
+        new jobs that pay. ``parent`` (``cbid``, ``key``, ``sha256``) names the
+        image these edit.
+        """
+        if self.closed:
+            raise JobError("the job runner is shut down; load the extension again")
+        out: list[Job] = []
+        new: list[Job] = []
+        batch: dict[str, Job] = {}
+        running = {} if fresh else self._running()
+        for params, repeat in items:
+            key = params.cache_key(repeat)
+            live = running.get(key)
+            shared = None if fresh else batch.get(key) or (live if live is not None and not live.done() else None)
+            if shared is not None:  # the same request already running: share it instead of paying twice
+                for listener in listeners:
+                    shared.add_listener(listener)
+                out.append(shared)
+                continue
+            job = Job(params, repeat=repeat, sweep_id=sweep_id, parent=parent)
+            batch[key] = job
+            new.append(job)
+            out.append(job)
+        found = self.store.claim_many([claims.ledger_request(job, self.backend) for job in new], fresh=fresh)
+        for job, claim in zip(new, found, strict=True):
+            row = claim.row
+            claims.take_claim(job, claim)
+            self._register(job)
+            for listener in listeners:
+                job.add_listener(listener)
+            if claim.kind == "cached" and row is not None and row.path:
+                claims.finish_from_store(self._record, job, row)
+                continue
+            job._adopt = row if claim.kind == "adopt" else None
+            job._unsent = claim.kind == "new" or (row is not None and row.state == "queued")
+            self._start(job)
+        return out
+
+    def resume(self) -> list[Job]:
+        """Pick up unfinished ledger rows whose owner is gone (never a live process's)."""
+        started: list[Job] = []
+        known = {j.cbid for j in self.jobs if not j.done()}
+        for row in self.store.orphans(self.backend):
+            if row.cbid in known:
+                continue
+            job = claims.job_from_row(row)
+            if job is None:
+                self.store.update(row.cbid, state="failed", error="cannot resume: the stored parameters are unreadable")
+                continue
+            if self.store.take_over(row.cbid) is None:  # another process took it first
+                continue
+            self._register(job)
+            self._start(job)
+            started.append(job)
+        return started
+
+    def cancel(self, target: str | Job | Iterable[Job] = "all", *, drop: bool = False) -> int:
+        """Cancel one job (by object or id), a sweep (by its id) or ``"all"``; returns how many will end cancelled."""
+        if isinstance(target, Job):
+            jobs: list[Job] = [target]
+        elif isinstance(target, str):
+            if target == "all":
+                jobs = self.jobs
+            else:
+                jobs = [j for j in self.jobs if j.sweep_id == target]
+                one = self.get(target)
+                if one is not None:
+                    jobs.append(one)
+        else:
+            jobs = list(target)
+        return sum(job.cancel(drop=drop) for job in jobs if not job.done())
+
+    def wait(self, jobs: Iterable[Job] | None = None, timeout: float | None = None) -> bool:
+        """Wait until the given jobs (default: all) end; ``False`` on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in list(jobs) if jobs is not None else self.jobs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.wait(left):
+                return False
+        return True
+
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop: unfinished jobs stay in the ledger, handed back so a re-run or ``resume`` takes them at once."""
+        lanes = self._engine.lanes
+        lanes.close()
+        self.store.stop_heartbeat()
+        self.gate.stop.set()
+        self.client.interrupt()
+        lanes.shutdown(self.jobs, wait=wait)
+        try:
+            self.store.release()
+        except (sqlite3.Error, OSError, ConfigError):
+            log.debug("could not hand the rows back", exc_info=True)
+        for job in self.jobs:
+            if not job.done():
+                job.error = "stopped when the runner shut down; Session.resume() finishes it"
+                job.exception = JobCancelled(job.error, task_id=job.task_id)
+                self._record.finish(job, JobState.CANCELLED, ledger=False)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` began: no new job starts."""
+        return self._engine.lanes.closed
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Requests sent so far by category."""
+        return dict(self.gate.counts)
+
+    # ---- each job, from start to end --------------------------------------------------------
+
+    def _running(self) -> dict[str, Job]:
+        """This runner's unfinished, uncancelled jobs by request key (the first of each), in one pass per cell."""
+        found: dict[str, Job] = {}
+        with self._lock:
+            for job in self._jobs.values():
+                if not job.done() and not job._cancel:
+                    found.setdefault(job.key, job)
+        return found
+
+    def _register(self, job: Job) -> None:
+        """Give the job a short id unique in this runner (grown on a collision) and list it."""
+        with self._lock:
+            n, extra = 6, 0
+            while True:
+                short = job.cbid[-n:] if n <= len(job.cbid) else f"{job.cbid[-6:]}-{extra}"
+                if short not in self._jobs:
+                    break
+                if n <= len(job.cbid):
+                    n += 1
+                else:
+                    extra += 1
+            job.id = short
+            job.session = self.session
+            self._jobs[short] = job
+
+    def _start(self, job: Job) -> None:
+        self._engine.lanes.start(job, self._drive(job))
+
+    def _drive(self, job: Job) -> Steps:
+        """The job from start to end, as steps; every exception ends in its final state (see ``engine.FINAL_STATES``)."""
+        try:
+            yield from self._work(job)
+        except Stopped:
+            return
+        except Exception as exc:
+            state = final_state(exc)
+            if state is None:
+                log.exception("job %s failed unexpectedly", job.id)
+                job.error = f"internal error: {type(exc).__name__}: {exc}"
+                job.exception = JobError(job.error, task_id=job.task_id)
+                state = JobState.FAILED if job.task_id is None else JobState.TIMEOUT
+            else:
+                job.error, job.exception = str(exc), exc if isinstance(exc, GemimgError) else None
+            if job.task_id is None:
+                job.cost_usd = 0.0  # nothing was paid
+            self._record.finish(job, state, cost_usd=job.cost_usd)
+
+    def _work(self, job: Job) -> Steps:
+        if self.closed:
+            raise Stopped
+        deadline = time.monotonic() + self.settings.job_timeout
+        if job._adopt is not None and (yield from claims.follow(self._engine, job, deadline)):
+            return
+        if job.task_id is None:
+            yield from self._submitter.run(job)
+            deadline = time.monotonic() + self.settings.job_timeout  # waiting for a turn is not the task's time
+        yield from self._collector.run(job, deadline)

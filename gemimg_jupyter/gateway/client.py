@@ -1,0 +1,157 @@
+"""HTTP client for the ToAPIs async image API (requests + backoff).
+
+One method per endpoint: :meth:`ToAPIsClient.upload_image`,
+:meth:`~ToAPIsClient.submit`, :meth:`~ToAPIsClient.status`,
+:meth:`~ToAPIsClient.download`. Every HTTP error is mapped onto the
+:mod:`~gemimg_jupyter.domain.errors` tree. Only what can succeed later is retried
+(429, 5xx, connection errors), with exponential backoff and jitter, and the
+server's ``Retry-After`` first.
+
+A submit is never blindly sent twice: after an ambiguous failure (the request
+may have reached the gateway) the task is first looked up by its
+``client_business_id``, and only re-sent if the gateway does not know it.
+
+:class:`ToAPIsClient` is the one public face; its parts live beside it:
+:mod:`.client_http` (the transport: session, retries, the rate gate),
+:mod:`.client_download` (streamed, deadline-bound, checked downloads),
+:mod:`.client_parse` (every answer dialect into a ``TaskStatus``) and
+:mod:`.client_errors` (HTTP errors onto the error tree).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from gemimg_jupyter.domain.errors import APIConnectionError, BadRequestError, NotFoundError, ServerError
+from gemimg_jupyter.domain.models import GenerationParams, TaskStatus
+from gemimg_jupyter.gateway.download import Downloads
+from gemimg_jupyter.gateway.http_errors import parse_retry_after
+from gemimg_jupyter.gateway.parse import STATUS_WORDS, find_result_url, parse_task
+from gemimg_jupyter.gateway.transport import AmbiguousFailure, Category
+
+__all__ = [
+    "STATUS_WORDS",
+    "Category",
+    "ToAPIsClient",
+    "find_result_url",
+    "parse_retry_after",
+    "parse_task",
+]
+
+log = logging.getLogger(__name__)
+
+
+class ToAPIsClient(Downloads):
+    """A client for one gateway (the real ToAPIs or the simulator).
+
+    Parameters
+    ----------
+    base_url : str
+        Gateway root, e.g. ``https://toapis.com`` (paths start with ``/v1``).
+    api_key : Secret
+        The bearer key; sent only to ``base_url``'s own origin.
+    retry : RetryPolicy
+        When to retry and how long to wait.
+    gate : RequestGate, optional
+        Shared rate limiting supplied by the job runner.
+    """
+
+    def __repr__(self) -> str:
+        return f"ToAPIsClient(base_url={self.base_url!r}, api_key={'***' if self._key else None})"
+
+    def upload_image(
+        self, data: bytes | str | Path, *, filename: str = "reference.png", mime: str = "image/png"
+    ) -> str:
+        """Upload a reference image; returns the public URL to pass in ``image_urls``."""
+        if isinstance(data, (str, Path)):
+            path = Path(data)
+            filename, payload = path.name, path.read_bytes()
+        else:
+            payload = data
+
+        def attempt() -> str:
+            resp = self._send("upload", "POST", "/v1/uploads/images", files={"file": (filename, payload, mime)})
+            body = self._json(resp)
+            inner = body.get("data")
+            if body.get("success") is False or not isinstance(inner, Mapping) or not inner.get("url"):
+                raise BadRequestError(
+                    f"upload refused: {body.get('message') or 'no URL returned'}", status_code=resp.status_code
+                )
+            return str(inner["url"])
+
+        return str(self._retrying("upload", attempt))
+
+    def submit(
+        self,
+        params: GenerationParams,
+        *,
+        client_business_id: str,
+        image_urls: tuple[str, ...] = (),
+        tries: int | None = None,
+    ) -> TaskStatus:
+        """Submit one generation; returns the queued task.
+
+        After a failure that may have reached the gateway (connection dropped,
+        timeout, 5xx), the task is looked up by ``client_business_id`` before
+        anything is sent again, so one request is paid for at most once.
+        ``tries=1`` sends once and leaves retries (and that look-up) to the caller.
+        """
+        body = params.request_body(image_urls=image_urls, client_business_id=client_business_id)
+        uncertain = False
+
+        def attempt() -> TaskStatus:
+            nonlocal uncertain
+            if uncertain:
+                found = self.find_by_business_id(client_business_id)
+                if found is not None:
+                    log.info("submit %s had reached the gateway as task %s", client_business_id, found.id)
+                    return found
+            try:
+                resp = self._send("submit", "POST", "/v1/images/generations", json=body)
+            except (APIConnectionError, ServerError) as exc:
+                uncertain = True
+                raise AmbiguousFailure(exc) from None
+            return parse_task(self._json(resp))
+
+        result: TaskStatus = self._retrying("submit", attempt, tries=tries)
+        return result
+
+    @property
+    def _status_timeout(self) -> tuple[float, float]:
+        return (self.timeout[0], min(self.timeout[1], self.status_timeout))
+
+    def status(self, task_id: str, *, tries: int | None = None) -> TaskStatus:
+        """The task's current state (also accepts a ``client_business_id``).
+
+        The answer must come within ``status_timeout`` seconds; ``tries=1``
+        leaves retrying to the caller (the job runner, which knows its deadline).
+        """
+
+        def attempt() -> TaskStatus:
+            resp = self._send("query", "GET", f"/v1/images/generations/{task_id}", timeout=self._status_timeout)
+            return parse_task(self._json(resp))
+
+        result: TaskStatus = self._retrying("status", attempt, tries=tries)
+        return result
+
+    def list_models(self, kind: str = "image") -> list[str]:
+        """The model ids the key may use (``GET /v1/models?type=image``; free)."""
+
+        def attempt() -> list[str]:
+            body = self._json(self._send("query", "GET", "/v1/models", params={"type": kind}))
+            data = body.get("data")
+            items = data if isinstance(data, list) else []
+            ids = [item.get("id") if isinstance(item, Mapping) else item for item in items]
+            return [str(i) for i in ids if isinstance(i, str) and i.strip()]
+
+        result: list[str] = self._retrying("models", attempt)
+        return result
+
+    def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
+        """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
+        try:
+            return self.status(client_business_id, tries=1)
+        except NotFoundError:
+            return None

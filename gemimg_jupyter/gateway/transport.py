@@ -1,0 +1,196 @@
+"""The HTTP transport under :class:`~gemimg_jupyter.gateway.client.ToAPIsClient`: one pooled session, retries, the rate gate.
+
+Only what can succeed later is retried (429, 5xx, connection errors), with
+exponential backoff and jitter and the server's ``Retry-After`` first; the
+waits between tries happen on an event, so :meth:`HTTPTransport.close` ends
+them at once. Every request passes the shared :class:`RequestGate` first, and
+every error answer becomes an exception of the :mod:`~gemimg_jupyter.domain.errors` tree.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
+
+import backoff
+import requests
+from requests.adapters import HTTPAdapter
+
+from gemimg_jupyter._version import __version__
+from gemimg_jupyter.domain.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    GemimgError,
+    InvalidImageError,
+    RateLimitError,
+    ServerError,
+    redact,
+)
+from gemimg_jupyter.domain.settings import RetryPolicy, Secret
+from gemimg_jupyter.gateway.http_errors import error_from_response
+
+__all__ = ["AmbiguousFailure", "Category", "HTTPTransport", "RequestGate", "origin"]
+
+log = logging.getLogger(__name__)
+
+Category = Literal["submit", "query", "upload", "download"]
+
+
+class RequestGate(Protocol):
+    """What the job runner plugs in to share rate limits across all jobs.
+
+    ``acquire`` blocks until a request of ``category`` may go out (token bucket,
+    lane paused after a 429); ``penalize`` pauses the whole lane.
+    """
+
+    def acquire(self, category: Category) -> None: ...  # pragma: no cover
+
+    def penalize(self, category: Category, seconds: float) -> None: ...  # pragma: no cover
+
+
+class _OpenGate:
+    def acquire(self, category: Category) -> None:
+        return None
+
+    def penalize(self, category: Category, seconds: float) -> None:
+        return None
+
+
+class AmbiguousFailure(GemimgError):
+    """A submit failed in a way that may have reached the gateway."""
+
+    def __init__(self, cause: GemimgError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.retry_after: float | None = getattr(cause, "retry_after", None)
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, lower-case host and port (the default one when absent): what decides where the key may go."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+class HTTPTransport:
+    """The plumbing of one gateway client: settings, the pooled session, retries, sending and reading JSON."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret | None,
+        *,
+        retry: RetryPolicy | None = None,
+        gate: RequestGate | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        status_timeout: float = 5.0,
+        download_timeout: float = 120.0,
+        download_max_bytes: int = 50 * 1024 * 1024,
+        session: requests.Session | None = None,
+        on_retry: Callable[[str, float, GemimgError], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self.retry = retry or RetryPolicy()
+        self.gate: RequestGate = gate or _OpenGate()
+        self.timeout = timeout
+        self.status_timeout = status_timeout  # a status answer is small JSON: seconds, not a minute
+        self.download_timeout = download_timeout  # the whole download, not each socket read
+        self.download_max_bytes = download_max_bytes
+        self.on_retry = on_retry
+        self._http = session or requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
+        self._http.mount("http://", adapter)
+        self._http.mount("https://", adapter)
+        self._http.headers["User-Agent"] = f"gemimg_jupyter/{__version__}"
+        self._origin = origin(self.base_url)
+        self._stopped = threading.Event()
+
+    def interrupt(self) -> None:
+        """Stop waiting between retries: pending calls give up with their last error."""
+        self._stopped.set()
+
+    def close(self) -> None:
+        """Interrupt retries and close pooled connections."""
+        self.interrupt()
+        self._http.close()
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
+
+    def _retrying(self, what: str, fn: Callable[[], Any], *, tries: int | None = None) -> Any:
+        policy = self.retry
+
+        def waits() -> Generator[float | None, Any, None]:
+            # backoff sends each exception in; the wait happens here, on an event,
+            # so that close() interrupts it (backoff's own sleep is then 0)
+            attempt = 0
+            exc = yield None
+            while True:
+                attempt += 1
+                delay = policy.delay(attempt, getattr(exc, "retry_after", None))
+                log.info("retrying %s in %.1fs after: %s", what, delay, redact(str(exc)))
+                if self.on_retry is not None and isinstance(exc, GemimgError):
+                    self.on_retry(what, delay, exc)
+                if self._stopped.wait(delay):
+                    return  # closing: give up with the last error
+                exc = yield 0.0
+
+        def giveup(exc: Exception) -> bool:
+            if self._stopped.is_set():
+                return True
+            if isinstance(exc, AmbiguousFailure):
+                return False
+            return not policy.should_retry(getattr(exc, "status_code", None)) or isinstance(exc, InvalidImageError)
+
+        retryable = (RateLimitError, ServerError, APIConnectionError, AmbiguousFailure)
+        wrapped = backoff.on_exception(
+            waits,  # type: ignore[arg-type]  # the generator is sent each exception
+            retryable,
+            max_tries=tries or policy.max_tries,
+            giveup=giveup,
+            jitter=None,
+            logger=None,
+        )(fn)
+        try:
+            return wrapped()
+        except AmbiguousFailure as exc:
+            raise exc.cause from None
+
+    def _send(
+        self, category: Category, method: str, path: str, *, timeout: tuple[float, float] | None = None, **kwargs: Any
+    ) -> requests.Response:
+        self.gate.acquire(category)
+        url = f"{self.base_url}{path}"
+        try:
+            resp = self._http.request(method, url, headers=self._auth(), timeout=timeout or self.timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise APITimeoutError(
+                f"the gateway at {self.base_url} did not answer in time ({type(exc).__name__})"
+            ) from None
+        except requests.RequestException as exc:
+            raise APIConnectionError(
+                f"could not reach the gateway at {self.base_url} ({type(exc).__name__}); check the network or GEMIMG_BASE_URL"
+            ) from None
+        log.debug("%s %s -> %s", method, path, resp.status_code)
+        if resp.status_code >= 400:
+            err = error_from_response(resp, base_url=self.base_url)
+            if isinstance(err, RateLimitError):
+                self.gate.penalize(category, err.retry_after if err.retry_after is not None else self.retry.base)
+            raise err
+        return resp
+
+    @staticmethod
+    def _json(resp: requests.Response) -> Mapping[str, Any]:
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ServerError(
+                f"the gateway answered HTTP {resp.status_code} without JSON", status_code=resp.status_code
+            ) from None
+        if not isinstance(body, Mapping):
+            raise ServerError("the gateway answered with unexpected JSON", status_code=resp.status_code)
+        return body

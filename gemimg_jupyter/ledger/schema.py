@@ -1,0 +1,347 @@
+"""Opening the ledger: the schema, the self-check, migrations, and recreating a deleted ledger.
+
+:class:`LedgerBase` is the part of :class:`~gemimg_jupyter.ledger.store.Store` that
+owns the SQLite connection: opening checks everything once (the folder is
+writable, the file is a gemimg ledger of a known schema version, older ones
+are migrated forward, newer ones refused), every problem is one
+:class:`~gemimg_jupyter.domain.errors.ConfigError` line naming the path and what to
+do, and a ledger deleted while in use is written again with the rows this
+process still sees. The store's SQL state sets are built from
+:class:`~gemimg_jupyter.domain.models.JobState` here.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gemimg_jupyter.domain.errors import ConfigError
+from gemimg_jupyter.domain.models import RESUMABLE_STATES as RESUMABLE
+from gemimg_jupyter.domain.models import JobState, state_values
+
+__all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerBase", "LedgerRow"]
+
+log = logging.getLogger(__name__)
+
+#: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
+SCHEMA_VERSION = 2
+#: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
+RESUMABLE_STATES = state_values(RESUMABLE)
+#: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
+CHARGED_STATES = state_values(
+    frozenset({JobState.SUBMITTED, JobState.IN_PROGRESS, JobState.DOWNLOADING, JobState.DONE}
+              | {JobState.TIMEOUT, JobState.EXPIRED})
+)  # fmt: skip
+DONE = JobState.DONE.value
+HOST = socket.gethostname()
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    cbid        TEXT PRIMARY KEY,
+    key         TEXT NOT NULL,
+    repeat      INTEGER NOT NULL DEFAULT 0,
+    sweep_id    TEXT,
+    state       TEXT NOT NULL,
+    task_id     TEXT,
+    params      TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    price_usd   REAL,
+    cost_usd    REAL,
+    created     REAL NOT NULL,
+    submitted   REAL,
+    finished    REAL,
+    expires_at  INTEGER,
+    path        TEXT,
+    error       TEXT,
+    owner       TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_key ON jobs(key, state);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS uploads (
+    sha256      TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    created     REAL NOT NULL,
+    PRIMARY KEY (sha256, backend)
+);
+"""
+# Version 2: every row has an owner (the process and session that works on it), and owners renew a heartbeat.
+_OWNERS = """
+CREATE TABLE IF NOT EXISTS owners (
+    owner       TEXT PRIMARY KEY,
+    host        TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    heartbeat   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner);
+"""
+_JOB_COLUMNS = frozenset(
+    {"cbid", "key", "repeat", "sweep_id", "state", "task_id", "params", "backend", "price_usd", "cost_usd",
+     "created", "submitted", "finished", "expires_at", "path", "error"}
+)  # fmt: skip
+
+
+def sql_words(states: tuple[str, ...]) -> str:
+    """State words as an SQL list of literals (``'queued', 'submitted'``); they are enum values, never user text."""
+    return ", ".join(f"'{state}'" for state in states)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _to_v2(db: sqlite3.Connection) -> None:
+    if "owner" not in _columns(db, "jobs"):
+        db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
+    db.executescript(_OWNERS)
+
+
+#: ``_MIGRATIONS[v]`` turns a version-``v`` ledger into version ``v + 1`` (version 1 had no ``user_version``).
+_MIGRATIONS = {1: _to_v2}
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One requested image as the ledger knows it."""
+
+    cbid: str
+    key: str
+    repeat: int
+    sweep_id: str | None
+    state: str
+    task_id: str | None
+    params: dict[str, Any]
+    backend: str
+    price_usd: float | None
+    cost_usd: float | None
+    created: float
+    submitted: float | None
+    finished: float | None
+    expires_at: int | None
+    path: str | None
+    error: str | None
+    owner: str | None = None
+
+
+#: The columns a :class:`LedgerRow` takes as they are (``params``, ``path`` and ``owner`` are read by hand).
+_PLAIN_COLUMNS = tuple(f.name for f in fields(LedgerRow) if f.name not in ("params", "path", "owner"))
+
+
+def _params(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return {}  # an unreadable row: resume marks it failed, the cache never matches it
+    return value if isinstance(value, dict) else {}
+
+
+def row_from_sql(r: sqlite3.Row, root: Path) -> LedgerRow:
+    """A :class:`LedgerRow` from a ``jobs`` row; its path made absolute under ``root``."""
+    return LedgerRow(
+        **{name: r[name] for name in _PLAIN_COLUMNS},
+        params=_params(r["params"]),
+        path=str(root / r["path"]) if r["path"] else None,
+        owner=r["owner"] if "owner" in r.keys() else None,  # noqa: SIM118 - sqlite3.Row has no __contains__
+    )
+
+
+def refuse(what: str, todo: str) -> ConfigError:
+    """The one line a problem with the output folder or the ledger shows: what is wrong; what to do."""
+    return ConfigError(what, hint=todo)
+
+
+@contextmanager
+def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction: committed at the end, rolled back on any exception."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def register_owner(db: sqlite3.Connection, owner: str) -> None:
+    """Write (or renew) ``owner``'s lease: this host, this process, now."""
+    db.execute(
+        "INSERT OR REPLACE INTO owners (owner, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
+        (owner, HOST, os.getpid(), time.time()),
+    )
+
+
+def check_writable(root: Path, images_dir: Path, ledger: Path) -> None:
+    """Write and remove a small file in the folder and in images/: unwritable or full fails here, once."""
+    for folder in (root, images_dir):
+        probe = folder / f".probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        try:
+            with open(probe, "wb") as fh:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            raise refuse(
+                f"the output directory {folder} is {'full' if full else 'not writable'} "
+                f"({exc.strerror or type(exc).__name__})",
+                "free some space there" if full else "fix its permissions or set GEMIMG_OUTPUT_DIR to another folder",
+            ) from None
+        finally:
+            with suppress(OSError):
+                probe.unlink(missing_ok=True)
+    if ledger.exists() and not os.access(ledger, os.R_OK | os.W_OK):
+        raise refuse(
+            f"the ledger {ledger} is not readable and writable",
+            "fix its permissions, or set GEMIMG_OUTPUT_DIR to another folder",
+        )
+
+
+def _found_version(db: sqlite3.Connection, path: Path, move: str) -> int:
+    """The schema version of the opened file (``1`` for a ledger from before versions); refuses what is not ours."""
+    db.execute("PRAGMA busy_timeout=30000")
+    check = db.execute("PRAGMA quick_check(1)").fetchone()
+    if check is None or str(check[0]) != "ok":
+        raise sqlite3.DatabaseError(str(check[0]) if check else "no answer")
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    tables = {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if version > SCHEMA_VERSION:
+        raise refuse(
+            f"the ledger {path} was written by a newer gemimg_jupyter (schema {version}, this one knows "
+            f"{SCHEMA_VERSION})",
+            "upgrade gemimg_jupyter (pip install -U gemimg_jupyter) or set GEMIMG_OUTPUT_DIR to another folder",
+        )
+    if version == 0 and tables:
+        if "jobs" not in tables or not _columns(db, "jobs") >= _JOB_COLUMNS:
+            raise refuse(f"{path} is an SQLite file but not a gemimg ledger", move)
+        return 1
+    return version
+
+
+def _execute_all(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the open transaction (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
+    """Create or migrate the schema to :data:`SCHEMA_VERSION` and register ``owner``, in one transaction."""
+    with immediate(db):
+        if version == 0:
+            _execute_all(db, _SCHEMA + _OWNERS)
+        else:
+            for v in range(version, SCHEMA_VERSION):
+                _MIGRATIONS[v](db)
+            _execute_all(db, _SCHEMA)  # tables added since (IF NOT EXISTS)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        register_owner(db, owner)
+        db.execute("DELETE FROM owners WHERE heartbeat < ?", (time.time() - 86400,))
+
+
+def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
+    """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``."""
+    move = f"move {path} away (your images in {images_dir} stay) or set GEMIMG_OUTPUT_DIR to another folder"
+    try:
+        db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise refuse(f"the ledger {path} cannot be opened ({exc})", move) from None
+    db.row_factory = sqlite3.Row
+    try:
+        version = _found_version(db, path, move)
+        db.execute("PRAGMA journal_mode=WAL")
+        _bring_up_to_date(db, version, owner)
+    except ConfigError:
+        db.close()
+        raise
+    except sqlite3.OperationalError as exc:
+        db.close()
+        text = str(exc)
+        if "readonly" in text or "read-only" in text or "disk" in text or "full" in text:
+            raise refuse(
+                f"the ledger {path} cannot be written ({text})",
+                "free some space or fix the folder's permissions, or set GEMIMG_OUTPUT_DIR to another folder",
+            ) from None
+        raise refuse(f"the ledger {path} cannot be used ({text})", move) from None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise refuse(f"the ledger {path} is damaged or not a database ({exc})", move) from None
+    return db
+
+
+class LedgerBase:
+    """The output folder and the ledger's connection: opened and checked once, one lock, one owner.
+
+    Shared by threads through one connection behind :attr:`_lock`; every
+    write is one ``BEGIN IMMEDIATE`` transaction (:meth:`_tx`), which first
+    notices a deleted folder or ledger and writes it again.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.images_dir = self.root / "images"
+        self.grids_dir = self.root / "grids"
+        self.ledger_path = self.root / "ledger.sqlite3"
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = threading.RLock()
+        self._beat_stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._closed = False
+        self._make_dirs()
+        check_writable(self.root, self.images_dir, self.ledger_path)
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
+        self._inode = self._ledger_inode()
+
+    def _make_dirs(self) -> None:
+        try:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+            self.grids_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise refuse(
+                f"the output directory {self.root} cannot be used ({exc.strerror or type(exc).__name__})",
+                "set GEMIMG_OUTPUT_DIR (or Settings(output_dir=...)) to a folder you can write to",
+            ) from None
+
+    def _ledger_inode(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.ledger_path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _ensure_alive(self) -> None:
+        """Notice a deleted output folder or ledger: recreate both, carrying the rows over, never a dead file."""
+        if self._inode is not None and self._ledger_inode() == self._inode:
+            return
+        log.warning("the ledger %s was deleted while in use; writing a new one there", self.ledger_path)
+        self._make_dirs()
+        old = self._db
+        try:
+            if not self.ledger_path.exists():
+                old.execute("VACUUM INTO ?", (str(self.ledger_path),))  # the rows this process still sees
+        except sqlite3.Error:
+            log.warning("could not carry the old rows over", exc_info=True)
+        old.close()
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
+        self._inode = self._ledger_inode()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._ensure_alive()
+            with immediate(self._db) as db:
+                yield db
+
+    def _row(self, r: sqlite3.Row) -> LedgerRow:
+        return row_from_sql(r, self.root)

@@ -1,0 +1,311 @@
+"""The ``%gemimg`` subcommands: ``jobs``, ``cancel``, ``wait``, ``resume``, ``history`` … ``config``.
+
+Each is a plain function of the :class:`~gemimg_jupyter.magics.extension.GemimgMagics`
+instance and the words after the subcommand's name; :data:`SUBCOMMANDS` maps
+the names to them and to their one-line descriptions (the router in
+``GemimgMagics.gemimg_line`` and ``%gemimg help`` read it). They use the
+magics' public methods and the session's public API only.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from gemimg_jupyter.api import MODELS, GemimgError, Settings, gateway_settings, plural, redact, simulator_settings
+from gemimg_jupyter.display import (
+    JobView,
+    RichText,
+    SweepView,
+    config_table,
+    cost_report,
+    display_path,
+    history_strip,
+    jobs_table,
+    lineage_output,
+    models_table,
+    show_interrupt_note,
+)
+from gemimg_jupyter.display.renderers import magic_words
+from gemimg_jupyter.magics.cells import block, image_target, jobs_of, say
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gemimg_jupyter.api import Job, Session
+    from gemimg_jupyter.magics.extension import GemimgMagics
+
+__all__ = ["SUBCOMMANDS"]
+
+
+def cmd_help(m: GemimgMagics, argv: list[str]) -> None:
+    m.subparser("help").parse_args(argv)
+    width = max(len(n) for n in m.subcommands)
+    lines = ["%gemimg SUBCOMMAND — manage images and jobs (%%gemimg? for generating them):"]
+    lines += [f"  {n.ljust(width)}  {about}" for n, (_, about) in m.subcommands.items()]
+    lines.append("Defaults: %config GemimgMagics (list) · %config GemimgMagics.size = '16:9' (change).")
+    say("\n".join(lines))
+
+
+def cmd_jobs(m: GemimgMagics, argv: list[str]) -> RichText:
+    m.subparser("jobs").parse_args(argv)
+    return jobs_table(m.session().jobs())
+
+
+def targeted_jobs(sess: Session, target: str | None) -> list[Job] | None:
+    """The jobs a ``cancel``/``wait`` target names: all of them, one job, or a sweep's; ``None`` if unknown."""
+    if target is None or target == "all":
+        return sess.jobs()
+    job = sess.find_job(target)
+    if job is not None:
+        return [job]
+    sweep = sess.find_sweep(target)
+    return None if sweep is None else list(sweep.jobs)
+
+
+def cmd_cancel(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("cancel")
+    p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
+    p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
+    ns = p.parse_args(argv)
+    sess = m.session()
+    n = sess.cancel(ns.target, drop=ns.drop)  # an unknown target is refused here, in one line
+    paid = [j for j in targeted_jobs(sess, ns.target) or [] if not j.done() and j.task_id is not None]
+    msg = f"gemimg: cancelled {plural(n, 'job')}"
+    if paid and not ns.drop:
+        msg += (
+            f"; {plural(len(paid), 'job')} already submitted (and paid for) will still be downloaded"
+            " — add --drop to stop collecting them"
+        )
+    say(msg)
+
+
+def cmd_wait(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("wait")
+    p.add_argument("target", nargs="?", help="a job or sweep id (default: everything)")
+    p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
+    ns = p.parse_args(argv)
+    sess = m.session()
+    start = time.monotonic()
+    jobs = targeted_jobs(sess, ns.target)
+    if jobs is None:
+        known = ", ".join(j.id for j in sess.jobs()[-8:]) or "none yet"
+        raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
+    if not jobs:
+        say("gemimg: nothing to wait for")
+        return
+    try:
+        ok = sess.wait_jobs(jobs, timeout=ns.timeout)
+        if ok:
+            for sweep in sess.sweeps:
+                if any(j in jobs for j in sweep.jobs):
+                    sweep.wait(timeout=10)
+    except KeyboardInterrupt:
+        show_interrupt_note(jobs)
+        return
+    left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
+    views = [v for v in m.views if any(j in jobs for j in jobs_of(v))]
+    block(views, timeout=left)
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.state.value] = counts.get(job.state.value, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    elapsed = time.monotonic() - start
+    if ok:
+        say(f"gemimg: {plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
+    else:
+        running = sum(1 for j in jobs if not j.done())
+        say(
+            f"gemimg: still {plural(running, 'job')} running after {elapsed:.1f} s ({summary}); "
+            "they keep going in the background"
+        )
+
+
+def cmd_resume(m: GemimgMagics, argv: list[str]) -> None:
+    m.subparser("resume").parse_args(argv)
+    jobs = m.session().resume()
+    if not jobs:
+        say("gemimg: nothing to resume")
+        return
+    say(f"gemimg: resuming {plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
+    for job in jobs[:12]:
+        view = JobView(job, preview_size=m.preview_size)
+        view.show()
+        view.attach()
+        m.views.append(view)
+    if len(jobs) > 12:
+        say(f"gemimg: … and {len(jobs) - 12} more (%gemimg jobs lists them)")
+
+
+def cmd_history(m: GemimgMagics, argv: list[str]) -> Any:
+    p = m.subparser("history")
+    p.add_argument("n", nargs="?", type=int, default=12, help="how many images (default 12)")
+    p.add_argument("--picked", action="store_true", help="only picked images, newest pick first")
+    ns = p.parse_args(argv)
+    if not 1 <= ns.n <= 200:
+        raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
+    sess = m.session()
+    picked = sess.picked_cbids()
+    if ns.picked:
+        rows = [pk.row for pk in sess.picks() if pk.row is not None and pk.row.path][: ns.n]
+        if not rows:
+            say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
+            return None
+        return history_strip(rows, picked=picked, title=f"{len(rows)} picked image(s), newest pick first")
+    return history_strip(sess.history(ns.n), picked=picked)
+
+
+def cmd_lineage(m: GemimgMagics, argv: list[str]) -> Any:
+    p = m.subparser("lineage")
+    p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+    ns = p.parse_args(argv)
+    chain = m.session().lineage(image_target(m.user_ns, ns.name, what="%gemimg lineage"))
+    return lineage_output(chain)
+
+
+def cmd_pick(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("pick")
+    p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+    p.add_argument("--note", metavar="TEXT", help="why (kept with the pick)")
+    ns = p.parse_args(argv)
+    pick = m.session().pick(image_target(m.user_ns, ns.name, what="%gemimg pick"), note=ns.note)
+    redraw_sweeps(m)
+    say(f"gemimg: picked {pick.cbid[-6:]} ({display_path(pick.path)})")
+
+
+def cmd_unpick(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("unpick")
+    p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
+    ns = p.parse_args(argv)
+    gone = m.session().unpick(image_target(m.user_ns, ns.name, what="%gemimg unpick"))
+    redraw_sweeps(m)
+    say(f"gemimg: {'unpicked' if gone else 'was not picked:'} {ns.name}")
+
+
+def redraw_sweeps(m: GemimgMagics) -> None:
+    """Live sweep grids show the new star at once."""
+    for view in m.views:
+        if isinstance(view, SweepView):
+            view.refresh()
+
+
+def cmd_report(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("report")
+    p.add_argument("name", help="a sweep variable, or an image (its edit chain)")
+    p.add_argument("path", nargs="?", help="where to write it (default: <output>/reports/)")
+    ns = p.parse_args(argv)
+    target = image_target(m.user_ns, ns.name, what="%gemimg report", sweep_ok=True)
+    path = m.session().save_report(target, ns.path)
+    say(f"gemimg: report written to {display_path(path)} ({path.stat().st_size / 1024:.0f} KB, opens offline)")
+
+
+def cmd_cost(m: GemimgMagics, argv: list[str]) -> RichText:
+    m.subparser("cost").parse_args(argv)
+    return cost_report(m.session().cost())
+
+
+def cmd_models(m: GemimgMagics, argv: list[str]) -> RichText:
+    m.subparser("models").parse_args(argv)
+    return models_table(MODELS, default=m.model)
+
+
+def cmd_probe(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("probe")
+    p.add_argument("--spend", type=float, default=0.0, metavar="DOLLARS", help="allow paid checks up to this much")
+    p.add_argument("--yes", action="store_true", help="do not ask before paying")
+    ns = p.parse_args(argv)
+    if not ns.spend >= 0:
+        raise UsageError(f"%gemimg probe: --spend {ns.spend} is not allowed; use 0 or more dollars")
+    from gemimg_jupyter.api import run_probe
+
+    def confirm(question: str) -> bool:
+        return bool(ns.yes) or input(question).strip().lower() in ("y", "yes")
+
+    run_probe(current_settings(m), spend=ns.spend, confirm=confirm, say=say)
+
+
+def current_settings(m: GemimgMagics) -> Settings:
+    """The running session's settings, or, when none can start (say, no key), the wanted ones."""
+    try:
+        return m.session().settings
+    except GemimgError:
+        return m.wanted_settings()
+
+
+def cmd_login(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("login")
+    p.add_argument("--force", action="store_true", help="switch even while jobs are running")
+    ns = p.parse_args(argv)
+    key = getpass.getpass("ToAPIs API key (hidden; kept in memory for this kernel only): ").strip()
+    if not key:
+        raise UsageError("no key entered; nothing changed")
+    m.switch(gateway_settings(current_settings(m), key), force=ns.force)
+
+
+def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
+    p = m.subparser("backend")
+    p.add_argument("name", nargs="?", choices=("sim", "toapis"), help="switch to this backend")
+    p.add_argument("--force", action="store_true", help="switch even while jobs are running")
+    ns = p.parse_args(argv)
+    current = current_settings(m)
+    if ns.name is None or ns.name == current.resolved_backend:
+        say(magic_words(m.session().banner()))
+        return
+    wanted = simulator_settings(current) if ns.name == "sim" else gateway_settings(current)
+    m.switch(wanted, force=ns.force)
+
+
+def cmd_panel(m: GemimgMagics, argv: list[str]) -> Any:
+    m.subparser("panel").parse_args(argv)
+    from gemimg_jupyter.panel import Panel  # ipywidgets is a dependency; imported here so %load_ext stays light
+
+    return Panel(
+        session=m.session,  # the panel asks each time, so it follows login, backend and %config
+        defaults=m.defaults(),
+        confirm_above_usd=m.confirm_above_usd,  # the extension's settings, as %%gemimg uses them
+        cell_size=m.cell_size,
+    )
+
+
+def cmd_config(m: GemimgMagics, argv: list[str]) -> RichText:
+    m.subparser("config").parse_args(argv)
+    sess = m.session()
+    rows: list[tuple[str, object, str]] = []
+    for name, trait in sorted(m.traits(config=True).items()):
+        rows.append((name, getattr(m, name), trait.help))
+    s = sess.settings
+    rows += [
+        ("(backend)", sess.backend, "GEMIMG_BACKEND / %gemimg backend"),
+        ("(base_url)", sess.base_url, "GEMIMG_BASE_URL (the simulator's own address for sim)"),
+        ("(store)", display_path(sess.store_root), "where the ledger and images are"),
+        ("(budget)", s.max_cost_usd, "max_cost_usd in effect"),
+        ("(in flight)", s.max_in_flight, "requests running at once"),
+        ("(job timeout)", s.job_timeout, "seconds before a job is given up (resume can still collect it)"),
+    ]
+    return config_table([(n, redact(str(v)) if isinstance(v, str) else v, h) for n, v, h in rows])
+
+
+SUBCOMMANDS: dict[str, tuple[Callable[[GemimgMagics, list[str]], Any], str]] = {
+    "jobs": (cmd_jobs, "this session's jobs and their states"),
+    "cancel": (cmd_cancel, "cancel [ID|all] [--drop]: stop jobs or a sweep"),
+    "wait": (cmd_wait, "wait [ID] [--timeout S]: block until jobs are done (use it before Run All ends)"),
+    "resume": (cmd_resume, "finish jobs left unfinished by a restart"),
+    "history": (cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
+    "lineage": (cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
+    "pick": (cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
+    "unpick": (cmd_unpick, "unpick NAME|ID: remove a pick"),
+    "report": (
+        cmd_report,
+        "report NAME [PATH]: a self-contained HTML report of a sweep or an edit chain",
+    ),
+    "cost": (cmd_cost, "spent, saved by the cache, budget"),
+    "models": (cmd_models, "the models with their sizes, resolutions, limits and price"),
+    "probe": (cmd_probe, "probe [--spend N]: check what the gateway really does for this key"),
+    "login": (cmd_login, "ask for the ToAPIs key (hidden, kept in memory) and use the real gateway"),
+    "backend": (cmd_backend, "backend [sim|toapis]: show or switch the backend"),
+    "panel": (cmd_panel, "the ipywidgets control panel (same engine, same store)"),
+    "config": (cmd_config, "the effective defaults"),
+    "help": (cmd_help, "this help"),
+}

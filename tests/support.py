@@ -1,0 +1,108 @@
+"""Helpers the tests share (import them from here, never from ``conftest``).
+
+The package's import graph lives here too: ``tests/test_layering.py`` and
+``tests/test_shape.py`` both read it.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "gemimg_jupyter"
+ROOT = PKG.name
+
+
+def module_name(path: Path, pkg: Path = PKG) -> str:
+    """``gemimg_jupyter/ledger/store.py`` → ``gemimg_jupyter.ledger.store`` (a package is its ``__init__``)."""
+    rel = path.relative_to(pkg.parent).with_suffix("").as_posix().replace("/", ".")
+    return rel.removesuffix(".__init__")
+
+
+def package_modules(pkg: Path = PKG) -> dict[str, Path]:
+    """Every module of the package by dotted name."""
+    return {module_name(path, pkg): path for path in sorted(pkg.rglob("*.py"))}
+
+
+@dataclass(frozen=True)
+class Import:
+    """One import statement's target: the module, and the names taken from it (empty for ``import x``)."""
+
+    importer: str
+    module: str
+    names: tuple[str, ...]
+    line: int
+
+
+def imports_of(source: str, module: str, is_package: bool, known: Iterable[str]) -> list[Import]:
+    """Every import of a package module in ``source``: module level, in functions and under ``TYPE_CHECKING``.
+
+    ``from pkg import sub`` counts as importing ``pkg.sub`` when that is a module.
+    """
+    known = set(known)
+    here = module if is_package else module.rpartition(".")[0]
+    found: list[Import] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [Import(module, a.name, (), node.lineno) for a in node.names if a.name.split(".")[0] == ROOT]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = here.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != ROOT:
+                continue
+            plain = [a.name for a in node.names if f"{target}.{a.name}" not in known]
+            found += [Import(module, f"{target}.{a.name}", (), node.lineno) for a in node.names if a.name not in plain]
+            if plain:
+                found.append(Import(module, target, tuple(plain), node.lineno))
+    return found
+
+
+def import_graph(modules: Mapping[str, Path] | None = None) -> dict[str, set[str]]:
+    """Module → the package modules it imports (a package's ``__init__`` counts for ``from pkg import x``)."""
+    modules = package_modules() if modules is None else modules
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found = imports_of(path.read_text(), name, path.name == "__init__.py", modules)
+        graph[name] = {imp.module for imp in found if imp.module in modules and imp.module != name}
+    return graph
+
+
+def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group: list[str] = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(groups)
