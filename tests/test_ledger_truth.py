@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from gemimg_jupyter.api.session import Session
 from gemimg_jupyter.domain.errors import ConfigError
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import SCHEMA_VERSION, Store
 from gemimg_jupyter.sim import SimConfig, SimServer
 
@@ -304,6 +306,78 @@ def test_an_older_ledger_is_migrated_and_an_unreadable_row_is_marked(tmp_path: P
         row = session.store.get("gemimg-old")
         assert row is not None and row.state == "failed" and "unreadable" in (row.error or "")
         assert session.sim.stats()["submits_accepted"] == 0
+
+
+#: The schema of version 2 as it was written, before the picks joined it.
+_V2_SCHEMA = """
+CREATE TABLE jobs (cbid TEXT PRIMARY KEY, key TEXT NOT NULL, repeat INTEGER NOT NULL DEFAULT 0, sweep_id TEXT,
+    state TEXT NOT NULL, task_id TEXT, params TEXT NOT NULL, backend TEXT NOT NULL, price_usd REAL, cost_usd REAL,
+    created REAL NOT NULL, submitted REAL, finished REAL, expires_at INTEGER, path TEXT, error TEXT, owner TEXT);
+CREATE INDEX jobs_key ON jobs(key, state);
+CREATE INDEX jobs_state ON jobs(state);
+CREATE TABLE uploads (sha256 TEXT NOT NULL, backend TEXT NOT NULL, url TEXT NOT NULL, created REAL NOT NULL,
+    PRIMARY KEY (sha256, backend));
+CREATE TABLE owners (owner TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL, heartbeat REAL NOT NULL);
+CREATE INDEX jobs_owner ON jobs(owner);
+PRAGMA user_version = 2;
+"""
+
+
+def _v2_ledger(out: Path, *, picked: bool) -> Path:
+    """A version-2 ledger with one finished image and one unfinished row; ``picked``: the image was picked the
+    old way, in a ``picks`` table its own connection created beside the schema."""
+    (out / "images").mkdir(parents=True)
+    image = out / "images" / "fox.png"
+    image.write_bytes(b"\x89PNG not really")
+    with closing(sqlite3.connect(out / "ledger.sqlite3")) as db:
+        db.executescript(_V2_SCHEMA)
+        insert = "INSERT INTO jobs (cbid, key, state, task_id, params, backend, created, path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        with db:
+            db.execute(
+                insert, ("gemimg-fox", "k-fox", "done", "img_1", '{"prompt": "fox"}', "sim", 1.0, "images/fox.png")
+            )
+            db.execute(insert, ("gemimg-owl", "k-owl", "submitted", "img_2", '{"prompt": "owl"}', "sim", 2.0, None))
+    if picked:
+        with closing(sqlite3.connect(out / "ledger.sqlite3")) as db, db:
+            db.execute("CREATE TABLE IF NOT EXISTS picks (cbid TEXT PRIMARY KEY, note TEXT, picked_at REAL)")
+            db.execute(
+                "INSERT OR REPLACE INTO picks (cbid, note, picked_at) VALUES (?, ?, ?)", ("gemimg-fox", "best", 5.0)
+            )
+    return image
+
+
+@pytest.mark.parametrize("picked", [True, False], ids=["with-picks-table", "without-picks-table"])
+def test_a_version_2_ledger_migrates_in_place_and_keeps_its_picks_and_rows(tmp_path: Path, picked: bool) -> None:
+    out = tmp_path / "out"
+    image = _v2_ledger(out, picked=picked)
+    inode = (out / "ledger.sqlite3").stat().st_ino
+    store = Store(out)
+    try:
+        with closing(sqlite3.connect(out / "ledger.sqlite3")) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            assert db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'picks'").fetchone()[0] == 1
+        assert (out / "ledger.sqlite3").stat().st_ino == inode  # migrated in place, not copied
+        assert [(r.cbid, r.state) for r in store.rows()] == [("gemimg-owl", "submitted"), ("gemimg-fox", "done")]
+        fox = store.lookup("k-fox")
+        assert fox is not None and fox.path == str(image)
+        picks = Picks(store)
+        if picked:
+            (kept,) = picks.all()
+            assert (kept.cbid, kept.note, kept.picked_at, kept.row) == ("gemimg-fox", "best", 5.0, fox)
+        else:
+            assert picks.all() == []
+        owl = store.get("gemimg-owl")
+        assert owl is not None
+        picks.add(owl, "later")
+        assert picks.cbids() == ({"gemimg-fox", "gemimg-owl"} if picked else {"gemimg-owl"})
+    finally:
+        store.close()
+    again = Store(out)  # opened a second time: nothing left to migrate, the picks are still there
+    try:
+        assert Picks(again).get("gemimg-owl") is not None
+        assert len(again.rows()) == 2
+    finally:
+        again.close()
 
 
 def test_a_deleted_output_folder_is_recreated_with_its_ledger(tmp_path: Path) -> None:

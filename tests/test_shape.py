@@ -114,11 +114,6 @@ def test_the_inheritance_check_can_fail() -> None:
 KNOWN_MIXINS: set[str] = {
     f"{ROOT}.gateway.client.ToAPIsClient inherits {ROOT}.gateway.download.Downloads",
     f"{ROOT}.gateway.download.Downloads inherits {ROOT}.gateway.transport.HTTPTransport",
-    f"{ROOT}.ledger.claims.Claims inherits {ROOT}.ledger.leases.Leases",
-    f"{ROOT}.ledger.claims.Claims inherits {ROOT}.ledger.queries.Queries",
-    f"{ROOT}.ledger.leases.Leases inherits {ROOT}.ledger.schema.LedgerBase",
-    f"{ROOT}.ledger.queries.Queries inherits {ROOT}.ledger.schema.LedgerBase",
-    f"{ROOT}.ledger.store.Store inherits {ROOT}.ledger.claims.Claims",
     f"{ROOT}.panel.Panel inherits {ROOT}.panel.detail.DetailSection",
     f"{ROOT}.panel.Panel inherits {ROOT}.panel.history.HistorySection",
     f"{ROOT}.panel.Panel inherits {ROOT}.panel.parameters.ParametersSection",

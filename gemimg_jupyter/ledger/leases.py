@@ -1,9 +1,13 @@
 """Owners and their leases: which process (and session) works on which ledger row.
 
-Each :class:`~gemimg_jupyter.ledger.store.Store` is one owner. It renews a heartbeat
-in the ``owners`` table; an owner counts as alive while its heartbeat is
-recent and, on this host, its process still exists. Rows whose owner is gone
-may be taken over; :meth:`Leases.release` hands rows back at once.
+Each :class:`~gemimg_jupyter.ledger.store.Store` is one owner. A
+:class:`Heartbeat` it holds renews the owner's lease in the ``owners`` table;
+an owner counts as alive while its heartbeat is recent and, on this host, its
+process still exists (:func:`live_owners`). Rows whose owner is gone may be
+taken over; :func:`release` hands rows back at once.
+
+The functions work on the store's connection, which the caller passes in
+while it holds the store's lock (or inside its write transaction).
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from gemimg_jupyter.ledger.schema import HOST, RESUMABLE_STATES, LedgerBase, register_owner, sql_words
+from gemimg_jupyter.ledger.schema import HOST, RESUMABLE_STATES, sql_words
 
-__all__ = ["Leases"]
+__all__ = ["Heartbeat", "live_owners", "release"]
 
 log = logging.getLogger(__name__)
 
@@ -34,76 +38,61 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _heartbeat(ref: weakref.ref[Leases], stop: threading.Event, every: float) -> None:
+def live_owners(db: sqlite3.Connection, owner: str, lease_s: float) -> set[str]:
+    """``owner`` and every owner whose lease holds: a heartbeat in the last ``lease_s`` seconds, and on this
+    host a process that still exists."""
+    now = time.time()
+    live = {owner}
+    for r in db.execute("SELECT owner, host, pid, heartbeat FROM owners"):
+        if r["heartbeat"] < now - lease_s:
+            continue
+        if r["host"] == HOST and not _pid_alive(int(r["pid"])):
+            continue
+        live.add(str(r["owner"]))
+    return live
+
+
+def release(db: sqlite3.Connection, owner: str, cbids: Sequence[str] | None = None) -> None:
+    """Hand ``owner``'s unfinished rows back (all of them, or those of ``cbids``): anyone may take them over."""
+    sql = f"UPDATE jobs SET owner = NULL WHERE owner = ? AND state IN ({sql_words(RESUMABLE_STATES)})"  # noqa: S608 - state words
+    args: list[Any] = [owner]
+    if cbids is not None:
+        sql += f" AND cbid IN ({', '.join('?' * len(cbids))})"
+        args += list(cbids)
+    db.execute(sql, args)
+
+
+def _beat_until_stopped(beat: weakref.WeakMethod[Callable[[], None]], stop: threading.Event, every: float) -> None:
     while not stop.wait(every):
-        store = ref()
-        if store is None:
+        renew = beat()
+        if renew is None:  # its store is gone
             return
         try:
-            store.beat()
+            renew()
         except (sqlite3.Error, OSError):
             log.debug("heartbeat failed", exc_info=True)
-        del store
+        del renew  # hold no reference to the store while waiting
 
 
-class Leases(LedgerBase):
-    """The store's owner: a heartbeat that keeps its lease, the live owners, and handing rows back."""
+class Heartbeat:
+    """A daemon thread that calls a store's ``beat`` every few seconds, without keeping the store alive."""
 
-    #: Seconds between heartbeats, and how long an owner without one counts as alive.
-    heartbeat_s = 2.0
-    lease_s = 10.0
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def start_heartbeat(self) -> None:
-        """Renew this owner's lease every :attr:`heartbeat_s` seconds from a daemon thread."""
-        if self._beat is not None:
+    def start(self, beat: Callable[[], None], every: float) -> None:
+        """Call the bound method ``beat`` every ``every`` seconds until :meth:`stop` (a second start does nothing)."""
+        if self._thread is not None:
             return
-        self._beat_stop.clear()
-        self._beat = threading.Thread(
-            target=_heartbeat, args=(weakref.ref(self), self._beat_stop, self.heartbeat_s), name="gemimg-heartbeat",
+        self._stop = threading.Event()  # a thread stopped earlier keeps its own, set, event
+        self._thread = threading.Thread(
+            target=_beat_until_stopped, args=(weakref.WeakMethod(beat), self._stop, every), name="gemimg-heartbeat",
             daemon=True,
         )  # fmt: skip
-        self._beat.start()
+        self._thread.start()
 
-    def stop_heartbeat(self) -> None:
-        """Stop renewing the lease (rows stay this owner's until :meth:`release` or the lease runs out)."""
-        self._beat_stop.set()
-        self._beat = None
-
-    def beat(self) -> None:
-        """Renew this owner's lease once (never recreates a deleted ledger)."""
-        with self._lock:
-            if self._closed or self._ledger_inode() != self._inode:
-                return
-            register_owner(self._db, self.owner)
-            self._db.commit()
-
-    def _live_owners(self, db: sqlite3.Connection) -> set[str]:
-        """Owners whose lease holds: a recent heartbeat, and on this host a process that still exists."""
-        now = time.time()
-        live = {self.owner}
-        for r in db.execute("SELECT owner, host, pid, heartbeat FROM owners"):
-            if r["heartbeat"] < now - self.lease_s:
-                continue
-            if r["host"] == HOST and not _pid_alive(int(r["pid"])):
-                continue
-            live.add(str(r["owner"]))
-        return live
-
-    def owner_alive(self, owner: str | None) -> bool:
-        """True when ``owner`` still holds its lease."""
-        if owner is None:
-            return False
-        with self._lock:
-            return owner in self._live_owners(self._db)
-
-    def release(self, cbids: Sequence[str] | None = None) -> None:
-        """Hand rows back (all of this owner's unfinished ones by default): anyone may take them over at once."""
-        sql = f"UPDATE jobs SET owner = NULL WHERE owner = ? AND state IN ({sql_words(RESUMABLE_STATES)})"  # noqa: S608 - state words
-        args: list[Any] = [self.owner]
-        if cbids is not None:
-            if not cbids:
-                return
-            sql += f" AND cbid IN ({', '.join('?' * len(cbids))})"
-            args += list(cbids)
-        with self._tx() as db:
-            db.execute(sql, args)
+    def stop(self) -> None:
+        """Stop calling ``beat`` (the thread ends at its next wake-up)."""
+        self._stop.set()
+        self._thread = None

@@ -1,23 +1,22 @@
 """Picks: favourite images, kept in the ledger so they outlive the kernel.
 
-A pick is one row of the ledger's ``picks`` table, keyed by the image's
-``client_business_id`` (the row that paid for it)::
+A pick is one row of the ledger's ``picks`` table (part of its schema since
+version 3, see :mod:`.schema`), keyed by the image's ``client_business_id``
+(the row that paid for it)::
 
-    CREATE TABLE IF NOT EXISTS picks (cbid TEXT PRIMARY KEY, note TEXT, picked_at REAL)
+    picks (cbid TEXT PRIMARY KEY, note TEXT, picked_at REAL)
 
 Picking also writes ``"pick": {"note", "picked_at"}`` into the PNG's
 provenance (unpicking removes it). Only the text chunk is re-written, never
 the pixels, and the file is replaced atomically. Every process that shares the
 output folder sees the same picks: the table lives in the shared SQLite file,
-and each call opens its own short connection (WAL, with a busy timeout).
+read and written through the store's one connection and lock (each write is
+one transaction).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,6 @@ from gemimg_jupyter.draw.images import embed_provenance, read_provenance
 from gemimg_jupyter.ledger.store import LedgerRow, Store, write_atomic
 
 __all__ = ["Pick", "Picks"]
-
-_SCHEMA = "CREATE TABLE IF NOT EXISTS picks (cbid TEXT PRIMARY KEY, note TEXT, picked_at REAL)"
 
 
 @dataclass(frozen=True)
@@ -45,49 +42,40 @@ class Pick:
 
 
 class Picks:
-    """The picks of one output folder (its ledger)."""
+    """The picks of one output folder, in its store's ledger."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._db_path = store.ledger_path
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self._db_path, timeout=30.0)) as db:
-            db.execute("PRAGMA busy_timeout=30000")
-            db.execute(_SCHEMA)
-            with db:  # one transaction, committed on success
-                yield db
 
     def add(self, row: LedgerRow, note: str | None = None) -> Pick:
         """Pick the image of ``row`` (picking again replaces the note)."""
         when = time.time()
-        with self._connect() as db:
+        with self.store._tx() as db:
             db.execute("INSERT OR REPLACE INTO picks (cbid, note, picked_at) VALUES (?, ?, ?)", (row.cbid, note, when))
         _rewrite_provenance(row.path, {"note": note, "picked_at": when})
         return Pick(row.cbid, note, when, row)
 
     def remove(self, row: LedgerRow) -> bool:
         """Unpick; ``False`` if it was not picked."""
-        with self._connect() as db:
+        with self.store._tx() as db:
             gone = db.execute("DELETE FROM picks WHERE cbid = ?", (row.cbid,)).rowcount > 0
         _rewrite_provenance(row.path, None)
         return gone
 
     def cbids(self) -> set[str]:
         """The ``client_business_id`` of every picked image (one query)."""
-        with self._connect() as db:
+        with self.store._read() as db:
             return {str(r[0]) for r in db.execute("SELECT cbid FROM picks")}
 
     def get(self, cbid: str) -> Pick | None:
         """The pick of one image, if it is picked."""
-        with self._connect() as db:
+        with self.store._read() as db:
             r = db.execute("SELECT cbid, note, picked_at FROM picks WHERE cbid = ?", (cbid,)).fetchone()
         return None if r is None else Pick(r[0], r[1], float(r[2] or 0), self.store.get(r[0]))
 
     def all(self) -> list[Pick]:
         """Every pick, newest first, with its ledger row."""
-        with self._connect() as db:
+        with self.store._read() as db:
             found = db.execute("SELECT cbid, note, picked_at FROM picks ORDER BY picked_at DESC").fetchall()
         return [Pick(r[0], r[1], float(r[2] or 0), self.store.get(r[0])) for r in found]
 

@@ -1,12 +1,14 @@
 """Opening the ledger: the schema, the self-check, migrations, and recreating a deleted ledger.
 
-:class:`LedgerBase` is the part of :class:`~gemimg_jupyter.ledger.store.Store` that
-owns the SQLite connection: opening checks everything once (the folder is
-writable, the file is a gemimg ledger of a known schema version, older ones
-are migrated forward, newer ones refused), every problem is one
-:class:`~gemimg_jupyter.domain.errors.ConfigError` line naming the path and what to
-do, and a ledger deleted while in use is written again with the rows this
-process still sees. The store's SQL state sets are built from
+:func:`open_ledger` gives :class:`~gemimg_jupyter.ledger.store.Store` its one
+SQLite connection: opening checks everything once (the folder is writable, the
+file is a gemimg ledger of a known schema version, older ones are migrated
+forward in one transaction, newer ones refused), every problem is one
+:class:`~gemimg_jupyter.domain.errors.ConfigError` line naming the path and
+what to do, and :func:`reopen_deleted` writes a ledger deleted while in use
+again with the rows this process still sees. The schema holds every table of
+the ledger (jobs, uploads, owners, picks) under one :data:`SCHEMA_VERSION`.
+The store's SQL state sets are built from
 :class:`~gemimg_jupyter.domain.models.JobState` here.
 """
 
@@ -18,7 +20,6 @@ import logging
 import os
 import socket
 import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,12 +32,12 @@ from gemimg_jupyter.domain.errors import ConfigError
 from gemimg_jupyter.domain.models import RESUMABLE_STATES as RESUMABLE
 from gemimg_jupyter.domain.models import JobState, state_values
 
-__all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerBase", "LedgerRow"]
+__all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerRow", "immediate", "open_ledger", "reopen_deleted"]
 
 log = logging.getLogger(__name__)
 
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
 #: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
@@ -87,6 +88,15 @@ CREATE TABLE IF NOT EXISTS owners (
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner);
 """
+# Version 3: the picks (stars and notes), until then a table ``ledger/picks.py`` created on its own, outside the
+# versions; a version-2 ledger may already hold it, with this very definition, and keeps its rows.
+_PICKS = """
+CREATE TABLE IF NOT EXISTS picks (
+    cbid        TEXT PRIMARY KEY,
+    note        TEXT,
+    picked_at   REAL
+);
+"""
 _JOB_COLUMNS = frozenset(
     {"cbid", "key", "repeat", "sweep_id", "state", "task_id", "params", "backend", "price_usd", "cost_usd",
      "created", "submitted", "finished", "expires_at", "path", "error"}
@@ -102,14 +112,26 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {str(r[1]) for r in db.execute(f"PRAGMA table_info({table})")}
 
 
+def _execute_all(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script`` inside the open transaction (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 def _to_v2(db: sqlite3.Connection) -> None:
     if "owner" not in _columns(db, "jobs"):
         db.execute("ALTER TABLE jobs ADD COLUMN owner TEXT")
-    db.executescript(_OWNERS)
+    _execute_all(db, _OWNERS)
+
+
+def _to_v3(db: sqlite3.Connection) -> None:
+    """The picks table joins the schema; one written beside a version-2 ledger stays, with its picks."""
+    _execute_all(db, _PICKS)
 
 
 #: ``_MIGRATIONS[v]`` turns a version-``v`` ledger into version ``v + 1`` (version 1 had no ``user_version``).
-_MIGRATIONS = {1: _to_v2}
+_MIGRATIONS = {1: _to_v2, 2: _to_v3}
 
 
 @dataclass(frozen=True)
@@ -229,18 +251,11 @@ def _found_version(db: sqlite3.Connection, path: Path, move: str) -> int:
     return version
 
 
-def _execute_all(db: sqlite3.Connection, script: str) -> None:
-    """Each statement of ``script`` inside the open transaction (``executescript`` would commit it)."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
 def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
     """Create or migrate the schema to :data:`SCHEMA_VERSION` and register ``owner``, in one transaction."""
     with immediate(db):
         if version == 0:
-            _execute_all(db, _SCHEMA + _OWNERS)
+            _execute_all(db, _SCHEMA + _OWNERS + _PICKS)
         else:
             for v in range(version, SCHEMA_VERSION):
                 _MIGRATIONS[v](db)
@@ -280,68 +295,34 @@ def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
     return db
 
 
-class LedgerBase:
-    """The output folder and the ledger's connection: opened and checked once, one lock, one owner.
+def make_dirs(root: Path, *folders: Path) -> None:
+    """Create the output folder's sub-folders; a folder that cannot be made is one refusal line."""
+    try:
+        for folder in folders:
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refuse(
+            f"the output directory {root} cannot be used ({exc.strerror or type(exc).__name__})",
+            "set GEMIMG_OUTPUT_DIR (or Settings(output_dir=...)) to a folder you can write to",
+        ) from None
 
-    Shared by threads through one connection behind :attr:`_lock`; every
-    write is one ``BEGIN IMMEDIATE`` transaction (:meth:`_tx`), which first
-    notices a deleted folder or ledger and writes it again.
-    """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser().resolve()
-        self.images_dir = self.root / "images"
-        self.grids_dir = self.root / "grids"
-        self.ledger_path = self.root / "ledger.sqlite3"
-        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._lock = threading.RLock()
-        self._beat_stop = threading.Event()
-        self._beat: threading.Thread | None = None
-        self._closed = False
-        self._make_dirs()
-        check_writable(self.root, self.images_dir, self.ledger_path)
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
-        self._inode = self._ledger_inode()
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of ``path``, ``None`` when it is gone: a ledger deleted (or replaced) shows here."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
-    def _make_dirs(self) -> None:
-        try:
-            self.images_dir.mkdir(parents=True, exist_ok=True)
-            self.grids_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise refuse(
-                f"the output directory {self.root} cannot be used ({exc.strerror or type(exc).__name__})",
-                "set GEMIMG_OUTPUT_DIR (or Settings(output_dir=...)) to a folder you can write to",
-            ) from None
 
-    def _ledger_inode(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.ledger_path)
-        except OSError:
-            return None
-        return st.st_dev, st.st_ino
-
-    def _ensure_alive(self) -> None:
-        """Notice a deleted output folder or ledger: recreate both, carrying the rows over, never a dead file."""
-        if self._inode is not None and self._ledger_inode() == self._inode:
-            return
-        log.warning("the ledger %s was deleted while in use; writing a new one there", self.ledger_path)
-        self._make_dirs()
-        old = self._db
-        try:
-            if not self.ledger_path.exists():
-                old.execute("VACUUM INTO ?", (str(self.ledger_path),))  # the rows this process still sees
-        except sqlite3.Error:
-            log.warning("could not carry the old rows over", exc_info=True)
-        old.close()
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
-        self._inode = self._ledger_inode()
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._ensure_alive()
-            with immediate(self._db) as db:
-                yield db
-
-    def _row(self, r: sqlite3.Row) -> LedgerRow:
-        return row_from_sql(r, self.root)
+def reopen_deleted(old: sqlite3.Connection, path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
+    """Write a deleted ledger again at ``path`` with the rows ``old`` still sees, close ``old``, open the new one."""
+    log.warning("the ledger %s was deleted while in use; writing a new one there", path)
+    try:
+        if not path.exists():
+            old.execute("VACUUM INTO ?", (str(path),))  # the rows this process still sees
+    except sqlite3.Error:
+        log.warning("could not carry the old rows over", exc_info=True)
+    old.close()
+    return open_ledger(path, images_dir, owner)

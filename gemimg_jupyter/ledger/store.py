@@ -3,7 +3,8 @@
 Layout of the output directory::
 
     gemimg_outputs/
-        ledger.sqlite3          one row per requested image (WAL mode, safe across processes)
+        ledger.sqlite3          one row per requested image, the uploads, owners and picks (WAL mode, safe
+                                across processes)
         images/20261123-214501_paper-cut-fox_t0.8_16x9_ab12cd.png
         grids/…                 saved sweep grids
 
@@ -12,29 +13,50 @@ files are written to a temporary name and renamed into place before the row
 points at them, so a crash never leaves a half file or a row pointing at a
 missing one.
 
-:class:`Store` is the one public face. Its parts live beside it:
-:mod:`.store_ledger` (opening, self-check, migrations, a deleted ledger
-written again; :class:`LedgerRow`), :mod:`.store_leases` (owners, heartbeat,
-handing rows back), :mod:`.store_claims` (who pays: claim, adopt, take over,
-orphans), :mod:`.store_queries` (rows, cache keys, history, money) and
-:mod:`.store_files` (safe names, atomic writes).
+:class:`Store` is the one public face, and it holds the ledger's state: the
+output folder, its owner id, the one SQLite connection and the lock around it,
+and its :class:`~.leases.Heartbeat`. The SQL lives in functions over that
+connection beside it, each called with the lock held (or inside the store's
+write transaction): :mod:`.schema` (opening, self-check, migrations, a deleted
+ledger written again; :class:`LedgerRow`), :mod:`.leases` (live owners,
+handing rows back, the heartbeat thread), :mod:`.claims` (who pays: claim,
+adopt, take over), :mod:`.queries` (rows, cache keys, history, money) and
+:mod:`.files` (safe names, atomic writes). :mod:`.picks` keeps the picks in the
+same ledger, through the same connection.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import embed_provenance
-from gemimg_jupyter.ledger.claims import Claim, Claims
+from gemimg_jupyter.ledger import claims, leases, queries
+from gemimg_jupyter.ledger.claims import Claim
 from gemimg_jupyter.ledger.files import safe_filename, slug, unique_path, write_atomic
-from gemimg_jupyter.ledger.schema import RESUMABLE_STATES, SCHEMA_VERSION, LedgerRow
+from gemimg_jupyter.ledger.schema import (
+    HOST,
+    RESUMABLE_STATES,
+    SCHEMA_VERSION,
+    LedgerRow,
+    check_writable,
+    file_identity,
+    immediate,
+    make_dirs,
+    open_ledger,
+    register_owner,
+    reopen_deleted,
+)
 
 __all__ = [
     "RESUMABLE_STATES",
@@ -53,7 +75,7 @@ log = logging.getLogger(__name__)
 UPLOAD_MAX_AGE = 24 * 3600.0
 
 
-class Store(Claims):
+class Store:
     """Ledger plus image files under one output directory.
 
     Safe to share between threads (one connection behind a lock) and between
@@ -68,7 +90,32 @@ class Store(Claims):
     written and removed), the ledger is a gemimg ledger of a known schema
     version (older ones are migrated forward, newer ones refused); any problem
     is one :class:`ConfigError` line naming the path and what to do.
+
+    Inside the ledger package, :meth:`_read` (the connection, behind the lock)
+    and :meth:`_tx` (one write transaction) are the only ways to the
+    connection; a ledger deleted while in use is written again first.
     """
+
+    #: Seconds between heartbeats, and how long an owner without one counts as alive.
+    heartbeat_s = 2.0
+    lease_s = 10.0
+    _UPDATABLE = frozenset(
+        {"state", "task_id", "cost_usd", "submitted", "finished", "expires_at", "path", "error", "params", "owner"}
+    )
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.images_dir = self.root / "images"
+        self.grids_dir = self.root / "grids"
+        self.ledger_path = self.root / "ledger.sqlite3"
+        self.owner = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lock = threading.RLock()
+        self._heartbeat = leases.Heartbeat()
+        self._closed = False
+        make_dirs(self.root, self.images_dir, self.grids_dir)
+        check_writable(self.root, self.images_dir, self.ledger_path)
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
+        self._identity = file_identity(self.ledger_path)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
@@ -79,7 +126,7 @@ class Store(Claims):
             if self._closed:
                 return
             self._closed = True
-            self._beat_stop.set()
+            self._heartbeat.stop()
             try:
                 self.release()
                 self._db.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
@@ -87,6 +134,92 @@ class Store(Claims):
             except sqlite3.Error:
                 log.debug("could not release the ledger rows", exc_info=True)
             self._db.close()
+
+    # ---- the connection -------------------------------------------------------------------
+
+    def _ensure_alive(self) -> None:
+        """Notice a deleted output folder or ledger: recreate both, carrying the rows over, never a dead file."""
+        if self._identity is not None and file_identity(self.ledger_path) == self._identity:
+            return
+        make_dirs(self.root, self.images_dir, self.grids_dir)
+        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner)
+        self._identity = file_identity(self.ledger_path)
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """The connection, behind the lock, for statements that only read."""
+        with self._lock:
+            yield self._db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction behind the lock: committed at the end, rolled back on any error."""
+        with self._lock:
+            self._ensure_alive()
+            with immediate(self._db) as db:
+                yield db
+
+    # ---- owner and lease ------------------------------------------------------------------
+
+    def start_heartbeat(self) -> None:
+        """Renew this owner's lease every :attr:`heartbeat_s` seconds from a daemon thread."""
+        self._heartbeat.start(self.beat, self.heartbeat_s)
+
+    def stop_heartbeat(self) -> None:
+        """Stop renewing the lease (rows stay this owner's until :meth:`release` or the lease runs out)."""
+        self._heartbeat.stop()
+
+    def beat(self) -> None:
+        """Renew this owner's lease once (never recreates a deleted ledger)."""
+        with self._lock:
+            if self._closed or file_identity(self.ledger_path) != self._identity:
+                return
+            register_owner(self._db, self.owner)
+            self._db.commit()
+
+    def _live_owners(self, db: sqlite3.Connection) -> set[str]:
+        return leases.live_owners(db, self.owner, self.lease_s)
+
+    def owner_alive(self, owner: str | None) -> bool:
+        """True when ``owner`` still holds its lease."""
+        if owner is None:
+            return False
+        with self._read() as db:
+            return owner in self._live_owners(db)
+
+    def release(self, cbids: Sequence[str] | None = None) -> None:
+        """Hand rows back (all of this owner's unfinished ones by default): anyone may take them over at once."""
+        if cbids is not None and not cbids:
+            return
+        with self._tx() as db:
+            leases.release(db, self.owner, cbids)
+
+    # ---- claims ---------------------------------------------------------------------------
+
+    def claim_many(self, requests: Sequence[Mapping[str, Any]], *, fresh: bool = False) -> list[Claim]:
+        """Decide, atomically and for every process at once, who pays for each request.
+
+        Each request is a mapping with ``cbid``, ``key``, ``repeat``, ``params``,
+        ``backend``, ``price_usd`` and ``sweep_id``. Without ``fresh``: a finished
+        image is ``cached``; an unfinished row of a live owner is ``adopt``; one
+        whose owner is gone becomes this owner's (``takeover``); otherwise a new
+        ``queued`` row is written (``new``). With ``fresh`` every request is new.
+        """
+        now = time.time()
+        with self._tx() as db:
+            live = self._live_owners(db)
+            return claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
+
+    def take_over(self, cbid: str) -> LedgerRow | None:
+        """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended."""
+        with self._tx() as db:
+            return claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
+
+    def orphans(self, backend: str | None = None) -> list[LedgerRow]:
+        """Unfinished rows whose owner is gone (the only ones ``resume`` may take)."""
+        with self._read() as db:
+            live = self._live_owners(db)
+        return [r for r in self.pending(backend) if r.owner is None or (r.owner not in live)]
 
     # ---- rows -----------------------------------------------------------------------------
 
@@ -105,11 +238,7 @@ class Store(Claims):
         request = {"cbid": cbid, "key": key, "repeat": repeat, "params": params, "backend": backend,
                    "price_usd": price_usd, "sweep_id": sweep_id}  # fmt: skip
         with self._tx() as db:
-            self._insert(db, request, JobState.SUBMITTING.value, time.time())
-
-    _UPDATABLE = frozenset(
-        {"state", "task_id", "cost_usd", "submitted", "finished", "expires_at", "path", "error", "params", "owner"}
-    )
+            claims.insert(db, self.owner, request, JobState.SUBMITTING.value, time.time())
 
     def update(self, cbid: str, **fields: Any) -> None:
         """Change some columns of one row."""
@@ -127,6 +256,65 @@ class Store(Claims):
         with self._tx() as db:
             db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
 
+    def get(self, cbid: str) -> LedgerRow | None:
+        """One row by its ``client_business_id``."""
+        with self._read() as db:
+            return queries.get(db, self.root, cbid)
+
+    def rows(
+        self, *, states: tuple[str, ...] | None = None, sweep_id: str | None = None, limit: int | None = None
+    ) -> list[LedgerRow]:
+        """Rows, newest first, optionally filtered."""
+        with self._read() as db:
+            return queries.rows(db, self.root, states=states, sweep_id=sweep_id, limit=limit)
+
+    def pending(self, backend: str | None = None) -> list[LedgerRow]:
+        """Rows that were started but never finished (for ``resume``)."""
+        with self._read() as db:
+            return queries.pending(db, self.root, backend)
+
+    def lookup(self, key: str) -> LedgerRow | None:
+        """The newest finished row for a request key whose image file still exists."""
+        with self._read() as db:
+            return queries.newest_image(db, self.root, key)
+
+    def cached_keys(self, keys: list[str], *, running: bool = True, backend: str | None = None) -> set[str]:
+        """Which of ``keys`` cost nothing now: a stored image, or (``running``) an unfinished row to adopt or finish.
+
+        With ``backend``, only that backend's unfinished rows count, as in ``claim_many`` (a simulator's
+        row is never adopted by a gateway session). One query per 500 keys, not one per key.
+        """
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            with self._read() as db:  # the lock is let go between the chunks
+                found |= queries.cached_among(
+                    db, self.root, keys[start : start + 500], running=running, backend=backend
+                )
+        return found
+
+    def totals(self) -> dict[str, float]:
+        """Money in the ledger: ``spent`` (settled or in flight, not refunded) and counts."""
+        with self._read() as db:
+            return queries.totals(db)
+
+    def find(self, ident: str) -> LedgerRow | None:
+        """A row by ``client_business_id``, task id, or short job id (the cbid's last 6 characters).
+
+        Finished rows win over unfinished ones, newer over older.
+        """
+        with self._read() as db:
+            return queries.find(db, self.root, ident)
+
+    def edit_counts(self) -> dict[str, int]:
+        """How many finished edits each image has (parent ``client_business_id`` → children), one query."""
+        with self._read() as db:
+            return queries.edit_counts(db)
+
+    def history(self, limit: int = 12) -> list[LedgerRow]:
+        """The newest finished images whose files exist."""
+        with self._read() as db:
+            return queries.history(db, self.root, limit)
+
     # ---- uploads --------------------------------------------------------------------------
 
     def upload_url(self, sha256: str, backend: str) -> str | None:
@@ -135,8 +323,8 @@ class Store(Claims):
         Nothing documents how long an uploaded URL lives; an older upload is
         not trusted (the reference is uploaded again, which is free).
         """
-        with self._lock:
-            row = self._db.execute(
+        with self._read() as db:
+            row = db.execute(
                 "SELECT url FROM uploads WHERE sha256 = ? AND backend = ? AND created > ?",
                 (sha256, backend, time.time() - UPLOAD_MAX_AGE),
             ).fetchone()
