@@ -4,6 +4,7 @@
 ``extension``   :class:`GemimgMagics` (its traits, the cell magic, the line magic's router)
 ``cells``       parse and run one ``%%gemimg`` cell
 ``commands``    each ``%gemimg`` subcommand
+``context``     :class:`MagicContext`, what the class hands a cell or a subcommand for one call
 ==============  ======================================================================
 """
 

@@ -4,8 +4,9 @@
 user namespace (``{var}`` in the prompt, ``--ref {var}``, ``--edit NAME``,
 sweep specs) with one-line ``UsageError`` messages that say what to do, and
 :func:`run_cell` starts the job or sweep through the session and shows its
-live view. :class:`~gemimg_jupyter.magics.extension.GemimgMagics` calls them; nothing
-here holds state of its own.
+live view. :class:`~gemimg_jupyter.magics.extension.GemimgMagics` calls them, handing
+:func:`run_cell` a :class:`~gemimg_jupyter.magics.context.MagicContext`; nothing here holds
+state of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from gemimg_jupyter.display import JobView, LiveView, SweepView, show_interrupt_
 
 if TYPE_CHECKING:  # pragma: no cover
     from gemimg_jupyter.api import Job
-    from gemimg_jupyter.magics.extension import GemimgMagics
+    from gemimg_jupyter.magics.context import MagicContext
 
 __all__ = [
     "CellArgs",
@@ -44,7 +45,6 @@ __all__ = [
     "ref_objects",
     "resolve_ref",
     "run_cell",
-    "say",
     "split_line",
 ]
 
@@ -72,11 +72,6 @@ def split_line(line: str) -> list[str]:
         else:
             joined.append(word)
     return joined
-
-
-def say(text: str) -> None:
-    """Print one message for the user (the magic layer is the only place that prints)."""
-    print(text)  # noqa: T201
 
 
 @dataclass
@@ -225,9 +220,10 @@ def image_target(user_ns: dict[str, Any], token: str, *, what: str, sweep_ok: bo
     raise UsageError(f"{what} {token} holds a {type(obj).__name__}, not a result; name a result or a job id")
 
 
-def run_cell(m: GemimgMagics, args: CellArgs) -> LiveView:
-    sess = m.session()
-    defaults = m.defaults()
+def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
+    """Start the cell's job or sweep, show its live view and follow it (``--wait``: until it is done)."""
+    sess = ctx.session()
+    defaults = ctx.defaults
     target: Job | SweepResult
     view: LiveView
     if args.is_sweep:
@@ -239,12 +235,12 @@ def run_cell(m: GemimgMagics, args: CellArgs) -> LiveView:
             axes=args.sweeps,
             repeats=args.repeats,
             defaults=defaults,
-            resolve_ref=lambda token: resolve_ref(m.user_ns, token),
+            resolve_ref=lambda token: resolve_ref(ctx.user_ns, token),
             edit=args.edit,
             **fixed,
         )
-        quote = sess.quote(plan, fresh=args.fresh, confirm_above_usd=m.confirm_above_usd)
-        say(f"gemimg: {quote.summary}")
+        quote = sess.quote(plan, fresh=args.fresh, confirm_above_usd=ctx.confirm_above_usd)
+        ctx.say(f"gemimg: {quote.summary}")
         result = sess.sweep(
             args.prompt,
             plan=plan,
@@ -252,11 +248,11 @@ def run_cell(m: GemimgMagics, args: CellArgs) -> LiveView:
             fresh=args.fresh,
             wait=False,
             yes=args.yes,
-            confirm_above_usd=m.confirm_above_usd,
-            cell_size=m.cell_size,
+            confirm_above_usd=ctx.confirm_above_usd,
+            cell_size=ctx.cell_size,
             edit=args.edit,
         )
-        target, view = result, SweepView(result, min_interval=m.refresh_interval)
+        target, view = result, SweepView(result, min_interval=ctx.refresh_interval)
     else:
         job = sess.generate(
             args.prompt,
@@ -267,13 +263,13 @@ def run_cell(m: GemimgMagics, args: CellArgs) -> LiveView:
             edit=args.edit,
             **args.params,
         )
-        target, view = job, JobView(job, preview_size=m.preview_size)
+        target, view = job, JobView(job, preview_size=ctx.preview_size)
     if args.output:
-        m.user_ns[args.output] = target
+        ctx.user_ns[args.output] = target
     view.show()
     view.attach()
-    m.views = [v for v in m.views if not v.finished]
-    m.views.append(view)
+    ctx.views[:] = [v for v in ctx.views if not v.finished]
+    ctx.views.append(view)
     if args.wait:
         block([view], timeout=None)
     return view

@@ -1,10 +1,11 @@
 """The ``%gemimg`` subcommands: ``jobs``, ``cancel``, ``wait``, ``resume``, ``history`` … ``config``.
 
-Each is a plain function of the :class:`~gemimg_jupyter.magics.extension.GemimgMagics`
-instance and the words after the subcommand's name; :data:`SUBCOMMANDS` maps
-the names to them and to their one-line descriptions (the router in
+Each is a plain function of a :class:`~gemimg_jupyter.magics.context.MagicContext`
+(which :class:`~gemimg_jupyter.magics.extension.GemimgMagics` builds for the call)
+and the words after the subcommand's name; :data:`SUBCOMMANDS` maps the names
+to them and to their one-line descriptions (the router in
 ``GemimgMagics.gemimg_line`` and ``%gemimg help`` read it). They use the
-magics' public methods and the session's public API only.
+context and the session's public API only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from gemimg_jupyter.api import MODELS, GemimgError, Settings, gateway_settings, plural, redact, simulator_settings
+from gemimg_jupyter.api import (
+    MODELS,
+    GemimgError,
+    Settings,
+    current_session,
+    gateway_settings,
+    get_session,
+    plural,
+    redact,
+    simulator_settings,
+)
 from gemimg_jupyter.display import (
     JobView,
     RichText,
@@ -31,27 +42,27 @@ from gemimg_jupyter.display import (
     show_interrupt_note,
 )
 from gemimg_jupyter.display.renderers import magic_words
-from gemimg_jupyter.magics.cells import block, image_target, jobs_of, say
+from gemimg_jupyter.magics.cells import block, image_target, jobs_of
+from gemimg_jupyter.magics.context import MagicContext, running_jobs
 
 if TYPE_CHECKING:  # pragma: no cover
     from gemimg_jupyter.api import Job, Session
-    from gemimg_jupyter.magics.extension import GemimgMagics
 
-__all__ = ["SUBCOMMANDS"]
+__all__ = ["SUBCOMMANDS", "switch"]
 
 
-def cmd_help(m: GemimgMagics, argv: list[str]) -> None:
-    m.subparser("help").parse_args(argv)
-    width = max(len(n) for n in m.subcommands)
+def cmd_help(ctx: MagicContext, argv: list[str]) -> None:
+    ctx.subparser("help").parse_args(argv)
+    width = max(len(n) for n in SUBCOMMANDS)
     lines = ["%gemimg SUBCOMMAND — manage images and jobs (%%gemimg? for generating them):"]
-    lines += [f"  {n.ljust(width)}  {about}" for n, (_, about) in m.subcommands.items()]
+    lines += [f"  {n.ljust(width)}  {about}" for n, (_, about) in SUBCOMMANDS.items()]
     lines.append("Defaults: %config GemimgMagics (list) · %config GemimgMagics.size = '16:9' (change).")
-    say("\n".join(lines))
+    ctx.say("\n".join(lines))
 
 
-def cmd_jobs(m: GemimgMagics, argv: list[str]) -> RichText:
-    m.subparser("jobs").parse_args(argv)
-    return jobs_table(m.session().jobs())
+def cmd_jobs(ctx: MagicContext, argv: list[str]) -> RichText:
+    ctx.subparser("jobs").parse_args(argv)
+    return jobs_table(ctx.session().jobs())
 
 
 def targeted_jobs(sess: Session, target: str | None) -> list[Job] | None:
@@ -65,12 +76,12 @@ def targeted_jobs(sess: Session, target: str | None) -> list[Job] | None:
     return None if sweep is None else list(sweep.jobs)
 
 
-def cmd_cancel(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("cancel")
+def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("cancel")
     p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
     p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
     ns = p.parse_args(argv)
-    sess = m.session()
+    sess = ctx.session()
     n = sess.cancel(ns.target, drop=ns.drop)  # an unknown target is refused here, in one line
     paid = [j for j in targeted_jobs(sess, ns.target) or [] if not j.done() and j.task_id is not None]
     msg = f"gemimg: cancelled {plural(n, 'job')}"
@@ -79,22 +90,22 @@ def cmd_cancel(m: GemimgMagics, argv: list[str]) -> None:
             f"; {plural(len(paid), 'job')} already submitted (and paid for) will still be downloaded"
             " — add --drop to stop collecting them"
         )
-    say(msg)
+    ctx.say(msg)
 
 
-def cmd_wait(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("wait")
+def cmd_wait(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("wait")
     p.add_argument("target", nargs="?", help="a job or sweep id (default: everything)")
     p.add_argument("--timeout", type=float, metavar="S", help="give up waiting after S seconds")
     ns = p.parse_args(argv)
-    sess = m.session()
+    sess = ctx.session()
     start = time.monotonic()
     jobs = targeted_jobs(sess, ns.target)
     if jobs is None:
         known = ", ".join(j.id for j in sess.jobs()[-8:]) or "none yet"
         raise UsageError(f"no job or sweep {ns.target!r} in this session; jobs: {known}")
     if not jobs:
-        say("gemimg: nothing to wait for")
+        ctx.say("gemimg: nothing to wait for")
         return
     try:
         ok = sess.wait_jobs(jobs, timeout=ns.timeout)
@@ -106,7 +117,7 @@ def cmd_wait(m: GemimgMagics, argv: list[str]) -> None:
         show_interrupt_note(jobs)
         return
     left = None if ns.timeout is None else max(0.5, ns.timeout - (time.monotonic() - start))
-    views = [v for v in m.views if any(j in jobs for j in jobs_of(v))]
+    views = [v for v in ctx.views if any(j in jobs for j in jobs_of(v))]
     block(views, timeout=left)
     counts: dict[str, int] = {}
     for job in jobs:
@@ -114,105 +125,105 @@ def cmd_wait(m: GemimgMagics, argv: list[str]) -> None:
     summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
     elapsed = time.monotonic() - start
     if ok:
-        say(f"gemimg: {plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
+        ctx.say(f"gemimg: {plural(len(jobs), 'job')} finished ({summary}) after {elapsed:.1f} s")
     else:
         running = sum(1 for j in jobs if not j.done())
-        say(
+        ctx.say(
             f"gemimg: still {plural(running, 'job')} running after {elapsed:.1f} s ({summary}); "
             "they keep going in the background"
         )
 
 
-def cmd_resume(m: GemimgMagics, argv: list[str]) -> None:
-    m.subparser("resume").parse_args(argv)
-    jobs = m.session().resume()
+def cmd_resume(ctx: MagicContext, argv: list[str]) -> None:
+    ctx.subparser("resume").parse_args(argv)
+    jobs = ctx.session().resume()
     if not jobs:
-        say("gemimg: nothing to resume")
+        ctx.say("gemimg: nothing to resume")
         return
-    say(f"gemimg: resuming {plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
+    ctx.say(f"gemimg: resuming {plural(len(jobs), 'unfinished job')} (%gemimg wait waits for them)")
     for job in jobs[:12]:
-        view = JobView(job, preview_size=m.preview_size)
+        view = JobView(job, preview_size=ctx.preview_size)
         view.show()
         view.attach()
-        m.views.append(view)
+        ctx.views.append(view)
     if len(jobs) > 12:
-        say(f"gemimg: … and {len(jobs) - 12} more (%gemimg jobs lists them)")
+        ctx.say(f"gemimg: … and {len(jobs) - 12} more (%gemimg jobs lists them)")
 
 
-def cmd_history(m: GemimgMagics, argv: list[str]) -> Any:
-    p = m.subparser("history")
+def cmd_history(ctx: MagicContext, argv: list[str]) -> Any:
+    p = ctx.subparser("history")
     p.add_argument("n", nargs="?", type=int, default=12, help="how many images (default 12)")
     p.add_argument("--picked", action="store_true", help="only picked images, newest pick first")
     ns = p.parse_args(argv)
     if not 1 <= ns.n <= 200:
         raise UsageError(f"%gemimg history: N {ns.n} is not allowed; use 1 to 200")
-    sess = m.session()
+    sess = ctx.session()
     picked = sess.picked_cbids()
     if ns.picked:
         rows = [pk.row for pk in sess.picks() if pk.row is not None and pk.row.path][: ns.n]
         if not rows:
-            say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
+            ctx.say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
             return None
         return history_strip(rows, picked=picked, title=f"{len(rows)} picked image(s), newest pick first")
     return history_strip(sess.history(ns.n), picked=picked)
 
 
-def cmd_lineage(m: GemimgMagics, argv: list[str]) -> Any:
-    p = m.subparser("lineage")
+def cmd_lineage(ctx: MagicContext, argv: list[str]) -> Any:
+    p = ctx.subparser("lineage")
     p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
     ns = p.parse_args(argv)
-    chain = m.session().lineage(image_target(m.user_ns, ns.name, what="%gemimg lineage"))
+    chain = ctx.session().lineage(image_target(ctx.user_ns, ns.name, what="%gemimg lineage"))
     return lineage_output(chain)
 
 
-def cmd_pick(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("pick")
+def cmd_pick(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("pick")
     p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
     p.add_argument("--note", metavar="TEXT", help="why (kept with the pick)")
     ns = p.parse_args(argv)
-    pick = m.session().pick(image_target(m.user_ns, ns.name, what="%gemimg pick"), note=ns.note)
-    redraw_sweeps(m)
-    say(f"gemimg: picked {pick.cbid[-6:]} ({display_path(pick.path)})")
+    pick = ctx.session().pick(image_target(ctx.user_ns, ns.name, what="%gemimg pick"), note=ns.note)
+    redraw_sweeps(ctx)
+    ctx.say(f"gemimg: picked {pick.cbid[-6:]} ({display_path(pick.path)})")
 
 
-def cmd_unpick(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("unpick")
+def cmd_unpick(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("unpick")
     p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
     ns = p.parse_args(argv)
-    gone = m.session().unpick(image_target(m.user_ns, ns.name, what="%gemimg unpick"))
-    redraw_sweeps(m)
-    say(f"gemimg: {'unpicked' if gone else 'was not picked:'} {ns.name}")
+    gone = ctx.session().unpick(image_target(ctx.user_ns, ns.name, what="%gemimg unpick"))
+    redraw_sweeps(ctx)
+    ctx.say(f"gemimg: {'unpicked' if gone else 'was not picked:'} {ns.name}")
 
 
-def redraw_sweeps(m: GemimgMagics) -> None:
+def redraw_sweeps(ctx: MagicContext) -> None:
     """Live sweep grids show the new star at once."""
-    for view in m.views:
+    for view in ctx.views:
         if isinstance(view, SweepView):
             view.refresh()
 
 
-def cmd_report(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("report")
+def cmd_report(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("report")
     p.add_argument("name", help="a sweep variable, or an image (its edit chain)")
     p.add_argument("path", nargs="?", help="where to write it (default: <output>/reports/)")
     ns = p.parse_args(argv)
-    target = image_target(m.user_ns, ns.name, what="%gemimg report", sweep_ok=True)
-    path = m.session().save_report(target, ns.path)
-    say(f"gemimg: report written to {display_path(path)} ({path.stat().st_size / 1024:.0f} KB, opens offline)")
+    target = image_target(ctx.user_ns, ns.name, what="%gemimg report", sweep_ok=True)
+    path = ctx.session().save_report(target, ns.path)
+    ctx.say(f"gemimg: report written to {display_path(path)} ({path.stat().st_size / 1024:.0f} KB, opens offline)")
 
 
-def cmd_cost(m: GemimgMagics, argv: list[str]) -> RichText:
-    m.subparser("cost").parse_args(argv)
-    return cost_report(m.session().cost())
+def cmd_cost(ctx: MagicContext, argv: list[str]) -> RichText:
+    ctx.subparser("cost").parse_args(argv)
+    return cost_report(ctx.session().cost())
 
 
-def cmd_models(m: GemimgMagics, argv: list[str]) -> RichText:
-    m.subparser("models").parse_args(argv)
-    return models_table(MODELS, default=m.model)
+def cmd_models(ctx: MagicContext, argv: list[str]) -> RichText:
+    ctx.subparser("models").parse_args(argv)
+    return models_table(MODELS, default=ctx.defaults["model"])
 
 
-def cmd_probe(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("probe")
+def cmd_probe(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("probe")
     p.add_argument("--spend", type=float, default=0.0, metavar="DOLLARS", help="allow paid checks up to this much")
     p.add_argument("--yes", action="store_true", help="do not ask before paying")
     ns = p.parse_args(argv)
@@ -223,58 +234,73 @@ def cmd_probe(m: GemimgMagics, argv: list[str]) -> None:
     def confirm(question: str) -> bool:
         return bool(ns.yes) or input(question).strip().lower() in ("y", "yes")
 
-    run_probe(current_settings(m), spend=ns.spend, confirm=confirm, say=say)
+    run_probe(current_settings(ctx), spend=ns.spend, confirm=confirm, say=ctx.say)
 
 
-def current_settings(m: GemimgMagics) -> Settings:
+def current_settings(ctx: MagicContext) -> Settings:
     """The running session's settings, or, when none can start (say, no key), the wanted ones."""
     try:
-        return m.session().settings
+        return ctx.session().settings
     except GemimgError:
-        return m.wanted_settings()
+        return ctx.wanted_settings()
 
 
-def cmd_login(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("login")
+def cmd_login(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("login")
     p.add_argument("--force", action="store_true", help="switch even while jobs are running")
     ns = p.parse_args(argv)
     key = getpass.getpass("ToAPIs API key (hidden; kept in memory for this kernel only): ").strip()
     if not key:
         raise UsageError("no key entered; nothing changed")
-    m.switch(gateway_settings(current_settings(m), key), force=ns.force)
+    switch(ctx, gateway_settings(current_settings(ctx), key), force=ns.force)
 
 
-def cmd_backend(m: GemimgMagics, argv: list[str]) -> None:
-    p = m.subparser("backend")
+def cmd_backend(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("backend")
     p.add_argument("name", nargs="?", choices=("sim", "toapis"), help="switch to this backend")
     p.add_argument("--force", action="store_true", help="switch even while jobs are running")
     ns = p.parse_args(argv)
-    current = current_settings(m)
+    current = current_settings(ctx)
     if ns.name is None or ns.name == current.resolved_backend:
-        say(magic_words(m.session().banner()))
+        ctx.say(magic_words(ctx.session().banner()))
         return
     wanted = simulator_settings(current) if ns.name == "sim" else gateway_settings(current)
-    m.switch(wanted, force=ns.force)
+    switch(ctx, wanted, force=ns.force)
 
 
-def cmd_panel(m: GemimgMagics, argv: list[str]) -> Any:
-    m.subparser("panel").parse_args(argv)
+def switch(ctx: MagicContext, settings: Settings, *, force: bool) -> Session:
+    """Move to a session with ``settings`` (login, backend): refused while jobs run, unless ``force``."""
+    running = running_jobs()
+    if running and not force:
+        raise UsageError(
+            f"{plural(len(running), 'job')} still running; %gemimg wait (or %gemimg cancel all) first, "
+            "or add --force (they stay in the ledger for %gemimg resume)"
+        )
+    for view in ctx.views:
+        view.close()
+    ctx.views.clear()
+    current = current_session()
+    sess = current.with_settings(settings) if current is not None else get_session(settings)
+    ctx.say(magic_words(sess.banner()))
+    return sess
+
+
+def cmd_panel(ctx: MagicContext, argv: list[str]) -> Any:
+    ctx.subparser("panel").parse_args(argv)
     from gemimg_jupyter.panel import Panel  # ipywidgets is a dependency; imported here so %load_ext stays light
 
     return Panel(
-        session=m.session,  # the panel asks each time, so it follows login, backend and %config
-        defaults=m.defaults(),
-        confirm_above_usd=m.confirm_above_usd,  # the extension's settings, as %%gemimg uses them
-        cell_size=m.cell_size,
+        session=ctx.session,  # the panel asks each time, so it follows login, backend and %config
+        defaults=ctx.defaults,
+        confirm_above_usd=ctx.confirm_above_usd,  # the extension's settings, as %%gemimg uses them
+        cell_size=ctx.cell_size,
     )
 
 
-def cmd_config(m: GemimgMagics, argv: list[str]) -> RichText:
-    m.subparser("config").parse_args(argv)
-    sess = m.session()
-    rows: list[tuple[str, object, str]] = []
-    for name, trait in sorted(m.traits(config=True).items()):
-        rows.append((name, getattr(m, name), trait.help))
+def cmd_config(ctx: MagicContext, argv: list[str]) -> RichText:
+    ctx.subparser("config").parse_args(argv)
+    sess = ctx.session()
+    rows: list[tuple[str, object, str]] = list(ctx.config)
     s = sess.settings
     rows += [
         ("(backend)", sess.backend, "GEMIMG_BACKEND / %gemimg backend"),
@@ -287,7 +313,7 @@ def cmd_config(m: GemimgMagics, argv: list[str]) -> RichText:
     return config_table([(n, redact(str(v)) if isinstance(v, str) else v, h) for n, v, h in rows])
 
 
-SUBCOMMANDS: dict[str, tuple[Callable[[GemimgMagics, list[str]], Any], str]] = {
+SUBCOMMANDS: dict[str, tuple[Callable[[MagicContext, list[str]], Any], str]] = {
     "jobs": (cmd_jobs, "this session's jobs and their states"),
     "cancel": (cmd_cancel, "cancel [ID|all] [--drop]: stop jobs or a sweep"),
     "wait": (cmd_wait, "wait [ID] [--timeout S]: block until jobs are done (use it before Run All ends)"),

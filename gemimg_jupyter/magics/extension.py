@@ -6,8 +6,9 @@ gemimg_jupyter`` stops its job runner (unfinished work stays in the ledger for
 shared :class:`~gemimg_jupyter.api.session.Session` (the same engine as the Python
 API and the panel) and the outputs come from :mod:`gemimg_jupyter.display`.
 Reading and running a cell is in :mod:`gemimg_jupyter.magics.cells`, the ``%gemimg``
-subcommands in :mod:`gemimg_jupyter.magics.commands`; this module keeps the class,
-its defaults and the router.
+subcommands in :mod:`gemimg_jupyter.magics.commands`; both are plain functions over a
+:class:`~gemimg_jupyter.magics.context.MagicContext` that the class builds for each
+call. This module keeps the class, its defaults and the router.
 
 Configuration
 -------------
@@ -29,7 +30,6 @@ import difflib
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,15 +67,14 @@ from gemimg_jupyter.magics.cells import (
     image_target,
     ref_objects,
     run_cell,
-    say,
 )
 from gemimg_jupyter.magics.cells import split_line as _split
-from gemimg_jupyter.magics.commands import SUBCOMMANDS
+from gemimg_jupyter.magics.commands import SUBCOMMANDS, switch
+from gemimg_jupyter.magics.context import MagicContext, running_jobs, say
 
 if TYPE_CHECKING:  # pragma: no cover
     from IPython.core.interactiveshell import InteractiveShell
 
-    from gemimg_jupyter.api import Job
 
 __all__ = ["CellArgs", "GemimgMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -204,7 +203,7 @@ class GemimgMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.views: list[LiveView] = []
         self.subcommands: dict[str, tuple[Callable[[list[str]], Any], str]] = {
-            name: (partial(fn, self), about) for name, (fn, about) in SUBCOMMANDS.items()
+            name: (self._subcommand(fn), about) for name, (fn, about) in SUBCOMMANDS.items()
         }
         self._ready = True
 
@@ -262,7 +261,7 @@ class GemimgMagics(Magics):
         if value and not existing.is_dir():
             raise _TraitError(f"output_dir {value!r} is not allowed; {existing} is a file, use a folder path")
         if self._ready:
-            running = self._running_jobs()
+            running = running_jobs()
             if running:
                 raise _TraitError(
                     f"output_dir cannot change while {plural(len(running), 'job')} run; %gemimg wait or cancel first"
@@ -315,7 +314,7 @@ class GemimgMagics(Magics):
         wanted = config_settings(self, sess.settings)
         if wanted == sess.settings:
             return sess
-        running = self._running_jobs()
+        running = running_jobs()
         if running:
             raise ConfigError(
                 f"the running session's settings differ from %config GemimgMagics and it still runs "
@@ -332,10 +331,32 @@ class GemimgMagics(Magics):
         assert self.shell is not None, "GemimgMagics needs a shell"
         return self.shell.user_ns
 
-    def _running_jobs(self) -> list[Job]:
-        """Unfinished jobs of the running session (none when no session runs)."""
-        sess = current_session()
-        return [] if sess is None else [j for j in sess.jobs() if not j.done()]
+    def context(self) -> MagicContext:
+        """What one cell or subcommand may use: the session, the namespace, the views, these values now."""
+        return MagicContext(
+            session=self.session,
+            wanted_settings=self.wanted_settings,
+            user_ns=self.shell.user_ns if self.shell is not None else {},
+            views=self.views,
+            subparser=self.subparser,
+            say=say,
+            defaults=self.defaults(),
+            confirm_above_usd=self.confirm_above_usd,
+            cell_size=self.cell_size,
+            preview_size=self.preview_size,
+            refresh_interval=self.refresh_interval,
+            config=tuple(
+                (name, getattr(self, name), trait.help) for name, trait in sorted(self.traits(config=True).items())
+            ),
+        )
+
+    def _subcommand(self, command: Callable[[MagicContext, list[str]], Any]) -> Callable[[list[str]], Any]:
+        """The router's entry for ``command``: it runs over a context built when it is called."""
+
+        def run(argv: list[str]) -> Any:
+            return command(self.context(), argv)
+
+        return run
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -360,7 +381,7 @@ class GemimgMagics(Magics):
         for view in self.views:
             view.close()
         self.views.clear()
-        running = self._running_jobs()
+        running = running_jobs()
         reset_session(None)  # the extension's session is the default one: it closes with the extension
         if running:
             say(
@@ -443,7 +464,7 @@ class GemimgMagics(Magics):
         args = self.parse_cell(line, cell)
         with _errors(self, args.debug):
             try:
-                return run_cell(self, args)
+                return run_cell(self.context(), args)
             except KeyboardInterrupt:  # Ctrl-C anywhere in a waiting cell stops the wait, never the jobs
                 if not args.wait:
                     raise
@@ -537,19 +558,8 @@ class GemimgMagics(Magics):
     # ---- edit chains, picks, reports (docs/editing.md) -------------------------------------
 
     def switch(self, settings: Settings, *, force: bool) -> Session:
-        running = self._running_jobs()
-        if running and not force:
-            raise UsageError(
-                f"{plural(len(running), 'job')} still running; %gemimg wait (or %gemimg cancel all) first, "
-                "or add --force (they stay in the ledger for %gemimg resume)"
-            )
-        for view in self.views:
-            view.close()
-        self.views.clear()
-        current = current_session()
-        sess = current.with_settings(settings) if current is not None else get_session(settings)
-        say(magic_words(sess.banner()))
-        return sess
+        """Move to a session with ``settings`` (what ``%gemimg login`` and ``backend`` do)."""
+        return switch(self.context(), settings, force=force)
 
 
 # ---- loading -------------------------------------------------------------------------------------
