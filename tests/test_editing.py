@@ -334,7 +334,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             panel.prompt.value = "a ceramic teapot"
             panel.generate_button.click()
             assert panel.wait(30)
-            (first,) = panel._run.jobs
+            (first,) = panel.state.run.jobs
             assert first.state.value == "done"
             assert panel.detail_edit.layout.display is None and panel.detail_pick.layout.display is None
 
@@ -345,7 +345,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             sent = sess.sim.stats()["submits_accepted"]
             panel.generate_button.click()
             assert panel.wait(30)
-            (second,) = panel._run.jobs
+            (second,) = panel.state.run.jobs
             assert second.state.value == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
             assert second.parent is not None and second.parent["cbid"] == first.cbid
             assert sess.sim._tasks[second.task_id].req.image_urls  # the parent went as a reference

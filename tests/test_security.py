@@ -447,7 +447,7 @@ def test_the_key_never_reaches_the_notebook(
     scan.outputs(ip.display_pub.outputs)
     for name in ("hero", "fox"):
         scan.text(f"user_ns:{name}", repr(ip.user_ns[name]))
-    for widget in panel._widgets:
+    for widget in panel.state.widgets:
         for key, value in widget.get_state().items():
             (scan.data if isinstance(value, bytes) else scan.text)(f"panel:{key}", value)
     scan.text("panel-repr", repr(panel))
@@ -598,7 +598,7 @@ def test_prompt_text_is_escaped_in_every_html_output(ip: Any, tmp_path: Path, ca
         panel.x_values.value = f"0.2,{SCRIPT}"  # refused, with the value in the message
         import ipywidgets as W
 
-        markups = [w.value for w in panel._widgets if isinstance(w, W.HTML)] + [detail]
+        markups = [w.value for w in panel.state.widgets if isinstance(w, W.HTML)] + [detail]
         for i, markup in enumerate(markups):
             _no_raw_markup(f"panel HTML {i}", markup)
         assert "<b>owl</b>" not in detail and "&lt;b&gt;owl&lt;/b&gt;" in detail

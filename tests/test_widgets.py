@@ -65,7 +65,7 @@ def image_size(data: bytes) -> tuple[int, int]:
 def all_text(panel: Panel) -> str:
     """Every string the panel's widgets would send to the browser."""
     parts: list[str] = []
-    for w in panel._widgets:
+    for w in panel.state.widgets:
         for key, value in w.get_state().items():
             if isinstance(value, str):
                 parts.append(value)
@@ -556,9 +556,9 @@ def test_threads_only_touch_prebuilt_widgets(panel: Panel) -> None:
     panel.prompt.value = "a fox"
     sweep_over(panel, "temperature=0.2,0.4,0.6")
     panel.generate_button.click()
-    made = len(panel._widgets)
+    made = len(panel.state.widgets)
     assert panel.wait(WAIT)
-    assert len(panel._widgets) == made
+    assert len(panel.state.widgets) == made
 
 
 # ------------------------------------------------------------------ the magic and the panel agree

@@ -22,6 +22,7 @@ from gemimg_jupyter.api import (
     JobState,
     ModelSpec,
     Result,
+    Session,
     SweepPlan,
     SweepResult,
     count_jobs,
@@ -210,6 +211,30 @@ def message_html(text: str, level: str = "info") -> str:
     )
 
 
+def header_html(session: Session) -> str:
+    """The panel's header: its name, the backend badge (simulated or paid) and the output folder."""
+    badge = (
+        "simulator · simulated images, not charged"
+        if session.backend == "sim"
+        else "ToAPIs gateway · real images, paid"
+    )
+    return (
+        f"{PANEL_CSS}{THEME_CSS}"
+        '<div style="display:flex;align-items:baseline;gap:10px;flex-wrap:wrap">'
+        '<span style="font-size:15px;font-weight:600">gemimg panel</span>'
+        '<span style="font-size:11.5px;padding:1px 6px;border-radius:8px;'
+        f'background:var(--jp-layout-color2,#eee)">{html.escape(badge)}</span>'
+        '<span style="font-size:11px;color:var(--jp-ui-font-color2,#666)">output: '
+        f"{html.escape(shown_path(session.store_root))}</span></div>"
+    )
+
+
+def model_label(spec: ModelSpec) -> str:
+    """A model as the model dropdown lists it: its id and its price per image."""
+    price = f"{format_usd(spec.price_usd, places=3)}/image" if spec.price_usd is not None else "price n/a"
+    return f"{spec.id} · {price}"
+
+
 def notes_html(lines: Sequence[str]) -> str:
     items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
     return (
@@ -218,7 +243,7 @@ def notes_html(lines: Sequence[str]) -> str:
     )
 
 
-#: How a section makes a widget: the panel's ``_w(factory, css_class, **kwargs)``, which keeps it for ``close``.
+#: How a section makes a widget: :meth:`.state.Widgets.make` ``(factory, css_class, **kwargs)``, kept for ``close``.
 Make = Callable[..., Any]
 
 

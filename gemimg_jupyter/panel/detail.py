@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import html
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
 
 from gemimg_jupyter.api import GemimgError, Job, LedgerRow, format_usd
 from gemimg_jupyter.display import error_line, job_error_line
-from gemimg_jupyter.panel.base import PanelBase
 from gemimg_jupyter.panel.common import (
     DETAIL_LONG_SIDE,
     Run,
@@ -18,37 +18,66 @@ from gemimg_jupyter.panel.common import (
     cell_label,
     image,
     job_state_word,
+    message_html,
     params_html,
+    png_thumb,
     shown_path,
 )
+from gemimg_jupyter.panel.state import PanelState
 
 
-class DetailSection(PanelBase):
-    """The full image and parameters of the chosen request or history image; edit and pick it."""
+class DetailSection:
+    """The full image and parameters of the chosen request or history image; edit and pick it.
 
-    def _build_detail(self) -> list[W.Widget]:
-        """The detail view and its actions, wired to the panel."""
+    Parameters
+    ----------
+    state : PanelState
+        The panel's shared state (the session, the ``updating`` flag).
+    say : callable
+        The panel's message line (a pick the core refused is said there).
+    on_edit : callable
+        "Edit this image" was pressed on this stored image.
+    on_pick : callable
+        The image shown was picked or unpicked (the history and the grid show the star).
+    """
+
+    def __init__(
+        self,
+        state: PanelState,
+        *,
+        say: Callable[[str, str], None],
+        on_edit: Callable[[LedgerRow], None],
+        on_pick: Callable[[], None],
+    ) -> None:
+        self._state = state
+        self._say = say
+        self._edit = on_edit
+        self._picked = on_pick
+        self._row: LedgerRow | None = None  # the stored image shown, if any (for edit and pick)
+        make = state.widgets.make
         self.detail_image = image(
-            self._w, "gemimg-detail-image", max_width="360px", max_height="360px", margin="0 12px 0 0", hidden=True
+            make, "gemimg-detail-image", max_width="360px", max_height="360px", margin="0 12px 0 0", hidden=True
         )
-        self.detail_html = self._w(W.HTML, "gemimg-detail-params", layout=W.Layout(flex="1 1 240px"))
+        self.detail_html = make(W.HTML, "gemimg-detail-params", layout=W.Layout(flex="1 1 240px"))
         tip = "make this image the first reference of the next run, and write what to change"
-        self.detail_edit = button(self._w, "gemimg-detail-edit", "Edit this image", tip, icon="pencil", hidden=True)
+        self.detail_edit = button(make, "gemimg-detail-edit", "Edit this image", tip, icon="pencil", hidden=True)
         tip = "keep this image as a favourite (a star in grids and the history; lasts across restarts)"
-        self.detail_pick = button(self._w, "gemimg-detail-pick", "☆ pick", tip, toggle=True, hidden=True)
+        self.detail_pick = button(make, "gemimg-detail-pick", "☆ pick", tip, toggle=True, hidden=True)
         self.detail_edit.on_click(self._on_edit_click)
         self.detail_pick.observe(self._on_pick_toggle, names="value")
         detail = W.HBox([self.detail_image, self.detail_html], layout=W.Layout(flex_flow="row wrap", width="100%"))
-        detail_actions = W.HBox([self.detail_edit, self.detail_pick], layout=W.Layout(flex_flow="row wrap"))
-        return [detail, detail_actions]
+        actions = W.HBox([self.detail_edit, self.detail_pick], layout=W.Layout(flex_flow="row wrap"))
+        self.widgets: list[W.Widget] = [detail, actions]
 
-    def _on_cell_click(self, run: Run, index: int, _button: Any = None) -> None:
-        if run is not self._run:
-            return
-        self._selected = index
-        self._show_job(run, index)
+    def clear(self, *, sweep: bool) -> None:
+        """A new run began: no image yet; a sweep's says to click a cell."""
+        self.detail_image.layout.display = "none"
+        self.detail_html.value = (
+            message_html("Click a cell button above to see the full image and its parameters.", "info") if sweep else ""
+        )
 
-    def _show_job(self, run: Run, index: int, *, image: bool = True) -> None:
+    def show_job(self, run: Run, index: int, *, image: bool = True) -> None:
+        """The card of request ``index`` of ``run`` (and, unless ``image`` is false, a sweep's full image)."""
         with run.lock:
             if index >= len(run.jobs):
                 return
@@ -66,7 +95,7 @@ class DetailSection(PanelBase):
         self.detail_html.value = f"<div><b>{html.escape(cell_label(run.plan, index))}</b></div>" + params_html(
             job.params.as_dict(), extra
         )
-        self._set_detail_row(job)
+        self._set_row(job)
         if not image:
             return
         if job.state.has_image and run.kind == "sweep":
@@ -78,51 +107,54 @@ class DetailSection(PanelBase):
         else:
             self.detail_image.layout.display = "none"
 
-    def _set_detail_row(self, target: Job | LedgerRow | None) -> None:
+    def show_row(self, row: LedgerRow) -> None:
+        """A stored image (a history tile's): its parameters, its file and the image."""
+        extra = [("state", row.state), ("file", shown_path(str(row.path)))]
+        if row.task_id:
+            extra.append(("task", row.task_id))
+        self.detail_html.value = "<div><b>from the history</b></div>" + params_html(row.params, extra)
+        self._set_row(row)
+        try:
+            self.detail_image.value = png_thumb(str(row.path), DETAIL_LONG_SIDE)
+            self.detail_image.layout.display = None
+        except (OSError, ValueError):
+            self.detail_image.layout.display = "none"
+
+    def _set_row(self, target: Job | LedgerRow | None) -> None:
         """Show "Edit this image" and the pick toggle for a finished image, hide them otherwise."""
         row: LedgerRow | None = None
         if isinstance(target, LedgerRow):
             row = target
         elif target is not None and target.state.has_image:
             with contextlib.suppress(GemimgError):
-                row = self.session.find(target)
-        self._detail_row = row
+                row = self._state.session.find(target)
+        self._row = row
         shown = None if row is not None and row.state == "done" else "none"
         self.detail_edit.layout.display = shown
         self.detail_pick.layout.display = shown
-        picked = row is not None and self.session.is_picked(row)
-        self._updating = True
+        picked = row is not None and self._state.session.is_picked(row)
+        self._state.updating = True
         try:
             self.detail_pick.value = picked
             self.detail_pick.description = "★ picked" if picked else "☆ pick"
         finally:
-            self._updating = False
+            self._state.updating = False
 
     def _on_edit_click(self, _button: Any = None) -> None:
-        if self._detail_row is None:
-            return
-        try:
-            self.set_edit(self._detail_row)
-        except GemimgError as exc:
-            self._say(error_line(exc), "error")
-            return
-        self.prompt.value = ""
-        self.prompt.placeholder = "what to change, e.g. make the background a night sky"
-        self.prompt.focus()
+        if self._row is not None:
+            self._edit(self._row)
 
     def _on_pick_toggle(self, change: Any) -> None:
-        if self._updating or self._detail_row is None:
+        if self._state.updating or self._row is None:
             return
-        row = self._detail_row
+        row = self._row
+        session = self._state.session
         try:
             if change["new"]:
-                self.session.pick(row)
+                session.pick(row)
             else:
-                self.session.unpick(row)
+                session.unpick(row)
         except GemimgError as exc:
             self._say(error_line(exc), "error")
-        self._set_detail_row(row)
-        self._refresh_history()
-        run = self._run
-        if run is not None and run.sweep is not None:
-            self._refresh(run, heavy=True)  # the grid shows the star
+        self._set_row(row)
+        self._picked()

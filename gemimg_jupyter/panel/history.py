@@ -4,60 +4,70 @@ from __future__ import annotations
 
 import functools
 import html
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.api import format_usd, plural
-from gemimg_jupyter.panel.base import PanelBase
+from gemimg_jupyter.api import LedgerRow, format_usd, plural
 from gemimg_jupyter.panel.common import (
-    DETAIL_LONG_SIDE,
     HISTORY_SLOTS,
     HISTORY_THUMB,
     button,
     heading,
     image,
     message_html,
-    params_html,
     png_thumb,
     shown_error,
-    shown_path,
 )
+from gemimg_jupyter.panel.state import PanelState
 
 
-class HistorySection(PanelBase):
-    """The newest stored images as thumbnails (with edit and pick marks); a click shows one in the detail view."""
+class HistorySection:
+    """The newest stored images as thumbnails (with edit and pick marks); a click shows one in the detail view.
 
-    def _build_history(self) -> list[W.Widget]:
-        """The history tiles, their refresh button and the session line, wired to the panel."""
+    Parameters
+    ----------
+    state : PanelState
+        The panel's shared state (the session).
+    show_row : callable
+        Show a stored image in the detail view (a tile was clicked).
+    """
+
+    def __init__(self, state: PanelState, *, show_row: Callable[[LedgerRow], None]) -> None:
+        self._state = state
+        self._show_row = show_row
+        self._rows: list[LedgerRow] = []
+        self._thumbs: dict[str, bytes] = {}
+        make = state.widgets.make
         self.history_refresh = button(
-            self._w, "gemimg-history-refresh", "", "refresh the history", icon="refresh", width="36px"
+            make, "gemimg-history-refresh", "", "refresh the history", icon="refresh", width="36px"
         )
-        self._history_images = []
-        self._history_buttons = []
+        self._images: list[W.Image] = []
+        self._buttons: list[W.Button] = []
         slots = []
         for i in range(HISTORY_SLOTS):
             img = image(
-                self._w, None, width=f"{HISTORY_THUMB}px", height=f"{HISTORY_THUMB * 3 // 4}px", object_fit="contain"
+                make, None, width=f"{HISTORY_THUMB}px", height=f"{HISTORY_THUMB * 3 // 4}px", object_fit="contain"
             )
-            btn = button(self._w, "gemimg-history-open", width=f"{HISTORY_THUMB}px", height="24px")
-            btn.on_click(functools.partial(self._on_history_click, i))
-            slot = self._w(
+            btn = button(make, "gemimg-history-open", width=f"{HISTORY_THUMB}px", height="24px")
+            btn.on_click(functools.partial(self._on_click, i))
+            slot = make(
                 W.VBox,
                 "gemimg-history-tile",
                 children=[img, btn],
                 layout=W.Layout(display="none", margin="0 6px 6px 0", align_items="center"),
             )
-            self._history_images.append(img)
-            self._history_buttons.append(btn)
+            self._images.append(img)
+            self._buttons.append(btn)
             slots.append(slot)
-        self.history_box = self._w(
+        self.history_box = make(
             W.HBox, "gemimg-history", children=slots, layout=W.Layout(flex_flow="row wrap", width="100%")
         )
-        self.history_hint = self._w(W.HTML, "gemimg-history-hint")
-        self.session_cost = self._w(W.HTML, "gemimg-session-cost")
-        self.history_refresh.on_click(lambda _b: self._refresh_history())
-        return [
+        self.history_hint = make(W.HTML, "gemimg-history-hint")
+        self.session_cost = make(W.HTML, "gemimg-session-cost")
+        self.history_refresh.on_click(lambda _b: self.refresh())
+        self.widgets: list[W.Widget] = [
             W.HBox([heading("History"), self.history_refresh], layout=W.Layout(align_items="center")),
             self.history_hint,
             self.history_box,
@@ -67,22 +77,24 @@ class HistorySection(PanelBase):
     @property
     def history_buttons(self) -> tuple[W.Button, ...]:
         """The history tiles' buttons, newest image first: a click shows that image in the detail view."""
-        return tuple(self._history_buttons)
+        return tuple(self._buttons)
 
-    def _refresh_history(self) -> None:
+    def refresh(self) -> None:
+        """Show the newest stored images, their marks (edits made from them, picks) and the session's cost."""
+        session = self._state.session
         try:
-            rows = self.session.history(HISTORY_SLOTS)
+            rows = session.history(HISTORY_SLOTS)
         except Exception as exc:  # noqa: BLE001 - a broken ledger must not break the panel
             self.history_hint.value = message_html(f"history unavailable: {shown_error(exc)}", "warn")
             return
-        self._history_rows = rows
+        self._rows = rows
         try:
-            children, picked = self.session.children_count(), self.session.picked_cbids()
+            children, picked = session.children_count(), session.picked_cbids()
         except Exception:  # noqa: BLE001 - marks are extras; the history shows without them
             children, picked = {}, set()
         for i in range(HISTORY_SLOTS):
-            slot_box = self._history_buttons[i]
-            image = self._history_images[i]
+            slot_box = self._buttons[i]
+            image = self._images[i]
             parent_layout = self.history_box.children[i].layout
             if i >= len(rows) or not rows[i].path:
                 parent_layout.display = "none"
@@ -117,7 +129,7 @@ class HistorySection(PanelBase):
         self.history_hint.value = (
             "" if rows else message_html("No images yet: they appear here once generated.", "info")
         )
-        cost = self.session.cost()
+        cost = session.cost()
         self.session_cost.value = (
             '<div style="font-size:11.5px;color:var(--jp-ui-font-color2,#666);margin-top:4px">'
             f"session: {'simulated ' if cost.get('backend') == 'sim' else ''}"
@@ -126,17 +138,6 @@ class HistorySection(PanelBase):
             f"{cost['cache_hits']} cache hit(s), {html.escape(format_usd(cost['saved_usd']))} saved</div>"
         )
 
-    def _on_history_click(self, index: int, _button: Any = None) -> None:
-        if index >= len(self._history_rows):
-            return
-        row = self._history_rows[index]
-        extra = [("state", row.state), ("file", shown_path(str(row.path)))]
-        if row.task_id:
-            extra.append(("task", row.task_id))
-        self.detail_html.value = "<div><b>from the history</b></div>" + params_html(row.params, extra)
-        self._set_detail_row(row)
-        try:
-            self.detail_image.value = png_thumb(str(row.path), DETAIL_LONG_SIDE)
-            self.detail_image.layout.display = None
-        except (OSError, ValueError):
-            self.detail_image.layout.display = "none"
+    def _on_click(self, index: int, _button: Any = None) -> None:
+        if index < len(self._rows):
+            self._show_row(self._rows[index])

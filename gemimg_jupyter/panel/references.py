@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ipywidgets as W
@@ -13,13 +13,12 @@ from gemimg_jupyter.api import (
     GemimgError,
     Job,
     LedgerRow,
+    ModelSpec,
     ReferenceImage,
-    get_model,
     load_reference,
     validate_references,
 )
 from gemimg_jupyter.display import error_line
-from gemimg_jupyter.panel.base import PanelBase
 from gemimg_jupyter.panel.common import (
     FULL,
     REF_THUMB,
@@ -31,14 +30,32 @@ from gemimg_jupyter.panel.common import (
     safe_name,
     shown_path,
 )
+from gemimg_jupyter.panel.state import PanelState
 
 
-class ReferencesSection(PanelBase):
-    """The uploaded reference images (kept under the output folder) and "edit this image"."""
+class ReferencesSection:
+    """The uploaded reference images (kept under the output folder) and "edit this image".
 
-    def _build_references(self) -> list[W.Widget]:
-        """The references part of the right column, wired to the panel."""
-        self.upload = self._w(
+    Parameters
+    ----------
+    state : PanelState
+        The panel's shared state; :meth:`set_edit` sets its ``edit_row``.
+    model_spec : callable
+        The chosen model (its reference limit and formats).
+    on_change : callable
+        Called when the references or the image being edited changed.
+    """
+
+    def __init__(
+        self, state: PanelState, *, model_spec: Callable[[], ModelSpec], on_change: Callable[[], None]
+    ) -> None:
+        self._state = state
+        self._make = make = state.widgets.make
+        self._model_spec = model_spec
+        self._changed = on_change
+        self._references: list[ReferenceImage] = []
+        self._paths: list[str] = []
+        self.upload = make(
             W.FileUpload,
             "gemimg-upload",
             accept="image/jpeg,image/png,image/webp,.jpg,.jpeg,.png,.webp",
@@ -46,16 +63,16 @@ class ReferencesSection(PanelBase):
             description="Add reference",
             layout=W.Layout(width="180px"),
         )
-        self.ref_count = self._w(W.HTML, "gemimg-ref-count")
-        self.ref_box = self._w(
+        self.ref_count = make(W.HTML, "gemimg-ref-count")
+        self.ref_box = make(
             W.HBox, "gemimg-refs", layout=W.Layout(flex_flow="row wrap", width="100%", min_height="4px")
         )
-        self.ref_message = self._w(W.HTML, "gemimg-ref-message", layout=W.Layout(**FULL))
-        self.edit_note = self._w(W.HTML, "gemimg-edit-note", layout=W.Layout(display="none"))
-        self.edit_clear = button(self._w, "gemimg-edit-clear", "✕ stop editing", hidden=True)
+        self.ref_message = make(W.HTML, "gemimg-ref-message", layout=W.Layout(**FULL))
+        self.edit_note = make(W.HTML, "gemimg-edit-note", layout=W.Layout(display="none"))
+        self.edit_clear = button(make, "gemimg-edit-clear", "✕ stop editing", hidden=True)
         self.edit_clear.on_click(lambda _b: self.set_edit(None))
         self.upload.observe(self._on_upload, names="value")
-        return [
+        self.widgets: list[W.Widget] = [
             heading("Reference images"),
             W.HBox([self.upload, self.ref_count], layout=W.Layout(align_items="center")),
             W.HBox([self.edit_note, self.edit_clear], layout=W.Layout(align_items="center")),
@@ -63,12 +80,22 @@ class ReferencesSection(PanelBase):
             self.ref_message,
         ]
 
+    @property
+    def references(self) -> tuple[ReferenceImage, ...]:
+        """The reference images attached, in order."""
+        return tuple(self._references)
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Where each reference is kept (what the ``%%gemimg`` cell names)."""
+        return tuple(self._paths)
+
     def _on_upload(self, change: Any) -> None:
         files = change["new"] if isinstance(change, Mapping) else change.new
         if not files:
             return
         messages: list[tuple[str, str]] = []
-        spec = get_model(self.model.value)
+        spec = self._model_spec()
         for item in files:
             name = str(item.get("name") or "upload")
             content = item.get("content", b"")
@@ -84,23 +111,23 @@ class ReferencesSection(PanelBase):
                 messages.append((f"{name} is already attached", "warn"))
                 continue
             self._references.append(ref)
-            self._reference_paths.append(self._save_reference(ref))
+            self._paths.append(self._save_reference(ref))
             messages.append((f"added {name} ({ref.size_bytes / 1024:.0f} KB, {ref.format})", "ok"))
         self.ref_message.value = "".join(message_html(text, level) for text, level in messages)
-        self._updating = True
+        self._state.updating = True
         try:
             self.upload.value = ()  # let the same file be chosen again; the panel keeps its own copy
         finally:
-            self._updating = False
-        self._update_refs_ui()
-        self._on_change()
+            self._state.updating = False
+        self.update_ui()
+        self._changed()
 
     def _save_reference(self, ref: ReferenceImage) -> str:
         """Keep the bytes under ``<output>/references`` so the ``%%gemimg`` cell can name a path."""
         assert ref.data is not None
         fname = f"{ref.sha256[:10]}-{safe_name(ref.name)}"
         try:
-            path = self.session.remember_reference(ref.data, fname)
+            path = self._state.session.remember_reference(ref.data, fname)
         except (OSError, ValueError):
             return ref.name
         return shown_path(path)
@@ -108,13 +135,14 @@ class ReferencesSection(PanelBase):
     def _remove_reference(self, index: int, _button: Any = None) -> None:
         if 0 <= index < len(self._references):
             ref = self._references.pop(index)
-            self._reference_paths.pop(index)
+            self._paths.pop(index)
             self.ref_message.value = message_html(f"removed {ref.name}", "info")
-        self._update_refs_ui()
-        self._on_change()
+        self.update_ui()
+        self._changed()
 
-    def _update_refs_ui(self) -> None:
-        spec = get_model(self.model.value)
+    def update_ui(self) -> None:
+        """The count against the model's limit, and one thumbnail with a remove button per reference."""
+        spec = self._model_spec()
         n, limit = len(self._references), spec.max_refs
         text = f"{n}/{limit} attached"
         level = "info"
@@ -133,15 +161,15 @@ class ReferencesSection(PanelBase):
                 thumb = png_thumb(ref.data, REF_THUMB)
             except (OSError, ValueError):
                 thumb = b""
-            img = image(self._w, None, thumb, width=f"{REF_THUMB}px")
-            caption = self._w(
+            img = image(self._make, None, thumb, width=f"{REF_THUMB}px")
+            caption = self._make(
                 W.HTML,
                 None,
                 value=f'<div style="font-size:11px;max-width:{REF_THUMB + 20}px;overflow:hidden;'
                 f'text-overflow:ellipsis;white-space:nowrap" title="{html.escape(ref.name)}">{html.escape(ref.name)}</div>',
             )
             remove = button(
-                self._w,
+                self._make,
                 "gemimg-ref-remove",
                 "✕ remove",
                 f"remove {ref.name}",
@@ -149,7 +177,7 @@ class ReferencesSection(PanelBase):
                 height="24px",
             )
             remove.on_click(functools.partial(self._remove_reference, i))
-            tile = self._w(
+            tile = self._make(
                 W.VBox,
                 "gemimg-ref-tile",
                 children=[img, caption, remove],
@@ -157,17 +185,17 @@ class ReferencesSection(PanelBase):
             )
             tiles.append(tile)
         self.ref_box.children = tiles
-        self._discard([child for widget in old for child in widget.children] + old)
+        self._state.widgets.discard([child for widget in old for child in widget.children] + old)
 
     def set_edit(self, target: Job | LedgerRow | None) -> None:
         """Edit ``target`` in the next run (its image goes first among the references); ``None`` stops editing."""
         if target is None:
-            self._edit_row = None
+            self._state.edit_row = None
             self.edit_note.layout.display = self.edit_clear.layout.display = "none"
         else:
-            row = target if isinstance(target, LedgerRow) else self.session.find(target)
-            self.session.edit_source(row)  # refuses an image that cannot be edited, before anything changes
-            self._edit_row = row
+            row = target if isinstance(target, LedgerRow) else self._state.session.find(target)
+            self._state.session.edit_source(row)  # refuses an image that cannot be edited, before anything changes
+            self._state.edit_row = row
             where = html.escape(shown_path(str(row.path)) if row.path else row.cbid, quote=True)
             self.edit_note.value = (
                 f'<div title="{where}">'
@@ -175,4 +203,4 @@ class ReferencesSection(PanelBase):
                 + "</div>"
             )
             self.edit_note.layout.display = self.edit_clear.layout.display = None
-        self._on_change()
+        self._changed()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.api import GemimgError, Job, JobState, Result, format_usd, plural, png_bytes
+from gemimg_jupyter.api import GemimgError, Job, JobState, Result, SweepPlan, format_usd, plural, png_bytes
 from gemimg_jupyter.display import error_line, job_error_line
-from gemimg_jupyter.panel.base import PanelBase
 from gemimg_jupyter.panel.common import (
     TICK_SECONDS,
     Run,
@@ -28,20 +27,71 @@ from gemimg_jupyter.panel.common import (
     shown_error,
     shown_path,
 )
+from gemimg_jupyter.panel.detail import DetailSection
+from gemimg_jupyter.panel.state import MessageLine, PanelState
 
 
-class ResultsSection(PanelBase):
-    """One run of Generate: submit, follow the jobs from their threads, show the image or grid, finish."""
+class ResultsSection:
+    """One run of Generate: submit, follow the jobs from their threads, show the image or grid, finish.
+
+    Parameters
+    ----------
+    state : PanelState
+        The panel's shared state: this section sets its ``run`` and ``selected``.
+    messages : MessageLine
+        The message line (laid out in the status rows here).
+    detail : DetailSection
+        The detail view, which shows the chosen request's card.
+    read_state : callable
+        The panel's controls as plain values (:meth:`~gemimg_jupyter.panel.Panel.read_state`).
+    plan : callable
+        The validated plan for such values (raises the core's errors).
+    on_change : callable
+        Called when "fresh samples" or "allow" changed.
+    on_start : callable
+        Called when Generate was pressed, before anything is planned (the panel refreshes its header).
+    on_finished : callable
+        Called when a run has ended and its outcome is shown (the history and the plan line change).
+    """
+
+    def __init__(
+        self,
+        state: PanelState,
+        messages: MessageLine,
+        detail: DetailSection,
+        *,
+        read_state: Callable[[], dict[str, Any]],
+        plan: Callable[[Mapping[str, Any]], SweepPlan],
+        on_change: Callable[[], None],
+        on_start: Callable[[], None],
+        on_finished: Callable[[], None],
+    ) -> None:
+        self._state = state
+        self._make = state.widgets.make
+        self._messages = messages
+        self._say = messages.say
+        self._detail = detail
+        self._read_state = read_state
+        self._plan = plan
+        self._changed = on_change
+        self._started = on_start
+        self._finished = on_finished
+        self._render_lock = threading.RLock()
+        self._cell_buttons: list[W.Button] = []
+        self.status = self._build_status()
+        self.widgets = self._build_results()
 
     def _build_status(self) -> W.VBox:
-        """The actions and status rows (fixed height), wired to the panel."""
+        """The actions and status rows (fixed height)."""
         tip = "validate, then submit (cached images come back at once, cost $0)"
         self.generate_button = button(
-            self._w, "gemimg-generate", "Generate", tip, icon="play", width="130px", button_style="primary"
+            self._make, "gemimg-generate", "Generate", tip, icon="play", width="130px", button_style="primary"
         )
         tip = "cancel what is not submitted yet (submitted images are paid and still collected)"
-        self.cancel_button = button(self._w, "gemimg-cancel", "Cancel", tip, icon="stop", width="110px", disabled=True)
-        self.fresh = self._w(
+        self.cancel_button = button(
+            self._make, "gemimg-cancel", "Cancel", tip, icon="stop", width="110px", disabled=True
+        )
+        self.fresh = self._make(
             W.Checkbox,
             "gemimg-fresh",
             value=False,
@@ -50,21 +100,20 @@ class ResultsSection(PanelBase):
             indent=False,
             layout=W.Layout(width="130px", margin="0 0 0 12px"),
         )
-        self.confirm = self._w(
+        self.confirm = self._make(
             W.Checkbox,
             "gemimg-confirm",
             value=False,
-            description=allow_label(self.confirm_above_usd),
+            description=allow_label(self._state.confirm_above_usd),
             indent=False,
             layout=W.Layout(width="170px", visibility="hidden"),
         )
-        self.progress = self._w(
+        self.progress = self._make(
             W.IntProgress, "gemimg-progress", value=0, min=0, max=100, layout=W.Layout(width="45%", min_width="160px")
         )
-        self.progress_text = self._w(
+        self.progress_text = self._make(
             W.Label, "gemimg-progress-text", value="idle", layout=W.Layout(flex="1 1 auto", margin="0 0 0 8px")
         )
-        self.message = self._w(W.HTML, "gemimg-message", layout=W.Layout(width="100%", height="40px", overflow="auto"))
         status = W.VBox(
             [
                 W.HBox(
@@ -72,45 +121,49 @@ class ResultsSection(PanelBase):
                     layout=W.Layout(flex_flow="row wrap", align_items="center"),
                 ),
                 W.HBox([self.progress, self.progress_text], layout=W.Layout(align_items="center", width="100%")),
-                self.message,
+                self._messages.message,
             ],
             layout=W.Layout(width="100%", min_height="112px", margin="8px 0 0 0"),
         )
         status.add_class("gemimg-status")
         for control in (self.fresh, self.confirm):
-            control.observe(self._on_change, names="value")
+            control.observe(lambda _change: self._changed(), names="value")
         self.generate_button.on_click(self._on_generate)
         self.cancel_button.on_click(self._on_cancel)
         return status
 
     def _build_results(self) -> list[W.Widget]:
-        """The result image or grid, one button per request, and the detail view under them."""
-        self.result_image = image(self._w, "gemimg-result-image", max_width="100%", max_height="560px", hidden=True)
-        self.result_hint = self._w(
+        """The result image or grid and one button per request (the detail view goes under them)."""
+        self.result_image = image(self._make, "gemimg-result-image", max_width="100%", max_height="560px", hidden=True)
+        self.result_hint = self._make(
             W.HTML,
             "gemimg-result-hint",
             value=message_html("No result yet: write a prompt and press Generate.", "info"),
         )
-        self.cells = self._w(
+        self.cells = self._make(
             W.GridBox, "gemimg-cells", layout=W.Layout(width="100%", grid_gap="4px", margin="4px 0 0 0")
         )
-        return [heading("Result"), self.result_hint, self.result_image, self.cells, *self._build_detail()]
+        return [heading("Result"), self.result_hint, self.result_image, self.cells]
+
+    def show_confirm(self, needed: bool) -> None:
+        """Show the "allow" box when the plan needs it (and keep it shown while it is ticked)."""
+        self.confirm.layout.visibility = "visible" if needed or self.confirm.value else "hidden"
 
     def _on_generate(self, _button: Any = None) -> None:
-        if self.busy:
+        if self._state.busy:
             self._say("A run is still in progress: wait for it to finish or press Cancel.", "warn")
             return
-        self.header.value = self._header_html()
-        state = self.read_state()
+        self._started()
+        state = self._read_state()
         try:
-            plan = self.plan(state)
+            plan = self._plan(state)
         except GemimgError as exc:
             self._say(error_line(exc), "error")
             return
-        session = self.session
+        session = self._state.session
         run = Run(plan, state)
-        self._run = run
-        self._selected = 0 if run.kind == "single" else None
+        self._state.run = run
+        self._state.selected = 0 if run.kind == "single" else None
         self._prepare_results(run)
         self.generate_button.disabled = True
         self.cancel_button.disabled = False
@@ -128,13 +181,13 @@ class ResultsSection(PanelBase):
                     wait=False,
                     fresh=state["fresh"],
                     yes=state["confirm"],
-                    confirm_above_usd=self.confirm_above_usd,
-                    cell_size=self.cell_size,
+                    confirm_above_usd=self._state.confirm_above_usd,
+                    cell_size=self._state.cell_size,
                     listeners=[listener],
-                    edit=self._edit_row,
+                    edit=self._state.edit_row,
                 )
         except Exception as exc:  # whatever the session raised, the panel is free again (never stuck "busy")
-            self._run = None
+            self._state.run = None
             self.generate_button.disabled = False
             self.cancel_button.disabled = True
             self.progress_text.value = "idle"
@@ -145,12 +198,12 @@ class ResultsSection(PanelBase):
         with run.lock:
             run.result = result
         self._say(f"Running: {plan.summary()}", "info")  # submitted; the bar and the card follow the jobs
-        self._refresh(run, heavy=True)
+        self.refresh(run, heavy=True)
         if run.ended is None:
             threading.Thread(target=self._tick, args=(run,), name="gemimg-panel-tick", daemon=True).start()
 
     def _on_cancel(self, _button: Any = None) -> None:
-        run = self._run
+        run = self._state.run
         if run is None or run.ended is not None:
             self._say("Nothing is running.", "info")
             return
@@ -159,19 +212,19 @@ class ResultsSection(PanelBase):
         if paid:
             text += f" {paid} already submitted (paid) will still be downloaded."
         self._say(text, "warn")
-        self._refresh(run, heavy=False)
+        self.refresh(run, heavy=False)
 
     def _on_job(self, run: Run, job: Job) -> None:
-        if run is not self._run or self._closed:
+        if run is not self._state.run or self._state.closed:
             return
         if any(j is job for j in run.jobs):
-            self._refresh(run, heavy=job.done())
+            self.refresh(run, heavy=job.done())
 
     def _tick(self, run: Run) -> None:
         while not run.stop.wait(TICK_SECONDS):
-            if self._closed or run is not self._run or run.ended is not None:
+            if self._state.closed or run is not self._state.run or run.ended is not None:
                 return
-            self._refresh(run, heavy=False)
+            self.refresh(run, heavy=False)
 
     def _prepare_results(self, run: Run) -> None:
         """Main thread: build one button per request (their traits change later from threads)."""
@@ -180,7 +233,7 @@ class ResultsSection(PanelBase):
         buttons = []
         for i in range(plan.n_requests):
             tip = "click to see this image and its parameters"
-            btn = button(self._w, "gemimg-cell", f"{cell_label(plan, i)} · queued", tip, height="28px")
+            btn = button(self._make, "gemimg-cell", f"{cell_label(plan, i)} · queued", tip, height="28px")
             btn.layout.overflow = "hidden"
             btn.on_click(functools.partial(self._on_cell_click, run, i))
             buttons.append(btn)
@@ -191,22 +244,23 @@ class ResultsSection(PanelBase):
             nx = plan.shape[0] if plan.axes else min(plan.n_requests, 4)
             self.cells.layout.grid_template_columns = f"repeat({nx}, minmax(0, 1fr))"
         self.cells.children = buttons
-        self._discard(old)
+        self._state.widgets.discard(old)
         self.result_image.layout.display = "none"
         self.result_hint.value = message_html("Working… the result appears here as it arrives.", "info")
-        self.detail_image.layout.display = "none"
-        self.detail_html.value = (
-            message_html("Click a cell button above to see the full image and its parameters.", "info")
-            if run.kind == "sweep"
-            else ""
-        )
+        self._detail.clear(sweep=run.kind == "sweep")
         self.progress.value = 0
         self.progress.bar_style = ""
 
-    def _refresh(self, run: Run, *, heavy: bool) -> None:
+    def _on_cell_click(self, run: Run, index: int, _button: Any = None) -> None:
+        if run is not self._state.run:
+            return
+        self._state.selected = index
+        self._detail.show_job(run, index)
+
+    def refresh(self, run: Run, *, heavy: bool) -> None:
         """Bring the progress, cell buttons and (``heavy``) the images up to date."""
         with self._render_lock:
-            if run is not self._run or self._closed:
+            if run is not self._state.run or self._state.closed:
                 return
             jobs = run.jobs
             if not jobs:
@@ -227,8 +281,8 @@ class ResultsSection(PanelBase):
             self.progress_text.value = self._progress_line(run, jobs)
             if heavy or finished:
                 self._render_images(run, jobs)
-            elif self._selected is not None and self._selected < len(jobs):
-                self._show_job(run, self._selected, image=False)  # the card moves with the bar
+            elif (selected := self._state.selected) is not None and selected < len(jobs):
+                self._detail.show_job(run, selected, image=False)  # the card moves with the bar
             if finished and not run.stop.is_set():
                 run.stop.set()
                 try:
@@ -263,8 +317,8 @@ class ResultsSection(PanelBase):
                 self.result_hint.value = ""
             except (OSError, ValueError, GemimgError) as exc:
                 self.result_hint.value = message_html(f"the grid could not be drawn: {shown_error(exc)}", "error")
-        if self._selected is not None and self._selected < len(jobs):
-            self._show_job(run, self._selected)
+        if (selected := self._state.selected) is not None and selected < len(jobs):
+            self._detail.show_job(run, selected)
 
     def _finish(self, run: Run, jobs: Sequence[Job]) -> None:
         counts = run.counts()  # the result's own counts: what %%gemimg shows for the same run
@@ -295,6 +349,4 @@ class ResultsSection(PanelBase):
             self.progress.bar_style = "success"
         self.generate_button.disabled = False
         self.cancel_button.disabled = True
-        self._refresh_history()
-        if not self._closed:
-            self._update_plan(self.read_state())  # what is cached has changed
+        self._finished()

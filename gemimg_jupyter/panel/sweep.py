@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import ipywidgets as W
@@ -18,24 +18,37 @@ from gemimg_jupyter.api import (
     parse_axis,
 )
 from gemimg_jupyter.display import error_line
-from gemimg_jupyter.panel.base import PanelBase
-from gemimg_jupyter.panel.common import AXIS_HINTS, DESC, FULL, heading, magic_cell, message_html, shape_html
+from gemimg_jupyter.panel.common import AXIS_HINTS, DESC, FULL, heading, magic_cell, message_html
+from gemimg_jupyter.panel.state import PanelState
 
 
-class SweepSection(PanelBase):
-    """The X and Y sweep axes, the plan line (requests, cached, cost) and the reproduce box."""
+class SweepSection:
+    """The X and Y sweep axes, the plan line (requests, cached, cost) and the reproduce box.
 
-    def _build_sweep(self) -> list[W.Widget]:
-        """The sweep and plan part of the right column, wired to the panel."""
+    Parameters
+    ----------
+    state : PanelState
+        The panel's shared state (the session, the confirmation threshold, the image being edited).
+    on_change : callable
+        Called when an axis's values changed (the panel refreshes the plan line and the cell).
+    on_axes_change : callable
+        Called when an axis's parameter changed (the panel greys out what the axes override).
+    """
+
+    def __init__(self, state: PanelState, *, on_change: Callable[[], None], on_axes_change: Callable[[], None]) -> None:
+        self._state = state
+        self._make = state.widgets.make
+        self._changed = on_change
+        self._axes_changed = on_axes_change
         axis_options = [("— none —", ""), *[(name, name) for name in AXIS_NAMES]]
         self.x_axis, self.x_values, self.x_error = self._build_axis("x", "X (across)", axis_options, disabled=False)
         self.y_axis, self.y_values, self.y_error = self._build_axis("y", "Y (down)", axis_options, disabled=True)
-        self.plan_html = self._w(W.HTML, "gemimg-plan", layout=W.Layout(width="100%", min_height="40px"))
+        self.plan_html = self._make(W.HTML, "gemimg-plan", layout=W.Layout(width="100%", min_height="40px"))
         for control in (self.x_axis, self.y_axis):
             control.observe(self._on_axis_change, names="value")
         for control in (self.x_values, self.y_values):
-            control.observe(self._on_change, names="value")
-        return [
+            control.observe(lambda _change: self._changed(), names="value")
+        self.widgets: list[W.Widget] = [
             heading("Sweep (optional)"),
             self.x_axis,
             self.x_values,
@@ -46,11 +59,25 @@ class SweepSection(PanelBase):
             heading("Plan"),
             self.plan_html,
         ]
+        self.magic = self._make(
+            W.Textarea,
+            "gemimg-magic",
+            rows=4,
+            layout=W.Layout(width="100%", height="92px"),
+            tooltip="the %%gemimg cell that reproduces these settings; copy it into a cell",
+        )
+        #: The ``%%gemimg`` cell that reproduces the settings (laid out under the result).
+        self.reproduce: list[W.Widget] = [heading("Reproduce as a cell"), self.magic]
+
+    def swept(self) -> set[str]:
+        """The parameters the axes set (Y counts only under an X)."""
+        x, y = self.x_axis.value, self.y_axis.value
+        return {x, y if x else ""} - {""}
 
     def _build_axis(self, which: str, label: str, options: list[tuple[str, str]], *, disabled: bool) -> tuple[Any, ...]:
         """One axis's row: the parameter dropdown, its values (enabled once a parameter is picked) and its error."""
         css = f"gemimg-sweep-{which}"
-        axis = self._w(
+        axis = self._make(
             W.Dropdown,
             f"{css}-axis",
             options=options,
@@ -60,7 +87,7 @@ class SweepSection(PanelBase):
             disabled=disabled,
             layout=W.Layout(width="260px"),
         )
-        values = self._w(
+        values = self._make(
             W.Text,
             f"{css}-values",
             placeholder="values",
@@ -69,18 +96,7 @@ class SweepSection(PanelBase):
             style=DESC,
             layout=W.Layout(**FULL),
         )
-        return axis, values, self._w(W.HTML, f"{css}-error", layout=W.Layout(**FULL))
-
-    def _build_reproduce(self) -> list[W.Widget]:
-        """The ``%%gemimg`` cell that reproduces the settings."""
-        self.magic = self._w(
-            W.Textarea,
-            "gemimg-magic",
-            rows=4,
-            layout=W.Layout(width="100%", height="92px"),
-            tooltip="the %%gemimg cell that reproduces these settings; copy it into a cell",
-        )
-        return [heading("Reproduce as a cell"), self.magic]
+        return axis, values, self._make(W.HTML, f"{css}-error", layout=W.Layout(**FULL))
 
     def parse_axes(self, state: Mapping[str, Any]) -> tuple[list[Axis], dict[str, str]]:
         """Parse the sweep axes with the core's :func:`~gemimg_jupyter.plans.plan.parse_axis`.
@@ -103,33 +119,28 @@ class SweepSection(PanelBase):
                 errors[which] = error_line(exc)
         return axes, errors
 
-    def plan(self, state: Mapping[str, Any] | None = None, axes: Sequence[Axis] | None = None) -> SweepPlan:
-        """The validated plan for the current settings (raises the core's errors).
+    def plan(self, state: Mapping[str, Any], axes: Sequence[Axis] | None = None) -> SweepPlan:
+        """The validated plan for the settings ``state`` (raises the core's errors).
 
         Parameters
         ----------
-        state : mapping, optional
-            Defaults to :meth:`read_state`.
+        state : mapping
+            The panel's :meth:`~gemimg_jupyter.panel.Panel.read_state`.
         axes : sequence of Axis, optional
             The state's axes already parsed (:meth:`parse_axes`), so they are not read twice.
         """
-        state = state or self.read_state()
         if axes is None:
             axes = [parse_axis(f"{n}={v}", resolve_ref=load_reference) for n, v in state["axes"]]
         values = {param.name: state[param.name] for param in VALUE_PARAMS}  # model, size, resolution, sampling
         references = list(state["references"])
-        return self.session.plan(
+        return self._state.session.plan(
             state["prompt"],
             axes=axes,
             repeats=state["repeats"],
             reference_images=references,
-            edit=self._edit_row,
+            edit=self._state.edit_row,
             **values,
         )
-
-    def magic_text(self) -> str:
-        """The ``%%gemimg`` cell that reproduces the current settings."""
-        return magic_cell(self.read_state())
 
     def _on_axis_change(self, _change: Any = None) -> None:
         x, y = self.x_axis.value, self.y_axis.value
@@ -138,20 +149,20 @@ class SweepSection(PanelBase):
         self.y_axis.disabled = not x
         self.y_values.disabled = not (x and y)
         self.y_values.placeholder = AXIS_HINTS.get(y, "values") if (x and y) else "pick a parameter first"
-        self._update_enabled()
-        self._on_change()
+        self._axes_changed()
 
-    def _on_change(self, _change: Any = None) -> None:
-        """Any control changed: refresh the shape preview, plan line and magic text."""
-        if self._updating or self._closed:
-            return
-        state = self.read_state()
-        self.size_shape.value = shape_html(state["size"], state["resolution"])
+    def show_cell(self, state: Mapping[str, Any]) -> None:
+        """The ``%%gemimg`` cell for the settings ``state``."""
         self.magic.value = magic_cell(state)
-        self._update_plan(state)
 
-    def _update_plan(self, state: Mapping[str, Any]) -> None:
-        """The live plan line: requests, cached, estimated cost, or the core's error."""
+    def update_plan(self, state: Mapping[str, Any]) -> bool:
+        """The live plan line: requests, cached, estimated cost, or the core's error.
+
+        Returns
+        -------
+        bool
+            True when the run is over the confirmation threshold (the "allow" box must be ticked).
+        """
         axes, errors = self.parse_axes(state)
         self.x_error.value = message_html(errors["x"], "error") if "x" in errors else ""
         self.y_error.value = message_html(errors["y"], "error") if "y" in errors else ""
@@ -165,11 +176,12 @@ class SweepSection(PanelBase):
         else:
             try:
                 plan = self.plan(state, axes)
-                quote = self.session.quote(plan, fresh=state["fresh"], confirm_above_usd=self.confirm_above_usd)
+                threshold = self._state.confirm_above_usd
+                quote = self._state.session.quote(plan, fresh=state["fresh"], confirm_above_usd=threshold)
                 needs_confirm = quote.needs_confirmation
-                over = format_usd(self.confirm_above_usd or 0.0)  # needs_confirm implies a threshold
+                over = format_usd(threshold or 0.0)  # needs_confirm implies a threshold
                 extra = f"\nover {over}: tick “allow” to run it" if needs_confirm else ""
                 self.plan_html.value = message_html(quote.summary + extra, "warn" if needs_confirm else "ok")
             except GemimgError as exc:
                 self.plan_html.value = message_html(error_line(exc), "error")
-        self.confirm.layout.visibility = "visible" if needs_confirm or self.confirm.value else "hidden"
+        return needs_confirm
