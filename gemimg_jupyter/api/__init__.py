@@ -40,7 +40,7 @@ from gemimg_jupyter.domain.models import (
     shown_text,
     validate_references,
 )
-from gemimg_jupyter.domain.params import PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec
+from gemimg_jupyter.domain.params import CONTROL_PARAMS, CONTROLS, PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec
 from gemimg_jupyter.domain.settings import RATE_TIERS, Settings
 from gemimg_jupyter.domain.text import format_usd, plural
 from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes, stored_size
@@ -61,6 +61,8 @@ from gemimg_jupyter.probe import run_probe
 __all__ = [
     "AXIS_NAMES",
     "CONFIRM_ABOVE_USD",
+    "CONTROLS",
+    "CONTROL_PARAMS",
     "DEFAULT_MODEL",
     "MAX_REPEATS",
     "MODELS",

@@ -30,7 +30,7 @@ from gemimg_jupyter.api.lineage import Lineage
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.errors import ConfigError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
-from gemimg_jupyter.domain.params import PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
+from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
@@ -211,7 +211,7 @@ class Session:
         ``reference_images=[...]``).
         """
         check_keywords("Session.params", kwargs)
-        values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in VALUE_PARAMS}
+        values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in (*VALUE_PARAMS, *CONTROL_PARAMS)}
         defaults = {"model": self.settings.model, **(defaults or {})}
         refs = _as_refs(kwargs.get("reference_images", ()))
         return GenerationParams.create(prompt, references=refs, defaults=defaults, **values)

@@ -378,7 +378,7 @@ class _SimApi(_SimState):
             resolution = _smaller(req.resolution) if task.small else req.resolution
             sample = task.id if req.seed is None else f"seed:{req.seed}"
             spec = RenderSpec(
-                req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample
+                req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample, req.mark
             )
             data = render_png(spec)
             if task.corrupt:
