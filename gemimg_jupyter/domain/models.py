@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.params import (
     CONTROL_PARAMS,
@@ -48,10 +49,18 @@ __all__ = [
     "ModelSpec",
     "ReferenceImage",
     "TaskStatus",
+    "current_catalogue",
+    "generic_spec",
     "get_model",
+    "merged_models",
+    "model_notices",
+    "model_price",
+    "model_status",
     "pixel_size",
+    "price_text",
     "state_values",
     "stored_controls",
+    "use_catalogue",
     "validate_controls",
 ]
 
@@ -127,6 +136,13 @@ class ModelSpec:
         if self.prices:
             return dict(self.prices).get(resolution)
         return self.price_usd
+
+    @property
+    def tier(self) -> str:
+        """``official``, ``vip``, ``normal`` or ``unknown`` (an id only the catalogue lists)."""
+        if self.generic:
+            return "unknown"
+        return "official" if "-official" in self.id else "vip" if self.id.endswith("-vip") else "normal"
 
     def takes(self, control: str) -> bool:
         """True when the model documents ``control`` (a generic model takes everything, unchecked)."""
@@ -275,16 +291,105 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 _ALIASES = {alias: spec.id for spec in MODELS.values() for alias in spec.aliases}
+#: A listed id the built-in table does not know may take this many references (a conservative default).
+GENERIC_MAX_REFS = 3
+
+
+class _Live:
+    """The gateway's catalogue in use (one per process: the last one read), merged into :func:`get_model`."""
+
+    catalogue: Catalogue | None = None
+
+
+def use_catalogue(catalogue: Catalogue | None) -> None:
+    """Merge ``catalogue`` into the model table (``None``: the built-in table alone)."""
+    _Live.catalogue = catalogue
+
+
+def current_catalogue() -> Catalogue | None:
+    """The catalogue merged into the model table, if one was read."""
+    return _Live.catalogue
+
+
+def generic_spec(model_id: str) -> ModelSpec:
+    """The spec of a listed id the built-in table does not know: sizes, resolutions and controls unchecked."""
+    return ModelSpec(
+        id=model_id,
+        label="listed by the gateway; not in the built-in table",
+        sizes=tuple(PIXELS_1K),
+        resolutions=tuple(_RES_SCALE),
+        max_refs=GENERIC_MAX_REFS,
+        sends_resolution=True,
+        note="not in the built-in table; sizes and controls are not checked here",
+        generic=True,
+    )
 
 
 def get_model(name: str | None) -> ModelSpec:
-    """Look a model up by id or alias; unknown names list the known ones."""
+    """Look a model up by id or alias; an id only the live catalogue lists gets a generic spec."""
     key = (name or DEFAULT_MODEL).strip()
     key = _ALIASES.get(key, key)
-    try:
-        return MODELS[key]
-    except KeyError:
-        raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}") from None
+    found = MODELS.get(key)
+    if found is not None:
+        return found
+    live = _Live.catalogue
+    if live is not None and live.lists(key):
+        return generic_spec(key)
+    hint = "" if live is not None else " (%gemimg models --refresh reads the gateway's catalogue)"
+    raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}{hint}") from None
+
+
+def merged_models() -> dict[str, ModelSpec]:
+    """The built-in table plus the ids only the live catalogue lists (generic specs), in that order."""
+    live = _Live.catalogue
+    extra = [] if live is None else [generic_spec(i) for i in live.listed if i not in MODELS and i not in _ALIASES]
+    return {**MODELS, **{spec.id: spec for spec in extra}}
+
+
+def model_price(spec: ModelSpec, resolution: str) -> float | None:
+    """One request's price at ``resolution``: the gateway's published price, else the table's."""
+    live = _Live.catalogue
+    found = live.price(spec.id, resolution) if live is not None else None
+    return found if found is not None else spec.price_for(resolution)
+
+
+def price_text(spec: ModelSpec) -> str:
+    """``$0.0488/image``, ``0.5K $0.018 · 1K $0.025 …`` where prices differ, or ``no published price``."""
+    prices = {res: model_price(spec, res) for res in spec.resolutions}
+    known = {res: p for res, p in prices.items() if p is not None}
+    if not known:
+        return "no published price"
+    if len(set(known.values())) == 1 and len(known) == len(prices):
+        return f"${next(iter(known.values())):.4g}/image"
+    return " · ".join(f"{res} " + ("no published price" if p is None else f"${p:.4g}") for res, p in prices.items())
+
+
+def model_status(spec: ModelSpec, today: str) -> str:
+    """``listed``, ``not listed``, ``past shutdown`` or ``not checked`` (no catalogue read yet)."""
+    live = _Live.catalogue
+    if live is not None and live.lists(spec.id):
+        return "listed"
+    if spec.past_shutdown(today):
+        return "past shutdown"
+    return "not checked" if live is None else "not listed"
+
+
+def model_notices(spec: ModelSpec, today: str, *, checked: bool) -> list[str]:
+    """What to say once before paying for ``spec``: unknown to the table, unlisted, or past its shutdown.
+
+    ``checked``: the backend's word counts without a catalogue (the real gateway); the simulator
+    serves every built-in id until its catalogue says otherwise.
+    """
+    live = _Live.catalogue
+    if spec.generic:
+        return [f"{spec.id}: not in the built-in table; sizes and controls are not checked here"]
+    if live is not None and live.lists(spec.id):
+        return []
+    if spec.past_shutdown(today) and (live is not None or checked):
+        return [spec.shutdown_line()]
+    if live is not None:
+        return [f"{spec.id}: the gateway's catalogue does not list it; the request may be refused"]
+    return []
 
 
 def pixel_size(size: str, resolution: str = "1K") -> tuple[int, int]:
@@ -393,8 +498,8 @@ class GenerationParams:
 
     @property
     def price_usd(self) -> float | None:
-        """Price of one request at its resolution, where published."""
-        return self.spec.price_for(self.resolution)
+        """Price of one request at its resolution: the gateway's published price, else the table's (``None``: neither)."""
+        return model_price(self.spec, self.resolution)
 
     def with_(self, **changes: Any) -> GenerationParams:
         """A re-validated copy with ``changes`` applied (used by sweeps; controls by name too)."""
@@ -508,6 +613,8 @@ def validate_resolution(spec: ModelSpec, resolution: object) -> str:
 
 
 def _sampling(spec: ModelSpec, param: ParamSpec, explicit: object, default: object) -> float | None:
+    if spec.generic:  # a model the table does not know: an explicit value is passed through, no default is sent
+        return None if explicit is None else param.check_number(explicit)
     if not spec.sampling:
         if explicit is not None:
             raise ValidationError(
@@ -710,6 +817,7 @@ class TaskStatus:
     cost_usd: float | None = None
     raw_status: str | None = None
     blocked: bool = False
+    model_text: str | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -227,6 +227,7 @@ def image_target(user_ns: dict[str, Any], token: str, *, what: str, sweep_ok: bo
 
 def run_cell(m: GemimgMagics, args: CellArgs) -> LiveView:
     sess = m.session()
+    sess.say = lambda line: say(f"gemimg: {line}")  # model notices (unknown id, unlisted, shut down) as own lines
     defaults = m.defaults()
     target: Job | SweepResult
     view: LiveView

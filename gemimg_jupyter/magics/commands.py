@@ -16,7 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from gemimg_jupyter.api import MODELS, GemimgError, Settings, gateway_settings, plural, redact, simulator_settings
+from gemimg_jupyter.api import (
+    GemimgError,
+    Settings,
+    gateway_settings,
+    merged_models,
+    model_status,
+    plural,
+    redact,
+    simulator_settings,
+    today,
+)
 from gemimg_jupyter.display import (
     JobView,
     RichText,
@@ -207,8 +217,14 @@ def cmd_cost(m: GemimgMagics, argv: list[str]) -> RichText:
 
 
 def cmd_models(m: GemimgMagics, argv: list[str]) -> RichText:
-    m.subparser("models").parse_args(argv)
-    return models_table(MODELS, default=m.model)
+    p = m.subparser("models")
+    p.add_argument("--refresh", action="store_true", help="read the gateway's catalogue (and prices) now")
+    if p.parse_args(argv).refresh:
+        found = m.session().refresh_catalogue()
+        say(f"gemimg: the gateway lists {plural(len(found.listed), 'image model')}" if found else
+            "gemimg: the gateway's catalogue could not be read; the built-in table stands")  # fmt: skip
+    date = today()
+    return models_table(merged_models(), default=m.model, status=lambda spec: model_status(spec, date))
 
 
 def cmd_probe(m: GemimgMagics, argv: list[str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gemimg_jupyter.domain.errors import ValidationError
-from gemimg_jupyter.domain.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.domain.models import MODELS, ModelSpec, generic_spec, get_model
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, CONTROLS, SAMPLING_PARAMS
 from gemimg_jupyter.sim.config import _BLOCKED_REASON, _UPLOAD
 
@@ -153,7 +153,7 @@ def _controls(spec: ModelSpec, meta: Mapping[str, Any]) -> tuple[tuple[str, Any]
     return tuple(out.items())
 
 
-def _validate(payload: Any, strict_objects: bool) -> _Submit:
+def _validate(payload: Any, strict_objects: bool, listed: tuple[str, ...] = ()) -> _Submit:
     """Check a submit body the way the gateway documents it; raise :class:`_Invalid`."""
     if not isinstance(payload, dict):
         raise _Invalid("Request body must be a JSON object")
@@ -161,7 +161,7 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
     if not isinstance(model, str) or not model.strip():
         raise _Invalid("The 'model' field is required.", "model")
     try:
-        spec = get_model(model)
+        spec = generic_spec(model) if model in listed and model not in MODELS else get_model(model)
     except ValidationError:
         known = ", ".join(MODELS)
         raise _Invalid(f"Model {model!r} is not supported for image generation; use one of {known}", "model") from None
@@ -237,9 +237,9 @@ def _smaller(resolution: str) -> str:
     return _STEP_DOWN.get(resolution, "0.5K")
 
 
-def _failure_reason(task: _Task) -> str:
+def _failure_reason(task: _Task, finish_reason: str = "IMAGE_SAFETY") -> str:
     if task.outcome == "blocked":
-        return _BLOCKED_REASON
+        return _BLOCKED_REASON.format(reason=finish_reason)
     return "call upstream API failed: upstream returned status 422"
 
 
