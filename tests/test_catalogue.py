@@ -15,7 +15,7 @@ import pytest
 
 from gemimg_jupyter.api.session import Session, get_session, reset_session
 from gemimg_jupyter.domain.catalogue import CATALOGUE_FILE, Catalogue, parse_pricing
-from gemimg_jupyter.domain.errors import TaskBlockedError, TaskFailedError, ValidationError
+from gemimg_jupyter.domain.errors import ModelUnavailableError, TaskBlockedError, TaskFailedError, ValidationError
 from gemimg_jupyter.domain.finish import FINISH_REASONS
 from gemimg_jupyter.domain.models import MODELS, GenerationParams, price_text, use_catalogue
 
@@ -35,7 +35,7 @@ def _no_catalogue() -> Iterator[None]:
 
 def test_an_unknown_listed_id_runs_end_to_end_and_is_said_once(session: Session, sim: Any) -> None:
     sim.configure(listed_models=[NEW_ID])
-    with pytest.raises(ValidationError, match="models --refresh"):
+    with pytest.raises(ValidationError, match="or one the gateway's catalogue lists, once it is read"):
         session.params("A fox", model=NEW_ID)  # not read yet: the built-in table refuses it
     said: list[str] = []
     session.say = said.append
@@ -75,6 +75,16 @@ def test_a_listed_built_in_id_the_catalogue_drops_warns_before_paying(session: S
     assert len(said) == 1 and said[0][1] == before, "one line, before any request"
     line = said[0][0]
     assert "shut down on 2026-06-25" in line and "use gemini-3.1-flash-image-official instead" in line
+
+
+def test_a_shut_down_model_answered_model_not_found_names_its_successor(session: Session, sim: Any) -> None:
+    sim.configure(unserved_models=[FLASH_31])
+    with pytest.raises(ModelUnavailableError) as info:
+        session.client.submit(GenerationParams.create("A fox", model=FLASH_31), client_business_id="t-1")
+    assert info.value.hint == (
+        "gemini-3.1-flash-image-preview was shut down upstream on 2026-06-25; use gemini-3.1-flash-image-official instead"
+    )
+    assert sim.stats()["submits_accepted"] == 0
 
 
 def test_past_shutdown_is_quiet_while_the_catalogue_lists_it(session: Session, sim: Any) -> None:

@@ -335,7 +335,7 @@ def get_model(name: str | None) -> ModelSpec:
     live = _Live.catalogue
     if live is not None and live.lists(key):
         return generic_spec(key)
-    hint = "" if live is not None else " (%gemimg models --refresh reads the gateway's catalogue)"
+    hint = "" if live is not None else " (or one the gateway's catalogue lists, once it is read)"
     raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}{hint}") from None
 
 
