@@ -36,7 +36,8 @@ README_SWEEP = {"prompt": "A paper-cut fox in a forest", "temperature": [0.2, 0.
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from gemimg_jupyter.domain.params import PARAM_SPECS  # noqa: E402
+from gemimg_jupyter.domain.models import MODELS  # noqa: E402
+from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS  # noqa: E402
 from gemimg_jupyter.magics.extension import GemimgMagics  # noqa: E402
 
 # ---------------------------------------------------------------- examples (the only hand-written part)
@@ -56,6 +57,46 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
     ),
     "--temperature": ("%%gemimg --temperature 0.3\nA paper-cut fox in a forest", ""),
     "--top-p": ("%%gemimg --temperature 1.2 --top-p 0.5\nA paper-cut fox in a forest", ""),
+    "--thinking": (
+        "%%gemimg --model gemini-3.1-flash-image-official --thinking high\nA paper-cut fox in a forest",
+        "Sent as `metadata.thinkingConfig.thinkingLevel` (`HIGH`); only the 3 Pro / 3.1 Flash official models take it. "
+        "`--sweep thinking=minimal,high` compares levels side by side.",
+    ),
+    "--thinking-budget": (
+        "%%gemimg --model gemini-3-pro-image-official --thinking-budget 2048\nA paper-cut fox in a forest",
+        "`metadata.thinkingConfig.thinkingBudget`, 0–24,576 tokens.",
+    ),
+    "--search": (
+        "%%gemimg --model gemini-3.1-flash-image-preview --search\nToday's weather over Lisbon as a paper-cut poster",
+        "`metadata.google_search`: the 3.1 Flash (normal tier) page documents it.",
+    ),
+    "--image-search": (
+        "%%gemimg --model gemini-3.1-flash-image-preview --search --image-search\nA paper-cut Lisbon tram",
+        "`metadata.google_image_search`; it needs `--search`, or the cell is refused before anything is sent.",
+    ),
+    "--person": (
+        "%%gemimg --person allow_adult\nA street market at dawn",
+        "`metadata.personGeneration` (`ALLOW_ADULT`).",
+    ),
+    "--format": (
+        "%%gemimg --format webp\nA paper-cut fox in a forest",
+        "`metadata.imageOutputOptions.mimeType` (`image/webp`); official models only.",
+    ),
+    "--quality": (
+        "%%gemimg --format jpeg --quality 80\nA paper-cut fox in a forest",
+        "`metadata.imageOutputOptions.compressionQuality`, for JPEG only.",
+    ),
+    "--safety": (
+        "%%gemimg --safety hate_speech=block_only_high --safety harassment=block_only_high\nA crowded stadium",
+        "`metadata.safetySettings`; categories HATE_SPEECH, DANGEROUS_CONTENT, SEXUALLY_EXPLICIT, HARASSMENT "
+        "(the `HARM_CATEGORY_` prefix is optional), thresholds OFF, BLOCK_LOW_AND_ABOVE, BLOCK_MEDIUM_AND_ABOVE, "
+        "BLOCK_ONLY_HIGH.",
+    ),
+    "--max-tokens": ("%%gemimg --max-tokens 8192\nA paper-cut fox in a forest", "`metadata.maxOutputTokens`."),
+    "--orientation": (
+        "%%gemimg --model gemini-3-pro-image-preview --orientation portrait\nA lighthouse on a cliff",
+        "`metadata.orientation`, on the normal 2.5 and 3 Pro tiers.",
+    ),
     "--ref": (
         'from PIL import Image\nlogo = Image.open("logo.png")\n---\n'
         "%%gemimg --ref product.png --ref {logo}\nThe product on a beach towel, with the logo printed on it",
@@ -186,7 +227,9 @@ PROMPT_EXAMPLE = (
 PARAMETERS_TEXT = (
     "Each parameter has one entry in `gemimg_jupyter.domain.params.PARAM_SPECS`; this table, the options above, "
     "the `%config GemimgMagics` defaults, the panel's controls and the checks before a request all come from it. "
-    "Temperature and top-p reach only models with sampling controls."
+    "Temperature and top-p reach only models with sampling controls. The controls (thinking … orientation) are "
+    "sent only when given, and only to the models whose pages document them (the table below); any other model "
+    "refuses them in one line before anything is sent."
 )
 
 PYTHON_SECTION = """\
@@ -372,11 +415,28 @@ def _parameters() -> list[str]:
     out = ["## Parameters", "", PARAMETERS_TEXT, ""]
     out += ["| Parameter | What it is | Default | Python | Magic option | Sweep axis |", "|---|---|---|---|---|---|"]
     for spec in PARAM_SPECS:
-        default = "required" if spec.default is None else "none" if spec.default == () else f"`{spec.default}`"
+        default = (
+            "not sent"
+            if spec.control
+            else "required"
+            if spec.default is None
+            else "none"
+            if spec.default == ()
+            else f"`{spec.default}`"
+        )
         keyword = f"`{spec.keyword}=`" if spec.keyword else "the first argument"
         option = ", ".join(f"`{flag}`" for flag in (spec.short, spec.option) if flag) or "the cell body"
         axis = f"`{spec.axis}=`" if spec.axis else ""
         out.append(f"| `{spec.name}` | {_cell(spec.described)} | {default} | {keyword} | {option} | {axis} |")
+    return [*out, "", *controls_table()]
+
+
+def controls_table() -> list[str]:
+    """Which gateway field each control fills and which models take it (``PARAM_SPECS`` and ``MODELS``)."""
+    out = ["### Controls per model", "", "| Control | Gateway field | Models | Source |", "|---|---|---|---|"]
+    for spec in CONTROL_PARAMS:
+        models = ", ".join(f"`{m.id}`" for m in MODELS.values() if m.takes(spec.name))
+        out.append(f"| `{spec.option}` | `metadata.{spec.wire}` | {models} | {_cell(spec.source)} |")
     return [*out, ""]
 
 

@@ -313,6 +313,18 @@ BAD_INPUTS = [
         cell("-m gemini-2.5-flash-image-preview -t 0.5", "a fox", "takes no sampling controls"),
         id="cell-temperature-on-preview-model",
     ),
+    # ---- the gateway's controls (issue #23): a bad value, or a control the model does not document
+    pytest.param(cell("--thinking high", "a fox", "thinking is not documented for"), id="cell-thinking-on-2.5"),
+    pytest.param(
+        cell("-m gemini-3-pro-image-official --thinking-budget -1", "a fox", "use a whole number from 0 to 24576"),
+        id="cell-thinking-budget",
+    ),
+    pytest.param(cell("--person kids", "a fox", "use one of allow_all"), id="cell-person"),
+    pytest.param(cell("--format gif", "a fox", "use one of png, jpeg, webp"), id="cell-format"),
+    pytest.param(cell("--format jpeg --quality 101", "a fox", "from 0 to 100"), id="cell-quality"),
+    pytest.param(cell("--safety OFF", "a fox", "write CATEGORY=THRESHOLD"), id="cell-safety"),
+    pytest.param(cell("--max-tokens 0", "a fox", "use a whole number from 1 to 32768"), id="cell-max-tokens"),
+    pytest.param(cell("--orientation sideways", "a fox", "orientation is not documented for"), id="cell-orientation"),
     pytest.param(cell("-n 0", "a fox", "use a whole number from 1 to 16"), id="cell-repeats-0"),
     pytest.param(cell("-n 40", "a fox", "use a whole number from 1 to 16"), id="cell-repeats-40"),
     pytest.param(cell("-n two", "a fox", "invalid int value"), id="cell-repeats-word"),

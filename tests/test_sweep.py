@@ -506,7 +506,12 @@ def test_big_but_allowed_sweep_is_checked_before_it_is_built() -> None:
 
 
 def test_axis_names_and_plan_types() -> None:
-    assert AXIS_NAMES == ("temperature", "top_p", "size", "resolution", "model", "prompt", "ref")
+    assert AXIS_NAMES[:7] == ("temperature", "top_p", "size", "resolution", "model", "prompt", "ref")
+    # then the controls that sweep (issue #23), in the parameter table's order
+    assert AXIS_NAMES[7:] == (
+        "thinking", "thinking_budget", "search", "image_search", "person", "format", "quality", "max_output_tokens",
+        "orientation",
+    )  # fmt: skip
     plan = plan_sweep(base(), [parse_axis("t=0.2")])
     assert isinstance(plan, SweepPlan)
     assert plan.base == base()

@@ -15,6 +15,7 @@ it re-exports the session and the value types they show, so a face imports ``gem
 and nothing deeper (``tests/test_layering.py`` checks it).
 """
 
+from gemimg_jupyter.api.catalogue import today
 from gemimg_jupyter.api.lineage import Lineage
 from gemimg_jupyter.api.results import Result, SweepResult, count_jobs
 from gemimg_jupyter.api.session import (
@@ -36,11 +37,14 @@ from gemimg_jupyter.domain.models import (
     ModelSpec,
     ReferenceImage,
     get_model,
+    merged_models,
+    model_status,
     pixel_size,
+    price_text,
     shown_text,
     validate_references,
 )
-from gemimg_jupyter.domain.params import PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec
+from gemimg_jupyter.domain.params import CONTROL_PARAMS, CONTROLS, PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec
 from gemimg_jupyter.domain.settings import RATE_TIERS, Settings
 from gemimg_jupyter.domain.text import format_usd, plural
 from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes, stored_size
@@ -61,6 +65,8 @@ from gemimg_jupyter.probe import run_probe
 __all__ = [
     "AXIS_NAMES",
     "CONFIRM_ABOVE_USD",
+    "CONTROLS",
+    "CONTROL_PARAMS",
     "DEFAULT_MODEL",
     "MAX_REPEATS",
     "MODELS",
@@ -96,10 +102,13 @@ __all__ = [
     "latest",
     "load_reference",
     "load_thumbnail",
+    "merged_models",
+    "model_status",
     "parse_axis",
     "pixel_size",
     "plural",
     "png_bytes",
+    "price_text",
     "redact",
     "reset_session",
     "run_probe",
@@ -107,5 +116,6 @@ __all__ = [
     "simulator_settings",
     "stack",
     "stored_size",
+    "today",
     "validate_references",
 ]

@@ -107,6 +107,7 @@ class Step:
             "resolution": p.get("resolution"),
             "temperature": p.get("temperature"),
             "top_p": p.get("top_p"),
+            "controls": dict(p.get("controls") or {}),
             "references": len(p.get("references") or []),
         }
 

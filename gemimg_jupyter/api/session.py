@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
+from gemimg_jupyter.api import catalogue
 from gemimg_jupyter.api.budget import Budget
 from gemimg_jupyter.api.edits import Edits
 from gemimg_jupyter.api.lineage import Lineage
 from gemimg_jupyter.api.results import Result, SweepResult
+from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.errors import ConfigError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
-from gemimg_jupyter.domain.params import PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
+from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
@@ -88,6 +90,10 @@ def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
             value=sources,
         )
     return tuple(load_reference(s) for s in sources)
+
+
+def _say(line: str) -> None:
+    log.warning("gemimg: %s", line)
 
 
 def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> ToAPIsClient:
@@ -154,6 +160,9 @@ class Session:
             self.store.close()
             raise
         self.sweeps: list[SweepResult] = []
+        self.catalogue_read = False  # the gateway's catalogue is read once, on first use with a key
+        self.said: set[str] = set()  # model notices said once per session
+        self.say: Callable[[str], None] = _say  # where they go (the magics print them as their own lines)
         self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
         self._closed = False
 
@@ -211,10 +220,19 @@ class Session:
         ``reference_images=[...]``).
         """
         check_keywords("Session.params", kwargs)
-        values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in VALUE_PARAMS}
+        catalogue.first_use(self)
+        values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in (*VALUE_PARAMS, *CONTROL_PARAMS)}
         defaults = {"model": self.settings.model, **(defaults or {})}
         refs = _as_refs(kwargs.get("reference_images", ()))
-        return GenerationParams.create(prompt, references=refs, defaults=defaults, **values)
+        params = GenerationParams.create(prompt, references=refs, defaults=defaults, **values)
+        for line in catalogue.notices(self, params.spec):
+            self.say(line)
+        return params
+
+    def refresh_catalogue(self) -> Catalogue | None:
+        """Read the gateway's image models (and prices, where it publishes them) now, and merge them."""
+        self.catalogue_read = True
+        return catalogue.refresh(self, force=True)
 
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""

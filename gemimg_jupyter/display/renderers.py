@@ -15,19 +15,21 @@ from __future__ import annotations
 import base64
 import html
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image
 
 from gemimg_jupyter.api import (
+    CONTROL_PARAMS,
     GemimgError,
     ModelSpec,
     contact_sheet,
     load_thumbnail,
     plural,
     png_bytes,
+    price_text,
     redact,
     shown_text,
 )
@@ -323,30 +325,38 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
     return _pairs("gemimg cost", rows)
 
 
-def models_table(models: Mapping[str, ModelSpec], *, default: str | None = None) -> RichText:
-    """The model registry: sizes, resolutions, limits and price of each model."""
+def models_table(
+    models: Mapping[str, ModelSpec], *, default: str | None = None, status: Callable[[ModelSpec], str] | None = None
+) -> RichText:
+    """The model table: tier, sizes, resolutions, limits, controls, price and status (listed, past shutdown …)."""
     rows = []
     for spec in models.values():
         name = spec.id + (" (default)" if spec.id == default else "")
         if spec.aliases:
             name += f" [alias {', '.join(spec.aliases)}]"
+        state = status(spec) if status is not None else ""
+        if spec.shutdown and state != "listed":
+            state += f" (upstream shutdown {spec.shutdown}" + (f", use {spec.successor})" if spec.successor else ")")
+        controls = [c.label for c in CONTROL_PARAMS if c.name in spec.controls]
         rows.append(
             [
                 name,
+                spec.tier,
                 ", ".join(spec.sizes),
                 ", ".join(spec.resolutions),
                 f"{spec.max_refs} × ≤{spec.max_ref_bytes / 1e6:g} MB",
-                "temperature, top_p" if spec.sampling else "—",
-                "no published price" if spec.price_usd is None else f"{_usd(spec.price_usd, places=4)}/image",
+                ", ".join((["temperature", "top_p"] if spec.sampling else []) + controls) or "—",
+                price_text(spec),
+                state.strip(),
                 spec.note,
             ]
         )
-    headers = ["model", "sizes", "resolutions", "references", "sampling", "price", "note"]
+    headers = ["model", "tier", "sizes", "resolutions", "references", "controls", "price", "status", "note"]
     table = _table(headers, rows, title="gemimg models")
     # sizes lists are long: do not ellipsize them in the text version
     lines = [
-        f"{r[0]}\n  sizes: {r[1]}\n  resolutions: {r[2]} · references: {r[3]} · sampling: {r[4]} · {r[5]}"
-        + (f"\n  note: {r[6]}" if r[6] else "")
+        f"{r[0]} · {r[1]}" + (f" · {r[7]}" if r[7] else "") + f"\n  sizes: {r[2]}\n  resolutions: {r[3]} · "
+        f"references: {r[4]} · controls: {r[5]} · {r[6]}" + (f"\n  note: {r[8]}" if r[8] else "")
         for r in rows
     ]
     return RichText("gemimg models\n" + "\n".join(lines), table.html)

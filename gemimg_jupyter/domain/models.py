@@ -17,8 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.params import (
+    CONTROL_PARAMS,
+    CONTROLS,
     DEFAULT_MODEL,
     PARAMS,
     SAMPLING_PARAMS,
@@ -46,9 +49,19 @@ __all__ = [
     "ModelSpec",
     "ReferenceImage",
     "TaskStatus",
+    "current_catalogue",
+    "generic_spec",
     "get_model",
+    "merged_models",
+    "model_notices",
+    "model_price",
+    "model_status",
     "pixel_size",
+    "price_text",
     "state_values",
+    "stored_controls",
+    "use_catalogue",
+    "validate_controls",
 ]
 
 #: Prompt length accepted where a model's page states no cap of its own.
@@ -89,6 +102,13 @@ class ModelSpec:
     ``price_usd`` is per request, ``None`` where no price is published.
     ``max_prompt_chars`` is the model's own prompt cap (1,000 on the 2.5
     preview page).
+
+    ``controls`` names the controls (:data:`~.params.CONTROL_PARAMS`) the model's
+    page documents; ``prices`` the price per resolution where one is known
+    (``price_usd`` is the rest). ``shutdown``/``successor`` are the published
+    retirement date (ISO) of the upstream model and the id to use instead.
+    ``generic`` marks an id the live catalogue lists but this table does not
+    know: sizes, resolutions and controls are passed through unchecked.
     """
 
     id: str
@@ -105,6 +125,52 @@ class ModelSpec:
     aliases: tuple[str, ...] = ()
     note: str = ""
     max_prompt_chars: int = MAX_PROMPT_CHARS
+    controls: frozenset[str] = frozenset()
+    prices: tuple[tuple[str, float], ...] = ()
+    shutdown: str | None = None
+    successor: str | None = None
+    generic: bool = False
+
+    def price_for(self, resolution: str) -> float | None:
+        """Price of one request at ``resolution``: the per-resolution price, else ``price_usd`` (``None``: unpublished)."""
+        if self.prices:
+            return dict(self.prices).get(resolution)
+        return self.price_usd
+
+    @property
+    def tier(self) -> str:
+        """``official``, ``vip``, ``normal`` or ``unknown`` (an id only the catalogue lists)."""
+        if self.generic:
+            return "unknown"
+        return "official" if "-official" in self.id else "vip" if self.id.endswith("-vip") else "normal"
+
+    def takes(self, control: str) -> bool:
+        """True when the model documents ``control`` (a generic model takes everything, unchecked)."""
+        return self.generic or control in self.controls
+
+    def past_shutdown(self, today: str) -> bool:
+        """True when ``today`` (ISO date) is on or after the published shutdown date."""
+        return self.shutdown is not None and today >= self.shutdown
+
+    def shutdown_line(self) -> str:
+        """One line for a model past its shutdown date, naming the successor."""
+        instead = f"; use {self.successor} instead" if self.successor else "; no successor is published"
+        return f"{self.id}: its upstream model was shut down on {self.shutdown}{instead} (the gateway may refuse it)"
+
+
+#: Which controls each tier documents (reference §3.3, §3.4; the names are rows of PARAM_SPECS).
+OFFICIAL_CONTROLS = frozenset({"person_generation", "output_format", "quality", "safety", "max_output_tokens"})
+THINKING_CONTROLS = OFFICIAL_CONTROLS | {"thinking", "thinking_budget"}
+SEARCH_CONTROLS = frozenset({"search", "image_search"})
+ORIENTATION_CONTROLS = frozenset({"orientation"})
+
+# Lifecycle, from Google's Gemini API deprecations page
+# (https://ai.google.dev/gemini-api/docs/deprecations, as summarised in reference §14, 2026-12-07):
+# gemini-2.5-flash-image shuts down 2026-10-02 (no replacement named); the 3.x "-preview" image ids
+# shut down 2026-06-25, replaced by the GA ids gemini-3-pro-image / gemini-3.1-flash-image (2026-05-28),
+# which ToAPIs serves as the "-official" ids of the same tier (reference §13 "Models").
+_SHUTDOWN_25 = "2026-10-02"
+_SHUTDOWN_3X_PREVIEW = "2026-06-25"
 
 
 def _official_3x(
@@ -125,8 +191,12 @@ def _official_3x(
         sampling=True,
         sends_resolution=True,
         note="no published price",
+        controls=THINKING_CONTROLS,
     )
-    return [spec, replace(spec, id=older, label=f"{label}, older id", aliases=aliases)]
+    older_spec = replace(
+        spec, id=older, label=f"{label}, older id", aliases=aliases, shutdown=_SHUTDOWN_3X_PREVIEW, successor=newer
+    )
+    return [spec, older_spec]
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -142,6 +212,8 @@ MODELS: dict[str, ModelSpec] = {
             price_usd=0.0488,
             aliases=("nano-banana-official",),
             note="1K-class model: 2K and 4K are not available",
+            controls=OFFICIAL_CONTROLS,
+            shutdown=_SHUTDOWN_25,
         ),
         ModelSpec(
             id="gemini-2.5-flash-image-preview",
@@ -153,6 +225,8 @@ MODELS: dict[str, ModelSpec] = {
             price_usd=0.012,
             aliases=("nano-banana",),
             max_prompt_chars=1_000,
+            controls=ORIENTATION_CONTROLS,
+            shutdown=_SHUTDOWN_25,
         ),
         ModelSpec(
             id="gemini-3-pro-image-preview",
@@ -164,6 +238,9 @@ MODELS: dict[str, ModelSpec] = {
             price_usd=None,
             aliases=("nano-banana-pro",),
             note="no published price",
+            controls=ORIENTATION_CONTROLS,
+            shutdown=_SHUTDOWN_3X_PREVIEW,
+            successor="gemini-3-pro-image-official",
         ),
         ModelSpec(
             id="gemini-3.1-flash-image-preview",
@@ -173,7 +250,12 @@ MODELS: dict[str, ModelSpec] = {
             max_refs=6,
             sends_resolution=True,
             price_usd=0.025,
+            # §9: $0.0250/request, "pricing varies by resolution; 4K costs more than 1K": only 1K is known
+            prices=(("1K", 0.025),),
             note="price published for 1K; 4K costs more",
+            controls=SEARCH_CONTROLS,
+            shutdown=_SHUTDOWN_3X_PREVIEW,
+            successor="gemini-3.1-flash-image-official",
         ),
         *_official_3x(
             ("gemini-3-pro-image-official", "gemini-3-pro-image-preview-official"),
@@ -209,16 +291,105 @@ MODELS: dict[str, ModelSpec] = {
     )
 }
 _ALIASES = {alias: spec.id for spec in MODELS.values() for alias in spec.aliases}
+#: A listed id the built-in table does not know may take this many references (a conservative default).
+GENERIC_MAX_REFS = 3
+
+
+class _Live:
+    """The gateway's catalogue in use (one per process: the last one read), merged into :func:`get_model`."""
+
+    catalogue: Catalogue | None = None
+
+
+def use_catalogue(catalogue: Catalogue | None) -> None:
+    """Merge ``catalogue`` into the model table (``None``: the built-in table alone)."""
+    _Live.catalogue = catalogue
+
+
+def current_catalogue() -> Catalogue | None:
+    """The catalogue merged into the model table, if one was read."""
+    return _Live.catalogue
+
+
+def generic_spec(model_id: str) -> ModelSpec:
+    """The spec of a listed id the built-in table does not know: sizes, resolutions and controls unchecked."""
+    return ModelSpec(
+        id=model_id,
+        label="listed by the gateway; not in the built-in table",
+        sizes=tuple(PIXELS_1K),
+        resolutions=tuple(_RES_SCALE),
+        max_refs=GENERIC_MAX_REFS,
+        sends_resolution=True,
+        note="not in the built-in table; sizes and controls are not checked here",
+        generic=True,
+    )
 
 
 def get_model(name: str | None) -> ModelSpec:
-    """Look a model up by id or alias; unknown names list the known ones."""
+    """Look a model up by id or alias; an id only the live catalogue lists gets a generic spec."""
     key = (name or DEFAULT_MODEL).strip()
     key = _ALIASES.get(key, key)
-    try:
-        return MODELS[key]
-    except KeyError:
-        raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}") from None
+    found = MODELS.get(key)
+    if found is not None:
+        return found
+    live = _Live.catalogue
+    if live is not None and live.lists(key):
+        return generic_spec(key)
+    hint = "" if live is not None else " (or one the gateway's catalogue lists, once it is read)"
+    raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}{hint}") from None
+
+
+def merged_models() -> dict[str, ModelSpec]:
+    """The built-in table plus the ids only the live catalogue lists (generic specs), in that order."""
+    live = _Live.catalogue
+    extra = [] if live is None else [generic_spec(i) for i in live.listed if i not in MODELS and i not in _ALIASES]
+    return {**MODELS, **{spec.id: spec for spec in extra}}
+
+
+def model_price(spec: ModelSpec, resolution: str) -> float | None:
+    """One request's price at ``resolution``: the gateway's published price, else the table's."""
+    live = _Live.catalogue
+    found = live.price(spec.id, resolution) if live is not None else None
+    return found if found is not None else spec.price_for(resolution)
+
+
+def price_text(spec: ModelSpec) -> str:
+    """``$0.0488/image``, ``0.5K $0.018 · 1K $0.025 …`` where prices differ, or ``no published price``."""
+    prices = {res: model_price(spec, res) for res in spec.resolutions}
+    known = {res: p for res, p in prices.items() if p is not None}
+    if not known:
+        return "no published price"
+    if len(set(known.values())) == 1 and len(known) == len(prices):
+        return f"${next(iter(known.values())):.4g}/image"
+    return " · ".join(f"{res} " + ("no published price" if p is None else f"${p:.4g}") for res, p in prices.items())
+
+
+def model_status(spec: ModelSpec, today: str) -> str:
+    """``listed``, ``not listed``, ``past shutdown`` or ``not checked`` (no catalogue read yet)."""
+    live = _Live.catalogue
+    if live is not None and live.lists(spec.id):
+        return "listed"
+    if spec.past_shutdown(today):
+        return "past shutdown"
+    return "not checked" if live is None else "not listed"
+
+
+def model_notices(spec: ModelSpec, today: str, *, checked: bool) -> list[str]:
+    """What to say once before paying for ``spec``: unknown to the table, unlisted, or past its shutdown.
+
+    ``checked``: the backend's word counts without a catalogue (the real gateway); the simulator
+    serves every built-in id until its catalogue says otherwise.
+    """
+    live = _Live.catalogue
+    if spec.generic:
+        return [f"{spec.id}: not in the built-in table; sizes and controls are not checked here"]
+    if live is not None and live.lists(spec.id):
+        return []
+    if spec.past_shutdown(today) and (live is not None or checked):
+        return [spec.shutdown_line()]
+    if live is not None:
+        return [f"{spec.id}: the gateway's catalogue does not list it; the request may be refused"]
+    return []
 
 
 def pixel_size(size: str, resolution: str = "1K") -> tuple[int, int]:
@@ -274,6 +445,7 @@ class GenerationParams:
     temperature: float | None = PARAMS["temperature"].default
     top_p: float | None = PARAMS["top_p"].default
     references: tuple[ReferenceImage, ...] = PARAMS["references"].default
+    controls: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def create(
@@ -301,7 +473,18 @@ class GenerationParams:
             res_default = spec.default_resolution
         res_v = validate_resolution(spec, resolution if resolution is not None else res_default)
         sampled = {p.name: _sampling(spec, p, values.get(p.name), d.get(p.name, p.default)) for p in SAMPLING_PARAMS}
-        return cls(text, spec.id, size_v, res_v, references=validate_references(spec, references), **sampled)
+        refs = validate_references(spec, references)
+        controls = validate_controls(spec, {p.name: values.get(p.name) for p in CONTROL_PARAMS})
+        return cls(text, spec.id, size_v, res_v, references=refs, controls=controls, **sampled)
+
+    def control(self, name: str) -> Any:
+        """The value of control ``name`` (``None``: not given, not sent)."""
+        return dict(self.controls).get(name)
+
+    @property
+    def controls_text(self) -> str:
+        """The controls given, for status lines and captions: ``thinking high · search on`` (empty: none)."""
+        return " · ".join(f"{CONTROLS[name].label} {CONTROLS[name].value_label(v)}" for name, v in self.controls)
 
     @property
     def spec(self) -> ModelSpec:
@@ -315,13 +498,14 @@ class GenerationParams:
 
     @property
     def price_usd(self) -> float | None:
-        """Price of one request, where published."""
-        return self.spec.price_usd
+        """Price of one request at its resolution: the gateway's published price, else the table's (``None``: neither)."""
+        return model_price(self.spec, self.resolution)
 
     def with_(self, **changes: Any) -> GenerationParams:
-        """A re-validated copy with ``changes`` applied (used by sweeps)."""
+        """A re-validated copy with ``changes`` applied (used by sweeps; controls by name too)."""
+        controls = dict(self.controls) | {k: changes.pop(k) for k in list(changes) if k in CONTROLS}
         merged = replace(self, **changes)
-        values = {p.name: getattr(merged, p.name) for p in VALUE_PARAMS}
+        values = {p.name: getattr(merged, p.name) for p in VALUE_PARAMS} | controls
         return GenerationParams.create(merged.prompt, references=merged.references, **values)
 
     def cache_key(self, repeat: int = 0) -> str:
@@ -335,6 +519,9 @@ class GenerationParams:
         """Every parameter as plain data, references as their sha256 (for provenance, display metadata and keys)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["references"] = [r.sha256 for r in self.references]
+        values.pop("controls")
+        if self.controls:  # only when given: the keys of requests without controls stay what they were
+            values["controls"] = {name: _plain(value) for name, value in self.controls}
         return {"model": values.pop("model"), **values}  # model first, as the ledger has always written it
 
     def request_body(self, image_urls: Sequence[str] = (), client_business_id: str | None = None) -> dict[str, Any]:
@@ -350,6 +537,14 @@ class GenerationParams:
             meta.update({p.wire: getattr(self, p.name) for p in SAMPLING_PARAMS if p.wire})
         if spec.sends_resolution:
             meta["resolution"] = self.resolution
+        for name, value in self.controls:
+            control = CONTROLS[name]
+            assert control.wire is not None, f"control {name} has a wire path"
+            *parents, leaf = control.wire.split(".")
+            node = meta
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = control.wire_value(value)
         if meta:
             body["metadata"] = meta
         return body
@@ -418,6 +613,8 @@ def validate_resolution(spec: ModelSpec, resolution: object) -> str:
 
 
 def _sampling(spec: ModelSpec, param: ParamSpec, explicit: object, default: object) -> float | None:
+    if spec.generic:  # a model the table does not know: an explicit value is passed through, no default is sent
+        return None if explicit is None else param.check_number(explicit)
     if not spec.sampling:
         if explicit is not None:
             raise ValidationError(
@@ -427,6 +624,47 @@ def _sampling(spec: ModelSpec, param: ParamSpec, explicit: object, default: obje
             )
         return None
     return param.check_number(explicit if explicit is not None else default)
+
+
+def _plain(value: Any) -> Any:
+    """A control value as JSON-able data (``safety`` pairs as a mapping)."""
+    return dict(value) if isinstance(value, tuple) else value
+
+
+def stored_controls(data: object) -> tuple[tuple[str, Any], ...]:
+    """The ``controls`` of a stored ``as_dict()`` (the ledger's row) back as checked pairs, in table order."""
+    if not isinstance(data, Mapping):
+        return ()
+    return tuple((c.name, c.check_control(data[c.name])) for c in CONTROL_PARAMS if data.get(c.name) is not None)
+
+
+def validate_controls(spec: ModelSpec, given: Mapping[str, object]) -> tuple[tuple[str, Any], ...]:
+    """The controls given (not ``None``), checked: each documented by the model, each value allowed, each
+    requirement met (``image_search`` needs ``search``); in table order. Every refusal is one line."""
+    out: dict[str, Any] = {}
+    for control in CONTROL_PARAMS:
+        value = given.get(control.name)
+        if value is None:
+            continue
+        if not spec.takes(control.name):
+            takes = ", ".join(c.label for c in CONTROL_PARAMS if spec.takes(c.name)) or "none"
+            raise ValidationError(
+                f"{control.label} is not documented for {spec.id} (its controls: {takes}); leave it out or pick another model",
+                field=control.name,
+                value=value,
+            )
+        out[control.name] = control.check_control(value)
+    for name, value in out.items():
+        needs = CONTROLS[name].requires
+        if needs is not None and out.get(needs[0]) != needs[1]:
+            other = CONTROLS[needs[0]]
+            wanted = other.option if other.kind == "flag" else f"{other.option} {needs[1]}"
+            raise ValidationError(
+                f"{CONTROLS[name].label} needs {wanted}; add it or leave {CONTROLS[name].label} out",
+                field=name,
+                value=value,
+            )
+    return tuple(out.items())
 
 
 def too_big_message(name: str, size: int, limit: int) -> str:
@@ -579,6 +817,7 @@ class TaskStatus:
     cost_usd: float | None = None
     raw_status: str | None = None
     blocked: bool = False
+    model_text: str | None = None
 
     @property
     def is_terminal(self) -> bool:

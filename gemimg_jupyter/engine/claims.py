@@ -24,6 +24,7 @@ from gemimg_jupyter.domain.models import (
     JobState,
     ReferenceImage,
     state_values,
+    stored_controls,
 )
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.engine.handle import Job, parent_of
@@ -136,6 +137,7 @@ def job_from_row(row: LedgerRow) -> Job | None:
             temperature=p.get("temperature"),
             top_p=p.get("top_p"),
             references=refs,
+            controls=stored_controls(p.get("controls")),
         )
     except (KeyError, TypeError, ValueError):
         return None

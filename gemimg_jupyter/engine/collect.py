@@ -24,6 +24,7 @@ from gemimg_jupyter.domain.errors import (
     TaskExpiredError,
     TaskFailedError,
 )
+from gemimg_jupyter.domain.finish import failure_text
 from gemimg_jupyter.domain.models import JobState, TaskStatus
 from gemimg_jupyter.engine.handle import Job, Steps, parent_of
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
@@ -179,7 +180,7 @@ class Collector:
                 return status
             if status.status == "failed":  # the raise ends the job, and ending it frees its place
                 job.cost_usd = status.cost_usd or 0.0  # the gateway's billing: a refund is $0
-                reason = status.error_message or "no reason given"
+                reason = failure_text(status.error_code, status.error_message, status.model_text)
                 code = f" [{status.error_code}]" if status.error_code else ""
                 kind = TaskBlockedError if status.blocked else TaskFailedError
                 what = "refused the request" if status.blocked else "reported the task failed"

@@ -199,6 +199,7 @@ class Job:
             "resolution": self.params.resolution,
             "temperature": self.params.temperature,
             "top_p": self.params.top_p,
+            "controls": self.params.controls_text,
             "repeat": self.repeat,
             "task_id": self.task_id,
             "cost_usd": round(self.cost_usd, 4),

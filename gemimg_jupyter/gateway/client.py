@@ -149,6 +149,18 @@ class ToAPIsClient(Downloads):
         result: list[str] = self._retrying("models", attempt)
         return result
 
+    def list_pricing(self, kind: str = "image") -> Mapping[str, object]:
+        """The gateway's price list (``GET /v1/pricing?type=image``, Late docs §9; a catalogue, not a quote).
+
+        Only the first page: ``has_more`` is not followed (a key's image models fit in one).
+        """
+
+        def attempt() -> Mapping[str, object]:
+            return self._json(self._send("query", "GET", "/v1/pricing", params={"type": kind, "limit": 100}))
+
+        result: Mapping[str, object] = self._retrying("pricing", attempt, tries=1)
+        return result
+
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:
         """The task submitted with this ``client_business_id``, or ``None`` if the gateway has none."""
         try:

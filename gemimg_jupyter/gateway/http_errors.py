@@ -28,6 +28,7 @@ from gemimg_jupyter.domain.errors import (
     ServerError,
     redact,
 )
+from gemimg_jupyter.domain.models import MODELS
 from gemimg_jupyter.gateway.parse import is_blocked, str_or_none
 
 __all__ = ["classify", "error_from_response", "parse_retry_after"]
@@ -105,6 +106,14 @@ def classify(status: int, code: str | None, error_type: str | None = None, messa
     return cls
 
 
+def _successor_hint(message: str) -> str | None:
+    """For a model past its shutdown date named in a ``model_not_found`` message: the id to use instead."""
+    for spec in MODELS.values():
+        if spec.successor and re.search(rf"(?<![\w.-]){re.escape(spec.id)}(?![\w.-])", message):
+            return f"{spec.id} was shut down upstream on {spec.shutdown}; use {spec.successor} instead"
+    return None
+
+
 def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
     """Map an HTTP error response to the right :class:`APIError` subclass (see :func:`classify`)."""
     status = resp.status_code
@@ -145,6 +154,8 @@ def error_from_response(resp: requests.Response, *, base_url: str) -> APIError:
     hint = cls.hint
     if cls is PermissionDeniedError and (html or body is None):
         hint = "the gateway's edge refused this client (no JSON error): a proxy or firewall, or a missing User-Agent"
+    if cls is ModelUnavailableError:
+        hint = _successor_hint(message) or hint
     return cls(
         f"{label} ({status}): {message}",
         hint=hint,

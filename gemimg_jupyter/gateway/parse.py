@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gemimg_jupyter.domain.errors import APIError
+from gemimg_jupyter.domain.finish import find_reason
 from gemimg_jupyter.domain.models import TaskStatus
 
 __all__ = ["STATUS_WORDS", "find_result_url", "int_or_none", "is_blocked", "parse_task", "str_or_none"]
@@ -91,6 +92,9 @@ def find_result_url(body: Mapping[str, Any]) -> str | None:
 def is_blocked(code: object, message: object, *, http_status: int | None = None) -> bool:
     """True when a failure's code or message says it was refused for safety or content policy."""
     text = f"{code or ''} {message or ''}"
+    reason = find_reason(code, message)
+    if reason is not None:  # Gemini's own word decides: recitation is withheld, text-only is not a refusal
+        return reason.blocked
     if _BLOCKED.search(text):
         return True
     said_422 = http_status == 422 or re.search(r"\b422\b", text) is not None
@@ -160,4 +164,14 @@ def parse_task(body: Mapping[str, Any]) -> TaskStatus:
         cost_usd=_cost(billing),
         raw_status=raw_status,
         blocked=status == "failed" and is_blocked(code, message),
+        model_text=_model_text(body),
     )
+
+
+def _model_text(body: Mapping[str, Any]) -> str | None:
+    """Text the model returned beside or instead of the image (``text``, ``result.text``), if any."""
+    result = body.get("result")
+    for candidate in (body.get("text"), result.get("text") if isinstance(result, Mapping) else None):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None

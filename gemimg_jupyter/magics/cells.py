@@ -223,6 +223,7 @@ def image_target(user_ns: dict[str, Any], token: str, *, what: str, sweep_ok: bo
 def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
     """Start the cell's job or sweep, show its live view and follow it (``--wait``: until it is done)."""
     sess = ctx.session()
+    sess.say = lambda line: ctx.say(f"gemimg: {line}")  # model notices (unknown id, unlisted, shut down) as own lines
     defaults = ctx.defaults
     target: Job | SweepResult
     view: LiveView

@@ -18,15 +18,17 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from gemimg_jupyter.api import (
-    MODELS,
     GemimgError,
     Settings,
     current_session,
     gateway_settings,
     get_session,
+    merged_models,
+    model_status,
     plural,
     redact,
     simulator_settings,
+    today,
 )
 from gemimg_jupyter.display import (
     JobView,
@@ -218,8 +220,14 @@ def cmd_cost(ctx: MagicContext, argv: list[str]) -> RichText:
 
 
 def cmd_models(ctx: MagicContext, argv: list[str]) -> RichText:
-    ctx.subparser("models").parse_args(argv)
-    return models_table(MODELS, default=ctx.defaults["model"])
+    p = ctx.subparser("models")
+    p.add_argument("--refresh", action="store_true", help="read the gateway's catalogue (and prices) now")
+    if p.parse_args(argv).refresh:
+        found = ctx.session().refresh_catalogue()
+        ctx.say(f"gemimg: the gateway lists {plural(len(found.listed), 'image model')}" if found else
+                "gemimg: the gateway's catalogue could not be read; the built-in table stands")  # fmt: skip
+    date = today()
+    return models_table(merged_models(), default=ctx.defaults["model"], status=lambda spec: model_status(spec, date))
 
 
 def cmd_probe(ctx: MagicContext, argv: list[str]) -> None:

@@ -40,6 +40,7 @@ from traitlets import Bool, Float, Int, TraitError, Unicode, observe, validate
 
 from gemimg_jupyter.api import (
     CONFIRM_ABOVE_USD,
+    CONTROL_PARAMS,
     DEFAULT_MODEL,
     MAX_REPEATS,
     PARAMS,
@@ -144,6 +145,21 @@ def _param_option(name: str, help: str = "") -> Any:
     spec = PARAMS[name]
     flags = [flag for flag in (spec.short, spec.option) if flag]
     return argument(*flags, dest=spec.name, metavar=spec.metavar, help=help or f"{spec.described}.")
+
+
+def _control_options(func: Any) -> Any:
+    """Every control's ``%%gemimg`` option (``--thinking LEVEL``, ``--search`` …), spelt as the parameter table says."""
+    for spec in reversed(CONTROL_PARAMS):
+        assert spec.option is not None, f"control {spec.name} has an option"
+        if spec.kind == "flag":
+            option = argument(spec.option, dest=spec.name, action="store_true", default=None, help=f"{spec.help}.")
+        else:
+            action = "append" if spec.kind == "pairs" else None
+            option = argument(
+                spec.option, dest=spec.name, metavar=spec.metavar, action=action, help=f"{spec.described}."
+            )
+        func = option(func)
+    return func
 
 
 def config_settings(m: GemimgMagics, settings: Settings, *, cleared: str = "") -> Settings:
@@ -398,6 +414,7 @@ class GemimgMagics(Magics):
     @_param_option("resolution")
     @_param_option("temperature")
     @_param_option("top_p")
+    @_control_options
     @argument(
         "--ref",
         action="append",
@@ -487,7 +504,9 @@ class GemimgMagics(Magics):
         for token in ns.ref or []:
             references.extend(ref_objects(self.user_ns, token))
         params = {
-            name: getattr(ns, name) for name in (param.name for param in VALUE_PARAMS) if getattr(ns, name) is not None
+            name: getattr(ns, name)
+            for name in (param.name for param in (*VALUE_PARAMS, *CONTROL_PARAMS))
+            if getattr(ns, name) is not None
         }
         return CellArgs(
             prompt=prompt,

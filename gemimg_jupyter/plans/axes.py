@@ -35,6 +35,7 @@ from gemimg_jupyter.domain.params import PARAM_SPECS, ParamSpec
 __all__ = [
     "AXIS_ALIASES",
     "AXIS_NAMES",
+    "AXIS_PARAMS",
     "AXIS_TITLES",
     "MAX_AXIS_VALUES",
     "Axis",
@@ -60,6 +61,8 @@ AXIS_ALIASES: dict[str, str] = {
     "ratio": "size",
     "aspect": "size",
     "aspect_ratio": "size",
+    # a control swept under a short axis name also answers to its parameter name (output_format → format)
+    **{spec.name: spec.axis for spec in PARAM_SPECS if spec.control and spec.axis and spec.axis != spec.name},
     "m": "model",
     "sr": "prompt",
     "prompt_sr": "prompt",
@@ -67,6 +70,11 @@ AXIS_ALIASES: dict[str, str] = {
     "reference": "ref",
     "references": "ref",
 }
+
+#: The parameter each axis sets (``format`` sets ``output_format``, ``ref`` sets ``references``).
+AXIS_PARAMS: dict[str, str] = {spec.axis: spec.name for spec in PARAM_SPECS if spec.axis}
+#: The controls that can be swept, by axis name.
+_CONTROL_AXES: dict[str, ParamSpec] = {spec.axis: spec for spec in PARAM_SPECS if spec.control and spec.axis}
 
 #: How each axis is titled in grid legends: its parameter's name (``ref`` is ``references``), the prompt's as search/replace.
 AXIS_TITLES: dict[str, str] = {
@@ -80,7 +88,9 @@ MAX_AXIS_VALUES = 1000
 RefResolver = Callable[[str], ReferenceImage]
 
 #: The numeric axes (temperature, top-p) and their parameters, whose bounds they are checked against.
-_NUMBERS: dict[str, ParamSpec] = {spec.axis: spec for spec in PARAM_SPECS if spec.axis and spec.bounds}
+_NUMBERS: dict[str, ParamSpec] = {
+    spec.axis: spec for spec in PARAM_SPECS if spec.axis and spec.bounds and not spec.control
+}
 _RESOLUTIONS = ("0.5K", "1K", "2K", "4K")
 _NONE_TOKENS = frozenset({"none", "no", "off", "-", "()"})
 _NUM = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
@@ -341,6 +351,8 @@ def _parse_token(name: str, token: str, resolve_ref: RefResolver | None) -> list
     """One written value → one or more ``(value, label)`` pairs (ranges expand)."""
     if name in _NUMBERS:
         return [(v, _number_label(v)) for v in _parse_numbers(name, token)]
+    if name in _CONTROL_AXES:
+        return [_control_value(name, token)]
     if name == "size":
         return [_parse_size(token)]
     if name == "resolution":
@@ -371,6 +383,8 @@ def _convert_item(name: str, item: Any, resolve_ref: RefResolver | None) -> list
             return [(v, _number_label(v)) for v in _parse_numbers(name, item.strip())]
         value = _check_number(name, item)
         return [(value, _number_label(value))]
+    if name in _CONTROL_AXES:
+        return [_control_value(name, item)]
     if name == "ref":
         if item is None or (isinstance(item, str) and item.strip().lower() in _NONE_TOKENS):
             return [((), "none")]
@@ -460,6 +474,12 @@ def _parse_numbers(name: str, token: str) -> list[float]:
 
 def _check_number(name: str, value: object) -> float:
     return _round(_NUMBERS[name].check_number(value, show_number=True))
+
+
+def _control_value(name: str, item: object) -> tuple[Any, str]:
+    spec = _CONTROL_AXES[name]
+    value = spec.check_control(item)
+    return value, spec.value_label(value)
 
 
 def _parse_size(token: str) -> tuple[str, str]:
@@ -565,7 +585,18 @@ def _example(name: str) -> str:
         "model": "gemini-2.5-flash-image-official,gemini-3.1-flash-image-preview",
         "prompt": "fox|cat|owl",
         "ref": "none|a.png|a.png+b.png",
-    }.get(name, "…")
+    }.get(name) or _control_example(name)
+
+
+def _control_example(name: str) -> str:
+    spec = _CONTROL_AXES.get(name)
+    if spec is None:
+        return "…"
+    if spec.kind == "flag":
+        return "off,on"
+    if spec.kind == "int" and spec.bounds is not None:
+        return f"{spec.bounds[0]:g},{spec.bounds[1]:g}"
+    return ",".join(spec.choices[:2])
 
 
 def _no_values(name: str) -> ValidationError:

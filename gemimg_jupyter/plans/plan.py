@@ -38,6 +38,7 @@ from gemimg_jupyter.domain.text import format_usd, plural
 from gemimg_jupyter.plans.axes import (
     AXIS_ALIASES,
     AXIS_NAMES,
+    AXIS_PARAMS,
     AXIS_TITLES,
     MAX_AXIS_VALUES,
     Axis,
@@ -448,7 +449,7 @@ def _changes(
         elif name == "ref":
             changes["references"] = tuple(value)
         else:
-            changes[name] = value
+            changes[AXIS_PARAMS.get(name, name)] = value
     model = changes.get("model")
     if model is not None:
         spec = get_model(model)

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             metavar = (
                 "LIST"
-                if f.name in ("fault_endpoints", "unserved_models")
+                if f.name in ("fault_endpoints", "unserved_models", "listed_models")
                 else "MIN,MAX"
                 if isinstance(default, tuple)
                 else "X"

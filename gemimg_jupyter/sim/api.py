@@ -16,8 +16,16 @@ from urllib.parse import unquote
 from PIL import Image
 
 from gemimg_jupyter.domain.errors import ValidationError
-from gemimg_jupyter.domain.models import MODELS, get_model
-from gemimg_jupyter.sim.config import _EDGE_403, _HTML_200, _SUBMIT, _UPLOAD, _UPLOAD_FORMATS, MAX_UPLOAD_BYTES
+from gemimg_jupyter.domain.models import MODELS, ModelSpec, get_model
+from gemimg_jupyter.sim.config import (
+    _EDGE_403,
+    _HTML_200,
+    _SUBMIT,
+    _UPLOAD,
+    _UPLOAD_FORMATS,
+    MAX_UPLOAD_BYTES,
+    SIM_PRICES,
+)
 from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
 from gemimg_jupyter.sim.state import _SimState
 from gemimg_jupyter.sim.tasks import (
@@ -41,7 +49,7 @@ class _SimApi(_SimState):
     """The gateway's routes: submit, query, upload, models, download (HTTP-free: bytes in, :class:`_Reply` out)."""
 
     def _api(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
-        endpoint = {_SUBMIT: "submit", _UPLOAD: "upload", "/v1/models": "models"}.get(path)
+        endpoint = {_SUBMIT: "submit", _UPLOAD: "upload", "/v1/models": "models", "/v1/pricing": "pricing"}.get(path)
         if endpoint is None and path.startswith(_SUBMIT + "/"):
             endpoint = "query"
         if endpoint == "query":
@@ -81,10 +89,12 @@ class _SimApi(_SimState):
                     "invalid_request_error",
                 )
             return _not_found()
-        if method != {"submit": "POST", "upload": "POST", "query": "GET", "models": "GET"}[endpoint]:
+        if method != {"submit": "POST", "upload": "POST", "query": "GET", "models": "GET", "pricing": "GET"}[endpoint]:
             return _error(405, 405, f"Method {method} not allowed on {path}")
         if endpoint == "models":
             return self._models()
+        if endpoint == "pricing":
+            return self._pricing() if cfg.price_list else _not_found()
         fault = self._roll_fault(endpoint)
         if fault is not None:
             return fault
@@ -121,7 +131,7 @@ class _SimApi(_SimState):
         if unserved is not None:
             return unserved
         try:
-            req = _validate(payload, cfg.strict_image_url_objects)
+            req = _validate(payload, cfg.strict_image_url_objects, cfg.listed_models)
         except _Invalid as exc:
             return _error(400, exc.code, exc.message, "invalid_request_error", param=exc.param)
         if cfg.insufficient_quota:
@@ -225,13 +235,15 @@ class _SimApi(_SimState):
         if state in ("queued", "in_progress"):
             out["billing"] = {"status": "pending"}
         elif state == "failed":
-            out["error"] = {"code": "generation_failed", "message": _failure_reason(task)}
+            out["error"] = {"code": "generation_failed", "message": _failure_reason(task, self.config.finish_reason)}
             out["billing"] = dict(_REFUNDED)
+            if task.outcome == "blocked" and self.config.model_text:
+                out["text"] = self.config.model_text  # what the model wrote instead of the image
         else:
             out |= self._completion(task)
             if self.config.top_level_url:
                 out["url"] = out["result"]["data"][0]["url"]
-            price = req.spec.price_usd
+            price = _price(req.spec, req.resolution)
             if price is not None:
                 out["billing"] = {
                     "status": "settled",
@@ -288,11 +300,11 @@ class _SimApi(_SimState):
         model = payload.get("model") if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model.strip():
             return None
+        cfg = self.config
         try:
-            known = get_model(model).id
+            known = model if model in cfg.listed_models else get_model(model).id
         except ValidationError:
             known = None
-        cfg = self.config
         if model in cfg.unserved_models or known in cfg.unserved_models or (known is None and cfg.style == "newapi"):
             with self._lock:
                 self._faults["model_not_found"] += 1
@@ -307,15 +319,31 @@ class _SimApi(_SimState):
     def _models(self) -> _Reply:
         """``GET /v1/models``: the registry's image models, less the unserved ones (free, like the real one)."""
         unserved = set(self.config.unserved_models)
-        data = [
-            {"id": spec.id, "object": "model", "owned_by": "toapis", "type": "image"}
-            for spec in MODELS.values()
-            if spec.id not in unserved
-        ]
+        ids = [*MODELS, *(i for i in self.config.listed_models if i not in MODELS)]
+        data = [{"id": i, "object": "model", "owned_by": "toapis", "type": "image"} for i in ids if i not in unserved]
         out: dict[str, Any] = {"object": "list", "data": data}
         if self.config.style == "newapi":
             out["success"] = True
         return _json(200, out)
+
+    def _pricing(self) -> _Reply:
+        """``GET /v1/pricing`` (§9): per-request prices, per resolution where the simulator has them."""
+        data = []
+        for spec in MODELS.values():
+            table = SIM_PRICES.get(spec.id) or ({"*": spec.price_usd} if spec.price_usd is not None else {})
+            prices = [
+                {
+                    "group": "default",
+                    "conditions": {} if res == "*" else {"resolution": res},
+                    "charge_type": "per_request",
+                    "unit": "request",
+                    "unit_price": f"{usd:.4f}",
+                }
+                for res, usd in table.items()
+            ]
+            if prices:
+                data.append({"id": spec.id, "type": "image", "prices": prices})
+        return _json(200, {"object": "list", "currency": "USD", "data": data, "has_more": False, "next_after": None})
 
     def _upload(self, owner: str, content_type: str, body: bytes) -> _Reply:
         def refuse(message: str) -> _Reply:
@@ -378,7 +406,7 @@ class _SimApi(_SimState):
             resolution = _smaller(req.resolution) if task.small else req.resolution
             sample = task.id if req.seed is None else f"seed:{req.seed}"
             spec = RenderSpec(
-                req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample
+                req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample, req.mark
             )
             data = render_png(spec)
             if task.corrupt:
@@ -397,3 +425,9 @@ class _SimApi(_SimState):
         return _Reply(
             200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
         )
+
+
+def _price(spec: ModelSpec, resolution: str) -> float | None:
+    """What the simulator bills for one image: its price list's per-resolution price, else the model's."""
+    table = SIM_PRICES.get(spec.id)
+    return table.get(resolution) if table else spec.price_usd

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from gemimg_jupyter.domain.finish import FINISH_WORDS
 from gemimg_jupyter.domain.models import MAX_REF_BYTES
 
 __all__ = ["CONFIG_HELP", "MAX_UPLOAD_BYTES", "SimConfig"]
@@ -30,7 +31,12 @@ _EDGE_403 = (
     b"<body><h1>Sorry, you have been blocked</h1><p>error code: 1010</p></body></html>"
 )
 #: What a task refused for a safety reason says (Gemini's finishReason, passed through by the gateway).
-_BLOCKED_REASON = "The model refused to generate the image: finishReason IMAGE_SAFETY"
+_BLOCKED_REASON = "The model refused to generate the image: finishReason {reason}"
+#: The simulator's price list (``GET /v1/pricing``): per-resolution prices for 3.1 Flash, made up for the
+#: simulator (the docs say only "$0.025 per request; 4K costs more than 1K", §9); other models' list prices.
+SIM_PRICES: dict[str, dict[str, float]] = {
+    "gemini-3.1-flash-image-preview": {"0.5K": 0.018, "1K": 0.025, "2K": 0.038, "4K": 0.05},
+}
 _HTML_200 = (
     b"<!DOCTYPE html><html><head><title>Sign in to the network</title></head>"
     b"<body><p>Please accept the terms to continue.</p></body></html>"
@@ -68,6 +74,11 @@ CONFIG_HELP: dict[str, str] = {
     "blocked_rate": "share of tasks that end failed for a safety reason (IMAGE_SAFETY, refunded)",
     "small_image_rate": "share of tasks whose image is one resolution step smaller than requested",
     "unserved_models": "model ids answered with 503 model_not_found (and left out of /v1/models)",
+    "listed_models": "extra model ids /v1/models lists beyond the built-in table (served with a generic spec)",
+    "finish_reason": "the finishReason blocked tasks report: IMAGE_SAFETY, IMAGE_PROHIBITED_CONTENT, "
+    "IMAGE_RECITATION, IMAGE_OTHER or NO_IMAGE",
+    "model_text": "text the model returns instead of the image on blocked tasks (empty: none)",
+    "price_list": "answer GET /v1/pricing (simulated per-resolution prices; off: 404 like older gateways)",
     "unknown_status": "a status word running tasks report instead of in_progress (empty: off)",
     "require_user_agent": "the edge answers 403 (HTML) to requests without a User-Agent or with a library default",
     "html_status_once": "answer each task's first status query with an HTML page and status 200 (a captive portal)",
@@ -82,7 +93,7 @@ _RANGES = frozenset({"latency", "queue_delay", "retry_after"})
 _RATES = frozenset(name for name in CONFIG_HELP if name.endswith("_rate") and name not in ("submit_rate", "query_rate"))
 _FLAGS = frozenset(
     {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype",
-     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once", "render_once"}
+     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once", "render_once", "price_list"}
 )  # fmt: skip
 
 
@@ -99,7 +110,12 @@ def _coerce(name: str, value: Any) -> Any:
             return value.strip().lower() in ("1", "true", "yes", "on") if isinstance(value, str) else bool(value)
         if name == "seed":
             return None if value is None else int(value)
-        if name in ("fault_endpoints", "unserved_models"):
+        if name in ("finish_reason", "model_text"):
+            text = str(value or "").strip()
+            if name == "finish_reason" and text not in FINISH_WORDS:
+                raise ValueError
+            return text
+        if name in ("fault_endpoints", "unserved_models", "listed_models"):
             names = tuple(n.strip() for n in (value.split(",") if isinstance(value, str) else value) if n.strip())
             if name == "fault_endpoints" and not set(names) <= _ENDPOINTS:
                 raise ValueError
@@ -155,6 +171,10 @@ class SimConfig:
     blocked_rate: float = 0.0
     small_image_rate: float = 0.0
     unserved_models: tuple[str, ...] = ()
+    listed_models: tuple[str, ...] = ()
+    finish_reason: str = "IMAGE_SAFETY"
+    model_text: str = ""
+    price_list: bool = True
     unknown_status: str = ""
     require_user_agent: bool = False
     html_status_once: bool = False

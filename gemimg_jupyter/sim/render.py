@@ -78,6 +78,7 @@ class RenderSpec:
     references: tuple[bytes, ...] = ()
     reference_urls: tuple[str, ...] = ()
     sample: str = ""
+    mark: str = ""  # the request's controls (thinking, search …), drawn as a caption top-left
 
     @property
     def pixel_size(self) -> tuple[int, int]:
@@ -190,12 +191,12 @@ def render(spec: RenderSpec) -> Image.Image:
         shape(c[sample.randrange(len(c))], (x - r, y - r, x + r, y + r), alpha=sample.randrange(110, 220))
     canvas = canvas.filter(ImageFilter.GaussianBlur(1.0))
     image = canvas.resize((width, height), Image.Resampling.BICUBIC)
-    _mark(image, spec.prompt)
+    _mark(image, spec.prompt, spec.mark)
     return image
 
 
-def _mark(image: Image.Image, prompt: str) -> None:
-    """Write ``SIMULATED`` in the bottom-right corner and the prompt's first words bottom-left."""
+def _mark(image: Image.Image, prompt: str, controls: str = "") -> None:
+    """Write ``SIMULATED`` in the bottom-right corner, the prompt's first words bottom-left, the controls top-left."""
     width, height = image.size
     size = max(10, min(width, height) // 40)
     font = ImageFont.load_default(size=size)
@@ -211,6 +212,10 @@ def _mark(image: Image.Image, prompt: str) -> None:
         y = height - (bottom - top) - 2 * pad
         draw.rectangle((x - pad // 2, y - pad // 2, x + rgt - left + pad, y + bottom - top + pad), fill=(20, 20, 24))
         draw.text((x - left + pad // 4, y - top + pad // 4), text, font=font, fill=(235, 235, 235))
+    if controls:
+        left, top, rgt, bottom = draw.textbbox((0, 0), controls, font=font)
+        draw.rectangle((pad // 2, pad // 2, pad + rgt - left + pad, pad + bottom - top + pad), fill=(250, 220, 60))
+        draw.text((pad - left + pad // 4, pad - top + pad // 4), controls, font=font, fill=(20, 20, 24))
 
 
 def render_png(spec: RenderSpec) -> bytes:

@@ -175,6 +175,8 @@ class _SimState:
                 "duplicate_business_ids": sum(1 for n in bids.values() if n > 1),
                 "auth_failures": c["auth_failures"],
                 "requests": c["requests"],
+                # the metadata of each accepted submit since the reset, in order (what the gateway received)
+                "metadata": [dict(t.req.metadata) for t in sorted(recent, key=lambda t: t.seq)],
             }
 
     def _now(self) -> float:

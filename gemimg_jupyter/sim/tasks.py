@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from gemimg_jupyter.domain.errors import ValidationError
-from gemimg_jupyter.domain.models import MODELS, ModelSpec, get_model
-from gemimg_jupyter.domain.params import SAMPLING_PARAMS
+from gemimg_jupyter.domain.models import MODELS, ModelSpec, generic_spec, get_model
+from gemimg_jupyter.domain.params import CONTROL_PARAMS, CONTROLS, SAMPLING_PARAMS
 from gemimg_jupyter.sim.config import _BLOCKED_REASON, _UPLOAD
 
 
@@ -62,6 +62,15 @@ class _Submit:
     image_urls: tuple[str, ...]
     business_id: str | None
     seed: int | None = None
+    controls: tuple[tuple[str, Any], ...] = field(default=(), kw_only=True)
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, kw_only=True)
+
+    @property
+    def mark(self) -> str:
+        """What the controls change in the simulated image: a caption (``thinking HIGH · search``)."""
+        return " · ".join(
+            f"{CONTROLS[name].label} {CONTROLS[name].value_label(v)}" for name, v in self.controls if name != "safety"
+        )
 
 
 @dataclass
@@ -115,7 +124,36 @@ def _sampling(meta: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def _validate(payload: Any, strict_objects: bool) -> _Submit:
+def _controls(spec: ModelSpec, meta: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """The controls in ``metadata``, checked as the gateway documents them per model (400 on anything else)."""
+    out: dict[str, Any] = {}
+    for control in CONTROL_PARAMS:
+        assert control.wire is not None, "a control has a wire path"
+        *parents, leaf = control.wire.split(".")
+        node: Any = meta
+        for part in parents:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if not isinstance(node, Mapping) or leaf not in node:
+            continue
+        where = f"metadata.{control.wire}"
+        if not spec.takes(control.name):
+            raise _Invalid(f"{where} is not supported by {spec.id}", where, code="unsupported_parameter")
+        try:
+            out[control.name] = control.check_wire(node[leaf])
+        except ValueError as exc:
+            raise _Invalid(f"{where} is invalid (got {json.dumps(node[leaf])}): {exc}", where) from None
+    for name in out:
+        needs = CONTROLS[name].requires
+        if needs is not None and out.get(needs[0]) != needs[1]:
+            other = CONTROLS[needs[0]]
+            raise _Invalid(
+                f"metadata.{CONTROLS[name].wire} requires metadata.{other.wire} = {json.dumps(other.wire_value(needs[1]))}",
+                f"metadata.{CONTROLS[name].wire}",
+            )
+    return tuple(out.items())
+
+
+def _validate(payload: Any, strict_objects: bool, listed: tuple[str, ...] = ()) -> _Submit:
     """Check a submit body the way the gateway documents it; raise :class:`_Invalid`."""
     if not isinstance(payload, dict):
         raise _Invalid("Request body must be a JSON object")
@@ -123,7 +161,7 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
     if not isinstance(model, str) or not model.strip():
         raise _Invalid("The 'model' field is required.", "model")
     try:
-        spec = get_model(model)
+        spec = generic_spec(model) if model in listed and model not in MODELS else get_model(model)
     except ValidationError:
         known = ", ".join(MODELS)
         raise _Invalid(f"Model {model!r} is not supported for image generation; use one of {known}", "model") from None
@@ -185,9 +223,9 @@ def _validate(payload: Any, strict_objects: bool) -> _Submit:
         raise _Invalid(
             f"metadata.seed must be an integer from 0 to 2147483647 (got {json.dumps(seed)})", "metadata.seed"
         )
-    return _Submit(
-        spec, prompt, size, resolution, image_urls=tuple(clean), business_id=business_id, seed=seed, **sampled
-    )
+    temperature, top_p = (sampled[p.name] for p in SAMPLING_PARAMS)
+    submit = _Submit(spec, prompt, size, resolution, temperature, top_p, tuple(clean), business_id, seed)
+    return replace(submit, controls=_controls(spec, meta), metadata=json.loads(json.dumps(meta)))
 
 
 _REFUNDED = {"status": "refunded", "credits": "0", "cost_usd": "0"}
@@ -199,9 +237,9 @@ def _smaller(resolution: str) -> str:
     return _STEP_DOWN.get(resolution, "0.5K")
 
 
-def _failure_reason(task: _Task) -> str:
+def _failure_reason(task: _Task, finish_reason: str = "IMAGE_SAFETY") -> str:
     if task.outcome == "blocked":
-        return _BLOCKED_REASON
+        return _BLOCKED_REASON.format(reason=finish_reason)
     return "call upstream API failed: upstream returned status 422"
 
 
