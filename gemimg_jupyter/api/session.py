@@ -451,7 +451,7 @@ class Session:
         return self.edits.lineage(target)
 
     def pick(self, target: object, *, note: str | None = None) -> Pick:
-        """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
+        """Pick an image (ledger ``picks`` table and the image's sidecar); survives restarts."""
         return self.edits.pick(target, note)
 
     def unpick(self, target: object) -> bool:

@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from gemimg_jupyter.domain.models import JobState
-from gemimg_jupyter.draw.images import embed_provenance
+from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger.claims import Claim, Claims
 from gemimg_jupyter.ledger.files import safe_filename, slug, unique_path, write_atomic
 from gemimg_jupyter.ledger.schema import RESUMABLE_STATES, SCHEMA_VERSION, LedgerRow
+from gemimg_jupyter.ledger.sidecar import FileFacts, write_kept
 
 __all__ = [
     "RESUMABLE_STATES",
@@ -153,8 +154,18 @@ class Store(Claims):
     # ---- files ----------------------------------------------------------------------------
 
     def write_image(self, data: bytes, name: str, provenance: Mapping[str, Any], *, folder: str = "images") -> Path:
-        """Write ``data`` as PNG with provenance, atomically; returns the path."""
-        return self.write_bytes(embed_provenance(data, provenance), name, folder=folder)
+        """Write the gateway's bytes unchanged, with ``provenance`` in a ``<image>.json`` sidecar; returns the path.
+
+        The extension becomes the bytes' own format's (see :mod:`.sidecar`); the
+        file's facts (hash, format, credentials, suspect) also go into the ledger.
+        """
+        with self._lock:
+            self._ensure_alive()
+        path = write_kept(self.root / folder, data, name, provenance)
+        cbid = provenance.get("client_business_id")
+        if cbid:
+            FileFacts(self.ledger_path).record(str(cbid), read_provenance(path).get("file", {}))
+        return path
 
     def write_bytes(self, data: bytes, name: str, *, folder: str = "images") -> Path:
         """Write bytes under ``folder`` atomically (temp file, fsync, rename); returns the path."""

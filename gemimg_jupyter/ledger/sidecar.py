@@ -1,0 +1,122 @@
+"""The image as the gateway sent it, and our provenance beside it in ``<image>.json``.
+
+An image file is the gateway's bytes, unchanged, under the extension of their
+own format (``.jpg``, ``.png``, ``.webp``): its hash is the hash of what was
+paid for, and a C2PA manifest bound to those bytes stays intact. What we know
+about it (prompt, parameters, model, task and business ids, cost, parent,
+picks, size note, timestamps, package version, and :func:`~gemimg_jupyter.draw.formats.file_facts`)
+is a JSON sidecar, written atomically *before* the image is renamed into place,
+so an image never lacks its sidecar. Picks and notes rewrite the sidecar,
+never the image.
+
+Images written by earlier versions are PNGs with our ``gemimg`` iTXt chunk and
+no sidecar; :func:`~gemimg_jupyter.draw.images.read_provenance` still reads them,
+and the first rewrite (a pick) writes their sidecar, leaving the PNG as it is.
+
+The facts also go into the ledger, in a table of their own (``image_files``,
+keyed by the row's ``client_business_id``), so totals can split usable images
+from suspect ones without opening files.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from gemimg_jupyter.draw.formats import EXTENSIONS, file_facts, sniff_format
+from gemimg_jupyter.draw.images import read_provenance, sidecar_path
+from gemimg_jupyter.ledger.files import unique_path, write_atomic
+
+__all__ = ["SIDECAR_VERSION", "FileFacts", "rewrite_sidecar", "write_kept", "write_sidecar"]
+
+#: Written into every sidecar, so a later version knows what it reads.
+SIDECAR_VERSION = 1
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS image_files (
+    cbid TEXT PRIMARY KEY, sha256 TEXT, format TEXT, bytes INTEGER, credentials TEXT, suspect TEXT)"""
+
+
+def _encode(provenance: Mapping[str, Any]) -> bytes:
+    body = {"sidecar_version": SIDECAR_VERSION, **provenance}
+    return (json.dumps(body, sort_keys=True, indent=1, default=str) + "\n").encode("utf-8")
+
+
+def write_sidecar(image: Path, provenance: Mapping[str, Any]) -> Path:
+    """Write ``<image>.json`` atomically (temp file, fsync, rename); returns its path."""
+    return write_atomic(sidecar_path(image), _encode(provenance))
+
+
+def kept_name(data: bytes, name: str) -> str:
+    """``name`` with the extension of the bytes' own format (unknown formats keep ``name``'s)."""
+    ext = EXTENSIONS.get(sniff_format(data) or "")
+    return str(Path(name).with_suffix(ext)) if ext else name
+
+
+def write_kept(directory: Path, data: bytes, name: str, provenance: Mapping[str, Any]) -> Path:
+    """Write ``data`` unchanged under ``directory`` (the name's extension made the format's) with its sidecar.
+
+    The sidecar is renamed into place first, then the image: a crash in
+    between leaves a sidecar without an image (harmless), never an image
+    without its provenance. ``provenance["file"]`` is filled in when absent.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    target = unique_path(directory, kept_name(data, name))
+    prov = dict(provenance)
+    prov.setdefault("file", file_facts(data))
+    write_sidecar(target, prov)
+    return write_atomic(target, data)
+
+
+def rewrite_sidecar(image: str | Path | None, change: Callable[[dict[str, Any]], bool]) -> None:
+    """Apply ``change`` to an image's provenance and write it back to the sidecar (never to the image).
+
+    ``change`` edits the dict in place and says whether anything changed. An
+    image from an earlier version gets its sidecar now, from its PNG chunk.
+    """
+    if not image or not Path(image).is_file():
+        return
+    prov = read_provenance(image)
+    if change(prov):
+        prov.pop("sidecar_version", None)
+        write_sidecar(Path(image), prov)
+
+
+class FileFacts:
+    """The ``image_files`` table of one ledger: what each stored file is (own short connections, like picks)."""
+
+    def __init__(self, ledger_path: Path) -> None:
+        self._db_path = ledger_path
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        with closing(sqlite3.connect(self._db_path, timeout=30.0)) as db:
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute(_SCHEMA)
+            with db:
+                yield db
+
+    def record(self, cbid: str, facts: Mapping[str, Any]) -> None:
+        """Keep the facts of the file written for the row ``cbid``."""
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO image_files (cbid, sha256, format, bytes, credentials, suspect) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (cbid, facts.get("sha256"), facts.get("format"), facts.get("bytes"),
+                 facts.get("content_credentials"), facts.get("suspect")),
+            )  # fmt: skip
+
+    def get(self, cbid: str) -> dict[str, Any] | None:
+        """The facts of one row's file (``None`` for rows written before they were kept)."""
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            r = db.execute("SELECT * FROM image_files WHERE cbid = ?", (cbid,)).fetchone()
+        return None if r is None else dict(r)
+
+    def suspects(self) -> dict[str, str]:
+        """``cbid`` → reason, for every file flagged suspect."""
+        with self._connect() as db:
+            return {str(c): str(s) for c, s in db.execute("SELECT cbid, suspect FROM image_files WHERE suspect")}
