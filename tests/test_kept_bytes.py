@@ -9,18 +9,21 @@ stored file. An output folder written the previous way (a PNG with our
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image, ImageChops, ImageStat
 
 from gemimg_jupyter.api.session import Session
 from gemimg_jupyter.draw.images import embed_provenance, read_provenance, sidecar_path, strip_provenance
 from gemimg_jupyter.ledger import picks
 from gemimg_jupyter.ledger.files import write_atomic
 from gemimg_jupyter.ledger.store import Store
+from gemimg_jupyter.sim import api as sim_api
 
 from .conftest import quick_settings
 
@@ -98,3 +101,107 @@ def test_a_pick_rewrites_the_sidecar_and_never_the_image(sess: Session) -> None:
     assert "pick" not in json.loads(sidecar_path(path).read_text())
     assert path.read_bytes() == data
     assert read_provenance(path)["file"]["sha256"] == sha(data)
+
+
+def served(sess: Session, job: Any) -> bytes:
+    """The bytes the simulator served for a job's task (its download cache)."""
+    return bytes(sess.sim._cache[job.task_id])
+
+
+@pytest.mark.parametrize(
+    ("options", "suffix", "credentials"),
+    [
+        pytest.param({}, ".jpg", None, id="jpeg-default"),
+        pytest.param({"exif_orientation": 6}, ".jpg", None, id="jpeg-exif-orientation-6"),
+        pytest.param({"image_format": "png", "content_credentials": True}, ".png", "PNG caBX chunk", id="png-c2pa"),
+        pytest.param({"content_credentials": True}, ".jpg", "JPEG APP11 JUMBF segment", id="jpeg-c2pa"),
+        pytest.param({"image_format": "webp", "content_credentials": True}, ".webp", "WebP C2PA chunk", id="webp-c2pa"),
+    ],
+)
+def test_every_stored_image_is_the_served_bytes(
+    tmp_output: Path, options: dict[str, Any], suffix: str, credentials: str | None
+) -> None:
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, **options}))
+    try:
+        jobs = [sess.generate("a paper-cut fox", size="16:9", wait=True, repeat=r) for r in range(2)]
+        for job in jobs:
+            path = Path(job.path or "")
+            data = path.read_bytes()
+            assert path.suffix == suffix
+            assert sha(data) == sha(served(sess, job))
+            prov = read_provenance(path)
+            assert prov["file"]["sha256"] == sha(data) and prov["task_id"] == job.task_id
+            assert prov["file"]["content_credentials"] == credentials
+            assert prov["file"]["suspect"] is None and "size_note" not in prov
+            thumb = job.thumbnail(160)
+            assert thumb.width > thumb.height  # 16:9 as asked, whatever way the pixels are stored
+    finally:
+        sess.close()
+
+
+def test_exif_orientation_is_applied_in_the_thumbnail(tmp_output: Path) -> None:
+    settings = quick_settings(tmp_output)
+    upright = Session(settings)
+    turned = Session(settings.replace(output_dir=tmp_output / "turned",
+                                      sim_options={**settings.sim_options, "exif_orientation": 6}))  # fmt: skip
+    try:
+        a = upright.generate("a red fox in the snow", size="16:9", wait=True)
+        b = turned.generate("a red fox in the snow", size="16:9", wait=True, fresh=True)
+        with Image.open(b.path or "") as stored:
+            assert stored.size == (768, 1344) and stored.getexif()[0x0112] == 6  # the pixels are stored turned
+        ta, tb = a.thumbnail(96), b.thumbnail(96)
+        assert ta.size == tb.size == (96, 55)
+        # the same picture, shown upright: JPEG noise aside, the pixels agree
+        diff = ImageChops.difference(ta, tb)
+        assert max(hi for _, hi in diff.getextrema()) < 64
+        assert ImageStat.Stat(diff).mean[0] < 6
+    finally:
+        upright.close()
+        turned.close()
+
+
+def _cmyk_jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.convert("CMYK").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _palette_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_16bit(img: Image.Image) -> bytes:
+    deep = img.convert("L").convert("I").point(lambda v: v * 257).convert("I;16")
+    buf = io.BytesIO()
+    deep.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("encoder", "mode"),
+    [(_cmyk_jpeg, "CMYK"), (_palette_png, "P"), (_png_16bit, "I;16")],
+    ids=["cmyk-jpeg", "palette-png", "16bit-png"],
+)
+def test_cmyk_palette_and_16_bit_images_are_stored_and_shown(
+    tmp_output: Path, monkeypatch: pytest.MonkeyPatch, encoder: Any, mode: str
+) -> None:
+    monkeypatch.setattr(sim_api, "encode", lambda image, fmt, **_: encoder(image))
+    sess = Session(quick_settings(tmp_output))
+    try:
+        sweep = sess.sweep("a golden sunset over the sea", axes=["temperature=0.2,0.9"], yes=True)
+        for job in sweep.jobs:
+            data = Path(job.path or "").read_bytes()
+            assert sha(data) == sha(served(sess, job))
+            with Image.open(io.BytesIO(data)) as stored:
+                assert stored.mode == mode
+            thumb = job.thumbnail(64)
+            assert thumb.mode == "RGB" and thumb.size == (64, 64)
+            assert max(ImageStat.Stat(thumb).stddev) > 5  # a picture, not a blank or clipped tile
+            assert read_provenance(job.path or "")["file"]["suspect"] is None
+        grid = sweep.grid()
+        assert grid.mode == "RGB" and grid.width > 2 * 64
+    finally:
+        sess.close()

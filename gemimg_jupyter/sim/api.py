@@ -18,7 +18,8 @@ from PIL import Image
 from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.models import MODELS, get_model
 from gemimg_jupyter.sim.config import _EDGE_403, _HTML_200, _SUBMIT, _UPLOAD, _UPLOAD_FORMATS, MAX_UPLOAD_BYTES
-from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
+from gemimg_jupyter.sim.encode import FORMATS, encode, format_of_name
+from gemimg_jupyter.sim.render import RenderSpec, corrupt, render
 from gemimg_jupyter.sim.state import _SimState
 from gemimg_jupyter.sim.tasks import (
     _REFUNDED,
@@ -148,7 +149,8 @@ class _SimApi(_SimState):
                 else "completed"
             )
             wall = time.time()
-            name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}.png"
+            ext = FORMATS[cfg.image_format][1]
+            name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}{ext}"
             task = _Task(
                 task_id,
                 self._seq,
@@ -369,6 +371,7 @@ class _SimApi(_SimState):
             return fault
         if self.config.download_404_once and self._once("download_404", task.id):
             return _not_found("File not found")
+        fmt = format_of_name(name)
         shared = (task.req.size, task.req.resolution, task.small) if self.config.render_once else None
         if data is None and shared is not None and not task.corrupt:
             with self._lock:
@@ -380,7 +383,8 @@ class _SimApi(_SimState):
             spec = RenderSpec(
                 req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample
             )
-            data = render_png(spec)
+            cfg = self.config
+            data = encode(render(spec), fmt, orientation=cfg.exif_orientation, c2pa=cfg.content_credentials)
             if task.corrupt:
                 data = corrupt(data, task.id)
         with self._lock:
@@ -395,5 +399,5 @@ class _SimApi(_SimState):
             if self.config.trickle_download > 0:
                 self._faults["trickle_download"] += 1
         return _Reply(
-            200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
+            200, data, FORMATS[fmt][0], {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
         )
