@@ -205,3 +205,47 @@ def test_cmyk_palette_and_16_bit_images_are_stored_and_shown(
         assert grid.mode == "RGB" and grid.width > 2 * 64
     finally:
         sess.close()
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_export_embeds_parameters_and_leaves_the_original_alone(tmp_output: Path, fmt: str) -> None:
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, "image_format": fmt,
+                                                 "content_credentials": True}))  # fmt: skip
+    try:
+        job = sess.generate("a paper-cut fox", temperature=0.7, wait=True)
+        original = Path(job.path or "").read_bytes()
+        copy = job.export(tmp_output.parent / "shared" / "fox.png", embed=True)
+        assert copy.suffix == Path(job.path or "").suffix  # the file's own format decides the extension
+        assert Path(job.path or "").read_bytes() == original
+        with Image.open(copy) as img, Image.open(io.BytesIO(original)) as orig:
+            assert img.tobytes() == orig.tobytes()  # pixels untouched
+            if fmt == "png":
+                text = img.info["parameters"]
+                ours = json.loads(img.info["gemimg"])
+            else:
+                text = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
+                ours = json.loads(img.info["comment"].removeprefix(b"gemimg:"))
+        assert text.startswith("a paper-cut fox\n") and "Temperature: 0.7" in text
+        assert ours["task_id"] == job.task_id and ours["export"]["sha256"] == sha(original)
+        assert read_provenance(copy)["export"]["embedded"] is True
+        plain = job.export(tmp_output.parent / "shared" / "plain", embed=False)
+        assert plain.read_bytes() == original
+    finally:
+        sess.close()
+
+
+def test_info_shows_the_sidecar_and_the_content_credentials(ip: Any, tmp_output: Path) -> None:
+    from gemimg_jupyter.api.session import reset_session
+
+    settings = quick_settings(tmp_output)
+    reset_session(settings.replace(sim_options={**settings.sim_options, "content_credentials": True}))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    ip.run_cell_magic("gemimg", "-o fox --wait", "a paper-cut fox")
+    job = ip.user_ns["fox"]
+    assert job.info()["file"]["content_credentials"] == "JPEG APP11 JUMBF segment"
+    for name in ("fox", job.id, str(job.path)):
+        out = ip.run_line_magic("gemimg", f"info {name}")
+        assert "content credentials  C2PA manifest present (not validated): JPEG APP11 JUMBF segment" in out.text
+        assert job.task_id in out.text and "sidecar" in out.text and "valid " not in out.text
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")

@@ -22,16 +22,26 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from gemimg_jupyter.draw.embed import embedded_copy
 from gemimg_jupyter.draw.formats import EXTENSIONS, file_facts, sniff_format
-from gemimg_jupyter.draw.images import read_provenance, sidecar_path
+from gemimg_jupyter.draw.images import read_provenance, sidecar_path, strip_provenance
 from gemimg_jupyter.ledger.files import unique_path, write_atomic
 
-__all__ = ["SIDECAR_VERSION", "FileFacts", "rewrite_sidecar", "write_kept", "write_sidecar"]
+__all__ = [
+    "SIDECAR_VERSION",
+    "FileFacts",
+    "export_copy",
+    "image_info",
+    "rewrite_sidecar",
+    "write_kept",
+    "write_sidecar",
+]
 
 #: Written into every sidecar, so a later version knows what it reads.
 SIDECAR_VERSION = 1
@@ -83,6 +93,42 @@ def rewrite_sidecar(image: str | Path | None, change: Callable[[dict[str, Any]],
     if change(prov):
         prov.pop("sidecar_version", None)
         write_sidecar(Path(image), prov)
+
+
+def image_info(image: str | Path) -> dict[str, Any]:
+    """An image file's provenance with its file facts (worked out now for files from earlier versions).
+
+    ``stored_as`` says where the provenance was found: ``sidecar``, or
+    ``png chunk`` for a PNG written by an earlier version (its facts are of
+    the image without our chunks: the bytes the gateway sent, as far as they
+    can be recovered).
+    """
+    path = Path(image)
+    prov = read_provenance(path)
+    info: dict[str, Any] = {"path": str(path), "stored_as": "sidecar" if sidecar_path(path).is_file() else "png chunk"}
+    info.update(prov)
+    if "file" not in info:
+        info["file"] = file_facts(strip_provenance(path.read_bytes()))
+    return info
+
+
+def export_copy(image: str | Path, target: str | Path, *, embed: bool = True) -> Path:
+    """Copy an image to ``target`` (its extension made the format's), with a sidecar saying it is an export.
+
+    ``embed=True`` also writes ``parameters`` and our JSON into the copy (PNG,
+    JPEG; see :mod:`~gemimg_jupyter.draw.embed`); the original is never touched.
+    """
+    source = Path(image)
+    data = strip_provenance(source.read_bytes())  # an earlier version's PNG: the image without our old chunks
+    prov = read_provenance(source)
+    prov.pop("sidecar_version", None)
+    prov["export"] = {"of": str(source), "sha256": file_facts(data)["sha256"], "at": time.time(), "embedded": embed}
+    out = embedded_copy(data, prov) if embed else data
+    dest = Path(target).expanduser()
+    dest = dest.with_name(kept_name(out, dest.name))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    write_sidecar(dest, prov)
+    return write_atomic(dest, out)
 
 
 class FileFacts:
