@@ -249,3 +249,36 @@ def test_info_shows_the_sidecar_and_the_content_credentials(ip: Any, tmp_output:
         assert "content credentials  C2PA manifest present (not validated): JPEG APP11 JUMBF segment" in out.text
         assert job.task_id in out.text and "sidecar" in out.text and "valid " not in out.text
     ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
+def _flat(colour: tuple[int, int, int]) -> Any:
+    def encoder(image: Image.Image, fmt: str, **_: Any) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", image.size, colour).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    return encoder
+
+
+def test_paid_but_unusable_images_are_flagged_and_counted_apart(
+    ip: Any, tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.api.session import get_session, reset_session
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    ip.run_cell_magic("gemimg", "-o good --wait", "a paper-cut fox")
+    monkeypatch.setattr(sim_api, "encode", _flat((0, 0, 0)))
+    ip.run_cell_magic("gemimg", "-o dark --wait", "a lighthouse at night")
+    monkeypatch.setattr(sim_api, "encode", _flat((120, 160, 200)))
+    ip.run_cell_magic("gemimg", "-o flat --wait", "a calm sky")
+    good, dark, flat = (ip.user_ns[n] for n in ("good", "dark", "flat"))
+    assert good.info()["file"]["suspect"] is None
+    assert dark.info()["file"]["suspect"] == "all black"
+    assert flat.info()["file"]["suspect"].startswith("one flat colour")
+    assert all(Path(j.path).is_file() for j in (good, dark, flat))  # flagged, never deleted
+    cost = get_session().cost()
+    assert cost["suspect_images"] == 2 and cost["suspect_usd"] == pytest.approx(dark.cost_usd + flat.cost_usd)
+    text = ip.run_line_magic("gemimg", "cost").text
+    assert "paid but suspect" in text and "all black, one flat colour" in text and "usable: 1" in text
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")

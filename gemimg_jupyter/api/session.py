@@ -36,7 +36,7 @@ from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.picks import Pick, Picks
-from gemimg_jupyter.ledger.sidecar import image_info
+from gemimg_jupyter.ledger.sidecar import FileFacts, image_info
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
@@ -427,7 +427,8 @@ class Session:
 
     def cost(self) -> dict[str, Any]:
         """Spent and saved in this session, the all-time ledger, and the budget."""
-        return self.budget.report(self.backend)
+        report = self.budget.report(self.backend)
+        return {**report, **FileFacts(self.store.ledger_path).split()}  # paid-and-usable vs paid-but-suspect
 
     # ---- edit chains and picks (docs/editing.md; the work is in :class:`~.edits.Edits`) -----
 

@@ -317,6 +317,16 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
             f"{_usd(cost.get('ledger_spent_usd') or 0.0)} for {cost.get('ledger_images', 0)} image(s)",
         ),
         (
+            "paid but suspect",
+            f"{_usd(float(cost.get('suspect_usd') or 0.0))} for {cost.get('suspect_images', 0)} image(s)"
+            + (
+                f" ({', '.join(cost.get('suspect_reasons') or [])}); usable: "
+                f"{max(0, int(cost.get('ledger_images') or 0) - int(cost.get('suspect_images') or 0))}"
+                if cost.get("suspect_images")
+                else ""
+            ),
+        ),
+        (
             "backend",
             str(cost.get("backend", "?")) + (" (simulated, nothing is charged)" if simulated else ""),
         ),

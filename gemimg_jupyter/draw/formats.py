@@ -81,7 +81,7 @@ def suspect_reason(data: bytes, expected: tuple[int, int] | None = None) -> str 
             small = viewable(img)
     except Exception:  # noqa: BLE001 - bytes that do not decode are refused earlier, not flagged here
         return None
-    if expected is not None and size[0] * size[1] * 4 <= expected[0] * expected[1]:
+    if expected is not None and size[0] * size[1] * 4 < expected[0] * expected[1]:  # under a quarter of the pixels
         return f"far smaller than asked: {size[0]}×{size[1]} pixels for {expected[0]}×{expected[1]}"
     small.thumbnail((64, 64))
     stat = ImageStat.Stat(small)

@@ -162,6 +162,19 @@ class FileFacts:
             r = db.execute("SELECT * FROM image_files WHERE cbid = ?", (cbid,)).fetchone()
         return None if r is None else dict(r)
 
+    def split(self) -> dict[str, Any]:
+        """Paid images split into usable and suspect: ``suspect_images``, ``suspect_usd``, ``suspect_reasons``."""
+        with self._connect() as db:
+            found = db.execute(
+                "SELECT f.suspect, COALESCE(j.cost_usd, j.price_usd, 0) FROM image_files f "
+                "JOIN jobs j ON j.cbid = f.cbid WHERE f.suspect IS NOT NULL AND j.state = 'done'"
+            ).fetchall()
+        return {
+            "suspect_images": len(found),
+            "suspect_usd": float(sum(float(c or 0) for _, c in found)),
+            "suspect_reasons": sorted({str(r).split(":")[0] for r, _ in found}),
+        }
+
     def suspects(self) -> dict[str, str]:
         """``cbid`` → reason, for every file flagged suspect."""
         with self._connect() as db:
