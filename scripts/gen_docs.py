@@ -172,6 +172,13 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
         "%gemimg wait\n%gemimg lineage blue",
         "From the ledger alone: after a restart, name the image by its job id (`blue.id`) or task id.",
     ),
+    "info": (
+        "%gemimg info blue",
+        "The image's sidecar (`<image>.json`): prompt, model, task, cost, format, sha256 of the stored bytes "
+        "(exactly what the gateway served), content credentials (a C2PA manifest is reported present, never "
+        "validated) and whether the image looks unusable. `%gemimg info path/to/image.jpg` reads a file; "
+        "`result.info()` is the same in Python.",
+    ),
     "pick": ("%gemimg pick blue --note 'the one'", "Picked cells carry a star in grids; picks last across restarts."),
     "unpick": ("%gemimg unpick blue", ""),
     "report": (

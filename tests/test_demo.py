@@ -136,5 +136,5 @@ def test_make_demo_serves_then_stops_without_an_orphan(tmp_path: Path, stop: sig
         images = [o for o in outputs if "image/png" in o.get("data", {})]
         assert any(mime_meta in o.get("metadata", {}).get("image/png", {}) for o in images), name
         assert notary.check_signature(nb), f"{name}.ipynb is not trusted"
-    assert list((out / "gemimg_outputs" / "images").glob("*.png"))
+    assert list((out / "gemimg_outputs" / "images").glob("*.jpg"))
     assert list((out / "gemimg_outputs" / "grids").glob("*.png"))

@@ -53,7 +53,7 @@ def server() -> Iterator[SimServer]:
 
 def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
     paid = int(server.stats()["submits_accepted"])
-    images = len(list((out / "images").glob("*.png")))
+    images = len(list((out / "images").glob("*.jpg")))
     ROWS.append((case, requested, paid, images))
     return paid
 
@@ -112,7 +112,7 @@ def test_a_rerun_after_restart_or_kill_pays_nothing_twice(server: SimServer, tmp
     paid = record(f"{'Restart & Run All' if mode == 'restart' else 'killed mid-sweep, re-run'}", server, out)
     assert paid == N
     assert server.stats()["duplicate_business_ids"] == 0
-    assert len(list((out / "images").glob("*.png"))) == N
+    assert len(list((out / "images").glob("*.jpg"))) == N
 
 
 def test_two_processes_running_the_same_sweep_pay_once(server: SimServer, tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_two_processes_running_the_same_sweep_pay_once(server: SimServer, tmp_pa
         assert f"images {N}" in stdout, (stdout, stderr)
     paid = record("two processes, same sweep at once", server, out)
     assert paid == N
-    assert len(list((out / "images").glob("*.png"))) == N
+    assert len(list((out / "images").glob("*.jpg"))) == N
 
 
 def test_a_live_owners_rows_are_adopted_not_resumed(server: SimServer, tmp_path: Path) -> None:

@@ -123,10 +123,10 @@ def test_submit_poll_download(server: SimServer, http: requests.Session) -> None
     assert "url" not in done
     url = done["result"]["data"][0]["url"]
     assert done["result"]["type"] == "image"
-    assert url.startswith(f"{server.base_url}/generated/") and url.endswith(".png")
+    assert url.startswith(f"{server.base_url}/generated/") and url.endswith(".jpg")  # issue #22: JPEG by default
 
     image = requests.get(url, timeout=10)
-    assert image.headers["Content-Type"] == "image/png"
+    assert image.headers["Content-Type"] == "image/jpeg"
     assert decode_image(image.content).size == (1344, 768)
     stats = server.stats()
     assert stats["submits_accepted"] == 1

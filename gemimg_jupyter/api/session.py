@@ -38,6 +38,7 @@ from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.picks import Pick, Picks
+from gemimg_jupyter.ledger.sidecar import image_info
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
@@ -444,7 +445,8 @@ class Session:
 
     def cost(self) -> dict[str, Any]:
         """Spent and saved in this session, the all-time ledger, and the budget."""
-        return self.budget.report(self.backend)
+        report = self.budget.report(self.backend)
+        return {**report, **self.store.suspect_split()}  # paid-and-usable vs paid-but-suspect
 
     # ---- edit chains and picks (docs/editing.md; the work is in :class:`~.edits.Edits`) -----
 
@@ -455,6 +457,20 @@ class Session:
         :class:`ValidationError` when nothing matches.
         """
         return self.edits.find(target)
+
+    def info(self, target: object) -> dict[str, Any]:
+        """An image's provenance and file facts (sidecar, or an earlier version's PNG chunk).
+
+        ``target`` is what :meth:`find` takes, or the path of an image file.
+        """
+        if isinstance(target, (str, Path)) and Path(target).expanduser().is_file():
+            return image_info(Path(target).expanduser())
+        row = self.find(target)
+        if not row.path or not Path(row.path).is_file():
+            raise ValidationError(
+                f"image {row.cbid[-6:]} has no image file ({row.state})", field="info", value=row.cbid[-6:]
+            )
+        return image_info(row.path)
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
         """The image to edit as a reference, and the ``parent`` record (``cbid``, ``key``, ``sha256``)."""
@@ -469,7 +485,7 @@ class Session:
         return self.edits.lineage(target)
 
     def pick(self, target: object, *, note: str | None = None) -> Pick:
-        """Pick an image (ledger ``picks`` table and the PNG's provenance); survives restarts."""
+        """Pick an image (ledger ``picks`` table and the image's sidecar); survives restarts."""
         return self.edits.pick(target, note)
 
     def unpick(self, target: object) -> bool:

@@ -58,6 +58,7 @@ __all__ = [
     "format_seconds",
     "history_strip",
     "image_html",
+    "info_report",
     "job_error_line",
     "jobs_table",
     "lineage_output",
@@ -318,11 +319,53 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
             f"{_usd(cost.get('ledger_spent_usd') or 0.0)} for {cost.get('ledger_images', 0)} image(s)",
         ),
         (
+            "paid but suspect",
+            f"{_usd(float(cost.get('suspect_usd') or 0.0))} for {cost.get('suspect_images', 0)} image(s)"
+            + (
+                f" ({', '.join(cost.get('suspect_reasons') or [])}); usable: "
+                f"{max(0, int(cost.get('ledger_images') or 0) - int(cost.get('suspect_images') or 0))}"
+                if cost.get("suspect_images")
+                else ""
+            ),
+        ),
+        (
             "backend",
             str(cost.get("backend", "?")) + (" (simulated, nothing is charged)" if simulated else ""),
         ),
     ]
     return _pairs("gemimg cost", rows)
+
+
+def info_report(info: Mapping[str, Any]) -> RichText:
+    """One image's provenance and file facts (from ``Session.info`` / ``result.info()``): what it is, where from."""
+    params: Mapping[str, Any] = info.get("params") or {}
+    facts: Mapping[str, Any] = info.get("file") or {}
+    where = facts.get("content_credentials")
+    pick = info.get("pick")
+    rows = [
+        ("file", str(info.get("path", "?"))),
+        ("provenance", "sidecar (.json beside the image)" if info.get("stored_as") == "sidecar" else
+         "inside the PNG (written by an earlier version)"),
+        ("prompt", str(params.get("prompt", ""))),
+        ("model", str(params.get("model", "?"))),
+        ("size", f"{params.get('size', '?')} {params.get('resolution') or ''}".strip()),
+        ("task", str(info.get("task_id") or "—")),
+        ("business id", str(info.get("client_business_id") or "—")),
+        ("cost", _usd(float(info.get("cost_usd") or 0.0))),
+        ("format", f"{facts.get('format') or '?'}, {facts.get('bytes') or 0:,} bytes"),
+        ("sha256", str(facts.get("sha256") or "?")),
+        ("content credentials", f"C2PA manifest present (not validated): {where}" if where else "absent"),
+        ("suspect", str(facts.get("suspect") or "no")),
+    ]  # fmt: skip
+    if info.get("parent"):
+        rows.append(("edit of", str(info["parent"].get("cbid", "?"))[-6:]))
+    if info.get("size_note"):
+        rows.append(("size", str(info["size_note"])))
+    if pick:
+        rows.append(("picked", str(pick.get("note") or "yes")))
+    if info.get("generator"):
+        rows.append(("written by", str(info["generator"])))
+    return _pairs("gemimg info", rows)
 
 
 def models_table(

@@ -21,6 +21,7 @@ from PIL import Image, PngImagePlugin
 
 from gemimg_jupyter.domain.errors import InvalidImageError, ValidationError
 from gemimg_jupyter.domain.models import MAX_REF_BYTES, ReferenceImage, too_big_message
+from gemimg_jupyter.draw.formats import oriented_size, viewable
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -32,6 +33,7 @@ __all__ = [
     "png_bytes",
     "png_with_provenance",
     "read_provenance",
+    "sidecar_path",
     "size_note",
     "strip_provenance",
     "thumbnail",
@@ -126,8 +128,9 @@ class ImageBytes(bytes):
         """Decode ``data`` (raising :class:`InvalidImageError` if it does not) and describe it."""
         img = _open_checked(data, what=what, decode=False)  # a download: the PNG's own checks suffice
         out = cls(data)
-        out.width, out.height, out.expected = img.width, img.height, expected
-        out.note = size_note(img.size, expected)
+        shown = oriented_size(img)  # an EXIF-rotated photo is asked for, and shown, the other way round
+        out.width, out.height, out.expected = shown[0], shown[1], expected
+        out.note = size_note(shown, expected)
         img.close()
         return out
 
@@ -193,8 +196,8 @@ def _from_bytes(data: bytes, name: str, max_bytes: int) -> ReferenceImage:
 
 
 def thumbnail(img: Image.Image, long_side: int = 320) -> Image.Image:
-    """A copy no larger than ``long_side`` on its long side, in RGB."""
-    thumb = img.convert("RGB") if img.mode != "RGB" else img.copy()
+    """A copy no larger than ``long_side`` on its long side, in RGB, as shown (EXIF orientation, any mode)."""
+    thumb = viewable(img)
     thumb.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
     return thumb
 
@@ -299,12 +302,25 @@ def _splice(data: bytes, provenance: Mapping[str, Any] | None) -> bytes:
     return _PNG_SIGNATURE + b"".join(chunks)
 
 
-def read_provenance(source: str | os.PathLike[str] | bytes) -> dict[str, Any]:
-    """Read the provenance JSON back from a PNG file or bytes (``{}`` if absent).
+def sidecar_path(image: str | os.PathLike[str]) -> Path:
+    """Where an image file's provenance sidecar lives: ``<image>.json`` beside it."""
+    path = Path(image)
+    return path.with_name(path.name + ".json")
 
-    A file is opened, not read whole: the chunk sits before the pixels, so a cell of cache hits
-    reads a few kilobytes per image, not every full-size file.
+
+def read_provenance(source: str | os.PathLike[str] | bytes) -> dict[str, Any]:
+    """Read the provenance of an image file (its sidecar, else its PNG chunk) or of PNG bytes (``{}`` if absent).
+
+    An image stored since the bytes are kept unchanged has a ``<image>.json`` sidecar; one
+    written by earlier versions carries a ``gemimg`` iTXt chunk instead. A file is opened, not
+    read whole: the chunk sits before the pixels, so a cell of cache hits reads a few kilobytes
+    per image, not every full-size file.
     """
+    if not isinstance(source, bytes):
+        side = sidecar_path(source)
+        if side.is_file():
+            value = json.loads(side.read_text(encoding="utf-8"))
+            return value if isinstance(value, dict) else {}
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else Path(source)) as img:
         text = img.info.get(PROVENANCE_KEY) or getattr(img, "text", {}).get(PROVENANCE_KEY)
     if not text:

@@ -26,6 +26,7 @@ from gemimg_jupyter.domain.errors import (
 )
 from gemimg_jupyter.domain.finish import failure_text
 from gemimg_jupyter.domain.models import JobState, TaskStatus
+from gemimg_jupyter.draw.formats import file_facts
 from gemimg_jupyter.engine.handle import Job, Steps, parent_of
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.shared import Engine, check_cancel
@@ -106,7 +107,7 @@ class Collector:
                 raise self._overdue(job, problem)
 
     def _download(self, job: Job, status: TaskStatus, url: str, deadline: float) -> Steps:
-        """Download the image in the download pool, write it with its provenance, and end the job ``done``."""
+        """Download the image in the download pool, keep its bytes with a provenance sidecar, and end the job ``done``."""
         e = self.engine
         e.record.move(job, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
         yield TO_DOWNLOADS
@@ -122,6 +123,7 @@ class Collector:
         note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
         if note:
             job.provenance["size_note"] = note
+        job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         job.path = e.store.write_image(data, name, job.provenance)
         e.record.finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)

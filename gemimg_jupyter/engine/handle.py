@@ -22,6 +22,7 @@ from PIL import Image
 from gemimg_jupyter.domain.errors import GemimgError, JobError, JobTimeoutError
 from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.draw.images import load_thumbnail, png_bytes, thumbnail
+from gemimg_jupyter.ledger.sidecar import export_copy, image_info
 
 if TYPE_CHECKING:
     from gemimg_jupyter.ledger.store import LedgerRow
@@ -140,6 +141,20 @@ class Job:
                 img.load()
                 self._image = img
         return self._image
+
+    def info(self) -> dict[str, Any]:
+        """The image's provenance and file facts (hash, format, content credentials, suspect) from its sidecar."""
+        return image_info(self._stored_path())
+
+    def export(self, path: str | Path, *, embed: bool = True) -> Path:
+        """Write a copy to ``path`` (extension made the file's format's), with ``parameters`` and our JSON
+        embedded when ``embed``; the stored original is never changed. Returns the copy's path."""
+        return export_copy(self._stored_path(), path, embed=embed)
+
+    def _stored_path(self) -> Path:
+        if not self.state.has_image or self.path is None:
+            raise JobError(f"job {self.id} has no image yet ({self.state.value}); call .result() to wait for it")
+        return Path(self.path)
 
     def thumbnail(self, long_side: int = 320, *, keep: bool = True) -> Image.Image:
         """A small copy for grids and galleries, without keeping the full image in memory.

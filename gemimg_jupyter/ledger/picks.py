@@ -6,9 +6,9 @@ version 3, see :mod:`.schema`), keyed by the image's ``client_business_id``
 
     picks (cbid TEXT PRIMARY KEY, note TEXT, picked_at REAL)
 
-Picking also writes ``"pick": {"note", "picked_at"}`` into the PNG's
-provenance (unpicking removes it). Only the text chunk is re-written, never
-the pixels, and the file is replaced atomically. Every process that shares the
+Picking also writes ``"pick": {"note", "picked_at"}`` into the image's
+sidecar (``<image>.json``; unpicking removes it), replaced atomically; the
+image file itself is never rewritten. Every process that shares the
 output folder sees the same picks: the table lives in the shared SQLite file,
 read and written through the store's one connection and lock (each write is
 one transaction).
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from gemimg_jupyter.draw.images import embed_provenance, read_provenance
-from gemimg_jupyter.ledger.store import LedgerRow, Store, write_atomic
+from gemimg_jupyter.ledger.sidecar import rewrite_sidecar
+from gemimg_jupyter.ledger.store import LedgerRow, Store
 
 __all__ = ["Pick", "Picks"]
 
@@ -81,16 +81,12 @@ class Picks:
 
 
 def _rewrite_provenance(path: str | None, pick: dict[str, object] | None) -> None:
-    """Set (or, with ``None``, remove) ``"pick"`` in a PNG's provenance, keeping its pixels."""
-    if not path or not Path(path).is_file():
-        return
-    target = Path(path)
-    data = target.read_bytes()
-    prov = read_provenance(data)
-    if pick is None and "pick" not in prov:
-        return
-    if pick is None:
-        prov.pop("pick", None)
-    else:
+    """Set (or, with ``None``, remove) ``"pick"`` in an image's sidecar; the image stays as it is."""
+
+    def change(prov: dict[str, Any]) -> bool:
+        if pick is None:
+            return prov.pop("pick", None) is not None
         prov["pick"] = pick
-    write_atomic(target, embed_provenance(data, prov))
+        return True
+
+    rewrite_sidecar(path, change)

@@ -37,7 +37,7 @@ __all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerRow", "immediate", "open
 log = logging.getLogger(__name__)
 
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
 #: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
@@ -97,6 +97,17 @@ CREATE TABLE IF NOT EXISTS picks (
     picked_at   REAL
 );
 """
+#: What each stored file is (issue #22): its hash, format, size, content credentials and why it looks suspect.
+_FILES = """
+CREATE TABLE IF NOT EXISTS image_files (
+    cbid        TEXT PRIMARY KEY,
+    sha256      TEXT,
+    format      TEXT,
+    bytes       INTEGER,
+    credentials TEXT,
+    suspect     TEXT
+);
+"""
 _JOB_COLUMNS = frozenset(
     {"cbid", "key", "repeat", "sweep_id", "state", "task_id", "params", "backend", "price_usd", "cost_usd",
      "created", "submitted", "finished", "expires_at", "path", "error"}
@@ -130,8 +141,13 @@ def _to_v3(db: sqlite3.Connection) -> None:
     _execute_all(db, _PICKS)
 
 
+def _to_v4(db: sqlite3.Connection) -> None:
+    """The file facts join the schema; a table written beside a version-3 ledger by a development build stays."""
+    _execute_all(db, _FILES)
+
+
 #: ``_MIGRATIONS[v]`` turns a version-``v`` ledger into version ``v + 1`` (version 1 had no ``user_version``).
-_MIGRATIONS = {1: _to_v2, 2: _to_v3}
+_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4}
 
 
 @dataclass(frozen=True)
@@ -255,7 +271,7 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
     """Create or migrate the schema to :data:`SCHEMA_VERSION` and register ``owner``, in one transaction."""
     with immediate(db):
         if version == 0:
-            _execute_all(db, _SCHEMA + _OWNERS + _PICKS)
+            _execute_all(db, _SCHEMA + _OWNERS + _PICKS + _FILES)
         else:
             for v in range(version, SCHEMA_VERSION):
                 _MIGRATIONS[v](db)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from gemimg_jupyter.domain.models import JobState
-from gemimg_jupyter.draw.images import embed_provenance
+from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
 from gemimg_jupyter.ledger.claims import Claim
 from gemimg_jupyter.ledger.files import safe_filename, slug, unique_path, write_atomic
@@ -57,6 +57,7 @@ from gemimg_jupyter.ledger.schema import (
     register_owner,
     reopen_deleted,
 )
+from gemimg_jupyter.ledger.sidecar import record_facts, suspect_split, write_kept
 
 __all__ = [
     "RESUMABLE_STATES",
@@ -341,8 +342,25 @@ class Store:
     # ---- files ----------------------------------------------------------------------------
 
     def write_image(self, data: bytes, name: str, provenance: Mapping[str, Any], *, folder: str = "images") -> Path:
-        """Write ``data`` as PNG with provenance, atomically; returns the path."""
-        return self.write_bytes(embed_provenance(data, provenance), name, folder=folder)
+        """Write the gateway's bytes unchanged, with ``provenance`` in a ``<image>.json`` sidecar; returns the path.
+
+        The extension becomes the bytes' own format's (see :mod:`.sidecar`); the
+        file's facts (hash, format, credentials, suspect) also go into the ledger.
+        """
+        with self._lock:
+            self._ensure_alive()
+        path = write_kept(self.root / folder, data, name, provenance)
+        cbid = provenance.get("client_business_id")
+        if cbid:
+            facts = read_provenance(path).get("file", {})
+            with self._tx() as db:
+                record_facts(db, str(cbid), facts)
+        return path
+
+    def suspect_split(self) -> dict[str, Any]:
+        """Paid images split into usable and suspect (``suspect_images``, ``suspect_usd``, ``suspect_reasons``)."""
+        with self._read() as db:
+            return suspect_split(db)
 
     def write_bytes(self, data: bytes, name: str, *, folder: str = "images") -> Path:
         """Write bytes under ``folder`` atomically (temp file, fsync, rename); returns the path."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -38,6 +39,7 @@ from gemimg_jupyter.display import (
     cost_report,
     display_path,
     history_strip,
+    info_report,
     jobs_table,
     lineage_output,
     models_table,
@@ -176,6 +178,15 @@ def cmd_lineage(ctx: MagicContext, argv: list[str]) -> Any:
     ns = p.parse_args(argv)
     chain = ctx.session().lineage(image_target(ctx.user_ns, ns.name, what="%gemimg lineage"))
     return lineage_output(chain)
+
+
+def cmd_info(ctx: MagicContext, argv: list[str]) -> RichText:
+    p = ctx.subparser("info")
+    p.add_argument("name", help="a result variable, a sweep cell fox[2], a job id, or an image file")
+    ns = p.parse_args(argv)
+    path = Path(ns.name).expanduser()
+    target = path if path.is_file() else image_target(ctx.user_ns, ns.name, what="%gemimg info")
+    return info_report(ctx.session().info(target))
 
 
 def cmd_pick(ctx: MagicContext, argv: list[str]) -> None:
@@ -328,6 +339,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[MagicContext, list[str]], Any], str]] = {
     "resume": (cmd_resume, "finish jobs left unfinished by a restart"),
     "history": (cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
     "lineage": (cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
+    "info": (cmd_info, "info NAME|ID|FILE: an image's provenance, format, hash and content credentials"),
     "pick": (cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
     "unpick": (cmd_unpick, "unpick NAME|ID: remove a pick"),
     "report": (

@@ -26,7 +26,8 @@ from gemimg_jupyter.sim.config import (
     MAX_UPLOAD_BYTES,
     SIM_PRICES,
 )
-from gemimg_jupyter.sim.render import RenderSpec, corrupt, render_png
+from gemimg_jupyter.sim.encode import FORMATS, encode, format_of_name
+from gemimg_jupyter.sim.render import RenderSpec, corrupt, render
 from gemimg_jupyter.sim.state import _SimState
 from gemimg_jupyter.sim.tasks import (
     _REFUNDED,
@@ -158,7 +159,8 @@ class _SimApi(_SimState):
                 else "completed"
             )
             wall = time.time()
-            name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}.png"
+            ext = FORMATS[cfg.image_format][1]
+            name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}{ext}"
             task = _Task(
                 task_id,
                 self._seq,
@@ -397,6 +399,7 @@ class _SimApi(_SimState):
             return fault
         if self.config.download_404_once and self._once("download_404", task.id):
             return _not_found("File not found")
+        fmt = format_of_name(name)
         shared = (task.req.size, task.req.resolution, task.small) if self.config.render_once else None
         if data is None and shared is not None and not task.corrupt:
             with self._lock:
@@ -408,7 +411,8 @@ class _SimApi(_SimState):
             spec = RenderSpec(
                 req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample, req.mark
             )
-            data = render_png(spec)
+            cfg = self.config
+            data = encode(render(spec), fmt, orientation=cfg.exif_orientation, c2pa=cfg.content_credentials)
             if task.corrupt:
                 data = corrupt(data, task.id)
         with self._lock:
@@ -423,7 +427,7 @@ class _SimApi(_SimState):
             if self.config.trickle_download > 0:
                 self._faults["trickle_download"] += 1
         return _Reply(
-            200, data, "image/png", {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
+            200, data, FORMATS[fmt][0], {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
         )
 
 

@@ -87,13 +87,17 @@ CONFIG_HELP: dict[str, str] = {
     "hang_status_once": "each task's first status query never answers (the server holds it until the client leaves)",
     "trickle_download": "seconds between bytes of a result download (0: normal speed)",
     "max_unfinished": "submits beyond this many unfinished tasks get 429 + Retry-After: 1 (0: no cap)",
+    "image_format": "format of result images: jpeg (as the gateway's sample URLs), png or webp",
+    "exif_orientation": "EXIF Orientation tag (1-8) of result images, pixels stored turned to match (1: upright)",
+    "content_credentials": "add a stand-in C2PA manifest (unsigned) to result images: PNG caBX, JPEG APP11, WebP C2PA",
     "render_once": "serve one image rendered per size and resolution to every task (benchmarks: a CDN, not a renderer)",
 }
 _RANGES = frozenset({"latency", "queue_delay", "retry_after"})
 _RATES = frozenset(name for name in CONFIG_HELP if name.endswith("_rate") and name not in ("submit_rate", "query_rate"))
 _FLAGS = frozenset(
     {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype",
-     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once", "render_once", "price_list"}
+     "require_user_agent", "html_status_once", "download_404_once", "hang_status_once", "render_once", "price_list",
+     "content_credentials"}
 )  # fmt: skip
 
 
@@ -124,6 +128,15 @@ def _coerce(name: str, value: Any) -> Any:
             if str(value).strip().lower() not in _STYLES:
                 raise ValueError
             return str(value).strip().lower()
+        if name == "image_format":
+            fmt = {"jpg": "jpeg"}.get(str(value).strip().lower(), str(value).strip().lower())
+            if fmt not in ("jpeg", "png", "webp"):
+                raise ValueError
+            return fmt
+        if name == "exif_orientation":
+            if int(value) != float(value) or not 1 <= int(value) <= 8:
+                raise ValueError
+            return int(value)
         if name == "unknown_status":
             return str(value or "").strip()
         number = float(value)
@@ -184,6 +197,9 @@ class SimConfig:
     trickle_download: float = 0.0
     max_unfinished: float = 0.0
     render_once: bool = False
+    image_format: str = "jpeg"
+    exif_orientation: int = 1
+    content_credentials: bool = False
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -6,7 +6,7 @@ Routes (see ``docs/simulator.md`` for every body and header)::
     GET  /v1/images/generations/{id}       task status, by task id or client_business_id
     POST /v1/uploads/images                upload a reference image (multipart, field "file")
     GET  /v1/models?type=image             the image models the key may use
-    GET  /generated/<name>.png             result images (no auth, like a CDN; expire)
+    GET  /generated/<name>.jpg             result images (.png/.webp on request) (no auth, like a CDN; expire)
     GET  /uploads/<...>                    uploaded images (no auth)
     GET  /_sim/stats | POST /_sim/reset | GET, POST /_sim/config | POST /_sim/advance
 

@@ -1,0 +1,284 @@
+"""Keep what the gateway sent (issue #22): the stored file is the served bytes; provenance is a sidecar.
+
+Sessions run on the simulator over real loopback HTTP; what the simulator
+served is read back from its own cache and compared byte for byte with the
+stored file. An output folder written the previous way (a PNG with our
+``gemimg`` chunk, no sidecar) is made by that code path and read by this one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.draw.images import embed_provenance, read_provenance, sidecar_path, strip_provenance
+from gemimg_jupyter.ledger import picks
+from gemimg_jupyter.ledger.files import write_atomic
+from gemimg_jupyter.ledger.store import Store
+from gemimg_jupyter.sim import api as sim_api
+
+from .conftest import quick_settings
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def sess(tmp_output: Path) -> Iterator[Session]:
+    s = Session(quick_settings(tmp_output))
+    yield s
+    s.close()
+
+
+def _previous_write_image(self: Store, data: bytes, name: str, provenance: Any, *, folder: str = "images") -> Path:
+    """How images were written before: our chunks spliced into a PNG, anything else re-encoded as PNG."""
+    return self.write_bytes(embed_provenance(data, provenance), name, folder=folder)
+
+
+def _previous_pick_rewrite(path: str | None, pick: dict[str, object] | None) -> None:
+    """How picks were written before: the PNG's chunk rewritten in place."""
+    if path:
+        data = Path(path).read_bytes()
+        prov = read_provenance(data)
+        prov.pop("pick", None) if pick is None else prov.update(pick=pick)
+        write_atomic(Path(path), embed_provenance(data, prov))
+
+
+def test_an_old_output_folder_still_serves_cache_hits_picks_and_lineage(
+    tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as old:
+        old.setattr(Store, "write_image", _previous_write_image)
+        old.setattr(picks, "_rewrite_provenance", _previous_pick_rewrite)
+        before = Session(quick_settings(tmp_output))
+        a = before.generate("a paper-cut fox", wait=True)
+        b = a.edit("make it blue")
+        before.pick(a, note="keeper")
+        paths = {a.cbid: Path(a.path or ""), b.cbid: Path(b.path or "")}
+        before.close()
+    assert all(p.suffix == ".png" and not sidecar_path(p).exists() for p in paths.values())
+    old_bytes = {cbid: p.read_bytes() for cbid, p in paths.items()}
+    assert read_provenance(paths[a.cbid])["pick"]["note"] == "keeper"  # from the PNG chunk
+
+    now = Session(quick_settings(tmp_output))
+    try:
+        sent = now.sim.stats()["submits_accepted"]
+        again = now.generate("a paper-cut fox", wait=True)
+        assert again.cached and Path(again.path or "") == paths[a.cbid]
+        edit = again.edit("make it blue")  # the parent's identity is its image without our chunks
+        assert edit.cached and Path(edit.path or "") == paths[b.cbid]
+        assert now.sim.stats()["submits_accepted"] == sent
+        assert [p.note for p in now.picks()] == ["keeper"]
+        chain = now.lineage(edit)
+        assert [s.row.cbid for s in chain.steps] == [a.cbid, b.cbid] and not chain.broken
+        prov = read_provenance(paths[b.cbid])
+        assert prov["parent"]["sha256"] == sha(strip_provenance(old_bytes[a.cbid]))
+
+        now.pick(again, note="still a keeper")  # a pick writes the sidecar lazily, never the PNG
+        assert read_provenance(paths[a.cbid])["pick"]["note"] == "still a keeper"
+        assert json.loads(sidecar_path(paths[a.cbid]).read_text())["task_id"] == a.task_id
+        assert {cbid: p.read_bytes() for cbid, p in paths.items()} == old_bytes
+    finally:
+        now.close()
+
+
+def test_a_pick_rewrites_the_sidecar_and_never_the_image(sess: Session) -> None:
+    job = sess.generate("a glass vase", wait=True)
+    path = Path(job.path or "")
+    data = path.read_bytes()
+    sess.pick(job, note="keeper")
+    assert json.loads(sidecar_path(path).read_text())["pick"]["note"] == "keeper"
+    assert sess.unpick(job)
+    assert "pick" not in json.loads(sidecar_path(path).read_text())
+    assert path.read_bytes() == data
+    assert read_provenance(path)["file"]["sha256"] == sha(data)
+
+
+def served(sess: Session, job: Any) -> bytes:
+    """The bytes the simulator served for a job's task (its download cache)."""
+    return bytes(sess.sim._cache[job.task_id])
+
+
+@pytest.mark.parametrize(
+    ("options", "suffix", "credentials"),
+    [
+        pytest.param({}, ".jpg", None, id="jpeg-default"),
+        pytest.param({"exif_orientation": 6}, ".jpg", None, id="jpeg-exif-orientation-6"),
+        pytest.param({"image_format": "png", "content_credentials": True}, ".png", "PNG caBX chunk", id="png-c2pa"),
+        pytest.param({"content_credentials": True}, ".jpg", "JPEG APP11 JUMBF segment", id="jpeg-c2pa"),
+        pytest.param({"image_format": "webp", "content_credentials": True}, ".webp", "WebP C2PA chunk", id="webp-c2pa"),
+    ],
+)
+def test_every_stored_image_is_the_served_bytes(
+    tmp_output: Path, options: dict[str, Any], suffix: str, credentials: str | None
+) -> None:
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, **options}))
+    try:
+        jobs = [sess.generate("a paper-cut fox", size="16:9", wait=True, repeat=r) for r in range(2)]
+        for job in jobs:
+            path = Path(job.path or "")
+            data = path.read_bytes()
+            assert path.suffix == suffix
+            assert sha(data) == sha(served(sess, job))
+            prov = read_provenance(path)
+            assert prov["file"]["sha256"] == sha(data) and prov["task_id"] == job.task_id
+            assert prov["file"]["content_credentials"] == credentials
+            assert prov["file"]["suspect"] is None and "size_note" not in prov
+            thumb = job.thumbnail(160)
+            assert thumb.width > thumb.height  # 16:9 as asked, whatever way the pixels are stored
+    finally:
+        sess.close()
+
+
+def test_exif_orientation_is_applied_in_the_thumbnail(tmp_output: Path) -> None:
+    settings = quick_settings(tmp_output)
+    upright = Session(settings)
+    turned = Session(settings.replace(output_dir=tmp_output / "turned",
+                                      sim_options={**settings.sim_options, "exif_orientation": 6}))  # fmt: skip
+    try:
+        a = upright.generate("a red fox in the snow", size="16:9", wait=True)
+        b = turned.generate("a red fox in the snow", size="16:9", wait=True, fresh=True)
+        with Image.open(b.path or "") as stored:
+            assert stored.size == (768, 1344) and stored.getexif()[0x0112] == 6  # the pixels are stored turned
+        ta, tb = a.thumbnail(96), b.thumbnail(96)
+        assert ta.size == tb.size == (96, 55)
+        # the same picture, shown upright: JPEG noise aside, the pixels agree
+        diff = ImageChops.difference(ta, tb)
+        assert max(hi for _, hi in diff.getextrema()) < 64
+        assert ImageStat.Stat(diff).mean[0] < 6
+    finally:
+        upright.close()
+        turned.close()
+
+
+def _cmyk_jpeg(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.convert("CMYK").save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _palette_png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.convert("P", palette=Image.Palette.ADAPTIVE, colors=64).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _png_16bit(img: Image.Image) -> bytes:
+    deep = img.convert("L").convert("I").point(lambda v: v * 257).convert("I;16")
+    buf = io.BytesIO()
+    deep.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("encoder", "mode"),
+    [(_cmyk_jpeg, "CMYK"), (_palette_png, "P"), (_png_16bit, "I;16")],
+    ids=["cmyk-jpeg", "palette-png", "16bit-png"],
+)
+def test_cmyk_palette_and_16_bit_images_are_stored_and_shown(
+    tmp_output: Path, monkeypatch: pytest.MonkeyPatch, encoder: Any, mode: str
+) -> None:
+    monkeypatch.setattr(sim_api, "encode", lambda image, fmt, **_: encoder(image))
+    sess = Session(quick_settings(tmp_output))
+    try:
+        sweep = sess.sweep("a golden sunset over the sea", axes=["temperature=0.2,0.9"], yes=True)
+        for job in sweep.jobs:
+            data = Path(job.path or "").read_bytes()
+            assert sha(data) == sha(served(sess, job))
+            with Image.open(io.BytesIO(data)) as stored:
+                assert stored.mode == mode
+            thumb = job.thumbnail(64)
+            assert thumb.mode == "RGB" and thumb.size == (64, 64)
+            assert max(ImageStat.Stat(thumb).stddev) > 5  # a picture, not a blank or clipped tile
+            assert read_provenance(job.path or "")["file"]["suspect"] is None
+        grid = sweep.grid()
+        assert grid.mode == "RGB" and grid.width > 2 * 64
+    finally:
+        sess.close()
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_export_embeds_parameters_and_leaves_the_original_alone(tmp_output: Path, fmt: str) -> None:
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, "image_format": fmt,
+                                                 "content_credentials": True}))  # fmt: skip
+    try:
+        job = sess.generate("a paper-cut fox", temperature=0.7, wait=True)
+        original = Path(job.path or "").read_bytes()
+        copy = job.export(tmp_output.parent / "shared" / "fox.png", embed=True)
+        assert copy.suffix == Path(job.path or "").suffix  # the file's own format decides the extension
+        assert Path(job.path or "").read_bytes() == original
+        with Image.open(copy) as img, Image.open(io.BytesIO(original)) as orig:
+            assert img.tobytes() == orig.tobytes()  # pixels untouched
+            if fmt == "png":
+                text = img.info["parameters"]
+                ours = json.loads(img.info["gemimg"])
+            else:
+                text = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
+                ours = json.loads(img.info["comment"].removeprefix(b"gemimg:"))
+        assert text.startswith("a paper-cut fox\n") and "Temperature: 0.7" in text
+        assert ours["task_id"] == job.task_id and ours["export"]["sha256"] == sha(original)
+        assert read_provenance(copy)["export"]["embedded"] is True
+        plain = job.export(tmp_output.parent / "shared" / "plain", embed=False)
+        assert plain.read_bytes() == original
+    finally:
+        sess.close()
+
+
+def test_info_shows_the_sidecar_and_the_content_credentials(ip: Any, tmp_output: Path) -> None:
+    from gemimg_jupyter.api.session import reset_session
+
+    settings = quick_settings(tmp_output)
+    reset_session(settings.replace(sim_options={**settings.sim_options, "content_credentials": True}))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    ip.run_cell_magic("gemimg", "-o fox --wait", "a paper-cut fox")
+    job = ip.user_ns["fox"]
+    assert job.info()["file"]["content_credentials"] == "JPEG APP11 JUMBF segment"
+    for name in ("fox", job.id, str(job.path)):
+        out = ip.run_line_magic("gemimg", f"info {name}")
+        assert "content credentials  C2PA manifest present (not validated): JPEG APP11 JUMBF segment" in out.text
+        assert job.task_id in out.text and "sidecar" in out.text and "valid " not in out.text
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
+def _flat(colour: tuple[int, int, int]) -> Any:
+    def encoder(image: Image.Image, fmt: str, **_: Any) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", image.size, colour).save(buf, format="JPEG", quality=90)
+        return buf.getvalue()
+
+    return encoder
+
+
+def test_paid_but_unusable_images_are_flagged_and_counted_apart(
+    ip: Any, tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.api.session import get_session, reset_session
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    ip.run_cell_magic("gemimg", "-o good --wait", "a paper-cut fox")
+    monkeypatch.setattr(sim_api, "encode", _flat((0, 0, 0)))
+    ip.run_cell_magic("gemimg", "-o dark --wait", "a lighthouse at night")
+    monkeypatch.setattr(sim_api, "encode", _flat((120, 160, 200)))
+    ip.run_cell_magic("gemimg", "-o flat --wait", "a calm sky")
+    good, dark, flat = (ip.user_ns[n] for n in ("good", "dark", "flat"))
+    assert good.info()["file"]["suspect"] is None
+    assert dark.info()["file"]["suspect"] == "all black"
+    assert flat.info()["file"]["suspect"].startswith("one flat colour")
+    assert all(Path(j.path).is_file() for j in (good, dark, flat))  # flagged, never deleted
+    cost = get_session().cost()
+    assert cost["suspect_images"] == 2 and cost["suspect_usd"] == pytest.approx(dark.cost_usd + flat.cost_usd)
+    text = ip.run_line_magic("gemimg", "cost").text
+    assert "paid but suspect" in text and "all black, one flat colour" in text and "usable: 1" in text
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")
