@@ -23,6 +23,7 @@ from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.domain.settings import Secret, Settings
 from gemimg_jupyter.draw.images import load_reference, read_provenance
 from gemimg_jupyter.engine import Job, JobRunner
+from gemimg_jupyter.engine.record import JobRecord
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.sim import SimConfig, SimServer
@@ -294,9 +295,10 @@ def test_the_same_request_while_running_is_shared_not_paid_twice(sim: Any, fast_
 def test_short_ids_grow_on_a_collision(sim: Any, fast_settings: Settings) -> None:
     runner = runner_for(sim, fast_settings)
     try:
-        jobs = [Job(params(f"collide {i}"), cbid=f"gemimg-{i:02d}{'ab12cd' * 4}") for i in range(3)]
-        for job in jobs:
-            runner._register(job)
+        records = [JobRecord(params(f"collide {i}"), cbid=f"gemimg-{i:02d}{'ab12cd' * 4}") for i in range(3)]
+        for rec in records:
+            runner._register(rec)
+        jobs = [rec.job for rec in records]
         assert len({j.id for j in jobs}) == 3 and jobs[0].id == "ab12cd"
         assert all(runner.get(j.id) is j for j in jobs)
     finally:
