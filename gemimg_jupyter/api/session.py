@@ -149,7 +149,7 @@ class Session:
                 self.client, self.store, self.settings, backend=self.backend, gate=self.gate, owner=self
             )
             self.pickbook = Picks(self.store)
-            self.edits = Edits(self)
+            self.edits = Edits(self, self.store, self.pickbook)
             self.budget = Budget(self.settings, self.store, self.runner)
         except BaseException:
             self._stop_sim()  # a failed load leaves no simulator behind
