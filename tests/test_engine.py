@@ -305,6 +305,21 @@ def test_short_ids_grow_on_a_collision(sim: Any, fast_settings: Settings) -> Non
         runner.shutdown()
 
 
+def test_the_handle_carries_no_scheduler_bookkeeping(sim: Any, fast_settings: Settings) -> None:
+    """The user's Job holds its own state only; the runner's bookkeeping lives in its JobRecord."""
+    runner = runner_for(sim, fast_settings)
+    try:
+        job = runner.submit(params("a plain handle"))
+        private = {name for name in vars(job) if name.startswith("_")}
+        assert private == {"_owner", "_control", "_signals", "_image", "_preview", "_thumbs"}
+        assert job.result(timeout=20).state is JobState.DONE
+        assert job.cancel() is False  # ended: nothing left to stop
+        bare = Job(params("no runner"))
+        assert bare.cancel() is False and not bare.done()  # no runner runs it: nothing to stop
+    finally:
+        runner.shutdown()
+
+
 def test_images_follow_the_umask(sim: Any, fast_settings: Settings) -> None:
     import os
     import stat
