@@ -41,7 +41,7 @@ def finished_job(tmp_path: Path, size: str = "16:9", state: JobState = JobState.
     prov = {"params": job.params.as_dict(), "task_id": "task_123", "backend": "sim"}
     path.write_bytes(png_with_provenance(Image.new("RGB", (w, h), "teal"), prov))
     job.path, job.provenance, job.task_id, job.state, job.cost_usd = path, prov, "task_123", state, 0.0488
-    job._done.set()
+    job._signals.done.set()
     return job
 
 

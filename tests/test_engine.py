@@ -23,6 +23,7 @@ from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.domain.settings import Secret, Settings
 from gemimg_jupyter.draw.images import load_reference, read_provenance
 from gemimg_jupyter.engine import Job, JobRunner
+from gemimg_jupyter.engine.record import JobRecord
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.sim import SimConfig, SimServer
@@ -294,11 +295,27 @@ def test_the_same_request_while_running_is_shared_not_paid_twice(sim: Any, fast_
 def test_short_ids_grow_on_a_collision(sim: Any, fast_settings: Settings) -> None:
     runner = runner_for(sim, fast_settings)
     try:
-        jobs = [Job(params(f"collide {i}"), cbid=f"gemimg-{i:02d}{'ab12cd' * 4}") for i in range(3)]
-        for job in jobs:
-            runner._register(job)
+        records = [JobRecord(params(f"collide {i}"), cbid=f"gemimg-{i:02d}{'ab12cd' * 4}") for i in range(3)]
+        for rec in records:
+            runner._register(rec)
+        jobs = [rec.job for rec in records]
         assert len({j.id for j in jobs}) == 3 and jobs[0].id == "ab12cd"
         assert all(runner.get(j.id) is j for j in jobs)
+    finally:
+        runner.shutdown()
+
+
+def test_the_handle_carries_no_scheduler_bookkeeping(sim: Any, fast_settings: Settings) -> None:
+    """The user's Job holds its own state only; the runner's bookkeeping lives in its JobRecord."""
+    runner = runner_for(sim, fast_settings)
+    try:
+        job = runner.submit(params("a plain handle"))
+        private = {name for name in vars(job) if name.startswith("_")}
+        assert private == {"_owner", "_control", "_signals", "_image", "_preview", "_thumbs"}
+        assert job.result(timeout=20).state is JobState.DONE
+        assert job.cancel() is False  # ended: nothing left to stop
+        bare = Job(params("no runner"))
+        assert bare.cancel() is False and not bare.done()  # no runner runs it: nothing to stop
     finally:
         runner.shutdown()
 

@@ -4,28 +4,27 @@
 names an image after it was made: finding its ledger row (from a result, a job id or a task id,
 after a restart too), using it as the source of an edit, its lineage, picking it, and the HTML
 reports. The session's public methods (``find``, ``edit_source``, ``lineage``, ``pick`` …)
-delegate here; the ledger is the only state.
+delegate here; the ledger is the only state. Of the session it sees only :class:`EditsOwner`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gemimg_jupyter.api.lineage import Lineage, edit_reference, ledger_cbid, lineage, row_of
+from gemimg_jupyter.api.report import lineage_report
 from gemimg_jupyter.api.results import SweepResult, write_report
 from gemimg_jupyter.domain.errors import GemimgError, ValidationError
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.engine import Job
-from gemimg_jupyter.ledger.picks import Pick
-from gemimg_jupyter.ledger.store import LedgerRow
+from gemimg_jupyter.ledger.picks import Pick, Picks
+from gemimg_jupyter.ledger.store import LedgerRow, Store
 
-if TYPE_CHECKING:  # pragma: no cover
-    from gemimg_jupyter.api.session import Session
-
-__all__ = ["Edits"]
+__all__ = ["Edits", "EditsOwner"]
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +33,25 @@ log = logging.getLogger(__name__)
 SOURCES_KEPT = 4
 
 
+class EditsOwner(Protocol):
+    """What :class:`Edits` asks of its session (implemented by ``api.session.Session``)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def sweeps(self) -> Sequence[SweepResult]: ...
+
+    def find_job(self, job_id: str) -> Job | None: ...
+
+
 class Edits:
     """Find, edit, pick and report the images of one session's output folder."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: EditsOwner, store: Store, pickbook: Picks) -> None:
         self.session = session
-        self.store = session.store
-        self.pickbook = session.pickbook
+        self.store = store
+        self.pickbook = pickbook
         # the last few edit sources, by (cbid, file, its mtime): a panel asks on every keystroke while it edits
         self._sources: dict[tuple[str, str, int], tuple[ReferenceImage, dict[str, Any]]] = {}
         self._sources_lock = threading.Lock()
@@ -142,8 +153,6 @@ class Edits:
         """Write the HTML report of a sweep, or of an image's edit chain; see :meth:`Session.save_report`."""
         if isinstance(target, SweepResult):
             return target.save_report(path)
-        from gemimg_jupyter.api.report import lineage_report
-
         chain = self.lineage(target)
         name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
         out = Path(path) if path is not None else self.store.root / "reports" / name

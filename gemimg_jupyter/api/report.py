@@ -22,23 +22,20 @@ import io
 import os
 import time
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.grid import plan_header
 from gemimg_jupyter.draw.images import load_thumbnail
+from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick
 from gemimg_jupyter.plans.plan import SweepPlan
 
-if TYPE_CHECKING:  # pragma: no cover
-    from gemimg_jupyter.api.session import SweepResult
-    from gemimg_jupyter.engine import Job
-
-__all__ = ["THUMB_SIDE", "lineage_report", "reproduce_cell", "sweep_report", "thumbnail_data_uri"]
+__all__ = ["THUMB_SIDE", "SweepRun", "lineage_report", "reproduce_cell", "sweep_report", "thumbnail_data_uri"]
 
 #: Long side of the embedded thumbnails.
 THUMB_SIDE = 320
@@ -58,6 +55,21 @@ figcaption{font-size:12px;color:#495057;word-break:break-word} figcaption code{f
 pre{background:#f8f9fa;border:1px solid #dee2e6;padding:10px;white-space:pre-wrap;word-break:break-word}
 table.steps{border-collapse:collapse} table.steps td,table.steps th{border:1px solid #dee2e6;padding:6px;vertical-align:top;text-align:left}
 """
+
+
+class SweepRun(Protocol):
+    """What a sweep's report reads of it (a :class:`~.results.SweepResult` is one)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def plan(self) -> SweepPlan: ...
+
+    @property
+    def jobs(self) -> Sequence[Job]: ...
+
+    def progress_text(self) -> str: ...
 
 
 def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> str | None:
@@ -168,7 +180,7 @@ def _quote(text: str) -> str:
     return text if text and all(c.isalnum() or c in "._-=:,/+" for c in text) else '"' + text.replace('"', '\\"') + '"'
 
 
-def sweep_report(result: SweepResult, base: Path, picks: Iterable[Pick] = ()) -> str:
+def sweep_report(result: SweepRun, base: Path, picks: Iterable[Pick] = ()) -> str:
     """The HTML of a sweep's report; links are relative to the folder ``base`` it will be written to."""
     plan = result.plan
     picked = {p.cbid: p for p in picks}

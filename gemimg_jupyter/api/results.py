@@ -19,6 +19,7 @@ from PIL import Image
 
 from gemimg_jupyter.api.lineage import ledger_cbid
 from gemimg_jupyter.api.progress import shown_while_waiting
+from gemimg_jupyter.api.report import SweepRun, sweep_report
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.grid import Tile, encode_grid_png, grid_for_plan
@@ -181,8 +182,6 @@ class SweepResult:
         Without ``path`` it goes to ``<output>/reports/``. Thumbnails are
         embedded; each links to its full-size file by a relative path.
         """
-        from gemimg_jupyter.api.report import sweep_report
-
         target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
         return write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
 
@@ -283,6 +282,9 @@ if TYPE_CHECKING:  # mypy checks here that both kinds of run satisfy Result
 
     def _both_are_results(job: Job, sweep: SweepResult) -> tuple[Result, Result]:
         return job, sweep
+
+    def _a_sweep_is_a_sweep_run(sweep: SweepResult) -> SweepRun:
+        return sweep
 
 
 def write_report(target: Path, markup: str) -> Path:

@@ -151,10 +151,12 @@ class Session:
             self.base_url = base_url
             self.gate = RateGate(self.settings)  # built once, shared by the client and the runner
             self.client = _client(self.settings, base_url, key, self.gate)
-            self.runner = JobRunner(self.client, self.store, self.settings, backend=self.backend, gate=self.gate)
-            self.runner.session = self  # jobs reach their session for edit, pick, lineage
+            # jobs reach their session (as their JobOwner) for edit, pick, lineage
+            self.runner = JobRunner(
+                self.client, self.store, self.settings, backend=self.backend, gate=self.gate, owner=self
+            )
             self.pickbook = Picks(self.store)
-            self.edits = Edits(self)
+            self.edits = Edits(self, self.store, self.pickbook)
             self.budget = Budget(self.settings, self.store, self.runner)
         except BaseException:
             self._stop_sim()  # a failed load leaves no simulator behind

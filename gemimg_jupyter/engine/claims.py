@@ -27,7 +27,8 @@ from gemimg_jupyter.domain.models import (
     stored_controls,
 )
 from gemimg_jupyter.draw.images import read_provenance
-from gemimg_jupyter.engine.handle import Job, parent_of
+from gemimg_jupyter.engine.handle import Job, JobOwner
+from gemimg_jupyter.engine.record import JobRecord, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.engine.transitions import Transitions
 from gemimg_jupyter.ledger.store import Claim, LedgerRow
@@ -70,45 +71,47 @@ def paid_for(row: LedgerRow) -> float:
     return row.cost_usd if row.cost_usd is not None else (row.price_usd or 0.0)
 
 
-def finish_from_store(record: Transitions, job: Job, row: LedgerRow) -> None:
+def finish_from_store(record: Transitions, rec: JobRecord, row: LedgerRow) -> None:
     """End the job with the image a finished row points at (a cache hit: $0 here)."""
     assert row.path is not None
+    job = rec.job
     job.path, job.task_id, job.progress = Path(row.path), row.task_id, 100
     job.provenance = provenance_from_file(job.path)
-    record.finish(job, JobState.CACHED)
+    record.finish(rec, JobState.CACHED)
 
 
-def follow(e: Engine, job: Job, deadline: float) -> Generator[float | None, None, bool]:
+def follow(e: Engine, rec: JobRecord, deadline: float) -> Generator[float | None, None, bool]:
     """Follow a row another live process works on; ``True`` once it ended, ``False`` after taking it over."""
+    job = rec.job
     every = min(1.0, max(e.settings.poll_min, 0.2))
     while True:
-        check_cancel(job)
+        check_cancel(rec)
         row = e.store.get(job.cbid)
         if row is not None and row.state == "done" and row.path and Path(row.path).is_file():
-            finish_from_store(e.record, job, row)  # the other process paid; here it is free
+            finish_from_store(e.record, rec, row)  # the other process paid; here it is free
             return True
         if row is not None and row.state in ENDED:
             job.error = row.error or f"the request ended {row.state} in another process"
             job.exception = JobError(job.error, task_id=row.task_id)
-            e.record.finish(job, JobState(row.state))
+            e.record.finish(rec, JobState(row.state))
             return True
         if row is None or row.state == "timeout" or not e.store.owner_alive(row.owner):
             took = e.store.take_over(job.cbid)
             if took is not None:
-                job._adopt = None
+                rec.adopt = None
                 job.task_id, job.submitted_at = took.task_id, took.submitted
                 if took.task_id is not None:
                     job.cost_usd = paid_for(took)
                 return False
         elif row.state in FOLLOWED:
-            e.record.set_state(job, FOLLOWED[row.state])
+            e.record.set_state(rec, FOLLOWED[row.state])
         if time.monotonic() > deadline:
             raise JobTimeoutError(
                 f"job {job.id}: another process is still making this image; run the cell again to pick it up",
                 task_id=job.task_id,
             )
         yield every
-        e.woke(job)
+        e.woke(rec)
 
 
 def provenance_from_file(path: Path) -> dict[str, Any]:
@@ -119,7 +122,7 @@ def provenance_from_file(path: Path) -> dict[str, Any]:
         return {}
 
 
-def job_from_row(row: LedgerRow) -> Job | None:
+def job_from_row(row: LedgerRow, owner: JobOwner | None = None) -> JobRecord | None:
     """A job for an unfinished ledger row (``None`` when its stored parameters are unreadable)."""
     p: Mapping[str, Any] = row.params
     try:
@@ -141,7 +144,10 @@ def job_from_row(row: LedgerRow) -> Job | None:
         )
     except (KeyError, TypeError, ValueError):
         return None
-    job = Job(params, repeat=row.repeat, sweep_id=row.sweep_id, cbid=row.cbid, parent=p.get("parent"))
+    rec = JobRecord(
+        params, repeat=row.repeat, sweep_id=row.sweep_id, cbid=row.cbid, parent=p.get("parent"), owner=owner
+    )
+    job = rec.job
     job.key = row.key
     job.task_id = row.task_id
     job.submitted_at = row.submitted
@@ -149,4 +155,4 @@ def job_from_row(row: LedgerRow) -> Job | None:
     if row.task_id is not None:
         job.cost_usd = paid_for(row)  # the billed cost when the gateway gave one, like a takeover or a follow
         job.state = JobState.SUBMITTED
-    return job
+    return rec

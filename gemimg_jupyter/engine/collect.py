@@ -27,8 +27,9 @@ from gemimg_jupyter.domain.errors import (
 from gemimg_jupyter.domain.finish import failure_text
 from gemimg_jupyter.domain.models import JobState, TaskStatus
 from gemimg_jupyter.draw.formats import file_facts
-from gemimg_jupyter.engine.handle import Job, Steps, parent_of
+from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
+from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.ledger.store import safe_filename
 
@@ -48,7 +49,7 @@ class Collector:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def run(self, job: Job, deadline: float) -> Steps:
+    def run(self, rec: JobRecord, deadline: float) -> Steps:
         """Poll, download and write: after payment only a verdict ends the job without its image.
 
         Anything else (HTML or non-JSON answers, a 404 on a result before it
@@ -56,14 +57,15 @@ class Collector:
         backoff until the job's deadline; then the row stays resumable, with
         the last problem as its reason.
         """
+        job = rec.job
         assert job.task_id is not None
         e = self.engine
         problem: BaseException | None = None
         tries = 0
         while True:
             try:
-                status = yield from self._poll(job, deadline, problem)
-                e.window.release(job, grew=True)  # the gateway has finished it: room for one more
+                status = yield from self._poll(rec, deadline, problem)
+                e.window.release(rec, grew=True)  # the gateway has finished it: room for one more
                 problem = None
                 if status.cost_usd:  # never zero a billed cost
                     job.cost_usd = status.cost_usd
@@ -74,7 +76,7 @@ class Collector:
                     )
                 if not status.url:
                     raise Retry(f"task {status.id} completed without an image URL")
-                yield from self._download(job, status, status.url, deadline)
+                yield from self._download(rec, status, status.url, deadline)
                 return
             except JobCancelled:
                 raise
@@ -93,30 +95,31 @@ class Collector:
                 problem = exc
                 if isinstance(exc, RateLimitError):
                     e.gate.refund("query")
-            if e.stop_now(job):
+            if e.stop_now(rec):
                 raise JobCancelled(f"job {job.id} dropped after submit (it is still paid for)", task_id=job.task_id)
             tries += 1
-            e.record.set_state(job, JobState.IN_PROGRESS, job.progress)
+            e.record.set_state(rec, JobState.IN_PROGRESS, job.progress)
             wait = e.settings.retry.delay(tries, getattr(problem, "retry_after", None), rng=e.rng)
             wait = min(wait, e.settings.poll_max, max(0.0, deadline - time.monotonic()))
             log.info("job %s: trying again in %.1fs after: %s", job.id, wait, problem)
             yield wait
-            e.woke(job)
-            check_cancel(job)
+            e.woke(rec)
+            check_cancel(rec)
             if time.monotonic() >= deadline:
                 raise self._overdue(job, problem)
 
-    def _download(self, job: Job, status: TaskStatus, url: str, deadline: float) -> Steps:
+    def _download(self, rec: JobRecord, status: TaskStatus, url: str, deadline: float) -> Steps:
         """Download the image in the download pool, keep its bytes with a provenance sidecar, and end the job ``done``."""
+        job = rec.job
         e = self.engine
-        e.record.move(job, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
+        e.record.move(rec, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
         yield TO_DOWNLOADS
-        e.woke(job)
+        e.woke(rec)
         data = e.client.download(
             url,
             expected=job.params.pixel_size,
             deadline=deadline,
-            cancelled=lambda: e.stop_now(job),
+            cancelled=lambda: e.stop_now(rec),
             tries=1,
         )
         job.provenance = self._provenance(job, status)
@@ -126,7 +129,7 @@ class Collector:
         job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         job.path = e.store.write_image(data, name, job.provenance)
-        e.record.finish(job, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
+        e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
     def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:
         """The job's deadline passed without an image: it ends ``timeout``, its row resumable."""
@@ -140,7 +143,7 @@ class Collector:
         )
 
     def _poll(
-        self, job: Job, deadline: float, problem: BaseException | None = None
+        self, rec: JobRecord, deadline: float, problem: BaseException | None = None
     ) -> Generator[float | None, None, TaskStatus]:
         """Look until the task completes (returned) or fails (raised); after a ``problem`` the first look is now.
 
@@ -148,6 +151,7 @@ class Collector:
         errors go up to :meth:`_collect`, which retries them. Five answers in
         a row with an undocumented status fail the job, naming the status.
         """
+        job = rec.job
         assert job.task_id is not None
         e = self.engine
         start = job.submitted_at or time.time()
@@ -159,17 +163,17 @@ class Collector:
             delay = e.polls.next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
             if time.monotonic() + delay > deadline:
                 yield max(0.0, deadline - time.monotonic())
-                e.woke(job)
-                check_cancel(job)
+                e.woke(rec)
+                check_cancel(rec)
                 raise self._overdue(job, problem)
             yield delay
-            e.woke(job)
-            check_cancel(job)
+            e.woke(rec)
+            check_cancel(rec)
             wait = e.gate.reserve("query")  # the query bucket is shared by every job, however many
             if wait > 0:
                 yield wait
-                e.woke(job)
-                check_cancel(job)
+                e.woke(rec)
+                check_cancel(rec)
             first = False
             asked = time.time()
             with e.gate.ticket("query"):
@@ -201,7 +205,7 @@ class Collector:
                 unknown = 0
             state = JobState.IN_PROGRESS if status.status == "in_progress" else JobState.SUBMITTED
             looks.append((seen, status.progress if state is JobState.IN_PROGRESS else 0))
-            e.record.set_state(job, state, max(job.progress, min(99, status.progress)))
+            e.record.set_state(rec, state, max(job.progress, min(99, status.progress)))
 
     def _provenance(self, job: Job, status: TaskStatus) -> dict[str, Any]:
         return {

@@ -1,10 +1,13 @@
 """The user's handle on one requested image: :class:`Job`.
 
-A job is created by the runner (:mod:`.runner`) and changed only by it; the
-user reads it (``state``, ``progress``, ``image``, ``path``), waits on it
-(``result``, ``wait``) and listens to it (``add_listener``). The attributes
-with a leading underscore are the runner's bookkeeping (its place in the
-scheduler, the window and the budget), shared within this package only.
+A job is created by the runner (its per-job record, :class:`~.record.JobRecord`,
+makes the handle) and changed only by it; the user reads it (``state``,
+``progress``, ``image``, ``path``), waits on it (``result``, ``wait``),
+listens to it (``add_listener``) and cancels it. The handle knows nothing of
+the scheduler: it reaches the runner only through :class:`JobControl`
+(cancel), and the session that made it only through :class:`JobOwner`
+(edit, pick, lineage). :class:`Signals` is how the runner's changes reach
+whoever waits or listens.
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from PIL import Image
 
@@ -24,23 +27,58 @@ from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.draw.images import load_thumbnail, png_bytes, thumbnail
 from gemimg_jupyter.ledger.sidecar import export_copy, image_info
 
-if TYPE_CHECKING:
-    from gemimg_jupyter.ledger.store import LedgerRow
-
 log = logging.getLogger(__name__)
 
 Listener = Callable[["Job"], None]
-#: A job as a state machine: each step yields how long to wait before the next (``None``: until woken).
-Steps = Generator[float | None, None, None]
 PREVIEW_LONG_SIDE = 768
+
+
+class JobOwner(Protocol):
+    """What a job asks of the session that made it (implemented by ``api.session.Session``)."""
+
+    def edit(self, target: object, prompt: str, **kwargs: Any) -> Job: ...
+
+    def pick(self, target: object, *, note: str | None = None) -> object: ...
+
+    def unpick(self, target: object) -> bool: ...
+
+    def is_picked(self, target: object) -> bool: ...
+
+    def lineage(self, target: object) -> Any: ...
+
+
+class JobControl(Protocol):
+    """What a job asks of the runner that runs it (implemented by :class:`~.record.JobRecord`)."""
+
+    def cancel(self, drop: bool) -> bool:
+        """Ask the job to stop; ``True`` if it will end ``cancelled`` (see :meth:`Job.cancel`)."""
+        ...
+
+
+class Signals:
+    """How a job's changes reach its waiters and listeners: the handle waits and listens, the runner fires."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.changed = threading.Condition()
+        self.listeners: list[Listener] = []
+
+    def notify(self, job: Job, more: tuple[Listener, ...] | list[Listener] = ()) -> None:
+        """Wake whoever waits on ``job``, then call its listeners and ``more`` (the runner's)."""
+        with self.changed:
+            self.changed.notify_all()
+        for listener in (*self.listeners, *more):
+            call_listener(listener, job)
 
 
 class Job:
     """One requested image, running in the background.
 
-    The object is also the user's result handle: ``job.result()`` waits and
+    The object is the user's result handle: ``job.result()`` waits and
     returns the job, ``job.image`` is the ``PIL.Image``, ``job.path`` the PNG
-    on disk, ``job.params`` what was asked for.
+    on disk, ``job.params`` what was asked for. ``owner``, ``control`` and
+    ``signals`` are given by the runner (a handle made without them belongs
+    to no session and no runner).
     """
 
     def __init__(
@@ -51,12 +89,13 @@ class Job:
         sweep_id: str | None = None,
         cbid: str | None = None,
         parent: Mapping[str, Any] | None = None,
+        owner: JobOwner | None = None,
+        control: JobControl | None = None,
+        signals: Signals | None = None,
     ) -> None:
         self.params = params
         #: the image this one edits (``cbid``, ``key``, ``sha256``), recorded in the ledger and the PNG
         self.parent: dict[str, Any] | None = dict(parent) if parent else None
-        #: the session that made this job (for ``edit``, ``pick``, ``lineage``); set by the runner
-        self.session: Any = None
         self.repeat = repeat
         self.sweep_id = sweep_id
         self.key = params.cache_key(repeat)
@@ -74,24 +113,12 @@ class Job:
         self.finished_at: float | None = None
         self.expires_at: int | None = None
         self.provenance: dict[str, Any] = {}
-        self._listeners: list[Listener] = []
-        self._done = threading.Event()
-        self._changed = threading.Condition()
-        self._wake = threading.Event()
-        self._cancel = False
-        self._drop = False
-        self._adopt: LedgerRow | None = None  # another live process's row this job follows
-        self._steps: Steps | None = None  # the job as a state machine
-        self._step_lock = threading.Lock()
-        self._token = -1  # its entry in the scheduler's heap (older entries are stale)
-        self._waker: Callable[[], None] | None = None
-        self._slot = False  # holds one place in the runner's window of unfinished tasks
-        self._reserved = 0.0  # budget reserved for its submit
-        self._unsent = False  # its row is known to be "queued": no earlier try can have reached the gateway
+        self._owner = owner  # the session that made it (for edit, pick, lineage)
+        self._control = control  # the runner's record of it (for cancel)
+        self._signals = signals or Signals()
         self._image: Image.Image | None = None
         self._preview: bytes | None = None
         self._thumbs: dict[int, Image.Image] = {}
-        self._lock = threading.Lock()
 
     # ---- the result handle ----------------------------------------------------------------
 
@@ -107,22 +134,23 @@ class Job:
 
     def done(self) -> bool:
         """True once the job is in a terminal state."""
-        return self._done.is_set()
+        return self._signals.done.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the job ends; ``False`` if ``timeout`` passed first."""
-        return self._done.wait(timeout)
+        return self._signals.done.wait(timeout)
 
     def wait_for(self, state: JobState | str, timeout: float) -> bool:
         """Block until the job is in ``state`` (``True``), or it ended elsewhere or ``timeout`` passed (``False``)."""
         target = JobState(state)
-        with self._changed:
-            self._changed.wait_for(lambda: self.state is target or self._done.is_set(), timeout)
+        signals = self._signals
+        with signals.changed:
+            signals.changed.wait_for(lambda: self.state is target or signals.done.is_set(), timeout)
         return self.state is target
 
     def result(self, timeout: float | None = None) -> Job:
         """Wait for the image and return this job; raise the job's error if it has none."""
-        if not self._done.wait(timeout):
+        if not self._signals.done.wait(timeout):
             raise JobTimeoutError(
                 f"job {self.id} is still {self.state.value} after {timeout:g}s; it keeps running in the background",
                 task_id=self.task_id,
@@ -185,21 +213,14 @@ class Job:
         A submitted task is paid for, so it is still downloaded unless
         ``drop=True``. Returns ``True`` if the job will end ``cancelled``.
         """
-        with self._lock:
-            if self._done.is_set():
-                return False
-            self._cancel = True
-            self._drop = self._drop or drop
-            will = self.task_id is None or drop
-        self._wake.set()
-        if self._waker is not None:
-            self._waker()
-        return will
+        if self._control is None:  # no runner runs it: nothing to stop
+            return False
+        return self._control.cancel(drop)
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(job)`` on every change of state or progress (from a worker thread)."""
-        self._listeners.append(listener)
-        if self._done.is_set():
+        self._signals.listeners.append(listener)
+        if self._signals.done.is_set():
             call_listener(listener, self)
 
     def describe(self) -> dict[str, Any]:
@@ -231,7 +252,7 @@ class Job:
         Takes the keyword arguments of ``Session.generate`` (``size``, more
         ``reference_images``, ``wait`` …); an edit asked for again is a cache hit.
         """
-        return self._session().generate(prompt, edit=self, **params)  # type: ignore[no-any-return]
+        return self._session().edit(self, prompt, **params)
 
     def pick(self, note: str | None = None) -> Job:
         """Mark this image as a favourite (kept in the ledger and written into the PNG's provenance)."""
@@ -246,16 +267,16 @@ class Job:
     @property
     def picked(self) -> bool:
         """True when this image is picked (in the ledger, so it survives restarts)."""
-        return bool(self._session().is_picked(self))
+        return self._session().is_picked(self)
 
     def lineage(self) -> Any:
         """The chain of edits from the root image to this one (``lineage.Lineage``)."""
         return self._session().lineage(self)
 
-    def _session(self) -> Any:
-        if self.session is None:
+    def _session(self) -> JobOwner:
+        if self._owner is None:
             raise JobError(f"job {self.id} belongs to no session; use Session.pick/edit with it")
-        return self.session
+        return self._owner
 
     def __repr__(self) -> str:
         extra = f", path={str(self.path)!r}" if self.path else (f", error={self.error!r}" if self.error else "")
@@ -279,8 +300,3 @@ def call_listener(listener: Listener, job: Job) -> None:
         listener(job)
     except Exception:
         log.exception("a gemimg listener failed")
-
-
-def parent_of(job: Job) -> dict[str, Any]:
-    """``{"parent": …}`` for an edit, ``{}`` otherwise (merged into the ledger params and provenance)."""
-    return {"parent": job.parent} if job.parent else {}

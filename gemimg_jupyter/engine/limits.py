@@ -22,7 +22,7 @@ from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.gateway.client import Category
 
 if TYPE_CHECKING:
-    from gemimg_jupyter.engine.handle import Job
+    from gemimg_jupyter.engine.record import JobRecord
 
 
 class TokenBucket:
@@ -150,11 +150,11 @@ class Window:
     ``wake``) when one frees up.
     """
 
-    def __init__(self, settings: Settings, wake: Callable[[Job], None]) -> None:
+    def __init__(self, settings: Settings, wake: Callable[[JobRecord], None]) -> None:
         self._size = float(max(1, settings.submit_burst))
         self._ceiling = float(settings.max_in_flight) if settings.max_in_flight else math.inf
         self._unfinished = 0
-        self._waiting: deque[Job] = deque()
+        self._waiting: deque[JobRecord] = deque()
         self._last_shrink = 0.0
         self._floor = 1.0  # unfinished tasks when the gateway last accepted a submit: it took that many
         self._wake = wake
@@ -165,26 +165,26 @@ class Window:
         """How many unfinished tasks may be out at once right now."""
         return min(self._size, self._ceiling)
 
-    def take(self, job: Job) -> bool:
-        """Give ``job`` a place (``True``), or put it in line to be woken when one frees up (``False``)."""
+    def take(self, rec: JobRecord) -> bool:
+        """Give the job a place (``True``), or put it in line to be woken when one frees up (``False``)."""
         with self._lock:
-            if job._slot:
+            if rec.slot:
                 return True
             if self._unfinished < self.size:
                 self._unfinished += 1
-                job._slot = True
+                rec.slot = True
                 return True
-            if job not in self._waiting:
-                self._waiting.append(job)
+            if rec not in self._waiting:
+                self._waiting.append(rec)
             return False
 
-    def release(self, job: Job, *, grew: bool = False) -> None:
+    def release(self, rec: JobRecord, *, grew: bool = False) -> None:
         """Free the job's place (``grew``: its task finished, so the window grows by one) and wake who fits now."""
-        wake: list[Job] = []
+        wake: list[JobRecord] = []
         with self._lock:
-            if not job._slot:
+            if not rec.slot:
                 return
-            job._slot = False
+            rec.slot = False
             self._unfinished -= 1
             if grew:
                 self._size = min(self._size + 1.0, 1e6)
@@ -223,20 +223,21 @@ class Reservations:
         self._committed = 0.0  # reserved or spent by this runner's submits
         self._lock = threading.Lock()
 
-    def reserve(self, job: Job, limit: float | None) -> None:
+    def reserve(self, rec: JobRecord, limit: float | None) -> None:
         """Reserve the job's price before its submit (once); raise :class:`BudgetExceededError` if it passes ``limit``."""
-        price = job.params.price_usd or 0.0
+        price = rec.job.params.price_usd or 0.0
         with self._lock:
-            if job._reserved or limit is None:
+            if rec.reserved or limit is None:
                 return
             if self._committed + price > limit + 1e-9:
                 raise BudgetExceededError(price, self._committed, limit)
             self._committed += price
-            job._reserved = price
+            rec.reserved = price
 
-    def settle(self, job: Job) -> None:
+    def settle(self, rec: JobRecord) -> None:
         """At the end: the reservation becomes what the job really cost ($0 if never accepted or refunded)."""
+        job = rec.job
         with self._lock:
-            if job._reserved:
-                self._committed += (job.cost_usd if job.task_id else 0.0) - job._reserved
-            job._reserved = 0.0
+            if rec.reserved:
+                self._committed += (job.cost_usd if job.task_id else 0.0) - rec.reserved
+            rec.reserved = 0.0

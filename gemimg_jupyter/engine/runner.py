@@ -22,9 +22,10 @@ from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import claims
 from gemimg_jupyter.engine.cadence import PollSchedule
 from gemimg_jupyter.engine.collect import Collector
-from gemimg_jupyter.engine.handle import Job, Listener, Steps
+from gemimg_jupyter.engine.handle import Job, JobOwner, Listener
 from gemimg_jupyter.engine.lanes import Lanes, Stopped
 from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
+from gemimg_jupyter.engine.record import JobRecord, Steps
 from gemimg_jupyter.engine.shared import Engine, final_state
 from gemimg_jupyter.engine.submit import Submitter
 from gemimg_jupyter.engine.transitions import Transitions
@@ -53,10 +54,19 @@ class JobRunner:
         ``"sim"`` or ``"toapis"``: recorded in the ledger and provenance.
     gate : RateGate, optional
         The session's rate gate, shared with the client (built here when not given).
+    owner : JobOwner, optional
+        The session every job of this runner belongs to (for ``Job.edit``, ``pick``, ``lineage``).
     """
 
     def __init__(
-        self, client: ToAPIsClient, store: Store, settings: Settings, *, backend: str, gate: RateGate | None = None
+        self,
+        client: ToAPIsClient,
+        store: Store,
+        settings: Settings,
+        *,
+        backend: str,
+        gate: RateGate | None = None,
+        owner: JobOwner | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -66,8 +76,8 @@ class JobRunner:
             client.gate = self.gate
         rng = random.Random()
         self.polls = PollSchedule(settings, rng)
-        lanes = Lanes(settings, abort=lambda job, exc: self._record.abort(job, exc))
-        window = Window(settings, wake=lambda job: lanes.schedule(job, 0.0))
+        lanes = Lanes(settings, abort=lambda rec, exc: self._record.abort(rec, exc))
+        window = Window(settings, wake=lambda rec: lanes.schedule(rec, 0.0))
         budget = Reservations()
         self._record = Transitions(store, window, budget)
         self._engine = Engine(
@@ -85,10 +95,11 @@ class JobRunner:
         )
         self._submitter = Submitter(self._engine)
         self._collector = Collector(self._engine)
-        self._jobs: dict[str, Job] = {}
+        self._jobs: dict[str, JobRecord] = {}  # by short id
         self._lock = threading.Lock()
         store.start_heartbeat()
-        self.session: Any = None  # the Session, handed to every Job (for edit, pick, lineage)
+        #: the session every new job belongs to (for ``Job.edit``, ``pick``, ``lineage``)
+        self.owner = owner
 
     @property
     def settings(self) -> Settings:
@@ -109,12 +120,13 @@ class JobRunner:
     def jobs(self) -> list[Job]:
         """Every job of this runner, oldest first."""
         with self._lock:
-            return list(self._jobs.values())
+            return [rec.job for rec in self._jobs.values()]
 
     def get(self, job_id: str) -> Job | None:
         """A job by its short id, task id or ``client_business_id``."""
         with self._lock:
-            for job in self._jobs.values():
+            for rec in self._jobs.values():
+                job = rec.job
                 if job_id in (job.id, job.cbid, job.task_id):
                     return job
         return None
@@ -154,7 +166,7 @@ class JobRunner:
         if self.closed:
             raise JobError("the job runner is shut down; load the extension again")
         out: list[Job] = []
-        new: list[Job] = []
+        new: list[JobRecord] = []
         batch: dict[str, Job] = {}
         running = {} if fresh else self._running()
         for params, repeat in items:
@@ -166,23 +178,23 @@ class JobRunner:
                     shared.add_listener(listener)
                 out.append(shared)
                 continue
-            job = Job(params, repeat=repeat, sweep_id=sweep_id, parent=parent)
-            batch[key] = job
-            new.append(job)
-            out.append(job)
-        found = self.store.claim_many([claims.ledger_request(job, self.backend) for job in new], fresh=fresh)
-        for job, claim in zip(new, found, strict=True):
+            rec = JobRecord(params, repeat=repeat, sweep_id=sweep_id, parent=parent, owner=self.owner)
+            batch[key] = rec.job
+            new.append(rec)
+            out.append(rec.job)
+        found = self.store.claim_many([claims.ledger_request(rec.job, self.backend) for rec in new], fresh=fresh)
+        for rec, claim in zip(new, found, strict=True):
             row = claim.row
-            claims.take_claim(job, claim)
-            self._register(job)
+            claims.take_claim(rec.job, claim)
+            self._register(rec)
             for listener in listeners:
-                job.add_listener(listener)
+                rec.job.add_listener(listener)
             if claim.kind == "cached" and row is not None and row.path:
-                claims.finish_from_store(self._record, job, row)
+                claims.finish_from_store(self._record, rec, row)
                 continue
-            job._adopt = row if claim.kind == "adopt" else None
-            job._unsent = claim.kind == "new" or (row is not None and row.state == "queued")
-            self._start(job)
+            rec.adopt = row if claim.kind == "adopt" else None
+            rec.unsent = claim.kind == "new" or (row is not None and row.state == "queued")
+            self._start(rec)
         return out
 
     def resume(self) -> list[Job]:
@@ -192,15 +204,15 @@ class JobRunner:
         for row in self.store.orphans(self.backend):
             if row.cbid in known:
                 continue
-            job = claims.job_from_row(row)
-            if job is None:
+            rec = claims.job_from_row(row, self.owner)
+            if rec is None:
                 self.store.update(row.cbid, state="failed", error="cannot resume: the stored parameters are unreadable")
                 continue
             if self.store.take_over(row.cbid) is None:  # another process took it first
                 continue
-            self._register(job)
-            self._start(job)
-            started.append(job)
+            self._register(rec)
+            self._start(rec)
+            started.append(rec.job)
         return started
 
     def cancel(self, target: str | Job | Iterable[Job] = "all", *, drop: bool = False) -> int:
@@ -235,16 +247,17 @@ class JobRunner:
         self.store.stop_heartbeat()
         self.gate.stop.set()
         self.client.interrupt()
-        lanes.shutdown(self.jobs, wait=wait)
+        lanes.shutdown(self._records(), wait=wait)
         try:
             self.store.release()
         except (sqlite3.Error, OSError, ConfigError):
             log.debug("could not hand the rows back", exc_info=True)
-        for job in self.jobs:
+        for rec in self._records():
+            job = rec.job
             if not job.done():
                 job.error = "stopped when the runner shut down; Session.resume() finishes it"
                 job.exception = JobCancelled(job.error, task_id=job.task_id)
-                self._record.finish(job, JobState.CANCELLED, ledger=False)
+                self._record.finish(rec, JobState.CANCELLED, ledger=False)
 
     @property
     def closed(self) -> bool:
@@ -258,17 +271,22 @@ class JobRunner:
 
     # ---- each job, from start to end --------------------------------------------------------
 
+    def _records(self) -> list[JobRecord]:
+        with self._lock:
+            return list(self._jobs.values())
+
     def _running(self) -> dict[str, Job]:
         """This runner's unfinished, uncancelled jobs by request key (the first of each), in one pass per cell."""
         found: dict[str, Job] = {}
         with self._lock:
-            for job in self._jobs.values():
-                if not job.done() and not job._cancel:
-                    found.setdefault(job.key, job)
+            for rec in self._jobs.values():
+                if not rec.done() and not rec.cancelled:
+                    found.setdefault(rec.job.key, rec.job)
         return found
 
-    def _register(self, job: Job) -> None:
+    def _register(self, rec: JobRecord) -> None:
         """Give the job a short id unique in this runner (grown on a collision) and list it."""
+        job = rec.job
         with self._lock:
             n, extra = 6, 0
             while True:
@@ -280,16 +298,16 @@ class JobRunner:
                 else:
                     extra += 1
             job.id = short
-            job.session = self.session
-            self._jobs[short] = job
+            self._jobs[short] = rec
 
-    def _start(self, job: Job) -> None:
-        self._engine.lanes.start(job, self._drive(job))
+    def _start(self, rec: JobRecord) -> None:
+        self._engine.lanes.start(rec, self._drive(rec))
 
-    def _drive(self, job: Job) -> Steps:
+    def _drive(self, rec: JobRecord) -> Steps:
         """The job from start to end, as steps; every exception ends in its final state (see ``engine.FINAL_STATES``)."""
+        job = rec.job
         try:
-            yield from self._work(job)
+            yield from self._work(rec)
         except Stopped:
             return
         except Exception as exc:
@@ -303,15 +321,16 @@ class JobRunner:
                 job.error, job.exception = str(exc), exc if isinstance(exc, GemimgError) else None
             if job.task_id is None:
                 job.cost_usd = 0.0  # nothing was paid
-            self._record.finish(job, state, cost_usd=job.cost_usd)
+            self._record.finish(rec, state, cost_usd=job.cost_usd)
 
-    def _work(self, job: Job) -> Steps:
+    def _work(self, rec: JobRecord) -> Steps:
+        job = rec.job
         if self.closed:
             raise Stopped
         deadline = time.monotonic() + self.settings.job_timeout
-        if job._adopt is not None and (yield from claims.follow(self._engine, job, deadline)):
+        if rec.adopt is not None and (yield from claims.follow(self._engine, rec, deadline)):
             return
         if job.task_id is None:
-            yield from self._submitter.run(job)
+            yield from self._submitter.run(rec)
             deadline = time.monotonic() + self.settings.job_timeout  # waiting for a turn is not the task's time
-        yield from self._collector.run(job, deadline)
+        yield from self._collector.run(rec, deadline)

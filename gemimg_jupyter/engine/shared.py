@@ -22,9 +22,9 @@ from gemimg_jupyter.domain.errors import (
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine.cadence import PollSchedule
-from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import Lanes
 from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
+from gemimg_jupyter.engine.record import JobRecord
 from gemimg_jupyter.engine.transitions import Transitions
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import Store
@@ -67,22 +67,23 @@ class Engine:
     lanes: Lanes
     record: Transitions
 
-    def woke(self, job: Job) -> None:
+    def woke(self, rec: JobRecord) -> None:
         """After every wait: clear the job's wake-up; end its steps if the runner is shutting down."""
-        self.lanes.woke(job)
+        self.lanes.woke(rec)
 
-    def stop_now(self, job: Job) -> bool:
+    def stop_now(self, rec: JobRecord) -> bool:
         """True when a download in progress should stop (shutdown, or a cancel that drops paid work)."""
-        return self.lanes.closed or (job._cancel and job._drop)
+        return self.lanes.closed or (rec.cancelled and rec.drop)
 
 
-def check_cancel(job: Job) -> None:
+def check_cancel(rec: JobRecord) -> None:
     """Raise :class:`JobCancelled` if the job was cancelled and may stop here.
 
     Before its submit a cancelled job stops; after it, only ``drop=True``
     (or a followed row) stops it: a submitted task is paid for, so it is
     still downloaded.
     """
-    if job._cancel and (job.task_id is None or job._drop or job._adopt is not None):
+    job = rec.job
+    if rec.cancelled and (job.task_id is None or rec.drop or rec.adopt is not None):
         what = "dropped after submit (it is still paid for)" if job.task_id else "cancelled before submit"
         raise JobCancelled(f"job {job.id} {what}", task_id=job.task_id)

@@ -8,7 +8,7 @@ from collections.abc import Generator
 
 from gemimg_jupyter.domain.errors import APIConnectionError, RateLimitError, ServerError
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
-from gemimg_jupyter.engine.handle import Job, Steps, parent_of
+from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 
 
@@ -20,7 +20,7 @@ class Submitter:
         self._upload_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
 
-    def run(self, job: Job) -> Steps:
+    def run(self, rec: JobRecord) -> Steps:
         """Upload references, wait for a place in the window and a submit token, submit once.
 
         A 429 costs nothing and fails nothing: the window halves, the lane
@@ -29,87 +29,90 @@ class Submitter:
         may hide an accepted task (connection error, 5xx), the next try first
         looks the task up by its ``client_business_id``.
         """
+        job = rec.job
         e = self.engine
-        urls = yield from self._upload_refs(job)
+        urls = yield from self._upload_refs(rec)
         tries = 0
         while job.task_id is None:
-            check_cancel(job)
-            while not e.window.take(job):
+            check_cancel(rec)
+            while not e.window.take(rec):
                 yield None  # parked until a task finishes
-                e.woke(job)
-                check_cancel(job)
-            e.budget.reserve(job, e.settings.max_cost_usd)
-            if self._needs_look_up(job):  # before paying again: an earlier try may have been accepted
+                e.woke(rec)
+                check_cancel(rec)
+            e.budget.reserve(rec, e.settings.max_cost_usd)
+            if self._needs_look_up(rec):  # before paying again: an earlier try may have been accepted
                 try:
-                    if (yield from self._look_up(job)):
+                    if (yield from self._look_up(rec)):
                         break
                 except RateLimitError as exc:  # the status lane said wait: nothing is known, nothing is sent
                     e.gate.refund("query")
-                    e.window.release(job)  # its place waits for others meanwhile (the window does not shrink)
+                    e.window.release(rec)  # its place waits for others meanwhile (the window does not shrink)
                     yield min(exc.retry_after or e.settings.retry.base, e.settings.retry.max_retry_after)
-                    e.woke(job)
+                    e.woke(rec)
                     continue
                 except (APIConnectionError, ServerError) as exc:
                     tries += 1
-                    yield from self._again_later(job, exc, tries)
+                    yield from self._again_later(rec, exc, tries)
                     continue
             wait = e.gate.reserve("submit")
             if wait > 0:
                 yield wait
-                e.woke(job)
-                check_cancel(job)
+                e.woke(rec)
+                check_cancel(rec)
             try:
                 params = {**job.params.as_dict(), "reference_urls": list(urls), **parent_of(job)}
-                e.record.move(job, JobState.SUBMITTING, params=params)
+                e.record.move(rec, JobState.SUBMITTING, params=params)
                 with e.gate.ticket("submit"):
                     status = e.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
             except RateLimitError as exc:
                 e.gate.refund("submit")
-                e.window.release(job)
+                e.window.release(rec)
                 e.window.shrink()
                 pause = exc.retry_after if exc.retry_after is not None else e.settings.retry.base
-                if job._unsent:  # a clear refusal of the only try: no look-up needed before the next one
-                    e.record.move(job, JobState.QUEUED)
+                if rec.unsent:  # a clear refusal of the only try: no look-up needed before the next one
+                    e.record.move(rec, JobState.QUEUED)
                 else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
-                    e.record.set_state(job, JobState.QUEUED)
+                    e.record.set_state(rec, JobState.QUEUED)
                 yield min(pause, e.settings.retry.max_retry_after)
-                e.woke(job)
+                e.woke(rec)
                 continue
             except (APIConnectionError, ServerError) as exc:
-                job._unsent = False  # it may have reached the gateway: look it up before the next try
+                rec.unsent = False  # it may have reached the gateway: look it up before the next try
                 tries += 1
-                yield from self._again_later(job, exc, tries)
+                yield from self._again_later(rec, exc, tries)
                 continue
             e.window.accepted()
             job.task_id = status.id
             job.submitted_at = time.time()
             job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
-            e.record.move(job, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
+            e.record.move(rec, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
 
-    def _again_later(self, job: Job, exc: Exception, tries: int) -> Steps:
+    def _again_later(self, rec: JobRecord, exc: Exception, tries: int) -> Steps:
         """Wait out a connection error or 5xx with backoff, or give up (raise it) after ``max_tries``."""
         e = self.engine
         if tries >= e.settings.retry.max_tries:
             raise exc
         yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
-        e.woke(job)
+        e.woke(rec)
 
-    def _needs_look_up(self, job: Job) -> bool:
+    def _needs_look_up(self, rec: JobRecord) -> bool:
         """Whether an earlier try (this job's, or a dead owner's) may have reached the gateway unanswered."""
-        if job._unsent:
+        job = rec.job
+        if rec.unsent:
             return False
         row = self.engine.store.get(job.cbid)
         return row is not None and row.state in (JobState.SUBMITTING, JobState.UPLOADING)
 
-    def _look_up(self, job: Job) -> Generator[float | None, None, bool]:
+    def _look_up(self, rec: JobRecord) -> Generator[float | None, None, bool]:
         """Ask the gateway for the task by ``client_business_id`` (a status query, through the scheduler's
         query lane like every poll: no thread waits on the bucket). ``True``: found, the job is submitted."""
+        job = rec.job
         e = self.engine
         wait = e.gate.reserve("query")
         if wait > 0:
             yield wait
-            e.woke(job)
-            check_cancel(job)
+            e.woke(rec)
+            check_cancel(rec)
         with e.gate.ticket("query"):
             found = e.client.find_by_business_id(job.cbid)
         if found is None:
@@ -118,20 +121,21 @@ class Submitter:
         job.task_id = found.id
         job.submitted_at = (row.submitted if row is not None else None) or time.time()
         job.cost_usd = job.params.price_usd or 0.0
-        e.record.move(job, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
+        e.record.move(rec, JobState.SUBMITTED, task_id=found.id, submitted=job.submitted_at)
         return True
 
-    def _upload_refs(self, job: Job) -> Generator[float | None, None, tuple[str, ...]]:
+    def _upload_refs(self, rec: JobRecord) -> Generator[float | None, None, tuple[str, ...]]:
         """The references' URLs, uploading each content once per backend, even from parallel jobs.
 
         A job whose reference another job is uploading right now steps aside (it yields, so its
         I/O thread serves other jobs) and looks again shortly, instead of blocking a thread on the lock.
         """
+        job = rec.job
         e = self.engine
         urls: list[str] = []
         refs: tuple[ReferenceImage, ...] = job.params.references
         if any(r.data is not None for r in refs):
-            e.record.set_state(job, JobState.UPLOADING)
+            e.record.set_state(rec, JobState.UPLOADING)
         for ref in refs:
             if ref.url is not None:
                 urls.append(ref.url)
@@ -141,11 +145,11 @@ class Submitter:
                 known = self._upload_once(ref)
                 if known is None:  # another job is uploading it
                     yield e.settings.poll_min
-                    e.woke(job)
-                    check_cancel(job)
+                    e.woke(rec)
+                    check_cancel(rec)
                     known = e.store.upload_url(ref.sha256, e.backend)
             urls.append(known)
-            check_cancel(job)
+            check_cancel(rec)
         return tuple(urls)
 
     def _upload_once(self, ref: ReferenceImage) -> str | None:
