@@ -112,8 +112,6 @@ def test_the_inheritance_check_can_fail() -> None:
 
 #: Mixin chains the restructuring of issue #20 has not replaced by composition yet (only shrinks).
 KNOWN_MIXINS: set[str] = {
-    f"{ROOT}.gateway.client.ToAPIsClient inherits {ROOT}.gateway.download.Downloads",
-    f"{ROOT}.gateway.download.Downloads inherits {ROOT}.gateway.transport.HTTPTransport",
     f"{ROOT}.ledger.claims.Claims inherits {ROOT}.ledger.leases.Leases",
     f"{ROOT}.ledger.claims.Claims inherits {ROOT}.ledger.queries.Queries",
     f"{ROOT}.ledger.leases.Leases inherits {ROOT}.ledger.schema.LedgerBase",
