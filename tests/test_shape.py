@@ -129,7 +129,6 @@ KNOWN_MIXINS: set[str] = {
     f"{ROOT}.panel.references.ReferencesSection inherits {ROOT}.panel.base.PanelBase",
     f"{ROOT}.panel.results.ResultsSection inherits {ROOT}.panel.base.PanelBase",
     f"{ROOT}.panel.sweep.SweepSection inherits {ROOT}.panel.base.PanelBase",
-    f"{ROOT}.probe.checks._Probe inherits {ROOT}.probe.report._Gateway",
     f"{ROOT}.sim.api._SimApi inherits {ROOT}.sim.state._SimState",
     f"{ROOT}.sim.server.SimServer inherits {ROOT}.sim.api._SimApi",
 }
