@@ -129,8 +129,6 @@ KNOWN_MIXINS: set[str] = {
     f"{ROOT}.panel.references.ReferencesSection inherits {ROOT}.panel.base.PanelBase",
     f"{ROOT}.panel.results.ResultsSection inherits {ROOT}.panel.base.PanelBase",
     f"{ROOT}.panel.sweep.SweepSection inherits {ROOT}.panel.base.PanelBase",
-    f"{ROOT}.sim.api._SimApi inherits {ROOT}.sim.state._SimState",
-    f"{ROOT}.sim.server.SimServer inherits {ROOT}.sim.api._SimApi",
 }
 
 # ---------------------------------------------------------------- no import cycles
@@ -139,7 +137,6 @@ KNOWN_MIXINS: set[str] = {
 KNOWN_CYCLES: list[list[str]] = [
     [f"{ROOT}.api.edits", f"{ROOT}.api.report", f"{ROOT}.api.results", f"{ROOT}.api.session"],
     [f"{ROOT}.magics.cells", f"{ROOT}.magics.commands", f"{ROOT}.magics.extension"],
-    [f"{ROOT}.sim.api", f"{ROOT}.sim.server", f"{ROOT}.sim.state"],
 ]
 
 
