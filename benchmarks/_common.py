@@ -55,11 +55,11 @@ for line in sys.stdin:
         sim.configure(**cmd.get("changes", {}))
         out = {"ok": True}
     elif op == "tasks":
-        with sim._lock:
+        with sim.state.lock:
             out = {"tasks": [
                 {"id": t.id, "seq": t.seq, "created_wall": t.created_wall, "queue_s": t.queue_s,
                  "run_s": t.run_s, "outcome": t.outcome}
-                for t in sim._tasks.values()
+                for t in sim.state.tasks.values()
             ]}
     elif op == "stop":
         break

@@ -101,7 +101,7 @@ def test_three_edits_record_their_parents_send_the_parent_first_and_show_a_linea
 
     # the simulator received a's image as b's first reference (its upload, fetched back over HTTP)
     sim = get_session().sim
-    first_url = sim._tasks[b.task_id].req.image_urls[0]
+    first_url = sim.state.tasks[b.task_id].req.image_urls[0]
     uploaded = requests.get(first_url, timeout=10).content
     assert hashlib.sha256(uploaded).hexdigest() == image_hash(a.path)
     with Image.open(io.BytesIO(uploaded)) as sent, Image.open(a.path) as original:
@@ -348,7 +348,7 @@ def test_the_panel_edits_the_detail_image_picks_it_and_marks_the_history(tmp_out
             (second,) = panel.state.run.jobs
             assert second.state.value == "done" and sess.sim.stats()["submits_accepted"] == sent + 1
             assert second.parent is not None and second.parent["cbid"] == first.cbid
-            assert sess.sim._tasks[second.task_id].req.image_urls  # the parent went as a reference
+            assert sess.sim.state.tasks[second.task_id].req.image_urls  # the parent went as a reference
             assert second.params.references[0].sha256 == image_hash(first.path)
 
             panel.history_refresh.click()

@@ -56,6 +56,7 @@ from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import safe_filename
 from gemimg_jupyter.sim import SimConfig, SimServer
+from gemimg_jupyter.sim.api import SimApi
 
 from .conftest import FAKE_KEY, FAST_RETRY, quick_settings
 from .test_bad_inputs import bomb_png, png_bytes_of
@@ -256,8 +257,8 @@ class Recorder:
         h.wfile.write(body)
 
 
-class RelayedSim(SimServer):
-    """The simulator, but completed tasks point at ``cdn`` (another host) for their image."""
+class RelayedApi(SimApi):
+    """The simulator's routes, but completed tasks point at ``cdn`` (another host) for their image."""
 
     cdn: str | None = None
 
@@ -268,6 +269,22 @@ class RelayedSim(SimServer):
             for item in result["data"]:
                 item["url"] = self.cdn + urlsplit(item["url"]).path
         return out
+
+
+class RelayedSim(SimServer):
+    """The simulator with :class:`RelayedApi` for its routes: set ``cdn`` to relay its images."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.api = self.relayed = RelayedApi(self.state, lambda: self.base_url)
+
+    @property
+    def cdn(self) -> str | None:
+        return self.relayed.cdn
+
+    @cdn.setter
+    def cdn(self, url: str | None) -> None:
+        self.relayed.cdn = url
 
 
 # ------------------------------------------------------------------ fixtures

@@ -11,25 +11,30 @@ A submit is never blindly sent twice: after an ambiguous failure (the request
 may have reached the gateway) the task is first looked up by its
 ``client_business_id``, and only re-sent if the gateway does not know it.
 
-:class:`ToAPIsClient` is the one public face; its parts live beside it:
-:mod:`.client_http` (the transport: session, retries, the rate gate),
-:mod:`.client_download` (streamed, deadline-bound, checked downloads),
-:mod:`.client_parse` (every answer dialect into a ``TaskStatus``) and
-:mod:`.client_errors` (HTTP errors onto the error tree).
+:class:`ToAPIsClient` is the one public face. It *has* its parts, each in its
+own module: a :class:`~.transport.HTTPTransport` (the pooled session, retries,
+the rate gate) and a :class:`~.download.Downloader` over that transport
+(streamed, deadline-bound, checked downloads); :mod:`.parse` reads every answer
+dialect into a ``TaskStatus`` and :mod:`.http_errors` maps HTTP errors onto the
+error tree.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gemimg_jupyter.domain.errors import APIConnectionError, BadRequestError, NotFoundError, ServerError
+import requests
+
+from gemimg_jupyter.domain.errors import APIConnectionError, BadRequestError, GemimgError, NotFoundError, ServerError
 from gemimg_jupyter.domain.models import GenerationParams, TaskStatus
-from gemimg_jupyter.gateway.download import Downloads
+from gemimg_jupyter.domain.settings import RetryPolicy, Secret
+from gemimg_jupyter.draw.images import ImageBytes
+from gemimg_jupyter.gateway.download import Downloader
 from gemimg_jupyter.gateway.http_errors import parse_retry_after
 from gemimg_jupyter.gateway.parse import STATUS_WORDS, find_result_url, parse_task
-from gemimg_jupyter.gateway.transport import AmbiguousFailure, Category
+from gemimg_jupyter.gateway.transport import AmbiguousFailure, Category, HTTPTransport, RequestGate, read_json
 
 __all__ = [
     "STATUS_WORDS",
@@ -43,7 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class ToAPIsClient(Downloads):
+class ToAPIsClient:
     """A client for one gateway (the real ToAPIs or the simulator).
 
     Parameters
@@ -56,10 +61,76 @@ class ToAPIsClient(Downloads):
         When to retry and how long to wait.
     gate : RequestGate, optional
         Shared rate limiting supplied by the job runner.
+    timeout : (float, float)
+        Connect and read timeouts of one request.
+    status_timeout : float
+        How long a status answer (small JSON) may take: seconds, not a minute.
+    download_timeout, download_max_bytes
+        The whole download's deadline (not each socket read) and its size cap.
+    session : requests.Session, optional
+        The session to pool connections in (the probe passes one that records).
+    on_retry : callable, optional
+        Told ``(what, wait, error)`` before each wait between tries.
+
+    The client *has* a :attr:`transport` and a :attr:`downloader` that uses it.
     """
 
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret | None,
+        *,
+        retry: RetryPolicy | None = None,
+        gate: RequestGate | None = None,
+        timeout: tuple[float, float] = (10.0, 60.0),
+        status_timeout: float = 5.0,
+        download_timeout: float = 120.0,
+        download_max_bytes: int = 50 * 1024 * 1024,
+        session: requests.Session | None = None,
+        on_retry: Callable[[str, float, GemimgError], None] | None = None,
+    ) -> None:
+        self.transport = HTTPTransport(
+            base_url, api_key, retry=retry, gate=gate, timeout=timeout, session=session, on_retry=on_retry
+        )
+        self.downloader = Downloader(self.transport, timeout=download_timeout, max_bytes=download_max_bytes)
+        self.status_timeout = status_timeout
+
     def __repr__(self) -> str:
-        return f"ToAPIsClient(base_url={self.base_url!r}, api_key={'***' if self._key else None})"
+        return f"ToAPIsClient(base_url={self.base_url!r}, api_key={'***' if self.transport.has_key else None})"
+
+    @property
+    def base_url(self) -> str:
+        """The gateway root, without a trailing slash."""
+        return self.transport.base_url
+
+    @property
+    def gate(self) -> RequestGate:
+        """The rate gate every request passes (the job runner plugs in its shared one)."""
+        return self.transport.gate
+
+    @gate.setter
+    def gate(self, gate: RequestGate) -> None:
+        self.transport.gate = gate
+
+    def interrupt(self) -> None:
+        """Stop waiting between retries: pending calls give up with their last error."""
+        self.transport.interrupt()
+
+    def close(self) -> None:
+        """Interrupt retries and close pooled connections."""
+        self.transport.close()
+
+    def download(
+        self,
+        url: str,
+        *,
+        expected: tuple[int, int] | None = None,
+        deadline: float | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        tries: int | None = None,
+    ) -> ImageBytes:
+        """Fetch a result image, verify it decodes, and return its bytes (see :meth:`.Downloader.download`)."""
+        return self.downloader.download(url, expected=expected, deadline=deadline, cancelled=cancelled, tries=tries)
 
     def upload_image(
         self, data: bytes | str | Path, *, filename: str = "reference.png", mime: str = "image/png"
@@ -72,8 +143,10 @@ class ToAPIsClient(Downloads):
             payload = data
 
         def attempt() -> str:
-            resp = self._send("upload", "POST", "/v1/uploads/images", files={"file": (filename, payload, mime)})
-            body = self._json(resp)
+            resp = self.transport.send(
+                "upload", "POST", "/v1/uploads/images", files={"file": (filename, payload, mime)}
+            )
+            body = read_json(resp)
             inner = body.get("data")
             if body.get("success") is False or not isinstance(inner, Mapping) or not inner.get("url"):
                 raise BadRequestError(
@@ -81,7 +154,7 @@ class ToAPIsClient(Downloads):
                 )
             return str(inner["url"])
 
-        return str(self._retrying("upload", attempt))
+        return str(self.transport.retrying("upload", attempt))
 
     def submit(
         self,
@@ -109,18 +182,19 @@ class ToAPIsClient(Downloads):
                     log.info("submit %s had reached the gateway as task %s", client_business_id, found.id)
                     return found
             try:
-                resp = self._send("submit", "POST", "/v1/images/generations", json=body)
+                resp = self.transport.send("submit", "POST", "/v1/images/generations", json=body)
             except (APIConnectionError, ServerError) as exc:
                 uncertain = True
                 raise AmbiguousFailure(exc) from None
-            return parse_task(self._json(resp))
+            return parse_task(read_json(resp))
 
-        result: TaskStatus = self._retrying("submit", attempt, tries=tries)
+        result: TaskStatus = self.transport.retrying("submit", attempt, tries=tries)
         return result
 
     @property
     def _status_timeout(self) -> tuple[float, float]:
-        return (self.timeout[0], min(self.timeout[1], self.status_timeout))
+        connect, read = self.transport.timeout
+        return (connect, min(read, self.status_timeout))
 
     def status(self, task_id: str, *, tries: int | None = None) -> TaskStatus:
         """The task's current state (also accepts a ``client_business_id``).
@@ -130,23 +204,25 @@ class ToAPIsClient(Downloads):
         """
 
         def attempt() -> TaskStatus:
-            resp = self._send("query", "GET", f"/v1/images/generations/{task_id}", timeout=self._status_timeout)
-            return parse_task(self._json(resp))
+            resp = self.transport.send(
+                "query", "GET", f"/v1/images/generations/{task_id}", timeout=self._status_timeout
+            )
+            return parse_task(read_json(resp))
 
-        result: TaskStatus = self._retrying("status", attempt, tries=tries)
+        result: TaskStatus = self.transport.retrying("status", attempt, tries=tries)
         return result
 
     def list_models(self, kind: str = "image") -> list[str]:
         """The model ids the key may use (``GET /v1/models?type=image``; free)."""
 
         def attempt() -> list[str]:
-            body = self._json(self._send("query", "GET", "/v1/models", params={"type": kind}))
+            body = read_json(self.transport.send("query", "GET", "/v1/models", params={"type": kind}))
             data = body.get("data")
             items = data if isinstance(data, list) else []
             ids = [item.get("id") if isinstance(item, Mapping) else item for item in items]
             return [str(i) for i in ids if isinstance(i, str) and i.strip()]
 
-        result: list[str] = self._retrying("models", attempt)
+        result: list[str] = self.transport.retrying("models", attempt)
         return result
 
     def list_pricing(self, kind: str = "image") -> Mapping[str, object]:
@@ -156,9 +232,9 @@ class ToAPIsClient(Downloads):
         """
 
         def attempt() -> Mapping[str, object]:
-            return self._json(self._send("query", "GET", "/v1/pricing", params={"type": kind, "limit": 100}))
+            return read_json(self.transport.send("query", "GET", "/v1/pricing", params={"type": kind, "limit": 100}))
 
-        result: Mapping[str, object] = self._retrying("pricing", attempt, tries=1)
+        result: Mapping[str, object] = self.transport.retrying("pricing", attempt, tries=1)
         return result
 
     def find_by_business_id(self, client_business_id: str) -> TaskStatus | None:

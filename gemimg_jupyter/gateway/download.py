@@ -27,9 +27,9 @@ from gemimg_jupyter.domain.errors import (
 from gemimg_jupyter.draw.images import ImageBytes
 from gemimg_jupyter.gateway.http_errors import error_from_response
 from gemimg_jupyter.gateway.parse import int_or_none
-from gemimg_jupyter.gateway.transport import HTTPTransport, origin
+from gemimg_jupyter.gateway.transport import HTTPTransport
 
-__all__ = ["MAX_REDIRECTS", "Downloads"]
+__all__ = ["MAX_REDIRECTS", "Downloader"]
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,17 @@ MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
 
 
-class Downloads(HTTPTransport):
-    """The client's download of a result image (see :meth:`download`)."""
+class Downloader:
+    """The client's download of a result image (see :meth:`download`), over the client's transport.
+
+    ``timeout`` bounds the whole download (not each socket read); bodies over
+    ``max_bytes`` are cut off.
+    """
+
+    def __init__(self, transport: HTTPTransport, *, timeout: float = 120.0, max_bytes: int = 50 * 1024 * 1024) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self.max_bytes = max_bytes
 
     def download(
         self,
@@ -59,9 +68,9 @@ class Downloads(HTTPTransport):
 
         The key is sent only to the gateway's own origin; redirects are
         followed by hand (at most three, http(s) only) so that a redirect to
-        another host never carries it. Bodies over ``download_max_bytes`` are
+        another host never carries it. Bodies over ``max_bytes`` are
         cut off and reported. The body is streamed in chunks; between chunks the
-        total deadline (``download_timeout``, or ``deadline`` on the monotonic
+        total deadline (``timeout``, or ``deadline`` on the monotonic
         clock when sooner) and ``cancelled()`` are checked, so a trickle-fed
         download ends and a cancel stops it within one socket read.
         """
@@ -79,7 +88,7 @@ class Downloads(HTTPTransport):
         fetches = 3  # bytes that do not decode; ``tries`` is for transient HTTP errors
         for n in range(1, fetches + 1):
             try:
-                result: ImageBytes = self._retrying("download", attempt, tries=tries)
+                result: ImageBytes = self.transport.retrying("download", attempt, tries=tries)
                 return result
             except _CorruptDownload as exc:
                 if n == fetches:
@@ -88,21 +97,17 @@ class Downloads(HTTPTransport):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _fetch(self, url: str, *, deadline: float | None = None, cancelled: Callable[[], bool] | None = None) -> bytes:
-        own = time.monotonic() + self.download_timeout
+        own = time.monotonic() + self.timeout
         deadline = own if deadline is None else min(deadline, own)
-        current = urljoin(self.base_url + "/", url)
+        current = urljoin(self.transport.base_url + "/", url)
         for _hop in range(MAX_REDIRECTS + 1):
             parts = urlsplit(current)
             if parts.scheme not in ("http", "https"):
                 raise InvalidImageError(
                     f"refusing to download a {parts.scheme or 'relative'}: URL; only http(s) is allowed"
                 )
-            headers = self._auth() if origin(current) == self._origin else {}
-            self.gate.acquire("download")
             try:
-                resp = self._http.get(
-                    current, headers=headers, timeout=self._download_timeouts, stream=True, allow_redirects=False
-                )
+                resp = self.transport.stream(current, timeout=self._read_timeouts)
             except requests.Timeout:
                 raise APITimeoutError(f"the image download from {parts.netloc} timed out") from None
             except requests.RequestException as exc:
@@ -118,13 +123,14 @@ class Downloads(HTTPTransport):
                         f"the result URL does not serve the image (HTTP {resp.status_code}): not there yet, or expired"
                     )
                 if resp.status_code >= 400:
-                    raise error_from_response(resp, base_url=self.base_url)
+                    raise error_from_response(resp, base_url=self.transport.base_url)
                 return self._read_capped(resp, deadline=deadline, cancelled=cancelled, host=parts.netloc)
         raise InvalidImageError(f"the image download was redirected more than {MAX_REDIRECTS} times")
 
     @property
-    def _download_timeouts(self) -> tuple[float, float]:
-        return (self.timeout[0], min(self.timeout[1], 10.0))  # each read; the total is checked between reads
+    def _read_timeouts(self) -> tuple[float, float]:
+        connect, read = self.transport.timeout
+        return (connect, min(read, 10.0))  # each read; the total is checked between reads
 
     def _read_capped(
         self,
@@ -134,7 +140,7 @@ class Downloads(HTTPTransport):
         cancelled: Callable[[], bool] | None = None,
         host: str = "",
     ) -> bytes:
-        cap = self.download_max_bytes
+        cap = self.max_bytes
         declared = int_or_none(resp.headers.get("Content-Length"))
         if declared is not None and declared > cap:
             raise InvalidImageError(

@@ -1,10 +1,13 @@
-"""The HTTP transport under :class:`~gemimg_jupyter.gateway.client.ToAPIsClient`: one pooled session, retries, the rate gate.
+"""The HTTP transport a gateway client *has*: one pooled session, retries, the rate gate.
 
 Only what can succeed later is retried (429, 5xx, connection errors), with
 exponential backoff and jitter and the server's ``Retry-After`` first; the
 waits between tries happen on an event, so :meth:`HTTPTransport.close` ends
 them at once. Every request passes the shared :class:`RequestGate` first, and
 every error answer becomes an exception of the :mod:`~gemimg_jupyter.domain.errors` tree.
+The key goes only to the gateway's own origin (:meth:`HTTPTransport.auth_for`).
+This module knows nothing of the endpoints: the client and the downloader are
+built on it, never the other way round.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from gemimg_jupyter.domain.errors import (
 from gemimg_jupyter.domain.settings import RetryPolicy, Secret
 from gemimg_jupyter.gateway.http_errors import error_from_response
 
-__all__ = ["AmbiguousFailure", "Category", "HTTPTransport", "RequestGate", "origin"]
+__all__ = ["AmbiguousFailure", "Category", "HTTPTransport", "RequestGate", "origin", "read_json"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +79,10 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 class HTTPTransport:
-    """The plumbing of one gateway client: settings, the pooled session, retries, sending and reading JSON."""
+    """The plumbing of one gateway client: its origin and key, the pooled session, retries, the rate gate.
+
+    ``gate`` may be replaced at any time (the job runner plugs in its shared one).
+    """
 
     def __init__(
         self,
@@ -86,9 +92,6 @@ class HTTPTransport:
         retry: RetryPolicy | None = None,
         gate: RequestGate | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
-        status_timeout: float = 5.0,
-        download_timeout: float = 120.0,
-        download_max_bytes: int = 50 * 1024 * 1024,
         session: requests.Session | None = None,
         on_retry: Callable[[str, float, GemimgError], None] | None = None,
     ) -> None:
@@ -97,9 +100,6 @@ class HTTPTransport:
         self.retry = retry or RetryPolicy()
         self.gate: RequestGate = gate or _OpenGate()
         self.timeout = timeout
-        self.status_timeout = status_timeout  # a status answer is small JSON: seconds, not a minute
-        self.download_timeout = download_timeout  # the whole download, not each socket read
-        self.download_max_bytes = download_max_bytes
         self.on_retry = on_retry
         self._http = session or requests.Session()
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
@@ -118,10 +118,19 @@ class HTTPTransport:
         self.interrupt()
         self._http.close()
 
-    def _auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
+    @property
+    def has_key(self) -> bool:
+        """True when requests to the gateway carry a key."""
+        return bool(self._key)
 
-    def _retrying(self, what: str, fn: Callable[[], Any], *, tries: int | None = None) -> Any:
+    def auth_for(self, url: str) -> dict[str, str]:
+        """The ``Authorization`` header for ``url``: only on the gateway's own origin, and only with a key."""
+        if not self._key or origin(url) != self._origin:
+            return {}
+        return {"Authorization": f"Bearer {self._key.reveal()}"}
+
+    def retrying(self, what: str, fn: Callable[[], Any], *, tries: int | None = None) -> Any:
+        """``fn()``, tried again after what can succeed later (at most ``tries``, default the policy's)."""
         policy = self.retry
 
         def waits() -> Generator[float | None, Any, None]:
@@ -160,13 +169,16 @@ class HTTPTransport:
         except AmbiguousFailure as exc:
             raise exc.cause from None
 
-    def _send(
+    def send(
         self, category: Category, method: str, path: str, *, timeout: tuple[float, float] | None = None, **kwargs: Any
     ) -> requests.Response:
+        """One request to ``base_url + path`` after the gate; an error answer raises (a 429 also pauses the lane)."""
         self.gate.acquire(category)
         url = f"{self.base_url}{path}"
         try:
-            resp = self._http.request(method, url, headers=self._auth(), timeout=timeout or self.timeout, **kwargs)
+            resp = self._http.request(
+                method, url, headers=self.auth_for(url), timeout=timeout or self.timeout, **kwargs
+            )
         except requests.Timeout as exc:
             raise APITimeoutError(
                 f"the gateway at {self.base_url} did not answer in time ({type(exc).__name__})"
@@ -183,14 +195,23 @@ class HTTPTransport:
             raise err
         return resp
 
-    @staticmethod
-    def _json(resp: requests.Response) -> Mapping[str, Any]:
-        try:
-            body = resp.json()
-        except ValueError:
-            raise ServerError(
-                f"the gateway answered HTTP {resp.status_code} without JSON", status_code=resp.status_code
-            ) from None
-        if not isinstance(body, Mapping):
-            raise ServerError("the gateway answered with unexpected JSON", status_code=resp.status_code)
-        return body
+    def stream(self, url: str, *, timeout: tuple[float, float]) -> requests.Response:
+        """``GET url`` after the ``download`` gate, streamed, redirects not followed, the key only on our origin.
+
+        ``requests`` errors are the caller's to map: it knows what was being fetched.
+        """
+        self.gate.acquire("download")
+        return self._http.get(url, headers=self.auth_for(url), timeout=timeout, stream=True, allow_redirects=False)
+
+
+def read_json(resp: requests.Response) -> Mapping[str, Any]:
+    """The answer's JSON object; a :class:`ServerError` when it has none."""
+    try:
+        body = resp.json()
+    except ValueError:
+        raise ServerError(
+            f"the gateway answered HTTP {resp.status_code} without JSON", status_code=resp.status_code
+        ) from None
+    if not isinstance(body, Mapping):
+        raise ServerError("the gateway answered with unexpected JSON", status_code=resp.status_code)
+    return body

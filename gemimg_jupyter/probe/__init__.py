@@ -2,8 +2,8 @@
 
 ===========  ======================================================================
 ``cli``      :func:`run_probe` and :func:`main`, the command line
-``checks``   the questions, one check each
-``report``   the answers: :class:`Check`, :class:`ProbeReport`, the recorded exchange
+``checks``   the questions, one check each: a ``Probe`` that *has* its ``Gateway``
+``report``   the answers (:class:`Check`, :class:`ProbeReport`) and the ``Gateway`` that records every exchange
 ===========  ======================================================================
 """
 

@@ -1,9 +1,9 @@
 """The probe's checks: each question put to the gateway, what was expected, what it said (no CLI).
 
-:mod:`.probe` runs them (``python -m gemimg_jupyter.probe``, ``%gemimg probe``)
-and writes the transcript; :mod:`.probe_report` holds what they fill in and the
-plumbing they use. The free checks never pay; the paid ones pay only through a
-:class:`~.probe_report._Budget`.
+:mod:`.cli` runs them (``python -m gemimg_jupyter.probe``, ``%gemimg probe``)
+and writes the transcript; :mod:`.report` holds what they fill in and the
+:class:`~.report.Gateway` they talk through. The free checks never pay; the paid
+ones pay only through a :class:`~.report._Budget`.
 """
 
 from __future__ import annotations
@@ -22,14 +22,19 @@ from gemimg_jupyter.domain.models import MODELS, GenerationParams, ModelSpec, pi
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.images import png_bytes
 from gemimg_jupyter.gateway.client import STATUS_WORDS, parse_task
-from gemimg_jupyter.probe.report import _SUBMIT, Check, ProbeReport, _Budget, _Gateway
+from gemimg_jupyter.probe.report import _SUBMIT, Check, Gateway, ProbeReport, _Budget
 
 _PROMPT = "A small red paper-cut fox on a plain white background"
 _SEED = 424242
 
 
-class _Probe(_Gateway):
-    """The questions: the free checks, then the paid ones within a :class:`_Budget`."""
+class Probe:
+    """The questions: the free checks, then the paid ones within a :class:`_Budget`, over its :attr:`gateway`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.listed: list[str] = []  # the image models the key may use (from the models check)
+        self.uploaded: str | None = None  # the reference the upload check put up
 
     def free_checks(self, report: ProbeReport) -> bool:
         """Auth, models, User-Agent, error shape; False when the key is refused (nothing else can work)."""
@@ -47,7 +52,7 @@ class _Probe(_Gateway):
         """The model list's answer, or None when there is none or the key is refused."""
         auth = report.ask("auth", "is the key accepted?", "GET /v1/models?type=image answers 200 with the key")
         try:
-            resp = self.raw("GET", "/v1/models", params={"type": "image"})
+            resp = self.gateway.raw("GET", "/v1/models", params={"type": "image"})
         except requests.RequestException as exc:
             auth.observed, auth.verdict = f"no answer ({type(exc).__name__}); check the URL and the network", "error"
             return None
@@ -90,9 +95,9 @@ class _Probe(_Gateway):
         agent = report.ask(
             "user_agent",
             "does this client's User-Agent pass the edge?",
-            f"{self.http.headers['User-Agent']!r} is answered 200 (a field client fixed a 403 by sending one)",
+            f"{self.gateway.http.headers['User-Agent']!r} is answered 200 (a field client fixed a 403 by sending one)",
         )
-        bare = self.raw("GET", "/v1/models", headers={"User-Agent": f"python-requests/{requests.__version__}"})
+        bare = self.gateway.raw("GET", "/v1/models", headers={"User-Agent": f"python-requests/{requests.__version__}"})
         agent.observed = f"ours: HTTP {resp.status_code}; a library default: HTTP {bare.status_code}" + (
             " (HTML: the edge refused it)" if "html" in bare.headers.get("Content-Type", "") else ""
         )
@@ -104,7 +109,7 @@ class _Probe(_Gateway):
             "what does an error look like (an unknown task)?",
             '404 {"error": {"code", "message", "type"}}',
         )
-        _judge_answer(envelope, self.raw("GET", f"{_SUBMIT}/probe-{uuid.uuid4().hex[:12]}"), (404,), shape=True)
+        _judge_answer(envelope, self.gateway.raw("GET", f"{_SUBMIT}/probe-{uuid.uuid4().hex[:12]}"), (404,), shape=True)
 
     def _check_unknown_model(self, report: ProbeReport) -> None:
         unknown = report.ask(
@@ -112,7 +117,7 @@ class _Probe(_Gateway):
             "what does a submit for a model nobody serves return? (refused, so free)",
             "docs: 400 invalid_request; New API: 503 model_not_found — either way no task and no charge",
         )
-        refused = self.submit({"model": "gemimg-probe-no-such-model", "prompt": "a fox", "size": "1:1", "n": 1})
+        refused = self.gateway.submit({"model": "gemimg-probe-no-such-model", "prompt": "a fox", "size": "1:1", "n": 1})
         _judge_answer(unknown, refused, (400, 404, 503))
         if refused.status_code == 200:
             unknown.observed += "; a task was made for a model name nobody serves"
@@ -124,11 +129,13 @@ class _Probe(_Gateway):
             "POST /v1/uploads/images answers a URL that serves the image (how long it lives is not documented)",
         )
         try:
-            self.uploaded = self.client.upload_image(_reference_png(), filename="probe-ref.png")  # uploads are free
+            self.uploaded = self.gateway.client.upload_image(
+                _reference_png(), filename="probe-ref.png"
+            )  # uploads are free
         except GemimgError as exc:
             upload.observed, upload.verdict = f"refused: {exc}", "differs"
         else:
-            served = self.http.get(self.uploaded, timeout=(10.0, 30.0))
+            served = self.gateway.http.get(self.uploaded, timeout=(10.0, 30.0))
             lives = ", ".join(f"{h}: {served.headers[h]}" for h in ("Cache-Control", "Expires") if h in served.headers)
             upload.observed = f"a URL; fetched without the key: HTTP {served.status_code}" + (
                 f" ({lives})" if lives else ""
@@ -175,14 +182,14 @@ class _Probe(_Gateway):
             for check in (life, lookup, billing, where, size, duplicate):
                 check.observed = f"--spend {format_usd(budget.limit, places=2)} does not cover one {cheap} request"
             return
-        first = self.submit(base.request_body(client_business_id=cbid))
+        first = self.gateway.submit(base.request_body(client_business_id=cbid))
         if first.status_code != 200:
             life.observed, life.verdict = f"submit {_refusal(first)}", "error"
             return
         life.paid_usd = budget.pay(spec)
         submitted = first.json()
         task = parse_task(submitted)
-        found = self.raw("GET", f"{_SUBMIT}/{cbid}")
+        found = self.gateway.raw("GET", f"{_SUBMIT}/{cbid}")
         lookup.observed = f"HTTP {found.status_code}" + (
             f", the same task ({parse_task(found.json()).id})"
             if found.status_code == 200 and parse_task(found.json()).id == task.id
@@ -193,7 +200,7 @@ class _Probe(_Gateway):
 
         # the rest is submitted before waiting, so the tasks run side by side
         extra = self._submit_extras(report, budget, cheap)
-        seen = [submitted, *self.follow(task.id)]
+        seen = [submitted, *self.gateway.follow(task.id)]
         first_image = self._judge_first_task(seen, life, billing, where, size, base)
         self._finish_extras(extra, first_image)
 
@@ -202,7 +209,7 @@ class _Probe(_Gateway):
     ) -> None:
         """Submit the first request again, with the same ``client_business_id`` (while --spend allows)."""
         if budget.fits(spec):
-            again = self.submit(base.request_body(client_business_id=cbid))
+            again = self.gateway.submit(base.request_body(client_business_id=cbid))
             if again.status_code == 200:
                 second = parse_task(again.json())
                 if second.id == task_id:
@@ -238,7 +245,7 @@ class _Probe(_Gateway):
         if unknown:
             life.observed += f"; words this client does not know: {', '.join(unknown)}"
         if not final.is_terminal:
-            life.observed += f"; still not finished after {self.poll_timeout:g}s"
+            life.observed += f"; still not finished after {self.gateway.poll_timeout:g}s"
         last = seen[-1]
         billing.observed = (
             f"{json.dumps(last['billing'])}" if isinstance(last.get("billing"), Mapping) else "no billing object"
@@ -251,7 +258,7 @@ class _Probe(_Gateway):
         )
         first_image: bytes | None = None
         if final.status == "completed":
-            got, first_image = self.download_size(last)
+            got, first_image = self.gateway.download_size(last)
             size.observed = _wh(got) if got else "no URL"
             size.verdict = "ok" if got == pixel_size(base.size) else "differs"
         else:
@@ -291,10 +298,10 @@ class _Probe(_Gateway):
         takes_refs = [m for m in _by_price(self.listed) if MODELS[m].max_refs > 0]
         if takes_refs and budget.fits(MODELS[takes_refs[0]]):
             model = takes_refs[0]
-            ref = self.uploaded or self.client.upload_image(_reference_png(), filename="probe-ref.png")
+            ref = self.uploaded or self.gateway.client.upload_image(_reference_png(), filename="probe-ref.png")
             body = GenerationParams.create(_PROMPT, model=model).request_body()
             body["image_urls"] = [{"url": ref}]
-            resp = self.submit(body)
+            resp = self.gateway.submit(body)
             if resp.status_code == 200:
                 objects.paid_usd = budget.pay(MODELS[model])
                 objects.observed, objects.verdict = f"accepted on {model} (HTTP 200)", "ok"
@@ -307,7 +314,7 @@ class _Probe(_Gateway):
         preview = MODELS["gemini-2.5-flash-image-preview"]
         if preview.id in self.listed and budget.fits(preview):
             body = {"model": preview.id, "prompt": ("A fox. " * 200)[:1000] + "!", "size": "1:1", "n": 1}
-            resp = self.submit(body)
+            resp = self.gateway.submit(body)
             if resp.status_code == 200:
                 limit.paid_usd = budget.pay(preview)
                 limit.observed, limit.verdict = "accepted: a task was made (and paid for)", "differs"
@@ -321,7 +328,7 @@ class _Probe(_Gateway):
         two_k = [m for m in _by_price(self.listed) if "2K" in MODELS[m].resolutions and MODELS[m].sends_resolution]
         if two_k and budget.fits(MODELS[two_k[0]]):
             model = two_k[0]
-            resp = self.submit(GenerationParams.create(_PROMPT, model=model, resolution="2K").request_body())
+            resp = self.gateway.submit(GenerationParams.create(_PROMPT, model=model, resolution="2K").request_body())
             if resp.status_code == 200:
                 resolution.paid_usd = budget.pay(MODELS[model])
                 out["resolution"] = (model, parse_task(resp.json()).id)
@@ -338,7 +345,7 @@ class _Probe(_Gateway):
                 body = GenerationParams.create(_PROMPT, model=cheap).request_body()
                 if with_seed:
                     body.setdefault("metadata", {})["seed"] = _SEED
-                resp = self.submit(body)
+                resp = self.gateway.submit(body)
                 if resp.status_code != 200:
                     seed.observed = _refusal(resp)
                     seed.verdict = "note"
@@ -354,10 +361,10 @@ class _Probe(_Gateway):
         _objects, _limit, resolution, seed = extra["checks"]
         if "resolution" in extra:
             model, task_id = extra["resolution"]
-            last = self.follow(task_id)
+            last = self.gateway.follow(task_id)
             final = parse_task(last[-1]) if last else None
             if final is not None and final.status == "completed":
-                got, _ = self.download_size(last[-1])
+                got, _ = self.gateway.download_size(last[-1])
                 want = pixel_size("1:1", "2K")
                 resolution.observed = f"{_wh(got) if got else 'no URL'} on {model}"
                 resolution.verdict = "ok" if got == want else "differs"
@@ -367,9 +374,9 @@ class _Probe(_Gateway):
         if "seed" in extra:
             images: list[bytes | None] = []
             for task_id in extra["seed"]:
-                last = self.follow(task_id)
+                last = self.gateway.follow(task_id)
                 done = bool(last) and parse_task(last[-1]).status == "completed"
-                images.append(self.download_size(last[-1])[1] if done else None)
+                images.append(self.gateway.download_size(last[-1])[1] if done else None)
             a, b, c = images
             if a is None or b is None or c is None:
                 seed.observed, seed.verdict = "accepted, but not every task completed", "note"

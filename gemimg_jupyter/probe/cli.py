@@ -43,8 +43,8 @@ from gemimg_jupyter.domain.errors import GemimgError, redact
 from gemimg_jupyter.domain.models import MODELS
 from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
 from gemimg_jupyter.domain.text import format_usd
-from gemimg_jupyter.probe.checks import _cheapest, _Probe
-from gemimg_jupyter.probe.report import UNPRICED_USD, Check, ProbeReport, _Budget
+from gemimg_jupyter.probe.checks import Probe, _cheapest
+from gemimg_jupyter.probe.report import UNPRICED_USD, Check, Gateway, ProbeReport, _Budget
 
 __all__ = ["UNPRICED_USD", "Check", "ProbeReport", "main", "run_probe"]
 
@@ -94,7 +94,8 @@ def run_probe(
         raise GemimgError(f"--spend {spend!r} is not a number of dollars (0 or more)")
     folder = Path(out_dir) if out_dir is not None else Path(settings.output_dir) / "probe"
     with _target(settings, base_url, sim_style, say) as (url, key, simulated):
-        probe = _Probe(url, key, say=say, poll_timeout=poll_timeout, poll_every=0.2 if simulated else 3.0)
+        gateway = Gateway(url, key, say=say, poll_timeout=poll_timeout, poll_every=0.2 if simulated else 3.0)
+        probe = Probe(gateway)
         report = ProbeReport(base_url=url, simulated=simulated)
         try:
             say(f"probing {url} (free checks first)")
@@ -124,8 +125,8 @@ def run_probe(
             elif usable:
                 say("paid checks skipped (add --spend DOLLARS to run them)")
         finally:
-            probe.client.close()
-            report.transcript = _write(folder, report, probe.http.exchanges, key)
+            gateway.close()
+            report.transcript = _write(folder, report, gateway.http.exchanges, key)
     say(report.text())
     return report
 

@@ -1,7 +1,8 @@
 """What the probe records and how it talks: checks, the report, every exchange, the budget (no CLI).
 
-:mod:`.probe_checks` asks the questions over the :class:`_Gateway` here;
-:mod:`.probe` re-exports :class:`Check`, :class:`ProbeReport` and :data:`UNPRICED_USD`.
+The :class:`~.checks.Probe` asks its questions over a :class:`Gateway` from here
+(it *has* one); :mod:`gemimg_jupyter.probe` re-exports :class:`Check`,
+:class:`ProbeReport` and :data:`UNPRICED_USD`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gemimg_jupyter.domain.settings import RetryPolicy, Secret
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.gateway.client import ToAPIsClient, find_result_url, parse_task
 
-__all__ = ["UNPRICED_USD", "Check", "ProbeReport"]
+__all__ = ["UNPRICED_USD", "Check", "Gateway", "ProbeReport"]
 
 _SUBMIT = "/v1/images/generations"
 #: What a request to a model without a published price is counted at against ``--spend``.
@@ -170,8 +171,11 @@ class _Budget:
         return cost
 
 
-class _Gateway:
-    """The probe's plumbing: raw requests with the key, submit, follow a task, download its image."""
+class Gateway:
+    """The probe's plumbing: raw requests with the key, submit, follow a task, download its image.
+
+    Every exchange is kept by :attr:`http` (a recording session, shared with :attr:`client`).
+    """
 
     def __init__(
         self, base_url: str, key: Secret, *, say: Callable[[str], None], poll_timeout: float, poll_every: float
@@ -185,10 +189,10 @@ class _Gateway:
         # the client sets its own User-Agent on the shared session: the probe's requests carry exactly the
         # header the engine's do, so the user_agent check answers for the engine too
         self.client = ToAPIsClient(self.base_url, key, retry=retry, session=self.http, timeout=(10.0, 30.0))
-        self.listed: list[str] = []
-        self.uploaded: str | None = None
 
-    # -- plumbing ---------------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the client and its (recording) session; the exchanges stay readable."""
+        self.client.close()
 
     def raw(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
         headers = dict(kwargs.pop("headers", {}) or {})

@@ -1,4 +1,9 @@
-"""The simulator's API: what each ToAPIs route answers, in the ``docs`` or ``newapi`` dialect."""
+"""The simulator's API: what each route answers, in the ``docs`` or ``newapi`` dialect (HTTP-free).
+
+:class:`SimApi` is an object over a :class:`~.state.SimState`: bytes and headers
+in, a :class:`~.tasks._Reply` out. The server (:mod:`.server`) *has* one and
+hands it every request; neither this module nor the state imports the server.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,9 @@ import io
 import json
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 from PIL import Image
 
@@ -28,7 +33,7 @@ from gemimg_jupyter.sim.config import (
 )
 from gemimg_jupyter.sim.encode import FORMATS, encode, format_of_name
 from gemimg_jupyter.sim.render import RenderSpec, corrupt, render
-from gemimg_jupyter.sim.state import _SimState
+from gemimg_jupyter.sim.state import SimState
 from gemimg_jupyter.sim.tasks import (
     _REFUNDED,
     _error,
@@ -45,41 +50,96 @@ from gemimg_jupyter.sim.tasks import (
     _validate,
 )
 
+__all__ = ["SimApi"]
 
-class _SimApi(_SimState):
-    """The gateway's routes: submit, query, upload, models, download (HTTP-free: bytes in, :class:`_Reply` out)."""
+
+class SimApi:
+    """The gateway's routes over ``state``: submit, query, upload, models, download, the ``/_sim/`` control.
+
+    ``base_url`` gives the server's current ``http://host:port`` (result and upload URLs point there).
+    HTTP-free: bytes in, :class:`_Reply` out (``None``: close the connection without an answer).
+    """
+
+    def __init__(self, state: SimState, base_url: Callable[[], str]) -> None:
+        self.state = state
+        self.base_url = base_url
+
+    def route(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
+        """The answer to one request (``headers`` with lower-case names)."""
+        path = urlsplit(target).path
+        with self.state.lock:
+            self.state.counts["requests"] += 1
+        if path.startswith("/v1/"):
+            return self._api(method, path, headers, body)
+        if path.startswith("/_sim/"):
+            return self._control(method, path, body)
+        if method != "GET":
+            return _error(405, 405, "Method not allowed")
+        if path.startswith("/generated/"):
+            return self._download(path.removeprefix("/generated/"))
+        if path.startswith("/uploads/"):
+            with self.state.lock:
+                found = self.state.uploads.get(path)
+            return _Reply(200, found[0], found[1]) if found else _not_found("File not found")
+        if path == "/":
+            return _json(
+                200, {"service": "gemimg_jupyter simulator of the ToAPIs image API", "docs": "docs/simulator.md"}
+            )
+        return _not_found()
+
+    def _control(self, method: str, path: str, body: bytes) -> _Reply:
+        state = self.state
+        try:
+            data = json.loads(body or b"{}")
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+            if path == "/_sim/stats" and method == "GET":
+                return _json(200, state.stats())
+            if path == "/_sim/config" and method in ("GET", "POST"):
+                return _json(200, state.configure(**data).to_dict())
+            if path == "/_sim/reset" and method == "POST":
+                state.reset(tasks=bool(data.get("tasks")))
+                return _json(200, state.stats())
+            if path == "/_sim/advance" and method == "POST":
+                state.advance(float(data.get("seconds", 0)))
+                return _json(200, {"ok": True})
+        except ValueError as exc:
+            return _error(400, "invalid_request", str(exc), "invalid_request_error")
+        return _not_found()
 
     def _api(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
         endpoint = {_SUBMIT: "submit", _UPLOAD: "upload", "/v1/models": "models", "/v1/pricing": "pricing"}.get(path)
         if endpoint is None and path.startswith(_SUBMIT + "/"):
             endpoint = "query"
         if endpoint == "query":
-            with self._lock:
-                self._counts["status_queries"] += 1
+            with self.state.lock:
+                self.state.counts["status_queries"] += 1
         reply = self._api_checked(endpoint, method, path, headers, body)
-        with self._lock:
+        with self.state.lock:
             if reply is not None and reply.status == 429:
-                self._counts["rate_limited"] += 1
+                self.state.counts["rate_limited"] += 1
             if endpoint == "submit" and reply is not None and reply.status >= 400:
-                self._counts["submits_rejected"] += 1
+                self.state.counts["submits_rejected"] += 1
         return reply
 
     def _api_checked(
         self, endpoint: str | None, method: str, path: str, headers: Mapping[str, str], body: bytes
     ) -> _Reply | None:
         agent = (headers.get("user-agent") or "").strip().lower()
-        if self.config.require_user_agent and (not agent or agent.startswith(("python-requests", "python-urllib"))):
-            with self._lock:
-                self._faults["edge_refused"] += 1
+        if self.state.config.require_user_agent and (
+            not agent or agent.startswith(("python-requests", "python-urllib"))
+        ):
+            with self.state.lock:
+                self.state.faults["edge_refused"] += 1
             return _Reply(403, _EDGE_403, "text/html; charset=UTF-8")
         auth = headers.get("authorization") or ""
         scheme, _, key = auth.partition(" ")
         owner = _owner(key.strip()) if scheme.lower() == "bearer" and key.strip() else None
-        if owner is None or (self._accepted is not None and owner not in self._accepted):
-            with self._lock:
-                self._counts["auth_failures"] += 1
+        if owner is None or (self.state.accepted is not None and owner not in self.state.accepted):
+            with self.state.lock:
+                self.state.counts["auth_failures"] += 1
             return _error(401, "unauthorized", "Invalid API key", "authentication_error")
-        cfg = self.config
+        cfg = self.state.config
         if endpoint is None:
             if path == "/v1/chat/completions" and cfg.wrong_path_apitype:
                 return _error(
@@ -96,20 +156,20 @@ class _SimApi(_SimState):
             return self._models()
         if endpoint == "pricing":
             return self._pricing() if cfg.price_list else _not_found()
-        fault = self._roll_fault(endpoint)
+        fault = self.state.roll_fault(endpoint)
         if fault is not None:
             return fault
-        if endpoint == "submit" and cfg.max_unfinished > 0 and self._unfinished(owner) >= cfg.max_unfinished:
-            with self._lock:
-                self._faults["unfinished_cap"] += 1
+        if endpoint == "submit" and cfg.max_unfinished > 0 and self.state.unfinished(owner) >= cfg.max_unfinished:
+            with self.state.lock:
+                self.state.faults["unfinished_cap"] += 1
             return _rate_limited({"Retry-After": "1"})
-        if endpoint == "query" and self._hang_once(path):
-            self._closing.wait(120.0)  # hold the answer until the client gives up (or the server stops)
+        if endpoint == "query" and self.state.hang_once(path):
+            self.state.closing.wait(120.0)  # hold the answer until the client gives up (or the server stops)
             return None
         category = {"submit": "async_submit", "query": "async_query"}.get(endpoint)
         limits: dict[str, str] = {}
         if category is not None:
-            ok, limits = self._take(owner, category)
+            ok, limits = self.state.take(owner, category)
             if not ok:
                 return _rate_limited(limits)
         if endpoint == "submit":
@@ -127,7 +187,7 @@ class _SimApi(_SimState):
             payload = json.loads(body)
         except ValueError:
             payload = None
-        cfg = self.config
+        cfg = self.state.config
         unserved = self._unserved(payload)
         if unserved is not None:
             return unserved
@@ -136,16 +196,16 @@ class _SimApi(_SimState):
         except _Invalid as exc:
             return _error(400, exc.code, exc.message, "invalid_request_error", param=exc.param)
         if cfg.insufficient_quota:
-            with self._lock:
-                self._faults["insufficient_quota"] += 1
+            with self.state.lock:
+                self.state.faults["insufficient_quota"] += 1
             if cfg.style == "newapi":  # New API answers an empty balance with 403
                 return _error(403, "insufficient_user_quota", "user quota is not enough", "new_api_error")
             return _error(402, "insufficient_quota", "Insufficient account balance, please top up", "payment_required")
-        with self._lock:
-            self._seq += 1
+        with self.state.lock:
+            self.state.seq += 1
             prefix = "tsk_img_" if cfg.style == "newapi" else "img_"
-            task_id = prefix + hashlib.sha256(f"{self._salt}:{self._seq}".encode()).hexdigest()[:32]
-            rng = random.Random(f"{self._salt}:{task_id}")
+            task_id = prefix + hashlib.sha256(f"{self.state.salt}:{self.state.seq}".encode()).hexdigest()[:32]
+            rng = random.Random(f"{self.state.salt}:{task_id}")
             total = rng.uniform(*cfg.latency)
             queue_s = min(total, rng.uniform(*cfg.queue_delay))
             roll = rng.random()
@@ -163,11 +223,11 @@ class _SimApi(_SimState):
             name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}{ext}"
             task = _Task(
                 task_id,
-                self._seq,
+                self.state.seq,
                 owner,
                 req,
                 wall,
-                self._now(),
+                self.state.now(),
                 queue_s,
                 total - queue_s,
                 outcome,
@@ -176,18 +236,18 @@ class _SimApi(_SimState):
                 name,
                 small=rng.random() < cfg.small_image_rate,
             )
-            self._tasks[task_id] = task
-            self._save_task(task)
-            self._files[name] = task_id
+            self.state.tasks[task_id] = task
+            self.state.save_task(task)
+            self.state.files[name] = task_id
             if req.business_id:
-                self._by_bid.setdefault((owner, req.business_id), []).append(task_id)
-            self._counts["submits_accepted"] += 1
+                self.state.by_bid.setdefault((owner, req.business_id), []).append(task_id)
+            self.state.counts["submits_accepted"] += 1
             if outcome != "completed":
-                self._faults[f"{outcome}_task"] += 1
+                self.state.faults[f"{outcome}_task"] += 1
             if task.small and outcome == "completed":
-                self._faults["small_image"] += 1
-            if self._rng.random() < cfg.drop_after_submit_rate:
-                self._faults["drop_after_submit"] += 1
+                self.state.faults["small_image"] += 1
+            if self.state.rng.random() < cfg.drop_after_submit_rate:
+                self.state.faults["drop_after_submit"] += 1
                 return None
         newapi = cfg.style == "newapi"
         out: dict[str, Any] = {
@@ -204,23 +264,25 @@ class _SimApi(_SimState):
         return _json(200, out)
 
     def _query(self, owner: str, ident: str) -> _Reply:
-        with self._lock:
-            task = self._tasks.get(ident)
+        with self.state.lock:
+            task = self.state.tasks.get(ident)
             if task is None or task.owner != owner:
-                ids = self._by_bid.get((owner, ident))
-                task = self._tasks.get(ids[-1]) if ids else None
+                ids = self.state.by_bid.get((owner, ident))
+                task = self.state.tasks.get(ids[-1]) if ids else None
             if task is None:
                 return _not_found("Task not found")
-            html = self.config.html_status_rate > 0 and self._rng.random() < self.config.html_status_rate
+            html = (
+                self.state.config.html_status_rate > 0 and self.state.rng.random() < self.state.config.html_status_rate
+            )
             if html:
-                self._faults["html_200_status"] += 1
-        if html or (self.config.html_status_once and self._once("html_200_status", task.id)):
+                self.state.faults["html_200_status"] += 1
+        if html or (self.state.config.html_status_once and self.state.once("html_200_status", task.id)):
             return _Reply(200, _HTML_200, "text/html; charset=utf-8")
-        with self._lock:
-            return _json(200, self._view(task, self._now()))
+        with self.state.lock:
+            return _json(200, self._view(task, self.state.now()))
 
     def _view(self, task: _Task, now: float) -> dict[str, Any]:
-        if self.config.style == "newapi":
+        if self.state.config.style == "newapi":
             return self._view_newapi(task, now)
         state, progress = task.state(now)
         req = task.req
@@ -228,7 +290,9 @@ class _SimApi(_SimState):
             "id": task.id,
             "object": "generation.task",
             "model": req.spec.id,
-            "status": self.config.unknown_status if state == "in_progress" and self.config.unknown_status else state,
+            "status": self.state.config.unknown_status
+            if state == "in_progress" and self.state.config.unknown_status
+            else state,
             "progress": progress,
             "created_at": int(task.created_wall),
         }
@@ -237,13 +301,16 @@ class _SimApi(_SimState):
         if state in ("queued", "in_progress"):
             out["billing"] = {"status": "pending"}
         elif state == "failed":
-            out["error"] = {"code": "generation_failed", "message": _failure_reason(task, self.config.finish_reason)}
+            out["error"] = {
+                "code": "generation_failed",
+                "message": _failure_reason(task, self.state.config.finish_reason),
+            }
             out["billing"] = dict(_REFUNDED)
-            if task.outcome == "blocked" and self.config.model_text:
-                out["text"] = self.config.model_text  # what the model wrote instead of the image
+            if task.outcome == "blocked" and self.state.config.model_text:
+                out["text"] = self.state.config.model_text  # what the model wrote instead of the image
         else:
             out |= self._completion(task)
-            if self.config.top_level_url:
+            if self.state.config.top_level_url:
                 out["url"] = out["result"]["data"][0]["url"]
             price = _price(req.spec, req.resolution)
             if price is not None:
@@ -267,8 +334,8 @@ class _SimApi(_SimState):
         word = {"queued": "QUEUED", "in_progress": "IN_PROGRESS", "completed": "SUCCESS", "failed": "FAILURE"}[state]
         if state == "queued" and now - task.t0 < task.queue_s / 2:
             word = "NOT_START"
-        if state == "in_progress" and self.config.unknown_status:
-            word = self.config.unknown_status
+        if state == "in_progress" and self.state.config.unknown_status:
+            word = self.state.config.unknown_status
         out: dict[str, Any] = {
             "task_id": task.id,
             "object": "generation.task",
@@ -290,7 +357,7 @@ class _SimApi(_SimState):
     def _completion(self, task: _Task) -> dict[str, Any]:
         """``completed_at``, ``expires_at`` and ``result`` of a completed task (both styles)."""
         done = int(task.created_wall + task.queue_s + task.run_s)
-        url = f"{self.base_url}/generated/{task.file_name}"
+        url = f"{self.base_url()}/generated/{task.file_name}"
         return {
             "completed_at": done,
             "expires_at": done + int(task.lifetime),
@@ -302,14 +369,14 @@ class _SimApi(_SimState):
         model = payload.get("model") if isinstance(payload, dict) else None
         if not isinstance(model, str) or not model.strip():
             return None
-        cfg = self.config
+        cfg = self.state.config
         try:
             known = model if model in cfg.listed_models else get_model(model).id
         except ValidationError:
             known = None
         if model in cfg.unserved_models or known in cfg.unserved_models or (known is None and cfg.style == "newapi"):
-            with self._lock:
-                self._faults["model_not_found"] += 1
+            with self.state.lock:
+                self.state.faults["model_not_found"] += 1
             return _error(
                 503,
                 "model_not_found",
@@ -320,11 +387,11 @@ class _SimApi(_SimState):
 
     def _models(self) -> _Reply:
         """``GET /v1/models``: the registry's image models, less the unserved ones (free, like the real one)."""
-        unserved = set(self.config.unserved_models)
-        ids = [*MODELS, *(i for i in self.config.listed_models if i not in MODELS)]
+        unserved = set(self.state.config.unserved_models)
+        ids = [*MODELS, *(i for i in self.state.config.listed_models if i not in MODELS)]
         data = [{"id": i, "object": "model", "owned_by": "toapis", "type": "image"} for i in ids if i not in unserved]
         out: dict[str, Any] = {"object": "list", "data": data}
-        if self.config.style == "newapi":
+        if self.state.config.style == "newapi":
             out["success"] = True
         return _json(200, out)
 
@@ -374,36 +441,36 @@ class _SimApi(_SimState):
             kind = None
         if kind is None:
             return refuse("Unsupported image type. Allowed: JPEG, PNG, WebP, GIF")
-        with self._lock:
-            self._counts["uploads"] += 1
-            uid = hashlib.sha256(f"{self._salt}:upload:{self._counts['uploads']}".encode()).hexdigest()[:8]
+        with self.state.lock:
+            self.state.counts["uploads"] += 1
+            uid = hashlib.sha256(f"{self.state.salt}:upload:{self.state.counts['uploads']}".encode()).hexdigest()[:8]
             path = f"/uploads/{owner[:8]}/{int(time.time())}_{uid}.{kind[1]}"
-            self._uploads[path] = (data, kind[0])
-        info = {"id": f"upload_{uid}", "url": self.base_url + path, "mime_type": kind[0], "size": len(data)}
+            self.state.uploads[path] = (data, kind[0])
+        info = {"id": f"upload_{uid}", "url": self.base_url() + path, "mime_type": kind[0], "size": len(data)}
         return _json(200, {"success": True, "message": "", "data": info})
 
     def _download(self, name: str) -> _Reply:
-        with self._lock:
-            task = self._tasks.get(self._files.get(name, ""))
-            now = self._now()
+        with self.state.lock:
+            task = self.state.tasks.get(self.state.files.get(name, ""))
+            now = self.state.now()
             if task is None or task.state(now)[0] != "completed":
                 return _not_found("File not found")
             if now >= task.done_at + task.lifetime:
-                self._faults["expired_url"] += 1
+                self.state.faults["expired_url"] += 1
                 return _not_found("File expired")
-            data = self._cache.get(task.id)
-            refs = tuple(self._uploads[p][0] for p in map(_path, task.req.image_urls) if p in self._uploads)
-            urls = tuple(u for u in task.req.image_urls if _path(u) not in self._uploads)
-        fault = self._roll_fault("download")
+            data = self.state.cache.get(task.id)
+            refs = tuple(self.state.uploads[p][0] for p in map(_path, task.req.image_urls) if p in self.state.uploads)
+            urls = tuple(u for u in task.req.image_urls if _path(u) not in self.state.uploads)
+        fault = self.state.roll_fault("download")
         if fault is not None:
             return fault
-        if self.config.download_404_once and self._once("download_404", task.id):
+        if self.state.config.download_404_once and self.state.once("download_404", task.id):
             return _not_found("File not found")
         fmt = format_of_name(name)
-        shared = (task.req.size, task.req.resolution, task.small) if self.config.render_once else None
+        shared = (task.req.size, task.req.resolution, task.small) if self.state.config.render_once else None
         if data is None and shared is not None and not task.corrupt:
-            with self._lock:
-                data = self._renders.get(shared)
+            with self.state.lock:
+                data = self.state.renders.get(shared)
         if data is None:
             req = task.req
             resolution = _smaller(req.resolution) if task.small else req.resolution
@@ -411,23 +478,27 @@ class _SimApi(_SimState):
             spec = RenderSpec(
                 req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample, req.mark
             )
-            cfg = self.config
+            cfg = self.state.config
             data = encode(render(spec), fmt, orientation=cfg.exif_orientation, c2pa=cfg.content_credentials)
             if task.corrupt:
                 data = corrupt(data, task.id)
-        with self._lock:
+        with self.state.lock:
             if shared is not None and not task.corrupt:
-                self._renders.setdefault(shared, data)
-            self._cache[task.id] = data
-            while len(self._cache) > 32:
-                self._cache.popitem(last=False)
-            self._counts["downloads"] += 1
+                self.state.renders.setdefault(shared, data)
+            self.state.cache[task.id] = data
+            while len(self.state.cache) > 32:
+                self.state.cache.popitem(last=False)
+            self.state.counts["downloads"] += 1
             if task.corrupt:
-                self._faults["corrupt_image"] += 1
-            if self.config.trickle_download > 0:
-                self._faults["trickle_download"] += 1
+                self.state.faults["corrupt_image"] += 1
+            if self.state.config.trickle_download > 0:
+                self.state.faults["trickle_download"] += 1
         return _Reply(
-            200, data, FORMATS[fmt][0], {"Cache-Control": "public, max-age=86400"}, trickle=self.config.trickle_download
+            200,
+            data,
+            FORMATS[fmt][0],
+            {"Cache-Control": "public, max-age=86400"},
+            trickle=self.state.config.trickle_download,
         )
 
 

@@ -22,21 +22,21 @@ upper-case status words, ``"40%"`` progress, ``fail_reason``, a top-level
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import socket
 import socketserver
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from gemimg_jupyter.sim.api import _SimApi
+from gemimg_jupyter.sim.api import SimApi
 from gemimg_jupyter.sim.config import _MAX_BODY, _UPLOAD, CONFIG_HELP, MAX_UPLOAD_BYTES, SimConfig
-from gemimg_jupyter.sim.tasks import _error, _json, _not_found, _Reply
+from gemimg_jupyter.sim.state import SimState
+from gemimg_jupyter.sim.tasks import _error, _json, _Reply
 
 __all__ = ["CONFIG_HELP", "MAX_UPLOAD_BYTES", "SimConfig", "SimServer"]
 
@@ -108,7 +108,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + format, self.address_string(), *args)
 
 
-class SimServer(_SimApi):
+class SimServer:
     """The simulator: a threaded HTTP server on ``host:port`` plus all task state.
 
     Parameters
@@ -121,12 +121,70 @@ class SimServer(_SimApi):
         Port to bind; ``0`` picks a free one (kept across :meth:`restart`).
     accepted_keys : iterable of str, optional
         API keys to accept; ``None`` accepts any non-empty bearer key.
+    state_file : path, optional
+        Keep the task table in this file (one JSON line per task) and restore it on start-up.
 
     Tasks are scoped to the key that submitted them; keys are kept only as
-    hashes and never appear in any answer or log line. The routes are in
-    :mod:`.api` and the task state with its faults in :mod:`.state` (the bases
-    of this class); this class adds the life cycle and the HTTP plumbing.
+    hashes and never appear in any answer or log line. The server *has* its
+    :attr:`state` (:class:`~.state.SimState`: the task table, clock, counts and
+    faults) and its :attr:`api` (:class:`~.api.SimApi`: the routes over that
+    state); this class adds the life cycle and the HTTP plumbing.
     """
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        accepted_keys: Iterable[str] | None = None,
+        state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.state = SimState(config, accepted_keys=accepted_keys, state_file=state_file)
+        self.api = SimApi(self.state, lambda: self.base_url)
+        self.host, self._port = host, port
+        self._life = threading.RLock()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+
+    @property
+    def config(self) -> SimConfig:
+        """The behaviour and fault switches in force (change them with :meth:`configure`)."""
+        return self.state.config
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` once started (raises RuntimeError before)."""
+        if not self._port:
+            raise RuntimeError("the simulator has not been started")
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
+        return f"http://{host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (0 before the first start)."""
+        return self._port
+
+    # -- control ------------------------------------------------------------------------------------------------
+
+    def configure(self, **changes: Any) -> SimConfig:
+        """Change config fields at run time (checked; ValueError on a bad name or value)."""
+        return self.state.configure(**changes)
+
+    def advance(self, seconds: float) -> None:
+        """Move the simulator's clock forward: tasks progress and URLs expire (timestamps do not move)."""
+        self.state.advance(seconds)
+
+    def reset(self, *, tasks: bool = False) -> None:
+        """Zero the counts and refill rate-limit buckets; ``tasks=True`` also forgets tasks and uploads."""
+        self.state.reset(tasks=tasks)
+
+    def stats(self) -> dict[str, Any]:
+        """Counts since the last reset (see ``docs/simulator.md``)."""
+        return self.state.stats()
+
+    # -- life cycle ---------------------------------------------------------------------------------------------
 
     @property
     def running(self) -> bool:
@@ -144,10 +202,10 @@ class SimServer(_SimApi):
     def stop(self) -> None:
         """Stop serving and cut open connections; task state is kept."""
         with self._life:
-            self._closing.set()  # let held (hung) answers go
+            self.state.closing.set()  # let held (hung) answers go
             self._cancel_timer()
             self._close()
-            self._closing.clear()
+            self.state.closing.clear()
 
     def restart(self) -> str:
         """Close the listening socket and open it again on the same port, keeping all state."""
@@ -221,7 +279,7 @@ class SimServer(_SimApi):
         else:
             body = h.rfile.read(length) if length > 0 else b""
             try:
-                reply = self._route(method, h.path, {k.lower(): v for k, v in h.headers.items()}, body)
+                reply = self.api.route(method, h.path, {k.lower(): v for k, v in h.headers.items()}, body)
             except Exception:  # one bad request must not kill the handler thread
                 log.exception("simulator error on %s %s", method, urlsplit(h.path).path)
                 reply = _error(500, "internal_error", "Internal server error", "server_error")
@@ -237,49 +295,8 @@ class SimServer(_SimApi):
         if reply.trickle > 0:
             for i in range(len(reply.body)):
                 h.wfile.write(reply.body[i : i + 1])
-                if self._closing.wait(reply.trickle):
+                if self.state.closing.wait(reply.trickle):
                     h.close_connection = True
                     return
             return
         h.wfile.write(reply.body)
-
-    def _route(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> _Reply | None:
-        path = urlsplit(target).path
-        with self._lock:
-            self._counts["requests"] += 1
-        if path.startswith("/v1/"):
-            return self._api(method, path, headers, body)
-        if path.startswith("/_sim/"):
-            return self._control(method, path, body)
-        if method != "GET":
-            return _error(405, 405, "Method not allowed")
-        if path.startswith("/generated/"):
-            return self._download(path.removeprefix("/generated/"))
-        if path.startswith("/uploads/"):
-            with self._lock:
-                found = self._uploads.get(path)
-            return _Reply(200, found[0], found[1]) if found else _not_found("File not found")
-        if path == "/":
-            return _json(
-                200, {"service": "gemimg_jupyter simulator of the ToAPIs image API", "docs": "docs/simulator.md"}
-            )
-        return _not_found()
-
-    def _control(self, method: str, path: str, body: bytes) -> _Reply:
-        try:
-            data = json.loads(body or b"{}")
-            if not isinstance(data, dict):
-                raise ValueError("the body must be a JSON object")
-            if path == "/_sim/stats" and method == "GET":
-                return _json(200, self.stats())
-            if path == "/_sim/config" and method in ("GET", "POST"):
-                return _json(200, self.configure(**data).to_dict())
-            if path == "/_sim/reset" and method == "POST":
-                self.reset(tasks=bool(data.get("tasks")))
-                return _json(200, self.stats())
-            if path == "/_sim/advance" and method == "POST":
-                self.advance(float(data.get("seconds", 0)))
-                return _json(200, {"ok": True})
-        except ValueError as exc:
-            return _error(400, "invalid_request", str(exc), "invalid_request_error")
-        return _not_found()

@@ -1,4 +1,8 @@
-"""The simulator's state: tasks (kept on disk when asked), clock, counts, rate buckets and faults."""
+"""The simulator's state: tasks (kept on disk when asked), clock, counts, rate buckets and faults.
+
+:class:`SimState` is HTTP-free: the server (:mod:`.server`) *has* one and the
+routes (:mod:`.api`) read and change it, always under :attr:`SimState.lock`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 from gemimg_jupyter.domain.errors import ValidationError
@@ -20,47 +24,43 @@ from gemimg_jupyter.domain.models import get_model
 from gemimg_jupyter.sim.config import _FAULT_KINDS, _HTML_504, _SUBMIT, SimConfig, log
 from gemimg_jupyter.sim.tasks import _error, _owner, _rate_limited, _Reply, _Submit, _Task
 
-if TYPE_CHECKING:  # pragma: no cover
-    from gemimg_jupyter.sim.server import _HTTPServer
+__all__ = ["SimState"]
 
 
-class _SimState:
-    """All task state of the simulator, its control (configure, advance, reset, stats) and its fault dice."""
+class SimState:
+    """All task state of the simulator, its control (configure, advance, reset, stats) and its fault dice.
+
+    The tables are public to the simulator's routes; read or change them only under :attr:`lock`.
+    ``accepted_keys`` (``None``: any non-empty key) are kept as hashes only.
+    """
 
     def __init__(
         self,
         config: SimConfig | None = None,
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
         accepted_keys: Iterable[str] | None = None,
         state_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.config = config if config is not None else SimConfig()
-        self.host, self._port = host, port
         keys = [accepted_keys] if isinstance(accepted_keys, str) else accepted_keys
-        self._accepted = None if keys is None else frozenset(_owner(k) for k in keys)
-        self._salt = str(self.config.seed) if self.config.seed is not None else os.urandom(8).hex()
-        self._rng = random.Random(self._salt)
-        self._lock = threading.RLock()
-        self._life = threading.RLock()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._timer: threading.Timer | None = None
+        self.accepted = None if keys is None else frozenset(_owner(k) for k in keys)
+        self.salt = str(self.config.seed) if self.config.seed is not None else os.urandom(8).hex()
+        self.rng = random.Random(self.salt)
+        self.lock = threading.RLock()
         self._offset = 0.0
-        self._tasks: dict[str, _Task] = {}
-        self._by_bid: dict[tuple[str, str], list[str]] = {}
-        self._files: dict[str, str] = {}
-        self._uploads: dict[str, tuple[bytes, str]] = {}
-        self._cache: OrderedDict[str, bytes] = OrderedDict()
-        self._renders: dict[tuple[str, str, bool], bytes] = {}  # render_once: one image per size
+        self.tasks: dict[str, _Task] = {}
+        self.by_bid: dict[tuple[str, str], list[str]] = {}
+        self.files: dict[str, str] = {}
+        self.uploads: dict[str, tuple[bytes, str]] = {}
+        self.cache: OrderedDict[str, bytes] = OrderedDict()
+        self.renders: dict[tuple[str, str, bool], bytes] = {}  # render_once: one image per size
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
-        self._counts: Counter[str] = Counter()
-        self._faults: Counter[str] = Counter()
-        self._seq = 0
+        self.counts: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.seq = 0
         self._reset_seq = 0
         self._seen: set[tuple[str, str]] = set()  # (fault, task id) pairs of the once-per-task faults
-        self._closing = threading.Event()
+        self.closing = threading.Event()  # set while the server stops: held answers (hung, trickled) let go
         self._state_file = Path(state_file) if state_file is not None else None
         if self._state_file is not None:
             self._load_state(self._state_file)
@@ -73,7 +73,7 @@ class _SimState:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError:
             return
-        now_wall, now = time.time(), self._now()
+        now_wall, now = time.time(), self.now()
         for line in lines:
             try:
                 d = json.loads(line)
@@ -89,14 +89,15 @@ class _SimState:
                 )  # fmt: skip
             except (ValueError, KeyError, TypeError, ValidationError):
                 continue  # a torn last line after a crash
-            self._tasks[task.id] = task
-            self._files[task.file_name] = task.id
+            self.tasks[task.id] = task
+            self.files[task.file_name] = task.id
             if req.business_id:
-                self._by_bid.setdefault((task.owner, req.business_id), []).append(task.id)
-            self._seq = max(self._seq, task.seq)
-        self._reset_seq = self._seq
+                self.by_bid.setdefault((task.owner, req.business_id), []).append(task.id)
+            self.seq = max(self.seq, task.seq)
+        self._reset_seq = self.seq
 
-    def _save_task(self, task: _Task) -> None:
+    def save_task(self, task: _Task) -> None:
+        """Append ``task`` to the state file, when there is one (a failure to write is logged, not raised)."""
         if self._state_file is None:
             return
         req = task.req
@@ -114,54 +115,41 @@ class _SimState:
         except OSError:
             log.warning("the simulator could not keep task %s on disk", task.id, exc_info=True)
 
-    @property
-    def base_url(self) -> str:
-        """``http://host:port`` once started (raises RuntimeError before)."""
-        if not self._port:
-            raise RuntimeError("the simulator has not been started")
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host
-        return f"http://{host}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        """The bound port (0 before the first start)."""
-        return self._port
-
     # -- control ------------------------------------------------------------------------------------------------
 
     def configure(self, **changes: Any) -> SimConfig:
         """Change config fields at run time (checked; ValueError on a bad name or value)."""
-        with self._lock:
+        with self.lock:
             self.config.update(**changes)
             return self.config
 
     def advance(self, seconds: float) -> None:
         """Move the simulator's clock forward: tasks progress and URLs expire (timestamps do not move)."""
-        with self._lock:
+        with self.lock:
             self._offset += max(0.0, float(seconds))
 
     def reset(self, *, tasks: bool = False) -> None:
         """Zero the counts and refill rate-limit buckets; ``tasks=True`` also forgets tasks and uploads."""
-        with self._lock:
-            self._counts.clear()
-            self._faults.clear()
+        with self.lock:
+            self.counts.clear()
+            self.faults.clear()
             self._buckets.clear()
-            self._reset_seq = self._seq
+            self._reset_seq = self.seq
             if tasks:
-                self._tasks.clear()
-                self._by_bid.clear()
-                self._files.clear()
-                self._uploads.clear()
-                self._cache.clear()
+                self.tasks.clear()
+                self.by_bid.clear()
+                self.files.clear()
+                self.uploads.clear()
+                self.cache.clear()
 
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset (see ``docs/simulator.md``)."""
-        with self._lock:
-            now = self._now()
-            recent = [t for t in self._tasks.values() if t.seq > self._reset_seq]
+        with self.lock:
+            now = self.now()
+            recent = [t for t in self.tasks.values() if t.seq > self._reset_seq]
             states = Counter(t.state(now)[0] for t in recent)
             bids = Counter((t.owner, t.req.business_id) for t in recent if t.req.business_id)
-            c = self._counts
+            c = self.counts
             return {
                 "submits_accepted": c["submits_accepted"],
                 "submits_rejected": c["submits_rejected"],
@@ -171,7 +159,7 @@ class _SimState:
                 "uploads": c["uploads"],
                 "downloads": c["downloads"],
                 "rate_limited": c["rate_limited"],
-                "faults": {kind: self._faults[kind] for kind in _FAULT_KINDS},
+                "faults": {kind: self.faults[kind] for kind in _FAULT_KINDS},
                 "duplicate_business_ids": sum(1 for n in bids.values() if n > 1),
                 "auth_failures": c["auth_failures"],
                 "requests": c["requests"],
@@ -179,67 +167,71 @@ class _SimState:
                 "metadata": [dict(t.req.metadata) for t in sorted(recent, key=lambda t: t.seq)],
             }
 
-    def _now(self) -> float:
+    def now(self) -> float:
+        """The simulator's clock: the monotonic clock plus what :meth:`advance` added."""
         return time.monotonic() + self._offset
 
     # -- faults and limits ---------------------------------------------------------------------------------------
 
-    def _unfinished(self, owner: str) -> int:
-        with self._lock:
-            now = self._now()
+    def unfinished(self, owner: str) -> int:
+        """How many of ``owner``'s tasks are queued or running."""
+        with self.lock:
+            now = self.now()
             return sum(
-                1 for t in self._tasks.values() if t.owner == owner and t.state(now)[0] in ("queued", "in_progress")
+                1 for t in self.tasks.values() if t.owner == owner and t.state(now)[0] in ("queued", "in_progress")
             )
 
-    def _once(self, fault: str, task_id: str) -> bool:
+    def once(self, fault: str, task_id: str) -> bool:
         """True the first time ``fault`` meets ``task_id`` (counted), False after."""
-        with self._lock:
+        with self.lock:
             if (fault, task_id) in self._seen:
                 return False
             self._seen.add((fault, task_id))
-            self._faults[fault] += 1
+            self.faults[fault] += 1
             return True
 
-    def _hang_once(self, path: str) -> bool:
+    def hang_once(self, path: str) -> bool:
+        """True when the status query of ``path`` is to be held (``hang_status_once``, the first time per task)."""
         ident = unquote(path.removeprefix(_SUBMIT + "/"))
-        with self._lock:
-            known = ident in self._tasks
-        return self.config.hang_status_once and known and self._once("hung_status", ident)
+        with self.lock:
+            known = ident in self.tasks
+        return self.config.hang_status_once and known and self.once("hung_status", ident)
 
-    def _roll_fault(self, endpoint: str) -> _Reply | None:
+    def roll_fault(self, endpoint: str) -> _Reply | None:
+        """The random fault ``endpoint`` meets this time (5xx, an HTML 504, a 429), or None."""
         cfg = self.config
         if endpoint not in cfg.fault_endpoints:
             return None
-        with self._lock:
-            if self._rng.random() < cfg.server_error_rate:
-                if self._rng.random() < cfg.html_error_rate:
-                    self._faults["html_504"] += 1
+        with self.lock:
+            if self.rng.random() < cfg.server_error_rate:
+                if self.rng.random() < cfg.html_error_rate:
+                    self.faults["html_504"] += 1
                     return _Reply(504, _HTML_504, "text/html")
-                self._faults["server_error"] += 1
-                status = self._rng.choice((500, 502, 503))
+                self.faults["server_error"] += 1
+                status = self.rng.choice((500, 502, 503))
                 if status == 503:
                     return _error(
                         503, "rate_limit_unavailable", "The async task submit limiter is temporarily unavailable"
                     )
                 return _error(status, "internal_error", "Internal server error", "server_error")
-            if self._rng.random() >= cfg.rate_limit_rate:
+            if self.rng.random() >= cfg.rate_limit_rate:
                 return None
-            self._faults["rate_limit"] += 1
-            wait = self._rng.uniform(*cfg.retry_after)
+            self.faults["rate_limit"] += 1
+            wait = self.rng.uniform(*cfg.retry_after)
         if cfg.retry_after_http_date:
             after = email.utils.formatdate(time.time() + math.ceil(wait), usegmt=True)
         else:
             after = str(int(wait)) if wait == int(wait) else f"{wait:.2f}"
         return _rate_limited({"Retry-After": after})
 
-    def _take(self, owner: str, category: str) -> tuple[bool, dict[str, str]]:
+    def take(self, owner: str, category: str) -> tuple[bool, dict[str, str]]:
         """Take one token from the key's bucket; the answer carries X-RateLimit-* headers."""
         cfg = self.config
         rate, burst = (
             (cfg.submit_rate, cfg.submit_burst) if category == "async_submit" else (cfg.query_rate, cfg.query_burst)
         )
-        with self._lock:
-            now = self._now()
+        with self.lock:
+            now = self.now()
             tokens, last = self._buckets.get((owner, category), (burst, now))
             tokens = min(burst, tokens + (now - last) * rate)
             ok = tokens >= 1
