@@ -105,7 +105,7 @@ def test_a_pick_rewrites_the_sidecar_and_never_the_image(sess: Session) -> None:
 
 def served(sess: Session, job: Any) -> bytes:
     """The bytes the simulator served for a job's task (its download cache)."""
-    return bytes(sess.sim._cache[job.task_id])
+    return bytes(sess.sim.state.cache[job.task_id])
 
 
 @pytest.mark.parametrize(
