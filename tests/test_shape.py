@@ -94,8 +94,7 @@ def test_no_class_inherits_a_package_class_from_another_module() -> None:
         for name, path in MODULES.items()
         for line in inherited_across_modules(path.read_text(), name, path.name == "__init__.py")
     ]
-    assert sorted(set(found) - KNOWN_MIXINS) == []
-    assert sorted(KNOWN_MIXINS - set(found)) == [], "mended: take them out of KNOWN_MIXINS"
+    assert found == []
 
 
 def test_the_inheritance_check_can_fail() -> None:
@@ -110,19 +109,11 @@ def test_the_inheritance_check_can_fail() -> None:
     assert inherited_across_modules(allowed, f"{ROOT}.ledger.other", False) == []
 
 
-#: Mixin chains the restructuring of issue #20 has not replaced by composition yet (only shrinks).
-KNOWN_MIXINS: set[str] = {}
-
 # ---------------------------------------------------------------- no import cycles
-
-#: Cycles not broken yet (only shrinks).
-KNOWN_CYCLES: list[list[str]] = []
 
 
 def test_no_import_cycles() -> None:
-    found = cycles(import_graph())
-    assert [c for c in found if c not in KNOWN_CYCLES] == []
-    assert [c for c in KNOWN_CYCLES if c not in found] == [], "mended: take them out of KNOWN_CYCLES"
+    assert cycles(import_graph()) == []
 
 
 def test_the_cycle_check_can_fail(tmp_path: Path) -> None:
