@@ -52,8 +52,10 @@ from gemimg_jupyter.plans.plan import (
     CONFIRM_ABOVE_USD,
     MAX_REPEATS,
     Axis,
+    Pairing,
     SweepPlan,
     canonical_axis_name,
+    pair,
     parse_axis,
 )
 from gemimg_jupyter.probe import run_probe
@@ -78,6 +80,7 @@ __all__ = [
     "LedgerRow",
     "Lineage",
     "ModelSpec",
+    "Pairing",
     "ParamSpec",
     "ReferenceImage",
     "Result",
@@ -96,6 +99,7 @@ __all__ = [
     "latest",
     "load_reference",
     "load_thumbnail",
+    "pair",
     "parse_axis",
     "pixel_size",
     "plural",

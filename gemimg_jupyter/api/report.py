@@ -131,7 +131,7 @@ def _caption(job: Job, labels: Mapping[str, Any], repeat: int, repeats: int) -> 
 def reproduce_cell(plan: SweepPlan, *, edit: str | None = None) -> str:
     """The ``%%gemimg`` cell that runs this sweep again (a cache hit for every finished image)."""
     base = plan.base
-    swept = {a.name for a in plan.axes}
+    swept = set(plan.varying)
     opts: list[str] = []
     if "model" not in swept:
         opts.append(f"--model {base.model}")
@@ -148,17 +148,18 @@ def reproduce_cell(plan: SweepPlan, *, edit: str | None = None) -> str:
     if "ref" not in swept:
         refs = base.references[1:] if edit else base.references
         opts += [f"--ref {_quote(r.url or r.name)}" for r in refs]
-    for axis in plan.axes:
-        if axis.name == "prompt":
-            values = [str(v) for v in axis.values]
-        elif axis.name == "ref":
-            values = [lab for lab in axis.labels]
-        elif axis.name in ("temperature", "top_p"):
-            values = [f"{float(v):g}" for v in axis.values]
-        else:
-            values = [str(v) for v in axis.values]
-        sep = "|" if axis.name in ("prompt", "ref") or any("," in v for v in values) else ","
-        opts.append(f"--sweep {_quote(axis.name + '=' + sep.join(values))}")
+    for lead in plan.axes:
+        for i, axis in enumerate(lead.members):
+            if axis.name == "prompt":
+                values = [str(v) for v in axis.values]
+            elif axis.name == "ref":
+                values = [lab for lab in axis.labels]
+            elif axis.name in ("temperature", "top_p"):
+                values = [f"{float(v):g}" for v in axis.values]
+            else:
+                values = [str(v) for v in axis.values]
+            sep = "|" if axis.name in ("prompt", "ref") or any("," in v for v in values) else ","
+            opts.append(f"{'--with' if i else '--sweep'} {_quote(axis.name + '=' + sep.join(values))}")
     if plan.repeats > 1:
         opts.append(f"-n {plan.repeats}")
     return f"%%gemimg {' '.join(opts)}\n{base.prompt}"

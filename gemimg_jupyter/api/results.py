@@ -19,6 +19,7 @@ from PIL import Image
 
 from gemimg_jupyter.api.lineage import ledger_cbid
 from gemimg_jupyter.api.progress import shown_while_waiting
+from gemimg_jupyter.domain.durations import format_duration
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.grid import Tile, encode_grid_png, grid_for_plan
@@ -81,17 +82,31 @@ class SweepResult:
     """
 
     def __init__(
-        self, plan: SweepPlan, jobs: Sequence[Job], *, sweep_id: str, store: Store, cell_size: int = 320
+        self,
+        plan: SweepPlan,
+        jobs: Sequence[Job],
+        *,
+        sweep_id: str,
+        store: Store,
+        cell_size: int = 320,
+        dry_run: bool = False,
     ) -> None:
         self.plan = plan
         self.jobs = list(jobs)
         self.id = sweep_id
         self.cell_size = cell_size
         self.paths: list[Path] = []
+        #: A dry run: the plan and its grid of placeholders, nothing sent (``--dry-run``).
+        self.dry_run = dry_run
+        #: Seconds after which submitting stopped (``--stop-after``), once that happened; else ``None``.
+        self.stopped_after: float | None = None
         self._store = store
         self._saved = threading.Event()
         self._lock = threading.Lock()
+        self._stop_timer: threading.Timer | None = None
         self.started = time.time()
+        if dry_run:
+            self._saved.set()  # nothing to wait for, nothing to save
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -100,14 +115,42 @@ class SweepResult:
         return count_jobs(self.jobs)
 
     def progress_text(self) -> str:
-        """``7/12 done, 1 failed, $0.34`` (cached images count as done)."""
+        """``7/12 done, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop)."""
+        if self.dry_run:
+            return f"dry run: {self.plan.n_requests:,} requests planned, nothing sent, $0"
         c = self.counts()
+        unsent = len(self.not_sent())
         text = f"{c['done'] + c['cached']}/{c['total']} done"
         if c["cached"]:
             text += f" ({c['cached']} cached)"
-        if c["failed"]:
-            text += f", {c['failed']} failed"
-        return text + f", {format_usd(c['cost_usd'])}"
+        if c["failed"] - unsent:
+            text += f", {c['failed'] - unsent} failed"
+        text += f", {format_usd(c['cost_usd'])}"
+        if unsent:
+            text += f", {unsent:,} not sent (stopped after {format_duration(self.stopped_after or 0.0)}; run it again to send them)"
+        return text
+
+    def not_sent(self) -> list[Job]:
+        """The jobs a time limit kept from being submitted (they cost nothing; a re-run sends them)."""
+        if self.stopped_after is None:
+            return []
+        return [j for j in self.jobs if j.state is JobState.CANCELLED and j.task_id is None]
+
+    def stop_after(self, seconds: float) -> None:
+        """Stop *submitting* ``seconds`` from now: jobs not sent by then end cancelled and unpaid (:meth:`not_sent`)."""
+        timer = threading.Timer(seconds, self._stop_submitting, args=(seconds,))
+        timer.daemon = True
+        timer.name = f"gemimg-stop-after-{self.id}"
+        self._stop_timer = timer
+        timer.start()
+
+    def _stop_submitting(self, seconds: float) -> None:
+        if self.done():
+            return
+        self.stopped_after = seconds
+        for job in self.jobs:
+            if not job.done() and job.task_id is None:
+                job.cancel()
 
     def done(self) -> bool:
         """True when every job has ended."""
@@ -138,7 +181,15 @@ class SweepResult:
     def tiles(self) -> dict[int, Tile]:
         """One :class:`~.grid.Tile` per sweep cell index (thumbnails only)."""
         out: dict[int, Tile] = {}
+        if self.dry_run:
+            for cell in self.plan.cells:
+                price = cell.params.price_usd
+                out[cell.index] = Tile(
+                    state="planned", error=f"dry run · {format_usd(price, places=3, missing='price n/a')}"
+                )
+            return out
         picked = self.picked_cbids()
+        unsent = {id(j) for j in self.not_sent()}
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
             image = None
             if job.state.has_image:
@@ -147,6 +198,9 @@ class SweepResult:
                 except (OSError, ValueError):
                     image = None
             star = job.state.has_image and ledger_cbid(job) in picked
+            if id(job) in unsent:
+                out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
+                continue
             out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
         return out
 
@@ -207,7 +261,11 @@ class SweepResult:
         """The sweep as plain data: the grid PNG's provenance and the display's metadata."""
         return {
             "sweep_id": self.id,
-            "axes": [{"name": a.name, "values": list(a.labels)} for a in self.plan.axes],
+            "axes": [
+                {"name": a.name, "values": list(a.labels)}
+                | ({"with": [{"name": m.name, "values": list(m.labels)} for m in a.partners]} if a.partners else {})
+                for a in self.plan.axes
+            ],
             "repeats": self.plan.repeats,
             "common": {k: v for k, v in self.plan.common.items() if k != "references"},
             "cells": [
@@ -259,6 +317,8 @@ class SweepResult:
         with self._lock:
             if self._saved.is_set():
                 return
+            if self._stop_timer is not None:
+                self._stop_timer.cancel()
             try:
                 self.paths = self.save()
             except Exception:

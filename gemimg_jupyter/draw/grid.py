@@ -366,7 +366,7 @@ def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
         parts.append(f"ref {'+'.join(refs)}")
     prompt = common.get("prompt")
     if prompt is None and "prompt" in plan.varying:
-        search = str(next(a for a in plan.axes if a.name == "prompt").values[0])
+        search = str(next(m for a in plan.axes for m in a.members if m.name == "prompt").values[0])
         prompt = plan.base.prompt.replace(search, f"[{search}]")
     if prompt is not None:
         text = shown_text(" ".join(str(prompt).split()))
@@ -415,12 +415,12 @@ def grid_for_plan(
         slot[cell.repeat] = tiles_by_cell.get(cell.index) or Tile("queued")
     title = ""
     if z_axis is not None:
-        title = f"{z_axis.title} = {z_axis.labels[z]} (grid {z + 1} of {nz})"
+        title = f"{z_axis.title} = {z_axis.shown_labels[z]} (grid {z + 1} of {nz})"
     return render_grid(
         x_title=x_axis.title if x_axis is not None else None,
-        x_labels=list(x_axis.labels) if x_axis is not None else [""] * nx,
+        x_labels=list(x_axis.shown_labels) if x_axis is not None else [""] * nx,
         y_title=y_axis.title if y_axis is not None else None,
-        y_labels=list(y_axis.labels) if y_axis is not None else [""] * ny,
+        y_labels=list(y_axis.shown_labels) if y_axis is not None else [""] * ny,
         tiles=tiles,
         header=plan_header(plan),
         footer=footer,
