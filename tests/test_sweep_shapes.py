@@ -174,3 +174,45 @@ def test_dry_run_cell_shows_the_plan_and_a_placeholder_grid(gem: Any, capsys: An
     assert final["metadata"]["image/png"]["gemimg_sweep"]["progress"].startswith("dry run")
     sess = get_session()
     assert sess.sim is not None and sess.sim.stats()["requests"] == 0
+
+
+# ---------------------------------------------------------------- grids that scale, thumbnails as images land
+
+
+def test_a_1000_cell_sweep_has_readable_pages_and_an_index(session: Session, sim: Any) -> None:
+    temps = [round(0.02 * i, 2) for i in range(1, 51)]
+    tops = [round(0.05 * i, 2) for i in range(1, 21)]
+    result = session.sweep("a big fox", temperature=temps, top_p=tops, dry_run=True, cell_size=64)
+    pages = result.pages()
+    assert len(pages) == 10 and sum(len(p.xs) * len(p.ys) for p in pages) == 1000
+    assert all(len(p.xs) * len(p.ys) <= 100 and len(p.xs) <= 10 for p in pages)
+    index = result.page_index()
+    assert index.startswith("10 pages: 1 temperature 0.02…0.2") and "\n" not in index
+    grids = result.grids()
+    assert len(grids) == 10
+    for img, page in zip(grids, pages, strict=True):  # ≤ 10 × 10 boxes of 64 px plus legends: a readable page
+        assert img.width < (len(page.xs) + 4) * 64 * 2 and img.height < (len(page.ys) + 4) * 64 * 2
+    assert sim.stats()["requests"] == 0
+
+
+def test_a_long_single_axis_wraps_into_rows(session: Session) -> None:
+    temps = [round(0.01 * i, 2) for i in range(1, 151)]
+    result = session.sweep("a long fox", temperature=temps, dry_run=True, cell_size=64)
+    pages = result.pages()
+    assert [len(p.xs) for p in pages] == [100, 50] and all(p.wrap == 10 for p in pages)
+    first = result.grid(page=1)
+    assert first.width < 16 * 64 and first.height < 16 * 64  # 10 × 10, not a 1 × 100 strip
+
+
+def test_thumbnails_are_made_when_images_land_and_read_from_their_files(session: Session) -> None:
+    from gemimg_jupyter.ledger.thumbs import THUMB_SIDE, thumb_path
+
+    result = session.sweep("a small fox", temperature=[0.2, 0.8])
+    paths = [job.path for job in result.jobs]
+    assert all(p is not None and thumb_path(p).is_file() for p in paths)
+    job = result.jobs[0]
+    assert job.path is not None
+    job._thumbs.clear()
+    job.path.unlink()  # the full-size file is gone: the grid still has its thumbnail, from the small file
+    small = job.thumbnail(THUMB_SIDE)
+    assert max(small.size) <= THUMB_SIDE and small.mode == "RGB"

@@ -47,6 +47,7 @@ from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes
 from gemimg_jupyter.draw.sheets import contact_sheet, stack
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.store import LedgerRow
+from gemimg_jupyter.ledger.thumbs import load_thumb
 from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
     CONFIRM_ABOVE_USD,
@@ -98,6 +99,7 @@ __all__ = [
     "get_session",
     "latest",
     "load_reference",
+    "load_thumb",
     "load_thumbnail",
     "pair",
     "parse_axis",

@@ -30,8 +30,8 @@ from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.grid import plan_header
-from gemimg_jupyter.draw.images import load_thumbnail
 from gemimg_jupyter.ledger.picks import Pick
+from gemimg_jupyter.ledger.thumbs import load_thumb
 from gemimg_jupyter.plans.plan import SweepPlan
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +63,7 @@ table.steps{border-collapse:collapse} table.steps td,table.steps th{border:1px s
 def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> str | None:
     """A ``data:image/jpeg;base64,…`` thumbnail of an image file (``None`` if it cannot be read)."""
     try:
-        thumb = load_thumbnail(path, side)
+        thumb = load_thumb(path, side)
     except (OSError, ValueError):
         return None
     buf = io.BytesIO()
