@@ -197,7 +197,8 @@ class SweepResult:
             image = None
             if job.state.has_image:
                 try:
-                    image = job.thumbnail(self.cell_size)
+                    # read from its small file each time: a 1,000-image sweep keeps no 1,000 thumbnails in memory
+                    image = job.thumbnail(self.cell_size, keep=False)
                 except (OSError, ValueError):
                     image = None
             star = job.state.has_image and ledger_cbid(job) in picked
