@@ -30,6 +30,7 @@ _LAZY = {
     "reset_session": "api.session",
     "Panel": "panel",
     "errors": "domain.errors",
+    "pair": "plans.plan",
 }
 
 __all__ = [

@@ -116,6 +116,21 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
         "A range's count or step may follow after a space (`--sweep temperature=0.2-1.4 [4]`); quote any other spec with spaces. "
         "Axis syntax (lists, ranges, prompt search/replace, reference sets): [sweeps.md](sweeps.md).",
     ),
+    "--with": (
+        "%%gemimg --sweep model=gemini-2.5-flash-image-official,gemini-3-pro-image-official --with resolution=1K,2K --yes\n"
+        "A paper-cut fox in a forest",
+        "2 requests, not 4: each model with its own resolution, labelled `model · resolution`. "
+        "The two lists must be as long as each other. In Python: `gi.sweep(prompt, gi.pair(model=[...], resolution=[...]))`.",
+    ),
+    "--dry-run": (
+        "%%gemimg --sweep temperature=0.2,0.8,1.4 --sweep size=1:1,16:9 -n 2 --dry-run\nA paper-cut fox in a forest",
+        "Prints the plan line and draws the labelled grid with placeholders; nothing is sent or paid (`dry_run=True`).",
+    ),
+    "--stop-after": (
+        "%%gemimg --sweep temperature=0.2,0.6,1.0,1.4 -n 4 --stop-after 30s\nA paper-cut fox in a forest",
+        'Requests not sent by then end as "not sent" and cost nothing; run the cell again to send them '
+        '(the finished ones are cache hits). `stop_after="30m"` in Python.',
+    ),
     "--yes": (
         "%config GemimgMagics.confirm_above_usd = 0.25\n---\n"
         "%%gemimg --sweep top_p=0.5,0.75,1 --sweep size=1:1,16:9 --yes\nA paper-cut owl in a forest\n---\n"

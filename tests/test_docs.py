@@ -130,7 +130,7 @@ def test_usage_md_has_an_example_for_every_option_and_subcommand(magics: GemimgM
 def check_cell_line(rest: str) -> None:
     """Parse a ``%%gemimg`` option line as the magic does (raises ``UsageError``/``ValidationError``)."""
     ns = gen_docs.cell_parser().parse_args(shlex.split(rest))
-    for spec in ns.sweep or []:
+    for _flag, spec in ns.axes or []:  # --sweep and --with, in the order written
         canonical_axis_name(spec.split("=", 1)[0])
     if ns.output is not None:
         assert ns.output.isidentifier(), f"-o {ns.output!r}"

@@ -51,13 +51,16 @@ from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes
 from gemimg_jupyter.draw.sheets import contact_sheet, stack
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.store import LedgerRow
+from gemimg_jupyter.ledger.thumbs import load_thumb
 from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
     CONFIRM_ABOVE_USD,
     MAX_REPEATS,
     Axis,
+    Pairing,
     SweepPlan,
     canonical_axis_name,
+    pair,
     parse_axis,
 )
 from gemimg_jupyter.probe import run_probe
@@ -84,6 +87,7 @@ __all__ = [
     "LedgerRow",
     "Lineage",
     "ModelSpec",
+    "Pairing",
     "ParamSpec",
     "ReferenceImage",
     "Result",
@@ -101,9 +105,11 @@ __all__ = [
     "get_session",
     "latest",
     "load_reference",
+    "load_thumb",
     "load_thumbnail",
     "merged_models",
     "model_status",
+    "pair",
     "parse_axis",
     "pixel_size",
     "plural",

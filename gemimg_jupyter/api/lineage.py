@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.domain.text import plural
-from gemimg_jupyter.draw.images import load_reference, load_thumbnail, strip_provenance
+from gemimg_jupyter.draw.images import load_reference, strip_provenance
 from gemimg_jupyter.draw.primitives import (
     BG,
     INK,
@@ -41,6 +41,7 @@ from gemimg_jupyter.draw.primitives import (
 )
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.store import LedgerRow, Store
+from gemimg_jupyter.ledger.thumbs import load_thumb
 
 __all__ = [
     "Lineage",
@@ -224,6 +225,6 @@ def _thumb(path: str | None, size: int) -> Image.Image | None:
     if not path or not Path(path).is_file():
         return None
     try:
-        return load_thumbnail(path, size)
+        return load_thumb(path, size)
     except OSError:
         return None

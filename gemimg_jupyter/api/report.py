@@ -30,9 +30,9 @@ from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.grid import plan_header
-from gemimg_jupyter.draw.images import load_thumbnail
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick
+from gemimg_jupyter.ledger.thumbs import load_thumb
 from gemimg_jupyter.plans.plan import SweepPlan
 
 __all__ = ["THUMB_SIDE", "SweepRun", "lineage_report", "reproduce_cell", "sweep_report", "thumbnail_data_uri"]
@@ -75,7 +75,7 @@ class SweepRun(Protocol):
 def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> str | None:
     """A ``data:image/jpeg;base64,…`` thumbnail of an image file (``None`` if it cannot be read)."""
     try:
-        thumb = load_thumbnail(path, side)
+        thumb = load_thumb(path, side)
     except (OSError, ValueError):
         return None
     buf = io.BytesIO()
@@ -143,7 +143,7 @@ def _caption(job: Job, labels: Mapping[str, Any], repeat: int, repeats: int) -> 
 def reproduce_cell(plan: SweepPlan, *, edit: str | None = None) -> str:
     """The ``%%gemimg`` cell that runs this sweep again (a cache hit for every finished image)."""
     base = plan.base
-    swept = {a.name for a in plan.axes}
+    swept = set(plan.varying)
     opts: list[str] = []
     if "model" not in swept:
         opts.append(f"--model {base.model}")
@@ -160,17 +160,18 @@ def reproduce_cell(plan: SweepPlan, *, edit: str | None = None) -> str:
     if "ref" not in swept:
         refs = base.references[1:] if edit else base.references
         opts += [f"--ref {_quote(r.url or r.name)}" for r in refs]
-    for axis in plan.axes:
-        if axis.name == "prompt":
-            values = [str(v) for v in axis.values]
-        elif axis.name == "ref":
-            values = [lab for lab in axis.labels]
-        elif axis.name in ("temperature", "top_p"):
-            values = [f"{float(v):g}" for v in axis.values]
-        else:
-            values = [str(v) for v in axis.values]
-        sep = "|" if axis.name in ("prompt", "ref") or any("," in v for v in values) else ","
-        opts.append(f"--sweep {_quote(axis.name + '=' + sep.join(values))}")
+    for lead in plan.axes:
+        for i, axis in enumerate(lead.members):
+            if axis.name == "prompt":
+                values = [str(v) for v in axis.values]
+            elif axis.name == "ref":
+                values = [lab for lab in axis.labels]
+            elif axis.name in ("temperature", "top_p"):
+                values = [f"{float(v):g}" for v in axis.values]
+            else:
+                values = [str(v) for v in axis.values]
+            sep = "|" if axis.name in ("prompt", "ref") or any("," in v for v in values) else ","
+            opts.append(f"{'--with' if i else '--sweep'} {_quote(axis.name + '=' + sep.join(values))}")
     if plan.repeats > 1:
         opts.append(f"-n {plan.repeats}")
     return f"%%gemimg {' '.join(opts)}\n{base.prompt}"

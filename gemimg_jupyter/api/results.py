@@ -11,7 +11,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -20,9 +20,10 @@ from PIL import Image
 from gemimg_jupyter.api.lineage import ledger_cbid
 from gemimg_jupyter.api.progress import shown_while_waiting
 from gemimg_jupyter.api.report import SweepRun, sweep_report
+from gemimg_jupyter.domain.durations import format_duration
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
-from gemimg_jupyter.draw.grid import Tile, encode_grid_png, grid_for_plan
+from gemimg_jupyter.draw.grid import GridPage, Tile, encode_grid_png, grid_for_plan, grid_page, page_index, plan_pages
 from gemimg_jupyter.engine import Job, Listener
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store, write_atomic
@@ -82,17 +83,32 @@ class SweepResult:
     """
 
     def __init__(
-        self, plan: SweepPlan, jobs: Sequence[Job], *, sweep_id: str, store: Store, cell_size: int = 320
+        self,
+        plan: SweepPlan,
+        jobs: Sequence[Job],
+        *,
+        sweep_id: str,
+        store: Store,
+        cell_size: int = 320,
+        dry_run: bool = False,
     ) -> None:
         self.plan = plan
         self.jobs = list(jobs)
         self.id = sweep_id
         self.cell_size = cell_size
         self.paths: list[Path] = []
+        #: A dry run: the plan and its grid of placeholders, nothing sent (``--dry-run``).
+        self.dry_run = dry_run
+        #: Seconds after which submitting stopped (``--stop-after``), once that happened; else ``None``.
+        self.stopped_after: float | None = None
         self._store = store
         self._saved = threading.Event()
         self._lock = threading.Lock()
+        self._stop_timer: threading.Timer | None = None
+        self._pages: list[GridPage] | None = None
         self.started = time.time()
+        if dry_run:
+            self._saved.set()  # nothing to wait for, nothing to save
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -101,14 +117,42 @@ class SweepResult:
         return count_jobs(self.jobs)
 
     def progress_text(self) -> str:
-        """``7/12 done, 1 failed, $0.34`` (cached images count as done)."""
+        """``7/12 done, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop)."""
+        if self.dry_run:
+            return f"dry run: {self.plan.n_requests:,} requests planned, nothing sent, $0"
         c = self.counts()
+        unsent = len(self.not_sent())
         text = f"{c['done'] + c['cached']}/{c['total']} done"
         if c["cached"]:
             text += f" ({c['cached']} cached)"
-        if c["failed"]:
-            text += f", {c['failed']} failed"
-        return text + f", {format_usd(c['cost_usd'])}"
+        if c["failed"] - unsent:
+            text += f", {c['failed'] - unsent} failed"
+        text += f", {format_usd(c['cost_usd'])}"
+        if unsent:
+            text += f", {unsent:,} not sent (stopped after {format_duration(self.stopped_after or 0.0)}; run it again to send them)"
+        return text
+
+    def not_sent(self) -> list[Job]:
+        """The jobs a time limit kept from being submitted (they cost nothing; a re-run sends them)."""
+        if self.stopped_after is None:
+            return []
+        return [j for j in self.jobs if j.state is JobState.CANCELLED and j.task_id is None]
+
+    def stop_after(self, seconds: float) -> None:
+        """Stop *submitting* ``seconds`` from now: jobs not sent by then end cancelled and unpaid (:meth:`not_sent`)."""
+        timer = threading.Timer(seconds, self._stop_submitting, args=(seconds,))
+        timer.daemon = True
+        timer.name = f"gemimg-stop-after-{self.id}"
+        self._stop_timer = timer
+        timer.start()
+
+    def _stop_submitting(self, seconds: float) -> None:
+        if self.done():
+            return
+        self.stopped_after = seconds
+        for job in self.jobs:
+            if not job.done() and job.task_id is None:
+                job.cancel()
 
     def done(self) -> bool:
         """True when every job has ended."""
@@ -136,18 +180,32 @@ class SweepResult:
 
     # ---- pictures and tables ---------------------------------------------------------------
 
-    def tiles(self) -> dict[int, Tile]:
-        """One :class:`~.grid.Tile` per sweep cell index (thumbnails only)."""
+    def tiles(self, only: Collection[int] | None = None) -> dict[int, Tile]:
+        """One :class:`~.grid.Tile` per sweep cell index (thumbnails only); ``only`` those cell indexes."""
         out: dict[int, Tile] = {}
+        if self.dry_run:
+            for cell in self.plan.cells:
+                price = cell.params.price_usd
+                out[cell.index] = Tile(
+                    state="planned", error=f"dry run · {format_usd(price, places=3, missing='price n/a')}"
+                )
+            return out
         picked = self.picked_cbids()
+        unsent = {id(j) for j in self.not_sent()}
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+            if only is not None and cell.index not in only:
+                continue
             image = None
             if job.state.has_image:
                 try:
-                    image = job.thumbnail(self.cell_size)
+                    # read from its small file each time: a 1,000-image sweep keeps no 1,000 thumbnails in memory
+                    image = job.thumbnail(self.cell_size, keep=False)
                 except (OSError, ValueError):
                     image = None
             star = job.state.has_image and ledger_cbid(job) in picked
+            if id(job) in unsent:
+                out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
+                continue
             out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
         return out
 
@@ -173,8 +231,8 @@ class SweepResult:
         if not self._saved.is_set() or not self.paths:
             return
         prov = self.provenance()
-        for z, (img, target) in enumerate(zip(self.grids(), self.paths, strict=False)):
-            write_atomic(target, encode_grid_png(img, {**prov, "z": z, "params": self.plan.common}))
+        for img, page, target in zip(self.grids(), self.pages(), self.paths, strict=False):
+            write_atomic(target, encode_grid_png(img, {**prov, "z": page.z, "params": self.plan.common}))
 
     def save_report(self, path: str | Path | None = None) -> Path:
         """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
@@ -185,14 +243,42 @@ class SweepResult:
         target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
         return write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
 
-    def grid(self, z: int = 0, *, cell_size: int | None = None) -> Image.Image:
-        """The labelled comparison grid for Z index ``z``, as it is now."""
+    def grid(self, z: int = 0, *, cell_size: int | None = None, page: int | None = None) -> Image.Image:
+        """The labelled comparison grid for Z index ``z``, as it is now.
+
+        A sweep too big for one readable grid has pages (:meth:`pages`): this draws ``page``
+        (numbered from 1 over the whole sweep), by default the first page of ``z``.
+        """
         footer = self.progress_text()
-        return grid_for_plan(self.plan, self.tiles(), z=z, cell_size=cell_size or self.cell_size, footer=footer)
+        size = cell_size or self.cell_size
+        pages = self.pages()
+        if len(pages) == self.plan.shape[2] and page is None:
+            return grid_for_plan(self.plan, self.tiles(), z=z, cell_size=size, footer=footer)
+        chosen = pages[page - 1] if page is not None else next(p for p in pages if p.z == z)
+        index = self.page_index()
+        on_page = {c.index for c in self.plan.cells if c.z == chosen.z and c.x in chosen.xs and c.y in chosen.ys}
+        return grid_page(
+            self.plan, self.tiles(on_page), chosen, cell_size=size, footer=f"{footer} · {index}" if index else footer
+        )
+
+    def pages(self) -> list[GridPage]:
+        """The grid pages: one per Z value while each fits :data:`~.grid.MAX_TILES_PER_PAGE` images, else more."""
+        if self._pages is None:
+            self._pages = plan_pages(self.plan)
+        return self._pages
+
+    def page_index(self) -> str:
+        """One line naming what each grid page holds (empty when every Z grid is one page)."""
+        pages = self.pages()
+        return "" if len(pages) == self.plan.shape[2] else page_index(self.plan, pages)
 
     def grids(self) -> list[Image.Image]:
-        """One grid per Z value (a single grid for one or two axes)."""
-        return [self.grid(z) for z in range(self.plan.shape[2])]
+        """One grid per page: per Z value (a single grid for one or two axes), in pages of ≤ 100 images."""
+        pages = self.pages()
+        if len(pages) == self.plan.shape[2]:  # every Z grid fits on one page
+            return [self.grid(z) for z in range(self.plan.shape[2])]
+        tiles, footer = self.tiles(), self.progress_text()
+        return [grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=footer) for page in pages]
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per image: the cell's axis values, parameters, path, state, cost."""
@@ -206,7 +292,11 @@ class SweepResult:
         """The sweep as plain data: the grid PNG's provenance and the display's metadata."""
         return {
             "sweep_id": self.id,
-            "axes": [{"name": a.name, "values": list(a.labels)} for a in self.plan.axes],
+            "axes": [
+                {"name": a.name, "values": list(a.labels)}
+                | ({"with": [{"name": m.name, "values": list(m.labels)} for m in a.partners]} if a.partners else {})
+                for a in self.plan.axes
+            ],
             "repeats": self.plan.repeats,
             "common": {k: v for k, v in self.plan.common.items() if k != "references"},
             "cells": [
@@ -221,7 +311,7 @@ class SweepResult:
                 for c, j in zip(self.plan.cells, self.jobs, strict=False)
             ],
             "progress": self.progress_text(),
-        }
+        } | ({"pages": self.page_index()} if self.page_index() else {})
 
     def save(self, path: str | Path | None = None) -> list[Path]:
         """Write the grid(s) as PNG with provenance; returns the paths.
@@ -231,9 +321,15 @@ class SweepResult:
         """
         prov = self.provenance()
         paths: list[Path] = []
-        for z, img in enumerate(self.grids()):
-            data = encode_grid_png(img, {**prov, "z": z, "params": self.plan.common})
+        pages = self.pages()
+        paged = len(pages) != self.plan.shape[2]
+        for img, page in zip(self.grids(), pages, strict=True):
+            z = page.z
+            data = encode_grid_png(
+                img, {**prov, "z": z, "params": self.plan.common} | ({"page": page.number} if paged else {})
+            )
             suffix = f"-z{z}" if self.plan.shape[2] > 1 else ""
+            suffix += f"-p{page.number}" if paged else ""
             if path is None:
                 stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
                 paths.append(self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids"))
@@ -258,6 +354,8 @@ class SweepResult:
         with self._lock:
             if self._saved.is_set():
                 return
+            if self._stop_timer is not None:
+                self._stop_timer.cancel()
             try:
                 self.paths = self.save()
             except Exception:

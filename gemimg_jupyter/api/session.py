@@ -30,6 +30,7 @@ from gemimg_jupyter.api.edits import Edits
 from gemimg_jupyter.api.lineage import Lineage
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
+from gemimg_jupyter.domain.durations import parse_duration
 from gemimg_jupyter.domain.errors import ConfigError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
@@ -44,9 +45,11 @@ from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
     CONFIRM_ABOVE_USD,
     Axis,
+    Pairing,
     Quote,
     SweepPlan,
     axis_from_values,
+    pair_axes,
     parse_axis,
     plan_sweep,
 )
@@ -311,7 +314,7 @@ class Session:
         self,
         prompt: str,
         *,
-        axes: Sequence[Axis | str] = (),
+        axes: Sequence[Axis | Pairing | str] = (),
         repeats: int = 1,
         defaults: Mapping[str, Any] | None = None,
         resolve_ref: Callable[[str], ReferenceImage] | None = None,
@@ -327,7 +330,10 @@ class Session:
         all_axes: list[Axis] = []
         resolver = resolve_ref or load_reference
         for spec in axes:
-            all_axes.append(spec if isinstance(spec, Axis) else parse_axis(spec, resolve_ref=resolver))
+            if isinstance(spec, Pairing):
+                all_axes.append(spec.resolve(resolver))
+            else:
+                all_axes.append(spec if isinstance(spec, Axis) else parse_axis(spec, resolve_ref=resolver))
         for name, value in kwargs.items():
             if isinstance(value, (list, tuple, range)) and name in AXIS_NAMES:
                 all_axes.append(axis_from_values(name, list(value), resolve_ref=resolver))
@@ -340,10 +346,7 @@ class Session:
         if edit is not None:  # the edited image goes first in every cell, a swept ref= included
             ref, parent = self.edit_source(edit)
             fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
-            all_axes = [
-                dataclasses.replace(a, values=tuple((ref, *v) for v in a.values)) if a.name == "ref" else a
-                for a in all_axes
-            ]
+            all_axes = [_edit_refs(a, ref) for a in all_axes]
         base = self.params(prompt, defaults=defaults, **fixed)
         plan = plan_sweep(base, all_axes, repeats=repeats)
         return plan if edit is None else dataclasses.replace(plan, parent=parent)
@@ -358,7 +361,7 @@ class Session:
         self,
         prompt: str,
         *,
-        axes: Sequence[Axis | str] = (),
+        axes: Sequence[Axis | Pairing | str] = (),
         repeats: int = 1,
         fresh: bool = False,
         wait: bool = True,
@@ -370,6 +373,8 @@ class Session:
         plan: SweepPlan | None = None,
         edit: object = None,
         quote: Quote | None = None,
+        dry_run: bool = False,
+        stop_after: float | str | None = None,
         **kwargs: Any,
     ) -> SweepResult:
         """Run a parameter sweep and return its :class:`SweepResult`.
@@ -378,8 +383,16 @@ class Session:
         ``yes=True``; it never goes past the budget. ``plan`` and ``quote`` (from
         :meth:`plan`, and :meth:`quote` with the same ``fresh``, e.g. for a plan
         line shown first) are used as they are instead of being made again.
+        ``dry_run=True`` sends nothing: the result holds the plan and draws its grid
+        with placeholders. ``stop_after`` (seconds, or ``"30m"``, ``"1h30m"``) stops
+        *submitting* then; what was not sent costs nothing and a re-run sends it.
         """
+        limit = None if stop_after is None else parse_duration(stop_after, what="stop_after")
         plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
+        if dry_run:
+            return SweepResult(
+                plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size, dry_run=True
+            )
         parent = plan.parent if plan.parent is not None or edit is None else self.edit_source(edit)[1]
         if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
             quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
@@ -389,6 +402,8 @@ class Session:
         result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
         cells = [(cell.params, cell.repeat) for cell in plan.cells]
         result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
+        if limit is not None:
+            result.stop_after(limit)
         self.sweeps.append(result)
         if wait:
             result.wait()
@@ -624,9 +639,24 @@ def generate(prompt: str, **kwargs: Any) -> Job:
     return get_session().generate(prompt, **kwargs)
 
 
-def sweep(prompt: str, **kwargs: Any) -> SweepResult:
-    """Run a sweep with the default session (see :meth:`Session.sweep`)."""
+def sweep(prompt: str, *axes: Axis | Pairing | str, **kwargs: Any) -> SweepResult:
+    """Run a sweep with the default session (see :meth:`Session.sweep`).
+
+    Positional ``axes`` (``"temperature=0.2,0.8"``, ``pair(model=[...], resolution=[...])``) come
+    before any ``axes=`` and any list keyword.
+    """
+    if axes:
+        kwargs["axes"] = (*axes, *kwargs.get("axes", ()))
     return get_session().sweep(prompt, **kwargs)
+
+
+def _edit_refs(axis: Axis, ref: ReferenceImage) -> Axis:
+    """``axis`` with the edited image first in every ``ref`` value (a paired ``ref`` partner too)."""
+    members = [
+        dataclasses.replace(m, values=tuple((ref, *v) for v in m.values)) if m.name == "ref" else m
+        for m in axis.members
+    ]
+    return members[0] if len(members) == 1 else pair_axes(members[0], *members[1:])
 
 
 def picks() -> list[Pick]:

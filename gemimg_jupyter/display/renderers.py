@@ -26,7 +26,7 @@ from gemimg_jupyter.api import (
     GemimgError,
     ModelSpec,
     contact_sheet,
-    load_thumbnail,
+    load_thumb,
     plural,
     png_bytes,
     price_text,
@@ -477,7 +477,7 @@ def history_strip(
         if not row.path:
             continue
         try:
-            thumbs.append(load_thumbnail(row.path, thumb))
+            thumbs.append(load_thumb(row.path, thumb))
         except (OSError, ValueError):
             continue
         params = row.params

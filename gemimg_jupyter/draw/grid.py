@@ -32,8 +32,10 @@ draw are replaced by a close ASCII spelling instead of boxes.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw
@@ -68,14 +70,20 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "FAILED_STATES",
     "MAX_GRID_PNG_BYTES",
+    "MAX_TILES_PER_PAGE",
     "PENDING_STATES",
+    "WRAP_COLUMNS",
     "GridLayout",
+    "GridPage",
     "Tile",
     "draw_star",
     "encode_grid_png",
     "grid_for_plan",
+    "grid_page",
     "layout_grid",
+    "page_index",
     "plan_header",
+    "plan_pages",
     "render_grid",
 ]
 
@@ -366,7 +374,7 @@ def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
         parts.append(f"ref {'+'.join(refs)}")
     prompt = common.get("prompt")
     if prompt is None and "prompt" in plan.varying:
-        search = str(next(a for a in plan.axes if a.name == "prompt").values[0])
+        search = str(next(m for a in plan.axes for m in a.members if m.name == "prompt").values[0])
         prompt = plan.base.prompt.replace(search, f"[{search}]")
     if prompt is not None:
         text = shown_text(" ".join(str(prompt).split()))
@@ -415,17 +423,137 @@ def grid_for_plan(
         slot[cell.repeat] = tiles_by_cell.get(cell.index) or Tile("queued")
     title = ""
     if z_axis is not None:
-        title = f"{z_axis.title} = {z_axis.labels[z]} (grid {z + 1} of {nz})"
+        title = f"{z_axis.title} = {z_axis.shown_labels[z]} (grid {z + 1} of {nz})"
     return render_grid(
         x_title=x_axis.title if x_axis is not None else None,
-        x_labels=list(x_axis.labels) if x_axis is not None else [""] * nx,
+        x_labels=list(x_axis.shown_labels) if x_axis is not None else [""] * nx,
         y_title=y_axis.title if y_axis is not None else None,
-        y_labels=list(y_axis.labels) if y_axis is not None else [""] * ny,
+        y_labels=list(y_axis.shown_labels) if y_axis is not None else [""] * ny,
         tiles=tiles,
         header=plan_header(plan),
         footer=footer,
         cell_size=cell_size,
         title=title,
+    )
+
+
+# ---------------------------------------------------------------- pages
+
+#: At most this many images on one grid page: more would not be readable (nor cheap to draw).
+MAX_TILES_PER_PAGE = 100
+#: A single axis longer than this wraps into rows of at most this many columns.
+WRAP_COLUMNS = 10
+
+
+@dataclass(frozen=True)
+class GridPage:
+    """One readable page of a sweep's grids: a Z value and a block of X and Y indexes.
+
+    ``wrap`` is the column count when a single long axis wraps into rows (each tile then carries
+    its value as a caption); ``0`` for a plain block. ``number``/``of`` count pages over the sweep.
+    """
+
+    z: int
+    xs: tuple[int, ...]
+    ys: tuple[int, ...]
+    wrap: int = 0
+    number: int = 1
+    of: int = 1
+
+
+def plan_pages(plan: SweepPlan, max_tiles: int = MAX_TILES_PER_PAGE) -> list[GridPage]:
+    """The pages of a sweep's grids: every Z grid cut into blocks of at most ``max_tiles`` images.
+
+    A grid that fits is one page (as before). A single axis longer than :data:`WRAP_COLUMNS`
+    wraps into rows; a larger X × Y grid is cut into blocks of whole rows and columns.
+    """
+    nx, ny, nz = plan.shape
+    per_page = max(1, max_tiles // plan.repeats)  # cells per page; a cell's repeats share its box
+    blocks: list[tuple[int, tuple[int, ...], tuple[int, ...], int]] = []
+    for z in range(nz):
+        if ny == 1 and nx > WRAP_COLUMNS:
+            for start in range(0, nx, per_page):
+                xs = tuple(range(start, min(nx, start + per_page)))
+                blocks.append((z, xs, (0,), min(WRAP_COLUMNS, len(xs))))
+            continue
+        px = min(nx, max(1, min(per_page, WRAP_COLUMNS if nx * ny > per_page else nx)))
+        py = min(ny, max(1, per_page // px))
+        for y0 in range(0, ny, py):
+            for x0 in range(0, nx, px):
+                blocks.append((z, tuple(range(x0, min(nx, x0 + px))), tuple(range(y0, min(ny, y0 + py))), 0))
+    return [GridPage(z, xs, ys, wrap, i + 1, len(blocks)) for i, (z, xs, ys, wrap) in enumerate(blocks)]
+
+
+def page_index(plan: SweepPlan, pages: Sequence[GridPage]) -> str:
+    """One line naming what each page holds: ``3 pages: 1 temperature 0.01…0.4 · 2 …`` (empty for one page)."""
+    if len(pages) <= 1:
+        return ""
+    parts = []
+    for page in pages:
+        spans = []
+        for axis, idx in ((plan.x_axis, page.xs), (plan.y_axis, page.ys)):
+            if axis is not None and len(idx) < len(axis.values):
+                first, last = axis.shown_labels[idx[0]], axis.shown_labels[idx[-1]]
+                spans.append(f"{axis.title} {first}" + (f"…{last}" if last != first else ""))
+        if plan.z_axis is not None:
+            spans.append(f"{plan.z_axis.title} {plan.z_axis.shown_labels[page.z]}")
+        parts.append(f"{page.number} " + (", ".join(spans) or "all"))
+    return f"{len(pages)} pages: " + " · ".join(parts)
+
+
+def grid_page(
+    plan: SweepPlan,
+    tiles_by_cell: Mapping[int, Tile],
+    page: GridPage,
+    *,
+    cell_size: int = 320,
+    footer: str = "",
+) -> Image.Image:
+    """Draw one page of a sweep's grids (see :func:`plan_pages`); a one-page grid is :func:`grid_for_plan`'s."""
+    x_axis, y_axis, z_axis = plan.x_axis, plan.y_axis, plan.z_axis
+    wanted = set(page.xs), set(page.ys)
+    tiles: dict[tuple[int, int], list[Tile]] = {}
+    for cell in plan.cells_at(page.z):
+        if cell.x not in wanted[0] or cell.y not in wanted[1]:
+            continue
+        tile = tiles_by_cell.get(cell.index) or Tile("queued")
+        if page.wrap:
+            at = page.xs.index(cell.x)
+            pos = (at % page.wrap, at // page.wrap)
+            caption = x_axis.shown_labels[cell.x] if x_axis is not None else None
+            tile = dataclasses.replace(tile, caption=caption)
+        else:
+            pos = (page.xs.index(cell.x), page.ys.index(cell.y))
+        slot = tiles.setdefault(pos, [Tile("queued") for _ in range(plan.repeats)])
+        slot[cell.repeat] = tile
+    parts = []
+    if z_axis is not None:
+        parts.append(f"{z_axis.title} = {z_axis.shown_labels[page.z]}")
+    if page.of > 1:
+        parts.append(f"page {page.number} of {page.of}")
+    if page.wrap:
+        rows = -(-len(page.xs) // page.wrap)
+        return render_grid(
+            x_title=f"{x_axis.title if x_axis is not None else ''} (row by row)",
+            x_labels=[""] * page.wrap,
+            y_title=None,
+            y_labels=[""] * rows,
+            tiles=tiles,
+            header=plan_header(plan),
+            footer=footer,
+            cell_size=cell_size,
+            title=" · ".join(parts),
+        )
+    return render_grid(
+        x_title=x_axis.title if x_axis is not None else None,
+        x_labels=[x_axis.shown_labels[i] for i in page.xs] if x_axis is not None else [""] * len(page.xs),
+        y_title=y_axis.title if y_axis is not None else None,
+        y_labels=[y_axis.shown_labels[i] for i in page.ys] if y_axis is not None else [""] * len(page.ys),
+        tiles=tiles,
+        header=plan_header(plan),
+        footer=footer,
+        cell_size=cell_size,
+        title=" · ".join(parts),
     )
 
 

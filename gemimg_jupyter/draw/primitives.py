@@ -107,12 +107,15 @@ class Tile:
         What went wrong, shown in failed cells.
     picked : bool
         A picked image carries a star in its top-right corner.
+    caption : str or None
+        A short label in the tile's top-left corner (a wrapped single axis names each value here).
     """
 
     state: str
     image: Image.Image | None = None
     error: str | None = None
     picked: bool = False
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +356,8 @@ def _draw_tile(
         if tile.picked:
             r = max(6, min(thumb.width, thumb.height) // 12)
             draw_star(draw, px + thumb.width - r - 4, py + r + 4, r)
+        if tile.caption:
+            _badge(draw, (px, py, thumb.width, thumb.height), tile.caption, f, corner="top-left")
         return
     if state in FAILED_STATES:
         draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL.fill, outline=_FAIL.edge, width=2)
@@ -364,11 +369,11 @@ def _draw_tile(
         return
     if state in PENDING_STATES:
         label = "queued" if state == "queued" else state.replace("_", " ") + "…"
-        _box_text(draw, box, label, None, f, _PENDING.ink)
+        _box_text(draw, box, label, tile.caption, f, _PENDING.ink)
     elif state in _IMAGE_STATES:
         _box_text(draw, box, state, "no image", f, _PENDING.ink)
     else:  # cancelled, or a state this module does not know
-        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error, f, _PENDING.ink)
+        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error or tile.caption, f, _PENDING.ink)
 
 
 _STAR = (240, 180, 0)
@@ -428,14 +433,16 @@ def _box_text(
         ty += f.small_line
 
 
-def _badge(draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], text: str, f: _Fonts) -> None:
-    """A small dark label in the bottom-right corner of the image."""
+def _badge(
+    draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], text: str, f: _Fonts, *, corner: str = ""
+) -> None:
+    """A small dark label in the bottom-right corner of the image (``corner="top-left"``: that corner)."""
     x, y, w, h = image_box
     tw = text_width(f.small, text)
     bw, bh = round(tw + 2 * f.pad + 2), f.small_line + 2
     if bw > w - 4 or bh > h - 4:
         return
-    bx, by = x + w - bw - 4, y + h - bh - 4
+    bx, by = (x + 4, y + 4) if corner == "top-left" else (x + w - bw - 4, y + h - bh - 4)
     draw.rounded_rectangle([bx, by, bx + bw, by + bh], radius=max(2, bh // 3), fill=_BADGE.fill)
     draw_text(draw, (bx + f.pad + 1, by + 1), text, f.small, _BADGE.ink)
 

@@ -32,6 +32,7 @@ from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.ledger.store import safe_filename
+from gemimg_jupyter.ledger.thumbs import write_thumb
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Collector:
         job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         job.path = e.store.write_image(data, name, job.provenance)
+        write_thumb(job.path, data)  # once, here in the download pool: every grid and gallery reads it after
         e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
     def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:

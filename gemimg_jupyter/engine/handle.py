@@ -24,8 +24,9 @@ from PIL import Image
 
 from gemimg_jupyter.domain.errors import GemimgError, JobError, JobTimeoutError
 from gemimg_jupyter.domain.models import GenerationParams, JobState
-from gemimg_jupyter.draw.images import load_thumbnail, png_bytes, thumbnail
+from gemimg_jupyter.draw.images import png_bytes, thumbnail
 from gemimg_jupyter.ledger.sidecar import export_copy, image_info
+from gemimg_jupyter.ledger.thumbs import load_thumb
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class Job:
             else:
                 if not self.state.has_image or self.path is None:
                     raise JobError(f"job {self.id} has no image yet ({self.state.value})")
-                cached = load_thumbnail(self.path, long_side)
+                cached = load_thumb(self.path, long_side)  # the file made when it landed, if big enough
             if keep:
                 self._thumbs[long_side] = cached
         return cached

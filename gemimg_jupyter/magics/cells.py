@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from gemimg_jupyter.api import GemimgError, ReferenceImage, SweepResult, canonical_axis_name
+from gemimg_jupyter.api import GemimgError, Pairing, ReferenceImage, SweepResult, canonical_axis_name
 from gemimg_jupyter.api import Job as JobClass
 from gemimg_jupyter.display import JobView, LiveView, SweepView, show_interrupt_note
 
@@ -42,6 +42,7 @@ __all__ = [
     "image_target",
     "jobs_of",
     "lookup",
+    "pair_specs",
     "ref_objects",
     "resolve_ref",
     "run_cell",
@@ -67,7 +68,11 @@ def split_line(line: str) -> list[str]:
     joined: list[str] = []
     for word in words:
         prev = joined[-1] if joined else ""
-        if _RANGE_TAIL.match(word) and "=" in prev and (not prev.startswith("-") or prev.startswith("--sweep=")):
+        if (
+            _RANGE_TAIL.match(word)
+            and "=" in prev
+            and (not prev.startswith("-") or prev.startswith(("--sweep=", "--with=")))
+        ):
             joined[-1] = f"{joined[-1]} {word}"
         else:
             joined.append(word)
@@ -82,8 +87,10 @@ class CellArgs:
     params: dict[str, Any] = field(default_factory=dict)
     references: list[object] = field(default_factory=list)
     repeats: int = 1
-    sweeps: list[str] = field(default_factory=list)
+    sweeps: list[str | Pairing] = field(default_factory=list)
     yes: bool = False
+    dry_run: bool = False  # --dry-run: the plan and a grid of placeholders, nothing sent
+    stop_after: str | None = None  # --stop-after 30m: stop submitting then
     output: str | None = None
     wait: bool = False
     fresh: bool = False
@@ -197,6 +204,23 @@ def expand_spec(user_ns: dict[str, Any], spec: str) -> str:
     return re.sub(r"\{([^{}]+)\}", fill, spec)
 
 
+def pair_specs(user_ns: dict[str, Any], flagged: Sequence[tuple[str, str]]) -> list[str | Pairing]:
+    """``--sweep`` and ``--with`` specs in the order written: each ``--with`` zips onto the ``--sweep`` before it."""
+    out: list[str | Pairing] = []
+    for flag, raw in flagged:
+        spec = expand_spec(user_ns, raw)
+        if flag != "with":
+            out.append(spec)
+            continue
+        if not out:
+            raise UsageError(
+                f"--with {raw} pairs with the --sweep before it; put a --sweep first, e.g. --sweep model=… --with {raw}"
+            )
+        prev = out[-1]
+        out[-1] = Pairing((*(prev.specs if isinstance(prev, Pairing) else (prev,)), spec))
+    return out
+
+
 def image_target(user_ns: dict[str, Any], token: str, *, what: str, sweep_ok: bool = False) -> object:
     """What NAME means: a variable holding a result (``fox[2]`` indexes a sweep), else a job id."""
     expr = token.strip()
@@ -242,6 +266,8 @@ def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
         )
         quote = sess.quote(plan, fresh=args.fresh, confirm_above_usd=ctx.confirm_above_usd)
         ctx.say(f"gemimg: {quote.summary}")
+        if args.dry_run:
+            ctx.say("gemimg: dry run: nothing sent, nothing paid; drop --dry-run to run it")
         result = sess.sweep(
             args.prompt,
             plan=plan,
@@ -252,6 +278,8 @@ def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
             confirm_above_usd=ctx.confirm_above_usd,
             cell_size=ctx.cell_size,
             edit=args.edit,
+            dry_run=args.dry_run,
+            stop_after=args.stop_after,
         )
         target, view = result, SweepView(result, min_interval=ctx.refresh_interval)
     else:

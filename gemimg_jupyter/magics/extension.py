@@ -64,8 +64,8 @@ from gemimg_jupyter.magics.cells import (
     CellArgs,
     check_output_name,
     expand,
-    expand_spec,
     image_target,
+    pair_specs,
     ref_objects,
     run_cell,
 )
@@ -101,6 +101,21 @@ class _SubParser(argparse.ArgumentParser):
         if message:
             say(message.rstrip())
         raise _Stop
+
+
+class _AxisAction(argparse.Action):
+    """``--sweep`` and ``--with`` append ``(flag, spec)`` to one list, so each ``--with`` knows its ``--sweep``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        flagged = list(getattr(namespace, self.dest, None) or [])
+        flagged.append(("with" if option_string == "--with" else "sweep", str(values)))
+        setattr(namespace, self.dest, flagged)
 
 
 def _check(make: Callable[[], Any]) -> Any:
@@ -429,10 +444,25 @@ class GemimgMagics(Magics):
     @argument("-n", "--repeats", type=int, default=1, metavar="N", help="Images per parameter set (1–16).")
     @argument(
         "--sweep",
-        action="append",
+        action=_AxisAction,
+        dest="axes",
         metavar="NAME=VALUES",
         help="Vary a parameter (repeatable, up to 3): temperature=0.2,0.8 · top_p=1-0.6 (-0.2) · size=1:1,16:9 · "
         "prompt=fox|cat · ref=none|a.png.",
+    )
+    @argument(
+        "--with",
+        action=_AxisAction,
+        dest="axes",
+        metavar="NAME=VALUES",
+        help="Pair a parameter with the --sweep before it, value by value (same count): "
+        "--sweep model=a,b --with resolution=1K,2K is 2 requests.",
+    )
+    @argument("--dry-run", action="store_true", help="Show the plan and the grid's layout; send nothing, pay nothing.")
+    @argument(
+        "--stop-after",
+        metavar="TIME",
+        help="Stop submitting after TIME (30m, 1h30m, 90s); what was not sent costs nothing, a re-run sends it.",
     )
     @argument("--yes", action="store_true", help="Run a sweep above the confirmation threshold without asking.")
     @argument("-o", "--output", metavar="NAME", help="Store the result (a Job or SweepResult) in this variable.")
@@ -513,8 +543,10 @@ class GemimgMagics(Magics):
             params=params,
             references=references,
             repeats=ns.repeats,
-            sweeps=[expand_spec(self.user_ns, spec) for spec in ns.sweep or []],
+            sweeps=pair_specs(self.user_ns, ns.axes or []),
             yes=ns.yes,
+            dry_run=ns.dry_run,
+            stop_after=ns.stop_after,
             output=output,
             wait=self.wait if ns.wait is None else ns.wait,
             fresh=ns.fresh,

@@ -349,7 +349,7 @@ def job_state_word(job: Job) -> str:
 
 def cell_label(plan: SweepPlan, index: int) -> str:
     cell = plan.cells[index]
-    label = " · ".join(cell.labels[a.name] for a in plan.axes) or "image"
+    label = " · ".join(cell.labels[name] for name in plan.varying) or "image"
     if plan.repeats > 1:
         label += f" #{cell.repeat + 1}"
     return label

@@ -39,10 +39,13 @@ __all__ = [
     "AXIS_TITLES",
     "MAX_AXIS_VALUES",
     "Axis",
+    "Pairing",
     "RefResolver",
     "axis_from_values",
     "canonical_axis_name",
     "expand_range",
+    "pair",
+    "pair_axes",
     "parse_axis",
 ]
 
@@ -120,23 +123,43 @@ class Axis:
     labels : tuple of str
         Short display strings, one per value (``0.2``, ``16:9``, ``fox``,
         ``a.png+b.png``, ``none``).
+    partners : tuple of Axis
+        Axes zipped onto this one (``--with``, :func:`pair`): value *i* of each
+        partner goes with value *i* of this axis, so a paired axis of n values is
+        n grid positions, not a cross product. Empty for a plain axis.
     """
 
     name: str
     values: tuple[Any, ...]
     labels: tuple[str, ...]
+    partners: tuple[Axis, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
         object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        object.__setattr__(self, "partners", tuple(self.partners))
 
     def __len__(self) -> int:
         return len(self.values)
 
     @property
+    def members(self) -> tuple[Axis, ...]:
+        """This axis without partners, then each partner (one plain axis per swept parameter)."""
+        if not self.partners:
+            return (self,)
+        return (Axis(self.name, self.values, self.labels), *self.partners)
+
+    @property
     def title(self) -> str:
-        """The axis title for legends (``prompt S/R`` for the prompt axis)."""
-        return AXIS_TITLES.get(self.name, self.name)
+        """The axis title for legends (``prompt S/R`` for the prompt axis; ``model · resolution`` when paired)."""
+        return " · ".join(AXIS_TITLES.get(m.name, m.name) for m in self.members)
+
+    @property
+    def shown_labels(self) -> tuple[str, ...]:
+        """The labels a legend shows: this axis's, joined with its partners' (``gemini-3-pro-image · 2K``)."""
+        if not self.partners:
+            return self.labels
+        return tuple(" · ".join(m.labels[i] for m in self.members) for i in range(len(self.values)))
 
     @property
     def spec(self) -> str:
@@ -145,6 +168,71 @@ class Axis:
         if any(sep in label for label in self.labels):
             sep = "||"
         return f"{self.name}={sep.join(self.labels)}"
+
+
+# ---------------------------------------------------------------- paired axes
+
+
+def pair_axes(lead: Axis, *partners: Axis) -> Axis:
+    """Zip ``partners`` onto ``lead``: value *i* of each goes with value *i* of ``lead`` (``--with``).
+
+    Raises
+    ------
+    ValidationError
+        When a partner has another number of values than ``lead`` (one line naming both counts).
+    """
+    out = lead
+    for partner in partners:
+        for member in partner.members:
+            if len(member.values) != len(lead.values):
+                raise ValidationError(
+                    f"--with {member.name} has {len(member.values)} values but the {lead.name} axis it pairs with has "
+                    f"{len(lead.values)}; a paired axis needs one value per value, e.g. "
+                    f"--sweep {lead.name}={','.join(lead.labels[:2])} --with {member.name}={_example(member.name)}",
+                    field="sweep",
+                    value=member.name,
+                )
+            out = Axis(out.name, out.values, out.labels, (*out.partners, member))
+    return out
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Axes to zip into one grid axis, not yet parsed (made by :func:`pair`; the session resolves references).
+
+    ``specs`` are ``NAME=VALUES`` strings, ``(name, values)`` pairs or :class:`Axis` objects; the
+    first leads, the others follow it value by value.
+    """
+
+    specs: tuple[str | tuple[str, Any] | Axis, ...]
+
+    def resolve(self, resolve_ref: RefResolver | None = None) -> Axis:
+        """Parse every member and zip them (:func:`pair_axes`)."""
+        axes: list[Axis] = []
+        for spec in self.specs:
+            if isinstance(spec, Axis):
+                axes.append(spec)
+            elif isinstance(spec, str):
+                axes.append(parse_axis(spec, resolve_ref=resolve_ref))
+            else:
+                axes.append(axis_from_values(spec[0], spec[1], resolve_ref=resolve_ref))
+        if len(axes) < 2:
+            raise ValidationError(
+                "pair() needs two or more axes, e.g. pair(model=[...], resolution=['1K', '2K'])",
+                field="sweep",
+                value=len(axes),
+            )
+        return pair_axes(axes[0], *axes[1:])
+
+
+def pair(*specs: str | Axis, **values: Any) -> Pairing:
+    """Axes that vary together: ``pair(model=["nano-banana", "gemini-3-pro-image"], resolution=["1K", "2K"])``.
+
+    The first axis (positional specs ``"model=a,b"`` first, then keywords in order) leads; each
+    other one gives one value per value of it. Pass the result to ``gi.sweep(prompt, pair(...))``
+    or in ``axes=[...]``; the grid labels the axis ``model · resolution``.
+    """
+    return Pairing((*specs, *values.items()))
 
 
 # ---------------------------------------------------------------- axis names

@@ -42,12 +42,15 @@ from gemimg_jupyter.plans.axes import (
     AXIS_TITLES,
     MAX_AXIS_VALUES,
     Axis,
+    Pairing,
     RefResolver,
     _example,
     _no_values,
     axis_from_values,
     canonical_axis_name,
     expand_range,
+    pair,
+    pair_axes,
     parse_axis,
 )
 
@@ -61,6 +64,7 @@ __all__ = [
     "MAX_AXIS_VALUES",
     "MAX_REPEATS",
     "Axis",
+    "Pairing",
     "Quote",
     "RefResolver",
     "SweepCell",
@@ -68,6 +72,8 @@ __all__ = [
     "axis_from_values",
     "canonical_axis_name",
     "expand_range",
+    "pair",
+    "pair_axes",
     "parse_axis",
     "plan_sweep",
 ]
@@ -164,8 +170,8 @@ class SweepPlan:
 
     @property
     def varying(self) -> tuple[str, ...]:
-        """Names of the swept parameters, X first."""
-        return tuple(axis.name for axis in self.axes)
+        """Names of the swept parameters, X first (a paired axis gives each of its members)."""
+        return tuple(member.name for axis in self.axes for member in axis.members)
 
     @property
     def x_axis(self) -> Axis | None:
@@ -360,7 +366,7 @@ def plan_sweep(
             value=n_requests,
         )
 
-    prompt_axis = next((axis for axis in axes if axis.name == "prompt"), None)
+    prompt_axis = next((m for axis in axes for m in axis.members if m.name == "prompt"), None)
     if prompt_axis is not None:
         _check_search_term(base.prompt, str(prompt_axis.values[0]))
     cells = _expand(base, axes, repeats, (nx, ny, nz), prompt_axis)
@@ -385,25 +391,38 @@ def _check_axes(axes: tuple[Axis, ...], repeats: int) -> None:
                 field="sweep",
                 value=axis,
             )
-        if axis.name not in AXIS_NAMES:
-            raise ValidationError(
-                f"unknown sweep axis {axis.name!r}; use one of {', '.join(AXIS_NAMES)}", field="sweep", value=axis.name
-            )
-        if axis.name in seen:
-            raise ValidationError(
-                f"sweep axis {axis.name} is given twice; give it once with all its values, e.g. {axis.name}={_example(axis.name)}",
-                field="sweep",
-                value=axis.name,
-            )
-        seen.add(axis.name)
-        if not axis.values:
-            raise _no_values(axis.name)
-        if len(axis.labels) != len(axis.values):
-            raise ValidationError(
-                f"sweep axis {axis.name} has {len(axis.values)} values but {len(axis.labels)} labels; give one label per value",
-                field="sweep",
-                value=axis.name,
-            )
+        for member in axis.members:
+            _check_axis(member, seen, len(axis.values))
+
+
+def _check_axis(axis: Axis, seen: set[str], n_values: int) -> None:
+    """Refuse an axis that is not one, is given twice, is empty, or (paired) has another length than its lead."""
+    if axis.name not in AXIS_NAMES:
+        raise ValidationError(
+            f"unknown sweep axis {axis.name!r}; use one of {', '.join(AXIS_NAMES)}", field="sweep", value=axis.name
+        )
+    if axis.name in seen:
+        raise ValidationError(
+            f"sweep axis {axis.name} is given twice; give it once with all its values, e.g. {axis.name}={_example(axis.name)}",
+            field="sweep",
+            value=axis.name,
+        )
+    seen.add(axis.name)
+    if not axis.values:
+        raise _no_values(axis.name)
+    if len(axis.labels) != len(axis.values):
+        raise ValidationError(
+            f"sweep axis {axis.name} has {len(axis.values)} values but {len(axis.labels)} labels; give one label per value",
+            field="sweep",
+            value=axis.name,
+        )
+    if len(axis.values) != n_values:
+        raise ValidationError(
+            f"paired sweep axis {axis.name} has {len(axis.values)} values but its axis has {n_values}; "
+            "give one value per value",
+            field="sweep",
+            value=axis.name,
+        )
 
 
 def _expand(
@@ -415,14 +434,15 @@ def _expand(
 ) -> list[SweepCell]:
     """One validated cell per request, in the documented cell order (X fastest, then Y, Z, repeat)."""
     nx, ny, nz = shape
-    swept = {axis.name for axis in axes}
+    swept = {member.name for axis in axes for member in axis.members}
     grid: dict[tuple[int, int, int], tuple[GenerationParams, dict[str, Any], dict[str, str]]] = {}
     for z in range(nz):
         for y in range(ny):
             for x in range(nx):
                 picks = (x, y, z)[: len(axes)]
-                values = {axis.name: axis.values[i] for axis, i in zip(axes, picks, strict=True)}
-                labels = {axis.name: axis.labels[i] for axis, i in zip(axes, picks, strict=True)}
+                picked = [(m, i) for axis, i in zip(axes, picks, strict=True) for m in axis.members]
+                values = {m.name: m.values[i] for m, i in picked}
+                labels = {m.name: m.labels[i] for m, i in picked}
                 changes = _changes(base, values, swept, prompt_axis)
                 params = base.with_(**changes) if changes else base
                 grid[(x, y, z)] = (params, values, labels)
@@ -479,7 +499,7 @@ def _check_search_term(prompt: str, term: str) -> None:
 
 def _rough_cost(base: GenerationParams, axes: Sequence[Axis], n_requests: int) -> float | None:
     """Cost of a sweep too big to expand: prices from the model axis, or the base model."""
-    model_axis = next((axis for axis in axes if axis.name == "model"), None)
+    model_axis = next((m for axis in axes for m in axis.members if m.name == "model"), None)
     if model_axis is None:
         price = base.price_usd
         return None if price is None else price * n_requests

@@ -1,0 +1,82 @@
+"""Thumbnail files beside the images: made once per image when it lands, read by every picture after.
+
+A grid, the panel, the history strip, lineage and reports all need small copies of the images.
+Decoding a full-size 1024² (or 4K) image for each of them, again and again, and all at once when
+a sweep ends, was most of the public path's cost (issue #25). So the engine calls
+:func:`write_thumb` in its bounded download pool right after it writes an image; the thumbnail
+is a :data:`THUMB_SIDE` px JPEG in a ``.thumbs`` folder beside the image (``foo.png`` →
+``.thumbs/foo.jpg``; the dot keeps it out of the folder's image listings). :func:`load_thumb`
+reads it when it is large enough and falls back to a reduced decode of the image itself
+(:func:`~gemimg_jupyter.draw.images.load_thumbnail`: JPEG ``draft()``) for images from before,
+or for sizes above :data:`THUMB_SIDE`.
+
+Core module: no IPython, ipywidgets or traitlets.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from gemimg_jupyter.draw.images import load_thumbnail
+from gemimg_jupyter.ledger.files import write_atomic
+
+__all__ = ["THUMB_DIR", "THUMB_SIDE", "load_thumb", "thumb_path", "write_thumb"]
+
+log = logging.getLogger(__name__)
+
+#: Long side of a thumbnail file: a grid cell's default size.
+THUMB_SIDE = 320
+#: The folder beside the images that holds their thumbnails.
+THUMB_DIR = ".thumbs"
+_QUALITY = 85
+
+
+def thumb_path(image: str | os.PathLike[str]) -> Path:
+    """Where the thumbnail of ``image`` lives: ``<folder>/.thumbs/<stem>.jpg``."""
+    path = Path(image)
+    return path.parent / THUMB_DIR / f"{path.stem}.jpg"
+
+
+def write_thumb(image: str | os.PathLike[str], data: bytes | None = None) -> Path | None:
+    """Make the thumbnail file of ``image`` (from its encoded bytes ``data`` when given, saving a read).
+
+    Returns its path, or ``None`` when the image cannot be read (logged; a grid then decodes the
+    image itself). Runs in the engine's download pool, never on the kernel's main thread.
+    """
+    target = thumb_path(image)
+    try:
+        small = load_thumbnail(data if data is not None else Path(image), THUMB_SIDE)
+        buf = io.BytesIO()
+        small.save(buf, format="JPEG", quality=_QUALITY)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return write_atomic(target, buf.getvalue())
+    except (OSError, ValueError, Image.DecompressionBombError):
+        log.debug("no thumbnail for %s", image, exc_info=True)
+        return None
+
+
+def load_thumb(image: str | os.PathLike[str], long_side: int = THUMB_SIDE) -> Image.Image:
+    """A small RGB copy of ``image``: from its thumbnail file when that is big enough, else decoded from the image.
+
+    Raises :class:`OSError` or :class:`ValueError` if neither can be read.
+    """
+    if long_side <= THUMB_SIDE:
+        target = thumb_path(image)
+        try:
+            with Image.open(target) as img:
+                img.draft("RGB", (long_side, long_side))
+                img.load()
+                small: Image.Image = img.convert("RGB") if img.mode != "RGB" else img.copy()
+            if max(small.size) > long_side:
+                small.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+            return small
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError):
+            log.debug("unreadable thumbnail %s; decoding the image", target, exc_info=True)
+    return load_thumbnail(Path(image), long_side)
