@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gemimg_jupyter.api.lineage import Lineage, edit_reference, ledger_cbid, lineage, row_of
-from gemimg_jupyter.api.results import SweepResult, write_report
+from gemimg_jupyter.api.results import SweepResult, report_target, write_report
 from gemimg_jupyter.domain.errors import GemimgError, ValidationError
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.engine import Job
@@ -146,5 +146,5 @@ class Edits:
 
         chain = self.lineage(target)
         name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
-        out = Path(path) if path is not None else self.store.root / "reports" / name
+        out = report_target(path, self.store.root / "reports" / name)
         return write_report(out, lineage_report(chain, out.parent, self.pickbook.all()))
