@@ -20,17 +20,21 @@ from gemimg_jupyter.api.session import get_session, reset_session
 
 from .conftest import quick_settings
 
+_SIM: list[Any] = []
+
 
 @pytest.fixture
-def gem(ip: Any, tmp_output: Path) -> Iterator[Any]:
-    """A shell with the extension loaded on a fast simulator session."""
-    reset_session(quick_settings(tmp_output))
+def gem(ip: Any, tmp_output: Path, sim: Any) -> Iterator[Any]:
+    """A shell with the extension loaded on a session over the ``sim`` fixture (it outlives session switches)."""
+    reset_session(quick_settings(tmp_output, base_url=sim.base_url, poll_max=0.3))
     ip.run_line_magic("load_ext", "gemimg_jupyter")
+    _SIM[:] = [sim]
     yield ip
 
 
 def submits() -> int:
-    return int(get_session().sim.stats()["submits_accepted"])
+    """Paid requests the simulator accepted."""
+    return int(_SIM[0].stats()["submits_accepted"])
 
 
 def one_line(err: pytest.ExceptionInfo[UsageError]) -> str:
@@ -120,3 +124,30 @@ def test_a_sweep_grid_export_follows_the_same_rules(gem: Any, tmp_path: Path) ->
     with pytest.raises(UsageError, match="FIFO"):
         gem.run_line_magic("gemimg", f"report sw {fifo}")
     assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+# ---------------------------------------------------------------- 2. budget
+
+
+def test_changing_the_budget_after_spending_keeps_what_was_spent(gem: Any, capsys: Any) -> None:
+    gem.run_cell_magic("gemimg", "-o a --wait", "a lighthouse")
+    gem.run_cell_magic("gemimg", "-o b --wait", "a harbour")
+    spent = get_session().cost()["spent_usd"]
+    price = gem.user_ns["a"].cost_usd
+    assert spent > 0 and submits() == 2
+    gem.run_line_magic("config", f"GemimgMagics.max_cost_usd = {spent + price / 2}")
+    cost = get_session().cost()
+    assert (cost["spent_usd"], cost["requests"]) == (spent, 2), "a new limit never resets what was spent"
+    assert cost["left_usd"] == pytest.approx(price / 2, abs=1e-4)
+    sent = submits()
+    with pytest.raises(UsageError, match="budget"):
+        gem.run_cell_magic("gemimg", "", "a third, too expensive")
+    assert submits() == sent, "refused before any paid request"
+    gem.run_line_magic("config", f"GemimgMagics.max_cost_usd = {spent + price * 5}")
+    capsys.readouterr()
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o sw --wait", "a lighthouse")
+    assert "of the budget left" in capsys.readouterr().out
+    after = get_session().cost()
+    assert after["spent_usd"] == pytest.approx(spent + 2 * price) and after["requests"] == 4 == submits()
+    out = gem.run_line_magic("gemimg", "cost").text
+    assert "over 4 request(s)" in out and "left)" in out

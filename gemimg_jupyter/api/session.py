@@ -539,6 +539,7 @@ def _replace_session(old: Session, settings: Settings) -> Session:
         if done is not old and not done.closed and done.settings == settings:
             return done  # another thread made this same replacement a moment ago: one session, not two
         new = Session(settings)  # may raise: the old session then stays
+        new.budget.follow(old.budget)  # a new limit or folder never re-arms the money already spent
         if _DEFAULT is old:
             _DEFAULT = new
         old.close()
