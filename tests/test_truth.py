@@ -151,3 +151,38 @@ def test_changing_the_budget_after_spending_keeps_what_was_spent(gem: Any, capsy
     assert after["spent_usd"] == pytest.approx(spent + 2 * price) and after["requests"] == 4 == submits()
     out = gem.run_line_magic("gemimg", "cost").text
     assert "over 4 request(s)" in out and "left)" in out
+
+
+# ---------------------------------------------------------------- 3. references checked before paying
+
+
+def test_a_missing_or_unreachable_reference_url_costs_nothing(gem: Any, sim: Any) -> None:
+    for url, why in (
+        (f"{sim.base_url}/files/missing.png", "answered HTTP 404"),
+        ("http://no-such-host.invalid/fox.png", "cannot be reached"),
+    ):
+        with pytest.raises(UsageError, match=why) as err:
+            gem.run_cell_magic("gemimg", f"--ref {url} -o x", "a fox like this one")
+        assert "0 requests paid" in one_line(err)
+        with pytest.raises(UsageError, match=why):
+            gem.run_cell_magic("gemimg", f"--ref {url} --sweep temperature=0.2,0.9 -o y", "a fox like this one")
+    with pytest.raises(UsageError, match=r"ftp:// is not supported") as err:
+        gem.run_cell_magic("gemimg", "--ref ftp://example.com/fox.png -o x", "a fox")
+    one_line(err)
+    assert submits() == 0
+
+
+def test_a_reachable_reference_url_is_sent(gem: Any) -> None:
+    url = get_session().client.upload_image(_png())
+    gem.run_cell_magic("gemimg", f"--ref {url} -o x --wait", "a fox like this one")
+    assert gem.user_ns["x"].state.has_image and submits() == 1
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(buf, format="PNG")
+    return buf.getvalue()
