@@ -186,3 +186,29 @@ def _png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), "teal").save(buf, format="PNG")
     return buf.getvalue()
+
+
+# ---------------------------------------------------------------- 4. edits wait for their parent
+
+
+def test_the_edit_chain_of_docs_editing_runs_as_run_all_without_wait(gem: Any) -> None:
+    from gemimg_jupyter.api.lineage import ledger_cbid
+
+    gem.run_cell_magic("gemimg", "-o a", "A ceramic teapot on a wooden table")
+    assert not gem.user_ns["a"].done(), "the cell returned while its job runs"
+    gem.run_cell_magic("gemimg", "--edit a -o b", "Make the teapot cobalt blue")
+    gem.run_cell_magic("gemimg", "--edit b -o c", "Add steam rising from the spout")
+    a, b, c = (gem.user_ns[n] for n in "abc")
+    assert c.result(60).state.has_image
+    assert b.parent["cbid"] == ledger_cbid(a) and c.parent["cbid"] == ledger_cbid(b)
+    assert len(get_session().lineage(c)) == 3 and submits() == 3
+
+
+def test_an_edit_of_a_parent_that_fails_is_refused_free(gem: Any, sim: Any) -> None:
+    sim.configure(fail_rate=1.0)
+    gem.run_cell_magic("gemimg", "-o a", "a kite")
+    with pytest.raises(UsageError, match=r"ended failed.*0 requests paid") as err:
+        gem.run_cell_magic("gemimg", "--edit a -o b", "a red kite")
+    one_line(err)
+    sim.configure(fail_rate=0.0)
+    assert submits() == 1 and "b" not in gem.user_ns

@@ -72,13 +72,14 @@ class Edits:
         return row
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
-        """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`."""
-        if isinstance(target, Job) and not target.done():
-            raise ValidationError(
-                f"job {target.id} has no image yet ({target.state.value}); wait for it first",
-                field="edit",
-                value=target.id,
-            )
+        """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`.
+
+        A parent job of this session that is still running is waited for first (Run All of an edit
+        chain needs no ``--wait``); one that ends without an image refuses the edit, before anything is paid.
+        """
+        live = self.session.find_job(target.strip()) if isinstance(target, str) else target
+        if isinstance(live, Job) and not live.done():
+            self._wait_for_parent(live)
         row = self.find(target)
         try:
             stamp = (row.cbid, str(row.path), Path(str(row.path)).stat().st_mtime_ns)
@@ -93,6 +94,23 @@ class Edits:
                     del self._sources[next(iter(self._sources))]
                 self._sources[stamp] = known
         return known[0], dict(known[1])
+
+    def _wait_for_parent(self, job: Job) -> None:
+        """Block until ``job`` ends (its own deadline bounds it); refuse an edit of a job that has no image."""
+        limit = self.session.settings.job_timeout + 30.0  # its deadline, plus the time to write it down
+        if not job.wait(limit):
+            raise ValidationError(
+                f"job {job.id} is still {job.state.value} after {limit:g} s; edit it once it has its image",
+                field="edit",
+                value=job.id,
+            )
+        if not job.state.has_image:
+            reason = f": {job.error}" if job.error else ""
+            raise ValidationError(
+                f"job {job.id} ended {job.state.value}{reason}; its edit was not sent (0 requests paid)",
+                field="edit",
+                value=job.id,
+            )
 
     def lineage(self, target: object) -> Lineage:
         """The chain of edits from the root to ``target`` (from the ledger alone)."""
