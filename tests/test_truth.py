@@ -212,3 +212,28 @@ def test_an_edit_of_a_parent_that_fails_is_refused_free(gem: Any, sim: Any) -> N
     one_line(err)
     sim.configure(fail_rate=0.0)
     assert submits() == 1 and "b" not in gem.user_ns
+
+
+# ---------------------------------------------------------------- 6. names and indexes
+
+
+def test_o_refuses_a_module_or_a_non_result_unless_forced(gem: Any) -> None:
+    gem.run_cell("import json as gi\ndf = [1, 2]")
+    for name, what in (("gi", "imported module"), ("df", "list"), ("load_ext", "magic")):
+        with pytest.raises(UsageError, match=what) as err:
+            gem.run_cell_magic("gemimg", f"-o {name}", "a fox")
+        assert "--force" in one_line(err)
+    assert gem.user_ns["df"] == [1, 2] and submits() == 0
+    gem.run_cell_magic("gemimg", "-o df --force --wait", "a fox")
+    gem.run_cell_magic("gemimg", "-o df --wait", "a fox at night")  # a result may replace a result
+    assert gem.user_ns["df"].state.has_image
+
+
+def test_sweep_indexes_work_like_python_and_out_of_range_says_the_range(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.6,0.9 -o fox --wait", "a fox")
+    fox = gem.user_ns["fox"]
+    gem.run_cell_magic("gemimg", "--edit fox[-1] -o last --wait", "with snow")
+    assert gem.user_ns["last"].parent["cbid"] == fox[2].cbid
+    with pytest.raises(UsageError, match=r"fox has 3 image\(s\); valid indexes are 0 to 2 \(or -1 to -3\)") as err:
+        gem.run_cell_magic("gemimg", "--edit fox[7] -o x", "with snow")
+    one_line(err)
