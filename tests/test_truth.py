@@ -237,3 +237,18 @@ def test_sweep_indexes_work_like_python_and_out_of_range_says_the_range(gem: Any
     with pytest.raises(UsageError, match=r"fox has 3 image\(s\); valid indexes are 0 to 2 \(or -1 to -3\)") as err:
         gem.run_cell_magic("gemimg", "--edit fox[7] -o x", "with snow")
     one_line(err)
+
+
+# ---------------------------------------------------------------- 7. small words
+
+
+def test_a_bad_rate_tier_in_the_environment_names_its_variable_and_commands_keep_working(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, sim: Any
+) -> None:
+    monkeypatch.setenv("GEMIMG_RATE_TIER", "gold")
+    monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+    monkeypatch.setenv("GEMIMG_BACKEND", "sim")
+    with pytest.warns(UserWarning, match=r"GEMIMG_RATE_TIER='gold' is not a rate tier .*using 'default'"):
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        cost = ip.run_line_magic("gemimg", "cost")
+    assert "spent this session" in cost.text and get_session().settings.rate_tier == "default"
