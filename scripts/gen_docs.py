@@ -158,6 +158,11 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
         "%%gemimg --fresh\nA paper-cut fox in a forest",
         "Without `--fresh` the same request shows the stored image at once, marked cached, for $0.",
     ),
+    "--force": (
+        "%%gemimg -o fox --force\nA paper-cut fox in a forest",
+        "`-o` refuses to replace an imported module, a line magic's name or a variable holding anything but a "
+        "result; `--force` replaces it anyway.",
+    ),
     "--debug": (
         "%%gemimg --debug --size 4:3\nA paper-cut fox in a forest",
         "`%config GemimgMagics.debug = True` does the same for every cell.",

@@ -15,7 +15,7 @@ from typing import Any
 from gemimg_jupyter.domain.errors import BudgetExceededError
 from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.domain.settings import Settings
-from gemimg_jupyter.engine import JobRunner
+from gemimg_jupyter.engine import Job, JobRunner
 from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.plans.plan import CONFIRM_ABOVE_USD, Quote, SweepPlan
 
@@ -29,18 +29,31 @@ class Budget:
         self.settings = settings
         self.store = store
         self.runner = runner
+        #: The budget of the session this one replaced (a ``%config`` or ``with_settings`` change):
+        #: its spending, hits and savings count here too, so a new limit never re-arms the money spent.
+        self.before: Budget | None = None
+
+    def follow(self, before: Budget) -> None:
+        """Continue ``before``'s count: what it spent stays spent (and reserved in the runner)."""
+        self.before = before
+        self.runner.carry_spending(before.spent_usd())
+
+    def _own_paid(self) -> list[Job]:
+        return [j for j in self.runner.jobs if j.task_id is not None and not j.cached]
 
     def quote(
         self, plan: SweepPlan, *, fresh: bool = False, confirm_above_usd: float | None = CONFIRM_ABOVE_USD
     ) -> Quote:
         """What ``plan`` would cost now (``fresh``: as if nothing were stored) and whether it needs a yes."""
+        left = self.left_usd()
         if fresh:
-            return Quote(plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd)
+            return Quote(plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd, left)
         keys = list(plan.keys)
         free = frozenset(self.store.cached_keys(keys, backend=self.runner.backend))
         stored = self.store.cached_keys(keys, running=False) if free else set()
         cached = plan.n_cached(stored)
-        return Quote(plan, free, cached, plan.n_cached(free) - cached, plan.estimate_usd(free), confirm_above_usd)
+        estimate = plan.estimate_usd(free)
+        return Quote(plan, free, cached, plan.n_cached(free) - cached, estimate, confirm_above_usd, left)
 
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
@@ -54,12 +67,19 @@ class Budget:
         return cost, cached
 
     def spent_usd(self) -> float:
-        """Money committed in this session (submitted, not refunded)."""
-        return sum(
-            job.cost_usd
-            for job in self.runner.jobs
-            if job.task_id is not None and not job.cached and job.state is not JobState.FAILED
-        )
+        """Money committed in this session (submitted, not refunded), sessions it replaced included."""
+        own = sum(job.cost_usd for job in self._own_paid() if job.state is not JobState.FAILED)
+        return own + (self.before.spent_usd() if self.before is not None else 0.0)
+
+    def left_usd(self) -> float | None:
+        """What the budget still allows (``None``: no budget)."""
+        budget = self.settings.max_cost_usd
+        return None if budget is None else max(0.0, budget - self.spent_usd())
+
+    @property
+    def requests(self) -> int:
+        """Paid requests sent in this session (sessions it replaced included)."""
+        return len(self._own_paid()) + (self.before.requests if self.before is not None else 0)
 
     def check(self, estimate_usd: float) -> None:
         """Refuse work that would take spending past ``max_cost_usd``."""
@@ -73,12 +93,14 @@ class Budget:
     @property
     def cache_hits(self) -> int:
         """Images this session took from the store instead of paying for them."""
-        return sum(1 for job in self.runner.jobs if job.cached)
+        own = sum(1 for job in self.runner.jobs if job.cached)
+        return own + (self.before.cache_hits if self.before is not None else 0)
 
     @property
     def saved_usd(self) -> float:
         """What those cache hits would have cost."""
-        return sum(job.params.price_usd or 0.0 for job in self.runner.jobs if job.cached)
+        own = sum(job.params.price_usd or 0.0 for job in self.runner.jobs if job.cached)
+        return own + (self.before.saved_usd if self.before is not None else 0.0)
 
     def report(self, backend: str) -> dict[str, Any]:
         """Spent and saved in this session, the all-time ledger, and the budget (``Session.cost()``)."""
@@ -87,9 +109,10 @@ class Budget:
             "spent_usd": round(self.spent_usd(), 4),
             "saved_usd": round(self.saved_usd, 4),
             "cache_hits": self.cache_hits,
-            "requests": sum(1 for j in self.runner.jobs if j.task_id is not None and not j.cached),
+            "requests": self.requests,
             "ledger_spent_usd": round(totals["spent"], 4),
             "ledger_images": int(totals["done"]),
             "budget_usd": self.settings.max_cost_usd,
+            "left_usd": None if (left := self.left_usd()) is None else round(left, 4),
             "backend": backend,
         }

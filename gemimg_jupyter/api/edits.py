@@ -17,9 +17,10 @@ from typing import Any, Protocol
 
 from gemimg_jupyter.api.lineage import Lineage, edit_reference, ledger_cbid, lineage, row_of
 from gemimg_jupyter.api.report import lineage_report
-from gemimg_jupyter.api.results import SweepResult, write_report
+from gemimg_jupyter.api.results import SweepResult, report_target, write_report
 from gemimg_jupyter.domain.errors import GemimgError, ValidationError
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
+from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick, Picks
 from gemimg_jupyter.ledger.store import LedgerRow, Store
@@ -43,6 +44,9 @@ class EditsOwner(Protocol):
     def sweeps(self) -> Sequence[SweepResult]: ...
 
     def find_job(self, job_id: str) -> Job | None: ...
+
+    @property
+    def settings(self) -> Settings: ...
 
 
 class Edits:
@@ -83,13 +87,14 @@ class Edits:
         return row
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
-        """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`."""
-        if isinstance(target, Job) and not target.done():
-            raise ValidationError(
-                f"job {target.id} has no image yet ({target.state.value}); wait for it first",
-                field="edit",
-                value=target.id,
-            )
+        """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`.
+
+        A parent job of this session that is still running is waited for first (Run All of an edit
+        chain needs no ``--wait``); one that ends without an image refuses the edit, before anything is paid.
+        """
+        live = self.session.find_job(target.strip()) if isinstance(target, str) else target
+        if isinstance(live, Job) and not live.done():
+            self._wait_for_parent(live)
         row = self.find(target)
         try:
             stamp = (row.cbid, str(row.path), Path(str(row.path)).stat().st_mtime_ns)
@@ -104,6 +109,23 @@ class Edits:
                     del self._sources[next(iter(self._sources))]
                 self._sources[stamp] = known
         return known[0], dict(known[1])
+
+    def _wait_for_parent(self, job: Job) -> None:
+        """Block until ``job`` ends (its own deadline bounds it); refuse an edit of a job that has no image."""
+        limit = self.session.settings.job_timeout + 30.0  # its deadline, plus the time to write it down
+        if not job.wait(limit):
+            raise ValidationError(
+                f"job {job.id} is still {job.state.value} after {limit:g} s; edit it once it has its image",
+                field="edit",
+                value=job.id,
+            )
+        if not job.state.has_image:
+            reason = f": {job.error}" if job.error else ""
+            raise ValidationError(
+                f"job {job.id} ended {job.state.value}{reason}; its edit was not sent (0 requests paid)",
+                field="edit",
+                value=job.id,
+            )
 
     def lineage(self, target: object) -> Lineage:
         """The chain of edits from the root to ``target`` (from the ledger alone)."""
@@ -155,5 +177,5 @@ class Edits:
             return target.save_report(path)
         chain = self.lineage(target)
         name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
-        out = Path(path) if path is not None else self.store.root / "reports" / name
+        out = report_target(path, self.store.root / "reports" / name)
         return write_report(out, lineage_report(chain, out.parent, self.pickbook.all()))

@@ -25,11 +25,12 @@ from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.grid import GridPage, Tile, encode_grid_png, grid_for_plan, grid_page, page_index, plan_pages
 from gemimg_jupyter.engine import Job, Listener
+from gemimg_jupyter.ledger.files import path_error, user_target, write_user_file
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store, write_atomic
 from gemimg_jupyter.plans.plan import SweepPlan
 
-__all__ = ["Result", "SweepResult", "count_jobs", "write_report"]
+__all__ = ["Result", "SweepResult", "count_jobs", "report_target", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ class SweepResult:
         Without ``path`` it goes to ``<output>/reports/``. Thumbnails are
         embedded; each links to its full-size file by a relative path.
         """
-        target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
+        target = report_target(path, self._store.root / "reports" / f"sweep_{self.id}.html")
         return write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
 
     def grid(self, z: int = 0, *, cell_size: int | None = None, page: int | None = None) -> Image.Image:
@@ -334,10 +335,11 @@ class SweepResult:
                 stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
                 paths.append(self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids"))
             else:
-                target = Path(path)
-                target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
-                target.write_bytes(data)
-                paths.append(target)
+                target: str | Path = path
+                if str(path).strip() and not Path(path).expanduser().is_dir():
+                    target = Path(path).expanduser()
+                    target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
+                paths.append(write_user_file(target, data, f"sweep_{self.id}{suffix}.png"))
         return paths
 
     def follow(self, jobs: Sequence[Job], listeners: Sequence[Listener] = ()) -> None:
@@ -385,7 +387,20 @@ if TYPE_CHECKING:  # mypy checks here that both kinds of run satisfy Result
         return sweep
 
 
+def report_target(path: str | Path | None, default: Path) -> Path:
+    """Where a report goes: ``default`` (its folder created) without ``path``, else the checked ``path``.
+
+    A folder gets the default name inside it; see :func:`~gemimg_jupyter.ledger.files.user_target`.
+    """
+    if path is not None:
+        return user_target(path, default.name)
+    try:
+        default.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise path_error(f"cannot write {default}: {err.strerror or err}", default) from None
+    return default
+
+
 def write_report(target: Path, markup: str) -> Path:
-    """Write an HTML report atomically (temporary file, then rename); returns the path."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return write_atomic(target, markup.encode("utf-8"))
+    """Write an HTML report atomically at ``target`` (a regular file or a new name only); returns the path."""
+    return write_user_file(target, markup.encode("utf-8"), target.name)

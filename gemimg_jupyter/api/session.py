@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +38,7 @@ from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
 from gemimg_jupyter.gateway.client import ToAPIsClient
+from gemimg_jupyter.gateway.references import check_reference_url
 from gemimg_jupyter.ledger.picks import Pick, Picks
 from gemimg_jupyter.ledger.sidecar import image_info
 from gemimg_jupyter.ledger.store import LedgerRow, Store
@@ -252,6 +253,15 @@ class Session:
         """Refuse work that would take spending past ``max_cost_usd``."""
         self.budget.check(estimate_usd)
 
+    def check_reference_urls(self, params: Iterable[GenerationParams]) -> None:
+        """Ask the server of every reference URL among ``params`` before paying (one line if one fails)."""
+        seen: set[str] = set()
+        for p in params:
+            for url in (ref.url for ref in p.references if ref.url):
+                if url not in seen:
+                    seen.add(url)
+                    check_reference_url(url)
+
     @property
     def cache_hits(self) -> int:
         """Images this session took from the store instead of paying for them."""
@@ -301,10 +311,13 @@ class Session:
         listeners: Sequence[Listener] = (),
         parent: Mapping[str, Any] | None = None,
     ) -> Job:
-        """Run already-validated parameters (budget checked first)."""
-        if self.settings.max_cost_usd is not None:  # the look-up is only worth it with a budget
+        """Run already-validated parameters (budget and reference URLs checked first)."""
+        urls = any(ref.url for ref in params.references)
+        if self.settings.max_cost_usd is not None or urls:  # the look-up is only worth it then
             cost = (params.price_usd or 0.0) if fresh else self.estimate([(params, repeat)])[0]
             self.check_budget(cost)
+            if cost or params.price_usd is None:
+                self.check_reference_urls([params])
         job = self.runner.submit(params, repeat=repeat, fresh=fresh, listeners=listeners, parent=parent)
         if wait:
             job.result()
@@ -399,6 +412,8 @@ class Session:
         if quote.needs_confirmation and not yes:
             raise quote.refusal()
         self.check_budget(quote.estimate_usd or 0.0)
+        if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
+            self.check_reference_urls(cell.params for cell in plan.cells)
         result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
         cells = [(cell.params, cell.repeat) for cell in plan.cells]
         result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
@@ -590,6 +605,7 @@ def _replace_session(old: Session, settings: Settings) -> Session:
         if done is not old and not done.closed and done.settings == settings:
             return done  # another thread made this same replacement a moment ago: one session, not two
         new = Session(settings)  # may raise: the old session then stays
+        new.budget.follow(old.budget)  # a new limit or folder never re-arms the money already spent
         if _DEFAULT is old:
             _DEFAULT = new
         old.close()

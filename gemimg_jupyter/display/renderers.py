@@ -307,7 +307,8 @@ def cost_report(cost: Mapping[str, Any]) -> RichText:
     """Spent, saved by the cache and the budget (from ``Session.cost()``)."""
     budget = cost.get("budget_usd")
     spent = float(cost.get("spent_usd") or 0.0)
-    left = "" if budget is None else f" ({_usd(max(0.0, budget - spent))} left)"
+    left_usd = cost.get("left_usd", None if budget is None else max(0.0, budget - spent))
+    left = "" if left_usd is None else f" ({_usd(left_usd)} left)"
     simulated = cost.get("backend") == "sim"
     spent_text = f"{_usd(spent)} over {cost.get('requests', 0)} request(s)"
     rows = [

@@ -18,6 +18,7 @@ import dataclasses
 import os
 import random
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -194,8 +195,13 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"GEMIMG_MAX_COST_USD={budget!r} is not a number of dollars") from None
         tier = env.get("GEMIMG_RATE_TIER", "").strip().lower()
-        if tier:
+        if tier in RATE_TIERS:
             values["rate_tier"] = tier
+        elif tier:  # a wrong tier only slows or speeds the pacing: say so, keep every command working
+            warnings.warn(
+                f"GEMIMG_RATE_TIER={tier!r} is not a rate tier ({', '.join(RATE_TIERS)}); using 'default'",
+                stacklevel=2,
+            )
         latency = env.get("GEMIMG_SIM_LATENCY", "").strip()
         if latency:
             try:

@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -135,6 +136,10 @@ class ImageBytes(bytes):
         return out
 
 
+#: A URL scheme other than http(s) (``ftp://``, ``s3://``, ``file://``): said so, not "no such file".
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
 def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str | None = None) -> ReferenceImage:
     """Turn a path, URL, bytes or PIL image into a :class:`ReferenceImage`.
 
@@ -150,6 +155,12 @@ def load_reference(source: object, *, max_bytes: int = MAX_REF_BYTES, name: str 
     if isinstance(source, str) and source.strip().lower().startswith("data:"):
         raise ValidationError(
             "data: URIs are not accepted; pass a file path or bytes", field="reference", value=source[:30]
+        )
+    if isinstance(source, str) and (scheme := _SCHEME.match(source.strip())):
+        raise ValidationError(
+            f"reference {source.strip()!r}: {scheme.group(1)}:// is not supported; use an http(s) URL or a file path",
+            field="reference",
+            value=source,
         )
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()

@@ -234,6 +234,11 @@ class Reservations:
             self._committed += price
             rec.reserved = price
 
+    def carry(self, usd: float) -> None:
+        """Count ``usd`` spent before this runner started (the session it replaced) against the limit."""
+        with self._lock:
+            self._committed += max(0.0, usd)
+
     def settle(self, rec: JobRecord) -> None:
         """At the end: the reservation becomes what the job really cost ($0 if never accepted or refunded)."""
         job = rec.job

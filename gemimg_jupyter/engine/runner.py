@@ -110,6 +110,10 @@ class JobRunner:
     def settings(self, settings: Settings) -> None:
         self._engine.settings = settings
 
+    def carry_spending(self, usd: float) -> None:
+        """Count ``usd`` spent by a session this one replaced against ``max_cost_usd``."""
+        self._engine.budget.carry(usd)
+
     # ---- public ---------------------------------------------------------------------------
 
     def add_listener(self, listener: Listener) -> None:

@@ -6,5 +6,6 @@
 ``download``      :class:`Downloader`: streamed, deadline-bound, checked downloads of result images
 ``parse``         every answer dialect read into a :class:`TaskStatus`
 ``http_errors``   HTTP answers mapped onto the error tree
+``references``    reference URLs checked (HEAD / ranged GET) before anything is paid
 ================  ================================================================
 """

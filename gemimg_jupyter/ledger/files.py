@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 import time
 import unicodedata
@@ -17,7 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["safe_filename", "slug", "write_atomic"]
+from gemimg_jupyter.domain.errors import ValidationError
+
+__all__ = ["path_error", "safe_filename", "slug", "user_target", "write_atomic", "write_user_file"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -96,3 +99,60 @@ def write_atomic(target: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def path_error(message: str, path: object) -> ValidationError:
+    """The one-line refusal of a user-given path."""
+    return ValidationError(message, field="path", value=path)
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in a word or two."""
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def user_target(path: str | Path, default_name: str) -> Path:
+    """Where a file asked for at a user-given ``path`` goes, or a one-line :class:`ValidationError`.
+
+    An existing folder (or a link to one) gets ``default_name`` inside it; an existing
+    symbolic link, FIFO, device or other non-regular file is refused and left as it is;
+    an empty path, a missing folder or a parent that is not a folder is refused too.
+    Only a new name or an existing regular file is returned.
+    """
+    if not str(path).strip():
+        raise path_error("no path given: name a file or a folder (or leave the path out for the default)", path)
+    target = Path(path).expanduser()
+    if target.is_dir():  # follows a link: a link to a folder is a folder to write into
+        target = target / default_name
+    try:
+        mode = target.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as err:
+        raise path_error(f"cannot write {target}: {err.strerror or err}", path) from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise path_error(f"{target} is {_kind(mode)}; gemimg writes only regular files and left it untouched", path)
+    if not target.parent.is_dir():
+        raise path_error(f"cannot write {target}: the folder {target.parent} does not exist", path)
+    return target
+
+
+def write_user_file(path: str | Path, data: bytes, default_name: str) -> Path:
+    """Write ``data`` at a user-given ``path`` (see :func:`user_target`) atomically; returns where.
+
+    Every failure is one :class:`ValidationError` line naming the path; nothing that
+    is not a regular file is ever replaced.
+    """
+    target = user_target(path, default_name)
+    try:
+        return write_atomic(target, data)
+    except OSError as err:
+        raise path_error(f"cannot write {target}: {err.strerror or err}", path) from None

@@ -18,6 +18,7 @@ import re
 import shlex
 import string
 import time
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,7 @@ __all__ = [
     "CellArgs",
     "block",
     "check_output_name",
+    "check_output_target",
     "expand",
     "expand_spec",
     "image_of",
@@ -140,6 +142,37 @@ def check_output_name(name: str) -> None:
         )
 
 
+def check_output_target(user_ns: Mapping[str, Any], name: str, magics: Sequence[str] = ()) -> None:
+    """Refuse an ``-o`` name that holds a module or anything but a result (or names a line magic); ``--force`` skips this."""
+    if name in magics and name not in user_ns:
+        raise UsageError(
+            f"-o/--output {name!r} would hide the %{name} magic from automagic; choose another name, or add --force"
+        )
+    if name not in user_ns or isinstance(user_ns[name], (JobClass, SweepResult, LiveView)):
+        return
+    old = user_ns[name]
+    what = "the imported module" if isinstance(old, types.ModuleType) else f"a {type(old).__name__}"
+    raise UsageError(
+        f"-o/--output {name!r} would replace {what} {name!r}, not a result; choose another name, or add --force"
+    )
+
+
+def _sweep_index(user_ns: Mapping[str, Any], expr: str, what: str) -> object:
+    """``fox[-1]``, ``fox[2]`` of a sweep, like Python; an index out of range says the valid range."""
+    found = re.fullmatch(r"([A-Za-z_]\w*)\s*\[\s*([+-]?\d+)\s*\]", expr)
+    if not found or found.group(1) not in user_ns:
+        return None
+    obj = user_ns[found.group(1)]
+    obj = obj.target() if isinstance(obj, LiveView) else obj
+    if not isinstance(obj, SweepResult):
+        return None
+    n, index = len(obj), int(found.group(2))
+    if not -n <= index < n:
+        valid = f"0 to {n - 1} (or -1 to -{n})" if n else "none: it has no images"
+        raise UsageError(f"{what} {expr}: {found.group(1)} has {n} image(s); valid indexes are {valid}")
+    return obj[index]
+
+
 def expand(user_ns: dict[str, Any], text: str, *, what: str) -> str:
     try:
         return _Formatter().vformat(text, (), user_ns)
@@ -231,6 +264,9 @@ def image_target(user_ns: dict[str, Any], token: str, *, what: str, sweep_ok: bo
         if match or expr != head or not expr:
             raise UsageError(f"{what} {token}: there is no variable {head!r}; define it first")
         return expr  # a job id (short, task or client_business_id): the session looks it up in the ledger
+    indexed = _sweep_index(user_ns, expr, what)
+    if indexed is not None:
+        return indexed
     try:
         obj, _ = _Formatter().get_field(expr, (), user_ns)
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:

@@ -63,6 +63,7 @@ from gemimg_jupyter.display.renderers import magic_words
 from gemimg_jupyter.magics.cells import (
     CellArgs,
     check_output_name,
+    check_output_target,
     expand,
     image_target,
     pair_specs,
@@ -466,6 +467,9 @@ class GemimgMagics(Magics):
     )
     @argument("--yes", action="store_true", help="Run a sweep above the confirmation threshold without asking.")
     @argument("-o", "--output", metavar="NAME", help="Store the result (a Job or SweepResult) in this variable.")
+    @argument(
+        "--force", action="store_true", help="Let -o replace a variable that holds something other than a result."
+    )
     @argument("--wait", action="store_true", default=None, help="Block until the image (or grid) is done.")
     @argument("--no-wait", dest="wait", action="store_false", help="Return at once even if GemimgMagics.wait is set.")
     @argument("--fresh", action="store_true", help="Ask for new images even if the store has these already.")
@@ -525,6 +529,9 @@ class GemimgMagics(Magics):
         output = ns.output
         if output is not None:
             check_output_name(output)
+            if not ns.force:
+                magics = self.shell.magics_manager.magics["line"] if self.shell is not None else {}
+                check_output_target(self.user_ns, output, list(magics))
         if not 1 <= ns.repeats <= MAX_REPEATS:
             raise UsageError(f"-n/--repeats {ns.repeats} is not allowed; use a whole number from 1 to {MAX_REPEATS}")
         if not cell.strip():

@@ -294,6 +294,8 @@ class Quote:
     adopted: int
     estimate_usd: float | None
     confirm_above_usd: float | None = CONFIRM_ABOVE_USD
+    #: What the session's budget still allows before this plan (``None``: no budget).
+    left_usd: float | None = None
 
     @property
     def needs_confirmation(self) -> bool:
@@ -303,8 +305,9 @@ class Quote:
 
     @property
     def summary(self) -> str:
-        """The plan line: ``6 cells × 2 repeats = 12 requests, 0 cached, ≈ $0.59``."""
-        return self.plan.summary(self.free_keys)
+        """The plan line: ``6 cells × 2 repeats = 12 requests, 0 cached, ≈ $0.59`` (``; $0.40 of the budget left``)."""
+        line = self.plan.summary(self.free_keys)
+        return line if self.left_usd is None else f"{line}; {format_usd(self.left_usd)} of the budget left"
 
     def refusal(self) -> ValidationError:
         """The one-line refusal of a sweep that :attr:`needs_confirmation` and got no yes."""

@@ -1,0 +1,254 @@
+"""Every number, id and path tells the truth (issue #26), through a real ``InteractiveShell`` on the simulator.
+
+Paths: a report or a grid export writes only regular files; a folder gets the file inside it, and a
+symbolic link, a FIFO or a missing folder is refused in one line and left as it was. Money is counted
+at the simulator (``submits_accepted``) wherever it is involved.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+from gemimg_jupyter.api.session import get_session, reset_session
+
+from .conftest import quick_settings
+
+_SIM: list[Any] = []
+
+
+@pytest.fixture
+def gem(ip: Any, tmp_output: Path, sim: Any) -> Iterator[Any]:
+    """A shell with the extension loaded on a session over the ``sim`` fixture (it outlives session switches)."""
+    reset_session(quick_settings(tmp_output, base_url=sim.base_url, poll_max=0.3))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    _SIM[:] = [sim]
+    yield ip
+
+
+def submits() -> int:
+    """Paid requests the simulator accepted."""
+    return int(_SIM[0].stats()["submits_accepted"])
+
+
+def one_line(err: pytest.ExceptionInfo[UsageError]) -> str:
+    text = str(err.value)
+    assert "\n" not in text.strip() and "Traceback" not in text, text
+    return text
+
+
+# ---------------------------------------------------------------- 1. paths
+
+
+@pytest.fixture
+def fx(gem: Any) -> Any:
+    gem.run_cell_magic("gemimg", "-o fx --wait", "a paper-cut fox")
+    return gem.user_ns["fx"]
+
+
+def test_a_report_into_an_existing_folder_lands_inside_it(gem: Any, fx: Any, tmp_path: Path, capsys: Any) -> None:
+    folder = tmp_path / "somefolder"
+    folder.mkdir()
+    gem.run_line_magic("gemimg", f"report fx {folder}")
+    assert folder.is_dir()
+    written = list(folder.iterdir())
+    assert [p.name for p in written] == [f"lineage_{fx.id}.html"]
+    assert written[0].read_text(encoding="utf-8").startswith("<!")
+    assert "report written to" in capsys.readouterr().out
+
+
+def test_a_fifo_a_symlink_and_a_missing_folder_are_refused_and_left_untouched(
+    gem: Any, fx: Any, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me", encoding="utf-8")
+    link = tmp_path / "link.html"
+    link.symlink_to(precious)
+    dangling = tmp_path / "dangling.html"
+    dangling.symlink_to(tmp_path / "nowhere.html")
+
+    with pytest.raises(UsageError, match="FIFO") as err:
+        gem.run_line_magic("gemimg", f"report fx {fifo}")
+    assert "untouched" in one_line(err)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+    for target in (link, dangling):
+        with pytest.raises(UsageError, match="symbolic link") as err:
+            gem.run_line_magic("gemimg", f"report fx {target}")
+        one_line(err)
+        assert target.is_symlink()
+    assert precious.read_text(encoding="utf-8") == "keep me"
+    assert not (tmp_path / "nowhere.html").exists()
+
+    with pytest.raises(UsageError, match="does not exist") as err:
+        gem.run_line_magic("gemimg", f"report fx {tmp_path / 'nope' / 'x.html'}")
+    one_line(err)
+    with pytest.raises(UsageError, match="cannot write|does not exist") as err:
+        gem.run_line_magic("gemimg", "report fx /proc/nope/x.html")
+    one_line(err)
+    with pytest.raises(UsageError, match="no path given") as err:
+        gem.run_line_magic("gemimg", "report fx ''")
+    one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")) == []
+
+
+def test_a_regular_file_is_replaced_and_the_default_folder_is_made(gem: Any, fx: Any, tmp_path: Path) -> None:
+    old = tmp_path / "old.html"
+    old.write_text("old", encoding="utf-8")
+    gem.run_line_magic("gemimg", f"report fx {old}")
+    assert old.is_file() and "old" != old.read_text(encoding="utf-8")
+    gem.run_line_magic("gemimg", "report fx")
+    assert (get_session().store.root / "reports" / f"lineage_{fx.id}.html").is_file()
+
+
+def test_a_sweep_grid_export_follows_the_same_rules(gem: Any, tmp_path: Path) -> None:
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o sw --wait", "a lighthouse")
+    sw = gem.user_ns["sw"]
+    folder = tmp_path / "grids"
+    folder.mkdir()
+    (written,) = sw.save(folder)
+    assert written.parent == folder and written.is_file()
+    fifo = tmp_path / "grid.png"
+    os.mkfifo(fifo)
+    with pytest.raises(Exception, match="FIFO"):
+        sw.save(fifo)
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+    with pytest.raises(UsageError, match="FIFO"):
+        gem.run_line_magic("gemimg", f"report sw {fifo}")
+    assert stat.S_ISFIFO(fifo.lstat().st_mode)
+
+
+# ---------------------------------------------------------------- 2. budget
+
+
+def test_changing_the_budget_after_spending_keeps_what_was_spent(gem: Any, capsys: Any) -> None:
+    gem.run_cell_magic("gemimg", "-o a --wait", "a lighthouse")
+    gem.run_cell_magic("gemimg", "-o b --wait", "a harbour")
+    spent = get_session().cost()["spent_usd"]
+    price = gem.user_ns["a"].cost_usd
+    assert spent > 0 and submits() == 2
+    gem.run_line_magic("config", f"GemimgMagics.max_cost_usd = {spent + price / 2}")
+    cost = get_session().cost()
+    assert (cost["spent_usd"], cost["requests"]) == (spent, 2), "a new limit never resets what was spent"
+    assert cost["left_usd"] == pytest.approx(price / 2, abs=1e-4)
+    sent = submits()
+    with pytest.raises(UsageError, match="budget"):
+        gem.run_cell_magic("gemimg", "", "a third, too expensive")
+    assert submits() == sent, "refused before any paid request"
+    gem.run_line_magic("config", f"GemimgMagics.max_cost_usd = {spent + price * 5}")
+    capsys.readouterr()
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o sw --wait", "a lighthouse")
+    assert "of the budget left" in capsys.readouterr().out
+    after = get_session().cost()
+    assert after["spent_usd"] == pytest.approx(spent + 2 * price) and after["requests"] == 4 == submits()
+    out = gem.run_line_magic("gemimg", "cost").text
+    assert "over 4 request(s)" in out and "left)" in out
+
+
+# ---------------------------------------------------------------- 3. references checked before paying
+
+
+def test_a_missing_or_unreachable_reference_url_costs_nothing(gem: Any, sim: Any) -> None:
+    for url, why in (
+        (f"{sim.base_url}/files/missing.png", "answered HTTP 404"),
+        ("http://no-such-host.invalid/fox.png", "cannot be reached"),
+    ):
+        with pytest.raises(UsageError, match=why) as err:
+            gem.run_cell_magic("gemimg", f"--ref {url} -o x", "a fox like this one")
+        assert "0 requests paid" in one_line(err)
+        with pytest.raises(UsageError, match=why):
+            gem.run_cell_magic("gemimg", f"--ref {url} --sweep temperature=0.2,0.9 -o y", "a fox like this one")
+    with pytest.raises(UsageError, match=r"ftp:// is not supported") as err:
+        gem.run_cell_magic("gemimg", "--ref ftp://example.com/fox.png -o x", "a fox")
+    one_line(err)
+    assert submits() == 0
+
+
+def test_a_reachable_reference_url_is_sent(gem: Any) -> None:
+    url = get_session().client.upload_image(_png())
+    gem.run_cell_magic("gemimg", f"--ref {url} -o x --wait", "a fox like this one")
+    assert gem.user_ns["x"].state.has_image and submits() == 1
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), "teal").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- 4. edits wait for their parent
+
+
+def test_the_edit_chain_of_docs_editing_runs_as_run_all_without_wait(gem: Any) -> None:
+    from gemimg_jupyter.api.lineage import ledger_cbid
+
+    gem.run_cell_magic("gemimg", "-o a", "A ceramic teapot on a wooden table")
+    assert not gem.user_ns["a"].done(), "the cell returned while its job runs"
+    gem.run_cell_magic("gemimg", "--edit a -o b", "Make the teapot cobalt blue")
+    gem.run_cell_magic("gemimg", "--edit b -o c", "Add steam rising from the spout")
+    a, b, c = (gem.user_ns[n] for n in "abc")
+    assert c.result(60).state.has_image
+    assert b.parent["cbid"] == ledger_cbid(a) and c.parent["cbid"] == ledger_cbid(b)
+    assert len(get_session().lineage(c)) == 3 and submits() == 3
+
+
+def test_an_edit_of_a_parent_that_fails_is_refused_free(gem: Any, sim: Any) -> None:
+    sim.configure(fail_rate=1.0)
+    gem.run_cell_magic("gemimg", "-o a", "a kite")
+    with pytest.raises(UsageError, match=r"ended failed.*0 requests paid") as err:
+        gem.run_cell_magic("gemimg", "--edit a -o b", "a red kite")
+    one_line(err)
+    sim.configure(fail_rate=0.0)
+    assert submits() == 1 and "b" not in gem.user_ns
+
+
+# ---------------------------------------------------------------- 6. names and indexes
+
+
+def test_o_refuses_a_module_or_a_non_result_unless_forced(gem: Any) -> None:
+    gem.run_cell("import json as gi\ndf = [1, 2]")
+    for name, what in (("gi", "imported module"), ("df", "list"), ("load_ext", "magic")):
+        with pytest.raises(UsageError, match=what) as err:
+            gem.run_cell_magic("gemimg", f"-o {name}", "a fox")
+        assert "--force" in one_line(err)
+    assert gem.user_ns["df"] == [1, 2] and submits() == 0
+    gem.run_cell_magic("gemimg", "-o df --force --wait", "a fox")
+    gem.run_cell_magic("gemimg", "-o df --wait", "a fox at night")  # a result may replace a result
+    assert gem.user_ns["df"].state.has_image
+
+
+def test_sweep_indexes_work_like_python_and_out_of_range_says_the_range(gem: Any) -> None:
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.6,0.9 -o fox --wait", "a fox")
+    fox = gem.user_ns["fox"]
+    gem.run_cell_magic("gemimg", "--edit fox[-1] -o last --wait", "with snow")
+    assert gem.user_ns["last"].parent["cbid"] == fox[2].cbid
+    with pytest.raises(UsageError, match=r"fox has 3 image\(s\); valid indexes are 0 to 2 \(or -1 to -3\)") as err:
+        gem.run_cell_magic("gemimg", "--edit fox[7] -o x", "with snow")
+    one_line(err)
+
+
+# ---------------------------------------------------------------- 7. small words
+
+
+def test_a_bad_rate_tier_in_the_environment_names_its_variable_and_commands_keep_working(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, sim: Any
+) -> None:
+    monkeypatch.setenv("GEMIMG_RATE_TIER", "gold")
+    monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
+    monkeypatch.setenv("GEMIMG_BACKEND", "sim")
+    with pytest.warns(UserWarning, match=r"GEMIMG_RATE_TIER='gold' is not a rate tier .*using 'default'"):
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        cost = ip.run_line_magic("gemimg", "cost")
+    assert "spent this session" in cost.text and get_session().settings.rate_tier == "default"
