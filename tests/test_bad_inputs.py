@@ -300,6 +300,14 @@ BIG_PROMPT = "a fox in a forest, " * 5300  # ~100 KB
 BAD_INPUTS = [
     # ---- the %%gemimg line
     pytest.param(cell("--frobnicate", "a fox", "unrecognized arguments"), id="cell-unknown-option"),
+    pytest.param(
+        cell(
+            "--sweep temperature=0.2,0.8 --with size=1:1", "a fox", "--with size has 1 value but the temperature axis"
+        ),
+        id="cell-with-length-mismatch",
+    ),
+    pytest.param(cell("--with size=1:1,16:9", "a fox", "pairs with the --sweep before it"), id="cell-with-alone"),
+    pytest.param(cell("--stop-after soon", "a fox", "'soon' is not a duration"), id="cell-stop-after-word"),
     pytest.param(cell("--size", "a fox", "expected one argument"), id="cell-option-without-value"),
     pytest.param(cell("--size 5:3", "a fox", "size '5:3' is not supported"), id="cell-size-5:3"),
     pytest.param(cell("--size 16/9", "a fox", "use one of 1:1"), id="cell-size-slash"),
@@ -632,7 +640,11 @@ def test_bad_input_is_one_clear_line_and_nothing_is_sent_or_stored(ctx: Ctx, bad
     assert [f for f in after["files"] if f[0].startswith("images/")] == [
         f for f in before["files"] if f[0].startswith("images/")
     ]
-    images = [f for f in after["files"] if f[0].startswith("images/") and not f[0].endswith(".json")]  # not sidecars
+    images = [
+        f
+        for f in after["files"]
+        if f[0].startswith("images/") and not f[0].endswith(".json") and "/.thumbs/" not in f[0]
+    ]  # not sidecars or thumbnails
     assert len(images) == 1, "the earlier image is still there"
     if after["session"] == before["session"]:
         assert after["jobs"] == before["jobs"], "a job was started"

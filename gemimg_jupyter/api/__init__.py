@@ -27,6 +27,7 @@ from gemimg_jupyter.api.session import (
     reset_session,
     simulator_settings,
 )
+from gemimg_jupyter.domain.durations import parse_duration
 from gemimg_jupyter.domain.errors import ConfigError, GemimgError, redact
 from gemimg_jupyter.domain.models import (
     DEFAULT_MODEL,
@@ -111,6 +112,7 @@ __all__ = [
     "model_status",
     "pair",
     "parse_axis",
+    "parse_duration",
     "pixel_size",
     "plural",
     "png_bytes",

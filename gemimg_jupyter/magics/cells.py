@@ -92,7 +92,7 @@ class CellArgs:
     sweeps: list[str | Pairing] = field(default_factory=list)
     yes: bool = False
     dry_run: bool = False  # --dry-run: the plan and a grid of placeholders, nothing sent
-    stop_after: str | None = None  # --stop-after 30m: stop submitting then
+    stop_after: float | None = None  # --stop-after 30m (in seconds): stop submitting then
     output: str | None = None
     wait: bool = False
     fresh: bool = False

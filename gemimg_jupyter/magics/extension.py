@@ -55,6 +55,7 @@ from gemimg_jupyter.api import (
     current_session,
     get_model,
     get_session,
+    parse_duration,
     plural,
     reset_session,
 )
@@ -136,6 +137,14 @@ def _errors(magics: GemimgMagics, debug: bool = False) -> Iterator[None]:
         if debug or magics.debug:
             raise
         raise UsageError(error_line(err)) from err
+
+
+def _stop_after(text: str | None) -> float | None:
+    """``--stop-after`` in seconds, checked while the cell is parsed (one line, before the plan is shown)."""
+    try:
+        return None if text is None else parse_duration(text, what="--stop-after")
+    except GemimgError as err:
+        raise UsageError(error_line(err)) from None
 
 
 class _Number(Float):  # type: ignore[type-arg]
@@ -553,7 +562,7 @@ class GemimgMagics(Magics):
             sweeps=pair_specs(self.user_ns, ns.axes or []),
             yes=ns.yes,
             dry_run=ns.dry_run,
-            stop_after=ns.stop_after,
+            stop_after=_stop_after(ns.stop_after),
             output=output,
             wait=self.wait if ns.wait is None else ns.wait,
             fresh=ns.fresh,

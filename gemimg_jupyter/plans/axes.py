@@ -31,6 +31,7 @@ from typing import Any
 from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.models import ReferenceImage, get_model
 from gemimg_jupyter.domain.params import PARAM_SPECS, ParamSpec
+from gemimg_jupyter.domain.text import plural
 
 __all__ = [
     "AXIS_ALIASES",
@@ -186,7 +187,7 @@ def pair_axes(lead: Axis, *partners: Axis) -> Axis:
         for member in partner.members:
             if len(member.values) != len(lead.values):
                 raise ValidationError(
-                    f"--with {member.name} has {len(member.values)} values but the {lead.name} axis it pairs with has "
+                    f"--with {member.name} has {plural(len(member.values), 'value')} but the {lead.name} axis it pairs with has "
                     f"{len(lead.values)}; a paired axis needs one value per value, e.g. "
                     f"--sweep {lead.name}={','.join(lead.labels[:2])} --with {member.name}={_example(member.name)}",
                     field="sweep",
