@@ -30,7 +30,7 @@ from gemimg_jupyter.draw.images import read_provenance, strip_provenance
 from gemimg_jupyter.draw.primitives import _STAR
 from gemimg_jupyter.engine import Job
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -58,7 +58,7 @@ from gemimg_jupyter.ledger.store import safe_filename
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.sim.api import SimApi
 
-from .conftest import FAKE_KEY, FAST_RETRY, quick_settings
+from .support import FAKE_KEY, FAST_RETRY, quick_settings
 from .test_bad_inputs import bomb_png, png_bytes_of
 
 REPO = Path(__file__).resolve().parents[1]
