@@ -68,7 +68,7 @@ def in_another_process(tmp_output: Path, code: str) -> Any:
         "import json, sys\n"
         "sys.path.insert(0, 'tests')\n"
         "from pathlib import Path\n"
-        "from conftest import quick_settings\n"
+        "from support import quick_settings\n"
         "from gemimg_jupyter.api.session import Session\n"
         f"sess = Session(quick_settings(Path({str(tmp_output)!r})))\n"
         f"{code}\n"
