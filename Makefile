@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SRC    := gemimg_jupyter tests benchmarks scripts
 
-.PHONY: demo demo-headless test lint unit bench clean
+.PHONY: demo demo-headless test check lint unit bench clean
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV): installing gemimg_jupyter with JupyterLab and the test tools (about a minute the first time) …"
@@ -28,6 +28,11 @@ test: $(STAMP)
 	@bash scripts/ensure-chromium.sh
 	$(MAKE) --no-print-directory lint
 	GEMIMG_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+
+## check: the fast inner loop: lint, types, and every test that needs no browser, kernel or long run (two processes)
+check: $(STAMP)
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q -n 2 -m "not browser and not notebook and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)

@@ -7,11 +7,72 @@ The package's import graph lives here too: ``tests/test_layering.py`` and
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+from gemimg_jupyter.domain.settings import RetryPolicy, Settings
 
 PKG = Path(__file__).resolve().parents[1] / "gemimg_jupyter"
+
+#: A key that is obviously fake; tests scan every artifact for it.
+FAKE_KEY = "sk-test-FAKEKEY-0123456789abcdefXYZ"
+#: Retries that do not slow the suite down (Retry-After is still honoured).
+FAST_RETRY = RetryPolicy(max_tries=6, base=0.05, cap=0.5, jitter=0.1, max_retry_after=5.0)
+
+
+#: The built-in simulator, fast: for tests that let a Session start its own.
+SIM_OPTIONS = {"latency": (0.05, 0.2), "queue_delay": (0.0, 0.02), "seed": 11}
+
+
+def quick_settings(output_dir: Path, **changes: Any) -> Settings:
+    """Settings for a Session with its own fast simulator (override anything with ``changes``)."""
+    base = Settings(
+        backend="sim",
+        output_dir=output_dir,
+        sim_options=SIM_OPTIONS,
+        retry=FAST_RETRY,
+        poll_first=0.05,
+        poll_min=0.05,
+        poll_max=0.2,
+        job_timeout=30.0,
+    )
+    return base.replace(**changes)
+
+
+#: Retries for the fault tests: many tries, short waits.
+PATIENT = RetryPolicy(max_tries=30, base=0.05, cap=0.5, jitter=0.2, max_retry_after=5.0)
+
+
+def sim_settings(server: Any, output_dir: Path, **changes: Any) -> Settings:
+    """Settings for a Session on an already running simulator ``server``, patient with its faults."""
+    patient = {"base_url": server.base_url, "sim_options": {}, "retry": PATIENT, "poll_first": 0.1, "poll_min": 0.1}
+    return quick_settings(output_dir, **{**patient, "poll_max": 0.5, **changes})
+
+
+T = TypeVar("T")
+
+
+def wait_for(condition: Callable[[], T], timeout: float, what: str, *, interval: float = 0.02) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    The test fails with "timed out after ``timeout`` s waiting for ``what``" when the
+    deadline passes first. The deadline bounds the wait; it is not a timing assertion.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- the package's import graph
+
 ROOT = PKG.name
 
 

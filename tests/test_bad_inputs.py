@@ -45,7 +45,7 @@ from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.magics.extension import GemimgMagics
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 ERROR_MARK = "gemimg-tone-error"  # the panel's "error" level (a theme-aware colour class)
 WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)

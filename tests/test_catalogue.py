@@ -19,7 +19,7 @@ from gemimg_jupyter.domain.errors import ModelUnavailableError, TaskBlockedError
 from gemimg_jupyter.domain.finish import FINISH_REASONS
 from gemimg_jupyter.domain.models import MODELS, GenerationParams, price_text, use_catalogue
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 NEW_ID = "gemini-3.5-flash-image-lite"
 FLASH_31 = "gemini-3.1-flash-image-preview"

@@ -29,7 +29,7 @@ from gemimg_jupyter.domain.models import GenerationParams
 from gemimg_jupyter.domain.settings import RetryPolicy, Secret
 from gemimg_jupyter.gateway.client import ToAPIsClient, parse_retry_after, parse_task
 
-from .conftest import FAKE_KEY
+from .support import FAKE_KEY
 
 BASE = "https://gw.test"
 SUBMIT = f"{BASE}/v1/images/generations"

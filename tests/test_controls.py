@@ -22,7 +22,7 @@ from gemimg_jupyter.domain.models import MODELS, GenerationParams
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, CONTROLS, PARAM_SPECS, ParamValues
 from gemimg_jupyter.plans.axes import AXIS_NAMES
 
-from .conftest import FAKE_KEY, quick_settings, wait_for
+from .support import FAKE_KEY, quick_settings, wait_for
 
 OFFICIAL_31 = "gemini-3.1-flash-image-official"
 FLASH_31 = "gemini-3.1-flash-image-preview"

@@ -20,7 +20,7 @@ from gemimg_jupyter.domain.errors import ModelUnavailableError, TaskBlockedError
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import read_provenance
 
-from .conftest import SIM_OPTIONS, quick_settings
+from .support import SIM_OPTIONS, quick_settings
 
 STYLES = ("docs", "newapi")
 

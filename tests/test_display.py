@@ -27,7 +27,7 @@ from gemimg_jupyter.draw.images import png_with_provenance
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.store import LedgerRow
 
-from .conftest import FAKE_KEY, wait_for
+from .support import FAKE_KEY, wait_for
 
 
 def make_job(prompt: str = "a <b>bold</b> fox & friends", **params: Any) -> Job:

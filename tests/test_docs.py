@@ -35,7 +35,7 @@ from gemimg_jupyter.domain.settings import RetryPolicy, Settings
 from gemimg_jupyter.magics.extension import GemimgMagics
 from gemimg_jupyter.plans.plan import MAX_REPEATS, canonical_axis_name
 
-from .conftest import FAST_RETRY
+from .support import FAST_RETRY
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -30,7 +30,7 @@ from gemimg_jupyter.draw.images import read_provenance, strip_provenance
 from gemimg_jupyter.draw.primitives import _STAR
 from gemimg_jupyter.engine import Job
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def in_another_process(tmp_output: Path, code: str) -> Any:
         "import json, sys\n"
         "sys.path.insert(0, 'tests')\n"
         "from pathlib import Path\n"
-        "from conftest import quick_settings\n"
+        "from support import quick_settings\n"
         "from gemimg_jupyter.api.session import Session\n"
         f"sess = Session(quick_settings(Path({str(tmp_output)!r})))\n"
         f"{code}\n"

@@ -28,7 +28,7 @@ from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import FAST_RETRY, wait_for
+from .support import FAST_RETRY, wait_for
 
 
 def runner_for(sim: Any, settings: Settings, store_dir: Path | None = None) -> JobRunner:
@@ -360,10 +360,11 @@ def test_a_disk_error_while_writing_is_retried_not_final(
         runner.shutdown()
 
 
+@pytest.mark.slow
 def test_the_budget_cannot_be_overshot_with_200_requests_in_flight(tmp_path: Path) -> None:
     from gemimg_jupyter.api.session import Session
 
-    from .conftest import quick_settings
+    from .support import quick_settings
 
     price = params().price_usd or 0.0
     assert price > 0
@@ -384,7 +385,7 @@ def test_a_thousand_unfinished_tasks_are_not_a_thousand_threads(tmp_path: Path) 
 
     from gemimg_jupyter.api.session import Session
 
-    from .conftest import quick_settings
+    from .support import quick_settings
 
     slow = {"latency": (30.0, 40.0), "queue_delay": (0.0, 0.1), "seed": 6, "submit_burst": 5000, "submit_rate": 5000}
     settings = quick_settings(

@@ -38,8 +38,7 @@ from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import FAKE_KEY, FAST_RETRY
-from .support import PKG, package_modules
+from .support import FAKE_KEY, FAST_RETRY, PKG, package_modules
 from .test_layering import FACES, layer_of
 
 #: The core's modules, relative to the package (``api.report``): everything but the faces.

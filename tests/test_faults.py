@@ -25,7 +25,7 @@ from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import sim_settings, wait_for
+from .support import sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 

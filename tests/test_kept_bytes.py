@@ -25,7 +25,7 @@ from gemimg_jupyter.ledger.files import write_atomic
 from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.sim import api as sim_api
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 
 def sha(data: bytes) -> str:

@@ -32,7 +32,7 @@ from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import SCHEMA_VERSION, Store
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import quick_settings, sim_settings, wait_for
+from .support import quick_settings, sim_settings, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import Job
 
-from .conftest import FAKE_KEY, SIM_OPTIONS, quick_settings, wait_for
+from .support import FAKE_KEY, SIM_OPTIONS, quick_settings, wait_for
 
 
 @pytest.fixture

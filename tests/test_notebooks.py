@@ -25,7 +25,7 @@ from PIL import Image
 
 from gemimg_jupyter.domain.models import pixel_size
 
-from .conftest import FAKE_KEY
+from .support import FAKE_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"

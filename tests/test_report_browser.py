@@ -19,7 +19,7 @@ import pytest
 from gemimg_jupyter.api.session import Session
 
 from .browser_support import ARTIFACTS, launch_chromium, why_no_browser
-from .conftest import quick_settings
+from .support import quick_settings
 
 SKIP_REASON = why_no_browser()
 

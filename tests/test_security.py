@@ -1,7 +1,7 @@
 """Security: the key never leaks, prompts are escaped, files stay in place, hostile bytes are refused.
 
 Everything runs on the real-backend code path (``backend="toapis"``) with the
-known fake key :data:`~tests.conftest.FAKE_KEY`, against simulators that accept
+known fake key :data:`~tests.support.FAKE_KEY`, against simulators that accept
 it (or, for 401s, reject it), with logging captured at DEBUG for
 ``gemimg_jupyter``, ``urllib3`` and ``requests``. Then every artifact is scanned
 for the key: every file under the output directory (PNG bytes and their text
@@ -58,7 +58,7 @@ from gemimg_jupyter.ledger.store import safe_filename
 from gemimg_jupyter.sim import SimConfig, SimServer
 from gemimg_jupyter.sim.api import SimApi
 
-from .conftest import FAKE_KEY, FAST_RETRY, quick_settings
+from .support import FAKE_KEY, FAST_RETRY, quick_settings
 from .test_bad_inputs import bomb_png, png_bytes_of
 
 REPO = Path(__file__).resolve().parents[1]

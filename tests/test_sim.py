@@ -23,7 +23,7 @@ from gemimg_jupyter.plans.plan import parse_axis
 from gemimg_jupyter.sim import RenderSpec, SimConfig, SimServer, render_png
 from gemimg_jupyter.sim.render import palette_for
 
-from .conftest import wait_for
+from .support import wait_for
 
 KEY = "sk-sim-test-4f1d9a77c0de"
 OFFICIAL = "gemini-2.5-flash-image-official"

@@ -21,7 +21,7 @@ from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.models import GenerationParams
 from gemimg_jupyter.plans.plan import Pairing, pair, pair_axes, parse_axis, plan_sweep
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 FLASH = "gemini-2.5-flash-image-official"
 PRO = "gemini-3-pro-image-official"

@@ -18,7 +18,7 @@ from IPython.core.error import UsageError
 
 from gemimg_jupyter.api.session import get_session, reset_session
 
-from .conftest import quick_settings
+from .support import quick_settings
 
 _SIM: list[Any] = []
 

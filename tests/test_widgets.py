@@ -26,7 +26,7 @@ from gemimg_jupyter.draw.images import png_bytes
 from gemimg_jupyter.panel import Panel, magic_cell, model_notes
 from gemimg_jupyter.sim import SimConfig, SimServer
 
-from .conftest import FAKE_KEY, wait_for
+from .support import FAKE_KEY, wait_for
 
 WAIT = 30.0
 
@@ -637,7 +637,7 @@ def test_a_running_job_has_one_truth_in_the_bar_and_the_detail_card(tmp_output: 
     """While the image is on its way, the detail card follows the bar: same state word, same cost."""
     import time
 
-    from .conftest import quick_settings
+    from .support import quick_settings
 
     with SimServer(SimConfig(latency=(3.0, 3.5), queue_delay=(0.0, 0.02), seed=5)) as slow:
         session = Session(quick_settings(tmp_output, base_url=slow.base_url))
