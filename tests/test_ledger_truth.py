@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -147,6 +148,63 @@ def test_the_rerun_plan_counts_running_requests_as_free(server: SimServer, tmp_p
         free = second.store.cached_keys(list(plan.keys))
         assert len(free) == N and plan.estimate_usd(free) == 0
         assert running.wait(60)
+
+
+LEASED_CHILD = textwrap.dedent(
+    """
+    import sys
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings
+    from gemimg_jupyter.ledger.store import Store
+    url, out, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    Store.lease_s, Store.heartbeat_s = 3.0, 0.5      # a short lease, so a pause outlives it quickly
+    s = Session(Settings(backend="sim", base_url=url, output_dir=out, poll_first=0.1, poll_min=0.1, poll_max=0.5,
+                         max_in_flight=in_flight, job_timeout=90,
+                         retry=RetryPolicy(max_tries=30, base=0.05, cap=0.5)))
+    r = s.sweep("A paper-cut fox", axes=["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"], yes=True)
+    print("images", sum(j.state.value in ("done", "cached") for j in r.jobs), flush=True)
+    print("states", sorted(j.state.value for j in r.jobs), [j.error for j in r.jobs if j.error], flush=True)
+    s.close()
+    """
+)
+
+
+def leased_child(server: SimServer, out: Path, in_flight: int, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-c", LEASED_CHILD, server.base_url, str(out), str(in_flight)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stale_owners(out: Path, lease: float) -> int:
+    with closing(sqlite3.connect(out / "ledger.sqlite3", timeout=5)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM owners WHERE heartbeat < ?", (time.time() - lease,)).fetchone()[0])
+
+
+def test_an_owner_paused_past_its_lease_pays_nothing_when_it_resumes(server: SimServer, tmp_path: Path) -> None:
+    """Fencing: A is stopped (SIGSTOP) mid-sweep past its lease, B runs the same sweep and takes A's rows over,
+    then A goes on (SIGCONT): each of A's writes that would pay or store fails on its fencing token, so A follows
+    B's rows instead of paying for them again."""
+    out = tmp_path / "out"
+    Store(out).close()
+    a = leased_child(server, out, in_flight=3)
+    try:
+        wait_for(lambda: _submitted_rows(out) >= 3, 60, "A paid for some requests, not all")
+        a.send_signal(signal.SIGSTOP)
+        wait_for(lambda: _stale_owners(out, 3.0) >= 1, 30, "A's lease ran out while it is stopped")
+        b = leased_child(server, out, in_flight=6)
+        b_out, b_err = b.communicate(timeout=120)
+        assert f"images {N}" in b_out, (b_out, b_err)
+    finally:
+        a.send_signal(signal.SIGCONT)
+    a_out, a_err = a.communicate(timeout=120)
+    assert f"images {N}" in a_out, (a_out, a_err[-3000:])
+    paid = record("owner paused (SIGSTOP) past its lease, resumed", server, out)
+    assert paid == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert len(list((out / "images").glob("*.jpg"))) == N
 
 
 FAULTS: dict[str, dict[str, Any]] = {

@@ -31,6 +31,7 @@ from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
+from gemimg_jupyter.engine.transitions import LeaseLost
 from gemimg_jupyter.ledger.store import safe_filename
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class Collector:
             job.provenance["size_note"] = note
         job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
+        if not e.store.holds(job.cbid):  # paused past its lease while downloading: the new owner stores it
+            raise LeaseLost(job.cbid)
         job.path = e.store.write_image(data, name, job.provenance)
         e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 

@@ -101,7 +101,19 @@ class Store:
     heartbeat_s = 2.0
     lease_s = 10.0
     _UPDATABLE = frozenset(
-        {"state", "task_id", "cost_usd", "submitted", "finished", "expires_at", "path", "error", "params", "owner"}
+        {
+            "state",
+            "task_id",
+            "cost_usd",
+            "submitted",
+            "finished",
+            "expires_at",
+            "path",
+            "error",
+            "params",
+            "owner",
+            "sent",
+        }
     )
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -113,6 +125,8 @@ class Store:
         self._lock = threading.RLock()
         self._heartbeat = leases.Heartbeat()
         self._closed = False
+        #: the rows this owner holds, with the fencing token (generation) it took each with
+        self._held: dict[str, int] = {}
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
         self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
@@ -209,12 +223,51 @@ class Store:
         now = time.time()
         with self._tx() as db:
             live = self._live_owners(db)
-            return claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
+            found = claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
+            for req, claim in zip(requests, found, strict=True):
+                if claim.kind == "new":
+                    self._held[req["cbid"]] = 0
+                elif claim.kind == "takeover" and claim.row is not None:
+                    self._held[claim.row.cbid] = claim.row.generation
+            return found
 
     def take_over(self, cbid: str) -> LedgerRow | None:
-        """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended."""
+        """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended.
+
+        A take-over bumps the row's fencing token (``generation``): whoever held it before can no longer
+        mark it ``submitting`` (pay) nor write its end.
+        """
         with self._tx() as db:
-            return claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
+            row = claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
+            if row is not None:
+                self._held[cbid] = row.generation
+            return row
+
+    def holds(self, cbid: str) -> bool:
+        """Whether this owner still holds the row at the fencing token it took it with (no other process took it)."""
+        gen = self._held.get(cbid)
+        if gen is None:
+            return False
+        with self._read() as db:
+            r = db.execute("SELECT owner, generation FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
+        return r is not None and r["owner"] == self.owner and int(r["generation"]) == gen
+
+    def fenced_update(self, cbid: str, **fields: Any) -> bool:
+        """:meth:`update`, but only while this owner holds the row at its fencing token; ``False``: it lost the row.
+
+        Every write of a job that pays or ends goes through here: a process paused past its lease (its row
+        taken over meanwhile) learns it here, in the same transaction, and stops before paying.
+        """
+        gen = self._held.get(cbid)
+        if gen is None:
+            return False
+        with self._tx() as db:
+            return claims.fenced_update(db, self.owner, gen, cbid, self._columns(fields))
+
+    def keep_task_id(self, cbid: str, task_id: str, submitted: float | None) -> None:
+        """Write a paid task's id into its row if the row has none yet, whoever holds the row now."""
+        with self._tx() as db:
+            claims.keep_task_id(db, cbid, task_id, submitted)
 
     def orphans(self, backend: str | None = None) -> list[LedgerRow]:
         """Unfinished rows whose owner is gone (the only ones ``resume`` may take)."""
@@ -240,22 +293,28 @@ class Store:
                    "price_usd": price_usd, "sweep_id": sweep_id}  # fmt: skip
         with self._tx() as db:
             claims.insert(db, self.owner, request, JobState.SUBMITTING.value, time.time())
+            self._held[cbid] = 0
 
     def update(self, cbid: str, **fields: Any) -> None:
         """Change some columns of one row."""
+        fields = self._columns(fields)
+        if not fields:
+            return
+        cols = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
+
+    def _columns(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Checked column values as stored: paths relative to the output folder, params as JSON."""
         unknown = set(fields) - self._UPDATABLE
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        if not fields:
-            return
         if fields.get("path"):  # kept relative to the output folder, so the folder can be moved
             path = Path(fields["path"])
             fields["path"] = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
         if "params" in fields:
             fields["params"] = json.dumps(dict(fields["params"]), sort_keys=True)
-        cols = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
+        return fields
 
     def get(self, cbid: str) -> LedgerRow | None:
         """One row by its ``client_business_id``."""
