@@ -207,6 +207,41 @@ def test_an_owner_paused_past_its_lease_pays_nothing_when_it_resumes(server: Sim
     assert len(list((out / "images").glob("*.jpg"))) == N
 
 
+def _unshare() -> tuple[str, ...]:
+    """``unshare --pid --fork`` when this machine lets us make a PID namespace (else the test is skipped)."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        pytest.skip("no unshare(1) here: a PID namespace cannot be made")
+    prefix = (exe, "--pid", "--fork")
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, timeout=30)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --pid failed here ({probe.stderr.strip()[:120]}): needs root or user namespaces")
+    return prefix
+
+
+def test_two_processes_in_different_pid_namespaces_with_one_host_name_pay_once(
+    server: SimServer, tmp_path: Path
+) -> None:
+    """Liveness across containers: B runs in its own PID namespace with the same host name, where A's pid names
+    no process (or another one); the pid shortcut does not apply across namespaces, A's heartbeat decides, so
+    B adopts A's rows instead of taking them over and paying again."""
+    prefix = _unshare()
+    out = tmp_path / "out"
+    Store(out).close()
+    a = leased_child(server, out, in_flight=3)
+    wait_for(lambda: _submitted_rows(out) >= 2, 60, "A has started paying")
+    b = leased_child(server, out, in_flight=3, prefix=prefix)
+    outputs = [p.communicate(timeout=120) for p in (a, b)]
+    for stdout, stderr in outputs:
+        assert f"images {N}" in stdout, (stdout, stderr[-3000:])
+    assert f"states {['cached'] * N}" in outputs[1][0], outputs[1]  # B followed A's rows: none taken over
+    paid = record("B in its own PID namespace, same host name", server, out)
+    assert paid == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert len(list((out / "images").glob("*.jpg"))) == N
+
+
 FAULTS: dict[str, dict[str, Any]] = {
     "HTML-200 status once + 404 download once per task": {"html_status_once": True, "download_404_once": True},
     "a hung status query per task": {"hang_status_once": True},

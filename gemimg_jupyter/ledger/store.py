@@ -127,6 +127,7 @@ class Store:
         self._closed = False
         #: the rows this owner holds, with the fencing token (generation) it took each with
         self._held: dict[str, int] = {}
+        self._beat_db: sqlite3.Connection | None = None  # the heartbeat's own connection
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
         self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
@@ -142,6 +143,8 @@ class Store:
                 return
             self._closed = True
             self._heartbeat.stop()
+            if self._beat_db is not None:
+                self._beat_db.close()
             try:
                 self.release()
                 self._db.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
@@ -185,12 +188,17 @@ class Store:
         self._heartbeat.stop()
 
     def beat(self) -> None:
-        """Renew this owner's lease once (never recreates a deleted ledger)."""
-        with self._lock:
-            if self._closed or file_identity(self.ledger_path) != self._identity:
-                return
-            register_owner(self._db, self.owner)
-            self._db.commit()
+        """Renew this owner's lease once (never recreates a deleted ledger).
+
+        On a connection of its own, without the store's lock: a long transaction of this process (or a
+        busy ledger) never starves the heartbeat, so the lease means "this process is running", no more.
+        """
+        if self._closed or file_identity(self.ledger_path) != self._identity:
+            return
+        if self._beat_db is None:
+            self._beat_db = sqlite3.connect(self.ledger_path, timeout=self.heartbeat_s, check_same_thread=False)
+        with self._beat_db as db:
+            register_owner(db, self.owner)
 
     def _live_owners(self, db: sqlite3.Connection) -> set[str]:
         return leases.live_owners(db, self.owner, self.lease_s)
