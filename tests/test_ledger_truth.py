@@ -204,6 +204,7 @@ def test_an_owner_paused_past_its_lease_pays_nothing_when_it_resumes(server: Sim
     paid = record("owner paused (SIGSTOP) past its lease, resumed", server, out)
     assert paid == N
     assert server.stats()["duplicate_business_ids"] == 0
+    assert server.stats()["idempotency_keys"] >= paid  # every submit carried its business id as Idempotency-Key
     assert len(list((out / "images").glob("*.jpg"))) == N
 
 
@@ -242,6 +243,56 @@ def test_two_processes_in_different_pid_namespaces_with_one_host_name_pay_once(
     assert len(list((out / "images").glob("*.jpg"))) == N
 
 
+LOCKER = textwrap.dedent(
+    """
+    import sqlite3, sys
+    db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")         # another process's long write transaction
+    print("locked", flush=True)
+    sys.stdin.read()                      # held until the test closes our stdin
+    db.execute("COMMIT")
+    """
+)
+
+
+def lock_ledger(out: Path) -> subprocess.Popen[str]:
+    """Another process holding a write transaction on the ledger until its stdin is closed."""
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(out / "ledger.sqlite3")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    return locker
+
+
+def test_task_ids_that_come_back_while_the_ledger_is_busy_are_kept_and_a_rerun_pays_nothing_twice(
+    server: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Store, "busy_s", 0.5)
+    monkeypatch.setattr(Store, "heartbeat_s", 0.3)
+    out = tmp_path / "out"
+    with Session(settings_for(server, out, max_in_flight=6)) as session:
+        result = session.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+        wait_for(lambda: sum(j.task_id is not None for j in result.jobs) >= 2, 60, "some tasks submitted")
+        locker = lock_ledger(out)
+        try:  # task ids and images come back while every write fails: kept in memory, nothing new is paid
+            wait_for(lambda: session.store.unwritten() >= 2, 60, "paid rows whose writes wait for the ledger")
+        finally:
+            assert locker.stdin is not None
+            locker.stdin.close()
+            locker.wait(30)
+        wait_for(lambda: session.store.unwritten() == 0, 30, "the kept writes reach the ledger once it is free")
+        assert result.wait(90), result.progress_text()
+        assert all(j.state.has_image for j in result.jobs), [(j.state, j.error) for j in result.jobs]
+    with rerun(server, out) as again:
+        assert again.spent_usd() == 0
+    assert record("ledger busy (other process) while task ids come back, re-run", server, out) == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert len(list((out / "images").glob("*.jpg"))) == N
+
+
 FAULTS: dict[str, dict[str, Any]] = {
     "HTML-200 status once + 404 download once per task": {"html_status_once": True, "download_404_once": True},
     "a hung status query per task": {"hang_status_once": True},
@@ -262,6 +313,25 @@ def test_non_verdict_answers_after_payment_end_with_every_image(fault: str, tmp_
         kind = "hung_status" if "hung" in fault else "html_200_status"
         assert stats["faults"][kind] == N  # every task met the fault
         assert record(fault, sim, out) == N
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("says", ["past", "zero"])
+def test_an_expires_at_in_the_past_or_zero_does_not_stop_the_download(says: str, tmp_path: Path) -> None:
+    """Expiry is the CDN's verdict: the client's clock (or a placeholder 0) never skips a download it paid for."""
+    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=5, expires_at_says=says))
+    sim.start()
+    out = tmp_path / "out"
+    try:
+        with Session(settings_for(sim, out)) as session:
+            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
+            assert result.wait(60), result.progress_text()
+            assert [j.state for j in result.jobs] == [JobState.DONE] * N, [j.error for j in result.jobs]
+        with rerun(sim, out) as again:  # and a re-run finds every image: nothing paid again
+            assert again.spent_usd() == 0
+        assert record(f"expires_at {'an hour ago' if says == 'past' else '0'}", sim, out) == N
+        assert len(list((out / "images").glob("*.jpg"))) == N
     finally:
         sim.stop()
 
@@ -301,6 +371,23 @@ def _refused(out: Path, match: str) -> str:
     text = str(info.value)
     assert len(text.splitlines()) == 1 and str(out) in text
     return text
+
+
+def test_a_ledger_busy_in_another_process_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Store, "busy_s", 1.0)
+    out = tmp_path / "out"
+    other = Store(out)  # an owner the ledger knows (as a running kernel is), then another process's long write
+    locker = lock_ledger(out)
+    try:
+        text = _refused(out, "is busy")
+        assert f"pid {os.getpid()}" in text and "close the notebook or kernel" in text and "move" not in text
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(30)
+        other.close()
 
 
 def test_a_garbage_ledger_is_refused_and_images_are_untouched(tmp_path: Path) -> None:

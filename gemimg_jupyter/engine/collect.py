@@ -36,6 +36,8 @@ from gemimg_jupyter.ledger.store import safe_filename
 
 log = logging.getLogger(__name__)
 
+#: 403/404 answers to a download before a result past its ``expires_at`` (or with ``expires_at`` 0) counts as gone.
+EXPIRED_PATIENCE = 2
 #: Answers in a row with a status the gateway does not document before the job fails, naming it.
 UNKNOWN_LIMIT = 5
 
@@ -62,7 +64,7 @@ class Collector:
         assert job.task_id is not None
         e = self.engine
         problem: BaseException | None = None
-        tries = 0
+        tries = refused = 0
         while True:
             try:
                 status = yield from self._poll(rec, deadline, problem)
@@ -70,20 +72,17 @@ class Collector:
                 problem = None
                 if status.cost_usd:  # never zero a billed cost
                     job.cost_usd = status.cost_usd
-                job.expires_at = status.expires_at
-                if status.expires_at is not None and time.time() > status.expires_at:
-                    raise TaskExpiredError(
-                        f"the result of task {status.id} expired before it was downloaded", task_id=status.id
-                    )
+                job.expires_at = status.expires_at  # the CDN decides; a past (or 0) expires_at only shortens patience
                 if not status.url:
                     raise Retry(f"task {status.id} completed without an image URL")
                 yield from self._download(rec, status, status.url, deadline)
                 return
             except JobCancelled:
                 raise
-            except TaskExpiredError as exc:
-                if job.expires_at is not None and time.time() > job.expires_at:
-                    raise
+            except TaskExpiredError as exc:  # the CDN answered 403/404
+                refused += 1
+                if refused >= EXPIRED_PATIENCE and job.expires_at is not None and time.time() > job.expires_at:
+                    raise  # refused again, and past expires_at (or 0): the result is gone
                 problem = exc  # a result URL that 404s before its expires_at: a CDN not in sync yet
             except (JobTimeoutError, TaskFailedError):
                 raise

@@ -35,8 +35,6 @@ class Transitions:
         self.window = window
         self.budget = budget
         self.listeners: list[Listener] = []
-        #: writes of paid jobs the ledger could not take yet (busy), by cbid: kept here, written with the next write
-        self._unwritten: dict[str, dict[str, Any]] = {}
 
     def notify(self, rec: JobRecord) -> None:
         """Wake whoever waits on the job, then call its listeners and the runner's."""
@@ -61,8 +59,8 @@ class Transitions:
         tries again later); a paid job's write is kept in memory and written with the next write.
         """
         job = rec.job
-        self.flush()
-        fields = {**self._unwritten.pop(job.cbid, {}), "state": state.value, **row}
+        self.store.flush()
+        fields = {**self.store.take_deferred(job.cbid), "state": state.value, **row}
         try:
             held = self.store.fenced_update(job.cbid, **fields)
         except (sqlite3.Error, OSError) as exc:
@@ -70,22 +68,12 @@ class Transitions:
                 raise
             log.warning("job %s: the ledger is busy (%s); its task id %s is kept until it can be written", job.id,
                         exc, job.task_id)  # fmt: skip
-            self._unwritten[job.cbid] = fields
+            self.store.defer(job.cbid, fields)
             held = True
         if not held:
             self._keep_task_id(rec)
             raise LeaseLost(job.cbid)
         self.set_state(rec, state, progress)
-
-    def flush(self) -> None:
-        """Write what a busy ledger could not take earlier (paid jobs' task ids and ends); keep what it still cannot."""
-        for cbid, fields in list(self._unwritten.items()):
-            try:
-                if not self.store.fenced_update(cbid, **fields) and fields.get("task_id"):
-                    self.store.keep_task_id(cbid, fields["task_id"], fields.get("submitted"))
-            except (sqlite3.Error, OSError):
-                return
-            self._unwritten.pop(cbid, None)
 
     def _keep_task_id(self, rec: JobRecord) -> None:
         job = rec.job
@@ -94,7 +82,7 @@ class Transitions:
         try:
             self.store.keep_task_id(job.cbid, job.task_id, job.submitted_at)
         except (sqlite3.Error, OSError):
-            self._unwritten.setdefault(job.cbid, {}).update(task_id=job.task_id, submitted=job.submitted_at)
+            self.store.defer(job.cbid, {"task_id": job.task_id, "submitted": job.submitted_at})
 
     def finish(self, rec: JobRecord, state: JobState, *, ledger: bool = True, **row: Any) -> None:
         """End the job in ``state``: free its place and budget, write its end to the ledger (unless another process owns the row)."""
@@ -116,8 +104,8 @@ class Transitions:
         if job.task_id is not None:
             row.setdefault("task_id", job.task_id)
             row.setdefault("submitted", job.submitted_at)
-        self.flush()
-        fields = {**self._unwritten.pop(job.cbid, {}), "state": state.value, "finished": job.finished_at,
+        self.store.flush()
+        fields = {**self.store.take_deferred(job.cbid), "state": state.value, "finished": job.finished_at,
                   "error": job.error, **row}  # fmt: skip
         try:
             if not self.store.fenced_update(job.cbid, **fields):
@@ -126,7 +114,7 @@ class Transitions:
         except (sqlite3.Error, OSError) as exc:  # the job still ends; the row stays unfinished, so resumable
             log.warning("job %s: could not write its end to the ledger yet: %s", job.id, exc)
             if job.task_id is not None:
-                self._unwritten[job.cbid] = fields
+                self.store.defer(job.cbid, fields)
 
     def abort(self, rec: JobRecord, exc: BaseException) -> None:
         """End a job that an unexpected error escaped from (it must end, whatever happened; the ledger row stays)."""

@@ -290,7 +290,6 @@ def check_writable(root: Path, images_dir: Path, ledger: Path) -> None:
 
 def _found_version(db: sqlite3.Connection, path: Path, move: str) -> int:
     """The schema version of the opened file (``1`` for a ledger from before versions); refuses what is not ours."""
-    db.execute("PRAGMA busy_timeout=30000")
     check = db.execute("PRAGMA quick_check(1)").fetchone()
     if check is None or str(check[0]) != "ok":
         raise sqlite3.DatabaseError(str(check[0]) if check else "no answer")
@@ -324,14 +323,19 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
         db.execute("DELETE FROM owners WHERE heartbeat < ?", (time.time() - 86400,))
 
 
-def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
-    """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``."""
+def open_ledger(path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0) -> sqlite3.Connection:
+    """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``.
+
+    Another process's write transaction is waited for ``busy_s`` seconds at most; then one line names
+    that process when the ledger knows it (:func:`busy_line`), never "move the ledger away".
+    """
     move = f"move {path} away (your images in {images_dir} stay) or set GEMIMG_OUTPUT_DIR to another folder"
     try:
-        db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        db = sqlite3.connect(path, timeout=busy_s, check_same_thread=False)
     except sqlite3.Error as exc:
         raise refuse(f"the ledger {path} cannot be opened ({exc})", move) from None
     db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
     try:
         version = _found_version(db, path, move)
         db.execute("PRAGMA journal_mode=WAL")
@@ -340,8 +344,12 @@ def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
         db.close()
         raise
     except sqlite3.OperationalError as exc:
-        db.close()
         text = str(exc)
+        if "locked" in text or "busy" in text:
+            line = busy_line(db, path, owner)
+            db.close()
+            raise line from None
+        db.close()
         if "readonly" in text or "read-only" in text or "disk" in text or "full" in text:
             raise refuse(
                 f"the ledger {path} cannot be written ({text})",
@@ -352,6 +360,24 @@ def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
         db.close()
         raise refuse(f"the ledger {path} is damaged or not a database ({exc})", move) from None
     return db
+
+
+def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> ConfigError:
+    """The one line for a ledger another process keeps busy: who (host and pid, from the owners it knows) and
+    what to do (wait, or close that kernel); reading works while another process writes."""
+    try:
+        recent = db.execute(
+            "SELECT host, pid FROM owners WHERE owner != ? AND heartbeat > ? ORDER BY heartbeat DESC LIMIT 3",
+            (owner, time.time() - 60),
+        ).fetchall()
+    except sqlite3.Error:
+        recent = []
+    who = ", ".join(f"pid {r['pid']} on {r['host']}" for r in recent)
+    return refuse(
+        f"the ledger {path} is busy: another process is writing to it"
+        + (f" (it was last used by {who})" if who else ""),
+        "wait a moment and run the cell again, or close the notebook or kernel that holds it",
+    )
 
 
 def make_dirs(root: Path, *folders: Path) -> None:
@@ -375,7 +401,9 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def reopen_deleted(old: sqlite3.Connection, path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
+def reopen_deleted(
+    old: sqlite3.Connection, path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0
+) -> sqlite3.Connection:
     """Write a deleted ledger again at ``path`` with the rows ``old`` still sees, close ``old``, open the new one."""
     log.warning("the ledger %s was deleted while in use; writing a new one there", path)
     try:
@@ -384,4 +412,4 @@ def reopen_deleted(old: sqlite3.Connection, path: Path, images_dir: Path, owner:
     except sqlite3.Error:
         log.warning("could not carry the old rows over", exc_info=True)
     old.close()
-    return open_ledger(path, images_dir, owner)
+    return open_ledger(path, images_dir, owner, busy_s=busy_s)

@@ -100,6 +100,8 @@ class Store:
     #: Seconds between heartbeats, and how long an owner without one counts as alive.
     heartbeat_s = 2.0
     lease_s = 10.0
+    #: How long a write waits for another process's write transaction before it fails (a busy ledger).
+    busy_s = 5.0
     _UPDATABLE = frozenset(
         {
             "state",
@@ -128,9 +130,11 @@ class Store:
         #: the rows this owner holds, with the fencing token (generation) it took each with
         self._held: dict[str, int] = {}
         self._beat_db: sqlite3.Connection | None = None  # the heartbeat's own connection
+        #: fenced writes of paid rows a busy ledger could not take yet, by cbid (written by :meth:`flush`)
+        self._unwritten: dict[str, dict[str, Any]] = {}
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
         self._identity = file_identity(self.ledger_path)
 
     def __repr__(self) -> str:
@@ -145,6 +149,10 @@ class Store:
             self._heartbeat.stop()
             if self._beat_db is not None:
                 self._beat_db.close()
+            if not self.flush():
+                log.warning(
+                    "the ledger %s is busy: %d rows keep an older state", self.ledger_path, len(self._unwritten)
+                )
             try:
                 self.release()
                 self._db.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
@@ -160,7 +168,7 @@ class Store:
         if self._identity is not None and file_identity(self.ledger_path) == self._identity:
             return
         make_dirs(self.root, self.images_dir, self.grids_dir)
-        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner)
+        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
         self._identity = file_identity(self.ledger_path)
 
     @contextmanager
@@ -199,6 +207,8 @@ class Store:
             self._beat_db = sqlite3.connect(self.ledger_path, timeout=self.heartbeat_s, check_same_thread=False)
         with self._beat_db as db:
             register_owner(db, self.owner)
+        if self._unwritten:
+            self.flush()
 
     def _live_owners(self, db: sqlite3.Connection) -> set[str]:
         return leases.live_owners(db, self.owner, self.lease_s)
@@ -271,6 +281,34 @@ class Store:
             return False
         with self._tx() as db:
             return claims.fenced_update(db, self.owner, gen, cbid, self._columns(fields))
+
+    def defer(self, cbid: str, fields: dict[str, Any]) -> None:
+        """Keep a fenced write of a paid row that a busy ledger refused; :meth:`flush` (the heartbeat, the next
+        write, closing) writes it. A later write of the same row is merged over it, never in place of it."""
+        with self._lock:
+            self._unwritten[cbid] = {**self._unwritten.get(cbid, {}), **fields}
+
+    def take_deferred(self, cbid: str) -> dict[str, Any]:
+        """The deferred write of ``cbid`` (removed: the caller writes it with its own)."""
+        with self._lock:
+            return self._unwritten.pop(cbid, {})
+
+    def flush(self) -> bool:
+        """Write the deferred writes (fenced; a task id always, whoever holds the row now); ``True``: none left."""
+        with self._lock:
+            for cbid, fields in list(self._unwritten.items()):
+                try:
+                    if not self.fenced_update(cbid, **dict(fields)) and fields.get("task_id"):
+                        self.keep_task_id(cbid, fields["task_id"], fields.get("submitted"))
+                except (sqlite3.Error, OSError):
+                    return False
+                self._unwritten.pop(cbid, None)
+            return True
+
+    def unwritten(self) -> int:
+        """How many rows keep a write the ledger could not take yet."""
+        with self._lock:
+            return len(self._unwritten)
 
     def keep_task_id(self, cbid: str, task_id: str, submitted: float | None) -> None:
         """Write a paid task's id into its row if the row has none yet, whoever holds the row now."""
@@ -420,8 +458,11 @@ class Store:
         cbid = provenance.get("client_business_id")
         if cbid:
             facts = read_provenance(path).get("file", {})
-            with self._tx() as db:
-                record_facts(db, str(cbid), facts)
+            try:
+                with self._tx() as db:
+                    record_facts(db, str(cbid), facts)
+            except sqlite3.OperationalError as exc:  # a busy ledger: the facts stay in the sidecar, the file stays
+                log.warning("could not record the facts of %s in the ledger (%s); its sidecar has them", path, exc)
         return path
 
     def suspect_split(self) -> dict[str, Any]:
