@@ -43,7 +43,7 @@ from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
 from gemimg_jupyter.ledger.claims import Claim
-from gemimg_jupyter.ledger.files import safe_filename, slug, unique_path, write_atomic
+from gemimg_jupyter.ledger.files import remove_leftovers, safe_filename, slug, unique_path, write_atomic
 from gemimg_jupyter.ledger.schema import (
     HOST,
     RESUMABLE_STATES,
@@ -134,6 +134,7 @@ class Store:
         self._unwritten: dict[str, dict[str, Any]] = {}
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
+        remove_leftovers(self.root, self.images_dir, self.grids_dir)
         self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
         self._identity = file_identity(self.ledger_path)
 
