@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -149,6 +150,149 @@ def test_the_rerun_plan_counts_running_requests_as_free(server: SimServer, tmp_p
         assert running.wait(60)
 
 
+LEASED_CHILD = textwrap.dedent(
+    """
+    import sys
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings
+    from gemimg_jupyter.ledger.store import Store
+    url, out, in_flight = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    Store.lease_s, Store.heartbeat_s = 3.0, 0.5      # a short lease, so a pause outlives it quickly
+    s = Session(Settings(backend="sim", base_url=url, output_dir=out, poll_first=0.1, poll_min=0.1, poll_max=0.5,
+                         max_in_flight=in_flight, job_timeout=90,
+                         retry=RetryPolicy(max_tries=30, base=0.05, cap=0.5)))
+    r = s.sweep("A paper-cut fox", axes=["temperature=0.2,0.6,1.0,1.4", "size=1:1,16:9,9:16"], yes=True)
+    print("images", sum(j.state.value in ("done", "cached") for j in r.jobs), flush=True)
+    print("states", sorted(j.state.value for j in r.jobs), [j.error for j in r.jobs if j.error], flush=True)
+    s.close()
+    """
+)
+
+
+def leased_child(server: SimServer, out: Path, in_flight: int, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-c", LEASED_CHILD, server.base_url, str(out), str(in_flight)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stale_owners(out: Path, lease: float) -> int:
+    with closing(sqlite3.connect(out / "ledger.sqlite3", timeout=5)) as db:
+        return int(db.execute("SELECT COUNT(*) FROM owners WHERE heartbeat < ?", (time.time() - lease,)).fetchone()[0])
+
+
+def test_an_owner_paused_past_its_lease_pays_nothing_when_it_resumes(server: SimServer, tmp_path: Path) -> None:
+    """Fencing: A is stopped (SIGSTOP) mid-sweep past its lease, B runs the same sweep and takes A's rows over,
+    then A goes on (SIGCONT): each of A's writes that would pay or store fails on its fencing token, so A follows
+    B's rows instead of paying for them again."""
+    out = tmp_path / "out"
+    Store(out).close()
+    a = leased_child(server, out, in_flight=3)
+    try:
+        wait_for(lambda: _submitted_rows(out) >= 3, 60, "A paid for some requests, not all")
+        a.send_signal(signal.SIGSTOP)
+        wait_for(lambda: _stale_owners(out, 3.0) >= 1, 30, "A's lease ran out while it is stopped")
+        b = leased_child(server, out, in_flight=6)
+        b_out, b_err = b.communicate(timeout=120)
+        assert f"images {N}" in b_out, (b_out, b_err)
+    finally:
+        a.send_signal(signal.SIGCONT)
+    a_out, a_err = a.communicate(timeout=120)
+    assert f"images {N}" in a_out, (a_out, a_err[-3000:])
+    paid = record("owner paused (SIGSTOP) past its lease, resumed", server, out)
+    assert paid == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert server.stats()["idempotency_keys"] >= paid  # every submit carried its business id as Idempotency-Key
+    assert len(list((out / "images").glob("*.jpg"))) == N
+
+
+def _unshare() -> tuple[str, ...]:
+    """``unshare --pid --fork`` when this machine lets us make a PID namespace (else the test is skipped)."""
+    exe = shutil.which("unshare")
+    if exe is None:
+        pytest.skip("no unshare(1) here: a PID namespace cannot be made")
+    prefix = (exe, "--pid", "--fork")
+    probe = subprocess.run([*prefix, sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                           text=True, timeout=30)  # fmt: skip
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --pid failed here ({probe.stderr.strip()[:120]}): needs root or user namespaces")
+    return prefix
+
+
+def test_two_processes_in_different_pid_namespaces_with_one_host_name_pay_once(
+    server: SimServer, tmp_path: Path
+) -> None:
+    """Liveness across containers: B runs in its own PID namespace with the same host name, where A's pid names
+    no process (or another one); the pid shortcut does not apply across namespaces, A's heartbeat decides, so
+    B adopts A's rows instead of taking them over and paying again."""
+    prefix = _unshare()
+    out = tmp_path / "out"
+    Store(out).close()
+    a = leased_child(server, out, in_flight=3)
+    wait_for(lambda: _submitted_rows(out) >= 2, 60, "A has started paying")
+    b = leased_child(server, out, in_flight=3, prefix=prefix)
+    outputs = [p.communicate(timeout=120) for p in (a, b)]
+    for stdout, stderr in outputs:
+        assert f"images {N}" in stdout, (stdout, stderr[-3000:])
+    assert f"states {['cached'] * N}" in outputs[1][0], outputs[1]  # B followed A's rows: none taken over
+    paid = record("B in its own PID namespace, same host name", server, out)
+    assert paid == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert len(list((out / "images").glob("*.jpg"))) == N
+
+
+LOCKER = textwrap.dedent(
+    """
+    import sqlite3, sys
+    db = sqlite3.connect(sys.argv[1], timeout=30, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")         # another process's long write transaction
+    print("locked", flush=True)
+    sys.stdin.read()                      # held until the test closes our stdin
+    db.execute("COMMIT")
+    """
+)
+
+
+def lock_ledger(out: Path) -> subprocess.Popen[str]:
+    """Another process holding a write transaction on the ledger until its stdin is closed."""
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(out / "ledger.sqlite3")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    return locker
+
+
+def test_task_ids_that_come_back_while_the_ledger_is_busy_are_kept_and_a_rerun_pays_nothing_twice(
+    server: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Store, "busy_s", 0.5)
+    monkeypatch.setattr(Store, "heartbeat_s", 0.3)
+    out = tmp_path / "out"
+    with Session(settings_for(server, out, max_in_flight=6)) as session:
+        result = session.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+        wait_for(lambda: sum(j.task_id is not None for j in result.jobs) >= 2, 60, "some tasks submitted")
+        locker = lock_ledger(out)
+        try:  # task ids and images come back while every write fails: kept in memory, nothing new is paid
+            wait_for(lambda: session.store.unwritten() >= 2, 60, "paid rows whose writes wait for the ledger")
+        finally:
+            assert locker.stdin is not None
+            locker.stdin.close()
+            locker.wait(30)
+        wait_for(lambda: session.store.unwritten() == 0, 30, "the kept writes reach the ledger once it is free")
+        assert result.wait(90), result.progress_text()
+        assert all(j.state.has_image for j in result.jobs), [(j.state, j.error) for j in result.jobs]
+    with rerun(server, out) as again:
+        assert again.spent_usd() == 0
+    assert record("ledger busy (other process) while task ids come back, re-run", server, out) == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    assert len(list((out / "images").glob("*.jpg"))) == N
+
+
 FAULTS: dict[str, dict[str, Any]] = {
     "HTML-200 status once + 404 download once per task": {"html_status_once": True, "download_404_once": True},
     "a hung status query per task": {"hang_status_once": True},
@@ -169,6 +313,25 @@ def test_non_verdict_answers_after_payment_end_with_every_image(fault: str, tmp_
         kind = "hung_status" if "hung" in fault else "html_200_status"
         assert stats["faults"][kind] == N  # every task met the fault
         assert record(fault, sim, out) == N
+    finally:
+        sim.stop()
+
+
+@pytest.mark.parametrize("says", ["past", "zero"])
+def test_an_expires_at_in_the_past_or_zero_does_not_stop_the_download(says: str, tmp_path: Path) -> None:
+    """Expiry is the CDN's verdict: the client's clock (or a placeholder 0) never skips a download it paid for."""
+    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=5, expires_at_says=says))
+    sim.start()
+    out = tmp_path / "out"
+    try:
+        with Session(settings_for(sim, out)) as session:
+            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
+            assert result.wait(60), result.progress_text()
+            assert [j.state for j in result.jobs] == [JobState.DONE] * N, [j.error for j in result.jobs]
+        with rerun(sim, out) as again:  # and a re-run finds every image: nothing paid again
+            assert again.spent_usd() == 0
+        assert record(f"expires_at {'an hour ago' if says == 'past' else '0'}", sim, out) == N
+        assert len(list((out / "images").glob("*.jpg"))) == N
     finally:
         sim.stop()
 
@@ -208,6 +371,23 @@ def _refused(out: Path, match: str) -> str:
     text = str(info.value)
     assert len(text.splitlines()) == 1 and str(out) in text
     return text
+
+
+def test_a_ledger_busy_in_another_process_is_one_line_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Store, "busy_s", 1.0)
+    out = tmp_path / "out"
+    other = Store(out)  # an owner the ledger knows (as a running kernel is), then another process's long write
+    locker = lock_ledger(out)
+    try:
+        text = _refused(out, "is busy")
+        assert f"pid {os.getpid()}" in text and "close the notebook or kernel" in text and "move" not in text
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(30)
+        other.close()
 
 
 def test_a_garbage_ledger_is_refused_and_images_are_untouched(tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,15 @@ def test_cached_keys_checks_many_keys_at_once(tmp_output: Path) -> None:
     (store.images_dir / "f1.png").unlink()
     keys = [f"k{i}" for i in range(3)] + [f"missing{i}" for i in range(600)]
     assert store.cached_keys(keys) == {"k0", "k2"}
+
+
+def test_half_written_files_left_by_a_killed_process_are_removed_when_a_store_opens(tmp_output: Path) -> None:
+    images = tmp_output / "images"
+    images.mkdir(parents=True)
+    old, young = images / ".tmp-killed.part", images / ".tmp-writing.part"
+    old.write_bytes(b"half")
+    young.write_bytes(b"in progress")
+    os.utime(old, (time.time() - 120, time.time() - 120))  # left a minute and more ago by a kill -9
+    Store(tmp_output).close()
+    assert not old.exists()
+    assert young.exists()  # maybe another live process's write in progress: kept

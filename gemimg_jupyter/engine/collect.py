@@ -31,11 +31,14 @@ from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
+from gemimg_jupyter.engine.transitions import LeaseLost
 from gemimg_jupyter.ledger.store import safe_filename
 from gemimg_jupyter.ledger.thumbs import write_thumb
 
 log = logging.getLogger(__name__)
 
+#: 403/404 answers to a download before a result past its ``expires_at`` (or with ``expires_at`` 0) counts as gone.
+EXPIRED_PATIENCE = 2
 #: Answers in a row with a status the gateway does not document before the job fails, naming it.
 UNKNOWN_LIMIT = 5
 
@@ -62,7 +65,7 @@ class Collector:
         assert job.task_id is not None
         e = self.engine
         problem: BaseException | None = None
-        tries = 0
+        tries = refused = 0
         while True:
             try:
                 status = yield from self._poll(rec, deadline, problem)
@@ -70,20 +73,17 @@ class Collector:
                 problem = None
                 if status.cost_usd:  # never zero a billed cost
                     job.cost_usd = status.cost_usd
-                job.expires_at = status.expires_at
-                if status.expires_at is not None and time.time() > status.expires_at:
-                    raise TaskExpiredError(
-                        f"the result of task {status.id} expired before it was downloaded", task_id=status.id
-                    )
+                job.expires_at = status.expires_at  # the CDN decides; a past (or 0) expires_at only shortens patience
                 if not status.url:
                     raise Retry(f"task {status.id} completed without an image URL")
                 yield from self._download(rec, status, status.url, deadline)
                 return
             except JobCancelled:
                 raise
-            except TaskExpiredError as exc:
-                if job.expires_at is not None and time.time() > job.expires_at:
-                    raise
+            except TaskExpiredError as exc:  # the CDN answered 403/404
+                refused += 1
+                if refused >= EXPIRED_PATIENCE and job.expires_at is not None and time.time() > job.expires_at:
+                    raise  # refused again, and past expires_at (or 0): the result is gone
                 problem = exc  # a result URL that 404s before its expires_at: a CDN not in sync yet
             except (JobTimeoutError, TaskFailedError):
                 raise
@@ -129,6 +129,8 @@ class Collector:
             job.provenance["size_note"] = note
         job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
+        if not e.store.holds(job.cbid):  # paused past its lease while downloading: the new owner stores it
+            raise LeaseLost(job.cbid)
         job.path = e.store.write_image(data, name, job.provenance)
         write_thumb(job.path, data)  # once, here in the download pool: every grid and gallery reads it after
         e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)

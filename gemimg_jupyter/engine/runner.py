@@ -28,7 +28,7 @@ from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
 from gemimg_jupyter.engine.record import JobRecord, Steps
 from gemimg_jupyter.engine.shared import Engine, final_state
 from gemimg_jupyter.engine.submit import Submitter
-from gemimg_jupyter.engine.transitions import Transitions
+from gemimg_jupyter.engine.transitions import LeaseLost, Transitions
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import Store
 
@@ -197,7 +197,7 @@ class JobRunner:
                 claims.finish_from_store(self._record, rec, row)
                 continue
             rec.adopt = row if claim.kind == "adopt" else None
-            rec.unsent = claim.kind == "new" or (row is not None and row.state == "queued")
+            rec.unsent = claim.kind == "new" or (row is not None and row.state == "queued" and not row.sent)
             self._start(rec)
         return out
 
@@ -331,10 +331,26 @@ class JobRunner:
         job = rec.job
         if self.closed:
             raise Stopped
-        deadline = time.monotonic() + self.settings.job_timeout
-        if rec.adopt is not None and (yield from claims.follow(self._engine, rec, deadline)):
-            return
-        if job.task_id is None:
-            yield from self._submitter.run(rec)
-            deadline = time.monotonic() + self.settings.job_timeout  # waiting for a turn is not the task's time
-        yield from self._collector.run(rec, deadline)
+        while True:
+            deadline = time.monotonic() + self.settings.job_timeout
+            try:
+                if rec.adopt is not None and (yield from claims.follow(self._engine, rec, deadline)):
+                    return
+                if job.task_id is None:
+                    yield from self._submitter.run(rec)
+                    deadline = time.monotonic() + self.settings.job_timeout  # waiting for a turn is not the task's time
+                yield from self._collector.run(rec, deadline)
+                return
+            except LeaseLost:  # paused past its lease, its row taken over: follow the row, pay nothing
+                self._lost(rec)
+
+    def _lost(self, rec: JobRecord) -> None:
+        """This job's row was taken over by another process: give back its place and budget, then follow the row."""
+        job = rec.job
+        log.info("job %s: another process took its row over; following it", job.id)
+        self._engine.window.release(rec)
+        self._engine.budget.settle(rec)
+        rec.adopt = self.store.get(job.cbid)
+        rec.unsent = False
+        if rec.adopt is None:
+            raise JobError(f"job {job.id}: its ledger row is gone")

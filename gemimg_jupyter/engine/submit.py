@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Generator
@@ -10,6 +12,8 @@ from gemimg_jupyter.domain.errors import APIConnectionError, RateLimitError, Ser
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
+
+log = logging.getLogger(__name__)
 
 
 class Submitter:
@@ -59,9 +63,17 @@ class Submitter:
                 yield wait
                 e.woke(rec)
                 check_cancel(rec)
+            params = {**job.params.as_dict(), "reference_urls": list(urls), **parent_of(job)}
+            try:  # the fence: only while this process still holds the row (else LeaseLost: follow it)
+                e.record.move(rec, JobState.SUBMITTING, params=params, sent=1)
+            except (sqlite3.Error, OSError) as exc:  # a busy ledger: nothing is paid until the row says so
+                e.gate.refund("submit")
+                e.window.release(rec)
+                log.info("job %s: the ledger is busy (%s); trying again before paying", job.id, exc)
+                yield e.settings.retry.delay(2, None, rng=e.rng)
+                e.woke(rec)
+                continue
             try:
-                params = {**job.params.as_dict(), "reference_urls": list(urls), **parent_of(job)}
-                e.record.move(rec, JobState.SUBMITTING, params=params)
                 with e.gate.ticket("submit"):
                     status = e.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
             except RateLimitError as exc:
@@ -101,7 +113,7 @@ class Submitter:
         if rec.unsent:
             return False
         row = self.engine.store.get(job.cbid)
-        return row is not None and row.state in (JobState.SUBMITTING, JobState.UPLOADING)
+        return row is not None and (row.sent or row.state in (JobState.SUBMITTING, JobState.UPLOADING))
 
     def _look_up(self, rec: JobRecord) -> Generator[float | None, None, bool]:
         """Ask the gateway for the task by ``client_business_id`` (a status query, through the scheduler's

@@ -17,6 +17,13 @@ from gemimg_jupyter.ledger.store import Store
 log = logging.getLogger(__name__)
 
 
+class LeaseLost(Exception):
+    """Internal: another process took this job's row over (this one was paused or starved past its lease).
+
+    Raised by a fenced write before anything is paid or stored; the runner then follows the row.
+    """
+
+
 class Transitions:
     """Every change of a job's state goes through here, so the ledger, the limits and the listeners agree.
 
@@ -44,9 +51,38 @@ class Transitions:
             self.notify(rec)
 
     def move(self, rec: JobRecord, state: JobState, progress: int | None = None, **row: Any) -> None:
-        """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners."""
-        self.store.update(rec.job.cbid, state=state.value, **row)
+        """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners.
+
+        The write is fenced (:meth:`~gemimg_jupyter.ledger.store.Store.fenced_update`): when another process
+        took the row over, :class:`LeaseLost` is raised before anything else happens (a task id this process
+        was given is written all the same). A busy ledger fails the move of a job not paid yet (the caller
+        tries again later); a paid job's write is kept in memory and written with the next write.
+        """
+        job = rec.job
+        self.store.flush()
+        fields = {**self.store.take_deferred(job.cbid), "state": state.value, **row}
+        try:
+            held = self.store.fenced_update(job.cbid, **fields)
+        except (sqlite3.Error, OSError) as exc:
+            if job.task_id is None:
+                raise
+            log.warning("job %s: the ledger is busy (%s); its task id %s is kept until it can be written", job.id,
+                        exc, job.task_id)  # fmt: skip
+            self.store.defer(job.cbid, fields)
+            held = True
+        if not held:
+            self._keep_task_id(rec)
+            raise LeaseLost(job.cbid)
         self.set_state(rec, state, progress)
+
+    def _keep_task_id(self, rec: JobRecord) -> None:
+        job = rec.job
+        if job.task_id is None:
+            return
+        try:
+            self.store.keep_task_id(job.cbid, job.task_id, job.submitted_at)
+        except (sqlite3.Error, OSError):
+            self.store.defer(job.cbid, {"task_id": job.task_id, "submitted": job.submitted_at})
 
     def finish(self, rec: JobRecord, state: JobState, *, ledger: bool = True, **row: Any) -> None:
         """End the job in ``state``: free its place and budget, write its end to the ledger (unless another process owns the row)."""
@@ -55,15 +91,30 @@ class Transitions:
         self.window.release(rec)
         self.budget.settle(rec)
         if ledger and state is not JobState.CACHED and rec.adopt is None:
-            if state is JobState.TIMEOUT:
-                row["owner"] = None  # resumable: anyone (a re-run, resume) may take it over at once
-            try:
-                self.store.update(job.cbid, state=state.value, finished=job.finished_at, error=job.error, **row)
-            except (sqlite3.Error, OSError) as exc:  # the job still ends; the row stays unfinished, so resumable
-                log.warning("job %s: could not write its end to the ledger: %s", job.id, exc)
+            self._write_end(rec, state, row)
         job.state = state
         rec.signals.done.set()
         self.notify(rec)
+
+    def _write_end(self, rec: JobRecord, state: JobState, row: dict[str, Any]) -> None:
+        """The job's end in its row, fenced; never without the task id it was given (a re-run looks it up)."""
+        job = rec.job
+        if state is JobState.TIMEOUT:
+            row["owner"] = None  # resumable: anyone (a re-run, resume) may take it over at once
+        if job.task_id is not None:
+            row.setdefault("task_id", job.task_id)
+            row.setdefault("submitted", job.submitted_at)
+        self.store.flush()
+        fields = {**self.store.take_deferred(job.cbid), "state": state.value, "finished": job.finished_at,
+                  "error": job.error, **row}  # fmt: skip
+        try:
+            if not self.store.fenced_update(job.cbid, **fields):
+                log.info("job %s: another process holds its row now; the row's end is that process's", job.id)
+                self._keep_task_id(rec)
+        except (sqlite3.Error, OSError) as exc:  # the job still ends; the row stays unfinished, so resumable
+            log.warning("job %s: could not write its end to the ledger yet: %s", job.id, exc)
+            if job.task_id is not None:
+                self.store.defer(job.cbid, fields)
 
     def abort(self, rec: JobRecord, exc: BaseException) -> None:
         """End a job that an unexpected error escaped from (it must end, whatever happened; the ledger row stays)."""

@@ -169,7 +169,9 @@ class ToAPIsClient:
         After a failure that may have reached the gateway (connection dropped,
         timeout, 5xx), the task is looked up by ``client_business_id`` before
         anything is sent again, so one request is paid for at most once.
-        ``tries=1`` sends once and leaves retries (and that look-up) to the caller.
+        ``tries=1`` sends once and leaves retries (and that look-up) to the caller. Every submit carries
+        ``Idempotency-Key: <client_business_id>`` (New API answers a repeated key with the first task;
+        harmless where it is ignored).
         """
         body = params.request_body(image_urls=image_urls, client_business_id=client_business_id)
         uncertain = False
@@ -182,7 +184,10 @@ class ToAPIsClient:
                     log.info("submit %s had reached the gateway as task %s", client_business_id, found.id)
                     return found
             try:
-                resp = self.transport.send("submit", "POST", "/v1/images/generations", json=body)
+                resp = self.transport.send(  # a second guard: New API replays the first task for a repeated key
+                    "submit", "POST", "/v1/images/generations", json=body,
+                    headers={"Idempotency-Key": client_business_id},
+                )  # fmt: skip
             except (APIConnectionError, ServerError) as exc:
                 uncertain = True
                 raise AmbiguousFailure(exc) from None

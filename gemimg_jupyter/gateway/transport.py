@@ -170,15 +170,23 @@ class HTTPTransport:
             raise exc.cause from None
 
     def send(
-        self, category: Category, method: str, path: str, *, timeout: tuple[float, float] | None = None, **kwargs: Any
+        self,
+        category: Category,
+        method: str,
+        path: str,
+        *,
+        timeout: tuple[float, float] | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
         """One request to ``base_url + path`` after the gate; an error answer raises (a 429 also pauses the lane)."""
         self.gate.acquire(category)
         url = f"{self.base_url}{path}"
         try:
             resp = self._http.request(
-                method, url, headers=self.auth_for(url), timeout=timeout or self.timeout, **kwargs
-            )
+                method, url, headers={**self.auth_for(url), **(headers or {})}, timeout=timeout or self.timeout,
+                **kwargs,
+            )  # fmt: skip
         except requests.Timeout as exc:
             raise APITimeoutError(
                 f"the gateway at {self.base_url} did not answer in time ({type(exc).__name__})"

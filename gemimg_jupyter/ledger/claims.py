@@ -11,6 +11,7 @@ connection (in its write transaction), the output folder ``root``, this
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.ledger.queries import newest_image
 from gemimg_jupyter.ledger.schema import RESUMABLE_STATES, LedgerRow, row_from_sql, sql_words
 
-__all__ = ["Claim", "claim_many", "insert", "take_over"]
+__all__ = ["Claim", "claim_many", "fenced_update", "insert", "keep_task_id", "take_over"]
 
 _QUEUED = JobState.QUEUED.value
 
@@ -97,9 +98,15 @@ def _decide(db: sqlite3.Connection, root: Path, owner: str, live: set[str], req:
         if r["owner"] is not None and r["owner"] != owner and r["owner"] in live:
             return Claim("adopt", row_from_sql(r, root))
     if rows:
-        db.execute("UPDATE jobs SET owner = ? WHERE cbid = ?", (owner, rows[0]["cbid"]))
-        return Claim("takeover", row_from_sql(rows[0], root))
+        return Claim("takeover", _seize(db, root, owner, rows[0]))
     return None
+
+
+def _seize(db: sqlite3.Connection, root: Path, owner: str, r: sqlite3.Row) -> LedgerRow:
+    """Make the row ``owner``'s with the next fencing token: its former owner's writes that pay now fail."""
+    db.execute("UPDATE jobs SET owner = ?, generation = generation + 1 WHERE cbid = ?", (owner, r["cbid"]))
+    row = row_from_sql(r, root)
+    return dataclasses.replace(row, owner=owner, generation=row.generation + 1)
 
 
 def take_over(db: sqlite3.Connection, root: Path, owner: str, live: set[str], cbid: str) -> LedgerRow | None:
@@ -109,5 +116,26 @@ def take_over(db: sqlite3.Connection, root: Path, owner: str, live: set[str], cb
         return None
     if r["owner"] is not None and r["owner"] != owner and r["owner"] in live:
         return None
-    db.execute("UPDATE jobs SET owner = ? WHERE cbid = ?", (owner, cbid))
-    return row_from_sql(r, root)
+    return _seize(db, root, owner, r)
+
+
+def fenced_update(db: sqlite3.Connection, owner: str, generation: int, cbid: str, fields: Mapping[str, Any]) -> bool:
+    """Change the row only while ``owner`` holds it at ``generation`` (its fencing token); ``False``: it lost it.
+
+    The transaction that marks a row ``submitting`` right before the POST goes through here: a process
+    paused past its lease, whose row another process took over, stops before paying.
+    """
+    cols = ", ".join(f"{name} = ?" for name in fields)
+    cur = db.execute(
+        f"UPDATE jobs SET {cols} WHERE cbid = ? AND owner = ? AND generation = ?",  # noqa: S608 - whitelisted names
+        (*fields.values(), cbid, owner, generation),
+    )
+    return cur.rowcount == 1
+
+
+def keep_task_id(db: sqlite3.Connection, cbid: str, task_id: str, submitted: float | None) -> None:
+    """Write a task id the gateway gave into a row that has none, whoever owns the row now (it was paid)."""
+    db.execute(
+        "UPDATE jobs SET task_id = ?, submitted = COALESCE(submitted, ?) WHERE cbid = ? AND task_id IS NULL",
+        (task_id, submitted, cbid),
+    )

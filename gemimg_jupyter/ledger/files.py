@@ -156,3 +156,25 @@ def write_user_file(path: str | Path, data: bytes, default_name: str) -> Path:
         return write_atomic(target, data)
     except OSError as err:
         raise path_error(f"cannot write {target}: {err.strerror or err}", path) from None
+
+
+#: A half-written file (``write_atomic``'s temporary name) older than this is a leftover of a killed process.
+LEFTOVER_AGE = 60.0
+
+
+def remove_leftovers(*folders: Path, older_than: float = LEFTOVER_AGE) -> int:
+    """Remove ``.tmp-*.part`` files older than ``older_than`` seconds (a ``kill -9`` mid-write); how many went.
+
+    A younger one may be another live process's write in progress, so it stays.
+    """
+    removed = 0
+    cutoff = time.time() - older_than
+    for folder in folders:
+        for part in folder.glob(".tmp-*.part"):
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+            except OSError:
+                continue  # gone already, or not ours to remove
+    return removed

@@ -21,9 +21,9 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gemimg_jupyter.ledger.schema import HOST, RESUMABLE_STATES, sql_words
+from gemimg_jupyter.ledger.schema import BOOT_ID, HOST, PID_NS, RESUMABLE_STATES, sql_words
 
-__all__ = ["Heartbeat", "live_owners", "release"]
+__all__ = ["Heartbeat", "live_owners", "release", "same_pid_space"]
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,25 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def same_pid_space(host: str, pid_ns: str, boot_id: str) -> bool:
+    """Whether an owner's pid names a process here: the same host name, PID namespace and kernel boot.
+
+    Two containers on one shared folder may have one host name (and even one pid) for different
+    processes; without a namespace and boot id to compare (another OS), a pid is never trusted.
+    """
+    return host == HOST and bool(PID_NS) and pid_ns == PID_NS and bool(BOOT_ID) and boot_id == BOOT_ID
+
+
 def live_owners(db: sqlite3.Connection, owner: str, lease_s: float) -> set[str]:
-    """``owner`` and every owner whose lease holds: a heartbeat in the last ``lease_s`` seconds, and on this
-    host a process that still exists."""
+    """``owner`` and every owner whose lease holds: a heartbeat in the last ``lease_s`` seconds; where its pid
+    means a process here (:func:`same_pid_space`), that process must still exist too (a shortcut for a
+    kernel that died: its rows are taken over at once, not after the lease)."""
     now = time.time()
     live = {owner}
-    for r in db.execute("SELECT owner, host, pid, heartbeat FROM owners"):
+    for r in db.execute("SELECT owner, host, pid, heartbeat, pid_ns, boot_id FROM owners"):
         if r["heartbeat"] < now - lease_s:
             continue
-        if r["host"] == HOST and not _pid_alive(int(r["pid"])):
+        if same_pid_space(r["host"], r["pid_ns"], r["boot_id"]) and not _pid_alive(int(r["pid"])):
             continue
         live.add(str(r["owner"]))
     return live

@@ -37,7 +37,7 @@ __all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerRow", "immediate", "open
 log = logging.getLogger(__name__)
 
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
 #: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
@@ -47,6 +47,19 @@ CHARGED_STATES = state_values(
 )  # fmt: skip
 DONE = JobState.DONE.value
 HOST = socket.gethostname()
+
+
+def _read_id(path: str) -> str:
+    """A kernel identity (``/proc/self/ns/pid``'s link, ``boot_id``'s text); ``""`` where there is none."""
+    try:
+        return os.readlink(path) if path.endswith("/ns/pid") else Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+#: This process's PID namespace and the kernel's boot: a pid means the same process only where both match.
+PID_NS = _read_id("/proc/self/ns/pid")
+BOOT_ID = _read_id("/proc/sys/kernel/random/boot_id")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -146,8 +159,28 @@ def _to_v4(db: sqlite3.Connection) -> None:
     _execute_all(db, _FILES)
 
 
+# Version 5 (issue #21): each row carries a fencing token (``generation``, bumped by every take-over) and whether
+# it ever reached ``submitting`` (``sent``: a try may have reached the gateway, so it is looked up before paying);
+# each owner says in which PID namespace and kernel boot its pid means something.
+_FENCING = """
+ALTER TABLE jobs ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE owners ADD COLUMN pid_ns TEXT NOT NULL DEFAULT '';
+ALTER TABLE owners ADD COLUMN boot_id TEXT NOT NULL DEFAULT ''
+"""
+
+
+def _to_v5(db: sqlite3.Connection) -> None:
+    """Fencing tokens and the ``sent`` mark on rows; PID namespace and boot id on owners."""
+    jobs, owners = _columns(db, "jobs"), _columns(db, "owners")
+    for statement in _FENCING.split(";"):
+        table, column = statement.split()[2], statement.split()[5]
+        if column not in (jobs if table == "jobs" else owners):
+            db.execute(statement)
+
+
 #: ``_MIGRATIONS[v]`` turns a version-``v`` ledger into version ``v + 1`` (version 1 had no ``user_version``).
-_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4}
+_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4, 4: _to_v5}
 
 
 @dataclass(frozen=True)
@@ -171,10 +204,16 @@ class LedgerRow:
     path: str | None
     error: str | None
     owner: str | None = None
+    #: the row's fencing token: every take-over bumps it; a write that pays checks it (with the owner)
+    generation: int = 0
+    #: the row reached ``submitting`` once: a try may have reached the gateway, look it up before paying
+    sent: bool = False
 
 
 #: The columns a :class:`LedgerRow` takes as they are (``params``, ``path`` and ``owner`` are read by hand).
-_PLAIN_COLUMNS = tuple(f.name for f in fields(LedgerRow) if f.name not in ("params", "path", "owner"))
+_PLAIN_COLUMNS = tuple(
+    f.name for f in fields(LedgerRow) if f.name not in ("params", "path", "owner", "generation", "sent")
+)
 
 
 def _params(text: str) -> dict[str, Any]:
@@ -187,11 +226,14 @@ def _params(text: str) -> dict[str, Any]:
 
 def row_from_sql(r: sqlite3.Row, root: Path) -> LedgerRow:
     """A :class:`LedgerRow` from a ``jobs`` row; its path made absolute under ``root``."""
+    keys = set(r.keys())
     return LedgerRow(
         **{name: r[name] for name in _PLAIN_COLUMNS},
         params=_params(r["params"]),
         path=str(root / r["path"]) if r["path"] else None,
-        owner=r["owner"] if "owner" in r.keys() else None,  # noqa: SIM118 - sqlite3.Row has no __contains__
+        owner=r["owner"] if "owner" in keys else None,
+        generation=int(r["generation"]) if "generation" in keys else 0,
+        sent=bool(r["sent"]) if "sent" in keys else False,
     )
 
 
@@ -215,8 +257,8 @@ def immediate(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def register_owner(db: sqlite3.Connection, owner: str) -> None:
     """Write (or renew) ``owner``'s lease: this host, this process, now."""
     db.execute(
-        "INSERT OR REPLACE INTO owners (owner, host, pid, heartbeat) VALUES (?, ?, ?, ?)",
-        (owner, HOST, os.getpid(), time.time()),
+        "INSERT OR REPLACE INTO owners (owner, host, pid, heartbeat, pid_ns, boot_id) VALUES (?, ?, ?, ?, ?, ?)",
+        (owner, HOST, os.getpid(), time.time(), PID_NS, BOOT_ID),
     )
 
 
@@ -248,7 +290,6 @@ def check_writable(root: Path, images_dir: Path, ledger: Path) -> None:
 
 def _found_version(db: sqlite3.Connection, path: Path, move: str) -> int:
     """The schema version of the opened file (``1`` for a ledger from before versions); refuses what is not ours."""
-    db.execute("PRAGMA busy_timeout=30000")
     check = db.execute("PRAGMA quick_check(1)").fetchone()
     if check is None or str(check[0]) != "ok":
         raise sqlite3.DatabaseError(str(check[0]) if check else "no answer")
@@ -272,6 +313,7 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
     with immediate(db):
         if version == 0:
             _execute_all(db, _SCHEMA + _OWNERS + _PICKS + _FILES)
+            _to_v5(db)
         else:
             for v in range(version, SCHEMA_VERSION):
                 _MIGRATIONS[v](db)
@@ -281,14 +323,19 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
         db.execute("DELETE FROM owners WHERE heartbeat < ?", (time.time() - 86400,))
 
 
-def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
-    """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``."""
+def open_ledger(path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0) -> sqlite3.Connection:
+    """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``.
+
+    Another process's write transaction is waited for ``busy_s`` seconds at most; then one line names
+    that process when the ledger knows it (:func:`busy_line`), never "move the ledger away".
+    """
     move = f"move {path} away (your images in {images_dir} stay) or set GEMIMG_OUTPUT_DIR to another folder"
     try:
-        db = sqlite3.connect(path, timeout=30.0, check_same_thread=False)
+        db = sqlite3.connect(path, timeout=busy_s, check_same_thread=False)
     except sqlite3.Error as exc:
         raise refuse(f"the ledger {path} cannot be opened ({exc})", move) from None
     db.row_factory = sqlite3.Row
+    db.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
     try:
         version = _found_version(db, path, move)
         db.execute("PRAGMA journal_mode=WAL")
@@ -297,8 +344,12 @@ def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
         db.close()
         raise
     except sqlite3.OperationalError as exc:
-        db.close()
         text = str(exc)
+        if "locked" in text or "busy" in text:
+            line = busy_line(db, path, owner)
+            db.close()
+            raise line from None
+        db.close()
         if "readonly" in text or "read-only" in text or "disk" in text or "full" in text:
             raise refuse(
                 f"the ledger {path} cannot be written ({text})",
@@ -309,6 +360,24 @@ def open_ledger(path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
         db.close()
         raise refuse(f"the ledger {path} is damaged or not a database ({exc})", move) from None
     return db
+
+
+def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> ConfigError:
+    """The one line for a ledger another process keeps busy: who (host and pid, from the owners it knows) and
+    what to do (wait, or close that kernel); reading works while another process writes."""
+    try:
+        recent = db.execute(
+            "SELECT host, pid FROM owners WHERE owner != ? AND heartbeat > ? ORDER BY heartbeat DESC LIMIT 3",
+            (owner, time.time() - 60),
+        ).fetchall()
+    except sqlite3.Error:
+        recent = []
+    who = ", ".join(f"pid {r['pid']} on {r['host']}" for r in recent)
+    return refuse(
+        f"the ledger {path} is busy: another process is writing to it"
+        + (f" (it was last used by {who})" if who else ""),
+        "wait a moment and run the cell again, or close the notebook or kernel that holds it",
+    )
 
 
 def make_dirs(root: Path, *folders: Path) -> None:
@@ -332,7 +401,9 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def reopen_deleted(old: sqlite3.Connection, path: Path, images_dir: Path, owner: str) -> sqlite3.Connection:
+def reopen_deleted(
+    old: sqlite3.Connection, path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0
+) -> sqlite3.Connection:
     """Write a deleted ledger again at ``path`` with the rows ``old`` still sees, close ``old``, open the new one."""
     log.warning("the ledger %s was deleted while in use; writing a new one there", path)
     try:
@@ -341,4 +412,4 @@ def reopen_deleted(old: sqlite3.Connection, path: Path, images_dir: Path, owner:
     except sqlite3.Error:
         log.warning("could not carry the old rows over", exc_info=True)
     old.close()
-    return open_ledger(path, images_dir, owner)
+    return open_ledger(path, images_dir, owner, busy_s=busy_s)

@@ -43,7 +43,7 @@ from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
 from gemimg_jupyter.ledger.claims import Claim
-from gemimg_jupyter.ledger.files import safe_filename, slug, unique_path, write_atomic
+from gemimg_jupyter.ledger.files import remove_leftovers, safe_filename, slug, unique_path, write_atomic
 from gemimg_jupyter.ledger.schema import (
     HOST,
     RESUMABLE_STATES,
@@ -100,8 +100,22 @@ class Store:
     #: Seconds between heartbeats, and how long an owner without one counts as alive.
     heartbeat_s = 2.0
     lease_s = 10.0
+    #: How long a write waits for another process's write transaction before it fails (a busy ledger).
+    busy_s = 5.0
     _UPDATABLE = frozenset(
-        {"state", "task_id", "cost_usd", "submitted", "finished", "expires_at", "path", "error", "params", "owner"}
+        {
+            "state",
+            "task_id",
+            "cost_usd",
+            "submitted",
+            "finished",
+            "expires_at",
+            "path",
+            "error",
+            "params",
+            "owner",
+            "sent",
+        }
     )
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -113,9 +127,15 @@ class Store:
         self._lock = threading.RLock()
         self._heartbeat = leases.Heartbeat()
         self._closed = False
+        #: the rows this owner holds, with the fencing token (generation) it took each with
+        self._held: dict[str, int] = {}
+        self._beat_db: sqlite3.Connection | None = None  # the heartbeat's own connection
+        #: fenced writes of paid rows a busy ledger could not take yet, by cbid (written by :meth:`flush`)
+        self._unwritten: dict[str, dict[str, Any]] = {}
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
+        remove_leftovers(self.root, self.images_dir, self.grids_dir)
+        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
         self._identity = file_identity(self.ledger_path)
 
     def __repr__(self) -> str:
@@ -128,6 +148,12 @@ class Store:
                 return
             self._closed = True
             self._heartbeat.stop()
+            if self._beat_db is not None:
+                self._beat_db.close()
+            if not self.flush():
+                log.warning(
+                    "the ledger %s is busy: %d rows keep an older state", self.ledger_path, len(self._unwritten)
+                )
             try:
                 self.release()
                 self._db.execute("DELETE FROM owners WHERE owner = ?", (self.owner,))
@@ -143,7 +169,7 @@ class Store:
         if self._identity is not None and file_identity(self.ledger_path) == self._identity:
             return
         make_dirs(self.root, self.images_dir, self.grids_dir)
-        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner)
+        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
         self._identity = file_identity(self.ledger_path)
 
     @contextmanager
@@ -171,12 +197,19 @@ class Store:
         self._heartbeat.stop()
 
     def beat(self) -> None:
-        """Renew this owner's lease once (never recreates a deleted ledger)."""
-        with self._lock:
-            if self._closed or file_identity(self.ledger_path) != self._identity:
-                return
-            register_owner(self._db, self.owner)
-            self._db.commit()
+        """Renew this owner's lease once (never recreates a deleted ledger).
+
+        On a connection of its own, without the store's lock: a long transaction of this process (or a
+        busy ledger) never starves the heartbeat, so the lease means "this process is running", no more.
+        """
+        if self._closed or file_identity(self.ledger_path) != self._identity:
+            return
+        if self._beat_db is None:
+            self._beat_db = sqlite3.connect(self.ledger_path, timeout=self.heartbeat_s, check_same_thread=False)
+        with self._beat_db as db:
+            register_owner(db, self.owner)
+        if self._unwritten:
+            self.flush()
 
     def _live_owners(self, db: sqlite3.Connection) -> set[str]:
         return leases.live_owners(db, self.owner, self.lease_s)
@@ -209,12 +242,79 @@ class Store:
         now = time.time()
         with self._tx() as db:
             live = self._live_owners(db)
-            return claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
+            found = claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
+            for req, claim in zip(requests, found, strict=True):
+                if claim.kind == "new":
+                    self._held[req["cbid"]] = 0
+                elif claim.kind == "takeover" and claim.row is not None:
+                    self._held[claim.row.cbid] = claim.row.generation
+            return found
 
     def take_over(self, cbid: str) -> LedgerRow | None:
-        """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended."""
+        """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended.
+
+        A take-over bumps the row's fencing token (``generation``): whoever held it before can no longer
+        mark it ``submitting`` (pay) nor write its end.
+        """
         with self._tx() as db:
-            return claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
+            row = claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
+            if row is not None:
+                self._held[cbid] = row.generation
+            return row
+
+    def holds(self, cbid: str) -> bool:
+        """Whether this owner still holds the row at the fencing token it took it with (no other process took it)."""
+        gen = self._held.get(cbid)
+        if gen is None:
+            return False
+        with self._read() as db:
+            r = db.execute("SELECT owner, generation FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
+        return r is not None and r["owner"] == self.owner and int(r["generation"]) == gen
+
+    def fenced_update(self, cbid: str, **fields: Any) -> bool:
+        """:meth:`update`, but only while this owner holds the row at its fencing token; ``False``: it lost the row.
+
+        Every write of a job that pays or ends goes through here: a process paused past its lease (its row
+        taken over meanwhile) learns it here, in the same transaction, and stops before paying.
+        """
+        gen = self._held.get(cbid)
+        if gen is None:
+            return False
+        with self._tx() as db:
+            return claims.fenced_update(db, self.owner, gen, cbid, self._columns(fields))
+
+    def defer(self, cbid: str, fields: dict[str, Any]) -> None:
+        """Keep a fenced write of a paid row that a busy ledger refused; :meth:`flush` (the heartbeat, the next
+        write, closing) writes it. A later write of the same row is merged over it, never in place of it."""
+        with self._lock:
+            self._unwritten[cbid] = {**self._unwritten.get(cbid, {}), **fields}
+
+    def take_deferred(self, cbid: str) -> dict[str, Any]:
+        """The deferred write of ``cbid`` (removed: the caller writes it with its own)."""
+        with self._lock:
+            return self._unwritten.pop(cbid, {})
+
+    def flush(self) -> bool:
+        """Write the deferred writes (fenced; a task id always, whoever holds the row now); ``True``: none left."""
+        with self._lock:
+            for cbid, fields in list(self._unwritten.items()):
+                try:
+                    if not self.fenced_update(cbid, **dict(fields)) and fields.get("task_id"):
+                        self.keep_task_id(cbid, fields["task_id"], fields.get("submitted"))
+                except (sqlite3.Error, OSError):
+                    return False
+                self._unwritten.pop(cbid, None)
+            return True
+
+    def unwritten(self) -> int:
+        """How many rows keep a write the ledger could not take yet."""
+        with self._lock:
+            return len(self._unwritten)
+
+    def keep_task_id(self, cbid: str, task_id: str, submitted: float | None) -> None:
+        """Write a paid task's id into its row if the row has none yet, whoever holds the row now."""
+        with self._tx() as db:
+            claims.keep_task_id(db, cbid, task_id, submitted)
 
     def orphans(self, backend: str | None = None) -> list[LedgerRow]:
         """Unfinished rows whose owner is gone (the only ones ``resume`` may take)."""
@@ -240,22 +340,28 @@ class Store:
                    "price_usd": price_usd, "sweep_id": sweep_id}  # fmt: skip
         with self._tx() as db:
             claims.insert(db, self.owner, request, JobState.SUBMITTING.value, time.time())
+            self._held[cbid] = 0
 
     def update(self, cbid: str, **fields: Any) -> None:
         """Change some columns of one row."""
+        fields = self._columns(fields)
+        if not fields:
+            return
+        cols = ", ".join(f"{name} = ?" for name in fields)
+        with self._tx() as db:
+            db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
+
+    def _columns(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """Checked column values as stored: paths relative to the output folder, params as JSON."""
         unknown = set(fields) - self._UPDATABLE
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
-        if not fields:
-            return
         if fields.get("path"):  # kept relative to the output folder, so the folder can be moved
             path = Path(fields["path"])
             fields["path"] = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
         if "params" in fields:
             fields["params"] = json.dumps(dict(fields["params"]), sort_keys=True)
-        cols = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
+        return fields
 
     def get(self, cbid: str) -> LedgerRow | None:
         """One row by its ``client_business_id``."""
@@ -353,8 +459,11 @@ class Store:
         cbid = provenance.get("client_business_id")
         if cbid:
             facts = read_provenance(path).get("file", {})
-            with self._tx() as db:
-                record_facts(db, str(cbid), facts)
+            try:
+                with self._tx() as db:
+                    record_facts(db, str(cbid), facts)
+            except sqlite3.OperationalError as exc:  # a busy ledger: the facts stay in the sidecar, the file stays
+                log.warning("could not record the facts of %s in the ledger (%s); its sidecar has them", path, exc)
         return path
 
     def suspect_split(self) -> dict[str, Any]:

@@ -173,6 +173,9 @@ class SimApi:
             if not ok:
                 return _rate_limited(limits)
         if endpoint == "submit":
+            if headers.get("idempotency-key"):
+                with self.state.lock:
+                    self.state.counts["idempotency_keys"] += 1
             reply = self._submit(owner, body)
         elif endpoint == "query":
             reply = self._query(owner, unquote(path.removeprefix(_SUBMIT + "/")))
@@ -358,9 +361,10 @@ class SimApi:
         """``completed_at``, ``expires_at`` and ``result`` of a completed task (both styles)."""
         done = int(task.created_wall + task.queue_s + task.run_s)
         url = f"{self.base_url()}/generated/{task.file_name}"
+        says = self.state.config.expires_at_says  # a gateway whose expires_at lies (clock skew, a placeholder 0)
         return {
             "completed_at": done,
-            "expires_at": done + int(task.lifetime),
+            "expires_at": {"past": int(time.time()) - 3600, "zero": 0}.get(says, done + int(task.lifetime)),
             "result": {"type": "image", "data": [{"url": url}]},
         }
 

@@ -80,6 +80,8 @@ CONFIG_HELP: dict[str, str] = {
     "model_text": "text the model returns instead of the image on blocked tasks (empty: none)",
     "price_list": "answer GET /v1/pricing (simulated per-resolution prices; off: 404 like older gateways)",
     "unknown_status": "a status word running tasks report instead of in_progress (empty: off)",
+    "expires_at_says": "what completed tasks report as expires_at while the URL still serves: past (an hour ago "
+    "by the client's clock), zero, or empty (the truth)",
     "require_user_agent": "the edge answers 403 (HTML) to requests without a User-Agent or with a library default",
     "html_status_once": "answer each task's first status query with an HTML page and status 200 (a captive portal)",
     "html_status_rate": "share of status queries answered with an HTML page and status 200",
@@ -139,6 +141,10 @@ def _coerce(name: str, value: Any) -> Any:
             return int(value)
         if name == "unknown_status":
             return str(value or "").strip()
+        if name == "expires_at_says":
+            if str(value or "").strip().lower() not in ("", "past", "zero"):
+                raise ValueError
+            return str(value or "").strip().lower()
         number = float(value)
         if not 0 <= number < math.inf or (name in _RATES and number > 1):
             raise ValueError
@@ -189,6 +195,7 @@ class SimConfig:
     model_text: str = ""
     price_list: bool = True
     unknown_status: str = ""
+    expires_at_says: str = ""
     require_user_agent: bool = False
     html_status_once: bool = False
     html_status_rate: float = 0.0

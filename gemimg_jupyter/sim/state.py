@@ -162,6 +162,7 @@ class SimState:
                 "faults": {kind: self.faults[kind] for kind in _FAULT_KINDS},
                 "duplicate_business_ids": sum(1 for n in bids.values() if n > 1),
                 "auth_failures": c["auth_failures"],
+                "idempotency_keys": c["idempotency_keys"],  # submits that carried an Idempotency-Key header
                 "requests": c["requests"],
                 # the metadata of each accepted submit since the reset, in order (what the gateway received)
                 "metadata": [dict(t.req.metadata) for t in sorted(recent, key=lambda t: t.seq)],
