@@ -140,6 +140,50 @@ def test_every_stored_image_is_the_served_bytes(
         sess.close()
 
 
+@pytest.mark.parametrize(
+    ("controls", "suffix", "fmt"),
+    [
+        pytest.param({"output_format": "webp"}, ".webp", "WEBP", id="webp"),
+        pytest.param({"output_format": "png"}, ".png", "PNG", id="png"),
+        pytest.param({"output_format": "jpeg", "quality": 40}, ".jpg", "JPEG", id="jpeg-quality"),
+    ],
+)
+def test_the_output_format_control_decides_the_served_and_stored_format(
+    tmp_output: Path, controls: dict[str, Any], suffix: str, fmt: str
+) -> None:
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, "image_format": "jpeg"}))
+    try:
+        job = sess.generate("a paper-cut fox", model="gemini-2.5-flash-image-official", wait=True, **controls)
+        path = Path(job.path or "")
+        data = path.read_bytes()
+        assert path.suffix == suffix and sha(data) == sha(served(sess, job))
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == fmt
+        assert read_provenance(path)["file"]["format"] == fmt.lower()
+        if "quality" in controls:  # quality 40 is visibly smaller than the default 90
+            plain = sess.generate("a paper-cut fox", model="gemini-2.5-flash-image-official", output_format="jpeg",
+                                  wait=True)  # fmt: skip
+            assert len(data) < len(Path(plain.path or "").read_bytes())
+    finally:
+        sess.close()
+
+
+def test_the_magics_format_option_stores_that_format(ip: Any, tmp_output: Path) -> None:
+    from gemimg_jupyter.api.session import get_session, reset_session
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    try:
+        for fmt, suffix in (("webp", ".webp"), ("png", ".png")):
+            ip.run_cell_magic("gemimg", f"-m gemini-2.5-flash-image-official --format {fmt} -o img --wait", "a fox")
+            job = ip.user_ns["img"]
+            path = Path(job.path)
+            assert path.suffix == suffix and sha(path.read_bytes()) == sha(served(get_session(), job))
+    finally:
+        ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
 def test_exif_orientation_is_applied_in_the_thumbnail(tmp_output: Path) -> None:
     settings = quick_settings(tmp_output)
     upright = Session(settings)
