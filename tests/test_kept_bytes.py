@@ -326,3 +326,57 @@ def test_paid_but_unusable_images_are_flagged_and_counted_apart(
     text = ip.run_line_magic("gemimg", "cost").text
     assert "paid but suspect" in text and "all black, one flat colour" in text and "usable: 1" in text
     ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
+def _orange_pixels(img: Image.Image) -> int:
+    """How many pixels have the suspect mark's orange."""
+    from gemimg_jupyter.draw.primitives import SUSPECT
+
+    colours = img.convert("RGB").getcolors(maxcolors=img.width * img.height) or []
+    return sum(n for n, colour in colours if colour == SUSPECT.edge)
+
+
+def test_a_suspect_image_is_marked_in_its_output_grid_report_and_history(
+    ip: Any, tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.api.session import get_session, reset_session
+    from gemimg_jupyter.display import live
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    sess = get_session()
+    ip.run_cell_magic("gemimg", "-o good --wait", "a paper-cut fox")
+    good_out = ip.display_pub.outputs[-1]["data"]
+    good_sweep = sess.sweep("a paper-cut fox", axes=["temperature=0.2,0.9"], yes=True)
+    monkeypatch.setattr(sim_api, "encode", _flat((0, 0, 0)))
+    ip.run_cell_magic("gemimg", "-o dark --wait", "a lighthouse at night")
+    dark_out = ip.display_pub.outputs[-1]["data"]
+    dark_sweep = sess.sweep("a lighthouse at night", axes=["temperature=0.2,0.9"], yes=True)
+    good, dark = ip.user_ns["good"], ip.user_ns["dark"]
+
+    # the job's output: the finished line under the image, and the status line while it is shown
+    assert dark.suspect == "all black" and good.suspect is None
+    assert "⚠ suspect: all black" in dark_out["text/plain"] and "⚠ suspect: all black" in dark_out["text/html"]
+    assert "⚠ suspect" not in good_out["text/plain"] and "⚠ suspect" not in good_out["text/html"]
+    assert "⚠ suspect: all black" in live.status_text(dark) and "gemimg-suspect" in live.status_html(dark)
+    assert "⚠ suspect" not in live.status_text(good)
+
+    # the grid tile: an orange frame and label (the good sweep's grid has none of it)
+    assert [j.suspect for j in dark_sweep.jobs] == ["all black", "all black"]
+    dark_grid, good_grid = dark_sweep.grid(), good_sweep.grid()
+    assert _orange_pixels(dark_grid) > _orange_pixels(good_grid) + 4 * 100
+
+    # the HTML report of the sweep and of the image's chain
+    for target in (dark_sweep, dark):
+        page = sess.save_report(target).read_text()
+        assert "class='suspect-mark'" in page and "⚠ suspect: all black" in page
+    assert "class='suspect-mark'" not in sess.save_report(good_sweep).read_text()
+
+    # the history: the listing says why, the contact sheet marks the tile
+    strip = ip.run_line_magic("gemimg", "history")
+    lines = {it["prompt"]: it["suspect"] for it in strip.items}
+    assert lines == {"a lighthouse at night": "all black", "a paper-cut fox": None}
+    assert strip.text.count("⚠ suspect: all black") == 3 and strip.text.count("\n") == 6
+    with Image.open(io.BytesIO(strip.png)) as sheet:
+        assert _orange_pixels(sheet) > 3 * 100
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")

@@ -148,7 +148,8 @@ class SweepResult:
                 except (OSError, ValueError):
                     image = None
             star = job.state.has_image and ledger_cbid(job) in picked
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
+            suspect = job.suspect if job.state.has_image else None
+            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star, suspect=suspect)
         return out
 
     # ---- picks and reports (docs/editing.md) -----------------------------------------------

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -444,6 +444,10 @@ class Session:
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest stored images."""
         return self.store.history(limit)
+
+    def suspects(self, rows: Iterable[LedgerRow]) -> dict[str, str]:
+        """Which of these rows' images look unusable (``cbid`` → reason: all black, one flat colour …)."""
+        return self.store.suspects(row.cbid for row in rows)
 
     def cost(self) -> dict[str, Any]:
         """Spent and saved in this session, the all-time ledger, and the budget."""

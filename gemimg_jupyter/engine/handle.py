@@ -170,6 +170,13 @@ class Job:
                 self._image = img
         return self._image
 
+    @property
+    def suspect(self) -> str | None:
+        """Why this paid image looks unusable (``all black``, ``one flat colour …``), or ``None``; nothing is deleted."""
+        facts = self.provenance.get("file")
+        reason = facts.get("suspect") if isinstance(facts, dict) else None
+        return str(reason) if reason else None
+
     def info(self) -> dict[str, Any]:
         """The image's provenance and file facts (hash, format, content credentials, suspect) from its sidecar."""
         return image_info(self._stored_path())
@@ -242,6 +249,7 @@ class Job:
             "elapsed_s": round(self.elapsed, 1),
             "path": str(self.path) if self.path else None,
             "error": self.error,
+            "suspect": self.suspect,
         }
 
     # ---- iterate and pick (docs/editing.md) ---------------------------------------------

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ __all__ = [
     "record_facts",
     "rewrite_sidecar",
     "suspect_split",
+    "suspects",
     "write_kept",
     "write_sidecar",
 ]
@@ -139,6 +140,16 @@ def record_facts(db: sqlite3.Connection, cbid: str, facts: Mapping[str, Any]) ->
         (cbid, facts.get("sha256"), facts.get("format"), facts.get("bytes"),
          facts.get("content_credentials"), facts.get("suspect")),
     )  # fmt: skip
+
+
+def suspects(db: sqlite3.Connection, cbids: Iterable[str]) -> dict[str, str]:
+    """Why each of these rows' images looks unusable (``cbid`` → reason), for the suspect ones only.
+
+    Suspect images are few, so all of them are read and the wanted ones kept.
+    """
+    wanted = set(cbids)
+    found = db.execute("SELECT cbid, suspect FROM image_files WHERE suspect IS NOT NULL").fetchall()
+    return {str(c): str(r) for c, r in found if c in wanted}
 
 
 def suspect_split(db: sqlite3.Connection) -> dict[str, Any]:
