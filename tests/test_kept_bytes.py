@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
@@ -380,3 +380,60 @@ def test_a_suspect_image_is_marked_in_its_output_grid_report_and_history(
     with Image.open(io.BytesIO(strip.png)) as sheet:
         assert _orange_pixels(sheet) > 3 * 100
     ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
+class _FakeReader:
+    """Stands in for c2pa-python's ``Reader`` (the optional extra is not a test dependency)."""
+
+    seen: ClassVar[list[tuple[str, bytes]]] = []
+    answer: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, media_type: str, stream: io.BytesIO) -> None:
+        _FakeReader.seen.append((media_type, stream.read()))
+
+    def __enter__(self) -> _FakeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def json(self) -> str:
+        return json.dumps(self.answer)
+
+
+def test_the_report_shows_content_credentials_and_validates_only_with_c2pa_python(
+    tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, "content_credentials": True}))
+    plain = Session(settings.replace(output_dir=tmp_output / "plain"))
+    try:
+        marked, bare = sess.generate("a paper-cut fox", wait=True), plain.generate("a paper-cut fox", wait=True)
+        page = sess.save_report(marked).read_text()
+        assert "content credentials: present (not validated): JPEG APP11 JUMBF segment" in page
+        assert "c2pa-python" not in page and "valid)" not in page.replace("(not validated)", "")
+        assert "content credentials: absent" in plain.save_report(bare).read_text()
+
+        fake = types.ModuleType("c2pa")
+        fake.Reader = _FakeReader  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "c2pa", fake)
+        _FakeReader.answer = {
+            "active_manifest": "urn:c2pa:1",
+            "manifests": {"urn:c2pa:1": {"signature_info": {"issuer": "Google LLC"}}},
+            "validation_state": "Valid",
+        }
+        page = sess.save_report(marked).read_text()
+        assert "present: JPEG APP11 JUMBF segment; issuer Google LLC; valid (checked with c2pa-python)" in page
+        assert _FakeReader.seen[-1] == ("image/jpeg", Path(marked.path or "").read_bytes())  # the kept bytes
+        _FakeReader.answer = {"active_manifest": "urn:c2pa:1", "manifests": {},
+                              "validation_status": [{"code": "assertion.dataHash.mismatch"}]}  # fmt: skip
+        info = marked.info()
+        assert info["credentials"].startswith("present: JPEG APP11 JUMBF segment; issuer not named; invalid: ")
+        assert "assertion.dataHash.mismatch" in info["credentials"]
+        assert bare.info()["credentials"] == "absent" and len(_FakeReader.seen) == 2  # no manifest: not asked
+    finally:
+        sess.close()
+        plain.close()

@@ -29,13 +29,12 @@ from typing import Any, Protocol
 from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
-from gemimg_jupyter.draw.credentials import credentials_text
-from gemimg_jupyter.draw.formats import SUSPECT_MARK
+from gemimg_jupyter.draw.credentials import credentials_report
+from gemimg_jupyter.draw.formats import SUSPECT_MARK, file_facts
 from gemimg_jupyter.draw.grid import plan_header
-from gemimg_jupyter.draw.images import load_thumbnail
+from gemimg_jupyter.draw.images import load_thumbnail, read_provenance, strip_provenance
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick
-from gemimg_jupyter.ledger.sidecar import image_info
 from gemimg_jupyter.plans.plan import SweepPlan
 
 __all__ = ["THUMB_SIDE", "SweepRun", "lineage_report", "reproduce_cell", "sweep_report", "thumbnail_data_uri"]
@@ -116,20 +115,33 @@ def _facts(path: str | os.PathLike[str] | None, provenance: Mapping[str, Any] | 
     if path is None:
         return {}
     try:
-        found = image_info(Path(path)).get("file")
+        found = read_provenance(path).get("file")
+        if not isinstance(found, dict):  # an image from an earlier version: no facts were kept
+            found = file_facts(strip_provenance(Path(path).read_bytes()))
     except (OSError, ValueError):
         return {}
-    return found if isinstance(found, dict) else {}
+    return found
 
 
-def _file_lines(facts: Mapping[str, Any]) -> str:
-    """The suspect reason (when there is one) and the content credentials, as caption lines (HTML)."""
+def _file_lines(facts: Mapping[str, Any], path: str | os.PathLike[str] | None) -> str:
+    """The suspect reason (when there is one) and the content credentials, as caption lines (HTML).
+
+    A manifest is "present (not validated)" unless the optional c2pa-python validates it (then its
+    issuer and verdict are shown); the file is read again only when it has a manifest.
+    """
     lines = []
     if facts.get("suspect"):
         lines.append(f"<b class='warn'>{SUSPECT_MARK} suspect: {_E(str(facts['suspect']))}</b> (paid; kept)")
     if facts:
         where = facts.get("content_credentials")
-        lines.append(f"<span class='facts'>content credentials: {_E(credentials_text(where))}</span>")
+        data = None
+        if where and path is not None:
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                data = None
+        text = credentials_report(where, data, facts.get("media_type"))
+        lines.append(f"<span class='facts'>content credentials: {_E(text)}</span>")
     return "".join(f"<br>{line}" for line in lines)
 
 
@@ -153,7 +165,7 @@ def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> s
         kind = " class='suspect'" if facts.get("suspect") else ""
         return (
             f"<figure{kind}>{star}{_suspect_mark(facts)}<a href='{_href(job.path, base)}'>{img}</a>"
-            f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}{_file_lines(facts)}</figcaption></figure>"
+            f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}{_file_lines(facts, job.path)}</figcaption></figure>"
         )
     kind = "bad" if job.state.shown_as_failed else "pending"
     reason = _E(job.error or ("not finished yet" if kind == "pending" else "no reason given"))
@@ -289,7 +301,7 @@ def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> st
             f"<tr><td><figure{frame}>{star}{_suspect_mark(facts)}{img}</figure></td><td><b>{d['step']}</b>{' (root)' if d['step'] == 1 else ''}</td>"
             f"<td>{_E(d['prompt'])}</td><td>{_E(params)}<br>{plural(d['references'], 'reference')}</td>"
             f"<td>{_E(d['state'])}<br>{_E(_usd(d['cost_usd'], places=4, missing='—'))}<br>task <code>{_E(str(d['task_id']))}</code></td>"
-            f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code>{_file_lines(facts)}</td></tr>"
+            f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code>{_file_lines(facts, step.path)}</td></tr>"
         )
     last = chain.steps[-1].row.cbid[-6:] if chain.steps else "?"
     broken = f"<p class='bad'>{_E(chain.broken)}</p>" if chain.broken else ""

@@ -355,7 +355,8 @@ def info_report(info: Mapping[str, Any]) -> RichText:
         ("cost", _usd(float(info.get("cost_usd") or 0.0))),
         ("format", f"{facts.get('format') or '?'}, {facts.get('bytes') or 0:,} bytes"),
         ("sha256", str(facts.get("sha256") or "?")),
-        ("content credentials", f"C2PA manifest present (not validated): {where}" if where else "absent"),
+        ("content credentials", f"C2PA manifest {info.get('credentials') or f'present (not validated): {where}'}"
+         if where else "absent"),
         ("suspect", str(facts.get("suspect") or "no")),
     ]  # fmt: skip
     if info.get("parent"):

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gemimg_jupyter.draw.credentials import credentials_report
 from gemimg_jupyter.draw.embed import embedded_copy
 from gemimg_jupyter.draw.formats import EXTENSIONS, file_facts, sniff_format
 from gemimg_jupyter.draw.images import read_provenance, sidecar_path, strip_provenance
@@ -96,7 +97,8 @@ def rewrite_sidecar(image: str | Path | None, change: Callable[[dict[str, Any]],
 def image_info(image: str | Path) -> dict[str, Any]:
     """An image file's provenance with its file facts (worked out now for files from earlier versions).
 
-    ``stored_as`` says where the provenance was found: ``sidecar``, or
+    ``credentials`` is the content credentials line (:func:`~gemimg_jupyter.draw.credentials.credentials_report`:
+    validated only when the optional c2pa-python is installed). ``stored_as`` says where the provenance was found: ``sidecar``, or
     ``png chunk`` for a PNG written by an earlier version (its facts are of
     the image without our chunks: the bytes the gateway sent, as far as they
     can be recovered).
@@ -107,6 +109,10 @@ def image_info(image: str | Path) -> dict[str, Any]:
     info.update(prov)
     if "file" not in info:
         info["file"] = file_facts(strip_provenance(path.read_bytes()))
+    facts = info["file"] if isinstance(info["file"], dict) else {}
+    where = facts.get("content_credentials")
+    data = strip_provenance(path.read_bytes()) if where else None  # read again only to validate a manifest
+    info["credentials"] = credentials_report(where, data, facts.get("media_type"))
     return info
 
 
