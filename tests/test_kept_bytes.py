@@ -251,7 +251,19 @@ def test_cmyk_palette_and_16_bit_images_are_stored_and_shown(
         sess.close()
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def _xmp_provenance(xmp: bytes | str) -> dict[str, Any]:
+    """Our JSON from an XMP packet (the ``gemimg:provenance`` property)."""
+    import xml.etree.ElementTree as ET
+
+    from gemimg_jupyter.draw.embed import XMP_NAMESPACE
+
+    root = ET.fromstring(xmp.encode() if isinstance(xmp, str) else xmp)
+    found = root.find(f".//{{{XMP_NAMESPACE}}}provenance")
+    assert found is not None and found.text
+    return dict(json.loads(found.text))
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_export_embeds_parameters_and_leaves_the_original_alone(tmp_output: Path, fmt: str) -> None:
     settings = quick_settings(tmp_output)
     sess = Session(settings.replace(sim_options={**settings.sim_options, "image_format": fmt,
@@ -267,6 +279,9 @@ def test_export_embeds_parameters_and_leaves_the_original_alone(tmp_output: Path
             if fmt == "png":
                 text = img.info["parameters"]
                 ours = json.loads(img.info["gemimg"])
+            elif fmt == "webp":
+                text = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
+                ours = _xmp_provenance(img.info["xmp"])
             else:
                 text = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
                 ours = json.loads(img.info["comment"].removeprefix(b"gemimg:"))
@@ -437,3 +452,30 @@ def test_the_report_shows_content_credentials_and_validates_only_with_c2pa_pytho
     finally:
         sess.close()
         plain.close()
+
+
+def _webp_chunks(data: bytes) -> dict[bytes, bytes]:
+    from gemimg_jupyter.draw.embed import _riff_chunks
+
+    return dict(_riff_chunks(data))
+
+
+@pytest.mark.parametrize("lossless", [False, True], ids=["vp8", "vp8l-alpha"])
+def test_a_simple_webp_gets_a_vp8x_header_and_keeps_its_bitstream(lossless: bool) -> None:
+    from gemimg_jupyter.draw.embed import embedded_copy
+
+    picture = Image.new("RGBA" if lossless else "RGB", (37, 21), (200, 80, 40, 128) if lossless else (200, 80, 40))
+    buf = io.BytesIO()
+    picture.save(buf, format="WEBP", lossless=lossless)
+    data = buf.getvalue()
+    kind = b"VP8L" if lossless else b"VP8 "
+    assert list(_webp_chunks(data)) == [kind]  # the simple format: one bitstream chunk, no VP8X
+    prov = {"params": {"prompt": "a paper-cut fox", "model": "m", "size": "1:1"}, "task_id": "t1"}
+    copy = embedded_copy(data, prov)
+    chunks = _webp_chunks(copy)
+    assert list(chunks) == [b"VP8X", kind, b"EXIF", b"XMP "] and chunks[kind] == _webp_chunks(data)[kind]
+    with Image.open(io.BytesIO(copy)) as img, Image.open(io.BytesIO(data)) as orig:
+        assert img.size == (37, 21) and img.mode == orig.mode and img.tobytes() == orig.tobytes()
+        assert _xmp_provenance(img.info["xmp"])["task_id"] == "t1"
+        comment = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
+        assert comment.startswith("a paper-cut fox")
