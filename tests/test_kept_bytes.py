@@ -194,6 +194,10 @@ def test_exif_orientation_is_applied_in_the_thumbnail(tmp_output: Path) -> None:
         b = turned.generate("a red fox in the snow", size="16:9", wait=True, fresh=True)
         with Image.open(b.path or "") as stored:
             assert stored.size == (768, 1344) and stored.getexif()[0x0112] == 6  # the pixels are stored turned
+        stored = Path(b.path or "").read_bytes()
+        assert b.image.size == a.image.size == (1344, 768)  # the full-size image is shown upright too
+        assert 0x0112 not in b.image.getexif() or b.image.getexif()[0x0112] == 1
+        assert Path(b.path or "").read_bytes() == stored and sha(stored) == sha(served(turned, b))  # file unchanged
         ta, tb = a.thumbnail(96), b.thumbnail(96)
         assert ta.size == tb.size == (96, 55)
         # the same picture, shown upright: JPEG noise aside, the pixels agree

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from gemimg_jupyter.domain.errors import GemimgError, JobError, JobTimeoutError
 from gemimg_jupyter.domain.models import GenerationParams, JobState
@@ -161,13 +161,18 @@ class Job:
 
     @property
     def image(self) -> Image.Image:
-        """The full-size image (loaded from disk on first use)."""
+        """The full-size image as it is meant to be seen (loaded from disk on first use).
+
+        Its EXIF orientation is applied (a photo stored turned is shown upright; the tag is
+        dropped from the copy); the file on disk stays the gateway's bytes. Its mode (CMYK,
+        palette, 16-bit, alpha) is kept.
+        """
         if not self.state.has_image or self.path is None:
             raise JobError(f"job {self.id} has no image yet ({self.state.value}); call .result() to wait for it")
         if self._image is None:
             with Image.open(self.path) as img:
                 img.load()
-                self._image = img
+                self._image = ImageOps.exif_transpose(img) or img
         return self._image
 
     @property
