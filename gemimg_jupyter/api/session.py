@@ -232,6 +232,11 @@ class Session:
             self.say(line)
         return params
 
+    def default_model_line(self, model: str | None = None) -> str | None:
+        """One line when the catalogue already read does not list the default model (or ``model``), naming
+        an id to set instead; ``None`` otherwise. It never asks the gateway."""
+        return catalogue.default_line(self, model or self.settings.model)
+
     def refresh_catalogue(self) -> Catalogue | None:
         """Read the gateway's image models (and prices, where it publishes them) now, and merge them."""
         self.catalogue_read = True
