@@ -187,7 +187,12 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
         "After a kernel restart, `%load_ext gemimg_jupyter` says how many jobs the ledger holds unfinished; "
         "`resume` polls and downloads them (nothing is submitted twice).",
     ),
-    "history": ("%gemimg history 8", "`--picked` shows only the picked images."),
+    "history": (
+        "%gemimg history 8",
+        "`--picked` shows only the picked images. A suspect image (paid, but all black, one flat colour or far "
+        "smaller than asked) is framed in orange and labelled `suspect` here, in grids, in its output line and in "
+        "reports; it is never deleted.",
+    ),
     "lineage": (
         "%gemimg wait\n%gemimg lineage blue",
         "From the ledger alone: after a restart, name the image by its job id (`blue.id`) or task id.",
@@ -204,9 +209,10 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "report": (
         "%gemimg report blue",
         "On a sweep (`%gemimg report fox`) the report is its grid; on an image, its edit chain. "
-        "One HTML file that opens offline.",
+        "One HTML file that opens offline; each image says whether it is suspect and whether it carries content "
+        "credentials (`present (not validated)` or `absent`).",
     ),
-    "cost": ("%gemimg cost", ""),
+    "cost": ("%gemimg cost", "Paid images are split into usable and suspect (with the reasons)."),
     "models": ("%gemimg models", ""),
     "probe": (
         "%gemimg probe",

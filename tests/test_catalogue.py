@@ -144,3 +144,31 @@ def test_controls_of_a_generic_model_pass_through() -> None:
     assert params.request_body()["metadata"]["thinkingConfig"] == {"thinkingLevel": "HIGH"}
     assert params.temperature == 0.5 and GenerationParams.create("A fox", model=NEW_ID).temperature is None
     assert get_session is not None  # the module-level API stays importable beside the catalogue
+
+
+def test_load_ext_says_once_read_that_the_catalogue_drops_the_default_model(
+    ip: Any, sim: Any, tmp_output: Path, capsys: Any
+) -> None:
+    from gemimg_jupyter.domain.params import DEFAULT_MODEL
+
+    from .conftest import sim_settings
+
+    settings = sim_settings(sim, tmp_output)
+    reset_session(settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    assert "does not list the default model" not in capsys.readouterr().out  # never read: nothing to say
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+    sim.configure(unserved_models=[DEFAULT_MODEL])
+    reset_session(settings)
+    get_session().refresh_catalogue()  # read once; kept in the output folder
+    use_catalogue(None)  # a new kernel: only the output folder's copy is left
+    requests = sim.stats()["requests"]
+    reset_session(settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    lines = [line for line in capsys.readouterr().out.splitlines() if "does not list the default model" in line]
+    assert lines == [
+        f"gemimg: the gateway's catalogue does not list the default model {DEFAULT_MODEL}; "
+        "set another: %config GemimgMagics.model = 'gemini-3.1-flash-image-official'"
+    ]
+    assert sim.stats()["requests"] == requests  # said from what was read, without asking the gateway

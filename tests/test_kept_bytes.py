@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
@@ -140,6 +140,50 @@ def test_every_stored_image_is_the_served_bytes(
         sess.close()
 
 
+@pytest.mark.parametrize(
+    ("controls", "suffix", "fmt"),
+    [
+        pytest.param({"output_format": "webp"}, ".webp", "WEBP", id="webp"),
+        pytest.param({"output_format": "png"}, ".png", "PNG", id="png"),
+        pytest.param({"output_format": "jpeg", "quality": 40}, ".jpg", "JPEG", id="jpeg-quality"),
+    ],
+)
+def test_the_output_format_control_decides_the_served_and_stored_format(
+    tmp_output: Path, controls: dict[str, Any], suffix: str, fmt: str
+) -> None:
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, "image_format": "jpeg"}))
+    try:
+        job = sess.generate("a paper-cut fox", model="gemini-2.5-flash-image-official", wait=True, **controls)
+        path = Path(job.path or "")
+        data = path.read_bytes()
+        assert path.suffix == suffix and sha(data) == sha(served(sess, job))
+        with Image.open(io.BytesIO(data)) as img:
+            assert img.format == fmt
+        assert read_provenance(path)["file"]["format"] == fmt.lower()
+        if "quality" in controls:  # quality 40 is visibly smaller than the default 90
+            plain = sess.generate("a paper-cut fox", model="gemini-2.5-flash-image-official", output_format="jpeg",
+                                  wait=True)  # fmt: skip
+            assert len(data) < len(Path(plain.path or "").read_bytes())
+    finally:
+        sess.close()
+
+
+def test_the_magics_format_option_stores_that_format(ip: Any, tmp_output: Path) -> None:
+    from gemimg_jupyter.api.session import get_session, reset_session
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    try:
+        for fmt, suffix in (("webp", ".webp"), ("png", ".png")):
+            ip.run_cell_magic("gemimg", f"-m gemini-2.5-flash-image-official --format {fmt} -o img --wait", "a fox")
+            job = ip.user_ns["img"]
+            path = Path(job.path)
+            assert path.suffix == suffix and sha(path.read_bytes()) == sha(served(get_session(), job))
+    finally:
+        ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
 def test_exif_orientation_is_applied_in_the_thumbnail(tmp_output: Path) -> None:
     settings = quick_settings(tmp_output)
     upright = Session(settings)
@@ -150,6 +194,10 @@ def test_exif_orientation_is_applied_in_the_thumbnail(tmp_output: Path) -> None:
         b = turned.generate("a red fox in the snow", size="16:9", wait=True, fresh=True)
         with Image.open(b.path or "") as stored:
             assert stored.size == (768, 1344) and stored.getexif()[0x0112] == 6  # the pixels are stored turned
+        stored = Path(b.path or "").read_bytes()
+        assert b.image.size == a.image.size == (1344, 768)  # the full-size image is shown upright too
+        assert 0x0112 not in b.image.getexif() or b.image.getexif()[0x0112] == 1
+        assert Path(b.path or "").read_bytes() == stored and sha(stored) == sha(served(turned, b))  # file unchanged
         ta, tb = a.thumbnail(96), b.thumbnail(96)
         assert ta.size == tb.size == (96, 55)
         # the same picture, shown upright: JPEG noise aside, the pixels agree
@@ -207,7 +255,19 @@ def test_cmyk_palette_and_16_bit_images_are_stored_and_shown(
         sess.close()
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def _xmp_provenance(xmp: bytes | str) -> dict[str, Any]:
+    """Our JSON from an XMP packet (the ``gemimg:provenance`` property)."""
+    import xml.etree.ElementTree as ET
+
+    from gemimg_jupyter.draw.embed import XMP_NAMESPACE
+
+    root = ET.fromstring(xmp.encode() if isinstance(xmp, str) else xmp)
+    found = root.find(f".//{{{XMP_NAMESPACE}}}provenance")
+    assert found is not None and found.text
+    return dict(json.loads(found.text))
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png", "webp"])
 def test_export_embeds_parameters_and_leaves_the_original_alone(tmp_output: Path, fmt: str) -> None:
     settings = quick_settings(tmp_output)
     sess = Session(settings.replace(sim_options={**settings.sim_options, "image_format": fmt,
@@ -223,6 +283,9 @@ def test_export_embeds_parameters_and_leaves_the_original_alone(tmp_output: Path
             if fmt == "png":
                 text = img.info["parameters"]
                 ours = json.loads(img.info["gemimg"])
+            elif fmt == "webp":
+                text = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
+                ours = _xmp_provenance(img.info["xmp"])
             else:
                 text = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
                 ours = json.loads(img.info["comment"].removeprefix(b"gemimg:"))
@@ -282,3 +345,141 @@ def test_paid_but_unusable_images_are_flagged_and_counted_apart(
     text = ip.run_line_magic("gemimg", "cost").text
     assert "paid but suspect" in text and "all black, one flat colour" in text and "usable: 1" in text
     ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
+def _orange_pixels(img: Image.Image) -> int:
+    """How many pixels have the suspect mark's orange."""
+    from gemimg_jupyter.draw.primitives import SUSPECT
+
+    colours = img.convert("RGB").getcolors(maxcolors=img.width * img.height) or []
+    return sum(n for n, colour in colours if colour == SUSPECT.edge)
+
+
+def test_a_suspect_image_is_marked_in_its_output_grid_report_and_history(
+    ip: Any, tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.api.session import get_session, reset_session
+    from gemimg_jupyter.display import live
+
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    sess = get_session()
+    ip.run_cell_magic("gemimg", "-o good --wait", "a paper-cut fox")
+    good_out = ip.display_pub.outputs[-1]["data"]
+    good_sweep = sess.sweep("a paper-cut fox", axes=["temperature=0.2,0.9"], yes=True)
+    monkeypatch.setattr(sim_api, "encode", _flat((0, 0, 0)))
+    ip.run_cell_magic("gemimg", "-o dark --wait", "a lighthouse at night")
+    dark_out = ip.display_pub.outputs[-1]["data"]
+    dark_sweep = sess.sweep("a lighthouse at night", axes=["temperature=0.2,0.9"], yes=True)
+    good, dark = ip.user_ns["good"], ip.user_ns["dark"]
+
+    # the job's output: the finished line under the image, and the status line while it is shown
+    assert dark.suspect == "all black" and good.suspect is None
+    assert "⚠ suspect: all black" in dark_out["text/plain"] and "⚠ suspect: all black" in dark_out["text/html"]
+    assert "⚠ suspect" not in good_out["text/plain"] and "⚠ suspect" not in good_out["text/html"]
+    assert "⚠ suspect: all black" in live.status_text(dark) and "gemimg-suspect" in live.status_html(dark)
+    assert "⚠ suspect" not in live.status_text(good)
+
+    # the grid tile: an orange frame and label (the good sweep's grid has none of it)
+    assert [j.suspect for j in dark_sweep.jobs] == ["all black", "all black"]
+    dark_grid, good_grid = dark_sweep.grid(), good_sweep.grid()
+    assert _orange_pixels(dark_grid) > _orange_pixels(good_grid) + 4 * 100
+
+    # the HTML report of the sweep and of the image's chain
+    for target in (dark_sweep, dark):
+        page = sess.save_report(target).read_text()
+        assert "class='suspect-mark'" in page and "⚠ suspect: all black" in page
+    assert "class='suspect-mark'" not in sess.save_report(good_sweep).read_text()
+
+    # the history: the listing says why, the contact sheet marks the tile
+    strip = ip.run_line_magic("gemimg", "history")
+    lines = {it["prompt"]: it["suspect"] for it in strip.items}
+    assert lines == {"a lighthouse at night": "all black", "a paper-cut fox": None}
+    assert strip.text.count("⚠ suspect: all black") == 3 and strip.text.count("\n") == 6
+    with Image.open(io.BytesIO(strip.png)) as sheet:
+        assert _orange_pixels(sheet) > 3 * 100
+    ip.run_line_magic("unload_ext", "gemimg_jupyter")
+
+
+class _FakeReader:
+    """Stands in for c2pa-python's ``Reader`` (the optional extra is not a test dependency)."""
+
+    seen: ClassVar[list[tuple[str, bytes]]] = []
+    answer: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, media_type: str, stream: io.BytesIO) -> None:
+        _FakeReader.seen.append((media_type, stream.read()))
+
+    def __enter__(self) -> _FakeReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def json(self) -> str:
+        return json.dumps(self.answer)
+
+
+def test_the_report_shows_content_credentials_and_validates_only_with_c2pa_python(
+    tmp_output: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+    import types
+
+    settings = quick_settings(tmp_output)
+    sess = Session(settings.replace(sim_options={**settings.sim_options, "content_credentials": True}))
+    plain = Session(settings.replace(output_dir=tmp_output / "plain"))
+    try:
+        marked, bare = sess.generate("a paper-cut fox", wait=True), plain.generate("a paper-cut fox", wait=True)
+        page = sess.save_report(marked).read_text()
+        assert "content credentials: present (not validated): JPEG APP11 JUMBF segment" in page
+        assert "c2pa-python" not in page and "valid)" not in page.replace("(not validated)", "")
+        assert "content credentials: absent" in plain.save_report(bare).read_text()
+
+        fake = types.ModuleType("c2pa")
+        fake.Reader = _FakeReader  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "c2pa", fake)
+        _FakeReader.answer = {
+            "active_manifest": "urn:c2pa:1",
+            "manifests": {"urn:c2pa:1": {"signature_info": {"issuer": "Google LLC"}}},
+            "validation_state": "Valid",
+        }
+        page = sess.save_report(marked).read_text()
+        assert "present: JPEG APP11 JUMBF segment; issuer Google LLC; valid (checked with c2pa-python)" in page
+        assert _FakeReader.seen[-1] == ("image/jpeg", Path(marked.path or "").read_bytes())  # the kept bytes
+        _FakeReader.answer = {"active_manifest": "urn:c2pa:1", "manifests": {},
+                              "validation_status": [{"code": "assertion.dataHash.mismatch"}]}  # fmt: skip
+        info = marked.info()
+        assert info["credentials"].startswith("present: JPEG APP11 JUMBF segment; issuer not named; invalid: ")
+        assert "assertion.dataHash.mismatch" in info["credentials"]
+        assert bare.info()["credentials"] == "absent" and len(_FakeReader.seen) == 2  # no manifest: not asked
+    finally:
+        sess.close()
+        plain.close()
+
+
+def _webp_chunks(data: bytes) -> dict[bytes, bytes]:
+    from gemimg_jupyter.draw.embed import _riff_chunks
+
+    return dict(_riff_chunks(data))
+
+
+@pytest.mark.parametrize("lossless", [False, True], ids=["vp8", "vp8l-alpha"])
+def test_a_simple_webp_gets_a_vp8x_header_and_keeps_its_bitstream(lossless: bool) -> None:
+    from gemimg_jupyter.draw.embed import embedded_copy
+
+    picture = Image.new("RGBA" if lossless else "RGB", (37, 21), (200, 80, 40, 128) if lossless else (200, 80, 40))
+    buf = io.BytesIO()
+    picture.save(buf, format="WEBP", lossless=lossless)
+    data = buf.getvalue()
+    kind = b"VP8L" if lossless else b"VP8 "
+    assert list(_webp_chunks(data)) == [kind]  # the simple format: one bitstream chunk, no VP8X
+    prov = {"params": {"prompt": "a paper-cut fox", "model": "m", "size": "1:1"}, "task_id": "t1"}
+    copy = embedded_copy(data, prov)
+    chunks = _webp_chunks(copy)
+    assert list(chunks) == [b"VP8X", kind, b"EXIF", b"XMP "] and chunks[kind] == _webp_chunks(data)[kind]
+    with Image.open(io.BytesIO(copy)) as img, Image.open(io.BytesIO(data)) as orig:
+        assert img.size == (37, 21) and img.mode == orig.mode and img.tobytes() == orig.tobytes()
+        assert _xmp_provenance(img.info["xmp"])["task_id"] == "t1"
+        comment = img.getexif().get_ifd(0x8769)[0x9286].removeprefix(b"UNICODE\x00").decode("utf-16-be")
+        assert comment.startswith("a paper-cut fox")

@@ -24,9 +24,9 @@ from gemimg_jupyter.sim import SimConfig, SimServer
 
 #: A fake key of the real shape; the simulator accepts only it.
 PROBE_KEY = "sk-test-" + "k3Y9" * 10
-FREE = ("auth", "models", "user_agent", "error_shape", "unknown_model", "upload")
+FREE = ("auth", "models", "user_agent", "error_shape", "unknown_model", "upload", "pricing", "preview_listed")
 PAID = ("status_words", "lookup_by_business_id", "billing", "result_url", "image_size", "duplicate_business_id",
-        "image_url_objects", "prompt_limit", "resolution", "seed")  # fmt: skip
+        "image_url_objects", "prompt_limit", "resolution", "seed", "controls", "preview_answers")  # fmt: skip
 
 
 def probe_cmd(*args: str) -> list[str]:
@@ -87,6 +87,11 @@ def test_without_a_key_it_probes_its_own_simulator_end_to_end(tmp_path: Path, st
     # the simulator is faithful to what was seen: these answers must come out the same in both styles
     assert verdicts["prompt_limit"] == "ok" and verdicts["resolution"] == "ok" and verdicts["seed"] == "ok"
     assert verdicts["duplicate_business_id"] == "differs"  # the sim, like New API, makes a second task
+    # the model world (#23): prices per resolution, each control accepted, what the preview ids answer
+    observed = {c["name"]: c["observed"] for c in doc["checks"]}
+    assert verdicts["pricing"] == "ok" and "(gemini-3.1-flash-image-preview)" in observed["pricing"]
+    assert verdicts["controls"] == "ok" and observed["controls"].count(": accepted") >= 3
+    assert "gemini-2.5-flash-image-preview: accepted" in observed["preview_answers"]
     words = next(c for c in doc["checks"] if c["name"] == "status_words")["observed"]
     billing = next(c for c in doc["checks"] if c["name"] == "billing")["observed"]
     places = next(c for c in doc["checks"] if c["name"] == "result_url")["observed"]
@@ -145,7 +150,8 @@ def test_spend_asks_on_a_terminal_and_no_pays_nothing(tmp_path: Path, keyed_sim:
     stats = keyed_sim.stats()
     assert stats["submits_accepted"] == 0  # not one task was made
     assert stats["submits_rejected"] == 1  # the free unknown-model check, refused
-    assert stats["requests"] == 6  # the free checks ran: models, User-Agent, error shape, unknown model, upload+get
+    # the free checks ran: models, User-Agent, error shape, unknown model, upload+get, pricing
+    assert stats["requests"] == 7
     assert_every_check_printed(out, FREE)
     assert " status_words: " not in out
 
@@ -205,3 +211,25 @@ def test_the_magic_probes_the_sessions_gateway(
     assert len(list((out_dir / "probe").glob("probe-*.json"))) == 1
     with pytest.raises(UsageError, match=r"--spend -1.0 is not allowed; use 0 or more dollars"):
         ip.run_line_magic("gemimg", "probe --spend -1")
+
+
+def test_the_probe_asks_about_controls_and_what_the_preview_ids_answer(tmp_path: Path, keyed_sim: SimServer) -> None:
+    from gemimg_jupyter.domain.params import CONTROL_PARAMS
+
+    gone = "gemini-3.1-flash-image-preview"
+    keyed_sim.configure(unserved_models=[gone])
+    settings = Settings(api_key=PROBE_KEY, backend="toapis", base_url=keyed_sim.base_url, output_dir=tmp_path)
+    report = run_probe(settings, spend=2.0, confirm=lambda _q: True, say=lambda _line: None)
+    listed = report.check("preview_listed")
+    assert f"{gone}: not listed" in listed.observed and "gemini-2.5-flash-image-preview: listed" in listed.observed
+    answers = report.check("preview_answers").observed
+    assert f"{gone}: refused, HTTP 503 [model_not_found]" in answers
+    assert "gemini-2.5-flash-image-preview: accepted" in answers and "alias" not in answers  # the sim serves ids as is
+    controls = report.check("controls")
+    assert controls.verdict == "ok" and controls.paid_usd > 0
+    for control in CONTROL_PARAMS:  # every row of the table was asked about, on a listed model that documents it
+        assert f"{control.label} on " in controls.observed or control.name in ("search", "image_search"), control.name
+    assert "search: no listed model documents it" in controls.observed  # only 3.1 Flash (normal) has it: gone
+    sent = keyed_sim.stats()["metadata"]
+    assert {"mimeType": "image/png"} in [m.get("imageOutputOptions") for m in sent]
+    assert report.spent_usd <= 2.0

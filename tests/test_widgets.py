@@ -214,6 +214,24 @@ def test_generate_single_image_has_the_right_aspect(panel: Panel, session: Sessi
     assert image_size(panel.detail_image.value)[0] > 0
 
 
+def test_a_suspect_image_is_marked_in_the_panels_history(
+    panel: Panel, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gemimg_jupyter.sim import api as sim_api
+
+    def black(image: Image.Image, fmt: str, **_: Any) -> bytes:
+        buf = io.BytesIO()
+        Image.new("RGB", image.size, (0, 0, 0)).save(buf, format="JPEG")
+        return buf.getvalue()
+
+    monkeypatch.setattr(sim_api, "encode", black)
+    panel.prompt.value = "a lighthouse at night"
+    generate(panel)
+    assert session.jobs()[-1].suspect == "all black"
+    assert panel.history_buttons[0].description.startswith("⚠ ")
+    assert "⚠ suspect: all black" in panel.history_buttons[0].tooltip
+
+
 def test_same_settings_again_come_from_the_cache(panel: Panel, session: Session, sim: SimServer) -> None:
     panel.prompt.value = "a red cube"
     generate(panel)

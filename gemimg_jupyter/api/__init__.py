@@ -48,6 +48,7 @@ from gemimg_jupyter.domain.models import (
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, CONTROLS, PARAMS, SAMPLING_PARAMS, VALUE_PARAMS, ParamSpec
 from gemimg_jupyter.domain.settings import RATE_TIERS, Settings
 from gemimg_jupyter.domain.text import format_usd, plural
+from gemimg_jupyter.draw.formats import SUSPECT_MARK
 from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes, stored_size
 from gemimg_jupyter.draw.sheets import contact_sheet, stack
 from gemimg_jupyter.engine import Job
@@ -78,6 +79,7 @@ __all__ = [
     "PIXELS_1K",
     "RATE_TIERS",
     "SAMPLING_PARAMS",
+    "SUSPECT_MARK",
     "VALUE_PARAMS",
     "Axis",
     "ConfigError",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gemimg_jupyter.domain.catalogue import CATALOGUE_FILE, Catalogue, parse_pricing
 from gemimg_jupyter.domain.errors import GemimgError
-from gemimg_jupyter.domain.models import current_catalogue, model_notices, use_catalogue
+from gemimg_jupyter.domain.models import current_catalogue, model_notices, unlisted_default, use_catalogue
 from gemimg_jupyter.ledger.files import write_atomic
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class Session(Protocol):
         """``toapis`` or ``sim``."""
 
 
-__all__ = ["first_use", "notices", "refresh", "today"]
+__all__ = ["default_line", "first_use", "kept", "notices", "refresh", "today"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,29 @@ def refresh(session: Session, *, force: bool = True) -> Catalogue | None:
     write_atomic(path, catalogue.to_json().encode())
     use_catalogue(catalogue)
     return catalogue
+
+
+def kept(session: Session) -> Catalogue | None:
+    """The catalogue already read: the one merged in this process, else the output folder's while a day old.
+
+    Never asks the gateway (``%load_ext`` calls it); a kept one that is still fresh is merged.
+    """
+    live = current_catalogue()
+    if live is not None:
+        return live
+    path = session.store.root / CATALOGUE_FILE
+    if not path.is_file():
+        return None
+    found = Catalogue.from_json(path.read_text(encoding="utf-8"))
+    if found is None or not found.fresh(time.time(), session.base_url):
+        return None
+    use_catalogue(found)
+    return found
+
+
+def default_line(session: Session, model: str) -> str | None:
+    """One line when the catalogue, once read, does not list the default ``model``, and which id to set."""
+    return unlisted_default(model, kept(session))
 
 
 def first_use(session: Session) -> None:

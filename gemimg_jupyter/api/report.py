@@ -29,7 +29,10 @@ from typing import Any, Protocol
 from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
+from gemimg_jupyter.draw.credentials import credentials_report
+from gemimg_jupyter.draw.formats import SUSPECT_MARK, file_facts
 from gemimg_jupyter.draw.grid import plan_header
+from gemimg_jupyter.draw.images import read_provenance, strip_provenance
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick
 from gemimg_jupyter.ledger.thumbs import load_thumb
@@ -50,6 +53,9 @@ table.grid th{background:#f8f9fa;font-weight:600;text-align:center} th.axis{colo
 figure img{display:block;max-width:200px;max-height:200px;margin:auto;background:#f1f3f5}
 figcaption{font-size:12px;color:#495057;word-break:break-word} figcaption code{font-size:11px}
 .star{position:absolute;top:2px;right:6px;font-size:24px;color:#f0b400;text-shadow:0 0 2px #3c2d00}
+figure.suspect img{outline:3px solid #d66e00;outline-offset:-3px}
+.suspect-mark{position:absolute;top:2px;left:2px;background:#d66e00;color:#fff;font-size:11px;padding:1px 5px;border-radius:3px}
+.warn{color:#a35400} .facts{font-size:11px;color:#687076}
 .bad{background:#fdecec;color:#961e1e;padding:8px;border:1px solid #d64545;min-height:80px}
 .pending{background:#f6f7f9;color:#6c757d;padding:8px;min-height:80px}
 pre{background:#f8f9fa;border:1px solid #dee2e6;padding:10px;white-space:pre-wrap;word-break:break-word}
@@ -98,8 +104,51 @@ def _page(title: str, body: str) -> str:
         "<link rel='icon' href='data:,'>"
         f"<title>{_E(title)}</title><style>{_STYLE}</style></head><body>{body}"
         f"<p class='sub'>Written by gemimg_jupyter on {_E(time.strftime('%Y-%m-%d %H:%M:%S'))}. "
-        "Thumbnails are embedded; each links to its full-size PNG.</p></body></html>\n"
+        "Thumbnails are embedded; each links to its full-size image.</p></body></html>\n"
     )
+
+
+def _facts(path: str | os.PathLike[str] | None, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The file facts of an image (from its provenance, else its sidecar or the file itself); empty if unreadable."""
+    known = (provenance or {}).get("file")
+    if isinstance(known, dict):
+        return known
+    if path is None:
+        return {}
+    try:
+        found = read_provenance(path).get("file")
+        if not isinstance(found, dict):  # an image from an earlier version: no facts were kept
+            found = file_facts(strip_provenance(Path(path).read_bytes()))
+    except (OSError, ValueError):
+        return {}
+    return found
+
+
+def _file_lines(facts: Mapping[str, Any], path: str | os.PathLike[str] | None) -> str:
+    """The suspect reason (when there is one) and the content credentials, as caption lines (HTML).
+
+    A manifest is "present (not validated)" unless the optional c2pa-python validates it (then its
+    issuer and verdict are shown); the file is read again only when it has a manifest.
+    """
+    lines = []
+    if facts.get("suspect"):
+        lines.append(f"<b class='warn'>{SUSPECT_MARK} suspect: {_E(str(facts['suspect']))}</b> (paid; kept)")
+    if facts:
+        where = facts.get("content_credentials")
+        data = None
+        if where and path is not None:
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                data = None
+        text = credentials_report(where, data, facts.get("media_type"))
+        lines.append(f"<span class='facts'>content credentials: {_E(text)}</span>")
+    return "".join(f"<br>{line}" for line in lines)
+
+
+def _suspect_mark(facts: Mapping[str, Any]) -> str:
+    reason = facts.get("suspect")
+    return f"<span class='suspect-mark' title='{_E(str(reason))}'>{SUSPECT_MARK} suspect</span>" if reason else ""
 
 
 def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> str:
@@ -113,9 +162,11 @@ def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> s
             note = f": {picked[cbid].note}" if picked[cbid].note else ""
             star = f"<span class='star' title='{_E('picked' + note)}'>★</span>"
         img = f"<img src='{uri}' alt='{_E(job.params.prompt[:120])}'>" if uri else "<div class='pending'>no file</div>"
+        facts = _facts(job.path, job.provenance)
+        kind = " class='suspect'" if facts.get("suspect") else ""
         return (
-            f"<figure>{star}<a href='{_href(job.path, base)}'>{img}</a>"
-            f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}</figcaption></figure>"
+            f"<figure{kind}>{star}{_suspect_mark(facts)}<a href='{_href(job.path, base)}'>{img}</a>"
+            f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}{_file_lines(facts, job.path)}</figcaption></figure>"
         )
     kind = "bad" if job.state.shown_as_failed else "pending"
     reason = _E(job.error or ("not finished yet" if kind == "pending" else "no reason given"))
@@ -238,18 +289,21 @@ def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> st
                 f"<span class='star' title='{_E('picked' + (': ' + note.note if note and note.note else ''))}'>★</span>"
             )
         img = "<div class='pending'>no file</div>"
+        facts: dict[str, Any] = {}
         if step.path and Path(step.path).is_file():
+            facts = _facts(step.path)
             uri = thumbnail_data_uri(step.path)
             if uri:
                 img = f"<a href='{_href(step.path, base)}'><img src='{uri}' alt='step {d['step']}'></a>"
         params = ", ".join(
             f"{k} {v}" for k, v in d.items() if k in ("model", "size", "resolution", "temperature", "top_p")
         )
+        frame = " class='suspect'" if facts.get("suspect") else ""
         rows.append(
-            f"<tr><td><figure>{star}{img}</figure></td><td><b>{d['step']}</b>{' (root)' if d['step'] == 1 else ''}</td>"
+            f"<tr><td><figure{frame}>{star}{_suspect_mark(facts)}{img}</figure></td><td><b>{d['step']}</b>{' (root)' if d['step'] == 1 else ''}</td>"
             f"<td>{_E(d['prompt'])}</td><td>{_E(params)}<br>{plural(d['references'], 'reference')}</td>"
             f"<td>{_E(d['state'])}<br>{_E(_usd(d['cost_usd'], places=4, missing='—'))}<br>task <code>{_E(str(d['task_id']))}</code></td>"
-            f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code></td></tr>"
+            f"<td><code>{_E(Path(step.path).name if step.path else '—')}</code>{_file_lines(facts, step.path)}</td></tr>"
         )
     last = chain.steps[-1].row.cbid[-6:] if chain.steps else "?"
     broken = f"<p class='bad'>{_E(chain.broken)}</p>" if chain.broken else ""

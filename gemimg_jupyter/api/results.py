@@ -207,7 +207,8 @@ class SweepResult:
             if id(job) in unsent:
                 out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
                 continue
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
+            suspect = job.suspect if job.state.has_image else None
+            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star, suspect=suspect)
         return out
 
     # ---- picks and reports (docs/editing.md) -----------------------------------------------

@@ -236,6 +236,11 @@ class Session:
             self.say(line)
         return params
 
+    def default_model_line(self, model: str | None = None) -> str | None:
+        """One line when the catalogue already read does not list the default model (or ``model``), naming
+        an id to set instead; ``None`` otherwise. It never asks the gateway."""
+        return catalogue.default_line(self, model or self.settings.model)
+
     def refresh_catalogue(self) -> Catalogue | None:
         """Read the gateway's image models (and prices, where it publishes them) now, and merge them."""
         self.catalogue_read = True
@@ -474,6 +479,10 @@ class Session:
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest stored images."""
         return self.store.history(limit)
+
+    def suspects(self, rows: Iterable[LedgerRow]) -> dict[str, str]:
+        """Which of these rows' images look unusable (``cbid`` → reason: all black, one flat colour …)."""
+        return self.store.suspects(row.cbid for row in rows)
 
     def cost(self) -> dict[str, Any]:
         """Spent and saved in this session, the all-time ledger, and the budget."""

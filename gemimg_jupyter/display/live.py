@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from gemimg_jupyter.api import GemimgError, JobState, png_bytes, shown_text, stored_size
+from gemimg_jupyter.api import SUSPECT_MARK, GemimgError, JobState, png_bytes, shown_text, stored_size
 from gemimg_jupyter.api import format_usd as _usd
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -83,6 +83,8 @@ def status_text(job: Job) -> str:
     parts.append(f"{job.params.size} {job.params.resolution}")
     if job.repeat:
         parts.append(f"repeat {job.repeat}")
+    if job.suspect:
+        parts.append(f"{SUSPECT_MARK} suspect: {job.suspect}")
     parts.append(f"“{shorten(job.params.prompt, STATUS_PROMPT_CHARS)}”")
     return "gemimg " + " · ".join(parts)
 
@@ -123,6 +125,11 @@ def status_html(job: Job) -> str:
     bits.append(html.escape("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd)))
     bits.append(f"job <code>{html.escape(job.id)}</code>")
     bits.append(f'<span style="white-space:nowrap">{html.escape(f"{job.params.size} {job.params.resolution}")}</span>')
+    if job.suspect:
+        tip = html.escape(f"paid, but {job.suspect}: kept, flagged (nothing is deleted)")
+        bits.append(
+            f'<b class="gemimg-tone-warn gemimg-suspect" title="{tip}">{SUSPECT_MARK} suspect: {html.escape(job.suspect)}</b>'
+        )
     bits.append(_quoted_prompt(job.params.prompt, STATUS_PROMPT_CHARS))
     note = (
         ""
@@ -191,11 +198,11 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
         w, h = meta["image_size"]
         where = meta["path"] or "?"
         note = " (cached)" if job.cached else ""
-        text = f"<gemimg image {job.id} {w}×{h}{note}: {where}>"
+        flag = f"{SUSPECT_MARK} suspect: {job.suspect} (paid; kept, not deleted)" if job.suspect else ""
+        text = f"<gemimg image {job.id} {w}×{h}{note}: {where}>" + (f" {flag}" if flag else "")
         alt = f"{job.params.size} image {w}×{h}: {' '.join(job.params.prompt.split())}"
-        return {"image/png": png, "text/html": image_html(png, alt), "text/plain": text}, {
-            "image/png": {"gemimg": meta}
-        }
+        markup = image_html(png, alt, flag, tone="warn")
+        return {"image/png": png, "text/html": markup, "text/plain": text}, {"image/png": {"gemimg": meta}}
     if state.is_terminal:
         return _error_bundle(job)
     return {"text/plain": status_text(job), "text/html": status_html(job)}, {}

@@ -23,6 +23,7 @@ from PIL import Image
 
 from gemimg_jupyter.api import (
     CONTROL_PARAMS,
+    SUSPECT_MARK,
     GemimgError,
     ModelSpec,
     contact_sheet,
@@ -191,15 +192,15 @@ def job_error_line(job: Job) -> str:
     return redact(magic_words(" ".join((job.error or f"ended {job.state.value}").split())))
 
 
-def image_html(png: bytes, alt: str, note: str = "") -> str:
+def image_html(png: bytes, alt: str, note: str = "", *, tone: str = "muted") -> str:
     """The PNG as an ``<img>`` with alternative text (escaped), for front ends and exports that show HTML.
 
     The same bytes stay in the bundle as plain ``image/png`` for renderers that
-    prefer it or drop HTML. ``note`` (escaped) goes under the image in small muted text.
+    prefer it or drop HTML. ``note`` (escaped) goes under the image in small text of the theme's ``tone``.
     """
     src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     below = (
-        f'<div class="gemimg-tone-muted {NO_MATH}" style="{MONO} font-size:11px">{html.escape(note)}</div>'
+        f'<div class="gemimg-tone-{tone} {NO_MATH}" style="{MONO} font-size:11px">{html.escape(note)}</div>'
         if note
         else ""
     )
@@ -355,7 +356,8 @@ def info_report(info: Mapping[str, Any]) -> RichText:
         ("cost", _usd(float(info.get("cost_usd") or 0.0))),
         ("format", f"{facts.get('format') or '?'}, {facts.get('bytes') or 0:,} bytes"),
         ("sha256", str(facts.get("sha256") or "?")),
-        ("content credentials", f"C2PA manifest present (not validated): {where}" if where else "absent"),
+        ("content credentials", f"C2PA manifest {info.get('credentials') or f'present (not validated): {where}'}"
+         if where else "absent"),
         ("suspect", str(facts.get("suspect") or "no")),
     ]  # fmt: skip
     if info.get("parent"):
@@ -449,6 +451,7 @@ def history_strip(
     per_row: int = 6,
     picked: Iterable[str] = (),
     title: str | None = None,
+    suspects: Mapping[str, str] | None = None,
 ) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
@@ -464,6 +467,9 @@ def history_strip(
         ``client_business_id`` of picked images: they carry a star.
     title : str, optional
         The first line of the text listing (default: ``N newest image(s)``).
+    suspects : mapping of str to str, optional
+        ``client_business_id`` → why the image looks unusable (``Session.suspects``): the tile is
+        framed and labelled ``suspect``, the listing says why.
 
     Returns
     -------
@@ -491,14 +497,18 @@ def history_strip(
                 "task_id": row.task_id,
                 "finished": row.finished,
                 "picked": row.cbid in stars,
+                "suspect": (suspects or {}).get(row.cbid),
             }
         )
     if not thumbs:
         return RichText("gemimg: no images in the store yet", "<i>gemimg: no images in the store yet</i>")
     captions = [f"{i + 1}. {shorten(str(item['prompt']), 24)}" for i, item in enumerate(items)]
-    sheet = contact_sheet(thumbs, captions, [item["picked"] for item in items], thumb=thumb, per_row=per_row)
+    marks = [bool(item["suspect"]) for item in items]
+    sheet = contact_sheet(thumbs, captions, [item["picked"] for item in items], thumb=thumb, per_row=per_row,
+                          suspect=marks)  # fmt: skip
     lines = [
         f"{i + 1}. {'★ ' if it['picked'] else ''}{shorten(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
+        + (f" · {SUSPECT_MARK} suspect: {it['suspect']}" if it["suspect"] else "")
         for i, it in enumerate(items)
     ]
     text = f"gemimg history: {title or f'{len(items)} newest image(s)'}\n" + "\n".join(lines)

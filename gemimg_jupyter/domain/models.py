@@ -60,6 +60,7 @@ __all__ = [
     "price_text",
     "state_values",
     "stored_controls",
+    "unlisted_default",
     "use_catalogue",
     "validate_controls",
 ]
@@ -390,6 +391,39 @@ def model_notices(spec: ModelSpec, today: str, *, checked: bool) -> list[str]:
     if live is not None:
         return [f"{spec.id}: the gateway's catalogue does not list it; the request may be refused"]
     return []
+
+
+def unlisted_default(model: str, catalogue: Catalogue | None) -> str | None:
+    """One line when ``catalogue`` (once read) does not list the default ``model``, naming an id to set instead.
+
+    The id suggested is the model's successor when listed, else a listed built-in id of the same
+    tier and family (Flash or Pro), else of the same tier, else any listed built-in id, else the
+    first listed id; ``None`` when the catalogue lists ``model``, was never read, or lists nothing.
+    """
+    if catalogue is None or not catalogue.listed:
+        return None
+    try:
+        spec = get_model(model)
+    except ValidationError:
+        spec = None
+    shown = spec.id if spec is not None else model
+    if catalogue.lists(shown):
+        return None
+    built_in = [m for m in MODELS if catalogue.lists(m) and not MODELS[m].successor]  # current ids first
+    built_in += [m for m in MODELS if catalogue.lists(m) and m not in built_in]
+    tier = [m for m in built_in if spec is not None and MODELS[m].tier == spec.tier]
+    family = "-pro-" if spec is not None and "-pro-" in spec.id else "-flash-"
+    ranked = [
+        *([spec.successor] if spec is not None and spec.successor and catalogue.lists(spec.successor) else []),
+        *(m for m in tier if family in m),
+        *tier,
+        *built_in,
+        catalogue.listed[0],
+    ]
+    return (
+        f"gemimg: the gateway's catalogue does not list the default model {shown}; "
+        f"set another: %config GemimgMagics.model = '{ranked[0]}'"
+    )
 
 
 def pixel_size(size: str, resolution: str = "1K") -> tuple[int, int]:

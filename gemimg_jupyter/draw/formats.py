@@ -16,8 +16,19 @@ from PIL import Image, ImageOps, ImageStat
 
 from gemimg_jupyter.draw.credentials import content_credentials
 
-__all__ = ["EXTENSIONS", "MEDIA_TYPES", "file_facts", "oriented_size", "sniff_format", "suspect_reason", "viewable"]
+__all__ = [
+    "EXTENSIONS",
+    "MEDIA_TYPES",
+    "SUSPECT_MARK",
+    "file_facts",
+    "oriented_size",
+    "sniff_format",
+    "suspect_reason",
+    "viewable",
+]
 
+#: The mark every face shows beside a suspect image (status line, grid tile, report, history).
+SUSPECT_MARK = "⚠"
 #: File extension per format name (as :func:`sniff_format` names them).
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "gif": ".gif"}
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp", "gif": "image/gif"}

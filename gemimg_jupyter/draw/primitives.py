@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 from gemimg_jupyter.domain import models
 from gemimg_jupyter.domain.models import state_values
 
-__all__ = ["FAILED_STATES", "PENDING_STATES", "draw_star"]
+__all__ = ["FAILED_STATES", "PENDING_STATES", "SUSPECT", "draw_star", "mark_suspect"]
 
 
 #: A tile's state words, as :class:`~gemimg_jupyter.domain.models.JobState` classifies them (``timeout`` is a failed tile).
@@ -51,6 +51,8 @@ class _Tone:
 _PENDING = _Tone(fill=(246, 247, 249), ink=(108, 117, 125), edge=(206, 212, 218))
 _FAIL = _Tone(fill=(253, 236, 236), ink=(150, 30, 30), edge=(214, 69, 69))
 _BADGE = _Tone(fill=INK, ink=BG)  # white on the ink colour
+#: A suspect image (paid, but all black, one flat colour or far too small): an orange frame and label.
+SUSPECT = _Tone(fill=(214, 110, 0), ink=(255, 255, 255), edge=(214, 110, 0))
 
 _ASCII_FALLBACK = {
     "→": "->",
@@ -109,6 +111,8 @@ class Tile:
         A picked image carries a star in its top-right corner.
     caption : str or None
         A short label in the tile's top-left corner (a wrapped single axis names each value here).
+    suspect : str or None
+        Why a paid image looks unusable: it gets an orange frame and a ``suspect`` label top-left.
     """
 
     state: str
@@ -116,6 +120,7 @@ class Tile:
     error: str | None = None
     picked: bool = False
     caption: str | None = None
+    suspect: str | None = None
 
 
 @dataclass(frozen=True)
@@ -353,6 +358,8 @@ def _draw_tile(
         img.paste(thumb, (px, py))
         if state == "cached":
             _badge(draw, (px, py, thumb.width, thumb.height), "cached", f)
+        if tile.suspect:
+            mark_suspect(draw, (px, py, thumb.width, thumb.height), f.small)
         if tile.picked:
             r = max(6, min(thumb.width, thumb.height) // 12)
             draw_star(draw, px + thumb.width - r - 4, py + r + 4, r)
@@ -378,6 +385,18 @@ def _draw_tile(
 
 _STAR = (240, 180, 0)
 _STAR_RIM = (60, 45, 0)
+
+
+def mark_suspect(draw: ImageDraw.ImageDraw, image_box: tuple[int, int, int, int], font: _FontT) -> None:
+    """The mark of a suspect image: an orange frame inside its edge and a ``suspect`` label top-left."""
+    x, y, w, h = image_box
+    width = max(2, min(w, h) // 40)
+    draw.rectangle([x, y, x + w - 1, y + h - 1], outline=SUSPECT.edge, width=width)
+    tw = text_width(font, "suspect")
+    bh = round(font.getbbox("Sg")[3]) + 3
+    if tw + 8 < w and bh + 4 < h:
+        draw.rectangle([x, y, x + tw + 8, y + bh], fill=SUSPECT.fill)
+        draw_text(draw, (x + 4, y + 1), "suspect", font, SUSPECT.ink)
 
 
 def draw_star(draw: ImageDraw.ImageDraw, cx: float, cy: float, radius: float) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
-from gemimg_jupyter.draw.primitives import _load_font, draw_star
+from gemimg_jupyter.draw.primitives import _load_font, draw_star, mark_suspect
 
 __all__ = ["contact_sheet", "stack"]
 
@@ -23,8 +23,12 @@ def contact_sheet(
     *,
     thumb: int,
     per_row: int,
+    suspect: Sequence[bool] = (),
 ) -> Image.Image:
-    """Thumbnails (long side ``thumb``) in rows of ``per_row``, each over its caption; starred ones carry a star."""
+    """Thumbnails (long side ``thumb``) in rows of ``per_row``, each over its caption; starred ones carry a star.
+
+    ``suspect`` (one flag per thumbnail, or empty) frames the suspect ones in orange with a ``suspect`` label.
+    """
     label_h = 18
     cols = min(per_row, len(thumbs))
     nrows = math.ceil(len(thumbs) / cols)
@@ -37,6 +41,10 @@ def contact_sheet(
         x = pad + (i % cols) * cell_w
         y = pad + (i // cols) * cell_h
         sheet.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
+        if i < len(suspect) and suspect[i]:
+            mark_suspect(
+                draw, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2, img.width, img.height), font
+            )
         if star:
             draw_star(draw, x + (thumb + img.width) // 2 - 14, y + (thumb - img.height) // 2 + 14, 10)
         draw.text((x, y + thumb + 3), caption, fill="#333333", font=font)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from gemimg_jupyter.domain.errors import GemimgError, JobError, JobTimeoutError
 from gemimg_jupyter.domain.models import GenerationParams, JobState
@@ -162,14 +162,26 @@ class Job:
 
     @property
     def image(self) -> Image.Image:
-        """The full-size image (loaded from disk on first use)."""
+        """The full-size image as it is meant to be seen (loaded from disk on first use).
+
+        Its EXIF orientation is applied (a photo stored turned is shown upright; the tag is
+        dropped from the copy); the file on disk stays the gateway's bytes. Its mode (CMYK,
+        palette, 16-bit, alpha) is kept.
+        """
         if not self.state.has_image or self.path is None:
             raise JobError(f"job {self.id} has no image yet ({self.state.value}); call .result() to wait for it")
         if self._image is None:
             with Image.open(self.path) as img:
                 img.load()
-                self._image = img
+                self._image = ImageOps.exif_transpose(img) or img
         return self._image
+
+    @property
+    def suspect(self) -> str | None:
+        """Why this paid image looks unusable (``all black``, ``one flat colour …``), or ``None``; nothing is deleted."""
+        facts = self.provenance.get("file")
+        reason = facts.get("suspect") if isinstance(facts, dict) else None
+        return str(reason) if reason else None
 
     def info(self) -> dict[str, Any]:
         """The image's provenance and file facts (hash, format, content credentials, suspect) from its sidecar."""
@@ -243,6 +255,7 @@ class Job:
             "elapsed_s": round(self.elapsed, 1),
             "path": str(self.path) if self.path else None,
             "error": self.error,
+            "suspect": self.suspect,
         }
 
     # ---- iterate and pick (docs/editing.md) ---------------------------------------------

@@ -23,10 +23,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from gemimg_jupyter.draw.credentials import credentials_report
 from gemimg_jupyter.draw.embed import embedded_copy
 from gemimg_jupyter.draw.formats import EXTENSIONS, file_facts, sniff_format
 from gemimg_jupyter.draw.images import read_provenance, sidecar_path, strip_provenance
@@ -39,6 +40,7 @@ __all__ = [
     "record_facts",
     "rewrite_sidecar",
     "suspect_split",
+    "suspects",
     "write_kept",
     "write_sidecar",
 ]
@@ -95,7 +97,8 @@ def rewrite_sidecar(image: str | Path | None, change: Callable[[dict[str, Any]],
 def image_info(image: str | Path) -> dict[str, Any]:
     """An image file's provenance with its file facts (worked out now for files from earlier versions).
 
-    ``stored_as`` says where the provenance was found: ``sidecar``, or
+    ``credentials`` is the content credentials line (:func:`~gemimg_jupyter.draw.credentials.credentials_report`:
+    validated only when the optional c2pa-python is installed). ``stored_as`` says where the provenance was found: ``sidecar``, or
     ``png chunk`` for a PNG written by an earlier version (its facts are of
     the image without our chunks: the bytes the gateway sent, as far as they
     can be recovered).
@@ -106,6 +109,10 @@ def image_info(image: str | Path) -> dict[str, Any]:
     info.update(prov)
     if "file" not in info:
         info["file"] = file_facts(strip_provenance(path.read_bytes()))
+    facts = info["file"] if isinstance(info["file"], dict) else {}
+    where = facts.get("content_credentials")
+    data = strip_provenance(path.read_bytes()) if where else None  # read again only to validate a manifest
+    info["credentials"] = credentials_report(where, data, facts.get("media_type"))
     return info
 
 
@@ -139,6 +146,16 @@ def record_facts(db: sqlite3.Connection, cbid: str, facts: Mapping[str, Any]) ->
         (cbid, facts.get("sha256"), facts.get("format"), facts.get("bytes"),
          facts.get("content_credentials"), facts.get("suspect")),
     )  # fmt: skip
+
+
+def suspects(db: sqlite3.Connection, cbids: Iterable[str]) -> dict[str, str]:
+    """Why each of these rows' images looks unusable (``cbid`` → reason), for the suspect ones only.
+
+    Suspect images are few, so all of them are read and the wanted ones kept.
+    """
+    wanted = set(cbids)
+    found = db.execute("SELECT cbid, suspect FROM image_files WHERE suspect IS NOT NULL").fetchall()
+    return {str(c): str(r) for c, r in found if c in wanted}
 
 
 def suspect_split(db: sqlite3.Connection) -> dict[str, Any]:

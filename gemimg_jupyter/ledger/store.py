@@ -34,7 +34,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -57,7 +57,7 @@ from gemimg_jupyter.ledger.schema import (
     register_owner,
     reopen_deleted,
 )
-from gemimg_jupyter.ledger.sidecar import record_facts, suspect_split, write_kept
+from gemimg_jupyter.ledger.sidecar import record_facts, suspect_split, suspects, write_kept
 
 __all__ = [
     "RESUMABLE_STATES",
@@ -470,6 +470,11 @@ class Store:
         """Paid images split into usable and suspect (``suspect_images``, ``suspect_usd``, ``suspect_reasons``)."""
         with self._read() as db:
             return suspect_split(db)
+
+    def suspects(self, cbids: Iterable[str]) -> dict[str, str]:
+        """Why each of these rows' images looks unusable (``cbid`` → reason), for the suspect ones only."""
+        with self._read() as db:
+            return suspects(db, cbids)
 
     def write_bytes(self, data: bytes, name: str, *, folder: str = "images") -> Path:
         """Write bytes under ``folder`` atomically (temp file, fsync, rename); returns the path."""

@@ -168,8 +168,10 @@ def cmd_history(ctx: MagicContext, argv: list[str]) -> Any:
         if not rows:
             ctx.say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
             return None
-        return history_strip(rows, picked=picked, title=f"{len(rows)} picked image(s), newest pick first")
-    return history_strip(sess.history(ns.n), picked=picked)
+        title = f"{len(rows)} picked image(s), newest pick first"
+        return history_strip(rows, picked=picked, title=title, suspects=sess.suspects(rows))
+    rows = sess.history(ns.n)
+    return history_strip(rows, picked=picked, suspects=sess.suspects(rows))
 
 
 def cmd_lineage(ctx: MagicContext, argv: list[str]) -> Any:

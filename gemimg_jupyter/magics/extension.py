@@ -410,6 +410,9 @@ class GemimgMagics(Magics):
             return
         # a sentence a line: JupyterLab breaks long stream lines mid-word
         say(magic_words(sess.banner()).replace(". ", ".\n"))
+        unlisted = sess.default_model_line(self.model)
+        if unlisted:
+            say(unlisted)
         pending = sess.pending_count()
         if pending:
             say(

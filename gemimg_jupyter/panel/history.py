@@ -9,7 +9,7 @@ from typing import Any
 
 import ipywidgets as W
 
-from gemimg_jupyter.api import LedgerRow, format_usd, plural
+from gemimg_jupyter.api import SUSPECT_MARK, LedgerRow, format_usd, plural
 from gemimg_jupyter.panel.common import (
     HISTORY_SLOTS,
     HISTORY_THUMB,
@@ -89,9 +89,9 @@ class HistorySection:
             return
         self._rows = rows
         try:
-            children, picked = session.children_count(), session.picked_cbids()
+            children, picked, suspects = session.children_count(), session.picked_cbids(), session.suspects(rows)
         except Exception:  # noqa: BLE001 - marks are extras; the history shows without them
-            children, picked = {}, set()
+            children, picked, suspects = {}, set(), {}
         for i in range(HISTORY_SLOTS):
             slot_box = self._buttons[i]
             image = self._images[i]
@@ -119,9 +119,14 @@ class HistorySection:
                 caption = f"✎{edits} {caption}"
             if row.cbid in picked:
                 caption = "★ " + caption
+            suspect = suspects.get(row.cbid)
+            if suspect:
+                caption = f"{SUSPECT_MARK} {caption}"
             slot_box.description = caption
-            slot_box.tooltip = str(p.get("prompt", ""))[:200] + (
-                f" ({plural(edits, 'edit')} made from it)" if edits else ""
+            slot_box.tooltip = (
+                str(p.get("prompt", ""))[:200]
+                + (f" ({plural(edits, 'edit')} made from it)" if edits else "")
+                + (f" · {SUSPECT_MARK} suspect: {suspect}" if suspect else "")
             )
             parent_layout.display = None
         shown = {str(row.path) for row in rows[:HISTORY_SLOTS] if row.path}

@@ -22,6 +22,7 @@ from gemimg_jupyter.domain.models import MODELS, GenerationParams, ModelSpec, pi
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.images import png_bytes
 from gemimg_jupyter.gateway.client import STATUS_WORDS, parse_task
+from gemimg_jupyter.probe.catalogue import ask_controls, ask_preview_answers, ask_preview_listing, ask_pricing
 from gemimg_jupyter.probe.report import _SUBMIT, Check, Gateway, ProbeReport, _Budget
 
 _PROMPT = "A small red paper-cut fox on a plain white background"
@@ -46,6 +47,8 @@ class Probe:
         self._check_error_shape(report)
         self._check_unknown_model(report)
         self._check_upload(report)
+        ask_pricing(self.gateway, report)
+        ask_preview_listing(report, self.listed)
         return True
 
     def _check_auth(self, report: ProbeReport) -> requests.Response | None:
@@ -203,6 +206,9 @@ class Probe:
         seen = [submitted, *self.gateway.follow(task.id)]
         first_image = self._judge_first_task(seen, life, billing, where, size, base)
         self._finish_extras(extra, first_image)
+        # the model world (#23): each control on a cheap model that documents it, then the preview ids
+        ask_controls(self.gateway, report, budget, self.listed)
+        ask_preview_answers(self.gateway, report, budget)
 
     def _ask_duplicate(
         self, duplicate: Check, budget: _Budget, spec: ModelSpec, base: GenerationParams, cbid: str, task_id: str

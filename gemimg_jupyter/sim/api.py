@@ -222,7 +222,7 @@ class SimApi:
                 else "completed"
             )
             wall = time.time()
-            ext = FORMATS[cfg.image_format][1]
+            ext = FORMATS[req.output_format or cfg.image_format][1]  # the output_format control, else the switch
             name = f"{int(wall)}_{hashlib.sha256(task_id.encode()).hexdigest()[:12]}{ext}"
             task = _Task(
                 task_id,
@@ -471,7 +471,10 @@ class SimApi:
         if self.state.config.download_404_once and self.state.once("download_404", task.id):
             return _not_found("File not found")
         fmt = format_of_name(name)
-        shared = (task.req.size, task.req.resolution, task.small) if self.state.config.render_once else None
+        quality = task.req.quality
+        shared = (
+            (task.req.size, task.req.resolution, task.small, fmt, quality) if self.state.config.render_once else None
+        )
         if data is None and shared is not None and not task.corrupt:
             with self.state.lock:
                 data = self.state.renders.get(shared)
@@ -483,7 +486,9 @@ class SimApi:
                 req.prompt, req.spec.id, req.size, resolution, req.temperature, req.top_p, refs, urls, sample, req.mark
             )
             cfg = self.state.config
-            data = encode(render(spec), fmt, orientation=cfg.exif_orientation, c2pa=cfg.content_credentials)
+            data = encode(
+                render(spec), fmt, orientation=cfg.exif_orientation, c2pa=cfg.content_credentials, quality=quality
+            )
             if task.corrupt:
                 data = corrupt(data, task.id)
         with self.state.lock:

@@ -89,7 +89,8 @@ CONFIG_HELP: dict[str, str] = {
     "hang_status_once": "each task's first status query never answers (the server holds it until the client leaves)",
     "trickle_download": "seconds between bytes of a result download (0: normal speed)",
     "max_unfinished": "submits beyond this many unfinished tasks get 429 + Retry-After: 1 (0: no cap)",
-    "image_format": "format of result images: jpeg (as the gateway's sample URLs), png or webp",
+    "image_format": "format of result images: jpeg (as the gateway's sample URLs), png or webp; a task's "
+    "imageOutputOptions.mimeType overrides it",
     "exif_orientation": "EXIF Orientation tag (1-8) of result images, pixels stored turned to match (1: upright)",
     "content_credentials": "add a stand-in C2PA manifest (unsigned) to result images: PNG caBX, JPEG APP11, WebP C2PA",
     "render_once": "serve one image rendered per size and resolution to every task (benchmarks: a CDN, not a renderer)",

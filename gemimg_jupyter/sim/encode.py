@@ -72,8 +72,13 @@ def _with_c2pa(data: bytes, fmt: str) -> bytes:
     return b"RIFF" + struct.pack("<I", 4 + len(riff)) + b"WEBP" + riff
 
 
-def encode(image: Image.Image, fmt: str = "jpeg", *, orientation: int = 1, c2pa: bool = False) -> bytes:
-    """``image`` as the gateway might serve it: ``fmt`` with EXIF, optionally turned and with a stand-in C2PA."""
+def encode(
+    image: Image.Image, fmt: str = "jpeg", *, orientation: int = 1, c2pa: bool = False, quality: int | None = None
+) -> bytes:
+    """``image`` as the gateway might serve it: ``fmt`` with EXIF, optionally turned and with a stand-in C2PA.
+
+    ``quality`` is the JPEG compression quality (``imageOutputOptions.compressionQuality``; default 90).
+    """
     exif = Image.Exif()
     exif[0x0131] = _SOFTWARE
     if orientation in _STORE_TURN:
@@ -87,6 +92,6 @@ def encode(image: Image.Image, fmt: str = "jpeg", *, orientation: int = 1, c2pa:
     elif fmt == "webp":
         image.save(buf, format="WEBP", quality=85, method=2, exif=exif)
     else:
-        image.save(buf, format="JPEG", quality=90, exif=exif)
+        image.save(buf, format="JPEG", quality=90 if quality is None else quality, exif=exif)
     data = buf.getvalue()
     return _with_c2pa(data, fmt) if c2pa else data

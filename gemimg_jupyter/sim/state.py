@@ -53,7 +53,8 @@ class SimState:
         self.files: dict[str, str] = {}
         self.uploads: dict[str, tuple[bytes, str]] = {}
         self.cache: OrderedDict[str, bytes] = OrderedDict()
-        self.renders: dict[tuple[str, str, bool], bytes] = {}  # render_once: one image per size
+        # render_once: one image per size, resolution, smallness, format and quality
+        self.renders: dict[tuple[str, str, bool, str, int | None], bytes] = {}
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self.counts: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()

@@ -66,6 +66,18 @@ class _Submit:
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False, kw_only=True)
 
     @property
+    def output_format(self) -> str | None:
+        """The format the ``output_format`` control asks for (``png``, ``jpeg``, ``webp``), or ``None``."""
+        value = dict(self.controls).get("output_format")
+        return str(value) if value is not None else None
+
+    @property
+    def quality(self) -> int | None:
+        """The JPEG quality the ``quality`` control asks for, or ``None``."""
+        value = dict(self.controls).get("quality")
+        return int(value) if value is not None else None
+
+    @property
     def mark(self) -> str:
         """What the controls change in the simulated image: a caption (``thinking HIGH · search``)."""
         return " · ".join(
