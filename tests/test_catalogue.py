@@ -151,7 +151,7 @@ def test_load_ext_says_once_read_that_the_catalogue_drops_the_default_model(
 ) -> None:
     from gemimg_jupyter.domain.params import DEFAULT_MODEL
 
-    from .conftest import sim_settings
+    from .support import sim_settings
 
     settings = sim_settings(sim, tmp_output)
     reset_session(settings)
