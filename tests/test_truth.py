@@ -252,3 +252,39 @@ def test_a_bad_rate_tier_in_the_environment_names_its_variable_and_commands_keep
         ip.run_line_magic("load_ext", "gemimg_jupyter")
         cost = ip.run_line_magic("gemimg", "cost")
     assert "spent this session" in cost.text and get_session().settings.rate_tier == "default"
+
+
+# ---------------------------------------------------------------- 5. each job's messages go to its own output
+
+
+@pytest.mark.notebook
+def test_a_size_note_lands_in_its_own_cells_output_in_a_real_kernel(tmp_path: Path) -> None:
+    """The job lands while a later cell prints and waits: its note is in its own cell, named, and nowhere else."""
+    import nbformat
+
+    from .test_notebooks import make_notebooks
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%load_ext gemimg_jupyter\nimport gemimg_jupyter as gi\n"
+            "gi.get_session().sim.configure(small_image_rate=1.0)"
+        ),
+        nbformat.v4.new_code_cell("%%gemimg -o fox --size 1:1\na paper-cut fox"),
+        nbformat.v4.new_code_cell('print("a later cell")\nfox.wait(120)\nprint("fox", fox.state.value, fox.id)'),
+        nbformat.v4.new_code_cell("%gemimg wait"),
+    ]
+    make_notebooks.execute(nb, cwd=tmp_path, env=make_notebooks.sim_env(tmp_path / "out", GEMIMG_SIM_LATENCY="0.5,1"))
+
+    def texts(cell: Any) -> str:
+        return "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+
+    later = texts(nb.cells[2])
+    assert "a later cell" in later and "fox done" in later, later
+    job_id = later.split()[-1]
+    own = texts(nb.cells[1])
+    assert f"job {job_id}: the gateway returned 512×512 pixels instead of the requested 1024×1024" in own, own
+    for i, cell in enumerate(nb.cells):
+        if i != 1:
+            assert "instead of the requested" not in texts(cell), f"the note leaked into cell {i}"
+    assert not [o for c in nb.cells for o in c.outputs if o.get("name") == "stderr"], "nothing on stderr"

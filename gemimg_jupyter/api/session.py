@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -98,7 +99,9 @@ def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
 
 
 def _say(line: str) -> None:
-    log.warning("gemimg: %s", line)
+    """A notice for whoever called (in the caller's thread): on stderr, and in the log."""
+    log.info("gemimg: %s", line)
+    print(f"gemimg: {line}", file=sys.stderr)  # noqa: T201
 
 
 def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> ToAPIsClient:

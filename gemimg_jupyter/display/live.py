@@ -191,9 +191,11 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
         w, h = meta["image_size"]
         where = meta["path"] or "?"
         note = " (cached)" if job.cached else ""
-        text = f"<gemimg image {job.id} {w}×{h}{note}: {where}>"
+        own = "; ".join(job.notes)  # the job's own notes (the size it came back in …), here and nowhere else
+        text = f"<gemimg image {job.id} {w}×{h}{note}: {where}>" + (f"\ngemimg: job {job.id}: {own}" if own else "")
         alt = f"{job.params.size} image {w}×{h}: {' '.join(job.params.prompt.split())}"
-        return {"image/png": png, "text/html": image_html(png, alt), "text/plain": text}, {
+        shown = f"job {job.id}: {own}" if own else ""
+        return {"image/png": png, "text/html": image_html(png, alt, shown), "text/plain": text}, {
             "image/png": {"gemimg": meta}
         }
     if state.is_terminal:
