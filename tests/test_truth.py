@@ -8,6 +8,7 @@ at the simulator (``submits_accepted``) wherever it is involved.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,10 @@ import pytest
 from IPython.core.error import UsageError
 
 from gemimg_jupyter.api.session import get_session, reset_session
+from gemimg_jupyter.display.live import status_text
+from gemimg_jupyter.domain.models import JobState
 
-from .conftest import quick_settings
+from .conftest import quick_settings, wait_for
 
 _SIM: list[Any] = []
 
@@ -204,14 +207,24 @@ def test_the_edit_chain_of_docs_editing_runs_as_run_all_without_wait(gem: Any) -
     assert len(get_session().lineage(c)) == 3 and submits() == 3
 
 
-def test_an_edit_of_a_parent_that_fails_is_refused_free(gem: Any, sim: Any) -> None:
-    sim.configure(fail_rate=1.0)
+def test_an_edit_of_a_parent_that_fails_ends_failed_free_with_the_parents_reason(gem: Any, sim: Any) -> None:
+    sim.configure(fail_rate=1.0, latency=(30, 30))  # the parent runs until the simulator's clock moves
     gem.run_cell_magic("gemimg", "-o a", "a kite")
-    with pytest.raises(UsageError, match=r"ended failed.*0 requests paid") as err:
-        gem.run_cell_magic("gemimg", "--edit a -o b", "a red kite")
+    gem.run_cell_magic("gemimg", "--edit a -o b", "a red kite")  # the cell returns at once, b queued behind a
+    a, b = gem.user_ns["a"], gem.user_ns["b"]
+    assert not a.done() and b.state is JobState.QUEUED and b.waiting_for == a.id
+    assert f"waiting for job {a.id}" in status_text(b)
+    wait_for(lambda: a.task_id, 10, "the parent's submit")
+    sim.advance(60)
+    assert b.wait(30) and a.state is JobState.FAILED
+    assert b.state is JobState.FAILED and b.error is not None
+    assert re.search(rf"job {a.id} ended failed: .*; edit {b.id} was not sent \(0 requests paid\)", b.error), b.error
+    assert submits() == 1, "the edit was never paid"
+    with pytest.raises(UsageError, match=r"failed") as err:  # an edit of an image that already ended without one
+        gem.run_cell_magic("gemimg", "--edit a -o c", "a red kite")
     one_line(err)
     sim.configure(fail_rate=0.0)
-    assert submits() == 1 and "b" not in gem.user_ns
+    assert submits() == 1 and "c" not in gem.user_ns
 
 
 # ---------------------------------------------------------------- 6. names and indexes
@@ -288,3 +301,31 @@ def test_a_size_note_lands_in_its_own_cells_output_in_a_real_kernel(tmp_path: Pa
         if i != 1:
             assert "instead of the requested" not in texts(cell), f"the note leaked into cell {i}"
     assert not [o for c in nb.cells for o in c.outputs if o.get("name") == "stderr"], "nothing on stderr"
+
+
+@pytest.mark.notebook
+def test_docs_editing_chain_runs_as_run_all_in_a_real_kernel(tmp_path: Path) -> None:
+    """The three cells of docs/editing.md, verbatim and without ``--wait``, give the 3-step lineage."""
+    import nbformat
+
+    from .test_notebooks import ROOT, make_notebooks
+
+    doc = (ROOT / "docs" / "editing.md").read_text(encoding="utf-8")
+    block = doc.split("## Edit chains", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    chain = [cell.strip() for cell in block.split("\n\n") if cell.strip()]
+    assert len(chain) == 3 and all("--wait" not in cell for cell in chain)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext gemimg_jupyter"),
+        *(nbformat.v4.new_code_cell(cell) for cell in chain),
+        nbformat.v4.new_code_cell("%gemimg wait"),
+        nbformat.v4.new_code_cell(
+            "from gemimg_jupyter.api.lineage import ledger_cbid\n"
+            "print('steps', len(c.lineage()), b.parent['cbid'] == ledger_cbid(a), c.parent['cbid'] == ledger_cbid(b))"
+        ),
+        nbformat.v4.new_code_cell("%gemimg lineage c"),
+    ]
+    make_notebooks.execute(nb, cwd=tmp_path, env=make_notebooks.sim_env(tmp_path / "out"))
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in nb.cells[5].outputs)
+    assert "steps 3 True True" in text, text
+    assert not [o for c in nb.cells for o in c.outputs if o.output_type == "error"]

@@ -110,6 +110,11 @@ class Edits:
                 self._sources[stamp] = known
         return known[0], dict(known[1])
 
+    def unfinished_parent(self, target: object) -> Job | None:
+        """The job ``target`` names when it is this session's and still running (its edit then queues behind it)."""
+        live = self.session.find_job(target.strip()) if isinstance(target, str) else target
+        return live if isinstance(live, Job) and not live.done() else None
+
     def _wait_for_parent(self, job: Job) -> None:
         """Block until ``job`` ends (its own deadline bounds it); refuse an edit of a job that has no image."""
         limit = self.session.settings.job_timeout + 30.0  # its deadline, plus the time to write it down

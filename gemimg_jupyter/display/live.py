@@ -76,7 +76,9 @@ def status_text(job: Job) -> str:
     """``◑ in_progress · 4.2 s · 45% · $0.05 · job ab12cd · 16:9 1K · "a fox…"``."""
     state = job.state
     parts = [f"{state.icon} {state.value}", format_seconds(job.elapsed)]
-    if not state.is_terminal:
+    if job.waiting_for:
+        parts.append(f"waiting for job {job.waiting_for}")
+    elif not state.is_terminal:
         parts.append(f"{job.progress}%")
     parts.append("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd))
     parts.append(f"job {job.id}")
@@ -115,7 +117,9 @@ def status_html(job: Job) -> str:
         f'<b class="gemimg-tone-{_tone(state)}">{html.escape(state.icon)} {html.escape(state.value)}</b>',
         html.escape(format_seconds(job.elapsed)),
     ]
-    if not state.is_terminal:
+    if job.waiting_for:
+        bits.append(f"waiting for job <code>{html.escape(job.waiting_for)}</code>")
+    elif not state.is_terminal:
         bits.append(
             f'<progress value="{int(job.progress)}" max="100" style="width:80px;height:10px;vertical-align:middle">'
             f"</progress> {int(job.progress)}%"

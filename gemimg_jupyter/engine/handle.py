@@ -116,6 +116,8 @@ class Job:
         self.provenance: dict[str, Any] = {}
         #: this job's own notes (a size the gateway did not keep …): shown in its status line, never printed elsewhere
         self.notes: list[str] = []
+        #: the short id of the job whose image this edit waits for (``None`` once it landed, or for any other job)
+        self.waiting_for: str | None = None
         self._owner = owner  # the session that made it (for edit, pick, lineage)
         self._control = control  # the runner's record of it (for cancel)
         self._signals = signals or Signals()
