@@ -329,3 +329,46 @@ def test_docs_editing_chain_runs_as_run_all_in_a_real_kernel(tmp_path: Path) -> 
     text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in nb.cells[5].outputs)
     assert "steps 3 True True" in text, text
     assert not [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
+
+
+# ---------------------------------------------------------------- 7. small words (rest)
+
+
+def test_a_unicode_dash_an_unknown_model_and_a_replaced_result_each_say_one_line(gem: Any, capsys: Any) -> None:
+    for dash in ("\u2014", "\u2013", "\u2212"):
+        with pytest.raises(UsageError, match=r"did you mean --size\?") as err:
+            gem.run_cell_magic("gemimg", f"{dash}size 16:9 -o x", "a fox")
+        assert f"U+{ord(dash):04X}" in one_line(err)
+    with pytest.raises(UsageError, match=r"did you mean -n\?"):
+        gem.run_cell_magic("gemimg", "\u2014n 2", "a fox")
+    with pytest.raises(UsageError, match=r"did you mean nano-banana\?.*or an alias: .*nano-banana-pro") as err:
+        gem.run_cell_magic("gemimg", "--model nano-bananas -o x", "a fox")
+    one_line(err)
+    assert submits() == 0 and "x" not in gem.user_ns
+    gem.run_cell_magic("gemimg", "-o fox --wait", "a fox")
+    capsys.readouterr()
+    gem.run_cell_magic("gemimg", "-o fox --wait", "a fox")  # the same cell again (a cache hit): nothing to say
+    assert "replaces" not in capsys.readouterr().out
+    first = gem.user_ns["fox"]
+    gem.run_cell_magic("gemimg", "-o fox --wait", "a fox at night")
+    said = [line for line in capsys.readouterr().out.splitlines() if "replaces" in line]
+    assert said == [
+        f"gemimg: -o fox replaces the previous result in fox (job {first.id}; it stays in the ledger: %gemimg history)"
+    ]
+
+
+def test_a_moved_image_is_a_gemimg_error_with_its_path_and_cannot_be_picked(gem: Any, fx: Any) -> None:
+    from gemimg_jupyter.domain.errors import GemimgError
+
+    path = Path(fx.path)
+    moved = path.with_name("elsewhere" + path.suffix)
+    path.rename(moved)
+    with pytest.raises(GemimgError, match=re.escape(str(path))):
+        fx.image  # noqa: B018
+    with pytest.raises(UsageError, match=r"no longer at .*moved or deleted") as err:
+        gem.run_line_magic("gemimg", "pick fx")
+    one_line(err)
+    assert not fx.picked
+    moved.rename(path)
+    gem.run_line_magic("gemimg", "pick fx")
+    assert fx.picked and fx.image.size == fx.params.pixel_size

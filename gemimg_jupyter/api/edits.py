@@ -141,6 +141,12 @@ class Edits:
         row = self.find(target)
         if row.state != JobState.DONE:
             raise ValidationError(f"image {row.cbid[-6:]} is {row.state}, not done", field="pick", value=row.cbid[-6:])
+        if not row.path or not Path(str(row.path)).is_file():
+            raise ValidationError(
+                f"image {row.cbid[-6:]} is no longer at {row.path} (moved or deleted); put it back to pick it",
+                field="pick",
+                value=row.cbid[-6:],
+            )
         pick = self.pickbook.add(row, note)
         self.redraw_grids_with(row.cbid)
         return pick
