@@ -372,3 +372,78 @@ def test_a_moved_image_is_a_gemimg_error_with_its_path_and_cannot_be_picked(gem:
     moved.rename(path)
     gem.run_line_magic("gemimg", "pick fx")
     assert fx.picked and fx.image.size == fx.params.pixel_size
+
+
+# ---------------------------------------------------------------- 2. numbers agree (rest)
+
+
+def test_two_overlapping_sweeps_and_the_cost_add_up(gem: Any, capsys: Any) -> None:
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s1", "a lighthouse")
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9,1.4 -o s2", "a lighthouse")  # 2 shared with s1
+    gem.run_line_magic("gemimg", "wait")
+    s1, s2 = (gem.user_ns[n] for n in ("s1", "s2"))
+    price = s1.jobs[0].params.price_usd
+    assert "2 requests, 0 cached" in capsys.readouterr().out
+    assert s1.progress_text() == f"2/2 done, ${2 * price:.2f}"
+    assert s2.progress_text() == f"3/3 done (2 cached), ${price:.2f}", "the plan line said 2 cached, ≈ one price"
+    cost = get_session().cost()
+    assert (cost["requests"], cost["cache_hits"]) == (3, 2) == (submits(), 2)
+    assert cost["spent_usd"] == pytest.approx(3 * price) and cost["saved_usd"] == pytest.approx(2 * price)
+
+
+def test_cancel_all_drop_shows_cancelled_not_failed(gem: Any, sim: Any) -> None:
+    sim.configure(latency=(30, 30))
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.1,0.3,0.5,0.7 -o s3", "a harbour")
+    gem.run_line_magic("gemimg", "cancel all --drop")
+    s3 = gem.user_ns["s3"]
+    assert s3.wait(30)
+    text = s3.progress_text()
+    assert text.startswith("0/4 done, 4 cancelled, $") and "failed" not in text, text
+
+
+# ---------------------------------------------------------------- 6. ids after a restart
+
+
+_EARLIER = """
+import os, sys
+from IPython.core.interactiveshell import InteractiveShell
+from gemimg_jupyter.api.lineage import ledger_cbid
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "gemimg_jupyter")
+ip.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s --wait", "a lighthouse")
+s = ip.user_ns["s"]
+print("IDS", s.id, *(f"{j.id},{j.task_id},{ledger_cbid(j)}" for j in s.jobs))
+"""
+
+
+def test_ids_from_an_earlier_process_keep_working_and_its_numbers_agree(ip: Any, tmp_output: Path, capsys: Any) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GEMIMG_BACKEND": "sim", "GEMIMG_OUTPUT_DIR": str(tmp_output), "GEMIMG_SIM_LATENCY": "0.2,0.4"}
+    env.pop("TOAPIS_API_KEY", None)
+    done = subprocess.run([sys.executable, "-c", _EARLIER], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("IDS ")]
+    old_sweep, *images = line.split()[1:]
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    for image in images:
+        short, task, cbid = image.split(",")
+        for ident in (short, task, cbid):
+            assert ip.run_line_magic("gemimg", f"lineage {ident}") is not None
+            ip.run_line_magic("gemimg", f"report {ident}")
+            ip.run_line_magic("gemimg", f"pick {ident}")
+            assert get_session().info(ident)["file"]
+    with pytest.raises(UsageError, match=rf"'{old_sweep}' is a sweep of an earlier session") as err:
+        ip.run_line_magic("gemimg", f"report {old_sweep}")
+    assert all(image.split(",")[0] in one_line(err) for image in images)
+    capsys.readouterr()
+    ip.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s --wait", "a lighthouse")  # the same cell, again
+    assert "2 requests, 2 cached, ≈ $0.00" in capsys.readouterr().out
+    s = ip.user_ns["s"]
+    assert s.progress_text() == "2/2 done (2 cached), $0.00" and all(j.cached for j in s.jobs)
+    ip.run_line_magic("gemimg", f"report {s.id}")
+    assert "report written to" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=rf"'{s.id}' is a sweep, not one image"):
+        ip.run_line_magic("gemimg", f"lineage {s.id}")

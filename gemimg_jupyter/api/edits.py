@@ -78,6 +78,8 @@ class Edits:
             raise ValidationError(
                 "name an image by its result, job id or task id", field="image", value=type(target).__name__
             )
+        if row is None and isinstance(target, str):
+            self._refuse_sweep_id(target.strip())
         if row is None:
             raise ValidationError(
                 f"{what} is not in the ledger (yet); name a result, a job id (see Session.jobs()) or a task id",
@@ -85,6 +87,31 @@ class Edits:
                 value=str(target),
             )
         return row
+
+    def sweep_named(self, target: object) -> SweepResult | None:
+        """This session's sweep whose id ``target`` is, if any."""
+        if not isinstance(target, str):
+            return None
+        return next((sweep for sweep in self.session.sweeps if sweep.id == target.strip()), None)
+
+    def _refuse_sweep_id(self, ident: str) -> None:
+        """A sweep id where one image is wanted: one line naming its images (a sweep of an earlier session too)."""
+        sweep = self.sweep_named(ident)
+        if sweep is not None:
+            ids = [job.id for job in sweep.jobs]
+            when = ""
+        else:
+            rows = self.store.rows(sweep_id=ident) if ident else []
+            if not rows:
+                return
+            ids = [row.cbid[-6:] for row in reversed(rows)]
+            when = " of an earlier session (run its cell again for its grid and report: finished images are $0)"
+        shown = ", ".join(ids[:6]) + (", …" if len(ids) > 6 else "")
+        raise ValidationError(
+            f"{ident!r} is a sweep{when}, not one image; name one of its {len(ids)} images by job id: {shown}",
+            field="image",
+            value=ident,
+        )
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
         """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`.
@@ -184,8 +211,9 @@ class Edits:
 
     def save_report(self, target: object, path: str | Path | None = None) -> Path:
         """Write the HTML report of a sweep, or of an image's edit chain; see :meth:`Session.save_report`."""
-        if isinstance(target, SweepResult):
-            return target.save_report(path)
+        sweep = target if isinstance(target, SweepResult) else self.sweep_named(target)
+        if sweep is not None:
+            return sweep.save_report(path)
         chain = self.lineage(target)
         name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
         out = report_target(path, self.store.root / "reports" / name)

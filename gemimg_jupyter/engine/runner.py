@@ -96,6 +96,8 @@ class JobRunner:
         self._submitter = Submitter(self._engine)
         self._collector = Collector(self._engine)
         self._jobs: dict[str, JobRecord] = {}  # by short id
+        #: a job each time a request was shared with one already running (paid once, the other asks saved)
+        self.shared: list[Job] = []
         self._lock = threading.Lock()
         store.start_heartbeat()
         #: the session every new job belongs to (for ``Job.edit``, ``pick``, ``lineage``)
@@ -178,6 +180,8 @@ class JobRunner:
             live = running.get(key)
             shared = None if fresh else batch.get(key) or (live if live is not None and not live.done() else None)
             if shared is not None:  # the same request already running: share it instead of paying twice
+                with self._lock:
+                    self.shared.append(shared)
                 for listener in listeners:
                     shared.add_listener(listener)
                 out.append(shared)
