@@ -14,9 +14,15 @@ ipywidgets; those come with ``%load_ext`` and ``Panel``.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 from gemimg_jupyter._version import __version__
+
+# The engine's threads log what happens to each job (naming it) and put what the user must see in that job's
+# own status line; without a handler of the application's, nothing is printed from a background thread into
+# whichever cell happens to run (Python's last-resort handler would write warnings to the current stderr).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "Settings": "domain.settings",

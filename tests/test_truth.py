@@ -8,6 +8,7 @@ at the simulator (``submits_accepted``) wherever it is involved.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,10 @@ import pytest
 from IPython.core.error import UsageError
 
 from gemimg_jupyter.api.session import get_session, reset_session
+from gemimg_jupyter.display.live import status_text
+from gemimg_jupyter.domain.models import JobState
 
-from .support import quick_settings
+from .support import quick_settings, wait_for
 
 _SIM: list[Any] = []
 
@@ -204,14 +207,24 @@ def test_the_edit_chain_of_docs_editing_runs_as_run_all_without_wait(gem: Any) -
     assert len(get_session().lineage(c)) == 3 and submits() == 3
 
 
-def test_an_edit_of_a_parent_that_fails_is_refused_free(gem: Any, sim: Any) -> None:
-    sim.configure(fail_rate=1.0)
+def test_an_edit_of_a_parent_that_fails_ends_failed_free_with_the_parents_reason(gem: Any, sim: Any) -> None:
+    sim.configure(fail_rate=1.0, latency=(30, 30))  # the parent runs until the simulator's clock moves
     gem.run_cell_magic("gemimg", "-o a", "a kite")
-    with pytest.raises(UsageError, match=r"ended failed.*0 requests paid") as err:
-        gem.run_cell_magic("gemimg", "--edit a -o b", "a red kite")
+    gem.run_cell_magic("gemimg", "--edit a -o b", "a red kite")  # the cell returns at once, b queued behind a
+    a, b = gem.user_ns["a"], gem.user_ns["b"]
+    assert not a.done() and b.state is JobState.QUEUED and b.waiting_for == a.id
+    assert f"waiting for job {a.id}" in status_text(b)
+    wait_for(lambda: a.task_id, 10, "the parent's submit")
+    sim.advance(60)
+    assert b.wait(30) and a.state is JobState.FAILED
+    assert b.state is JobState.FAILED and b.error is not None
+    assert re.search(rf"job {a.id} ended failed: .*; edit {b.id} was not sent \(0 requests paid\)", b.error), b.error
+    assert submits() == 1, "the edit was never paid"
+    with pytest.raises(UsageError, match=r"failed") as err:  # an edit of an image that already ended without one
+        gem.run_cell_magic("gemimg", "--edit a -o c", "a red kite")
     one_line(err)
     sim.configure(fail_rate=0.0)
-    assert submits() == 1 and "b" not in gem.user_ns
+    assert submits() == 1 and "c" not in gem.user_ns
 
 
 # ---------------------------------------------------------------- 6. names and indexes
@@ -252,3 +265,185 @@ def test_a_bad_rate_tier_in_the_environment_names_its_variable_and_commands_keep
         ip.run_line_magic("load_ext", "gemimg_jupyter")
         cost = ip.run_line_magic("gemimg", "cost")
     assert "spent this session" in cost.text and get_session().settings.rate_tier == "default"
+
+
+# ---------------------------------------------------------------- 5. each job's messages go to its own output
+
+
+@pytest.mark.notebook
+def test_a_size_note_lands_in_its_own_cells_output_in_a_real_kernel(tmp_path: Path) -> None:
+    """The job lands while a later cell prints and waits: its note is in its own cell, named, and nowhere else."""
+    import nbformat
+
+    from .test_notebooks import make_notebooks
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%load_ext gemimg_jupyter\nimport gemimg_jupyter as gi\n"
+            "gi.get_session().sim.configure(small_image_rate=1.0)"
+        ),
+        nbformat.v4.new_code_cell("%%gemimg -o fox --size 1:1\na paper-cut fox"),
+        nbformat.v4.new_code_cell('print("a later cell")\nfox.wait(120)\nprint("fox", fox.state.value, fox.id)'),
+        nbformat.v4.new_code_cell("%gemimg wait"),
+    ]
+    make_notebooks.execute(nb, cwd=tmp_path, env=make_notebooks.sim_env(tmp_path / "out", GEMIMG_SIM_LATENCY="0.5,1"))
+
+    def texts(cell: Any) -> str:
+        return "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
+
+    later = texts(nb.cells[2])
+    assert "a later cell" in later and "fox done" in later, later
+    job_id = later.split()[-1]
+    own = texts(nb.cells[1])
+    assert f"job {job_id}: the gateway returned 512×512 pixels instead of the requested 1024×1024" in own, own
+    for i, cell in enumerate(nb.cells):
+        if i != 1:
+            assert "instead of the requested" not in texts(cell), f"the note leaked into cell {i}"
+    assert not [o for c in nb.cells for o in c.outputs if o.get("name") == "stderr"], "nothing on stderr"
+
+
+@pytest.mark.notebook
+def test_docs_editing_chain_runs_as_run_all_in_a_real_kernel(tmp_path: Path) -> None:
+    """The three cells of docs/editing.md, verbatim and without ``--wait``, give the 3-step lineage."""
+    import nbformat
+
+    from .test_notebooks import ROOT, make_notebooks
+
+    doc = (ROOT / "docs" / "editing.md").read_text(encoding="utf-8")
+    block = doc.split("## Edit chains", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    chain = [cell.strip() for cell in block.split("\n\n") if cell.strip()]
+    assert len(chain) == 3 and all("--wait" not in cell for cell in chain)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext gemimg_jupyter"),
+        *(nbformat.v4.new_code_cell(cell) for cell in chain),
+        nbformat.v4.new_code_cell("%gemimg wait"),
+        nbformat.v4.new_code_cell(
+            "from gemimg_jupyter.api.lineage import ledger_cbid\n"
+            "print('steps', len(c.lineage()), b.parent['cbid'] == ledger_cbid(a), c.parent['cbid'] == ledger_cbid(b))"
+        ),
+        nbformat.v4.new_code_cell("%gemimg lineage c"),
+    ]
+    make_notebooks.execute(nb, cwd=tmp_path, env=make_notebooks.sim_env(tmp_path / "out"))
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in nb.cells[5].outputs)
+    assert "steps 3 True True" in text, text
+    assert not [o for c in nb.cells for o in c.outputs if o.output_type == "error"]
+
+
+# ---------------------------------------------------------------- 7. small words (rest)
+
+
+def test_a_unicode_dash_an_unknown_model_and_a_replaced_result_each_say_one_line(gem: Any, capsys: Any) -> None:
+    for dash in ("\u2014", "\u2013", "\u2212"):
+        with pytest.raises(UsageError, match=r"did you mean --size\?") as err:
+            gem.run_cell_magic("gemimg", f"{dash}size 16:9 -o x", "a fox")
+        assert f"U+{ord(dash):04X}" in one_line(err)
+    with pytest.raises(UsageError, match=r"did you mean -n\?"):
+        gem.run_cell_magic("gemimg", "\u2014n 2", "a fox")
+    with pytest.raises(UsageError, match=r"did you mean nano-banana\?.*or an alias: .*nano-banana-pro") as err:
+        gem.run_cell_magic("gemimg", "--model nano-bananas -o x", "a fox")
+    one_line(err)
+    assert submits() == 0 and "x" not in gem.user_ns
+    gem.run_cell_magic("gemimg", "-o fox --wait", "a fox")
+    capsys.readouterr()
+    gem.run_cell_magic("gemimg", "-o fox --wait", "a fox")  # the same cell again (a cache hit): nothing to say
+    assert "replaces" not in capsys.readouterr().out
+    first = gem.user_ns["fox"]
+    gem.run_cell_magic("gemimg", "-o fox --wait", "a fox at night")
+    said = [line for line in capsys.readouterr().out.splitlines() if "replaces" in line]
+    assert said == [
+        f"gemimg: -o fox replaces the previous result in fox (job {first.id}; it stays in the ledger: %gemimg history)"
+    ]
+
+
+def test_a_moved_image_is_a_gemimg_error_with_its_path_and_cannot_be_picked(gem: Any, fx: Any) -> None:
+    from gemimg_jupyter.domain.errors import GemimgError
+
+    path = Path(fx.path)
+    moved = path.with_name("elsewhere" + path.suffix)
+    path.rename(moved)
+    with pytest.raises(GemimgError, match=re.escape(str(path))):
+        fx.image  # noqa: B018
+    with pytest.raises(UsageError, match=r"no longer at .*moved or deleted") as err:
+        gem.run_line_magic("gemimg", "pick fx")
+    one_line(err)
+    assert not fx.picked
+    moved.rename(path)
+    gem.run_line_magic("gemimg", "pick fx")
+    assert fx.picked and fx.image.size == fx.params.pixel_size
+
+
+# ---------------------------------------------------------------- 2. numbers agree (rest)
+
+
+def test_two_overlapping_sweeps_and_the_cost_add_up(gem: Any, capsys: Any) -> None:
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s1", "a lighthouse")
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9,1.4 -o s2", "a lighthouse")  # 2 shared with s1
+    gem.run_line_magic("gemimg", "wait")
+    s1, s2 = (gem.user_ns[n] for n in ("s1", "s2"))
+    price = s1.jobs[0].params.price_usd
+    assert "2 requests, 0 cached" in capsys.readouterr().out
+    assert s1.progress_text() == f"2/2 done, ${2 * price:.2f}"
+    assert s2.progress_text() == f"3/3 done (2 cached), ${price:.2f}", "the plan line said 2 cached, ≈ one price"
+    cost = get_session().cost()
+    assert (cost["requests"], cost["cache_hits"]) == (3, 2) == (submits(), 2)
+    assert cost["spent_usd"] == pytest.approx(3 * price) and cost["saved_usd"] == pytest.approx(2 * price)
+
+
+def test_cancel_all_drop_shows_cancelled_not_failed(gem: Any, sim: Any) -> None:
+    sim.configure(latency=(30, 30))
+    gem.run_cell_magic("gemimg", "--sweep temperature=0.1,0.3,0.5,0.7 -o s3", "a harbour")
+    gem.run_line_magic("gemimg", "cancel all --drop")
+    s3 = gem.user_ns["s3"]
+    assert s3.wait(30)
+    text = s3.progress_text()
+    assert text.startswith("0/4 done, 4 cancelled, $") and "failed" not in text, text
+
+
+# ---------------------------------------------------------------- 6. ids after a restart
+
+
+_EARLIER = """
+import os, sys
+from IPython.core.interactiveshell import InteractiveShell
+from gemimg_jupyter.api.lineage import ledger_cbid
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "gemimg_jupyter")
+ip.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s --wait", "a lighthouse")
+s = ip.user_ns["s"]
+print("IDS", s.id, *(f"{j.id},{j.task_id},{ledger_cbid(j)}" for j in s.jobs))
+"""
+
+
+def test_ids_from_an_earlier_process_keep_working_and_its_numbers_agree(ip: Any, tmp_output: Path, capsys: Any) -> None:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GEMIMG_BACKEND": "sim", "GEMIMG_OUTPUT_DIR": str(tmp_output), "GEMIMG_SIM_LATENCY": "0.2,0.4"}
+    env.pop("TOAPIS_API_KEY", None)
+    done = subprocess.run([sys.executable, "-c", _EARLIER], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("IDS ")]
+    old_sweep, *images = line.split()[1:]
+    reset_session(quick_settings(tmp_output))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    for image in images:
+        short, task, cbid = image.split(",")
+        for ident in (short, task, cbid):
+            assert ip.run_line_magic("gemimg", f"lineage {ident}") is not None
+            ip.run_line_magic("gemimg", f"report {ident}")
+            ip.run_line_magic("gemimg", f"pick {ident}")
+            assert get_session().info(ident)["file"]
+    with pytest.raises(UsageError, match=rf"'{old_sweep}' is a sweep of an earlier session") as err:
+        ip.run_line_magic("gemimg", f"report {old_sweep}")
+    assert all(image.split(",")[0] in one_line(err) for image in images)
+    capsys.readouterr()
+    ip.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s --wait", "a lighthouse")  # the same cell, again
+    assert "2 requests, 2 cached, ≈ $0.00" in capsys.readouterr().out
+    s = ip.user_ns["s"]
+    assert s.progress_text() == "2/2 done (2 cached), $0.00" and all(j.cached for j in s.jobs)
+    ip.run_line_magic("gemimg", f"report {s.id}")
+    assert "report written to" in capsys.readouterr().out
+    with pytest.raises(UsageError, match=rf"'{s.id}' is a sweep, not one image"):
+        ip.run_line_magic("gemimg", f"lineage {s.id}")

@@ -93,13 +93,17 @@ class Budget:
     @property
     def cache_hits(self) -> int:
         """Images this session took from the store instead of paying for them."""
-        own = sum(1 for job in self.runner.jobs if job.cached)
+        own = sum(1 for job in self.runner.jobs if job.cached) + len(self._shared())
         return own + (self.before.cache_hits if self.before is not None else 0)
+
+    def _shared(self) -> list[Any]:
+        """Asks answered by a job already running (shared, paid once) that ended with its image."""
+        return [job for job in self.runner.shared if job.state.has_image]
 
     @property
     def saved_usd(self) -> float:
         """What those cache hits would have cost."""
-        own = sum(job.params.price_usd or 0.0 for job in self.runner.jobs if job.cached)
+        own = sum(job.params.price_usd or 0.0 for job in (*(j for j in self.runner.jobs if j.cached), *self._shared()))
         return own + (self.before.saved_usd if self.before is not None else 0.0)
 
     def report(self, backend: str) -> dict[str, Any]:

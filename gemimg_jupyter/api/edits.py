@@ -78,6 +78,8 @@ class Edits:
             raise ValidationError(
                 "name an image by its result, job id or task id", field="image", value=type(target).__name__
             )
+        if row is None and isinstance(target, str):
+            self._refuse_sweep_id(target.strip())
         if row is None:
             raise ValidationError(
                 f"{what} is not in the ledger (yet); name a result, a job id (see Session.jobs()) or a task id",
@@ -85,6 +87,31 @@ class Edits:
                 value=str(target),
             )
         return row
+
+    def sweep_named(self, target: object) -> SweepResult | None:
+        """This session's sweep whose id ``target`` is, if any."""
+        if not isinstance(target, str):
+            return None
+        return next((sweep for sweep in self.session.sweeps if sweep.id == target.strip()), None)
+
+    def _refuse_sweep_id(self, ident: str) -> None:
+        """A sweep id where one image is wanted: one line naming its images (a sweep of an earlier session too)."""
+        sweep = self.sweep_named(ident)
+        if sweep is not None:
+            ids = [job.id for job in sweep.jobs]
+            when = ""
+        else:
+            rows = self.store.rows(sweep_id=ident) if ident else []
+            if not rows:
+                return
+            ids = [row.cbid[-6:] for row in reversed(rows)]
+            when = " of an earlier session (run its cell again for its grid and report: finished images are $0)"
+        shown = ", ".join(ids[:6]) + (", …" if len(ids) > 6 else "")
+        raise ValidationError(
+            f"{ident!r} is a sweep{when}, not one image; name one of its {len(ids)} images by job id: {shown}",
+            field="image",
+            value=ident,
+        )
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
         """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`.
@@ -109,6 +136,11 @@ class Edits:
                     del self._sources[next(iter(self._sources))]
                 self._sources[stamp] = known
         return known[0], dict(known[1])
+
+    def unfinished_parent(self, target: object) -> Job | None:
+        """The job ``target`` names when it is this session's and still running (its edit then queues behind it)."""
+        live = self.session.find_job(target.strip()) if isinstance(target, str) else target
+        return live if isinstance(live, Job) and not live.done() else None
 
     def _wait_for_parent(self, job: Job) -> None:
         """Block until ``job`` ends (its own deadline bounds it); refuse an edit of a job that has no image."""
@@ -136,6 +168,12 @@ class Edits:
         row = self.find(target)
         if row.state != JobState.DONE:
             raise ValidationError(f"image {row.cbid[-6:]} is {row.state}, not done", field="pick", value=row.cbid[-6:])
+        if not row.path or not Path(str(row.path)).is_file():
+            raise ValidationError(
+                f"image {row.cbid[-6:]} is no longer at {row.path} (moved or deleted); put it back to pick it",
+                field="pick",
+                value=row.cbid[-6:],
+            )
         pick = self.pickbook.add(row, note)
         self.redraw_grids_with(row.cbid)
         return pick
@@ -173,8 +211,9 @@ class Edits:
 
     def save_report(self, target: object, path: str | Path | None = None) -> Path:
         """Write the HTML report of a sweep, or of an image's edit chain; see :meth:`Session.save_report`."""
-        if isinstance(target, SweepResult):
-            return target.save_report(path)
+        sweep = target if isinstance(target, SweepResult) else self.sweep_named(target)
+        if sweep is not None:
+            return sweep.save_report(path)
         chain = self.lineage(target)
         name = f"lineage_{chain.steps[-1].row.cbid[-6:]}.html"
         out = report_target(path, self.store.root / "reports" / name)

@@ -60,19 +60,27 @@ class Result(Protocol):
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, Any], dict[str, Any]]: ...
 
 
-def count_jobs(jobs: Sequence[Job]) -> dict[str, Any]:
-    """``total``, ``done``, ``cached``, ``failed`` (every other end), ``pending`` and ``cost_usd`` of some jobs."""
-    c = {"total": len(jobs), "done": 0, "cached": 0, "failed": 0, "pending": 0, "cost_usd": 0.0}
+def count_jobs(jobs: Sequence[Job], owner: str | None = None) -> dict[str, Any]:
+    """``total``, ``done``, ``cached``, ``failed`` (every other end but a cancel), ``cancelled``, ``pending`` and
+    ``cost_usd`` of some jobs.
+
+    With ``owner`` (a sweep id), a job another run started and this one shares (the same request, already
+    running) counts as cached and its cost stays with the run that paid, as the plan line counted it.
+    """
+    c = {"total": len(jobs), "done": 0, "cached": 0, "failed": 0, "cancelled": 0, "pending": 0, "cost_usd": 0.0}
     for job in jobs:
-        if job.state is JobState.DONE:
-            c["done"] += 1
-        elif job.state is JobState.CACHED:
+        shared = owner is not None and job.sweep_id != owner
+        if job.state is JobState.CACHED or (shared and job.state is JobState.DONE):
             c["cached"] += 1
+        elif job.state is JobState.DONE:
+            c["done"] += 1
+        elif job.state is JobState.CANCELLED:
+            c["cancelled"] += 1
         elif job.state.is_terminal:
             c["failed"] += 1
         else:
             c["pending"] += 1
-        c["cost_usd"] += job.cost_usd
+        c["cost_usd"] += 0.0 if shared else job.cost_usd
     return c
 
 
@@ -115,10 +123,14 @@ class SweepResult:
 
     def counts(self) -> dict[str, Any]:
         """How many images are done, cached, failed, pending; money spent so far (see :func:`count_jobs`)."""
-        return count_jobs(self.jobs)
+        return count_jobs(self.jobs, owner=self.id)
 
     def progress_text(self) -> str:
-        """``7/12 done, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop)."""
+        """``7/12 done, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop).
+
+        The money is what this sweep paid: an image it shares with another run still going counts as
+        cached here (as the plan line said) and is paid in that run's line.
+        """
         if self.dry_run:
             return f"dry run: {self.plan.n_requests:,} requests planned, nothing sent, $0"
         c = self.counts()
@@ -126,8 +138,10 @@ class SweepResult:
         text = f"{c['done'] + c['cached']}/{c['total']} done"
         if c["cached"]:
             text += f" ({c['cached']} cached)"
-        if c["failed"] - unsent:
-            text += f", {c['failed'] - unsent} failed"
+        if c["failed"]:
+            text += f", {c['failed']} failed"
+        if c["cancelled"] - unsent:
+            text += f", {c['cancelled'] - unsent} cancelled"
         text += f", {format_usd(c['cost_usd'])}"
         if unsent:
             text += f", {unsent:,} not sent (stopped after {format_duration(self.stopped_after or 0.0)}; run it again to send them)"

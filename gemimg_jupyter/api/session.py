@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -98,7 +99,9 @@ def _as_refs(sources: object) -> tuple[ReferenceImage, ...]:
 
 
 def _say(line: str) -> None:
-    log.warning("gemimg: %s", line)
+    """A notice for whoever called (in the caller's thread): on stderr, and in the log."""
+    log.info("gemimg: %s", line)
+    print(f"gemimg: {line}", file=sys.stderr)  # noqa: T201
 
 
 def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> ToAPIsClient:
@@ -299,6 +302,12 @@ class Session:
         records it as the new image's parent.
         """
         check_keywords("Session.generate", kwargs)
+        waiting = self.edits.unfinished_parent(edit)
+        if waiting is not None:  # an edit of an image still being made: queued behind it, the cell returns at once
+            job = self._edit_after(waiting, prompt, repeat, fresh, listeners, defaults, kwargs)
+            if wait:
+                job.result()
+            return job
         parent = None
         if edit is not None:
             ref, parent = self.edit_source(edit)
@@ -327,6 +336,37 @@ class Session:
         if wait:
             job.result()
         return job
+
+    def _edit_after(
+        self,
+        waiting: Job,
+        prompt: str,
+        repeat: int,
+        fresh: bool,
+        listeners: Sequence[Listener],
+        defaults: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> Job:
+        """An edit of ``waiting`` (not ended yet), checked now as far as it can be, submitted when its image lands."""
+        params = self.params(prompt, defaults=defaults, **kwargs)  # what it shows while it waits
+        spec = params.spec
+        if len(params.references) + 1 > spec.max_refs:
+            raise ValidationError(
+                f"{len(params.references) + 1} reference images given (the edited image first); "
+                f"{spec.id} accepts at most {spec.max_refs}",
+                field="references",
+                value=len(params.references) + 1,
+            )
+        if self.settings.max_cost_usd is not None:
+            self.check_budget(params.price_usd or 0.0)  # an edit of an image not made yet cannot be a cache hit now
+        if any(ref.url for ref in params.references):
+            self.check_reference_urls([params])
+
+        def resolve() -> tuple[GenerationParams, dict[str, Any]]:
+            ref, parent = self.edit_source(waiting)
+            return params.with_(references=(ref, *params.references)), parent
+
+        return self.runner.submit_after(waiting, params, resolve, repeat=repeat, fresh=fresh, listeners=listeners)
 
     def plan(
         self,

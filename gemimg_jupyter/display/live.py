@@ -76,7 +76,9 @@ def status_text(job: Job) -> str:
     """``◑ in_progress · 4.2 s · 45% · $0.05 · job ab12cd · 16:9 1K · "a fox…"``."""
     state = job.state
     parts = [f"{state.icon} {state.value}", format_seconds(job.elapsed)]
-    if not state.is_terminal:
+    if job.waiting_for:
+        parts.append(f"waiting for job {job.waiting_for}")
+    elif not state.is_terminal:
         parts.append(f"{job.progress}%")
     parts.append("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd))
     parts.append(f"job {job.id}")
@@ -117,7 +119,9 @@ def status_html(job: Job) -> str:
         f'<b class="gemimg-tone-{_tone(state)}">{html.escape(state.icon)} {html.escape(state.value)}</b>',
         html.escape(format_seconds(job.elapsed)),
     ]
-    if not state.is_terminal:
+    if job.waiting_for:
+        bits.append(f"waiting for job <code>{html.escape(job.waiting_for)}</code>")
+    elif not state.is_terminal:
         bits.append(
             f'<progress value="{int(job.progress)}" max="100" style="width:80px;height:10px;vertical-align:middle">'
             f"</progress> {int(job.progress)}%"
@@ -199,9 +203,12 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
         where = meta["path"] or "?"
         note = " (cached)" if job.cached else ""
         flag = f"{SUSPECT_MARK} suspect: {job.suspect} (paid; kept, not deleted)" if job.suspect else ""
+        own = "; ".join(job.notes)  # the job's own notes (the size it came back in …), here and nowhere else
         text = f"<gemimg image {job.id} {w}×{h}{note}: {where}>" + (f" {flag}" if flag else "")
+        text += f"\ngemimg: job {job.id}: {own}" if own else ""
         alt = f"{job.params.size} image {w}×{h}: {' '.join(job.params.prompt.split())}"
-        markup = image_html(png, alt, flag, tone="warn")
+        shown = " · ".join(s for s in (flag, f"job {job.id}: {own}" if own else "") if s)
+        markup = image_html(png, alt, shown, tone="warn" if flag else "muted")
         return {"image/png": png, "text/html": markup, "text/plain": text}, {"image/png": {"gemimg": meta}}
     if state.is_terminal:
         return _error_bundle(job)

@@ -8,6 +8,7 @@ naming the field, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import hashlib
 import json
@@ -337,7 +338,12 @@ def get_model(name: str | None) -> ModelSpec:
     if live is not None and live.lists(key):
         return generic_spec(key)
     hint = "" if live is not None else " (or one the gateway's catalogue lists, once it is read)"
-    raise ValidationError.not_allowed("model", name, f"use one of {', '.join(MODELS)}{hint}") from None
+    aliases = ", ".join(_ALIASES)
+    close = difflib.get_close_matches(key, [*_ALIASES, *MODELS], n=1)
+    meant = f"did you mean {close[0]}? " if close else ""
+    raise ValidationError.not_allowed(
+        "model", name, f"{meant}use one of {', '.join(MODELS)}, or an alias: {aliases}{hint}"
+    ) from None
 
 
 def merged_models() -> dict[str, ModelSpec]:

@@ -125,8 +125,10 @@ class Collector:
         )
         job.provenance = self._provenance(job, status)
         note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
-        if note:
+        if note:  # the job's own: its status line, report and provenance, and the log; never printed from here
             job.provenance["size_note"] = note
+            job.notes.append(note)
+            log.info("job %s: %s", job.id, note)
         job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         if not e.store.holds(job.cbid):  # paused past its lease while downloading: the new owner stores it

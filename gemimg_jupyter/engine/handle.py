@@ -114,6 +114,10 @@ class Job:
         self.finished_at: float | None = None
         self.expires_at: int | None = None
         self.provenance: dict[str, Any] = {}
+        #: this job's own notes (a size the gateway did not keep …): shown in its status line, never printed elsewhere
+        self.notes: list[str] = []
+        #: the short id of the job whose image this edit waits for (``None`` once it landed, or for any other job)
+        self.waiting_for: str | None = None
         self._owner = owner  # the session that made it (for edit, pick, lineage)
         self._control = control  # the runner's record of it (for cancel)
         self._signals = signals or Signals()
@@ -171,9 +175,16 @@ class Job:
         if not self.state.has_image or self.path is None:
             raise JobError(f"job {self.id} has no image yet ({self.state.value}); call .result() to wait for it")
         if self._image is None:
-            with Image.open(self.path) as img:
-                img.load()
-                self._image = ImageOps.exif_transpose(img) or img
+            try:
+                with Image.open(self.path) as img:
+                    img.load()
+                    self._image = ImageOps.exif_transpose(img) or img
+            except FileNotFoundError:
+                raise JobError(
+                    f"the image of job {self.id} is no longer at {self.path} (moved or deleted)",
+                    task_id=self.task_id,
+                    hint="put the file back, or run the cell again (a cache hit when the file is found)",
+                ) from None
         return self._image
 
     @property

@@ -13,7 +13,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from gemimg_jupyter.domain.errors import ConfigError, GemimgError, JobCancelled, JobError
@@ -26,7 +26,7 @@ from gemimg_jupyter.engine.handle import Job, JobOwner, Listener
 from gemimg_jupyter.engine.lanes import Lanes, Stopped
 from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
 from gemimg_jupyter.engine.record import JobRecord, Steps
-from gemimg_jupyter.engine.shared import Engine, final_state
+from gemimg_jupyter.engine.shared import Engine, check_cancel, final_state
 from gemimg_jupyter.engine.submit import Submitter
 from gemimg_jupyter.engine.transitions import LeaseLost, Transitions
 from gemimg_jupyter.gateway.client import ToAPIsClient
@@ -96,6 +96,8 @@ class JobRunner:
         self._submitter = Submitter(self._engine)
         self._collector = Collector(self._engine)
         self._jobs: dict[str, JobRecord] = {}  # by short id
+        #: a job each time a request was shared with one already running (paid once, the other asks saved)
+        self.shared: list[Job] = []
         self._lock = threading.Lock()
         store.start_heartbeat()
         #: the session every new job belongs to (for ``Job.edit``, ``pick``, ``lineage``)
@@ -178,6 +180,8 @@ class JobRunner:
             live = running.get(key)
             shared = None if fresh else batch.get(key) or (live if live is not None and not live.done() else None)
             if shared is not None:  # the same request already running: share it instead of paying twice
+                with self._lock:
+                    self.shared.append(shared)
                 for listener in listeners:
                     shared.add_listener(listener)
                 out.append(shared)
@@ -200,6 +204,77 @@ class JobRunner:
             rec.unsent = claim.kind == "new" or (row is not None and row.state == "queued" and not row.sent)
             self._start(rec)
         return out
+
+    def submit_after(
+        self,
+        parent: Job,
+        params: GenerationParams,
+        resolve: Callable[[], tuple[GenerationParams, Mapping[str, Any]]],
+        *,
+        repeat: int = 0,
+        fresh: bool = False,
+        listeners: Sequence[Listener] = (),
+    ) -> Job:
+        """A job queued behind ``parent`` (an edit of an image still being made); returns at once, ``queued``.
+
+        ``params`` are what it shows while it waits. Its first step waits for the parent's end, parked (the
+        parent's end wakes it; no thread is held); then ``resolve()`` gives its final parameters and ``parent``
+        record, and it goes on like :meth:`submit` (a cache hit, an adopted row or a new paid request). A parent
+        that ends without an image ends it ``failed`` with the parent's reason, nothing sent, nothing paid.
+        """
+        if self.closed:
+            raise JobError("the job runner is shut down; load the extension again")
+        rec = JobRecord(params, repeat=repeat, owner=self.owner)
+        rec.job.waiting_for = parent.id
+        self._register(rec)
+        for listener in listeners:
+            rec.job.add_listener(listener)
+        self._engine.lanes.start(rec, self._drive(rec, self._after(rec, parent, resolve, fresh)))
+        return rec.job
+
+    def _after(
+        self,
+        rec: JobRecord,
+        parent: Job,
+        resolve: Callable[[], tuple[GenerationParams, Mapping[str, Any]]],
+        fresh: bool,
+    ) -> Steps:
+        """Wait for ``parent`` (parked, looked at least every second), then claim and run the job."""
+        job = rec.job
+        deadline = time.monotonic() + 3 * self.settings.job_timeout  # the parent's own deadline ends it sooner
+
+        def landed(p: Job) -> None:
+            if p.done():
+                rec.wake.set()
+                self._engine.lanes.schedule(rec, 0.0)
+
+        parent.add_listener(landed)
+        while not parent.done():
+            check_cancel(rec)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise JobError(
+                    f"job {parent.id} is still {parent.state.value}; edit {job.id} was not sent (0 requests paid)"
+                )
+            yield min(left, 1.0)
+            self._engine.woke(rec)
+        check_cancel(rec)
+        if not parent.state.has_image:
+            reason = f": {parent.error}" if parent.error else ""
+            raise JobError(
+                f"job {parent.id} ended {parent.state.value}{reason}; edit {job.id} was not sent (0 requests paid)"
+            )
+        params, link = resolve()
+        job.params, job.key, job.parent, job.waiting_for = params, params.cache_key(job.repeat), dict(link), None
+        (claim,) = self.store.claim_many([claims.ledger_request(job, self.backend)], fresh=fresh)
+        claims.take_claim(job, claim)
+        if claim.kind == "cached" and claim.row is not None and claim.row.path:
+            claims.finish_from_store(self._record, rec, claim.row)
+            return
+        rec.adopt = claim.row if claim.kind == "adopt" else None
+        rec.unsent = claim.kind == "new" or (claim.row is not None and claim.row.state == "queued")
+        self._record.notify(rec)
+        yield from self._work(rec)
 
     def resume(self) -> list[Job]:
         """Pick up unfinished ledger rows whose owner is gone (never a live process's)."""
@@ -307,11 +382,11 @@ class JobRunner:
     def _start(self, rec: JobRecord) -> None:
         self._engine.lanes.start(rec, self._drive(rec))
 
-    def _drive(self, rec: JobRecord) -> Steps:
+    def _drive(self, rec: JobRecord, work: Steps | None = None) -> Steps:
         """The job from start to end, as steps; every exception ends in its final state (see ``engine.FINAL_STATES``)."""
         job = rec.job
         try:
-            yield from self._work(rec)
+            yield from (self._work(rec) if work is None else work)
         except Stopped:
             return
         except Exception as exc:

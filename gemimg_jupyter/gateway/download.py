@@ -82,7 +82,7 @@ class Downloader:
             except InvalidImageError as exc:
                 raise _CorruptDownload(str(exc)) from None
             if image.note:
-                log.warning("%s: %s", _safe_url(url), image.note)
+                log.debug("%s: %s", _safe_url(url), image.note)  # the job that asked notes it, by name
             return image
 
         fetches = 3  # bytes that do not decode; ``tries`` is for transient HTTP errors

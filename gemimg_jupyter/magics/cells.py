@@ -69,6 +69,7 @@ def split_line(line: str) -> list[str]:
         raise UsageError(f"cannot read the options: {exc} (check the quotes)") from None
     joined: list[str] = []
     for word in words:
+        _check_dash(word)
         prev = joined[-1] if joined else ""
         if (
             _RANGE_TAIL.match(word)
@@ -79,6 +80,39 @@ def split_line(line: str) -> list[str]:
         else:
             joined.append(word)
     return joined
+
+
+#: An option typed with a dash an editor or a keyboard made of ``--`` or ``-`` (em, en, minus, figure, bar, small, wide).
+_UNICODE_DASH = re.compile(r"^[\u2014\u2013\u2212\u2012\u2015\ufe63\uff0d]{1,2}([A-Za-z][\w-]*)(=.*)?$", re.S)
+
+
+def _check_dash(word: str) -> None:
+    """Refuse ``—size`` (an em dash) in one line that names the option meant: ``did you mean --size?``."""
+    found = _UNICODE_DASH.match(word)
+    if found is None:
+        return
+    name = found.group(1)
+    meant = f"--{name}" if len(name) > 1 else f"-{name}"
+    raise UsageError(
+        f"{word.split('=', 1)[0]} starts with {word[0]!r} (U+{ord(word[0]):04X}), not a plain '-': did you mean {meant}?"
+    )
+
+
+def replaced_note(name: str, old: object, new: object) -> str | None:
+    """One line when ``-o name`` replaces a result of another request (re-running the same cell says nothing)."""
+    old = old.target() if isinstance(old, LiveView) else old
+    if not isinstance(old, (JobClass, SweepResult)) or _keys(old) == _keys(new):
+        return None
+    what = f"sweep {old.id}" if isinstance(old, SweepResult) else f"job {old.id}"
+    return f"gemimg: -o {name} replaces the previous result in {name} ({what}; it stays in the ledger: %gemimg history)"
+
+
+def _keys(obj: object) -> tuple[str, ...]:
+    if isinstance(obj, JobClass):
+        return (obj.key,)
+    if isinstance(obj, SweepResult):
+        return tuple(job.key for job in obj.jobs)
+    return ()
 
 
 @dataclass
@@ -330,6 +364,9 @@ def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
         )
         target, view = job, JobView(job, preview_size=ctx.preview_size)
     if args.output:
+        note = replaced_note(args.output, ctx.user_ns.get(args.output), target)
+        if note:
+            ctx.say(note)
         ctx.user_ns[args.output] = target
     view.show()
     view.attach()
