@@ -169,6 +169,6 @@ def test_load_ext_says_once_read_that_the_catalogue_drops_the_default_model(
     lines = [line for line in capsys.readouterr().out.splitlines() if "does not list the default model" in line]
     assert lines == [
         f"gemimg: the gateway's catalogue does not list the default model {DEFAULT_MODEL}; "
-        "set another: %config GemimgMagics.model = 'gemini-3.1-flash-image-official'"
+        "set another with %config GemimgMagics.model, e.g. 'gemini-3.1-flash-image-official'"
     ]
     assert sim.stats()["requests"] == requests  # said from what was read, without asking the gateway

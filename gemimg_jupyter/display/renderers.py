@@ -165,6 +165,7 @@ MAGIC_WORDS: dict[str, str] = {
     "Settings(api_key=...)": "%gemimg login",
     'Settings(backend="toapis")': "%gemimg backend toapis",
     "Settings(output_dir=...)": "%config GemimgMagics.output_dir",
+    "Settings(model=...)": "%config GemimgMagics.model",
     "python -m gemimg_jupyter.probe": "%gemimg probe",
     "fresh=True": "--fresh",
 }

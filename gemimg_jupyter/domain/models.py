@@ -428,7 +428,7 @@ def unlisted_default(model: str, catalogue: Catalogue | None) -> str | None:
     ]
     return (
         f"gemimg: the gateway's catalogue does not list the default model {shown}; "
-        f"set another: %config GemimgMagics.model = '{ranked[0]}'"
+        f"set another with Settings(model=...), e.g. '{ranked[0]}'"
     )
 
 

@@ -412,7 +412,7 @@ class GemimgMagics(Magics):
         say(magic_words(sess.banner()).replace(". ", ".\n"))
         unlisted = sess.default_model_line(self.model)
         if unlisted:
-            say(unlisted)
+            say(magic_words(unlisted))
         pending = sess.pending_count()
         if pending:
             say(
