@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
+from gemimg_jupyter.api.compare import Comparison
 from gemimg_jupyter.api.lineage import ledger_cbid
 from gemimg_jupyter.api.progress import shown_while_waiting
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.grid import Tile, encode_grid_png, grid_for_plan
+from gemimg_jupyter.draw.sheets import stack
 from gemimg_jupyter.engine import Job, Listener
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store, write_atomic
@@ -185,6 +187,12 @@ class SweepResult:
 
         target = Path(path) if path is not None else self._store.root / "reports" / f"sweep_{self.id}.html"
         return write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
+
+    def compare(self) -> Comparison:
+        """The interactive comparison view of this sweep (a static grid where no widget can show)."""
+        return Comparison.of_sweep(
+            self.plan, self.jobs, sweep_id=self.id, picked=self.picked_cbids, static=lambda: stack(self.grids())
+        )
 
     def grid(self, z: int = 0, *, cell_size: int | None = None) -> Image.Image:
         """The labelled comparison grid for Z index ``z``, as it is now."""

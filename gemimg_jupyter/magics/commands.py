@@ -21,6 +21,7 @@ from gemimg_jupyter.api import (
     MODELS,
     GemimgError,
     Settings,
+    compare_targets,
     current_session,
     gateway_settings,
     get_session,
@@ -176,6 +177,23 @@ def cmd_lineage(ctx: MagicContext, argv: list[str]) -> Any:
     return lineage_output(chain)
 
 
+def cmd_compare(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("compare")
+    p.add_argument("names", nargs="*", metavar="NAME", help="a sweep variable, results (fox, fox[2]) or job ids")
+    p.add_argument("--picked", action="store_true", help="the picked images (after any NAMEs)")
+    ns = p.parse_args(argv)
+    if not ns.names and not ns.picked:
+        raise UsageError("%gemimg compare: name a sweep, some results or job ids, or give --picked")
+    targets = [image_target(ctx.user_ns, name, what="%gemimg compare", sweep_ok=True) for name in ns.names]
+    try:
+        comparison = compare_targets(ctx.session(), targets, picked=ns.picked)
+    except ValueError as exc:
+        raise UsageError(f"%gemimg compare: {exc}") from None
+    from gemimg_jupyter.display.compare import show_comparison  # anywidget loads with the first view
+
+    show_comparison(comparison)
+
+
 def cmd_pick(ctx: MagicContext, argv: list[str]) -> None:
     p = ctx.subparser("pick")
     p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
@@ -320,6 +338,10 @@ SUBCOMMANDS: dict[str, tuple[Callable[[MagicContext, list[str]], Any], str]] = {
     "resume": (cmd_resume, "finish jobs left unfinished by a restart"),
     "history": (cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
     "lineage": (cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
+    "compare": (
+        cmd_compare,
+        "compare NAME… [--picked]: the interactive comparison view (grid, full size, swipe, fade, difference)",
+    ),
     "pick": (cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
     "unpick": (cmd_unpick, "unpick NAME|ID: remove a pick"),
     "report": (
