@@ -373,10 +373,11 @@ function render({ model, el }) {
     renderGrid();
   }
   function onKey(e) {
-    if (e.target.closest("input")) return;
+    if (e.target.closest("input") || e.ctrlKey || e.metaKey || e.altKey) return; // Ctrl+S still saves
+    if (e.key === "Escape" && st.open === null) return; // Jupyter's own Escape (command mode)
     const keys = { ArrowLeft: () => move(-1, 0), ArrowRight: () => move(1, 0), ArrowUp: () => move(0, -1), ArrowDown: () => move(0, 1),
       Enter: () => { const c = cells()[st.current]; if (c && c.has_image) openLightbox(c.index); },
-      " ": () => toggleSelect(st.current), Escape: () => (st.open !== null ? closeLightbox() : null),
+      " ": () => toggleSelect(st.current), Escape: closeLightbox,
       z: flipZ, s: swap, "+": () => zoomBy(1.25), "=": () => zoomBy(1.25), "-": () => zoomBy(0.8), 0: () => { st.zoom = { s: 1, tx: 0, ty: 0 }; applyZoom(); } };
     const act = keys[e.key];
     if (!act) return;
@@ -384,7 +385,12 @@ function render({ model, el }) {
     e.stopPropagation(); // keep Jupyter's own shortcuts (z undoes, s saves …) out of the view
     act();
   }
-  root.addEventListener("keydown", onKey);
+  // Listen before the front end does: Notebook 7 runs its shortcuts in the capture phase on the document,
+  // so only a window-level capture listener sees the arrows first (keys with Ctrl/Alt/Meta pass through).
+  const onWindowKey = (e) => { if (root.contains(e.target)) onKey(e); };
+  window.addEventListener("keydown", onWindowKey, true);
+  // the notebook takes focus back on a click in its outputs (Notebook 7 does); the view keeps it for its keys
+  root.addEventListener("click", (e) => { if (!e.target.closest("input, a")) setTimeout(() => root.focus({ preventScroll: true }), 0); });
 
   const onCells = () => { if (st.open !== null) renderLightbox(); renderGrid(); };
   model.on("change:cells", onCells);
@@ -393,6 +399,7 @@ function render({ model, el }) {
   renderGrid();
   return () => {
     observer.disconnect();
+    window.removeEventListener("keydown", onWindowKey, true);
     if (st.flicker) clearInterval(st.flicker);
     model.off("msg:custom", onMessage);
     model.off("change:cells", onCells);
