@@ -131,6 +131,13 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
         "%gemimg wait\n%gemimg lineage blue",
         "From the ledger alone: after a restart, name the image by its job id (`blue.id`) or task id.",
     ),
+    "compare": (
+        "%gemimg compare blue hero",
+        "The interactive comparison view of a sweep (or of several results, job ids, `--picked`): "
+        "click a tile for the full-size image and its parameters; select two (○) to see them side by side, "
+        "swiped, faded or differenced under one zoom; arrows move, `z` flips the Z value, `s` swaps A and B. "
+        "Also `sweep.compare()` and `gi.compare(a, b)`.",
+    ),
     "pick": ("%gemimg pick blue --note 'the one'", "Picked cells carry a star in grids; picks last across restarts."),
     "unpick": ("%gemimg unpick blue", ""),
     "report": (

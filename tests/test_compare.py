@@ -125,3 +125,14 @@ def test_gemimg_compare_magic(session: Session, ip: Any) -> None:
     assert any("application/vnd.jupyter.widget-view+json" in o["data"] for o in shown)
     result = ip.run_cell("%gemimg compare")
     assert result.error_in_exec is not None or result.error_before_exec is not None or "name a sweep" in str(result)
+
+
+def test_a_sweep_table_reads_as_a_table(session: Session) -> None:
+    sweep = session.sweep("a <b>bold</b> owl", temperature=[0.2, 1.4])
+    table = sweep.table()
+    assert isinstance(table, list) and len(table) == 2 and table[0]["temperature"] == 0.2  # still a list of dicts
+    text = repr(table).splitlines()
+    assert text[0].split()[:2] == ["cell", "temperature"] and len(text) == 3
+    assert text[2].split()[:2] == ["1", "1.4"]
+    markup = table._repr_html_()
+    assert markup.count("<tr>") == 3 and "<th>state</th>" in markup and "<b>" not in markup

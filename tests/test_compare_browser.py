@@ -76,7 +76,9 @@ def run_cell(page: Any, index: int) -> Any:
 
 
 def box(locator: Any) -> dict[str, float]:
-    return locator.evaluate("el => { const r = el.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; }")
+    return locator.evaluate(
+        "el => { const r = el.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; }"
+    )
 
 
 def shot(page: Any, locator: Any, name: str, shots: list[str]) -> None:
@@ -160,7 +162,9 @@ def drive(page: Any, lab: Lab, shots: list[str]) -> None:
     tiles.nth(1).locator(".gc-frame").click()
     lightbox = view.locator(".gc-lightbox")
     expect(lightbox).to_be_visible()
-    expect(lightbox.locator("img.gc-full")).to_have_attribute("src", re.compile(r"^data:image/png;base64,"), timeout=20_000)
+    expect(lightbox.locator("img.gc-full")).to_have_attribute(
+        "src", re.compile(r"^data:image/png;base64,"), timeout=20_000
+    )
     natural = lightbox.locator("img.gc-full").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural[0] >= 1024, natural  # the full-size file, not the thumbnail
     caption = lightbox.locator(".gc-caption")
@@ -183,7 +187,11 @@ def drive(page: Any, lab: Lab, shots: list[str]) -> None:
     before = box(divider)["x"]
     pane.locator("input.gc-swipe").fill("20")
     after = box(divider)["x"]
-    assert abs(after - (stage["x"] + 0.2 * stage["w"])) < 3 and before - after > 0.2 * stage["w"], (before, after, stage)
+    assert abs(after - (stage["x"] + 0.2 * stage["w"])) < 3 and before - after > 0.2 * stage["w"], (
+        before,
+        after,
+        stage,
+    )
     clip = pane.locator("img.gc-top").evaluate("img => getComputedStyle(img).clipPath")
     assert "20%" in clip, clip
     shot(page, pane, f"compare-{app}-swipe", shots)

@@ -20,6 +20,7 @@ from PIL import Image
 from gemimg_jupyter.api.compare import Comparison
 from gemimg_jupyter.api.lineage import ledger_cbid
 from gemimg_jupyter.api.progress import shown_while_waiting
+from gemimg_jupyter.api.tables import Rows
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.grid import Tile, encode_grid_png, grid_for_plan
@@ -203,9 +204,12 @@ class SweepResult:
         """One grid per Z value (a single grid for one or two axes)."""
         return [self.grid(z) for z in range(self.plan.shape[2])]
 
-    def table(self) -> list[dict[str, Any]]:
-        """One dict per image: the cell's axis values, parameters, path, state, cost."""
-        rows = []
+    def table(self) -> Rows:
+        """One dict per image: the cell's axis values, parameters, path, state, cost.
+
+        A list that shows itself as a table (HTML in a notebook, aligned text in a terminal).
+        """
+        rows = Rows()
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
             row = {"cell": cell.index, "x": cell.x, "y": cell.y, "z": cell.z, **cell.labels, **job.describe()}
             rows.append(row)
