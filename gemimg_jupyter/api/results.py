@@ -210,7 +210,8 @@ class SweepResult:
             if id(job) in unsent:
                 out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
                 continue
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
+            progress = f"{job.progress}%" if not job.done() and job.progress > 0 else None
+            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star, caption=progress)
         return out
 
     # ---- picks and reports (docs/editing.md) -----------------------------------------------
