@@ -42,6 +42,7 @@ _LAZY = {
 __all__ = [
     *sorted(_LAZY),
     "__version__",
+    "compare",
     "generate",
     "load_ipython_extension",
     "picks",
@@ -56,7 +57,28 @@ if TYPE_CHECKING:  # pragma: no cover
     from gemimg_jupyter.domain.settings import RetryPolicy, Settings  # noqa: F401
     from gemimg_jupyter.panel import Panel  # noqa: F401
 
-from gemimg_jupyter.api.session import generate, picks, sweep  # noqa: E402
+from gemimg_jupyter.api.compare import Comparison, compare_targets, set_viewer  # noqa: E402
+from gemimg_jupyter.api.session import generate, get_session, picks, sweep  # noqa: E402
+
+
+def compare(*targets: object, picked: bool = False, title: str = "") -> Comparison:
+    """The interactive comparison view of a sweep, of several results or job ids, or (``picked=True``) the picks.
+
+    In a notebook it shows the grid with live tiles, the full-size image and its parameters on
+    click, and two selected images side by side, swiped, faded or differenced under one zoom
+    (see docs/sweeps.md); elsewhere it is a static grid.
+    """
+    return compare_targets(get_session(), targets, picked=picked, title=title)
+
+
+def _show_comparison(comparison: Comparison) -> None:
+    """The display face's view, imported when a comparison is first shown (the core never imports a face)."""
+    from gemimg_jupyter.display.compare import show_comparison
+
+    show_comparison(comparison)
+
+
+set_viewer(_show_comparison)
 
 
 def __getattr__(name: str) -> Any:

@@ -204,6 +204,13 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
         "validated) and whether the image looks unusable. `%gemimg info path/to/image.jpg` reads a file; "
         "`result.info()` is the same in Python.",
     ),
+    "compare": (
+        "%gemimg compare blue hero",
+        "The interactive comparison view of a sweep (or of several results, job ids, `--picked`): "
+        "click a tile for the full-size image and its parameters; select two (○) to see them side by side, "
+        "swiped, faded or differenced under one zoom; arrows move, `z` flips the Z value, `s` swaps A and B. "
+        "Also `sweep.compare()` and `gi.compare(a, b)`.",
+    ),
     "pick": ("%gemimg pick blue --note 'the one'", "Picked cells carry a star in grids; picks last across restarts."),
     "unpick": ("%gemimg unpick blue", ""),
     "report": (

@@ -167,3 +167,19 @@ def cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return sorted(groups)
+
+
+def output_image(data: Mapping[str, object]) -> bytes:
+    """The one image of a display output: the ``data:`` URL of its ``<img>`` (``text/html``), else ``image/png``.
+
+    An image output stores its picture once, in ``text/html`` with alt text (``display.renderers.image_bundle``).
+    """
+    import base64
+    import re
+
+    found = re.findall(r'src="data:image/(?:png|jpeg);base64,([A-Za-z0-9+/=]+)"', str(data.get("text/html", "")))
+    if found:
+        assert len(found) == 1, f"{len(found)} images in one output"
+        return base64.b64decode(found[0])
+    png = data["image/png"]
+    return png if isinstance(png, bytes) else base64.b64decode(str(png))

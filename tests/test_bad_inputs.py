@@ -697,4 +697,4 @@ def test_html_in_a_prompt_is_valid_and_shown_as_text(ctx: Ctx) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markup
     assert HOSTILE in html.unescape(re.sub(r"<[^>]+>", "", p.detail_html.value))
     meta = json.dumps(ctx.ip.display_pub.outputs[-1]["metadata"], default=str)
-    assert json.loads(meta)["image/png"]["gemimg"]["params"]["prompt"] == HOSTILE  # metadata is data, not HTML
+    assert json.loads(meta)["text/html"]["gemimg"]["params"]["prompt"] == HOSTILE  # metadata is data, not HTML

@@ -133,8 +133,8 @@ def test_make_demo_serves_then_stops_without_an_orphan(tmp_path: Path, stop: sig
         nb = nbformat.read(out / f"{name}.ipynb", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
         assert not [o for o in outputs if o.output_type == "error"], name
-        images = [o for o in outputs if "image/png" in o.get("data", {})]
-        assert any(mime_meta in o.get("metadata", {}).get("image/png", {}) for o in images), name
+        images = [o for o in outputs if "data:image/png;base64," in o.get("data", {}).get("text/html", "")]
+        assert any(mime_meta in o.get("metadata", {}).get("text/html", {}) for o in images), name
         assert notary.check_signature(nb), f"{name}.ipynb is not trusted"
     assert list((out / "gemimg_outputs" / "images").glob("*.jpg"))
     assert list((out / "gemimg_outputs" / "grids").glob("*.png"))

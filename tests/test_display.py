@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import threading
@@ -27,7 +26,7 @@ from gemimg_jupyter.draw.images import png_with_provenance
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.store import LedgerRow
 
-from .support import FAKE_KEY, wait_for
+from .support import FAKE_KEY, output_image, wait_for
 
 
 def make_job(prompt: str = "a <b>bold</b> fox & friends", **params: Any) -> Job:
@@ -89,12 +88,12 @@ def test_a_running_job_bundle_is_the_status_line() -> None:
 def test_a_finished_job_bundle_is_the_image_with_provenance(tmp_path: Path) -> None:
     job = finished_job(tmp_path, "9:16")
     data, meta = D.job_bundle(job, preview_size=512)
-    assert set(data) == {"image/png", "text/html", "text/plain"}
-    assert png_size(data["image/png"]) == (293, 512)
+    assert set(data) == {"text/html", "text/plain"}  # the image once, in the <img> with its alt text
+    assert png_size(output_image(data)) == (293, 512)
     # the HTML twin is the same PNG with the prompt as alternative text
-    assert base64.b64encode(data["image/png"]).decode() in data["text/html"]
+    assert data["text/html"].count("data:image/png;base64,") == 1
     assert 'alt="9:16 image 768×1344: a finished fox"' in data["text/html"]
-    gem = meta["image/png"]["gemimg"]
+    gem = meta["text/html"]["gemimg"]
     assert gem["image_size"] == [768, 1344] and gem["task_id"] == "task_123" and gem["path"].endswith(".png")
     assert gem["params"]["size"] == "9:16" and gem["cached"] is False
     json.dumps(meta)  # JSON-able, as notebook metadata must be
@@ -110,7 +109,7 @@ def test_showing_an_image_leaves_the_full_size_pixels_on_disk(tmp_path: Path, mo
 
     monkeypatch.setattr(Job, "image", property(no_full_decode))
     _data, meta = D.job_bundle(job)
-    assert meta["image/png"]["gemimg"]["image_size"] == [w // 2, h // 2], "the size comes from the file's header"
+    assert meta["text/html"]["gemimg"]["image_size"] == [w // 2, h // 2], "the size comes from the file's header"
 
 
 def test_image_alt_text_is_the_escaped_prompt(tmp_path: Path) -> None:
@@ -277,7 +276,7 @@ def test_job_view_follows_a_real_job(ip: Any, session: Any) -> None:
     view.attach()
     assert job.wait(20) and view.wait_final(5)
     final = ip.display_pub.outputs[-1]
-    assert final["update"] and png_size(final["data"]["image/png"]) == (256, 187)
+    assert final["update"] and png_size(output_image(final["data"])) == (256, 187)
     assert view.image.size == (1184, 864)
 
 
@@ -286,11 +285,11 @@ def test_sweep_view_stacks_z_grids_into_one_png(ip: Any, session: Any) -> None:
     three = session.sweep(
         "a fox", axes=["temperature=0.2,0.8", "size=1:1,16:9", "top_p=0.5,0.9"], wait=True, yes=True, cell_size=96
     )
-    flat = png_size(D.sweep_bundle(two, final=True)[0]["image/png"])
+    flat = png_size(output_image(D.sweep_bundle(two, final=True)[0]))
     data, meta = D.sweep_bundle(three, final=True)
-    stacked = png_size(data["image/png"])
+    stacked = png_size(output_image(data))
     assert stacked[1] > 1.8 * flat[1]
-    assert meta["image/png"]["gemimg_sweep"]["grid_paths"] and "grid saved to" in data["text/plain"]
+    assert meta["text/html"]["gemimg_sweep"]["grid_paths"] and "grid saved to" in data["text/plain"]
     view = D.SweepView(three)
     view.show()
     assert view.finished, "a finished sweep shows its final grid at once"
@@ -346,9 +345,9 @@ def test_history_strip_is_a_png_contact_sheet(tmp_path: Path) -> None:
     strip = D.history_strip(rows, thumb=100)
     assert isinstance(strip, D.ImageStrip)
     data, meta = strip._repr_mimebundle_()
-    w, h = png_size(data["image/png"])
+    w, h = png_size(output_image(data))
     assert w >= 300 and h >= 100
-    assert [i["size"] for i in meta["image/png"]["gemimg_history"]] == ["1:1", "16:9", "9:16"]
+    assert [i["size"] for i in meta["text/html"]["gemimg_history"]] == ["1:1", "16:9", "9:16"]
     assert "picture 2" in strip.text
     assert 'alt="image history: 1. picture 0; 2. picture 1; 3. picture 2"' in data["text/html"]
     assert isinstance(D.history_strip([]), D.RichText)

@@ -346,7 +346,7 @@ def test_every_readme_example_runs(doc_shell: Any) -> None:
     n = run_examples(doc_shell, README)
     assert n >= 4
     outputs = doc_shell.display_pub.outputs
-    assert any("gemimg_sweep" in (o["metadata"] or {}).get("image/png", {}) for o in outputs), "the sweep drew a grid"
+    assert any("gemimg_sweep" in (o["metadata"] or {}).get("text/html", {}) for o in outputs), "the sweep drew a grid"
 
 
 def test_every_usage_example_runs(doc_shell: Any) -> None:

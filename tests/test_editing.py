@@ -30,7 +30,7 @@ from gemimg_jupyter.draw.images import read_provenance, strip_provenance
 from gemimg_jupyter.draw.primitives import _STAR
 from gemimg_jupyter.engine import Job
 
-from .support import quick_settings
+from .support import output_image, quick_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -117,7 +117,7 @@ def test_three_edits_record_their_parents_send_the_parent_first_and_show_a_linea
     assert [r["step"] for r in out.rows] == [1, 2, 3]
     data, _ = out._repr_mimebundle_()
     assert "add steam &lt;rising&gt;" in data["text/html"] and "<rising>" not in data["text/html"]
-    with Image.open(io.BytesIO(data["image/png"])) as strip:
+    with Image.open(io.BytesIO(output_image(data))) as strip:
         assert strip.width > 3 * 200 > strip.height
 
     # after a restart, from the ledger alone: by short id and by task id

@@ -238,7 +238,8 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
     # -- save, reload: every saved output is still there
     def has_images(nb: Any) -> bool:
         return all(
-            any("image/png" in o.get("data", {}) for o in nb.cells[i + 1].outputs) for i in (SINGLE, SWEEP, WAITING)
+            any("data:image/png;base64," in o.get("data", {}).get("text/html", "") for o in nb.cells[i + 1].outputs)
+            for i in (SINGLE, SWEEP, WAITING)
         )
 
     save_until(page, lab, has_images)

@@ -25,7 +25,7 @@ from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import Job
 
-from .support import FAKE_KEY, SIM_OPTIONS, quick_settings, wait_for
+from .support import FAKE_KEY, SIM_OPTIONS, output_image, quick_settings, wait_for
 
 
 @pytest.fixture
@@ -139,11 +139,11 @@ def test_cell_returns_a_live_handle_at_once_and_updates_one_display(gem: Any, ca
     assert all(o["update"] for o in ours[1:]) and len(ours) >= 2
     assert len({(o["transient"] or {}).get("display_id") for o in gem.display_pub.outputs}) == 1
     final = ours[-1]
-    assert set(final["data"]) == {"image/png", "text/html", "text/plain"}
-    meta = final["metadata"]["image/png"]["gemimg"]
+    assert set(final["data"]) == {"text/html", "text/plain"}  # the image once, in the <img> with its alt text
+    meta = final["metadata"]["text/html"]["gemimg"]
     assert meta["params"]["size"] == "16:9" and meta["image_size"] == [1344, 768]
     assert meta["task_id"] == hero.task_id and Path(meta["path"]).name == hero.path.name
-    w, h = png_size(final["data"]["image/png"])
+    w, h = png_size(output_image(final["data"]))
     assert max(w, h) <= 768 and abs(w / h - 1344 / 768) < 0.02
     assert FAKE_KEY not in json.dumps(meta) and "sim-local-key" not in json.dumps(meta)
 
@@ -155,7 +155,7 @@ def test_wait_gives_an_image_of_the_right_pixel_size(gem: Any) -> None:
     assert (job.params.temperature, job.params.top_p) == (0.4, 0.9)
     assert view.finished
     last = gem.display_pub.outputs[-1]
-    assert last["update"] and "image/png" in last["data"]
+    assert last["update"] and output_image(last["data"])
     assert view.image.size == (1344, 768)  # attribute access falls through to the job
 
 
@@ -199,7 +199,7 @@ def test_rerun_is_a_cache_hit_and_fresh_submits(gem: Any) -> None:
     assert again.job.cached and again.job.done()
     assert submits() == 1
     final = gem.display_pub.outputs[-1]
-    assert final["metadata"]["image/png"]["gemimg"]["cached"] is True
+    assert final["metadata"]["text/html"]["gemimg"]["cached"] is True
     fresh = gem.run_cell_magic("gemimg", "--fresh --wait", "a cached owl")
     assert not fresh.job.cached and fresh.job.state.has_image
     assert submits() == 2
@@ -224,8 +224,8 @@ def test_a_sweep_prints_its_plan_and_fills_one_grid(gem: Any, capsys: Any) -> No
     ids = {(o["transient"] or {}).get("display_id") for o in gem.display_pub.outputs}
     assert len(ids) == 1
     final = gem.display_pub.outputs[-1]
-    assert final["update"] and "image/png" in final["data"]
-    meta = final["metadata"]["image/png"]["gemimg_sweep"]
+    assert final["update"] and output_image(final["data"])
+    meta = final["metadata"]["text/html"]["gemimg_sweep"]
     assert [a["name"] for a in meta["axes"]] == ["temperature", "size"]
     assert meta["progress"].startswith("4/4 done")
     assert grid.paths and all(p.is_file() for p in grid.paths)
@@ -411,7 +411,7 @@ def test_jobs_cost_models_config_history_and_help(gem: Any, capsys: Any) -> None
     assert "temperature" in config.text and "sim" in config.text
     strip = gem.run_line_magic("gemimg", "history 3")
     data, meta = strip._repr_mimebundle_()
-    assert png_size(data["image/png"])[0] > 0 and meta["image/png"]["gemimg_history"][0]["size"] == "3:2"
+    assert png_size(output_image(data))[0] > 0 and meta["text/html"]["gemimg_history"][0]["size"] == "3:2"
     assert gem.run_line_magic("gemimg", "") is None
     assert "cancel [ID|all]" in capsys.readouterr().out
     gem.run_line_magic("gemimg", "wait -h")
@@ -509,7 +509,7 @@ def test_value_of_the_cell_shows_once_then_again_in_a_later_cell(gem: Any) -> No
     gem.execution_count += 1
     view._ipython_display_()  # displayed again later: a new output
     assert len(gem.display_pub.outputs) == n + 1
-    assert "image/png" in gem.display_pub.outputs[-1]["data"]
+    assert output_image(gem.display_pub.outputs[-1]["data"])
 
 
 def test_a_cell_run_by_the_shell_shows_one_output_and_sets_underscore(gem: Any) -> None:

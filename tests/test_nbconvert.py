@@ -56,7 +56,9 @@ def test_nbconvert_html_shows_every_image_with_alt_text(tmp_path: Path, caplog: 
     )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     execute(nb, cwd=tmp_path, env=sim_env(GEMIMG_SIM_LATENCY="0.1,0.3"))
-    images = [o for c in nb.cells for o in c.outputs if "image/png" in o.get("data", {})]
+    images = [
+        o for c in nb.cells for o in c.outputs if "data:image/png;base64," in o.get("data", {}).get("text/html", "")
+    ]
     assert len(images) == 2, [o.get("output_type") for c in nb.cells for o in c.outputs]
     nbformat.write(nb, tmp_path / "executed.ipynb")
 
@@ -72,8 +74,10 @@ def test_nbconvert_html_shows_every_image_with_alt_text(tmp_path: Path, caplog: 
     assert alts[0] == f"9:16 image 768×1344: {PROMPT}"
     assert alts[1].startswith("comparison grid, 4/4 done") and alts[1].endswith(PROMPT)
     assert "<i>owl</i>" not in body  # the prompt is text everywhere in the page, never markup
-    # the image is in the page once (the exporter picks the HTML twin, not the PNG as well)
-    assert body.count(images[0]["data"]["image/png"][:200]) == 1
+    # each image is stored once in the notebook (the <img> with alt text, no image/png twin), and in the page once
+    assert all("image/png" not in o["data"] for o in images)
+    first = images[0]["data"]["text/html"].split("base64,", 1)[1][:200]
+    assert body.count(first) == 1
     size = len(body.encode())
     print(f"\n[nbconvert] {len(inline)} images, page {size / 1024:.0f} KB")
     assert size < 1_500_000, f"the HTML page is {size / 1024:.0f} KB"

@@ -25,7 +25,7 @@ from PIL import Image
 
 from gemimg_jupyter.domain.models import pixel_size
 
-from .support import FAKE_KEY
+from .support import FAKE_KEY, output_image
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -66,12 +66,12 @@ def outputs(nb: nbformat.NotebookNode) -> list[tuple[int, Any]]:
 
 
 def png_outputs(nb: nbformat.NotebookNode, key: str) -> list[tuple[int, bytes, dict[str, Any]]]:
-    """Every PNG output whose metadata holds ``key``: (cell index, PNG bytes, that metadata)."""
+    """Every image output whose metadata holds ``key``: (cell index, PNG bytes, that metadata)."""
     found = []
     for i, out in outputs(nb):
-        meta = out.get("metadata", {}).get("image/png", {})
-        if "image/png" in out.get("data", {}) and key in meta:
-            found.append((i, base64.b64decode(out["data"]["image/png"]), dict(meta[key])))
+        meta = out.get("metadata", {}).get("text/html", {})  # the image is stored once, in the <img> of text/html
+        if key in meta:
+            found.append((i, output_image(out["data"]), dict(meta[key])))
     return found
 
 

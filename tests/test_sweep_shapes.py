@@ -21,7 +21,7 @@ from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.models import GenerationParams
 from gemimg_jupyter.plans.plan import Pairing, pair, pair_axes, parse_axis, plan_sweep
 
-from .support import quick_settings
+from .support import output_image, quick_settings
 
 FLASH = "gemini-2.5-flash-image-official"
 PRO = "gemini-3-pro-image-official"
@@ -170,8 +170,8 @@ def test_dry_run_cell_shows_the_plan_and_a_placeholder_grid(gem: Any, capsys: An
     assert "4 cells × 1 repeat = 4 requests" in out and "dry run: nothing sent" in out
     assert view.sweep.dry_run and view.sweep.jobs == []
     final = gem.display_pub.outputs[-1]
-    assert "image/png" in final["data"]
-    assert final["metadata"]["image/png"]["gemimg_sweep"]["progress"].startswith("dry run")
+    assert output_image(final["data"])
+    assert final["metadata"]["text/html"]["gemimg_sweep"]["progress"].startswith("dry run")
     sess = get_session()
     assert sess.sim is not None and sess.sim.stats()["requests"] == 0
 

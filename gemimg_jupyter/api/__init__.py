@@ -8,6 +8,7 @@
 ``lineage``     an image's parents and the edit-chain strip
 ``report``      the self-contained HTML report
 ``progress``    the one-line bar shown while a script waits
+``compare``     the comparison view as plain data (a face shows it)
 ==============  ======================================================================
 
 This package's ``__init__`` is the one door from the faces (magics, panel, display) into the core:
@@ -16,6 +17,7 @@ and nothing deeper (``tests/test_layering.py`` checks it).
 """
 
 from gemimg_jupyter.api.catalogue import today
+from gemimg_jupyter.api.compare import CompareAxis, Comparison, compare_targets, set_viewer
 from gemimg_jupyter.api.lineage import Lineage
 from gemimg_jupyter.api.results import Result, SweepResult, count_jobs
 from gemimg_jupyter.api.session import (
@@ -82,6 +84,8 @@ __all__ = [
     "SUSPECT_MARK",
     "VALUE_PARAMS",
     "Axis",
+    "CompareAxis",
+    "Comparison",
     "ConfigError",
     "GemimgError",
     "GenerationParams",
@@ -99,6 +103,7 @@ __all__ = [
     "SweepPlan",
     "SweepResult",
     "canonical_axis_name",
+    "compare_targets",
     "contact_sheet",
     "count_jobs",
     "current_session",
@@ -122,6 +127,7 @@ __all__ = [
     "redact",
     "reset_session",
     "run_probe",
+    "set_viewer",
     "shown_text",
     "simulator_settings",
     "stack",

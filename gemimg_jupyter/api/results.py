@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from PIL import Image
 
+from gemimg_jupyter.api.compare import Comparison
 from gemimg_jupyter.api.lineage import ledger_cbid
 from gemimg_jupyter.api.progress import shown_while_waiting
 from gemimg_jupyter.api.report import SweepRun, sweep_report
+from gemimg_jupyter.api.tables import Rows
 from gemimg_jupyter.domain.durations import format_duration
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
 from gemimg_jupyter.draw.grid import GridPage, Tile, encode_grid_png, grid_for_plan, grid_page, page_index, plan_pages
+from gemimg_jupyter.draw.sheets import stack
 from gemimg_jupyter.engine import Job, Listener
 from gemimg_jupyter.ledger.files import path_error, user_target, write_user_file
 from gemimg_jupyter.ledger.picks import Picks
@@ -222,7 +225,10 @@ class SweepResult:
                 out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
                 continue
             suspect = job.suspect if job.state.has_image else None
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star, suspect=suspect)
+            progress = f"{job.progress}%" if not job.done() and job.progress > 0 else None
+            out[cell.index] = Tile(
+                state=job.state.value, image=image, error=job.error, picked=star, suspect=suspect, caption=progress
+            )
         return out
 
     # ---- picks and reports (docs/editing.md) -----------------------------------------------
@@ -258,6 +264,12 @@ class SweepResult:
         """
         target = report_target(path, self._store.root / "reports" / f"sweep_{self.id}.html")
         return write_report(target, sweep_report(self, target.parent, Picks(self._store).all()))
+
+    def compare(self) -> Comparison:
+        """The interactive comparison view of this sweep (a static grid where no widget can show)."""
+        return Comparison.of_sweep(
+            self.plan, self.jobs, sweep_id=self.id, picked=self.picked_cbids, static=lambda: stack(self.grids())
+        )
 
     def grid(self, z: int = 0, *, cell_size: int | None = None, page: int | None = None) -> Image.Image:
         """The labelled comparison grid for Z index ``z``, as it is now.
@@ -296,9 +308,12 @@ class SweepResult:
         tiles, footer = self.tiles(), self.progress_text()
         return [grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=footer) for page in pages]
 
-    def table(self) -> list[dict[str, Any]]:
-        """One dict per image: the cell's axis values, parameters, path, state, cost."""
-        rows = []
+    def table(self) -> Rows:
+        """One dict per image: the cell's axis values, parameters, path, state, cost.
+
+        A list that shows itself as a table (HTML in a notebook, aligned text in a terminal).
+        """
+        rows = Rows()
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
             row = {"cell": cell.index, "x": cell.x, "y": cell.y, "z": cell.z, **cell.labels, **job.describe()}
             rows.append(row)

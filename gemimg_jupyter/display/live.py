@@ -14,9 +14,10 @@ sweep's output is the labelled grid, re-rendered at most every
 final state. A small shared ticker keeps the elapsed time of running views
 moving when the gateway is quiet.
 
-Every image output is a plain ``image/png`` (it renders on GitHub, nbviewer
-and VS Code) with the provenance in its display metadata under ``gemimg``
-(single images) or ``gemimg_sweep`` (grids). Prompt text that goes into HTML
+Every image output stores its image once, as an ``<img>`` with alt text in
+``text/html`` (:func:`~.renderers.image_bundle`; JupyterLab's ``image/png``
+renderer sets no alt), with the provenance in its display metadata under
+``metadata["text/html"]``, key ``gemimg`` (single images) or ``gemimg_sweep`` (grids). Prompt text that goes into HTML
 always passes through :func:`html.escape`.
 
 This module may import ``IPython.display`` (lazily, in :meth:`LiveView.show`);
@@ -49,7 +50,7 @@ from gemimg_jupyter.display.renderers import (
     display_path,
     error_line,
     format_seconds,
-    image_html,
+    image_bundle,
     job_error_line,
     live_updates_supported,
     shorten,
@@ -185,8 +186,8 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
     -------
     Bundle
         ``(data, metadata)``: ``text/plain`` + ``text/html`` while running or
-        after a failure; ``image/png`` + ``text/plain`` with the provenance
-        under ``metadata["image/png"]["gemimg"]`` once the image is there.
+        after a failure; ``text/html`` (the ``<img>`` with alt text) + ``text/plain`` with the
+        provenance under ``metadata["text/html"]["gemimg"]`` once the image is there.
     """
     state = job.state
     if state.has_image:
@@ -208,8 +209,7 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
         text += f"\ngemimg: job {job.id}: {own}" if own else ""
         alt = f"{job.params.size} image {w}×{h}: {' '.join(job.params.prompt.split())}"
         shown = " · ".join(s for s in (flag, f"job {job.id}: {own}" if own else "") if s)
-        markup = image_html(png, alt, shown, tone="warn" if flag else "muted")
-        return {"image/png": png, "text/html": markup, "text/plain": text}, {"image/png": {"gemimg": meta}}
+        return image_bundle(png, alt, text, {"gemimg": meta}, note=shown, tone="warn" if flag else "muted")
     if state.is_terminal:
         return _error_bundle(job)
     return {"text/plain": status_text(job), "text/html": status_html(job)}, {}
@@ -235,8 +235,7 @@ def sweep_bundle(result: SweepResult, *, final: bool = False) -> Bundle:
     prompt = " ".join(str(result.plan.common.get("prompt") or result.plan.base.prompt).split())
     alt = f"comparison grid, {progress}" + (f", {axes}" if axes else "") + (f": {prompt}" if prompt else "")
     note = "" if final else f"{progress} · {STALE_NOTE}"
-    markup = image_html(png, alt, note)
-    return {"image/png": png, "text/html": markup, "text/plain": text + ">"}, {"image/png": {"gemimg_sweep": meta}}
+    return image_bundle(png, alt, text + ">", {"gemimg_sweep": meta}, note)
 
 
 # ---------------------------------------------------------------- live views

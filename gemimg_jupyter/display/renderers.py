@@ -58,6 +58,7 @@ __all__ = [
     "error_line",
     "format_seconds",
     "history_strip",
+    "image_bundle",
     "image_html",
     "info_report",
     "job_error_line",
@@ -194,10 +195,12 @@ def job_error_line(job: Job) -> str:
 
 
 def image_html(png: bytes, alt: str, note: str = "", *, tone: str = "muted") -> str:
-    """The PNG as an ``<img>`` with alternative text (escaped), for front ends and exports that show HTML.
+    """The PNG as an ``<img>`` with alternative text (escaped): a notebook output's one copy of the image.
 
-    The same bytes stay in the bundle as plain ``image/png`` for renderers that
-    prefer it or drop HTML. ``note`` (escaped) goes under the image in small text of the theme's ``tone``.
+    An output stores each image once (:func:`image_bundle`): JupyterLab's and Notebook 7's
+    ``image/png`` renderer sets no ``alt``, so the image travels as this ``<img>`` in ``text/html``
+    (which Lab, Notebook 7, VS Code and nbconvert prefer), not also as ``image/png``. ``note``
+    (escaped) goes under the image in small text of the theme's ``tone``.
     """
     src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
     below = (
@@ -209,6 +212,17 @@ def image_html(png: bytes, alt: str, note: str = "", *, tone: str = "muted") -> 
         f'<img class="gemimg-image" src="{src}" alt="{html.escape(alt)}" '
         f'style="max-width:100%;height:auto">{THEME_CSS if note else ""}{below}'
     )
+
+
+def image_bundle(
+    png: bytes, alt: str, text: str, meta: dict[str, Any], note: str = "", *, tone: str = "muted"
+) -> Bundle:
+    """An output holding one image once: ``text/html`` (the ``<img>`` with its alt text) and ``text/plain``.
+
+    ``meta`` (the provenance, e.g. ``{"gemimg": {...}}``) goes under ``metadata["text/html"]``, the
+    mimetype that carries the image.
+    """
+    return {"text/html": image_html(png, alt, note, tone=tone), "text/plain": text}, {"text/html": meta}
 
 
 # ---------------------------------------------------------------- snapshots
@@ -437,12 +451,7 @@ class ImageStrip:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
         alt = "; ".join(f"{i + 1}. {' '.join(str(it.get('prompt', '')).split())}" for i, it in enumerate(self.items))
-        data = {
-            "image/png": self.png,
-            "text/html": image_html(self.png, f"image history: {alt}"),
-            "text/plain": self.text,
-        }
-        return data, {"image/png": {"gemimg_history": self.items}}
+        return image_bundle(self.png, f"image history: {alt}", self.text, {"gemimg_history": self.items})
 
 
 def history_strip(
@@ -534,8 +543,8 @@ class LineageOutput(ImageStrip):
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
         uri = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
         markup = f'<div class="gemimg-lineage"><img src="{uri}" alt="edit chain"><br>{self.table.html}</div>'
-        data = {"text/html": markup, "image/png": self.png, "text/plain": self.text}
-        return data, {"image/png": {"gemimg_lineage": self.rows}}
+        data = {"text/html": markup, "text/plain": self.text}  # the strip once, in the <img> (with alt text)
+        return data, {"text/html": {"gemimg_lineage": self.rows}}
 
 
 def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:

@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from gemimg_jupyter.api import (
     GemimgError,
     Settings,
+    compare_targets,
     current_session,
     gateway_settings,
     get_session,
@@ -191,6 +192,23 @@ def cmd_info(ctx: MagicContext, argv: list[str]) -> RichText:
     return info_report(ctx.session().info(target))
 
 
+def cmd_compare(ctx: MagicContext, argv: list[str]) -> None:
+    p = ctx.subparser("compare")
+    p.add_argument("names", nargs="*", metavar="NAME", help="a sweep variable, results (fox, fox[2]) or job ids")
+    p.add_argument("--picked", action="store_true", help="the picked images (after any NAMEs)")
+    ns = p.parse_args(argv)
+    if not ns.names and not ns.picked:
+        raise UsageError("%gemimg compare: name a sweep, some results or job ids, or give --picked")
+    targets = [image_target(ctx.user_ns, name, what="%gemimg compare", sweep_ok=True) for name in ns.names]
+    try:
+        comparison = compare_targets(ctx.session(), targets, picked=ns.picked)
+    except ValueError as exc:
+        raise UsageError(f"%gemimg compare: {exc}") from None
+    from gemimg_jupyter.display.compare import show_comparison  # anywidget loads with the first view
+
+    show_comparison(comparison)
+
+
 def cmd_pick(ctx: MagicContext, argv: list[str]) -> None:
     p = ctx.subparser("pick")
     p.add_argument("name", help="a result variable, a sweep cell fox[2], or a job id")
@@ -342,6 +360,10 @@ SUBCOMMANDS: dict[str, tuple[Callable[[MagicContext, list[str]], Any], str]] = {
     "history": (cmd_history, "history [N] [--picked]: the newest N images (or the picks) as a strip"),
     "lineage": (cmd_lineage, "lineage NAME|ID: the chain of edits from the root to this image"),
     "info": (cmd_info, "info NAME|ID|FILE: an image's provenance, format, hash and content credentials"),
+    "compare": (
+        cmd_compare,
+        "compare NAME… [--picked]: the interactive comparison view (grid, full size, swipe, fade, difference)",
+    ),
     "pick": (cmd_pick, "pick NAME|ID [--note TEXT]: keep an image as a favourite (lasts)"),
     "unpick": (cmd_unpick, "unpick NAME|ID: remove a pick"),
     "report": (

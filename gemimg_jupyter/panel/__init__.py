@@ -58,6 +58,7 @@ from gemimg_jupyter.api import (
     get_model,
     get_session,
     latest,
+    plural,
 )
 from gemimg_jupyter.display import error_line
 from gemimg_jupyter.panel.common import (
@@ -187,6 +188,9 @@ class Panel:
     cancel_button = _Owned("_results")
     fresh = _Owned("_results")
     confirm = _Owned("_results")
+    generate_note = _Owned("_results")
+    compare_button = _Owned("_results")
+    compare_box = _Owned("_results")
     progress = _Owned("_results")
     progress_text = _Owned("_results")
     result_image = _Owned("_results")
@@ -279,6 +283,21 @@ class Panel:
         self._parameters.show_shape(values["size"], values["resolution"])
         self._sweep.show_cell(values)
         self._update_plan(values)
+        self._results.show_generate_note(self._edit_sweep_note(values))
+
+    def _edit_sweep_note(self, values: Mapping[str, Any]) -> str:
+        """What Generate does when an image is being edited and the sweep builder is set ("" otherwise)."""
+        if not values.get("edit") or not values["axes"]:
+            return ""
+        try:
+            plan = self.plan(values)
+        except GemimgError:
+            return f"Editing {values['edit']} with the sweep set: Generate runs one edit per sweep cell."
+        cost = plan.summary().rsplit(", ", 1)[-1]
+        return (
+            f"Editing {values['edit']} with the sweep set: Generate runs {plural(plan.n_requests, 'edit')} "
+            f"(one per sweep cell, {cost}). Set X to “— none —” for one edit."
+        )
 
     def _update_plan(self, values: Mapping[str, Any]) -> None:
         self._results.show_confirm(self._sweep.update_plan(values))
@@ -307,6 +326,10 @@ class Panel:
             self._results.refresh(run, heavy=True)  # the grid shows the star
 
     def _on_finished(self) -> None:
+        run, editing = self.state.run, self.state.edit_row
+        edited = run is not None and editing is not None and run.state.get("edit") == editing.cbid[-6:]
+        if edited and run is not None and any(job.state.has_image for job in run.jobs):  # a failed edit stays set
+            self._references.set_edit(None)  # the edit ran: the next Generate starts from the prompt again
         self._history.refresh()
         if not self.state.closed:
             self._update_plan(self.read_state())  # what is cached has changed

@@ -40,6 +40,8 @@ REF_THUMB = 72
 DETAIL_LONG_SIDE = 768
 GRID_CELL = 320
 TICK_SECONDS = 0.5
+#: While a sweep runs, its grid is drawn again (tiles showing their progress) at most once per this many seconds.
+GRID_REDRAW_SECONDS = 1.0
 DESC = {"description_width": "92px"}
 FULL = {"width": "100%"}
 ALL_RESOLUTIONS: tuple[str, ...] = tuple(
@@ -94,6 +96,18 @@ PANEL_CSS = (
     ".gemimg-panel .gemimg-detail-params{min-width:0;overflow-wrap:anywhere}"
     ".gemimg-panel .gemimg-detail-params td:first-child{white-space:nowrap}"
     ".gemimg-panel .widget-hbox:has(> .gemimg-size-shape){flex-wrap:wrap}"
+    # nothing cut: the detail image fits a narrow column, labels and captions wrap, "stop editing" keeps its width
+    ".gemimg-panel img.gemimg-detail-image{max-width:min(360px,calc(100% - 12px))!important}"
+    ".gemimg-panel .gemimg-progress-text{white-space:normal;height:auto;min-width:0;line-height:1.3}"
+    ".gemimg-panel .gemimg-history-open{white-space:normal;height:auto;min-height:24px;line-height:1.25;"
+    "overflow-wrap:anywhere;padding:2px 4px}"
+    ".gemimg-panel .gemimg-edit-clear{flex:0 0 auto;min-width:max-content}"
+    ".gemimg-panel .widget-hbox:has(> .gemimg-edit-clear){flex-wrap:wrap}"
+    # cell buttons: white text at ≥ 4.5:1 on every state colour (ipywidgets' green is 4.12:1, blue 3.86:1)
+    ".gemimg-panel .gemimg-cell.mod-success{background-color:#2e7d32;color:#fff}"
+    ".gemimg-panel .gemimg-cell.mod-info{background-color:#0277bd;color:#fff}"
+    ".gemimg-panel .gemimg-cell.mod-warning{background-color:#b45309;color:#fff}"
+    ".gemimg-panel .gemimg-cell.mod-danger{background-color:#b71c1c;color:#fff}"
     "</style>"
 )
 

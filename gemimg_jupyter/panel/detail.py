@@ -54,6 +54,7 @@ class DetailSection:
         self._edit = on_edit
         self._picked = on_pick
         self._row: LedgerRow | None = None  # the stored image shown, if any (for edit and pick)
+        self._shown_job: Job | None = None  # the run's job whose image is on screen, if any
         make = state.widgets.make
         self.detail_image = image(
             make, "gemimg-detail-image", max_width="360px", max_height="360px", margin="0 12px 0 0", hidden=True
@@ -70,8 +71,10 @@ class DetailSection:
         self.widgets: list[W.Widget] = [detail, actions]
 
     def clear(self, *, sweep: bool) -> None:
-        """A new run began: no image yet; a sweep's says to click a cell."""
+        """A new run began: no image yet (so nothing to edit or pick); a sweep's says to click a cell."""
         self.detail_image.layout.display = "none"
+        self._shown_job = None
+        self._set_row(None)
         self.detail_html.value = (
             message_html("Click a cell button above to see the full image and its parameters.", "info") if sweep else ""
         )
@@ -95,17 +98,26 @@ class DetailSection:
         self.detail_html.value = f"<div><b>{html.escape(cell_label(run.plan, index))}</b></div>" + params_html(
             job.params.as_dict(), extra
         )
-        self._set_row(job)
         if not image:
+            # the card moves with the bar; edit and pick stay on the image shown (or hidden while there is none)
+            self._set_row(job if job.state.has_image and self._shows(job) else None)
             return
+        shown = job.state.has_image  # a single image is the result image above; a sweep's goes here
         if job.state.has_image and run.kind == "sweep":
             try:
                 self.detail_image.value = job.preview_png(DETAIL_LONG_SIDE)
                 self.detail_image.layout.display = None
             except (OSError, ValueError, GemimgError):
                 self.detail_image.layout.display = "none"
+                shown = False
         else:
             self.detail_image.layout.display = "none"
+        self._shown_job = job if shown else None
+        self._set_row(job if shown else None)
+
+    def _shows(self, job: Job) -> bool:
+        """True when the image on screen is ``job``'s (edit and pick act on it)."""
+        return self._shown_job is job
 
     def show_row(self, row: LedgerRow) -> None:
         """A stored image (a history tile's): its parameters, its file and the image."""
@@ -113,12 +125,15 @@ class DetailSection:
         if row.task_id:
             extra.append(("task", row.task_id))
         self.detail_html.value = "<div><b>from the history</b></div>" + params_html(row.params, extra)
-        self._set_row(row)
+        self._shown_job = None
         try:
             self.detail_image.value = png_thumb(str(row.path), DETAIL_LONG_SIDE)
             self.detail_image.layout.display = None
         except (OSError, ValueError):
             self.detail_image.layout.display = "none"
+            self._set_row(None)  # no image shown: nothing to edit or pick
+            return
+        self._set_row(row)
 
     def _set_row(self, target: Job | LedgerRow | None) -> None:
         """Show "Edit this image" and the pick toggle for a finished image, hide them otherwise."""

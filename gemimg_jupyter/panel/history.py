@@ -50,7 +50,7 @@ class HistorySection:
             img = image(
                 make, None, width=f"{HISTORY_THUMB}px", height=f"{HISTORY_THUMB * 3 // 4}px", object_fit="contain"
             )
-            btn = button(make, "gemimg-history-open", width=f"{HISTORY_THUMB}px", height="24px")
+            btn = button(make, "gemimg-history-open", width=f"{HISTORY_THUMB}px", height="auto")
             btn.on_click(functools.partial(self._on_click, i))
             slot = make(
                 W.VBox,
@@ -115,7 +115,7 @@ class HistorySection:
             if p.get("temperature") is not None:
                 caption += f" · t{float(p['temperature']):g}"
             edits = children.get(row.cbid, 0)
-            if edits:  # marks go first: the caption is cut at the tile's width
+            if edits:  # marks go first
                 caption = f"✎{edits} {caption}"
             if row.cbid in picked:
                 caption = "★ " + caption

@@ -12,7 +12,9 @@ import ipywidgets as W
 
 from gemimg_jupyter.api import GemimgError, Job, JobState, Result, SweepPlan, format_usd, plural, png_bytes
 from gemimg_jupyter.display import error_line, job_error_line
+from gemimg_jupyter.display.compare import CompareWidget
 from gemimg_jupyter.panel.common import (
+    GRID_REDRAW_SECONDS,
     TICK_SECONDS,
     Run,
     allow_label,
@@ -78,6 +80,8 @@ class ResultsSection:
         self._finished = on_finished
         self._render_lock = threading.RLock()
         self._cell_buttons: list[W.Button] = []
+        self._drawn_marks: tuple[int, ...] = ()  # the jobs' progress when the grid was last drawn
+        self._next_draw = 0.0  # monotonic time before which a tick does not redraw the grid
         self.status = self._build_status()
         self.widgets = self._build_results()
 
@@ -114,10 +118,13 @@ class ResultsSection:
         self.progress_text = self._make(
             W.Label, "gemimg-progress-text", value="idle", layout=W.Layout(flex="1 1 auto", margin="0 0 0 8px")
         )
+        self.generate_note = self._make(
+            W.HTML, "gemimg-generate-note", layout=W.Layout(display="none", flex="1 1 220px", margin="0 0 0 8px")
+        )
         status = W.VBox(
             [
                 W.HBox(
-                    [self.generate_button, self.cancel_button, self.fresh, self.confirm],
+                    [self.generate_button, self.cancel_button, self.fresh, self.confirm, self.generate_note],
                     layout=W.Layout(flex_flow="row wrap", align_items="center"),
                 ),
                 W.HBox([self.progress, self.progress_text], layout=W.Layout(align_items="center", width="100%")),
@@ -143,7 +150,38 @@ class ResultsSection:
         self.cells = self._make(
             W.GridBox, "gemimg-cells", layout=W.Layout(width="100%", grid_gap="4px", margin="4px 0 0 0")
         )
-        return [heading("Result"), self.result_hint, self.result_image, self.cells]
+        tip = "open this sweep in the comparison view: full-size images, side by side, swipe, zoom"
+        self.compare_button = button(
+            self._make, "gemimg-compare-open", "Compare", tip, icon="columns", width="130px", hidden=True
+        )
+        self.compare_button.on_click(self._on_compare)
+        #: Holds the comparison view of the current sweep once "Compare" was pressed.
+        self.compare_box = self._make(W.VBox, "gemimg-compare-box", layout=W.Layout(width="100%"))
+        return [
+            heading("Result"),
+            self.result_hint,
+            self.result_image,
+            self.compare_button,
+            self.cells,
+            self.compare_box,
+        ]
+
+    def show_generate_note(self, text: str) -> None:
+        """Say next to Generate what it will do when that is not what it looks like (empty: nothing to say)."""
+        self.generate_note.value = message_html(text, "warn") if text else ""
+        self.generate_note.layout.display = None if text else "none"
+
+    def _on_compare(self, _button: Any = None) -> None:
+        """Open the comparison view of the current sweep under the grid (it fills in while the sweep runs)."""
+        run = self._state.run
+        sweep = run.sweep if run is not None else None
+        if sweep is None:
+            self._say("Compare needs a sweep: set the X axis and press Generate.", "info")
+            return
+        old = list(self.compare_box.children)
+        self.compare_box.children = [CompareWidget(sweep.compare())]
+        for view in old:
+            view.close()
 
     def show_confirm(self, needed: bool) -> None:
         """Show the "allow" box when the plan needs it (and keep it shown while it is ticked)."""
@@ -245,7 +283,14 @@ class ResultsSection:
             self.cells.layout.grid_template_columns = f"repeat({nx}, minmax(0, 1fr))"
         self.cells.children = buttons
         self._state.widgets.discard(old)
+        for view in self.compare_box.children:
+            view.close()
+        self.compare_box.children = []
         self.result_image.layout.display = "none"
+        # a sweep's grid takes the panel's width (its labels stay readable); one image stays within 560 px
+        self.result_image.layout.max_height = "560px" if run.kind == "single" else None
+        self.result_image.layout.width = "auto" if run.kind == "single" else "100%"
+        self.compare_button.layout.display = "none" if run.kind == "single" else None
         self.result_hint.value = message_html("Working… the result appears here as it arrives.", "info")
         self._detail.clear(sweep=run.kind == "sweep")
         self.progress.value = 0
@@ -279,7 +324,11 @@ class ResultsSection:
             if finished and run.ended is None:
                 run.ended = time.monotonic()
             self.progress_text.value = self._progress_line(run, jobs)
-            if heavy or finished:
+            marks = tuple(job.progress for job in jobs)
+            redraw = run.kind == "sweep" and marks != self._drawn_marks and time.monotonic() >= self._next_draw
+            if heavy or finished or redraw:
+                self._drawn_marks = marks
+                self._next_draw = time.monotonic() + GRID_REDRAW_SECONDS
                 self._render_images(run, jobs)
             elif (selected := self._state.selected) is not None and selected < len(jobs):
                 self._detail.show_job(run, selected, image=False)  # the card moves with the bar

@@ -94,9 +94,7 @@ class MessageLine:
     """The panel's one message line (under Generate); every section says what happened through :meth:`say`."""
 
     def __init__(self, widgets: Widgets) -> None:
-        self.message = widgets.make(
-            W.HTML, "gemimg-message", layout=W.Layout(width="100%", height="40px", overflow="auto")
-        )
+        self.message = widgets.make(W.HTML, "gemimg-message", layout=W.Layout(width="100%", min_height="40px"))
 
     def say(self, text: str, level: str = "info") -> None:
         self.message.value = message_html(text, level)
