@@ -798,3 +798,27 @@ def test_magic_cell_writes_each_control_as_its_option() -> None:
     text = magic_cell({**state, "output_format": "jpeg"})
     assert "--thinking high --thinking-budget 512 --search --sweep format=png,webp" in text
     assert "--format" not in text.replace("--sweep format", "")
+
+
+def test_the_cell_with_controls_run_by_the_magic_asks_for_the_same_image(
+    ip: Any, fast_settings: Settings, sim: SimServer
+) -> None:
+    reset_session(fast_settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    panel = ip.run_line_magic("gemimg", "panel")
+    try:
+        panel.model.value = OFFICIAL_31
+        panel.prompt.value = "a teapot on a marble table"
+        panel.controls["thinking"].value = "low"
+        panel.controls["person_generation"].value = "allow_none"
+        panel.controls["max_output_tokens"].value = 4096
+        panel.controls["safety"].value = "dangerous_content=block_low_and_above"
+        generate(panel)
+        assert sim.stats()["submits_accepted"] == 1
+        line, body = panel.magic.value.split("\n", 1)
+        ip.run_cell_magic("gemimg", line.removeprefix("%%gemimg").strip() + " -o again --wait", body)
+        assert ip.user_ns["again"].cached, "the cell's controls make the same cache key"
+        assert sim.stats()["submits_accepted"] == 1
+    finally:
+        panel.wait(WAIT)
+        panel.close()
