@@ -684,3 +684,141 @@ def test_a_running_job_has_one_truth_in_the_bar_and_the_detail_card(tmp_output: 
         finally:
             panel.close()
             session.close()
+
+
+# ------------------------------------------------------------------ the "Advanced" section (the gateway's controls)
+
+OFFICIAL_31 = "gemini-3.1-flash-image-official"
+FLASH_31 = "gemini-3.1-flash-image-preview"
+
+
+def shown_controls(panel: Panel) -> set[str]:
+    """The controls whose rows the Advanced section shows (a row is the value widget or holds it)."""
+    rows = [row for row in panel.advanced.children[0].children if row.layout.display != "none"]
+    return {
+        name
+        for name, widget in panel.controls.items()
+        for row in rows
+        if widget is row or widget in getattr(row, "children", ())
+    }
+
+
+def test_the_advanced_section_is_the_table_and_shows_only_what_the_model_takes(panel: Panel) -> None:
+    from gemimg_jupyter.domain.models import MODELS
+    from gemimg_jupyter.domain.params import CONTROL_PARAMS
+
+    assert panel.advanced.selected_index is None, "collapsed until opened"
+    assert set(panel.controls) == {c.name for c in CONTROL_PARAMS}, "one widget per row of the table"
+    assert any(c.startswith("gemimg-advanced-") for c in panel.controls["thinking"]._dom_classes)
+    for spec in MODELS.values():
+        panel.model.value = spec.id
+        assert shown_controls(panel) == {c.name for c in CONTROL_PARAMS if spec.takes(c.name)}, spec.id
+        assert all(panel.read_state()[c.name] is None for c in CONTROL_PARAMS), "nothing set, nothing sent"
+    panel.model.value = "gemini-2.5-flash-image-preview"
+    assert shown_controls(panel) == {"orientation"}
+    assert "takes: orientation" in text_of(panel.advanced.children[0].children[-1])
+
+
+def test_thinking_high_reaches_the_body_and_the_cell(panel: Panel, session: Session, sim: SimServer) -> None:
+    panel.model.value = OFFICIAL_31
+    panel.prompt.value = "A paper-cut fox in a forest"
+    panel.controls["thinking"].value = "high"
+    assert "--thinking high" in panel.magic_text()
+    assert "--thinking high" in panel.magic.value  # the "Reproduce as a cell" box follows
+    generate(panel)
+    meta = sim.stats()["metadata"][-1]
+    assert meta["thinkingConfig"] == {"thinkingLevel": "HIGH"}
+    assert panel.state.run is not None and panel.state.run.plan.cells[0].params.control("thinking") == "high"
+
+
+def test_numbers_formats_and_safety_reach_the_body_and_the_cell(panel: Panel, session: Session, sim: SimServer) -> None:
+    panel.model.value = OFFICIAL_31
+    panel.prompt.value = "A paper-cut owl"
+    panel.controls["output_format"].value = "jpeg"
+    assert not panel.control_ticks["quality"].value
+    panel.controls["quality"].value = 70  # typing a number ticks its box
+    assert panel.control_ticks["quality"].value
+    panel.controls["safety"].value = "hate_speech=off, HARASSMENT=BLOCK_ONLY_HIGH"
+    cell = panel.magic_text()
+    assert "--format jpeg --quality 70" in cell
+    assert "--safety HARASSMENT=BLOCK_ONLY_HIGH --safety HATE_SPEECH=OFF" in cell
+    generate(panel)
+    meta = sim.stats()["metadata"][-1]
+    assert meta["imageOutputOptions"] == {"mimeType": "image/jpeg", "compressionQuality": 70}
+    assert meta["safetySettings"] == [
+        {"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_ONLY_HIGH"},
+        {"category": "HARM_CATEGORY_HATE_SPEECH", "threshold": "OFF"},
+    ]
+    panel.control_ticks["quality"].value = False  # unticked: not sent
+    assert panel.read_state()["quality"] is None and "--quality" not in panel.magic_text()
+
+
+def test_a_bad_combination_is_one_line_and_no_request(panel: Panel, session: Session, sim: SimServer) -> None:
+    panel.model.value = FLASH_31
+    panel.prompt.value = "A paper-cut owl"
+    panel.controls["image_search"].value = True
+    assert "image-search needs --search" in text_of(panel.plan_html)  # the core's words, live
+    panel.generate_button.click()
+    assert "image-search needs --search" in text_of(panel.message)
+    assert panel.state.run is None and sim.stats()["submits_accepted"] == 0
+    panel.controls["search"].value = True
+    generate(panel)
+    meta = sim.stats()["metadata"][-1]
+    assert meta["google_search"] is True and meta["google_image_search"] is True
+
+
+def test_a_control_the_new_model_lacks_is_not_sent_and_a_swept_one_is_greyed(panel: Panel) -> None:
+    panel.model.value = OFFICIAL_31
+    panel.prompt.value = "A paper-cut owl"
+    panel.controls["thinking"].value = "high"
+    panel.model.value = "gemini-2.5-flash-image-official"  # no thinking
+    assert panel.read_state()["thinking"] is None and "--thinking" not in panel.magic_text()
+    assert "thinking" not in shown_controls(panel)
+    panel.model.value = OFFICIAL_31  # the value is kept for when it comes back
+    assert panel.read_state()["thinking"] == "high"
+    sweep_over(panel, "thinking=minimal,high")
+    assert panel.controls["thinking"].disabled and panel.read_state()["thinking"] is None
+    cell = panel.magic_text()
+    assert "--sweep thinking=minimal,high" in cell and "--thinking " not in cell
+    assert "2 requests" in text_of(panel.plan_html)
+
+
+def test_magic_cell_writes_each_control_as_its_option() -> None:
+    state = {
+        "prompt": "a fox",
+        "model": OFFICIAL_31,
+        "size": "1:1",
+        "resolution": "1K",
+        "thinking": "HIGH",
+        "thinking_budget": 512,
+        "search": True,
+        "person_generation": None,
+        "axes": (("format", "png,webp"),),
+    }
+    text = magic_cell({**state, "output_format": "jpeg"})
+    assert "--thinking high --thinking-budget 512 --search --sweep format=png,webp" in text
+    assert "--format" not in text.replace("--sweep format", "")
+
+
+def test_the_cell_with_controls_run_by_the_magic_asks_for_the_same_image(
+    ip: Any, fast_settings: Settings, sim: SimServer
+) -> None:
+    reset_session(fast_settings)
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    panel = ip.run_line_magic("gemimg", "panel")
+    try:
+        panel.model.value = OFFICIAL_31
+        panel.prompt.value = "a teapot on a marble table"
+        panel.controls["thinking"].value = "low"
+        panel.controls["person_generation"].value = "allow_none"
+        panel.controls["max_output_tokens"].value = 4096
+        panel.controls["safety"].value = "dangerous_content=block_low_and_above"
+        generate(panel)
+        assert sim.stats()["submits_accepted"] == 1
+        line, body = panel.magic.value.split("\n", 1)
+        ip.run_cell_magic("gemimg", line.removeprefix("%%gemimg").strip() + " -o again --wait", body)
+        assert ip.user_ns["again"].cached, "the cell's controls make the same cache key"
+        assert sim.stats()["submits_accepted"] == 1
+    finally:
+        panel.wait(WAIT)
+        panel.close()

@@ -1,7 +1,8 @@
 """The ipywidgets control panel: ``%gemimg panel`` and ``gemimg_jupyter.Panel()``.
 
 One module per section, each a class that owns its widgets and handles their events:
-:mod:`.parameters` (prompt and parameters), :mod:`.references` (reference images, the image being
+:mod:`.parameters` (prompt and parameters), :mod:`.advanced` (the gateway's controls, from the
+parameter table), :mod:`.references` (reference images, the image being
 edited), :mod:`.sweep` (sweep axes, plan line, reproducing cell), :mod:`.results` (Generate, Cancel,
 progress, the result), :mod:`.detail` (one image, edit, pick) and :mod:`.history`. :mod:`.state`
 holds what they share (one :class:`~.state.PanelState`: the session getter, the current run, the
@@ -27,6 +28,7 @@ Layout (top to bottom, two columns that wrap under each other below ~760 px)::
     │ temperature / top-p/repeats │ │ Y: param + values          │
     │ notes (what is disabled, why)│ │ plan: N requests, ≈ $…    │
     └─────────────────────────────┘ └────────────────────────────┘
+    ▸ Advanced (collapsed): the controls the chosen model takes (thinking, search, format …)
     [Generate] [Cancel] [fresh] [confirm]     progress bar · text    (fixed height)
     Result: the image or the labelled grid; one button per request
     Detail: the full image of the chosen request and its parameters
@@ -61,6 +63,7 @@ from gemimg_jupyter.api import (
     plural,
 )
 from gemimg_jupyter.display import error_line
+from gemimg_jupyter.panel.advanced import AdvancedSection
 from gemimg_jupyter.panel.common import (
     DETAIL_LONG_SIDE,
     GRID_CELL,
@@ -169,6 +172,9 @@ class Panel:
     top_p = _Owned("_parameters")
     repeats = _Owned("_parameters")
     model_notes = _Owned("_parameters")
+    advanced = _Owned("_advanced")
+    controls = _Owned("_advanced")  # a dict: control name -> the widget holding its value
+    control_ticks = _Owned("_advanced")  # a dict: int control name -> the box saying whether it is sent
     upload = _Owned("_references")
     ref_count = _Owned("_references")
     ref_box = _Owned("_references")
@@ -239,6 +245,7 @@ class Panel:
         self._parameters = ParametersSection(
             state, prompt, say=say, on_change=self._on_change, on_model_change=self._on_model_change
         )
+        self._advanced = AdvancedSection(state, on_change=self._on_change)
         self._references = ReferencesSection(state, model_spec=self._parameters.spec, on_change=self._on_change)
         self._sweep = SweepSection(state, on_change=self._on_change, on_axes_change=self._on_axes_change)
         self._detail = DetailSection(state, say=say, on_edit=self._edit_from_detail, on_pick=self._on_pick)
@@ -261,6 +268,7 @@ class Panel:
             [
                 self.header,
                 W.HBox([self._parameters.column, right], layout=W.Layout(flex_flow="row wrap", width="100%")),
+                *self._advanced.widgets,
                 self._results.status,
                 *self._results.widgets,
                 *self._detail.widgets,
@@ -304,11 +312,13 @@ class Panel:
 
     def _on_model_change(self) -> None:
         self._parameters.update_enabled(self._sweep.swept())
+        self._advanced.fit(self._parameters.spec(), self._sweep.swept())
         self._references.update_ui()
         self._on_change()
 
     def _on_axes_change(self) -> None:
         self._parameters.update_enabled(self._sweep.swept())
+        self._advanced.fit(self._parameters.spec(), self._sweep.swept())
         self._on_change()
 
     def _edit_from_detail(self, row: LedgerRow) -> None:
@@ -403,7 +413,9 @@ class Panel:
             ``prompt``, ``model``, ``size``, ``resolution``, ``temperature`` and
             ``top_p`` (``None`` for models without sampling), ``repeats``,
             ``references`` (ReferenceImage tuple), ``reference_paths``,
-            ``axes`` (``(name, values text)`` pairs, X first), ``fresh``, ``confirm``.
+            ``axes`` (``(name, values text)`` pairs, X first), ``fresh``, ``confirm``, and each
+            control of the "Advanced" section by name (``thinking`` …; ``None``: not set, not taken
+            by the model or swept).
         """
         spec = get_model(self.model.value)
         axes: list[tuple[str, str]] = []
@@ -426,6 +438,7 @@ class Panel:
             "fresh": bool(self.fresh.value),
             "confirm": bool(self.confirm.value),
             "edit": edit.cbid[-6:] if edit is not None else None,
+            **self._advanced.values(spec, self._sweep.swept()),
         }
 
     def parse_axes(self, state: Mapping[str, Any]) -> tuple[list[Axis], dict[str, str]]:

@@ -15,12 +15,14 @@ from typing import Any
 import ipywidgets as W
 
 from gemimg_jupyter.api import (
+    CONTROL_PARAMS,
     MODELS,
     PIXELS_1K,
     GemimgError,
     Job,
     JobState,
     ModelSpec,
+    ParamSpec,
     Result,
     Session,
     SweepPlan,
@@ -175,6 +177,9 @@ def magic_cell(state: Mapping[str, Any]) -> str:
         parts += ["--temperature", f"{float(state['temperature']):g}"]
     if state.get("top_p") is not None and "top_p" not in swept:
         parts += ["--top-p", f"{float(state['top_p']):g}"]
+    for control in CONTROL_PARAMS:
+        if state.get(control.name) is not None and control.axis not in swept:
+            parts += control_option(control, state[control.name])
     if state.get("edit"):
         parts += ["--edit", str(state["edit"])]
     if "ref" not in swept:
@@ -190,6 +195,22 @@ def magic_cell(state: Mapping[str, Any]) -> str:
         parts.append("--yes")
     line = " ".join(parts[:1] + [shlex.quote(p) for p in parts[1:]])
     return f"{line}\n{str(state.get('prompt', '')).strip()}"
+
+
+def control_option(control: ParamSpec, value: object) -> list[str]:
+    """A control's ``%%gemimg`` option for ``value``: ``["--thinking", "high"]``, ``["--search"]``, one
+    ``--safety`` per setting; spelt canonically when the value checks, as given when it does not."""
+    assert control.option is not None, f"control {control.name} has an option"
+    try:
+        checked = control.check_control(value)
+    except GemimgError:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return [part for item in items for part in (control.option, str(item))]
+    if control.kind == "flag":
+        return [control.option] if checked else []
+    if control.kind == "pairs":
+        return [part for item in control.value_label(checked).split(",") for part in (control.option, item)]
+    return [control.option, str(checked)]
 
 
 def size_label(size: str, resolution: str) -> str:

@@ -9,6 +9,7 @@ import ipywidgets as W
 
 from gemimg_jupyter.api import (
     AXIS_NAMES,
+    CONTROL_PARAMS,
     VALUE_PARAMS,
     Axis,
     GemimgError,
@@ -132,6 +133,7 @@ class SweepSection:
         if axes is None:
             axes = [parse_axis(f"{n}={v}", resolve_ref=load_reference) for n, v in state["axes"]]
         values = {param.name: state[param.name] for param in VALUE_PARAMS}  # model, size, resolution, sampling
+        values |= {c.name: state[c.name] for c in CONTROL_PARAMS if state.get(c.name) is not None}  # the controls set
         references = list(state["references"])
         return self._state.session.plan(
             state["prompt"],
