@@ -107,6 +107,13 @@ class SweepResult:
         self._lock = threading.Lock()
         self._stop_timer: threading.Timer | None = None
         self._pages: list[GridPage] | None = None
+        # saving as the sweep goes: each grid page is drawn and saved once, when its last cell ends
+        self._ended: set[int] = set()  # id() of the jobs seen ending
+        self._page_of: dict[int, list[int]] = {}  # id() of a job → its cells' pages (positions in pages())
+        self._left: list[int] = []  # per page: cells not ended yet
+        self._page_paths: dict[int, Path] = {}
+        self._to_draw: list[int] = []  # pages whose cells have all ended, not drawn yet
+        self._drawing = False
         self.started = time.time()
         if dry_run:
             self._saved.set()  # nothing to wait for, nothing to save
@@ -231,9 +238,8 @@ class SweepResult:
         """Draw the saved grid files again in place (a pick or unpick changed a star)."""
         if not self._saved.is_set() or not self.paths:
             return
-        prov = self.provenance()
-        for img, page, target in zip(self.grids(), self.pages(), self.paths, strict=False):
-            write_atomic(target, encode_grid_png(img, {**prov, "z": page.z, "params": self.plan.common}))
+        for at, target in enumerate(self.paths):
+            write_atomic(target, self._page_png(at))
 
     def save_report(self, path: str | Path | None = None) -> Path:
         """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
@@ -278,8 +284,43 @@ class SweepResult:
         pages = self.pages()
         if len(pages) == self.plan.shape[2]:  # every Z grid fits on one page
             return [self.grid(z) for z in range(self.plan.shape[2])]
-        tiles, footer = self.tiles(), self.progress_text()
-        return [grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=footer) for page in pages]
+        return [self._draw_page(at) for at in range(len(pages))]
+
+    def _cells_on(self, page: GridPage) -> set[int]:
+        """The sweep cell indexes that ``page`` shows."""
+        xs, ys = set(page.xs), set(page.ys)
+        return {c.index for c in self.plan.cells if c.z == page.z and c.x in xs and c.y in ys}
+
+    def _paged(self) -> bool:
+        return len(self.pages()) != self.plan.shape[2]
+
+    def _page_progress(self, page: GridPage) -> str:
+        """The footer of a page when the sweep has several: that page's own counts (it may be saved before the rest end)."""
+        on_page = self._cells_on(page)
+        c = count_jobs([j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page])
+        text = f"{c['done'] + c['cached']}/{c['total']} done" + (f", {c['failed']} failed" if c["failed"] else "")
+        return f"{text}, {format_usd(c['cost_usd'])} on this page"
+
+    def _draw_page(self, at: int) -> Image.Image:
+        """Draw page ``at`` (0-based) from the thumbnails of its own cells only."""
+        page = self.pages()[at]
+        if not self._paged():
+            return self.grid(page.z)
+        index = self.page_index()
+        footer = f"{self._page_progress(page)} · {index}" if index else self._page_progress(page)
+        return grid_page(self.plan, self.tiles(self._cells_on(page)), page, cell_size=self.cell_size, footer=footer)
+
+    def _page_png(self, at: int) -> bytes:
+        """PNG bytes of page ``at`` with its provenance (a paged sweep's page describes its own cells)."""
+        page = self.pages()[at]
+        prov = self.provenance(only=self._cells_on(page) if self._paged() else None)
+        extra = {"page": page.number, "progress": self._page_progress(page)} if self._paged() else {}
+        return encode_grid_png(self._draw_page(at), {**prov, "z": page.z, "params": self.plan.common} | extra)
+
+    def _page_name(self, at: int) -> str:
+        page = self.pages()[at]
+        suffix = f"-z{page.z}" if self.plan.shape[2] > 1 else ""
+        return suffix + (f"-p{page.number}" if self._paged() else "")
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per image: the cell's axis values, parameters, path, state, cost."""
@@ -289,8 +330,8 @@ class SweepResult:
             rows.append(row)
         return rows
 
-    def provenance(self) -> dict[str, Any]:
-        """The sweep as plain data: the grid PNG's provenance and the display's metadata."""
+    def provenance(self, only: Collection[int] | None = None) -> dict[str, Any]:
+        """The sweep as plain data: the grid PNG's provenance and the display's metadata (``only``: those cells)."""
         return {
             "sweep_id": self.id,
             "axes": [
@@ -310,6 +351,7 @@ class SweepResult:
                     "path": str(j.path) if j.path else None,
                 }
                 for c, j in zip(self.plan.cells, self.jobs, strict=False)
+                if only is None or c.index in only
             ],
             "progress": self.progress_text(),
         } | ({"pages": self.page_index()} if self.page_index() else {})
@@ -318,51 +360,75 @@ class SweepResult:
         """Write the grid(s) as PNG with provenance; returns the paths.
 
         Without ``path`` they go to ``<output>/grids/``. With several Z values
-        the files get ``-z0``, ``-z1``… suffixes.
+        the files get ``-z0``, ``-z1``… suffixes, pages ``-p1``, ``-p2``… Pages are
+        drawn one at a time, so memory holds one page, however big the sweep.
         """
-        prov = self.provenance()
-        paths: list[Path] = []
-        pages = self.pages()
-        paged = len(pages) != self.plan.shape[2]
-        for img, page in zip(self.grids(), pages, strict=True):
-            z = page.z
-            data = encode_grid_png(
-                img, {**prov, "z": z, "params": self.plan.common} | ({"page": page.number} if paged else {})
-            )
-            suffix = f"-z{z}" if self.plan.shape[2] > 1 else ""
-            suffix += f"-p{page.number}" if paged else ""
-            if path is None:
-                stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
-                paths.append(self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids"))
-            else:
-                target: str | Path = path
-                if str(path).strip() and not Path(path).expanduser().is_dir():
-                    target = Path(path).expanduser()
-                    target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
-                paths.append(write_user_file(target, data, f"sweep_{self.id}{suffix}.png"))
-        return paths
+        return [self._save_page(at, path) for at in range(len(self.pages()))]
+
+    def _save_page(self, at: int, path: str | Path | None = None) -> Path:
+        data, suffix = self._page_png(at), self._page_name(at)
+        if path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
+            return self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids")
+        target: str | Path = path
+        if str(path).strip() and not Path(path).expanduser().is_dir():
+            target = Path(path).expanduser()
+            target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
+        return write_user_file(target, data, f"sweep_{self.id}{suffix}.png")
 
     def follow(self, jobs: Sequence[Job], listeners: Sequence[Listener] = ()) -> None:
-        """Take the sweep's jobs (in cell order) and listen to them; the grid is saved once all have ended."""
+        """Take the sweep's jobs (in cell order) and listen to them.
+
+        Each grid page is saved once its last cell has ended (drawn in a background thread from
+        that page's thumbnails), so the last page is all that is left when the sweep ends.
+        """
         self.jobs.extend(jobs)
+        pages = self.pages()
+        where = {(z, x, y): at for at, p in enumerate(pages) for z in (p.z,) for x in p.xs for y in p.ys}
+        self._left = [0] * len(pages)
+        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+            at = where[(cell.z, cell.x, cell.y)]
+            self._page_of.setdefault(id(job), []).append(at)
+            self._left[at] += 1
         for job in self.jobs:
             for listener in (self._on_job, *listeners):
                 job.add_listener(listener)
 
     def _on_job(self, job: Job) -> None:
-        # a progress event of an unfinished job cannot finish the sweep: O(1) for it, not a walk over every job
-        if self._saved.is_set() or not job.done() or not self.done():
+        # O(1) per event: a page is drawn when its own last cell ends, never every tile per event
+        if not job.done():
             return
         with self._lock:
-            if self._saved.is_set():
+            if id(job) in self._ended or self._saved.is_set():
                 return
-            if self._stop_timer is not None:
-                self._stop_timer.cancel()
+            self._ended.add(id(job))
+            for at in self._page_of.get(id(job), ()):
+                self._left[at] -= 1
+                if self._left[at] == 0:
+                    self._to_draw.append(at)
+            if self._drawing or not self._to_draw:
+                return
+            self._drawing = True
+        threading.Thread(target=self._draw_pages, name=f"gemimg-grid-{self.id}", daemon=True).start()
+
+    def _draw_pages(self) -> None:
+        """Save the pages whose cells have all ended, until none is left; the last one sets :meth:`wait` free."""
+        while True:
+            with self._lock:
+                if not self._to_draw:
+                    self._drawing = False
+                    return
+                at = self._to_draw.pop(0)
             try:
-                self.paths = self.save()
+                self._page_paths[at] = self._save_page(at)
             except Exception:
-                log.exception("could not save the grid of sweep %s", self.id)
-            finally:
+                log.exception("could not save page %d of the grid of sweep %s", at + 1, self.id)
+            with self._lock:
+                if len(self._ended) < len(self._page_of) or self._to_draw:
+                    continue
+                if self._stop_timer is not None:
+                    self._stop_timer.cancel()
+                self.paths = [self._page_paths[i] for i in sorted(self._page_paths)]
                 self._saved.set()
 
     def __repr__(self) -> str:

@@ -113,7 +113,10 @@ class Collector:
         """Download the image in the download pool, keep its bytes with a provenance sidecar, and end the job ``done``."""
         job = rec.job
         e = self.engine
-        e.record.move(rec, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
+        # not durable: a crash before the next commit leaves the row `submitted`, and a resume polls again
+        e.record.move(
+            rec, JobState.DOWNLOADING, 100, durable=False, expires_at=status.expires_at, cost_usd=job.cost_usd
+        )
         yield TO_DOWNLOADS
         e.woke(rec)
         data = e.client.download(

@@ -43,9 +43,15 @@ class Transitions:
         if changed:
             self.notify(rec)
 
-    def move(self, rec: JobRecord, state: JobState, progress: int | None = None, **row: Any) -> None:
-        """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners."""
-        self.store.update(rec.job.cbid, state=state.value, **row)
+    def move(
+        self, rec: JobRecord, state: JobState, progress: int | None = None, *, durable: bool = True, **row: Any
+    ) -> None:
+        """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners.
+
+        ``durable`` (default): the row is on disk before memory changes. ``durable=False`` for a state
+        nothing depends on: the change is queued for the next group commit (:mod:`~gemimg_jupyter.ledger.group`).
+        """
+        self.store.update(rec.job.cbid, durable=durable, state=state.value, **row)
         self.set_state(rec, state, progress)
 
     def finish(self, rec: JobRecord, state: JobState, *, ledger: bool = True, **row: Any) -> None:

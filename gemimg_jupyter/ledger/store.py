@@ -44,6 +44,7 @@ from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
 from gemimg_jupyter.ledger.claims import Claim
 from gemimg_jupyter.ledger.files import safe_filename, slug, unique_path, write_atomic
+from gemimg_jupyter.ledger.group import GroupCommit, Write
 from gemimg_jupyter.ledger.schema import (
     HOST,
     RESUMABLE_STATES,
@@ -117,15 +118,22 @@ class Store:
         check_writable(self.root, self.images_dir, self.ledger_path)
         self._db = open_ledger(self.ledger_path, self.images_dir, self.owner)
         self._identity = file_identity(self.ledger_path)
+        #: row changes, committed in batches (see :mod:`.group`): durable ones still return only once on disk
+        self.commits = GroupCommit(self._write_batch, self._lock)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
     def close(self) -> None:
-        """Stop the heartbeat, hand this owner's unfinished rows back, close the database."""
+        """Stop the heartbeat, write queued changes, hand this owner's unfinished rows back, close the database."""
+        self.commits.cancel_timer()
         with self._lock:
             if self._closed:
                 return
+            try:
+                self.commits.drain()
+            except sqlite3.Error:
+                log.warning("could not write the queued ledger changes", exc_info=True)
             self._closed = True
             self._heartbeat.stop()
             try:
@@ -148,8 +156,10 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """The connection, behind the lock, for statements that only read."""
+        """The connection, behind the lock, for statements that only read (queued changes are written first)."""
         with self._lock:
+            if self.commits.pending():
+                self.commits.drain()
             yield self._db
 
     @contextmanager
@@ -157,8 +167,18 @@ class Store:
         """One ``BEGIN IMMEDIATE`` transaction behind the lock: committed at the end, rolled back on any error."""
         with self._lock:
             self._ensure_alive()
+            if self.commits.pending():  # queued row changes go first: the ledger sees changes in their order
+                self.commits.drain()
             with immediate(self._db) as db:
                 yield db
+
+    def _write_batch(self, writes: Sequence[Write]) -> None:
+        """Queued row changes (:attr:`commits`), in one transaction of the one write path, :meth:`_tx`."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the ledger is closed")
+        with self._tx() as db:
+            for write in writes:
+                write(db)
 
     # ---- owner and lease ------------------------------------------------------------------
 
@@ -241,8 +261,12 @@ class Store:
         with self._tx() as db:
             claims.insert(db, self.owner, request, JobState.SUBMITTING.value, time.time())
 
-    def update(self, cbid: str, **fields: Any) -> None:
-        """Change some columns of one row."""
+    def update(self, cbid: str, *, durable: bool = True, **fields: Any) -> None:
+        """Change some columns of one row, in the next group commit (:mod:`.group`).
+
+        ``durable`` (default): returns once the change is on disk. ``durable=False``: for a change
+        nothing depends on (it is written within :attr:`.GroupCommit.delay` s, or before the next read).
+        """
         unknown = set(fields) - self._UPDATABLE
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}")
@@ -253,9 +277,13 @@ class Store:
             fields["path"] = str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
         if "params" in fields:
             fields["params"] = json.dumps(dict(fields["params"]), sort_keys=True)
-        cols = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
+        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in fields)} WHERE cbid = ?"  # noqa: S608 - names are whitelisted
+        args = (*fields.values(), cbid)
+
+        def change(db: sqlite3.Connection) -> None:
+            db.execute(sql, args)
+
+        self.commits.submit(change, durable=durable)
 
     def get(self, cbid: str) -> LedgerRow | None:
         """One row by its ``client_business_id``."""
@@ -353,8 +381,8 @@ class Store:
         cbid = provenance.get("client_business_id")
         if cbid:
             facts = read_provenance(path).get("file", {})
-            with self._tx() as db:
-                record_facts(db, str(cbid), facts)
+            # the sidecar holds the same facts; the job's end, written durably next, carries them to disk
+            self.commits.submit(lambda db: record_facts(db, str(cbid), facts), durable=False)
         return path
 
     def suspect_split(self) -> dict[str, Any]:

@@ -54,7 +54,7 @@ def write_thumb(image: str | os.PathLike[str], data: bytes | None = None) -> Pat
         buf = io.BytesIO()
         small.save(buf, format="JPEG", quality=_QUALITY)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomic(target, buf.getvalue())
+        return write_atomic(target, buf.getvalue(), sync=False)  # made again from the image if ever lost
     except (OSError, ValueError, Image.DecompressionBombError):
         log.debug("no thumbnail for %s", image, exc_info=True)
         return None
