@@ -26,13 +26,13 @@ from gemimg_jupyter.domain.errors import (
 )
 from gemimg_jupyter.domain.finish import failure_text
 from gemimg_jupyter.domain.models import JobState, TaskStatus
-from gemimg_jupyter.draw.formats import file_facts
+from gemimg_jupyter.draw.formats import Shown, file_facts, shown_small
 from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.ledger.store import safe_filename
-from gemimg_jupyter.ledger.thumbs import write_thumb
+from gemimg_jupyter.ledger.thumbs import THUMB_SIDE, write_thumb
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +130,15 @@ class Collector:
         note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
         if note:
             job.provenance["size_note"] = note
-        job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
+        try:  # decoded once, small: for the suspect check and the thumbnail file
+            shown: Shown | None = shown_small(data, THUMB_SIDE)
+        except Exception:  # noqa: BLE001 - the download was checked; file_facts and write_thumb cope alone
+            shown = None
+        job.provenance["file"] = file_facts(data, job.params.pixel_size, shown=shown)  # hash, format, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         job.path = e.store.write_image(data, name, job.provenance)
-        write_thumb(job.path, data)  # once, here in the download pool: every grid and gallery reads it after
+        # once, here in the download pool: every grid and gallery reads it after
+        write_thumb(job.path, data, small=shown[0] if shown else None)
         e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
     def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:
