@@ -161,3 +161,17 @@ def test_each_grid_page_is_saved_when_its_cells_end_with_the_pixels_of_a_full_re
             assert ImageChops.difference(drawn, again).getbbox() is None
     finally:
         store.close()
+
+
+def test_pages_pasted_tile_by_tile_match_a_full_redraw_with_images(session: Session) -> None:
+    """A real 120-image sweep: the saved pages (drawn tile by tile as images landed) equal fresh full draws."""
+    temps = [round(0.01 * i, 2) for i in range(1, 121)]
+    result = session.sweep("a pasted fox", temperature=temps, cell_size=64, yes=True, max_requests=1000)
+    assert result.wait(120) and all(j.state is JobState.DONE for j in result.jobs)
+    assert len(result.paths) == len(result.pages()) == 2
+    for at, saved in enumerate(result.paths):
+        with Image.open(saved) as img:
+            drawn = img.convert("RGB")
+        fresh = Image.open(io.BytesIO(result._page_png(at))).convert("RGB")
+        assert drawn.size == fresh.size
+        assert ImageChops.difference(drawn, fresh).getbbox() is None, f"page {at + 1} differs from a full redraw"

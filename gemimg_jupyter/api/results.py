@@ -23,12 +23,21 @@ from gemimg_jupyter.api.report import SweepRun, sweep_report
 from gemimg_jupyter.domain.durations import format_duration
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
-from gemimg_jupyter.draw.grid import GridPage, Tile, encode_grid_png, grid_for_plan, grid_page, page_index, plan_pages
+from gemimg_jupyter.draw.grid import (
+    GridPage,
+    PageCanvas,
+    Tile,
+    encode_grid_png,
+    grid_for_plan,
+    grid_page,
+    page_index,
+    plan_pages,
+)
 from gemimg_jupyter.engine import Job, Listener
 from gemimg_jupyter.ledger.files import path_error, user_target, write_user_file
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store, write_atomic
-from gemimg_jupyter.plans.plan import SweepPlan
+from gemimg_jupyter.plans.plan import SweepCell, SweepPlan
 
 __all__ = ["Result", "SweepResult", "count_jobs", "report_target", "write_report"]
 
@@ -109,10 +118,12 @@ class SweepResult:
         self._pages: list[GridPage] | None = None
         # saving as the sweep goes: each grid page is drawn and saved once, when its last cell ends
         self._ended: set[int] = set()  # id() of the jobs seen ending
-        self._page_of: dict[int, list[int]] = {}  # id() of a job → its cells' pages (positions in pages())
-        self._left: list[int] = []  # per page: cells not ended yet
+        self._cells_of: dict[int, list[tuple[int, SweepCell]]] = {}  # id() of a job → (page position, cell)
+        self._left: list[int] = []  # per page: cells not drawn yet (the drawing thread's alone)
+        self._canvases: dict[int, PageCanvas] = {}  # pages being drawn tile by tile (the drawing thread's alone)
         self._page_paths: dict[int, Path] = {}
-        self._to_draw: list[int] = []  # pages whose cells have all ended, not drawn yet
+        self._finished = 0  # pages saved (or failed to)
+        self._events: list[tuple[int, SweepCell, Job]] = []  # cells that ended, not drawn yet
         self._drawing = False
         self.started = time.time()
         if dry_run:
@@ -199,23 +210,24 @@ class SweepResult:
                 )
             return out
         picked = self.picked_cbids()
-        unsent = {id(j) for j in self.not_sent()}
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
-            if only is not None and cell.index not in only:
-                continue
-            image = None
-            if job.state.has_image:
-                try:
-                    # read from its small file each time: a 1,000-image sweep keeps no 1,000 thumbnails in memory
-                    image = job.thumbnail(self.cell_size, keep=False)
-                except (OSError, ValueError):
-                    image = None
-            star = job.state.has_image and ledger_cbid(job) in picked
-            if id(job) in unsent:
-                out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
-                continue
-            out[cell.index] = Tile(state=job.state.value, image=image, error=job.error, picked=star)
+            if only is None or cell.index in only:
+                out[cell.index] = self._tile(job, picked)
         return out
+
+    def _tile(self, job: Job, picked: Collection[str]) -> Tile:
+        """The tile of one job: its thumbnail (read from its small file), or its state."""
+        if self.stopped_after is not None and job.state is JobState.CANCELLED and job.task_id is None:
+            return Tile(state="not sent", error="time limit; run again to send")
+        image = None
+        if job.state.has_image:
+            try:
+                # read from its small file each time: a 1,000-image sweep keeps no 1,000 thumbnails in memory
+                image = job.thumbnail(self.cell_size, keep=False)
+            except (OSError, ValueError):
+                image = None
+        star = job.state.has_image and ledger_cbid(job) in picked
+        return Tile(state=job.state.value, image=image, error=job.error, picked=star)
 
     # ---- picks and reports (docs/editing.md) -----------------------------------------------
 
@@ -301,21 +313,25 @@ class SweepResult:
         text = f"{c['done'] + c['cached']}/{c['total']} done" + (f", {c['failed']} failed" if c["failed"] else "")
         return f"{text}, {format_usd(c['cost_usd'])} on this page"
 
+    def _page_footer(self, page: GridPage) -> str:
+        index = self.page_index()
+        return f"{self._page_progress(page)} · {index}" if index else self._page_progress(page)
+
     def _draw_page(self, at: int) -> Image.Image:
         """Draw page ``at`` (0-based) from the thumbnails of its own cells only."""
         page = self.pages()[at]
         if not self._paged():
             return self.grid(page.z)
-        index = self.page_index()
-        footer = f"{self._page_progress(page)} · {index}" if index else self._page_progress(page)
-        return grid_page(self.plan, self.tiles(self._cells_on(page)), page, cell_size=self.cell_size, footer=footer)
+        tiles = self.tiles(self._cells_on(page))
+        return grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=self._page_footer(page))
 
-    def _page_png(self, at: int) -> bytes:
-        """PNG bytes of page ``at`` with its provenance (a paged sweep's page describes its own cells)."""
+    def _page_png(self, at: int, image: Image.Image | None = None) -> bytes:
+        """PNG bytes of page ``at`` (``image``: already drawn) with its provenance (a page describes its own cells)."""
         page = self.pages()[at]
         prov = self.provenance(only=self._cells_on(page) if self._paged() else None)
         extra = {"page": page.number, "progress": self._page_progress(page)} if self._paged() else {}
-        return encode_grid_png(self._draw_page(at), {**prov, "z": page.z, "params": self.plan.common} | extra)
+        drawn = image if image is not None else self._draw_page(at)
+        return encode_grid_png(drawn, {**prov, "z": page.z, "params": self.plan.common} | extra)
 
     def _page_name(self, at: int) -> str:
         page = self.pages()[at]
@@ -365,8 +381,8 @@ class SweepResult:
         """
         return [self._save_page(at, path) for at in range(len(self.pages()))]
 
-    def _save_page(self, at: int, path: str | Path | None = None) -> Path:
-        data, suffix = self._page_png(at), self._page_name(at)
+    def _save_page(self, at: int, path: str | Path | None = None, image: Image.Image | None = None) -> Path:
+        data, suffix = self._page_png(at, image), self._page_name(at)
         if path is None:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
             return self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids")
@@ -379,57 +395,81 @@ class SweepResult:
     def follow(self, jobs: Sequence[Job], listeners: Sequence[Listener] = ()) -> None:
         """Take the sweep's jobs (in cell order) and listen to them.
 
-        Each grid page is saved once its last cell has ended (drawn in a background thread from
-        that page's thumbnails), so the last page is all that is left when the sweep ends.
+        A background thread draws each cell's tile as it ends (pasted into its page, which is
+        drawn once: :class:`~.grid.PageCanvas`) and saves each page when its last cell has
+        ended, so little is left to do when the sweep ends.
         """
         self.jobs.extend(jobs)
         pages = self.pages()
-        where = {(z, x, y): at for at, p in enumerate(pages) for z in (p.z,) for x in p.xs for y in p.ys}
+        where = {(p.z, x, y): at for at, p in enumerate(pages) for x in p.xs for y in p.ys}
         self._left = [0] * len(pages)
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
             at = where[(cell.z, cell.x, cell.y)]
-            self._page_of.setdefault(id(job), []).append(at)
+            self._cells_of.setdefault(id(job), []).append((at, cell))
             self._left[at] += 1
         for job in self.jobs:
             for listener in (self._on_job, *listeners):
                 job.add_listener(listener)
 
     def _on_job(self, job: Job) -> None:
-        # O(1) per event: a page is drawn when its own last cell ends, never every tile per event
+        # O(1) per event: the ended cell goes to the drawing thread, which pastes its tile alone
         if not job.done():
             return
         with self._lock:
             if id(job) in self._ended or self._saved.is_set():
                 return
             self._ended.add(id(job))
-            for at in self._page_of.get(id(job), ()):
-                self._left[at] -= 1
-                if self._left[at] == 0:
-                    self._to_draw.append(at)
-            if self._drawing or not self._to_draw:
+            self._events.extend((at, cell, job) for at, cell in self._cells_of.get(id(job), ()))
+            if self._drawing or not self._events:
                 return
             self._drawing = True
-        threading.Thread(target=self._draw_pages, name=f"gemimg-grid-{self.id}", daemon=True).start()
+        threading.Thread(target=self._draw_cells, name=f"gemimg-grid-{self.id}", daemon=True).start()
 
-    def _draw_pages(self) -> None:
-        """Save the pages whose cells have all ended, until none is left; the last one sets :meth:`wait` free."""
+    def _draw_cells(self) -> None:
+        """Draw the cells that ended, save the pages they complete; the last page sets :meth:`wait` free."""
         while True:
             with self._lock:
-                if not self._to_draw:
+                batch, self._events = self._events, []
+                if not batch:
                     self._drawing = False
                     return
-                at = self._to_draw.pop(0)
-            try:
-                self._page_paths[at] = self._save_page(at)
-            except Exception:
-                log.exception("could not save page %d of the grid of sweep %s", at + 1, self.id)
+            picked = self.picked_cbids() if self._paged() else set()
+            for at, cell, job in batch:
+                try:
+                    self._draw_cell(at, cell, job, picked)
+                except Exception:
+                    log.exception("could not draw cell %d of the grid of sweep %s", cell.index, self.id)
+                self._left[at] -= 1
+                if self._left[at] == 0:
+                    self._finish_page(at)
             with self._lock:
-                if len(self._ended) < len(self._page_of) or self._to_draw:
-                    continue
-                if self._stop_timer is not None:
-                    self._stop_timer.cancel()
-                self.paths = [self._page_paths[i] for i in sorted(self._page_paths)]
-                self._saved.set()
+                if self._finished == len(self.pages()) and not self._events:
+                    if self._stop_timer is not None:
+                        self._stop_timer.cancel()
+                    self.paths = [self._page_paths[i] for i in sorted(self._page_paths)]
+                    self._saved.set()
+
+    def _draw_cell(self, at: int, cell: SweepCell, job: Job, picked: Collection[str]) -> None:
+        """Paste one ended cell into its page's canvas (made, with the tiles there so far, on the page's first)."""
+        if not self._paged() or not PageCanvas.usable(self.plan):
+            return  # a page of its own per Z value (≤ 100 images): drawn whole when it ends
+        canvas = self._canvases.get(at)
+        if canvas is not None:
+            canvas.paste(cell, self._tile(job, picked))
+        elif self._left[at] > 1:  # more cells to come: draw the page once, paste the rest as they land
+            page = self.pages()[at]
+            tiles = self.tiles(self._cells_on(page))
+            self._canvases[at] = PageCanvas(self.plan, tiles, page, cell_size=self.cell_size, footer="")
+
+    def _finish_page(self, at: int) -> None:
+        """Save page ``at``: its canvas with the final footer, or the page drawn whole."""
+        canvas = self._canvases.pop(at, None)
+        image = canvas.image if canvas is not None and canvas.finish(self._page_footer(self.pages()[at])) else None
+        try:
+            self._page_paths[at] = self._save_page(at, image=image)
+        except Exception:
+            log.exception("could not save page %d of the grid of sweep %s", at + 1, self.id)
+        self._finished += 1
 
     def __repr__(self) -> str:
         return f"<SweepResult {self.id} {self.plan.shape[0]}×{self.plan.shape[1]}×{self.plan.shape[2]} · {self.progress_text()}>"
