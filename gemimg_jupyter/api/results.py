@@ -92,6 +92,9 @@ class SweepResult:
     state), ``table()`` gives one dict per image, ``save()`` writes the grid.
     """
 
+    #: At most this many grid pages are kept drawn (in memory) while their cells land.
+    MAX_CANVASES = 3
+
     def __init__(
         self,
         plan: SweepPlan,
@@ -456,7 +459,9 @@ class SweepResult:
         canvas = self._canvases.get(at)
         if canvas is not None:
             canvas.paste(cell, self._tile(job, picked))
-        elif self._left[at] > 1:  # more cells to come: draw the page once, paste the rest as they land
+        elif self._left[at] > 1 and len(self._canvases) < self.MAX_CANVASES:
+            # more cells to come: draw the page once, paste the rest as they land (a few pages at a time:
+            # each is ~30 MB; a page without a canvas is drawn whole when its last cell ends)
             page = self.pages()[at]
             tiles = self.tiles(self._cells_on(page))
             self._canvases[at] = PageCanvas(self.plan, tiles, page, cell_size=self.cell_size, footer="")
