@@ -86,6 +86,9 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         stats = sim.stats()
         tasks = sim.tasks()
         pages = len(result.paths)
+        page_lag = sorted(
+            round(p.stat().st_mtime - last_disk, 2) for p in result.paths
+        )  # each page saved vs last image
         done = sum(1 for j in result.jobs if j.state.has_image)
         commits = session.store.commits
         batches, changes = commits.batches, commits.changes
@@ -106,6 +109,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         "accepted": stats["submits_accepted"],
         "queries_per_task": stats["status_queries"] / max(1, n),
         "grid_files": pages,
+        "page_saved_after_last_s": page_lag,
         "ledger_batches": batches,
         "ledger_changes": changes,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import threading
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,8 @@ from .conftest import wait_for
 
 def _on_disk(store: Store, cbid: str, column: str) -> Any:
     """``column`` of row ``cbid`` as another process would read it: a fresh connection to the file."""
-    with sqlite3.connect(store.ledger_path) as db:
-        row = db.execute(f"SELECT {column} FROM jobs WHERE cbid = ?", (cbid,)).fetchone()  # noqa: S608 - test names
+    with closing(sqlite3.connect(store.ledger_path)) as db:
+        row = db.execute(f"SELECT {column} FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
     return row[0] if row else None
 
 
@@ -53,7 +54,9 @@ def test_concurrent_durable_changes_share_one_transaction_and_are_on_disk_when_t
         before = store.commits.batches
         with store._lock:  # a commit in progress elsewhere: every change queues behind it
             threads = [
-                threading.Thread(target=store.update, args=(cbid,), kwargs={"task_id": f"task-{i}", "state": "submitted"})
+                threading.Thread(
+                    target=store.update, args=(cbid,), kwargs={"task_id": f"task-{i}", "state": "submitted"}
+                )
                 for i, cbid in enumerate(cbids)
             ]
             for t in threads:
