@@ -75,6 +75,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
             wait=False,
             yes=True,
             confirm_above_usd=None,
+            max_requests=max(n, 1000),  # above 1,000 a sweep is an explicit opt-in
             **axes_for(n),  # type: ignore[arg-type]
         )
         returned = time.time() - start
@@ -85,7 +86,12 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         stats = sim.stats()
         tasks = sim.tasks()
         pages = len(result.paths)
+        page_lag = sorted(
+            round(p.stat().st_mtime - last_disk, 2) for p in result.paths
+        )  # each page saved vs last image
         done = sum(1 for j in result.jobs if j.state.has_image)
+        commits = session.store.commits
+        batches, changes = commits.batches, commits.changes
         session.close()
     durations = [t["duration"] for t in sorted(tasks.values(), key=lambda t: t["seq"])]
     ideal_s = ideal(durations, s_rate, s_burst, 0)
@@ -103,6 +109,9 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         "accepted": stats["submits_accepted"],
         "queries_per_task": stats["status_queries"] / max(1, n),
         "grid_files": pages,
+        "page_saved_after_last_s": page_lag,
+        "ledger_batches": batches,
+        "ledger_changes": changes,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_s": cpu,
         "cpu_share": cpu / wall if wall else 0.0,
@@ -134,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             "N": r["n"], "wall s": r["wall_s"], "ideal s": r["ideal_s"], "wall/ideal": r["ratio"],
             "call ms": r["call_return_ms"], "grid after last s": r["grid_after_last_s"], "done": r["done"],
             "paid": r["accepted"], "q/task": r["queries_per_task"], "grid files": r["grid_files"],
+            "ledger tx": r.get("ledger_batches"),
             "RSS MB": r["peak_rss_mb"], "CPU s": r["cpu_s"], "CPU/wall": r["cpu_share"],
         }
         for r in results

@@ -216,3 +216,31 @@ def test_thumbnails_are_made_when_images_land_and_read_from_their_files(session:
     job.path.unlink()  # the full-size file is gone: the grid still has its thumbnail, from the small file
     small = job.thumbnail(THUMB_SIDE)
     assert max(small.size) <= THUMB_SIDE and small.mode == "RGB"
+
+
+# ---------------------------------------------------------------- more than 1,000 requests: an explicit opt-in
+
+
+def test_more_than_1000_requests_need_max_requests(session: Session, sim: Any) -> None:
+    temps = [round(0.01 * i, 2) for i in range(1, 61)]
+    tops = [round(0.05 * i, 2) for i in range(1, 21)]
+    with pytest.raises(ValidationError, match=r"^1,200 requests .* over the limit of 1,000; narrow the sweep$"):
+        session.sweep("a crowd of foxes", temperature=temps, top_p=tops, dry_run=True)
+    result = session.sweep(
+        "a crowd of foxes", temperature=temps, top_p=tops, dry_run=True, max_requests=5000, cell_size=64
+    )
+    assert result.plan.n_requests == 1200 and len(result.pages()) == 12
+    assert sim.stats()["requests"] == 0
+
+
+def test_max_requests_cell_option_allows_a_bigger_sweep(gem: Any, capsys: Any) -> None:
+    temps = ",".join(f"{0.01 * i:.2f}" for i in range(1, 56))
+    tops = ",".join(f"{0.05 * i:.2f}" for i in range(1, 21))
+    line = f"--sweep temperature={temps} --sweep top_p={tops} --dry-run"
+    with pytest.raises(UsageError, match="over the limit of 1,000"):
+        gem.run_cell_magic("gemimg", line, "a crowd of owls")
+    view = gem.run_cell_magic("gemimg", f"{line} --max-requests 2000", "a crowd of owls")
+    assert view.sweep.dry_run and view.sweep.plan.n_requests == 1100
+    assert "1,100 requests" in capsys.readouterr().out
+    sess = get_session()
+    assert sess.sim is not None and sess.sim.stats()["requests"] == 0

@@ -25,13 +25,22 @@ from gemimg_jupyter.api.tables import Rows
 from gemimg_jupyter.domain.durations import format_duration
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.text import format_usd
-from gemimg_jupyter.draw.grid import GridPage, Tile, encode_grid_png, grid_for_plan, grid_page, page_index, plan_pages
+from gemimg_jupyter.draw.grid import (
+    GridPage,
+    PageCanvas,
+    Tile,
+    encode_grid_png,
+    grid_for_plan,
+    grid_page,
+    page_index,
+    plan_pages,
+)
 from gemimg_jupyter.draw.sheets import stack
 from gemimg_jupyter.engine import Job, Listener
 from gemimg_jupyter.ledger.files import path_error, user_target, write_user_file
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store, write_atomic
-from gemimg_jupyter.plans.plan import SweepPlan
+from gemimg_jupyter.plans.plan import SweepCell, SweepPlan
 
 __all__ = ["Result", "SweepResult", "count_jobs", "report_target", "write_report"]
 
@@ -94,6 +103,9 @@ class SweepResult:
     state), ``table()`` gives one dict per image, ``save()`` writes the grid.
     """
 
+    #: At most this many grid pages are kept drawn (in memory) while their cells land.
+    MAX_CANVASES = 3
+
     def __init__(
         self,
         plan: SweepPlan,
@@ -118,6 +130,15 @@ class SweepResult:
         self._lock = threading.Lock()
         self._stop_timer: threading.Timer | None = None
         self._pages: list[GridPage] | None = None
+        # saving as the sweep goes: each grid page is drawn and saved once, when its last cell ends
+        self._ended: set[int] = set()  # id() of the jobs seen ending
+        self._cells_of: dict[int, list[tuple[int, SweepCell]]] = {}  # id() of a job → (page position, cell)
+        self._left: list[int] = []  # per page: cells not drawn yet (the drawing thread's alone)
+        self._canvases: dict[int, PageCanvas] = {}  # pages being drawn tile by tile (the drawing thread's alone)
+        self._page_paths: dict[int, Path] = {}
+        self._finished = 0  # pages saved (or failed to)
+        self._events: list[tuple[int, SweepCell, Job]] = []  # cells that ended, not drawn yet
+        self._drawing = False
         self.started = time.time()
         if dry_run:
             self._saved.set()  # nothing to wait for, nothing to save
@@ -209,27 +230,26 @@ class SweepResult:
                 )
             return out
         picked = self.picked_cbids()
-        unsent = {id(j) for j in self.not_sent()}
         for cell, job in zip(self.plan.cells, self.jobs, strict=False):
-            if only is not None and cell.index not in only:
-                continue
-            image = None
-            if job.state.has_image:
-                try:
-                    # read from its small file each time: a 1,000-image sweep keeps no 1,000 thumbnails in memory
-                    image = job.thumbnail(self.cell_size, keep=False)
-                except (OSError, ValueError):
-                    image = None
-            star = job.state.has_image and ledger_cbid(job) in picked
-            if id(job) in unsent:
-                out[cell.index] = Tile(state="not sent", error="time limit; run again to send")
-                continue
-            suspect = job.suspect if job.state.has_image else None
-            progress = f"{job.progress}%" if not job.done() and job.progress > 0 else None
-            out[cell.index] = Tile(
-                state=job.state.value, image=image, error=job.error, picked=star, suspect=suspect, caption=progress
-            )
+            if only is None or cell.index in only:
+                out[cell.index] = self._tile(job, picked)
         return out
+
+    def _tile(self, job: Job, picked: Collection[str]) -> Tile:
+        """The tile of one job: its thumbnail (read from its small file), or its state."""
+        if self.stopped_after is not None and job.state is JobState.CANCELLED and job.task_id is None:
+            return Tile(state="not sent", error="time limit; run again to send")
+        image = None
+        if job.state.has_image:
+            try:
+                # read from its small file each time: a 1,000-image sweep keeps no 1,000 thumbnails in memory
+                image = job.thumbnail(self.cell_size, keep=False)
+            except (OSError, ValueError):
+                image = None
+        star = job.state.has_image and ledger_cbid(job) in picked
+        suspect = job.suspect if job.state.has_image else None
+        progress = f"{job.progress}%" if not job.done() and job.progress > 0 else None
+        return Tile(state=job.state.value, image=image, error=job.error, picked=star, suspect=suspect, caption=progress)
 
     # ---- picks and reports (docs/editing.md) -----------------------------------------------
 
@@ -252,9 +272,8 @@ class SweepResult:
         """Draw the saved grid files again in place (a pick or unpick changed a star)."""
         if not self._saved.is_set() or not self.paths:
             return
-        prov = self.provenance()
-        for img, page, target in zip(self.grids(), self.pages(), self.paths, strict=False):
-            write_atomic(target, encode_grid_png(img, {**prov, "z": page.z, "params": self.plan.common}))
+        for at, target in enumerate(self.paths):
+            write_atomic(target, self._page_png(at))
 
     def save_report(self, path: str | Path | None = None) -> Path:
         """Write the sweep as one self-contained HTML file (see :mod:`.report`); returns its path.
@@ -305,8 +324,47 @@ class SweepResult:
         pages = self.pages()
         if len(pages) == self.plan.shape[2]:  # every Z grid fits on one page
             return [self.grid(z) for z in range(self.plan.shape[2])]
-        tiles, footer = self.tiles(), self.progress_text()
-        return [grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=footer) for page in pages]
+        return [self._draw_page(at) for at in range(len(pages))]
+
+    def _cells_on(self, page: GridPage) -> set[int]:
+        """The sweep cell indexes that ``page`` shows."""
+        xs, ys = set(page.xs), set(page.ys)
+        return {c.index for c in self.plan.cells if c.z == page.z and c.x in xs and c.y in ys}
+
+    def _paged(self) -> bool:
+        return len(self.pages()) != self.plan.shape[2]
+
+    def _page_progress(self, page: GridPage) -> str:
+        """The footer of a page when the sweep has several: that page's own counts (it may be saved before the rest end)."""
+        on_page = self._cells_on(page)
+        c = count_jobs([j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page])
+        text = f"{c['done'] + c['cached']}/{c['total']} done" + (f", {c['failed']} failed" if c["failed"] else "")
+        return f"{text}, {format_usd(c['cost_usd'])} on this page"
+
+    def _page_footer(self, page: GridPage) -> str:
+        index = self.page_index()
+        return f"{self._page_progress(page)} · {index}" if index else self._page_progress(page)
+
+    def _draw_page(self, at: int) -> Image.Image:
+        """Draw page ``at`` (0-based) from the thumbnails of its own cells only."""
+        page = self.pages()[at]
+        if not self._paged():
+            return self.grid(page.z)
+        tiles = self.tiles(self._cells_on(page))
+        return grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=self._page_footer(page))
+
+    def _page_png(self, at: int, image: Image.Image | None = None) -> bytes:
+        """PNG bytes of page ``at`` (``image``: already drawn) with its provenance (a page describes its own cells)."""
+        page = self.pages()[at]
+        prov = self.provenance(only=self._cells_on(page) if self._paged() else None)
+        extra = {"page": page.number, "progress": self._page_progress(page)} if self._paged() else {}
+        drawn = image if image is not None else self._draw_page(at)
+        return encode_grid_png(drawn, {**prov, "z": page.z, "params": self.plan.common} | extra)
+
+    def _page_name(self, at: int) -> str:
+        page = self.pages()[at]
+        suffix = f"-z{page.z}" if self.plan.shape[2] > 1 else ""
+        return suffix + (f"-p{page.number}" if self._paged() else "")
 
     def table(self) -> Rows:
         """One dict per image: the cell's axis values, parameters, path, state, cost.
@@ -319,8 +377,8 @@ class SweepResult:
             rows.append(row)
         return rows
 
-    def provenance(self) -> dict[str, Any]:
-        """The sweep as plain data: the grid PNG's provenance and the display's metadata."""
+    def provenance(self, only: Collection[int] | None = None) -> dict[str, Any]:
+        """The sweep as plain data: the grid PNG's provenance and the display's metadata (``only``: those cells)."""
         return {
             "sweep_id": self.id,
             "axes": [
@@ -340,6 +398,7 @@ class SweepResult:
                     "path": str(j.path) if j.path else None,
                 }
                 for c, j in zip(self.plan.cells, self.jobs, strict=False)
+                if only is None or c.index in only
             ],
             "progress": self.progress_text(),
         } | ({"pages": self.page_index()} if self.page_index() else {})
@@ -348,52 +407,102 @@ class SweepResult:
         """Write the grid(s) as PNG with provenance; returns the paths.
 
         Without ``path`` they go to ``<output>/grids/``. With several Z values
-        the files get ``-z0``, ``-z1``… suffixes.
+        the files get ``-z0``, ``-z1``… suffixes, pages ``-p1``, ``-p2``… Pages are
+        drawn one at a time, so memory holds one page, however big the sweep.
         """
-        prov = self.provenance()
-        paths: list[Path] = []
-        pages = self.pages()
-        paged = len(pages) != self.plan.shape[2]
-        for img, page in zip(self.grids(), pages, strict=True):
-            z = page.z
-            data = encode_grid_png(
-                img, {**prov, "z": z, "params": self.plan.common} | ({"page": page.number} if paged else {})
-            )
-            suffix = f"-z{z}" if self.plan.shape[2] > 1 else ""
-            suffix += f"-p{page.number}" if paged else ""
-            if path is None:
-                stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
-                paths.append(self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids"))
-            else:
-                target: str | Path = path
-                if str(path).strip() and not Path(path).expanduser().is_dir():
-                    target = Path(path).expanduser()
-                    target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
-                paths.append(write_user_file(target, data, f"sweep_{self.id}{suffix}.png"))
-        return paths
+        return [self._save_page(at, path) for at in range(len(self.pages()))]
+
+    def _save_page(self, at: int, path: str | Path | None = None, image: Image.Image | None = None) -> Path:
+        data, suffix = self._page_png(at, image), self._page_name(at)
+        if path is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
+            return self._store.write_bytes(data, f"{stamp}_sweep_{self.id}{suffix}.png", folder="grids")
+        target: str | Path = path
+        if str(path).strip() and not Path(path).expanduser().is_dir():
+            target = Path(path).expanduser()
+            target = target.with_name(f"{target.stem}{suffix}{target.suffix or '.png'}")
+        return write_user_file(target, data, f"sweep_{self.id}{suffix}.png")
 
     def follow(self, jobs: Sequence[Job], listeners: Sequence[Listener] = ()) -> None:
-        """Take the sweep's jobs (in cell order) and listen to them; the grid is saved once all have ended."""
+        """Take the sweep's jobs (in cell order) and listen to them.
+
+        A background thread draws each cell's tile as it ends (pasted into its page, which is
+        drawn once: :class:`~.grid.PageCanvas`) and saves each page when its last cell has
+        ended, so little is left to do when the sweep ends.
+        """
         self.jobs.extend(jobs)
+        pages = self.pages()
+        where = {(p.z, x, y): at for at, p in enumerate(pages) for x in p.xs for y in p.ys}
+        self._left = [0] * len(pages)
+        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+            at = where[(cell.z, cell.x, cell.y)]
+            self._cells_of.setdefault(id(job), []).append((at, cell))
+            self._left[at] += 1
         for job in self.jobs:
             for listener in (self._on_job, *listeners):
                 job.add_listener(listener)
 
     def _on_job(self, job: Job) -> None:
-        # a progress event of an unfinished job cannot finish the sweep: O(1) for it, not a walk over every job
-        if self._saved.is_set() or not job.done() or not self.done():
+        # O(1) per event: the ended cell goes to the drawing thread, which pastes its tile alone
+        if not job.done():
             return
         with self._lock:
-            if self._saved.is_set():
+            if id(job) in self._ended or self._saved.is_set():
                 return
-            if self._stop_timer is not None:
-                self._stop_timer.cancel()
-            try:
-                self.paths = self.save()
-            except Exception:
-                log.exception("could not save the grid of sweep %s", self.id)
-            finally:
-                self._saved.set()
+            self._ended.add(id(job))
+            self._events.extend((at, cell, job) for at, cell in self._cells_of.get(id(job), ()))
+            if self._drawing or not self._events:
+                return
+            self._drawing = True
+        threading.Thread(target=self._draw_cells, name=f"gemimg-grid-{self.id}", daemon=True).start()
+
+    def _draw_cells(self) -> None:
+        """Draw the cells that ended, save the pages they complete; the last page sets :meth:`wait` free."""
+        while True:
+            with self._lock:
+                batch, self._events = self._events, []
+                if not batch:
+                    self._drawing = False
+                    return
+            picked = self.picked_cbids() if self._paged() else set()
+            for at, cell, job in batch:
+                try:
+                    self._draw_cell(at, cell, job, picked)
+                except Exception:
+                    log.exception("could not draw cell %d of the grid of sweep %s", cell.index, self.id)
+                self._left[at] -= 1
+                if self._left[at] == 0:
+                    self._finish_page(at)
+            with self._lock:
+                if self._finished == len(self.pages()) and not self._events:
+                    if self._stop_timer is not None:
+                        self._stop_timer.cancel()
+                    self.paths = [self._page_paths[i] for i in sorted(self._page_paths)]
+                    self._saved.set()
+
+    def _draw_cell(self, at: int, cell: SweepCell, job: Job, picked: Collection[str]) -> None:
+        """Paste one ended cell into its page's canvas (made, with the tiles there so far, on the page's first)."""
+        if not self._paged() or not PageCanvas.usable(self.plan):
+            return  # a page of its own per Z value (≤ 100 images): drawn whole when it ends
+        canvas = self._canvases.get(at)
+        if canvas is not None:
+            canvas.paste(cell, self._tile(job, picked))
+        elif self._left[at] > 1 and len(self._canvases) < self.MAX_CANVASES:
+            # more cells to come: draw the page once, paste the rest as they land (a few pages at a time:
+            # each is ~30 MB; a page without a canvas is drawn whole when its last cell ends)
+            page = self.pages()[at]
+            tiles = self.tiles(self._cells_on(page))
+            self._canvases[at] = PageCanvas(self.plan, tiles, page, cell_size=self.cell_size, footer="")
+
+    def _finish_page(self, at: int) -> None:
+        """Save page ``at``: its canvas with the final footer, or the page drawn whole."""
+        canvas = self._canvases.pop(at, None)
+        image = canvas.image if canvas is not None and canvas.finish(self._page_footer(self.pages()[at])) else None
+        try:
+            self._page_paths[at] = self._save_page(at, image=image)
+        except Exception:
+            log.exception("could not save page %d of the grid of sweep %s", at + 1, self.id)
+        self._finished += 1
 
     def __repr__(self) -> str:
         return f"<SweepResult {self.id} {self.plan.shape[0]}×{self.plan.shape[1]}×{self.plan.shape[2]} · {self.progress_text()}>"

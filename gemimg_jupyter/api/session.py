@@ -46,6 +46,7 @@ from gemimg_jupyter.ledger.store import LedgerRow, Store
 from gemimg_jupyter.plans.plan import (
     AXIS_NAMES,
     CONFIRM_ABOVE_USD,
+    DEFAULT_MAX_REQUESTS,
     Axis,
     Pairing,
     Quote,
@@ -377,12 +378,14 @@ class Session:
         defaults: Mapping[str, Any] | None = None,
         resolve_ref: Callable[[str], ReferenceImage] | None = None,
         edit: object = None,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
         **kwargs: Any,
     ) -> SweepPlan:
         """Validate a sweep and return its plan, without running anything.
 
         Keyword arguments that are lists become axes (``temperature=[0.2, 0.8]``);
-        scalars are fixed parameters (``size="16:9"``).
+        scalars are fixed parameters (``size="16:9"``). A plan of more than ``max_requests``
+        requests (1,000 by default) is refused; a bigger sweep says so explicitly.
         """
         fixed: dict[str, Any] = {}
         all_axes: list[Axis] = []
@@ -406,7 +409,7 @@ class Session:
             fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
             all_axes = [_edit_refs(a, ref) for a in all_axes]
         base = self.params(prompt, defaults=defaults, **fixed)
-        plan = plan_sweep(base, all_axes, repeats=repeats)
+        plan = plan_sweep(base, all_axes, repeats=repeats, max_requests=max_requests)
         return plan if edit is None else dataclasses.replace(plan, parent=parent)
 
     def quote(
@@ -433,6 +436,7 @@ class Session:
         quote: Quote | None = None,
         dry_run: bool = False,
         stop_after: float | str | None = None,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
         **kwargs: Any,
     ) -> SweepResult:
         """Run a parameter sweep and return its :class:`SweepResult`.
@@ -444,9 +448,12 @@ class Session:
         ``dry_run=True`` sends nothing: the result holds the plan and draws its grid
         with placeholders. ``stop_after`` (seconds, or ``"30m"``, ``"1h30m"``) stops
         *submitting* then; what was not sent costs nothing and a re-run sends it.
+        ``max_requests`` (default 1,000) allows a bigger sweep: ``max_requests=5000``.
         """
         limit = None if stop_after is None else parse_duration(stop_after, what="stop_after")
-        plan = plan or self.plan(prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, **kwargs)
+        plan = plan or self.plan(
+            prompt, axes=axes, repeats=repeats, defaults=defaults, edit=edit, max_requests=max_requests, **kwargs
+        )
         if dry_run:
             return SweepResult(
                 plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size, dry_run=True

@@ -79,17 +79,33 @@ def viewable(img: Image.Image) -> Image.Image:
     return img.convert("RGB") if img.mode != "RGB" else img.copy()
 
 
-def suspect_reason(data: bytes, expected: tuple[int, int] | None = None) -> str | None:
+#: A small copy of an image as shown (RGB) and the full image's size as shown, when already decoded.
+Shown = tuple[Image.Image, tuple[int, int]]
+
+
+def shown_small(data: bytes, long_side: int) -> Shown:
+    """Decode ``data`` once, small (JPEGs at a reduced size): the copy as shown and the full size as shown.
+
+    Raises what Pillow raises for bytes it cannot read.
+    """
+    with Image.open(io.BytesIO(data)) as img:
+        size = oriented_size(img)
+        img.draft("RGB", (long_side, long_side))
+        img.load()
+        small = viewable(img)
+    small.thumbnail((long_side, long_side), Image.Resampling.LANCZOS, reducing_gap=1.0)
+    return small, size
+
+
+def suspect_reason(data: bytes, expected: tuple[int, int] | None = None, *, shown: Shown | None = None) -> str | None:
     """Why a paid image looks unusable (all black, one flat colour, far smaller than asked), or ``None``.
 
-    Cheap: JPEGs are decoded at a reduced size and the check looks at a 64-pixel copy.
+    Cheap: JPEGs are decoded at a reduced size and the check looks at a 64-pixel copy. ``shown``: a
+    small copy already decoded (:func:`shown_small`), so the bytes are not decoded again.
     """
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            size = oriented_size(img)
-            img.draft("RGB", (128, 128))
-            img.load()
-            small = viewable(img)
+        small, size = shown if shown is not None else shown_small(data, 128)
+        small = small.copy()
     except Exception:  # noqa: BLE001 - bytes that do not decode are refused earlier, not flagged here
         return None
     if expected is not None and size[0] * size[1] * 4 < expected[0] * expected[1]:  # under a quarter of the pixels
@@ -104,8 +120,11 @@ def suspect_reason(data: bytes, expected: tuple[int, int] | None = None) -> str 
     return None
 
 
-def file_facts(data: bytes, expected: tuple[int, int] | None = None) -> dict[str, Any]:
-    """What the sidecar and the ledger keep about a file: sha256, format, bytes, credentials, suspect."""
+def file_facts(data: bytes, expected: tuple[int, int] | None = None, *, shown: Shown | None = None) -> dict[str, Any]:
+    """What the sidecar and the ledger keep about a file: sha256, format, bytes, credentials, suspect.
+
+    ``shown``: a small copy already decoded (:func:`shown_small`), for the suspect check.
+    """
     fmt = sniff_format(data)
     return {
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -113,5 +132,5 @@ def file_facts(data: bytes, expected: tuple[int, int] | None = None) -> dict[str
         "media_type": MEDIA_TYPES.get(fmt or ""),
         "bytes": len(data),
         "content_credentials": content_credentials(data),
-        "suspect": suspect_reason(data, expected),
+        "suspect": suspect_reason(data, expected, shown=shown),
     }

@@ -52,6 +52,7 @@ from gemimg_jupyter.draw.primitives import (
     GridLayout,
     Tile,
     _draw_cells,
+    _draw_tile,
     _Fonts,
     _strip_arrow,
     draw_arrow,
@@ -65,7 +66,7 @@ from gemimg_jupyter.draw.primitives import _arrangement as _arrangement
 from gemimg_jupyter.draw.primitives import _drawable as _drawable
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gemimg_jupyter.plans.plan import SweepPlan
+    from gemimg_jupyter.plans.plan import SweepCell, SweepPlan
 
 __all__ = [
     "FAILED_STATES",
@@ -75,6 +76,7 @@ __all__ = [
     "WRAP_COLUMNS",
     "GridLayout",
     "GridPage",
+    "PageCanvas",
     "Tile",
     "draw_star",
     "encode_grid_png",
@@ -82,6 +84,7 @@ __all__ = [
     "grid_page",
     "layout_grid",
     "page_index",
+    "page_slot",
     "plan_header",
     "plan_pages",
     "render_grid",
@@ -501,29 +504,27 @@ def page_index(plan: SweepPlan, pages: Sequence[GridPage]) -> str:
     return f"{len(pages)} pages: " + " · ".join(parts)
 
 
-def grid_page(
-    plan: SweepPlan,
-    tiles_by_cell: Mapping[int, Tile],
-    page: GridPage,
-    *,
-    cell_size: int = 320,
-    footer: str = "",
-) -> Image.Image:
-    """Draw one page of a sweep's grids (see :func:`plan_pages`); a one-page grid is :func:`grid_for_plan`'s."""
+def page_slot(plan: SweepPlan, page: GridPage, cell: SweepCell, tile: Tile) -> tuple[tuple[int, int], Tile]:
+    """Where ``cell`` sits on ``page`` (column, row) and its tile as drawn there (a wrapped axis adds a caption)."""
+    x_axis = plan.x_axis
+    if page.wrap:
+        at = page.xs.index(cell.x)
+        caption = x_axis.shown_labels[cell.x] if x_axis is not None else None
+        return (at % page.wrap, at // page.wrap), dataclasses.replace(tile, caption=caption)
+    return (page.xs.index(cell.x), page.ys.index(cell.y)), tile
+
+
+def _page_render_args(
+    plan: SweepPlan, tiles_by_cell: Mapping[int, Tile], page: GridPage, cell_size: int, footer: str
+) -> dict[str, Any]:
+    """The arguments of :func:`render_grid` for one page."""
     x_axis, y_axis, z_axis = plan.x_axis, plan.y_axis, plan.z_axis
     wanted = set(page.xs), set(page.ys)
     tiles: dict[tuple[int, int], list[Tile]] = {}
     for cell in plan.cells_at(page.z):
         if cell.x not in wanted[0] or cell.y not in wanted[1]:
             continue
-        tile = tiles_by_cell.get(cell.index) or Tile("queued")
-        if page.wrap:
-            at = page.xs.index(cell.x)
-            pos = (at % page.wrap, at // page.wrap)
-            caption = x_axis.shown_labels[cell.x] if x_axis is not None else None
-            tile = dataclasses.replace(tile, caption=caption)
-        else:
-            pos = (page.xs.index(cell.x), page.ys.index(cell.y))
+        pos, tile = page_slot(plan, page, cell, tiles_by_cell.get(cell.index) or Tile("queued"))
         slot = tiles.setdefault(pos, [Tile("queued") for _ in range(plan.repeats)])
         slot[cell.repeat] = tile
     parts = []
@@ -533,28 +534,90 @@ def grid_page(
         parts.append(f"page {page.number} of {page.of}")
     if page.wrap:
         rows = -(-len(page.xs) // page.wrap)
-        return render_grid(
-            x_title=f"{x_axis.title if x_axis is not None else ''} (row by row)",
-            x_labels=[""] * page.wrap,
-            y_title=None,
-            y_labels=[""] * rows,
-            tiles=tiles,
-            header=plan_header(plan),
-            footer=footer,
-            cell_size=cell_size,
-            title=" · ".join(parts),
-        )
-    return render_grid(
-        x_title=x_axis.title if x_axis is not None else None,
-        x_labels=[x_axis.shown_labels[i] for i in page.xs] if x_axis is not None else [""] * len(page.xs),
-        y_title=y_axis.title if y_axis is not None else None,
-        y_labels=[y_axis.shown_labels[i] for i in page.ys] if y_axis is not None else [""] * len(page.ys),
-        tiles=tiles,
-        header=plan_header(plan),
-        footer=footer,
-        cell_size=cell_size,
-        title=" · ".join(parts),
-    )
+        return {
+            "x_title": f"{x_axis.title if x_axis is not None else ''} (row by row)",
+            "x_labels": [""] * page.wrap,
+            "y_title": None,
+            "y_labels": [""] * rows,
+            "tiles": tiles,
+            "header": plan_header(plan),
+            "footer": footer,
+            "cell_size": cell_size,
+            "title": " · ".join(parts),
+        }
+    return {
+        "x_title": x_axis.title if x_axis is not None else None,
+        "x_labels": [x_axis.shown_labels[i] for i in page.xs] if x_axis is not None else [""] * len(page.xs),
+        "y_title": y_axis.title if y_axis is not None else None,
+        "y_labels": [y_axis.shown_labels[i] for i in page.ys] if y_axis is not None else [""] * len(page.ys),
+        "tiles": tiles,
+        "header": plan_header(plan),
+        "footer": footer,
+        "cell_size": cell_size,
+        "title": " · ".join(parts),
+    }
+
+
+def grid_page(
+    plan: SweepPlan,
+    tiles_by_cell: Mapping[int, Tile],
+    page: GridPage,
+    *,
+    cell_size: int = 320,
+    footer: str = "",
+) -> Image.Image:
+    """Draw one page of a sweep's grids (see :func:`plan_pages`); a one-page grid is :func:`grid_for_plan`'s."""
+    return render_grid(**_page_render_args(plan, tiles_by_cell, page, cell_size, footer))
+
+
+class PageCanvas:
+    """A grid page kept drawn while its cells land: each new tile is pasted into its own box.
+
+    :meth:`paste` redraws one box (the rest of the page is never drawn again); :meth:`finish`
+    writes the final footer. The result has the pixels :func:`grid_page` draws from the same
+    tiles and footer (tests check it). Only for one image per cell (with repeats the packing of a
+    cell depends on every image's shape: :meth:`usable` says no, and the page is drawn whole).
+    """
+
+    def __init__(
+        self, plan: SweepPlan, tiles_by_cell: Mapping[int, Tile], page: GridPage, *, cell_size: int, footer: str
+    ) -> None:
+        self.plan, self.page = plan, page
+        self._args = _page_render_args(plan, tiles_by_cell, page, cell_size, footer)
+        self.image = render_grid(**self._args)
+        self.layout = _layout_of(self._args)
+
+    @staticmethod
+    def usable(plan: SweepPlan) -> bool:
+        """True when tiles can be pasted one by one (one image per cell)."""
+        return plan.repeats == 1
+
+    def paste(self, cell: SweepCell, tile: Tile) -> None:
+        """Draw ``cell``'s tile into its box."""
+        (x, y), tile = page_slot(self.plan, self.page, cell, tile)
+        lay = self.layout
+        pad = lay.fonts.pad
+        left, top, _, _ = lay.cell_box(x, y)
+        inner = lay.cell - 2 * pad
+        _draw_tile(self.image, ImageDraw.Draw(self.image), (left + pad, top + pad, inner, inner), tile, lay.fonts)
+
+    def finish(self, footer: str) -> bool:
+        """Write ``footer`` in place of the first one; ``False`` if it needs another height (draw the page whole)."""
+        final = _layout_of({**self._args, "footer": footer})
+        if final.height != self.layout.height:
+            return False
+        lay = final
+        bottom = lay.grid_top + lay.ny * lay.cell
+        draw = ImageDraw.Draw(self.image)
+        draw.rectangle([0, bottom, lay.width - 1, lay.height - 1], fill=BG)
+        f = lay.fonts
+        for i, line in enumerate(lay.footer_lines):
+            draw_text(draw, (lay.margin, bottom + f.pad + i * f.small_line), line, f.small, MUTED)
+        return True
+
+
+def _layout_of(args: Mapping[str, Any]) -> GridLayout:
+    return layout_grid(**{k: v for k, v in args.items() if k != "tiles"})
 
 
 # ---------------------------------------------------------------- encoding

@@ -209,7 +209,8 @@ def _from_bytes(data: bytes, name: str, max_bytes: int) -> ReferenceImage:
 def thumbnail(img: Image.Image, long_side: int = 320) -> Image.Image:
     """A copy no larger than ``long_side`` on its long side, in RGB, as shown (EXIF orientation, any mode)."""
     thumb = viewable(img)
-    thumb.thumbnail((long_side, long_side), Image.Resampling.LANCZOS)
+    # a box reduction by the largest whole factor first, then Lanczos: far less CPU than Lanczos from full size
+    thumb.thumbnail((long_side, long_side), Image.Resampling.LANCZOS, reducing_gap=1.0)
     return thumb
 
 

@@ -26,14 +26,14 @@ from gemimg_jupyter.domain.errors import (
 )
 from gemimg_jupyter.domain.finish import failure_text
 from gemimg_jupyter.domain.models import JobState, TaskStatus
-from gemimg_jupyter.draw.formats import file_facts
+from gemimg_jupyter.draw.formats import Shown, file_facts, shown_small
 from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.engine.transitions import LeaseLost
 from gemimg_jupyter.ledger.store import safe_filename
-from gemimg_jupyter.ledger.thumbs import write_thumb
+from gemimg_jupyter.ledger.thumbs import THUMB_SIDE, write_thumb
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class Collector:
         """Download the image in the download pool, keep its bytes with a provenance sidecar, and end the job ``done``."""
         job = rec.job
         e = self.engine
+        # fenced like every move (a row taken over meanwhile stops here); it shares a group commit with others
         e.record.move(rec, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
         yield TO_DOWNLOADS
         e.woke(rec)
@@ -129,12 +130,17 @@ class Collector:
             job.provenance["size_note"] = note
             job.notes.append(note)
             log.info("job %s: %s", job.id, note)
-        job.provenance["file"] = file_facts(data, job.params.pixel_size)  # hash, format, credentials, suspect
+        try:  # decoded once, small: for the suspect check and the thumbnail file
+            shown: Shown | None = shown_small(data, THUMB_SIDE)
+        except Exception:  # noqa: BLE001 - the download was checked; file_facts and write_thumb cope alone
+            shown = None
+        job.provenance["file"] = file_facts(data, job.params.pixel_size, shown=shown)  # hash, format, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         if not e.store.holds(job.cbid):  # paused past its lease while downloading: the new owner stores it
             raise LeaseLost(job.cbid)
         job.path = e.store.write_image(data, name, job.provenance)
-        write_thumb(job.path, data)  # once, here in the download pool: every grid and gallery reads it after
+        # once, here in the download pool: every grid and gallery reads it after
+        write_thumb(job.path, data, small=shown[0] if shown else None)
         e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
     def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:

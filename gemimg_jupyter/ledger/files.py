@@ -85,14 +85,18 @@ def unique_path(directory: Path, name: str) -> Path:
     return target
 
 
-def write_atomic(target: Path, data: bytes) -> Path:
-    """Write ``data`` to ``target`` through a temporary file in its folder (fsync, then rename)."""
+def write_atomic(target: Path, data: bytes, *, sync: bool = True) -> Path:
+    """Write ``data`` to ``target`` through a temporary file in its folder (fsync, then rename).
+
+    ``sync=False`` skips the fsync, for files made again from others when lost (thumbnails).
+    """
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, _FILE_MODE)  # the user's umask, like any other file they write (not mkstemp's 0600)
         os.replace(tmp, target)
     except BaseException:

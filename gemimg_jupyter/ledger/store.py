@@ -44,6 +44,7 @@ from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
 from gemimg_jupyter.ledger.claims import Claim
 from gemimg_jupyter.ledger.files import remove_leftovers, safe_filename, slug, unique_path, write_atomic
+from gemimg_jupyter.ledger.group import GroupCommit, Write
 from gemimg_jupyter.ledger.schema import (
     HOST,
     RESUMABLE_STATES,
@@ -137,15 +138,22 @@ class Store:
         remove_leftovers(self.root, self.images_dir, self.grids_dir)
         self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
         self._identity = file_identity(self.ledger_path)
+        #: row changes, committed in batches (see :mod:`.group`): durable ones still return only once on disk
+        self.commits = GroupCommit(self._write_batch, self._lock)
 
     def __repr__(self) -> str:
         return f"Store({str(self.root)!r})"
 
     def close(self) -> None:
-        """Stop the heartbeat, hand this owner's unfinished rows back, close the database."""
+        """Stop the heartbeat, write queued changes, hand this owner's unfinished rows back, close the database."""
+        self.commits.cancel_timer()
         with self._lock:
             if self._closed:
                 return
+            try:
+                self.commits.drain()
+            except sqlite3.Error:
+                log.warning("could not write the queued ledger changes", exc_info=True)
             self._closed = True
             self._heartbeat.stop()
             if self._beat_db is not None:
@@ -174,8 +182,10 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """The connection, behind the lock, for statements that only read."""
+        """The connection, behind the lock, for statements that only read (queued changes are written first)."""
         with self._lock:
+            if self.commits.pending():
+                self.commits.drain()
             yield self._db
 
     @contextmanager
@@ -183,8 +193,18 @@ class Store:
         """One ``BEGIN IMMEDIATE`` transaction behind the lock: committed at the end, rolled back on any error."""
         with self._lock:
             self._ensure_alive()
+            if self.commits.pending():  # queued row changes go first: the ledger sees changes in their order
+                self.commits.drain()
             with immediate(self._db) as db:
                 yield db
+
+    def _write_batch(self, writes: Sequence[Write]) -> None:
+        """Queued row changes (:attr:`commits`), in one transaction of the one write path, :meth:`_tx`."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("the ledger is closed")
+        with self._tx() as db:
+            for write in writes:
+                write(db)
 
     # ---- owner and lease ------------------------------------------------------------------
 
@@ -280,8 +300,14 @@ class Store:
         gen = self._held.get(cbid)
         if gen is None:
             return False
-        with self._tx() as db:
-            return claims.fenced_update(db, self.owner, gen, cbid, self._columns(fields))
+        columns = self._columns(fields)
+        held: list[bool] = []  # the verdict of the try that committed (a failed batch is tried again alone)
+
+        def change(db: sqlite3.Connection) -> None:
+            held.append(claims.fenced_update(db, self.owner, gen, cbid, columns))
+
+        self.commits.submit(change, durable=True)  # shares its transaction and fsync with other rows' writes
+        return held[-1]
 
     def defer(self, cbid: str, fields: dict[str, Any]) -> None:
         """Keep a fenced write of a paid row that a busy ledger refused; :meth:`flush` (the heartbeat, the next
@@ -342,14 +368,22 @@ class Store:
             claims.insert(db, self.owner, request, JobState.SUBMITTING.value, time.time())
             self._held[cbid] = 0
 
-    def update(self, cbid: str, **fields: Any) -> None:
-        """Change some columns of one row."""
+    def update(self, cbid: str, *, durable: bool = True, **fields: Any) -> None:
+        """Change some columns of one row (not fenced), in the next group commit (:mod:`.group`).
+
+        ``durable`` (default): returns once the change is on disk. ``durable=False``: for a change
+        nothing depends on (it is written within :attr:`.GroupCommit.delay` s, or before the next read).
+        """
         fields = self._columns(fields)
         if not fields:
             return
-        cols = ", ".join(f"{name} = ?" for name in fields)
-        with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {cols} WHERE cbid = ?", (*fields.values(), cbid))  # noqa: S608 - names are whitelisted
+        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in fields)} WHERE cbid = ?"  # noqa: S608 - names are whitelisted
+        args = (*fields.values(), cbid)
+
+        def change(db: sqlite3.Connection) -> None:
+            db.execute(sql, args)
+
+        self.commits.submit(change, durable=durable)
 
     def _columns(self, fields: dict[str, Any]) -> dict[str, Any]:
         """Checked column values as stored: paths relative to the output folder, params as JSON."""
@@ -459,11 +493,8 @@ class Store:
         cbid = provenance.get("client_business_id")
         if cbid:
             facts = read_provenance(path).get("file", {})
-            try:
-                with self._tx() as db:
-                    record_facts(db, str(cbid), facts)
-            except sqlite3.OperationalError as exc:  # a busy ledger: the facts stay in the sidecar, the file stays
-                log.warning("could not record the facts of %s in the ledger (%s); its sidecar has them", path, exc)
+            # the sidecar holds the same facts; a busy ledger only delays them (logged by the group commit)
+            self.commits.submit(lambda db: record_facts(db, str(cbid), facts), durable=False)
         return path
 
     def suspect_split(self) -> dict[str, Any]:

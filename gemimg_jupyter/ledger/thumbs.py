@@ -42,19 +42,23 @@ def thumb_path(image: str | os.PathLike[str]) -> Path:
     return path.parent / THUMB_DIR / f"{path.stem}.jpg"
 
 
-def write_thumb(image: str | os.PathLike[str], data: bytes | None = None) -> Path | None:
-    """Make the thumbnail file of ``image`` (from its encoded bytes ``data`` when given, saving a read).
+def write_thumb(
+    image: str | os.PathLike[str], data: bytes | None = None, *, small: Image.Image | None = None
+) -> Path | None:
+    """Make the thumbnail file of ``image`` (from ``small``, a copy already decoded of at most
+    :data:`THUMB_SIDE` px, or its encoded bytes ``data`` when given, saving a read).
 
     Returns its path, or ``None`` when the image cannot be read (logged; a grid then decodes the
     image itself). Runs in the engine's download pool, never on the kernel's main thread.
     """
     target = thumb_path(image)
     try:
-        small = load_thumbnail(data if data is not None else Path(image), THUMB_SIDE)
+        if small is None:
+            small = load_thumbnail(data if data is not None else Path(image), THUMB_SIDE)
         buf = io.BytesIO()
         small.save(buf, format="JPEG", quality=_QUALITY)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomic(target, buf.getvalue())
+        return write_atomic(target, buf.getvalue(), sync=False)  # made again from the image if ever lost
     except (OSError, ValueError, Image.DecompressionBombError):
         log.debug("no thumbnail for %s", image, exc_info=True)
         return None

@@ -127,6 +127,7 @@ class CellArgs:
     yes: bool = False
     dry_run: bool = False  # --dry-run: the plan and a grid of placeholders, nothing sent
     stop_after: float | None = None  # --stop-after 30m (in seconds): stop submitting then
+    max_requests: int | None = None  # --max-requests 5000: allow a sweep above the default limit of 1,000
     output: str | None = None
     wait: bool = False
     fresh: bool = False
@@ -332,6 +333,7 @@ def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
             defaults=defaults,
             resolve_ref=lambda token: resolve_ref(ctx.user_ns, token),
             edit=args.edit,
+            **({"max_requests": args.max_requests} if args.max_requests else {}),
             **fixed,
         )
         quote = sess.quote(plan, fresh=args.fresh, confirm_above_usd=ctx.confirm_above_usd)

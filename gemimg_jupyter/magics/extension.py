@@ -477,6 +477,12 @@ class GemimgMagics(Magics):
         metavar="TIME",
         help="Stop submitting after TIME (30m, 1h30m, 90s); what was not sent costs nothing, a re-run sends it.",
     )
+    @argument(
+        "--max-requests",
+        type=int,
+        metavar="N",
+        help="Allow a sweep of up to N requests (default 1,000; a bigger one is refused unless asked for).",
+    )
     @argument("--yes", action="store_true", help="Run a sweep above the confirmation threshold without asking.")
     @argument("-o", "--output", metavar="NAME", help="Store the result (a Job or SweepResult) in this variable.")
     @argument(
@@ -566,6 +572,7 @@ class GemimgMagics(Magics):
             yes=ns.yes,
             dry_run=ns.dry_run,
             stop_after=_stop_after(ns.stop_after),
+            max_requests=ns.max_requests,
             output=output,
             wait=self.wait if ns.wait is None else ns.wait,
             fresh=ns.fresh,
