@@ -131,6 +131,12 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
         'Requests not sent by then end as "not sent" and cost nothing; run the cell again to send them '
         '(the finished ones are cache hits). `stop_after="30m"` in Python.',
     ),
+    "--max-requests": (
+        "%%gemimg --sweep temperature=0.2:1.4:0.1 --sweep top_p=0.5:1:0.05 -n 10 --max-requests 1300 --dry-run\n"
+        "A paper-cut fox in a forest",
+        "A plan above 1,000 requests is refused unless `--max-requests` allows it (`max_requests=` in Python); "
+        "big grids come in pages of at most 100 images. `--dry-run` shows the layout first, for free.",
+    ),
     "--yes": (
         "%config GemimgMagics.confirm_above_usd = 0.25\n---\n"
         "%%gemimg --sweep top_p=0.5,0.75,1 --sweep size=1:1,16:9 --yes\nA paper-cut owl in a forest\n---\n"

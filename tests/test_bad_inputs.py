@@ -308,6 +308,7 @@ BAD_INPUTS = [
     ),
     pytest.param(cell("--with size=1:1,16:9", "a fox", "pairs with the --sweep before it"), id="cell-with-alone"),
     pytest.param(cell("--stop-after soon", "a fox", "'soon' is not a duration"), id="cell-stop-after-word"),
+    pytest.param(cell("--max-requests many", "a fox", "invalid int value: 'many'"), id="cell-max-requests-word"),
     pytest.param(cell("--size", "a fox", "expected one argument"), id="cell-option-without-value"),
     pytest.param(cell("--size 5:3", "a fox", "size '5:3' is not supported"), id="cell-size-5:3"),
     pytest.param(cell("--size 16/9", "a fox", "use one of 1:1"), id="cell-size-slash"),

@@ -26,7 +26,7 @@ from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.store import Store
 from gemimg_jupyter.plans.plan import parse_axis, plan_sweep
 
-from .conftest import wait_for
+from .support import wait_for
 
 
 def _on_disk(store: Store, cbid: str, column: str) -> Any:
