@@ -102,22 +102,29 @@ class GroupCommit:
 
     def _wait_for(self, seq: int, *, raise_error: bool = True) -> None:
         """Block until change ``seq`` is committed, leading a batch whenever nobody else is."""
+        # a thread that holds the store's lock writes the batch itself: waiting for another leader, which
+        # needs that lock to write, would never end
+        mine = bool(getattr(self._store_lock, "_is_owned", lambda: False)())
         while True:
             with self._cond:
-                while self._committed < seq and self._leading:
+                while self._committed < seq and self._leading and not mine:
                     self._cond.wait()
                 if self._committed >= seq:
                     error = self._errors.pop(seq, None) if raise_error else None  # a flush leaves it to its owner
                     if error is not None:
                         raise error
                     return
-                self._leading = True
+                if mine:
+                    leading = False
+                else:
+                    self._leading = leading = True
             try:
                 self.drain()
             finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+                if leading:
+                    with self._cond:
+                        self._leading = False
+                        self._cond.notify_all()
 
     def drain(self) -> None:
         """Write every queued change now, in one transaction (the caller may already hold the store's lock).
