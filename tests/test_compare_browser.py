@@ -163,7 +163,7 @@ def drive(page: Any, lab: Lab, shots: list[str]) -> None:
     lightbox = view.locator(".gc-lightbox")
     expect(lightbox).to_be_visible()
     expect(lightbox.locator("img.gc-full")).to_have_attribute(
-        "src", re.compile(r"^data:image/png;base64,"), timeout=20_000
+        "src", re.compile(r"^data:image/(png|jpeg|webp);base64,"), timeout=20_000
     )
     natural = lightbox.locator("img.gc-full").evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural[0] >= 1024, natural  # the full-size file, not the thumbnail

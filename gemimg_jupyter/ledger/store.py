@@ -322,18 +322,17 @@ class Store:
 
     def flush(self) -> bool:
         """Write the deferred writes (fenced; a task id always, whoever holds the row now); ``True``: none left."""
+        # under the lock, so a newer write of the same row (take_deferred) cannot overtake an older one; holding
+        # the lock, this thread writes the group commit itself (see GroupCommit._wait_for)
         with self._lock:
-            pending = list(self._unwritten.items())
-        for cbid, fields in pending:  # written outside the lock: a fenced write joins the group commit
-            try:
-                if not self.fenced_update(cbid, **dict(fields)) and fields.get("task_id"):
-                    self.keep_task_id(cbid, fields["task_id"], fields.get("submitted"))
-            except (sqlite3.Error, OSError):
-                return False
-            with self._lock:
-                if self._unwritten.get(cbid) is fields:  # a newer deferred write of the row stays for next time
-                    del self._unwritten[cbid]
-        return True
+            for cbid, fields in list(self._unwritten.items()):
+                try:
+                    if not self.fenced_update(cbid, **dict(fields)) and fields.get("task_id"):
+                        self.keep_task_id(cbid, fields["task_id"], fields.get("submitted"))
+                except (sqlite3.Error, OSError):
+                    return False
+                self._unwritten.pop(cbid, None)
+            return True
 
     def unwritten(self) -> int:
         """How many rows keep a write the ledger could not take yet."""

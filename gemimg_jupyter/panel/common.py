@@ -110,6 +110,11 @@ PANEL_CSS = (
     ".gemimg-panel .gemimg-cell.mod-info{background-color:#0277bd;color:#fff}"
     ".gemimg-panel .gemimg-cell.mod-warning{background-color:#b45309;color:#fff}"
     ".gemimg-panel .gemimg-cell.mod-danger{background-color:#b71c1c;color:#fff}"
+    # the Advanced section's title: the theme's main text colour (the accordion's default is 4.2–4.4:1)
+    ".gemimg-panel .gemimg-advanced .jupyter-widget-Collapse-header,"
+    ".gemimg-panel .gemimg-advanced .jupyter-widget-Collapse-header span,"
+    ".gemimg-panel .gemimg-advanced .lm-Collapse-header,.gemimg-panel .gemimg-advanced .p-Collapse-header"
+    "{color:var(--jp-ui-font-color1)}"
     "</style>"
 )
 
