@@ -23,16 +23,16 @@ demo: $(STAMP)
 demo-headless: $(STAMP)
 	@$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
-## test: set up, lint, type-check and run the whole suite (browser tests included)
+## test: set up, lint, type-check and run the whole suite (browser tests included), a test file per process, two at once
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh
 	$(MAKE) --no-print-directory lint
-	GEMIMG_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
+	GEMIMG_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## check: the fast inner loop: lint, types, and every test that needs no browser, kernel or long run (two processes)
 check: $(STAMP)
 	$(MAKE) --no-print-directory lint
-	$(BIN)/python -m pytest -q -n 2 -m "not browser and not notebook and not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not browser and not notebook and not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SRC)
