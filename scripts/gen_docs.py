@@ -132,7 +132,8 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
         '(the finished ones are cache hits). `stop_after="30m"` in Python.',
     ),
     "--max-requests": (
-        "%%gemimg --sweep temperature=0.2-1.4 [11] --sweep top_p=0.5-1 [11] -n 10 --max-requests 1210 --dry-run\n"
+        "%%gemimg --sweep temperature=0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0,1.1,1.2 --sweep top_p=0.4,0.5,0.6,0.7,0.8,0.9,1.0 "
+        "-n 16 --max-requests 1300 --dry-run\n"
         "A paper-cut fox in a forest",
         "A plan above 1,000 requests is refused unless `--max-requests` allows it (`max_requests=` in Python); "
         "big grids come in pages of at most 100 images. `--dry-run` shows the layout first, for free.",
