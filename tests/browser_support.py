@@ -291,6 +291,20 @@ def open_notebook(page: Any, lab: Lab, name: str) -> Any:
     return idle
 
 
+def cell(page: Any, index: int) -> Any:
+    """The code cell ``index`` of a notebook page (0-based over its code cells; cell 0 is the markdown title)."""
+    return page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
+
+
+def run_cell(page: Any, index: int) -> Any:
+    """Select the cell (command mode) and run it with Shift+Enter; returns the cell."""
+    target = cell(page, index)
+    target.scroll_into_view_if_needed()
+    target.locator(".jp-InputPrompt").first.click()
+    page.keyboard.press("Shift+Enter")
+    return target
+
+
 def run_all(page: Any) -> None:
     """Run > Run All Cells, through the menu as a person would."""
     page.locator(".lm-MenuBar-item", has_text="Run").click()

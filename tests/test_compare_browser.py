@@ -30,10 +30,12 @@ from .browser_support import (
     SIM_KERNEL_ENV,
     Lab,
     browser_marks,
+    cell,
     jupyter_lab,
     new_page,
     open_notebook,
     refresh_docs_images,
+    run_cell,
 )
 
 pytestmark = browser_marks()
@@ -61,18 +63,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     env = {**SIM_KERNEL_ENV, "GEMIMG_SIM_LATENCY": "2.5,3.5"}  # slow enough to see the view fill in
     with jupyter_lab(base, root, env, app=app) as lab:
         yield lab
-
-
-def cell(page: Any, index: int) -> Any:
-    return page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
-
-
-def run_cell(page: Any, index: int) -> Any:
-    target = cell(page, index)
-    target.scroll_into_view_if_needed()
-    target.locator(".jp-InputPrompt").first.click()
-    page.keyboard.press("Shift+Enter")
-    return target
 
 
 def box(locator: Any) -> dict[str, float]:

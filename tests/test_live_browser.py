@@ -40,10 +40,12 @@ from .browser_support import (
     SIM_KERNEL_ENV,
     Lab,
     browser_marks,
+    cell,
     jupyter_lab,
     new_page,
     open_notebook,
     refresh_docs_images,
+    run_cell,
 )
 
 pytestmark = browser_marks()
@@ -81,20 +83,6 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 # ---------------------------------------------------------------- page helpers
-
-
-def cell(page: Any, index: int) -> Any:
-    """The code cell ``index`` (0-based over CELLS; cell 0 of the page is the markdown title)."""
-    return page.locator(".jp-Notebook .jp-Cell").nth(index + 1)
-
-
-def run_cell(page: Any, index: int) -> Any:
-    """Select the cell (command mode) and run it with Shift+Enter; returns the cell."""
-    target = cell(page, index)
-    target.scroll_into_view_if_needed()
-    target.locator(".jp-InputPrompt").first.click()
-    page.keyboard.press("Shift+Enter")
-    return target
 
 
 def wait_executed(page: Any, target: Any, timeout: float = 60_000) -> None:
