@@ -161,7 +161,7 @@ def drive(page: Any, lab: Lab, shots: list[str]) -> None:
     expect(caption).to_contain_text("temperature")
     expect(caption).to_contain_text("1.4")
     expect(caption).to_contain_text("task id")
-    expect(caption.locator("a.gc-file")).to_have_text(re.compile(r"gemimg_outputs/.*\.png$"))
+    expect(caption.locator("a.gc-file")).to_have_text(re.compile(r"gemimg_outputs/.*\.(png|jpg|webp)$"))
     shot(page, view, f"compare-{app}-full", shots)
     lightbox.locator(".gc-lb-close").click()
     expect(lightbox).to_be_hidden()
