@@ -114,7 +114,7 @@ def drive_edit_and_sweep(page: Any, panel: Any, expect: Any) -> None:
     expect(edit).to_be_visible()
     edit.click()
     expect(panel.locator(".gemimg-edit-note")).to_contain_text("Editing")
-    page.keyboard.type("Make the teapot cobalt blue")
+    prompt.fill("Make the teapot cobalt blue")  # (that Edit focuses the prompt is test_editing_browser's)
 
     # the sweep builder set while editing: the note next to Generate says what Generate will do
     panel.locator(".gemimg-sweep-x-axis select").select_option("temperature")
