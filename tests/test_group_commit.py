@@ -178,3 +178,34 @@ def test_pages_pasted_tile_by_tile_match_a_full_redraw_with_images(session: Sess
         fresh = Image.open(io.BytesIO(result._page_png(at))).convert("RGB")
         assert drawn.size == fresh.size
         assert ImageChops.difference(drawn, fresh).getbbox() is None, f"page {at + 1} differs from a full redraw"
+
+
+def test_no_durable_change_returns_before_it_is_on_disk_under_contention(tmp_path: Path) -> None:
+    """Many threads' changes and a fenced write each: every call returns only once its own row is on disk.
+
+    A batch written from inside another batch (the store's transaction writing queued changes first)
+    once marked the outer batch committed before it was, so a fenced write returned with no verdict.
+    """
+    store = Store(tmp_path / "out")
+    try:
+        cbids = _rows(store, 24)
+        early: list[str] = []
+
+        def change(i: int, cbid: str) -> None:
+            for round_ in range(15):
+                value = f"task-{i}-{round_}"
+                if i % 3 == 0:
+                    store.update(cbid, durable=False, error=value)  # interleaved changes nobody waits for
+                store.update(cbid, task_id=value)
+                if _on_disk(store, cbid, "task_id") != value:
+                    early.append(f"{cbid}: {value}")
+
+        threads = [threading.Thread(target=change, args=(i, cbid)) for i, cbid in enumerate(cbids)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not any(t.is_alive() for t in threads)
+        assert early == []
+    finally:
+        store.close()

@@ -189,11 +189,16 @@ class Store:
             yield self._db
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction behind the lock: committed at the end, rolled back on any error."""
+    def _tx(self, *, queued_first: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction behind the lock: committed at the end, rolled back on any error.
+
+        ``queued_first``: queued row changes are written before it, so the ledger sees changes in their
+        order. The group commit's own batch passes ``False``: a batch written from inside another batch
+        would mark the outer batch's changes committed before they are (its waiters would return early).
+        """
         with self._lock:
             self._ensure_alive()
-            if self.commits.pending():  # queued row changes go first: the ledger sees changes in their order
+            if queued_first and self.commits.pending():
                 self.commits.drain()
             with immediate(self._db) as db:
                 yield db
@@ -202,7 +207,7 @@ class Store:
         """Queued row changes (:attr:`commits`), in one transaction of the one write path, :meth:`_tx`."""
         if self._closed:
             raise sqlite3.ProgrammingError("the ledger is closed")
-        with self._tx() as db:
+        with self._tx(queued_first=False) as db:
             for write in writes:
                 write(db)
 
