@@ -59,7 +59,8 @@ def refresh(session: Session, *, force: bool = True) -> Catalogue | None:
             use_catalogue(kept)
             return kept
     try:
-        listed = tuple(session.client.list_models("image"))
+        # one try when it is read on the way to a cell's first request (the cell must not wait out retries)
+        listed = tuple(session.client.list_models("image", tries=None if force else 1))
     except GemimgError as err:
         log.info("the gateway's model catalogue could not be read: %s", err)
         return current_catalogue()

@@ -217,8 +217,8 @@ class ToAPIsClient:
         result: TaskStatus = self.transport.retrying("status", attempt, tries=tries)
         return result
 
-    def list_models(self, kind: str = "image") -> list[str]:
-        """The model ids the key may use (``GET /v1/models?type=image``; free)."""
+    def list_models(self, kind: str = "image", *, tries: int | None = None) -> list[str]:
+        """The model ids the key may use (``GET /v1/models?type=image``; free); ``tries``: at most that many."""
 
         def attempt() -> list[str]:
             body = read_json(self.transport.send("query", "GET", "/v1/models", params={"type": kind}))
@@ -227,7 +227,7 @@ class ToAPIsClient:
             ids = [item.get("id") if isinstance(item, Mapping) else item for item in items]
             return [str(i) for i in ids if isinstance(i, str) and i.strip()]
 
-        result: list[str] = self.transport.retrying("models", attempt)
+        result: list[str] = self.transport.retrying("models", attempt, tries=tries)
         return result
 
     def list_pricing(self, kind: str = "image") -> Mapping[str, object]:
