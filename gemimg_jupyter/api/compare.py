@@ -156,6 +156,13 @@ class Comparison:
         title = title or f"{len(items)} images"
         return cls(title, [axis], slots, picked=picked)
 
+    @classmethod
+    def of_chain(cls, rows: Sequence[LedgerRow], *, title: str, picked: Callable[[], set[str]] = set) -> Comparison:
+        """An edit chain's images in one row, root first, labelled by their step number."""
+        axis = CompareAxis("step", tuple(str(n) for n in range(1, len(rows) + 1)))
+        slots = [_Slot(row, i, 0, 0, 0, {"step": axis.labels[i]}) for i, row in enumerate(rows)]
+        return cls(title, [axis], slots, picked=picked)
+
     # ---- what the view shows -------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -222,6 +229,10 @@ class Comparison:
             return set()
 
     # ---- pictures ------------------------------------------------------------------------
+
+    def file_of(self, index: int) -> Path | None:
+        """The image file of cell ``index`` (``None`` while it has none)."""
+        return self._path(index)
 
     def _path(self, index: int) -> Path | None:
         src = self._slots[index].source

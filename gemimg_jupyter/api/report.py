@@ -1,17 +1,16 @@
 """Self-contained HTML reports of a sweep or an edit chain: one file anyone can open offline.
 
-Everything the page shows is inside the file: thumbnails are embedded as
-``data:`` URIs (JPEG, 320 px), the style is one inline ``<style>`` block, and
-there is no script, font, stylesheet or image from anywhere else, so opening it
-makes no network request. Each thumbnail links to its full-size PNG by a
-relative path, which works as long as the report stays beside the output
-folder (``<output>/reports/`` by default). Every piece of text that came from a
-user (prompts, notes, file names, error messages) passes through
-:func:`html.escape`.
-
-A 16-cell sweep of simulated images comes to about 0.1 MB, and even
-random-noise pictures (the worst case for JPEG) to about 0.5 MB: well under
-3 MB.
+Everything the page shows is inside the file: thumbnails are embedded as ``data:`` URIs (JPEG,
+320 px), and so are larger pictures (JPEG, 1,024 px) for the comparison view at the top, which is
+the notebook's own view (click a tile for the full-size picture and its caption, select two for
+side by side, swipe, fade or difference with zoom and pan that move together, arrow keys). Its
+script and style are inline and allowed by hash by a strict Content-Security-Policy
+(:mod:`.report_page`), so opening the file makes no request of any kind. Below the view, the
+static table lists every cell with its file facts (and is all a reader without scripts needs);
+each thumbnail links to its full-size file by a relative path, which works as long as the report
+stays beside the output folder (``<output>/reports/`` by default). Every piece of text that came
+from a user (prompts, notes, file names, error messages) is escaped, in the markup and in the
+JSON the view reads.
 """
 
 from __future__ import annotations
@@ -20,13 +19,13 @@ import base64
 import html
 import io
 import os
-import time
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from gemimg_jupyter.api.compare import Comparison
 from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
+from gemimg_jupyter.api.report_page import compare_section, href, page
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.credentials import credentials_report
@@ -43,24 +42,6 @@ __all__ = ["THUMB_SIDE", "SweepRun", "lineage_report", "reproduce_cell", "sweep_
 #: Long side of the embedded thumbnails.
 THUMB_SIDE = 320
 _E = html.escape
-
-_STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#212529;margin:24px;background:#fff}
-h1{font-size:20px;margin:0 0 4px} .sub{color:#687076;margin:0 0 16px}
-table.grid{border-collapse:collapse;margin:12px 0 24px} table.grid th,table.grid td{border:1px solid #dee2e6;padding:6px;vertical-align:top}
-table.grid th{background:#f8f9fa;font-weight:600;text-align:center} th.axis{color:#687076;font-weight:500}
-.cell{display:flex;gap:6px;flex-wrap:wrap} figure{margin:0;width:200px;position:relative}
-figure img{display:block;max-width:200px;max-height:200px;margin:auto;background:#f1f3f5}
-figcaption{font-size:12px;color:#495057;word-break:break-word} figcaption code{font-size:11px}
-.star{position:absolute;top:2px;right:6px;font-size:24px;color:#f0b400;text-shadow:0 0 2px #3c2d00}
-figure.suspect img{outline:3px solid #d66e00;outline-offset:-3px}
-.suspect-mark{position:absolute;top:2px;left:2px;background:#d66e00;color:#fff;font-size:11px;padding:1px 5px;border-radius:3px}
-.warn{color:#a35400} .facts{font-size:11px;color:#687076}
-.bad{background:#fdecec;color:#961e1e;padding:8px;border:1px solid #d64545;min-height:80px}
-.pending{background:#f6f7f9;color:#6c757d;padding:8px;min-height:80px}
-pre{background:#f8f9fa;border:1px solid #dee2e6;padding:10px;white-space:pre-wrap;word-break:break-word}
-table.steps{border-collapse:collapse} table.steps td,table.steps th{border:1px solid #dee2e6;padding:6px;vertical-align:top;text-align:left}
-"""
 
 
 class SweepRun(Protocol):
@@ -87,25 +68,6 @@ def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> 
     buf = io.BytesIO()
     thumb.save(buf, format="JPEG", quality=82, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _href(path: str | os.PathLike[str], base: Path) -> str:
-    """A relative URL from the report's folder to ``path``."""
-    rel = os.path.relpath(Path(path).resolve(), base.resolve())
-    return urllib.parse.quote(Path(rel).as_posix())
-
-
-def _page(title: str, body: str) -> str:
-    return (
-        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        # no request of any kind: no scripts, no external styles, fonts or images, no favicon
-        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; img-src data:; "
-        "style-src 'unsafe-inline'\">"
-        "<link rel='icon' href='data:,'>"
-        f"<title>{_E(title)}</title><style>{_STYLE}</style></head><body>{body}"
-        f"<p class='sub'>Written by gemimg_jupyter on {_E(time.strftime('%Y-%m-%d %H:%M:%S'))}. "
-        "Thumbnails are embedded; each links to its full-size image.</p></body></html>\n"
-    )
 
 
 def _facts(path: str | os.PathLike[str] | None, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -151,8 +113,8 @@ def _suspect_mark(facts: Mapping[str, Any]) -> str:
     return f"<span class='suspect-mark' title='{_E(str(reason))}'>{SUSPECT_MARK} suspect</span>" if reason else ""
 
 
-def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> str:
-    """One image (or its failure) with its caption; a star when picked."""
+def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str, index: int) -> str:
+    """One image (or its failure) with its caption; a star when picked. ``index``: its cell in the comparison."""
     state = job.state.value
     if job.state.has_image and job.path is not None:
         uri = thumbnail_data_uri(job.path)
@@ -161,11 +123,15 @@ def _figure(job: Job, base: Path, picked: Mapping[str, Pick], caption: str) -> s
         if cbid in picked:
             note = f": {picked[cbid].note}" if picked[cbid].note else ""
             star = f"<span class='star' title='{_E('picked' + note)}'>★</span>"
-        img = f"<img src='{uri}' alt='{_E(job.params.prompt[:120])}'>" if uri else "<div class='pending'>no file</div>"
+        img = (
+            f"<img src='{uri}' data-cell='{index}' alt='{_E(job.params.prompt[:120])}'>"
+            if uri
+            else "<div class='pending'>no file</div>"
+        )
         facts = _facts(job.path, job.provenance)
         kind = " class='suspect'" if facts.get("suspect") else ""
         return (
-            f"<figure{kind}>{star}{_suspect_mark(facts)}<a href='{_href(job.path, base)}'>{img}</a>"
+            f"<figure{kind}>{star}{_suspect_mark(facts)}<a href='{href(job.path, base)}'>{img}</a>"
             f"<figcaption>{caption}{' · <b>picked</b>' if star else ''}{_file_lines(facts, job.path)}</figcaption></figure>"
         )
     kind = "bad" if job.state.shown_as_failed else "pending"
@@ -232,15 +198,46 @@ def _quote(text: str) -> str:
     return text if text and all(c.isalnum() or c in "._-=:,/+" for c in text) else '"' + text.replace('"', '\\"') + '"'
 
 
+def _sweep_tables(result: SweepRun, base: Path, picked: Mapping[str, Pick]) -> list[str]:
+    """One table per Z value: every cell with its thumbnail, caption and file facts."""
+    plan = result.plan
+    nx, ny, nz = plan.shape
+    ax, ay, az = plan.x_axis, plan.y_axis, plan.z_axis
+    by_slot: dict[tuple[int, int, int], list[tuple[int, Any, Job]]] = {}
+    for index, (cell, job) in enumerate(zip(plan.cells, result.jobs, strict=False)):
+        by_slot.setdefault((cell.x, cell.y, cell.z), []).append((index, cell, job))
+    out = []
+    for z in range(nz):
+        if az is not None:
+            out.append(f"<h3>{_E(az.name)} = {_E(az.labels[z])}</h3>")
+        corner = _E(f"{ay.name} ↓ / {ax.name} →") if ay and ax else _E(ax.name if ax else "")
+        head = f"<th class='axis'>{corner}</th>"
+        head += "".join(f"<th>{_E(ax.labels[x]) if ax else ''}</th>" for x in range(nx))
+        rows = []
+        for y in range(ny):
+            cells = []
+            for x in range(nx):
+                figs = [
+                    _figure(job, base, picked, _caption(job, cell.labels, cell.repeat, plan.repeats), index)
+                    for index, cell, job in by_slot.get((x, y, z), [])
+                ]
+                cells.append(f"<td><div class='cell'>{''.join(figs)}</div></td>")
+            label = f"<th>{_E(ay.labels[y])}</th>" if ay else "<th></th>"
+            rows.append(f"<tr>{label}{''.join(cells)}</tr>")
+        table = f"<table class='grid'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        out.append(f"<div class='scroll'>{table}</div>")
+    return out
+
+
+def _every_cell(tables: Sequence[str]) -> str:
+    """The static tables, folded away by the script once the comparison view shows (open without it)."""
+    return f"<details class='cells' open><summary>Every cell, with its file facts</summary>{''.join(tables)}</details>"
+
+
 def sweep_report(result: SweepRun, base: Path, picks: Iterable[Pick] = ()) -> str:
     """The HTML of a sweep's report; links are relative to the folder ``base`` it will be written to."""
     plan = result.plan
     picked = {p.cbid: p for p in picks}
-    nx, ny, nz = plan.shape
-    ax, ay, az = plan.x_axis, plan.y_axis, plan.z_axis
-    by_slot: dict[tuple[int, int, int], list[tuple[Any, Job]]] = {}
-    for cell, job in zip(plan.cells, result.jobs, strict=False):
-        by_slot.setdefault((cell.x, cell.y, cell.z), []).append((cell, job))
     parent = next((j.parent for j in result.jobs if j.parent), None)
     edit = str(parent["cbid"])[-6:] if parent else None
     out = [
@@ -250,37 +247,19 @@ def sweep_report(result: SweepRun, base: Path, picks: Iterable[Pick] = ()) -> st
     ]
     if edit:
         out.append(f"<p><b>Edits</b> image <code>{_E(edit)}</code> (its first reference).</p>")
-    for z in range(nz):
-        if az is not None:
-            out.append(f"<h2>{_E(az.name)} = {_E(az.labels[z])}</h2>")
-        head = (
-            "<th class='axis'>"
-            + (_E(f"{ay.name} ↓ / {ax.name} →") if ay and ax else _E(ax.name if ax else ""))
-            + "</th>"
-        )
-        head += "".join(f"<th>{_E(ax.labels[x]) if ax else ''}</th>" for x in range(nx))
-        rows = []
-        for y in range(ny):
-            cells = []
-            for x in range(nx):
-                figs = [
-                    _figure(job, base, picked, _caption(job, cell.labels, cell.repeat, plan.repeats))
-                    for cell, job in by_slot.get((x, y, z), [])
-                ]
-                cells.append(f"<td><div class='cell'>{''.join(figs)}</div></td>")
-            label = f"<th>{_E(ay.labels[y])}</th>" if ay else "<th></th>"
-            rows.append(f"<tr>{label}{''.join(cells)}</tr>")
-        out.append(f"<table class='grid'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    comparison = Comparison.of_sweep(plan, result.jobs, sweep_id=result.id, picked=lambda: set(picked))
+    section, data = compare_section(comparison, base)
+    out += [section, _every_cell(_sweep_tables(result, base, picked))]
     out.append("<h2>Reproduce</h2><p>Run this cell again: finished images come from the cache for $0.</p>")
     out.append(f"<pre class='reproduce'>{_E(reproduce_cell(plan, edit=edit))}</pre>")
-    return _page(f"gemimg sweep {result.id}", "".join(out))
+    return page(f"gemimg sweep {result.id}", "".join(out), data)
 
 
 def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> str:
     """The HTML of an edit chain: one row per step (thumbnail, step, prompt, parameters, cost, file)."""
     notes = {p.cbid: p for p in picks}
     rows = []
-    for step in chain.steps:
+    for index, step in enumerate(chain.steps):
         d = step.describe()
         star = ""
         if step.row.cbid in chain.picked:
@@ -294,7 +273,7 @@ def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> st
             facts = _facts(step.path)
             uri = thumbnail_data_uri(step.path)
             if uri:
-                img = f"<a href='{_href(step.path, base)}'><img src='{uri}' alt='step {d['step']}'></a>"
+                img = f"<a href='{href(step.path, base)}'><img src='{uri}' data-cell='{index}' alt='step {d['step']}'></a>"
         params = ", ".join(
             f"{k} {v}" for k, v in d.items() if k in ("model", "size", "resolution", "temperature", "top_p")
         )
@@ -307,9 +286,15 @@ def lineage_report(chain: Lineage, base: Path, picks: Iterable[Pick] = ()) -> st
         )
     last = chain.steps[-1].row.cbid[-6:] if chain.steps else "?"
     broken = f"<p class='bad'>{_E(chain.broken)}</p>" if chain.broken else ""
-    body = (
-        f"<h1>Edit chain of {_E(last)}</h1><p class='sub'>{plural(len(chain.steps), 'step')}, root first</p>{broken}"
+    table = (
         "<table class='steps'><thead><tr><th>image</th><th>step</th><th>prompt</th><th>parameters</th>"
         f"<th>state, cost</th><th>file</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
-    return _page(f"gemimg lineage {last}", body)
+    title = f"edit chain of {last}, root first"
+    comparison = Comparison.of_chain([s.row for s in chain.steps], title=title, picked=lambda: set(chain.picked))
+    section, data = compare_section(comparison, base)
+    body = (
+        f"<h1>Edit chain of {_E(last)}</h1><p class='sub'>{plural(len(chain.steps), 'step')}, root first</p>{broken}"
+        f"{section}{_every_cell([f'<div class=scroll>{table}</div>'])}"
+    )
+    return page(f"gemimg lineage {last}", body, data)

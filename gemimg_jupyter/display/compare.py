@@ -1,7 +1,8 @@
 """The comparison view in a notebook: :class:`CompareWidget` (an ``anywidget``) and :func:`show_comparison`.
 
-The widget's front end is ``static/compare.js`` and ``static/compare.css``, shipped in the package
-(no build step, no network). Its synced state is small: the header (title, axes, shape) and one
+The widget's front end is ``gemimg_jupyter/static/compare.js`` and ``compare.css``, shipped in the
+package (no build step, no network); the offline report runs the same two files (see
+:mod:`gemimg_jupyter.api.report`). Its synced state is small: the header (title, axes, shape) and one
 JSON dict per cell; thumbnails and full-size images travel as custom messages when the page asks
 for them (only the tiles on screen ask), so a view of a few hundred cells stays light.
 
@@ -35,7 +36,8 @@ from gemimg_jupyter.api import Comparison, Job
 
 __all__ = ["STATIC_CSS", "CompareWidget", "show_comparison", "static_bundle"]
 
-STATIC = Path(__file__).with_name("static")
+#: The front-end files, shared with the offline report (they sit beside the subpackages, not in a face).
+STATIC = Path(__file__).resolve().parent.parent / "static"
 #: Pushes of the cells while jobs run, at most one per this many seconds.
 PUSH_INTERVAL = 0.25
 #: Hides the static picture while the live view shows, and the dead widget box when it cannot.

@@ -1,10 +1,12 @@
 // The comparison view of gemimg_jupyter (an anywidget ES module; no dependencies, no network).
+// The offline report runs this same module over a small stand-in for the model (static/report.js).
 //
 // Model state (from Python): `header` {title, axes:[{name, labels}], shape:[nx, ny, nz]},
 // `cells` [{index, x, y, z, repeat, labels, params, state, progress, cost, task_id, id, path,
 // error, has_image, picked}], `progress` (text). Pictures come on request over custom messages:
 // {type: "thumbs", indexes} -> {type: "thumbs", items: {index: dataURL}}, {type: "full", index} ->
 // {type: "full", index, url}; {type: "pick", index} toggles a pick (the cells then come back).
+// `read_only` (the report) shows the stars without pick buttons; a cell's `href`, when given, is its file link.
 
 const CACHES = new WeakMap(); // model -> {thumbs: Map, fulls: Map}
 
@@ -62,6 +64,7 @@ function fileHref(path) {
 
 function render({ model, el }) {
   const cache = caches(model);
+  const readOnly = Boolean(model.get("read_only"));
   const st = { z: 0, current: 0, selected: [], mode: "swipe", open: null, zoom: { s: 1, tx: 0, ty: 0 }, swipe: 50, fade: 50, flicker: null };
   const root = h("div", { class: "gemimg-compare", tabindex: "0", role: "application", "aria-label": "comparison view" });
   el.append(root);
@@ -136,8 +139,10 @@ function render({ model, el }) {
     } else {
       box.append(h("div", { class: "gc-placeholder", text: c.error ? `${c.state}: ${c.error}` : `${c.state}${c.progress ? ` ${c.progress}%` : ""}` }));
     }
-    const star = h("button", { class: `gc-star${c.picked ? " gc-picked" : ""}`, title: c.picked ? "picked (click to unpick)" : "pick", "aria-pressed": c.picked ? "true" : "false", disabled: !c.has_image, text: c.picked ? "★" : "☆" });
-    star.addEventListener("click", (e) => { e.stopPropagation(); model.send({ type: "pick", index: c.index }); });
+    const star = readOnly
+      ? h("span", { class: `gc-star${c.picked ? " gc-picked" : ""}`, title: c.picked ? "picked" : null, text: c.picked ? "★" : "" })
+      : h("button", { class: `gc-star${c.picked ? " gc-picked" : ""}`, title: c.picked ? "picked (click to unpick)" : "pick", "aria-pressed": c.picked ? "true" : "false", disabled: !c.has_image, text: c.picked ? "★" : "☆" });
+    if (!readOnly) star.addEventListener("click", (e) => { e.stopPropagation(); model.send({ type: "pick", index: c.index }); });
     const pick = h("button", { class: "gc-select", title: "select to compare", "aria-pressed": sel >= 0 ? "true" : "false", disabled: !c.has_image, text: sel === 0 ? "A" : sel === 1 ? "B" : "○" });
     pick.addEventListener("click", (e) => { e.stopPropagation(); toggleSelect(c.index); });
     const bar = h("div", { class: "gc-bar" }, h("span", { class: "gc-badge", text: c.has_image ? c.state : `${c.state}${c.progress ? ` ${c.progress}%` : ""}` }), h("span", { class: "gc-cost", text: c.cost }), star, pick);
@@ -169,7 +174,7 @@ function render({ model, el }) {
     const [nx, ny] = hd.shape;
     const xAxis = hd.axes[0], yAxis = hd.axes[1];
     const grid = h("div", { class: "gc-grid", role: "grid" });
-    grid.style.gridTemplateColumns = `${yAxis ? "max-content " : ""}repeat(${nx}, minmax(0, 1fr))`;
+    grid.style.gridTemplateColumns = `${yAxis ? "fit-content(30%) " : ""}repeat(${nx}, minmax(var(--gc-tile-min), var(--gc-tile-max, 1fr)))`;
     if (yAxis) grid.append(h("div", { class: "gc-corner", text: `${yAxis.name} ↓ · ${xAxis ? xAxis.name : ""} →` }));
     for (let x = 0; x < nx; x++) grid.append(h("div", { class: "gc-xlabel", text: xAxis ? `${xAxis.name}=${xAxis.labels[x]}` : "" }));
     for (let y = 0; y < ny; y++) {
@@ -337,9 +342,11 @@ function render({ model, el }) {
     const rows = Object.entries(c.params || {}).map(([k, v]) => h("tr", {}, h("th", { text: k }), h("td", { text: String(v) })));
     rows.push(h("tr", {}, h("th", { text: "state" }), h("td", { text: c.state })), h("tr", {}, h("th", { text: "cost" }), h("td", { text: c.cost })));
     if (c.task_id) rows.push(h("tr", {}, h("th", { text: "task id" }), h("td", { text: c.task_id })));
-    const href = fileHref(c.path) || cache.fulls.get(c.index) || null;
+    const href = c.href || fileHref(c.path) || cache.fulls.get(c.index) || null;
     if (c.path) rows.push(h("tr", {}, h("th", { text: "file" }), h("td", {}, h("a", { class: "gc-file", href, target: "_blank", rel: "noopener", text: c.path }))));
-    const pick = h("button", { class: "gc-lb-pick", text: c.picked ? "★ picked" : "☆ pick", "aria-pressed": c.picked ? "true" : "false", onclick: () => model.send({ type: "pick", index: c.index }) });
+    const pick = readOnly
+      ? (c.picked ? h("span", { class: "gc-lb-pick gc-picked", text: "★ picked" }) : null)
+      : h("button", { class: "gc-lb-pick", text: c.picked ? "★ picked" : "☆ pick", "aria-pressed": c.picked ? "true" : "false", onclick: () => model.send({ type: "pick", index: c.index }) });
     const sel = h("button", { class: "gc-lb-select", text: st.selected.includes(c.index) ? "selected for compare" : "select to compare", onclick: () => { toggleSelect(c.index); closeLightbox(); } });
     const close = h("button", { class: "gc-lb-close", text: "close (Esc)", onclick: closeLightbox });
     lightbox.replaceChildren(
