@@ -245,7 +245,10 @@ class RichText:
         return data
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str = "") -> RichText:
+def _table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str = "", wrap: Sequence[int] = ()
+) -> RichText:
+    """A text table and its HTML twin; the columns in ``wrap`` wrap anywhere in HTML (the others never wrap)."""
     cells = [[("—" if v is None else str(v)) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
@@ -257,12 +260,16 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: s
     for row in cells:
         lines.append("  ".join(shorten(v, widths[i]).ljust(widths[i]) for i, v in enumerate(row)).rstrip())
     head = "".join(f'<th style="text-align:left">{html.escape(h)}</th>' for h in headers)
+    nowrap, wraps = "text-align:left;white-space:nowrap", "text-align:left;overflow-wrap:anywhere;min-width:12em"
     body = "".join(
-        "<tr>" + "".join(f'<td style="text-align:left;white-space:nowrap">{html.escape(v)}</td>' for v in row) + "</tr>"
+        "<tr>"
+        + "".join(f'<td style="{wraps if i in wrap else nowrap}">{html.escape(v)}</td>' for i, v in enumerate(row))
+        + "</tr>"
         for row in cells
     )
     caption = f"<caption style='text-align:left'>{html.escape(title)}</caption>" if title else ""
-    markup = f'<table class="gemimg-table {NO_MATH}" style="{MONO}">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    style = f"{MONO} table-layout: auto; max-width: 100%;" if wrap else MONO
+    markup = f'<table class="gemimg-table {NO_MATH}" style="{style}">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     return RichText("\n".join(lines), markup)
 
 
@@ -542,7 +549,10 @@ class LineageOutput(ImageStrip):
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Bundle:
         uri = "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
-        markup = f'<div class="gemimg-lineage"><img src="{uri}" alt="edit chain"><br>{self.table.html}</div>'
+        markup = (  # the strip shrinks to the output's width and the table's prompts and files wrap: no sideways scroll
+            f'<div class="gemimg-lineage" style="max-width:100%"><img src="{uri}" alt="edit chain" '
+            f'style="max-width:100%;height:auto"><br>{self.table.html}</div>'
+        )
         data = {"text/html": markup, "text/plain": self.text}  # the strip once, in the <img> (with alt text)
         return data, {"text/html": {"gemimg_lineage": self.rows}}
 
@@ -558,7 +568,7 @@ def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:
             [
                 f"{r['step']}{star}",
                 r["id"],
-                shorten(r["prompt"], 50),
+                r["prompt"],  # whole in HTML (it wraps), shortened in the text table
                 f"{r['size']} {r['resolution']}{sampling} · {r['references']} ref",
                 _usd(r["cost_usd"]),
                 display_path(r["path"]) or r["state"],
@@ -567,5 +577,5 @@ def lineage_output(chain: Lineage, *, thumb: int = 200) -> LineageOutput:
     title = f"edit chain: {plural(len(rows), 'step')}, root first"
     if chain.broken:
         title += f" ({chain.broken})"
-    table = _table(["step", "id", "prompt", "parameters", "cost", "file"], table_rows, title=title)
+    table = _table(["step", "id", "prompt", "parameters", "cost", "file"], table_rows, title=title, wrap=(2, 3, 5))
     return LineageOutput(png_bytes(chain.strip(thumb), optimize=True), table, rows)

@@ -164,7 +164,7 @@ function render({ model, el }) {
     tip.hidden = false;
     const r = node.getBoundingClientRect();
     const rr = root.getBoundingClientRect();
-    tip.style.left = `${Math.max(0, r.left - rr.left)}px`;
+    tip.style.left = `${Math.max(0, Math.min(r.left - rr.left, rr.width - tip.offsetWidth))}px`; // inside the view
     tip.style.top = `${r.bottom - rr.top + 4}px`;
   }
   function hideTip() { tip.hidden = true; }
