@@ -108,6 +108,8 @@ class Offline:
         assert self.problems == []
 
     def shot(self, name: str) -> None:
+        """A full-page screenshot in ``artifacts/browser/``, the mouse moved off the tiles (no tooltip)."""
+        self.page.mouse.move(0, 0)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
@@ -241,7 +243,7 @@ def test_the_report_comparison_works_offline(made: Made, width: int) -> None:
     assert float(zoomed[0].split("(")[1].split(",")[0]) > 1  # the scale
     if width == 400:
         assert scroll_width <= 400
-        (a_left, _, a_bottom), (_, b_top, _) = panes
+        (_, _, a_bottom), (_, b_top, _) = panes
         assert b_top >= a_bottom - 1  # side by side stacks: B below A
     else:
         assert panes[1][0] > panes[0][0] and abs(panes[1][1] - panes[0][1]) < 1  # B beside A

@@ -33,7 +33,7 @@ __all__ = ["DETAIL_BUDGET", "DETAIL_SIDE", "compare_section", "comparison_data",
 #: Long side of the larger picture each cell embeds for the full-size view, swipe and zoom (JPEG).
 DETAIL_SIDE = 1024
 #: Characters of those pictures one report embeds at most; cells past it show their thumbnail.
-DETAIL_BUDGET = 48_000_000
+DETAIL_BUDGET = 20_000_000
 _E = html.escape
 #: JSON text that could end the ``<script>`` block or start markup, written as JSON escapes.
 _JSON_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -96,7 +96,7 @@ def _detail_uri(path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=85, optimize=True)
+    picture.save(buf, format="JPEG", quality=80, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -45,6 +45,11 @@ function paramsText(cell) {
   return lines.join("\n");
 }
 
+// "name=value", which a narrow column breaks after the "=" rather than inside the value
+function axisLabel(cls, axis, at) {
+  return axis ? h("div", { class: cls }, `${axis.name}=`, h("wbr"), axis.labels[at]) : h("div", { class: cls });
+}
+
 function cellLabel(cell) {
   return Object.entries(cell.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ") || cell.id;
 }
@@ -168,6 +173,7 @@ function render({ model, el }) {
     tip.style.top = `${r.bottom - rr.top + 4}px`;
   }
   function hideTip() { tip.hidden = true; }
+  root.addEventListener("mouseleave", hideTip);
 
   function slice(z) {
     const hd = header();
@@ -176,9 +182,9 @@ function render({ model, el }) {
     const grid = h("div", { class: "gc-grid", role: "grid" });
     grid.style.gridTemplateColumns = `${yAxis ? "fit-content(30%) " : ""}repeat(${nx}, minmax(var(--gc-tile-min), var(--gc-tile-max, 1fr)))`;
     if (yAxis) grid.append(h("div", { class: "gc-corner", text: `${yAxis.name} ↓ · ${xAxis ? xAxis.name : ""} →` }));
-    for (let x = 0; x < nx; x++) grid.append(h("div", { class: "gc-xlabel", text: xAxis ? `${xAxis.name}=${xAxis.labels[x]}` : "" }));
+    for (let x = 0; x < nx; x++) grid.append(axisLabel("gc-xlabel", xAxis, x));
     for (let y = 0; y < ny; y++) {
-      if (yAxis) grid.append(h("div", { class: "gc-ylabel", text: `${yAxis.name}=${yAxis.labels[y]}` }));
+      if (yAxis) grid.append(axisLabel("gc-ylabel", yAxis, y));
       for (let x = 0; x < nx; x++) {
         const group = cells().filter((c) => c.x === x && c.y === y && c.z === z);
         grid.append(h("div", { class: "gc-cell" }, group.map(tile)));
@@ -205,6 +211,7 @@ function render({ model, el }) {
 
   function renderGrid() {
     observer.disconnect();
+    hideTip(); // its tile is about to be replaced (and would never see the mouse leave)
     renderHead();
     const hd = header();
     if (st.z === -1) {
