@@ -21,6 +21,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,19 @@ class Offline:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+@contextmanager
+def opened(report: Path, width: int) -> Iterator[Offline]:
+    """The report in headless Chromium, offline, ``width`` px wide."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            yield Offline(browser, report.resolve().as_uri(), width)
+        finally:
+            browser.close()
+
+
 def _policy_and_scripts(page: Any) -> tuple[str, list[dict[str, str]]]:
     policy = page.get_attribute("meta[http-equiv='Content-Security-Policy']", "content")
     scripts = page.evaluate("[...document.scripts].map(s => ({type: s.type, text: s.textContent}))")
@@ -142,26 +156,16 @@ def _transforms(page: Any) -> list[str]:
 
 
 def test_a_sweep_report_is_one_file_with_one_hashed_script_and_escaped_text(made: Made) -> None:
-    from playwright.sync_api import sync_playwright
-
-    url = made.report.resolve().as_uri()
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        try:
-            view = Offline(browser, url, 1400)
-            page = view.page
-            policy, scripts = _policy_and_scripts(page)
-            page.locator("details.cells > summary").click()  # the static table, folded by the script
-            sizes = page.eval_on_selector_all(
-                "table.grid img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])"
-            )
-            reproduce = page.inner_text("pre.reproduce")
-            title = page.title()
-            body = page.inner_text("body")
-            stars = page.locator("figure .star").count()
-            view.check_clean()
-        finally:
-            browser.close()
+    with opened(made.report, 1400) as view:
+        page = view.page
+        policy, scripts = _policy_and_scripts(page)
+        page.locator("details.cells > summary").click()  # the static table, folded by the script
+        sizes = page.eval_on_selector_all("table.grid img", "els => els.map(e => [e.naturalWidth, e.naturalHeight])")
+        reproduce = page.inner_text("pre.reproduce")
+        title = page.title()
+        body = page.inner_text("body")
+        stars = page.locator("figure .star").count()
+        view.check_clean()
 
     directives = dict(d.strip().split(" ", 1) for d in policy.split(";"))
     assert directives["default-src"] == "'none'" and directives["img-src"] == "data:"
@@ -181,59 +185,53 @@ def test_a_sweep_report_is_one_file_with_one_hashed_script_and_escaped_text(made
 
 @pytest.mark.parametrize("width", [1400, 400])
 def test_the_report_comparison_works_offline(made: Made, width: int) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url = made.report.resolve().as_uri()
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        try:
-            view = Offline(browser, url, width)
-            page = view.page
-            tiles = page.locator(".gc-tile")
-            expect(tiles).to_have_count(4)
-            expect(page.locator(".gc-tile img.gc-thumb[src^='data:']")).to_have_count(4)
-            assert page.locator(".gc-title").inner_text().startswith("sweep ")
+    with opened(made.report, width) as view:
+        page = view.page
+        tiles = page.locator(".gc-tile")
+        expect(tiles).to_have_count(4)
+        expect(page.locator(".gc-tile img.gc-thumb[src^='data:']")).to_have_count(4)
+        assert page.locator(".gc-title").inner_text().startswith("sweep ")
 
-            tiles.nth(1).click()  # the full-size picture and its caption
-            full = page.locator(".gc-lightbox img.gc-full")
-            expect(full).to_be_visible()
-            page.wait_for_function("() => document.querySelector('.gc-lightbox img.gc-full').naturalWidth > 320")
-            caption = page.locator(".gc-lightbox .gc-caption").inner_text()
-            view.shot(f"report-{width}-full")
-            page.keyboard.press("Escape")
-            expect(page.locator(".gc-lightbox")).to_be_hidden()
+        tiles.nth(1).click()  # the full-size picture and its caption
+        full = page.locator(".gc-lightbox img.gc-full")
+        expect(full).to_be_visible()
+        page.wait_for_function("() => document.querySelector('.gc-lightbox img.gc-full').naturalWidth > 320")
+        caption = page.locator(".gc-lightbox .gc-caption").inner_text()
+        view.shot(f"report-{width}-full")
+        page.keyboard.press("Escape")
+        expect(page.locator(".gc-lightbox")).to_be_hidden()
 
-            page.keyboard.press("ArrowLeft")  # the arrows move the selection (from the tile opened last)
-            expect(page.locator(".gc-tile.gc-current")).to_have_attribute("data-index", "0")
+        page.keyboard.press("ArrowLeft")  # the arrows move the selection (from the tile opened last)
+        expect(page.locator(".gc-tile.gc-current")).to_have_attribute("data-index", "0")
 
-            tiles.nth(0).locator(".gc-select").click()
-            tiles.nth(3).locator(".gc-select").click()
-            expect(page.locator(".gc-compare")).to_be_visible()
-            before = _split(page)
-            page.locator("input.gc-swipe").fill("20")
-            after = _split(page)
-            clip = page.eval_on_selector(".gc-compare img.gc-top", "e => e.style.clipPath")
-            page.locator(".gc-compare").scroll_into_view_if_needed()
-            view.shot(f"report-{width}-swipe")
+        tiles.nth(0).locator(".gc-select").click()
+        tiles.nth(3).locator(".gc-select").click()
+        expect(page.locator(".gc-compare")).to_be_visible()
+        before = _split(page)
+        page.locator("input.gc-swipe").fill("20")
+        after = _split(page)
+        clip = page.eval_on_selector(".gc-compare img.gc-top", "e => e.style.clipPath")
+        page.locator(".gc-compare").scroll_into_view_if_needed()
+        view.shot(f"report-{width}-swipe")
 
-            page.locator("button.gc-mode[data-mode='side']").click()
-            panes = page.eval_on_selector_all(
-                ".gc-compare .gc-pane",
-                "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.bottom]; })",
-            )
-            pane = page.locator(".gc-compare .gc-pane").first.bounding_box()
-            page.mouse.move(pane["x"] + pane["width"] / 3, pane["y"] + pane["height"] / 3)
-            page.mouse.wheel(0, -200)
-            page.wait_for_function("() => getComputedStyle(document.querySelector('.gc-layer')).transform !== 'none'")
-            zoomed = _transforms(page)
-            page.locator(".gc-compare").scroll_into_view_if_needed()
-            view.shot(f"report-{width}-side")
-            tiles.nth(3).hover()  # the parameters' tooltip stays inside the view
-            expect(page.locator(".gc-tip")).to_be_visible()
-            scroll_width = page.evaluate("document.documentElement.scrollWidth")
-            view.check_clean()
-        finally:
-            browser.close()
+        page.locator("button.gc-mode[data-mode='side']").click()
+        panes = page.eval_on_selector_all(
+            ".gc-compare .gc-pane",
+            "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.bottom]; })",
+        )
+        pane = page.locator(".gc-compare .gc-pane").first.bounding_box()
+        page.mouse.move(pane["x"] + pane["width"] / 3, pane["y"] + pane["height"] / 3)
+        page.mouse.wheel(0, -200)
+        page.wait_for_function("() => getComputedStyle(document.querySelector('.gc-layer')).transform !== 'none'")
+        zoomed = _transforms(page)
+        page.locator(".gc-compare").scroll_into_view_if_needed()
+        view.shot(f"report-{width}-side")
+        tiles.nth(3).hover()  # the parameters' tooltip stays inside the view
+        expect(page.locator(".gc-tip")).to_be_visible()
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        view.check_clean()
 
     for needle in (made.task_ids[1], made.models[1], "$0.05", "temperature", "0.9", "size", "1:1"):
         assert needle in caption
@@ -251,21 +249,15 @@ def test_the_report_comparison_works_offline(made: Made, width: int) -> None:
 
 
 def test_a_lineage_report_fits_a_phone_and_runs_its_comparison(made: Made) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    url = made.lineage.resolve().as_uri()
-    with sync_playwright() as p:
-        browser = launch_chromium(p)
-        try:
-            view = Offline(browser, url, 400)
-            page = view.page
-            expect(page.locator(".gc-tile")).to_have_count(2)
-            labels = page.locator(".gc-xlabel").all_inner_texts()
-            page.locator("details.cells > summary").click()
-            scroll_width = page.evaluate("document.documentElement.scrollWidth")
-            view.check_clean()
-        finally:
-            browser.close()
+    with opened(made.lineage, 400) as view:
+        page = view.page
+        expect(page.locator(".gc-tile")).to_have_count(2)
+        labels = page.locator(".gc-xlabel").all_inner_texts()
+        page.locator("details.cells > summary").click()
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        view.check_clean()
     assert labels == ["step=1", "step=2"]
     assert scroll_width <= 400
 

@@ -15,9 +15,7 @@ JSON the view reads.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -25,7 +23,7 @@ from typing import Any, Protocol
 
 from gemimg_jupyter.api.compare import Comparison
 from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
-from gemimg_jupyter.api.report_page import compare_section, href, page
+from gemimg_jupyter.api.report_page import compare_section, href, jpeg_data_uri, page
 from gemimg_jupyter.domain.text import format_usd as _usd
 from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.credentials import credentials_report
@@ -34,7 +32,6 @@ from gemimg_jupyter.draw.grid import plan_header
 from gemimg_jupyter.draw.images import read_provenance, strip_provenance
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick
-from gemimg_jupyter.ledger.thumbs import load_thumb
 from gemimg_jupyter.plans.plan import SweepPlan
 
 __all__ = ["THUMB_SIDE", "SweepRun", "lineage_report", "reproduce_cell", "sweep_report", "thumbnail_data_uri"]
@@ -61,13 +58,7 @@ class SweepRun(Protocol):
 
 def thumbnail_data_uri(path: str | os.PathLike[str], side: int = THUMB_SIDE) -> str | None:
     """A ``data:image/jpeg;base64,…`` thumbnail of an image file (``None`` if it cannot be read)."""
-    try:
-        thumb = load_thumb(path, side)
-    except (OSError, ValueError):
-        return None
-    buf = io.BytesIO()
-    thumb.save(buf, format="JPEG", quality=82, optimize=True)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return jpeg_data_uri(path, side, 82)
 
 
 def _facts(path: str | os.PathLike[str] | None, provenance: Mapping[str, Any] | None = None) -> dict[str, Any]:

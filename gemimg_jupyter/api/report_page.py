@@ -26,9 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from gemimg_jupyter.api.compare import Comparison
-from gemimg_jupyter.draw.images import load_thumbnail
+from gemimg_jupyter.ledger.thumbs import load_thumb
 
-__all__ = ["DETAIL_BUDGET", "DETAIL_SIDE", "compare_section", "comparison_data", "content_policy", "href", "page"]
+__all__ = [
+    "DETAIL_BUDGET",
+    "DETAIL_SIDE",
+    "compare_section",
+    "comparison_data",
+    "content_policy",
+    "href",
+    "jpeg_data_uri",
+    "page",
+]
 
 #: Long side of the larger picture each cell embeds for the full-size view, swipe and zoom (JPEG).
 DETAIL_SIDE = 1024
@@ -90,13 +99,14 @@ def href(path: str | os.PathLike[str], base: Path) -> str:
     return urllib.parse.quote(Path(rel).as_posix())
 
 
-def _detail_uri(path: Path) -> str | None:
+def jpeg_data_uri(path: str | os.PathLike[str], side: int, quality: int) -> str | None:
+    """A ``data:image/jpeg;base64,…`` copy of an image file, ``side`` px long at most (``None`` if unreadable)."""
     try:
-        picture = load_thumbnail(path, DETAIL_SIDE)
+        picture = load_thumb(path, side)  # a small side comes from the image's thumbnail file
     except (OSError, ValueError):
         return None
     buf = io.BytesIO()
-    picture.save(buf, format="JPEG", quality=80, optimize=True)
+    picture.save(buf, format="JPEG", quality=quality, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -110,7 +120,7 @@ def comparison_data(comparison: Comparison, base: Path, budget: int = DETAIL_BUD
             continue
         cell["href"] = href(path, base)
         cell["path"] = urllib.parse.unquote(cell["href"])
-        uri = _detail_uri(path) if budget > 0 else None
+        uri = jpeg_data_uri(path, DETAIL_SIDE, 80) if budget > 0 else None
         if uri is not None and len(uri) <= budget:
             full[str(cell["index"])] = uri
             budget -= len(uri)
