@@ -514,10 +514,12 @@ A paper-cut fox in a birch forest
                 """
 ## A report anyone can open
 
-`fox.save_report()` (or `%gemimg report fox`) writes one HTML file with the grid as a table of
-embedded thumbnails, each cell's parameters, state, cost and task id, the picks starred, and the
-`%%gemimg` cell that reproduces the sweep. It loads nothing from anywhere; the thumbnails link to
-the full-size files. `%gemimg report night` does the same for an edit chain.
+`fox.save_report()` (or `%gemimg report fox`) writes one HTML file with the comparison view of
+this notebook (click a tile for the larger picture and its caption, select two to swipe or zoom
+them together), a table of every cell with its parameters, state, cost and task id, the picks
+starred, and the `%%gemimg` cell that reproduces the sweep. It makes no request of any kind (its
+one script is allowed by hash) and reads well on a phone; file links open the full-size files.
+`%gemimg report night` does the same for an edit chain.
 """
             ),
             code(
