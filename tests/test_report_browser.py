@@ -8,7 +8,8 @@ person would, in the report's comparison view: a tile opens the larger picture w
 parameters; two selected tiles are swiped (the visible split follows the slider) and zoomed (both
 images move together); an arrow key moves the selection. At 400 px the page never scrolls sideways
 and side by side stacks. The static table below the view still has every cell and the reproducing
-``%%gemimg`` cell, and the prompt's ``<script>`` is text everywhere.
+``%%gemimg`` cell, and the prompt's ``<script>`` is text everywhere. With JavaScript off, the
+table shows every cell and a line says why there is no view.
 
 The lineage table (``%gemimg lineage``) is drawn at 1,200 px with a long prompt and must not
 overflow its box. ``GEMIMG_UPDATE_DOCS=1`` refreshes ``docs/img/report-*.png``. Skipped (loudly)
@@ -81,11 +82,13 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Made]:
 class Offline:
     """A page that records every request (and lets only ``url`` through), console errors and CSP violations."""
 
-    def __init__(self, browser: Any, url: str, width: int) -> None:
+    def __init__(self, browser: Any, url: str, width: int, *, scripts: bool = True) -> None:
         self.url = url
         self.requests: list[str] = []
         self.problems: list[str] = []
-        context = browser.new_context(offline=True, viewport={"width": width, "height": 900})
+        context = browser.new_context(
+            offline=True, viewport={"width": width, "height": 900}, java_script_enabled=scripts
+        )
         context.route("**/*", self._route)
         context.add_init_script(WATCH_CSP)
         self.page = page = context.new_page()
@@ -116,14 +119,14 @@ class Offline:
 
 
 @contextmanager
-def opened(report: Path, width: int) -> Iterator[Offline]:
-    """The report in headless Chromium, offline, ``width`` px wide."""
+def opened(report: Path, width: int, *, scripts: bool = True) -> Iterator[Offline]:
+    """The report in headless Chromium, offline, ``width`` px wide (``scripts=False``: JavaScript off)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = launch_chromium(p)
         try:
-            yield Offline(browser, report.resolve().as_uri(), width)
+            yield Offline(browser, report.resolve().as_uri(), width, scripts=scripts)
         finally:
             browser.close()
 
@@ -245,7 +248,7 @@ def test_the_report_comparison_works_offline(made: Made, width: int) -> None:
         assert b_top >= a_bottom - 1  # side by side stacks: B below A
     else:
         assert panes[1][0] > panes[0][0] and abs(panes[1][1] - panes[0][1]) < 1  # B beside A
-    refresh_docs_images([f"report-{width}-swipe", f"report-{width}-side"])
+    refresh_docs_images([f"report-{width}-side"] + ([f"report-{width}-swipe"] if width > 400 else []))
 
 
 def test_a_lineage_report_fits_a_phone_and_runs_its_comparison(made: Made) -> None:
@@ -260,6 +263,21 @@ def test_a_lineage_report_fits_a_phone_and_runs_its_comparison(made: Made) -> No
         view.check_clean()
     assert labels == ["step=1", "step=2"]
     assert scroll_width <= 400
+
+
+def test_without_scripts_the_report_shows_every_cell_and_says_why_there_is_no_view(made: Made) -> None:
+    with opened(made.report, 400, scripts=False) as view:
+        page = view.page
+        note = page.locator("#gemimg-compare").inner_text()
+        shown = page.locator("table.grid img").evaluate_all(
+            "els => els.filter(e => e.getBoundingClientRect().width > 0).length"
+        )
+        tiles = page.locator(".gc-tile").count()
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        requests = [u for u in view.requests if u != view.url]
+    assert "needs JavaScript" in note and tiles == 0
+    assert shown == 4  # the folded table stays open
+    assert scroll_width <= 400 and requests == []
 
 
 def test_the_lineage_table_wraps_at_1200_px(made: Made) -> None:
