@@ -223,8 +223,10 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "report": (
         "%gemimg report blue",
         "On a sweep (`%gemimg report fox`) the report is its grid; on an image, its edit chain. "
-        "One HTML file that opens offline; each image says whether it is suspect and whether it carries content "
-        "credentials (`present (not validated)` or `absent`).",
+        "One HTML file that opens offline and makes no request, with the comparison view inside it (full-size "
+        "picture and caption on click; side by side, swipe and zoom of two; arrow keys; usable on a phone); each "
+        "image says whether it is suspect and whether it carries content credentials (`present (not validated)` "
+        "or `absent`). See [editing.md](editing.md#reports-anyone-can-open).",
     ),
     "cost": ("%gemimg cost", "Paid images are split into usable and suspect (with the reasons)."),
     "models": ("%gemimg models", ""),
