@@ -56,6 +56,7 @@ from gemimg_jupyter.plans.plan import (
     parse_axis,
     plan_sweep,
 )
+from gemimg_jupyter.probe import ProbeReport, run_probe
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -244,6 +245,12 @@ class Session:
         """One line when the catalogue already read does not list the default model (or ``model``), naming
         an id to set instead; ``None`` otherwise. It never asks the gateway."""
         return catalogue.default_line(self, model or self.settings.model)
+
+    def probe(self, **kwargs: Any) -> ProbeReport:
+        """Run the gateway probe (:func:`~gemimg_jupyter.probe.run_probe`, same keywords) against this
+        session's own backend: its base URL and key, the simulator it talks to included."""
+        key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
+        return run_probe(self.settings, base_url=self.base_url, key=key, **kwargs)
 
     def refresh_catalogue(self) -> Catalogue | None:
         """Read the gateway's image models (and prices, where it publishes them) now, and merge them."""
