@@ -255,16 +255,47 @@ def test_sweep_indexes_work_like_python_and_out_of_range_says_the_range(gem: Any
 # ---------------------------------------------------------------- 7. small words
 
 
-def test_a_bad_rate_tier_in_the_environment_names_its_variable_and_commands_keep_working(
-    ip: Any, monkeypatch: pytest.MonkeyPatch, sim: Any
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("GEMIMG_RATE_TIER", "gold", "GEMIMG_RATE_TIER='gold' is not a rate tier (default, vip, svip); using 'default'"),
+        ("GEMIMG_SIM_LATENCY", "fast", "GEMIMG_SIM_LATENCY='fast' should be seconds as 'min,max'"),
+        ("GEMIMG_MAX_COST_USD", "lots", "GEMIMG_MAX_COST_USD='lots' is not a number of dollars (0 or more); using a budget of $0"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_in_the_environment_names_its_variable_and_commands_keep_working(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, sim: Any, capsys: Any, variable: str, value: str, says: str
 ) -> None:
-    monkeypatch.setenv("GEMIMG_RATE_TIER", "gold")
+    monkeypatch.setenv(variable, value)
     monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
     monkeypatch.setenv("GEMIMG_BACKEND", "sim")
-    with pytest.warns(UserWarning, match=r"GEMIMG_RATE_TIER='gold' is not a rate tier .*using 'default'"):
-        ip.run_line_magic("load_ext", "gemimg_jupyter")
-        cost = ip.run_line_magic("gemimg", "cost")
-    assert "spent this session" in cost.text and get_session().settings.rate_tier == "default"
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    cost = ip.run_line_magic("gemimg", "cost")
+    ip.run_line_magic("gemimg", "jobs")
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if variable in ln]  # one line, naming the variable
+    assert line == f"gemimg: {says}" or line.startswith(f"gemimg: {says}")
+    settings = get_session().settings
+    assert "spent this session" in cost.text and settings.rate_tier == "default"
+    assert settings.sim_options == {} and settings.max_cost_usd == (0.0 if variable == "GEMIMG_MAX_COST_USD" else None)
+    if variable == "GEMIMG_MAX_COST_USD":  # an unreadable budget pays nothing: refused before any request
+        with pytest.raises(UsageError, match="budget"):
+            ip.run_cell_magic("gemimg", "-o x", "a fox")
+        assert sim.stats()["submits_accepted"] == 0
+    else:
+        ip.run_cell_magic("gemimg", "-o x --wait", "a fox")
+        assert ip.user_ns["x"].state is JobState.DONE
+
+
+def test_a_bad_backend_in_the_environment_stops_with_one_line_naming_it(
+    ip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where requests (and money) go is never guessed: one line, and every command that needs a session says it."""
+    monkeypatch.setenv("GEMIMG_BACKEND", "simulator")
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("gemimg", "cost")
+    assert one_line(err) == "GEMIMG_BACKEND='simulator' is not known; use one of auto, toapis, sim"
 
 
 # ---------------------------------------------------------------- 5. each job's messages go to its own output

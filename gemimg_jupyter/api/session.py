@@ -150,6 +150,8 @@ class Session:
         self.settings = settings or Settings.from_env()
         self.backend = self.settings.resolved_backend
         self._sim: Any = None
+        for note in self.settings.notes:  # environment values it could not use, and the default it took
+            _say(note)
         key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
         self.store = Store(self.settings.output_dir)  # first: a store that cannot work fails before anything starts
         try:

@@ -202,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--spend {ns.spend} is not allowed; use 0 or more dollars")
     try:
         settings = Settings.from_env()
+        for note in settings.notes:
+            sys.stderr.write(f"probe: {note}\n")
         if ns.base_url:  # with a key the gateway there; without one, a simulator there (as a session reads it)
             settings = settings.replace(base_url=ns.base_url.rstrip("/"))
         confirm: Callable[[str], bool] | None
