@@ -191,6 +191,101 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+class _PngServer:
+    """A local HTTP server (127.0.0.1) serving one PNG at ``/fox.png``; it counts what it was asked."""
+
+    def __init__(self, data: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, body: bool) -> None:
+                seen.append(f"{self.command} {self.path}")
+                found = self.path == "/fox.png"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data) if found else 0))
+                self.end_headers()
+                if body and found:
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._answer(True)
+
+            def do_HEAD(self) -> None:
+                self._answer(False)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_private_reference_url_is_fetched_here_and_uploaded_on_the_real_gateway(
+    ip: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """A session on the real gateway (played by a simulator on loopback): a --ref on 127.0.0.1 is fetched
+    and uploaded; the submit carries the uploaded URL, never the loopback one; one line says so."""
+    import json
+
+    from gemimg_jupyter.domain.settings import Settings
+    from gemimg_jupyter.sim import SimConfig, SimServer
+
+    from .support import FAKE_KEY
+
+    state = tmp_path / "gateway-tasks.jsonl"  # the simulator's record of every accepted submit, image_urls included
+    gateway = SimServer(SimConfig(latency=(0.05, 0.2), queue_delay=(0.0, 0.02)), state_file=state)
+    gateway.start()
+    local = _PngServer(_png())
+    try:
+        settings = quick_settings(tmp_path / "out", backend="toapis", api_key=FAKE_KEY, base_url=gateway.base_url)
+        assert isinstance(settings, Settings) and settings.resolved_backend == "toapis"
+        reset_session(settings)
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        capsys.readouterr()
+        ip.run_cell_magic("gemimg", f"--ref {local.url}/fox.png -o x --wait", "a fox like this one")
+        out = capsys.readouterr().out
+        ip.run_cell_magic("gemimg", f"--sweep ref={local.url}/fox.png,none -o s --wait", "a fox")  # a ref= axis
+        with pytest.raises(UsageError, match="answered HTTP 404") as err:  # a private URL that is missing: free
+            ip.run_cell_magic("gemimg", f"--ref {local.url}/gone.png -o y", "a fox")
+        assert "0 requests paid" in one_line(err)
+        stats = gateway.stats()
+    finally:
+        local.close()
+        gateway.stop()
+    [note] = [line for line in out.splitlines() if "private address" in line]
+    assert note == (
+        f"gemimg: reference {local.url}/fox.png is on a private address (127.0.0.1) the gateway cannot reach: "
+        f"fetched here ({len(_png()):,} bytes) and uploaded instead"
+    )
+    assert ip.user_ns["x"].state is JobState.DONE and stats["uploads"] == 1  # uploaded once (by hash), used twice
+    sent = [json.loads(line)["req"]["image_urls"] for line in state.read_text().splitlines()]
+    assert len(sent) == stats["submits_accepted"] == 3  # x, and the sweep's two cells; the 404 paid nothing
+    assert all(u.startswith(gateway.base_url + "/uploads/") for urls in sent for u in urls) and sorted(
+        map(len, sent)
+    ) == [0, 1, 1]
+    assert all(not line.startswith("HEAD") for line in local.seen)  # fetched, never handed on to be checked
+    assert local.seen.count("GET /fox.png") == 2  # the cell's and the sweep's (each cell line fetches its own)
+
+
+def test_a_private_reference_url_is_sent_as_it_is_to_the_simulator(gem: Any, sim: Any) -> None:
+    local = _PngServer(_png())
+    try:
+        gem.run_cell_magic("gemimg", f"--ref {local.url}/fox.png -o x --wait", "a fox like this one")
+    finally:
+        local.close()
+    assert sim.stats()["uploads"] == 0 and submits() == 1 and "GET /fox.png" not in local.seen
+
+
 # ---------------------------------------------------------------- 4. edits wait for their parent
 
 

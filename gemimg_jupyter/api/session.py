@@ -29,6 +29,7 @@ from gemimg_jupyter.api import catalogue
 from gemimg_jupyter.api.budget import Budget
 from gemimg_jupyter.api.edits import Edits
 from gemimg_jupyter.api.lineage import Lineage
+from gemimg_jupyter.api.reach import reachable, reachable_axis
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.durations import parse_duration
@@ -237,7 +238,7 @@ class Session:
         catalogue.first_use(self)
         values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in (*VALUE_PARAMS, *CONTROL_PARAMS)}
         defaults = {"model": self.settings.model, **(defaults or {})}
-        refs = _as_refs(kwargs.get("reference_images", ()))
+        refs = self.reachable_refs(_as_refs(kwargs.get("reference_images", ())))
         params = GenerationParams.create(prompt, references=refs, defaults=defaults, **values)
         for line in catalogue.notices(self, params.spec):
             self.say(line)
@@ -270,6 +271,13 @@ class Session:
     def check_budget(self, estimate_usd: float) -> None:
         """Refuse work that would take spending past ``max_cost_usd``."""
         self.budget.check(estimate_usd)
+
+    def reachable_refs(self, refs: Iterable[ReferenceImage]) -> tuple[ReferenceImage, ...]:
+        """``refs`` as the gateway can fetch them: on the real gateway a URL on this machine or a
+        private network is fetched here (and then uploaded like a file), with one line saying so."""
+        if self.backend != "toapis":
+            return tuple(refs)
+        return reachable(refs, gateway_url=self.base_url, say=self.say)
 
     def check_reference_urls(self, params: Iterable[GenerationParams]) -> None:
         """Ask the server of every reference URL among ``params`` before paying (one line if one fails)."""
@@ -413,6 +421,8 @@ class Session:
                 raise ValidationError(
                     f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}", field=name, value=value
                 )
+        if self.backend == "toapis":  # reference URLs the gateway cannot reach: fetched here, uploaded instead
+            all_axes = [reachable_axis(a, self.reachable_refs) for a in all_axes]
         if edit is not None:  # the edited image goes first in every cell, a swept ref= included
             ref, parent = self.edit_source(edit)
             fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))
