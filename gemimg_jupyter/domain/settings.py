@@ -2,7 +2,8 @@
 
 Environment variables
 ---------------------
-``TOAPIS_API_KEY``      the ToAPIs key (never printed; masked in every repr)
+``TOAPIS_API_KEY``      the ToAPIs key (never printed; masked in every repr); on Colab, when it is
+                        not set, the secret of that name (:mod:`.colab`)
 ``GEMIMG_BACKEND``      ``auto`` (default: ToAPIs when a key is set, else the simulator),
                         ``toapis`` or ``sim``
 ``GEMIMG_BASE_URL``     override the gateway URL (default ``https://toapis.com``)
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
+from gemimg_jupyter.domain.colab import colab_key
 from gemimg_jupyter.domain.errors import ConfigError, register_secret
 from gemimg_jupyter.domain.params import DEFAULT_MODEL
 
@@ -145,8 +147,8 @@ class Settings:
     download_max_bytes: int = 50 * 1024 * 1024
     max_cost_usd: float | None = None
     sim_options: Mapping[str, Any] = field(default_factory=dict)
-    #: One line per environment value :meth:`from_env` could not use (it took the default instead);
-    #: a session says each once. Not part of what the settings are (equality ignores it).
+    #: One line per environment value :meth:`from_env` could not use (it took the default instead),
+    #: and one when the key came from Colab's secrets; a new session says each. Equality ignores them.
     notes: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -188,6 +190,8 @@ class Settings:
         values: dict[str, Any] = {}
         notes: list[str] = []
         key = env.get("TOAPIS_API_KEY", "").strip()
+        if not key and env is os.environ and (key := colab_key() or ""):  # on Colab: its Secrets panel
+            notes.append("the ToAPIs key comes from Colab's secrets (TOAPIS_API_KEY); it is never printed")
         if key:
             values["api_key"] = Secret(key)
         backend = env.get("GEMIMG_BACKEND", "").strip().lower()
