@@ -80,6 +80,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SIM_KEY = "sim-local-key"
+_SAID_NOTES: set[str] = set()  # the settings' notes already said in this process
 SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
 SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
@@ -152,7 +153,9 @@ class Session:
         self.backend = self.settings.resolved_backend
         self._sim: Any = None
         for note in self.settings.notes:  # environment values it could not use, and the default it took
-            _say(note)
+            if note not in _SAID_NOTES:  # once per process: a replaced session keeps its settings' notes
+                _SAID_NOTES.add(note)
+                _say(note)
         key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
         self.store = Store(self.settings.output_dir)  # first: a store that cannot work fails before anything starts
         try:
