@@ -277,6 +277,25 @@ def test_a_private_reference_url_is_fetched_here_and_uploaded_on_the_real_gatewa
     assert local.seen.count("GET /fox.png") == 2  # the cell's and the sweep's (each cell line fetches its own)
 
 
+@pytest.mark.parametrize(
+    ("url", "private"),
+    [
+        ("http://127.0.0.1:8000/x.png", "127.0.0.1"), ("http://127.8.9.10/x.png", "127.8.9.10"),
+        ("http://localhost/x.png", "127.0.0.1"), ("http://[::1]/x.png", "::1"),
+        ("http://10.1.2.3/x.png", "10.1.2.3"), ("http://172.16.0.1/x.png", "172.16.0.1"),
+        ("http://172.31.255.254/x.png", "172.31.255.254"), ("http://192.168.1.20/x.png", "192.168.1.20"),
+        ("http://169.254.169.254/x.png", "169.254.169.254"), ("http://[fd12::1]/x.png", "fd12::1"),
+        ("http://[fe80::1]/x.png", "fe80::1"), ("http://[::ffff:10.0.0.1]/x.png", "::ffff:10.0.0.1"),
+        ("http://172.32.0.1/x.png", None), ("https://8.8.8.8/x.png", None), ("http://[2001:4860::8888]/x", None),
+        ("http://no-such-host.invalid/x.png", None),  # unknown: the check before paying reports it
+    ],
+)  # fmt: skip
+def test_which_reference_addresses_the_gateway_cannot_reach(url: str, private: str | None) -> None:
+    from gemimg_jupyter.gateway.references import private_address
+
+    assert private_address(url) == private
+
+
 def test_a_private_reference_url_is_sent_as_it_is_to_the_simulator(gem: Any, sim: Any) -> None:
     local = _PngServer(_png())
     try:
