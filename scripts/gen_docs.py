@@ -101,7 +101,10 @@ CELL_EXAMPLES: dict[str, tuple[str, str]] = {
         'from PIL import Image\nlogo = Image.open("logo.png")\n---\n'
         "%%gemimg --ref product.png --ref {logo}\nThe product on a beach towel, with the logo printed on it",
         "Each reference content is uploaded once per backend and remembered in the ledger. "
-        "The model's limits (count, size, format) are checked first.",
+        "The model's limits (count, size, format) are checked first. A URL is asked first (a HEAD, nothing "
+        "paid if it fails); on the real gateway a URL on this machine or a private network (127.0.0.1, "
+        "`localhost`, 10.x, 192.168.x …, after DNS) is fetched here and uploaded instead, with one line saying so. "
+        "Only `http(s)` URLs and file paths are references (`ftp://`, `file://` say so).",
     ),
     "--edit": (
         "%%gemimg --wait -o teapot\nA ceramic teapot on a wooden table\n---\n"
@@ -232,7 +235,8 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "models": ("%gemimg models", ""),
     "probe": (
         "%gemimg probe",
-        "Free checks of the gateway and the key; `--spend 0.20` also runs the paid ones, after asking. "
+        "Free checks of the backend this session uses (the gateway with its key, or the simulator it talks to); "
+        "`--spend 0.20` also runs the paid ones, after asking (on a simulator nothing is charged). "
         "How to read the report: [gateway.md](gateway.md).",
     ),
     "login": (
@@ -296,6 +300,32 @@ job.image.size, fox.progress_text()
 
 `gi.generate(..., wait=False)` returns at once; `gi.get_session()` is the session the magics and the
 panel share (`.jobs()`, `.cancel()`, `.wait()`, `.resume()`, `.history()`, `.cost()`).
+
+## Colab and VS Code
+
+**Colab.** Put the key in Colab's Secrets panel (🔑) as `TOAPIS_API_KEY` and allow the notebook to
+read it. When the environment has no `TOAPIS_API_KEY`, the session reads the secret (once per
+kernel) and says so in one line, `gemimg: the ToAPIs key comes from Colab's secrets (TOAPIS_API_KEY);
+it is never printed`. A missing secret, or access refused, is quietly no key: the simulator, as
+anywhere else. Colab's upload button fails for files of 1 MB or more, so the panel also takes a
+reference by file path or URL, typed beside its upload button (**Add**); `--ref path` works in cells.
+Keep the output folder on the runtime's own disk (the default, under `/content`): the ledger is SQLite
+in WAL mode, which fails on Drive's FUSE mount (`GEMIMG_OUTPUT_DIR` on `/content/drive` gives
+`disk I/O error`); copy finished images to Drive if they must outlive the runtime.
+
+**VS Code.** Its Jupyter extension runs an ordinary ipykernel: the magics, the key from the
+environment (or `%gemimg login`), and status lines updated by display id work as in JupyterLab.
+
+**What was tested, and how.** The Colab secret: a stand-in `google.colab.userdata` module (a real
+file on `sys.path`, in a separate Python process) holding the key, missing it, refusing access, and
+absent; the key reaches the gateway (a simulator that accepts only that key counts the request) and is
+in no output or file (`tests/test_security.py`). The path/URL field: through the panel's widgets in
+Python (`tests/test_widgets.py`, a 1.2 MB file) and clicked in JupyterLab 4 in Chromium
+(`tests/test_panel_browser.py`). Kernels: ipykernel 7 through nbclient.
+**Not tested:** a real Colab runtime or its widget manager (including whether panel updates from
+worker threads re-render there, googlecolab/colabtools #3373), Colab's access dialog, Drive mounts
+(the SQLite limit is documented by SQLite, not measured here), and VS Code itself (its widget
+renderer and output handling were not run).
 """
 
 

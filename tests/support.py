@@ -183,3 +183,42 @@ def output_image(data: Mapping[str, object]) -> bytes:
         return base64.b64decode(found[0])
     png = data["image/png"]
     return png if isinstance(png, bytes) else base64.b64decode(str(png))
+
+
+class SimProcess:
+    """``python -m gemimg_jupyter.sim`` in a separate process (a gateway that is not this process's).
+
+    ``with SimProcess("--latency", "0.1,0.3") as sim:`` starts it on a free port; ``sim.base_url``
+    is where it listens, ``sim.stats()`` its counts (``GET /_sim/stats``). Leaving stops it.
+    """
+
+    def __init__(self, *args: str) -> None:
+        self.args = ("--port", "0", "--latency", "0.1,0.4", "--queue-delay", "0,0.05", *args)
+        self.base_url = ""
+        self._proc: Any = None
+
+    def __enter__(self) -> SimProcess:
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "gemimg_jupyter.sim", *self.args]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self._proc.stdout.readline().strip()  # the first line names the port (it ends the wait)
+        if not line.startswith("gemimg simulator listening on "):
+            self.__exit__()
+            raise AssertionError(f"the simulator process did not start: {line!r}")
+        self.base_url = line.rsplit(" ", 1)[-1]
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        import requests
+
+        answer: dict[str, Any] = requests.get(f"{self.base_url}/_sim/stats", timeout=10).json()
+        return answer
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            self._proc.wait(timeout=10)
+        if self._proc is not None and self._proc.stdout is not None:
+            self._proc.stdout.close()

@@ -4,7 +4,7 @@ Opens ``notebooks/panel.ipynb`` (``%load_ext gemimg_jupyter`` then ``%gemimg
 panel``) in JupyterLab on 127.0.0.1 with the built-in simulator as backend,
 sets size and temperature, uploads a reference image through the FileUpload
 (its file chooser: ipywidgets 8 keeps the ``<input type=file>`` out of the
-DOM), generates one image and waits for it in the DOM, then builds a
+DOM), adds a second by path beside it, generates one image and waits for it in the DOM, then builds a
 2×2 sweep and waits for the grid. Screenshots go to ``artifacts/browser/``;
 ``GEMIMG_UPDATE_DOCS=1`` also refreshes ``docs/img/panel-*.png``.
 
@@ -150,6 +150,15 @@ def drive(page: Any, lab: Lab, ref: Path, t0: float, marks: dict[str, float]) ->
     expect(panel.locator(".gemimg-ref-count")).to_contain_text("1/3 attached", timeout=20_000)
     expect(panel.locator(".gemimg-ref-tile img")).to_be_visible()
     expect(panel.locator(".gemimg-magic textarea")).to_have_value(re.compile(r"--temperature 1\.3 .*--ref "))
+    # -- and one by path, typed beside the upload button (what Colab needs for files of 1 MB or more)
+    second = ref.with_name("second.png")
+    Image.new("RGB", (200, 200), (200, 40, 120)).save(second)
+    panel.locator(".gemimg-ref-source input").fill(str(second))
+    panel.locator("button.gemimg-ref-add").click()
+    expect(panel.locator(".gemimg-ref-count")).to_contain_text("2/3 attached", timeout=20_000)
+    expect(panel.locator(".gemimg-ref-message")).to_contain_text("added " + str(second))
+    expect(panel.locator(".gemimg-ref-source input")).to_have_value("")
+    expect(panel.locator(".gemimg-magic textarea")).to_have_value(re.compile(r"--ref .*--ref .*second\.png"))
     marks["settings_done"] = time.monotonic() - t0
 
     # -- one image

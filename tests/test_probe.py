@@ -22,6 +22,8 @@ from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.probe import run_probe
 from gemimg_jupyter.sim import SimConfig, SimServer
 
+from .support import SimProcess
+
 #: A fake key of the real shape; the simulator accepts only it.
 PROBE_KEY = "sk-test-" + "k3Y9" * 10
 FREE = ("auth", "models", "user_agent", "error_shape", "unknown_model", "upload", "pricing", "preview_listed")
@@ -86,7 +88,7 @@ def test_without_a_key_it_probes_its_own_simulator_end_to_end(tmp_path: Path, st
     assert "error" not in verdicts.values() and "skipped" not in verdicts.values(), verdicts
     # the simulator is faithful to what was seen: these answers must come out the same in both styles
     assert verdicts["prompt_limit"] == "ok" and verdicts["resolution"] == "ok" and verdicts["seed"] == "ok"
-    assert verdicts["duplicate_business_id"] == "differs"  # the sim, like New API, makes a second task
+    assert verdicts["duplicate_business_id"] == "note"  # the sim, like New API, makes a second task: a finding
     # the model world (#23): prices per resolution, each control accepted, what the preview ids answer
     observed = {c["name"]: c["observed"] for c in doc["checks"]}
     assert verdicts["pricing"] == "ok" and "(gemini-3.1-flash-image-preview)" in observed["pricing"]
@@ -194,20 +196,56 @@ def test_an_edge_that_refuses_library_user_agents_is_reported(tmp_path: Path, ke
     assert report.check("unknown_model").observed.startswith("HTTP 503 [model_not_found]")
 
 
+@pytest.mark.parametrize("where", ["own", "process", "keyed-process"])
+def test_the_cli_passes_against_our_own_simulators(tmp_path: Path, where: str) -> None:
+    """``--spend 0.2 --yes`` exits 0 against the simulator it starts and against one in another process."""
+    with SimProcess(*(("--key", PROBE_KEY) if where == "keyed-process" else ())) as sim:
+        env, args = child_env(), ["--spend", "0.2", "--yes", "--out", str(tmp_path / "probe"), "--timeout", "60"]
+        if where == "process":  # no key: the simulator GEMIMG_BASE_URL names, as a session would use it
+            env["GEMIMG_BASE_URL"] = sim.base_url
+        elif where == "keyed-process":  # a key: the "gateway" --base-url names
+            env = child_env(PROBE_KEY)
+            args += ["--base-url", sim.base_url]
+        run = subprocess.run(probe_cmd(*args), env=env, capture_output=True, text=True, timeout=180)
+        stats = sim.stats()
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr
+    assert "✗" not in run.stdout and "• duplicate_business_id" in run.stdout
+    if where == "own":
+        assert "probing the built-in simulator" in run.stdout and stats["submits_accepted"] == stats["uploads"] == 0
+    else:  # every request went to that process: the free checks, the upload and the paid submits
+        assert f"probing {sim.base_url}" in run.stdout
+        assert stats["uploads"] == 1 and stats["submits_accepted"] >= 3 and stats["duplicate_business_ids"] == 1
+        assert stats["auth_failures"] == 0 and PROBE_KEY not in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("where", ["built-in", "process"])
 def test_the_magic_probes_the_sessions_gateway(
-    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, where: str
 ) -> None:
+    """``%gemimg probe`` asks the backend the session talks to: its requests land on that simulator."""
     from IPython.core.error import UsageError
+
+    from gemimg_jupyter.api import get_session
 
     out_dir = tmp_path / "outputs"
     monkeypatch.setenv("GEMIMG_BACKEND", "sim")
     monkeypatch.setenv("GEMIMG_OUTPUT_DIR", str(out_dir))
-    ip.run_line_magic("load_ext", "gemimg_jupyter")
-    capsys.readouterr()
-    ip.run_line_magic("gemimg", "probe --spend 0.5")
-    out = capsys.readouterr().out
-    assert "probing the built-in simulator" in out  # the session is on the simulator, so the probe is too
+    with SimProcess() as other:
+        if where == "process":
+            monkeypatch.setenv("GEMIMG_BASE_URL", other.base_url)
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        sess = get_session()
+        counts = other.stats if where == "process" else sess.sim.stats
+        before = counts()
+        capsys.readouterr()
+        ip.run_line_magic("gemimg", "probe --spend 0.5")
+        out = capsys.readouterr().out
+        after = counts()
+        untouched = other.stats() if where == "built-in" else None
+    assert f"probing {sess.base_url}" in out and "probing the built-in simulator" not in out  # none of its own
     assert_every_check_printed(out, FREE + PAID)
+    assert after["uploads"] - before["uploads"] == 1 and after["submits_accepted"] - before["submits_accepted"] >= 3
+    assert untouched is None or untouched["submits_accepted"] == untouched["uploads"] == 0
     assert len(list((out_dir / "probe").glob("probe-*.json"))) == 1
     with pytest.raises(UsageError, match=r"--spend -1.0 is not allowed; use 0 or more dollars"):
         ip.run_line_magic("gemimg", "probe --spend -1")

@@ -27,6 +27,7 @@ import re
 import sqlite3
 import struct
 import subprocess
+import sys
 import threading
 import traceback
 import urllib.error
@@ -817,3 +818,78 @@ def _chained(cause: BaseException) -> BaseException:
             raise GemimgError("a clean message") from None
     except GemimgError as exc:
         return exc
+
+
+# ---------------------------------------------------------------- Colab's secrets (issue #26, point 10)
+
+_COLAB_USERDATA = '''"""A stand-in for google.colab.userdata: Colab's Secrets panel, as a real module on sys.path."""
+
+
+class SecretNotFoundError(Exception):
+    pass
+
+
+class NotebookAccessError(Exception):
+    pass
+
+
+def get(name):
+    mode = {mode!r}
+    if mode == "missing":
+        raise SecretNotFoundError(name)
+    if mode == "refused":
+        raise NotebookAccessError(name)
+    assert name == "TOAPIS_API_KEY", name
+    return {key!r}
+'''
+
+_COLAB_CHILD = """
+from IPython.core.interactiveshell import InteractiveShell
+import gemimg_jupyter as gi
+
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "gemimg_jupyter")
+ip.run_cell_magic("gemimg", "-o x --wait", "a fox in the snow")
+ip.run_line_magic("gemimg", "backend")
+print("settings:", gi.get_session().settings)
+print("state:", ip.user_ns["x"].state.name, "backend:", gi.get_session().backend)
+"""
+
+
+@pytest.mark.parametrize("mode", ["found", "missing", "refused", "not-colab"])
+def test_on_colab_the_key_comes_from_its_secrets_and_is_never_printed(tmp_path: Path, mode: str) -> None:
+    """A real ``google.colab.userdata`` module file (a stand-in) in a separate process: the key it holds
+    reaches the gateway (a simulator that accepts only that key counts the submit), one line says where it
+    came from, and the key is in no output. Missing or refused: quietly the simulator, as without a key."""
+    from .support import SimProcess
+
+    key = "sk-colab-" + "Q7w" * 12
+    if mode != "not-colab":
+        package = tmp_path / "fake-colab" / "google" / "colab"
+        package.mkdir(parents=True)
+        (package / "__init__.py").write_text('"""Colab, as far as these tests need it."""\n')
+        (package / "userdata.py").write_text(_COLAB_USERDATA.format(mode=mode, key=key))
+    env = {k: v for k, v in os.environ.items() if k not in ("TOAPIS_API_KEY", "GEMIMG_BACKEND", "GEMIMG_BASE_URL")}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "fake-colab"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env["GEMIMG_OUTPUT_DIR"] = str(tmp_path / "out")
+    env["GEMIMG_SIM_LATENCY"] = "0.05,0.2"
+    with SimProcess("--key", key) as gateway:
+        if mode == "found":  # the "real gateway": a simulator that takes only the Colab key
+            env["GEMIMG_BASE_URL"] = gateway.base_url
+        run = subprocess.run(
+            [sys.executable, "-c", _COLAB_CHILD], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        stats = gateway.stats()
+    output = run.stdout + run.stderr
+    assert run.returncode == 0 and "Traceback" not in output, output[-3000:]
+    assert key not in output and "Q7wQ7w" not in output
+    assert "state: DONE" in run.stdout
+    said = [line for line in output.splitlines() if "Colab" in line]
+    if mode == "found":
+        assert said == ["gemimg: the ToAPIs key comes from Colab's secrets (TOAPIS_API_KEY); it is never printed"]
+        assert "backend: toapis" in run.stdout and stats["submits_accepted"] == 1 and stats["auth_failures"] == 0
+    else:
+        assert said == [] and "backend: sim" in run.stdout and "no API key set" in output
+        assert stats["submits_accepted"] == 0
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if key.encode() in p.read_bytes()]

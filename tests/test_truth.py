@@ -191,6 +191,120 @@ def _png() -> bytes:
     return buf.getvalue()
 
 
+class _PngServer:
+    """A local HTTP server (127.0.0.1) serving one PNG at ``/fox.png``; it counts what it was asked."""
+
+    def __init__(self, data: bytes) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, body: bool) -> None:
+                seen.append(f"{self.command} {self.path}")
+                found = self.path == "/fox.png"
+                self.send_response(200 if found else 404)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data) if found else 0))
+                self.end_headers()
+                if body and found:
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._answer(True)
+
+            def do_HEAD(self) -> None:
+                self._answer(False)
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_private_reference_url_is_fetched_here_and_uploaded_on_the_real_gateway(
+    ip: Any, tmp_path: Path, capsys: Any
+) -> None:
+    """A session on the real gateway (played by a simulator on loopback): a --ref on 127.0.0.1 is fetched
+    and uploaded; the submit carries the uploaded URL, never the loopback one; one line says so."""
+    import json
+
+    from gemimg_jupyter.domain.settings import Settings
+    from gemimg_jupyter.sim import SimConfig, SimServer
+
+    from .support import FAKE_KEY
+
+    state = tmp_path / "gateway-tasks.jsonl"  # the simulator's record of every accepted submit, image_urls included
+    gateway = SimServer(SimConfig(latency=(0.05, 0.2), queue_delay=(0.0, 0.02)), state_file=state)
+    gateway.start()
+    local = _PngServer(_png())
+    try:
+        settings = quick_settings(tmp_path / "out", backend="toapis", api_key=FAKE_KEY, base_url=gateway.base_url)
+        assert isinstance(settings, Settings) and settings.resolved_backend == "toapis"
+        reset_session(settings)
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        capsys.readouterr()
+        ip.run_cell_magic("gemimg", f"--ref {local.url}/fox.png -o x --wait", "a fox like this one")
+        out = capsys.readouterr().out
+        ip.run_cell_magic("gemimg", f"--sweep ref={local.url}/fox.png,none -o s --wait", "a fox")  # a ref= axis
+        with pytest.raises(UsageError, match="answered HTTP 404") as err:  # a private URL that is missing: free
+            ip.run_cell_magic("gemimg", f"--ref {local.url}/gone.png -o y", "a fox")
+        assert "0 requests paid" in one_line(err)
+        stats = gateway.stats()
+    finally:
+        local.close()
+        gateway.stop()
+    [note] = [line for line in out.splitlines() if "private address" in line]
+    assert note == (
+        f"gemimg: reference {local.url}/fox.png is on a private address (127.0.0.1) the gateway cannot reach: "
+        f"fetched here ({len(_png()):,} bytes) and uploaded instead"
+    )
+    assert ip.user_ns["x"].state is JobState.DONE and stats["uploads"] == 1  # uploaded once (by hash), used twice
+    sent = [json.loads(line)["req"]["image_urls"] for line in state.read_text().splitlines()]
+    assert len(sent) == stats["submits_accepted"] == 3  # x, and the sweep's two cells; the 404 paid nothing
+    assert all(u.startswith(gateway.base_url + "/uploads/") for urls in sent for u in urls) and sorted(
+        map(len, sent)
+    ) == [0, 1, 1]
+    assert all(not line.startswith("HEAD") for line in local.seen)  # fetched, never handed on to be checked
+    assert local.seen.count("GET /fox.png") == 2  # the cell's and the sweep's (each cell line fetches its own)
+
+
+@pytest.mark.parametrize(
+    ("url", "private"),
+    [
+        ("http://127.0.0.1:8000/x.png", "127.0.0.1"), ("http://127.8.9.10/x.png", "127.8.9.10"),
+        ("http://localhost/x.png", "127.0.0.1"), ("http://[::1]/x.png", "::1"),
+        ("http://10.1.2.3/x.png", "10.1.2.3"), ("http://172.16.0.1/x.png", "172.16.0.1"),
+        ("http://172.31.255.254/x.png", "172.31.255.254"), ("http://192.168.1.20/x.png", "192.168.1.20"),
+        ("http://169.254.169.254/x.png", "169.254.169.254"), ("http://[fd12::1]/x.png", "fd12::1"),
+        ("http://[fe80::1]/x.png", "fe80::1"), ("http://[::ffff:10.0.0.1]/x.png", "::ffff:10.0.0.1"),
+        ("http://172.32.0.1/x.png", None), ("https://8.8.8.8/x.png", None), ("http://[2001:4860::8888]/x", None),
+        ("http://no-such-host.invalid/x.png", None),  # unknown: the check before paying reports it
+    ],
+)  # fmt: skip
+def test_which_reference_addresses_the_gateway_cannot_reach(url: str, private: str | None) -> None:
+    from gemimg_jupyter.gateway.references import private_address
+
+    assert private_address(url) == private
+
+
+def test_a_private_reference_url_is_sent_as_it_is_to_the_simulator(gem: Any, sim: Any) -> None:
+    local = _PngServer(_png())
+    try:
+        gem.run_cell_magic("gemimg", f"--ref {local.url}/fox.png -o x --wait", "a fox like this one")
+    finally:
+        local.close()
+    assert sim.stats()["uploads"] == 0 and submits() == 1 and "GET /fox.png" not in local.seen
+
+
 # ---------------------------------------------------------------- 4. edits wait for their parent
 
 
@@ -255,16 +369,47 @@ def test_sweep_indexes_work_like_python_and_out_of_range_says_the_range(gem: Any
 # ---------------------------------------------------------------- 7. small words
 
 
-def test_a_bad_rate_tier_in_the_environment_names_its_variable_and_commands_keep_working(
-    ip: Any, monkeypatch: pytest.MonkeyPatch, sim: Any
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("GEMIMG_RATE_TIER", "gold", "GEMIMG_RATE_TIER='gold' is not a rate tier (default, vip, svip); using 'default'"),
+        ("GEMIMG_SIM_LATENCY", "fast", "GEMIMG_SIM_LATENCY='fast' should be seconds as 'min,max'"),
+        ("GEMIMG_MAX_COST_USD", "lots", "GEMIMG_MAX_COST_USD='lots' is not a number of dollars (0 or more); using a budget of $0"),
+    ],
+)  # fmt: skip
+def test_a_bad_value_in_the_environment_names_its_variable_and_commands_keep_working(
+    ip: Any, monkeypatch: pytest.MonkeyPatch, sim: Any, capsys: Any, variable: str, value: str, says: str
 ) -> None:
-    monkeypatch.setenv("GEMIMG_RATE_TIER", "gold")
+    monkeypatch.setenv(variable, value)
     monkeypatch.setenv("GEMIMG_BASE_URL", sim.base_url)
     monkeypatch.setenv("GEMIMG_BACKEND", "sim")
-    with pytest.warns(UserWarning, match=r"GEMIMG_RATE_TIER='gold' is not a rate tier .*using 'default'"):
-        ip.run_line_magic("load_ext", "gemimg_jupyter")
-        cost = ip.run_line_magic("gemimg", "cost")
-    assert "spent this session" in cost.text and get_session().settings.rate_tier == "default"
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    cost = ip.run_line_magic("gemimg", "cost")
+    ip.run_line_magic("gemimg", "jobs")
+    err = capsys.readouterr().err
+    [line] = [ln for ln in err.splitlines() if variable in ln]  # one line, naming the variable
+    assert line == f"gemimg: {says}" or line.startswith(f"gemimg: {says}")
+    settings = get_session().settings
+    assert "spent this session" in cost.text and settings.rate_tier == "default"
+    assert settings.sim_options == {} and settings.max_cost_usd == (0.0 if variable == "GEMIMG_MAX_COST_USD" else None)
+    if variable == "GEMIMG_MAX_COST_USD":  # an unreadable budget pays nothing: refused before any request
+        with pytest.raises(UsageError, match="budget"):
+            ip.run_cell_magic("gemimg", "-o x", "a fox")
+        assert sim.stats()["submits_accepted"] == 0
+    else:
+        ip.run_cell_magic("gemimg", "-o x --wait", "a fox")
+        assert ip.user_ns["x"].state is JobState.DONE
+
+
+def test_a_bad_backend_in_the_environment_stops_with_one_line_naming_it(
+    ip: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where requests (and money) go is never guessed: one line, and every command that needs a session says it."""
+    monkeypatch.setenv("GEMIMG_BACKEND", "simulator")
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("gemimg", "cost")
+    assert one_line(err) == "GEMIMG_BACKEND='simulator' is not known; use one of auto, toapis, sim"
 
 
 # ---------------------------------------------------------------- 5. each job's messages go to its own output

@@ -11,6 +11,7 @@ import datetime as dt
 import html
 import io
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -302,6 +303,48 @@ def test_reference_uploads_thumbnails_limits_and_remove(panel: Panel, session: S
     [job] = session.jobs()
     assert len(job.params.references) == 2 and job.state is JobState.DONE
     assert sim.stats()["uploads"] == 2
+
+
+def test_a_reference_by_path_or_url_beside_the_upload_button(
+    panel: Panel, session: Session, sim: SimServer, tmp_path: Path
+) -> None:
+    """Colab's upload widget fails for files of 1 MB or more: a typed path is read like an upload, a URL
+    is checked like --ref (its server asked first), and each bad one is one line with nothing attached."""
+    import random
+
+    from PIL import Image
+
+    noise = random.Random(7).randbytes(640 * 640 * 3)
+    big = tmp_path / "big reference.png"
+    Image.frombytes("RGB", (640, 640), noise).save(big)
+    assert big.stat().st_size >= 1_000_000  # the size Colab's upload cannot carry
+    panel.ref_add.click()
+    assert "type a file path or an http(s) URL first" in text_of(panel.ref_message) and not panel.references
+    for bad, says in (
+        (str(tmp_path / "missing.png"), "does not exist"),
+        (f"{sim.base_url}/uploads/nothing-here.png", "answered HTTP 404"),
+        ("ftp://example.com/fox.png", "ftp:// is not supported"),
+    ):
+        panel.ref_source.value = bad
+        panel.ref_add.click()
+        assert says in text_of(panel.ref_message) and not panel.references, bad
+        assert panel.ref_source.value == bad  # left for the user to correct
+    panel.ref_source.value = str(big)
+    panel.ref_add.click()
+    assert "added " in text_of(panel.ref_message) and panel.ref_source.value == ""
+    url = session.client.upload_image(png(color=(10, 200, 90)))  # a URL its server serves
+    panel.ref_source.value = url
+    panel.ref_add.click()
+    assert f"added {url}" in text_of(panel.ref_message)
+    assert [r.url for r in panel.references] == [None, url] and panel.references[0].size_bytes == big.stat().st_size
+    assert "2/3 attached" in text_of(panel.ref_count) and len(panel.ref_box.children) == 2
+    assert "--ref " + shlex.quote(str(big)) in panel.magic.value and f"--ref {url}" in panel.magic.value
+    before = sim.stats()["uploads"]
+    panel.prompt.value = "the product on a marble table"
+    generate(panel)
+    [job] = session.jobs()
+    assert job.state is JobState.DONE and len(job.params.references) == 2
+    assert sim.stats()["uploads"] - before == 1  # the file was uploaded; the URL went as it was
 
 
 def test_refs_over_the_limit_after_a_model_change_are_refused_at_generate(panel: Panel, session: Session) -> None:

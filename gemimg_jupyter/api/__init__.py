@@ -54,6 +54,7 @@ from gemimg_jupyter.draw.formats import SUSPECT_MARK
 from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes, stored_size
 from gemimg_jupyter.draw.sheets import contact_sheet, stack
 from gemimg_jupyter.engine import Job
+from gemimg_jupyter.gateway.references import check_reference_url
 from gemimg_jupyter.ledger.store import LedgerRow
 from gemimg_jupyter.ledger.thumbs import load_thumb
 from gemimg_jupyter.plans.plan import (
@@ -103,6 +104,7 @@ __all__ = [
     "SweepPlan",
     "SweepResult",
     "canonical_axis_name",
+    "check_reference_url",
     "compare_targets",
     "contact_sheet",
     "count_jobs",

@@ -29,6 +29,7 @@ from gemimg_jupyter.api import catalogue
 from gemimg_jupyter.api.budget import Budget
 from gemimg_jupyter.api.edits import Edits
 from gemimg_jupyter.api.lineage import Lineage
+from gemimg_jupyter.api.reach import reachable, reachable_axis
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.durations import parse_duration
@@ -56,6 +57,7 @@ from gemimg_jupyter.plans.plan import (
     parse_axis,
     plan_sweep,
 )
+from gemimg_jupyter.probe import ProbeReport, run_probe
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -78,6 +80,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SIM_KEY = "sim-local-key"
+_SAID_NOTES: set[str] = set()  # the settings' notes already said in this process
 SIM_STATE = ".sim-state.jsonl"
 #: The built-in simulator answers in seconds, not the real gateway's 5–30 s, so demos feel live.
 SIM_DEFAULTS: dict[str, Any] = {"latency": (1.5, 4.0)}
@@ -149,6 +152,10 @@ class Session:
         self.settings = settings or Settings.from_env()
         self.backend = self.settings.resolved_backend
         self._sim: Any = None
+        for note in self.settings.notes:  # environment values it could not use, and the default it took
+            if note not in _SAID_NOTES:  # once per process: a replaced session keeps its settings' notes
+                _SAID_NOTES.add(note)
+                _say(note)
         key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
         self.store = Store(self.settings.output_dir)  # first: a store that cannot work fails before anything starts
         try:
@@ -234,7 +241,7 @@ class Session:
         catalogue.first_use(self)
         values: dict[str, Any] = {p.name: kwargs.get(p.name) for p in (*VALUE_PARAMS, *CONTROL_PARAMS)}
         defaults = {"model": self.settings.model, **(defaults or {})}
-        refs = _as_refs(kwargs.get("reference_images", ()))
+        refs = self.reachable_refs(_as_refs(kwargs.get("reference_images", ())))
         params = GenerationParams.create(prompt, references=refs, defaults=defaults, **values)
         for line in catalogue.notices(self, params.spec):
             self.say(line)
@@ -244,6 +251,12 @@ class Session:
         """One line when the catalogue already read does not list the default model (or ``model``), naming
         an id to set instead; ``None`` otherwise. It never asks the gateway."""
         return catalogue.default_line(self, model or self.settings.model)
+
+    def probe(self, **kwargs: Any) -> ProbeReport:
+        """Run the gateway probe (:func:`~gemimg_jupyter.probe.run_probe`, same keywords) against this
+        session's own backend: its base URL and key, the simulator it talks to included."""
+        key = self.settings.require_key() if self.backend == "toapis" else Secret(SIM_KEY)
+        return run_probe(self.settings, base_url=self.base_url, key=key, **kwargs)
 
     def refresh_catalogue(self) -> Catalogue | None:
         """Read the gateway's image models (and prices, where it publishes them) now, and merge them."""
@@ -261,6 +274,13 @@ class Session:
     def check_budget(self, estimate_usd: float) -> None:
         """Refuse work that would take spending past ``max_cost_usd``."""
         self.budget.check(estimate_usd)
+
+    def reachable_refs(self, refs: Iterable[ReferenceImage]) -> tuple[ReferenceImage, ...]:
+        """``refs`` as the gateway can fetch them: on the real gateway a URL on this machine or a
+        private network is fetched here (and then uploaded like a file), with one line saying so."""
+        if self.backend != "toapis":
+            return tuple(refs)
+        return reachable(refs, gateway_url=self.base_url, say=self.say)
 
     def check_reference_urls(self, params: Iterable[GenerationParams]) -> None:
         """Ask the server of every reference URL among ``params`` before paying (one line if one fails)."""
@@ -404,6 +424,8 @@ class Session:
                 raise ValidationError(
                     f"unknown sweep parameter {name!r}; use one of {', '.join(AXIS_NAMES)}", field=name, value=value
                 )
+        if self.backend == "toapis":  # reference URLs the gateway cannot reach: fetched here, uploaded instead
+            all_axes = [reachable_axis(a, self.reachable_refs) for a in all_axes]
         if edit is not None:  # the edited image goes first in every cell, a swept ref= included
             ref, parent = self.edit_source(edit)
             fixed["reference_images"] = (ref, *_as_refs(fixed.get("reference_images")))

@@ -2,7 +2,8 @@
 
 Environment variables
 ---------------------
-``TOAPIS_API_KEY``      the ToAPIs key (never printed; masked in every repr)
+``TOAPIS_API_KEY``      the ToAPIs key (never printed; masked in every repr); on Colab, when it is
+                        not set, the secret of that name (:mod:`.colab`)
 ``GEMIMG_BACKEND``      ``auto`` (default: ToAPIs when a key is set, else the simulator),
                         ``toapis`` or ``sim``
 ``GEMIMG_BASE_URL``     override the gateway URL (default ``https://toapis.com``)
@@ -18,13 +19,13 @@ import dataclasses
 import os
 import random
 import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
+from gemimg_jupyter.domain.colab import colab_key
 from gemimg_jupyter.domain.errors import ConfigError, register_secret
 from gemimg_jupyter.domain.params import DEFAULT_MODEL
 
@@ -146,6 +147,9 @@ class Settings:
     download_max_bytes: int = 50 * 1024 * 1024
     max_cost_usd: float | None = None
     sim_options: Mapping[str, Any] = field(default_factory=dict)
+    #: One line per environment value :meth:`from_env` could not use (it took the default instead),
+    #: and one when the key came from Colab's secrets; a new session says each. Equality ignores them.
+    notes: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.backend not in _BACKENDS:
@@ -175,44 +179,33 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``env`` (default ``os.environ``), then apply ``overrides``."""
+        """Build settings from ``env`` (default ``os.environ``), then apply ``overrides``.
+
+        A value that cannot be read names its variable in one line (in :attr:`notes`) and the default
+        is used, so every other command keeps working; an unreadable budget is a budget of $0 (nothing
+        is paid until it is fixed). Only ``GEMIMG_BACKEND`` and ``GEMIMG_BASE_URL``, which decide where
+        requests (and money) go, stop with a :class:`ConfigError` instead of being guessed.
+        """
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        notes: list[str] = []
         key = env.get("TOAPIS_API_KEY", "").strip()
+        if not key and env is os.environ and (key := colab_key() or ""):  # on Colab: its Secrets panel
+            notes.append("the ToAPIs key comes from Colab's secrets (TOAPIS_API_KEY); it is never printed")
         if key:
             values["api_key"] = Secret(key)
         backend = env.get("GEMIMG_BACKEND", "").strip().lower()
+        if backend and backend not in _BACKENDS:
+            raise ConfigError(f"GEMIMG_BACKEND={backend!r} is not known; use one of {', '.join(_BACKENDS)}")
         if backend:
             values["backend"] = backend
         if env.get("GEMIMG_BASE_URL", "").strip():
             values["base_url"] = env["GEMIMG_BASE_URL"].strip().rstrip("/")
         if env.get("GEMIMG_OUTPUT_DIR", "").strip():
             values["output_dir"] = Path(env["GEMIMG_OUTPUT_DIR"].strip())
-        budget = env.get("GEMIMG_MAX_COST_USD", "").strip()
-        if budget:
-            try:
-                values["max_cost_usd"] = float(budget)
-            except ValueError:
-                raise ConfigError(f"GEMIMG_MAX_COST_USD={budget!r} is not a number of dollars") from None
-        tier = env.get("GEMIMG_RATE_TIER", "").strip().lower()
-        if tier in RATE_TIERS:
-            values["rate_tier"] = tier
-        elif tier:  # a wrong tier only slows or speeds the pacing: say so, keep every command working
-            warnings.warn(
-                f"GEMIMG_RATE_TIER={tier!r} is not a rate tier ({', '.join(RATE_TIERS)}); using 'default'",
-                stacklevel=2,
-            )
-        latency = env.get("GEMIMG_SIM_LATENCY", "").strip()
-        if latency:
-            try:
-                lo, _, hi = latency.partition(",")
-                values["sim_options"] = {"latency": (float(lo), float(hi or lo))}
-            except ValueError:
-                raise ConfigError(
-                    f"GEMIMG_SIM_LATENCY={latency!r} should be seconds as 'min,max', e.g. '0.5,2'"
-                ) from None
+        _read_env(env, values, notes)
         values.update(overrides)
-        return cls(**values)
+        return cls(**values, notes=tuple(notes))
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied (a new ``rate_tier`` goes through :meth:`with_rate_tier`)."""
@@ -250,3 +243,33 @@ class Settings:
                 "or use the built-in simulator with GEMIMG_BACKEND=sim"
             )
         return self.api_key
+
+
+def _read_env(env: Mapping[str, str], values: dict[str, Any], notes: list[str]) -> None:
+    """The variables a wrong value of which only changes pacing or spending: a note and the default."""
+    budget = env.get("GEMIMG_MAX_COST_USD", "").strip()
+    if budget:
+        try:
+            values["max_cost_usd"] = float(budget)
+            if not values["max_cost_usd"] >= 0:
+                raise ValueError(budget)
+        except ValueError:
+            values["max_cost_usd"] = 0.0
+            notes.append(
+                f"GEMIMG_MAX_COST_USD={budget!r} is not a number of dollars (0 or more); "
+                "using a budget of $0, so nothing is paid until it is fixed"
+            )
+    tier = env.get("GEMIMG_RATE_TIER", "").strip().lower()
+    if tier in RATE_TIERS:
+        values["rate_tier"] = tier
+    elif tier:  # a wrong tier only slows or speeds the pacing
+        notes.append(f"GEMIMG_RATE_TIER={tier!r} is not a rate tier ({', '.join(RATE_TIERS)}); using 'default'")
+    latency = env.get("GEMIMG_SIM_LATENCY", "").strip()
+    if latency:
+        try:
+            lo, _, hi = latency.partition(",")
+            values["sim_options"] = {"latency": (float(lo), float(hi or lo))}
+        except ValueError:
+            notes.append(
+                f"GEMIMG_SIM_LATENCY={latency!r} should be seconds as 'min,max', e.g. '0.5,2'; using the default"
+            )

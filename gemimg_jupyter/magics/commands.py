@@ -273,7 +273,12 @@ def cmd_probe(ctx: MagicContext, argv: list[str]) -> None:
     def confirm(question: str) -> bool:
         return bool(ns.yes) or input(question).strip().lower() in ("y", "yes")
 
-    run_probe(current_settings(ctx), spend=ns.spend, confirm=confirm, say=ctx.say)
+    try:
+        sess = ctx.session()
+    except GemimgError:  # no session can start (say, no key): the probe says what the settings allow
+        run_probe(ctx.wanted_settings(), spend=ns.spend, confirm=confirm, say=ctx.say)
+    else:  # the backend this session talks to, the simulator it uses included
+        sess.probe(spend=ns.spend, confirm=confirm, say=ctx.say)
 
 
 def current_settings(ctx: MagicContext) -> Settings:

@@ -22,7 +22,7 @@ Layout (top to bottom, two columns that wrap under each other below ~760 px)::
 
     header: "gemimg panel" · backend badge
     ┌ Prompt ─────────────────────┐ ┌ References ───────────────┐
-    │ textarea                    │ │ upload · thumbnails · ✕   │
+    │ textarea                    │ │ upload · path or URL · ✕  │
     │ Parameters                  │ │ Sweep                      │
     │ model / size / resolution   │ │ X: param + values          │
     │ temperature / top-p/repeats │ │ Y: param + values          │
@@ -179,6 +179,8 @@ class Panel:
     ref_count = _Owned("_references")
     ref_box = _Owned("_references")
     ref_message = _Owned("_references")
+    ref_source = _Owned("_references")  # a file path or URL typed in (Colab's upload fails for files ≥ 1 MB)
+    ref_add = _Owned("_references")
     edit_note = _Owned("_references")
     edit_clear = _Owned("_references")
     x_axis = _Owned("_sweep")

@@ -1,4 +1,10 @@
-"""The panel's reference images: upload, thumbnails with remove, and the image being edited."""
+"""The panel's reference images: upload, a path or URL typed in, thumbnails with remove, the image being edited.
+
+Colab's upload widget fails for files of 1 MB or more (jupyter-widgets/ipywidgets #3452), so a
+reference can also be named: a file path is read and attached like an upload; an http(s) URL is
+checked like ``--ref`` (its server asked, nothing paid) and sent as a URL (on the real gateway one
+on a private address is fetched and uploaded when the request is made).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from gemimg_jupyter.api import (
     LedgerRow,
     ModelSpec,
     ReferenceImage,
+    check_reference_url,
     load_reference,
     validate_references,
 )
@@ -72,9 +79,20 @@ class ReferencesSection:
         self.edit_clear = button(make, "gemimg-edit-clear", "✕ stop editing", hidden=True)
         self.edit_clear.on_click(lambda _b: self.set_edit(None))
         self.upload.observe(self._on_upload, names="value")
+        self.ref_source = make(
+            W.Text,
+            "gemimg-ref-source",
+            placeholder="or a file path or http(s) URL",
+            layout=W.Layout(width="260px"),
+        )
+        self.ref_add = button(make, "gemimg-ref-add", "Add", "attach the file or URL typed beside", width="60px")
+        self.ref_add.on_click(lambda _b: self.add_source())
         self.widgets: list[W.Widget] = [
             heading("Reference images"),
-            W.HBox([self.upload, self.ref_count], layout=W.Layout(align_items="center")),
+            W.HBox(
+                [self.upload, self.ref_source, self.ref_add, self.ref_count],
+                layout=W.Layout(align_items="center", flex_flow="row wrap"),
+            ),
             W.HBox([self.edit_note, self.edit_clear], layout=W.Layout(align_items="center")),
             self.ref_box,
             self.ref_message,
@@ -100,19 +118,7 @@ class ReferencesSection:
             name = str(item.get("name") or "upload")
             content = item.get("content", b"")
             data = content.tobytes() if isinstance(content, memoryview) else bytes(content)
-            try:
-                ref = load_reference(data, name=name)
-                validate_references(spec, [*self._references, ref])
-            except GemimgError as exc:
-                line = error_line(exc)
-                messages.append((line if name in line else f"{name}: {line}", "error"))
-                continue
-            if any(r.sha256 == ref.sha256 for r in self._references):
-                messages.append((f"{name} is already attached", "warn"))
-                continue
-            self._references.append(ref)
-            self._paths.append(self._save_reference(ref))
-            messages.append((f"added {name} ({ref.size_bytes / 1024:.0f} KB, {ref.format})", "ok"))
+            messages.append(self._attach(spec, name, functools.partial(load_reference, data, name=name)))
         self.ref_message.value = "".join(message_html(text, level) for text, level in messages)
         self._state.updating = True
         try:
@@ -121,6 +127,45 @@ class ReferencesSection:
             self._state.updating = False
         self.update_ui()
         self._changed()
+
+    def add_source(self) -> None:
+        """Attach what the path/URL field names: a file like an upload, a URL checked like ``--ref``."""
+        source = self.ref_source.value.strip()
+        if not source:
+            self.ref_message.value = message_html("type a file path or an http(s) URL first", "warn")
+            return
+        url = source.lower().startswith(("http://", "https://"))
+
+        def load() -> ReferenceImage:
+            if url:
+                check_reference_url(source)  # its server answers now, or one line and nothing attached
+            return load_reference(source)
+
+        text, level = self._attach(self._model_spec(), source, load, path=None if url else source)
+        self.ref_message.value = message_html(text, level)
+        if level == "ok":
+            self.ref_source.value = ""
+        self.update_ui()
+        self._changed()
+
+    def _attach(
+        self, spec: ModelSpec, name: str, load: Callable[[], ReferenceImage], *, path: str | None = None
+    ) -> tuple[str, str]:
+        """Load, check against the model and attach one reference; the line that says how it went."""
+        try:
+            ref = load()
+            validate_references(spec, [*self._references, ref])
+        except GemimgError as exc:
+            line = error_line(exc)
+            return (line if name in line else f"{name}: {line}", "error")
+        if any(r.sha256 == ref.sha256 for r in self._references):
+            return (f"{name} is already attached", "warn")
+        self._references.append(ref)
+        if ref.url is not None:
+            self._paths.append(ref.url)
+            return (f"added {ref.url} (a URL; its server answered)", "ok")
+        self._paths.append(path if path is not None else self._save_reference(ref))
+        return (f"added {name} ({ref.size_bytes / 1024:.0f} KB, {ref.format})", "ok")
 
     def _save_reference(self, ref: ReferenceImage) -> str:
         """Keep the bytes under ``<output>/references`` so the ``%%gemimg`` cell can name a path."""
@@ -152,13 +197,12 @@ class ReferencesSection:
             text = f"{n} attached; {spec.id} accepts at most {limit}: remove {n - limit}"
             level = "error"
         self.ref_count.value = message_html(text, level)
-        self.upload.disabled = n >= limit
+        self.upload.disabled = self.ref_add.disabled = n >= limit
         tiles = []
         old = list(self.ref_box.children)
         for i, ref in enumerate(self._references):
-            assert ref.data is not None
             try:
-                thumb = png_thumb(ref.data, REF_THUMB)
+                thumb = png_thumb(ref.data, REF_THUMB) if ref.data is not None else b""  # a URL: no bytes here
             except (OSError, ValueError):
                 thumb = b""
             img = image(self._make, None, thumb, width=f"{REF_THUMB}px")
@@ -166,7 +210,8 @@ class ReferencesSection:
                 W.HTML,
                 None,
                 value=f'<div style="font-size:11px;max-width:{REF_THUMB + 20}px;overflow:hidden;'
-                f'text-overflow:ellipsis;white-space:nowrap" title="{html.escape(ref.name)}">{html.escape(ref.name)}</div>',
+                f'text-overflow:ellipsis;white-space:nowrap" title="{html.escape(ref.url or ref.name)}">'
+                f"{html.escape(('🔗 ' if ref.url else '') + ref.name)}</div>",
             )
             remove = button(
                 self._make,

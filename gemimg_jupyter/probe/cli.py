@@ -19,7 +19,9 @@ pixel size, whether ``metadata.seed`` is accepted and narrows the variation.
 Every check prints what is expected, what was observed and a verdict. The
 whole exchange (every request and answer with its headers, never the key or
 ``Authorization``) is written to ``<output_dir>/probe/`` for a bug report.
-Without a key it probes a simulator it starts on loopback, and says so.
+It probes the backend a session with the same settings would use: the gateway with the key, a
+simulator at ``GEMIMG_BASE_URL`` (or ``--base-url``) without one, and only when neither is set a
+simulator it starts on loopback; it says which.
 ``docs/gateway.md`` explains how to read the report.
 """
 
@@ -49,24 +51,40 @@ from gemimg_jupyter.probe.report import UNPRICED_USD, Check, Gateway, ProbeRepor
 __all__ = ["UNPRICED_USD", "Check", "ProbeReport", "main", "run_probe"]
 
 
+#: The key a probe sends to a simulator it was pointed at (a simulator accepts any non-empty key).
+SIM_PROBE_KEY = "sim-local-key"
+
+
 @contextmanager
 def _target(
-    settings: Settings, base_url: str | None, style: str, say: Callable[[str], None]
+    settings: Settings, base_url: str | None, key: Secret | None, style: str, say: Callable[[str], None]
 ) -> Iterator[tuple[str, Secret, bool]]:
-    """The gateway to probe: the configured one with its key, or a simulator started here."""
-    if settings.api_key is not None and settings.resolved_backend == "toapis":
-        yield (base_url or settings.base_url or DEFAULT_BASE_URL), settings.api_key, False
+    """The gateway to probe: the one ``settings`` use, as a session resolves it.
+
+    The real gateway (``toapis``) at ``base_url`` (else the configured one) with the key; a simulator
+    someone runs at ``base_url`` (the ``sim`` backend with a base URL, as ``GEMIMG_BASE_URL`` without a
+    key); only when no base URL is set, a simulator started here.
+    """
+    url = base_url or settings.base_url
+    if settings.resolved_backend == "toapis":
+        yield (url or DEFAULT_BASE_URL), key or settings.require_key(), False
+        return
+    if url:
+        say(f"no ToAPIs key in use: probing the simulator at {url}; nothing is charged")
+        yield url, key or Secret(SIM_PROBE_KEY), True
         return
     from gemimg_jupyter.sim import SimConfig, SimServer
 
-    key = Secret("sk-probe-" + secrets.token_hex(20))
+    own = Secret("sk-probe-" + secrets.token_hex(20))
     server = SimServer(
-        SimConfig(latency=(0.3, 1.2), queue_delay=(0.05, 0.2), style=style), accepted_keys=[key.reveal()]
+        SimConfig(latency=(0.3, 1.2), queue_delay=(0.05, 0.2), style=style), accepted_keys=[own.reveal()]
     )
-    url = server.start()
-    say(f"no ToAPIs key in use: probing the built-in simulator ({style} style) started on {url}; nothing is charged")
+    started = server.start()
+    say(
+        f"no ToAPIs key in use: probing the built-in simulator ({style} style) started on {started}; nothing is charged"
+    )
     try:
-        yield url, key, True
+        yield started, own, True
     finally:
         server.stop()
 
@@ -75,6 +93,7 @@ def run_probe(
     settings: Settings | None = None,
     *,
     base_url: str | None = None,
+    key: Secret | None = None,
     spend: float = 0.0,
     out_dir: Path | str | None = None,
     confirm: Callable[[str], bool] | None = None,
@@ -86,15 +105,16 @@ def run_probe(
 
     ``confirm`` is asked once, with the plan, before anything is paid; ``None``
     means no one can be asked, so nothing is paid. Against the simulator it is
-    not asked (nothing is charged). The transcript goes to ``out_dir``
-    (default ``<output_dir>/probe``).
+    not asked (nothing is charged). ``base_url`` and ``key`` name the gateway exactly (a session
+    passes its own: ``Session.probe``); otherwise they come from ``settings`` as a session would
+    resolve them. The transcript goes to ``out_dir`` (default ``<output_dir>/probe``).
     """
     settings = settings or Settings.from_env()
     if not spend >= 0 or spend != spend:
         raise GemimgError(f"--spend {spend!r} is not a number of dollars (0 or more)")
     folder = Path(out_dir) if out_dir is not None else Path(settings.output_dir) / "probe"
-    with _target(settings, base_url, sim_style, say) as (url, key, simulated):
-        gateway = Gateway(url, key, say=say, poll_timeout=poll_timeout, poll_every=0.2 if simulated else 3.0)
+    with _target(settings, base_url, key, sim_style, say) as (url, secret, simulated):
+        gateway = Gateway(url, secret, say=say, poll_timeout=poll_timeout, poll_every=0.2 if simulated else 3.0)
         probe = Probe(gateway)
         report = ProbeReport(base_url=url, simulated=simulated)
         try:
@@ -126,7 +146,7 @@ def run_probe(
                 say("paid checks skipped (add --spend DOLLARS to run them)")
         finally:
             gateway.close()
-            report.transcript = _write(folder, report, gateway.http.exchanges, key)
+            report.transcript = _write(folder, report, gateway.http.exchanges, secret)
     say(report.text())
     return report
 
@@ -182,8 +202,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--spend {ns.spend} is not allowed; use 0 or more dollars")
     try:
         settings = Settings.from_env()
-        if ns.base_url and settings.api_key is not None:
-            settings = settings.replace(base_url=ns.base_url.rstrip("/"), backend="toapis")
+        for note in settings.notes:
+            sys.stderr.write(f"probe: {note}\n")
+        if ns.base_url:  # with a key the gateway there; without one, a simulator there (as a session reads it)
+            settings = settings.replace(base_url=ns.base_url.rstrip("/"))
         confirm: Callable[[str], bool] | None
         if ns.yes:
             confirm = lambda _prompt: True  # noqa: E731

@@ -78,10 +78,7 @@ class ProbeReport:
 
     def text(self) -> str:
         """The report as printed."""
-        lines = [
-            f"gemimg probe of {self.base_url}"
-            + (" (the built-in simulator: nothing is charged)" if self.simulated else "")
-        ]
+        lines = [f"gemimg probe of {self.base_url}" + (" (a simulator: nothing is charged)" if self.simulated else "")]
         for check in self.checks:
             lines += check.lines()
         counts = {v: sum(c.verdict == v for c in self.checks) for v in ("ok", "differs", "note", "skipped", "error")}
