@@ -14,6 +14,7 @@ from gemimg_jupyter.draw import primitives
 from gemimg_jupyter.draw.grid import (
     MAX_GRID_PNG_BYTES,
     Tile,
+    cell_aspects,
     encode_grid_png,
     grid_for_plan,
     layout_grid,
@@ -383,6 +384,7 @@ def test_grid_for_plan_arranges_cells_by_position_and_repeat() -> None:
         y_title="size",
         y_labels=["1:1", "16:9"],
         header=plan_header(plan),
+        aspects=cell_aspects(plan),
     )
     assert img.size == (lay.width, lay.height)
     for cell in plan.cells:
