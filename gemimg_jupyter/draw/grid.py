@@ -143,11 +143,9 @@ def layout_grid(
     grid_top = band_top + band_h + (pad if band_h else 0)
 
     y_label_lines = tuple(
-        wrap_text(f.label, str(label), max(legend_w - 3 * pad, 10), _row_lines(f, heights[y] if heights else c))
-        if has_y
-        else ()
-        for y, label in enumerate(y_labels)
+        _y_label(f, str(label), legend_w, heights[y] if heights else c) for y, label in enumerate(y_labels)
     )
+    y_label_lines = y_label_lines if has_y else tuple(() for _ in y_labels)
 
     footer_lines = wrap_text(f.small, footer, content_w, 2)
     footer_h = (pad + len(footer_lines) * f.small_line) if footer_lines else 0
@@ -204,9 +202,10 @@ def _tracks(
     return widths, heights, shapes
 
 
-def _row_lines(f: _Fonts, row_height: int) -> int:
-    """How many lines a Y label may take in a row ``row_height`` tall."""
-    return max(1, min(8, (row_height - 2 * f.pad) // f.line))
+def _y_label(f: _Fonts, label: str, legend_w: int, row_height: int) -> tuple[str, ...]:
+    """A Y label wrapped to the legend's width, in as many lines as a row ``row_height`` tall holds."""
+    lines = max(1, min(8, (row_height - 2 * f.pad) // f.line))
+    return wrap_text(f.label, label, max(legend_w - 3 * f.pad, 10), lines)
 
 
 def _legend_width(f: _Fonts, c: int, y_name: str, y_labels: Sequence[str]) -> int:
