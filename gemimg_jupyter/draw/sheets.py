@@ -1,4 +1,4 @@
-"""Pillow drawing for the faces' image outputs: the history contact sheet, stacked grids (pure).
+"""Pillow drawing for the faces' image outputs: the history contact sheet, grids stacked or side by side (pure).
 
 Part of the core: it takes PIL images and plain values and returns a PIL
 image; it knows nothing of notebooks, outputs or the ledger.
@@ -13,7 +13,10 @@ from PIL import Image, ImageDraw
 
 from gemimg_jupyter.draw.primitives import _load_font, draw_star, mark_suspect
 
-__all__ = ["contact_sheet", "stack"]
+__all__ = ["ROW_WIDTH", "contact_sheet", "side_by_side", "stack"]
+
+#: Grids placed side by side wrap to a new row past this width (two 2×2 grids of 320 px cells fit).
+ROW_WIDTH = 2000
 
 
 def contact_sheet(
@@ -62,4 +65,34 @@ def stack(images: Sequence[Image.Image], gap: int = 12) -> Image.Image:
     for im in images:
         canvas.paste(im.convert("RGB"), (0, y))
         y += im.height + gap
+    return canvas
+
+
+def side_by_side(images: Sequence[Image.Image], *, max_width: int = ROW_WIDTH, gap: int = 16) -> Image.Image:
+    """The images left to right, top-aligned, ``gap`` apart; a row that would pass ``max_width`` wraps.
+
+    For the Z grids of a sweep: their values read side by side, each grid with its own header and
+    footer. The ground between them is the first image's corner colour (a dark grid stays dark).
+    One image comes back as it is.
+    """
+    if len(images) == 1:
+        return images[0]
+    rows: list[list[Image.Image]] = [[]]
+    for im in images:
+        row = rows[-1]
+        if row and sum(i.width for i in row) + gap * len(row) + im.width > max_width:
+            rows.append([im])
+        else:
+            row.append(im)
+    width = max(sum(i.width for i in row) + gap * (len(row) - 1) for row in rows)
+    height = sum(max(i.height for i in row) for row in rows) + gap * (len(rows) - 1)
+    first = images[0].convert("RGB")
+    canvas = Image.new("RGB", (width, height), first.getpixel((0, 0)))
+    y = 0
+    for row in rows:
+        x = 0
+        for im in row:
+            canvas.paste(im.convert("RGB"), (x, y))
+            x += im.width + gap
+        y += max(i.height for i in row) + gap
     return canvas
