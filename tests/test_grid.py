@@ -705,3 +705,17 @@ def test_a_dark_grid_draws_its_chrome_dark_and_leaves_the_images_alone() -> None
         assert contrast(colour, pal.bg) >= 4.5
     with pytest.raises(ValueError, match="grid theme 'purple' is not known"):
         layout_grid(theme="purple", **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_history_strip_takes_the_theme_and_shapes_its_captions() -> None:
+    from gemimg_jupyter.draw.sheets import contact_sheet
+
+    thumbs = [solid(96, 96, BLUE), solid(96, 54, GREEN)]
+    light = contact_sheet(thumbs, ["1. a fox 🦊", "2. שלום"], [False, True], thumb=96, per_row=2)
+    dark = contact_sheet(thumbs, ["1. a fox 🦊", "2. שלום"], [False, True], thumb=96, per_row=2, theme="dark")
+    assert light.getpixel((1, 1)) == WHITE and dark.getpixel((1, 1)) == primitives.DARK.bg
+    font = primitives._load_font(11)
+    caption = dark.crop((6, 6 + 96 + 3, 6 + 96, 6 + 96 + 18)).convert("L")
+    expected = Image.new("RGB", (96, 15), primitives.DARK.bg)
+    primitives.draw_text(ImageDraw.Draw(expected), (0, 0), "1. a fox ◆", font, primitives.DARK.ink)
+    assert same_ink(caption.crop((0, 0, 96, 15)), expected.convert("L"))  # the emoji is the mark, light on dark

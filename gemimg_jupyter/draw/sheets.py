@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
-from gemimg_jupyter.draw.primitives import _load_font, draw_star, mark_suspect
+from gemimg_jupyter.draw.primitives import _load_font, draw_star, draw_text, mark_suspect, palette_for
 
 __all__ = ["ROW_WIDTH", "contact_sheet", "side_by_side", "stack"]
 
@@ -27,17 +27,21 @@ def contact_sheet(
     thumb: int,
     per_row: int,
     suspect: Sequence[bool] = (),
+    theme: str = "light",
 ) -> Image.Image:
     """Thumbnails (long side ``thumb``) in rows of ``per_row``, each over its caption; starred ones carry a star.
 
     ``suspect`` (one flag per thumbnail, or empty) frames the suspect ones in orange with a ``suspect`` label.
+    ``theme`` (``light`` or ``dark``) colours the ground and the captions, as in a grid; captions are
+    shaped like a grid's text (right-to-left in order, emoji as a mark).
     """
+    pal = palette_for(theme)
     label_h = 18
     cols = min(per_row, len(thumbs))
     nrows = math.ceil(len(thumbs) / cols)
     pad = 6
     cell_w, cell_h = thumb + pad, thumb + label_h + pad
-    sheet = Image.new("RGB", (cols * cell_w + pad, nrows * cell_h + pad), "white")
+    sheet = Image.new("RGB", (cols * cell_w + pad, nrows * cell_h + pad), pal.bg)
     draw = ImageDraw.Draw(sheet)
     font = _load_font(11)
     for i, (img, caption, star) in enumerate(zip(thumbs, captions, starred, strict=True)):
@@ -50,7 +54,7 @@ def contact_sheet(
             )
         if star:
             draw_star(draw, x + (thumb + img.width) // 2 - 14, y + (thumb - img.height) // 2 + 14, 10)
-        draw.text((x, y + thumb + 3), caption, fill="#333333", font=font)
+        draw_text(draw, (x, y + thumb + 3), caption, font, pal.ink)
     return sheet
 
 
