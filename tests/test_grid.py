@@ -354,6 +354,13 @@ def test_fallback_to_pillows_default_font(monkeypatch: pytest.MonkeyPatch) -> No
 # ------------------------------------------------------------------ sweeps
 
 
+def plan_layout(plan: SweepPlan, x: tuple[str, list[str]], y: tuple[str, list[str]]) -> grid_mod.GridLayout:
+    """The layout a plan's grid should have, written out by hand: its axes' titles and labels, its header and shapes."""
+    return layout_grid(
+        x_title=x[0], x_labels=x[1], y_title=y[0], y_labels=y[1], header=plan_header(plan), aspects=cell_aspects(plan)
+    )
+
+
 def sweep_plan(repeats: int = 2, third: str | None = None) -> SweepPlan:
     axes = [parse_axis("temperature=0.2,0.8,1.4"), parse_axis("size=1:1,16:9")]
     if third:
@@ -379,14 +386,7 @@ def test_grid_for_plan_arranges_cells_by_position_and_repeat() -> None:
         colours[cell.index] = colour
         tiles[cell.index] = Tile("done", solid(64, 64, colour))
     img = grid_for_plan(plan, tiles)
-    lay = layout_grid(
-        x_title="temperature",
-        x_labels=["0.2", "0.8", "1.4"],
-        y_title="size",
-        y_labels=["1:1", "16:9"],
-        header=plan_header(plan),
-        aspects=cell_aspects(plan),
-    )
+    lay = plan_layout(plan, ("temperature", ["0.2", "0.8", "1.4"]), ("size", ["1:1", "16:9"]))
     assert img.size == (lay.width, lay.height)
     for cell in plan.cells:
         left, top, right, bottom = colour_bbox(img, lay.cell_box(cell.x, cell.y), colours[cell.index])
@@ -465,14 +465,7 @@ def shaped_sweep() -> tuple[SweepPlan, dict[int, Tile], dict[int, tuple[int, int
 def test_mixed_aspect_ratios_get_boxes_of_their_shape() -> None:
     plan, tiles, colours = shaped_sweep()
     img = grid_for_plan(plan, tiles)
-    lay = layout_grid(
-        x_title="size",
-        x_labels=["16:9", "1:1", "9:16"],
-        y_title="temperature",
-        y_labels=["0.2", "0.8"],
-        header=plan_header(plan),
-        aspects=cell_aspects(plan),
-    )
+    lay = plan_layout(plan, ("size", ["16:9", "1:1", "9:16"]), ("temperature", ["0.2", "0.8"]))
     assert img.size == (lay.width, lay.height)
     wide, square, tall = lay.col_widths
     assert wide > square == C > tall  # each column follows its images' shape
