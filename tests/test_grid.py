@@ -357,7 +357,13 @@ def test_fallback_to_pillows_default_font(monkeypatch: pytest.MonkeyPatch) -> No
 def plan_layout(plan: SweepPlan, x: tuple[str, list[str]], y: tuple[str, list[str]]) -> grid_mod.GridLayout:
     """The layout a plan's grid should have, written out by hand: its axes' titles and labels, its header and shapes."""
     return layout_grid(
-        x_title=x[0], x_labels=x[1], y_title=y[0], y_labels=y[1], header=plan_header(plan), aspects=cell_aspects(plan)
+        x_title=x[0],
+        x_labels=x[1],
+        y_title=y[0],
+        y_labels=y[1],
+        header=plan_header(plan),
+        aspects=cell_aspects(plan),
+        repeats=plan.repeats,
     )
 
 
@@ -712,3 +718,27 @@ def test_the_history_strip_takes_the_theme_and_shapes_its_captions() -> None:
     expected = Image.new("RGB", (96, 15), primitives.DARK.bg)
     primitives.draw_text(ImageDraw.Draw(expected), (0, 0), "1. a fox ◆", font, primitives.DARK.ink)
     assert same_ink(caption.crop((0, 0, 96, 15)), expected.convert("L"))  # the emoji is the mark, light on dark
+
+
+def test_repeats_of_wide_images_are_not_a_strip_in_a_square_box() -> None:
+    """The README's sweep: two repeats of 1:1 and of 16:9. A cell's box is shaped for its repeats packed
+    squarely (two squares side by side, two wide images one above the other), never 150 × 85 tiles."""
+    plan = sweep_plan(repeats=2)
+    shapes = {"1:1": (1024, 1024), "16:9": (1344, 768)}
+    colours = {c.index: (20 + 40 * c.x, 40 + 100 * c.y, 60 + 120 * c.repeat) for c in plan.cells}
+    tiles = {c.index: Tile("done", solid(*shapes[c.params.size], colours[c.index])) for c in plan.cells}
+    img = grid_for_plan(plan, tiles)
+    lay = plan_layout(plan, ("temperature", ["0.2", "0.8", "1.4"]), ("size", ["1:1", "16:9"]))
+    assert img.size == (lay.width, lay.height)
+    for cell in plan.cells:
+        left, top, right, bottom = colour_bbox(img, lay.cell_box(cell.x, cell.y), colours[cell.index])
+        w, h = right - left, bottom - top
+        if cell.params.size == "1:1":
+            assert w == h and w > 0.65 * C  # two squares side by side: 216 px each, not 150
+        else:
+            assert w > 0.85 * C and h > 0.45 * C  # two wide images stacked: 283 × 162, not 150 × 85
+    square = colour_bbox(img, lay.cell_box(0, 0), colours[plan.cell_at(0, 0, 0, 0).index])
+    second = colour_bbox(img, lay.cell_box(0, 0), colours[plan.cell_at(0, 0, 0, 1).index])
+    wide = colour_bbox(img, lay.cell_box(0, 1), colours[plan.cell_at(0, 1, 0, 0).index])
+    below = colour_bbox(img, lay.cell_box(0, 1), colours[plan.cell_at(0, 1, 0, 1).index])
+    assert second[0] > square[2] and below[1] > wide[3]  # side by side; one above the other

@@ -111,6 +111,7 @@ def layout_grid(
     title: str = "",
     aspects: Mapping[tuple[int, int], float] | None = None,
     theme: str = "light",
+    repeats: int = 1,
 ) -> GridLayout:
     """Compute the geometry :func:`render_grid` uses (same arguments, minus the tiles).
 
@@ -128,7 +129,7 @@ def layout_grid(
     c = cell_size
     margin = max(8, round(c * 0.04))
     pad = f.pad
-    widths, heights, shapes = _tracks(c, nx, ny, aspects or {})
+    widths, heights, shapes = _tracks(c, nx, ny, aspects or {}, repeats)
 
     x_name = _strip_arrow(x_title)
     y_name = _strip_arrow(y_title)
@@ -185,21 +186,37 @@ _MAX_ASPECT = 4.0
 
 
 def _tracks(
-    c: int, nx: int, ny: int, aspects: Mapping[tuple[int, int], float]
+    c: int, nx: int, ny: int, aspects: Mapping[tuple[int, int], float], repeats: int = 1
 ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[float, ...], ...]]:
-    """Column widths, row heights and the aspect ratio each cell is sized for (all empty: every cell square).
+    """Column widths, row heights and the aspect ratio each cell's images have (all empty: every cell square).
 
-    A cell of ratio ``a`` wants a box of about ``c²`` pixels in its shape (``c·√a`` × ``c/√a``);
-    a column is as wide as its widest cell, a row as tall as its tallest.
+    A cell whose images have ratio ``a`` wants a box of about ``c²`` pixels in the shape of its
+    repeats packed as squarely as they go (one image: ``c·√a`` × ``c/√a``; two squares side by
+    side: ``c·√2`` × ``c/√2``); a column is as wide as its widest cell, a row as tall as its tallest.
     """
     shapes = tuple(
         tuple(min(_MAX_ASPECT, max(1 / _MAX_ASPECT, aspects.get((x, y)) or 1.0)) for x in range(nx)) for y in range(ny)
     )
-    if all(abs(a - 1.0) < 1e-6 for row in shapes for a in row):
+    boxes = [[_packed_aspect(a, repeats) for a in row] for row in shapes]
+    if not aspects or all(abs(b - 1.0) < 1e-6 for row in boxes for b in row):
         return (), (), ()
-    widths = tuple(max(round(c * math.sqrt(shapes[y][x])) for y in range(ny)) for x in range(nx))
-    heights = tuple(max(round(c / math.sqrt(shapes[y][x])) for x in range(nx)) for y in range(ny))
+    widths = tuple(max(round(c * math.sqrt(boxes[y][x])) for y in range(ny)) for x in range(nx))
+    heights = tuple(max(round(c / math.sqrt(boxes[y][x])) for x in range(nx)) for y in range(ny))
     return widths, heights, shapes
+
+
+def _packed_aspect(aspect: float, repeats: int) -> float:
+    """The ratio of ``repeats`` images of ratio ``aspect`` packed in the squarest grid (ties: more columns)."""
+    best, best_off = aspect, math.inf
+    for cols in range(max(1, repeats), 0, -1):
+        rows = math.ceil(repeats / cols)
+        if (cols - 1) * rows >= repeats:  # a column would stay empty
+            continue
+        packed = cols * aspect / rows
+        off = abs(math.log(packed))
+        if off < best_off - 1e-9:
+            best, best_off = packed, off
+    return min(_MAX_ASPECT, max(1 / _MAX_ASPECT, best))
 
 
 def _y_label(f: _Fonts, label: str, legend_w: int, row_height: int) -> tuple[str, ...]:
@@ -267,6 +284,7 @@ def render_grid(
     title: str = "",
     aspects: Mapping[tuple[int, int], float] | None = None,
     theme: str = "light",
+    repeats: int | None = None,
 ) -> Image.Image:
     """Draw a labelled comparison grid.
 
@@ -292,6 +310,8 @@ def render_grid(
         its box takes that shape (see :func:`layout_grid`). Without it every box is square.
     theme : str
         ``light`` (a white ground) or ``dark``: the colours of the chrome, never of the images.
+    repeats : int, optional
+        Images per cell, for the boxes' shape (default: the longest list in ``tiles``).
 
     Returns
     -------
@@ -314,6 +334,7 @@ def render_grid(
         title=title,
         aspects=aspects,
         theme=theme,
+        repeats=repeats or max((len(seq) for seq in tiles.values()), default=1),
     )
     img = Image.new("RGB", (lay.width, lay.height), lay.palette.bg)
     draw = ImageDraw.Draw(img)
@@ -526,6 +547,7 @@ def grid_for_plan(
         title=title,
         aspects=cell_aspects(plan, z),
         theme=theme,
+        repeats=plan.repeats,
     )
 
 
@@ -621,7 +643,7 @@ def _page_render_args(
         if ratio is not None:
             aspects[pos] = ratio
     common = {"tiles": tiles, "header": plan_header(plan, z=page.z), "footer": footer, "cell_size": cell_size}
-    common |= {"aspects": aspects, "theme": theme}
+    common |= {"aspects": aspects, "theme": theme, "repeats": plan.repeats}
     parts = []
     if z_axis is not None:
         parts.append(f"{z_axis.title} = {z_axis.shown_labels[page.z]}")
