@@ -352,8 +352,10 @@ class SweepResult:
         """The footer of a page (or Z grid) when the sweep has several: its own counts (it may be saved before
         the rest end)."""
         on_page = self._cells_on(page)
-        c = count_jobs([j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page])
-        return f"{ends_text(c)}, {format_usd(c['cost_usd'])} on this {'page' if self._paged() else 'grid'}"
+        jobs = [j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page]
+        c = count_jobs(jobs, owner=self.id)  # as progress_text counts: the Z grids' footers add up to it
+        stopped = f", {c['cancelled']} cancelled or not sent" if c["cancelled"] else ""
+        return f"{ends_text(c)}{stopped}, {format_usd(c['cost_usd'])} on this {'page' if self._paged() else 'grid'}"
 
     def _page_footer(self, page: GridPage) -> str:
         index = self.page_index()
