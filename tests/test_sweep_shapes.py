@@ -321,3 +321,40 @@ def test_max_requests_cell_option_allows_a_bigger_sweep(gem: Any, capsys: Any) -
     assert "1,100 requests" in capsys.readouterr().out
     sess = get_session()
     assert sess.sim is not None and sess.sim.stats()["requests"] == 0
+
+
+@pytest.mark.notebook
+def test_a_kernel_under_a_dark_jupyterlab_draws_its_grids_dark(tmp_path: Path) -> None:
+    """A real kernel, started with the config folder JupyterLab / Notebook 7 write their theme to,
+    draws the grid of a sweep cell with the dark chrome (``grid_theme`` left at ``auto``)."""
+    import importlib.util
+    import io
+
+    import nbformat
+    from PIL import Image
+
+    from gemimg_jupyter.draw.primitives import DARK
+
+    spec = importlib.util.spec_from_file_location(
+        "make_notebooks", Path(__file__).parents[1] / "scripts/make_notebooks.py"
+    )
+    assert spec is not None and spec.loader is not None
+    make_notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_notebooks)
+    config = tmp_path / "jcfg"
+    folder = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    folder.mkdir(parents=True)
+    (folder / "themes.jupyterlab-settings").write_text('{"theme": "JupyterLab Dark"}')
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext gemimg_jupyter"),
+        nbformat.v4.new_code_cell("%%gemimg --sweep temperature=0.2,0.8 --dry-run\na fox at night"),
+    ]
+    env = make_notebooks.sim_env(tmp_path / "out", JUPYTER_CONFIG_DIR=str(config))
+    env.pop("GEMIMG_GRID_THEME", None)
+    make_notebooks.execute(nb, cwd=tmp_path, env=env)
+    grids = [output_image(out["data"]) for out in nb.cells[1].outputs if "text/html" in out.get("data", {})]
+    grids = [png for png in grids if png]
+    assert grids, nb.cells[1].outputs
+    picture = Image.open(io.BytesIO(grids[-1])).convert("RGB")
+    assert picture.getpixel((1, 1)) == DARK.bg
