@@ -301,6 +301,10 @@ job.image.size, fox.progress_text()
 `gi.generate(..., wait=False)` returns at once; `gi.get_session()` is the session the magics and the
 panel share (`.jobs()`, `.cancel()`, `.wait()`, `.resume()`, `.history()`, `.cost()`).
 
+Grids draw their frame, labels and placeholders light or dark (the images stay as they are): the
+default `auto` follows the JupyterLab / Notebook 7 theme you chose; `GEMIMG_GRID_THEME=dark` (or
+`gi.Settings(grid_theme="dark")`) fixes it.
+
 ## Colab and VS Code
 
 **Colab.** Put the key in Colab's Secrets panel (🔑) as `TOAPIS_API_KEY` and allow the notebook to
@@ -592,6 +596,7 @@ def readme_grid(path: Path = README_GRID) -> Path:
             poll_first=0.05,
             poll_min=0.05,
             poll_max=0.2,
+            grid_theme="light",
         )
         with Session(settings) as sess:
             spec = dict(README_SWEEP)

@@ -38,6 +38,7 @@ def quick_settings(output_dir: Path, **changes: Any) -> Settings:
         poll_min=0.05,
         poll_max=0.2,
         job_timeout=30.0,
+        grid_theme="light",  # not this machine's JupyterLab theme: tests read the same pixels everywhere
     )
     return base.replace(**changes)
 

@@ -506,6 +506,10 @@ BAD_INPUTS = [
         api(lambda c: Settings.from_env({"GEMIMG_BACKEND": "mars"}), ConfigError, "GEMIMG_BACKEND='mars' is not known"),
         id="api-env-backend",
     ),
+    pytest.param(
+        api(lambda c: Settings(grid_theme="sepia"), ConfigError, "grid_theme 'sepia' is not known; use one of auto"),
+        id="api-grid-theme",
+    ),
     pytest.param(api(_session_on(backend="toapis"), ConfigError, "no ToAPIs API key"), id="api-toapis-without-key"),
     pytest.param(
         api(lambda c: Settings.from_env({"GEMIMG_BASE_URL": "toapis.com"}), ConfigError, "is not an http(s) URL"),

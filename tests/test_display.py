@@ -280,15 +280,15 @@ def test_job_view_follows_a_real_job(ip: Any, session: Any) -> None:
     assert view.image.size == (1184, 864)
 
 
-def test_sweep_view_stacks_z_grids_into_one_png(ip: Any, session: Any) -> None:
+def test_sweep_view_places_z_grids_side_by_side_in_one_png(ip: Any, session: Any) -> None:
     two = session.sweep("a fox", axes=["temperature=0.2,0.8", "size=1:1,16:9"], wait=True, cell_size=96)
     three = session.sweep(
         "a fox", axes=["temperature=0.2,0.8", "size=1:1,16:9", "top_p=0.5,0.9"], wait=True, yes=True, cell_size=96
     )
     flat = png_size(output_image(D.sweep_bundle(two, final=True)[0]))
     data, meta = D.sweep_bundle(three, final=True)
-    stacked = png_size(output_image(data))
-    assert stacked[1] > 1.8 * flat[1]
+    placed = png_size(output_image(data))
+    assert placed[0] > 1.8 * flat[0] and placed[1] < 1.5 * flat[1]  # the two Z grids left to right, not stacked
     assert meta["text/html"]["gemimg_sweep"]["grid_paths"] and "grid saved to" in data["text/plain"]
     view = D.SweepView(three)
     view.show()

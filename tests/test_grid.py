@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont
 
 from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.draw import grid as grid_mod
@@ -14,6 +15,7 @@ from gemimg_jupyter.draw import primitives
 from gemimg_jupyter.draw.grid import (
     MAX_GRID_PNG_BYTES,
     Tile,
+    cell_aspects,
     encode_grid_png,
     grid_for_plan,
     layout_grid,
@@ -352,6 +354,19 @@ def test_fallback_to_pillows_default_font(monkeypatch: pytest.MonkeyPatch) -> No
 # ------------------------------------------------------------------ sweeps
 
 
+def plan_layout(plan: SweepPlan, x: tuple[str, list[str]], y: tuple[str, list[str]]) -> grid_mod.GridLayout:
+    """The layout a plan's grid should have, written out by hand: its axes' titles and labels, its header and shapes."""
+    return layout_grid(
+        x_title=x[0],
+        x_labels=x[1],
+        y_title=y[0],
+        y_labels=y[1],
+        header=plan_header(plan),
+        aspects=cell_aspects(plan),
+        repeats=plan.repeats,
+    )
+
+
 def sweep_plan(repeats: int = 2, third: str | None = None) -> SweepPlan:
     axes = [parse_axis("temperature=0.2,0.8,1.4"), parse_axis("size=1:1,16:9")]
     if third:
@@ -377,13 +392,7 @@ def test_grid_for_plan_arranges_cells_by_position_and_repeat() -> None:
         colours[cell.index] = colour
         tiles[cell.index] = Tile("done", solid(64, 64, colour))
     img = grid_for_plan(plan, tiles)
-    lay = layout_grid(
-        x_title="temperature",
-        x_labels=["0.2", "0.8", "1.4"],
-        y_title="size",
-        y_labels=["1:1", "16:9"],
-        header=plan_header(plan),
-    )
+    lay = plan_layout(plan, ("temperature", ["0.2", "0.8", "1.4"]), ("size", ["1:1", "16:9"]))
     assert img.size == (lay.width, lay.height)
     for cell in plan.cells:
         left, top, right, bottom = colour_bbox(img, lay.cell_box(cell.x, cell.y), colours[cell.index])
@@ -443,3 +452,293 @@ def test_encode_grid_png_scales_down_as_a_last_resort() -> None:
     data = encode_grid_png(img, max_bytes=60_000)
     assert len(data) <= 60_000
     assert Image.open(io.BytesIO(data)).width < 600
+
+
+# ------------------------------------------------------------------ boxes shaped by the cell's aspect ratio
+
+
+def shaped_sweep() -> tuple[SweepPlan, dict[int, Tile], dict[int, tuple[int, int, int]]]:
+    """A size sweep 16:9, 1:1, 9:16 across, two temperatures down; each image its size's shape and own colour."""
+    plan = plan_sweep(
+        GenerationParams.create("a paper-cut fox"), [parse_axis("size=16:9,1:1,9:16"), parse_axis("t=0.2,0.8")]
+    )
+    shapes = {"16:9": (1344, 768), "1:1": (1024, 1024), "9:16": (768, 1344)}
+    colours = {cell.index: (30 + 60 * cell.x, 60 + 90 * cell.y, 200 - 50 * cell.x) for cell in plan.cells}
+    tiles = {c.index: Tile("done", solid(*shapes[c.params.size], colours[c.index])) for c in plan.cells}
+    return plan, tiles, colours
+
+
+def test_mixed_aspect_ratios_get_boxes_of_their_shape() -> None:
+    plan, tiles, colours = shaped_sweep()
+    img = grid_for_plan(plan, tiles)
+    lay = plan_layout(plan, ("size", ["16:9", "1:1", "9:16"]), ("temperature", ["0.2", "0.8"]))
+    assert img.size == (lay.width, lay.height)
+    wide, square, tall = lay.col_widths
+    assert wide > square == C > tall  # each column follows its images' shape
+    assert img.width == lay.grid_left + wide + square + tall + lay.margin
+    pad = lay.fonts.pad
+    for cell in plan.cells:
+        box = lay.cell_box(cell.x, cell.y)
+        left, top, right, bottom = colour_bbox(img, box, colours[cell.index])
+        w, h = right - left, bottom - top
+        assert right - left == box[2] - box[0] - 2 * pad  # as wide as its column allows
+        # about the area of a square cell's image, never a 16:9 strip letterboxed into a square box
+        assert w * h > 0.85 * (C - 2 * pad) ** 2, (cell.params.size, w, h)
+    # the tall column's box is its image's shape: the image fills it both ways
+    left, top, right, bottom = colour_bbox(img, lay.cell_box(2, 0), colours[plan.cell_at(2, 0).index])
+    assert bottom - top >= 0.96 * (lay.row_height(0) - 2 * pad)  # 768 × 1344 is 9:16 within 2 %
+
+
+def test_rows_of_one_shape_are_that_shape_and_square_sweeps_are_unchanged() -> None:
+    wide = layout_grid(
+        x_title="t", x_labels=["a", "b"], y_title=None, y_labels=[""], aspects={(0, 0): 16 / 9, (1, 0): 16 / 9}
+    )
+    assert wide.col_widths == (427, 427) and wide.row_heights == (240,)
+    square = layout_grid(x_title="t", x_labels=["a", "b"], y_title=None, y_labels=[""], aspects={(0, 0): 1.0})
+    assert square.col_widths == () and square.cell_box(1, 0) == (
+        square.grid_left + C,
+        square.grid_top,
+        square.grid_left + 2 * C,
+        square.grid_top + C,
+    )
+
+
+def test_a_page_canvas_pastes_into_shaped_boxes_as_the_whole_page_draws_them() -> None:
+    plan, tiles, _ = shaped_sweep()
+    page = grid_mod.plan_pages(plan)[0]
+    canvas = grid_mod.PageCanvas(plan, {}, page, cell_size=C, footer="0/6 done")
+    for cell in plan.cells:
+        canvas.paste(cell, tiles[cell.index])
+    assert canvas.finish("6/6 done")
+    whole = grid_mod.grid_page(plan, tiles, page, cell_size=C, footer="6/6 done")
+    assert ImageChops.difference(canvas.image, whole).getbbox() is None
+
+
+# ------------------------------------------------------------------ Z grids, blocked cells
+
+
+def test_a_z_grid_header_names_its_own_prompt_word() -> None:
+    plan = plan_sweep(
+        GenerationParams.create("A paper-cut fox in a forest"),
+        [parse_axis("t=0.2,0.8"), parse_axis("top_p=0.5,0.9"), parse_axis("prompt=fox|owl")],
+    )
+    headers = [plan_header(plan, z=z) for z in range(2)]
+    assert headers[0].endswith('"A paper-cut [fox] in a forest"')
+    assert headers[1].endswith('"A paper-cut [owl] in a forest"')
+    # drawn: the second grid's header band differs from one drawn with the first grid's header
+    second = grid_for_plan(plan, {}, z=1)
+    lay = layout_grid(x_title="t", x_labels=["0.2"], y_title=None, y_labels=[""], header=headers[1], title="x")
+    assert "[owl]" in " ".join(lay.header_lines)
+    as_first = grid_mod.render_grid(
+        **{**grid_mod._page_render_args(plan, {}, grid_mod.plan_pages(plan)[1], C, "", "light"), "header": headers[0]}
+    )
+    assert ImageChops.difference(second.convert("RGB"), as_first).getbbox() is not None
+
+
+def test_blocked_cells_are_amber_and_failed_ones_red() -> None:
+    tiles = {
+        (0, 0): [Tile(JobState.BLOCKED, error="blocked by the safety filter")],
+        (1, 0): [Tile("failed", error="boom")],
+    }
+    img, lay = grid(2, 1, tiles=tiles, y_title=None, y_labels=[""])
+    amber, red = primitives.LIGHT.blocked.edge, primitives.LIGHT.failed.edge
+    assert amber is not None and red is not None
+    assert count(img, lay.cell_box(0, 0), lambda im: mask_colour(im, amber)) > 400
+    assert count(img, lay.cell_box(0, 0), lambda im: mask_colour(im, red)) == 0
+    assert count(img, lay.cell_box(1, 0), lambda im: mask_colour(im, red)) > 400
+
+
+def test_side_by_side_places_z_grids_left_to_right_and_wraps_when_wide() -> None:
+    from gemimg_jupyter.draw.sheets import side_by_side
+
+    dark = primitives.DARK.bg
+    grids = [solid(800, 500, dark), solid(800, 600, BLUE), solid(800, 400, GREEN)]
+    both = side_by_side(grids[:2], gap=16)
+    assert both.size == (1616, 600)
+    assert both.getpixel((900, 100)) == BLUE and both.getpixel((100, 550)) == dark  # ground: the first grid's
+    wrapped = side_by_side(grids, max_width=2000, gap=16)
+    assert wrapped.size == (1616, 600 + 16 + 400)
+    assert wrapped.getpixel((100, 700)) == GREEN
+
+
+# ------------------------------------------------------------------ right-to-left text, emoji
+
+
+def ink_of(text: str, font: object, *, basic_text: str | None = None) -> Image.Image:
+    """``text`` drawn by :func:`primitives.draw_text` (or, with ``basic_text``, that string drawn as it is)."""
+    img = Image.new("L", (600, 60), 0)
+    draw = ImageDraw.Draw(img)
+    if basic_text is None:
+        primitives.draw_text(draw, (10, 10), text, font, 255)  # type: ignore[arg-type]
+    else:
+        draw.text((10, 10), basic_text, font=font, fill=255)  # type: ignore[arg-type]
+    return img
+
+
+def basic_font(size: int = 28) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype("DejaVuSans.ttf", size, layout_engine=ImageFont.Layout.BASIC)
+
+
+def same_ink(a: Image.Image, b: Image.Image) -> bool:
+    return ImageChops.difference(a, b).getbbox() is None
+
+
+def likeness(a: Image.Image, b: Image.Image) -> float:
+    """Normalised correlation of two drawings, slightly blurred (Raqm kerns a glyph a pixel apart from BASIC)."""
+    xs, ys = (bytes(im.filter(ImageFilter.GaussianBlur(1.5)).tobytes()) for im in (a, b))
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    num = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    den = math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys))
+    return num / den if den else 0.0
+
+
+HEBREW = "שלום עולם"  # "hello world", logical order
+HEBREW_VISUAL = "םלוע םולש"  # as it must appear, left to right
+
+
+def test_hebrew_is_drawn_in_visual_order_without_raqm() -> None:
+    font = basic_font()
+    drawn = ink_of(HEBREW, font)
+    assert same_ink(drawn, ink_of("", font, basic_text=HEBREW_VISUAL))
+    assert not same_ink(drawn, ink_of("", font, basic_text=HEBREW))  # not the logical order, reversed on screen
+    mixed = ink_of("a fox שלום", font)  # a right-to-left run inside left-to-right text turns alone
+    assert same_ink(mixed, ink_of("", font, basic_text="a fox םולש"))
+
+
+def test_hebrew_is_drawn_in_visual_order_with_raqm() -> None:
+    from PIL import features
+
+    if not features.check("raqm"):
+        pytest.skip("this Pillow has no Raqm (no FriBiDi): the fallback test covers it")
+    raqm = ImageFont.truetype("DejaVuSans.ttf", 28, layout_engine=ImageFont.Layout.RAQM)
+    drawn = ink_of(HEBREW, raqm)
+    visual = likeness(drawn, ink_of("", basic_font(), basic_text=HEBREW_VISUAL))
+    logical = likeness(drawn, ink_of("", basic_font(), basic_text=HEBREW))
+    assert visual > 0.85 and visual > logical + 0.1, (visual, logical)
+
+
+def test_arabic_is_joined_and_ordered_without_raqm() -> None:
+    import arabic_reshaper
+    from PIL import features
+
+    font = basic_font()
+    drawn = ink_of("مرحبا بالعالم", font)
+    joined_visual = arabic_reshaper.reshape("مرحبا بالعالم")[::-1]  # joining forms, right to left
+    assert same_ink(drawn, ink_of("", font, basic_text=joined_visual))
+    assert not same_ink(drawn, ink_of("", font, basic_text="مرحبا بالعالم"))  # isolated letters, left to right
+    if features.check("raqm"):  # and it looks like what HarfBuzz shapes
+        raqm = ImageFont.truetype("DejaVuSans.ttf", 28, layout_engine=ImageFont.Layout.RAQM)
+        shaped = ink_of("مرحبا بالعالم", raqm)
+        assert likeness(drawn, shaped) > 0.8  # the same forms; HarfBuzz kerns them a little tighter
+        assert likeness(ink_of("", font, basic_text="مرحبا بالعالم"), shaped) < 0.7
+
+
+def test_emoji_become_a_visible_mark_not_a_question_mark() -> None:
+    font = primitives._load_font(28)
+    assert primitives._drawable(font, "a fox 🦊 in a 🌲 forest") == "a fox ◆ in a ◆ forest"
+    assert primitives._drawable(font, "family 👨‍👩‍👧 👍🏽 🇫🇷") == "family ◆ ◆ ◆"  # one mark per sequence
+    drawn = ink_of("fox 🦊", font)
+    assert same_ink(drawn, ink_of("", font, basic_text="fox ◆"))
+    assert not same_ink(drawn, ink_of("", font, basic_text="fox ?"))
+
+
+def test_a_grid_title_in_hebrew_is_drawn_right_to_left() -> None:
+    img, lay = grid(1, 1, title=HEBREW, header="", y_title=None, y_labels=[""])
+    box = (lay.margin, lay.title_top, lay.margin + 300, lay.title_top + lay.fonts.title_line)
+    band = ImageChops.invert(img.crop(box).convert("L"))
+    bold = ImageFont.truetype("DejaVuSans-Bold.ttf", lay.fonts.title.size, layout_engine=ImageFont.Layout.BASIC)
+
+    def plain(text: str) -> Image.Image:
+        ref = Image.new("L", band.size, 0)
+        ImageDraw.Draw(ref).text((0, 0), text, font=bold, fill=255)
+        return ref
+
+    visual, logical = likeness(band, plain(HEBREW_VISUAL)), likeness(band, plain(HEBREW))
+    assert visual > 0.98 and visual > logical + 0.05, (visual, logical)
+
+
+# ------------------------------------------------------------------ the dark chrome
+
+
+def luminance(rgb: tuple[int, int, int]) -> float:
+    def channel(v: int) -> float:
+        c = v / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("pal", [primitives.LIGHT, primitives.DARK], ids=lambda p: p.name)
+def test_every_text_colour_is_at_least_4_5_to_1_on_its_ground(pal: primitives.Palette) -> None:
+    pairs = {"ink": (pal.ink, pal.bg), "muted": (pal.muted, pal.bg)}
+    for name in ("pending", "failed", "blocked"):
+        tone = getattr(pal, name)
+        pairs[name] = (tone.ink, tone.fill)
+    low = {name: round(contrast(*pair), 2) for name, pair in pairs.items() if contrast(*pair) < 4.5}
+    assert low == {}, f"under 4.5:1 in the {pal.name} theme"
+
+
+def test_a_dark_grid_draws_its_chrome_dark_and_leaves_the_images_alone() -> None:
+    tiles = {(0, 0): [Tile("done", solid(256, 256, BLUE))], (1, 0): [Tile("failed", error="boom")]}
+    kwargs = {"x_title": "temperature", "x_labels": ["0.2", "0.8"], "y_title": None, "y_labels": [""]}
+    light = render_grid(tiles=tiles, header="model · 1K", footer="1/2 done, 1 failed", **kwargs)  # type: ignore[arg-type]
+    dark = render_grid(tiles=tiles, header="model · 1K", footer="1/2 done, 1 failed", theme="dark", **kwargs)  # type: ignore[arg-type]
+    lay = layout_grid(header="model · 1K", footer="1/2 done, 1 failed", theme="dark", **kwargs)  # type: ignore[arg-type]
+    assert light.size == dark.size
+    pal = primitives.DARK
+    assert dark.getpixel((1, 1)) == pal.bg and light.getpixel((1, 1)) == WHITE
+    # the image is the same pixels in both
+    box = lay.cell_box(0, 0)
+    assert colour_bbox(dark, box, BLUE) == colour_bbox(light, box, BLUE)
+    # the text drawn is light on dark: the header and footer hold their colours, read against the ground
+    header = dark.crop((lay.margin, lay.header_top, lay.width - lay.margin, lay.header_top + lay.fonts.line))
+    footer = dark.crop((lay.margin, lay.grid_bottom, lay.width - lay.margin, lay.height - lay.margin))
+    for band, colour in ((header, pal.muted), (footer, pal.muted)):
+        assert count(band, (0, 0, *band.size), lambda im, c=colour: mask_colour(im, c, tol=2)) > 5
+        assert contrast(colour, pal.bg) >= 4.5
+    with pytest.raises(ValueError, match="grid theme 'purple' is not known"):
+        layout_grid(theme="purple", **kwargs)  # type: ignore[arg-type]
+
+
+def test_the_history_strip_takes_the_theme_and_shapes_its_captions() -> None:
+    from gemimg_jupyter.draw.sheets import contact_sheet
+
+    thumbs = [solid(96, 96, BLUE), solid(96, 54, GREEN)]
+    light = contact_sheet(thumbs, ["1. a fox 🦊", "2. שלום"], [False, True], thumb=96, per_row=2)
+    dark = contact_sheet(thumbs, ["1. a fox 🦊", "2. שלום"], [False, True], thumb=96, per_row=2, theme="dark")
+    assert light.getpixel((1, 1)) == WHITE and dark.getpixel((1, 1)) == primitives.DARK.bg
+    font = primitives._load_font(11)
+    caption = dark.crop((6, 6 + 96 + 3, 6 + 96, 6 + 96 + 18)).convert("L")
+    expected = Image.new("RGB", (96, 15), primitives.DARK.bg)
+    primitives.draw_text(ImageDraw.Draw(expected), (0, 0), "1. a fox ◆", font, primitives.DARK.ink)
+    assert same_ink(caption.crop((0, 0, 96, 15)), expected.convert("L"))  # the emoji is the mark, light on dark
+
+
+def test_repeats_of_wide_images_are_not_a_strip_in_a_square_box() -> None:
+    """The README's sweep: two repeats of 1:1 and of 16:9. A cell's box is shaped for its repeats packed
+    squarely (two squares side by side, two wide images one above the other), never 150 × 85 tiles."""
+    plan = sweep_plan(repeats=2)
+    shapes = {"1:1": (1024, 1024), "16:9": (1344, 768)}
+    colours = {c.index: (20 + 40 * c.x, 40 + 100 * c.y, 60 + 120 * c.repeat) for c in plan.cells}
+    tiles = {c.index: Tile("done", solid(*shapes[c.params.size], colours[c.index])) for c in plan.cells}
+    img = grid_for_plan(plan, tiles)
+    lay = plan_layout(plan, ("temperature", ["0.2", "0.8", "1.4"]), ("size", ["1:1", "16:9"]))
+    assert img.size == (lay.width, lay.height)
+    for cell in plan.cells:
+        left, top, right, bottom = colour_bbox(img, lay.cell_box(cell.x, cell.y), colours[cell.index])
+        w, h = right - left, bottom - top
+        if cell.params.size == "1:1":
+            assert w == h and w > 0.65 * C  # two squares side by side: 216 px each, not 150
+        else:
+            assert w > 0.85 * C and h > 0.45 * C  # two wide images stacked: 283 × 162, not 150 × 85
+    square = colour_bbox(img, lay.cell_box(0, 0), colours[plan.cell_at(0, 0, 0, 0).index])
+    second = colour_bbox(img, lay.cell_box(0, 0), colours[plan.cell_at(0, 0, 0, 1).index])
+    wide = colour_bbox(img, lay.cell_box(0, 1), colours[plan.cell_at(0, 1, 0, 0).index])
+    below = colour_bbox(img, lay.cell_box(0, 1), colours[plan.cell_at(0, 1, 0, 1).index])
+    assert second[0] > square[2] and below[1] > wide[3]  # side by side; one above the other

@@ -21,7 +21,7 @@ from gemimg_jupyter.domain.errors import ValidationError
 from gemimg_jupyter.domain.models import GenerationParams
 from gemimg_jupyter.plans.plan import Pairing, pair, pair_axes, parse_axis, plan_sweep
 
-from .support import output_image, quick_settings
+from .support import SIM_OPTIONS, output_image, quick_settings
 
 FLASH = "gemini-2.5-flash-image-official"
 PRO = "gemini-3-pro-image-official"
@@ -130,6 +130,83 @@ def test_stop_after_leaves_unsent_requests_free_and_a_rerun_sends_them(tmp_outpu
         assert again.wait(timeout=60)
         assert submits(sess) - sent == len(unsent), "a re-run sends exactly what was not sent"
         assert all(j.state.has_image for j in again.jobs)
+
+
+# ---------------------------------------------------------------- grids that read well (issue #24)
+
+
+def test_a_2x2x2_sweep_draws_each_z_grid_with_its_own_header_and_counts(tmp_output: Path) -> None:
+    from PIL import ImageChops
+
+    from gemimg_jupyter.api.results import count_jobs, ends_text
+    from gemimg_jupyter.domain.text import format_usd
+    from gemimg_jupyter.draw import grid as grids
+    from gemimg_jupyter.draw.sheets import side_by_side
+
+    # a third of the tasks refused for safety, some failing: the two grids' counts differ from the whole's
+    options = {**SIM_OPTIONS, "blocked_rate": 0.3, "fail_rate": 0.2}
+    with Session(quick_settings(tmp_output, sim_options=options, grid_theme="light")) as sess:
+        axes = ["temperature=0.2,0.8", "top_p=0.5,0.9", "prompt=fox|owl"]
+        result = sess.sweep("a paper-cut fox in a forest", axes=axes)
+        assert result.wait(60)
+        plan = result.plan
+        assert plan.shape == (2, 2, 2)
+        pictures = result.grids()
+        for z, word in enumerate(("fox", "owl")):
+            jobs = [job for cell, job in zip(plan.cells, result.jobs, strict=True) if cell.z == z]
+            c = count_jobs(jobs)
+            footer = f"{ends_text(c)}, {format_usd(c['cost_usd'])} on this grid"
+            assert footer.startswith(f"{c['done'] + c['cached']}/4 done")  # its own four cells, not all eight
+            header = grids.plan_header(plan, z=z)
+            assert f"[{word}]" in header and header.count("[") == 1
+            # the drawn grid is exactly the one with that header and that footer
+            expected = grids.grid_for_plan(plan, result.tiles(), z=z, cell_size=result.cell_size, footer=footer)
+            assert ImageChops.difference(pictures[z].convert("RGB"), expected).getbbox() is None
+        overall = count_jobs(result.jobs)
+        assert overall["blocked"] + overall["failed"] + overall["done"] + overall["cached"] == 8
+        if overall["blocked"]:
+            assert f"{overall['blocked']} blocked" in result.progress_text()
+        # shown in the notebook: the two grids side by side, not one under the other
+        both = side_by_side(pictures)
+        assert both.width > pictures[0].width + pictures[1].width and both.height == max(p.height for p in pictures)
+
+
+def test_blocked_cells_are_counted_apart_from_failed_ones(tmp_output: Path) -> None:
+    from gemimg_jupyter.api.results import ends_text
+
+    options = {**SIM_OPTIONS, "blocked_rate": 1.0}
+    with Session(quick_settings(tmp_output, sim_options=options)) as sess:
+        result = sess.sweep("a fox the filter refuses", temperature=[0.2, 0.8])
+        assert result.wait(60)
+        assert [job.state.value for job in result.jobs] == ["blocked", "blocked"]
+        assert result.progress_text() == "0/2 done, 2 blocked, $0.00"
+        assert {t.state for t in result.tiles().values()} == {"blocked"}
+    counts = {"total": 5, "done": 2, "cached": 1, "blocked": 1, "failed": 1}
+    assert ends_text(counts) == "3/5 done (1 cached), 1 blocked, 1 failed"
+
+
+def test_the_grid_theme_setting_draws_a_dark_grid(tmp_output: Path) -> None:
+    from gemimg_jupyter.draw.primitives import DARK
+
+    with Session(quick_settings(tmp_output, grid_theme="dark")) as sess:
+        result = sess.sweep("a fox at night", temperature=[0.2, 0.8], dry_run=True)
+        assert result.theme == "dark"
+        assert result.grid().getpixel((1, 1)) == DARK.bg
+
+
+def test_auto_follows_the_jupyterlab_theme_the_user_chose(tmp_path: Path) -> None:
+    from gemimg_jupyter.domain.settings import Settings, front_end_theme
+
+    folder = tmp_path / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    env = {"JUPYTER_CONFIG_DIR": str(tmp_path)}
+    assert front_end_theme(env) == "light"  # no file: light
+    folder.mkdir(parents=True)
+    (folder / "themes.jupyterlab-settings").write_text('{\n  // Selected Theme\n  "theme": "JupyterLab Dark"\n}\n')
+    assert front_end_theme(env) == "dark"
+    (folder / "themes.jupyterlab-settings").write_text('{"theme": "JupyterLab Dark", "adaptive-theme": true}')
+    assert front_end_theme(env) == "light"  # follows the system: the kernel cannot know it
+    assert Settings(grid_theme="light").resolved_grid_theme == "light"
+    assert Settings.from_env({"GEMIMG_GRID_THEME": "Dark"}).resolved_grid_theme == "dark"
 
 
 # ---------------------------------------------------------------- the magic
@@ -244,3 +321,40 @@ def test_max_requests_cell_option_allows_a_bigger_sweep(gem: Any, capsys: Any) -
     assert "1,100 requests" in capsys.readouterr().out
     sess = get_session()
     assert sess.sim is not None and sess.sim.stats()["requests"] == 0
+
+
+@pytest.mark.notebook
+def test_a_kernel_under_a_dark_jupyterlab_draws_its_grids_dark(tmp_path: Path) -> None:
+    """A real kernel, started with the config folder JupyterLab / Notebook 7 write their theme to,
+    draws the grid of a sweep cell with the dark chrome (``grid_theme`` left at ``auto``)."""
+    import importlib.util
+    import io
+
+    import nbformat
+    from PIL import Image
+
+    from gemimg_jupyter.draw.primitives import DARK
+
+    spec = importlib.util.spec_from_file_location(
+        "make_notebooks", Path(__file__).parents[1] / "scripts/make_notebooks.py"
+    )
+    assert spec is not None and spec.loader is not None
+    make_notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_notebooks)
+    config = tmp_path / "jcfg"
+    folder = config / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
+    folder.mkdir(parents=True)
+    (folder / "themes.jupyterlab-settings").write_text('{"theme": "JupyterLab Dark"}')
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext gemimg_jupyter"),
+        nbformat.v4.new_code_cell("%%gemimg --sweep temperature=0.2,0.8 --dry-run\na fox at night"),
+    ]
+    env = make_notebooks.sim_env(tmp_path / "out", JUPYTER_CONFIG_DIR=str(config))
+    env.pop("GEMIMG_GRID_THEME", None)
+    make_notebooks.execute(nb, cwd=tmp_path, env=env)
+    grids = [output_image(out["data"]) for out in nb.cells[1].outputs if "text/html" in out.get("data", {})]
+    grids = [png for png in grids if png]
+    assert grids, nb.cells[1].outputs
+    picture = Image.open(io.BytesIO(grids[-1])).convert("RGB")
+    assert picture.getpixel((1, 1)) == DARK.bg

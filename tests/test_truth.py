@@ -373,6 +373,7 @@ def test_sweep_indexes_work_like_python_and_out_of_range_says_the_range(gem: Any
     ("variable", "value", "says"),
     [
         ("GEMIMG_RATE_TIER", "gold", "GEMIMG_RATE_TIER='gold' is not a rate tier (default, vip, svip); using 'default'"),
+        ("GEMIMG_GRID_THEME", "neon", "GEMIMG_GRID_THEME='neon' is not a grid theme (auto, light, dark); using 'auto'"),
         ("GEMIMG_SIM_LATENCY", "fast", "GEMIMG_SIM_LATENCY='fast' should be seconds as 'min,max'"),
         ("GEMIMG_MAX_COST_USD", "lots", "GEMIMG_MAX_COST_USD='lots' is not a number of dollars (0 or more); using a budget of $0"),
     ],
@@ -390,7 +391,7 @@ def test_a_bad_value_in_the_environment_names_its_variable_and_commands_keep_wor
     [line] = [ln for ln in err.splitlines() if variable in ln]  # one line, naming the variable
     assert line == f"gemimg: {says}" or line.startswith(f"gemimg: {says}")
     settings = get_session().settings
-    assert "spent this session" in cost.text and settings.rate_tier == "default"
+    assert "spent this session" in cost.text and settings.rate_tier == "default" and settings.grid_theme == "auto"
     assert settings.sim_options == {} and settings.max_cost_usd == (0.0 if variable == "GEMIMG_MAX_COST_USD" else None)
     if variable == "GEMIMG_MAX_COST_USD":  # an unreadable budget pays nothing: refused before any request
         with pytest.raises(UsageError, match="budget"):

@@ -52,7 +52,7 @@ from gemimg_jupyter.domain.settings import RATE_TIERS, Settings
 from gemimg_jupyter.domain.text import format_usd, plural
 from gemimg_jupyter.draw.formats import SUSPECT_MARK
 from gemimg_jupyter.draw.images import load_reference, load_thumbnail, png_bytes, stored_size
-from gemimg_jupyter.draw.sheets import contact_sheet, stack
+from gemimg_jupyter.draw.sheets import contact_sheet, side_by_side, stack
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.gateway.references import check_reference_url
 from gemimg_jupyter.ledger.store import LedgerRow
@@ -131,6 +131,7 @@ __all__ = [
     "run_probe",
     "set_viewer",
     "shown_text",
+    "side_by_side",
     "simulator_settings",
     "stack",
     "stored_size",

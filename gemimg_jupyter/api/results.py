@@ -35,14 +35,14 @@ from gemimg_jupyter.draw.grid import (
     page_index,
     plan_pages,
 )
-from gemimg_jupyter.draw.sheets import stack
+from gemimg_jupyter.draw.sheets import side_by_side
 from gemimg_jupyter.engine import Job, Listener
 from gemimg_jupyter.ledger.files import path_error, user_target, write_user_file
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store, write_atomic
 from gemimg_jupyter.plans.plan import SweepCell, SweepPlan
 
-__all__ = ["Result", "SweepResult", "count_jobs", "report_target", "write_report"]
+__all__ = ["Result", "SweepResult", "count_jobs", "ends_text", "report_target", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,14 @@ class Result(Protocol):
 
 
 def count_jobs(jobs: Sequence[Job], owner: str | None = None) -> dict[str, Any]:
-    """``total``, ``done``, ``cached``, ``failed`` (every other end but a cancel), ``cancelled``, ``pending`` and
-    ``cost_usd`` of some jobs.
+    """``total``, ``done``, ``cached``, ``blocked`` (refused by the gateway for their content), ``failed``
+    (every other end but a cancel), ``cancelled``, ``pending`` and ``cost_usd`` of some jobs.
 
     With ``owner`` (a sweep id), a job another run started and this one shares (the same request, already
     running) counts as cached and its cost stays with the run that paid, as the plan line counted it.
     """
-    c = {"total": len(jobs), "done": 0, "cached": 0, "failed": 0, "cancelled": 0, "pending": 0, "cost_usd": 0.0}
+    c: dict[str, Any] = {"total": len(jobs), "done": 0, "cached": 0, "blocked": 0, "failed": 0, "cancelled": 0}
+    c |= {"pending": 0, "cost_usd": 0.0}
     for job in jobs:
         shared = owner is not None and job.sweep_id != owner
         if job.state is JobState.CACHED or (shared and job.state is JobState.DONE):
@@ -88,12 +89,26 @@ def count_jobs(jobs: Sequence[Job], owner: str | None = None) -> dict[str, Any]:
             c["done"] += 1
         elif job.state is JobState.CANCELLED:
             c["cancelled"] += 1
+        elif job.state is JobState.BLOCKED:
+            c["blocked"] += 1
         elif job.state.is_terminal:
             c["failed"] += 1
         else:
             c["pending"] += 1
         c["cost_usd"] += 0.0 if shared else job.cost_usd
     return c
+
+
+def ends_text(c: dict[str, Any]) -> str:
+    """``3/5 done (1 cached), 1 blocked, 1 failed`` from :func:`count_jobs`' counts: refusals apart from errors."""
+    text = f"{c['done'] + c['cached']}/{c['total']} done"
+    if c["cached"]:
+        text += f" ({c['cached']} cached)"
+    if c["blocked"]:
+        text += f", {c['blocked']} blocked"
+    if c["failed"]:
+        text += f", {c['failed']} failed"
+    return text
 
 
 class SweepResult:
@@ -115,11 +130,14 @@ class SweepResult:
         store: Store,
         cell_size: int = 320,
         dry_run: bool = False,
+        theme: str = "light",
     ) -> None:
         self.plan = plan
         self.jobs = list(jobs)
         self.id = sweep_id
         self.cell_size = cell_size
+        #: The grids' chrome: ``light`` or ``dark`` (``Settings.grid_theme``, resolved).
+        self.theme = theme
         self.paths: list[Path] = []
         #: A dry run: the plan and its grid of placeholders, nothing sent (``--dry-run``).
         self.dry_run = dry_run
@@ -150,7 +168,7 @@ class SweepResult:
         return count_jobs(self.jobs, owner=self.id)
 
     def progress_text(self) -> str:
-        """``7/12 done, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop).
+        """``7/12 done, 1 blocked, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop).
 
         The money is what this sweep paid: an image it shares with another run still going counts as
         cached here (as the plan line said) and is paid in that run's line.
@@ -159,11 +177,7 @@ class SweepResult:
             return f"dry run: {self.plan.n_requests:,} requests planned, nothing sent, $0"
         c = self.counts()
         unsent = len(self.not_sent())
-        text = f"{c['done'] + c['cached']}/{c['total']} done"
-        if c["cached"]:
-            text += f" ({c['cached']} cached)"
-        if c["failed"]:
-            text += f", {c['failed']} failed"
+        text = ends_text(c)
         if c["cancelled"] - unsent:
             text += f", {c['cancelled'] - unsent} cancelled"
         text += f", {format_usd(c['cost_usd'])}"
@@ -287,7 +301,7 @@ class SweepResult:
     def compare(self) -> Comparison:
         """The interactive comparison view of this sweep (a static grid where no widget can show)."""
         return Comparison.of_sweep(
-            self.plan, self.jobs, sweep_id=self.id, picked=self.picked_cbids, static=lambda: stack(self.grids())
+            self.plan, self.jobs, sweep_id=self.id, picked=self.picked_cbids, static=lambda: side_by_side(self.grids())
         )
 
     def grid(self, z: int = 0, *, cell_size: int | None = None, page: int | None = None) -> Image.Image:
@@ -296,17 +310,17 @@ class SweepResult:
         A sweep too big for one readable grid has pages (:meth:`pages`): this draws ``page``
         (numbered from 1 over the whole sweep), by default the first page of ``z``.
         """
-        footer = self.progress_text()
         size = cell_size or self.cell_size
         pages = self.pages()
+        several = self.plan.shape[2] > 1 and not self.dry_run  # each Z grid counts its own cells
+        footer = self._page_progress(pages[z]) if several and len(pages) == self.plan.shape[2] else self.progress_text()
         if len(pages) == self.plan.shape[2] and page is None:
-            return grid_for_plan(self.plan, self.tiles(), z=z, cell_size=size, footer=footer)
+            return grid_for_plan(self.plan, self.tiles(), z=z, cell_size=size, footer=footer, theme=self.theme)
         chosen = pages[page - 1] if page is not None else next(p for p in pages if p.z == z)
         index = self.page_index()
         on_page = {c.index for c in self.plan.cells if c.z == chosen.z and c.x in chosen.xs and c.y in chosen.ys}
-        return grid_page(
-            self.plan, self.tiles(on_page), chosen, cell_size=size, footer=f"{footer} · {index}" if index else footer
-        )
+        footer = f"{footer} · {index}" if index else footer
+        return grid_page(self.plan, self.tiles(on_page), chosen, cell_size=size, footer=footer, theme=self.theme)
 
     def pages(self) -> list[GridPage]:
         """The grid pages: one per Z value while each fits :data:`~.grid.MAX_TILES_PER_PAGE` images, else more."""
@@ -335,11 +349,13 @@ class SweepResult:
         return len(self.pages()) != self.plan.shape[2]
 
     def _page_progress(self, page: GridPage) -> str:
-        """The footer of a page when the sweep has several: that page's own counts (it may be saved before the rest end)."""
+        """The footer of a page (or Z grid) when the sweep has several: its own counts (it may be saved before
+        the rest end)."""
         on_page = self._cells_on(page)
-        c = count_jobs([j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page])
-        text = f"{c['done'] + c['cached']}/{c['total']} done" + (f", {c['failed']} failed" if c["failed"] else "")
-        return f"{text}, {format_usd(c['cost_usd'])} on this page"
+        jobs = [j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page]
+        c = count_jobs(jobs, owner=self.id)  # as progress_text counts: the Z grids' footers add up to it
+        stopped = f", {c['cancelled']} cancelled or not sent" if c["cancelled"] else ""
+        return f"{ends_text(c)}{stopped}, {format_usd(c['cost_usd'])} on this {'page' if self._paged() else 'grid'}"
 
     def _page_footer(self, page: GridPage) -> str:
         index = self.page_index()
@@ -351,7 +367,8 @@ class SweepResult:
         if not self._paged():
             return self.grid(page.z)
         tiles = self.tiles(self._cells_on(page))
-        return grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=self._page_footer(page))
+        footer = self._page_footer(page)
+        return grid_page(self.plan, tiles, page, cell_size=self.cell_size, footer=footer, theme=self.theme)
 
     def _page_png(self, at: int, image: Image.Image | None = None) -> bytes:
         """PNG bytes of page ``at`` (``image``: already drawn) with its provenance (a page describes its own cells)."""
@@ -492,7 +509,9 @@ class SweepResult:
             # each is ~30 MB; a page without a canvas is drawn whole when its last cell ends)
             page = self.pages()[at]
             tiles = self.tiles(self._cells_on(page))
-            self._canvases[at] = PageCanvas(self.plan, tiles, page, cell_size=self.cell_size, footer="")
+            self._canvases[at] = PageCanvas(
+                self.plan, tiles, page, cell_size=self.cell_size, footer="", theme=self.theme
+            )
 
     def _finish_page(self, at: int) -> None:
         """Save page ``at``: its canvas with the final footer, or the page drawn whole."""

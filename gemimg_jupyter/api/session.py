@@ -478,7 +478,13 @@ class Session:
         )
         if dry_run:
             return SweepResult(
-                plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size, dry_run=True
+                plan,
+                [],
+                sweep_id=uuid.uuid4().hex[:8],
+                store=self.store,
+                cell_size=cell_size,
+                dry_run=True,
+                theme=self.settings.resolved_grid_theme,
             )
         parent = plan.parent if plan.parent is not None or edit is None else self.edit_source(edit)[1]
         if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
@@ -488,7 +494,14 @@ class Session:
         self.check_budget(quote.estimate_usd or 0.0)
         if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
             self.check_reference_urls(cell.params for cell in plan.cells)
-        result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
+        result = SweepResult(
+            plan,
+            [],
+            sweep_id=uuid.uuid4().hex[:8],
+            store=self.store,
+            cell_size=cell_size,
+            theme=self.settings.resolved_grid_theme,
+        )
         cells = [(cell.params, cell.repeat) for cell in plan.cells]
         result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
         if limit is not None:

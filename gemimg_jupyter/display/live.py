@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from IPython.display import DisplayHandle
 
     from gemimg_jupyter.api import Job, SweepResult
-from gemimg_jupyter.api import stack
+from gemimg_jupyter.api import side_by_side
 from gemimg_jupyter.display.renderers import (
     MONO,
     NO_MATH,
@@ -219,9 +219,9 @@ def job_bundle(job: Job, *, preview_size: int = 768) -> Bundle:
 
 
 def sweep_bundle(result: SweepResult, *, final: bool = False) -> Bundle:
-    """The sweep's grid(s) as one PNG (Z grids stacked), with its progress and provenance."""
+    """The sweep's grid(s) as one PNG (Z grids side by side, wrapping when wide), with its progress and provenance."""
     grids = result.grids()
-    png = png_bytes(stack(grids), optimize=final)
+    png = png_bytes(side_by_side(grids), optimize=final)
     meta = result.provenance()
     for cell in meta.get("cells", []):
         cell["path"] = display_path(cell.get("path"))

@@ -469,6 +469,7 @@ def history_strip(
     picked: Iterable[str] = (),
     title: str | None = None,
     suspects: Mapping[str, str] | None = None,
+    theme: str = "light",
 ) -> ImageStrip | RichText:
     """Recent images as a thumbnail strip (newest first), built with Pillow.
 
@@ -487,6 +488,8 @@ def history_strip(
     suspects : mapping of str to str, optional
         ``client_business_id`` → why the image looks unusable (``Session.suspects``): the tile is
         framed and labelled ``suspect``, the listing says why.
+    theme : str
+        ``light`` or ``dark``: the strip's ground and captions (``Settings.resolved_grid_theme``).
 
     Returns
     -------
@@ -522,7 +525,7 @@ def history_strip(
     captions = [f"{i + 1}. {shorten(str(item['prompt']), 24)}" for i, item in enumerate(items)]
     marks = [bool(item["suspect"]) for item in items]
     sheet = contact_sheet(thumbs, captions, [item["picked"] for item in items], thumb=thumb, per_row=per_row,
-                          suspect=marks)  # fmt: skip
+                          suspect=marks, theme=theme)  # fmt: skip
     lines = [
         f"{i + 1}. {'★ ' if it['picked'] else ''}{shorten(str(it['prompt']), 50)} ({it['size']}) → {it['path']}"
         + (f" · {SUSPECT_MARK} suspect: {it['suspect']}" if it["suspect"] else "")

@@ -11,6 +11,7 @@ Environment variables
 ``GEMIMG_MAX_COST_USD`` a spending budget for the session (default: none)
 ``GEMIMG_SIM_LATENCY``  the built-in simulator's task time as ``min,max`` seconds (default ``1.5,4``)
 ``GEMIMG_RATE_TIER``    the account's rate tier, ``default``, ``vip`` or ``svip`` (sets both request buckets)
+``GEMIMG_GRID_THEME``   the sweep grids' chrome: ``auto`` (default), ``light`` or ``dark``
 """
 
 from __future__ import annotations
@@ -29,11 +30,47 @@ from gemimg_jupyter.domain.colab import colab_key
 from gemimg_jupyter.domain.errors import ConfigError, register_secret
 from gemimg_jupyter.domain.params import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_BASE_URL", "RATE_TIERS", "Backend", "Rates", "RetryPolicy", "Secret", "Settings"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "GRID_THEMES",
+    "RATE_TIERS",
+    "Backend",
+    "Rates",
+    "RetryPolicy",
+    "Secret",
+    "Settings",
+    "front_end_theme",
+]
 
 DEFAULT_BASE_URL = "https://toapis.com"
 Backend = Literal["auto", "toapis", "sim"]
 _BACKENDS: tuple[str, ...] = ("auto", "toapis", "sim")
+#: The grids' chrome: ``auto`` follows the JupyterLab / Notebook 7 theme (:func:`front_end_theme`).
+GRID_THEMES: tuple[str, ...] = ("auto", "light", "dark")
+_THEME_FILE = Path("@jupyterlab", "apputils-extension", "themes.jupyterlab-settings")
+
+
+def front_end_theme(env: Mapping[str, str] | None = None) -> Literal["light", "dark"]:
+    """``dark`` when the JupyterLab / Notebook 7 theme this user chose is a dark one, else ``light``.
+
+    Both front ends keep the choice in ``<config dir>/lab/user-settings/@jupyterlab/apputils-extension/
+    themes.jupyterlab-settings`` (``$JUPYTERLAB_SETTINGS_DIR``, ``$JUPYTER_CONFIG_DIR`` or ``~/.jupyter``),
+    on the machine the kernel runs on in a local setup. No file, an unreadable one, or a theme that
+    follows the system (``adaptive-theme``) reads as ``light``.
+    """
+    env = os.environ if env is None else env
+    folder = env.get("JUPYTERLAB_SETTINGS_DIR") or str(
+        Path(env.get("JUPYTER_CONFIG_DIR") or Path.home() / ".jupyter") / "lab" / "user-settings"
+    )
+    try:
+        text = (Path(folder).expanduser() / _THEME_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "light"
+    text = re.sub(r"(?m)^\s*//.*$", "", text)  # the file is JSON with // comments
+    if re.search(r'"adaptive-theme"\s*:\s*true', text):
+        return "light"
+    match = re.search(r'"theme"\s*:\s*"([^"]*)"', text)
+    return "dark" if match and "dark" in match.group(1).lower() else "light"
 
 
 class Rates(NamedTuple):
@@ -147,6 +184,7 @@ class Settings:
     download_max_bytes: int = 50 * 1024 * 1024
     max_cost_usd: float | None = None
     sim_options: Mapping[str, Any] = field(default_factory=dict)
+    grid_theme: str = "auto"
     #: One line per environment value :meth:`from_env` could not use (it took the default instead),
     #: and one when the key came from Colab's secrets; a new session says each. Equality ignores them.
     notes: tuple[str, ...] = field(default=(), compare=False, repr=False)
@@ -154,6 +192,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.backend not in _BACKENDS:
             raise ConfigError(f"backend {self.backend!r} is not known; use one of {', '.join(_BACKENDS)}")
+        if self.grid_theme not in GRID_THEMES:
+            raise ConfigError(f"grid_theme {self.grid_theme!r} is not known; use one of {', '.join(GRID_THEMES)}")
         if self.max_in_flight is not None and self.max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be at least 1, not {self.max_in_flight}")
         if self.rate_tier not in RATE_TIERS:
@@ -235,6 +275,11 @@ class Settings:
             return "toapis" if self.api_key is not None else "sim"
         return self.backend
 
+    @property
+    def resolved_grid_theme(self) -> Literal["light", "dark"]:
+        """``grid_theme`` with ``auto`` resolved by the front end's theme (:func:`front_end_theme`)."""
+        return front_end_theme() if self.grid_theme == "auto" else "dark" if self.grid_theme == "dark" else "light"
+
     def require_key(self) -> Secret:
         """The key for the real backend, or a one-line ``ConfigError`` saying how to set it."""
         if self.api_key is None:
@@ -264,6 +309,11 @@ def _read_env(env: Mapping[str, str], values: dict[str, Any], notes: list[str]) 
         values["rate_tier"] = tier
     elif tier:  # a wrong tier only slows or speeds the pacing
         notes.append(f"GEMIMG_RATE_TIER={tier!r} is not a rate tier ({', '.join(RATE_TIERS)}); using 'default'")
+    theme = env.get("GEMIMG_GRID_THEME", "").strip().lower()
+    if theme in GRID_THEMES:
+        values["grid_theme"] = theme
+    elif theme:  # a wrong theme only changes the grids' colours
+        notes.append(f"GEMIMG_GRID_THEME={theme!r} is not a grid theme ({', '.join(GRID_THEMES)}); using 'auto'")
     latency = env.get("GEMIMG_SIM_LATENCY", "").strip()
     if latency:
         try:

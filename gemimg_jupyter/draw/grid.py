@@ -12,11 +12,14 @@ A grid is one RGB image::
     │ footer (progress, cost, path)                │
     └──────────────────────────────────────────────┘
 
-Every cell is a ``cell_size`` × ``cell_size`` box, so a grid of ``nx`` × ``ny``
-cells is exactly ``layout.grid_left + nx·cell_size + margin`` wide (see
-:func:`layout_grid`). Images are fitted into their box without distortion
-(letterboxed and centred on a light grey ground, which makes the aspect ratio
-visible). The repeats of a cell share its box as a mini-row; when a 2×2 block
+Every cell of a square image is a ``cell_size`` × ``cell_size`` box, so a grid
+of ``nx`` × ``ny`` such cells is exactly ``layout.grid_left + nx·cell_size +
+margin`` wide (see :func:`layout_grid`). A cell of another aspect ratio (the
+sweep's ``size``, known before any image lands) gets a box of about the same
+area in its own ratio; each column is as wide as its widest box and each row as
+tall as its tallest, so a 16:9 column is wide and a 9:16 column narrow. Images
+are fitted into their box without distortion (letterboxed and centred on a
+quiet ground, which makes any mismatch visible). The repeats of a cell share its box as a mini-row; when a 2×2 block
 or a column shows the images larger (four square images, two wide ones) that
 arrangement is used instead, the same for every cell of the grid.
 
@@ -25,9 +28,11 @@ are still on their way show their state on a neutral box; cached images get
 a small "cached" badge. Only the swept parameters appear on the axes; the
 common ones belong in the header, which :func:`grid_for_plan` builds.
 
-Text uses DejaVu Sans when it is installed (it covers accents, arrows and
-``×``) and Pillow's bundled default font otherwise; characters a font cannot
-draw are replaced by a close ASCII spelling instead of boxes.
+Text uses DejaVu Sans when it is installed (it covers accents, arrows, ``×``,
+Hebrew and Arabic) and Pillow's bundled default font otherwise; right-to-left
+text is shaped and ordered, and characters a font cannot draw (emoji) are
+replaced by a visible mark (see :mod:`.primitives`). ``theme="dark"`` draws the
+chrome (ground, text, rules, placeholders) dark; the images are never changed.
 """
 
 from __future__ import annotations
@@ -43,12 +48,8 @@ from PIL import Image, ImageDraw
 from gemimg_jupyter.domain.models import shown_text
 from gemimg_jupyter.draw.images import png_bytes, png_with_provenance
 from gemimg_jupyter.draw.primitives import (
-    BG,
     FAILED_STATES,
-    INK,
-    MUTED,
     PENDING_STATES,
-    RULE,
     GridLayout,
     Tile,
     _draw_cells,
@@ -59,6 +60,7 @@ from gemimg_jupyter.draw.primitives import (
     draw_star,
     draw_text,
     fonts_for,
+    palette_for,
     text_width,
     wrap_text,
 )
@@ -78,6 +80,7 @@ __all__ = [
     "GridPage",
     "PageCanvas",
     "Tile",
+    "cell_aspects",
     "draw_star",
     "encode_grid_png",
     "grid_for_plan",
@@ -106,14 +109,18 @@ def layout_grid(
     footer: str = "",
     cell_size: int = 320,
     title: str = "",
+    aspects: Mapping[tuple[int, int], float] | None = None,
+    theme: str = "light",
+    repeats: int = 1,
 ) -> GridLayout:
     """Compute the geometry :func:`render_grid` uses (same arguments, minus the tiles).
 
     Returns
     -------
     GridLayout
-        ``width == grid_left + nx * cell + margin`` and
-        ``height == grid_top + ny * cell + footer_height + margin``.
+        ``width == grid_left + sum(col_widths) + margin`` and
+        ``height == grid_top + sum(row_heights) + footer_height + margin`` (every width and
+        height ``cell`` when every cell is square).
     """
     if cell_size < 48:
         raise ValueError(f"cell_size {cell_size} is too small; use 48 px or more")
@@ -122,27 +129,28 @@ def layout_grid(
     c = cell_size
     margin = max(8, round(c * 0.04))
     pad = f.pad
+    widths, heights, shapes = _tracks(c, nx, ny, aspects or {}, repeats)
 
     x_name = _strip_arrow(x_title)
     y_name = _strip_arrow(y_title)
     has_y = bool(y_name) or len(y_labels) > 1
     legend_w = _legend_width(f, c, y_name, y_labels) if has_y else 0
 
-    content_w = legend_w + nx * c
+    content_w = legend_w + (sum(widths) if widths else nx * c)
     width = margin + content_w + margin
     title_lines, title_top, header_lines, header_top, band_top = _top_lines(f, title, header, content_w, margin)
-    x_label_lines, y_title_lines, x_title_h, band_h = _band(f, c, x_name, x_labels, y_name, legend_w)
+    x_label_lines, y_title_lines, x_title_h, band_h = _band(f, c, x_name, x_labels, y_name, legend_w, widths)
     x_labels_top = band_top + x_title_h
     grid_top = band_top + band_h + (pad if band_h else 0)
 
-    max_y_lines = max(1, min(8, (c - 2 * pad) // f.line))
     y_label_lines = tuple(
-        wrap_text(f.label, str(label), max(legend_w - 3 * pad, 10), max_y_lines) if has_y else () for label in y_labels
+        _y_label(f, str(label), legend_w, heights[y] if heights else c) for y, label in enumerate(y_labels)
     )
+    y_label_lines = y_label_lines if has_y else tuple(() for _ in y_labels)
 
     footer_lines = wrap_text(f.small, footer, content_w, 2)
     footer_h = (pad + len(footer_lines) * f.small_line) if footer_lines else 0
-    height = grid_top + ny * c + footer_h + margin
+    height = grid_top + (sum(heights) if heights else ny * c) + footer_h + margin
     return GridLayout(
         width=width,
         height=height,
@@ -166,7 +174,55 @@ def layout_grid(
         band_top=band_top,
         x_labels_top=x_labels_top,
         fonts=f,
+        col_widths=widths,
+        row_heights=heights,
+        palette=palette_for(theme),
+        aspects=shapes,
     )
+
+
+#: Cells are sized for aspect ratios between 1:4 and 4:1 (beyond, the image is letterboxed).
+_MAX_ASPECT = 4.0
+
+
+def _tracks(
+    c: int, nx: int, ny: int, aspects: Mapping[tuple[int, int], float], repeats: int = 1
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[float, ...], ...]]:
+    """Column widths, row heights and the aspect ratio each cell's images have (all empty: every cell square).
+
+    A cell whose images have ratio ``a`` wants a box of about ``c²`` pixels in the shape of its
+    repeats packed as squarely as they go (one image: ``c·√a`` × ``c/√a``; two squares side by
+    side: ``c·√2`` × ``c/√2``); a column is as wide as its widest cell, a row as tall as its tallest.
+    """
+    shapes = tuple(
+        tuple(min(_MAX_ASPECT, max(1 / _MAX_ASPECT, aspects.get((x, y)) or 1.0)) for x in range(nx)) for y in range(ny)
+    )
+    boxes = [[_packed_aspect(a, repeats) for a in row] for row in shapes]
+    if not aspects or all(abs(b - 1.0) < 1e-6 for row in boxes for b in row):
+        return (), (), ()
+    widths = tuple(max(round(c * math.sqrt(boxes[y][x])) for y in range(ny)) for x in range(nx))
+    heights = tuple(max(round(c / math.sqrt(boxes[y][x])) for x in range(nx)) for y in range(ny))
+    return widths, heights, shapes
+
+
+def _packed_aspect(aspect: float, repeats: int) -> float:
+    """The ratio of ``repeats`` images of ratio ``aspect`` packed in the squarest grid (ties: more columns)."""
+    best, best_off = aspect, math.inf
+    for cols in range(max(1, repeats), 0, -1):
+        rows = math.ceil(repeats / cols)
+        if (cols - 1) * rows >= repeats:  # a column would stay empty
+            continue
+        packed = cols * aspect / rows
+        off = abs(math.log(packed))
+        if off < best_off - 1e-9:
+            best, best_off = packed, off
+    return min(_MAX_ASPECT, max(1 / _MAX_ASPECT, best))
+
+
+def _y_label(f: _Fonts, label: str, legend_w: int, row_height: int) -> tuple[str, ...]:
+    """A Y label wrapped to the legend's width, in as many lines as a row ``row_height`` tall holds."""
+    lines = max(1, min(8, (row_height - 2 * f.pad) // f.line))
+    return wrap_text(f.label, label, max(legend_w - 3 * f.pad, 10), lines)
 
 
 def _legend_width(f: _Fonts, c: int, y_name: str, y_labels: Sequence[str]) -> int:
@@ -196,13 +252,15 @@ def _top_lines(
 
 
 def _band(
-    f: _Fonts, c: int, x_name: str, x_labels: Sequence[str], y_name: str, legend_w: int
+    f: _Fonts, c: int, x_name: str, x_labels: Sequence[str], y_name: str, legend_w: int, widths: Sequence[int] = ()
 ) -> tuple[tuple[tuple[str, ...], ...], tuple[str, ...], int, int]:
     """The band above the cells: the wrapped X labels and Y title, the X title's height, the band's height."""
     pad = f.pad
     has_x_labels = any(str(label) for label in x_labels)
     x_title_h = f.line if x_name else 0
-    x_label_lines = tuple(wrap_text(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
+    x_label_lines = tuple(
+        wrap_text(f.label, str(label), (widths[x] if widths else c) - 2 * pad, 3) for x, label in enumerate(x_labels)
+    )
     x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
     y_title_lines = wrap_text(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
     y_title_h = len(y_title_lines) * f.line
@@ -224,6 +282,9 @@ def render_grid(
     footer: str = "",
     cell_size: int = 320,
     title: str = "",
+    aspects: Mapping[tuple[int, int], float] | None = None,
+    theme: str = "light",
+    repeats: int | None = None,
 ) -> Image.Image:
     """Draw a labelled comparison grid.
 
@@ -241,14 +302,21 @@ def render_grid(
         A line above the grid (the common parameters) and one below
         (progress, cost, path); wrapped and ellipsized to fit.
     cell_size : int
-        Side of each square cell box in pixels.
+        Side of a square cell's box in pixels (other shapes get about the same area).
     title : str
         Bold line on top (used for the Z value of Z grids).
+    aspects : mapping, optional
+        ``(x, y)`` to the aspect ratio (width / height) the cell's images have or will have:
+        its box takes that shape (see :func:`layout_grid`). Without it every box is square.
+    theme : str
+        ``light`` (a white ground) or ``dark``: the colours of the chrome, never of the images.
+    repeats : int, optional
+        Images per cell, for the boxes' shape (default: the longest list in ``tiles``).
 
     Returns
     -------
     PIL.Image.Image
-        An RGB image on a white ground; see :func:`layout_grid` for its geometry.
+        An RGB image; see :func:`layout_grid` for its geometry.
 
     Raises
     ------
@@ -264,8 +332,11 @@ def render_grid(
         footer=footer,
         cell_size=cell_size,
         title=title,
+        aspects=aspects,
+        theme=theme,
+        repeats=repeats or max((len(seq) for seq in tiles.values()), default=1),
     )
-    img = Image.new("RGB", (lay.width, lay.height), BG)
+    img = Image.new("RGB", (lay.width, lay.height), lay.palette.bg)
     draw = ImageDraw.Draw(img)
     _draw_title_and_header(draw, lay)
     _draw_x_legend(draw, lay)
@@ -277,47 +348,47 @@ def render_grid(
 
 def _draw_title_and_header(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
     """The bold title lines, the header lines and the rule under them."""
-    f = lay.fonts
+    f, pal = lay.fonts, lay.palette
     pad = f.pad
     content_left = lay.margin
     content_right = lay.width - lay.margin
     for i, line in enumerate(lay.title_lines):
-        draw_text(draw, (content_left, lay.title_top + i * f.title_line), line, f.title, INK)
+        draw_text(draw, (content_left, lay.title_top + i * f.title_line), line, f.title, pal.ink)
     for i, line in enumerate(lay.header_lines):
-        draw_text(draw, (content_left, lay.header_top + i * f.line), line, f.label, MUTED)
+        draw_text(draw, (content_left, lay.header_top + i * f.line), line, f.label, pal.muted)
     if lay.header_lines:
         rule_y = lay.header_top + len(lay.header_lines) * f.line + pad - 1
-        draw.line([(content_left, rule_y), (content_right - 1, rule_y)], fill=RULE, width=1)
+        draw.line([(content_left, rule_y), (content_right - 1, rule_y)], fill=pal.rule, width=1)
 
 
 def _draw_x_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
     """The X legend: the title once, then one label per column."""
-    f = lay.fonts
+    f, ink = lay.fonts, lay.palette.ink
     pad = f.pad
     if lay.x_title:
         tx = lay.grid_left + pad
-        draw_text(draw, (tx, lay.band_top), lay.x_title, f.bold, INK)
+        draw_text(draw, (tx, lay.band_top), lay.x_title, f.bold, ink)
         arrow = round(f.size * 0.9)
         draw_arrow(
-            draw, tx + text_width(f.bold, lay.x_title) + f.size * 0.35, lay.band_top + f.size * 0.2, arrow, "right", INK
+            draw, tx + text_width(f.bold, lay.x_title) + f.size * 0.35, lay.band_top + f.size * 0.2, arrow, "right", ink
         )
     for x, lines in enumerate(lay.x_label_lines):
-        left = lay.grid_left + x * lay.cell
+        left, _, right, _ = lay.cell_box(x, 0)
         for i, line in enumerate(lines):
-            lx = left + (lay.cell - text_width(f.label, line)) / 2
-            draw_text(draw, (lx, lay.x_labels_top + i * f.line), line, f.label, INK)
+            lx = left + (right - left - text_width(f.label, line)) / 2
+            draw_text(draw, (lx, lay.x_labels_top + i * f.line), line, f.label, ink)
 
 
 def _draw_y_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
     """The Y legend: the title once (above the first row), then one label per row."""
-    f = lay.fonts
+    f, ink = lay.fonts, lay.palette.ink
     pad = f.pad
     content_left = lay.margin
     if lay.legend_width:
         n = len(lay.y_title_lines)
         top = lay.grid_top - pad - n * f.line
         for i, line in enumerate(lay.y_title_lines):
-            draw_text(draw, (content_left, top + i * f.line), line, f.bold, INK)
+            draw_text(draw, (content_left, top + i * f.line), line, f.bold, ink)
         if n:
             last = lay.y_title_lines[-1]
             draw_arrow(
@@ -326,43 +397,44 @@ def _draw_y_legend(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
                 top + (n - 1) * f.line + f.size * 0.1,
                 round(f.size * 0.9),
                 "down",
-                INK,
+                ink,
             )
         for y, lines in enumerate(lay.y_label_lines):
             block = len(lines) * f.line
-            ly = lay.grid_top + y * lay.cell + (lay.cell - block) / 2
+            _, top, _, bottom = lay.cell_box(0, y)
+            ly = top + (bottom - top - block) / 2
             for i, line in enumerate(lines):
-                draw_text(draw, (content_left, ly + i * f.line), line, f.label, INK)
+                draw_text(draw, (content_left, ly + i * f.line), line, f.label, ink)
 
 
 def _draw_rules_and_footer(draw: ImageDraw.ImageDraw, lay: GridLayout) -> None:
     """Light rules between cells and around the grid, then the footer lines."""
-    f = lay.fonts
+    f, pal = lay.fonts, lay.palette
     pad = f.pad
     content_left = lay.margin
-    grid_right = lay.grid_left + lay.nx * lay.cell
-    grid_bottom = lay.grid_top + lay.ny * lay.cell
+    grid_right, grid_bottom = lay.grid_right, lay.grid_bottom
     for x in range(1, lay.nx):
-        gx = lay.grid_left + x * lay.cell
-        draw.line([(gx, lay.grid_top), (gx, grid_bottom - 1)], fill=RULE, width=1)
+        gx = lay.cell_box(x, 0)[0]
+        draw.line([(gx, lay.grid_top), (gx, grid_bottom - 1)], fill=pal.rule, width=1)
     for y in range(1, lay.ny):
-        gy = lay.grid_top + y * lay.cell
-        draw.line([(lay.grid_left, gy), (grid_right - 1, gy)], fill=RULE, width=1)
-    draw.rectangle([lay.grid_left, lay.grid_top, grid_right - 1, grid_bottom - 1], outline=RULE, width=1)
+        gy = lay.cell_box(0, y)[1]
+        draw.line([(lay.grid_left, gy), (grid_right - 1, gy)], fill=pal.rule, width=1)
+    draw.rectangle([lay.grid_left, lay.grid_top, grid_right - 1, grid_bottom - 1], outline=pal.rule, width=1)
 
     for i, line in enumerate(lay.footer_lines):
-        draw_text(draw, (content_left, grid_bottom + pad + i * f.small_line), line, f.small, MUTED)
+        draw_text(draw, (content_left, grid_bottom + pad + i * f.small_line), line, f.small, pal.muted)
 
 
 # ---------------------------------------------------------------- sweeps
 
 
-def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
+def plan_header(plan: SweepPlan, *, max_prompt: int = 300, z: int | None = None) -> str:
     """The header line for a sweep's grid: what every cell shares.
 
     ``gemini-2.5-flash-image-official · 1K · top_p 0.95 · "A paper-cut fox in a forest"``.
     With a prompt S/R axis the prompt is shown with the search term in
-    brackets (``"A paper-cut [fox] in a forest"``).
+    brackets (``"A paper-cut [fox] in a forest"``); when that axis is the Z
+    axis, the grid of Z value ``z`` shows its own value there (``"A paper-cut [owl] …"``).
     """
     common = plan.common
     parts: list[str] = []
@@ -377,14 +449,47 @@ def plan_header(plan: SweepPlan, *, max_prompt: int = 300) -> str:
         parts.append(f"ref {'+'.join(refs)}")
     prompt = common.get("prompt")
     if prompt is None and "prompt" in plan.varying:
-        search = str(next(m for a in plan.axes for m in a.members if m.name == "prompt").values[0])
-        prompt = plan.base.prompt.replace(search, f"[{search}]")
+        prompt = _marked_prompt(plan, z)
     if prompt is not None:
         text = shown_text(" ".join(str(prompt).split()))
         if len(text) > max_prompt:
             text = text[: max_prompt - 1].rstrip() + "…"
         parts.append(f'"{text}"')
     return " · ".join(parts)
+
+
+def _marked_prompt(plan: SweepPlan, z: int | None) -> str:
+    """The S/R prompt with the swept word in brackets: the search term, or Z value ``z``'s word on a Z axis."""
+    for at, axis in enumerate(plan.axes):
+        for member in axis.members:
+            if member.name == "prompt":
+                search = str(member.values[0])
+                shown = str(member.values[z]) if at == 2 and z is not None else search
+                return plan.base.prompt.replace(search, f"[{shown}]")
+    return plan.base.prompt
+
+
+def _size_aspect(size: object) -> float | None:
+    """``16:9`` → 16/9; ``None`` for a size that names no ratio."""
+    w, sep, h = str(size or "").partition(":")
+    try:
+        ratio = float(w) / float(h) if sep else None
+    except (ValueError, ZeroDivisionError):
+        return None
+    return ratio if ratio and math.isfinite(ratio) and ratio > 0 else None
+
+
+def cell_aspects(plan: SweepPlan, z: int = 0) -> dict[tuple[int, int], float]:
+    """``(x, y)`` to the aspect ratio of Z grid ``z``'s cell there, from the size each cell asks for.
+
+    Known before any image lands, so the grid keeps its geometry while it fills in.
+    """
+    out: dict[tuple[int, int], float] = {}
+    for cell in plan.cells_at(z):
+        ratio = _size_aspect(cell.params.size)
+        if ratio is not None:
+            out[(cell.x, cell.y)] = ratio
+    return out
 
 
 def grid_for_plan(
@@ -394,6 +499,7 @@ def grid_for_plan(
     z: int = 0,
     cell_size: int = 320,
     footer: str = "",
+    theme: str = "light",
 ) -> Image.Image:
     """The grid of one Z slice of a sweep, labelled from its plan.
 
@@ -410,7 +516,9 @@ def grid_for_plan(
     cell_size : int
         Side of each cell box.
     footer : str
-        Text under the grid (progress, cost, saved path).
+        Text under the grid (progress, cost, saved path): this Z grid's own counts.
+    theme : str
+        ``light`` or ``dark`` (the chrome's colours).
 
     Returns
     -------
@@ -433,10 +541,13 @@ def grid_for_plan(
         y_title=y_axis.title if y_axis is not None else None,
         y_labels=list(y_axis.shown_labels) if y_axis is not None else [""] * ny,
         tiles=tiles,
-        header=plan_header(plan),
+        header=plan_header(plan, z=z),
         footer=footer,
         cell_size=cell_size,
         title=title,
+        aspects=cell_aspects(plan, z),
+        theme=theme,
+        repeats=plan.repeats,
     )
 
 
@@ -515,18 +626,24 @@ def page_slot(plan: SweepPlan, page: GridPage, cell: SweepCell, tile: Tile) -> t
 
 
 def _page_render_args(
-    plan: SweepPlan, tiles_by_cell: Mapping[int, Tile], page: GridPage, cell_size: int, footer: str
+    plan: SweepPlan, tiles_by_cell: Mapping[int, Tile], page: GridPage, cell_size: int, footer: str, theme: str
 ) -> dict[str, Any]:
     """The arguments of :func:`render_grid` for one page."""
     x_axis, y_axis, z_axis = plan.x_axis, plan.y_axis, plan.z_axis
     wanted = set(page.xs), set(page.ys)
     tiles: dict[tuple[int, int], list[Tile]] = {}
+    aspects: dict[tuple[int, int], float] = {}
     for cell in plan.cells_at(page.z):
         if cell.x not in wanted[0] or cell.y not in wanted[1]:
             continue
         pos, tile = page_slot(plan, page, cell, tiles_by_cell.get(cell.index) or Tile("queued"))
         slot = tiles.setdefault(pos, [Tile("queued") for _ in range(plan.repeats)])
         slot[cell.repeat] = tile
+        ratio = _size_aspect(cell.params.size)
+        if ratio is not None:
+            aspects[pos] = ratio
+    common = {"tiles": tiles, "header": plan_header(plan, z=page.z), "footer": footer, "cell_size": cell_size}
+    common |= {"aspects": aspects, "theme": theme, "repeats": plan.repeats}
     parts = []
     if z_axis is not None:
         parts.append(f"{z_axis.title} = {z_axis.shown_labels[page.z]}")
@@ -539,22 +656,16 @@ def _page_render_args(
             "x_labels": [""] * page.wrap,
             "y_title": None,
             "y_labels": [""] * rows,
-            "tiles": tiles,
-            "header": plan_header(plan),
-            "footer": footer,
-            "cell_size": cell_size,
             "title": " · ".join(parts),
+            **common,
         }
     return {
         "x_title": x_axis.title if x_axis is not None else None,
         "x_labels": [x_axis.shown_labels[i] for i in page.xs] if x_axis is not None else [""] * len(page.xs),
         "y_title": y_axis.title if y_axis is not None else None,
         "y_labels": [y_axis.shown_labels[i] for i in page.ys] if y_axis is not None else [""] * len(page.ys),
-        "tiles": tiles,
-        "header": plan_header(plan),
-        "footer": footer,
-        "cell_size": cell_size,
         "title": " · ".join(parts),
+        **common,
     }
 
 
@@ -565,9 +676,10 @@ def grid_page(
     *,
     cell_size: int = 320,
     footer: str = "",
+    theme: str = "light",
 ) -> Image.Image:
     """Draw one page of a sweep's grids (see :func:`plan_pages`); a one-page grid is :func:`grid_for_plan`'s."""
-    return render_grid(**_page_render_args(plan, tiles_by_cell, page, cell_size, footer))
+    return render_grid(**_page_render_args(plan, tiles_by_cell, page, cell_size, footer, theme))
 
 
 class PageCanvas:
@@ -580,10 +692,17 @@ class PageCanvas:
     """
 
     def __init__(
-        self, plan: SweepPlan, tiles_by_cell: Mapping[int, Tile], page: GridPage, *, cell_size: int, footer: str
+        self,
+        plan: SweepPlan,
+        tiles_by_cell: Mapping[int, Tile],
+        page: GridPage,
+        *,
+        cell_size: int,
+        footer: str,
+        theme: str = "light",
     ) -> None:
         self.plan, self.page = plan, page
-        self._args = _page_render_args(plan, tiles_by_cell, page, cell_size, footer)
+        self._args = _page_render_args(plan, tiles_by_cell, page, cell_size, footer, theme)
         self.image = render_grid(**self._args)
         self.layout = _layout_of(self._args)
 
@@ -597,9 +716,9 @@ class PageCanvas:
         (x, y), tile = page_slot(self.plan, self.page, cell, tile)
         lay = self.layout
         pad = lay.fonts.pad
-        left, top, _, _ = lay.cell_box(x, y)
-        inner = lay.cell - 2 * pad
-        _draw_tile(self.image, ImageDraw.Draw(self.image), (left + pad, top + pad, inner, inner), tile, lay.fonts)
+        left, top, right, bottom = lay.cell_box(x, y)
+        box = (left + pad, top + pad, right - left - 2 * pad, bottom - top - 2 * pad)
+        _draw_tile(self.image, ImageDraw.Draw(self.image), box, tile, lay.fonts, lay.palette)
 
     def finish(self, footer: str) -> bool:
         """Write ``footer`` in place of the first one; ``False`` if it needs another height (draw the page whole)."""
@@ -607,12 +726,12 @@ class PageCanvas:
         if final.height != self.layout.height:
             return False
         lay = final
-        bottom = lay.grid_top + lay.ny * lay.cell
+        bottom = lay.grid_bottom
         draw = ImageDraw.Draw(self.image)
-        draw.rectangle([0, bottom, lay.width - 1, lay.height - 1], fill=BG)
+        draw.rectangle([0, bottom, lay.width - 1, lay.height - 1], fill=lay.palette.bg)
         f = lay.fonts
         for i, line in enumerate(lay.footer_lines):
-            draw_text(draw, (lay.margin, bottom + f.pad + i * f.small_line), line, f.small, MUTED)
+            draw_text(draw, (lay.margin, bottom + f.pad + i * f.small_line), line, f.small, lay.palette.muted)
         return True
 
 

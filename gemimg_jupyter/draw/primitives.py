@@ -2,7 +2,11 @@
 
 :mod:`.grid` lays the grid out and draws it with these; it re-exports the
 public names (:data:`PENDING_STATES`, :data:`FAILED_STATES`, :func:`draw_star`).
-Characters a font cannot draw are replaced by a close ASCII spelling instead of boxes.
+Text is shaped before it is drawn: Pillow's Raqm layout (HarfBuzz shaping, FriBiDi order) when
+Pillow has it, else ``arabic-reshaper`` and ``python-bidi`` put right-to-left text in visual order.
+Characters a font cannot draw are replaced by a close ASCII spelling, and emoji and other symbols
+by a visible :data:`MISSING_MARK`, instead of boxes or ``?``. Two palettes draw the chrome
+(ground, text, rules, placeholders; never the images): :data:`LIGHT` and :data:`DARK`.
 """
 
 from __future__ import annotations
@@ -16,18 +20,33 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import arabic_reshaper
+from bidi import get_display
 from PIL import Image, ImageDraw, ImageFont
 
 from gemimg_jupyter.domain import models
 from gemimg_jupyter.domain.models import state_values
 
-__all__ = ["FAILED_STATES", "PENDING_STATES", "SUSPECT", "draw_star", "mark_suspect"]
+__all__ = [
+    "DARK",
+    "FAILED_STATES",
+    "LIGHT",
+    "MISSING_MARK",
+    "PENDING_STATES",
+    "SUSPECT",
+    "Palette",
+    "draw_star",
+    "mark_suspect",
+    "palette_for",
+]
 
 
 #: A tile's state words, as :class:`~gemimg_jupyter.domain.models.JobState` classifies them (``timeout`` is a failed tile).
 PENDING_STATES = frozenset(state_values(models.PENDING_STATES))
 FAILED_STATES = frozenset(state_values(models.FAILURE_STATES))
 _IMAGE_STATES = frozenset(state_values(models.IMAGE_STATES))
+#: The state of a request the gateway refused for its content (safety, policy): drawn and counted apart.
+BLOCKED_STATE = models.JobState.BLOCKED.value
 
 _FontT: TypeAlias = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -48,9 +67,61 @@ class _Tone:
     edge: tuple[int, int, int] | None = None
 
 
-_PENDING = _Tone(fill=(246, 247, 249), ink=(108, 117, 125), edge=(206, 212, 218))
-_FAIL = _Tone(fill=(253, 236, 236), ink=(150, 30, 30), edge=(214, 69, 69))
-_BADGE = _Tone(fill=INK, ink=BG)  # white on the ink colour
+_BADGE = _Tone(fill=INK, ink=BG)  # white on the ink colour (on an image: the same in both themes)
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The colours of a grid's chrome (RGB): ground, text, rules, letterbox and the placeholders' tones.
+
+    The images themselves are never recoloured. Every text colour is at least 4.5:1 against the
+    ground it is drawn on (``tests/test_grid.py`` computes it).
+    """
+
+    name: str
+    bg: tuple[int, int, int]
+    ink: tuple[int, int, int]
+    muted: tuple[int, int, int]
+    rule: tuple[int, int, int]
+    letterbox: tuple[int, int, int]
+    pending: _Tone
+    failed: _Tone
+    blocked: _Tone
+
+
+LIGHT = Palette(
+    name="light",
+    bg=BG,
+    ink=INK,
+    muted=MUTED,
+    rule=RULE,
+    letterbox=LETTERBOX,
+    pending=_Tone(fill=(246, 247, 249), ink=(95, 103, 111), edge=(206, 212, 218)),
+    failed=_Tone(fill=(253, 236, 236), ink=(150, 30, 30), edge=(214, 69, 69)),
+    blocked=_Tone(fill=(255, 244, 229), ink=(128, 66, 0), edge=(214, 130, 0)),
+)
+DARK = Palette(
+    name="dark",
+    bg=(24, 26, 29),
+    ink=(228, 231, 235),
+    muted=(163, 170, 178),
+    rule=(62, 67, 74),
+    letterbox=(38, 41, 46),
+    pending=_Tone(fill=(33, 36, 40), ink=(172, 179, 187), edge=(70, 76, 84)),
+    failed=_Tone(fill=(60, 24, 26), ink=(255, 176, 176), edge=(214, 69, 69)),
+    blocked=_Tone(fill=(56, 40, 14), ink=(255, 204, 138), edge=(214, 130, 0)),
+)
+_PALETTES = {p.name: p for p in (LIGHT, DARK)}
+
+
+def palette_for(theme: str) -> Palette:
+    """The palette named ``theme`` (``light`` or ``dark``); ``auto`` is resolved before drawing."""
+    try:
+        return _PALETTES[theme]
+    except KeyError:
+        raise ValueError(f"grid theme {theme!r} is not known; use light or dark") from None
+
+
 #: A suspect image (paid, but all black, one flat colour or far too small): an orange frame and label.
 SUSPECT = _Tone(fill=(214, 110, 0), ink=(255, 255, 255), edge=(214, 110, 0))
 
@@ -136,13 +207,20 @@ class GridLayout:
     grid_left, grid_top : int
         Top-left corner of the first cell.
     cell : int
-        Side of every (square) cell box.
+        The base side of a cell box: a square cell is ``cell`` × ``cell``; a cell of another
+        aspect ratio has about the same area in its ratio (see ``col_widths``, ``row_heights``).
     nx, ny : int
         Columns and rows.
     legend_width : int
         Width of the Y legend column (0 without a Y axis).
     footer_height : int
         Height below the cells before the bottom margin.
+    col_widths, row_heights : tuple of int
+        Each column's width and each row's height (empty: every one is ``cell``).
+    palette : Palette
+        The chrome's colours (:data:`LIGHT` or :data:`DARK`).
+    aspects : tuple of tuple of float
+        The aspect ratio each cell's box was sized for, by row then column (empty: square).
     """
 
     width: int
@@ -167,12 +245,36 @@ class GridLayout:
     band_top: int
     x_labels_top: int
     fonts: _Fonts
+    col_widths: tuple[int, ...] = ()
+    row_heights: tuple[int, ...] = ()
+    palette: Palette = LIGHT
+    aspects: tuple[tuple[float, ...], ...] = ()
+
+    def col_width(self, x: int) -> int:
+        """The width of column ``x``."""
+        return self.col_widths[x] if self.col_widths else self.cell
+
+    def row_height(self, y: int) -> int:
+        """The height of row ``y``."""
+        return self.row_heights[y] if self.row_heights else self.cell
+
+    def aspect(self, x: int, y: int) -> float | None:
+        """The aspect ratio cell ``(x, y)`` was sized for (``None``: not known, a square box)."""
+        return self.aspects[y][x] if self.aspects else None
+
+    @property
+    def grid_right(self) -> int:
+        return self.grid_left + (sum(self.col_widths) if self.col_widths else self.nx * self.cell)
+
+    @property
+    def grid_bottom(self) -> int:
+        return self.grid_top + (sum(self.row_heights) if self.row_heights else self.ny * self.cell)
 
     def cell_box(self, x: int, y: int) -> tuple[int, int, int, int]:
         """``(left, top, right, bottom)`` of the cell at column ``x``, row ``y``."""
-        left = self.grid_left + x * self.cell
-        top = self.grid_top + y * self.cell
-        return (left, top, left + self.cell, top + self.cell)
+        left = self.grid_left + (sum(self.col_widths[:x]) if self.col_widths else x * self.cell)
+        top = self.grid_top + (sum(self.row_heights[:y]) if self.row_heights else y * self.cell)
+        return (left, top, left + self.col_width(x), top + self.row_height(y))
 
 
 @functools.lru_cache(maxsize=64)
@@ -232,21 +334,77 @@ def _has_glyph(font: _FontT, char: str) -> bool:
     return result
 
 
+#: What a character the font cannot draw (an emoji, a rare symbol) is drawn as, when the font has it.
+MISSING_MARK = "\u25c6"  # ◆
+#: Characters that only join or modify the one before (ZWJ, variation selectors, skin tones, tags):
+#: after a replaced character they are dropped, so one emoji sequence becomes one mark.
+_JOINERS = frozenset(
+    ["\u200d", "\ufe0e", "\ufe0f", "\u20e3"]
+    + [chr(c) for c in range(0x1F3FB, 0x1F400)]
+    + [chr(c) for c in range(0xE0020, 0xE0080)]
+)
+_RTL_CLASSES = frozenset({"R", "AL"})
+_ARABIC_CLASS = "AL"
+
+
+def uses_raqm(font: _FontT) -> bool:
+    """Whether Pillow lays ``font``'s text out with Raqm (shaping and right-to-left order done by Pillow)."""
+    return isinstance(font, ImageFont.FreeTypeFont) and font.layout_engine == ImageFont.Layout.RAQM
+
+
+def visual_order(text: str) -> str:
+    """``text`` as a layout engine without bidi must draw it: Arabic joined, right-to-left runs reversed.
+
+    Left-to-right text comes back unchanged. Used only where Pillow has no Raqm (no FriBiDi on the machine).
+    """
+    classes = {unicodedata.bidirectional(c) for c in text}
+    if not classes & _RTL_CLASSES:
+        return text
+    if _ARABIC_CLASS in classes:
+        text = arabic_reshaper.reshape(text)
+    return str(get_display(text))
+
+
 def _drawable(font: _FontT, text: str) -> str:
-    """``text`` with characters the font lacks replaced by ASCII look-alikes."""
+    """``text`` as it is handed to Pillow: in visual order when Pillow cannot order it, and every
+    character the font lacks replaced (an ASCII look-alike, else :data:`MISSING_MARK`)."""
     if text.isascii():
         return text
+    if not uses_raqm(font):
+        text = visual_order(text)
     out: list[str] = []
+    replaced = joined = flag_open = False  # previous char replaced (its joiners go too) / a ZWJ after one / half a flag
     for char in text:
+        if replaced and char in _JOINERS:
+            joined = joined or char == "\u200d"
+            continue
         if char.isascii() or _has_glyph(font, char):
             out.append(char)
+            replaced = joined = False
             continue
+        if joined:  # the next emoji of a ZWJ sequence: the sequence already has its mark
+            joined = False
+            continue
+        replaced = True
         if char in _ASCII_FALLBACK:
             out.append(_ASCII_FALLBACK[char])
             continue
         base = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode()
-        out.append(base or "?")
+        if _is_flag_half(char):  # two regional indicators are one flag: one mark
+            flag_open = not flag_open
+            if not flag_open:
+                continue
+        out.append(base or _missing_mark(font))
     return "".join(out)
+
+
+def _missing_mark(font: _FontT) -> str:
+    return MISSING_MARK if _has_glyph(font, MISSING_MARK) else "*"
+
+
+def _is_flag_half(char: str) -> bool:
+    """A regional indicator: two of them make one flag, drawn as one mark."""
+    return 0x1F1E6 <= ord(char) <= 0x1F1FF
 
 
 def text_width(font: _FontT, text: str) -> float:
@@ -345,14 +503,19 @@ def _state_name(state: object) -> str:
 
 
 def _draw_tile(
-    img: Image.Image, draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], tile: Tile | None, f: _Fonts
+    img: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    box: tuple[int, int, int, int],
+    tile: Tile | None,
+    f: _Fonts,
+    pal: Palette = LIGHT,
 ) -> None:
     x, y, w, h = box
     if w < 2 or h < 2:
         return
     state = _state_name(tile.state) if tile is not None else ""
     if tile is not None and tile.image is not None:
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=LETTERBOX)
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=pal.letterbox)
         thumb = fit_text(tile.image, w, h)
         px, py = x + (w - thumb.width) // 2, y + (h - thumb.height) // 2
         img.paste(thumb, (px, py))
@@ -367,20 +530,22 @@ def _draw_tile(
             _badge(draw, (px, py, thumb.width, thumb.height), tile.caption, f, corner="top-left")
         return
     if state in FAILED_STATES:
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_FAIL.fill, outline=_FAIL.edge, width=2)
+        tone = pal.blocked if state == BLOCKED_STATE else pal.failed  # a refusal reads apart from an error
+        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=tone.fill, outline=tone.edge, width=2)
         error = (tile.error if tile is not None else None) or "no error message"
-        _box_text(draw, box, state, error, f, _FAIL.ink)
+        _box_text(draw, box, state, error, f, tone.ink)
         return
-    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=_PENDING.fill, outline=_PENDING.edge, width=1)
+    pending = pal.pending
+    draw.rectangle([x, y, x + w - 1, y + h - 1], fill=pending.fill, outline=pending.edge, width=1)
     if tile is None:
         return
     if state in PENDING_STATES:
         label = "queued" if state == "queued" else state.replace("_", " ") + "…"
-        _box_text(draw, box, label, tile.caption, f, _PENDING.ink)
+        _box_text(draw, box, label, tile.caption, f, pending.ink)
     elif state in _IMAGE_STATES:
-        _box_text(draw, box, state, "no image", f, _PENDING.ink)
+        _box_text(draw, box, state, "no image", f, pending.ink)
     else:  # cancelled, or a state this module does not know
-        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error or tile.caption, f, _PENDING.ink)
+        _box_text(draw, box, state.replace("_", " ") or "unknown", tile.error or tile.caption, f, pending.ink)
 
 
 _STAR = (240, 180, 0)
@@ -469,10 +634,14 @@ def _badge(
 # ---------------------------------------------------------------- cells
 
 
-def _arrangement(repeats: int, aspects: Sequence[float], inner: int, gap: int) -> tuple[int, int]:
-    """``(cols, rows)`` for the repeats of a cell: the packing that shows the images largest."""
+def _arrangement(
+    repeats: int, aspects: Sequence[float], inner: int, gap: int, inner_h: int | None = None
+) -> tuple[int, int]:
+    """``(cols, rows)`` for the repeats of a cell whose inside is ``inner`` × ``inner_h`` (default square):
+    the packing that shows the images largest."""
     if repeats <= 1:
         return (1, 1)
+    height = inner if inner_h is None else inner_h
     shapes = list(aspects) or [1.0]
     best, best_score = (repeats, 1), -1.0
     for cols in range(repeats, 0, -1):  # a single row first: ties keep the mini-row
@@ -480,7 +649,7 @@ def _arrangement(repeats: int, aspects: Sequence[float], inner: int, gap: int) -
         if (cols - 1) * rows >= repeats:  # a column would stay empty
             continue
         sub_w = (inner - (cols - 1) * gap) / cols
-        sub_h = (inner - (rows - 1) * gap) / rows
+        sub_h = (height - (rows - 1) * gap) / rows
         if sub_w <= 0 or sub_h <= 0:
             continue
         score = 0.0
@@ -495,25 +664,30 @@ def _arrangement(repeats: int, aspects: Sequence[float], inner: int, gap: int) -
 def _draw_cells(
     img: Image.Image, draw: ImageDraw.ImageDraw, lay: GridLayout, tiles: Mapping[tuple[int, int], Sequence[Tile]]
 ) -> None:
-    """Every cell's repeats, packed the same way in every cell (see :func:`_arrangement`)."""
+    """Every cell's repeats, packed the same way in every cell of a shape (see :func:`_arrangement`).
+
+    A cell's packing follows its box and the aspect ratio it was sized for (without one, the
+    aspect ratios of the images at hand).
+    """
     f = lay.fonts
     pad = f.pad
     repeats = max((len(seq) for seq in tiles.values()), default=1) or 1
-    aspects = [
+    seen = [
         t.image.width / t.image.height
         for seq in tiles.values()
         for t in seq
         if t.image is not None and t.image.width and t.image.height
     ]
-    inner = lay.cell - 2 * pad
-    cols, rows = _arrangement(repeats, aspects, inner, pad)
-    sub_w = (inner - (cols - 1) * pad) // cols
-    sub_h = (inner - (rows - 1) * pad) // rows
     for y in range(lay.ny):
         for x in range(lay.nx):
-            left, top, _, _ = lay.cell_box(x, y)
+            left, top, right, bottom = lay.cell_box(x, y)
+            inner_w, inner_h = right - left - 2 * pad, bottom - top - 2 * pad
+            planned = lay.aspect(x, y)
+            cols, rows = _arrangement(repeats, [planned] if planned else seen, inner_w, pad, inner_h)
+            sub_w = (inner_w - (cols - 1) * pad) // cols
+            sub_h = (inner_h - (rows - 1) * pad) // rows
             seq = list(tiles.get((x, y), ()))
             for r in range(repeats):
                 col, row = r % cols, r // cols
                 box = (left + pad + col * (sub_w + pad), top + pad + row * (sub_h + pad), sub_w, sub_h)
-                _draw_tile(img, draw, box, seq[r] if r < len(seq) else None, f)
+                _draw_tile(img, draw, box, seq[r] if r < len(seq) else None, f, lay.palette)

@@ -170,9 +170,10 @@ def cmd_history(ctx: MagicContext, argv: list[str]) -> Any:
             ctx.say("gemimg: no picked images yet (%gemimg pick NAME picks one)")
             return None
         title = f"{len(rows)} picked image(s), newest pick first"
-        return history_strip(rows, picked=picked, title=title, suspects=sess.suspects(rows))
+        theme = sess.settings.resolved_grid_theme
+        return history_strip(rows, picked=picked, title=title, suspects=sess.suspects(rows), theme=theme)
     rows = sess.history(ns.n)
-    return history_strip(rows, picked=picked, suspects=sess.suspects(rows))
+    return history_strip(rows, picked=picked, suspects=sess.suspects(rows), theme=sess.settings.resolved_grid_theme)
 
 
 def cmd_lineage(ctx: MagicContext, argv: list[str]) -> Any:
