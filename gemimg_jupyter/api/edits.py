@@ -45,6 +45,8 @@ class EditsOwner(Protocol):
 
     def find_job(self, job_id: str) -> Job | None: ...
 
+    def sweep_of(self, sweep_id: str) -> SweepResult | None: ...
+
     @property
     def settings(self) -> Settings: ...
 
@@ -89,23 +91,16 @@ class Edits:
         return row
 
     def sweep_named(self, target: object) -> SweepResult | None:
-        """This session's sweep whose id ``target`` is, if any."""
-        if not isinstance(target, str):
-            return None
-        return next((sweep for sweep in self.session.sweeps if sweep.id == target.strip()), None)
+        """The sweep whose id ``target`` is, if any: this session's, or an earlier one's rebuilt from the ledger."""
+        return self.session.sweep_of(target) if isinstance(target, str) else None
 
     def _refuse_sweep_id(self, ident: str) -> None:
         """A sweep id where one image is wanted: one line naming its images (a sweep of an earlier session too)."""
         sweep = self.sweep_named(ident)
-        if sweep is not None:
-            ids = [job.id for job in sweep.jobs]
-            when = ""
-        else:
-            rows = self.store.rows(sweep_id=ident) if ident else []
-            if not rows:
-                return
-            ids = [row.cbid[-6:] for row in reversed(rows)]
-            when = " of an earlier session (run its cell again for its grid and report: finished images are $0)"
+        if sweep is None:
+            return
+        ids = [job.id for job in sweep.jobs]
+        when = "" if any(s is sweep for s in self.session.sweeps) else " of an earlier session"
         shown = ", ".join(ids[:6]) + (", …" if len(ids) > 6 else "")
         raise ValidationError(
             f"{ident!r} is a sweep{when}, not one image; name one of its {len(ids)} images by job id: {shown}",

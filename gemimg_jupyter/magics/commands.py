@@ -87,6 +87,9 @@ def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
     p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
     ns = p.parse_args(argv)
     sess = ctx.session()
+    if ns.target != "all" and targeted_jobs(sess, ns.target) is None:  # an earlier session's job or sweep
+        ctx.say(f"gemimg: {sess.cancel_earlier(ns.target, drop=ns.drop).line(drop=ns.drop)}")
+        return
     n = sess.cancel(ns.target, drop=ns.drop)  # an unknown target is refused here, in one line
     paid = [j for j in targeted_jobs(sess, ns.target) or [] if not j.done() and j.task_id is not None]
     msg = f"gemimg: cancelled {plural(n, 'job')}"
