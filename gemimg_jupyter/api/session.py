@@ -13,12 +13,14 @@ The magics and the panel use the same default session (:func:`get_session`).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,7 @@ from gemimg_jupyter.domain.errors import ConfigError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, JobState, ReferenceImage
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
+from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
 from gemimg_jupyter.gateway.client import ToAPIsClient
@@ -189,6 +192,7 @@ class Session:
         self.say: Callable[[str], None] = _say  # where they go (the magics print them as their own lines)
         self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
         self._closed = False
+        _OPEN.add(self)
 
     def _remember_hit(self, job: Job) -> None:
         """A cache hit's id is written down with the row its image is from (it has no row of its own)."""
@@ -705,6 +709,41 @@ class Session:
 
 _DEFAULT: Session | None = None
 _DEFAULT_LOCK = threading.RLock()
+#: Sessions not closed yet, for the one line at exit (:func:`exit_line`).
+_OPEN: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def exit_line(sessions: Iterable[Session]) -> str | None:
+    """The one line a process that exits with unfinished jobs prints (``None`` when every job has ended)."""
+    jobs = [job for sess in sessions if not sess.closed for job in sess.jobs() if not job.done()]
+    paid = sum(1 for job in jobs if job.task_id is not None)
+    unsent = len(jobs) - paid
+    if not jobs:
+        return None
+    parts = []
+    if paid:
+        parts.append(f"{plural(paid, 'paid job')} still running at the gateway")
+    if unsent:
+        parts.append(f"{plural(unsent, 'job')} not sent yet (nothing paid)")
+    how = "collects them at no new cost" if paid else "sends them"
+    return (
+        f"gemimg: exiting with {' and '.join(parts)}; run the same code again, or gi.resume() in a new session"
+        f" (%gemimg resume), which {how}"
+    )
+
+
+@atexit.register
+def _at_exit() -> None:
+    """One line on stderr when the process exits with unfinished jobs; then the sessions hand their rows back."""
+    try:
+        sessions = list(_OPEN)
+        line = exit_line(sessions)
+        if line is not None:
+            print(line, file=sys.stderr, flush=True)  # noqa: T201 - the process is leaving: stderr is the only place
+        for sess in sessions:
+            sess.close()
+    except Exception:
+        log.debug("closing the sessions at exit failed", exc_info=True)
 
 
 def get_session(settings: Settings | None = None) -> Session:
