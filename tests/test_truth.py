@@ -436,8 +436,10 @@ def test_ids_from_an_earlier_process_keep_working_and_its_numbers_agree(ip: Any,
             ip.run_line_magic("gemimg", f"pick {ident}")
             assert get_session().info(ident)["file"]
     with pytest.raises(UsageError, match=rf"'{old_sweep}' is a sweep of an earlier session") as err:
-        ip.run_line_magic("gemimg", f"report {old_sweep}")
+        ip.run_line_magic("gemimg", f"lineage {old_sweep}")
     assert all(image.split(",")[0] in one_line(err) for image in images)
+    ip.run_line_magic("gemimg", f"report {old_sweep}")  # rebuilt from its rows (tests/test_restart.py: every id)
+    assert f"sweep_{old_sweep}.html" in capsys.readouterr().out
     capsys.readouterr()
     ip.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s --wait", "a lighthouse")  # the same cell, again
     assert "2 requests, 2 cached, ≈ $0.00" in capsys.readouterr().out

@@ -53,7 +53,6 @@ from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.gateway.references import check_reference_url
 from gemimg_jupyter.ledger.picks import Pick, Picks
 from gemimg_jupyter.ledger.restart import Aliases, WaitingEdits
-from gemimg_jupyter.ledger.schema import RESUMABLE_STATES
 from gemimg_jupyter.ledger.sidecar import image_info
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 from gemimg_jupyter.plans.plan import (
@@ -568,10 +567,13 @@ class Session:
     def cancel_earlier(self, target: str, *, drop: bool = False) -> CancelOutcome:
         """Cancel what an earlier session left unfinished under ``target`` (a job or sweep id); see :meth:`cancel`."""
         ident = target.strip()
-        rows = self.store.rows(sweep_id=ident, states=RESUMABLE_STATES) if ident else []
+        rows = list(reversed(self.store.rows(sweep_id=ident))) if ident else []  # in the order it made them
         row = self.store.find(ident) if ident and not rows else None
         if row is not None:
             rows = [row]
+        past = self.sweep_of(ident) if ident and not rows else None
+        if past is not None:  # a sweep of cache hits only: no rows of its own, nothing to cancel
+            rows = [self.find(job.id) for job in past.jobs]
         if not rows:
             known = ", ".join(j.id for j in self.runner.jobs[-8:]) or "none yet"
             raise ValidationError(
