@@ -101,6 +101,7 @@ def test_every_id_kind_works_in_every_command_after_a_restart(
         assert row.state == "done" and sess.lineage(ident).steps[-1].row.cbid == row.cbid
         assert sess.info(ident)["file"] and sess.is_picked(ident) and sess.save_report(ident).is_file()
         assert len(compare_targets(sess, [ident])) == 1
+        assert sess.cancel(ident) == 0  # the Python cancel: it had ended, nothing to cancel
     for sweep_id in sweeps:
         ip.run_line_magic("gemimg", f"report {sweep_id}")
         assert f"sweep_{sweep_id}.html" in capsys.readouterr().out
@@ -243,6 +244,25 @@ def test_re_running_the_cells_after_a_restart_queues_the_edit_again_once(ip: Any
     wait_for(lambda: b.done(), 60, "the edit to end")
     assert b.state.value == "done" and submits(sim) == 2 and _waiting(tmp_output) == 0
     assert get_session().resume() == []
+
+
+def test_an_earlier_process_queued_edit_is_named_in_one_line_and_can_be_cancelled_free(
+    ip: Any, tmp_output: Path, sim: Any, capsys: Any
+) -> None:
+    sim.configure(latency=(30.0, 40.0))
+    parent_id, edit_id = said(run_child(_QUEUED, child_env(tmp_output, sim)), "IDS")
+    reset_session(quick_settings(tmp_output, base_url=sim.base_url, poll_max=0.3))
+    ip.run_line_magic("load_ext", "gemimg_jupyter")
+    with pytest.raises(UsageError, match=rf"'{edit_id}' is an edit still waiting for job {parent_id}; %gemimg resume"):
+        ip.run_line_magic("gemimg", f"lineage {edit_id}")
+    capsys.readouterr()
+    ip.run_line_magic("gemimg", f"cancel {edit_id}")
+    assert f"cancelled 1 job ({edit_id}) an earlier session left unsent" in capsys.readouterr().out
+    assert _waiting(tmp_output) == 0
+    resumed = get_session().resume()
+    assert [j.id for j in resumed] == [parent_id]
+    sim.advance(60)
+    assert resumed[0].wait(30) and resumed[0].state.value == "done" and submits(sim) == 1
 
 
 def test_a_version_5_ledger_gets_the_version_6_tables_and_keeps_its_rows(tmp_output: Path) -> None:

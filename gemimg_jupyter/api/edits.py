@@ -23,6 +23,7 @@ from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick, Picks
+from gemimg_jupyter.ledger.restart import WaitingEdits
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 
 __all__ = ["Edits", "EditsOwner"]
@@ -82,6 +83,7 @@ class Edits:
             )
         if row is None and isinstance(target, str):
             self._refuse_sweep_id(target.strip())
+            self._refuse_waiting_edit(target.strip())
         if row is None:
             raise ValidationError(
                 f"{what} is not in the ledger (yet); name a result, a job id (see Session.jobs()) or a task id",
@@ -107,6 +109,17 @@ class Edits:
             field="image",
             value=ident,
         )
+
+    def _refuse_waiting_edit(self, ident: str) -> None:
+        """The id of an edit an earlier session queued behind a parent that had no image yet: one line saying so."""
+        entry = WaitingEdits(self.store).find(ident) if ident else None
+        if entry is not None:
+            raise ValidationError(
+                f"{ident!r} is an edit still waiting for job {entry.parent[-6:]}; %gemimg resume (gi.resume())"
+                " sends it when that image lands",
+                field="image",
+                value=ident,
+            )
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
         """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`.

@@ -52,7 +52,7 @@ from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.gateway.references import check_reference_url
 from gemimg_jupyter.ledger.picks import Pick, Picks
-from gemimg_jupyter.ledger.restart import Aliases, WaitingEdits
+from gemimg_jupyter.ledger.restart import Aliases, WaitingEdit, WaitingEdits
 from gemimg_jupyter.ledger.sidecar import image_info
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 from gemimg_jupyter.plans.plan import (
@@ -574,12 +574,25 @@ class Session:
         past = self.sweep_of(ident) if ident and not rows else None
         if past is not None:  # a sweep of cache hits only: no rows of its own, nothing to cancel
             rows = [self.find(job.id) for job in past.jobs]
+        queued = self.waiting.find(ident) if ident and not rows else None
+        if queued is not None:  # an edit an earlier session queued behind its parent: not sent, nothing paid
+            return self._cancel_waiting(queued)
         if not rows:
             known = ", ".join(j.id for j in self.runner.jobs[-8:]) or "none yet"
             raise ValidationError(
                 f"no job or sweep {target!r} in this session or the ledger; jobs: {known}", field="job", value=target
             )
         return cancel_rows(self.store, rows, drop=drop)
+
+    def _cancel_waiting(self, entry: WaitingEdit) -> CancelOutcome:
+        """Cancel an edit an earlier session queued (free: it was never sent); one a live kernel holds stays."""
+        out = CancelOutcome()
+        if entry.owner != self.store.owner and self.store.owner_alive(entry.owner):
+            out.busy.append(entry.id)
+        elif self.waiting.take(entry):
+            self.waiting.forget(entry.cbid)
+            out.cancelled.append(entry.id)
+        return out
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job and sweep grid is finished (``False`` if ``timeout`` came first)."""
