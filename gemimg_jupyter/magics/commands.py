@@ -83,7 +83,9 @@ def targeted_jobs(sess: Session, target: str | None) -> list[Job] | None:
 
 def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
     p = ctx.subparser("cancel")
-    p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
+    p.add_argument(
+        "target", nargs="?", default="all", help="a job id, a sweep id (an earlier session's too), or all (default)"
+    )
     p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
     ns = p.parse_args(argv)
     sess = ctx.session()
