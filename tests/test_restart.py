@@ -121,6 +121,34 @@ def test_every_id_kind_works_in_every_command_after_a_restart(
     assert sess.sim.stats()["submits_accepted"] == 0  # nothing of this was paid again
 
 
+_SHAPES = """
+import json
+import gemimg_jupyter as gi
+paired = gi.sweep("a cat", gi.pair(size=["1:1", "16:9"], top_p=[0.5, 0.9]), "prompt=cat,dog", temperature=[0.3, 0.6])
+repeated = gi.sweep("a fox", temperature=[0.2, 0.9], repeats=2)
+def shape(s):
+    axes = [[m.name for m in a.members] for a in s.plan.axes]
+    return [s.id, list(s.plan.shape), s.plan.repeats, axes, [[c.index, c.key, c.position] for c in s.plan.cells]]
+print("SHAPES", json.dumps([shape(paired), shape(repeated)]))
+"""
+
+
+def test_an_earlier_sweep_is_rebuilt_with_its_axes_pairs_and_repeats(tmp_output: Path) -> None:
+    """Three axes (one a pair, one a prompt search/replace) and a repeated sweep: the same grid positions."""
+    import json
+
+    done = run_child(_SHAPES, child_env(tmp_output, GEMIMG_SIM_LATENCY="0.1,0.2"))
+    (line,) = [ln for ln in done.stdout.splitlines() if ln.startswith("SHAPES ")]
+    with Session(quick_settings(tmp_output)) as sess:
+        for sweep_id, shape, repeats, axes, cells in json.loads(line.split(" ", 1)[1]):
+            rebuilt = sess.sweep_of(sweep_id)
+            assert rebuilt is not None and list(rebuilt.plan.shape) == shape and rebuilt.plan.repeats == repeats
+            assert [[m.name for m in a.members] for a in rebuilt.plan.axes] == axes
+            where = {c.key: list(c.position) for c in rebuilt.plan.cells}
+            assert all(where[key] == position for _, key, position in cells)  # every image at its grid position
+            assert rebuilt.progress_text().startswith(f"{len(cells)}/{len(cells)} done")
+
+
 # ---------------------------------------------------------------- 6. cancel an earlier process's jobs
 
 _LEFT = """

@@ -90,90 +90,76 @@ def job_of_row(row: LedgerRow, *, hit: str | None = None, sweep_id: str | None =
     return job
 
 
-def _values(row: LedgerRow, params: GenerationParams) -> dict[str, Any]:
-    """What a sweep may vary in ``row``: axis name → value (references as their hashes)."""
+def _values(params: GenerationParams) -> dict[str, Any]:
+    """What a sweep may vary: axis name → value (references as their hashes, controls by name)."""
     values: dict[str, Any] = {name: getattr(params, name) for name in _FIELDS if name != "ref"}
     values["ref"] = tuple(r.sha256 for r in params.references)
     values.update({name: value for name, value in params.controls})
     return values
 
 
-def _label(name: str, value: Any, params: GenerationParams) -> str:
+def _label(name: str, value: Any, names: Mapping[str, str]) -> str:
+    """A value's display label; references by their file or URL name (``names``: hash → name), else their hash."""
     if name == "ref":
-        return "+".join(r.name for r in params.references) or "none"
+        return "+".join(names.get(h, h[:8]) for h in value) or "none"
     if value is None:
         return "default"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _axes(combos: list[dict[str, Any]], params: list[GenerationParams]) -> list[tuple[list[str], int]]:
-    """The varying axis names grouped by the position of their first change (X first; paired names share one)."""
+def _grouped(combos: list[dict[str, Any]]) -> list[list[str]]:
+    """The varying axis names grouped by where they first change (X first; paired names share a group)."""
     first = combos[0]
-    strides: dict[int, list[str]] = {}
+    at_change: dict[int, list[str]] = {}
     for name in first:
         at = next((i for i, c in enumerate(combos) if c.get(name) != first.get(name)), None)
         if at is not None:
-            strides.setdefault(at, []).append(name)
-    return [(names, stride) for stride, names in sorted(strides.items())][:3]
+            at_change.setdefault(at, []).append(name)
+    return [names for _, names in sorted(at_change.items())][:3]
+
+
+def _axis(group: list[str], combos: list[dict[str, Any]], ref_names: Mapping[str, str]) -> tuple[Axis, list[Any]]:
+    """One axis (its first name's values in the order they appear; the others paired on it) and those values."""
+    order: list[Any] = []
+    for c in combos:
+        if c[group[0]] not in order:
+            order.append(c[group[0]])
+    members = []
+    for name in group:
+        values = [next(c[name] for c in combos if c[group[0]] == v) for v in order]
+        members.append(Axis(name, tuple(values), tuple(_label(name, v, ref_names) for v in values)))
+    return Axis(members[0].name, members[0].values, members[0].labels, tuple(members[1:])), order
 
 
 def past_sweep(store: Store, sweep_id: str, *, cell_size: int = 320) -> SweepResult | None:
     """The sweep ``sweep_id`` of an earlier session, rebuilt from its ledger rows; ``None`` without rows."""
-    own = [(r.created, r.cbid, r, None) for r in reversed(store.rows(sweep_id=sweep_id))]  # the order it wrote them
-    hits = [(when, cbid, r, cbid) for cbid, when, r in Aliases(store).of_sweep(sweep_id)]
+    own = [(r.created, r, None) for r in reversed(store.rows(sweep_id=sweep_id))]  # in the order it wrote them
+    hits = [(when, r, cbid) for cbid, when, r in Aliases(store).of_sweep(sweep_id)]
     items = sorted(hits, key=lambda item: item[0]) + own if hits else own  # hits were made before any new row
     if not items:
         return None
-    rows = [item[2] for item in items]
+    rows = [row for _, row, _ in items]
     params = [params_of_row(r) for r in rows]
+    ref_names = {ref.sha256: ref.name for p in params for ref in p.references}
     combos: list[dict[str, Any]] = []
-    first_of: dict[str, int] = {}
-    for r, p in zip(rows, params, strict=True):
-        values = _values(r, p)
-        ident = repr(sorted(values.items(), key=lambda kv: kv[0]))
-        if ident not in first_of:
-            first_of[ident] = len(combos)
+    known: set[str] = set()
+    for values in (_values(p) for p in params):
+        if repr(values) not in known:  # one per grid position, in the order the sweep wrote them
+            known.add(repr(values))
             combos.append(values)
-    grouped = _axes(combos, params)
-    axes: list[Axis] = []
-    seen: list[list[Any]] = []
-    for names, _ in grouped:
-        members = []
-        order: list[Any] = []
-        for c in combos:
-            if c[names[0]] not in order:
-                order.append(c[names[0]])
-        for name in names:
-            vals = [next(c[name] for c in combos if c[names[0]] == v) for v in order]
-            labels = [_label(name, v, params[0]) for v in vals]
-            members.append(Axis(name, tuple(vals), tuple(labels)))
-        axes.append(Axis(members[0].name, members[0].values, members[0].labels, tuple(members[1:])))
-        seen.append(order)
-    cells, jobs = _cells(rows, params, grouped, seen)
-    for i, (_, _, row, hit) in enumerate(items):
-        if hit:
-            jobs[i] = job_of_row(row, hit=hit, sweep_id=sweep_id)
-    plan = SweepPlan(base=params[0], axes=tuple(axes), repeats=max(r.repeat for r in rows) + 1, cells=tuple(cells))
-    return SweepResult(plan, jobs, sweep_id=sweep_id, store=store, cell_size=cell_size)
-
-
-def _cells(
-    rows: Sequence[LedgerRow],
-    params: Sequence[GenerationParams],
-    grouped: list[tuple[list[str], int]],
-    seen: list[list[Any]],
-) -> tuple[list[SweepCell], list[Job]]:
-    """One cell and one handle per row, at the grid position its values give."""
+    groups = _grouped(combos)
+    axes, orders = zip(*(_axis(group, combos, ref_names) for group in groups), strict=True) if groups else ((), ())
     cells: list[SweepCell] = []
     jobs: list[Job] = []
-    for row, p in zip(rows, params, strict=True):
-        values = _values(row, p)
-        pos = [seen[i].index(values[names[0]]) for i, (names, _) in enumerate(grouped)] + [0, 0, 0]
-        shown = {n: values[n] for names, _ in grouped for n in names}
-        labels = {n: _label(n, v, p) for n, v in shown.items()}
+    for (_, row, hit), p in zip(items, params, strict=True):
+        values = _values(p)
+        pos = [order.index(values[group[0]]) for group, order in zip(groups, orders, strict=True)] + [0, 0, 0]
+        shown = {n: values[n] for group in groups for n in group}
+        labels = {n: _label(n, v, ref_names) for n, v in shown.items()}
         cells.append(SweepCell(len(cells), pos[0], pos[1], pos[2], row.repeat, p, shown, labels))
-        jobs.append(job_of_row(row))
-    return cells, jobs
+        jobs.append(job_of_row(row, hit=hit, sweep_id=sweep_id))
+    plan = SweepPlan(base=params[0], axes=tuple(axes), repeats=max(r.repeat for r in rows) + 1, cells=tuple(cells))
+    return SweepResult(plan, jobs, sweep_id=sweep_id, store=store, cell_size=cell_size)
 
 
 class CancelOutcome:
