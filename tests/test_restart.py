@@ -242,6 +242,24 @@ def test_a_queued_edit_survives_a_restart_and_resume_sends_it_when_the_parent_la
         assert submits(sim) == 2 and _waiting(tmp_output) == 0 and sess.resume() == []
 
 
+def test_a_queued_edit_whose_parent_landed_meanwhile_is_sent_at_once_and_keeps_answering_to_its_id(
+    tmp_output: Path, sim: Any
+) -> None:
+    sim.configure(latency=(30.0, 40.0))
+    parent_id, edit_id = said(run_child(_QUEUED, child_env(tmp_output, sim)), "IDS")
+    with Session(quick_settings(tmp_output, base_url=sim.base_url, poll_max=0.3)) as sess:
+        parent = sess.generate("a red kite", wait=False)  # the parent's cell run again: its row is taken over
+        sim.advance(60)
+        assert parent.wait(30) and parent.id == parent_id and submits(sim) == 1
+        (edit,) = sess.resume()
+        assert edit.waiting_for is None and _waiting(tmp_output) == 0  # sent at once: its parent has its image
+        wait_for(lambda: edit.task_id, 30, "the edit to be sent")
+        sim.advance(60)
+        assert edit.wait(30) and edit.state.value == "done" and submits(sim) == 2
+        assert sess.find(edit_id).cbid == edit.cbid  # the id the dead kernel showed still names it
+        assert [s.row.cbid[-6:] for s in sess.lineage(edit_id).steps] == [parent_id, edit.id]
+
+
 def test_a_queued_edit_of_a_parent_that_fails_after_a_restart_ends_failed_free(tmp_output: Path, sim: Any) -> None:
     sim.configure(latency=(30.0, 40.0), fail_rate=1.0)
     parent_id, edit_id = said(run_child(_QUEUED, child_env(tmp_output, sim)), "IDS")
