@@ -44,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) gemimg_outputs demo_out artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-k6 gemimg_outputs demo_out artifacts .pytest_cache .mypy_cache .ruff_cache

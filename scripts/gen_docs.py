@@ -185,7 +185,9 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "cancel": (
         "%gemimg cancel all --drop",
         "A job that was already submitted is paid for, so plain `cancel` still downloads it; "
-        "`--drop` stops collecting it too.",
+        "`--drop` stops collecting it too. After a restart, `cancel ID` takes the id of a job or sweep an "
+        "earlier session left unfinished: what was never sent ends `cancelled` (free, `resume` skips it); "
+        "what was sent is paid and the gateway cannot cancel it, so `resume` still collects it unless `--drop`.",
     ),
     "wait": (
         "%gemimg wait --timeout 120",
@@ -195,7 +197,9 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "resume": (
         "%gemimg resume",
         "After a kernel restart, `%load_ext gemimg_jupyter` says how many jobs the ledger holds unfinished; "
-        "`resume` polls and downloads them (nothing is submitted twice).",
+        "`resume` polls and downloads them (nothing is submitted twice), and sends the edits that waited for "
+        "one of them once its image lands. A script or terminal IPython that exits with jobs unfinished says so "
+        "in one line; re-running the same code, or `gi.resume()`, collects them.",
     ),
     "history": (
         "%gemimg history 8",
@@ -225,7 +229,8 @@ LINE_EXAMPLES: dict[str, tuple[str, str]] = {
     "unpick": ("%gemimg unpick blue", ""),
     "report": (
         "%gemimg report blue",
-        "On a sweep (`%gemimg report fox`) the report is its grid; on an image, its edit chain. "
+        "On a sweep (`%gemimg report fox`, or the sweep id a grid shows, an earlier session's too: it is rebuilt "
+        "from the ledger) the report is its grid; on an image, its edit chain. "
         "One HTML file that opens offline and makes no request, with the comparison view inside it (full-size "
         "picture and caption on click; side by side, swipe and zoom of two; arrow keys; usable on a phone); each "
         "image says whether it is suspect and whether it carries content credentials (`present (not validated)` "

@@ -561,9 +561,15 @@ def sim_env(output_dir: str | os.PathLike[str] | None = None, **extra: str) -> d
 
 
 def execute(
-    nb: NotebookNode, *, cwd: str | os.PathLike[str], env: Mapping[str, str] | None = None, timeout: int = 180
+    nb: NotebookNode,
+    *,
+    cwd: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    timeout: int = 180,
+    kernel_name: str = "python3",
 ) -> NotebookNode:
-    """Run every cell of ``nb`` in a fresh python3 kernel started in ``cwd`` (in place; also returned).
+    """Run every cell of ``nb`` in a fresh kernel (``kernel_name``, python3 by default) started in ``cwd`` (in
+    place; also returned).
 
     The kernel talks over local IPC sockets rather than TCP on loopback: nothing on the network,
     and no "running over TCP without encryption" warning in the terminal.
@@ -573,7 +579,7 @@ def execute(
             nb,
             config=Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}),
             timeout=timeout,
-            kernel_name="python3",
+            kernel_name=kernel_name,
             resources={"metadata": {"path": str(cwd)}},
             record_timing=False,
         )

@@ -416,12 +416,70 @@ def test_a_bad_backend_in_the_environment_stops_with_one_line_naming_it(
 # ---------------------------------------------------------------- 5. each job's messages go to its own output
 
 
+#: A second virtualenv with ipykernel 6.29 over the main one's packages (built once, kept; ``make clean`` drops it).
+KERNEL6 = Path(__file__).resolve().parents[1] / ".venv-k6"
+KERNEL6_PIN = "ipykernel==6.29.*"
+#: What pip says when it cannot reach a package registry (the only case the ipykernel 6 run is skipped for).
+_OFFLINE = ("No matching distribution", "Could not find a version", "NewConnectionError", "Network is unreachable")
+
+
+def _kernel6_python() -> Path:
+    """``.venv-k6/bin/python``: ipykernel 6.29 in its own site-packages, everything else (this package, IPython,
+    pyzmq …) from the main virtualenv through a ``.pth`` file; made once (about 2 s), then reused."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    python = KERNEL6 / "bin" / "python"
+    stamp = KERNEL6 / f".installed-{KERNEL6_PIN}"
+    if stamp.exists() and python.exists():
+        return python
+    import shutil
+
+    shutil.rmtree(KERNEL6, ignore_errors=True)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--without-pip", str(KERNEL6)], check=True, timeout=120)
+    probe = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    own = Path(subprocess.run([str(python), "-c", probe], check=True, capture_output=True, text=True).stdout.strip())
+    main = sysconfig.get_paths()["purelib"]  # addsitedir also reads its .pth files (the editable install)
+    (own / "gemimg-main-venv.pth").write_text(f"import site; site.addsitedir({main!r})\n", encoding="utf-8")
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", KERNEL6_PIN]
+    done = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        shutil.rmtree(KERNEL6, ignore_errors=True)
+        if any(word in done.stderr for word in _OFFLINE):
+            pytest.skip(f"pip cannot reach a package registry for {KERNEL6_PIN}: {done.stderr.strip()[-200:]}")
+        raise AssertionError(done.stderr)
+    stamp.write_text("ok\n", encoding="utf-8")
+    return python
+
+
+@pytest.fixture
+def kernel6(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The name of a kernelspec (in a temporary ``JUPYTER_PATH``) that runs ipykernel 6.29."""
+    import json
+
+    spec = tmp_path / "jupyter" / "kernels" / "gemimg-ipykernel6"
+    spec.mkdir(parents=True)
+    argv = [str(_kernel6_python()), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    kernel = {"argv": argv, "display_name": "Python (ipykernel 6.29)", "language": "python"}
+    (spec / "kernel.json").write_text(json.dumps(kernel), encoding="utf-8")
+    monkeypatch.setenv("JUPYTER_PATH", str(spec.parents[1]))
+    return spec.name
+
+
 @pytest.mark.notebook
-def test_a_size_note_lands_in_its_own_cells_output_in_a_real_kernel(tmp_path: Path) -> None:
-    """The job lands while a later cell prints and waits: its note is in its own cell, named, and nowhere else."""
+@pytest.mark.parametrize("kernel", ["ipykernel7", "ipykernel6"])
+def test_a_size_note_lands_in_its_own_cells_output_in_a_real_kernel(
+    tmp_path: Path, kernel: str, request: pytest.FixtureRequest
+) -> None:
+    """The job lands while a later cell prints and waits: its note is in its own cell, named, and nowhere else,
+    on ipykernel 7 (this virtualenv's) and on ipykernel 6.29 (a second virtualenv, see :func:`_kernel6_python`)."""
     import nbformat
 
     from .test_notebooks import make_notebooks
+
+    kernel_name = "python3" if kernel == "ipykernel7" else request.getfixturevalue("kernel6")
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -432,12 +490,15 @@ def test_a_size_note_lands_in_its_own_cells_output_in_a_real_kernel(tmp_path: Pa
         nbformat.v4.new_code_cell("%%gemimg -o fox --size 1:1\na paper-cut fox"),
         nbformat.v4.new_code_cell('print("a later cell")\nfox.wait(120)\nprint("fox", fox.state.value, fox.id)'),
         nbformat.v4.new_code_cell("%gemimg wait"),
+        nbformat.v4.new_code_cell("import ipykernel\nprint('ipykernel', ipykernel.__version__)"),
     ]
-    make_notebooks.execute(nb, cwd=tmp_path, env=make_notebooks.sim_env(tmp_path / "out", GEMIMG_SIM_LATENCY="0.5,1"))
+    env = make_notebooks.sim_env(tmp_path / "out", GEMIMG_SIM_LATENCY="0.5,1")
+    make_notebooks.execute(nb, cwd=tmp_path, env=env, kernel_name=kernel_name)
 
     def texts(cell: Any) -> str:
         return "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in cell.outputs)
 
+    assert f"ipykernel {kernel[-1]}." in texts(nb.cells[-1]), texts(nb.cells[-1])
     later = texts(nb.cells[2])
     assert "a later cell" in later and "fox done" in later, later
     job_id = later.split()[-1]
@@ -582,8 +643,10 @@ def test_ids_from_an_earlier_process_keep_working_and_its_numbers_agree(ip: Any,
             ip.run_line_magic("gemimg", f"pick {ident}")
             assert get_session().info(ident)["file"]
     with pytest.raises(UsageError, match=rf"'{old_sweep}' is a sweep of an earlier session") as err:
-        ip.run_line_magic("gemimg", f"report {old_sweep}")
+        ip.run_line_magic("gemimg", f"lineage {old_sweep}")
     assert all(image.split(",")[0] in one_line(err) for image in images)
+    ip.run_line_magic("gemimg", f"report {old_sweep}")  # rebuilt from its rows (tests/test_restart.py: every id)
+    assert f"sweep_{old_sweep}.html" in capsys.readouterr().out
     capsys.readouterr()
     ip.run_cell_magic("gemimg", "--sweep temperature=0.2,0.9 -o s --wait", "a lighthouse")  # the same cell, again
     assert "2 requests, 2 cached, ≈ $0.00" in capsys.readouterr().out

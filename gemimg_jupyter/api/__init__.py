@@ -9,6 +9,7 @@
 ``report``      the self-contained HTML report
 ``progress``    the one-line bar shown while a script waits
 ``compare``     the comparison view as plain data (a face shows it)
+``earlier``     what an earlier process left: its sweeps rebuilt, its jobs cancelled, its queued edits
 ==============  ======================================================================
 
 This package's ``__init__`` is the one door from the faces (magics, panel, display) into the core:

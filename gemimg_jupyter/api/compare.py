@@ -340,6 +340,7 @@ def compare_targets(session: Any, targets: Sequence[object], *, picked: bool = F
     A sweep among several contributes all its images; ``picked=True`` adds every picked image of the
     session's output folder (newest pick first).
     """
+    targets = [(session.sweep_of(t) or t) if isinstance(t, str) else t for t in targets]  # an earlier sweep's id too
     sweeps = [t for t in targets if callable(getattr(t, "compare", None)) and hasattr(t, "plan")]
     if len(targets) == 1 and sweeps and not picked:
         return sweeps[0].compare()  # type: ignore[attr-defined,no-any-return]

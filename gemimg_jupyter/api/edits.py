@@ -23,6 +23,7 @@ from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine import Job
 from gemimg_jupyter.ledger.picks import Pick, Picks
+from gemimg_jupyter.ledger.restart import WaitingEdits
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 
 __all__ = ["Edits", "EditsOwner"]
@@ -44,6 +45,8 @@ class EditsOwner(Protocol):
     def sweeps(self) -> Sequence[SweepResult]: ...
 
     def find_job(self, job_id: str) -> Job | None: ...
+
+    def sweep_of(self, sweep_id: str) -> SweepResult | None: ...
 
     @property
     def settings(self) -> Settings: ...
@@ -80,6 +83,7 @@ class Edits:
             )
         if row is None and isinstance(target, str):
             self._refuse_sweep_id(target.strip())
+            self._refuse_waiting_edit(target.strip())
         if row is None:
             raise ValidationError(
                 f"{what} is not in the ledger (yet); name a result, a job id (see Session.jobs()) or a task id",
@@ -89,29 +93,33 @@ class Edits:
         return row
 
     def sweep_named(self, target: object) -> SweepResult | None:
-        """This session's sweep whose id ``target`` is, if any."""
-        if not isinstance(target, str):
-            return None
-        return next((sweep for sweep in self.session.sweeps if sweep.id == target.strip()), None)
+        """The sweep whose id ``target`` is, if any: this session's, or an earlier one's rebuilt from the ledger."""
+        return self.session.sweep_of(target) if isinstance(target, str) else None
 
     def _refuse_sweep_id(self, ident: str) -> None:
         """A sweep id where one image is wanted: one line naming its images (a sweep of an earlier session too)."""
         sweep = self.sweep_named(ident)
-        if sweep is not None:
-            ids = [job.id for job in sweep.jobs]
-            when = ""
-        else:
-            rows = self.store.rows(sweep_id=ident) if ident else []
-            if not rows:
-                return
-            ids = [row.cbid[-6:] for row in reversed(rows)]
-            when = " of an earlier session (run its cell again for its grid and report: finished images are $0)"
+        if sweep is None:
+            return
+        ids = [job.id for job in sweep.jobs]
+        when = "" if any(s is sweep for s in self.session.sweeps) else " of an earlier session"
         shown = ", ".join(ids[:6]) + (", …" if len(ids) > 6 else "")
         raise ValidationError(
             f"{ident!r} is a sweep{when}, not one image; name one of its {len(ids)} images by job id: {shown}",
             field="image",
             value=ident,
         )
+
+    def _refuse_waiting_edit(self, ident: str) -> None:
+        """The id of an edit an earlier session queued behind a parent that had no image yet: one line saying so."""
+        entry = WaitingEdits(self.store).find(ident) if ident else None
+        if entry is not None:
+            raise ValidationError(
+                f"{ident!r} is an edit still waiting for job {entry.parent[-6:]}; %gemimg resume (gi.resume())"
+                " sends it when that image lands",
+                field="image",
+                value=ident,
+            )
 
     def edit_source(self, target: object) -> tuple[ReferenceImage, dict[str, Any]]:
         """The image to edit as a reference, and the ``parent`` record; see :meth:`Session.edit_source`.

@@ -13,12 +13,14 @@ The magics and the panel use the same default session (:func:`get_session`).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,21 +29,31 @@ from PIL import Image
 
 from gemimg_jupyter.api import catalogue
 from gemimg_jupyter.api.budget import Budget
+from gemimg_jupyter.api.earlier import (
+    CancelOutcome,
+    cancel_rows,
+    params_of_request,
+    past_sweep,
+    request_of,
+    resume_edits,
+)
 from gemimg_jupyter.api.edits import Edits
-from gemimg_jupyter.api.lineage import Lineage
+from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.api.reach import reachable, reachable_axis
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.durations import parse_duration
 from gemimg_jupyter.domain.errors import ConfigError, ValidationError
-from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
+from gemimg_jupyter.domain.models import GenerationParams, JobState, ReferenceImage
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
+from gemimg_jupyter.domain.text import plural
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine import Job, JobRunner, Listener, RateGate
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.gateway.references import check_reference_url
 from gemimg_jupyter.ledger.picks import Pick, Picks
+from gemimg_jupyter.ledger.restart import Aliases, WaitingEdit, WaitingEdits
 from gemimg_jupyter.ledger.sidecar import image_info
 from gemimg_jupyter.ledger.store import LedgerRow, Store
 from gemimg_jupyter.plans.plan import (
@@ -173,6 +185,9 @@ class Session:
             self.pickbook = Picks(self.store)
             self.edits = Edits(self, self.store, self.pickbook)
             self.budget = Budget(self.settings, self.store, self.runner)
+            self.aliases = Aliases(self.store)
+            self.waiting = WaitingEdits(self.store)
+            self.runner.add_listener(self._remember_hit)
         except BaseException:
             self._stop_sim()  # a failed load leaves no simulator behind
             self.store.close()
@@ -183,6 +198,14 @@ class Session:
         self.say: Callable[[str], None] = _say  # where they go (the magics print them as their own lines)
         self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
         self._closed = False
+        _OPEN.add(self)
+
+    def _remember_hit(self, job: Job) -> None:
+        """A cache hit's id is written down with the row its image is from (it has no row of its own)."""
+        if job.state is JobState.CACHED:
+            source = ledger_cbid(job)
+            if source != job.cbid:
+                self.aliases.remember(job.cbid, source, job.sweep_id, job.created)
 
     def _start_sim(self) -> str:
         from gemimg_jupyter.sim import SimConfig, SimServer
@@ -325,7 +348,7 @@ class Session:
         check_keywords("Session.generate", kwargs)
         waiting = self.edits.unfinished_parent(edit)
         if waiting is not None:  # an edit of an image still being made: queued behind it, the cell returns at once
-            job = self._edit_after(waiting, prompt, repeat, fresh, listeners, defaults, kwargs)
+            job = self._edit_after(waiting, self.params(prompt, defaults=defaults, **kwargs), repeat, fresh, listeners)
             if wait:
                 job.result()
             return job
@@ -361,15 +384,17 @@ class Session:
     def _edit_after(
         self,
         waiting: Job,
-        prompt: str,
+        params: GenerationParams,
         repeat: int,
         fresh: bool,
         listeners: Sequence[Listener],
-        defaults: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
+        cbid: str | None = None,
     ) -> Job:
-        """An edit of ``waiting`` (not ended yet), checked now as far as it can be, submitted when its image lands."""
-        params = self.params(prompt, defaults=defaults, **kwargs)  # what it shows while it waits
+        """An edit of ``waiting`` (not ended yet), checked now as far as it can be, submitted when its image lands.
+
+        Until it claims its row it is written down in the ledger (``waiting_edits``), so a restart keeps it:
+        ``resume`` in the next process sends it when the parent lands, or ends it, free.
+        """
         spec = params.spec
         if len(params.references) + 1 > spec.max_refs:
             raise ValidationError(
@@ -382,12 +407,39 @@ class Session:
             self.check_budget(params.price_usd or 0.0)  # an edit of an image not made yet cannot be a cache hit now
         if any(ref.url for ref in params.references):
             self.check_reference_urls([params])
+        request = request_of(params, repeat, fresh, self.remember_reference)
 
         def resolve() -> tuple[GenerationParams, dict[str, Any]]:
             ref, parent = self.edit_source(waiting)
             return params.with_(references=(ref, *params.references)), parent
 
-        return self.runner.submit_after(waiting, params, resolve, repeat=repeat, fresh=fresh, listeners=listeners)
+        job = self.runner.submit_after(
+            waiting, params, resolve, repeat=repeat, fresh=fresh, listeners=listeners, cbid=cbid
+        )
+        queued = job.cbid
+        self.waiting.keep(queued, waiting.cbid, request, self.backend)
+        kept = [True]
+
+        def claimed(j: Job) -> None:  # its row is claimed (or it ended): the ledger's jobs table has it now
+            if kept[0] and (j.waiting_for is None or j.done()):
+                kept[0] = False
+                self.waiting.forget(queued)
+
+        job.add_listener(claimed)
+        return job
+
+    def edit_when_ready(self, parent: Job | LedgerRow, request: Mapping[str, Any], cbid: str) -> Job:
+        """An edit an earlier process queued (``waiting_edits``, id ``cbid``): queued again behind ``parent``
+        while it runs (same id), sent now once it has its image (its earlier id then names it too); a parent
+        without an image refuses it (one line, nothing paid)."""
+        params = params_of_request(request)
+        repeat, fresh = int(request.get("repeat", 0)), bool(request.get("fresh", False))
+        if isinstance(parent, Job) and not parent.done():
+            return self._edit_after(parent, params, repeat, fresh, (), cbid=cbid)
+        ref, link = self.edit_source(parent)
+        job = self.submit(params.with_(references=(ref, *params.references)), repeat=repeat, fresh=fresh, parent=link)
+        self.aliases.remember(cbid, job.cbid, None, time.time())
+        return job
 
     def plan(
         self,
@@ -529,14 +581,53 @@ class Session:
         """Block until these jobs have ended (``False`` if ``timeout`` came first)."""
         return self.runner.wait(list(jobs), timeout=timeout)
 
+    def sweep_of(self, sweep_id: str) -> SweepResult | None:
+        """A sweep by id: this session's, else one of an earlier session rebuilt from its ledger rows."""
+        sweep_id = sweep_id.strip()
+        return self.find_sweep(sweep_id) or (past_sweep(self.store, sweep_id) if sweep_id else None)
+
     def cancel(self, target: str = "all", *, drop: bool = False) -> int:
-        """Cancel a job (by id), a sweep (by id) or everything."""
+        """Cancel a job (by id), a sweep (by id) or everything.
+
+        An id of an earlier session's unfinished job or sweep is cancelled in the ledger: a job never
+        sent ends ``cancelled`` (free; ``resume`` skips it); one already sent was paid and is left for
+        ``resume`` unless ``drop`` (one line says which).
+        """
         if target != "all" and self.find_job(target) is None and self.find_sweep(target) is None:
+            outcome = self.cancel_earlier(target, drop=drop)
+            self.say(outcome.line(drop=drop))
+            return len(outcome.cancelled) + (len(outcome.paid) if drop else 0)
+        return self.runner.cancel(target, drop=drop)
+
+    def cancel_earlier(self, target: str, *, drop: bool = False) -> CancelOutcome:
+        """Cancel what an earlier session left unfinished under ``target`` (a job or sweep id); see :meth:`cancel`."""
+        ident = target.strip()
+        rows = list(reversed(self.store.rows(sweep_id=ident))) if ident else []  # in the order it made them
+        row = self.store.find(ident) if ident and not rows else None
+        if row is not None:
+            rows = [row]
+        past = self.sweep_of(ident) if ident and not rows else None
+        if past is not None:  # a sweep of cache hits only: no rows of its own, nothing to cancel
+            rows = [self.find(job.id) for job in past.jobs]
+        queued = self.waiting.find(ident) if ident and not rows else None
+        if queued is not None:  # an edit an earlier session queued behind its parent: not sent, nothing paid
+            return self._cancel_waiting(queued)
+        if not rows:
             known = ", ".join(j.id for j in self.runner.jobs[-8:]) or "none yet"
             raise ValidationError(
-                f"no job or sweep {target!r} in this session; jobs: {known}", field="job", value=target
+                f"no job or sweep {target!r} in this session or the ledger; jobs: {known}", field="job", value=target
             )
-        return self.runner.cancel(target, drop=drop)
+        return cancel_rows(self.store, rows, drop=drop)
+
+    def _cancel_waiting(self, entry: WaitingEdit) -> CancelOutcome:
+        """Cancel an edit an earlier session queued (free: it was never sent); one a live kernel holds stays."""
+        out = CancelOutcome()
+        if entry.owner != self.store.owner and self.store.owner_alive(entry.owner):
+            out.busy.append(entry.id)
+        elif self.waiting.take(entry):
+            self.waiting.forget(entry.cbid)
+            out.cancelled.append(entry.id)
+        return out
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job and sweep grid is finished (``False`` if ``timeout`` came first)."""
@@ -550,13 +641,16 @@ class Session:
         return True
 
     def resume(self) -> list[Job]:
-        """Finish unfinished ledger rows whose owner is gone (a dead kernel's; never a live one's)."""
-        return self.runner.resume()
+        """Finish unfinished ledger rows whose owner is gone (a dead kernel's; never a live one's), and send
+        the edits such a kernel had queued behind a parent (once the parent lands; free if it has no image)."""
+        jobs = self.runner.resume()
+        return jobs + resume_edits(self)
 
     def pending_count(self) -> int:
         """Unfinished rows of this backend whose owner is gone (a hint to ``resume``; a re-run takes them too)."""
         active = {j.cbid for j in self.runner.jobs}
-        return sum(1 for row in self.store.orphans(self.backend) if row.cbid not in active)
+        rows = sum(1 for row in self.store.orphans(self.backend) if row.cbid not in active)
+        return rows + len(self.waiting.orphans(self.backend))
 
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest stored images."""
@@ -665,6 +759,41 @@ class Session:
 
 _DEFAULT: Session | None = None
 _DEFAULT_LOCK = threading.RLock()
+#: Sessions not closed yet, for the one line at exit (:func:`exit_line`).
+_OPEN: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def exit_line(sessions: Iterable[Session]) -> str | None:
+    """The one line a process that exits with unfinished jobs prints (``None`` when every job has ended)."""
+    jobs = [job for sess in sessions if not sess.closed for job in sess.jobs() if not job.done()]
+    paid = sum(1 for job in jobs if job.task_id is not None)
+    unsent = len(jobs) - paid
+    if not jobs:
+        return None
+    parts = []
+    if paid:
+        parts.append(f"{plural(paid, 'paid job')} still running at the gateway")
+    if unsent:
+        parts.append(f"{plural(unsent, 'job')} not sent yet (nothing paid)")
+    how = "collects them at no new cost" if paid else "sends them"
+    return (
+        f"gemimg: exiting with {' and '.join(parts)}; run the same code again, or gi.resume() in a new session"
+        f" (%gemimg resume), which {how}"
+    )
+
+
+@atexit.register
+def _at_exit() -> None:
+    """One line on stderr when the process exits with unfinished jobs; then the sessions hand their rows back."""
+    try:
+        sessions = list(_OPEN)
+        line = exit_line(sessions)
+        if line is not None:
+            print(line, file=sys.stderr, flush=True)  # noqa: T201 - the process is leaving: stderr is the only place
+        for sess in sessions:
+            sess.close()
+    except Exception:
+        log.debug("closing the sessions at exit failed", exc_info=True)
 
 
 def get_session(settings: Settings | None = None) -> Session:

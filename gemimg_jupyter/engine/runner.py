@@ -214,6 +214,7 @@ class JobRunner:
         repeat: int = 0,
         fresh: bool = False,
         listeners: Sequence[Listener] = (),
+        cbid: str | None = None,
     ) -> Job:
         """A job queued behind ``parent`` (an edit of an image still being made); returns at once, ``queued``.
 
@@ -224,7 +225,7 @@ class JobRunner:
         """
         if self.closed:
             raise JobError("the job runner is shut down; load the extension again")
-        rec = JobRecord(params, repeat=repeat, owner=self.owner)
+        rec = JobRecord(params, repeat=repeat, cbid=cbid, owner=self.owner)  # ``cbid``: the id it was queued with
         rec.job.waiting_for = parent.id
         self._register(rec)
         for listener in listeners:

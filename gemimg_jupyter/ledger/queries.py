@@ -114,7 +114,13 @@ def find(db: sqlite3.Connection, root: Path, ident: str) -> LedgerRow | None:
         "SELECT * FROM jobs WHERE task_id = ? OR substr(cbid, -6) = ? ORDER BY (state = ?) DESC, created DESC LIMIT 1",
         (ident, ident.lower(), DONE),
     ).fetchone()
-    return row_from_sql(found, root) if found else None
+    if found:
+        return row_from_sql(found, root)
+    alias = db.execute(  # a cache hit's id: the row its image is from (schema 6)
+        "SELECT source FROM aliases WHERE cbid = ? OR substr(cbid, -6) = ? ORDER BY created DESC LIMIT 1",
+        (ident, ident.lower()),
+    ).fetchone()
+    return get(db, root, str(alias[0])) if alias else None
 
 
 def edit_counts(db: sqlite3.Connection) -> dict[str, int]:

@@ -37,7 +37,7 @@ __all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerRow", "immediate", "open
 log = logging.getLogger(__name__)
 
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
 #: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
@@ -179,8 +179,37 @@ def _to_v5(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+# Version 6 (issue #26): what a restart must not forget. ``waiting_edits``: an edit queued behind a parent that
+# had no image yet (it has no ``jobs`` row until the parent lands): its own parameters as the session takes them,
+# and the parent's ``client_business_id``; ``resume`` sends it once the parent lands, or fails it, free.
+# ``aliases``: a cache hit's job id (a ``client_business_id`` with no row of its own) and the row its image is
+# from, with its sweep, so the id a status line or a grid showed for it still names the image later.
+_RESTART = """
+CREATE TABLE IF NOT EXISTS waiting_edits (
+    cbid        TEXT PRIMARY KEY,
+    parent      TEXT NOT NULL,
+    request     TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    owner       TEXT,
+    created     REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    cbid        TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    sweep_id    TEXT,
+    created     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS aliases_sweep ON aliases(sweep_id)
+"""
+
+
+def _to_v6(db: sqlite3.Connection) -> None:
+    """Queued edits and cache hits' ids join the schema (new tables only; every row stays as it is)."""
+    _execute_all(db, _RESTART)
+
+
 #: ``_MIGRATIONS[v]`` turns a version-``v`` ledger into version ``v + 1`` (version 1 had no ``user_version``).
-_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4, 4: _to_v5}
+_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4, 4: _to_v5, 5: _to_v6}
 
 
 @dataclass(frozen=True)
@@ -314,6 +343,7 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
         if version == 0:
             _execute_all(db, _SCHEMA + _OWNERS + _PICKS + _FILES)
             _to_v5(db)
+            _to_v6(db)
         else:
             for v in range(version, SCHEMA_VERSION):
                 _MIGRATIONS[v](db)

@@ -315,6 +315,13 @@ def image_target(user_ns: dict[str, Any], token: str, *, what: str, sweep_ok: bo
     raise UsageError(f"{what} {token} holds a {type(obj).__name__}, not a result; name a result or a job id")
 
 
+def in_terminal() -> bool:
+    """Whether the shell is terminal IPython (``ipython``, ``ipython -c``, a piped session): no live outputs there."""
+    from IPython import get_ipython
+
+    return any(cls.__name__ == "TerminalInteractiveShell" for cls in type(get_ipython()).__mro__)
+
+
 def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
     """Start the cell's job or sweep, show its live view and follow it (``--wait``: until it is done)."""
     sess = ctx.session()
@@ -370,7 +377,8 @@ def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
         if note:
             ctx.say(note)
         ctx.user_ns[args.output] = target
-    view.show()
+    if not in_terminal():  # a terminal shows the cell's value (Out[n]) once; a live line there would be a second
+        view.show()
     view.attach()
     ctx.views[:] = [v for v in ctx.views if not v.finished]
     ctx.views.append(view)

@@ -83,10 +83,15 @@ def targeted_jobs(sess: Session, target: str | None) -> list[Job] | None:
 
 def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
     p = ctx.subparser("cancel")
-    p.add_argument("target", nargs="?", default="all", help="a job id, a sweep id, or all (default)")
+    p.add_argument(
+        "target", nargs="?", default="all", help="a job id, a sweep id (an earlier session's too), or all (default)"
+    )
     p.add_argument("--drop", action="store_true", help="also stop collecting jobs that were already submitted")
     ns = p.parse_args(argv)
     sess = ctx.session()
+    if ns.target != "all" and targeted_jobs(sess, ns.target) is None:  # an earlier session's job or sweep
+        ctx.say(f"gemimg: {sess.cancel_earlier(ns.target, drop=ns.drop).line(drop=ns.drop)}")
+        return
     n = sess.cancel(ns.target, drop=ns.drop)  # an unknown target is refused here, in one line
     paid = [j for j in targeted_jobs(sess, ns.target) or [] if not j.done() and j.task_id is not None]
     msg = f"gemimg: cancelled {plural(n, 'job')}"
