@@ -336,6 +336,49 @@ def test_an_expires_at_in_the_past_or_zero_does_not_stop_the_download(says: str,
         sim.stop()
 
 
+@pytest.mark.parametrize("status", ["409", "400"])
+def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_paid_again(
+    status: str, tmp_path: Path
+) -> None:
+    """The submit's answer is lost, the look-up by business id 404s, the second submit is refused as a duplicate:
+    each row ends ``lost`` with its price counted as spent; a re-run pays nothing (its plan line says why);
+    ``fresh`` pays again and says so."""
+    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=6, lost_submit=status))
+    sim.start()
+    out = tmp_path / "out"
+    try:
+        with Session(settings_for(sim, out)) as session:
+            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
+            assert result.wait(60), result.progress_text()
+            jobs = result.jobs
+            assert [j.state for j in jobs] == [JobState.LOST] * N, [j.error for j in jobs]
+            assert all(j.cbid in (j.error or "") and "duplicate" in (j.error or "") for j in jobs)
+            price = sum(j.params.price_usd or 0.0 for j in jobs)
+            assert price > 0 and session.spent_usd() == pytest.approx(price)  # counted, not $0
+            assert session.cost()["ledger_spent_usd"] == pytest.approx(price, abs=1e-3)
+        stats = sim.stats()
+        assert stats["submits_accepted"] == N and stats["faults"]["duplicate_refused"] == N
+        with Session(settings_for(sim, out)) as again:  # a re-run: the plan says why nothing is paid
+            plan = again.plan("A paper-cut fox", axes=AXES)
+            quote = again.quote(plan)
+            assert quote.lost == N and quote.estimate_usd == 0, quote.summary
+            assert "12 paid before and lost, not paid again" in quote.summary
+            rerun_result = again.sweep("A paper-cut fox", axes=AXES, yes=True)
+            assert [j.state for j in rerun_result.jobs] == [JobState.LOST] * N
+            assert again.spent_usd() == 0 and again.cost()["ledger_spent_usd"] == pytest.approx(price, abs=1e-3)
+            assert "paid again (fresh)" in again.quote(plan, fresh=True).summary
+        assert record(f"lost submit answer, look-up 404, duplicate {status}, re-run", sim, out) == N
+        assert len(list((out / "images").glob("*.jpg"))) == 0
+        sim.configure(lost_submit="")
+        with Session(settings_for(sim, out)) as fresh:  # fresh=True pays again, and gets the image
+            job = fresh.generate("A paper-cut fox", temperature=0.2, size="1:1", fresh=True)
+            assert job.state is JobState.DONE, job.error
+            assert fresh.spent_usd() == pytest.approx(job.params.price_usd or 0.0)
+        assert sim.stats()["submits_accepted"] == N + 1
+    finally:
+        sim.stop()
+
+
 def test_a_trickle_download_ends_and_cancel_drop_stops_it(tmp_path: Path) -> None:
     sim = SimServer(config=SimConfig(latency=(0.1, 0.2), queue_delay=(0.0, 0.05), seed=8, trickle_download=0.2))
     sim.start()

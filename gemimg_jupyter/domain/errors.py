@@ -8,7 +8,8 @@
     │   └── BudgetExceededError      the work would exceed ``max_cost_usd``
     ├── APIError                     status, code, message, request id; never the key
     │   ├── BadRequestError 400/422  ├── AuthenticationError 401
-    │   │   └── ContentBlockedError  │   └── PermissionDeniedError 403
+    │   │   ├── ContentBlockedError  │   └── PermissionDeniedError 403
+    │   │   └── DuplicateRequestError 409, or a 400 naming a duplicate business id
     │   ├── InsufficientQuotaError 402, 403 insufficient_user_quota
     │   ├── ModelUnavailableError    503 model_not_found (not retried)
     │   ├── NotFoundError 404        ├── RateLimitError 429
@@ -20,6 +21,7 @@
         ├── TaskFailedError          the server said ``failed``
         ├── TaskExpiredError         the result URL expired before download
         ├── JobTimeoutError          our own deadline passed (the task may still finish)
+        ├── TaskLostError            paid, but the gateway cannot find the task (a duplicate refusal)
         └── JobCancelled
 
 Errors are classified by the body's ``error.code`` first and the HTTP status
@@ -43,6 +45,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "ContentBlockedError",
+    "DuplicateRequestError",
     "GemimgError",
     "InsufficientQuotaError",
     "InvalidImageError",
@@ -57,6 +60,7 @@ __all__ = [
     "TaskBlockedError",
     "TaskExpiredError",
     "TaskFailedError",
+    "TaskLostError",
     "ValidationError",
     "redact",
     "register_secret",
@@ -204,6 +208,14 @@ class ContentBlockedError(
     """The gateway refused the prompt or references for a safety or content-policy reason (nothing is charged)."""
 
 
+class DuplicateRequestError(BadRequestError):
+    """409, or a 400 naming a duplicate: the gateway already has a task with this ``client_business_id``.
+
+    To a submit that may have reached the gateway before (its answer lost), this says the first one was
+    accepted, and so paid for.
+    """
+
+
 class AuthenticationError(APIError, hint="check TOAPIS_API_KEY or use Settings(api_key=...)"):
     """401: the key is missing, wrong or revoked."""
 
@@ -284,6 +296,13 @@ class TaskExpiredError(JobError):
 
 class JobTimeoutError(JobError):
     """The local deadline passed; the task stays in the ledger for ``resume``."""
+
+
+class TaskLostError(
+    JobError,
+    hint="a re-run does not pay for it again (fresh=True does); the gateway's support can trace the business id",
+):
+    """Paid for, but unreachable: a second submit was refused as a duplicate of a task the gateway cannot find."""
 
 
 class JobCancelled(JobError):

@@ -14,7 +14,7 @@ from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gemimg_jupyter.domain.errors import JobError, JobTimeoutError
+from gemimg_jupyter.domain.errors import JobError, JobTimeoutError, TaskLostError
 from gemimg_jupyter.domain.models import (
     IMAGE_STATES,
     PENDING_STATES,
@@ -78,6 +78,17 @@ def finish_from_store(record: Transitions, rec: JobRecord, row: LedgerRow) -> No
     job.path, job.task_id, job.progress = Path(row.path), row.task_id, 100
     job.provenance = provenance_from_file(job.path)
     record.finish(rec, JobState.CACHED)
+
+
+def finish_lost(record: Transitions, rec: JobRecord, row: LedgerRow) -> None:
+    """End the job at once ``lost``: the row says its request was paid before and cannot be collected ($0 here).
+
+    Not paid again: the ledger already counts its price; ``fresh`` pays for it again.
+    """
+    job = rec.job
+    job.error = f"paid before (business id {row.cbid}) and lost: the gateway could not find its task; not paid again"
+    job.exception = TaskLostError(job.error, hint="fresh=True pays for it again")
+    record.finish(rec, JobState.LOST, ledger=False)
 
 
 def follow(e: Engine, rec: JobRecord, deadline: float) -> Generator[float | None, None, bool]:

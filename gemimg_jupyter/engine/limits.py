@@ -244,5 +244,5 @@ class Reservations:
         job = rec.job
         with self._lock:
             if rec.reserved:
-                self._committed += (job.cost_usd if job.task_id else 0.0) - rec.reserved
+                self._committed += (job.cost_usd if job.paid else 0.0) - rec.reserved
             rec.reserved = 0.0

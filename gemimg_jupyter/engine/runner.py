@@ -200,6 +200,9 @@ class JobRunner:
             if claim.kind == "cached" and row is not None and row.path:
                 claims.finish_from_store(self._record, rec, row)
                 continue
+            if claim.kind == "lost" and row is not None:
+                claims.finish_lost(self._record, rec, row)
+                continue
             rec.adopt = row if claim.kind == "adopt" else None
             rec.unsent = claim.kind == "new" or (row is not None and row.state == "queued" and not row.sent)
             self._start(rec)
@@ -270,6 +273,9 @@ class JobRunner:
         claims.take_claim(job, claim)
         if claim.kind == "cached" and claim.row is not None and claim.row.path:
             claims.finish_from_store(self._record, rec, claim.row)
+            return
+        if claim.kind == "lost" and claim.row is not None:
+            claims.finish_lost(self._record, rec, claim.row)
             return
         rec.adopt = claim.row if claim.kind == "adopt" else None
         rec.unsent = claim.kind == "new" or (claim.row is not None and claim.row.state == "queued")
@@ -398,7 +404,7 @@ class JobRunner:
                 state = JobState.FAILED if job.task_id is None else JobState.TIMEOUT
             else:
                 job.error, job.exception = str(exc), exc if isinstance(exc, GemimgError) else None
-            if job.task_id is None:
+            if not job.paid:
                 job.cost_usd = 0.0  # nothing was paid
             self._record.finish(rec, state, cost_usd=job.cost_usd)
 

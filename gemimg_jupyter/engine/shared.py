@@ -18,6 +18,7 @@ from gemimg_jupyter.domain.errors import (
     TaskBlockedError,
     TaskExpiredError,
     TaskFailedError,
+    TaskLostError,
 )
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.domain.settings import Settings
@@ -37,6 +38,7 @@ FINAL_STATES: tuple[tuple[type[BaseException], JobState], ...] = (
     (TaskFailedError, JobState.FAILED),
     (TaskExpiredError, JobState.EXPIRED),
     (JobTimeoutError, JobState.TIMEOUT),
+    (TaskLostError, JobState.LOST),  # paid, unreachable: its price counts
     (GemimgError, JobState.FAILED),
 )
 

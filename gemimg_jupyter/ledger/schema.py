@@ -40,10 +40,11 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 5
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
-#: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
+#: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost:
+#: ``lost`` is a submit the gateway accepted and then could not find).
 CHARGED_STATES = state_values(
     frozenset({JobState.SUBMITTED, JobState.IN_PROGRESS, JobState.DOWNLOADING, JobState.DONE}
-              | {JobState.TIMEOUT, JobState.EXPIRED})
+              | {JobState.TIMEOUT, JobState.EXPIRED, JobState.LOST})
 )  # fmt: skip
 DONE = JobState.DONE.value
 HOST = socket.gethostname()

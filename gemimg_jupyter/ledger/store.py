@@ -440,6 +440,14 @@ class Store:
                 )
         return found
 
+    def lost_keys(self, keys: list[str], *, backend: str | None = None) -> set[str]:
+        """Which of ``keys`` were paid for and lost (a ``lost`` row): not paid again unless ``fresh``."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            with self._read() as db:
+                found |= queries.lost_among(db, keys[start : start + 500], backend=backend)
+        return found
+
     def totals(self) -> dict[str, float]:
         """Money in the ledger: ``spent`` (settled or in flight, not refunded) and counts."""
         with self._read() as db:
