@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 
 from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.display.live import status_text
 from gemimg_jupyter.domain.errors import ConfigError
 from gemimg_jupyter.domain.models import JobState
-from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.domain.settings import RetryPolicy, Settings
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import SCHEMA_VERSION, Store
 from gemimg_jupyter.sim import SimConfig, SimServer
@@ -379,6 +380,47 @@ def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_pai
         sim.stop()
 
 
+@pytest.mark.parametrize("http_date", [False, True], ids=["seconds", "http-date"])
+def test_a_retry_after_of_an_hour_on_status_queries_never_holds_a_job_past_its_deadline(
+    http_date: bool, tmp_path: Path
+) -> None:
+    """Every status query answers 429 with ``Retry-After: 3600`` (or an HTTP date an hour ahead): the wait is capped
+    by ``max_retry_after`` and by each job's deadline; the user is told; every job ends ``timeout`` (resumable),
+    ``wait(timeout)`` returns, and once the gateway answers again a resume collects every image, paid once."""
+    sim = SimServer(
+        config=SimConfig(latency=(0.2, 0.4), queue_delay=(0.0, 0.1), seed=9, status_retry_after=3600,
+                         retry_after_http_date=http_date)
+    )  # fmt: skip
+    sim.start()
+    out = tmp_path / "out"
+    axes = ["temperature=0.2,0.6", "size=1:1,16:9"]  # 4 requests
+    try:
+        policy = RetryPolicy(max_tries=30, base=0.05, cap=0.5, max_retry_after=600.0)
+        settings = settings_for(sim, out, job_timeout=3.0, max_retry_after=60.0, retry=policy)
+        assert settings.retry_policy.max_retry_after == 60.0  # the setting caps the policy's own limit
+        with Session(settings) as session:
+            result = session.sweep("A paper-cut fox", axes=axes, yes=True, wait=False)
+            jobs = result.jobs
+            wait_for(lambda: all(j.notes for j in jobs), 30, "every job telling the gateway's long wait")
+            assert all("the gateway asked to wait 60 min" in status_text(j) for j in jobs), status_text(jobs[0])
+            assert not result.wait(timeout=0.2)  # wait(timeout) returns while the jobs wait
+            assert result.wait(timeout=30)  # ... and the jobs end by their deadline, not after an hour
+            assert [j.state for j in jobs] == [JobState.TIMEOUT] * 4, [j.error for j in jobs]
+            assert all("the gateway asked to wait 60 min" in (j.error or "") for j in jobs), [j.error for j in jobs]
+            assert sorted(r.cbid for r in session.store.orphans("sim")) == sorted(j.cbid for j in jobs)
+        assert sim.stats()["faults"]["status_retry_after"] >= 1  # the lane waits: not every job asks again
+        sim.configure(status_retry_after=0)
+        with Session(settings_for(sim, out)) as later:  # the gateway answers again: resume collects, pays nothing
+            resumed = later.resume()
+            assert len(resumed) == 4 and later.wait(60)
+            assert [j.state for j in resumed] == [JobState.DONE] * 4, [j.error for j in resumed]
+        assert record(f"Retry-After 3600 ({'HTTP date' if http_date else 'seconds'}) on status, resumed", sim, out,
+                      requested=4) == 4  # fmt: skip
+        assert len(list((out / "images").glob("*.jpg"))) == 4
+    finally:
+        sim.stop()
+
+
 def test_a_trickle_download_ends_and_cancel_drop_stops_it(tmp_path: Path) -> None:
     sim = SimServer(config=SimConfig(latency=(0.1, 0.2), queue_delay=(0.0, 0.05), seed=8, trickle_download=0.2))
     sim.start()
@@ -484,7 +526,8 @@ FULL = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))   # every file write past 16 KB fails: a full disk
     from gemimg_jupyter.domain.errors import ConfigError
     from gemimg_jupyter.api.session import Session
-    from gemimg_jupyter.domain.settings import Settings
+    from gemimg_jupyter.display.live import status_text
+from gemimg_jupyter.domain.settings import RetryPolicy, Settings
     try:
         Session(Settings(backend="sim", output_dir=sys.argv[1]))
     except ConfigError as exc:

@@ -110,7 +110,7 @@ def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> T
     return ToAPIsClient(
         base_url,
         key,
-        retry=settings.retry,
+        retry=settings.retry_policy,
         timeout=(settings.connect_timeout, settings.read_timeout),
         status_timeout=settings.status_timeout,
         download_timeout=settings.download_timeout,

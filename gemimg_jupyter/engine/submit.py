@@ -58,7 +58,7 @@ class Submitter:
                 except RateLimitError as exc:  # the status lane said wait: nothing is known, nothing is sent
                     e.gate.refund("query")
                     e.window.release(rec)  # its place waits for others meanwhile (the window does not shrink)
-                    yield min(exc.retry_after or e.settings.retry.base, e.settings.retry.max_retry_after)
+                    yield min(exc.retry_after or e.settings.retry.base, e.settings.retry_policy.max_retry_after)
                     e.woke(rec)
                     continue
                 except (APIConnectionError, ServerError) as exc:
@@ -92,7 +92,7 @@ class Submitter:
                     e.record.move(rec, JobState.QUEUED)
                 else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
                     e.record.set_state(rec, JobState.QUEUED)
-                yield min(pause, e.settings.retry.max_retry_after)
+                yield min(pause, e.settings.retry_policy.max_retry_after)
                 e.woke(rec)
                 continue
             except (APIConnectionError, ServerError) as exc:
@@ -114,7 +114,7 @@ class Submitter:
         e = self.engine
         if tries >= e.settings.retry.max_tries:
             raise exc
-        yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
+        yield e.settings.retry_policy.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
         e.woke(rec)
 
     def _duplicate(self, rec: JobRecord, refusal: DuplicateRequestError) -> Steps:
