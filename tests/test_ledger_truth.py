@@ -209,6 +209,34 @@ def test_an_owner_paused_past_its_lease_pays_nothing_when_it_resumes(server: Sim
     assert len(list((out / "images").glob("*.jpg"))) == N
 
 
+def _journal(ledger: Path) -> bytes:
+    """The SQLite header's write/read format versions: ``01 01`` rollback journal, ``02 02`` WAL."""
+    return ledger.read_bytes()[18:20]
+
+
+def test_a_folder_on_a_network_file_system_uses_the_rollback_journal_and_two_processes_pay_once(
+    server: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GEMIMG_NETWORK_FS=1`` stands for an NFS/SMB/FUSE folder: the ledger keeps SQLite's rollback journal (no
+    WAL), the banner says two machines must not share the folder, and two processes on it still pay once."""
+    monkeypatch.setenv("GEMIMG_NETWORK_FS", "1")  # inherited by the child processes
+    out = tmp_path / "out"
+    with Session(settings_for(server, out)) as session:
+        assert session.store.network_fs is not None
+        assert "two machines must not share this folder" in session.banner()
+        assert _journal(out / "ledger.sqlite3") == b"\x01\x01" and not (out / "ledger.sqlite3-wal").exists()
+    a = leased_child(server, out, in_flight=3)
+    b = leased_child(server, out, in_flight=3)
+    for stdout, stderr in [p.communicate(timeout=120) for p in (a, b)]:
+        assert f"images {N}" in stdout, (stdout, stderr[-3000:])
+    assert _journal(out / "ledger.sqlite3") == b"\x01\x01"
+    assert record("network file system (rollback journal), two processes", server, out) == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    monkeypatch.delenv("GEMIMG_NETWORK_FS")
+    Store(out).close()  # back on a local disk, the same ledger goes back to WAL
+    assert _journal(out / "ledger.sqlite3") == b"\x02\x02"
+
+
 def _unshare() -> tuple[str, ...]:
     """``unshare --pid --fork`` when this machine lets us make a PID namespace (else the test is skipped)."""
     exe = shutil.which("unshare")

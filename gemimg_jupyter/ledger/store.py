@@ -4,7 +4,7 @@ Layout of the output directory::
 
     gemimg_outputs/
         ledger.sqlite3          one row per requested image, the uploads, owners and picks (WAL mode, safe
-                                across processes)
+                                across processes; the rollback journal on a network or FUSE file system)
         images/20261123-214501_paper-cut-fox_t0.8_16x9_ab12cd.png
         grids/…                 saved sweep grids
 
@@ -54,6 +54,7 @@ from gemimg_jupyter.ledger.schema import (
     file_identity,
     immediate,
     make_dirs,
+    network_filesystem,
     open_ledger,
     register_owner,
     reopen_deleted,
@@ -136,7 +137,18 @@ class Store:
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
         remove_leftovers(self.root, self.images_dir, self.grids_dir)
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
+        #: the network or FUSE file system the folder is on (``None``: a local disk), and the one line saying so
+        self.network_fs = network_filesystem(self.root)
+        self.notice: str | None = None
+        if self.network_fs is not None:
+            self.notice = (
+                f"the output folder {self.root} is on a network file system ({self.network_fs}): the ledger uses "
+                "SQLite's rollback journal instead of WAL, and two machines must not share this folder"
+            )
+            log.warning("%s", self.notice)
+        self._db = open_ledger(
+            self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s, network=self.network_fs is not None
+        )
         self._identity = file_identity(self.ledger_path)
         #: row changes, committed in batches (see :mod:`.group`): durable ones still return only once on disk
         self.commits = GroupCommit(self._write_batch, self._lock)
@@ -177,7 +189,10 @@ class Store:
         if self._identity is not None and file_identity(self.ledger_path) == self._identity:
             return
         make_dirs(self.root, self.images_dir, self.grids_dir)
-        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
+        self._db = reopen_deleted(
+            self._db, self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s,
+            network=self.network_fs is not None,
+        )  # fmt: skip
         self._identity = file_identity(self.ledger_path)
 
     @contextmanager
