@@ -503,6 +503,55 @@ def test_a_ledger_busy_in_another_process_is_one_line_naming_it(
         other.close()
 
 
+def _one_busy_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """What the shell printed: exactly one line, naming the busy ledger and what to do, and no traceback."""
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    busy = [line for line in text.splitlines() if "is busy" in line]
+    assert len(busy) == 1 and "Traceback" not in text and "move" not in text, text
+    assert "close the notebook or kernel that holds it" in busy[0] and f"pid {os.getpid()}" in busy[0], busy
+    return busy[0]
+
+
+def test_load_ext_a_cell_and_gi_sweep_with_the_ledger_held_by_another_process_each_say_one_line(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real shell: ``%load_ext``, a ``%%gemimg`` cell and ``gi.sweep`` while another process holds a write
+    transaction on the ledger answer with one line naming the owner it knows and what to do; nothing is paid."""
+    monkeypatch.setattr(Store, "busy_s", 1.0)
+    out = tmp_path / "out"
+    for name, value in {"GEMIMG_OUTPUT_DIR": str(out), "GEMIMG_BACKEND": "sim", "GEMIMG_SIM_LATENCY": "0.1,0.2"}.items():
+        monkeypatch.setenv(name, value)
+    other = Store(out)  # another kernel the ledger knows (here: this pid), and a third process's long write
+    locker = lock_ledger(out)
+    try:
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        _one_busy_line(capsys)
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(30)
+    ip.run_cell("import gemimg_jupyter as gi\nsession = gi.get_session()")  # the store opens once it is free
+    capsys.readouterr()
+    locker = lock_ledger(out)
+    try:
+        cell = ip.run_cell("%%gemimg\nA paper-cut fox")
+        assert cell.error_in_exec is not None
+        _one_busy_line(capsys)
+        sweep = ip.run_cell("r = gi.sweep('A paper-cut fox', temperature=[0.2, 0.6], yes=True)")
+        assert type(sweep.error_in_exec).__name__ == "LedgerBusyError"
+        assert _one_busy_line(capsys).startswith("LedgerBusyError: the ledger")
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(30)
+        other.close()
+    session = ip.user_ns["session"]
+    assert session.runner.jobs == [] and session.sim.stats()["submits_accepted"] == 0  # nothing sent, nothing paid
+    assert ip.run_cell("%%gemimg --wait\nA paper-cut fox").error_in_exec is None  # free again: it works
+    assert [j.state for j in session.runner.jobs] == [JobState.DONE]
+
+
 def test_a_garbage_ledger_is_refused_and_images_are_untouched(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "images").mkdir(parents=True)

@@ -4,6 +4,7 @@
 
     GemimgError
     ├── ConfigError                  missing key for the real backend, bad setting
+    │   └── LedgerBusyError          another process holds the ledger's write lock (also an sqlite3 error)
     ├── ValidationError              a parameter the model does not accept (before any request)
     │   └── BudgetExceededError      the work would exceed ``max_cost_usd``
     ├── APIError                     status, code, message, request id; never the key
@@ -31,6 +32,7 @@ second (see ``client_errors.error_from_response``). Every message passes through
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
@@ -52,6 +54,7 @@ __all__ = [
     "JobCancelled",
     "JobError",
     "JobTimeoutError",
+    "LedgerBusyError",
     "ModelUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -131,6 +134,17 @@ def _rebuild(cls: type[GemimgError], state: dict[str, Any]) -> GemimgError:
 
 class ConfigError(GemimgError):
     """A setting is missing or wrong (for example no API key for the real backend)."""
+
+
+class LedgerBusyError(ConfigError, sqlite3.OperationalError):
+    """Another process holds the ledger's write lock past the store's patience (a busy ledger), as one line.
+
+    Also an ``sqlite3.OperationalError``, so code that waits out a busy ledger still catches it. IPython
+    shows it as its one line, without a traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
 
 
 class ValidationError(GemimgError, ValueError):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gemimg_jupyter.domain.errors import ConfigError
+from gemimg_jupyter.domain.errors import ConfigError, LedgerBusyError
 from gemimg_jupyter.domain.models import RESUMABLE_STATES as RESUMABLE
 from gemimg_jupyter.domain.models import JobState, state_values
 
@@ -400,7 +400,7 @@ def open_ledger(
         raise
     except sqlite3.OperationalError as exc:
         text = str(exc)
-        if "locked" in text or "busy" in text:
+        if is_busy(exc):
             line = busy_line(db, path, owner)
             db.close()
             raise line from None
@@ -417,7 +417,7 @@ def open_ledger(
     return db
 
 
-def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> ConfigError:
+def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> LedgerBusyError:
     """The one line for a ledger another process keeps busy: who (host and pid, from the owners it knows) and
     what to do (wait, or close that kernel); reading works while another process writes."""
     try:
@@ -428,11 +428,17 @@ def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> ConfigError:
     except sqlite3.Error:
         recent = []
     who = ", ".join(f"pid {r['pid']} on {r['host']}" for r in recent)
-    return refuse(
+    return LedgerBusyError(
         f"the ledger {path} is busy: another process is writing to it"
         + (f" (it was last used by {who})" if who else ""),
-        "wait a moment and run the cell again, or close the notebook or kernel that holds it",
+        hint="wait a moment and run the cell again, or close the notebook or kernel that holds it",
     )
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds the lock (``database is locked``, ``… busy``)."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def make_dirs(root: Path, *folders: Path) -> None:

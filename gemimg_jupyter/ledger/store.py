@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gemimg_jupyter.domain.errors import LedgerBusyError
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
@@ -50,9 +51,11 @@ from gemimg_jupyter.ledger.schema import (
     RESUMABLE_STATES,
     SCHEMA_VERSION,
     LedgerRow,
+    busy_line,
     check_writable,
     file_identity,
     immediate,
+    is_busy,
     make_dirs,
     network_filesystem,
     open_ledger,
@@ -280,7 +283,7 @@ class Store:
         ``queued`` row is written (``new``). With ``fresh`` every request is new.
         """
         now = time.time()
-        with self._tx() as db:
+        with self._busy_as_one_line(), self._tx() as db:
             live = self._live_owners(db)
             found = claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
             for req, claim in zip(requests, found, strict=True):
@@ -290,13 +293,26 @@ class Store:
                     self._held[claim.row.cbid] = claim.row.generation
             return found
 
+    @contextmanager
+    def _busy_as_one_line(self) -> Iterator[None]:
+        """A ledger another process keeps busy past :attr:`busy_s` becomes one :class:`LedgerBusyError` line naming
+        that process (still an ``sqlite3.OperationalError`` to code that waits it out)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or isinstance(exc, LedgerBusyError):
+                raise
+            with self._lock:
+                line = busy_line(self._db, self.ledger_path, self.owner)
+            raise line from None
+
     def take_over(self, cbid: str) -> LedgerRow | None:
         """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended.
 
         A take-over bumps the row's fencing token (``generation``): whoever held it before can no longer
         mark it ``submitting`` (pay) nor write its end.
         """
-        with self._tx() as db:
+        with self._busy_as_one_line(), self._tx() as db:
             row = claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
             if row is not None:
                 self._held[cbid] = row.generation
