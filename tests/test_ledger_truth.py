@@ -620,6 +620,68 @@ def test_a_full_disk_is_refused(tmp_path: Path) -> None:
     assert len(proc.stdout.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
 
 
+FULL_LATER = textwrap.dedent(
+    """
+    import resource, signal, sqlite3, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.errors import GemimgError
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings
+    url, out = sys.argv[1], sys.argv[2]
+    s = Session(Settings(backend="sim", base_url=url, output_dir=out, poll_first=0.1, poll_min=0.1, poll_max=0.3,
+                         job_timeout=4, retry=RetryPolicy(max_tries=30, base=0.05, cap=0.3)))
+    ask = dict(model="gemini-3.1-flash-image-preview", resolution="4K")   # a PNG of megabytes
+
+    def full_after(size):     # every file write past `size` bytes fails, as on a full disk
+        s.store.flush()
+        with sqlite3.connect(out + "/ledger.sqlite3") as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+
+    full_after(0)             # full before the cell: one line, nothing sent
+    try:
+        s.generate("A paper-cut fox", **ask)
+        print("NOT REFUSED")
+    except GemimgError as exc:
+        print("REFUSED", exc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    full_after(600_000)       # room for the ledger, not for the image: paid, then the disk is full
+    job = s.generate("A paper-cut fox", wait=False, **ask)
+    job.wait(60)
+    print("STATE", job.state.value, "|", job.error)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    s.close()
+    """
+)
+
+
+def test_a_disk_that_fills_is_one_line_before_paying_and_a_paid_row_stays_collectable(tmp_path: Path) -> None:
+    """A full disk (a file-size limit in a separate process) refuses a cell in one line before anything is sent;
+    once the disk fills after payment, the job ends ``timeout`` and the row stays collectable: a resume collects
+    it, paid once."""
+    sim = SimServer(config=SimConfig(latency=(0.2, 0.4), queue_delay=(0.0, 0.1), seed=3, image_format="png"))
+    sim.start()
+    out = tmp_path / "out"
+    try:
+        proc = subprocess.run([sys.executable, "-c", FULL_LATER, sim.base_url, str(out)], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        lines = proc.stdout.splitlines()
+        refused = [line for line in lines if line.startswith("REFUSED")]
+        assert len(refused) == 1 and "cannot be written" in refused[0] and "free some space" in refused[0], lines
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        state = next(line for line in lines if line.startswith("STATE"))
+        assert state.startswith("STATE timeout") and "File too large" in state, (state, proc.stderr[-2000:])
+        assert sim.stats()["submits_accepted"] == 1  # the refused cell sent nothing; the second paid once
+        with Session(settings_for(sim, out)) as later:  # space again: the paid row is collected, not paid again
+            resumed = later.resume()
+            assert len(resumed) == 1 and later.wait(60)
+            assert resumed[0].state is JobState.DONE, resumed[0].error
+        assert record("disk full before a cell, then after paying; resumed", sim, out, requested=1) == 1
+        assert len(list((out / "images").glob("*.png"))) == 1
+    finally:
+        sim.stop()
+
+
 def _old_ledger(out: Path, params: str) -> None:
     """A ledger as the first releases wrote it: no user_version, no owner column."""
     (out / "images").mkdir(parents=True)

@@ -4,7 +4,8 @@
 
     GemimgError
     ├── ConfigError                  missing key for the real backend, bad setting
-    │   └── LedgerBusyError          another process holds the ledger's write lock (also an sqlite3 error)
+    │   └── LedgerError              the ledger cannot be written now: a full disk (also an sqlite3 error)
+    │       └── LedgerBusyError      another process holds the ledger's write lock
     ├── ValidationError              a parameter the model does not accept (before any request)
     │   └── BudgetExceededError      the work would exceed ``max_cost_usd``
     ├── APIError                     status, code, message, request id; never the key
@@ -55,6 +56,7 @@ __all__ = [
     "JobError",
     "JobTimeoutError",
     "LedgerBusyError",
+    "LedgerError",
     "ModelUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -136,15 +138,19 @@ class ConfigError(GemimgError):
     """A setting is missing or wrong (for example no API key for the real backend)."""
 
 
-class LedgerBusyError(ConfigError, sqlite3.OperationalError):
-    """Another process holds the ledger's write lock past the store's patience (a busy ledger), as one line.
+class LedgerError(ConfigError, sqlite3.OperationalError):
+    """The ledger cannot be written now (a full disk), as one line, before anything is paid.
 
-    Also an ``sqlite3.OperationalError``, so code that waits out a busy ledger still catches it. IPython
-    shows it as its one line, without a traceback.
+    Also an ``sqlite3.OperationalError``, so code that waits out a busy or full ledger still catches it.
+    IPython shows it as its one line, without a traceback.
     """
 
     def _render_traceback_(self) -> list[str]:
         return [f"{type(self).__name__}: {self}"]
+
+
+class LedgerBusyError(LedgerError):
+    """Another process holds the ledger's write lock past the store's patience (a busy ledger)."""
 
 
 class ValidationError(GemimgError, ValueError):

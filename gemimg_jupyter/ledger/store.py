@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from gemimg_jupyter.domain.errors import LedgerBusyError
+from gemimg_jupyter.domain.errors import LedgerError
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
@@ -283,7 +283,7 @@ class Store:
         ``queued`` row is written (``new``). With ``fresh`` every request is new.
         """
         now = time.time()
-        with self._busy_as_one_line(), self._tx() as db:
+        with self._one_line(), self._tx() as db:
             live = self._live_owners(db)
             found = claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
             for req, claim in zip(requests, found, strict=True):
@@ -294,17 +294,25 @@ class Store:
             return found
 
     @contextmanager
-    def _busy_as_one_line(self) -> Iterator[None]:
-        """A ledger another process keeps busy past :attr:`busy_s` becomes one :class:`LedgerBusyError` line naming
-        that process (still an ``sqlite3.OperationalError`` to code that waits it out)."""
+    def _one_line(self) -> Iterator[None]:
+        """A ledger another process keeps busy past :attr:`busy_s` becomes one ``LedgerBusyError`` line naming that
+        process, a full disk one :class:`LedgerError` line (both still ``sqlite3.OperationalError``)."""
         try:
             yield
         except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or isinstance(exc, LedgerBusyError):
+            text = str(exc)
+            if isinstance(exc, LedgerError):
                 raise
-            with self._lock:
-                line = busy_line(self._db, self.ledger_path, self.owner)
-            raise line from None
+            if is_busy(exc):
+                with self._lock:
+                    line = busy_line(self._db, self.ledger_path, self.owner)
+                raise line from None
+            if "full" in text or "disk I/O" in text:
+                raise LedgerError(
+                    f"the ledger {self.ledger_path} cannot be written ({text}); nothing was sent",
+                    hint="free some space on that disk, or set GEMIMG_OUTPUT_DIR to another folder",
+                ) from None
+            raise
 
     def take_over(self, cbid: str) -> LedgerRow | None:
         """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended.
@@ -312,7 +320,7 @@ class Store:
         A take-over bumps the row's fencing token (``generation``): whoever held it before can no longer
         mark it ``submitting`` (pay) nor write its end.
         """
-        with self._busy_as_one_line(), self._tx() as db:
+        with self._one_line(), self._tx() as db:
             row = claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
             if row is not None:
                 self._held[cbid] = row.generation
