@@ -520,7 +520,11 @@ def test_load_ext_a_cell_and_gi_sweep_with_the_ledger_held_by_another_process_ea
     transaction on the ledger answer with one line naming the owner it knows and what to do; nothing is paid."""
     monkeypatch.setattr(Store, "busy_s", 1.0)
     out = tmp_path / "out"
-    for name, value in {"GEMIMG_OUTPUT_DIR": str(out), "GEMIMG_BACKEND": "sim", "GEMIMG_SIM_LATENCY": "0.1,0.2"}.items():
+    for name, value in {
+        "GEMIMG_OUTPUT_DIR": str(out),
+        "GEMIMG_BACKEND": "sim",
+        "GEMIMG_SIM_LATENCY": "0.1,0.2",
+    }.items():
         monkeypatch.setenv(name, value)
     other = Store(out)  # another kernel the ledger knows (here: this pid), and a third process's long write
     locker = lock_ledger(out)

@@ -100,7 +100,7 @@ class RetryPolicy:
     factor: float = 2.0
     cap: float = 60.0
     jitter: float = 0.25
-    max_retry_after: float = 120.0
+    max_retry_after: float = 60.0
     retry_statuses: tuple[int, ...] = (429, 500, 502, 503, 504)
 
     def should_retry(self, status_code: int | None) -> bool:

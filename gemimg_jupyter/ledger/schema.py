@@ -100,7 +100,8 @@ def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
 def network_filesystem(root: Path, env: Mapping[str, str] | None = None, mountinfo: str | None = None) -> str | None:
     """The network or FUSE file-system type under ``root`` (``"nfs4"``, ``"fuse.drive"`` …); ``None`` on a local
     disk. ``GEMIMG_NETWORK_FS=1`` makes any folder count as one (``0``: none does), where detection is wrong."""
-    forced = (os.environ if env is None else env).get("GEMIMG_NETWORK_FS", "").strip().lower()
+    env = os.environ if env is None else env
+    forced = env.get("GEMIMG_NETWORK_FS", "").strip().lower()
     if forced in ("1", "true", "yes", "on"):
         return "network (GEMIMG_NETWORK_FS=1)"
     if forced in ("0", "false", "no", "off"):
