@@ -607,8 +607,7 @@ FULL = textwrap.dedent(
     resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))   # every file write past 16 KB fails: a full disk
     from gemimg_jupyter.domain.errors import ConfigError
     from gemimg_jupyter.api.session import Session
-    from gemimg_jupyter.display.live import status_text
-from gemimg_jupyter.domain.settings import RetryPolicy, Settings
+    from gemimg_jupyter.domain.settings import Settings
     try:
         Session(Settings(backend="sim", output_dir=sys.argv[1]))
     except ConfigError as exc:
