@@ -19,7 +19,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,24 @@ def settings_for(server: SimServer, out: Path, **kw: Any) -> Settings:
 def server() -> Iterator[SimServer]:
     with SimServer(config=SimConfig(latency=(1.0, 2.0), queue_delay=(0.0, 0.1), seed=21)) as sim:
         yield sim
+
+
+@contextmanager
+def fault_sim(seed: int, **switches: Any) -> Iterator[SimServer]:
+    """A fast simulator on loopback with the fault ``switches`` on, stopped at the end."""
+    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=seed, **switches))
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def swept(session: Session, axes: list[str] = AXES, **kw: Any) -> list[Any]:
+    """Run the fox sweep to its end in ``session``; its jobs."""
+    result = session.sweep("A paper-cut fox", axes=axes, yes=True, **kw)
+    assert result.wait(60), result.progress_text()
+    return list(result.jobs)
 
 
 def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
@@ -349,20 +367,15 @@ def test_non_verdict_answers_after_payment_end_with_every_image(fault: str, tmp_
 @pytest.mark.parametrize("says", ["past", "zero"])
 def test_an_expires_at_in_the_past_or_zero_does_not_stop_the_download(says: str, tmp_path: Path) -> None:
     """Expiry is the CDN's verdict: the client's clock (or a placeholder 0) never skips a download it paid for."""
-    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=5, expires_at_says=says))
-    sim.start()
     out = tmp_path / "out"
-    try:
+    with fault_sim(5, expires_at_says=says) as sim:
         with Session(settings_for(sim, out)) as session:
-            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
-            assert result.wait(60), result.progress_text()
-            assert [j.state for j in result.jobs] == [JobState.DONE] * N, [j.error for j in result.jobs]
+            jobs = swept(session)
+            assert [j.state for j in jobs] == [JobState.DONE] * N, [j.error for j in jobs]
         with rerun(sim, out) as again:  # and a re-run finds every image: nothing paid again
             assert again.spent_usd() == 0
         assert record(f"expires_at {'an hour ago' if says == 'past' else '0'}", sim, out) == N
         assert len(list((out / "images").glob("*.jpg"))) == N
-    finally:
-        sim.stop()
 
 
 @pytest.mark.parametrize("status", ["409", "400"])
@@ -372,14 +385,10 @@ def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_pai
     """The submit's answer is lost, the look-up by business id 404s, the second submit is refused as a duplicate:
     each row ends ``lost`` with its price counted as spent; a re-run pays nothing (its plan line says why);
     ``fresh`` pays again and says so."""
-    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=6, lost_submit=status))
-    sim.start()
     out = tmp_path / "out"
-    try:
+    with fault_sim(6, lost_submit=status) as sim:
         with Session(settings_for(sim, out)) as session:
-            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
-            assert result.wait(60), result.progress_text()
-            jobs = result.jobs
+            jobs = swept(session)
             assert [j.state for j in jobs] == [JobState.LOST] * N, [j.error for j in jobs]
             assert all(j.cbid in (j.error or "") and "duplicate" in (j.error or "") for j in jobs)
             price = sum(j.params.price_usd or 0.0 for j in jobs)
@@ -392,8 +401,7 @@ def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_pai
             quote = again.quote(plan)
             assert quote.lost == N and quote.estimate_usd == 0, quote.summary
             assert "12 paid before and lost, not paid again" in quote.summary
-            rerun_result = again.sweep("A paper-cut fox", axes=AXES, yes=True)
-            assert [j.state for j in rerun_result.jobs] == [JobState.LOST] * N
+            assert [j.state for j in swept(again)] == [JobState.LOST] * N
             assert again.spent_usd() == 0 and again.cost()["ledger_spent_usd"] == pytest.approx(price, abs=1e-3)
             assert "paid again (fresh)" in again.quote(plan, fresh=True).summary
         assert record(f"lost submit answer, look-up 404, duplicate {status}, re-run", sim, out) == N
@@ -404,8 +412,6 @@ def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_pai
             assert job.state is JobState.DONE, job.error
             assert fresh.spent_usd() == pytest.approx(job.params.price_usd or 0.0)
         assert sim.stats()["submits_accepted"] == N + 1
-    finally:
-        sim.stop()
 
 
 @pytest.mark.parametrize("http_date", [False, True], ids=["seconds", "http-date"])
@@ -415,14 +421,9 @@ def test_a_retry_after_of_an_hour_on_status_queries_never_holds_a_job_past_its_d
     """Every status query answers 429 with ``Retry-After: 3600`` (or an HTTP date an hour ahead): the wait is capped
     by ``max_retry_after`` and by each job's deadline; the user is told; every job ends ``timeout`` (resumable),
     ``wait(timeout)`` returns, and once the gateway answers again a resume collects every image, paid once."""
-    sim = SimServer(
-        config=SimConfig(latency=(0.2, 0.4), queue_delay=(0.0, 0.1), seed=9, status_retry_after=3600,
-                         retry_after_http_date=http_date)
-    )  # fmt: skip
-    sim.start()
     out = tmp_path / "out"
     axes = ["temperature=0.2,0.6", "size=1:1,16:9"]  # 4 requests
-    try:
+    with fault_sim(9, status_retry_after=3600, retry_after_http_date=http_date) as sim:
         policy = RetryPolicy(max_tries=30, base=0.05, cap=0.5, max_retry_after=600.0)
         settings = settings_for(sim, out, job_timeout=3.0, max_retry_after=60.0, retry=policy)
         assert settings.retry_policy.max_retry_after == 60.0  # the setting caps the policy's own limit
@@ -445,8 +446,6 @@ def test_a_retry_after_of_an_hour_on_status_queries_never_holds_a_job_past_its_d
         assert record(f"Retry-After 3600 ({'HTTP date' if http_date else 'seconds'}) on status, resumed", sim, out,
                       requested=4) == 4  # fmt: skip
         assert len(list((out / "images").glob("*.jpg"))) == 4
-    finally:
-        sim.stop()
 
 
 def test_a_trickle_download_ends_and_cancel_drop_stops_it(tmp_path: Path) -> None:
@@ -662,10 +661,8 @@ def test_a_disk_that_fills_is_one_line_before_paying_and_a_paid_row_stays_collec
     """A full disk (a file-size limit in a separate process) refuses a cell in one line before anything is sent;
     once the disk fills after payment, the job ends ``timeout`` and the row stays collectable: a resume collects
     it, paid once."""
-    sim = SimServer(config=SimConfig(latency=(0.2, 0.4), queue_delay=(0.0, 0.1), seed=3, image_format="png"))
-    sim.start()
     out = tmp_path / "out"
-    try:
+    with fault_sim(3, image_format="png") as sim:
         proc = subprocess.run([sys.executable, "-c", FULL_LATER, sim.base_url, str(out)], capture_output=True,
                               text=True, timeout=120)  # fmt: skip
         lines = proc.stdout.splitlines()
@@ -681,8 +678,6 @@ def test_a_disk_that_fills_is_one_line_before_paying_and_a_paid_row_stays_collec
             assert resumed[0].state is JobState.DONE, resumed[0].error
         assert record("disk full before a cell, then after paying; resumed", sim, out, requested=1) == 1
         assert len(list((out / "images").glob("*.png"))) == 1
-    finally:
-        sim.stop()
 
 
 def _old_ledger(out: Path, params: str) -> None:
