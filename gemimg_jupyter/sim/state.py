@@ -214,7 +214,8 @@ class SimState:
             task = self.tasks.get(self.by_idem.get((owner, key), ""))
             if task is not None:
                 self.counts["idempotent_replays"] += 1
-                self._replayed.add((owner, business_id or key))
+                if business_id:  # a business id sent again: a re-send the duplicate count shows
+                    self._replayed.add((owner, business_id))
             return task
 
     def retry_after(self, seconds: float) -> str:
