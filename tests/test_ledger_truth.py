@@ -414,6 +414,24 @@ def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_pai
         assert sim.stats()["submits_accepted"] == N + 1
 
 
+def test_a_lost_request_whose_task_the_gateway_finds_later_is_collected_by_a_rerun_for_nothing(
+    tmp_path: Path,
+) -> None:
+    """A re-run asks for each lost request once more: a gateway whose look-up by business id works again (it was
+    only late) gives the task, and its image is collected without a new submit."""
+    out = tmp_path / "out"
+    with fault_sim(7, lost_submit="409") as sim:
+        with Session(settings_for(sim, out)) as session:
+            assert [j.state for j in swept(session)] == [JobState.LOST] * N
+        sim.configure(lost_submit="")  # the look-up by business id answers again
+        with Session(settings_for(sim, out)) as again:
+            jobs = swept(again)
+            assert [j.state for j in jobs] == [JobState.DONE] * N, [j.error for j in jobs]
+            assert again.store.lost_keys([j.key for j in jobs]) == set()
+        assert record("lost, then found by a re-run's look-up", sim, out) == N
+        assert len(list((out / "images").glob("*.jpg"))) == N
+
+
 @pytest.mark.parametrize("http_date", [False, True], ids=["seconds", "http-date"])
 def test_a_retry_after_of_an_hour_on_status_queries_never_holds_a_job_past_its_deadline(
     http_date: bool, tmp_path: Path

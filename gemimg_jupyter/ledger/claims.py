@@ -23,7 +23,7 @@ from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.ledger.queries import newest_image
 from gemimg_jupyter.ledger.schema import RESUMABLE_STATES, LedgerRow, row_from_sql, sql_words
 
-__all__ = ["Claim", "claim_many", "fenced_update", "insert", "keep_task_id", "take_over"]
+__all__ = ["Claim", "claim_many", "fenced_update", "insert", "keep_task_id", "revive", "take_over"]
 
 _QUEUED = JobState.QUEUED.value
 _LOST = JobState.LOST.value
@@ -123,6 +123,21 @@ def take_over(db: sqlite3.Connection, root: Path, owner: str, live: set[str], cb
     if r["owner"] is not None and r["owner"] != owner and r["owner"] in live:
         return None
     return _seize(db, root, owner, r)
+
+
+def revive(
+    db: sqlite3.Connection, root: Path, owner: str, cbid: str, task_id: str, submitted: float
+) -> LedgerRow | None:
+    """Make a ``lost`` row ``owner``'s again, ``submitted`` with the task the gateway found after all (the next
+    fencing token); ``None`` when the row is not ``lost`` any more (another process revived it first)."""
+    cur = db.execute(
+        "UPDATE jobs SET owner = ?, generation = generation + 1, state = ?, task_id = ?,"
+        " submitted = COALESCE(submitted, ?), finished = NULL, error = NULL WHERE cbid = ? AND state = ?",
+        (owner, JobState.SUBMITTED.value, task_id, submitted, cbid, _LOST),
+    )
+    if cur.rowcount != 1:
+        return None
+    return row_from_sql(db.execute("SELECT * FROM jobs WHERE cbid = ?", (cbid,)).fetchone(), root)
 
 
 def fenced_update(db: sqlite3.Connection, owner: str, generation: int, cbid: str, fields: Mapping[str, Any]) -> bool:

@@ -326,6 +326,15 @@ class Store:
                 self._held[cbid] = row.generation
             return row
 
+    def revive(self, cbid: str, task_id: str) -> LedgerRow | None:
+        """Make a ``lost`` row this owner's again with the task the gateway found after all (a re-run's look-up);
+        ``None`` when it is not ``lost`` any more. Bumps the fencing token, like a take-over."""
+        with self._one_line(), self._tx() as db:
+            row = claims.revive(db, self.root, self.owner, cbid, task_id, time.time())
+            if row is not None:
+                self._held[cbid] = row.generation
+            return row
+
     def holds(self, cbid: str) -> bool:
         """Whether this owner still holds the row at the fencing token it took it with (no other process took it)."""
         gen = self._held.get(cbid)
