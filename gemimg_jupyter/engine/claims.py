@@ -29,7 +29,7 @@ from gemimg_jupyter.domain.models import (
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.engine.handle import Job, JobOwner
 from gemimg_jupyter.engine.record import JobRecord, parent_of
-from gemimg_jupyter.engine.shared import Engine, check_cancel
+from gemimg_jupyter.engine.shared import Engine, ask_by_business_id, check_cancel
 from gemimg_jupyter.engine.transitions import Transitions
 from gemimg_jupyter.ledger.store import Claim, LedgerRow
 
@@ -102,14 +102,8 @@ def find_lost(e: Engine, rec: JobRecord, row: LedgerRow) -> Generator[float | No
     ($0 here: nothing is sent). Not found, the job ends ``lost`` at once (:func:`finish_lost`): ``False``.
     """
     job = rec.job
-    wait = e.gate.reserve("query")
-    if wait > 0:
-        yield wait
-        e.woke(rec)
-    check_cancel(rec)
     try:
-        with e.gate.ticket("query"):
-            found = e.client.find_by_business_id(row.cbid)
+        found = yield from ask_by_business_id(e, rec, row.cbid)
     except (APIError, APIConnectionError):
         found = None
     took = e.store.revive(row.cbid, found.id) if found is not None else None

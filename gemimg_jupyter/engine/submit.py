@@ -18,7 +18,7 @@ from gemimg_jupyter.domain.errors import (
 )
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
-from gemimg_jupyter.engine.shared import Engine, check_cancel
+from gemimg_jupyter.engine.shared import Engine, ask_by_business_id, check_cancel
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,7 @@ class Submitter:
         query lane like every poll: no thread waits on the bucket). ``True``: found, the job is submitted."""
         job = rec.job
         e = self.engine
-        wait = e.gate.reserve("query")
-        if wait > 0:
-            yield wait
-            e.woke(rec)
-            check_cancel(rec)
-        with e.gate.ticket("query"):
-            found = e.client.find_by_business_id(job.cbid)
+        found = yield from ask_by_business_id(e, rec, job.cbid)
         if found is None:
             return False
         row = e.store.get(job.cbid)
