@@ -73,7 +73,7 @@ def swept(session: Session, axes: list[str] = AXES, **kw: Any) -> list[Any]:
 
 def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
     paid = int(server.stats()["submits_accepted"])
-    images = len(list((out / "images").glob("*.jpg")))
+    images = sum(1 for p in (out / "images").glob("*") if p.suffix in (".jpg", ".png", ".webp"))
     ROWS.append((case, requested, paid, images))
     return paid
 
