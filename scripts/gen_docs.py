@@ -318,9 +318,10 @@ kernel) and says so in one line, `gemimg: the ToAPIs key comes from Colab's secr
 it is never printed`. A missing secret, or access refused, is quietly no key: the simulator, as
 anywhere else. Colab's upload button fails for files of 1 MB or more, so the panel also takes a
 reference by file path or URL, typed beside its upload button (**Add**); `--ref path` works in cells.
-Keep the output folder on the runtime's own disk (the default, under `/content`): the ledger is SQLite
-in WAL mode, which fails on Drive's FUSE mount (`GEMIMG_OUTPUT_DIR` on `/content/drive` gives
-`disk I/O error`); copy finished images to Drive if they must outlive the runtime.
+Keep the output folder on the runtime's own disk (the default, under `/content`). On Drive's FUSE
+mount (`GEMIMG_OUTPUT_DIR` under `/content/drive`) the ledger gives up SQLite's WAL for the rollback
+journal and says so in one line ([configuration.md](configuration.md)): slower, and only one runtime
+may use that folder at a time; copy finished images to Drive if they must outlive the runtime.
 
 **VS Code.** Its Jupyter extension runs an ordinary ipykernel: the magics, the key from the
 environment (or `%gemimg login`), and status lines updated by display id work as in JupyterLab.

@@ -495,6 +495,14 @@ BAD_INPUTS = [
         id="api-budget-nan",
     ),
     pytest.param(
+        api(lambda c: Settings(max_retry_after=-5), ConfigError, "max_retry_after must be 0 or more seconds"),
+        id="api-max-retry-after",
+    ),
+    pytest.param(
+        api(lambda c: Settings(max_retry_after=float("nan")), ConfigError, "max_retry_after must be 0 or more"),
+        id="api-max-retry-after-nan",
+    ),
+    pytest.param(
         api(lambda c: gi.generate("\u3164\u200b\n"), ValidationError, "only invisible characters"),
         id="api-prompt-invisible",
     ),

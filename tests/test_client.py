@@ -16,6 +16,7 @@ from gemimg_jupyter.domain.errors import (
     AuthenticationError,
     BadRequestError,
     ContentBlockedError,
+    DuplicateRequestError,
     InsufficientQuotaError,
     InvalidImageError,
     ModelUnavailableError,
@@ -431,6 +432,10 @@ def test_a_running_task_is_never_blocked() -> None:
         (422, {"error": {"message": "the prompt was refused by the content filter"}}, ContentBlockedError,
          "blocked by content policy", False),
         (503, {"error": {"code": "rate_limit_unavailable", "message": "limiter down"}}, ServerError, "limiter", True),
+        (409, {"error": {"message": "a task with this id exists"}}, DuplicateRequestError, "refused as a duplicate",
+         False),
+        (400, {"error": {"code": "invalid_request", "message": "client_business_id cb-1 is a duplicate"}},
+         DuplicateRequestError, "cb-1", False),
     ],
 )  # fmt: skip
 @responses.activate

@@ -19,16 +19,17 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gemimg_jupyter.api.session import Session
+from gemimg_jupyter.display.live import status_text
 from gemimg_jupyter.domain.errors import ConfigError
 from gemimg_jupyter.domain.models import JobState
-from gemimg_jupyter.domain.settings import Settings
+from gemimg_jupyter.domain.settings import RetryPolicy, Settings
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import SCHEMA_VERSION, Store
 from gemimg_jupyter.sim import SimConfig, SimServer
@@ -52,9 +53,27 @@ def server() -> Iterator[SimServer]:
         yield sim
 
 
+@contextmanager
+def fault_sim(seed: int, **switches: Any) -> Iterator[SimServer]:
+    """A fast simulator on loopback with the fault ``switches`` on, stopped at the end."""
+    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=seed, **switches))
+    sim.start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def swept(session: Session, axes: list[str] = AXES, **kw: Any) -> list[Any]:
+    """Run the fox sweep to its end in ``session``; its jobs."""
+    result = session.sweep("A paper-cut fox", axes=axes, yes=True, **kw)
+    assert result.wait(60), result.progress_text()
+    return list(result.jobs)
+
+
 def record(case: str, server: SimServer, out: Path, requested: int = N) -> int:
     paid = int(server.stats()["submits_accepted"])
-    images = len(list((out / "images").glob("*.jpg")))
+    images = sum(1 for p in (out / "images").glob("*") if p.suffix in (".jpg", ".png", ".webp"))
     ROWS.append((case, requested, paid, images))
     return paid
 
@@ -208,6 +227,34 @@ def test_an_owner_paused_past_its_lease_pays_nothing_when_it_resumes(server: Sim
     assert len(list((out / "images").glob("*.jpg"))) == N
 
 
+def _journal(ledger: Path) -> bytes:
+    """The SQLite header's write/read format versions: ``01 01`` rollback journal, ``02 02`` WAL."""
+    return ledger.read_bytes()[18:20]
+
+
+def test_a_folder_on_a_network_file_system_uses_the_rollback_journal_and_two_processes_pay_once(
+    server: SimServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GEMIMG_NETWORK_FS=1`` stands for an NFS/SMB/FUSE folder: the ledger keeps SQLite's rollback journal (no
+    WAL), the banner says two machines must not share the folder, and two processes on it still pay once."""
+    monkeypatch.setenv("GEMIMG_NETWORK_FS", "1")  # inherited by the child processes
+    out = tmp_path / "out"
+    with Session(settings_for(server, out)) as session:
+        assert session.store.network_fs is not None
+        assert "two machines must not share this folder" in session.banner()
+        assert _journal(out / "ledger.sqlite3") == b"\x01\x01" and not (out / "ledger.sqlite3-wal").exists()
+    a = leased_child(server, out, in_flight=3)
+    b = leased_child(server, out, in_flight=3)
+    for stdout, stderr in [p.communicate(timeout=120) for p in (a, b)]:
+        assert f"images {N}" in stdout, (stdout, stderr[-3000:])
+    assert _journal(out / "ledger.sqlite3") == b"\x01\x01"
+    assert record("network file system (rollback journal), two processes", server, out) == N
+    assert server.stats()["duplicate_business_ids"] == 0
+    monkeypatch.delenv("GEMIMG_NETWORK_FS")
+    Store(out).close()  # back on a local disk, the same ledger goes back to WAL
+    assert _journal(out / "ledger.sqlite3") == b"\x02\x02"
+
+
 def _unshare() -> tuple[str, ...]:
     """``unshare --pid --fork`` when this machine lets us make a PID namespace (else the test is skipped)."""
     exe = shutil.which("unshare")
@@ -320,20 +367,103 @@ def test_non_verdict_answers_after_payment_end_with_every_image(fault: str, tmp_
 @pytest.mark.parametrize("says", ["past", "zero"])
 def test_an_expires_at_in_the_past_or_zero_does_not_stop_the_download(says: str, tmp_path: Path) -> None:
     """Expiry is the CDN's verdict: the client's clock (or a placeholder 0) never skips a download it paid for."""
-    sim = SimServer(config=SimConfig(latency=(0.3, 0.6), queue_delay=(0.0, 0.1), seed=5, expires_at_says=says))
-    sim.start()
     out = tmp_path / "out"
-    try:
+    with fault_sim(5, expires_at_says=says) as sim:
         with Session(settings_for(sim, out)) as session:
-            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
-            assert result.wait(60), result.progress_text()
-            assert [j.state for j in result.jobs] == [JobState.DONE] * N, [j.error for j in result.jobs]
+            jobs = swept(session)
+            assert [j.state for j in jobs] == [JobState.DONE] * N, [j.error for j in jobs]
         with rerun(sim, out) as again:  # and a re-run finds every image: nothing paid again
             assert again.spent_usd() == 0
         assert record(f"expires_at {'an hour ago' if says == 'past' else '0'}", sim, out) == N
         assert len(list((out / "images").glob("*.jpg"))) == N
-    finally:
-        sim.stop()
+
+
+@pytest.mark.parametrize("status", ["409", "400"])
+def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_paid_again(
+    status: str, tmp_path: Path
+) -> None:
+    """The submit's answer is lost, the look-up by business id 404s, the second submit is refused as a duplicate:
+    each row ends ``lost`` with its price counted as spent; a re-run pays nothing (its plan line says why);
+    ``fresh`` pays again and says so."""
+    out = tmp_path / "out"
+    with fault_sim(6, lost_submit=status) as sim:
+        with Session(settings_for(sim, out)) as session:
+            jobs = swept(session)
+            assert [j.state for j in jobs] == [JobState.LOST] * N, [j.error for j in jobs]
+            assert all(j.cbid in (j.error or "") and "duplicate" in (j.error or "") for j in jobs)
+            price = sum(j.params.price_usd or 0.0 for j in jobs)
+            assert price > 0 and session.spent_usd() == pytest.approx(price)  # counted, not $0
+            assert session.cost()["ledger_spent_usd"] == pytest.approx(price, abs=1e-3)
+        stats = sim.stats()
+        assert stats["submits_accepted"] == N and stats["faults"]["duplicate_refused"] == N
+        with Session(settings_for(sim, out)) as again:  # a re-run: the plan says why nothing is paid
+            plan = again.plan("A paper-cut fox", axes=AXES)
+            quote = again.quote(plan)
+            assert quote.lost == N and quote.estimate_usd == 0, quote.summary
+            assert "12 paid before and lost, not paid again" in quote.summary
+            assert [j.state for j in swept(again)] == [JobState.LOST] * N
+            assert again.spent_usd() == 0 and again.cost()["ledger_spent_usd"] == pytest.approx(price, abs=1e-3)
+            assert "paid again (fresh)" in again.quote(plan, fresh=True).summary
+        assert record(f"lost submit answer, look-up 404, duplicate {status}, re-run", sim, out) == N
+        assert len(list((out / "images").glob("*.jpg"))) == 0
+        sim.configure(lost_submit="")
+        with Session(settings_for(sim, out)) as fresh:  # fresh=True pays again, and gets the image
+            job = fresh.generate("A paper-cut fox", temperature=0.2, size="1:1", fresh=True)
+            assert job.state is JobState.DONE, job.error
+            assert fresh.spent_usd() == pytest.approx(job.params.price_usd or 0.0)
+        assert sim.stats()["submits_accepted"] == N + 1
+
+
+def test_a_lost_request_whose_task_the_gateway_finds_later_is_collected_by_a_rerun_for_nothing(
+    tmp_path: Path,
+) -> None:
+    """A re-run asks for each lost request once more: a gateway whose look-up by business id works again (it was
+    only late) gives the task, and its image is collected without a new submit."""
+    out = tmp_path / "out"
+    with fault_sim(7, lost_submit="409") as sim:
+        with Session(settings_for(sim, out)) as session:
+            assert [j.state for j in swept(session)] == [JobState.LOST] * N
+        sim.configure(lost_submit="")  # the look-up by business id answers again
+        with Session(settings_for(sim, out)) as again:
+            jobs = swept(again)
+            assert [j.state for j in jobs] == [JobState.DONE] * N, [j.error for j in jobs]
+            assert again.store.lost_keys([j.key for j in jobs]) == set()
+        assert record("lost, then found by a re-run's look-up", sim, out) == N
+        assert len(list((out / "images").glob("*.jpg"))) == N
+
+
+@pytest.mark.parametrize("http_date", [False, True], ids=["seconds", "http-date"])
+def test_a_retry_after_of_an_hour_on_status_queries_never_holds_a_job_past_its_deadline(
+    http_date: bool, tmp_path: Path
+) -> None:
+    """Every status query answers 429 with ``Retry-After: 3600`` (or an HTTP date an hour ahead): the wait is capped
+    by ``max_retry_after`` and by each job's deadline; the user is told; every job ends ``timeout`` (resumable),
+    ``wait(timeout)`` returns, and once the gateway answers again a resume collects every image, paid once."""
+    out = tmp_path / "out"
+    axes = ["temperature=0.2,0.6", "size=1:1,16:9"]  # 4 requests
+    with fault_sim(9, status_retry_after=3600, retry_after_http_date=http_date) as sim:
+        policy = RetryPolicy(max_tries=30, base=0.05, cap=0.5, max_retry_after=600.0)
+        settings = settings_for(sim, out, job_timeout=3.0, max_retry_after=60.0, retry=policy)
+        assert settings.retry_policy.max_retry_after == 60.0  # the setting caps the policy's own limit
+        with Session(settings) as session:
+            result = session.sweep("A paper-cut fox", axes=axes, yes=True, wait=False)
+            jobs = result.jobs
+            wait_for(lambda: all(j.notes for j in jobs), 30, "every job telling the gateway's long wait")
+            assert all("the gateway asked to wait 60 min" in status_text(j) for j in jobs), status_text(jobs[0])
+            assert not result.wait(timeout=0.2)  # wait(timeout) returns while the jobs wait
+            assert result.wait(timeout=30)  # ... and the jobs end by their deadline, not after an hour
+            assert [j.state for j in jobs] == [JobState.TIMEOUT] * 4, [j.error for j in jobs]
+            assert all("the gateway asked to wait 60 min" in (j.error or "") for j in jobs), [j.error for j in jobs]
+            assert sorted(r.cbid for r in session.store.orphans("sim")) == sorted(j.cbid for j in jobs)
+        assert sim.stats()["faults"]["status_retry_after"] >= 1  # the lane waits: not every job asks again
+        sim.configure(status_retry_after=0)
+        with Session(settings_for(sim, out)) as later:  # the gateway answers again: resume collects, pays nothing
+            resumed = later.resume()
+            assert len(resumed) == 4 and later.wait(60)
+            assert [j.state for j in resumed] == [JobState.DONE] * 4, [j.error for j in resumed]
+        assert record(f"Retry-After 3600 ({'HTTP date' if http_date else 'seconds'}) on status, resumed", sim, out,
+                      requested=4) == 4  # fmt: skip
+        assert len(list((out / "images").glob("*.jpg"))) == 4
 
 
 def test_a_trickle_download_ends_and_cancel_drop_stops_it(tmp_path: Path) -> None:
@@ -388,6 +518,59 @@ def test_a_ledger_busy_in_another_process_is_one_line_naming_it(
         locker.stdin.close()
         locker.wait(30)
         other.close()
+
+
+def _one_busy_line(capsys: pytest.CaptureFixture[str]) -> str:
+    """What the shell printed: exactly one line, naming the busy ledger and what to do, and no traceback."""
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    busy = [line for line in text.splitlines() if "is busy" in line]
+    assert len(busy) == 1 and "Traceback" not in text and "move" not in text, text
+    assert "close the notebook or kernel that holds it" in busy[0] and f"pid {os.getpid()}" in busy[0], busy
+    return busy[0]
+
+
+def test_load_ext_a_cell_and_gi_sweep_with_the_ledger_held_by_another_process_each_say_one_line(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real shell: ``%load_ext``, a ``%%gemimg`` cell and ``gi.sweep`` while another process holds a write
+    transaction on the ledger answer with one line naming the owner it knows and what to do; nothing is paid."""
+    monkeypatch.setattr(Store, "busy_s", 1.0)
+    out = tmp_path / "out"
+    for name, value in {
+        "GEMIMG_OUTPUT_DIR": str(out),
+        "GEMIMG_BACKEND": "sim",
+        "GEMIMG_SIM_LATENCY": "0.1,0.2",
+    }.items():
+        monkeypatch.setenv(name, value)
+    other = Store(out)  # another kernel the ledger knows (here: this pid), and a third process's long write
+    locker = lock_ledger(out)
+    try:
+        ip.run_line_magic("load_ext", "gemimg_jupyter")
+        _one_busy_line(capsys)
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(30)
+    ip.run_cell("import gemimg_jupyter as gi\nsession = gi.get_session()")  # the store opens once it is free
+    capsys.readouterr()
+    locker = lock_ledger(out)
+    try:
+        cell = ip.run_cell("%%gemimg\nA paper-cut fox")
+        assert cell.error_in_exec is not None
+        _one_busy_line(capsys)
+        sweep = ip.run_cell("r = gi.sweep('A paper-cut fox', temperature=[0.2, 0.6], yes=True)")
+        assert type(sweep.error_in_exec).__name__ == "LedgerBusyError"
+        assert _one_busy_line(capsys).startswith("LedgerBusyError: the ledger")
+    finally:
+        assert locker.stdin is not None
+        locker.stdin.close()
+        locker.wait(30)
+        other.close()
+    session = ip.user_ns["session"]
+    assert session.runner.jobs == [] and session.sim.stats()["submits_accepted"] == 0  # nothing sent, nothing paid
+    assert ip.run_cell("%%gemimg --wait\nA paper-cut fox").error_in_exec is None  # free again: it works
+    assert [j.state for j in session.runner.jobs] == [JobState.DONE]
 
 
 def test_a_garbage_ledger_is_refused_and_images_are_untouched(tmp_path: Path) -> None:
@@ -455,6 +638,64 @@ def test_a_full_disk_is_refused(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", FULL, str(out)], capture_output=True, text=True, timeout=60)
     assert proc.stdout.startswith("REFUSED") and "is full" in proc.stdout, (proc.stdout, proc.stderr)
     assert len(proc.stdout.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+FULL_LATER = textwrap.dedent(
+    """
+    import resource, signal, sqlite3, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    from gemimg_jupyter.api.session import Session
+    from gemimg_jupyter.domain.errors import GemimgError
+    from gemimg_jupyter.domain.settings import RetryPolicy, Settings
+    url, out = sys.argv[1], sys.argv[2]
+    s = Session(Settings(backend="sim", base_url=url, output_dir=out, poll_first=0.1, poll_min=0.1, poll_max=0.3,
+                         job_timeout=4, retry=RetryPolicy(max_tries=30, base=0.05, cap=0.3)))
+    ask = dict(model="gemini-3.1-flash-image-preview", resolution="4K")   # a PNG of megabytes
+
+    def full_after(size):     # every file write past `size` bytes fails, as on a full disk
+        s.store.flush()
+        with sqlite3.connect(out + "/ledger.sqlite3") as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, resource.RLIM_INFINITY))
+
+    full_after(0)             # full before the cell: one line, nothing sent
+    try:
+        s.generate("A paper-cut fox", **ask)
+        print("NOT REFUSED")
+    except GemimgError as exc:
+        print("REFUSED", exc)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    full_after(600_000)       # room for the ledger, not for the image: paid, then the disk is full
+    job = s.generate("A paper-cut fox", wait=False, **ask)
+    job.wait(60)
+    print("STATE", job.state.value, "|", job.error)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    s.close()
+    """
+)
+
+
+def test_a_disk_that_fills_is_one_line_before_paying_and_a_paid_row_stays_collectable(tmp_path: Path) -> None:
+    """A full disk (a file-size limit in a separate process) refuses a cell in one line before anything is sent;
+    once the disk fills after payment, the job ends ``timeout`` and the row stays collectable: a resume collects
+    it, paid once."""
+    out = tmp_path / "out"
+    with fault_sim(3, image_format="png") as sim:
+        proc = subprocess.run([sys.executable, "-c", FULL_LATER, sim.base_url, str(out)], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        lines = proc.stdout.splitlines()
+        refused = [line for line in lines if line.startswith("REFUSED")]
+        assert len(refused) == 1 and "cannot be written" in refused[0] and "free some space" in refused[0], lines
+        assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+        state = next(line for line in lines if line.startswith("STATE"))
+        assert state.startswith("STATE timeout") and "File too large" in state, (state, proc.stderr[-2000:])
+        assert sim.stats()["submits_accepted"] == 1  # the refused cell sent nothing; the second paid once
+        with Session(settings_for(sim, out)) as later:  # space again: the paid row is collected, not paid again
+            resumed = later.resume()
+            assert len(resumed) == 1 and later.wait(60)
+            assert resumed[0].state is JobState.DONE, resumed[0].error
+        assert record("disk full before a cell, then after paying; resumed", sim, out, requested=1) == 1
+        assert len(list((out / "images").glob("*.png"))) == 1
 
 
 def _old_ledger(out: Path, params: str) -> None:

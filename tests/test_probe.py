@@ -28,7 +28,7 @@ from .support import SimProcess
 PROBE_KEY = "sk-test-" + "k3Y9" * 10
 FREE = ("auth", "models", "user_agent", "error_shape", "unknown_model", "upload", "pricing", "preview_listed")
 PAID = ("status_words", "lookup_by_business_id", "billing", "result_url", "image_size", "duplicate_business_id",
-        "image_url_objects", "prompt_limit", "resolution", "seed", "controls", "preview_answers")  # fmt: skip
+        "idempotency_key", "image_url_objects", "prompt_limit", "resolution", "seed", "controls", "preview_answers")  # fmt: skip
 
 
 def probe_cmd(*args: str) -> list[str]:
@@ -271,3 +271,21 @@ def test_the_probe_asks_about_controls_and_what_the_preview_ids_answer(tmp_path:
     sent = keyed_sim.stats()["metadata"]
     assert {"mimeType": "image/png"} in [m.get("imageOutputOptions") for m in sent]
     assert report.spent_usd <= 2.0
+
+
+@pytest.mark.parametrize("honoured", [True, False])
+def test_the_probe_asks_whether_a_repeated_idempotency_key_gets_the_first_task(
+    tmp_path: Path, keyed_sim: SimServer, honoured: bool
+) -> None:
+    """Our simulator replays a repeated Idempotency-Key as New API does (the probe passes against it); a gateway
+    that ignores the header makes a second task, and the probe says so, paid twice."""
+    keyed_sim.configure(idempotency=honoured)
+    settings = Settings(api_key=PROBE_KEY, backend="toapis", base_url=keyed_sim.base_url, output_dir=tmp_path)
+    report = run_probe(settings, spend=1.0, confirm=lambda _q: True, say=lambda _line: None)
+    check = report.check("idempotency_key")
+    if honoured:
+        assert check.verdict == "ok" and "Idempotency-Replayed: true" in check.observed, check.observed
+        assert keyed_sim.stats()["idempotent_replays"] == 1
+    else:
+        assert check.verdict == "differs" and "paid twice" in check.observed, check.observed
+        assert keyed_sim.stats()["idempotent_replays"] == 0

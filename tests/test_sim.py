@@ -177,6 +177,56 @@ def test_duplicate_business_ids_are_counted_and_latest_wins(server: SimServer, h
     assert server.stats()["duplicate_business_ids"] == 1
 
 
+@pytest.mark.parametrize("honoured", [True, False])
+def test_a_repeated_idempotency_key_replays_the_first_task_unless_switched_off(
+    server: SimServer, http: requests.Session, honoured: bool
+) -> None:
+    server.configure(idempotency=honoured)
+    key = {"Idempotency-Key": "idem-1"}
+    url = f"{server.base_url}/v1/images/generations"
+    first = http.post(url, json=body(client_business_id="idem-1"), headers=key, timeout=10)
+    again = http.post(url, json=body(client_business_id="idem-1"), headers=key, timeout=10)
+    stats = server.stats()
+    assert first.status_code == again.status_code == 200 and stats["idempotency_keys"] == 2
+    assert stats["duplicate_business_ids"] == 1  # a re-send shows either way
+    if honoured:  # New API's answer: the first task, marked, nothing new paid
+        assert again.json()["id"] == first.json()["id"] and again.headers["Idempotency-Replayed"] == "true"
+        assert stats["submits_accepted"] == 1 and stats["idempotent_replays"] == 1
+    else:
+        assert again.json()["id"] != first.json()["id"] and "Idempotency-Replayed" not in again.headers
+        assert stats["submits_accepted"] == 2 and stats["idempotent_replays"] == 0
+
+
+def test_lost_submit_drops_the_answer_hides_the_business_id_and_refuses_the_repeat(
+    server: SimServer, http: requests.Session
+) -> None:
+    server.configure(lost_submit="409")
+    with pytest.raises(requests.ConnectionError):
+        submit(server, http, client_business_id="lost-1")
+    assert status(server, http, "lost-1").status_code == 404  # the look-up by business id finds nothing
+    again = submit(server, http, client_business_id="lost-1")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "duplicate_request"
+    assert "lost-1" in again.json()["error"]["message"]
+    server.configure(lost_submit="400")
+    refused = submit(server, http, client_business_id="lost-1")
+    assert refused.status_code == 400 and "duplicate" in refused.json()["error"]["message"]
+    stats = server.stats()
+    assert stats["submits_accepted"] == 1 and stats["faults"]["lost_submit"] == 1
+    assert stats["faults"]["duplicate_refused"] == 2
+
+
+def test_status_retry_after_answers_every_status_query_with_a_long_wait(
+    server: SimServer, http: requests.Session
+) -> None:
+    task = submit(server, http).json()["id"]
+    server.configure(status_retry_after=3600)
+    assert status(server, http, task).headers["Retry-After"] == "3600"
+    server.configure(retry_after_http_date=True)
+    answer = status(server, http, task)
+    assert answer.status_code == 429 and answer.headers["Retry-After"].endswith("GMT")
+    assert server.stats()["faults"]["status_retry_after"] == 2
+
+
 def test_image_url_objects_accepted_unless_strict(server: SimServer, http: requests.Session) -> None:
     refs = [{"url": "https://example.com/a.png"}, "https://example.com/b.png"]
     assert submit(server, http, image_urls=refs).status_code == 200

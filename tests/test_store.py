@@ -143,3 +143,39 @@ def test_half_written_files_left_by_a_killed_process_are_removed_when_a_store_op
     Store(tmp_output).close()
     assert not old.exists()
     assert young.exists()  # maybe another live process's write in progress: kept
+
+
+MOUNTINFO = r"""22 27 0:21 / /proc rw,relatime - proc proc rw
+27 1 253:1 / / rw,relatime - ext4 /dev/vda rw
+40 27 0:45 / /home rw,relatime shared:20 - nfs4 fileserver:/export/home rw,vers=4.2
+41 40 0:46 / /home/ann/My\040Drive rw,nosuid - fuse.drive drive rw,user_id=0
+42 27 0:47 / /mnt/share rw - cifs //nas/share rw,vers=3.0
+45 27 0:49 / /mnt/smb rw - cifs //nas/other rw
+43 27 8:17 / /mnt/usb rw - fuseblk /dev/sdb1 rw
+44 27 0:48 / /mnt/share rw - tmpfs tmpfs rw
+"""
+
+
+def test_the_mountinfo_parser_finds_the_file_system_of_the_longest_mount_above_a_path() -> None:
+    from gemimg_jupyter.ledger.schema import filesystem_type, network_filesystem, parse_mountinfo
+
+    assert ("/home/ann/My Drive", "fuse.drive") in parse_mountinfo(MOUNTINFO)  # \040 is a space
+    assert parse_mountinfo("garbage\n\n1 2 3\n") == []
+    found = {
+        "/home/ann/notebooks/out": "nfs4",
+        "/home/ann/My Drive/gemimg_outputs": "fuse.drive",
+        "/home/ann/My Drivex": "nfs4",  # a mount point is a whole path component
+        "/mnt/share/out": "tmpfs",  # the later of two mounts on one point hides the other
+        "/mnt/usb/out": "fuseblk",
+        "/mnt/smb/out": "cifs",
+        "/srv/data": "ext4",
+        "/": "ext4",
+    }
+    for path, fstype in found.items():
+        assert filesystem_type(Path(path), MOUNTINFO) == fstype, path
+    network = {path: network_filesystem(Path(path), {}, MOUNTINFO) for path in found}
+    assert {p for p, fs in network.items() if fs} == {"/home/ann/notebooks/out", "/home/ann/My Drive/gemimg_outputs",
+                                                      "/home/ann/My Drivex", "/mnt/smb/out"}  # fmt: skip
+    assert network_filesystem(Path("/"), {"GEMIMG_NETWORK_FS": "1"}) == "network (GEMIMG_NETWORK_FS=1)"
+    assert network_filesystem(Path("/home/x"), {"GEMIMG_NETWORK_FS": "0"}, MOUNTINFO) is None
+    assert network_filesystem(Path("/"), {"GEMIMG_NETWORK_FS": "0"}) is None

@@ -39,26 +39,35 @@ class Budget:
         self.runner.carry_spending(before.spent_usd())
 
     def _own_paid(self) -> list[Job]:
-        return [j for j in self.runner.jobs if j.task_id is not None and not j.cached]
+        return [j for j in self.runner.jobs if j.paid and not j.cached]
 
     def quote(
         self, plan: SweepPlan, *, fresh: bool = False, confirm_above_usd: float | None = CONFIRM_ABOVE_USD
     ) -> Quote:
         """What ``plan`` would cost now (``fresh``: as if nothing were stored) and whether it needs a yes."""
         left = self.left_usd()
-        if fresh:
-            return Quote(plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd, left)
         keys = list(plan.keys)
+        lost = self.store.lost_keys(keys, backend=self.runner.backend)
+        if fresh:  # as if nothing were stored: the lost ones are paid again, and the plan line says so
+            return Quote(
+                plan, frozenset(), 0, 0, plan.estimate_usd(), confirm_above_usd, left, plan.n_cached(lost), True
+            )
         free = frozenset(self.store.cached_keys(keys, backend=self.runner.backend))
         stored = self.store.cached_keys(keys, running=False) if free else set()
         cached = plan.n_cached(stored)
+        adopted = plan.n_cached(free) - cached
+        lost -= free
+        free |= lost  # paid before and lost: not paid again
         estimate = plan.estimate_usd(free)
-        return Quote(plan, free, cached, plan.n_cached(free) - cached, estimate, confirm_above_usd, left)
+        return Quote(plan, free, cached, adopted, estimate, confirm_above_usd, left, plan.n_cached(lost))
 
     def estimate(self, params: Sequence[tuple[GenerationParams, int]]) -> tuple[float, int]:
         """Cost of the uncached requests among ``(params, repeat)`` pairs, and how many are cached."""
         cost, cached = 0.0, 0
-        free = self.store.cached_keys([p.cache_key(repeat) for p, repeat in params], backend=self.runner.backend)
+        keys = [p.cache_key(repeat) for p, repeat in params]
+        free = self.store.cached_keys(keys, backend=self.runner.backend) | self.store.lost_keys(
+            keys, backend=self.runner.backend
+        )
         for p, repeat in params:
             if p.cache_key(repeat) in free:
                 cached += 1

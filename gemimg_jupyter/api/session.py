@@ -125,7 +125,7 @@ def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> T
     return ToAPIsClient(
         base_url,
         key,
-        retry=settings.retry,
+        retry=settings.retry_policy,
         timeout=(settings.connect_timeout, settings.read_timeout),
         status_timeout=settings.status_timeout,
         download_timeout=settings.download_timeout,
@@ -135,7 +135,13 @@ def _client(settings: Settings, base_url: str, key: Secret, gate: RateGate) -> T
 
 
 def banner(session: Session) -> str:
-    """One line saying which backend ``session`` uses and, for the simulator, how to get real images."""
+    """One line saying which backend ``session`` uses and, for the simulator, how to get real images (and, on a
+    network file system, that two machines must not share the output folder)."""
+    notice = f" Note: {session.store.notice}." if session.store.notice else ""
+    return _backend_line(session) + notice
+
+
+def _backend_line(session: Session) -> str:
     if session.backend == "toapis":
         return f"gemimg: using ToAPIs at {session.base_url} (key from TOAPIS_API_KEY), output in {session.store_root}"
     where = "the built-in simulator" if session.sim is not None else f"a simulator at {session.base_url}"

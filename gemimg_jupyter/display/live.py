@@ -81,6 +81,7 @@ def status_text(job: Job) -> str:
         parts.append(f"waiting for job {job.waiting_for}")
     elif not state.is_terminal:
         parts.append(f"{job.progress}%")
+        parts.extend(job.notes)  # what the job waits for (a long Retry-After …), while it waits
     parts.append("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd))
     parts.append(f"job {job.id}")
     parts.append(f"{job.params.size} {job.params.resolution}")
@@ -127,6 +128,7 @@ def status_html(job: Job) -> str:
             f'<progress value="{int(job.progress)}" max="100" style="width:80px;height:10px;vertical-align:middle">'
             f"</progress> {int(job.progress)}%"
         )
+        bits.extend(f'<span class="gemimg-tone-warn">{html.escape(note)}</span>' for note in job.notes)
     bits.append(html.escape("$0 (cached)" if state is JobState.CACHED else _usd(job.cost_usd)))
     bits.append(f"job <code>{html.escape(job.id)}</code>")
     bits.append(f'<span style="white-space:nowrap">{html.escape(f"{job.params.size} {job.params.resolution}")}</span>')

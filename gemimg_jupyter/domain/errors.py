@@ -4,11 +4,14 @@
 
     GemimgError
     ├── ConfigError                  missing key for the real backend, bad setting
+    │   └── LedgerError              the ledger cannot be written now: a full disk (also an sqlite3 error)
+    │       └── LedgerBusyError      another process holds the ledger's write lock
     ├── ValidationError              a parameter the model does not accept (before any request)
     │   └── BudgetExceededError      the work would exceed ``max_cost_usd``
     ├── APIError                     status, code, message, request id; never the key
     │   ├── BadRequestError 400/422  ├── AuthenticationError 401
-    │   │   └── ContentBlockedError  │   └── PermissionDeniedError 403
+    │   │   ├── ContentBlockedError  │   └── PermissionDeniedError 403
+    │   │   └── DuplicateRequestError 409, or a 400 naming a duplicate business id
     │   ├── InsufficientQuotaError 402, 403 insufficient_user_quota
     │   ├── ModelUnavailableError    503 model_not_found (not retried)
     │   ├── NotFoundError 404        ├── RateLimitError 429
@@ -20,6 +23,7 @@
         ├── TaskFailedError          the server said ``failed``
         ├── TaskExpiredError         the result URL expired before download
         ├── JobTimeoutError          our own deadline passed (the task may still finish)
+        ├── TaskLostError            paid, but the gateway cannot find the task (a duplicate refusal)
         └── JobCancelled
 
 Errors are classified by the body's ``error.code`` first and the HTTP status
@@ -29,6 +33,7 @@ second (see ``client_errors.error_from_response``). Every message passes through
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from typing import Any
 
@@ -43,12 +48,15 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "ContentBlockedError",
+    "DuplicateRequestError",
     "GemimgError",
     "InsufficientQuotaError",
     "InvalidImageError",
     "JobCancelled",
     "JobError",
     "JobTimeoutError",
+    "LedgerBusyError",
+    "LedgerError",
     "ModelUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -57,6 +65,7 @@ __all__ = [
     "TaskBlockedError",
     "TaskExpiredError",
     "TaskFailedError",
+    "TaskLostError",
     "ValidationError",
     "redact",
     "register_secret",
@@ -127,6 +136,21 @@ def _rebuild(cls: type[GemimgError], state: dict[str, Any]) -> GemimgError:
 
 class ConfigError(GemimgError):
     """A setting is missing or wrong (for example no API key for the real backend)."""
+
+
+class LedgerError(ConfigError, sqlite3.OperationalError):
+    """The ledger cannot be written now (a full disk), as one line, before anything is paid.
+
+    Also an ``sqlite3.OperationalError``, so code that waits out a busy or full ledger still catches it.
+    IPython shows it as its one line, without a traceback.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class LedgerBusyError(LedgerError):
+    """Another process holds the ledger's write lock past the store's patience (a busy ledger)."""
 
 
 class ValidationError(GemimgError, ValueError):
@@ -202,6 +226,14 @@ class ContentBlockedError(
     BadRequestError, hint="the prompt or a reference was refused by the content policy; nothing was charged"
 ):
     """The gateway refused the prompt or references for a safety or content-policy reason (nothing is charged)."""
+
+
+class DuplicateRequestError(BadRequestError):
+    """409, or a 400 naming a duplicate: the gateway already has a task with this ``client_business_id``.
+
+    To a submit that may have reached the gateway before (its answer lost), this says the first one was
+    accepted, and so paid for.
+    """
 
 
 class AuthenticationError(APIError, hint="check TOAPIS_API_KEY or use Settings(api_key=...)"):
@@ -284,6 +316,13 @@ class TaskExpiredError(JobError):
 
 class JobTimeoutError(JobError):
     """The local deadline passed; the task stays in the ledger for ``resume``."""
+
+
+class TaskLostError(
+    JobError,
+    hint="a re-run does not pay for it again (fresh=True does); the gateway's support can trace the business id",
+):
+    """Paid for, but unreachable: a second submit was refused as a duplicate of a task the gateway cannot find."""
 
 
 class JobCancelled(JobError):

@@ -741,10 +741,14 @@ def validate_references(spec: ModelSpec, references: Sequence[ReferenceImage]) -
 
 class JobState(str, enum.Enum):
     """Where one job is. Terminal states are ``done``, ``cached``, ``failed``,
-    ``blocked``, ``expired``, ``timeout`` and ``cancelled``.
+    ``blocked``, ``expired``, ``timeout``, ``cancelled`` and ``lost``.
 
     ``blocked`` is a task the gateway refused for a safety or content-policy
     reason: no image, shown with its reason, not as a generic failure.
+    ``lost`` is paid but unreachable: the submit's answer was lost, the
+    look-up by ``client_business_id`` found nothing and a second submit was
+    refused as a duplicate; its price counts as spent and a re-run does not
+    pay for it again (``fresh`` does).
 
     Every classification of the states lives here (the ledger's SQL, the grid,
     the display and the panel read them): :attr:`is_pending` (still moving),
@@ -768,6 +772,7 @@ class JobState(str, enum.Enum):
     EXPIRED = "expired"
     TIMEOUT = "timeout"
     CANCELLED = "cancelled"
+    LOST = "lost"
 
     @property
     def is_terminal(self) -> bool:
@@ -806,7 +811,7 @@ class JobState(str, enum.Enum):
 #: The classifications of :class:`JobState` as sets of states (for plain words use :func:`state_values`:
 #: an enum member hashes by its name, so a word is not found in a set of members).
 IMAGE_STATES = frozenset({JobState.DONE, JobState.CACHED})
-FAILURE_STATES = frozenset({JobState.FAILED, JobState.BLOCKED, JobState.EXPIRED, JobState.TIMEOUT})
+FAILURE_STATES = frozenset({JobState.FAILED, JobState.BLOCKED, JobState.EXPIRED, JobState.TIMEOUT, JobState.LOST})
 TERMINAL_STATES = IMAGE_STATES | FAILURE_STATES | {JobState.CANCELLED}
 PENDING_STATES = frozenset(JobState) - TERMINAL_STATES
 RESUMABLE_STATES = PENDING_STATES | {JobState.TIMEOUT}
@@ -824,6 +829,7 @@ _ICONS = {
     JobState.EXPIRED: "✗",
     JobState.TIMEOUT: "⧗",
     JobState.CANCELLED: "⊘",
+    JobState.LOST: "✗",
 }
 
 

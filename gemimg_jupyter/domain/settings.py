@@ -17,6 +17,8 @@ Environment variables
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import os
 import random
 import re
@@ -136,7 +138,7 @@ class RetryPolicy:
     factor: float = 2.0
     cap: float = 60.0
     jitter: float = 0.25
-    max_retry_after: float = 120.0
+    max_retry_after: float = 60.0
     retry_statuses: tuple[int, ...] = (429, 500, 502, 503, 504)
 
     def should_retry(self, status_code: int | None) -> bool:
@@ -181,6 +183,9 @@ class Settings:
     poll_first: float = 1.0
     poll_min: float = 0.5
     poll_max: float = 10.0
+    #: The longest ``Retry-After`` honoured, seconds (also caps ``retry.max_retry_after``); a job's deadline
+    #: still comes first.
+    max_retry_after: float = 60.0
     download_max_bytes: int = 50 * 1024 * 1024
     max_cost_usd: float | None = None
     sim_options: Mapping[str, Any] = field(default_factory=dict)
@@ -201,6 +206,8 @@ class Settings:
         for name, tier_value in zip(Rates._fields, RATE_TIERS[self.rate_tier], strict=True):
             if getattr(self, name) is None:  # only rates not given: a copy (replace) keeps every rate it has
                 object.__setattr__(self, name, tier_value)
+        if isinstance(self.max_retry_after, bool) or not 0 <= self.max_retry_after < math.inf:  # refuses NaN too
+            raise ConfigError(f"max_retry_after must be 0 or more seconds, not {self.max_retry_after!r}")
         if self.max_cost_usd is not None and not self.max_cost_usd >= 0:  # refuses NaN too
             raise ConfigError(f"max_cost_usd must be 0 or more, not {self.max_cost_usd}")
         key: object = self.api_key
@@ -267,6 +274,12 @@ class Settings:
     def _tier_rates(self, old: Rates, new: Rates) -> dict[str, Any]:
         """The new tier's rates for the fields still at the old tier's values (rates set by hand stay)."""
         return {name: now for name, was, now in zip(Rates._fields, old, new, strict=True) if getattr(self, name) == was}
+
+    @functools.cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """``retry`` with its ``Retry-After`` cap lowered to :attr:`max_retry_after` (what the session uses)."""
+        cap = min(self.retry.max_retry_after, self.max_retry_after)
+        return self.retry if cap == self.retry.max_retry_after else dataclasses.replace(self.retry, max_retry_after=cap)
 
     @property
     def resolved_backend(self) -> Literal["toapis", "sim"]:

@@ -14,7 +14,7 @@ from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gemimg_jupyter.domain.errors import JobError, JobTimeoutError
+from gemimg_jupyter.domain.errors import APIConnectionError, APIError, JobError, JobTimeoutError, TaskLostError
 from gemimg_jupyter.domain.models import (
     IMAGE_STATES,
     PENDING_STATES,
@@ -29,7 +29,7 @@ from gemimg_jupyter.domain.models import (
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.engine.handle import Job, JobOwner
 from gemimg_jupyter.engine.record import JobRecord, parent_of
-from gemimg_jupyter.engine.shared import Engine, check_cancel
+from gemimg_jupyter.engine.shared import Engine, ask_by_business_id, check_cancel
 from gemimg_jupyter.engine.transitions import Transitions
 from gemimg_jupyter.ledger.store import Claim, LedgerRow
 
@@ -53,8 +53,12 @@ def ledger_request(job: Job, backend: str) -> dict[str, Any]:
 
 
 def take_claim(job: Job, claim: Claim) -> None:
-    """Make the job the ledger row it was given (adopted or taken over); a new or cached claim changes nothing here."""
+    """Make the job the ledger row it was given (adopted, taken over or lost); a new or cached claim changes
+    nothing here."""
     row = claim.row
+    if row is not None and claim.kind == "lost":
+        job.cbid, job.sweep_id = row.cbid, job.sweep_id or row.sweep_id
+        return
     if row is None or claim.kind not in ("adopt", "takeover"):
         return
     job.cbid = row.cbid
@@ -78,6 +82,37 @@ def finish_from_store(record: Transitions, rec: JobRecord, row: LedgerRow) -> No
     job.path, job.task_id, job.progress = Path(row.path), row.task_id, 100
     job.provenance = provenance_from_file(job.path)
     record.finish(rec, JobState.CACHED)
+
+
+def finish_lost(record: Transitions, rec: JobRecord, row: LedgerRow) -> None:
+    """End the job at once ``lost``: the row says its request was paid before and cannot be collected ($0 here).
+
+    Not paid again: the ledger already counts its price; ``fresh`` pays for it again.
+    """
+    job = rec.job
+    job.error = f"paid before (business id {row.cbid}) and lost: the gateway could not find its task; not paid again"
+    job.exception = TaskLostError(job.error, hint="fresh=True pays for it again")
+    record.finish(rec, JobState.LOST, ledger=False)
+
+
+def find_lost(e: Engine, rec: JobRecord, row: LedgerRow) -> Generator[float | None, None, bool]:
+    """A request paid before and lost: ask the gateway for it by business id once more (through the query lane).
+
+    Found (its look-up was only late), the row is this process's again, ``submitted``: ``True``, collect it
+    ($0 here: nothing is sent). Not found, the job ends ``lost`` at once (:func:`finish_lost`): ``False``.
+    """
+    job = rec.job
+    try:
+        found = yield from ask_by_business_id(e, rec, row.cbid)
+    except (APIError, APIConnectionError):
+        found = None
+    took = e.store.revive(row.cbid, found.id) if found is not None else None
+    if found is None or took is None:
+        finish_lost(e.record, rec, row)
+        return False
+    job.task_id, job.submitted_at, job.cost_usd = found.id, took.submitted, paid_for(took)
+    e.record.set_state(rec, JobState.SUBMITTED)
+    return True
 
 
 def follow(e: Engine, rec: JobRecord, deadline: float) -> Generator[float | None, None, bool]:

@@ -43,6 +43,11 @@ EXPIRED_PATIENCE = 2
 UNKNOWN_LIMIT = 5
 
 
+def long_wait(seconds: float | None) -> str | None:
+    """``"60 min"``: a wait the gateway asked for (``Retry-After``), when it is a minute or more (else ``None``)."""
+    return None if seconds is None or seconds < 60 else f"{round(seconds / 60):,} min"
+
+
 class Retry(Exception):
     """Internal: not an answer yet (e.g. completed without a URL); look again."""
 
@@ -96,18 +101,19 @@ class Collector:
                 problem = exc
                 if isinstance(exc, RateLimitError):
                     e.gate.refund("query")
+                    self._tell_wait(rec, exc.retry_after)
             if e.stop_now(rec):
                 raise JobCancelled(f"job {job.id} dropped after submit (it is still paid for)", task_id=job.task_id)
             tries += 1
             e.record.set_state(rec, JobState.IN_PROGRESS, job.progress)
-            wait = e.settings.retry.delay(tries, getattr(problem, "retry_after", None), rng=e.rng)
+            wait = e.settings.retry_policy.delay(tries, getattr(problem, "retry_after", None), rng=e.rng)
             wait = min(wait, e.settings.poll_max, max(0.0, deadline - time.monotonic()))
             log.info("job %s: trying again in %.1fs after: %s", job.id, wait, problem)
             yield wait
             e.woke(rec)
             check_cancel(rec)
             if time.monotonic() >= deadline:
-                raise self._overdue(job, problem)
+                raise self._overdue(rec, problem)
 
     def _download(self, rec: JobRecord, status: TaskStatus, url: str, deadline: float) -> Steps:
         """Download the image in the download pool, keep its bytes with a provenance sidecar, and end the job ``done``."""
@@ -143,13 +149,36 @@ class Collector:
         write_thumb(job.path, data, small=shown[0] if shown else None)
         e.record.finish(rec, JobState.DONE, path=str(job.path), cost_usd=job.cost_usd)
 
-    def _overdue(self, job: Job, problem: BaseException | None) -> JobTimeoutError:
+    def _tell_wait(self, rec: JobRecord, seconds: float | None) -> None:
+        """The gateway asked for a long wait before the next status query: say so in the job's own notes (once)."""
+        asked = long_wait(seconds)
+        if asked is None:
+            return
+        s = self.engine.settings
+        note = (
+            f"the gateway asked to wait {asked} before the next status query; waiting at most "
+            f"{s.retry_policy.max_retry_after:g} s at a time (max_retry_after), never past the job's "
+            f"{s.job_timeout:g} s deadline"
+        )
+        rec.asked_wait = asked
+        if note not in rec.job.notes:
+            rec.job.notes.append(note)
+            log.info("job %s: %s", rec.job.id, note)
+            self.engine.record.notify(rec)
+
+    def _overdue(self, rec: JobRecord, problem: BaseException | None) -> JobTimeoutError:
         """The job's deadline passed without an image: it ends ``timeout``, its row resumable."""
         e = self.engine
-        reason = f" (last problem: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__})"
+        job = rec.job
+        asked = long_wait(problem.retry_after if isinstance(problem, RateLimitError) else None) or rec.asked_wait
+        reason = ""
+        if asked:
+            reason = f" (the gateway asked to wait {asked} before asking again)"
+        elif problem is not None:
+            reason = f" (last problem: {str(problem).splitlines()[0] if str(problem) else type(problem).__name__})"
         return JobTimeoutError(
-            f"task {job.task_id} has no image after {e.settings.job_timeout:g}s"
-            f"{reason if problem is not None else ''}; it stays in the ledger: run the cell again or "
+            f"task {job.task_id} has no image after {e.settings.job_timeout:g}s{reason}; it stays in the ledger: "
+            "run the cell again or "
             "Session.resume() to collect it",
             task_id=job.task_id,
         )
@@ -177,11 +206,19 @@ class Collector:
                 yield max(0.0, deadline - time.monotonic())
                 e.woke(rec)
                 check_cancel(rec)
-                raise self._overdue(job, problem)
+                raise self._overdue(rec, problem)
             yield delay
             e.woke(rec)
             check_cancel(rec)
             wait = e.gate.reserve("query")  # the query bucket is shared by every job, however many
+            if wait > 0:  # the lane may be paused by another job's answer: a long Retry-After is told here too
+                self._tell_wait(rec, e.gate.asked("query"))
+            if wait > 0 and time.monotonic() + wait > deadline:  # the lane waits out a Retry-After past the deadline
+                e.gate.refund("query")
+                yield max(0.0, deadline - time.monotonic())
+                e.woke(rec)
+                check_cancel(rec)
+                raise self._overdue(rec, problem)
             if wait > 0:
                 yield wait
                 e.woke(rec)

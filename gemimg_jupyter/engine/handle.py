@@ -109,6 +109,8 @@ class Job:
         self.exception: GemimgError | None = None
         self.path: Path | None = None
         self.cost_usd = 0.0
+        #: accepted by the gateway and then unreachable (it ended ``lost``): paid, though it has no task id
+        self.paid_lost = False
         self.created = time.time()
         self.submitted_at: float | None = None
         self.finished_at: float | None = None
@@ -131,6 +133,11 @@ class Job:
     def cached(self) -> bool:
         """True when the image came from the store without a request."""
         return self.state is JobState.CACHED
+
+    @property
+    def paid(self) -> bool:
+        """True when this job paid for its request: the gateway gave it a task id, or accepted it and lost it."""
+        return self.task_id is not None or self.paid_lost
 
     @property
     def elapsed(self) -> float:

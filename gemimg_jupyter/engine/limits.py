@@ -76,6 +76,11 @@ class TokenBucket:
         with self._lock:
             self._tokens = min(float(self.burst), self._tokens + 1)
 
+    def paused_for(self) -> float:
+        """Seconds the bucket stays paused (0 when it is not)."""
+        with self._lock:
+            return max(0.0, self._paused_until - self._clock())
+
     def pause(self, seconds: float) -> None:
         """Hold every caller for ``seconds`` (after a 429 with ``Retry-After``)."""
         with self._lock:
@@ -97,6 +102,9 @@ class RateGate:
             "query": TokenBucket(settings.query_rate, settings.query_burst),
         }
         self.counts: dict[str, int] = {"submit": 0, "query": 0, "upload": 0, "download": 0, "rate_limited": 0}
+        #: the longest pause a ``Retry-After`` may put on a lane (``max_retry_after``)
+        self.max_pause = settings.retry_policy.max_retry_after
+        self._asked: dict[str, float] = {}  # the Retry-After behind each lane's latest pause, as the gateway asked
         self._lock = threading.Lock()
         self._local = threading.local()
         self.stop = threading.Event()
@@ -132,12 +140,21 @@ class RateGate:
             self.counts[category] = self.counts.get(category, 0) + 1
 
     def penalize(self, category: Category, seconds: float) -> None:
-        """Pause the whole lane after a 429."""
+        """Pause the whole lane after a 429 for its ``Retry-After``, at most :attr:`max_pause`."""
         with self._lock:
             self.counts["rate_limited"] += 1
+            self._asked[category] = seconds
         bucket = self._buckets.get(category)
         if bucket is not None:
-            bucket.pause(seconds)
+            bucket.pause(min(seconds, self.max_pause))
+
+    def asked(self, category: Category) -> float | None:
+        """The ``Retry-After`` the gateway asked for behind the lane's pause now (``None``: the lane is not paused)."""
+        bucket = self._buckets.get(category)
+        if bucket is None or bucket.paused_for() <= 0:
+            return None
+        with self._lock:
+            return self._asked.get(category)
 
 
 class Window:
@@ -244,5 +261,5 @@ class Reservations:
         job = rec.job
         with self._lock:
             if rec.reserved:
-                self._committed += (job.cost_usd if job.task_id else 0.0) - rec.reserved
+                self._committed += (job.cost_usd if job.paid else 0.0) - rec.reserved
             rec.reserved = 0.0

@@ -64,6 +64,7 @@ class JobRecord:
         self.waker: Callable[[], None] | None = None  # schedules its next step now
         self.slot = False  # holds one place in the runner's window of unfinished tasks
         self.reserved = 0.0  # budget reserved for its submit
+        self.asked_wait: str | None = None  # a long Retry-After the gateway asked for while it polled ("60 min")
         self._lock = threading.Lock()
 
     def done(self) -> bool:

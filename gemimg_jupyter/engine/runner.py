@@ -30,7 +30,7 @@ from gemimg_jupyter.engine.shared import Engine, check_cancel, final_state
 from gemimg_jupyter.engine.submit import Submitter
 from gemimg_jupyter.engine.transitions import LeaseLost, Transitions
 from gemimg_jupyter.gateway.client import ToAPIsClient
-from gemimg_jupyter.ledger.store import Store
+from gemimg_jupyter.ledger.store import LedgerRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,9 @@ class JobRunner:
             if claim.kind == "cached" and row is not None and row.path:
                 claims.finish_from_store(self._record, rec, row)
                 continue
+            if claim.kind == "lost" and row is not None:  # paid before: asked for once more, never paid again
+                self._engine.lanes.start(rec, self._drive(rec, self._recover(rec, row)))
+                continue
             rec.adopt = row if claim.kind == "adopt" else None
             rec.unsent = claim.kind == "new" or (row is not None and row.state == "queued" and not row.sent)
             self._start(rec)
@@ -271,6 +274,9 @@ class JobRunner:
         claims.take_claim(job, claim)
         if claim.kind == "cached" and claim.row is not None and claim.row.path:
             claims.finish_from_store(self._record, rec, claim.row)
+            return
+        if claim.kind == "lost" and claim.row is not None:
+            yield from self._recover(rec, claim.row)
             return
         rec.adopt = claim.row if claim.kind == "adopt" else None
         rec.unsent = claim.kind == "new" or (claim.row is not None and claim.row.state == "queued")
@@ -399,7 +405,7 @@ class JobRunner:
                 state = JobState.FAILED if job.task_id is None else JobState.TIMEOUT
             else:
                 job.error, job.exception = str(exc), exc if isinstance(exc, GemimgError) else None
-            if job.task_id is None:
+            if not job.paid:
                 job.cost_usd = 0.0  # nothing was paid
             self._record.finish(rec, state, cost_usd=job.cost_usd)
 
@@ -419,6 +425,11 @@ class JobRunner:
                 return
             except LeaseLost:  # paused past its lease, its row taken over: follow the row, pay nothing
                 self._lost(rec)
+
+    def _recover(self, rec: JobRecord, row: LedgerRow) -> Steps:
+        """A request paid before and lost: collect it if the gateway finds it now ($0), else it ends ``lost``."""
+        if (yield from claims.find_lost(self._engine, rec, row)):
+            yield from self._work(rec)
 
     def _lost(self, rec: JobRecord) -> None:
         """This job's row was taken over by another process: give back its place and budget, then follow the row."""

@@ -8,6 +8,7 @@ phases: following another process's row (:mod:`.claims`), submitting
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from gemimg_jupyter.domain.errors import (
@@ -18,8 +19,9 @@ from gemimg_jupyter.domain.errors import (
     TaskBlockedError,
     TaskExpiredError,
     TaskFailedError,
+    TaskLostError,
 )
-from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.domain.models import JobState, TaskStatus
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine.cadence import PollSchedule
 from gemimg_jupyter.engine.lanes import Lanes
@@ -37,6 +39,7 @@ FINAL_STATES: tuple[tuple[type[BaseException], JobState], ...] = (
     (TaskFailedError, JobState.FAILED),
     (TaskExpiredError, JobState.EXPIRED),
     (JobTimeoutError, JobState.TIMEOUT),
+    (TaskLostError, JobState.LOST),  # paid, unreachable: its price counts
     (GemimgError, JobState.FAILED),
 )
 
@@ -87,3 +90,15 @@ def check_cancel(rec: JobRecord) -> None:
     if rec.cancelled and (job.task_id is None or rec.drop or rec.adopt is not None):
         what = "dropped after submit (it is still paid for)" if job.task_id else "cancelled before submit"
         raise JobCancelled(f"job {job.id} {what}", task_id=job.task_id)
+
+
+def ask_by_business_id(e: Engine, rec: JobRecord, cbid: str) -> Generator[float | None, None, TaskStatus | None]:
+    """The task the gateway has for business id ``cbid`` (``None``: it has none), asked as a status query through
+    the scheduler's query lane like every poll: no thread waits on the bucket."""
+    wait = e.gate.reserve("query")
+    if wait > 0:
+        yield wait
+        e.woke(rec)
+        check_cancel(rec)
+    with e.gate.ticket("query"):
+        return e.client.find_by_business_id(cbid)

@@ -8,10 +8,17 @@ import threading
 import time
 from collections.abc import Generator
 
-from gemimg_jupyter.domain.errors import APIConnectionError, RateLimitError, ServerError
+from gemimg_jupyter.domain.errors import (
+    APIConnectionError,
+    APIError,
+    DuplicateRequestError,
+    RateLimitError,
+    ServerError,
+    TaskLostError,
+)
 from gemimg_jupyter.domain.models import JobState, ReferenceImage
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
-from gemimg_jupyter.engine.shared import Engine, check_cancel
+from gemimg_jupyter.engine.shared import Engine, ask_by_business_id, check_cancel
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ class Submitter:
                 except RateLimitError as exc:  # the status lane said wait: nothing is known, nothing is sent
                     e.gate.refund("query")
                     e.window.release(rec)  # its place waits for others meanwhile (the window does not shrink)
-                    yield min(exc.retry_after or e.settings.retry.base, e.settings.retry.max_retry_after)
+                    yield min(exc.retry_after or e.settings.retry.base, e.settings.retry_policy.max_retry_after)
                     e.woke(rec)
                     continue
                 except (APIConnectionError, ServerError) as exc:
@@ -85,7 +92,7 @@ class Submitter:
                     e.record.move(rec, JobState.QUEUED)
                 else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
                     e.record.set_state(rec, JobState.QUEUED)
-                yield min(pause, e.settings.retry.max_retry_after)
+                yield min(pause, e.settings.retry_policy.max_retry_after)
                 e.woke(rec)
                 continue
             except (APIConnectionError, ServerError) as exc:
@@ -93,6 +100,9 @@ class Submitter:
                 tries += 1
                 yield from self._again_later(rec, exc, tries)
                 continue
+            except DuplicateRequestError as exc:  # an earlier try was accepted, so paid for
+                yield from self._duplicate(rec, exc)
+                break
             e.window.accepted()
             job.task_id = status.id
             job.submitted_at = time.time()
@@ -104,8 +114,27 @@ class Submitter:
         e = self.engine
         if tries >= e.settings.retry.max_tries:
             raise exc
-        yield e.settings.retry.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
+        yield e.settings.retry_policy.delay(tries, exc.__dict__.get("retry_after"), rng=e.rng)
         e.woke(rec)
+
+    def _duplicate(self, rec: JobRecord, refusal: DuplicateRequestError) -> Steps:
+        """A submit refused as a duplicate of its business id: an earlier try was accepted and paid for.
+
+        The task is looked up once more; found, the job goes on with it. Not found, the job ends ``lost``
+        (:class:`TaskLostError`): its price counts as spent, and a re-run does not pay for it again.
+        """
+        job = rec.job
+        try:
+            if (yield from self._look_up(rec)):
+                return
+        except (APIError, APIConnectionError) as exc:
+            log.info("job %s: the look-up after a duplicate refusal failed: %s", job.id, exc)
+        job.paid_lost = True
+        job.cost_usd = job.params.price_usd or 0.0
+        raise TaskLostError(
+            f"the gateway refused a second submit of business id {job.cbid} as a duplicate "
+            f"({refusal.message}) but cannot find the first: it was paid for and its image cannot be collected"
+        )
 
     def _needs_look_up(self, rec: JobRecord) -> bool:
         """Whether an earlier try (this job's, or a dead owner's) may have reached the gateway unanswered."""
@@ -120,13 +149,7 @@ class Submitter:
         query lane like every poll: no thread waits on the bucket). ``True``: found, the job is submitted."""
         job = rec.job
         e = self.engine
-        wait = e.gate.reserve("query")
-        if wait > 0:
-            yield wait
-            e.woke(rec)
-            check_cancel(rec)
-        with e.gate.ticket("query"):
-            found = e.client.find_by_business_id(job.cbid)
+        found = yield from ask_by_business_id(e, rec, job.cbid)
         if found is None:
             return False
         row = e.store.get(job.cbid)

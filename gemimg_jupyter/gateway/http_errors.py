@@ -20,6 +20,7 @@ from gemimg_jupyter.domain.errors import (
     AuthenticationError,
     BadRequestError,
     ContentBlockedError,
+    DuplicateRequestError,
     InsufficientQuotaError,
     ModelUnavailableError,
     NotFoundError,
@@ -56,6 +57,7 @@ _STATUS_CLASSES: dict[int, type[APIError]] = {
     402: InsufficientQuotaError,
     403: PermissionDeniedError,
     404: NotFoundError,
+    409: DuplicateRequestError,
     422: BadRequestError,
     429: RateLimitError,
 }
@@ -75,6 +77,10 @@ _CODE_CLASSES: dict[str, type[APIError]] = {
     **dict.fromkeys(("rate_limit_exceeded", "too_many_requests"), RateLimitError),
     **dict.fromkeys(("content_policy_violation", "sensitive_words_detected", "image_safety"), ContentBlockedError),
     "rate_limit_unavailable": ServerError,
+    **dict.fromkeys(
+        ("duplicate_request", "duplicate_business_id", "duplicate_client_business_id", "duplicate_task"),
+        DuplicateRequestError,
+    ),
 }
 _LABELS: dict[type[APIError], str] = {
     AuthenticationError: "authentication failed",
@@ -82,6 +88,7 @@ _LABELS: dict[type[APIError], str] = {
     InsufficientQuotaError: "insufficient balance",
     ModelUnavailableError: "model not available",
     ContentBlockedError: "blocked by content policy",
+    DuplicateRequestError: "refused as a duplicate",
 }
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
@@ -91,7 +98,7 @@ def classify(status: int, code: str | None, error_type: str | None = None, messa
 
     A 400/422 whose message names a safety or content-policy reason is a
     :class:`ContentBlockedError`; a 401 or 403 that names an empty balance is
-    an :class:`InsufficientQuotaError`.
+    an :class:`InsufficientQuotaError`; a 409, or a 400 that names a duplicate, a :class:`DuplicateRequestError`.
     """
     by_code = _CODE_CLASSES.get((code or "").strip().lower())
     if by_code is not None:
@@ -99,6 +106,8 @@ def classify(status: int, code: str | None, error_type: str | None = None, messa
     cls = _STATUS_CLASSES.get(status, ServerError if status >= 500 else APIError)
     if cls is BadRequestError and is_blocked(code, message, http_status=status):
         return ContentBlockedError
+    if cls is BadRequestError and re.search(r"duplicat", message, re.IGNORECASE):
+        return DuplicateRequestError  # "client_business_id … is a duplicate": the first submit was accepted
     if status in (401, 403) and re.search(r"insufficient|quota|balance", message, re.IGNORECASE):
         return InsufficientQuotaError
     if cls is PermissionDeniedError and (error_type or "").lower() == "authentication_error":

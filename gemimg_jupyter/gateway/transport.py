@@ -198,7 +198,7 @@ class HTTPTransport:
         log.debug("%s %s -> %s", method, path, resp.status_code)
         if resp.status_code >= 400:
             err = error_from_response(resp, base_url=self.base_url)
-            if isinstance(err, RateLimitError):
+            if isinstance(err, RateLimitError):  # the whole lane waits (the gate caps it at max_retry_after)
                 self.gate.penalize(category, err.retry_after if err.retry_after is not None else self.retry.base)
             raise err
         return resp

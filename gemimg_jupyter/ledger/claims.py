@@ -23,9 +23,10 @@ from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.ledger.queries import newest_image
 from gemimg_jupyter.ledger.schema import RESUMABLE_STATES, LedgerRow, row_from_sql, sql_words
 
-__all__ = ["Claim", "claim_many", "fenced_update", "insert", "keep_task_id", "take_over"]
+__all__ = ["Claim", "claim_many", "fenced_update", "insert", "keep_task_id", "revive", "take_over"]
 
 _QUEUED = JobState.QUEUED.value
+_LOST = JobState.LOST.value
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,11 @@ class Claim:
     ``new``: this owner pays for it (a fresh row was written); ``cached``: a
     finished image exists; ``adopt``: another live owner is working on it,
     follow its row; ``takeover``: an unfinished row whose owner is gone now
-    belongs to this owner (finish it without paying again).
+    belongs to this owner (finish it without paying again); ``lost``: it was
+    paid for before and cannot be collected (not paid again, unless ``fresh``).
     """
 
-    kind: Literal["new", "cached", "adopt", "takeover"]
+    kind: Literal["new", "cached", "adopt", "takeover", "lost"]
     row: LedgerRow | None = None
 
 
@@ -99,7 +101,11 @@ def _decide(db: sqlite3.Connection, root: Path, owner: str, live: set[str], req:
             return Claim("adopt", row_from_sql(r, root))
     if rows:
         return Claim("takeover", _seize(db, root, owner, rows[0]))
-    return None
+    lost = db.execute(
+        "SELECT * FROM jobs WHERE key = ? AND backend = ? AND state = ? ORDER BY created DESC LIMIT 1",
+        (req["key"], req["backend"], _LOST),
+    ).fetchone()
+    return None if lost is None else Claim("lost", row_from_sql(lost, root))
 
 
 def _seize(db: sqlite3.Connection, root: Path, owner: str, r: sqlite3.Row) -> LedgerRow:
@@ -117,6 +123,21 @@ def take_over(db: sqlite3.Connection, root: Path, owner: str, live: set[str], cb
     if r["owner"] is not None and r["owner"] != owner and r["owner"] in live:
         return None
     return _seize(db, root, owner, r)
+
+
+def revive(
+    db: sqlite3.Connection, root: Path, owner: str, cbid: str, task_id: str, submitted: float
+) -> LedgerRow | None:
+    """Make a ``lost`` row ``owner``'s again, ``submitted`` with the task the gateway found after all (the next
+    fencing token); ``None`` when the row is not ``lost`` any more (another process revived it first)."""
+    cur = db.execute(
+        "UPDATE jobs SET owner = ?, generation = generation + 1, state = ?, task_id = ?,"
+        " submitted = COALESCE(submitted, ?), finished = NULL, error = NULL WHERE cbid = ? AND state = ?",
+        (owner, JobState.SUBMITTED.value, task_id, submitted, cbid, _LOST),
+    )
+    if cur.rowcount != 1:
+        return None
+    return row_from_sql(db.execute("SELECT * FROM jobs WHERE cbid = ?", (cbid,)).fetchone(), root)
 
 
 def fenced_update(db: sqlite3.Connection, owner: str, generation: int, cbid: str, fields: Mapping[str, Any]) -> bool:

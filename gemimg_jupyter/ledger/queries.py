@@ -85,6 +85,17 @@ def cached_among(
     return {str(r["key"]) for r in found if r["state"] != DONE or (root / r["path"]).is_file()}
 
 
+def lost_among(db: sqlite3.Connection, keys: list[str], *, backend: str | None) -> set[str]:
+    """Which of ``keys`` (at most 500, one query) were paid for and lost (``lost`` rows, of ``backend`` when given)."""
+    same = "" if backend is None else " AND backend = ?"
+    marks = ", ".join("?" * len(keys))
+    found = db.execute(
+        f"SELECT DISTINCT key FROM jobs WHERE key IN ({marks}) AND state = ?{same}",  # noqa: S608 - only placeholders
+        [*keys, JobState.LOST.value, *([backend] if backend is not None else [])],
+    ).fetchall()
+    return {str(r["key"]) for r in found}
+
+
 def totals(db: sqlite3.Connection) -> dict[str, float]:
     """Money in the ledger: ``spent`` (settled or in flight, not refunded) and counts."""
     r = db.execute(

@@ -18,17 +18,18 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from gemimg_jupyter.domain.errors import ConfigError
+from gemimg_jupyter.domain.errors import ConfigError, LedgerBusyError
 from gemimg_jupyter.domain.models import RESUMABLE_STATES as RESUMABLE
 from gemimg_jupyter.domain.models import JobState, state_values
 
@@ -40,10 +41,11 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 6
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
-#: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost).
+#: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost:
+#: ``lost`` is a submit the gateway accepted and then could not find).
 CHARGED_STATES = state_values(
     frozenset({JobState.SUBMITTED, JobState.IN_PROGRESS, JobState.DOWNLOADING, JobState.DONE}
-              | {JobState.TIMEOUT, JobState.EXPIRED})
+              | {JobState.TIMEOUT, JobState.EXPIRED, JobState.LOST})
 )  # fmt: skip
 DONE = JobState.DONE.value
 HOST = socket.gethostname()
@@ -60,6 +62,53 @@ def _read_id(path: str) -> str:
 #: This process's PID namespace and the kernel's boot: a pid means the same process only where both match.
 PID_NS = _read_id("/proc/self/ns/pid")
 BOOT_ID = _read_id("/proc/sys/kernel/random/boot_id")
+
+#: File-system types where SQLite's WAL does not work and locks may not hold across machines (any ``fuse.*``
+#: too: Google Drive in Colab, gcsfuse, sshfs …). ``fuseblk`` (a local NTFS disk) is not one.
+NETWORK_FS = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "gpfs", "davfs", "fuse"}
+)
+
+
+def parse_mountinfo(text: str) -> list[tuple[str, str]]:
+    """``(mount point, file-system type)`` of each line of ``/proc/self/mountinfo`` text, in order."""
+    out: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if sep and len(fields) >= 5 and tail:  # "36 35 98:0 /root /mnt opts [tags] - fstype source opts"
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040 is a space
+            out.append((point, tail[0]))
+    return out
+
+
+def filesystem_type(path: Path, mountinfo: str | None = None) -> str | None:
+    """The file-system type of the mount that holds ``path`` (the longest mount point above it; of two mounts on
+    one point the later, which hides the other). ``None`` where ``/proc/self/mountinfo`` cannot be read."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+    target, found, longest = str(path), None, -1
+    for point, fstype in parse_mountinfo(mountinfo):
+        if (target == point or target.startswith(point.rstrip("/") + "/")) and len(point) >= longest:
+            found, longest = fstype, len(point)
+    return found
+
+
+def network_filesystem(root: Path, env: Mapping[str, str] | None = None, mountinfo: str | None = None) -> str | None:
+    """The network or FUSE file-system type under ``root`` (``"nfs4"``, ``"fuse.drive"`` …); ``None`` on a local
+    disk. ``GEMIMG_NETWORK_FS=1`` makes any folder count as one (``0``: none does), where detection is wrong."""
+    env = os.environ if env is None else env
+    forced = env.get("GEMIMG_NETWORK_FS", "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return "network (GEMIMG_NETWORK_FS=1)"
+    if forced in ("0", "false", "no", "off"):
+        return None
+    fstype = filesystem_type(root, mountinfo)
+    return fstype if fstype is not None and (fstype in NETWORK_FS or fstype.startswith("fuse.")) else None
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -353,11 +402,15 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
         db.execute("DELETE FROM owners WHERE heartbeat < ?", (time.time() - 86400,))
 
 
-def open_ledger(path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0) -> sqlite3.Connection:
+def open_ledger(
+    path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0, network: bool = False
+) -> sqlite3.Connection:
     """Connect to the ledger at ``path``, check it, bring it to :data:`SCHEMA_VERSION` and register ``owner``.
 
     Another process's write transaction is waited for ``busy_s`` seconds at most; then one line names
-    that process when the ledger knows it (:func:`busy_line`), never "move the ledger away".
+    that process when the ledger knows it (:func:`busy_line`), never "move the ledger away". On a
+    ``network`` file system the ledger keeps SQLite's rollback journal (``DELETE``): WAL needs shared
+    memory that only works within one machine.
     """
     move = f"move {path} away (your images in {images_dir} stay) or set GEMIMG_OUTPUT_DIR to another folder"
     try:
@@ -368,14 +421,17 @@ def open_ledger(path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0
     db.execute(f"PRAGMA busy_timeout={int(busy_s * 1000)}")
     try:
         version = _found_version(db, path, move)
-        db.execute("PRAGMA journal_mode=WAL")
+        mode = "DELETE" if network else "WAL"
+        got = str(db.execute(f"PRAGMA journal_mode={mode}").fetchone()[0])
+        if got.upper() != mode:  # a WAL ledger another process still has open stays WAL until it closes
+            log.warning("the ledger %s keeps journal mode %s (asked for %s)", path, got, mode)
         _bring_up_to_date(db, version, owner)
     except ConfigError:
         db.close()
         raise
     except sqlite3.OperationalError as exc:
         text = str(exc)
-        if "locked" in text or "busy" in text:
+        if is_busy(exc):
             line = busy_line(db, path, owner)
             db.close()
             raise line from None
@@ -392,7 +448,7 @@ def open_ledger(path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0
     return db
 
 
-def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> ConfigError:
+def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> LedgerBusyError:
     """The one line for a ledger another process keeps busy: who (host and pid, from the owners it knows) and
     what to do (wait, or close that kernel); reading works while another process writes."""
     try:
@@ -403,11 +459,17 @@ def busy_line(db: sqlite3.Connection, path: Path, owner: str) -> ConfigError:
     except sqlite3.Error:
         recent = []
     who = ", ".join(f"pid {r['pid']} on {r['host']}" for r in recent)
-    return refuse(
+    return LedgerBusyError(
         f"the ledger {path} is busy: another process is writing to it"
         + (f" (it was last used by {who})" if who else ""),
-        "wait a moment and run the cell again, or close the notebook or kernel that holds it",
+        hint="wait a moment and run the cell again, or close the notebook or kernel that holds it",
     )
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says another connection holds the lock (``database is locked``, ``… busy``)."""
+    text = str(exc)
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
 
 
 def make_dirs(root: Path, *folders: Path) -> None:
@@ -432,7 +494,7 @@ def file_identity(path: Path) -> tuple[int, int] | None:
 
 
 def reopen_deleted(
-    old: sqlite3.Connection, path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0
+    old: sqlite3.Connection, path: Path, images_dir: Path, owner: str, *, busy_s: float = 5.0, network: bool = False
 ) -> sqlite3.Connection:
     """Write a deleted ledger again at ``path`` with the rows ``old`` still sees, close ``old``, open the new one."""
     log.warning("the ledger %s was deleted while in use; writing a new one there", path)
@@ -442,4 +504,4 @@ def reopen_deleted(
     except sqlite3.Error:
         log.warning("could not carry the old rows over", exc_info=True)
     old.close()
-    return open_ledger(path, images_dir, owner, busy_s=busy_s)
+    return open_ledger(path, images_dir, owner, busy_s=busy_s, network=network)

@@ -4,7 +4,7 @@ Layout of the output directory::
 
     gemimg_outputs/
         ledger.sqlite3          one row per requested image, the uploads, owners and picks (WAL mode, safe
-                                across processes)
+                                across processes; the rollback journal on a network or FUSE file system)
         images/20261123-214501_paper-cut-fox_t0.8_16x9_ab12cd.png
         grids/…                 saved sweep grids
 
@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from gemimg_jupyter.domain.errors import LedgerError
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.ledger import claims, leases, queries
@@ -50,10 +51,13 @@ from gemimg_jupyter.ledger.schema import (
     RESUMABLE_STATES,
     SCHEMA_VERSION,
     LedgerRow,
+    busy_line,
     check_writable,
     file_identity,
     immediate,
+    is_busy,
     make_dirs,
+    network_filesystem,
     open_ledger,
     register_owner,
     reopen_deleted,
@@ -136,7 +140,18 @@ class Store:
         make_dirs(self.root, self.images_dir, self.grids_dir)
         check_writable(self.root, self.images_dir, self.ledger_path)
         remove_leftovers(self.root, self.images_dir, self.grids_dir)
-        self._db = open_ledger(self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
+        #: the network or FUSE file system the folder is on (``None``: a local disk), and the one line saying so
+        self.network_fs = network_filesystem(self.root)
+        self.notice: str | None = None
+        if self.network_fs is not None:
+            self.notice = (
+                f"the output folder {self.root} is on a network file system ({self.network_fs}): the ledger uses "
+                "SQLite's rollback journal instead of WAL, and two machines must not share this folder"
+            )
+            log.warning("%s", self.notice)
+        self._db = open_ledger(
+            self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s, network=self.network_fs is not None
+        )
         self._identity = file_identity(self.ledger_path)
         #: row changes, committed in batches (see :mod:`.group`): durable ones still return only once on disk
         self.commits = GroupCommit(self._write_batch, self._lock)
@@ -177,7 +192,10 @@ class Store:
         if self._identity is not None and file_identity(self.ledger_path) == self._identity:
             return
         make_dirs(self.root, self.images_dir, self.grids_dir)
-        self._db = reopen_deleted(self._db, self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s)
+        self._db = reopen_deleted(
+            self._db, self.ledger_path, self.images_dir, self.owner, busy_s=self.busy_s,
+            network=self.network_fs is not None,
+        )  # fmt: skip
         self._identity = file_identity(self.ledger_path)
 
     @contextmanager
@@ -265,7 +283,7 @@ class Store:
         ``queued`` row is written (``new``). With ``fresh`` every request is new.
         """
         now = time.time()
-        with self._tx() as db:
+        with self._one_line(), self._tx() as db:
             live = self._live_owners(db)
             found = claims.claim_many(db, self.root, self.owner, live, requests, fresh=fresh, now=now)
             for req, claim in zip(requests, found, strict=True):
@@ -275,14 +293,44 @@ class Store:
                     self._held[claim.row.cbid] = claim.row.generation
             return found
 
+    @contextmanager
+    def _one_line(self) -> Iterator[None]:
+        """A ledger another process keeps busy past :attr:`busy_s` becomes one ``LedgerBusyError`` line naming that
+        process, a full disk one :class:`LedgerError` line (both still ``sqlite3.OperationalError``)."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if isinstance(exc, LedgerError):
+                raise
+            if is_busy(exc):
+                with self._lock:
+                    line = busy_line(self._db, self.ledger_path, self.owner)
+                raise line from None
+            if "full" in text or "disk I/O" in text:
+                raise LedgerError(
+                    f"the ledger {self.ledger_path} cannot be written ({text}); nothing was sent",
+                    hint="free some space on that disk, or set GEMIMG_OUTPUT_DIR to another folder",
+                ) from None
+            raise
+
     def take_over(self, cbid: str) -> LedgerRow | None:
         """Make an unfinished row whose owner is gone this owner's; ``None`` if its owner is alive or it ended.
 
         A take-over bumps the row's fencing token (``generation``): whoever held it before can no longer
         mark it ``submitting`` (pay) nor write its end.
         """
-        with self._tx() as db:
+        with self._one_line(), self._tx() as db:
             row = claims.take_over(db, self.root, self.owner, self._live_owners(db), cbid)
+            if row is not None:
+                self._held[cbid] = row.generation
+            return row
+
+    def revive(self, cbid: str, task_id: str) -> LedgerRow | None:
+        """Make a ``lost`` row this owner's again with the task the gateway found after all (a re-run's look-up);
+        ``None`` when it is not ``lost`` any more. Bumps the fencing token, like a take-over."""
+        with self._one_line(), self._tx() as db:
+            row = claims.revive(db, self.root, self.owner, cbid, task_id, time.time())
             if row is not None:
                 self._held[cbid] = row.generation
             return row
@@ -438,6 +486,14 @@ class Store:
                 found |= queries.cached_among(
                     db, self.root, keys[start : start + 500], running=running, backend=backend
                 )
+        return found
+
+    def lost_keys(self, keys: list[str], *, backend: str | None = None) -> set[str]:
+        """Which of ``keys`` were paid for and lost (a ``lost`` row): not paid again unless ``fresh``."""
+        found: set[str] = set()
+        for start in range(0, len(keys), 500):
+            with self._read() as db:
+                found |= queries.lost_among(db, keys[start : start + 500], backend=backend)
         return found
 
     def totals(self) -> dict[str, float]:

@@ -28,6 +28,7 @@ from IPython.core.error import UsageError
 from gemimg_jupyter.api import GemimgError, Pairing, ReferenceImage, SweepResult, canonical_axis_name
 from gemimg_jupyter.api import Job as JobClass
 from gemimg_jupyter.display import JobView, LiveView, SweepView, show_interrupt_note
+from gemimg_jupyter.display.renderers import magic_words
 
 if TYPE_CHECKING:  # pragma: no cover
     from gemimg_jupyter.api import Job
@@ -344,7 +345,7 @@ def run_cell(ctx: MagicContext, args: CellArgs) -> LiveView:
             **fixed,
         )
         quote = sess.quote(plan, fresh=args.fresh, confirm_above_usd=ctx.confirm_above_usd)
-        ctx.say(f"gemimg: {quote.summary}")
+        ctx.say(f"gemimg: {magic_words(quote.summary)}")
         if args.dry_run:
             ctx.say("gemimg: dry run: nothing sent, nothing paid; drop --dry-run to run it")
         result = sess.sweep(

@@ -285,7 +285,9 @@ class Quote:
     The magic's plan line, the panel's plan line and its "allow" box, and the
     refusal of ``Session.sweep`` all read one quote, so they cannot disagree.
     ``free_keys`` are the request keys that cost nothing now: ``cached`` requests
-    have a stored image, ``adopted`` ones an unfinished ledger row that will finish.
+    have a stored image, ``adopted`` ones an unfinished ledger row that will finish,
+    ``lost`` ones were paid for before and could not be collected (not paid again;
+    with ``fresh`` they are paid again, and the line says so).
     """
 
     plan: SweepPlan
@@ -296,6 +298,10 @@ class Quote:
     confirm_above_usd: float | None = CONFIRM_ABOVE_USD
     #: What the session's budget still allows before this plan (``None``: no budget).
     left_usd: float | None = None
+    #: Requests paid for before and lost (the gateway could not find their tasks).
+    lost: int = 0
+    #: Made with ``fresh``: nothing stored counts, lost requests are paid again.
+    fresh: bool = False
 
     @property
     def needs_confirmation(self) -> bool:
@@ -307,6 +313,12 @@ class Quote:
     def summary(self) -> str:
         """The plan line: ``6 cells × 2 repeats = 12 requests, 0 cached, ≈ $0.59`` (``; $0.40 of the budget left``)."""
         line = self.plan.summary(self.free_keys)
+        if self.lost:
+            line += (
+                f"; {self.lost:,} paid before and lost are paid again (fresh)"
+                if self.fresh
+                else f"; {self.lost:,} paid before and lost, not paid again (fresh=True pays again)"
+            )
         return line if self.left_usd is None else f"{line}; {format_usd(self.left_usd)} of the budget left"
 
     def refusal(self) -> ValidationError:

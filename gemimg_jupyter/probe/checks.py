@@ -201,6 +201,7 @@ class Probe:
         )
         lookup.verdict = "ok" if found.status_code == 200 and parse_task(found.json()).id == task.id else "differs"
         self._ask_duplicate(duplicate, budget, spec, base, cbid, task.id)
+        self._ask_idempotency_key(report, budget, spec, base)
 
         # the rest is submitted before waiting, so the tasks run side by side
         extra = self._submit_extras(report, budget, cheap)
@@ -229,6 +230,40 @@ class Probe:
                 duplicate.observed, duplicate.verdict = _refusal(again), "ok"
         else:
             duplicate.observed = "not asked: over --spend"
+
+    def _ask_idempotency_key(
+        self, report: ProbeReport, budget: _Budget, spec: ModelSpec, base: GenerationParams
+    ) -> None:
+        """Submit one request twice with the same ``Idempotency-Key`` (and no business id, so only the header can
+        join them): the same task back means the gateway replays it, as New API does (§14)."""
+        check = report.ask(
+            "idempotency_key",
+            "does a second submit with the same Idempotency-Key get the first task back?",
+            "the same task id (New API replays it, Idempotency-Replayed: true); otherwise only the look-up by "
+            "client_business_id keeps 'pay once'",
+        )
+        if not budget.fits(spec, spec):  # the second one is paid too where the header is ignored
+            check.observed = "not asked: over --spend"
+            return
+        key = {"Idempotency-Key": f"probe-idem-{uuid.uuid4().hex[:16]}"}
+        first = self.gateway.raw("POST", _SUBMIT, json=base.request_body(), headers=key)
+        if first.status_code != 200:
+            check.observed, check.verdict = f"submit {_refusal(first)}", "error"
+            return
+        check.paid_usd = budget.pay(spec)
+        again = self.gateway.raw("POST", _SUBMIT, json=base.request_body(), headers=key)
+        if not again.ok:
+            check.observed, check.verdict = f"the repeat was {_refusal(again)}", "note"
+        elif parse_task(again.json()).id == parse_task(first.json()).id:
+            replayed = again.headers.get("Idempotency-Replayed")
+            check.observed = "the first task came back" + (f" (Idempotency-Replayed: {replayed})" if replayed else "")
+            check.verdict = "ok"
+        else:
+            check.paid_usd += budget.pay(spec)
+            check.observed = (
+                f"accepted as a new task ({parse_task(again.json()).id}): the header is ignored, paid twice"
+            )
+            check.verdict = "differs"
 
     def _judge_first_task(
         self,

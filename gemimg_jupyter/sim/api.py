@@ -163,6 +163,10 @@ class SimApi:
             with self.state.lock:
                 self.state.faults["unfinished_cap"] += 1
             return _rate_limited({"Retry-After": "1"})
+        if endpoint == "query" and cfg.status_retry_after > 0:  # a gateway asking for a long wait between looks
+            with self.state.lock:
+                self.state.faults["status_retry_after"] += 1
+            return _rate_limited({"Retry-After": self.state.retry_after(cfg.status_retry_after)})
         if endpoint == "query" and self.state.hang_once(path):
             self.state.closing.wait(120.0)  # hold the answer until the client gives up (or the server stops)
             return None
@@ -176,7 +180,7 @@ class SimApi:
             if headers.get("idempotency-key"):
                 with self.state.lock:
                     self.state.counts["idempotency_keys"] += 1
-            reply = self._submit(owner, body)
+            reply = self._submit(owner, body, headers.get("idempotency-key"))
         elif endpoint == "query":
             reply = self._query(owner, unquote(path.removeprefix(_SUBMIT + "/")))
         else:
@@ -185,7 +189,7 @@ class SimApi:
             reply.headers.update(limits)
         return reply
 
-    def _submit(self, owner: str, body: bytes) -> _Reply | None:
+    def _submit(self, owner: str, body: bytes, idem: str | None = None) -> _Reply | None:
         try:
             payload = json.loads(body)
         except ValueError:
@@ -204,6 +208,9 @@ class SimApi:
             if cfg.style == "newapi":  # New API answers an empty balance with 403
                 return _error(403, "insufficient_user_quota", "user quota is not enough", "new_api_error")
             return _error(402, "insufficient_quota", "Insufficient account balance, please top up", "payment_required")
+        again = self._refused_or_replayed(owner, idem, req.business_id)
+        if again is not None:
+            return again
         with self.state.lock:
             self.state.seq += 1
             prefix = "tsk_img_" if cfg.style == "newapi" else "img_"
@@ -244,32 +251,62 @@ class SimApi:
             self.state.files[name] = task_id
             if req.business_id:
                 self.state.by_bid.setdefault((owner, req.business_id), []).append(task_id)
+            if idem:
+                self.state.by_idem.setdefault((owner, idem), task_id)
             self.state.counts["submits_accepted"] += 1
             if outcome != "completed":
                 self.state.faults[f"{outcome}_task"] += 1
             if task.small and outcome == "completed":
                 self.state.faults["small_image"] += 1
+            if cfg.lost_submit:  # the answer is lost on the way back: the task exists, is paid, is never found
+                self.state.faults["lost_submit"] += 1
+                return None
             if self.state.rng.random() < cfg.drop_after_submit_rate:
                 self.state.faults["drop_after_submit"] += 1
                 return None
-        newapi = cfg.style == "newapi"
+        return self._accepted(task)
+
+    def _accepted(self, task: _Task) -> _Reply:
+        """The answer to an accepted submit (and to its replay for a repeated ``Idempotency-Key``)."""
+        newapi = self.state.config.style == "newapi"
         out: dict[str, Any] = {
-            "id": task_id,
+            "id": task.id,
             "object": "generation.task",
-            "model": req.spec.id,
+            "model": task.req.spec.id,
             "status": "pending" if newapi else "queued",
             "progress": "0%" if newapi else 0,
-            "created_at": int(wall),
+            "created_at": int(task.created_wall),
             "metadata": {},
         }
-        if req.business_id:
-            out["client_business_id"] = req.business_id
+        if task.req.business_id:
+            out["client_business_id"] = task.req.business_id
         return _json(200, out)
+
+    def _refused_or_replayed(self, owner: str, idem: str | None, business_id: str | None) -> _Reply | None:
+        """A repeated submit: refused as a duplicate (``lost_submit``), or its first task replayed (``idempotency``)."""
+        cfg = self.state.config
+        with self.state.lock:
+            known = business_id is not None and (owner, business_id) in self.state.by_bid
+            if cfg.lost_submit and known:
+                self.state.faults["duplicate_refused"] += 1
+        if cfg.lost_submit and known:
+            if cfg.lost_submit == "409":
+                text = f"duplicate client_business_id {business_id}: a task with this id already exists"
+                return _error(409, "duplicate_request", text, "invalid_request_error")
+            text = f"client_business_id {business_id} is a duplicate of an earlier request"
+            return _error(400, "invalid_request", text, "invalid_request_error", param="client_business_id")
+        first = self.state.replay(owner, idem, business_id)
+        if first is None:
+            return None
+        reply = self._accepted(first)
+        reply.headers["Idempotency-Replayed"] = "true"
+        return reply
 
     def _query(self, owner: str, ident: str) -> _Reply:
         with self.state.lock:
             task = self.state.tasks.get(ident)
-            if task is None or task.owner != owner:
+            task = task if task is not None and task.owner == owner else None
+            if task is None and not self.state.config.lost_submit:  # lost_submit: no look-up by business id
                 ids = self.state.by_bid.get((owner, ident))
                 task = self.state.tasks.get(ids[-1]) if ids else None
             if task is None:

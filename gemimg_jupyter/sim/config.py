@@ -24,7 +24,7 @@ _ENDPOINTS = frozenset({"submit", "query", "upload", "download"})
 _FAULT_KINDS = ("rate_limit", "server_error", "html_504", "drop_after_submit", "failed_task", "stuck_task",
                 "corrupt_image", "expired_url", "insufficient_quota", "blocked_task", "small_image",
                 "model_not_found", "edge_refused", "html_200_status", "download_404", "hung_status",
-                "trickle_download", "unfinished_cap")  # fmt: skip
+                "trickle_download", "unfinished_cap", "lost_submit", "duplicate_refused", "status_retry_after")  # fmt: skip
 _STYLES = ("docs", "newapi")
 _EDGE_403 = (
     b"<!DOCTYPE html><html><head><title>Attention Required! | edge</title></head>"
@@ -93,6 +93,12 @@ CONFIG_HELP: dict[str, str] = {
     "imageOutputOptions.mimeType overrides it",
     "exif_orientation": "EXIF Orientation tag (1-8) of result images, pixels stored turned to match (1: upright)",
     "content_credentials": "add a stand-in C2PA manifest (unsigned) to result images: PNG caBX, JPEG APP11, WebP C2PA",
+    "lost_submit": "409 or 400: every accepted submit's answer is lost (connection closed), the look-up by "
+    "client_business_id answers 404, and a second submit with that id is refused as a duplicate with this status "
+    "(Idempotency-Key ignored); empty: off",
+    "idempotency": "replay the original task for a repeated Idempotency-Key header, as New API does (off: ignore it)",
+    "status_retry_after": "answer every status query with 429 and Retry-After: this many seconds (an HTTP date with "
+    "retry_after_http_date); 0: off",
     "render_once": "serve one image rendered per size and resolution to every task (benchmarks: a CDN, not a renderer)",
 }
 _RANGES = frozenset({"latency", "queue_delay", "retry_after"})
@@ -100,7 +106,7 @@ _RATES = frozenset(name for name in CONFIG_HELP if name.endswith("_rate") and na
 _FLAGS = frozenset(
     {"retry_after_http_date", "insufficient_quota", "top_level_url", "strict_image_url_objects", "wrong_path_apitype",
      "require_user_agent", "html_status_once", "download_404_once", "hang_status_once", "render_once", "price_list",
-     "content_credentials"}
+     "content_credentials", "idempotency"}
 )  # fmt: skip
 
 
@@ -141,6 +147,10 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError
             return int(value)
         if name == "unknown_status":
+            return str(value or "").strip()
+        if name == "lost_submit":
+            if str(value or "").strip() not in ("", "409", "400"):
+                raise ValueError
             return str(value or "").strip()
         if name == "expires_at_says":
             if str(value or "").strip().lower() not in ("", "past", "zero"):
@@ -208,6 +218,9 @@ class SimConfig:
     image_format: str = "jpeg"
     exif_orientation: int = 1
     content_credentials: bool = False
+    lost_submit: str = ""
+    idempotency: bool = True
+    status_retry_after: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

@@ -50,6 +50,9 @@ class SimState:
         self._offset = 0.0
         self.tasks: dict[str, _Task] = {}
         self.by_bid: dict[tuple[str, str], list[str]] = {}
+        #: (owner, Idempotency-Key) → the task its first submit made (replayed for a repeated key)
+        self.by_idem: dict[tuple[str, str], str] = {}
+        self._replayed: set[tuple[str, str]] = set()  # (owner, business id) of submits answered by a replay
         self.files: dict[str, str] = {}
         self.uploads: dict[str, tuple[bytes, str]] = {}
         self.cache: OrderedDict[str, bytes] = OrderedDict()
@@ -136,9 +139,11 @@ class SimState:
             self.faults.clear()
             self._buckets.clear()
             self._reset_seq = self.seq
+            self._replayed.clear()
             if tasks:
                 self.tasks.clear()
                 self.by_bid.clear()
+                self.by_idem.clear()
                 self.files.clear()
                 self.uploads.clear()
                 self.cache.clear()
@@ -161,7 +166,9 @@ class SimState:
                 "downloads": c["downloads"],
                 "rate_limited": c["rate_limited"],
                 "faults": {kind: self.faults[kind] for kind in _FAULT_KINDS},
-                "duplicate_business_ids": sum(1 for n in bids.values() if n > 1),
+                # re-sent submits: a business id on more than one task, or answered by an Idempotency-Key replay
+                "duplicate_business_ids": len({k for k, n in bids.items() if n > 1} | self._replayed),
+                "idempotent_replays": c["idempotent_replays"],
                 "auth_failures": c["auth_failures"],
                 "idempotency_keys": c["idempotency_keys"],  # submits that carried an Idempotency-Key header
                 "requests": c["requests"],
@@ -199,6 +206,24 @@ class SimState:
             known = ident in self.tasks
         return self.config.hang_status_once and known and self.once("hung_status", ident)
 
+    def replay(self, owner: str, key: str | None, business_id: str | None) -> _Task | None:
+        """The task a repeated ``Idempotency-Key`` made first (``idempotency`` on), counted; ``None``: a new key."""
+        if not key or not self.config.idempotency or self.config.lost_submit:
+            return None
+        with self.lock:
+            task = self.tasks.get(self.by_idem.get((owner, key), ""))
+            if task is not None:
+                self.counts["idempotent_replays"] += 1
+                if business_id:  # a business id sent again: a re-send the duplicate count shows
+                    self._replayed.add((owner, business_id))
+            return task
+
+    def retry_after(self, seconds: float) -> str:
+        """A ``Retry-After`` value: whole or fractional seconds, or an HTTP date (``retry_after_http_date``)."""
+        if self.config.retry_after_http_date:
+            return email.utils.formatdate(time.time() + math.ceil(seconds), usegmt=True)
+        return str(int(seconds)) if seconds == int(seconds) else f"{seconds:.2f}"
+
     def roll_fault(self, endpoint: str) -> _Reply | None:
         """The random fault ``endpoint`` meets this time (5xx, an HTML 504, a 429), or None."""
         cfg = self.config
@@ -220,11 +245,7 @@ class SimState:
                 return None
             self.faults["rate_limit"] += 1
             wait = self.rng.uniform(*cfg.retry_after)
-        if cfg.retry_after_http_date:
-            after = email.utils.formatdate(time.time() + math.ceil(wait), usegmt=True)
-        else:
-            after = str(int(wait)) if wait == int(wait) else f"{wait:.2f}"
-        return _rate_limited({"Retry-After": after})
+        return _rate_limited({"Retry-After": self.retry_after(wait)})
 
     def take(self, owner: str, category: str) -> tuple[bool, dict[str, str]]:
         """Take one token from the key's bucket; the answer carries X-RateLimit-* headers."""
