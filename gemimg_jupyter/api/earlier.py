@@ -183,7 +183,7 @@ class CancelOutcome:
         elif self.paid:
             parts.append(
                 f"{_jobs(self.paid)} already sent to the gateway and paid; the gateway cannot cancel a task, so"
-                " %gemimg resume (gi.resume()) still collects them — add --drop (drop=True) to give them up"
+                " Session.resume() still collects them — pass drop=True to give them up"
             )
         if self.busy:
             parts.append(f"{_jobs(self.busy)} belong to a kernel that is still running: cancel them there")

@@ -115,8 +115,8 @@ class Edits:
         entry = WaitingEdits(self.store).find(ident) if ident else None
         if entry is not None:
             raise ValidationError(
-                f"{ident!r} is an edit still waiting for job {entry.parent[-6:]}; %gemimg resume (gi.resume())"
-                " sends it when that image lands",
+                f"{ident!r} is an edit still waiting for job {entry.parent[-6:]}; Session.resume() sends it when"
+                " that image lands",
                 field="image",
                 value=ident,
             )

@@ -783,8 +783,8 @@ def exit_line(sessions: Iterable[Session]) -> str | None:
         parts.append(f"{plural(unsent, 'job')} not sent yet (nothing paid)")
     how = "collects them at no new cost" if paid else "sends them"
     return (
-        f"gemimg: exiting with {' and '.join(parts)}; run the same code again, or gi.resume() in a new session"
-        f" (%gemimg resume), which {how}"
+        f"gemimg: exiting with {' and '.join(parts)}; run the same code again, or gi.resume() in a new session,"
+        f" which {how}"
     )
 
 

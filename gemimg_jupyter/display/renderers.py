@@ -169,6 +169,7 @@ MAGIC_WORDS: dict[str, str] = {
     "Settings(model=...)": "%config GemimgMagics.model",
     "python -m gemimg_jupyter.probe": "%gemimg probe",
     "fresh=True": "--fresh",
+    "pass drop=True": "add --drop",
 }
 
 

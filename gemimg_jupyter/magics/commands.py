@@ -90,7 +90,7 @@ def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
     ns = p.parse_args(argv)
     sess = ctx.session()
     if ns.target != "all" and targeted_jobs(sess, ns.target) is None:  # an earlier session's job or sweep
-        ctx.say(f"gemimg: {sess.cancel_earlier(ns.target, drop=ns.drop).line(drop=ns.drop)}")
+        ctx.say(f"gemimg: {magic_words(sess.cancel_earlier(ns.target, drop=ns.drop).line(drop=ns.drop))}")
         return
     n = sess.cancel(ns.target, drop=ns.drop)  # an unknown target is refused here, in one line
     paid = [j for j in targeted_jobs(sess, ns.target) or [] if not j.done() and j.task_id is not None]
