@@ -354,6 +354,20 @@ class LiveView:
             return True
         return self._final.wait(timeout)
 
+    def settle(self) -> None:
+        """Send the final render once more from the calling thread (a cell that waited for this view).
+
+        Headless runners (nbclient, papermill, ``nbconvert --execute``) keep only the messages of the
+        cell that is running, so a final render a worker thread sent while another cell ran can be
+        lost from the saved notebook; the same update sent by the waiting cell is kept. A front end
+        that already showed it sees the same output again.
+        """
+        with self._lock:
+            if self._handle is None or self._closed or not self._live or not self._final.is_set():
+                return
+            data, md = self.bundle()
+            self._handle.update(data, metadata=md, raw=True)
+
     @property
     def finished(self) -> bool:
         """True once the final state is on screen (or there is no screen)."""

@@ -397,7 +397,8 @@ def block(views: Sequence[LiveView], timeout: float | None) -> bool:
             target = view.target()
             if not target.wait(left):
                 return False
-            view.wait_final(10.0 if left is None else max(0.5, left))
+            if view.wait_final(10.0 if left is None else max(0.5, left)):
+                view.settle()
     except KeyboardInterrupt:
         show_interrupt_note([job for view in views for job in jobs_of(view)])
         return False
