@@ -467,8 +467,9 @@ class Session:
         if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
             self.check_reference_urls(cell.params for cell in plan.cells)
         result = SweepResult(plan, [], sweep_id=uuid.uuid4().hex[:8], store=self.store, cell_size=cell_size)
-        cells = [(cell.params, cell.repeat) for cell in plan.cells]
-        result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
+        result.submit(
+            lambda cells: self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners
+        )
         if limit is not None:
             result.stop_after(limit)
         self.sweeps.append(result)

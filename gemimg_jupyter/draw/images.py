@@ -30,6 +30,7 @@ __all__ = [
     "ImageBytes",
     "decode_image",
     "embed_provenance",
+    "encode_png",
     "load_reference",
     "png_bytes",
     "png_with_provenance",
@@ -251,11 +252,52 @@ def a1111_parameters(prov: Mapping[str, Any]) -> str:
 
 def png_with_provenance(img: Image.Image, provenance: Mapping[str, Any]) -> bytes:
     """PNG bytes carrying ``provenance`` as JSON (``gemimg`` iTXt) and A1111 ``parameters``."""
-    info = PngImagePlugin.PngInfo()
-    info.add_itxt(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str))
-    info.add_itxt("parameters", a1111_parameters(provenance))
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", pnginfo=info)
+    data = encode_png(img, provenance)
+    assert data is not None  # no cap given
+    return data
+
+
+class _Capped(io.BytesIO):
+    """A buffer that refuses to grow past ``cap`` bytes (the encoder stops at the first refused write)."""
+
+    def __init__(self, cap: int) -> None:
+        super().__init__()
+        self.cap = cap
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.cap:
+            raise _OverCap
+        return super().write(data)
+
+
+class _OverCap(Exception):
+    """The encoded image would be larger than the cap."""
+
+
+def encode_png(
+    img: Image.Image,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    compress_level: int = 6,
+    max_bytes: int | None = None,
+) -> bytes | None:
+    """PNG bytes of ``img`` (with ``provenance`` chunks as :func:`png_with_provenance` writes them).
+
+    ``compress_level`` is zlib's (1 fast … 9 small; Pillow's default is 6). With ``max_bytes`` the
+    encoding stops as soon as its output passes that size and ``None`` is returned, so finding out
+    that an image is too big costs a part of an encoding, not a whole one.
+    """
+    kwargs: dict[str, Any] = {"compress_level": compress_level}
+    if provenance is not None:
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str))
+        info.add_itxt("parameters", a1111_parameters(provenance))
+        kwargs["pnginfo"] = info
+    buf = io.BytesIO() if max_bytes is None else _Capped(max_bytes)
+    try:
+        img.save(buf, format="PNG", **kwargs)
+    except _OverCap:
+        return None
     return buf.getvalue()
 
 

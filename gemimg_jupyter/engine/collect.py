@@ -33,7 +33,7 @@ from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.engine.transitions import LeaseLost
 from gemimg_jupyter.ledger.store import safe_filename
-from gemimg_jupyter.ledger.thumbs import THUMB_SIDE, write_thumb
+from gemimg_jupyter.ledger.thumbs import FILE_SIDE, write_thumb
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class Collector:
             job.notes.append(note)
             log.info("job %s: %s", job.id, note)
         try:  # decoded once, small: for the suspect check and the thumbnail file
-            shown: Shown | None = shown_small(data, THUMB_SIDE)
+            shown: Shown | None = shown_small(data, FILE_SIDE)
         except Exception:  # noqa: BLE001 - the download was checked; file_facts and write_thumb cope alone
             shown = None
         job.provenance["file"] = file_facts(data, job.params.pixel_size, shown=shown)  # hash, format, suspect
