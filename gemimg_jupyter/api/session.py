@@ -31,7 +31,7 @@ from gemimg_jupyter.api.edits import Edits
 from gemimg_jupyter.api.lineage import Lineage
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
-from gemimg_jupyter.domain.durations import parse_duration
+from gemimg_jupyter.domain.durations import GATEWAY_TYPICAL_S, parse_duration
 from gemimg_jupyter.domain.errors import ConfigError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, ReferenceImage
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
@@ -161,7 +161,13 @@ class Session:
             self.client = _client(self.settings, base_url, key, self.gate)
             # jobs reach their session (as their JobOwner) for edit, pick, lineage
             self.runner = JobRunner(
-                self.client, self.store, self.settings, backend=self.backend, gate=self.gate, owner=self
+                self.client,
+                self.store,
+                self.settings,
+                backend=self.backend,
+                gate=self.gate,
+                owner=self,
+                typical=self._typical_s(),
             )
             self.pickbook = Picks(self.store)
             self.edits = Edits(self, self.store, self.pickbook)
@@ -176,6 +182,17 @@ class Session:
         self.say: Callable[[str], None] = _say  # where they go (the magics print them as their own lines)
         self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
         self._closed = False
+
+    def _typical_s(self) -> tuple[float, float] | None:
+        """How long a task typically takes here: the gateway's documented time, the built-in simulator's latency,
+        or nothing known (a simulator elsewhere)."""
+        if self.backend == "toapis":
+            return GATEWAY_TYPICAL_S
+        if self._sim is not None:
+            latency = {**SIM_DEFAULTS, **dict(self.settings.sim_options)}.get("latency")
+            if isinstance(latency, (tuple, list)) and len(latency) == 2:
+                return (float(latency[0]), float(latency[1]))
+        return None
 
     def _start_sim(self) -> str:
         from gemimg_jupyter.sim import SimConfig, SimServer

@@ -668,6 +668,7 @@ def encode_grid_png(
         factor = math.sqrt(max_bytes / len(data)) * 0.92
         size = (max(1, round(candidate.width * factor)), max(1, round(candidate.height * factor)))
         candidate = rgb.resize(size, Image.Resampling.LANCZOS)
+    assert data is not None
     return data
 
 

@@ -172,7 +172,11 @@ class Collector:
         unknown = 0
         while True:
             elapsed = time.time() - start
-            delay = e.polls.next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
+            delay = (
+                e.polls.next_delay(elapsed, job.progress, first, looks, (job.params.model, job.params.resolution))
+                if problem is None or looks
+                else 0.0
+            )  # (model, resolution): until the session has its own, how long such tasks took before places the looks
             if time.monotonic() + delay > deadline:
                 yield max(0.0, deadline - time.monotonic())
                 e.woke(rec)
