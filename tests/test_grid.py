@@ -443,3 +443,24 @@ def test_encode_grid_png_scales_down_as_a_last_resort() -> None:
     data = encode_grid_png(img, max_bytes=60_000)
     assert len(data) <= 60_000
     assert Image.open(io.BytesIO(data)).width < 600
+
+
+def test_a_fast_page_png_has_the_same_pixels_and_provenance_and_stops_at_its_cap() -> None:
+    """Saved grid pages are encoded at a fast zlib level by the package's own writer (Up filter + zlib, which
+    lets other threads run): the pixels are exactly the grid's, the provenance is read back, and a cap stops it."""
+    from gemimg_jupyter.draw.images import encode_png
+
+    img = Image.new("RGB", (700, 500), "white")
+    img.paste(photo_like(1, 320), (10, 10))
+    img.paste(standin(2, 300, 200), (360, 40))
+    for level in (1, 3):
+        data = encode_png(img, {"sweep_id": "abc", "page": 2}, compress_level=level)
+        assert data is not None
+        back = Image.open(io.BytesIO(data))
+        back.load()
+        assert back.mode == "RGB" and back.size == img.size
+        assert ImageChops.difference(back, img).getbbox() is None  # every pixel as drawn
+        assert read_provenance(data) == {"sweep_id": "abc", "page": 2}
+    assert encode_png(img, None, compress_level=1, max_bytes=1_000) is None  # found too big, not encoded whole
+    page = encode_grid_png(img, {"sweep_id": "abc"}, compress_level=3)
+    assert ImageChops.difference(Image.open(io.BytesIO(page)).convert("RGB"), img).getbbox() is None

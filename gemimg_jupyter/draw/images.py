@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageChops, PngImagePlugin
 
 from gemimg_jupyter.domain.errors import InvalidImageError, ValidationError
 from gemimg_jupyter.domain.models import MAX_REF_BYTES, ReferenceImage, too_big_message
@@ -257,6 +257,47 @@ def png_with_provenance(img: Image.Image, provenance: Mapping[str, Any]) -> byte
     return data
 
 
+#: From this ``compress_level`` down, an RGB image is encoded by :func:`_fast_png`.
+FAST_PNG_LEVEL = 3
+
+
+def _fast_png(
+    img: Image.Image, provenance: Mapping[str, Any] | None, level: int, max_bytes: int | None
+) -> bytes | None:
+    """A PNG of an RGB image with every row "Up"-filtered and compressed by :mod:`zlib`, which lets go of the GIL.
+
+    Pillow's encoder chooses a filter per row and holds the GIL the whole time (0.3–0.5 s for a 3,300² grid
+    page, during which the engine's threads wait); here the filter is one Pillow subtraction and the rest is
+    zlib's, so other threads run meanwhile and a second core can help. ``None`` past ``max_bytes``.
+    """
+    w, h = img.size
+    # each row minus the row above it (the first row, with nothing above, is written as it is)
+    raw = memoryview(ImageChops.subtract_modulo(img, ImageChops.offset(img, 0, 1)).tobytes())
+    stride = 3 * w
+    first = img.crop((0, 0, w, 1)).tobytes()
+    rows = b"".join([b"\x00", first, *(p for y in range(1, h) for p in (b"\x02", raw[y * stride : (y + 1) * stride]))])
+    packer = zlib.compressobj(level)
+    out: list[bytes] = []
+    size = 0
+    for start in range(0, len(rows), 1 << 21):
+        out.append(packer.compress(rows[start : start + (1 << 21)]))
+        size += len(out[-1])
+        if max_bytes is not None and size > max_bytes:
+            return None
+    out.append(packer.flush())
+    idat = b"".join(out)
+    chunks = [_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))]
+    if provenance is not None:
+        chunks.append(_itxt_chunk(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str)))
+        chunks.append(_itxt_chunk("parameters", a1111_parameters(provenance)))
+    data = b"".join([_PNG_SIGNATURE, *chunks, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")])
+    return None if max_bytes is not None and len(data) > max_bytes else data
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(body, zlib.crc32(kind)))
+
+
 class _Capped(io.BytesIO):
     """A buffer that refuses to grow past ``cap`` bytes (the encoder stops at the first refused write)."""
 
@@ -287,6 +328,8 @@ def encode_png(
     encoding stops as soon as its output passes that size and ``None`` is returned, so finding out
     that an image is too big costs a part of an encoding, not a whole one.
     """
+    if img.mode == "RGB" and compress_level <= FAST_PNG_LEVEL:
+        return _fast_png(img, provenance, compress_level, max_bytes)
     kwargs: dict[str, Any] = {"compress_level": compress_level}
     if provenance is not None:
         info = PngImagePlugin.PngInfo()
