@@ -119,17 +119,19 @@ class PollSchedule:
         more look on the way when that error is large). The first two looks
         go early enough to catch the fastest tasks still running. Otherwise the expected
         duration comes from the progress (elapsed × 100 / progress) and the
-        durations seen so far in this session — or, until it has some, the past
-        durations of tasks of the same ``kind`` (model, resolution) from
-        the prior (the ledger). Never sooner than ``poll_min``
+        durations seen so far in this session. Until it has some, the first
+        look comes shortly before the fastest past tasks of the same ``kind``
+        (model, resolution) ended, from the prior (the ledger); the later looks
+        do not lean on the prior (it counts the download too and cannot say
+        how the server's progress runs). Never sooner than ``poll_min``
         after the last look, never later than ``poll_max``; always jittered.
         """
-        s = self.settings
-        history = self._history(kind)
-        early = history[len(history) // 10] if len(history) >= MIN_HISTORY else None
-        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
         if first:
             return self._jitter(self.first_delay(kind, elapsed))
+        s = self.settings
+        history = sorted(self._durations)  # the later looks follow this session's own tasks only (see first_delay)
+        early = history[len(history) // 10] if len(history) >= MIN_HISTORY else None
+        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
         since = elapsed - looks[-1][0] if looks else 0.0
         soonest = max(0.05, s.poll_min - since)
         eta = self.progress_eta(looks)
