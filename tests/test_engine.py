@@ -461,8 +461,8 @@ def test_the_first_look_comes_from_the_ledgers_past_durations_of_that_model_and_
     with Session(settings) as session:
         polls = session.runner.polls
         assert polls.prior((model, "1K")) == [6.0 + i for i in range(20)]
-        assert polls.first_delay((model, "1K")) == pytest.approx(0.8 * 8.0)  # before the fastest tenth would end
-        assert 0.9 * 6.4 <= polls.next_delay(0.0, 0, True, (), (model, "1K")) <= 1.1 * 6.4  # jittered ±10 %
+        assert polls.first_delay((model, "1K")) == pytest.approx(0.6 * 8.0)  # before the fastest tenth would end
+        assert 0.9 * 4.8 <= polls.next_delay(0.0, 0, True, (), (model, "1K")) <= 1.1 * 4.8  # jittered ±10 %
         assert polls.prior((model, "2K")) == []  # one row is no prior
         assert polls.first_delay((model, "2K")) == pytest.approx(1.5)  # nothing known: 1.5 × poll_first
         for _ in range(3):  # once this session has its own durations, they decide
