@@ -33,6 +33,7 @@ draw are replaced by a close ASCII spelling instead of boxes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,10 @@ __all__ = [
     "tile_side",
 ]
 
+#: The labels, header and title of a sweep's pages are wrapped again for every page and every layout: once is
+#: enough (measuring text was a fifth of a page's drawing). Fonts are the cached ones of :func:`fonts_for`.
+_wrap = functools.lru_cache(maxsize=4096)(wrap_text)
+
 #: The size a grid PNG for a notebook should stay under (see :func:`encode_grid_png`).
 MAX_GRID_PNG_BYTES = 2_000_000
 
@@ -138,10 +143,10 @@ def layout_grid(
 
     max_y_lines = max(1, min(8, (c - 2 * pad) // f.line))
     y_label_lines = tuple(
-        wrap_text(f.label, str(label), max(legend_w - 3 * pad, 10), max_y_lines) if has_y else () for label in y_labels
+        _wrap(f.label, str(label), max(legend_w - 3 * pad, 10), max_y_lines) if has_y else () for label in y_labels
     )
 
-    footer_lines = wrap_text(f.small, footer, content_w, 2)
+    footer_lines = _wrap(f.small, footer, content_w, 2)
     footer_h = (pad + len(footer_lines) * f.small_line) if footer_lines else 0
     height = grid_top + ny * c + footer_h + margin
     return GridLayout(
@@ -185,11 +190,11 @@ def _top_lines(
     """The wrapped title and header, where each starts, and where the legend band below them starts."""
     pad = f.pad
     y = margin
-    title_lines = wrap_text(f.title, title, content_w, 2)
+    title_lines = _wrap(f.title, title, content_w, 2)
     title_top = y
     if title_lines:
         y += len(title_lines) * f.title_line + pad
-    header_lines = wrap_text(f.label, header, content_w, 3)
+    header_lines = _wrap(f.label, header, content_w, 3)
     header_top = y
     if header_lines:
         y += len(header_lines) * f.line + 2 * pad
@@ -203,9 +208,9 @@ def _band(
     pad = f.pad
     has_x_labels = any(str(label) for label in x_labels)
     x_title_h = f.line if x_name else 0
-    x_label_lines = tuple(wrap_text(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
+    x_label_lines = tuple(_wrap(f.label, str(label), c - 2 * pad, 3) for label in x_labels)
     x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
-    y_title_lines = wrap_text(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
+    y_title_lines = _wrap(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
     y_title_h = len(y_title_lines) * f.line
     band_h = max(x_title_h + x_labels_h, y_title_h)
     return x_label_lines, y_title_lines, x_title_h, band_h
