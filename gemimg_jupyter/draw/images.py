@@ -268,30 +268,34 @@ def _fast_png(
 
     Pillow's encoder chooses a filter per row and holds the GIL the whole time (0.3–0.5 s for a 3,300² grid
     page, during which the engine's threads wait); here the filter is one Pillow subtraction and the rest is
-    zlib's, so other threads run meanwhile and a second core can help. ``None`` past ``max_bytes``.
+    zlib's, so other threads run meanwhile and a second core can help. Bands of :data:`_BAND_ROWS` rows keep
+    the memory it needs small. ``None`` past ``max_bytes``.
     """
     w, h = img.size
-    # each row minus the row above it (the first row, with nothing above, is written as it is)
-    raw = memoryview(ImageChops.subtract_modulo(img, ImageChops.offset(img, 0, 1)).tobytes())
-    stride = 3 * w
-    first = img.crop((0, 0, w, 1)).tobytes()
-    rows = b"".join([b"\x00", first, *(p for y in range(1, h) for p in (b"\x02", raw[y * stride : (y + 1) * stride]))])
     packer = zlib.compressobj(level)
-    out: list[bytes] = []
-    size = 0
-    for start in range(0, len(rows), 1 << 21):
-        out.append(packer.compress(rows[start : start + (1 << 21)]))
+    out = [packer.compress(b"\x00" + img.crop((0, 0, w, 1)).tobytes())]  # the first row has nothing above it
+    size, stride = len(out[0]), 3 * w
+    for top in range(1, h, _BAND_ROWS):
+        bottom = min(h, top + _BAND_ROWS)
+        # each row minus the row above it
+        raw = ImageChops.subtract_modulo(img.crop((0, top, w, bottom)), img.crop((0, top - 1, w, bottom - 1))).tobytes()
+        view = memoryview(raw)
+        rows = b"".join([p for y in range(bottom - top) for p in (b"\x02", view[y * stride : (y + 1) * stride])])
+        out.append(packer.compress(rows))
         size += len(out[-1])
         if max_bytes is not None and size > max_bytes:
             return None
     out.append(packer.flush())
-    idat = b"".join(out)
     chunks = [_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))]
     if provenance is not None:
         chunks.append(_itxt_chunk(PROVENANCE_KEY, json.dumps(provenance, sort_keys=True, default=str)))
         chunks.append(_itxt_chunk("parameters", a1111_parameters(provenance)))
-    data = b"".join([_PNG_SIGNATURE, *chunks, _chunk(b"IDAT", idat), _chunk(b"IEND", b"")])
+    data = b"".join([_PNG_SIGNATURE, *chunks, _chunk(b"IDAT", b"".join(out)), _chunk(b"IEND", b"")])
     return None if max_bytes is not None and len(data) > max_bytes else data
+
+
+#: Rows per band of :func:`_fast_png` (a 3,300 px wide band of 256 rows is ~2.5 MB).
+_BAND_ROWS = 256
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
