@@ -103,8 +103,10 @@ class SweepResult:
     state), ``table()`` gives one dict per image, ``save()`` writes the grid.
     """
 
-    #: At most this many grid pages are kept drawn (in memory) while their cells land.
-    MAX_CANVASES = 1
+    #: At most this many grid pages are kept drawn (in memory) while their cells land. None: with tiles that are
+    #: pastes a page is drawn whole in ~0.1 s when its last cell lands, and one open canvas cost ~150 MB of peak
+    #: RSS in a 1,000-image sweep (384 → 236 MB) for a tail 0.4 s shorter.
+    MAX_CANVASES = 0
     #: zlib level of saved grid pages: 3 encodes a page 2–3× faster than the default 6 (files ~15 % larger).
     PAGE_PNG_LEVEL = 3
     #: The drawing thread reads the picks again after this many seconds (not for every landed cell).
