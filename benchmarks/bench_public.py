@@ -89,6 +89,10 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         page_lag = sorted(
             round(p.stat().st_mtime - last_disk, 2) for p in result.paths
         )  # each page saved vs last image
+        ready = sorted(  # each page's last cell on disk vs the last image: when a page could have been saved
+            round(max((result.jobs[i].finished_at or 0.0) for i in result._cells_on(page)) - last_disk, 2)
+            for page in result.pages()
+        )
         done = sum(1 for j in result.jobs if j.state.has_image)
         commits = session.store.commits
         batches, changes = commits.batches, commits.changes
@@ -110,6 +114,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         "queries_per_task": stats["status_queries"] / max(1, n),
         "grid_files": pages,
         "page_saved_after_last_s": page_lag,
+        "page_ready_after_last_s": ready,
         "ledger_batches": batches,
         "ledger_changes": changes,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

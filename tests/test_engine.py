@@ -427,6 +427,54 @@ def test_poll_schedule_is_pure_and_learns_the_task_times() -> None:
     assert eta is not None and 4.0 < eta[0] < 12.0
 
 
+def test_the_first_look_comes_from_the_ledgers_past_durations_of_that_model_and_resolution(tmp_path: Path) -> None:
+    """Issue #25.7: a fresh session's first batch places its first look from how long the same model at the same
+    resolution took before (the ledger's submitted/finished times), not from a guess; other kinds keep theirs."""
+    import json
+    import sqlite3
+
+    from gemimg_jupyter.api import Session
+
+    from .support import quick_settings
+
+    settings = quick_settings(tmp_path, poll_first=1.0, poll_min=0.5, poll_max=10.0)
+    with Session(settings) as first:
+        backend, ledger = first.backend, first.store.ledger_path
+    model = GenerationParams.create("a fox").model
+
+    def row(i: int, seconds: float, *, state: str = "done", res: str = "1K", back: str = backend) -> tuple[Any, ...]:
+        params = json.dumps({"model": model, "prompt": f"fox {i}", "resolution": res})
+        return (f"cbid{i}", f"key{i}", state, params, back, 1000.0 + i, 1000.0 + i, 1000.0 + i + seconds)
+
+    seeded = [row(i, 6.0 + i) for i in range(20)]  # 6 … 25 s: the tenth percentile is 8 s
+    others = [
+        row(100, 1.0, res="2K"),  # another resolution: another kind
+        row(101, 1.0, state="failed"),  # no image: not a duration
+        row(102, 1.0, back="toapis"),  # another backend's
+        row(103, 3600.0),  # finished an hour later (a resume): says nothing about a task's time
+    ]
+    with sqlite3.connect(ledger) as db:
+        db.executemany(
+            "INSERT INTO jobs (cbid, key, state, params, backend, created, submitted, finished) VALUES (?,?,?,?,?,?,?,?)",
+            seeded + others,
+        )
+    with Session(settings) as session:
+        polls = session.runner.polls
+        assert polls.prior((model, "1K")) == [6.0 + i for i in range(20)]
+        assert polls.first_delay((model, "1K")) == pytest.approx(0.6 * 8.0)  # before the fastest tenth would end
+        assert 0.9 * 4.8 <= polls.next_delay(0.0, 0, True, (), (model, "1K")) <= 1.1 * 4.8  # jittered ±10 %
+        assert polls.prior((model, "2K")) == []  # one row is no prior
+        assert polls.first_delay((model, "2K")) == pytest.approx(1.5)  # nothing known: 1.5 × poll_first
+        for _ in range(3):  # once this session has its own durations, they decide
+            polls.completed(2.0, [])
+        assert polls.first_delay((model, "1K")) == pytest.approx(1.6)
+    from gemimg_jupyter.domain.durations import GATEWAY_TYPICAL_S
+    from gemimg_jupyter.engine import PollSchedule
+
+    gateway = PollSchedule(settings, typical=GATEWAY_TYPICAL_S)  # the gateway documents 5–30 s per task
+    assert gateway.first_delay((model, "1K")) == pytest.approx(4.0)
+
+
 def test_a_reference_uploaded_over_a_day_ago_is_uploaded_again(session: Any, sim: Any) -> None:
     """Nothing documents how long an uploaded URL lives: a day-old upload is not trusted (uploads are free)."""
     import sqlite3

@@ -742,3 +742,24 @@ def test_repeats_of_wide_images_are_not_a_strip_in_a_square_box() -> None:
     wide = colour_bbox(img, lay.cell_box(0, 1), colours[plan.cell_at(0, 1, 0, 0).index])
     below = colour_bbox(img, lay.cell_box(0, 1), colours[plan.cell_at(0, 1, 0, 1).index])
     assert second[0] > square[2] and below[1] > wide[3]  # side by side; one above the other
+
+
+def test_a_fast_page_png_has_the_same_pixels_and_provenance_and_stops_at_its_cap() -> None:
+    """Saved grid pages are encoded at a fast zlib level by the package's own writer (Up filter + zlib, which
+    lets other threads run): the pixels are exactly the grid's, the provenance is read back, and a cap stops it."""
+    from gemimg_jupyter.draw.images import encode_png
+
+    img = Image.new("RGB", (700, 500), "white")
+    img.paste(photo_like(1, 320), (10, 10))
+    img.paste(standin(2, 300, 200), (360, 40))
+    for level in (1, 3):
+        data = encode_png(img, {"sweep_id": "abc", "page": 2}, compress_level=level)
+        assert data is not None
+        back = Image.open(io.BytesIO(data))
+        back.load()
+        assert back.mode == "RGB" and back.size == img.size
+        assert ImageChops.difference(back, img).getbbox() is None  # every pixel as drawn
+        assert read_provenance(data) == {"sweep_id": "abc", "page": 2}
+    assert encode_png(img, None, compress_level=1, max_bytes=1_000) is None  # found too big, not encoded whole
+    page = encode_grid_png(img, {"sweep_id": "abc"}, compress_level=3)
+    assert ImageChops.difference(Image.open(io.BytesIO(page)).convert("RGB"), img).getbbox() is None

@@ -272,6 +272,33 @@ def test_a_1000_cell_sweep_has_readable_pages_and_an_index(session: Session, sim
     assert sim.stats()["requests"] == 0
 
 
+def test_a_sweep_with_pages_is_sent_page_by_page_and_kept_in_cell_order(session: Session) -> None:
+    """Pages end one after another (each saved as it ends) when their cells are sent together; the result still
+    holds its jobs in cell order, so ``result[i]`` is the job of plan cell ``i``."""
+    from gemimg_jupyter.engine.record import JobRecord
+
+    temps = [round(0.01 * i, 2) for i in range(1, 21)]
+    tops = [round(0.05 * i, 2) for i in range(1, 11)]
+    plan = session.plan("page by page", temperature=temps, top_p=tops)
+    result = SweepResult(plan, [], sweep_id="pages", store=session.store, cell_size=64)
+    pages = result.pages()
+    assert len(pages) == 2
+    order = result.submit_order()
+    assert sorted(order) == list(range(200))
+    on_first = {c.index for c in plan.cells if c.x in pages[0].xs and c.y in pages[0].ys}
+    assert set(order[:100]) == on_first  # the first page's cells go first
+    assert order[:3] == sorted(on_first)[:3]  # in cell order within the page
+    sent: list[Any] = []
+
+    def send(items: list[tuple[Any, int]]) -> list[Any]:
+        sent.extend(items)
+        return [JobRecord(params, repeat=repeat).job for params, repeat in items]
+
+    result.submit(send)
+    assert [p for p, _ in sent] == [plan.cells[i].params for i in order]
+    assert all(result[c.index].params == c.params for c in plan.cells)  # back in cell order
+
+
 def test_a_long_single_axis_wraps_into_rows(session: Session) -> None:
     temps = [round(0.01 * i, 2) for i in range(1, 151)]
     result = session.sweep("a long fox", temperature=temps, dry_run=True, cell_size=64)

@@ -42,7 +42,7 @@ from gemimg_jupyter.api.lineage import Lineage, ledger_cbid
 from gemimg_jupyter.api.reach import reachable, reachable_axis
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
-from gemimg_jupyter.domain.durations import parse_duration
+from gemimg_jupyter.domain.durations import GATEWAY_TYPICAL_S, parse_duration
 from gemimg_jupyter.domain.errors import ConfigError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, JobState, ReferenceImage
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
@@ -186,7 +186,13 @@ class Session:
             self.client = _client(self.settings, base_url, key, self.gate)
             # jobs reach their session (as their JobOwner) for edit, pick, lineage
             self.runner = JobRunner(
-                self.client, self.store, self.settings, backend=self.backend, gate=self.gate, owner=self
+                self.client,
+                self.store,
+                self.settings,
+                backend=self.backend,
+                gate=self.gate,
+                owner=self,
+                typical=self._typical_s(),
             )
             self.pickbook = Picks(self.store)
             self.edits = Edits(self, self.store, self.pickbook)
@@ -212,6 +218,17 @@ class Session:
             source = ledger_cbid(job)
             if source != job.cbid:
                 self.aliases.remember(job.cbid, source, job.sweep_id, job.created)
+
+    def _typical_s(self) -> tuple[float, float] | None:
+        """How long a task typically takes here: the gateway's documented time, the built-in simulator's latency,
+        or nothing known (a simulator elsewhere)."""
+        if self.backend == "toapis":
+            return GATEWAY_TYPICAL_S
+        if self._sim is not None:
+            latency = {**SIM_DEFAULTS, **dict(self.settings.sim_options)}.get("latency")
+            if isinstance(latency, (tuple, list)) and len(latency) == 2:
+                return (float(latency[0]), float(latency[1]))
+        return None
 
     def _start_sim(self) -> str:
         from gemimg_jupyter.sim import SimConfig, SimServer
@@ -560,8 +577,9 @@ class Session:
             cell_size=cell_size,
             theme=self.settings.resolved_grid_theme,
         )
-        cells = [(cell.params, cell.repeat) for cell in plan.cells]
-        result.follow(self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners)
+        result.submit(
+            lambda cells: self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners
+        )
         if limit is not None:
             result.stop_after(limit)
         self.sweeps.append(result)

@@ -10,7 +10,11 @@ import re
 
 from gemimg_jupyter.domain.errors import ValidationError
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["GATEWAY_TYPICAL_S", "format_duration", "parse_duration"]
+
+#: The gateway's documented typical time for one image task, in seconds (its image-status page: "typical time
+#: 5–30 s"). The polling's first look at a task of a kind no past run has timed comes shortly before the low end.
+GATEWAY_TYPICAL_S = (5.0, 30.0)
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)?\s*", re.IGNORECASE)
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "": 1.0}

@@ -38,6 +38,7 @@ chrome (ground, text, rules, placeholders) dark; the images are never changed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image, ImageDraw
 
 from gemimg_jupyter.domain.models import shown_text
-from gemimg_jupyter.draw.images import png_bytes, png_with_provenance
+from gemimg_jupyter.draw.images import encode_png
 from gemimg_jupyter.draw.primitives import (
     FAILED_STATES,
     PENDING_STATES,
@@ -91,7 +92,12 @@ __all__ = [
     "plan_header",
     "plan_pages",
     "render_grid",
+    "tile_side",
 ]
+
+#: The labels, header and title of a sweep's pages are wrapped again for every page and every layout: once is
+#: enough (measuring text was a fifth of a page's drawing). Fonts are the cached ones of :func:`fonts_for`.
+_wrap = functools.lru_cache(maxsize=4096)(wrap_text)
 
 #: The size a grid PNG for a notebook should stay under (see :func:`encode_grid_png`).
 MAX_GRID_PNG_BYTES = 2_000_000
@@ -148,7 +154,7 @@ def layout_grid(
     )
     y_label_lines = y_label_lines if has_y else tuple(() for _ in y_labels)
 
-    footer_lines = wrap_text(f.small, footer, content_w, 2)
+    footer_lines = _wrap(f.small, footer, content_w, 2)
     footer_h = (pad + len(footer_lines) * f.small_line) if footer_lines else 0
     height = grid_top + (sum(heights) if heights else ny * c) + footer_h + margin
     return GridLayout(
@@ -222,7 +228,7 @@ def _packed_aspect(aspect: float, repeats: int) -> float:
 def _y_label(f: _Fonts, label: str, legend_w: int, row_height: int) -> tuple[str, ...]:
     """A Y label wrapped to the legend's width, in as many lines as a row ``row_height`` tall holds."""
     lines = max(1, min(8, (row_height - 2 * f.pad) // f.line))
-    return wrap_text(f.label, label, max(legend_w - 3 * f.pad, 10), lines)
+    return _wrap(f.label, label, max(legend_w - 3 * f.pad, 10), lines)
 
 
 def _legend_width(f: _Fonts, c: int, y_name: str, y_labels: Sequence[str]) -> int:
@@ -240,11 +246,11 @@ def _top_lines(
     """The wrapped title and header, where each starts, and where the legend band below them starts."""
     pad = f.pad
     y = margin
-    title_lines = wrap_text(f.title, title, content_w, 2)
+    title_lines = _wrap(f.title, title, content_w, 2)
     title_top = y
     if title_lines:
         y += len(title_lines) * f.title_line + pad
-    header_lines = wrap_text(f.label, header, content_w, 3)
+    header_lines = _wrap(f.label, header, content_w, 3)
     header_top = y
     if header_lines:
         y += len(header_lines) * f.line + 2 * pad
@@ -259,10 +265,10 @@ def _band(
     has_x_labels = any(str(label) for label in x_labels)
     x_title_h = f.line if x_name else 0
     x_label_lines = tuple(
-        wrap_text(f.label, str(label), (widths[x] if widths else c) - 2 * pad, 3) for x, label in enumerate(x_labels)
+        _wrap(f.label, str(label), (widths[x] if widths else c) - 2 * pad, 3) for x, label in enumerate(x_labels)
     )
     x_labels_h = max((len(lines) for lines in x_label_lines), default=0) * f.line if has_x_labels else 0
-    y_title_lines = wrap_text(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
+    y_title_lines = _wrap(f.bold, y_name, max(legend_w - 2 * pad - f.size * 1.3, 10), 2) if y_name else ()
     y_title_h = len(y_title_lines) * f.line
     band_h = max(x_title_h + x_labels_h, y_title_h)
     return x_label_lines, y_title_lines, x_title_h, band_h
@@ -735,6 +741,11 @@ class PageCanvas:
         return True
 
 
+def tile_side(cell_size: int) -> int:
+    """The inner side of a one-image cell's box: an image this size is pasted as it is, not resized."""
+    return cell_size - 2 * fonts_for(cell_size).pad
+
+
 def _layout_of(args: Mapping[str, Any]) -> GridLayout:
     return layout_grid(**{k: v for k, v in args.items() if k != "tiles"})
 
@@ -747,6 +758,7 @@ def encode_grid_png(
     provenance: Mapping[str, Any] | None = None,
     *,
     max_bytes: int = MAX_GRID_PNG_BYTES,
+    compress_level: int = 6,
 ) -> bytes:
     """PNG bytes for a grid, kept under ``max_bytes`` for notebooks.
 
@@ -755,22 +767,40 @@ def encode_grid_png(
     256-colour adaptive palette (about a third of the size, and hard to tell
     apart at thumbnail scale), and only if that is still too big is the grid
     scaled down. ``provenance`` is embedded as in
-    :func:`~.images.png_with_provenance`.
+    :func:`~.images.png_with_provenance`. The full-colour try stops as soon as its
+    output passes ``max_bytes`` (a page of photographs is found too big in a part of
+    an encoding), and is skipped when a band through the middle already says it cannot fit;
+    ``compress_level`` 1–3 encodes a saved page 2–3× faster than the
+    default 6, for somewhat larger files.
     """
-
-    def encode(image: Image.Image) -> bytes:
-        return png_with_provenance(image, provenance) if provenance is not None else png_bytes(image)
-
-    data = encode(img)
-    if len(data) <= max_bytes:
+    data = (
+        None
+        if _far_too_big(img, max_bytes)
+        else encode_png(img, provenance, compress_level=compress_level, max_bytes=max_bytes)
+    )
+    if data is not None:
         return data
     rgb = img.convert("RGB") if img.mode != "RGB" else img
     candidate = rgb
     for _ in range(4):
-        data = encode(candidate.quantize(256, method=Image.Quantize.FASTOCTREE))
+        data = encode_png(
+            candidate.quantize(256, method=Image.Quantize.FASTOCTREE), provenance, compress_level=compress_level
+        )
+        assert data is not None  # no cap given
         if len(data) <= max_bytes:
             return data
         factor = math.sqrt(max_bytes / len(data)) * 0.92
         size = (max(1, round(candidate.width * factor)), max(1, round(candidate.height * factor)))
         candidate = rgb.resize(size, Image.Resampling.LANCZOS)
+    assert data is not None
     return data
+
+
+def _far_too_big(img: Image.Image, max_bytes: int) -> bool:
+    """Whether a full-colour PNG of ``img`` is clearly over ``max_bytes``: an eighth of its rows, through
+    the middle, encoded fast already comes to more than a quarter of it (the whole would be ≥ 1.5× over
+    at the default level). A misjudged grid only gets the palette that a too-big one gets anyway."""
+    if img.height < 256:
+        return False
+    band = img.crop((0, img.height * 7 // 16, img.width, img.height * 9 // 16))
+    return encode_png(band, compress_level=1, max_bytes=max_bytes // 4) is None

@@ -1,17 +1,33 @@
 """When to look at a task next: :class:`PollSchedule`, the polling cadence and progress/ETA model.
 
-Pure: no threads, no sockets. The collect phase (:mod:`.collect`) tells it
-what it saw and asks it when to look again.
+No threads or sockets of its own. The collect phase (:mod:`.collect`) tells it
+what it saw and asks it when to look again; until this session has seen tasks end,
+a *prior* (the ledger's past durations for the task's model and resolution, asked
+once per kind) or the backend's documented typical time places the first looks.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 import statistics
+import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gemimg_jupyter.domain.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: What a task is: ``(model, resolution)``; tasks of one kind take about as long as each other.
+Kind = tuple[str, str]
+#: Past durations (seconds from submit to the image on disk) of tasks of one kind, e.g. from the ledger.
+Prior = Callable[[str, str], Sequence[float]]
+#: Fewer past durations than this are no prior (and too few to learn from in the session either).
+MIN_HISTORY = 3
+#: With a prior only, the first look comes at this share of the fastest tenth of past durations (chosen with
+#: a model of the cadence over 4–12 s tasks: 0.8 made ~2.7 looks a task but detected ~0.1 s later; 0.6 ~3.2).
+PRIOR_FIRST_LOOK = 0.6
 
 
 class PollSchedule:
@@ -23,9 +39,22 @@ class PollSchedule:
     arguments (plus jitter from ``rng``).
     """
 
-    def __init__(self, settings: Settings, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        rng: random.Random | None = None,
+        *,
+        prior: Prior | None = None,
+        typical: tuple[float, float] | None = None,
+    ) -> None:
         self.settings = settings
         self._rng = rng or random.Random()
+        #: durations of past tasks of a kind (the ledger's), asked once per kind, used until this session has its own
+        self._prior = prior
+        self._priors: dict[Kind, list[float]] = {}
+        self._prior_lock = threading.Lock()
+        #: the backend's documented typical task time (low, high) in seconds: the first look of a task with no past
+        self.typical = typical
         self._durations: deque[float] = deque(maxlen=50)
         self._peaks: deque[int] = deque(maxlen=50)  # the highest in-progress value each finished task showed
         self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
@@ -43,7 +72,49 @@ class PollSchedule:
             self._peaks.append(max(ups))
             self._rated.append(ups[-1] > ups[0])
 
-    def next_delay(self, elapsed: float, progress: int, first: bool, looks: Sequence[tuple[float, int]] = ()) -> float:
+    def prior(self, kind: Kind) -> list[float]:
+        """The sorted past durations of tasks of ``kind`` (read once per kind; empty when there are too few)."""
+        with self._prior_lock:
+            known = self._priors.get(kind)
+            if known is None:
+                try:
+                    found = sorted(self._prior(*kind)) if self._prior is not None else []
+                except Exception:  # a ledger that cannot be read now leaves the cadence as it was
+                    log.debug("no past durations for %s", kind, exc_info=True)
+                    found = []
+                known = self._priors[kind] = found if len(found) >= MIN_HISTORY else []
+            return known
+
+    def first_delay(self, kind: Kind | None = None, elapsed: float = 0.0) -> float:
+        """When to look first at a task submitted ``elapsed`` seconds ago, before any jitter (see :meth:`next_delay`)."""
+        s = self.settings
+        history = self._history(kind)
+        if len(history) >= MIN_HISTORY:  # two looks before the fastest tasks end give a rate
+            early = history[len(history) // 10]
+            own = len(self._durations) >= MIN_HISTORY
+            # a prior's durations count the download too, and a rate is still to be measured: a little sooner
+            factor = (0.3 if sum(self._rated) >= 2 else 0.8) if own else PRIOR_FIRST_LOOK
+            return max(s.poll_first, factor * early - elapsed)
+        delay = 1.5 * s.poll_first  # nothing known: queued anyway
+        if self.typical is not None:  # the backend's documented typical time: no task of it ends much sooner
+            delay = max(delay, min(s.poll_max, 0.8 * self.typical[0]))
+        return delay
+
+    def _history(self, kind: Kind | None) -> list[float]:
+        """This session's durations, or (fewer than :data:`MIN_HISTORY` yet) the prior of ``kind``."""
+        history = sorted(self._durations)
+        if len(history) < MIN_HISTORY and kind is not None:
+            return self.prior(kind) or history
+        return history
+
+    def next_delay(
+        self,
+        elapsed: float,
+        progress: int,
+        first: bool,
+        looks: Sequence[tuple[float, int]] = (),
+        kind: Kind | None = None,
+    ) -> float:
         """When to look next: sparse early, dense around the expected completion.
 
         When the server's progress rises between looks (``looks``: seconds
@@ -53,18 +124,19 @@ class PollSchedule:
         more look on the way when that error is large). The first two looks
         go early enough to catch the fastest tasks still running. Otherwise the expected
         duration comes from the progress (elapsed × 100 / progress) and the
-        durations seen so far in this session. Never sooner than ``poll_min``
+        durations seen so far in this session. Until it has some, the first
+        look comes shortly before the fastest past tasks of the same ``kind``
+        (model, resolution) ended, from the prior (the ledger); the later looks
+        do not lean on the prior (it counts the download too and cannot say
+        how the server's progress runs). Never sooner than ``poll_min``
         after the last look, never later than ``poll_max``; always jittered.
         """
-        s = self.settings
-        history = sorted(self._durations)
-        early = history[len(history) // 10] if len(history) >= 3 else None
-        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
         if first:
-            delay = s.poll_first if early is not None else 1.5 * s.poll_first  # nothing known: queued anyway
-            if early is not None:  # two looks before the fastest tasks end give a rate
-                delay = max(delay, (0.3 if rising else 0.8) * early - elapsed)
-            return self._jitter(delay)
+            return self._jitter(self.first_delay(kind, elapsed))
+        s = self.settings
+        history = sorted(self._durations)  # the later looks follow this session's own tasks only (see first_delay)
+        early = history[len(history) // 10] if len(history) >= MIN_HISTORY else None
+        rising = sum(self._rated) >= 2  # progress has been a usable clock on recent tasks
         since = elapsed - looks[-1][0] if looks else 0.0
         soonest = max(0.05, s.poll_min - since)
         eta = self.progress_eta(looks)
@@ -79,7 +151,7 @@ class PollSchedule:
         estimates: list[float] = []
         if 0 < progress < 100 and elapsed > 0.5:
             estimates.append(elapsed * 100.0 / progress)
-        if len(history) >= 3:
+        if len(history) >= MIN_HISTORY:
             estimates.append(statistics.median(history))
         if not estimates:
             return self._jitter(min(s.poll_max, max(s.poll_min, elapsed)))
@@ -87,7 +159,9 @@ class PollSchedule:
         remaining = expected - elapsed
         if remaining > 2 * s.poll_min:
             delay = 0.75 * remaining
-            if len(history) < 3:  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
+            if (
+                len(history) < MIN_HISTORY
+            ):  # nothing finished yet: a progress-only guess ignores queue time, so look again soon
                 delay = min(delay, max(s.poll_min, elapsed))
             return self._jitter(min(s.poll_max, max(s.poll_min, delay)))
         return self._jitter(s.poll_min)

@@ -33,7 +33,7 @@ from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
 from gemimg_jupyter.engine.shared import Engine, check_cancel
 from gemimg_jupyter.engine.transitions import LeaseLost
 from gemimg_jupyter.ledger.store import safe_filename
-from gemimg_jupyter.ledger.thumbs import THUMB_SIDE, write_thumb
+from gemimg_jupyter.ledger.thumbs import FILE_SIDE, write_thumb
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class Collector:
             job.notes.append(note)
             log.info("job %s: %s", job.id, note)
         try:  # decoded once, small: for the suspect check and the thumbnail file
-            shown: Shown | None = shown_small(data, THUMB_SIDE)
+            shown: Shown | None = shown_small(data, FILE_SIDE)
         except Exception:  # noqa: BLE001 - the download was checked; file_facts and write_thumb cope alone
             shown = None
         job.provenance["file"] = file_facts(data, job.params.pixel_size, shown=shown)  # hash, format, suspect
@@ -201,7 +201,11 @@ class Collector:
         unknown = 0
         while True:
             elapsed = time.time() - start
-            delay = e.polls.next_delay(elapsed, job.progress, first, looks) if problem is None or looks else 0.0
+            delay = (
+                e.polls.next_delay(elapsed, job.progress, first, looks, (job.params.model, job.params.resolution))
+                if problem is None or looks
+                else 0.0
+            )  # (model, resolution): until the session has its own, how long such tasks took before places the looks
             if time.monotonic() + delay > deadline:
                 yield max(0.0, deadline - time.monotonic())
                 e.woke(rec)

@@ -67,6 +67,7 @@ class JobRunner:
         backend: str,
         gate: RateGate | None = None,
         owner: JobOwner | None = None,
+        typical: tuple[float, float] | None = None,
     ) -> None:
         self.client = client
         self.store = store
@@ -75,7 +76,11 @@ class JobRunner:
         if client.gate is not self.gate:
             client.gate = self.gate
         rng = random.Random()
-        self.polls = PollSchedule(settings, rng)
+        # until this session has seen tasks end, the ledger's past durations of the same model and resolution
+        # place the first looks (or, none there, the backend's typical task time)
+        self.polls = PollSchedule(
+            settings, rng, prior=lambda model, res: store.durations(backend, model, res), typical=typical
+        )
         lanes = Lanes(settings, abort=lambda rec, exc: self._record.abort(rec, exc))
         window = Window(settings, wake=lambda rec: lanes.schedule(rec, 0.0))
         budget = Reservations()

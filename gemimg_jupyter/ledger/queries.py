@@ -15,9 +15,46 @@ from typing import Any
 from gemimg_jupyter.domain.models import JobState
 from gemimg_jupyter.ledger.schema import CHARGED_STATES, DONE, RESUMABLE_STATES, LedgerRow, row_from_sql, sql_words
 
-__all__ = ["cached_among", "edit_counts", "find", "get", "history", "newest_image", "pending", "rows", "totals"]
+__all__ = [
+    "cached_among",
+    "durations",
+    "edit_counts",
+    "find",
+    "get",
+    "history",
+    "newest_image",
+    "pending",
+    "rows",
+    "totals",
+]
 
 _FAILED = JobState.FAILED.value
+
+
+def durations(
+    db: sqlite3.Connection,
+    backend: str,
+    model: str,
+    resolution: str,
+    *,
+    limit: int = 50,
+    scan: int = 5000,
+    longest: float = 600.0,
+) -> list[float]:
+    """Seconds from submit to the image on disk of the newest ``limit`` images of ``model`` at ``resolution``.
+
+    Only paid images this backend made (``done``), among the newest ``scan`` rows (so the cost does not grow
+    with the ledger); a row finished more than ``longest`` seconds after its submit (a kernel that died, a
+    resume) says nothing about how long a task takes and is left out.
+    """
+    found = db.execute(
+        "SELECT finished - submitted FROM jobs WHERE rowid > (SELECT COALESCE(MAX(rowid), 0) FROM jobs) - ? "
+        "AND state = ? AND backend = ? AND submitted IS NOT NULL AND finished > submitted "
+        "AND finished - submitted < ? AND json_extract(params, '$.model') = ? "
+        "AND json_extract(params, '$.resolution') = ? ORDER BY finished DESC LIMIT ?",
+        (scan, DONE, backend, longest, model, resolution, limit),
+    ).fetchall()
+    return [float(r[0]) for r in found]
 
 
 def get(db: sqlite3.Connection, root: Path, cbid: str) -> LedgerRow | None:

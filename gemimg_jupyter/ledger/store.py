@@ -514,6 +514,11 @@ class Store:
         with self._read() as db:
             return queries.edit_counts(db)
 
+    def durations(self, backend: str, model: str, resolution: str) -> list[float]:
+        """How long the newest images of ``model`` at ``resolution`` took, submit to disk (the polling's prior)."""
+        with self._read() as db:
+            return queries.durations(db, backend, model, resolution)
+
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest finished images whose files exist."""
         with self._read() as db:

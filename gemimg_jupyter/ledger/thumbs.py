@@ -4,7 +4,8 @@ A grid, the panel, the history strip, lineage and reports all need small copies 
 Decoding a full-size 1024² (or 4K) image for each of them, again and again, and all at once when
 a sweep ends, was most of the public path's cost (issue #25). So the engine calls
 :func:`write_thumb` in its bounded download pool right after it writes an image; the thumbnail
-is a :data:`THUMB_SIDE` px JPEG in a ``.thumbs`` folder beside the image (``foo.png`` →
+is a JPEG of the inner size of a default grid cell (:data:`FILE_SIDE`, 310 px, so a grid pastes it
+without a resize) in a ``.thumbs`` folder beside the image (``foo.png`` →
 ``.thumbs/foo.jpg``; the dot keeps it out of the folder's image listings). :func:`load_thumb`
 reads it when it is large enough and falls back to a reduced decode of the image itself
 (:func:`~gemimg_jupyter.draw.images.load_thumbnail`: JPEG ``draft()``) for images from before,
@@ -22,15 +23,19 @@ from pathlib import Path
 
 from PIL import Image
 
+from gemimg_jupyter.draw.grid import tile_side
 from gemimg_jupyter.draw.images import load_thumbnail
 from gemimg_jupyter.ledger.files import write_atomic
 
-__all__ = ["THUMB_DIR", "THUMB_SIDE", "load_thumb", "thumb_path", "write_thumb"]
+__all__ = ["FILE_SIDE", "THUMB_DIR", "THUMB_SIDE", "load_thumb", "thumb_path", "write_thumb"]
 
 log = logging.getLogger(__name__)
 
-#: Long side of a thumbnail file: a grid cell's default size.
+#: The largest long side a thumbnail file serves (a grid cell's default size); asked for more, the image is decoded.
 THUMB_SIDE = 320
+#: Long side of a thumbnail file: the inner side of a default (320 px) grid cell's box, so pasting a tile
+#: is a paste, not a resize. Asked for up to :data:`THUMB_SIDE`, the file is given as it is (≤ 3 % smaller).
+FILE_SIDE = tile_side(THUMB_SIDE)
 #: The folder beside the images that holds their thumbnails.
 THUMB_DIR = ".thumbs"
 _QUALITY = 85
@@ -45,8 +50,8 @@ def thumb_path(image: str | os.PathLike[str]) -> Path:
 def write_thumb(
     image: str | os.PathLike[str], data: bytes | None = None, *, small: Image.Image | None = None
 ) -> Path | None:
-    """Make the thumbnail file of ``image`` (from ``small``, a copy already decoded of at most
-    :data:`THUMB_SIDE` px, or its encoded bytes ``data`` when given, saving a read).
+    """Make the thumbnail file of ``image``, :data:`FILE_SIDE` px (from ``small``, a copy already decoded
+    of at most :data:`THUMB_SIDE` px, or its encoded bytes ``data`` when given, saving a read).
 
     Returns its path, or ``None`` when the image cannot be read (logged; a grid then decodes the
     image itself). Runs in the engine's download pool, never on the kernel's main thread.
@@ -54,7 +59,10 @@ def write_thumb(
     target = thumb_path(image)
     try:
         if small is None:
-            small = load_thumbnail(data if data is not None else Path(image), THUMB_SIDE)
+            small = load_thumbnail(data if data is not None else Path(image), FILE_SIDE)
+        elif max(small.size) > FILE_SIDE:
+            small = small.copy()
+            small.thumbnail((FILE_SIDE, FILE_SIDE), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         small.save(buf, format="JPEG", quality=_QUALITY)
         target.parent.mkdir(parents=True, exist_ok=True)
