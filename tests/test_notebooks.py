@@ -147,23 +147,47 @@ def assert_grid_layout(
     for c in meta["cells"]:
         assert (workdir / c["path"]).is_file(), c["path"]
     x, y = meta["axes"][0], (meta["axes"][1] if len(axes) > 1 else None)
-    layout = layout_grid(
-        x_title=AXIS_TITLES[x["name"]],
-        x_labels=x["values"],
-        y_title=AXIS_TITLES[y["name"]] if y else None,
-        y_labels=y["values"] if y else [""],
-        cell_size=cell,
-    )
-    with Image.open(io.BytesIO(png)) as img:
-        width, height = img.size
-    assert width == layout.width, (width, layout.width)
-    cells_high = ny * cell * nz
-    assert cells_high < height < cells_high + nz * 4 * cell // 3, (height, cells_high)
+    layouts = [
+        layout_grid(
+            x_title=AXIS_TITLES[x["name"]],
+            x_labels=x["values"],
+            y_title=AXIS_TITLES[y["name"]] if y else None,
+            y_labels=y["values"] if y else [""],
+            cell_size=cell,
+            aspects=cell_shapes(meta, z),
+            repeats=repeats,
+        )
+        for z in range(nz)
+    ]
     saved = meta["grid_paths"]
     assert len(saved) == nz
-    for path in saved:
+    for path, layout in zip(saved, layouts, strict=True):  # each Z value's grid: the layout its cells' sizes give
         with Image.open(workdir / path) as img:
-            assert img.width == width
+            # as wide as the layout; taller only by its title, prompt and footer lines (wrapped)
+            assert img.width == layout.width and layout.height <= img.height < layout.height + cell // 2, (
+                img.size,
+                layout,
+            )
+    with Image.open(io.BytesIO(png)) as img:  # the notebook's picture: the Z grids side by side
+        width, height = img.size
+    if nz == 1:
+        assert (width, height) == Image.open(workdir / saved[0]).size
+    else:
+        assert width >= max(lay.width for lay in layouts) and height >= max(lay.height for lay in layouts)
+        assert width > min(lay.width for lay in layouts) * 1.5 or height > sum(lay.height for lay in layouts)
+
+
+def cell_shapes(meta: dict[str, Any], z: int) -> dict[tuple[int, int], float]:
+    """``(x, y)`` → the width/height ratio the cell's ``size`` asks for, in Z grid ``z``."""
+    axes = meta["axes"]
+    shapes: dict[tuple[int, int], float] = {}
+    for c in meta["cells"]:
+        at = [axes[i]["values"].index(c["labels"][axes[i]["name"]]) if i < len(axes) else 0 for i in range(3)]
+        size = c["labels"].get("size", meta["common"].get("size", ""))
+        w, sep, h = str(size).partition(":")
+        if at[2] == z and sep:
+            shapes[(at[0], at[1])] = float(w) / float(h)
+    return shapes
 
 
 def check_sweeps(nb: nbformat.NotebookNode, workdir: Path) -> None:
