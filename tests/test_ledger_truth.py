@@ -388,8 +388,11 @@ def test_a_duplicate_refusal_after_a_lost_submit_answer_is_paid_lost_and_not_pai
     out = tmp_path / "out"
     with fault_sim(6, lost_submit=status) as sim:
         with Session(settings_for(sim, out)) as session:
-            jobs = swept(session)
+            result = session.sweep("A paper-cut fox", axes=AXES, yes=True)
+            assert result.wait(60), result.progress_text()
+            jobs = list(result.jobs)
             assert [j.state for j in jobs] == [JobState.LOST] * N, [j.error for j in jobs]
+            assert result.progress_text().startswith(f"0/{N} done, {N} lost (paid), $")  # not "failed", not $0
             assert all(j.cbid in (j.error or "") and "duplicate" in (j.error or "") for j in jobs)
             price = sum(j.params.price_usd or 0.0 for j in jobs)
             assert price > 0 and session.spent_usd() == pytest.approx(price)  # counted, not $0

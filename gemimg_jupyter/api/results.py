@@ -73,13 +73,15 @@ class Result(Protocol):
 
 
 def count_jobs(jobs: Sequence[Job], owner: str | None = None) -> dict[str, Any]:
-    """``total``, ``done``, ``cached``, ``blocked`` (refused by the gateway for their content), ``failed``
-    (every other end but a cancel), ``cancelled``, ``pending`` and ``cost_usd`` of some jobs.
+    """``total``, ``done``, ``cached``, ``blocked`` (refused by the gateway for their content), ``lost`` (paid,
+    the image out of reach), ``failed`` (every other end but a cancel), ``cancelled``, ``pending`` and
+    ``cost_usd`` of some jobs.
 
     With ``owner`` (a sweep id), a job another run started and this one shares (the same request, already
     running) counts as cached and its cost stays with the run that paid, as the plan line counted it.
     """
-    c: dict[str, Any] = {"total": len(jobs), "done": 0, "cached": 0, "blocked": 0, "failed": 0, "cancelled": 0}
+    c: dict[str, Any] = {"total": len(jobs), "done": 0, "cached": 0, "blocked": 0, "lost": 0, "failed": 0}
+    c["cancelled"] = 0
     c |= {"pending": 0, "cost_usd": 0.0}
     for job in jobs:
         shared = owner is not None and job.sweep_id != owner
@@ -91,6 +93,8 @@ def count_jobs(jobs: Sequence[Job], owner: str | None = None) -> dict[str, Any]:
             c["cancelled"] += 1
         elif job.state is JobState.BLOCKED:
             c["blocked"] += 1
+        elif job.state is JobState.LOST:
+            c["lost"] += 1
         elif job.state.is_terminal:
             c["failed"] += 1
         else:
@@ -100,12 +104,15 @@ def count_jobs(jobs: Sequence[Job], owner: str | None = None) -> dict[str, Any]:
 
 
 def ends_text(c: dict[str, Any]) -> str:
-    """``3/5 done (1 cached), 1 blocked, 1 failed`` from :func:`count_jobs`' counts: refusals apart from errors."""
+    """``3/5 done (1 cached), 1 blocked, 1 lost (paid), 1 failed`` from :func:`count_jobs`' counts: refusals
+    and paid-but-unreachable apart from errors."""
     text = f"{c['done'] + c['cached']}/{c['total']} done"
     if c["cached"]:
         text += f" ({c['cached']} cached)"
     if c["blocked"]:
         text += f", {c['blocked']} blocked"
+    if c.get("lost"):
+        text += f", {c['lost']} lost (paid)"
     if c["failed"]:
         text += f", {c['failed']} failed"
     return text
