@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from gemimg_jupyter.api.results import SweepResult
 from gemimg_jupyter.domain.errors import GemimgError
-from gemimg_jupyter.domain.models import GenerationParams, JobState, ReferenceImage, stored_controls
+from gemimg_jupyter.domain.models import GenerationParams, JobState, ReferenceImage
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.engine.handle import Job, Signals
 from gemimg_jupyter.ledger.restart import Aliases, WaitingEdits
@@ -52,16 +52,7 @@ def params_of_row(row: LedgerRow) -> GenerationParams:
         ReferenceImage.from_url(urls[h]) if h in urls else ReferenceImage(sha256=str(h), name=str(h)[:8])
         for h in p.get("references") or []
     )
-    return GenerationParams(
-        prompt=str(p.get("prompt", "")),
-        model=str(p.get("model", "")),
-        size=str(p.get("size", "")),
-        resolution=str(p.get("resolution", "")),
-        temperature=p.get("temperature"),
-        top_p=p.get("top_p"),
-        references=refs,
-        controls=stored_controls(p.get("controls")),
-    )
+    return GenerationParams.from_stored({"prompt": "", "model": "", "size": "", "resolution": "", **p}, refs)
 
 
 def job_of_row(row: LedgerRow, *, hit: str | None = None, sweep_id: str | None = None) -> Job:
@@ -258,16 +249,7 @@ def params_of_request(request: Mapping[str, Any]) -> GenerationParams:
         ReferenceImage.from_url(r) if r.startswith(("http://", "https://")) else load_reference(r)
         for r in request.get("references") or []
     )
-    return GenerationParams(
-        prompt=str(request["prompt"]),
-        model=str(request["model"]),
-        size=str(request["size"]),
-        resolution=str(request["resolution"]),
-        temperature=request.get("temperature"),
-        top_p=request.get("top_p"),
-        references=refs,
-        controls=stored_controls(request.get("controls")),
-    )
+    return GenerationParams.from_stored(request, refs)
 
 
 class EditsHome(Protocol):

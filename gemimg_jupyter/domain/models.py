@@ -555,6 +555,21 @@ class GenerationParams:
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
 
+    @classmethod
+    def from_stored(cls, data: Mapping[str, Any], references: tuple[ReferenceImage, ...] = ()) -> GenerationParams:
+        """The parameters an :meth:`as_dict` stored (a ledger row, a queued edit), with ``references`` given back
+        by the caller (it knows where their bytes are); not validated again: they were when first made."""
+        return cls(
+            prompt=str(data["prompt"]),
+            model=str(data["model"]),
+            size=str(data["size"]),
+            resolution=str(data["resolution"]),
+            temperature=data.get("temperature"),
+            top_p=data.get("top_p"),
+            references=references,
+            controls=stored_controls(data.get("controls")),
+        )
+
     def as_dict(self) -> dict[str, Any]:
         """Every parameter as plain data, references as their sha256 (for provenance, display metadata and keys)."""
         values = {f.name: getattr(self, f.name) for f in fields(self)}

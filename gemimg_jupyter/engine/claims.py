@@ -24,7 +24,6 @@ from gemimg_jupyter.domain.models import (
     JobState,
     ReferenceImage,
     state_values,
-    stored_controls,
 )
 from gemimg_jupyter.draw.images import read_provenance
 from gemimg_jupyter.engine.handle import Job, JobOwner
@@ -167,16 +166,7 @@ def job_from_row(row: LedgerRow, owner: JobOwner | None = None) -> JobRecord | N
             ReferenceImage(sha256=h or ReferenceImage.from_url(u).sha256, name=u.rsplit("/", 1)[-1], url=u)
             for h, u in zip(hashes, urls, strict=False)
         )
-        params = GenerationParams(
-            prompt=str(p["prompt"]),
-            model=str(p["model"]),
-            size=str(p["size"]),
-            resolution=str(p["resolution"]),
-            temperature=p.get("temperature"),
-            top_p=p.get("top_p"),
-            references=refs,
-            controls=stored_controls(p.get("controls")),
-        )
+        params = GenerationParams.from_stored(p, refs)
     except (KeyError, TypeError, ValueError):
         return None
     rec = JobRecord(
