@@ -74,12 +74,18 @@ def test_while_claiming_wait_progress_and_listeners_know(
     released.append(release)
     result = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
     assert entered.wait(30)
-    assert not result.claimed() and not result.done() and result.jobs == []
+    assert not result.claimed() and not result.done()
+    lengths: list[int] = []
+    reading = threading.Thread(target=lambda: lengths.append(len(result.jobs)))  # waits for the jobs
+    reading.start()
     assert result.progress_text() == f"0/{N} done, {N} being claimed, $0.00"
     assert result.wait(timeout=0.05) is False
     seen: list[str] = []
     result.add_listener(lambda job: seen.append(job.id))  # added before the jobs exist: still hears them
+    assert lengths == []  # still claiming: ``jobs`` has not answered with a partial list
     release.set()
+    reading.join(60)
+    assert lengths == [N]
     assert result.wait(timeout=60)
     assert {job.id for job in result.jobs} <= set(seen)
     assert sim.stats()["submits_accepted"] == N

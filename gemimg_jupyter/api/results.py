@@ -148,7 +148,7 @@ class SweepResult:
         theme: str = "light",
     ) -> None:
         self.plan = plan
-        self.jobs = list(jobs)
+        self._jobs = list(jobs)  # filled by follow(), maybe from a background claim (see ``jobs``)
         self.id = sweep_id
         self.cell_size = cell_size
         #: The grids' chrome: ``light`` or ``dark`` (``Settings.grid_theme``, resolved).
@@ -187,9 +187,16 @@ class SweepResult:
 
     # ---- state -----------------------------------------------------------------------------
 
+    @property
+    def jobs(self) -> list[Job]:
+        """The sweep's jobs in cell order; while a background claim still makes them, this waits for them
+        (at most :attr:`CLAIM_WAIT_S`; the claim of 5,000 takes about half a second)."""
+        self._claimed.wait(self.CLAIM_WAIT_S)
+        return self._jobs
+
     def counts(self) -> dict[str, Any]:
         """How many images are done, cached, failed, pending; money spent so far (see :func:`count_jobs`)."""
-        return count_jobs(self.jobs, owner=self.id)
+        return count_jobs(self._jobs, owner=self.id)
 
     def progress_text(self) -> str:
         """``7/12 done, 1 blocked, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop).
@@ -199,7 +206,7 @@ class SweepResult:
         """
         if self.dry_run:
             return f"dry run: {self.plan.n_requests:,} requests planned, nothing sent, $0"
-        if not self.jobs:  # claiming in the background, or stopped before any job was made
+        if not self._jobs:  # claiming in the background, or stopped before any job was made
             n = self.plan.n_requests
             if not self._claimed.is_set():
                 return f"0/{n:,} done, {n:,} being claimed, {format_usd(0.0)}"
@@ -219,7 +226,7 @@ class SweepResult:
         """The jobs a time limit kept from being submitted (they cost nothing; a re-run sends them)."""
         if self.stopped_after is None:
             return []
-        return [j for j in self.jobs if j.state is JobState.CANCELLED and j.task_id is None]
+        return [j for j in self._jobs if j.state is JobState.CANCELLED and j.task_id is None]
 
     def stop_after(self, seconds: float) -> None:
         """Stop *submitting* ``seconds`` from now: jobs not sent by then end cancelled and unpaid (:meth:`not_sent`)."""
@@ -234,13 +241,13 @@ class SweepResult:
         if self.done():
             return
         self.stopped_after = seconds
-        for job in self.jobs:
+        for job in self._jobs:
             if not job.done() and job.task_id is None:
                 job.cancel()
 
     def done(self) -> bool:
         """True when every job has ended (never while the claim is still making them)."""
-        return self._claimed.is_set() and all(job.done() for job in self.jobs)
+        return self._claimed.is_set() and all(job.done() for job in self._jobs)
 
     def cancelling(self) -> bool:
         """True once a cancel came while the background claim ran (its jobs are cancelled before they start)."""
@@ -251,13 +258,17 @@ class SweepResult:
         waits up to ``timeout`` seconds for that (``None``: as long as it takes)."""
         return self._claimed.wait(timeout)
 
-    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every job (and the saved grid); ``False`` if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._claimed.wait(timeout):
+        if not self._claimed.wait(timeout):  # a background claim: its jobs first, within the same deadline
             return False
-        for job in self.jobs:
+        return self._wait_jobs(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
+    def _wait_jobs(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in self._jobs:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.wait(left):
                 return False
@@ -282,7 +293,7 @@ class SweepResult:
                     return self.plan.n_requests
         if not self._claimed.wait(self.CLAIM_WAIT_S):
             return 0  # the worker cancels them itself when the claim ends
-        return sum(job.cancel(drop=drop) for job in self.jobs if not job.done())
+        return sum(job.cancel(drop=drop) for job in self._jobs if not job.done())
 
     # ---- pictures and tables ---------------------------------------------------------------
 
@@ -297,7 +308,7 @@ class SweepResult:
                 )
             return out
         picked = self.picked_cbids()
-        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+        for cell, job in zip(self.plan.cells, self._jobs, strict=False):
             if only is None or cell.index in only:
                 out[cell.index] = self._tile(job, picked)
         return out
@@ -405,7 +416,7 @@ class SweepResult:
         """The footer of a page (or Z grid) when the sweep has several: its own counts (it may be saved before
         the rest end)."""
         on_page = self._cells_on(page)
-        jobs = [j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page]
+        jobs = [j for cell, j in zip(self.plan.cells, self._jobs, strict=False) if cell.index in on_page]
         c = count_jobs(jobs, owner=self.id)  # as progress_text counts: the Z grids' footers add up to it
         stopped = f", {c['cancelled']} cancelled or not sent" if c["cancelled"] else ""
         return f"{ends_text(c)}{stopped}, {format_usd(c['cost_usd'])} on this {'page' if self._paged() else 'grid'}"
@@ -469,7 +480,7 @@ class SweepResult:
                     "task_id": j.task_id,
                     "path": str(j.path) if j.path else None,
                 }
-                for c, j in zip(self.plan.cells, self.jobs, strict=False)
+                for c, j in zip(self.plan.cells, self._jobs, strict=False)
                 if only is None or c.index in only
             ],
             "progress": self.progress_text(),
@@ -549,7 +560,7 @@ class SweepResult:
             self._claimed.set()
         drop = self._cancel_early
         if drop is not None:
-            for job in self.jobs:
+            for job in self._jobs:
                 if not job.done():
                     job.cancel(drop=drop)
 
@@ -570,16 +581,16 @@ class SweepResult:
         ended, so little is left to do when the sweep ends.
         """
         with self._lock:  # a listener added meanwhile (add_listener) reaches each job once
-            self.jobs.extend(jobs)
+            self._jobs.extend(jobs)
             later = tuple(self._listeners)
         pages = self.pages()
         where = {(p.z, x, y): at for at, p in enumerate(pages) for x in p.xs for y in p.ys}
         self._left = [0] * len(pages)
-        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+        for cell, job in zip(self.plan.cells, self._jobs, strict=False):
             at = where[(cell.z, cell.x, cell.y)]
             self._cells_of.setdefault(id(job), []).append((at, cell))
             self._left[at] += 1
-        for job in self.jobs:
+        for job in self._jobs:
             for listener in (self._on_job, *listeners, *later):
                 job.add_listener(listener)
 
@@ -587,7 +598,7 @@ class SweepResult:
         """Call ``listener(job)`` on every change of any of the sweep's jobs, those a background claim adds later too."""
         with self._lock:
             self._listeners.append(listener)
-            jobs = list(self.jobs)
+            jobs = list(self._jobs)
         for job in jobs:
             job.add_listener(listener)
 

@@ -562,20 +562,7 @@ class Session:
                 theme=self.settings.resolved_grid_theme,
             )
         parent = plan.parent if plan.parent is not None or edit is None else self.edit_source(edit)[1]
-        if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
-            quote = (
-                None
-                if self._passes_unquoted(plan, yes, confirm_above_usd)
-                else self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
-            )
-        if quote is not None:
-            if quote.needs_confirmation and not yes:
-                raise quote.refusal()
-            self.check_budget(quote.estimate_usd or 0.0)
-            if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
-                self.check_reference_urls(cell.params for cell in plan.cells)
-        if self.runner.closed:
-            raise JobError("the job runner is shut down; load the extension again")
+        self._check_sweep(plan, quote, fresh=fresh, yes=yes, confirm_above_usd=confirm_above_usd)
         result = SweepResult(
             plan,
             [],
@@ -597,6 +584,25 @@ class Session:
         if wait:
             result.wait()
         return result
+
+    def _check_sweep(
+        self, plan: SweepPlan, quote: Quote | None, *, fresh: bool, yes: bool, confirm_above_usd: float | None
+    ) -> None:
+        """Every refusal a sweep can meet before it is sent: the yes above the threshold, the budget, the
+        reference URLs, a shut-down runner (the claim after it refuses nothing)."""
+        if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
+            if self._passes_unquoted(plan, yes, confirm_above_usd):
+                quote = None
+            else:
+                quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
+        if quote is not None:
+            if quote.needs_confirmation and not yes:
+                raise quote.refusal()
+            self.check_budget(quote.estimate_usd or 0.0)
+            if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
+                self.check_reference_urls(cell.params for cell in plan.cells)
+        if self.runner.closed:
+            raise JobError("the job runner is shut down; load the extension again")
 
     def _passes_unquoted(self, plan: SweepPlan, yes: bool, confirm_above_usd: float | None) -> bool:
         """True when the plan passes every check a quote feeds even if nothing were stored: said yes (or no
@@ -795,6 +801,8 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        for s in self.sweeps:  # a claim still running in the background ends first (bounded): its rows are whole
+            s.claimed(SweepResult.CLAIM_WAIT_S)
         self.runner.shutdown(wait=False)
         self.client.close()
         self._stop_sim()
