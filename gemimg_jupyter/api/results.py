@@ -286,14 +286,19 @@ class SweepResult:
         Before the background claim has begun nothing is claimed, sent or paid: every request ends
         unsent. While it runs, the jobs are cancelled as soon as they are in (this waits for them).
         """
+        during = False
         with self._lock:
             if not self._claimed.is_set():
-                self._cancel_early = drop
+                self._cancel_early, during = drop, True
                 if not self._claiming:
                     return self.plan.n_requests
         if not self._claimed.wait(self.CLAIM_WAIT_S):
             return 0  # the worker cancels them itself when the claim ends
-        return sum(job.cancel(drop=drop) for job in self._jobs if not job.done())
+        # during the claim the runner cancelled its new jobs before they started: those that ended already count
+        return sum(
+            job.cancel(drop=drop) if not job.done() else during and job.state is JobState.CANCELLED
+            for job in self._jobs
+        )
 
     # ---- pictures and tables ---------------------------------------------------------------
 
