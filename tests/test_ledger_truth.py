@@ -163,6 +163,7 @@ def test_the_rerun_plan_counts_running_requests_as_free(server: SimServer, tmp_p
     out = tmp_path / "out"
     with Session(settings_for(server, out)) as first, Session(settings_for(server, out)) as second:
         running = first.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+        assert running.claimed(30)  # wait=False: the claim follows the call; from then on its rows are in the ledger
         plan = second.plan("A paper-cut fox", axes=AXES)
         free = second.store.cached_keys(list(plan.keys))
         assert len(free) == N and plan.estimate_usd(free) == 0

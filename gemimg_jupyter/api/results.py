@@ -133,6 +133,8 @@ class SweepResult:
     PAGE_PNG_LEVEL = 3
     #: The drawing thread reads the picks again after this many seconds (not for every landed cell).
     PICKS_EVERY_S = 5.0
+    #: The longest a cancel (or a time limit) waits for a background claim to hand over its jobs.
+    CLAIM_WAIT_S = 60.0
 
     def __init__(
         self,
@@ -146,7 +148,7 @@ class SweepResult:
         theme: str = "light",
     ) -> None:
         self.plan = plan
-        self.jobs = list(jobs)
+        self._jobs = list(jobs)  # filled by follow(), maybe from a background claim (see ``jobs``)
         self.id = sweep_id
         self.cell_size = cell_size
         #: The grids' chrome: ``light`` or ``dark`` (``Settings.grid_theme``, resolved).
@@ -172,14 +174,29 @@ class SweepResult:
         self._drawing = False
         self._picks_read: tuple[float, set[str]] | None = None  # (when, picks) for the drawing thread
         self.started = time.time()
+        # the claim in the background (``submit(..., background=True)``): set once the jobs are in ``jobs``
+        self._claimed = threading.Event()
+        self._claimed.set()
+        self._claiming = False  # the worker has begun claiming (a cancel from now on waits for its jobs)
+        self._listeners: list[Listener] = []  # add_listener's, for jobs that come later
+        self._cancel_early: bool | None = None  # a cancel (its ``drop``) that came before the jobs were in
+        #: Why the background claim failed (nothing was sent then), else ``None``.
+        self.claim_error: str | None = None
         if dry_run:
             self._saved.set()  # nothing to wait for, nothing to save
 
     # ---- state -----------------------------------------------------------------------------
 
+    @property
+    def jobs(self) -> list[Job]:
+        """The sweep's jobs in cell order; while a background claim still makes them, this waits for them
+        (at most :attr:`CLAIM_WAIT_S`; the claim of 5,000 takes about half a second)."""
+        self._claimed.wait(self.CLAIM_WAIT_S)
+        return self._jobs
+
     def counts(self) -> dict[str, Any]:
         """How many images are done, cached, failed, pending; money spent so far (see :func:`count_jobs`)."""
-        return count_jobs(self.jobs, owner=self.id)
+        return count_jobs(self._jobs, owner=self.id)
 
     def progress_text(self) -> str:
         """``7/12 done, 1 blocked, 1 failed, $0.34`` (cached images count as done; ``, 3 not sent`` after a stop).
@@ -189,6 +206,12 @@ class SweepResult:
         """
         if self.dry_run:
             return f"dry run: {self.plan.n_requests:,} requests planned, nothing sent, $0"
+        if not self._jobs:  # claiming in the background, or stopped before any job was made
+            n = self.plan.n_requests
+            if not self._claimed.is_set():
+                return f"0/{n:,} done, {n:,} being claimed, {format_usd(0.0)}"
+            why = "cancelled" if self._cancel_early is not None else f"not sent ({self.claim_error})"
+            return f"0/{n:,} done, {n:,} {why}, nothing sent, {format_usd(0.0)}"
         c = self.counts()
         unsent = len(self.not_sent())
         text = ends_text(c)
@@ -203,7 +226,7 @@ class SweepResult:
         """The jobs a time limit kept from being submitted (they cost nothing; a re-run sends them)."""
         if self.stopped_after is None:
             return []
-        return [j for j in self.jobs if j.state is JobState.CANCELLED and j.task_id is None]
+        return [j for j in self._jobs if j.state is JobState.CANCELLED and j.task_id is None]
 
     def stop_after(self, seconds: float) -> None:
         """Stop *submitting* ``seconds`` from now: jobs not sent by then end cancelled and unpaid (:meth:`not_sent`)."""
@@ -214,22 +237,38 @@ class SweepResult:
         timer.start()
 
     def _stop_submitting(self, seconds: float) -> None:
+        self._claimed.wait(self.CLAIM_WAIT_S)  # the jobs of a claim still running: stopped once they are in
         if self.done():
             return
         self.stopped_after = seconds
-        for job in self.jobs:
+        for job in self._jobs:
             if not job.done() and job.task_id is None:
                 job.cancel()
 
     def done(self) -> bool:
-        """True when every job has ended."""
-        return all(job.done() for job in self.jobs)
+        """True when every job has ended (never while the claim is still making them)."""
+        return self._claimed.is_set() and all(job.done() for job in self._jobs)
 
-    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
+    def cancelling(self) -> bool:
+        """True once a cancel came while the background claim ran (its jobs are cancelled before they start)."""
+        return self._cancel_early is not None
+
+    def claimed(self, timeout: float | None = 0.0) -> bool:
+        """True once the sweep's jobs are in :attr:`jobs` (at once, unless the claim runs in the background);
+        waits up to ``timeout`` seconds for that (``None``: as long as it takes)."""
+        return self._claimed.wait(timeout)
+
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every job (and the saved grid); ``False`` if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for job in self.jobs:
+        if not self._claimed.wait(timeout):  # a background claim: its jobs first, within the same deadline
+            return False
+        return self._wait_jobs(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    @shown_while_waiting  # a one-line bar on a terminal (a script, terminal IPython); nothing elsewhere
+    def _wait_jobs(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in self._jobs:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not job.wait(left):
                 return False
@@ -242,8 +281,24 @@ class SweepResult:
         return self
 
     def cancel(self, *, drop: bool = False) -> int:
-        """Cancel what has not been submitted yet (``drop=True``: stop collecting the rest too)."""
-        return sum(job.cancel(drop=drop) for job in self.jobs if not job.done())
+        """Cancel what has not been submitted yet (``drop=True``: stop collecting the rest too).
+
+        Before the background claim has begun nothing is claimed, sent or paid: every request ends
+        unsent. While it runs, the jobs are cancelled as soon as they are in (this waits for them).
+        """
+        during = False
+        with self._lock:
+            if not self._claimed.is_set():
+                self._cancel_early, during = drop, True
+                if not self._claiming:
+                    return self.plan.n_requests
+        if not self._claimed.wait(self.CLAIM_WAIT_S):
+            return 0  # the worker cancels them itself when the claim ends
+        # during the claim the runner cancelled its new jobs before they started: those that ended already count
+        return sum(
+            job.cancel(drop=drop) if not job.done() else during and job.state is JobState.CANCELLED
+            for job in self._jobs
+        )
 
     # ---- pictures and tables ---------------------------------------------------------------
 
@@ -258,7 +313,7 @@ class SweepResult:
                 )
             return out
         picked = self.picked_cbids()
-        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+        for cell, job in zip(self.plan.cells, self._jobs, strict=False):
             if only is None or cell.index in only:
                 out[cell.index] = self._tile(job, picked)
         return out
@@ -366,7 +421,7 @@ class SweepResult:
         """The footer of a page (or Z grid) when the sweep has several: its own counts (it may be saved before
         the rest end)."""
         on_page = self._cells_on(page)
-        jobs = [j for cell, j in zip(self.plan.cells, self.jobs, strict=False) if cell.index in on_page]
+        jobs = [j for cell, j in zip(self.plan.cells, self._jobs, strict=False) if cell.index in on_page]
         c = count_jobs(jobs, owner=self.id)  # as progress_text counts: the Z grids' footers add up to it
         stopped = f", {c['cancelled']} cancelled or not sent" if c["cancelled"] else ""
         return f"{ends_text(c)}{stopped}, {format_usd(c['cost_usd'])} on this {'page' if self._paged() else 'grid'}"
@@ -430,7 +485,7 @@ class SweepResult:
                     "task_id": j.task_id,
                     "path": str(j.path) if j.path else None,
                 }
-                for c, j in zip(self.plan.cells, self.jobs, strict=False)
+                for c, j in zip(self.plan.cells, self._jobs, strict=False)
                 if only is None or c.index in only
             ],
             "progress": self.progress_text(),
@@ -470,9 +525,53 @@ class SweepResult:
         return sorted(range(len(cells)), key=lambda i: (page_of[cells[i].position], cells[i].repeat, i))
 
     def submit(
-        self, send: Callable[[list[tuple[GenerationParams, int]]], Sequence[Job]], listeners: Sequence[Listener] = ()
+        self,
+        send: Callable[[list[tuple[GenerationParams, int]]], Sequence[Job]],
+        listeners: Sequence[Listener] = (),
+        *,
+        background: bool = False,
     ) -> None:
-        """Send the sweep's requests through ``send`` in :meth:`submit_order` and :meth:`follow` the jobs it gives back."""
+        """Send the sweep's requests through ``send`` in :meth:`submit_order` and :meth:`follow` the jobs it gives back.
+
+        ``background=True``: a worker thread does it and this returns at once (:meth:`claimed` says when the
+        jobs are in; :meth:`wait`, :meth:`done`, :meth:`cancel` and the progress line know it is running).
+        ``send`` must not refuse anything then: every check that can refuse is made before.
+        """
+        if not background:
+            self._send(send, listeners)
+            return
+        self._claimed.clear()
+        worker = threading.Thread(
+            target=self._claim_in_background, args=(send, listeners), name=f"gemimg-claim-{self.id}", daemon=True
+        )
+        worker.start()
+
+    def _claim_in_background(
+        self, send: Callable[[list[tuple[GenerationParams, int]]], Sequence[Job]], listeners: Sequence[Listener]
+    ) -> None:
+        """The background claim: nothing at all if a cancel came first; the jobs cancelled if it came meanwhile."""
+        try:
+            with self._lock:
+                if self._cancel_early is not None:  # cancelled before anything was claimed: nothing sent or paid
+                    self._saved.set()
+                    return
+                self._claiming = True
+            self._send(send, listeners)
+        except Exception as exc:
+            log.exception("could not claim the requests of sweep %s", self.id)
+            self.claim_error = f"{type(exc).__name__}: {exc}"
+            self._saved.set()
+        finally:
+            self._claimed.set()
+        drop = self._cancel_early
+        if drop is not None:
+            for job in self._jobs:
+                if not job.done():
+                    job.cancel(drop=drop)
+
+    def _send(
+        self, send: Callable[[list[tuple[GenerationParams, int]]], Sequence[Job]], listeners: Sequence[Listener]
+    ) -> None:
         order = self.submit_order()
         cells = self.plan.cells
         sent = send([(cells[i].params, cells[i].repeat) for i in order])
@@ -486,17 +585,27 @@ class SweepResult:
         drawn once: :class:`~.grid.PageCanvas`) and saves each page when its last cell has
         ended, so little is left to do when the sweep ends.
         """
-        self.jobs.extend(jobs)
+        with self._lock:  # a listener added meanwhile (add_listener) reaches each job once
+            self._jobs.extend(jobs)
+            later = tuple(self._listeners)
         pages = self.pages()
         where = {(p.z, x, y): at for at, p in enumerate(pages) for x in p.xs for y in p.ys}
         self._left = [0] * len(pages)
-        for cell, job in zip(self.plan.cells, self.jobs, strict=False):
+        for cell, job in zip(self.plan.cells, self._jobs, strict=False):
             at = where[(cell.z, cell.x, cell.y)]
             self._cells_of.setdefault(id(job), []).append((at, cell))
             self._left[at] += 1
-        for job in self.jobs:
-            for listener in (self._on_job, *listeners):
+        for job in self._jobs:
+            for listener in (self._on_job, *listeners, *later):
                 job.add_listener(listener)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(job)`` on every change of any of the sweep's jobs, those a background claim adds later too."""
+        with self._lock:
+            self._listeners.append(listener)
+            jobs = list(self._jobs)
+        for job in jobs:
+            job.add_listener(listener)
 
     def _on_job(self, job: Job) -> None:
         # O(1) per event: the ended cell goes to the drawing thread, which pastes its tile alone

@@ -43,7 +43,7 @@ from gemimg_jupyter.api.reach import reachable, reachable_axis
 from gemimg_jupyter.api.results import Result, SweepResult
 from gemimg_jupyter.domain.catalogue import Catalogue
 from gemimg_jupyter.domain.durations import GATEWAY_TYPICAL_S, parse_duration
-from gemimg_jupyter.domain.errors import ConfigError, ValidationError
+from gemimg_jupyter.domain.errors import ConfigError, JobError, ValidationError
 from gemimg_jupyter.domain.models import GenerationParams, JobState, ReferenceImage
 from gemimg_jupyter.domain.params import CONTROL_PARAMS, PARAM_SPECS, VALUE_PARAMS, ParamKwargs, check_keywords
 from gemimg_jupyter.domain.settings import DEFAULT_BASE_URL, Secret, Settings
@@ -562,13 +562,7 @@ class Session:
                 theme=self.settings.resolved_grid_theme,
             )
         parent = plan.parent if plan.parent is not None or edit is None else self.edit_source(edit)[1]
-        if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
-            quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
-        if quote.needs_confirmation and not yes:
-            raise quote.refusal()
-        self.check_budget(quote.estimate_usd or 0.0)
-        if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
-            self.check_reference_urls(cell.params for cell in plan.cells)
+        self._check_sweep(plan, quote, fresh=fresh, yes=yes, confirm_above_usd=confirm_above_usd)
         result = SweepResult(
             plan,
             [],
@@ -577,8 +571,12 @@ class Session:
             cell_size=cell_size,
             theme=self.settings.resolved_grid_theme,
         )
-        result.submit(
-            lambda cells: self.runner.submit_many(cells, fresh=fresh, sweep_id=result.id, parent=parent), listeners
+        result.submit(  # wait=False: the claim and the job records in the background (every refusal was above)
+            lambda cells: self.runner.submit_many(
+                cells, fresh=fresh, sweep_id=result.id, parent=parent, stopped=result.cancelling
+            ),
+            listeners,
+            background=not wait and not listeners,
         )
         if limit is not None:
             result.stop_after(limit)
@@ -586,6 +584,33 @@ class Session:
         if wait:
             result.wait()
         return result
+
+    def _check_sweep(
+        self, plan: SweepPlan, quote: Quote | None, *, fresh: bool, yes: bool, confirm_above_usd: float | None
+    ) -> None:
+        """Every refusal a sweep can meet before it is sent: the yes above the threshold, the budget, the
+        reference URLs, a shut-down runner (the claim after it refuses nothing)."""
+        if quote is None or quote.plan is not plan or quote.confirm_above_usd != confirm_above_usd:
+            if self._passes_unquoted(plan, yes, confirm_above_usd):
+                quote = None
+            else:
+                quote = self.quote(plan, fresh=fresh, confirm_above_usd=confirm_above_usd)
+        if quote is not None:
+            if quote.needs_confirmation and not yes:
+                raise quote.refusal()
+            self.check_budget(quote.estimate_usd or 0.0)
+            if quote.estimate_usd != 0:  # something will be paid (or its price is unknown)
+                self.check_reference_urls(cell.params for cell in plan.cells)
+        if self.runner.closed:
+            raise JobError("the job runner is shut down; load the extension again")
+
+    def _passes_unquoted(self, plan: SweepPlan, yes: bool, confirm_above_usd: float | None) -> bool:
+        """True when the plan passes every check a quote feeds even if nothing were stored: said yes (or no
+        threshold), no budget, no reference URL to ask about. The ledger lookup (a key hashed per cell) can
+        only lower the price then, so :meth:`sweep` skips it; the claim still decides who pays."""
+        if not (yes or confirm_above_usd is None) or self.settings.max_cost_usd is not None:
+            return False
+        return not any(ref.url for ref in plan.base.references) and "ref" not in plan.varying
 
     # ---- managing --------------------------------------------------------------------------
 
@@ -617,6 +642,10 @@ class Session:
         sent ends ``cancelled`` (free; ``resume`` skips it); one already sent was paid and is left for
         ``resume`` unless ``drop`` (one line says which).
         """
+        claiming = [s for s in self.sweeps if not s.claimed() and target in ("all", s.id)]
+        if claiming:  # a sweep whose claim is still running: nothing of it sent before its jobs are cancelled
+            done = sum(s.cancel(drop=drop) for s in claiming)
+            return done + (self.runner.cancel("all", drop=drop) if target == "all" else 0)
         if target != "all" and self.find_job(target) is None and self.find_sweep(target) is None:
             outcome = self.cancel_earlier(target, drop=drop)
             self.say(outcome.line(drop=drop))
@@ -656,7 +685,10 @@ class Session:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job and sweep grid is finished (``False`` if ``timeout`` came first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self.runner.wait(timeout=timeout):
+        for s in self.sweeps:  # a claim still running in the background: its jobs first
+            if not s.claimed(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                return False
+        if not self.runner.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic())):
             return False
         for s in self.sweeps:  # the jobs have ended: what is left is saving each grid
             left = 5.0 if deadline is None else max(0.0, deadline - time.monotonic())
@@ -769,6 +801,8 @@ class Session:
         if self._closed:
             return
         self._closed = True
+        for s in self.sweeps:  # a claim still running in the background ends first (bounded): its rows are whole
+            s.claimed(SweepResult.CLAIM_WAIT_S)
         self.runner.shutdown(wait=False)
         self.client.close()
         self._stop_sim()

@@ -502,9 +502,8 @@ class SweepView(LiveView):
         return SweepView(self.sweep, min_interval=self.min_interval)
 
     def attach(self) -> None:
-        """Follow every job of the sweep."""
-        for job in self.sweep.jobs:
-            job.add_listener(self._on_change)
+        """Follow every job of the sweep (those its background claim adds later too)."""
+        self.sweep.add_listener(self._on_change)
 
     def __repr__(self) -> str:
         return f"<SweepView of {self.sweep!r}>"

@@ -549,11 +549,16 @@ class GenerationParams:
         return GenerationParams.create(merged.prompt, references=merged.references, **values)
 
     def cache_key(self, repeat: int = 0) -> str:
-        """Hash of everything that shapes the image, plus the repeat index."""
-        payload = self.as_dict()
-        payload["repeat"] = repeat
-        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+        """Hash of everything that shapes the image, plus the repeat index (hashed once per repeat: a sweep's
+        plan, quote and claim each ask for it)."""
+        keys = self.__dict__.setdefault("_keys", {})  # a frozen dataclass: the memo is not a field
+        key: str | None = keys.get(repeat)
+        if key is None:
+            payload = self.as_dict()
+            payload["repeat"] = repeat
+            blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+            key = keys[repeat] = hashlib.sha256(blob.encode()).hexdigest()
+        return key
 
     @classmethod
     def from_stored(cls, data: Mapping[str, Any], references: tuple[ReferenceImage, ...] = ()) -> GenerationParams:

@@ -104,6 +104,9 @@ class JobRunner:
         #: a job each time a request was shared with one already running (paid once, the other asks saved)
         self.shared: list[Job] = []
         self._lock = threading.Lock()
+        # one claim at a time: a sweep claiming in the background and a re-run of it (or any submit) see each
+        # other's jobs as running, so the same request is shared, never paid twice
+        self._claiming = threading.RLock()
         store.start_heartbeat()
         #: the session every new job belongs to (for ``Job.edit``, ``pick``, ``lineage``)
         self.owner = owner
@@ -165,6 +168,7 @@ class JobRunner:
         sweep_id: str | None = None,
         listeners: Sequence[Listener] = (),
         parent: Mapping[str, Any] | None = None,
+        stopped: Callable[[], bool] | None = None,
     ) -> list[Job]:
         """Start jobs for ``(params, repeat)`` pairs; the ledger decides who pays, in one transaction.
 
@@ -172,8 +176,21 @@ class JobRunner:
         process works on is adopted (followed, its image used); one whose owner
         is gone is taken over; a stored image is a cache hit. Only the rest are
         new jobs that pay. ``parent`` (``cbid``, ``key``, ``sha256``) names the
-        image these edit.
+        image these edit. ``stopped()`` true once the claim is made (a cancel came while it ran): every job
+        is cancelled before it starts, so none is sent or paid.
         """
+        with self._claiming:
+            return self._submit_many(items, fresh, sweep_id, listeners, parent, stopped)
+
+    def _submit_many(
+        self,
+        items: Sequence[tuple[GenerationParams, int]],
+        fresh: bool,
+        sweep_id: str | None,
+        listeners: Sequence[Listener],
+        parent: Mapping[str, Any] | None,
+        stopped: Callable[[], bool] | None,
+    ) -> list[Job]:
         if self.closed:
             raise JobError("the job runner is shut down; load the extension again")
         out: list[Job] = []
@@ -205,6 +222,8 @@ class JobRunner:
             if claim.kind == "cached" and row is not None and row.path:
                 claims.finish_from_store(self._record, rec, row)
                 continue
+            if stopped is not None and stopped():
+                rec.cancel(False)  # before it starts: it ends cancelled, nothing sent, nothing paid
             if claim.kind == "lost" and row is not None:  # paid before: asked for once more, never paid again
                 self._engine.lanes.start(rec, self._drive(rec, self._recover(rec, row)))
                 continue
