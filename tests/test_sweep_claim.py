@@ -28,10 +28,14 @@ TOPS = [0.6, 0.9]
 N = len(TEMPS) * len(TOPS)
 
 
-def held(monkeypatch: pytest.MonkeyPatch, session: Session, what: str) -> tuple[threading.Event, threading.Event]:
+def held(
+    monkeypatch: pytest.MonkeyPatch, session: Session, what: str, released: list[threading.Event]
+) -> tuple[threading.Event, threading.Event]:
     """Hold the first call of ``runner.submit_many`` (``what="submit"``, before the runner's claim lock) or of
-    ``store.claim_many`` (``what="claim"``, inside it) until the second event is set; the first says it began."""
+    ``store.claim_many`` (``what="claim"``, inside it) until the second event is set; the first says it began.
+    The second is also added to ``released`` (set at the test's end whatever happened)."""
     entered, release = threading.Event(), threading.Event()
+    released.append(release)
     owner: Any = session.runner if what == "submit" else session.store
     name = "submit_many" if what == "submit" else "claim_many"
     original: Callable[..., Any] = getattr(owner, name)
@@ -48,6 +52,11 @@ def held(monkeypatch: pytest.MonkeyPatch, session: Session, what: str) -> tuple[
     return entered, release
 
 
+def fox_sweep(session: Session) -> Any:
+    """The test's sweep, started without waiting (its claim runs in the background)."""
+    return session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+
+
 @pytest.fixture
 def released() -> Iterator[list[threading.Event]]:
     """Events set at the end of a test whatever happened (a failed test leaves no worker held)."""
@@ -58,7 +67,7 @@ def released() -> Iterator[list[threading.Event]]:
 
 
 def test_background_claim_pays_once_per_cell(session: Session, sim: Any) -> None:
-    result = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+    result = fox_sweep(session)
     assert result.wait(timeout=60)
     assert result.claimed() and result.done() and len(result.jobs) == N
     assert all(job.state is JobState.DONE for job in result.jobs)
@@ -70,9 +79,8 @@ def test_background_claim_pays_once_per_cell(session: Session, sim: Any) -> None
 def test_while_claiming_wait_progress_and_listeners_know(
     session: Session, sim: Any, monkeypatch: pytest.MonkeyPatch, released: list[threading.Event]
 ) -> None:
-    entered, release = held(monkeypatch, session, "submit")
-    released.append(release)
-    result = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+    entered, release = held(monkeypatch, session, "submit", released)
+    result = fox_sweep(session)
     assert entered.wait(30)
     assert not result.claimed() and not result.done()
     lengths: list[int] = []
@@ -94,9 +102,8 @@ def test_while_claiming_wait_progress_and_listeners_know(
 def test_cancel_right_after_the_call_sends_and_pays_nothing(
     session: Session, sim: Any, monkeypatch: pytest.MonkeyPatch, released: list[threading.Event]
 ) -> None:
-    _entered, release = held(monkeypatch, session, "claim")  # the claim is held: it has not ended yet
-    released.append(release)
-    result = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+    _entered, release = held(monkeypatch, session, "claim", released)  # the claim is held: it has not ended yet
+    result = fox_sweep(session)
     counted: list[int] = []
     cancelling = threading.Thread(target=lambda: counted.append(result.cancel()))
     cancelling.start()  # right after the call: before the claim has ended (or begun)
@@ -114,9 +121,8 @@ def test_cancel_right_after_the_call_sends_and_pays_nothing(
 def test_session_cancel_of_a_sweep_still_claiming(
     session: Session, sim: Any, monkeypatch: pytest.MonkeyPatch, released: list[threading.Event]
 ) -> None:
-    entered, release = held(monkeypatch, session, "claim")
-    released.append(release)
-    result = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+    entered, release = held(monkeypatch, session, "claim", released)
+    result = fox_sweep(session)
     assert entered.wait(30)  # claiming now: the jobs are made, none started
     cancelling = threading.Thread(target=lambda: session.cancel(result.id))
     cancelling.start()
@@ -131,11 +137,10 @@ def test_session_cancel_of_a_sweep_still_claiming(
 def test_a_rerun_while_the_first_still_claims_pays_nothing_twice(
     session: Session, sim: Any, monkeypatch: pytest.MonkeyPatch, released: list[threading.Event]
 ) -> None:
-    entered, release = held(monkeypatch, session, "claim")
-    released.append(release)
-    first = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+    entered, release = held(monkeypatch, session, "claim", released)
+    first = fox_sweep(session)
     assert entered.wait(30)  # the first holds the runner's claim
-    second = session.sweep("a paper-cut fox", temperature=TEMPS, top_p=TOPS, wait=False, yes=True)
+    second = fox_sweep(session)
     assert not second.claimed()
     release.set()
     assert first.wait(timeout=60) and second.wait(timeout=60)
