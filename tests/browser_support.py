@@ -273,6 +273,24 @@ def new_page(playwright: Any, viewport: Mapping[str, int], errors: list[str]) ->
     return browser, page
 
 
+@contextlib.contextmanager
+def browser_page(viewport: Mapping[str, int], errors: list[str], failure_shot: str) -> Iterator[Any]:
+    """A page in a fresh Chromium (see :func:`new_page`); a failure inside saves ``ARTIFACTS/failure_shot``
+    first, and the browser is closed whatever happened."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = new_page(p, viewport, errors)
+        try:
+            yield page
+        except Exception:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / failure_shot))
+            raise
+        finally:
+            browser.close()
+
+
 def open_notebook(page: Any, lab: Lab, name: str) -> Any:
     """Open the notebook ``name`` and wait until its kernel really is idle; the locator that shows it idle."""
     from playwright.sync_api import expect

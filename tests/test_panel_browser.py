@@ -29,6 +29,7 @@ from .browser_support import (
     Lab,
     MemSampler,
     browser_marks,
+    browser_page,
     new_page,
     open_notebook,
     open_panel,
@@ -216,45 +217,36 @@ BOX = "img => { const r = img.getBoundingClientRect(); return [r.width, r.height
 
 def test_panel_images_keep_their_proportions_and_fit_at_700px(lab: Lab) -> None:
     """A 1:1 and a 9:16 image are shown at their own aspect ratio; at 700 px nothing sticks out."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser, page = new_page(p, {"width": 1360, "height": 1000}, errors)
-        try:
-            panel = open_panel(page, lab)
-            panel.locator(".gemimg-prompt textarea").fill("A tall lighthouse on a cliff")
-            result = panel.locator("img.gemimg-result-image")
-            for label, (w, h) in (("1:1 · 1024×1024", (1024, 1024)), ("9:16 · 768×1344", (768, 1344))):
-                panel.locator(".gemimg-size select").select_option(label=label)
-                expect(panel.locator(".gemimg-size-shape")).to_contain_text(f"{w}×{h}")  # the kernel has the size
-                expect(panel.locator(".gemimg-magic textarea")).to_have_value(
-                    re.compile("A tall lighthouse on a cliff")
-                )
-                panel.locator("button.gemimg-generate").click()
-                expect(panel.locator(".gemimg-message")).to_contain_text("Done: 1 image", timeout=45_000)
-                expect(result).to_have_js_property("naturalWidth", round(768 * w / max(w, h)), timeout=10_000)
-                shown_w, shown_h = result.evaluate(BOX)
-                assert shown_w > 100 and abs(shown_w / shown_h - w / h) < 0.02, (label, shown_w, shown_h)
-                panel.locator(".gemimg-message").evaluate("el => el.scrollIntoView({block: 'start'})")
-                shoot(page, panel, ARTIFACTS / f"panel-{label.split(' ')[0].replace(':', 'x')}.png")
-            # 700 px wide with the file browser open: the panel's column is narrow, nothing may be cut off
-            page.set_viewport_size({"width": 700, "height": 1000})
-            browser_tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='filebrowser']")
-            if "lm-mod-current" not in (browser_tab.get_attribute("class") or ""):
-                browser_tab.click()
-            expect(page.locator("#filebrowser")).to_be_visible()
-            page.wait_for_timeout(300)  # one layout pass after the resize
-            overflow = panel.evaluate(OVERFLOWING)
-            assert not overflow, f"parts of the panel stick out at 700 px with the file browser open: {overflow}"
+    with browser_page({"width": 1360, "height": 1000}, errors, "fail-aspect.png") as page:
+        panel = open_panel(page, lab)
+        panel.locator(".gemimg-prompt textarea").fill("A tall lighthouse on a cliff")
+        result = panel.locator("img.gemimg-result-image")
+        for label, (w, h) in (("1:1 · 1024×1024", (1024, 1024)), ("9:16 · 768×1344", (768, 1344))):
+            panel.locator(".gemimg-size select").select_option(label=label)
+            expect(panel.locator(".gemimg-size-shape")).to_contain_text(f"{w}×{h}")  # the kernel has the size
+            expect(panel.locator(".gemimg-magic textarea")).to_have_value(re.compile("A tall lighthouse on a cliff"))
+            panel.locator("button.gemimg-generate").click()
+            expect(panel.locator(".gemimg-message")).to_contain_text("Done: 1 image", timeout=45_000)
+            expect(result).to_have_js_property("naturalWidth", round(768 * w / max(w, h)), timeout=10_000)
             shown_w, shown_h = result.evaluate(BOX)
-            assert abs(shown_w / shown_h - 768 / 1344) < 0.02, (shown_w, shown_h)
-            shoot(page, panel, ARTIFACTS / "panel-700px.png")
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "fail-aspect.png"))
-            raise
-        finally:
-            browser.close()
+            assert shown_w > 100 and abs(shown_w / shown_h - w / h) < 0.02, (label, shown_w, shown_h)
+            panel.locator(".gemimg-message").evaluate("el => el.scrollIntoView({block: 'start'})")
+            shoot(page, panel, ARTIFACTS / f"panel-{label.split(' ')[0].replace(':', 'x')}.png")
+        # 700 px wide with the file browser open: the panel's column is narrow, nothing may be cut off
+        page.set_viewport_size({"width": 700, "height": 1000})
+        browser_tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='filebrowser']")
+        if "lm-mod-current" not in (browser_tab.get_attribute("class") or ""):
+            browser_tab.click()
+        expect(page.locator("#filebrowser")).to_be_visible()
+        page.wait_for_timeout(300)  # one layout pass after the resize
+        overflow = panel.evaluate(OVERFLOWING)
+        assert not overflow, f"parts of the panel stick out at 700 px with the file browser open: {overflow}"
+        shown_w, shown_h = result.evaluate(BOX)
+        assert abs(shown_w / shown_h - 768 / 1344) < 0.02, (shown_w, shown_h)
+        shoot(page, panel, ARTIFACTS / "panel-700px.png")
     assert not errors, errors
     refresh_docs_images(("panel-1x1", "panel-9x16", "panel-700px"))

@@ -23,7 +23,7 @@ import pytest
 from gemimg_jupyter.ledger.picks import Picks
 from gemimg_jupyter.ledger.store import Store
 
-from .browser_support import ARTIFACTS, Lab, browser_marks, new_page, open_panel, panel_lab, refresh_docs_images
+from .browser_support import ARTIFACTS, Lab, browser_marks, browser_page, open_panel, panel_lab, refresh_docs_images
 from .test_panel_browser import OVERFLOWING, shoot
 
 pytestmark = browser_marks()
@@ -73,19 +73,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def test_pick_and_edit_follow_the_image_shown_and_editing_ends_after_its_run(lab: Lab) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser, page = new_page(p, {"width": 1360, "height": 1000}, errors)
-        try:
-            panel = open_panel(page, lab)
-            drive_edit_and_sweep(page, panel, expect)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "fail-fixes.png"))
-            raise
-        finally:
-            browser.close()
+    with browser_page({"width": 1360, "height": 1000}, errors, "fail-fixes.png") as page:
+        panel = open_panel(page, lab)
+        drive_edit_and_sweep(page, panel, expect)
     assert not errors, errors
 
     store = Store(lab.root / "gemimg_outputs")
@@ -165,14 +158,13 @@ def drive_edit_and_sweep(page: Any, panel: Any, expect: Any) -> None:
 @pytest.mark.parametrize("theme", ["JupyterLab Light", "JupyterLab Dark"])
 def test_nothing_cut_or_overflowing_and_every_text_readable(lab: Lab, theme: str) -> None:
     """At 700 (file browser open), 1,000 and 1,600 px: no overflow, no cut text; contrast ≥ 4.5:1 everywhere."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     lab.set_theme(theme)
     short = "dark" if "Dark" in theme else "light"
     errors: list[str] = []
-    with sync_playwright() as p:
-        browser, page = new_page(p, {"width": 1600, "height": 1000}, errors)
-        try:
+    try:
+        with browser_page({"width": 1600, "height": 1000}, errors, f"fail-fixes-{short}.png") as page:
             panel = open_panel(page, lab)
             panel.locator(".gemimg-prompt textarea").fill("A paper boat on a puddle, a long prompt that wraps")
             panel.locator(".gemimg-sweep-x-axis select").select_option("temperature")
@@ -202,12 +194,8 @@ def test_nothing_cut_or_overflowing_and_every_text_readable(lab: Lab, theme: str
                     if found:
                         problems[f"{name} at {width} px"] = found
                 shoot(page, panel, ARTIFACTS / f"panel-fixed-{short}-{width}.png")
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / f"fail-fixes-{short}.png"))
-            raise
-        finally:
-            browser.close()
-            lab.set_theme("JupyterLab Light")
+    finally:
+        lab.set_theme("JupyterLab Light")
     assert not errors, errors
     assert not problems, "\n".join(f"{where}: {found}" for where, found in problems.items())
     refresh_docs_images((f"panel-fixed-{short}-700",))
