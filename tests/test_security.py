@@ -523,6 +523,35 @@ def test_a_gateway_that_echoes_the_key_does_not_make_us_repeat_it(debug_logs: An
 # ------------------------------------------------------------------ where the key is sent
 
 
+def test_a_netrc_entry_never_replaces_the_key_and_the_proxy_is_still_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client reads proxies and the CA bundle from the environment once per origin (not per request); a
+    ``~/.netrc`` entry for the gateway's host is never sent in place of the key, and ``HTTP_PROXY`` /
+    ``NO_PROXY`` still decide where requests go."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password other-secret\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with Recorder() as api, Recorder() as proxy:
+        api.routes = {"*": ("reply", 200, "application/json", b'{"data": []}')}
+        proxy.routes = {"*": ("reply", 200, "application/json", b'{"data": []}')}
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = ToAPIsClient(api.url, Secret(FAKE_KEY), retry=RetryPolicy(max_tries=1))
+        direct.transport.send("query", "GET", "/v1/models")
+        direct.transport.send("query", "GET", "/v1/models")
+        assert api.auth_headers() == [f"Bearer {FAKE_KEY}"] * 2  # not Basic from the netrc file
+        assert proxy.requests == []  # NO_PROXY: straight to the gateway
+        monkeypatch.setenv("NO_PROXY", "")
+        proxied = ToAPIsClient("http://gateway.example", Secret(FAKE_KEY), retry=RetryPolicy(max_tries=1))
+        proxied.transport.send("query", "GET", "/v1/models")
+        assert [r["headers"].get("Host") for r in proxy.requests] == ["gateway.example"]
+        assert proxy.auth_headers() == [f"Bearer {FAKE_KEY}"]
+        direct.close()
+        proxied.close()
+
+
 def test_a_result_on_another_host_is_downloaded_without_the_key(tmp_path: Path) -> None:
     sim = RelayedSim(SimConfig(seed=23, **FAST_SIM), accepted_keys=[FAKE_KEY])
     with sim, Recorder() as cdn:

@@ -13,6 +13,7 @@ built on it, never the other way round.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Generator, Mapping
 from typing import Any, Literal, Protocol
@@ -40,6 +41,9 @@ __all__ = ["AmbiguousFailure", "Category", "HTTPTransport", "RequestGate", "orig
 log = logging.getLogger(__name__)
 
 Category = Literal["submit", "query", "upload", "download"]
+
+#: Origins whose proxies are remembered (the gateway and the hosts it serves files from).
+_MAX_ORIGINS = 64
 
 
 class RequestGate(Protocol):
@@ -102,6 +106,11 @@ class HTTPTransport:
         self.timeout = timeout
         self.on_retry = on_retry
         self._http = session or requests.Session()
+        # the environment (proxies, CA bundle) is read once per origin here, not on every request: that reading
+        # was a third of requests' own cost per call; and a ~/.netrc entry can never replace the key's header
+        self._http.trust_env = False
+        self._http.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._proxies: dict[tuple[str, str, int | None], dict[str, str]] = {}
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
         self._http.mount("http://", adapter)
         self._http.mount("https://", adapter)
@@ -122,6 +131,16 @@ class HTTPTransport:
     def has_key(self) -> bool:
         """True when requests to the gateway carry a key."""
         return bool(self._key)
+
+    def proxies_for(self, url: str) -> dict[str, str]:
+        """The environment's proxies for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``, …), read once per origin."""
+        key = origin(url)
+        found = self._proxies.get(key)
+        if found is None:
+            found = requests.utils.get_environ_proxies(url)
+            if len(self._proxies) < _MAX_ORIGINS:  # the gateway and its CDN hosts: a handful
+                self._proxies[key] = found
+        return found
 
     def auth_for(self, url: str) -> dict[str, str]:
         """The ``Authorization`` header for ``url``: only on the gateway's own origin, and only with a key."""
@@ -185,7 +204,7 @@ class HTTPTransport:
         try:
             resp = self._http.request(
                 method, url, headers={**self.auth_for(url), **(headers or {})}, timeout=timeout or self.timeout,
-                **kwargs,
+                proxies=self.proxies_for(url), **kwargs,
             )  # fmt: skip
         except requests.Timeout as exc:
             raise APITimeoutError(
@@ -209,7 +228,10 @@ class HTTPTransport:
         ``requests`` errors are the caller's to map: it knows what was being fetched.
         """
         self.gate.acquire("download")
-        return self._http.get(url, headers=self.auth_for(url), timeout=timeout, stream=True, allow_redirects=False)
+        return self._http.get(
+            url, headers=self.auth_for(url), timeout=timeout, stream=True, allow_redirects=False,
+            proxies=self.proxies_for(url),
+        )  # fmt: skip
 
 
 def read_json(resp: requests.Response) -> Mapping[str, Any]:

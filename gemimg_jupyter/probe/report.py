@@ -195,7 +195,9 @@ class Gateway:
         headers = dict(kwargs.pop("headers", {}) or {})
         if auth:
             headers["Authorization"] = f"Bearer {self.key.reveal()}"
-        return self.http.request(method, self.base_url + path, headers=headers, timeout=(10.0, 30.0), **kwargs)
+        url = self.base_url + path
+        proxies = self.client.transport.proxies_for(url)  # the session reads no environment itself (see transport)
+        return self.http.request(method, url, headers=headers, timeout=(10.0, 30.0), proxies=proxies, **kwargs)
 
     def submit(self, body: Mapping[str, Any]) -> requests.Response:
         return self.raw("POST", _SUBMIT, json=dict(body))
