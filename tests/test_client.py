@@ -556,3 +556,34 @@ def test_a_damaged_png_download_is_refused_without_a_full_decode(damage: str) ->
     assert ImageBytes.checked(data).width == 256  # the intact image passes
     with pytest.raises(InvalidImageError, match="not a readable image"):
         ImageBytes.checked(bad)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize("damage", [None, "truncated"])
+def test_the_download_check_keeps_a_small_copy_from_its_own_decode(fmt: str, damage: str | None) -> None:
+    """``checked(..., small=N)`` decodes once for the check and the thumbnail: the copy is at most N pixels, the
+    size is the full one as shown (EXIF turned), and damaged bytes still raise (a reduced JPEG decode reads it all)."""
+    import io
+
+    from PIL import Image
+
+    from gemimg_jupyter.domain.errors import InvalidImageError
+    from gemimg_jupyter.draw.images import ImageBytes
+
+    img = Image.effect_noise((1024, 512), 40).convert("RGB")
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter: 512 wide, 1024 high
+    img.save(buf, fmt, exif=exif.tobytes())
+    data = buf.getvalue()
+    if damage:
+        with pytest.raises(InvalidImageError, match="not a readable image"):
+            ImageBytes.checked(data[: len(data) * 2 // 3], small=310)
+        return
+    out = ImageBytes.checked(data, expected=(512, 1024), small=310)
+    assert (out.width, out.height) == (512, 1024) and out.note is None
+    assert out.shown is not None
+    small, size = out.shown
+    assert size == (512, 1024) and small.mode == "RGB"
+    assert small.size == (155, 310)  # as shown, long side 310
+    assert ImageBytes.checked(data).shown is None  # not asked for: no decode beyond the check

@@ -14,7 +14,8 @@ import re
 import struct
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from PIL import Image, ImageChops, PngImagePlugin
 
 from gemimg_jupyter.domain.errors import InvalidImageError, ValidationError
 from gemimg_jupyter.domain.models import MAX_REF_BYTES, ReferenceImage, too_big_message
-from gemimg_jupyter.draw.formats import oriented_size, viewable
+from gemimg_jupyter.draw.formats import Shown, oriented_size, shown_of, viewable
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -47,6 +48,33 @@ PROVENANCE_KEY = "gemimg"
 _FORMAT_MIME = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Pillow's many errors for bad bytes, and its decompression-bomb warning, as one :class:`InvalidImageError`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except InvalidImageError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise InvalidImageError(f"{what} is too large to decode safely ({exc})") from None
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for bad bytes
+            raise InvalidImageError(f"{what} is not a readable image ({type(exc).__name__})") from None
+
+
+def _opened(data: bytes, *, what: str) -> Image.Image:
+    """``data`` opened after the pixel limit and Pillow's structural check, not yet decoded (inside :func:`_reading`)."""
+    if not data:
+        raise InvalidImageError(f"{what} is empty (0 bytes)")
+    probe = Image.open(io.BytesIO(data))
+    w, h = probe.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(f"{what} is {w}×{h} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel safety limit")
+    probe.verify()
+    return Image.open(io.BytesIO(data))
+
+
 def _open_checked(data: bytes, *, what: str, decode: bool = True) -> Image.Image:
     """Open and fully decode ``data``; bombs, truncation and garbage all raise.
 
@@ -56,26 +84,10 @@ def _open_checked(data: bytes, *, what: str, decode: bool = True) -> Image.Image
     for a full decode (about 8 ms for a 1024² image). Other formats are
     always decoded.
     """
-    if not data:
-        raise InvalidImageError(f"{what} is empty (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            probe = Image.open(io.BytesIO(data))
-            w, h = probe.size
-            if w * h > MAX_IMAGE_PIXELS:
-                raise InvalidImageError(f"{what} is {w}×{h} pixels, over the {MAX_IMAGE_PIXELS:,}-pixel safety limit")
-            fmt = probe.format
-            probe.verify()
-            img = Image.open(io.BytesIO(data))
-            if decode or fmt != "PNG":
-                img.load()
-        except InvalidImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise InvalidImageError(f"{what} is too large to decode safely ({exc})") from None
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for bad bytes
-            raise InvalidImageError(f"{what} is not a readable image ({type(exc).__name__})") from None
+    with _reading(what):
+        img = _opened(data, what=what)
+        if decode or img.format != "PNG":
+            img.load()
     return img
 
 
@@ -122,18 +134,35 @@ class ImageBytes(bytes):
     height: int
     expected: tuple[int, int] | None
     note: str | None
+    #: a small copy as shown, from the decode that checked the bytes (``checked(..., small=N)``), else ``None``
+    shown: Shown | None
 
     @classmethod
     def checked(
-        cls, data: bytes, *, expected: tuple[int, int] | None = None, what: str = "downloaded image"
+        cls,
+        data: bytes,
+        *,
+        expected: tuple[int, int] | None = None,
+        what: str = "downloaded image",
+        small: int | None = None,
     ) -> ImageBytes:
-        """Decode ``data`` (raising :class:`InvalidImageError` if it does not) and describe it."""
-        img = _open_checked(data, what=what, decode=False)  # a download: the PNG's own checks suffice
+        """Decode ``data`` (raising :class:`InvalidImageError` if it does not) and describe it.
+
+        ``small``: decode to keep a copy of at most that many pixels on its long side (``shown``), so the
+        bytes are decoded once for both the check and the thumbnail (a JPEG at a reduced size).
+        """
         out = cls(data)
-        shown = oriented_size(img)  # an EXIF-rotated photo is asked for, and shown, the other way round
-        out.width, out.height, out.expected = shown[0], shown[1], expected
-        out.note = size_note(shown, expected)
-        img.close()
+        out.shown = None
+        if small is None:
+            img = _open_checked(data, what=what, decode=False)  # a download: the PNG's own checks suffice
+            size = oriented_size(img)  # an EXIF-rotated photo is asked for, and shown, the other way round
+            img.close()
+        else:
+            with _reading(what), _opened(data, what=what) as img:
+                out.shown = shown_of(img, small)
+            size = out.shown[1]
+        out.width, out.height, out.expected = size[0], size[1], expected
+        out.note = size_note(size, expected)
         return out
 
 

@@ -26,7 +26,7 @@ from gemimg_jupyter.domain.errors import (
 )
 from gemimg_jupyter.domain.finish import failure_text
 from gemimg_jupyter.domain.models import JobState, TaskStatus
-from gemimg_jupyter.draw.formats import Shown, file_facts, shown_small
+from gemimg_jupyter.draw.formats import Shown, file_facts
 from gemimg_jupyter.engine.handle import Job
 from gemimg_jupyter.engine.lanes import TO_DOWNLOADS
 from gemimg_jupyter.engine.record import JobRecord, Steps, parent_of
@@ -129,6 +129,7 @@ class Collector:
             deadline=deadline,
             cancelled=lambda: e.stop_now(rec),
             tries=1,
+            small=FILE_SIDE,  # the check's own decode makes the copy for the suspect check and the thumbnail
         )
         job.provenance = self._provenance(job, status)
         note = getattr(data, "note", None)  # paid for and kept, though not the size asked for
@@ -136,10 +137,7 @@ class Collector:
             job.provenance["size_note"] = note
             job.notes.append(note)
             log.info("job %s: %s", job.id, note)
-        try:  # decoded once, small: for the suspect check and the thumbnail file
-            shown: Shown | None = shown_small(data, FILE_SIDE)
-        except Exception:  # noqa: BLE001 - the download was checked; file_facts and write_thumb cope alone
-            shown = None
+        shown: Shown | None = data.shown
         job.provenance["file"] = file_facts(data, job.params.pixel_size, shown=shown)  # hash, format, suspect
         name = safe_filename(job.params.as_dict(), job.id, job.submitted_at)
         if not e.store.holds(job.cbid):  # paused past its lease while downloading: the new owner stores it

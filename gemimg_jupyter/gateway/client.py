@@ -128,9 +128,12 @@ class ToAPIsClient:
         deadline: float | None = None,
         cancelled: Callable[[], bool] | None = None,
         tries: int | None = None,
+        small: int | None = None,
     ) -> ImageBytes:
         """Fetch a result image, verify it decodes, and return its bytes (see :meth:`.Downloader.download`)."""
-        return self.downloader.download(url, expected=expected, deadline=deadline, cancelled=cancelled, tries=tries)
+        return self.downloader.download(
+            url, expected=expected, deadline=deadline, cancelled=cancelled, tries=tries, small=small
+        )
 
     def upload_image(
         self, data: bytes | str | Path, *, filename: str = "reference.png", mime: str = "image/png"

@@ -57,6 +57,7 @@ class Downloader:
         deadline: float | None = None,
         cancelled: Callable[[], bool] | None = None,
         tries: int | None = None,
+        small: int | None = None,
     ) -> ImageBytes:
         """Fetch a result image, verify it decodes, and return its bytes.
 
@@ -73,12 +74,13 @@ class Downloader:
         total deadline (``timeout``, or ``deadline`` on the monotonic
         clock when sooner) and ``cancelled()`` are checked, so a trickle-fed
         download ends and a cancel stops it within one socket read.
+        ``small``: the check keeps a copy of at most that many pixels (``shown``) from its own decode.
         """
 
         def attempt() -> ImageBytes:
             data = self._fetch(url, deadline=deadline, cancelled=cancelled)
             try:
-                image = ImageBytes.checked(data, expected=expected)
+                image = ImageBytes.checked(data, expected=expected, small=small)
             except InvalidImageError as exc:
                 raise _CorruptDownload(str(exc)) from None
             if image.note:

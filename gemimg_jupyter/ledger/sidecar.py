@@ -75,7 +75,8 @@ def write_kept(directory: Path, data: bytes, name: str, provenance: Mapping[str,
     directory.mkdir(parents=True, exist_ok=True)
     target = unique_path(directory, kept_name(data, name))
     prov = dict(provenance)
-    prov.setdefault("file", file_facts(data))
+    if "file" not in prov:  # not setdefault: that would hash and decode the bytes again every time
+        prov["file"] = file_facts(data)
     write_sidecar(target, prov)
     return write_atomic(target, data)
 

@@ -560,7 +560,7 @@ class Store:
         path = write_kept(self.root / folder, data, name, provenance)
         cbid = provenance.get("client_business_id")
         if cbid:
-            facts = read_provenance(path).get("file", {})
+            facts = provenance.get("file") or read_provenance(path).get("file", {})  # write_kept fills it when absent
             # the sidecar holds the same facts; a busy ledger only delays them (logged by the group commit)
             self.commits.submit(lambda db: record_facts(db, str(cbid), facts), durable=False)
         return path
