@@ -133,6 +133,8 @@ class SweepResult:
     PAGE_PNG_LEVEL = 3
     #: The drawing thread reads the picks again after this many seconds (not for every landed cell).
     PICKS_EVERY_S = 5.0
+    #: The drawing thread waits this long for the next ended cells before it ends (a thread per cell otherwise).
+    LINGER_S = 0.5
     #: The longest a cancel (or a time limit) waits for a background claim to hand over its jobs.
     CLAIM_WAIT_S = 60.0
 
@@ -172,6 +174,7 @@ class SweepResult:
         self._finished = 0  # pages saved (or failed to)
         self._events: list[tuple[int, SweepCell, Job]] = []  # cells that ended, not drawn yet
         self._drawing = False
+        self._more = threading.Condition(self._lock)  # the drawing thread waits here a moment for the next cells
         self._picks_read: tuple[float, set[str]] | None = None  # (when, picks) for the drawing thread
         self.started = time.time()
         # the claim in the background (``submit(..., background=True)``): set once the jobs are in ``jobs``
@@ -617,6 +620,7 @@ class SweepResult:
             self._ended.add(id(job))
             self._events.extend((at, cell, job) for at, cell in self._cells_of.get(id(job), ()))
             if self._drawing or not self._events:
+                self._more.notify()
                 return
             self._drawing = True
         threading.Thread(target=self._draw_cells, name=f"gemimg-grid-{self.id}", daemon=True).start()
@@ -625,6 +629,10 @@ class SweepResult:
         """Draw the cells that ended, save the pages they complete; the last page sets :meth:`wait` free."""
         while True:
             with self._lock:
+                if not self._events and not self._saved.is_set():
+                    # linger: in a big sweep cells end every few milliseconds, and one thread drawing them
+                    # all costs less than a thread started for each
+                    self._more.wait(self.LINGER_S)
                 batch, self._events = self._events, []
                 if not batch:
                     self._drawing = False

@@ -116,18 +116,17 @@ def shown_of(img: Image.Image, long_side: int) -> Shown:
 def suspect_reason(data: bytes, expected: tuple[int, int] | None = None, *, shown: Shown | None = None) -> str | None:
     """Why a paid image looks unusable (all black, one flat colour, far smaller than asked), or ``None``.
 
-    Cheap: JPEGs are decoded at a reduced size and the check looks at a 64-pixel copy. ``shown``: a
+    Cheap: JPEGs are decoded at a reduced size and the check looks at a box-averaged copy of about 64 pixels. ``shown``: a
     small copy already decoded (:func:`shown_small`), so the bytes are not decoded again.
     """
     try:
         small, size = shown if shown is not None else shown_small(data, 128)
-        small = small.copy()
     except Exception:  # noqa: BLE001 - bytes that do not decode are refused earlier, not flagged here
         return None
     if expected is not None and size[0] * size[1] * 4 < expected[0] * expected[1]:  # under a quarter of the pixels
         return f"far smaller than asked: {size[0]}×{size[1]} pixels for {expected[0]}×{expected[1]}"
-    small.thumbnail((64, 64))
-    stat = ImageStat.Stat(small)
+    factor = max(small.size) // 64
+    stat = ImageStat.Stat(small.reduce(factor) if factor > 1 else small)  # a box average, about 64 px: a new image
     if max(hi for _, hi in stat.extrema) <= 8:
         return "all black"
     if max(stat.stddev) < 2.0:
