@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
 import unicodedata
 from collections.abc import Mapping
@@ -23,22 +23,7 @@ from gemimg_jupyter.domain.errors import ValidationError
 __all__ = ["path_error", "safe_filename", "slug", "user_target", "write_atomic", "write_user_file"]
 
 _WORD = re.compile(r"[a-z0-9]+")
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # no /proc: read it the old way, once, at import
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_umask()
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def slug(text: str, limit: int = 40) -> str:
@@ -88,16 +73,21 @@ def unique_path(directory: Path, name: str) -> Path:
 def write_atomic(target: Path, data: bytes, *, sync: bool = True) -> Path:
     """Write ``data`` to ``target`` through a temporary file in its folder (fsync, then rename).
 
-    ``sync=False`` skips the fsync, for files made again from others when lost (thumbnails).
+    ``sync=False`` skips the fsync, for files made again from others when lost (thumbnails). The
+    temporary file is created with the user's umask (``0o666`` asked), so no ``chmod`` follows, and
+    written with plain ``os.write`` calls: every system call lets the GIL go and queues for it again.
     """
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    tmp = str(target.parent / f".tmp-{secrets.token_hex(6)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW, 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if sync:
-                os.fsync(fh.fileno())
-        os.chmod(tmp, _FILE_MODE)  # the user's umask, like any other file they write (not mkstemp's 0600)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -65,8 +65,11 @@ def write_thumb(
             small.thumbnail((FILE_SIDE, FILE_SIDE), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         small.save(buf, format="JPEG", quality=_QUALITY)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return write_atomic(target, buf.getvalue(), sync=False)  # made again from the image if ever lost
+        try:
+            return write_atomic(target, buf.getvalue(), sync=False)  # made again from the image if ever lost
+        except FileNotFoundError:  # the first thumbnail of the folder
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return write_atomic(target, buf.getvalue(), sync=False)
     except (OSError, ValueError, Image.DecompressionBombError):
         log.debug("no thumbnail for %s", image, exc_info=True)
         return None
