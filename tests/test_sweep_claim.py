@@ -176,3 +176,23 @@ def test_values_checked_once_per_axis_make_the_same_cells(specs: list[str], monk
     whole = plan_sweep(base, axes, repeats=2)
     assert fast == whole
     assert [c.key for c in fast.cells] == [c.key for c in whole.cells]
+
+
+def test_many_background_claims_share_one_worker_and_each_pays_once(
+    session: Session, sim: Any, monkeypatch: pytest.MonkeyPatch, released: list[threading.Event]
+) -> None:
+    """Twenty sweeps started at once with ``wait=False`` queue their claims on the session's one claim worker
+    (not twenty threads); a cancel of a sweep still queued sends and pays nothing; every other cell is paid once."""
+    entered, release = held(monkeypatch, session, "claim", released)
+    results = [session.sweep(f"fox {i}", temperature=TEMPS, top_p=TOPS, wait=False, yes=True) for i in range(20)]
+    assert entered.wait(30)  # the first claim is inside the ledger; the other nineteen wait their turn
+    claimers = [t for t in threading.enumerate() if t.name.startswith("gemimg-claim")]
+    assert len(claimers) == 1
+    assert sum(not r.claimed() for r in results) == 20
+    results[-1].cancel()  # still queued: nothing claimed, sent or paid
+    release.set()
+    for result in results[:-1]:
+        assert result.wait(timeout=120)
+        assert all(job.state is JobState.DONE for job in result.jobs)
+    assert results[-1].claimed(30) and results[-1].jobs == []
+    assert sim.stats()["submits_accepted"] == 19 * N

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -177,7 +178,7 @@ class SweepResult:
         self._more = threading.Condition(self._lock)  # the drawing thread waits here a moment for the next cells
         self._picks_read: tuple[float, set[str]] | None = None  # (when, picks) for the drawing thread
         self.started = time.time()
-        # the claim in the background (``submit(..., background=True)``): set once the jobs are in ``jobs``
+        # the claim in the background (``submit(..., background=executor)``): set once the jobs are in ``jobs``
         self._claimed = threading.Event()
         self._claimed.set()
         self._claiming = False  # the worker has begun claiming (a cancel from now on waits for its jobs)
@@ -532,22 +533,20 @@ class SweepResult:
         send: Callable[[list[tuple[GenerationParams, int]]], Sequence[Job]],
         listeners: Sequence[Listener] = (),
         *,
-        background: bool = False,
+        background: Executor | None = None,
     ) -> None:
         """Send the sweep's requests through ``send`` in :meth:`submit_order` and :meth:`follow` the jobs it gives back.
 
-        ``background=True``: a worker thread does it and this returns at once (:meth:`claimed` says when the
-        jobs are in; :meth:`wait`, :meth:`done`, :meth:`cancel` and the progress line know it is running).
-        ``send`` must not refuse anything then: every check that can refuse is made before.
+        ``background``: the claim runs there (the session's claim worker) and this returns at once
+        (:meth:`claimed` says when the jobs are in; :meth:`wait`, :meth:`done`, :meth:`cancel` and the
+        progress line know it is running). ``send`` must not refuse anything then: every check that can
+        refuse is made before.
         """
-        if not background:
+        if background is None:
             self._send(send, listeners)
             return
         self._claimed.clear()
-        worker = threading.Thread(
-            target=self._claim_in_background, args=(send, listeners), name=f"gemimg-claim-{self.id}", daemon=True
-        )
-        worker.start()
+        background.submit(self._claim_in_background, send, listeners)
 
     def _claim_in_background(
         self, send: Callable[[list[tuple[GenerationParams, int]]], Sequence[Job]], listeners: Sequence[Listener]

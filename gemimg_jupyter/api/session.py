@@ -22,6 +22,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -209,6 +210,9 @@ class Session:
         self.said: set[str] = set()  # model notices said once per session
         self.say: Callable[[str], None] = _say  # where they go (the magics print them as their own lines)
         self.replaced_by: Session | None = None  # set when with_settings or reset_session replace it
+        #: the background claims of ``wait=False`` sweeps, one after another on one thread (they would take the
+        #: runner's claim lock in turn anyway): a hundred sweeps started at once queue here, not as 100 threads
+        self._claims = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gemimg-claim")
         self._closed = False
         _OPEN.add(self)
 
@@ -576,7 +580,7 @@ class Session:
                 cells, fresh=fresh, sweep_id=result.id, parent=parent, stopped=result.cancelling
             ),
             listeners,
-            background=not wait and not listeners,
+            background=self._claims if not wait and not listeners else None,
         )
         if limit is not None:
             result.stop_after(limit)
@@ -803,6 +807,7 @@ class Session:
         self._closed = True
         for s in self.sweeps:  # a claim still running in the background ends first (bounded): its rows are whole
             s.claimed(SweepResult.CLAIM_WAIT_S)
+        self._claims.shutdown(wait=False, cancel_futures=False)  # each queued claim ran or saw its sweep cancelled
         self.runner.shutdown(wait=False)
         self.client.close()
         self._stop_sim()
