@@ -370,13 +370,19 @@ class Store:
 
     def take_deferred(self, cbid: str) -> dict[str, Any]:
         """The deferred write of ``cbid`` (removed: the caller writes it with its own)."""
+        if cbid not in self._unwritten:  # the usual case, without queueing for the lock (see flush)
+            return {}
         with self._lock:
             return self._unwritten.pop(cbid, {})
 
     def flush(self) -> bool:
         """Write the deferred writes (fenced; a task id always, whoever holds the row now); ``True``: none left."""
         # under the lock, so a newer write of the same row (take_deferred) cannot overtake an older one; holding
-        # the lock, this thread writes the group commit itself (see GroupCommit._wait_for)
+        # the lock, this thread writes the group commit itself (see GroupCommit._wait_for). Nothing deferred (the
+        # usual case): return without the lock, which a batch holds through its fsync. A row's write is deferred
+        # only by the thread that handles its job, so that thread sees its own; others' are theirs to write.
+        if not self._unwritten:
+            return True
         with self._lock:
             for cbid, fields in list(self._unwritten.items()):
                 try:
