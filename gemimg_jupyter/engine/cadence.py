@@ -192,16 +192,17 @@ class PollSchedule:
 
         When the server's progress rises between looks (``looks``: seconds
         since submit and progress of each earlier look), the completion is
-        extrapolated from its rate to the highest progress finished tasks
-        reached, and the next look goes one standard error after it (with one
-        more look on the way when that error is large). The first two looks
-        go early enough to catch the fastest tasks still running. Otherwise the expected
-        duration comes from the progress (elapsed × 100 / progress) and the
-        durations seen so far in this session. Until it has some, the first
-        look comes shortly before the fastest past tasks of the same ``kind``
-        (model, resolution) ended, from the prior (the ledger); the later looks
-        do not lean on the prior (it counts the download too and cannot say
-        how the server's progress runs). Never sooner than ``poll_min``
+        extrapolated from its rate to where the progress of finished tasks of
+        ``kind`` ended (:meth:`progress_eta`), and the next look goes one
+        standard error after it (with one more look on the way when that
+        error is large). The first two looks go early enough to catch the
+        fastest tasks still running. Otherwise the expected duration comes
+        from the progress (elapsed × 100 / progress) and the durations seen so
+        far in this session. Until it has some, the first look comes shortly
+        before the fastest past tasks of the same ``kind`` (model, resolution)
+        ended, from the prior (the ledger); the second look leans on the prior
+        only when the ledger also knows where the progress of that kind ends
+        (then progress rose on its tasks before). Never sooner than ``poll_min``
         after the last look, never later than ``poll_max``; always jittered.
         """
         if first:
