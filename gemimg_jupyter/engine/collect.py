@@ -233,7 +233,7 @@ class Collector:
             e.polls.observe(answered - asked)
             seen = (asked + answered) / 2 - start
             if status.status == "completed":
-                e.polls.completed(seen, looks)
+                e.polls.completed(seen, looks, (job.params.model, job.params.resolution))
                 return status
             if status.status == "failed":  # the raise ends the job, and ending it frees its place
                 job.cost_usd = status.cost_usd or 0.0  # the gateway's billing: a refund is $0

@@ -78,8 +78,14 @@ class JobRunner:
         rng = random.Random()
         # until this session has seen tasks end, the ledger's past durations of the same model and resolution
         # place the first looks (or, none there, the backend's typical task time)
+        # and where the progress of finished tasks of that kind ended (so its extrapolation aims right)
         self.polls = PollSchedule(
-            settings, rng, prior=lambda model, res: store.durations(backend, model, res), typical=typical
+            settings,
+            rng,
+            prior=lambda model, res: store.durations(backend, model, res),
+            typical=typical,
+            ends=lambda model, res: store.progress_end(backend, model, res),
+            keep_end=lambda model, res, low, high: store.keep_progress_end(backend, model, res, low, high),
         )
         lanes = Lanes(settings, abort=lambda rec, exc: self._record.abort(rec, exc))
         window = Window(settings, wake=lambda rec: lanes.schedule(rec, 0.0))

@@ -7,7 +7,7 @@ forward in one transaction, newer ones refused), every problem is one
 :class:`~gemimg_jupyter.domain.errors.ConfigError` line naming the path and
 what to do, and :func:`reopen_deleted` writes a ledger deleted while in use
 again with the rows this process still sees. The schema holds every table of
-the ledger (jobs, uploads, owners, picks) under one :data:`SCHEMA_VERSION`.
+the ledger (jobs, uploads, owners, picks, progress ends) under one :data:`SCHEMA_VERSION`.
 The store's SQL state sets are built from
 :class:`~gemimg_jupyter.domain.models.JobState` here.
 """
@@ -38,7 +38,7 @@ __all__ = ["RESUMABLE_STATES", "SCHEMA_VERSION", "LedgerRow", "immediate", "open
 log = logging.getLogger(__name__)
 
 #: The ledger's schema version (``PRAGMA user_version``); :data:`_MIGRATIONS` carries older ledgers forward.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: The ledger states a process may still pick up (pending, or timed out with a task that may finish).
 RESUMABLE_STATES = state_values(RESUMABLE)
 #: The states whose price counts as spent: submitted and not refunded (settled, in flight, or paid and lost:
@@ -257,8 +257,29 @@ def _to_v6(db: sqlite3.Connection) -> None:
     _execute_all(db, _RESTART)
 
 
+# Version 7 (issue #25): where the server's progress stood when tasks of a kind (backend, model, resolution)
+# ended, as a bracket (``low``: the highest progress a finished task showed; ``high``: what its rate says it
+# reached by the look that saw it done), so a new session's polling extrapolates the progress to the right end.
+_PROGRESS_ENDS = """
+CREATE TABLE IF NOT EXISTS progress_ends (
+    backend     TEXT NOT NULL,
+    model       TEXT NOT NULL,
+    resolution  TEXT NOT NULL,
+    low         REAL NOT NULL,
+    high        REAL NOT NULL,
+    updated     REAL NOT NULL,
+    PRIMARY KEY (backend, model, resolution)
+)
+"""
+
+
+def _to_v7(db: sqlite3.Connection) -> None:
+    """Where the progress of finished tasks ended joins the schema (a new table; every row stays as it is)."""
+    _execute_all(db, _PROGRESS_ENDS)
+
+
 #: ``_MIGRATIONS[v]`` turns a version-``v`` ledger into version ``v + 1`` (version 1 had no ``user_version``).
-_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4, 4: _to_v5, 5: _to_v6}
+_MIGRATIONS = {1: _to_v2, 2: _to_v3, 3: _to_v4, 4: _to_v5, 5: _to_v6, 6: _to_v7}
 
 
 @dataclass(frozen=True)
@@ -393,6 +414,7 @@ def _bring_up_to_date(db: sqlite3.Connection, version: int, owner: str) -> None:
             _execute_all(db, _SCHEMA + _OWNERS + _PICKS + _FILES)
             _to_v5(db)
             _to_v6(db)
+            _to_v7(db)
         else:
             for v in range(version, SCHEMA_VERSION):
                 _MIGRATIONS[v](db)

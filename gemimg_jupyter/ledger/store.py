@@ -525,6 +525,24 @@ class Store:
         with self._read() as db:
             return queries.durations(db, backend, model, resolution)
 
+    def progress_end(self, backend: str, model: str, resolution: str) -> tuple[float, float] | None:
+        """Where the server's progress stood when tasks of ``model`` at ``resolution`` ended, ``(low, high)``."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT low, high FROM progress_ends WHERE backend = ? AND model = ? AND resolution = ?",
+                (backend, model, resolution),
+            ).fetchone()
+        return (float(row[0]), float(row[1])) if row else None
+
+    def keep_progress_end(self, backend: str, model: str, resolution: str, low: float, high: float) -> None:
+        """Remember where the progress of finished tasks of ``model`` at ``resolution`` ended (the polling's)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO progress_ends (backend, model, resolution, low, high, updated) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (backend, model, resolution, low, high, time.time()),
+            )
+
     def history(self, limit: int = 12) -> list[LedgerRow]:
         """The newest finished images whose files exist."""
         with self._read() as db:
