@@ -44,12 +44,14 @@ class Submitter:
         e = self.engine
         urls = yield from self._upload_refs(rec)
         tries = 0
+        back = False  # it had a place and gave it back for a wait: it returns to the front of the line
         while job.task_id is None:
             check_cancel(rec)
-            while not e.window.take(rec):
+            while not e.window.take(rec, first=back):
                 yield None  # parked until a task finishes
                 e.woke(rec)
                 check_cancel(rec)
+            back = True
             e.budget.reserve(rec, e.settings.max_cost_usd)
             if self._needs_look_up(rec):  # before paying again: an earlier try may have been accepted
                 try:
