@@ -8,6 +8,7 @@ line, and a submit the gateway refuses with 429 is sent again before the jobs qu
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.domain.settings import Secret, Settings
 from gemimg_jupyter.engine import Job, JobRunner
-from gemimg_jupyter.engine.limits import Window
+from gemimg_jupyter.engine.limits import Window, submit_turns
 from gemimg_jupyter.engine.record import JobRecord
 from gemimg_jupyter.gateway.client import ToAPIsClient
 from gemimg_jupyter.ledger.store import Store
@@ -126,3 +127,46 @@ def test_jobs_are_accepted_page_by_page_in_the_order_they_were_started(sim: SimS
         assert_paid_once(runner, sim, jobs)
     finally:
         runner.shutdown()
+
+
+def test_a_submit_refused_with_429_goes_out_before_the_jobs_queued_after_it(tmp_path: Path) -> None:
+    # the gateway refuses one submit in ten with 429; the client's tokens are a second ahead at most
+    config = SimConfig(latency=(0.05, 0.3), queue_delay=(0.0, 0.02), seed=3, **ROOMY)
+    config.update(rate_limit_rate=0.1, fault_endpoints=("submit",), retry_after=(0.05, 0.1))
+    with SimServer(config=config) as sim:
+        settings = quick_settings(
+            tmp_path, base_url=sim.base_url, submit_burst=20, submit_rate=20.0, query_rate=2000.0,
+            query_burst=2000, poll_max=0.1,
+        )  # fmt: skip
+        runner = runner_for(sim, settings)
+        seen: dict[str, list[str]] = {}
+
+        def states(job: Job) -> None:
+            seen.setdefault(job.cbid, []).append(job.state.value)
+
+        try:
+            jobs = runner.submit_many(cells(120), listeners=[states])
+            assert runner.wait(jobs, timeout=120)
+            started = {job.cbid: at for at, job in enumerate(jobs)}
+            accepted = {cbid: at for at, cbid in enumerate(accepted_order(sim))}
+            # each refusal: the job went back from "submitting" to "queued"
+            refusals = {
+                cbid: sum(1 for pair in pairwise(seq) if pair == ("submitting", "queued")) for cbid, seq in seen.items()
+            }
+            refused = [job for job in jobs if refusals[job.cbid]]
+            assert sim.stats()["faults"]["rate_limit"] == sum(refusals.values()) >= 3
+            # a refused job waits for the turns already taken (a second of tokens) and its own Retry-After
+            # each time, never for every job queued after it
+            jumped = {
+                started[job.cbid]: sum(
+                    1 for later in jobs[started[job.cbid] + 1 :] if accepted[later.cbid] < accepted[job.cbid]
+                )
+                for job in refused
+            }
+            turns = submit_turns(settings)
+            over = {at: n for at, n in jumped.items() if n > refusals[jobs[at].cbid] * (turns + 10)}
+            assert not over, f"refused job (started as): jobs queued after it that went first {jumped}"
+            assert any(started[job.cbid] < len(jobs) - 3 * turns for job in refused)  # one had many jobs behind it
+            assert_paid_once(runner, sim, jobs)
+        finally:
+            runner.shutdown()

@@ -4,7 +4,8 @@
   second; a 429 pauses the whole lane.
 - :class:`Window`: how many tasks may be unfinished at the gateway at once
   (adaptive: it learns the gateway's cap from its 429s).
-- :class:`Line`: places handed out first come, first served (the window's places).
+- :class:`Line`: places handed out first come, first served (the window's
+  places, the submit turns: :func:`submit_turns`).
 - :class:`Reservations`: ``max_cost_usd``, each submit's price reserved before it is sent (the session's ``budget.Budget`` answers the questions asked before a run).
 """
 
@@ -224,6 +225,20 @@ class Line:
                     wake.append(waiter)
         for waiter in wake:
             self._wake(waiter)
+
+
+#: How far ahead jobs may hold submit tokens, in seconds of the submit rate (see :func:`submit_turns`).
+SUBMIT_AHEAD_S = 1.0
+
+
+def submit_turns(settings: Settings) -> int:
+    """How many jobs may hold a submit token at once, from the token to the gateway's answer.
+
+    A second of the submit rate (at least 4): enough that the lane never idles while the next job in line
+    wakes up, and short enough that a job refused with 429 and put back at the front of the line goes out
+    about a second later, not after every token reserved to the end of the sweep.
+    """
+    return max(4, math.ceil(settings.submit_rate * SUBMIT_AHEAD_S))
 
 
 class Window:
