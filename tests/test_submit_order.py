@@ -145,7 +145,7 @@ def test_a_submit_refused_with_429_goes_out_before_the_jobs_queued_after_it(tmp_
             seen.setdefault(job.cbid, []).append(job.state.value)
 
         try:
-            jobs = runner.submit_many(cells(120), listeners=[states])
+            jobs = runner.submit_many(cells(160), listeners=[states])
             assert runner.wait(jobs, timeout=120)
             started = {job.cbid: at for at, job in enumerate(jobs)}
             accepted = {cbid: at for at, cbid in enumerate(accepted_order(sim))}
@@ -155,8 +155,8 @@ def test_a_submit_refused_with_429_goes_out_before_the_jobs_queued_after_it(tmp_
             }
             refused = [job for job in jobs if refusals[job.cbid]]
             assert sim.stats()["faults"]["rate_limit"] == sum(refusals.values()) >= 3
-            # a refused job waits for the turns already taken (a second of tokens) and its own Retry-After
-            # each time, never for every job queued after it
+            # a refused job waits for the turns already taken (a second of tokens), its own Retry-After and
+            # near neighbours swapped by parallel sends, each time; never for every job queued after it
             jumped = {
                 started[job.cbid]: sum(
                     1 for later in jobs[started[job.cbid] + 1 :] if accepted[later.cbid] < accepted[job.cbid]
@@ -164,9 +164,9 @@ def test_a_submit_refused_with_429_goes_out_before_the_jobs_queued_after_it(tmp_
                 for job in refused
             }
             turns = submit_turns(settings)
-            over = {at: n for at, n in jumped.items() if n > refusals[jobs[at].cbid] * (turns + 10)}
+            over = {at: n for at, n in jumped.items() if n > refusals[jobs[at].cbid] * 2 * turns}
             assert not over, f"refused job (started as): jobs queued after it that went first {jumped}"
-            assert any(started[job.cbid] < len(jobs) - 3 * turns for job in refused)  # one had many jobs behind it
+            assert any(started[job.cbid] < len(jobs) - 4 * turns for job in refused)  # one had many jobs behind it
             assert_paid_once(runner, sim, jobs)
         finally:
             runner.shutdown()
