@@ -4,6 +4,8 @@
   second; a 429 pauses the whole lane.
 - :class:`Window`: how many tasks may be unfinished at the gateway at once
   (adaptive: it learns the gateway's cap from its 429s).
+- :class:`Line`: places handed out first come, first served (the window's
+  places, the submit turns: :func:`submit_turns`).
 - :class:`Reservations`: ``max_cost_usd``, each submit's price reserved before it is sent (the session's ``budget.Budget`` answers the questions asked before a run).
 """
 
@@ -157,61 +159,129 @@ class RateGate:
             return self._asked.get(category)
 
 
+class Line:
+    """Places handed out first come, first served.
+
+    A job that finds no free place waits in line. A place that frees up is
+    handed to the job at the front of the line before it is woken (through
+    ``wake``), so no job that comes later takes it meanwhile. A job that gave
+    its place back for a while (a refused submit) comes back to the front of
+    the line, not the end. ``size()`` is read at each take and release.
+    """
+
+    def __init__(self, size: Callable[[], float], wake: Callable[[JobRecord], None]) -> None:
+        self._size = size
+        self._wake = wake
+        self._held: set[JobRecord] = set()
+        self._waiting: deque[JobRecord] = deque()  # the line, front first (an entry not in ``_queued`` is stale)
+        self._queued: set[JobRecord] = set()
+        #: guards the line; an owner may change what ``size()`` reads under it
+        self.lock = threading.Lock()
+
+    @property
+    def held(self) -> int:
+        """How many places are taken."""
+        return len(self._held)
+
+    def take(self, rec: JobRecord, *, first: bool = False) -> bool:
+        """Give the job a place (``True``), or put it in line to be handed one when one frees up (``False``).
+
+        ``first``: the job had a place and gave it back for a while; it waits at the front of the line.
+        """
+        with self.lock:
+            if rec in self._held:
+                return True
+            if not self._queued and len(self._held) < self._size():
+                self._held.add(rec)
+                return True
+            if rec not in self._queued:
+                self._queued.add(rec)
+                if first:
+                    self._waiting.appendleft(rec)
+                else:
+                    self._waiting.append(rec)
+            return False
+
+    def release(self, rec: JobRecord, *, freed: Callable[[], None] | None = None) -> None:
+        """The job leaves: its place goes to the front of the line (or its spot in line is given up).
+
+        ``freed()`` runs under :attr:`lock` when the job did hold a place, before the place is handed on.
+        """
+        wake: list[JobRecord] = []
+        with self.lock:
+            self._queued.discard(rec)
+            if rec not in self._held:
+                return
+            self._held.discard(rec)
+            if freed is not None:
+                freed()
+            while self._queued and len(self._held) < self._size():
+                waiter = self._waiting.popleft()
+                if waiter not in self._queued:  # stale: it left the line, or was put in again
+                    continue
+                self._queued.discard(waiter)
+                if not waiter.done():
+                    self._held.add(waiter)  # handed over: its next take() finds it
+                    wake.append(waiter)
+        for waiter in wake:
+            self._wake(waiter)
+
+
+#: How far ahead jobs may hold submit tokens, in seconds of the submit rate (see :func:`submit_turns`).
+SUBMIT_AHEAD_S = 1.0
+
+
+def submit_turns(settings: Settings) -> int:
+    """How many jobs may hold a submit token at once, from the token to the gateway's answer.
+
+    A second of the submit rate (at least 4): enough that the lane never idles while the next job in line
+    wakes up, and short enough that a job refused with 429 and put back at the front of the line goes out
+    about a second later, not after every token reserved to the end of the sweep.
+    """
+    return max(4, math.ceil(settings.submit_rate * SUBMIT_AHEAD_S))
+
+
 class Window:
     """The adaptive window of unfinished tasks.
 
     It starts at the submit burst, halves on a submit 429, grows by one as
     tasks finish, and stays under ``max_in_flight`` only when that is set.
     A job holds one place from its submit until the gateway has finished
-    its task; a job that finds no place waits in line and is woken (through
-    ``wake``) when one frees up.
+    its task; a job that finds no place waits in a :class:`Line` and is
+    handed the next place that frees up, in turn.
     """
 
     def __init__(self, settings: Settings, wake: Callable[[JobRecord], None]) -> None:
         self._size = float(max(1, settings.submit_burst))
         self._ceiling = float(settings.max_in_flight) if settings.max_in_flight else math.inf
-        self._unfinished = 0
-        self._waiting: deque[JobRecord] = deque()
+        self._line = Line(lambda: self.size, wake)
         self._last_shrink = 0.0
         self._floor = 1.0  # unfinished tasks when the gateway last accepted a submit: it took that many
-        self._wake = wake
-        self._lock = threading.Lock()
+        self._lock = self._line.lock
 
     @property
     def size(self) -> float:
         """How many unfinished tasks may be out at once right now."""
         return min(self._size, self._ceiling)
 
-    def take(self, rec: JobRecord) -> bool:
-        """Give the job a place (``True``), or put it in line to be woken when one frees up (``False``)."""
-        with self._lock:
-            if rec.slot:
-                return True
-            if self._unfinished < self.size:
-                self._unfinished += 1
-                rec.slot = True
-                return True
-            if rec not in self._waiting:
-                self._waiting.append(rec)
-            return False
+    @property
+    def _unfinished(self) -> int:
+        return self._line.held
+
+    def take(self, rec: JobRecord, *, first: bool = False) -> bool:
+        """Give the job a place (``True``), or put it in line to be handed one when one frees up (``False``).
+
+        ``first``: the job had a place and gave it back (a refused submit); it waits at the front of the line.
+        """
+        return self._line.take(rec, first=first)
 
     def release(self, rec: JobRecord, *, grew: bool = False) -> None:
-        """Free the job's place (``grew``: its task finished, so the window grows by one) and wake who fits now."""
-        wake: list[JobRecord] = []
-        with self._lock:
-            if not rec.slot:
-                return
-            rec.slot = False
-            self._unfinished -= 1
-            if grew:
-                self._size = min(self._size + 1.0, 1e6)
-            free = int(self.size - self._unfinished)
-            while self._waiting and len(wake) < free:
-                waiter = self._waiting.popleft()
-                if not waiter.done():
-                    wake.append(waiter)
-        for waiter in wake:
-            self._wake(waiter)
+        """The job leaves: its place (``grew``: its task finished, so the window grows by one) goes to the job at
+        the front of the line, or its spot in line is given up."""
+        self._line.release(rec, freed=self._grow if grew else None)
+
+    def _grow(self) -> None:
+        self._size = min(self._size + 1.0, 1e6)
 
     def shrink(self) -> None:
         """A submit 429: halve the window, but never below what the gateway last accepted.

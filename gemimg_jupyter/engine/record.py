@@ -3,9 +3,10 @@
 The user holds the :class:`~.handle.Job` (its public state, its result);
 the runner's parts hold this record of it: the handle, how the job's
 changes reach its waiters (:class:`~.handle.Signals`), and the scheduler's
-bookkeeping (its steps and heap entry, its place in the window of
-unfinished tasks, its reserved budget, a cancel asked for, the row of
-another process it follows). Only the engine's modules read or write it.
+bookkeeping (its steps and heap entry, its reserved budget, a cancel
+asked for, the row of another process it follows; the window of
+unfinished tasks keeps who holds its places). Only the engine's modules
+read or write it.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class JobRecord:
         self.token = -1  # its entry in the scheduler's heap (older entries are stale)
         self.wake = threading.Event()  # set by a cancel or a shutdown: the next wait is cut short
         self.waker: Callable[[], None] | None = None  # schedules its next step now
-        self.slot = False  # holds one place in the runner's window of unfinished tasks
         self.reserved = 0.0  # budget reserved for its submit
         self.asked_wait: str | None = None  # a long Retry-After the gateway asked for while it polled ("60 min")
         self._lock = threading.Lock()

@@ -24,7 +24,7 @@ from gemimg_jupyter.engine.cadence import PollSchedule
 from gemimg_jupyter.engine.collect import Collector
 from gemimg_jupyter.engine.handle import Job, JobOwner, Listener
 from gemimg_jupyter.engine.lanes import Lanes, Stopped
-from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
+from gemimg_jupyter.engine.limits import Line, RateGate, Reservations, Window, submit_turns
 from gemimg_jupyter.engine.record import JobRecord, Steps
 from gemimg_jupyter.engine.shared import Engine, check_cancel, final_state
 from gemimg_jupyter.engine.submit import Submitter
@@ -89,6 +89,7 @@ class JobRunner:
         )
         lanes = Lanes(settings, abort=lambda rec, exc: self._record.abort(rec, exc))
         window = Window(settings, wake=lambda rec: lanes.schedule(rec, 0.0))
+        turns = submit_turns(settings)
         budget = Reservations()
         self._record = Transitions(store, window, budget)
         self._engine = Engine(
@@ -100,6 +101,7 @@ class JobRunner:
             rng=rng,
             polls=self.polls,
             window=window,
+            turns=Line(lambda: turns, wake=lambda rec: lanes.schedule(rec, 0.0)),
             budget=budget,
             lanes=lanes,
             record=self._record,

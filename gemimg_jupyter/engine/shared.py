@@ -25,7 +25,7 @@ from gemimg_jupyter.domain.models import JobState, TaskStatus
 from gemimg_jupyter.domain.settings import Settings
 from gemimg_jupyter.engine.cadence import PollSchedule
 from gemimg_jupyter.engine.lanes import Lanes
-from gemimg_jupyter.engine.limits import RateGate, Reservations, Window
+from gemimg_jupyter.engine.limits import Line, RateGate, Reservations, Window
 from gemimg_jupyter.engine.record import JobRecord
 from gemimg_jupyter.engine.transitions import Transitions
 from gemimg_jupyter.gateway.client import ToAPIsClient
@@ -66,6 +66,8 @@ class Engine:
     rng: random.Random
     polls: PollSchedule
     window: Window
+    #: the submit turns: who may hold a submit token now, first come, first served
+    turns: Line
     budget: Reservations
     lanes: Lanes
     record: Transitions

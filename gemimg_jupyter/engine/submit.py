@@ -32,24 +32,28 @@ class Submitter:
         self._lock = threading.Lock()
 
     def run(self, rec: JobRecord) -> Steps:
-        """Upload references, wait for a place in the window and a submit token, submit once.
+        """Upload references, wait for a place in the window, a turn and a submit token, submit once.
 
         A 429 costs nothing and fails nothing: the window halves, the lane
         pauses for ``Retry-After``, the job tries again (however long the
-        gateway refuses: nothing is paid meanwhile, and cancel stops it). After an answer that
-        may hide an accepted task (connection error, 5xx), the next try first
-        looks the task up by its ``client_business_id``.
+        gateway refuses: nothing is paid meanwhile, and cancel stops it). It keeps
+        its place in line: it comes back to the front of the window's line and of
+        the submit turns, so it goes out next, not behind every job queued after
+        it. After an answer that may hide an accepted task (connection error, 5xx),
+        the next try first looks the task up by its ``client_business_id``.
         """
         job = rec.job
         e = self.engine
         urls = yield from self._upload_refs(rec)
         tries = 0
+        back = turned = False  # it had a place (a turn) and gave it back for a wait: it returns to the front
         while job.task_id is None:
             check_cancel(rec)
-            while not e.window.take(rec):
+            while not e.window.take(rec, first=back):
                 yield None  # parked until a task finishes
                 e.woke(rec)
                 check_cancel(rec)
+            back = True
             e.budget.reserve(rec, e.settings.max_cost_usd)
             if self._needs_look_up(rec):  # before paying again: an earlier try may have been accepted
                 try:
@@ -65,6 +69,38 @@ class Submitter:
                     tries += 1
                     yield from self._again_later(rec, exc, tries)
                     continue
+            first, turned = turned, True
+            try:
+                pause = yield from self._send(rec, urls, first=first)
+            except (APIConnectionError, ServerError) as exc:
+                rec.unsent = False  # it may have reached the gateway: look it up before the next try
+                tries += 1
+                yield from self._again_later(rec, exc, tries)
+                continue
+            except DuplicateRequestError as exc:  # an earlier try was accepted, so paid for
+                yield from self._duplicate(rec, exc)
+                break
+            if pause is not None:
+                yield pause
+                e.woke(rec)
+
+    def _send(
+        self, rec: JobRecord, urls: tuple[str, ...], *, first: bool
+    ) -> Generator[float | None, None, float | None]:
+        """One try: a turn, a submit token, the submit. ``None``: the gateway accepted it (the job has its task
+        id); else the seconds to wait before the next try (a 429, or a ledger too busy to say "sending").
+
+        The turn is held from the token to the gateway's answer, so the tokens taken ahead of time stay a
+        second of the submit rate (``limits.submit_turns``), never the rest of the sweep; ``first``: the job
+        had a turn before (a refused submit) and waits at the front of the line.
+        """
+        job = rec.job
+        e = self.engine
+        try:
+            while not e.turns.take(rec, first=first):
+                yield None  # parked until a job ahead of it is answered
+                e.woke(rec)
+                check_cancel(rec)
             wait = e.gate.reserve("submit")
             if wait > 0:
                 yield wait
@@ -77,37 +113,27 @@ class Submitter:
                 e.gate.refund("submit")
                 e.window.release(rec)
                 log.info("job %s: the ledger is busy (%s); trying again before paying", job.id, exc)
-                yield e.settings.retry.delay(2, None, rng=e.rng)
-                e.woke(rec)
-                continue
-            try:
-                with e.gate.ticket("submit"):
-                    status = e.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
-            except RateLimitError as exc:
-                e.gate.refund("submit")
-                e.window.release(rec)
-                e.window.shrink()
-                pause = exc.retry_after if exc.retry_after is not None else e.settings.retry.base
-                if rec.unsent:  # a clear refusal of the only try: no look-up needed before the next one
-                    e.record.move(rec, JobState.QUEUED)
-                else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
-                    e.record.set_state(rec, JobState.QUEUED)
-                yield min(pause, e.settings.retry_policy.max_retry_after)
-                e.woke(rec)
-                continue
-            except (APIConnectionError, ServerError) as exc:
-                rec.unsent = False  # it may have reached the gateway: look it up before the next try
-                tries += 1
-                yield from self._again_later(rec, exc, tries)
-                continue
-            except DuplicateRequestError as exc:  # an earlier try was accepted, so paid for
-                yield from self._duplicate(rec, exc)
-                break
-            e.window.accepted()
-            job.task_id = status.id
-            job.submitted_at = time.time()
-            job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
-            e.record.move(rec, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
+                return e.settings.retry.delay(2, None, rng=e.rng)
+            with e.gate.ticket("submit"):
+                status = e.client.submit(job.params, client_business_id=job.cbid, image_urls=urls, tries=1)
+        except RateLimitError as exc:
+            e.gate.refund("submit")
+            e.window.release(rec)
+            e.window.shrink()
+            pause = exc.retry_after if exc.retry_after is not None else e.settings.retry.base
+            if rec.unsent:  # a clear refusal of the only try: no look-up needed before the next one
+                e.record.move(rec, JobState.QUEUED)
+            else:  # an earlier, ambiguous try may still have reached the gateway: the row stays "submitting"
+                e.record.set_state(rec, JobState.QUEUED)
+            return min(pause, e.settings.retry_policy.max_retry_after)
+        finally:
+            e.turns.release(rec)  # answered, refused or given up: the next job in line takes its turn
+        e.window.accepted()
+        job.task_id = status.id
+        job.submitted_at = time.time()
+        job.cost_usd = job.params.price_usd or 0.0  # spent the moment the gateway accepts it
+        e.record.move(rec, JobState.SUBMITTED, task_id=status.id, submitted=job.submitted_at)
+        return None
 
     def _again_later(self, rec: JobRecord, exc: Exception, tries: int) -> Steps:
         """Wait out a connection error or 5xx with backoff, or give up (raise it) after ``max_tries``."""
