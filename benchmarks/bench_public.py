@@ -69,6 +69,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         )
         session = Session(settings)
         cpu0 = time.process_time()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.time()
         result = session.sweep(
             "public path: a paper-cut fox in a forest",
@@ -82,6 +83,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         ok = result.wait(timeout=900)
         end = time.time()
         cpu = time.process_time() - cpu0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
         last_disk = max((j.finished_at or 0.0) for j in result.jobs)
         stats = sim.stats()
         tasks = sim.tasks()
@@ -119,6 +121,8 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         "ledger_changes": changes,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cpu_s": cpu,
+        "cpu_user_s": ru1.ru_utime - ru0.ru_utime,
+        "cpu_sys_s": ru1.ru_stime - ru0.ru_stime,  # the kernel's share: file creation, fsync, sockets, futexes
         "cpu_share": cpu / wall if wall else 0.0,
     }
 
@@ -149,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             "call ms": r["call_return_ms"], "grid after last s": r["grid_after_last_s"], "done": r["done"],
             "paid": r["accepted"], "q/task": r["queries_per_task"], "grid files": r["grid_files"],
             "ledger tx": r.get("ledger_batches"),
-            "RSS MB": r["peak_rss_mb"], "CPU s": r["cpu_s"], "CPU/wall": r["cpu_share"],
+            "RSS MB": r["peak_rss_mb"], "CPU s": r["cpu_s"], "of it sys s": r.get("cpu_sys_s"),
+            "CPU/wall": r["cpu_share"],
         }
         for r in results
     ]  # fmt: skip
