@@ -47,6 +47,7 @@ from .browser_support import (
     refresh_docs_images,
     run_cell,
 )
+from .support import wait_for
 
 pytestmark = browser_marks()
 
@@ -134,8 +135,22 @@ CONTRAST = """el => {
   bg = bg || [255, 255, 255];
   const fg = rgb(getComputedStyle(el).color);
   const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
-  return {ratio: (a + 0.05) / (b + 0.05), fg: getComputedStyle(el).color, bg: `rgb(${bg.join(',')})`};
+  return {ratio: (a + 0.05) / (b + 0.05), fg: getComputedStyle(el).color, bg: `rgb(${bg.join(',')})`,
+          connected: el.isConnected};
 }"""
+
+
+def contrast(part: Any) -> dict[str, Any]:
+    """``CONTRAST`` of ``part``, measured on an element still in the page: a running status line is drawn
+    again about once a second, and an element replaced during the measure has no computed colours."""
+    measured: dict[str, Any] = {}
+
+    def attached() -> bool:
+        measured.update(part.evaluate(CONTRAST))
+        return bool(measured["connected"])
+
+    wait_for(attached, 20, "a status line element that stays in the page while it is measured")
+    return measured
 
 
 # ---------------------------------------------------------------- the test
@@ -244,7 +259,7 @@ def drive(page: Any, lab: Lab, shots: list[str], marks: dict[str, float], t0: fl
     status = outputs(dark).locator(".gemimg-status")
     expect(status).to_be_visible(timeout=30_000)
     for part in (status.locator("b").first, status.locator(".gemimg-stale-note"), status):
-        measured = part.evaluate(CONTRAST)
+        measured = contrast(part)
         assert measured["ratio"] >= 4.5, measured
     # saved while running (the ticker keeps the notebook dirty, so look at the file itself)
     save_until(page, lab, lambda nb: STALE_NOTE in json.dumps(nb.cells[DARK + 1].outputs))
