@@ -7,8 +7,10 @@ The package's import graph lives here too: ``tests/test_layering.py`` and
 from __future__ import annotations
 
 import ast
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -223,3 +225,18 @@ class SimProcess:
             self._proc.wait(timeout=10)
         if self._proc is not None and self._proc.stdout is not None:
             self._proc.stdout.close()
+
+
+def older_ledger(output: Path, version: int, *, without: Iterable[str]) -> None:
+    """Make ``output``'s ledger look written by schema ``version``: one job row (``gemimg-kept``), and the
+    tables that version did not have dropped (the next ``Store`` there migrates it)."""
+    from gemimg_jupyter.ledger.store import Store
+
+    store = Store(output)
+    store.add(cbid="gemimg-kept", key="k", repeat=0, params={"prompt": "fox"}, backend="sim", price_usd=0.04)
+    store.close()
+    path = output / "ledger.sqlite3"
+    with closing(sqlite3.connect(path)) as db, db:
+        for table in without:
+            db.execute(f"DROP TABLE {table}")
+        db.execute(f"PRAGMA user_version = {int(version)}")

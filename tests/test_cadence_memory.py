@@ -21,7 +21,7 @@ from gemimg_jupyter.engine.cadence import NARROW, TOP, PollSchedule
 from gemimg_jupyter.ledger.schema import SCHEMA_VERSION
 from gemimg_jupyter.ledger.store import Store
 
-from .support import quick_settings
+from .support import older_ledger, quick_settings
 
 KIND = ("a-model", "1K")
 SETTINGS = Settings(poll_first=1.0, poll_min=0.5, poll_max=10.0)
@@ -103,12 +103,7 @@ def test_the_ledgers_end_of_progress_brings_the_second_look_before_the_fastest_p
 
 
 def test_a_version_6_ledger_gets_the_progress_ends_table_and_keeps_its_rows(tmp_output: Path) -> None:
-    store = Store(tmp_output)
-    store.add(cbid="gemimg-kept", key="k", repeat=0, params={"prompt": "fox"}, backend="sim", price_usd=0.04)
-    store.close()
-    with closing(sqlite3.connect(tmp_output / "ledger.sqlite3")) as db, db:
-        db.execute("DROP TABLE progress_ends")
-        db.execute("PRAGMA user_version = 6")
+    older_ledger(tmp_output, 6, without=("progress_ends",))
     store = Store(tmp_output)
     try:
         with closing(sqlite3.connect(tmp_output / "ledger.sqlite3")) as db:

@@ -24,7 +24,7 @@ from gemimg_jupyter.api.session import Session, get_session, reset_session
 from gemimg_jupyter.ledger.schema import SCHEMA_VERSION
 from gemimg_jupyter.ledger.store import Store
 
-from .support import quick_settings, wait_for
+from .support import older_ledger, quick_settings, wait_for
 
 
 def child_env(out: Path, sim: Any = None, **more: str) -> dict[str, str]:
@@ -316,13 +316,7 @@ def test_an_earlier_process_queued_edit_is_named_in_one_line_and_can_be_cancelle
 
 
 def test_a_version_5_ledger_gets_the_version_6_tables_and_keeps_its_rows(tmp_output: Path) -> None:
-    store = Store(tmp_output)
-    store.add(cbid="gemimg-kept", key="k", repeat=0, params={"prompt": "fox"}, backend="sim", price_usd=0.04)
-    store.close()
-    with closing(sqlite3.connect(tmp_output / "ledger.sqlite3")) as db, db:
-        db.execute("DROP TABLE waiting_edits")
-        db.execute("DROP TABLE aliases")
-        db.execute("PRAGMA user_version = 5")
+    older_ledger(tmp_output, 5, without=("waiting_edits", "aliases"))
     store = Store(tmp_output)
     try:
         with closing(sqlite3.connect(tmp_output / "ledger.sqlite3")) as db:
