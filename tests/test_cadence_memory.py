@@ -91,6 +91,19 @@ def test_finished_tasks_narrow_the_bracket_and_a_narrower_one_is_kept() -> None:
     assert polls.progress_end(KIND)[0] == 95.0 and len(kept) == 3
 
 
+def test_small_narrowings_add_up_to_a_write() -> None:
+    """The ledger is written when the bracket moved half a point from what the ledger holds, not from the last
+    task: two narrowings of 0.3 each leave the ledger 0.6 behind, so the second one writes."""
+    kept: list[tuple[str, str, float, float]] = []
+    polls = schedule(end=(89.0, 92.0), keep_end=lambda *a: kept.append(a))
+    polls.observe(0.0)
+    assert polls.progress_end(KIND) == (89.0, 92.0)  # read from the ledger: that is what it holds
+    polls.completed(6.17, [(4.0, 70), (6.0, 89)], KIND)  # high side 89 + 1 + 10 × 0.17 = 91.7: 0.3 narrower
+    assert polls.progress_end(KIND)[1] == pytest.approx(91.7) and kept == []
+    polls.completed(6.14, [(4.0, 70), (6.0, 89)], KIND)  # 91.4: 0.6 from what the ledger holds
+    assert [k[3] for k in kept] == [pytest.approx(91.4)]
+
+
 def test_the_ledgers_end_of_progress_brings_the_second_look_before_the_fastest_past_tasks_end() -> None:
     """A new session's first batch: the ledger knows the durations (fastest tenth 7 s) and the end of progress,
     so the second look comes while the fastest tasks still run (0.8 × 7 s), and sets the rate for the third."""

@@ -78,6 +78,8 @@ class PollSchedule:
         self._asked_ends: set[Kind] = set()
         self._end_prior = ends
         self._keep_end = keep_end
+        self._kept: dict[Kind, tuple[float, float]] = {}  # per kind, the bracket the ledger holds (read or written)
+        self._keep_lock = threading.Lock()  # one write at a time, each of the newest bracket
         self._rated: deque[bool] = deque(maxlen=20)  # whether progress rose between looks on recent tasks
         self._rtts: deque[float] = deque(maxlen=20)  # round trips of recent status queries
 
@@ -125,7 +127,7 @@ class PollSchedule:
                     log.debug("no end of progress for %s", kind, exc_info=True)
                     found = None
                 if found is not None and 0 < found[0] <= found[1] <= TOP:
-                    self._ends[kind] = (float(found[0]), float(found[1]))
+                    self._ends[kind] = self._kept[kind] = (float(found[0]), float(found[1]))
             return self._ends.get(kind)
 
     def _learn_end(self, kind: Kind | None, task: tuple[float, float]) -> None:
@@ -138,10 +140,20 @@ class PollSchedule:
             else:
                 new = (max(known[0], task[0]), min(known[1], task[1]))
             self._ends[kind] = new
-        moved = known is None or abs(new[0] - known[0]) >= 0.5 or abs(new[1] - known[1]) >= 0.5
-        if moved and kind is not None and self._keep_end is not None:
+        if kind is not None and self._keep_end is not None:
+            self._keep(kind, self._keep_end)
+
+    def _keep(self, kind: Kind, keep_end: KeepEnd) -> None:
+        """Write the kind's bracket to the ledger when it moved by half a point or more from what the ledger
+        holds (small moves add up: they are measured from the last write, not from the last task)."""
+        with self._keep_lock:  # writes in turn, each of the newest bracket: an older one never lands last
+            with self._prior_lock:
+                new, kept = self._ends[kind], self._kept.get(kind)
+            if kept is not None and abs(new[0] - kept[0]) < 0.5 and abs(new[1] - kept[1]) < 0.5:
+                return
             try:
-                self._keep_end(kind[0], kind[1], new[0], new[1])
+                keep_end(kind[0], kind[1], new[0], new[1])
+                self._kept[kind] = new
             except Exception:  # the session keeps it; the ledger learns it next time
                 log.debug("could not keep the end of progress for %s", kind, exc_info=True)
 
