@@ -151,6 +151,7 @@ def test_a_live_owners_rows_are_adopted_not_resumed(server: SimServer, tmp_path:
     out = tmp_path / "out"
     with Session(settings_for(server, out)) as first, Session(settings_for(server, out)) as second:
         running = first.sweep("A paper-cut fox", axes=AXES, yes=True, wait=False)
+        assert running.claimed(30)  # its rows are the first's (the claim runs after the call returns)
         assert second.pending_count() == 0 and second.resume() == []  # never a live kernel's rows
         follower = second.sweep("A paper-cut fox", axes=AXES, yes=True)  # adopted: followed, then used
         assert running.wait(60) and follower.wait(60)
