@@ -103,14 +103,19 @@ def shown_of(img: Image.Image, long_side: int) -> Shown:
     size = oriented_size(img)
     img.draft("RGB", (long_side, long_side))
     img.load()
-    small = viewable(img)
-    near = max(small.size) < 2 * long_side
-    small.thumbnail(
+    return shrink(viewable(img), long_side), size
+
+
+def shrink(img: Image.Image, long_side: int) -> Image.Image:
+    """``img`` made at most ``long_side`` on its long side, in place (and returned): bilinear for what is left
+    under 2× (after a JPEG's reduced decode), else a box reduction by a whole factor, then Lanczos."""
+    near = max(img.size) < 2 * long_side
+    img.thumbnail(
         (long_side, long_side),
         Image.Resampling.BILINEAR if near else Image.Resampling.LANCZOS,
         reducing_gap=1.0,
     )
-    return small, size
+    return img
 
 
 def suspect_reason(data: bytes, expected: tuple[int, int] | None = None, *, shown: Shown | None = None) -> str | None:

@@ -23,7 +23,7 @@ from PIL import Image, ImageChops, PngImagePlugin
 
 from gemimg_jupyter.domain.errors import InvalidImageError, ValidationError
 from gemimg_jupyter.domain.models import MAX_REF_BYTES, ReferenceImage, too_big_message
-from gemimg_jupyter.draw.formats import Shown, oriented_size, shown_of, viewable
+from gemimg_jupyter.draw.formats import Shown, oriented_size, shown_of, shrink, viewable
 
 __all__ = [
     "MAX_IMAGE_PIXELS",
@@ -238,19 +238,14 @@ def _from_bytes(data: bytes, name: str, max_bytes: int) -> ReferenceImage:
 
 def thumbnail(img: Image.Image, long_side: int = 320) -> Image.Image:
     """A copy no larger than ``long_side`` on its long side, in RGB, as shown (EXIF orientation, any mode)."""
-    thumb = viewable(img)
-    # a box reduction by the largest whole factor first, then Lanczos: far less CPU than Lanczos from full size
-    thumb.thumbnail((long_side, long_side), Image.Resampling.LANCZOS, reducing_gap=1.0)
-    return thumb
+    return shrink(viewable(img), long_side)
 
 
 def load_thumbnail(source: bytes | str | os.PathLike[str], long_side: int = 320) -> Image.Image:
     """A small RGB copy of an image file or of encoded bytes, read cheaply (JPEG sources are
     decoded at a reduced size). Raises :class:`OSError` or :class:`ValueError` if it cannot be read."""
     with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        img.draft("RGB", (long_side, long_side))
-        img.load()
-        return thumbnail(img, long_side)
+        return shown_of(img, long_side)[0]
 
 
 def png_bytes(img: Image.Image, *, optimize: bool = False) -> bytes:
