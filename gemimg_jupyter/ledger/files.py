@@ -77,8 +77,7 @@ def write_atomic(target: Path, data: bytes, *, sync: bool = True) -> Path:
     temporary file is created with the user's umask (``0o666`` asked), so no ``chmod`` follows, and
     written with plain ``os.write`` calls: every system call lets the GIL go and queues for it again.
     """
-    tmp = str(target.parent / f".tmp-{secrets.token_hex(6)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW, 0o666)
+    tmp, fd = _temporary(target.parent)
     try:
         try:
             view = memoryview(data)
@@ -93,6 +92,18 @@ def write_atomic(target: Path, data: bytes, *, sync: bool = True) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return target
+
+
+def _temporary(folder: Path) -> tuple[str, int]:
+    """A new ``.tmp-*.part`` file in ``folder``, opened for writing with the umask's mode (a name already there,
+    e.g. another process's, is passed over, as ``mkstemp`` does)."""
+    for _ in range(100):
+        tmp = str(folder / f".tmp-{secrets.token_hex(6)}.part")
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _NOFOLLOW, 0o666)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 def path_error(message: str, path: object) -> ValidationError:
