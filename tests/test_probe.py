@@ -126,6 +126,18 @@ def test_with_a_key_the_transcript_never_holds_it(tmp_path: Path, keyed_sim: Sim
     doc = json.loads(text)
     assert len(doc["exchanges"]) > 10
     assert all(e["request_headers"].get("Authorization") in (None, "(hidden)") for e in doc["exchanges"])
+    # the client's own requests (its upload, its image downloads) are recorded too, their key hidden
+    assert any(
+        e["method"] == "POST"
+        and e["url"].endswith("/v1/uploads/images")
+        and e["request_headers"]["Authorization"] == "(hidden)"
+        for e in doc["exchanges"]
+    )
+    assert any(
+        isinstance(e.get("response_body"), dict)
+        and str(e["response_body"].get("content_type", "")).startswith("image/")
+        for e in doc["exchanges"]
+    )
     stats = keyed_sim.stats()
     assert stats["submits_accepted"] >= 5 and stats["auth_failures"] == 0
     assert doc["spent_usd"] <= 0.5

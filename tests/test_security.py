@@ -44,6 +44,7 @@ from PIL import Image, PngImagePlugin
 
 from gemimg_jupyter.api.session import Session, reset_session
 from gemimg_jupyter.domain.errors import (
+    APIError,
     AuthenticationError,
     GemimgError,
     InvalidImageError,
@@ -51,7 +52,7 @@ from gemimg_jupyter.domain.errors import (
     TaskFailedError,
     ValidationError,
 )
-from gemimg_jupyter.domain.models import JobState
+from gemimg_jupyter.domain.models import GenerationParams, JobState
 from gemimg_jupyter.domain.settings import RetryPolicy, Secret, Settings
 from gemimg_jupyter.draw.images import load_reference
 from gemimg_jupyter.gateway.client import ToAPIsClient
@@ -588,6 +589,23 @@ def test_a_redirect_from_the_api_host_drops_the_key(tmp_path: Path) -> None:
         with pytest.raises(InvalidImageError, match="only http"):
             client.download(f"{api.url}/generated/file.png")
         assert all(r["headers"].get("Cookie") is None for r in cdn.requests)
+
+
+def test_an_api_answer_that_redirects_is_refused_not_followed() -> None:
+    """A 302 from the API (a wrong base URL, a captive portal) is one line: the submit is not sent again
+    as a GET somewhere else, the key goes nowhere else, and nothing is retried."""
+    with Recorder() as api, Recorder() as other:
+        api.routes = {"*": ("redirect", f"{other.url}/v1/images/generations")}
+        client = ToAPIsClient(api.url, Secret(FAKE_KEY), retry=FAST_RETRY)
+        with pytest.raises(APIError, match=r"HTTP 302, a redirect to .*not followed") as caught:
+            client.submit(GenerationParams.create("fox"), client_business_id="cb-redirect")
+        assert "GEMIMG_BASE_URL" in str(caught.value)
+        with pytest.raises(APIError, match="not followed"):
+            client.status("task-1")
+        assert [(r["method"], r["path"]) for r in api.requests] == [
+            ("POST", "/v1/images/generations"), ("GET", "/v1/images/generations/task-1")
+        ]  # fmt: skip
+        assert other.requests == []
 
 
 # ------------------------------------------------------------------ prompts in HTML

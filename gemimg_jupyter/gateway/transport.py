@@ -26,6 +26,7 @@ from requests.adapters import HTTPAdapter
 from gemimg_jupyter._version import __version__
 from gemimg_jupyter.domain.errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     GemimgError,
     InvalidImageError,
@@ -109,7 +110,8 @@ class HTTPTransport:
         # the environment (proxies, CA bundle) is read once per origin here, not on every request: that reading
         # was a third of requests' own cost per call; and a ~/.netrc entry can never replace the key's header
         self._http.trust_env = False
-        self._http.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self._http.verify = self._verify  # for the probe's own requests on this session
         self._proxies: dict[tuple[str, str, int | None], dict[str, str]] = {}
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=64, max_retries=0)
         self._http.mount("http://", adapter)
@@ -202,10 +204,8 @@ class HTTPTransport:
         self.gate.acquire(category)
         url = f"{self.base_url}{path}"
         try:
-            resp = self._http.request(
-                method, url, headers={**self.auth_for(url), **(headers or {})}, timeout=timeout or self.timeout,
-                proxies=self.proxies_for(url), **kwargs,
-            )  # fmt: skip
+            resp = self._exchange(method, url, headers=headers, timeout=timeout or self.timeout, **kwargs)
+            resp.content  # noqa: B018 - read whole, so the connection goes back to the pool now
         except requests.Timeout as exc:
             raise APITimeoutError(
                 f"the gateway at {self.base_url} did not answer in time ({type(exc).__name__})"
@@ -215,6 +215,13 @@ class HTTPTransport:
                 f"could not reach the gateway at {self.base_url} ({type(exc).__name__}); check the network or GEMIMG_BASE_URL"
             ) from None
         log.debug("%s %s -> %s", method, path, resp.status_code)
+        if resp.is_redirect:  # never followed: a POST would come back a GET, and the key would follow it
+            raise APIError(
+                f"the gateway at {self.base_url} answered HTTP {resp.status_code}, a redirect to "
+                f"{redact(resp.headers.get('Location', '?'))}, which is not followed",
+                status_code=resp.status_code,
+                hint="set GEMIMG_BASE_URL to the address it names",
+            )
         if resp.status_code >= 400:
             err = error_from_response(resp, base_url=self.base_url)
             if isinstance(err, RateLimitError):  # the whole lane waits (the gate caps it at max_retry_after)
@@ -228,10 +235,32 @@ class HTTPTransport:
         ``requests`` errors are the caller's to map: it knows what was being fetched.
         """
         self.gate.acquire("download")
-        return self._http.get(
-            url, headers=self.auth_for(url), timeout=timeout, stream=True, allow_redirects=False,
-            proxies=self.proxies_for(url),
-        )  # fmt: skip
+        return self._exchange("GET", url, timeout=timeout, stream=True)
+
+    def _exchange(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: tuple[float, float],
+        stream: bool = False,
+        **body: Any,
+    ) -> requests.Response:
+        """One request, no redirect followed: prepared here and handed to the session's adapter for ``url``.
+
+        What ``Session.request`` adds on top (cookies, hooks, redirects, settings merged from the
+        environment on every call) the gateway needs none of, and it was about a third of the client's
+        CPU per status query; the session's headers (``User-Agent``) still go out, and an adapter
+        mounted on the session (the probe's recorder, a test's mock) still sees every request.
+        """
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=method, url=url, headers={**self._http.headers, **self.auth_for(url), **(headers or {})}, **body
+        )
+        return self._http.get_adapter(url).send(
+            prepared, stream=stream, timeout=timeout, verify=self._verify, proxies=self.proxies_for(url)
+        )
 
 
 def read_json(resp: requests.Response) -> Mapping[str, Any]:

@@ -146,7 +146,7 @@ def run_probe(
                 say("paid checks skipped (add --spend DOLLARS to run them)")
         finally:
             gateway.close()
-            report.transcript = _write(folder, report, gateway.http.exchanges, secret)
+            report.transcript = _write(folder, report, gateway.recorder.exchanges, secret)
     say(report.text())
     return report
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from gemimg_jupyter.domain.errors import redact
 from gemimg_jupyter.domain.models import ModelSpec
@@ -92,26 +93,31 @@ class ProbeReport:
         return "\n".join(lines)
 
 
-class _Recorder(requests.Session):
-    """A requests session that keeps the shape of every exchange (headers without secrets, JSON bodies)."""
+class _Recorder(HTTPAdapter):
+    """A transport adapter that keeps the shape of every exchange (headers without secrets, JSON bodies).
+
+    Mounted on the probe's session for both schemes, it sees every request: the probe's own and the
+    client's, which hand their prepared requests straight to the session's adapter.
+    """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(max_retries=0)
         self.exchanges: list[dict[str, Any]] = []
         self._t0 = time.monotonic()
         self._lock = threading.Lock()
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        entry: dict[str, Any] = {"t": round(time.monotonic() - self._t0, 3), "method": str(method), "url": str(url)}
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        entry: dict[str, Any] = {
+            "t": round(time.monotonic() - self._t0, 3), "method": str(request.method), "url": str(request.url)
+        }  # fmt: skip
         try:
-            resp = super().request(method, url, *args, **kwargs)
+            resp = super().send(request, *args, **kwargs)
         except requests.RequestException as exc:
             entry["error"] = type(exc).__name__
             self._keep(entry)
             raise
-        req = resp.request
-        entry["request_headers"] = _headers(req.headers)
-        entry["request_body"] = _body(req.body, req.headers.get("Content-Type", ""))
+        entry["request_headers"] = _headers(request.headers)
+        entry["request_body"] = _body(request.body, request.headers.get("Content-Type", ""))
         entry["status"] = resp.status_code
         entry["response_headers"] = _headers(resp.headers)
         ctype = resp.headers.get("Content-Type", "")
@@ -171,7 +177,7 @@ class _Budget:
 class Gateway:
     """The probe's plumbing: raw requests with the key, submit, follow a task, download its image.
 
-    Every exchange is kept by :attr:`http` (a recording session, shared with :attr:`client`).
+    Every exchange is kept by :attr:`recorder` (an adapter on :attr:`http`, the session shared with :attr:`client`).
     """
 
     def __init__(
@@ -181,11 +187,14 @@ class Gateway:
         self.key = key
         self.say = say
         self.poll_timeout, self.poll_every = poll_timeout, poll_every
-        self.http = _Recorder()
+        self.recorder = _Recorder()
+        self.http = requests.Session()
         retry = RetryPolicy(max_tries=3, base=0.5, cap=4.0, jitter=0.2, max_retry_after=30.0)
         # the client sets its own User-Agent on the shared session: the probe's requests carry exactly the
         # header the engine's do, so the user_agent check answers for the engine too
         self.client = ToAPIsClient(self.base_url, key, retry=retry, session=self.http, timeout=(10.0, 30.0))
+        for scheme in ("http://", "https://"):  # after the client's own adapter: every exchange is recorded
+            self.http.mount(scheme, self.recorder)
 
     def close(self) -> None:
         """Close the client and its (recording) session; the exchanges stay readable."""
