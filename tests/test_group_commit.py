@@ -73,6 +73,7 @@ def test_concurrent_durable_changes_share_one_transaction_and_are_on_disk_when_t
 
 
 def test_a_change_that_is_not_durable_is_read_at_once_and_reaches_the_disk(tmp_path: Path) -> None:
+    others = {t for t in threading.enumerate() if t.name == "gemimg-ledger-commit"}  # other tests' open stores
     store = Store(tmp_path / "out")
     try:
         (cbid,) = _rows(store, 1)
@@ -81,8 +82,20 @@ def test_a_change_that_is_not_durable_is_read_at_once_and_reaches_the_disk(tmp_p
         assert row is not None and row.state == "downloading"
         store.update(cbid, durable=False, error="later")
         wait_for(lambda: _on_disk(store, cbid, "error") == "later", 10, "the timer's commit")
+        for n in range(5):  # each later round is written by the same one flusher thread, not a thread per round
+            store.update(cbid, durable=False, error=f"round {n}")
+            wait_for(lambda n=n: _on_disk(store, cbid, "error") == f"round {n}", 10, f"round {n}'s commit")
+        flushers = [t for t in threading.enumerate() if t.name == "gemimg-ledger-commit" and t not in others]
+        assert len(flushers) == 1
+        wait_for(lambda: not flushers[0].is_alive(), 10, "the idle flusher to end")  # a store nobody closes
+        store.update(cbid, durable=False, error="after a pause")  # a new flusher writes it
+        wait_for(lambda: _on_disk(store, cbid, "error") == "after a pause", 10, "the new flusher's commit")
+        flushers = [t for t in threading.enumerate() if t.name == "gemimg-ledger-commit" and t not in others]
+        assert len(flushers) == 1
     finally:
         store.close()
+    flushers[0].join(10)
+    assert not flushers[0].is_alive()  # closing the store ends it
 
 
 def test_a_failing_change_fails_only_its_own_caller(tmp_path: Path) -> None:

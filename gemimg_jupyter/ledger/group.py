@@ -16,7 +16,9 @@ The promise, per change:
   every change queued before it is too.
 * ``durable=False`` (a state nothing depends on, e.g. ``downloading``, or file facts that the image's
   sidecar also keeps): queued, and committed with the next batch — the next durable change of any
-  thread, the next read through the store, or at most :attr:`GroupCommit.delay` seconds later.
+  thread, the next read through the store, or at most :attr:`GroupCommit.delay` seconds later (by one
+  flusher thread per ledger, started with the first such change; a timer thread per batch was 300
+  threads started and ended in a 1,000-image sweep).
   Lost only if the process dies within that time, which leaves the row in its previous state,
   from which a resume does the right thing (it polls the task again).
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 __all__ = ["GroupCommit", "Write"]
@@ -43,19 +46,26 @@ Apply = Callable[[Sequence[Write]], None]
 class GroupCommit:
     """Queue of ledger changes, committed in batches by whichever waiting thread leads (see the module)."""
 
-    #: Seconds a change that is not durable may wait for a batch before a timer commits it.
+    #: Seconds a change that is not durable may wait for a batch before the flusher commits it.
     delay = 0.05
+    #: Seconds the flusher waits, idle, for the next such change before it ends (the next one starts another).
+    linger = 2.0
 
     def __init__(self, apply: Apply, lock: threading.RLock) -> None:
         self._apply = apply
         self._store_lock = lock  # the store's lock: held while a batch is written (so batches are serial)
-        self._cond = threading.Condition()
+        self._cond_lock = threading.Lock()
+        self._cond = threading.Condition(self._cond_lock)
         self._queue: list[tuple[int, Write, bool]] = []  # (sequence number, change, durable)
         self._queued = 0  # sequence number of the last change queued
         self._committed = 0  # every change up to this number is written (or failed: see _errors)
         self._errors: dict[int, BaseException] = {}
         self._leading = False
-        self._timer: threading.Timer | None = None
+        # when the flusher writes what is queued if no durable change has by then (None: nothing waits for it)
+        self._due: float | None = None
+        self._wake = threading.Condition(self._cond_lock)  # the flusher's own wake-up, on the same lock
+        self._flusher: threading.Thread | None = None
+        self._stopped = False
         self.batches = 0  # transactions written (for benchmarks and tests)
         self.changes = 0  # changes written in them
 
@@ -71,11 +81,15 @@ class GroupCommit:
             seq = self._queued
             self._queue.append((seq, write, durable))
             if not durable:
-                if self._timer is None:
-                    self._timer = threading.Timer(self.delay, self._on_timer)
-                    self._timer.daemon = True
-                    self._timer.name = "gemimg-ledger-commit"
-                    self._timer.start()
+                if self._due is None and not self._stopped:
+                    self._due = time.monotonic() + self.delay
+                    if self._flusher is None:
+                        self._flusher = threading.Thread(
+                            target=self._flush_when_due, name="gemimg-ledger-commit", daemon=True
+                        )
+                        self._flusher.start()
+                    else:
+                        self._wake.notify()
                 return
         self._wait_for(seq)
 
@@ -85,20 +99,29 @@ class GroupCommit:
             target = self._queued
         self._wait_for(target, raise_error=False)
 
-    def cancel_timer(self) -> None:
-        """Stop a pending timer (the store is closing; it flushes itself)."""
+    def stop(self) -> None:
+        """End the flusher (the store is closing; it writes what is queued itself)."""
         with self._cond:
-            timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+            self._stopped = True
+            self._wake.notify()
 
-    def _on_timer(self) -> None:
-        with self._cond:
-            self._timer = None
-        try:
-            self.flush()
-        except Exception:  # a background commit must not kill the timer thread silently
-            log.warning("could not write queued ledger changes", exc_info=True)
+    def _flush_when_due(self) -> None:
+        """The flusher: writes queued changes :attr:`delay` seconds after the first one nobody waits for."""
+        while True:
+            with self._cond:
+                while not self._stopped and self._due is None:
+                    if not self._wake.wait(self.linger) and self._due is None:
+                        self._flusher = None  # idle: a ledger nobody writes to (or closes) keeps no thread
+                        return
+                while not self._stopped and self._due is not None and self._due > (now := time.monotonic()):
+                    self._wake.wait(self._due - now)
+                if self._stopped:
+                    return
+                self._due = None
+            try:
+                self.flush()
+            except Exception:  # a background commit must not end the flusher silently
+                log.warning("could not write queued ledger changes", exc_info=True)
 
     def _wait_for(self, seq: int, *, raise_error: bool = True) -> None:
         """Block until change ``seq`` is committed, leading a batch whenever nobody else is."""

@@ -161,7 +161,7 @@ class Store:
 
     def close(self) -> None:
         """Stop the heartbeat, write queued changes, hand this owner's unfinished rows back, close the database."""
-        self.commits.cancel_timer()
+        self.commits.stop()
         with self._lock:
             if self._closed:
                 return
