@@ -221,6 +221,37 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], *, title: s
     return "\n".join(lines)
 
 
+def reference_ms() -> float:
+    """CPU milliseconds of one fixed piece of work on this machine, now (about half a second): a JPEG's reduced decode
+    and shrink (what each image costs) and a pure-Python loop (what each request costs).
+
+    A shared VM changes speed: the same run of ``bench_public.py`` took 14 s of CPU in one hour and 21 s in
+    the next. Printed beside a CPU figure, this says which kind of hour it was.
+    """
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize((1024, 1024)).convert("RGB").save(buf, "JPEG", quality=90)
+    data = buf.getvalue()
+
+    def once() -> float:
+        start = time.thread_time()
+        for _ in range(20):
+            with Image.open(io.BytesIO(data)) as img:
+                img.draft("RGB", (310, 310))
+                img.load()
+                img.resize((310, 310), Image.Resampling.BILINEAR)
+        total = 0
+        for i in range(300_000):
+            total += i * i
+        return (time.thread_time() - start) * 1000
+
+    once()  # warm: Pillow's plugins load on first use
+    return statistics.median(once() for _ in range(5))
+
+
 def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),

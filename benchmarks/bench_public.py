@@ -10,7 +10,8 @@ against a ``SimProcess``:
 * **ideal** as in ``bench_limits.py``: the submit bucket (burst, then rate) and each task's duration;
 * **call return**: how long ``sweep(..., wait=False)`` takes to hand back the result;
 * **grid after last**: from the last image on disk to the return (the final grid's cost);
-* peak RSS and client CPU (÷ wall: the share of one core).
+* peak RSS and client CPU (÷ wall: the share of one core), with **ref ms**: a fixed piece of work timed just
+  before the sweep (``_common.reference_ms``), which tells a slow hour of a shared machine from a slow change.
 
     python benchmarks/bench_public.py                 # 1,000 requests, svip
     python benchmarks/bench_public.py --sizes 300,1000 --draw
@@ -30,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SimProcess, report, table, verdict
+from _common import SimProcess, reference_ms, report, table, verdict
 from bench_limits import LATENCY, QUEUE, TIERS, ideal
 
 
@@ -73,6 +74,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
             retry=RetryPolicy(max_tries=50),
         )
         session = Session(settings)
+        ref_ms = reference_ms()  # this machine's speed in this minute (see _common.reference_ms)
         cpu0 = time.process_time()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         start = time.time()
@@ -129,6 +131,7 @@ def run_one(n: int, seed: int, draw: bool) -> dict[str, Any]:
         "cpu_user_s": ru1.ru_utime - ru0.ru_utime,
         "cpu_sys_s": ru1.ru_stime - ru0.ru_stime,  # the kernel's share: file creation, fsync, sockets, futexes
         "cpu_share": cpu / wall if wall else 0.0,
+        "reference_ms": ref_ms,
     }
 
 
@@ -159,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             "paid": r["accepted"], "q/task": r["queries_per_task"], "grid files": r["grid_files"],
             "ledger tx": r.get("ledger_batches"),
             "RSS MB": r["peak_rss_mb"], "CPU s": r["cpu_s"], "of it sys s": r.get("cpu_sys_s"),
-            "CPU/wall": r["cpu_share"],
+            "CPU/wall": r["cpu_share"], "ref ms": r.get("reference_ms"),
         }
         for r in results
     ]  # fmt: skip
