@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +180,29 @@ def test_references_from_a_path_a_pil_variable_and_a_list(gem: Any, tmp_path: Pa
     gem.run_line_magic("gemimg", "wait")
     assert all(v.job.state.has_image for v in (one, two, three))
     assert get_session().sim.stats()["uploads"] == 2, "the same picture is uploaded once"
+
+
+def test_wait_right_after_a_sweep_cell_waits_for_its_claim(gem: Any, capsys: Any) -> None:
+    """A sweep cell returns before its claim (the session's claim worker runs it): a ``%gemimg wait`` in the next
+    cell, as in Run All, must still wait for the sweep's jobs, not find "nothing to wait for"."""
+    sess = get_session()
+    gate = threading.Event()
+    sess._claims.submit(gate.wait, 60)  # the claim worker is busy: the sweep's claim queues behind this
+    try:
+        gem.run_cell_magic("gemimg", '--sweep "prompt=lighthouse|windmill|teapot" -o series', "a paper-cut lighthouse")
+        sweep = gem.user_ns["series"]
+        assert not sweep.claimed()
+        capsys.readouterr()
+        gem.run_line_magic("gemimg", "wait --timeout 0.2")  # a wait that ends first says so, in one line
+        first = capsys.readouterr().out
+        assert f"1 sweep ({sweep.id}) still being claimed" in first and "nothing to wait for" not in first
+        threading.Timer(0.3, gate.set).start()  # the claim goes on while the next wait already waits
+        gem.run_line_magic("gemimg", "wait")
+    finally:
+        gate.set()
+    out = capsys.readouterr().out
+    assert "nothing to wait for" not in out and "3 jobs finished" in out
+    assert len(sweep.jobs) == 3 and all(j.state.has_image for j in sweep.jobs)
 
 
 def test_a_finished_job_can_be_the_reference_of_the_next(gem: Any) -> None:

@@ -21,6 +21,7 @@ from IPython.core.error import UsageError
 from gemimg_jupyter.api import (
     GemimgError,
     Settings,
+    SweepResult,
     compare_targets,
     current_session,
     gateway_settings,
@@ -103,6 +104,11 @@ def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
     ctx.say(msg)
 
 
+def waited_claim(sweep: SweepResult, start: float, timeout: float | None) -> bool:
+    """Wait, within what is left of ``timeout`` since ``start``, for a sweep's background claim; ``True`` once it ended."""
+    return sweep.claimed(None if timeout is None else max(0.0, timeout - (time.monotonic() - start)))
+
+
 def cmd_wait(ctx: MagicContext, argv: list[str]) -> None:
     p = ctx.subparser("wait")
     p.add_argument("target", nargs="?", help="a job or sweep id (default: everything)")
@@ -110,6 +116,19 @@ def cmd_wait(ctx: MagicContext, argv: list[str]) -> None:
     ns = p.parse_args(argv)
     sess = ctx.session()
     start = time.monotonic()
+    try:
+        claiming = [
+            s.id for s in sess.sweeps if ns.target in (None, "all", s.id) and not waited_claim(s, start, ns.timeout)
+        ]
+    except KeyboardInterrupt:
+        show_interrupt_note(sess.jobs())
+        return
+    if claiming:  # a sweep cell returns before its claim; its jobs are in once that ends
+        ctx.say(
+            f"gemimg: {plural(len(claiming), 'sweep')} ({', '.join(claiming)}) still being claimed after "
+            f"{time.monotonic() - start:.1f} s; it keeps going in the background"
+        )
+        return
     jobs = targeted_jobs(sess, ns.target)
     if jobs is None:
         known = ", ".join(j.id for j in sess.jobs()[-8:]) or "none yet"
