@@ -98,6 +98,29 @@ def test_a_change_that_is_not_durable_is_read_at_once_and_reaches_the_disk(tmp_p
     assert not flushers[0].is_alive()  # closing the store ends it
 
 
+def test_a_downloading_move_waits_for_no_fsync_and_is_still_fenced(tmp_path: Path) -> None:
+    """``downloading`` (nothing waits for it) joins the job's end in one batch; ``holds`` checks the row without
+    writing it first; and it is fenced when written: a row another process took meanwhile keeps its state."""
+    store = Store(tmp_path / "out")
+    try:
+        mine, taken = _rows(store, 2)
+        before = store.commits.batches
+        assert store.fenced_update(mine, durable=False, state="downloading", expires_at=123.0)
+        assert store.holds(mine) and store.commits.pending()  # the check wrote nothing
+        assert _on_disk(store, mine, "state") == "submitting"
+        assert store.fenced_update(mine, state="done")  # the job's end: one batch writes both
+        assert store.commits.batches == before + 1
+        assert (_on_disk(store, mine, "state"), _on_disk(store, mine, "expires_at")) == ("done", 123.0)
+        with closing(sqlite3.connect(store.ledger_path)) as db, db:  # another process takes the row over
+            db.execute("UPDATE jobs SET owner = 'another', generation = generation + 1 WHERE cbid = ?", (taken,))
+        store.fenced_update(taken, durable=False, state="downloading")
+        assert not store.holds(taken)
+        store.commits.flush()
+        assert (_on_disk(store, taken, "state"), _on_disk(store, taken, "owner")) == ("submitting", "another")
+    finally:
+        store.close()
+
+
 def test_a_failing_change_fails_only_its_own_caller(tmp_path: Path) -> None:
     store = Store(tmp_path / "out")
     try:

@@ -119,8 +119,11 @@ class Collector:
         """Download the image in the download pool, keep its bytes with a provenance sidecar, and end the job ``done``."""
         job = rec.job
         e = self.engine
-        # fenced like every move (a row taken over meanwhile stops here); it shares a group commit with others
-        e.record.move(rec, JobState.DOWNLOADING, 100, expires_at=status.expires_at, cost_usd=job.cost_usd)
+        # nothing waits for this state: it joins the next batch (fenced when written); a row taken over meanwhile
+        # is found below (holds) before the image is written, and a crash before the batch leaves it submitted
+        e.record.move(
+            rec, JobState.DOWNLOADING, 100, durable=False, expires_at=status.expires_at, cost_usd=job.cost_usd
+        )
         yield TO_DOWNLOADS
         e.woke(rec)
         data = e.client.download(

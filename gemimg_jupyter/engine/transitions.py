@@ -50,17 +50,27 @@ class Transitions:
         if changed:
             self.notify(rec)
 
-    def move(self, rec: JobRecord, state: JobState, progress: int | None = None, **row: Any) -> None:
+    def move(
+        self, rec: JobRecord, state: JobState, progress: int | None = None, *, durable: bool = True, **row: Any
+    ) -> None:
         """Move a job to ``state``: the ledger row first (state plus ``row`` columns), then memory and listeners.
 
         The write is fenced (:meth:`~gemimg_jupyter.ledger.store.Store.fenced_update`): when another process
         took the row over, :class:`LeaseLost` is raised before anything else happens (a task id this process
         was given is written all the same). A busy ledger fails the move of a job not paid yet (the caller
         tries again later); a paid job's write is kept in memory and written with the next write.
+        ``durable=False``, for a state nothing waits for (``downloading``): the write joins the next batch,
+        fenced when written, and the move goes on at once; the caller checks the row is still held before
+        anything it does next counts (:meth:`~gemimg_jupyter.ledger.store.Store.holds`).
         """
         job = rec.job
         self.store.flush()
-        fields = {**self.store.take_deferred(job.cbid), "state": state.value, **row}
+        deferred = self.store.take_deferred(job.cbid)
+        fields = {**deferred, "state": state.value, **row}
+        if not durable and not deferred:  # a kept write (a task id) never waits in a queue
+            self.store.fenced_update(job.cbid, durable=False, **fields)
+            self.set_state(rec, state, progress)
+            return
         try:
             held = self.store.fenced_update(job.cbid, **fields)
         except (sqlite3.Error, OSError) as exc:

@@ -340,15 +340,17 @@ class Store:
         gen = self._held.get(cbid)
         if gen is None:
             return False
-        with self._read() as db:
-            r = db.execute("SELECT owner, generation FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
+        with self._lock:  # no queued change moves a row's owner or token: they need not be written first
+            r = self._db.execute("SELECT owner, generation FROM jobs WHERE cbid = ?", (cbid,)).fetchone()
         return r is not None and r["owner"] == self.owner and int(r["generation"]) == gen
 
-    def fenced_update(self, cbid: str, **fields: Any) -> bool:
+    def fenced_update(self, cbid: str, *, durable: bool = True, **fields: Any) -> bool:
         """:meth:`update`, but only while this owner holds the row at its fencing token; ``False``: it lost the row.
 
         Every write of a job that pays or ends goes through here: a process paused past its lease (its row
         taken over meanwhile) learns it here, in the same transaction, and stops before paying.
+        ``durable=False``: queued for the next batch (a state nothing waits for), still fenced when written;
+        whether the row was held is not known yet, so it returns ``True``.
         """
         gen = self._held.get(cbid)
         if gen is None:
@@ -359,8 +361,8 @@ class Store:
         def change(db: sqlite3.Connection) -> None:
             held.append(claims.fenced_update(db, self.owner, gen, cbid, columns))
 
-        self.commits.submit(change, durable=True)  # shares its transaction and fsync with other rows' writes
-        return held[-1]
+        self.commits.submit(change, durable=durable)  # shares its transaction and fsync with other rows' writes
+        return held[-1] if durable else True
 
     def defer(self, cbid: str, fields: dict[str, Any]) -> None:
         """Keep a fenced write of a paid row that a busy ledger refused; :meth:`flush` (the heartbeat, the next
