@@ -225,8 +225,9 @@ def reference_ms() -> float:
     """CPU milliseconds of one fixed piece of work on this machine, now (about half a second): a JPEG's reduced decode
     and shrink (what each image costs) and a pure-Python loop (what each request costs).
 
-    A shared VM changes speed: the same run of ``bench_public.py`` took 14 s of CPU in one hour and 21 s in
-    the next. Printed beside a CPU figure, this says which kind of hour it was.
+    Printed beside a CPU figure, it says whether the machine itself was slower. On this 2-core VM it stayed
+    within 64-70 ms while the same ``bench_public.py`` run took 14 to 21 s of CPU: that spread is in the run
+    (35 threads on 2 cores, the kernel's file-system work), so before/after figures alternate and are ranges.
     """
     import io
 

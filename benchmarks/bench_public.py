@@ -11,7 +11,7 @@ against a ``SimProcess``:
 * **call return**: how long ``sweep(..., wait=False)`` takes to hand back the result;
 * **grid after last**: from the last image on disk to the return (the final grid's cost);
 * peak RSS and client CPU (÷ wall: the share of one core), with **ref ms**: a fixed piece of work timed just
-  before the sweep (``_common.reference_ms``), which tells a slow hour of a shared machine from a slow change.
+  before the sweep (``_common.reference_ms``): whether the machine itself was slower during the run.
 
     python benchmarks/bench_public.py                 # 1,000 requests, svip
     python benchmarks/bench_public.py --sizes 300,1000 --draw
