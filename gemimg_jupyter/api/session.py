@@ -674,7 +674,7 @@ class Session:
         sent ends ``cancelled`` (free; ``resume`` skips it); one already sent was paid and is left for
         ``resume`` unless ``drop`` (one line says which).
         """
-        claiming = [s for s in self.sweeps if not s.claimed() and target in ("all", s.id)]
+        claiming = self.claiming(target)
         if claiming:  # a sweep whose claim is still running: nothing of it sent before its jobs are cancelled
             done = sum(s.cancel(drop=drop) for s in claiming)
             return done + (self.runner.cancel("all", drop=drop) if target == "all" else 0)
@@ -714,12 +714,23 @@ class Session:
             out.cancelled.append(entry.id)
         return out
 
+    def claiming(self, target: str = "all", *, timeout: float | None = 0.0) -> list[SweepResult]:
+        """The sweeps (``target``: all, or one sweep id) whose background claim is still running after waiting up
+        to ``timeout`` seconds in all (``None``: until every claim ended). A ``wait=False`` sweep returns before
+        its claim, and its jobs are in :meth:`jobs` only once that ends."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return [
+            s
+            for s in self.sweeps
+            if target in ("all", s.id)
+            and not s.claimed(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        ]
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job and sweep grid is finished (``False`` if ``timeout`` came first)."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for s in self.sweeps:  # a claim still running in the background: its jobs first
-            if not s.claimed(None if deadline is None else max(0.0, deadline - time.monotonic())):
-                return False
+        if self.claiming(timeout=timeout):  # a claim still running in the background: its jobs first
+            return False
         if not self.runner.wait(timeout=None if deadline is None else max(0.0, deadline - time.monotonic())):
             return False
         for s in self.sweeps:  # the jobs have ended: what is left is saving each grid

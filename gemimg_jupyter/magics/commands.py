@@ -21,7 +21,6 @@ from IPython.core.error import UsageError
 from gemimg_jupyter.api import (
     GemimgError,
     Settings,
-    SweepResult,
     compare_targets,
     current_session,
     gateway_settings,
@@ -104,11 +103,6 @@ def cmd_cancel(ctx: MagicContext, argv: list[str]) -> None:
     ctx.say(msg)
 
 
-def waited_claim(sweep: SweepResult, start: float, timeout: float | None) -> bool:
-    """Wait, within what is left of ``timeout`` since ``start``, for a sweep's background claim; ``True`` once it ended."""
-    return sweep.claimed(None if timeout is None else max(0.0, timeout - (time.monotonic() - start)))
-
-
 def cmd_wait(ctx: MagicContext, argv: list[str]) -> None:
     p = ctx.subparser("wait")
     p.add_argument("target", nargs="?", help="a job or sweep id (default: everything)")
@@ -117,9 +111,7 @@ def cmd_wait(ctx: MagicContext, argv: list[str]) -> None:
     sess = ctx.session()
     start = time.monotonic()
     try:
-        claiming = [
-            s.id for s in sess.sweeps if ns.target in (None, "all", s.id) and not waited_claim(s, start, ns.timeout)
-        ]
+        claiming = [s.id for s in sess.claiming(ns.target or "all", timeout=ns.timeout)]
     except KeyboardInterrupt:
         show_interrupt_note(sess.jobs())
         return
