@@ -155,7 +155,20 @@ def drive(page: Any, lab: Lab, shots: list[str]) -> None:
     expect(lightbox.locator("img.gc-full")).to_have_attribute(
         "src", re.compile(r"^data:image/(png|jpeg|webp);base64,"), timeout=20_000
     )
-    natural = lightbox.locator("img.gc-full").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    # the lightbox shows the thumbnail at once and swaps in the full-size file when it arrives: wait for that
+    natural = lightbox.evaluate(
+        """(box, ms) => new Promise((done) => {
+            const end = Date.now() + ms;
+            const look = () => {
+                const img = box.querySelector("img.gc-full");
+                const size = img ? [img.naturalWidth, img.naturalHeight] : null;
+                if ((img && img.complete && size[0] >= 1024) || Date.now() > end) done(size);
+                else requestAnimationFrame(look);
+            };
+            look();
+        })""",
+        20_000,
+    )
     assert natural[0] >= 1024, natural  # the full-size file, not the thumbnail
     caption = lightbox.locator(".gc-caption")
     expect(caption).to_contain_text("temperature")
